@@ -1,0 +1,38 @@
+//! OpenCDC records, the unit of data every Funnel pipeline moves.
+//!
+//! A [`Record`] has a [`Position`] (opaque bytes chosen by its source), an
+//! [`Operation`], string [`Metadata`], a key and a payload (`before` and `after`), where
+//! each piece of data is either raw bytes or structured ([`Data`]).
+//!
+//! This crate is the data model only: no async, no I/O. It must never depend on the
+//! engine (`funnel-core`) or on any connector.
+
+mod record;
+
+pub use record::{Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value};
+
+/// Well-known metadata keys (Conduit's `opencdc.*` and `conduit.*` names).
+pub mod metadata {
+    /// Version of the OpenCDC format (`"v1"`).
+    pub const VERSION: &str = "opencdc.version";
+    /// When the change happened at the source, Unix nanoseconds as decimal text.
+    pub const CREATED_AT: &str = "opencdc.createdAt";
+    /// When the record was read, Unix nanoseconds as decimal text.
+    pub const READ_AT: &str = "opencdc.readAt";
+    /// Table, topic or collection the record belongs to.
+    pub const COLLECTION: &str = "opencdc.collection";
+    /// Schema subject of a structured key.
+    pub const KEY_SCHEMA_SUBJECT: &str = "opencdc.key.schema.subject";
+    /// Schema version of a structured key.
+    pub const KEY_SCHEMA_VERSION: &str = "opencdc.key.schema.version";
+    /// Schema subject of a structured payload.
+    pub const PAYLOAD_SCHEMA_SUBJECT: &str = "opencdc.payload.schema.subject";
+    /// Schema version of a structured payload.
+    pub const PAYLOAD_SCHEMA_VERSION: &str = "opencdc.payload.schema.version";
+    /// Full ID of the source connector that read the record.
+    pub const SOURCE_CONNECTOR_ID: &str = "conduit.source.connector.id";
+    /// Error text of the nack that sent a record to the dead-letter queue.
+    pub const DLQ_NACK_ERROR: &str = "conduit.dlq.nack.error";
+    /// ID of the task (processor or destination) that nacked a record.
+    pub const DLQ_NACK_NODE_ID: &str = "conduit.dlq.nack.node.id";
+}

@@ -1,0 +1,334 @@
+//! The record types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+
+/// Where a record sits in its source: opaque bytes, chosen by the source connector.
+///
+/// Positions identify a record within one source only; two sources may emit identical
+/// positions. An empty position means "unset": the engine refuses to ack one, because
+/// a source cannot resume from it.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position(pub Bytes);
+
+impl Position {
+    /// A position holding `bytes`.
+    pub fn new(bytes: impl Into<Bytes>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// True when the position is unset (no bytes).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("<nil>");
+        }
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl fmt::Debug for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Position({:?})", String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl From<&str> for Position {
+    fn from(value: &str) -> Self {
+        Self(Bytes::copy_from_slice(value.as_bytes()))
+    }
+}
+
+impl From<String> for Position {
+    fn from(value: String) -> Self {
+        Self(Bytes::from(value))
+    }
+}
+
+impl From<Vec<u8>> for Position {
+    fn from(value: Vec<u8>) -> Self {
+        Self(Bytes::from(value))
+    }
+}
+
+/// What kind of change a record describes.
+///
+/// Written as `create`, `update`, `delete` or `snapshot`; any other number `n` (including
+/// the Go zero value 0) is written and read as `Operation(n)`, as Conduit does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// A new row or message (1).
+    #[default]
+    Create,
+    /// A change to an existing row (2).
+    Update,
+    /// A removed row (3).
+    Delete,
+    /// A row read by a snapshot (4).
+    Snapshot,
+    /// Any other value, kept as its number.
+    Other(i64),
+}
+
+impl Operation {
+    /// The operation's number (create = 1 ... snapshot = 4).
+    pub fn code(self) -> i64 {
+        match self {
+            Self::Create => 1,
+            Self::Update => 2,
+            Self::Delete => 3,
+            Self::Snapshot => 4,
+            Self::Other(n) => n,
+        }
+    }
+
+    /// The operation with number `n`.
+    pub fn from_code(n: i64) -> Self {
+        match n {
+            1 => Self::Create,
+            2 => Self::Update,
+            3 => Self::Delete,
+            4 => Self::Snapshot,
+            n => Self::Other(n),
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Create => f.write_str("create"),
+            Self::Update => f.write_str("update"),
+            Self::Delete => f.write_str("delete"),
+            Self::Snapshot => f.write_str("snapshot"),
+            Self::Other(n) => write!(f, "Operation({n})"),
+        }
+    }
+}
+
+/// String-to-string metadata, kept sorted by key (as OpenCDC JSON writes it).
+///
+/// A record may have no metadata map at all (written as JSON `null`) or an empty one
+/// (written as `{}`); the two compare equal but serialize differently, as in Conduit.
+#[derive(Clone, Debug, Default)]
+pub struct Metadata(Option<BTreeMap<String, String>>);
+
+impl Metadata {
+    /// An empty, present metadata map (serialized as `{}`).
+    pub fn new() -> Self {
+        Self(Some(BTreeMap::new()))
+    }
+
+    /// No metadata map at all (serialized as `null`).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// True when there is no map at all (as opposed to an empty one).
+    pub fn is_nil(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The value of `key`. A missing key and an empty value are both "not found", as
+    /// Conduit's getters treat them.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The raw value of `key`, empty values included.
+    pub fn get_raw(&self, key: &str) -> Option<&str> {
+        self.0.as_ref().and_then(|m| m.get(key)).map(String::as_str)
+    }
+
+    /// Sets `key` to `value`, creating the map if there was none.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Option<String> {
+        self.0
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.into(), value.into())
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.0.as_mut().and_then(|m| m.remove(key))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, BTreeMap::len)
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// The underlying map, if any.
+    pub fn as_map(&self) -> Option<&BTreeMap<String, String>> {
+        self.0.as_ref()
+    }
+
+    /// The underlying map, created if there was none.
+    pub fn as_map_mut(&mut self) -> &mut BTreeMap<String, String> {
+        self.0.get_or_insert_with(BTreeMap::new)
+    }
+
+    /// Removes every entry and the map itself (back to `null`).
+    pub fn clear_to_nil(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Metadata {}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
+    fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
+        Self(Some(
+            iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        ))
+    }
+}
+
+/// A value inside structured data: the JSON types, with Go's int/float distinction kept.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// JSON `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer too large for `i64`.
+    Uint(u64),
+    /// A floating point number.
+    Float(f64),
+    /// A string.
+    String(String),
+    /// Bytes (written as base64 in JSON, like Go's `[]byte`).
+    Bytes(Bytes),
+    /// An ordered list.
+    Array(Vec<Value>),
+    /// A string-keyed map, sorted by key.
+    Map(BTreeMap<String, Value>),
+}
+
+/// Structured data: a string-keyed map of values, sorted by key.
+pub type StructuredData = BTreeMap<String, Value>;
+
+/// A key or one side of a payload: raw bytes or structured data.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// Opaque bytes (written as base64 in OpenCDC JSON).
+    Raw(Bytes),
+    /// A map of values (written as a JSON object).
+    Structured(StructuredData),
+}
+
+impl Data {
+    /// Raw data holding `bytes`.
+    pub fn raw(bytes: impl Into<Bytes>) -> Self {
+        Self::Raw(bytes.into())
+    }
+
+    /// An approximation of the data's size in bytes: the length of raw data, or of
+    /// the structured data's keys and scalar values.
+    pub fn size_hint(&self) -> usize {
+        match self {
+            Self::Raw(b) => b.len(),
+            Self::Structured(m) => map_size(m),
+        }
+    }
+}
+
+fn map_size(m: &StructuredData) -> usize {
+    m.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) => 1,
+        Value::Int(_) | Value::Uint(_) | Value::Float(_) => 8,
+        Value::String(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        Value::Array(a) => a.iter().map(value_size).sum(),
+        Value::Map(m) => map_size(m),
+    }
+}
+
+/// The change a record carries: the data before and after it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Payload {
+    /// State before the change (updates and deletes), if known.
+    pub before: Option<Data>,
+    /// State after the change (everything but deletes).
+    pub after: Option<Data>,
+}
+
+/// An OpenCDC record.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Record {
+    /// Where the record sits in its source.
+    pub position: Position,
+    /// What kind of change it is.
+    pub operation: Operation,
+    /// String metadata.
+    pub metadata: Metadata,
+    /// The key, if any.
+    pub key: Option<Data>,
+    /// The data before and after the change.
+    pub payload: Payload,
+}
+
+impl Record {
+    /// A `create` record at `position` with raw `after` data and empty metadata.
+    pub fn new(position: impl Into<Position>, after: impl Into<Bytes>) -> Self {
+        Self {
+            position: position.into(),
+            operation: Operation::Create,
+            metadata: Metadata::new(),
+            key: None,
+            payload: Payload {
+                before: None,
+                after: Some(Data::Raw(after.into())),
+            },
+        }
+    }
+
+    /// Approximate size of key and payload in bytes (what Conduit's `connector_bytes`
+    /// metric measures; also what byte credits count).
+    pub fn size_hint(&self) -> usize {
+        [&self.key, &self.payload.before, &self.payload.after]
+            .into_iter()
+            .flatten()
+            .map(Data::size_hint)
+            .sum()
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every check the project holds itself to: formatting, lints, all tests.
+# This is the one test command; `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A persistent target directory, so repeated runs on one machine reuse earlier builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/funnel/target}"
+# Property tests run at least 300 random cases each.
+export PROPTEST_CASES="${PROPTEST_CASES:-300}"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
