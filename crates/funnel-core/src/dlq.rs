@@ -1,0 +1,316 @@
+//! The dead-letter queue: where nacked records go, with a nack window.
+//!
+//! The window remembers the outcomes (ack or nack) of the last `window_size` source
+//! records and tolerates at most `window_nack_threshold` nacks among them:
+//!
+//! - window size 0: no limit; every nacked record goes to the DLQ;
+//! - threshold 0 (size > 0; Conduit's default is size 1, threshold 0): the first nack
+//!   stops the pipeline with the record's own error, and nothing is written to the DLQ;
+//! - threshold T > 0: the (T+1)-th nack within the window is a fatal error.
+//!
+//! A nacked record is acked to its source only after its envelope is durably in the
+//! DLQ.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use funnel_record::{Data, Metadata, Operation, Payload, Record, Value, metadata};
+use metrics::{Counter, Histogram, counter, histogram};
+use tracing::debug;
+
+use crate::error::{Error, RecordError, Result};
+use crate::plugin::Destination;
+use crate::task::check_acks;
+use crate::telemetry::{DLQ_BYTES, DLQ_EXECUTION_DURATION, RECORDS_DLQ};
+
+/// A nacked record on its way to the DLQ.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NackedRecord {
+    /// The record (for a split record, the record before it was split).
+    pub record: Record,
+    /// Why it was nacked.
+    pub error: RecordError,
+    /// ID of the task that nacked it (processor or destination).
+    pub task: Arc<str>,
+}
+
+/// The ring of the most recent outcomes.
+#[derive(Clone, Debug)]
+pub(crate) struct Window {
+    slots: Vec<bool>,
+    cursor: usize,
+    nacks: usize,
+    threshold: usize,
+}
+
+impl Window {
+    pub(crate) fn new(size: usize, threshold: usize) -> Self {
+        let size = if size > 0 && threshold == 0 { 1 } else { size };
+        Self {
+            slots: vec![false; size],
+            cursor: 0,
+            nacks: 0,
+            threshold,
+        }
+    }
+
+    /// Stores `count` outcomes; returns how many were accepted before the threshold
+    /// was exceeded (all of them when it was not).
+    pub(crate) fn store(&mut self, count: usize, nack: bool) -> usize {
+        let size = self.slots.len();
+        if size == 0 {
+            return count;
+        }
+        if self.nacks > self.threshold {
+            return 0;
+        }
+        for i in 0..count {
+            self.cursor = (self.cursor + 1) % size;
+            if self.slots[self.cursor] != nack {
+                if nack {
+                    self.nacks += 1;
+                } else {
+                    self.nacks -= 1;
+                }
+                self.slots[self.cursor] = nack;
+            }
+            if self.nacks > self.threshold {
+                return i;
+            }
+            // Once every slot holds an ack, further acks change nothing.
+            if !nack && self.nacks == 0 {
+                return count;
+            }
+        }
+        count
+    }
+
+    pub(crate) fn ack(&mut self, count: usize) {
+        if self.nacks > 0 {
+            self.store(count, false);
+        }
+    }
+}
+
+/// The dead-letter queue of one source: a destination and a nack window.
+pub struct Dlq {
+    id: String,
+    destination: Arc<dyn Destination>,
+    window: Window,
+    window_size: usize,
+    threshold: usize,
+    duration: Histogram,
+    bytes: Histogram,
+    records: Counter,
+}
+
+impl Dlq {
+    /// A DLQ writing to `destination`, tolerating `window_nack_threshold` nacks among
+    /// the last `window_size` records (see the module docs).
+    pub fn new(
+        id: impl Into<String>,
+        destination: Arc<dyn Destination>,
+        window_size: usize,
+        window_nack_threshold: usize,
+    ) -> Self {
+        let id = id.into();
+        let mut dlq = Self {
+            destination,
+            window: Window::new(window_size, window_nack_threshold),
+            window_size,
+            threshold: window_nack_threshold,
+            duration: Histogram::noop(),
+            bytes: Histogram::noop(),
+            records: Counter::noop(),
+            id,
+        };
+        dlq.bind_pipeline("");
+        dlq
+    }
+
+    pub(crate) fn bind_pipeline(&mut self, pipeline: &str) {
+        let labels = [("pipeline", pipeline.to_owned()), ("dlq", self.id.clone())];
+        self.duration = histogram!(DLQ_EXECUTION_DURATION, &labels);
+        self.bytes = histogram!(DLQ_BYTES, &labels);
+        self.records = counter!(RECORDS_DLQ, &labels);
+    }
+
+    /// The DLQ's ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Opens the DLQ's destination.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DlqOpen`] when it fails to open.
+    pub async fn open(&self) -> Result<()> {
+        debug!(connector_id = %self.id, "opening destination");
+        self.destination
+            .open()
+            .await
+            .map_err(|source| Error::DlqOpen {
+                dlq: self.id.clone(),
+                source,
+            })?;
+        debug!(connector_id = %self.id, "destination open");
+        Ok(())
+    }
+
+    /// Tears the DLQ's destination down.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Close`] when tearing down fails.
+    pub async fn close(&self) -> Result<()> {
+        self.destination
+            .teardown()
+            .await
+            .map_err(|e| Error::Close(format!("failed to close DLQ {}: {e}", self.id)))
+    }
+
+    /// Counts `count` acked source records in the window.
+    pub fn ack(&mut self, count: usize) {
+        self.window.ack(count);
+    }
+
+    /// Sends nacked records to the DLQ, in order, as far as the window allows.
+    ///
+    /// Returns how many leading records are durably in the DLQ, and the error that
+    /// stopped the rest: the record's own error with threshold 0
+    /// ([`Error::Nacked`]), [`Error::DlqThresholdExceeded`] (fatal) past a threshold,
+    /// or [`Error::DlqWrite`] (fatal) when the DLQ's destination failed.
+    pub async fn nack(&mut self, records: &[NackedRecord]) -> (usize, Result<()>) {
+        if records.is_empty() {
+            return (0, Ok(()));
+        }
+        let accepted = self.window.store(records.len(), true);
+        if accepted > 0 {
+            let (written, result) = self.write(&records[..accepted]).await;
+            if result.is_err() {
+                return (written, result);
+            }
+        }
+        if accepted < records.len() {
+            let rejected = &records[accepted];
+            let error = if self.threshold == 0 {
+                Error::Nacked {
+                    task: rejected.task.to_string(),
+                    error: rejected.error.clone(),
+                }
+            } else {
+                Error::DlqThresholdExceeded {
+                    threshold: self.threshold,
+                    window: self.window_size,
+                    error: rejected.error.clone(),
+                }
+            };
+            return (accepted, Err(error));
+        }
+        (accepted, Ok(()))
+    }
+
+    async fn write(&self, records: &[NackedRecord]) -> (usize, Result<()>) {
+        let started = Instant::now();
+        let envelopes: Vec<Record> = records.iter().map(envelope).collect();
+        let fail = |count: usize, message: String| Error::DlqWrite {
+            dlq: self.id.clone(),
+            count,
+            message,
+        };
+        if let Err(e) = self.destination.write(&envelopes).await {
+            return (0, Err(fail(envelopes.len(), e.to_string())));
+        }
+        let mut cursor = 0;
+        while cursor < envelopes.len() {
+            let acks = match self.destination.ack().await {
+                Ok(acks) => acks,
+                Err(e) => return (cursor, Err(fail(envelopes.len() - cursor, e.to_string()))),
+            };
+            let expected = envelopes[cursor..].iter().map(|r| &r.position);
+            if let Err(e) = check_acks(&self.id, &acks, expected) {
+                return (cursor, Err(fail(envelopes.len() - cursor, e.to_string())));
+            }
+            for ack in &acks {
+                if let Some(error) = &ack.error {
+                    return (
+                        cursor,
+                        Err(fail(
+                            envelopes.len() - cursor,
+                            format!("failed to write record {cursor} to the DLQ: {error}"),
+                        )),
+                    );
+                }
+                cursor += 1;
+            }
+        }
+        let bytes: usize = envelopes.iter().map(Record::size_hint).sum();
+        self.duration
+            .record(started.elapsed().as_secs_f64() / envelopes.len() as f64);
+        self.bytes.record(bytes as f64);
+        self.records.increment(envelopes.len() as u64);
+        (envelopes.len(), Ok(()))
+    }
+}
+
+/// The DLQ record wrapping a nacked record: position of the record, operation
+/// `create`, no key, the record as a structured map in `payload.after`, and metadata
+/// naming the error and the task that nacked it.
+pub fn envelope(nacked: &NackedRecord) -> Record {
+    let record = &nacked.record;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut meta = Metadata::new();
+    meta.insert(metadata::CREATED_AT, now.to_string());
+    meta.insert(
+        metadata::SOURCE_CONNECTOR_ID,
+        record
+            .metadata
+            .get_raw(metadata::SOURCE_CONNECTOR_ID)
+            .unwrap_or_default(),
+    );
+    meta.insert(metadata::DLQ_NACK_ERROR, nacked.error.to_string());
+    meta.insert(metadata::DLQ_NACK_NODE_ID, nacked.task.to_string());
+    Record {
+        position: record.position.clone(),
+        operation: Operation::Create,
+        metadata: meta,
+        key: None,
+        payload: Payload {
+            before: None,
+            after: Some(Data::Structured(record_map(record))),
+        },
+    }
+}
+
+/// A record as a structured map (Conduit's `Record.Map()`).
+pub fn record_map(record: &Record) -> funnel_record::StructuredData {
+    let data = |d: &Option<Data>| match d {
+        None => Value::Null,
+        Some(Data::Raw(b)) => Value::Bytes(b.clone()),
+        Some(Data::Structured(m)) => Value::Map(m.clone()),
+    };
+    let meta = match record.metadata.as_map() {
+        None => Value::Null,
+        Some(m) => Value::Map(
+            m.iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        ),
+    };
+    let mut payload = funnel_record::StructuredData::new();
+    payload.insert("before".into(), data(&record.payload.before));
+    payload.insert("after".into(), data(&record.payload.after));
+    let mut map = funnel_record::StructuredData::new();
+    map.insert("position".into(), Value::Bytes(record.position.0.clone()));
+    map.insert(
+        "operation".into(),
+        Value::String(record.operation.to_string()),
+    );
+    map.insert("metadata".into(), meta);
+    map.insert("key".into(), data(&record.key));
+    map.insert("payload".into(), Value::Map(payload));
+    map
+}

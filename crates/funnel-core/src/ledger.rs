@@ -1,0 +1,140 @@
+//! The ack ledger: one slot per source record, released strictly in read order.
+//!
+//! A slot holds *tokens*: one per (delivered piece, destination) still to be
+//! acknowledged. Pieces resolved before any destination (filtered, nacked by a
+//! processor) hold none. A slot is terminal when it is registered, not stuck and holds
+//! no token; the ledger releases the longest terminal prefix, each slot as an ack or,
+//! if any piece of it was nacked, as a nack carrying the first nack in pipeline order.
+//!
+//! This is where invariants I2 (ordered release) and I3 (nack wins) live; the worker
+//! adds the store commit and the DLQ around [`Ledger::pop_released`].
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use funnel_record::Position;
+
+use crate::dlq::NackedRecord;
+
+/// Orders nacks of one slot: the earliest piece in pipeline order wins, then the lowest
+/// branch.
+pub(crate) type NackKey = (u64, usize);
+
+#[derive(Debug)]
+struct Slot {
+    position: Position,
+    tokens: u32,
+    bytes: u32,
+    stuck: bool,
+    read_at: Instant,
+    nack: Option<(NackKey, NackedRecord)>,
+}
+
+/// What [`Ledger::register`] needs to know of one source record.
+#[derive(Debug)]
+pub(crate) struct SlotInit {
+    pub(crate) position: Position,
+    pub(crate) tokens: u32,
+    pub(crate) bytes: u32,
+    /// The slot will never become terminal (its processing failed).
+    pub(crate) stuck: bool,
+}
+
+/// A released slot.
+#[derive(Debug)]
+pub(crate) struct Released {
+    pub(crate) position: Position,
+    pub(crate) bytes: u32,
+    pub(crate) read_at: Instant,
+    /// Set when the record goes to the DLQ.
+    pub(crate) nack: Option<NackedRecord>,
+}
+
+/// The per-source ledger.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    /// Origin of `slots[0]`.
+    front: u64,
+    slots: VecDeque<Slot>,
+}
+
+impl Ledger {
+    /// Registers the slots `base..base + n`, which must follow the last registered.
+    pub(crate) fn register(&mut self, base: u64, read_at: Instant, slots: Vec<SlotInit>) {
+        debug_assert_eq!(
+            base,
+            self.front + self.slots.len() as u64,
+            "slots registered out of order"
+        );
+        if self.slots.is_empty() {
+            self.front = base;
+        }
+        self.slots.extend(slots.into_iter().map(|s| Slot {
+            position: s.position,
+            tokens: s.tokens,
+            bytes: s.bytes,
+            stuck: s.stuck,
+            read_at,
+            nack: None,
+        }));
+    }
+
+    fn slot(&mut self, origin: u64) -> Option<&mut Slot> {
+        let index = origin.checked_sub(self.front)?;
+        self.slots.get_mut(usize::try_from(index).ok()?)
+    }
+
+    /// Consumes `count` tokens of slot `origin`. Returns false when the slot is not
+    /// pending (a bug: resolved twice or never registered).
+    pub(crate) fn resolve(&mut self, origin: u64, count: u32) -> bool {
+        match self.slot(origin) {
+            Some(slot) if slot.tokens >= count => {
+                slot.tokens -= count;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records a nack of a piece of slot `origin`; the earliest key wins.
+    pub(crate) fn nack(&mut self, origin: u64, key: NackKey, record: NackedRecord) -> bool {
+        match self.slot(origin) {
+            Some(slot) => {
+                if slot.nack.as_ref().is_none_or(|(k, _)| key < *k) {
+                    slot.nack = Some((key, record));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes and returns the longest prefix of terminal slots, in order.
+    pub(crate) fn pop_released(&mut self) -> Vec<Released> {
+        let ready = self
+            .slots
+            .iter()
+            .take_while(|s| s.tokens == 0 && !s.stuck)
+            .count();
+        self.front += ready as u64;
+        self.slots
+            .drain(..ready)
+            .map(|s| Released {
+                position: s.position,
+                bytes: s.bytes,
+                read_at: s.read_at,
+                nack: s.nack.map(|(_, r)| r),
+            })
+            .collect()
+    }
+
+    /// Origin of the first slot not yet released.
+    pub(crate) fn released_through(&self) -> u64 {
+        self.front
+    }
+
+    /// Number of registered slots not yet released.
+    pub(crate) fn pending(&self) -> usize {
+        self.slots.len()
+    }
+}

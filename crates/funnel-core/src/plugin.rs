@@ -1,0 +1,183 @@
+//! The plugin traits: [`Source`], [`Destination`] and [`Processor`].
+//!
+//! All three work on batches, so dynamic dispatch costs one virtual call per batch.
+//! Sources and destinations take `&self`: the engine reads from a source while it acks
+//! earlier positions, and writes to a destination while it waits for acks of earlier
+//! writes, from different stages. Processors are owned by one stage and take `&mut self`.
+
+use async_trait::async_trait;
+use funnel_record::{Position, Record};
+
+use crate::error::{ConnectorError, RecordError};
+
+/// A source of records: a database, a broker, a file.
+///
+/// # Contract
+///
+/// - [`read`](Source::read) returns the next records, in source order, each with a
+///   distinct, non-empty position. It waits until at least one record is available
+///   and must be cancel-safe: if the engine drops the future (on stop), no record may
+///   be lost, since nothing unacked counts as delivered.
+/// - When the source will never have more records, `read` returns
+///   [`ConnectorError::exhausted`]; the pipeline drains and finishes.
+/// - [`ack`](Source::ack) receives positions strictly in read order, each once, only
+///   after every destination has durably written the record (or it is in the DLQ) and
+///   the position is committed. After a restart, reading resumes after the last acked
+///   position.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Opens connections and positions the reader.
+    ///
+    /// # Errors
+    ///
+    /// When the source cannot be opened.
+    async fn open(&self) -> Result<(), ConnectorError>;
+
+    /// Reads the next batch of records.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectorError::exhausted`] at the end, or any read failure.
+    async fn read(&self) -> Result<Vec<Record>, ConnectorError>;
+
+    /// Acknowledges positions, in read order.
+    ///
+    /// # Errors
+    ///
+    /// When the source cannot take the acknowledgement.
+    async fn ack(&self, positions: &[Position]) -> Result<(), ConnectorError>;
+
+    /// Closes connections. Called once, after the last ack.
+    ///
+    /// # Errors
+    ///
+    /// When tearing down fails.
+    async fn teardown(&self) -> Result<(), ConnectorError>;
+}
+
+/// The acknowledgement of one written record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DestinationAck {
+    /// The position of the record, as it was written.
+    pub position: Position,
+    /// Set when the record could not be written: the record is nacked.
+    pub error: Option<RecordError>,
+}
+
+impl DestinationAck {
+    /// A successful ack.
+    pub fn ok(position: Position) -> Self {
+        Self {
+            position,
+            error: None,
+        }
+    }
+
+    /// A failed write of one record.
+    pub fn nack(position: Position, error: RecordError) -> Self {
+        Self {
+            position,
+            error: Some(error),
+        }
+    }
+}
+
+/// A destination of records.
+///
+/// # Contract
+///
+/// - [`write`](Destination::write) takes records in order. It may return before they
+///   are durable; the engine keeps writing later batches without waiting.
+/// - [`ack`](Destination::ack) waits for and returns the next acknowledgements, one per
+///   written record, **in write order**, each after the record is durable (or with an
+///   error when it failed). It is called only while records are waiting for acks, and
+///   must not return an empty list: acks out of order, too many, or an empty list are
+///   protocol errors that stop the pipeline.
+#[async_trait]
+pub trait Destination: Send + Sync {
+    /// Opens connections.
+    ///
+    /// # Errors
+    ///
+    /// When the destination cannot be opened.
+    async fn open(&self) -> Result<(), ConnectorError>;
+
+    /// Writes records, in order.
+    ///
+    /// # Errors
+    ///
+    /// When the records cannot be written at all (per-record failures go in acks).
+    async fn write(&self, records: &[Record]) -> Result<(), ConnectorError>;
+
+    /// Waits for the next acknowledgements, in write order.
+    ///
+    /// # Errors
+    ///
+    /// When acks can no longer be received.
+    async fn ack(&self) -> Result<Vec<DestinationAck>, ConnectorError>;
+
+    /// Flushes and closes connections.
+    ///
+    /// # Errors
+    ///
+    /// When tearing down fails.
+    async fn teardown(&self) -> Result<(), ConnectorError>;
+}
+
+/// What a processor made of one input record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProcessedRecord {
+    /// The record, transformed (or not).
+    Single(Record),
+    /// The record is dropped: acked, never written.
+    Filter,
+    /// The record failed: it is nacked and goes to the dead-letter queue.
+    Error(RecordError),
+    /// The record became zero records (filtered), one, or several (split; the source
+    /// position is acked once, after every piece is done).
+    Multi(Vec<Record>),
+}
+
+/// A processor: transforms, filters, splits or fails records.
+///
+/// [`process`](Processor::process) returns one result per input record, in order.
+/// Returning fewer results means "the rest could not be processed now": those records
+/// are fed again (retried); a processor that never resolves them stops the pipeline.
+#[async_trait]
+pub trait Processor: Send {
+    /// Prepares the processor.
+    ///
+    /// # Errors
+    ///
+    /// When the processor cannot be opened.
+    async fn open(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    /// Processes a batch of records.
+    async fn process(&mut self, records: &[Record]) -> Vec<ProcessedRecord>;
+
+    /// Releases resources.
+    ///
+    /// # Errors
+    ///
+    /// When tearing down fails.
+    async fn teardown(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// Where committed positions go before the source is acked (the position store).
+///
+/// The engine calls [`commit`](PositionCommitter::commit) with the last position of
+/// every released prefix and waits for it before calling [`Source::ack`], so a position
+/// is durable before the source may forget it.
+#[async_trait]
+pub trait PositionCommitter: Send + Sync {
+    /// Durably records that everything up to `position` is done.
+    ///
+    /// # Errors
+    ///
+    /// When the position cannot be made durable; the pipeline stops.
+    async fn commit(&self, position: &Position) -> Result<(), ConnectorError>;
+}
