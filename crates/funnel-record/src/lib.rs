@@ -4,11 +4,21 @@
 //! [`Operation`], string [`Metadata`], a key and a payload (`before` and `after`), where
 //! each piece of data is either raw bytes or structured ([`Data`]).
 //!
+//! [`Record::to_json`] and [`Record::from_json`] are the OpenCDC JSON codec, byte-compatible
+//! with Conduit (its differences are listed in the `json` module docs and in
+//! `docs/opencdc.md`). [`FieldPath`] is a field reference such as `.Payload.After.id`, as
+//! processors take them, with [`Record::get`], [`Record::set`], [`Record::remove`] and
+//! [`Record::rename`] to use one.
+//!
 //! This crate is the data model only: no async, no I/O. It must never depend on the
 //! engine (`funnel-core`) or on any connector.
 
+pub mod json;
+pub mod path;
 mod record;
 
+pub use json::{DecodeError, JsonOptions};
+pub use path::{DataSlot, FieldPath, FieldRef, PathError, Target};
 pub use record::{Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value};
 
 /// Well-known metadata keys (Conduit's `opencdc.*` and `conduit.*` names).

@@ -104,6 +104,23 @@ impl Operation {
             n => Self::Other(n),
         }
     }
+
+    /// Parses a non-empty operation text as Conduit's `Operation.UnmarshalText` does:
+    /// one of the four names (exact, lower case), or a decimal number with an optional
+    /// `Operation(` prefix and `)` suffix (`Operation(2)`, `2`). `None` for anything else.
+    pub(crate) fn parse_text(text: &str) -> Option<Self> {
+        match text {
+            "create" => Some(Self::Create),
+            "update" => Some(Self::Update),
+            "delete" => Some(Self::Delete),
+            "snapshot" => Some(Self::Snapshot),
+            other => {
+                let number = other.strip_prefix("Operation(").unwrap_or(other);
+                let number = number.strip_suffix(')').unwrap_or(number);
+                number.parse::<i64>().ok().map(Self::from_code)
+            }
+        }
+    }
 }
 
 impl fmt::Display for Operation {
@@ -212,7 +229,9 @@ impl Eq for Metadata {}
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
         Self(Some(
-            iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         ))
     }
 }

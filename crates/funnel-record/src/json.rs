@@ -1,0 +1,1118 @@
+//! The OpenCDC JSON codec, byte-compatible with Conduit's record JSON.
+//!
+//! A record is written as compact JSON with its members in a fixed order:
+//!
+//! ```json
+//! {"position":"Zm9v","operation":"create","metadata":{"a":"b"},"key":"YmFy","payload":{"before":null,"after":{"id":1}}}
+//! ```
+//!
+//! - `position`: standard base64 with padding; an empty (unset) position is `null`.
+//! - `operation`: `create`, `update`, `delete`, `snapshot` or `Operation(N)`.
+//! - `metadata`: an object with sorted keys; no map at all is `null`, an empty map `{}`.
+//! - `key`, `payload.before`, `payload.after`: raw data is a base64 string (or, with
+//!   [`JsonOptions::with_raw_data_as_string`], the bytes as a JSON string), structured
+//!   data an object with sorted keys, no data `null`.
+//!
+//! Values are written the way Go's `encoding/json` (and `goccy/go-json`, which Conduit
+//! uses) writes them: integers plainly, floats in their shortest round-trip form (`4.0`
+//! is `4`, exponent form `1e+21` / `1e-7` below 1e-6 and from 1e21 on), strings with
+//! `<`, `>`, `&`, U+2028 and U+2029 escaped as `\u003c`, `\u003e`, `\u0026`, `\u2028`,
+//! `\u2029`, control characters other than `\n`, `\r` and `\t` as `\u00XX`, and invalid
+//! UTF-8 in raw-data-as-string output as `\ufffd`. [`Value::Bytes`] is a base64 string.
+//!
+//! # Deliberate differences from Conduit
+//!
+//! - **`null` data is "no data".** Conduit decodes a `null` key or payload side into
+//!   structured data holding a nil map; Funnel reads it as `None`. Both write it back as
+//!   `null`, so the bytes round-trip identically; only a type check on the decoded record
+//!   differs.
+//! - **Numbers keep their kind.** Conduit decodes every number inside structured data as
+//!   a float64. Funnel keeps integer literals as [`Value::Int`] (or [`Value::Uint`] above
+//!   `i64::MAX`) and literals with a fraction or exponent as [`Value::Float`]. The JSON
+//!   written back is identical, since Go writes a float64 `1` as `1`.
+//! - **A missing `key`, `payload`, `before` or `after` member is `null`.** Conduit panics
+//!   on a missing data member; Funnel decodes the record with no data there.
+//! - **An empty position is written as `null`.** Funnel has no "empty but set" position,
+//!   so `"position":""` reads as unset and is written back as `null`.
+//! - **Non-finite floats are written as `null`.** Go refuses to marshal NaN and
+//!   infinities (Conduit panics); Funnel cannot fail while writing, so it writes `null`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use serde_json::value::RawValue;
+
+use crate::record::{Data, Metadata, Operation, Payload, Position, Record, Value};
+
+/// Options for writing OpenCDC JSON. The default matches Conduit's default serializer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JsonOptions {
+    raw_data_as_string: bool,
+}
+
+impl JsonOptions {
+    /// The default options: raw data written as base64.
+    pub const fn new() -> Self {
+        Self {
+            raw_data_as_string: false,
+        }
+    }
+
+    /// Writes raw key and payload data as JSON strings holding the bytes as text
+    /// (invalid UTF-8 becomes U+FFFD) instead of base64, like Conduit's
+    /// `RawDataAsString` serializer option. The position stays base64.
+    pub const fn with_raw_data_as_string(mut self, enabled: bool) -> Self {
+        self.raw_data_as_string = enabled;
+        self
+    }
+
+    /// True when raw data is written as a plain string.
+    pub const fn raw_data_as_string(&self) -> bool {
+        self.raw_data_as_string
+    }
+}
+
+/// Why OpenCDC JSON could not be decoded.
+///
+/// Every variant is a fault in the input: decoding the same bytes again fails the
+/// same way, so the error is never worth retrying. Line and column are 1-based and
+/// count bytes, like `serde_json`'s.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input is not JSON, or its top level is not an object (the message names
+    /// the problem with its line and column).
+    #[error("invalid OpenCDC JSON: {0}")]
+    Json(serde_json::Error),
+    /// A string in `key`, `payload.before` or `payload.after` is not valid base64.
+    #[error("failed to unmarshal raw data in {field} at line {line} column {column}: {reason}")]
+    RawData {
+        /// `key`, `payload.before` or `payload.after`.
+        field: &'static str,
+        /// Line of the value.
+        line: usize,
+        /// Column of the value.
+        column: usize,
+        /// What is wrong with the base64.
+        reason: String,
+    },
+    /// `key`, `payload.before` or `payload.after` is neither a string, an object nor
+    /// `null`.
+    #[error(
+        "failed to unmarshal structured data in {field} at line {line} column {column}: expected an object, found {found}"
+    )]
+    StructuredData {
+        /// `key`, `payload.before` or `payload.after`.
+        field: &'static str,
+        /// Line of the value.
+        line: usize,
+        /// Column of the value.
+        column: usize,
+        /// The JSON type found instead (`a number`, `an array`, ...).
+        found: &'static str,
+    },
+    /// The operation is not one of the four names nor `Operation(N)`.
+    #[error("operation {value:?}: unknown operation (line {line} column {column})")]
+    UnknownOperation {
+        /// The operation text as found.
+        value: String,
+        /// Line of the value.
+        line: usize,
+        /// Column of the value.
+        column: usize,
+    },
+    /// `position`, `operation`, `metadata` or `payload` has the wrong JSON type, or the
+    /// position is not valid base64.
+    #[error("invalid {field} at line {line} column {column}: {reason}")]
+    Member {
+        /// The member's name (`metadata["k"]` for a metadata value).
+        field: String,
+        /// Line of the value.
+        line: usize,
+        /// Column of the value.
+        column: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Record {
+    /// The record as OpenCDC JSON with default options (see the [module docs](self)).
+    pub fn to_json(&self) -> Vec<u8> {
+        self.to_json_with(JsonOptions::new())
+    }
+
+    /// The record as OpenCDC JSON written with `options`.
+    pub fn to_json_with(&self, options: JsonOptions) -> Vec<u8> {
+        // Base64 grows raw data by a third; the rest is member names and metadata.
+        let size = self.size_hint();
+        let mut out = Vec::with_capacity(size + size / 3 + 128);
+        self.write_json_with(&mut out, options);
+        out
+    }
+
+    /// Appends the record as OpenCDC JSON with default options to `out`.
+    ///
+    /// Writes straight into the buffer; reusing one buffer for a batch of records
+    /// allocates only when it grows.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_with(out, JsonOptions::new());
+    }
+
+    /// Appends the record as OpenCDC JSON written with `options` to `out`.
+    pub fn write_json_with(&self, out: &mut Vec<u8>, options: JsonOptions) {
+        out.extend_from_slice(b"{\"position\":");
+        write_position(out, &self.position);
+        out.extend_from_slice(b",\"operation\":");
+        write_operation(out, self.operation);
+        out.extend_from_slice(b",\"metadata\":");
+        write_metadata(out, &self.metadata);
+        out.extend_from_slice(b",\"key\":");
+        write_data(out, self.key.as_ref(), options);
+        out.extend_from_slice(b",\"payload\":{\"before\":");
+        write_data(out, self.payload.before.as_ref(), options);
+        out.extend_from_slice(b",\"after\":");
+        write_data(out, self.payload.after.as_ref(), options);
+        out.extend_from_slice(b"}}");
+    }
+
+    /// Decodes a record from OpenCDC JSON (see the [module docs](self) for how `null`,
+    /// missing members and numbers are read). Unknown members are ignored; member names
+    /// match exactly, or else ignoring ASCII case, as Go does.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError`] when the input is not JSON, is not an object, or a member has a
+    /// value Conduit would refuse: raw data that is not base64 (`failed to unmarshal raw
+    /// data`), data that is a number, array or boolean (`failed to unmarshal structured
+    /// data`), an unknown operation (`unknown operation`), or a position, metadata or
+    /// payload of the wrong type.
+    pub fn from_json(input: &[u8]) -> Result<Self, DecodeError> {
+        let members: BTreeMap<String, &RawValue> =
+            serde_json::from_slice(input).map_err(DecodeError::Json)?;
+        let doc = Doc { input };
+
+        let position = match member(&members, "position") {
+            Some(raw) => doc.position(raw)?,
+            None => Position::default(),
+        };
+        let operation = match member(&members, "operation") {
+            Some(raw) => doc.operation(raw)?,
+            None => Operation::Other(0),
+        };
+        let metadata = match member(&members, "metadata") {
+            Some(raw) => doc.metadata(raw)?,
+            None => Metadata::none(),
+        };
+        let key = match member(&members, "key") {
+            Some(raw) => doc.data(raw, "key")?,
+            None => None,
+        };
+        let payload = match member(&members, "payload") {
+            Some(raw) => doc.payload(raw)?,
+            None => Payload::default(),
+        };
+        Ok(Self {
+            position,
+            operation,
+            metadata,
+            key,
+            payload,
+        })
+    }
+}
+
+impl Value {
+    /// The value as JSON, written the way Go's `encoding/json` writes the equivalent Go
+    /// value (maps with sorted keys, bytes as base64).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Appends the value as JSON to `out` (see [`Value::to_json`]).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        write_value(out, self);
+    }
+
+    /// Decodes any JSON value. Integer literals become [`Value::Int`] (or
+    /// [`Value::Uint`] above `i64::MAX`), literals with a fraction or exponent
+    /// [`Value::Float`], objects [`Value::Map`].
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError::Json`] when the input is not a single JSON value.
+    pub fn from_json(input: &[u8]) -> Result<Self, DecodeError> {
+        serde_json::from_slice::<serde_json::Value>(input)
+            .map(value_from_json)
+            .map_err(DecodeError::Json)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------------------
+
+fn write_position(out: &mut Vec<u8>, position: &Position) {
+    if position.is_empty() {
+        out.extend_from_slice(b"null");
+    } else {
+        write_base64_string(out, position.as_bytes());
+    }
+}
+
+fn write_operation(out: &mut Vec<u8>, operation: Operation) {
+    match operation {
+        Operation::Create => out.extend_from_slice(b"\"create\""),
+        Operation::Update => out.extend_from_slice(b"\"update\""),
+        Operation::Delete => out.extend_from_slice(b"\"delete\""),
+        Operation::Snapshot => out.extend_from_slice(b"\"snapshot\""),
+        Operation::Other(n) => {
+            out.extend_from_slice(b"\"Operation(");
+            write_i64(out, n);
+            out.extend_from_slice(b")\"");
+        }
+    }
+}
+
+fn write_metadata(out: &mut Vec<u8>, metadata: &Metadata) {
+    let Some(map) = metadata.as_map() else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    out.push(b'{');
+    for (i, (key, value)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(out, key);
+        out.push(b':');
+        write_string(out, value);
+    }
+    out.push(b'}');
+}
+
+fn write_data(out: &mut Vec<u8>, data: Option<&Data>, options: JsonOptions) {
+    match data {
+        None => out.extend_from_slice(b"null"),
+        Some(Data::Raw(bytes)) if options.raw_data_as_string => write_bytes_as_string(out, bytes),
+        Some(Data::Raw(bytes)) => write_base64_string(out, bytes),
+        Some(Data::Structured(map)) => write_map(out, map),
+    }
+}
+
+fn write_map(out: &mut Vec<u8>, map: &BTreeMap<String, Value>) {
+    out.push(b'{');
+    for (i, (key, value)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(out, key);
+        out.push(b':');
+        write_value(out, value);
+    }
+    out.push(b'}');
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Int(n) => write_i64(out, *n),
+        Value::Uint(n) => write_u64(out, *n),
+        Value::Float(f) => write_f64(out, *f),
+        Value::String(s) => write_string(out, s),
+        Value::Bytes(b) => write_base64_string(out, b),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Map(map) => write_map(out, map),
+    }
+}
+
+fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        // `n % 10` is below 10, so the cast cannot truncate.
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+fn write_i64(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    write_u64(out, n.unsigned_abs());
+}
+
+/// Writes `f` as Go's `encoding/json` does: the shortest text that reads back as the
+/// same float64, in exponent form below 1e-6 and from 1e21 on (`1e+21`, `1e-7`).
+fn write_f64(out: &mut Vec<u8>, f: f64) {
+    if !f.is_finite() {
+        // Go refuses to marshal these; see the module docs.
+        out.extend_from_slice(b"null");
+        return;
+    }
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        let start = out.len();
+        write_fmt(out, format_args!("{f:e}"));
+        // Rust writes `1e21` and `1e-7`; Go writes `1e+21` and (after encoding/json's
+        // clean-up of `e-07`) `1e-7`. Only positive exponents need a sign.
+        if let Some(e) = out[start..].iter().position(|&b| b == b'e') {
+            let sign_at = start + e + 1;
+            if out.get(sign_at) != Some(&b'-') {
+                out.insert(sign_at, b'+');
+            }
+        }
+    } else {
+        // Rust's `Display` for f64 is the shortest round-trip text without an exponent,
+        // like Go's 'f' format with precision -1 (`4.0` is `4`, `-0.0` is `-0`).
+        write_fmt(out, format_args!("{f}"));
+    }
+}
+
+/// Appends formatted text to `out` without an intermediate `String`.
+fn write_fmt(out: &mut Vec<u8>, args: fmt::Arguments<'_>) {
+    struct VecWriter<'a>(&'a mut Vec<u8>);
+    impl fmt::Write for VecWriter<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
+    }
+    // The writer never fails and float formatting has no error of its own.
+    let _ = fmt::write(&mut VecWriter(out), args);
+}
+
+fn write_base64_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    if let Some(len) = base64::encoded_len(bytes.len(), true) {
+        out.resize(start + len, 0);
+        match STANDARD.encode_slice(bytes, &mut out[start..]) {
+            Ok(written) => out.truncate(start + written),
+            Err(_) => {
+                // Cannot happen: the slice has exactly the encoded length.
+                out.truncate(start);
+                out.extend_from_slice(STANDARD.encode(bytes).as_bytes());
+            }
+        }
+    } else {
+        out.extend_from_slice(STANDARD.encode(bytes).as_bytes());
+    }
+    out.push(b'"');
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    write_escaped(out, s);
+    out.push(b'"');
+}
+
+/// Writes bytes as a JSON string; each byte of invalid UTF-8 becomes `\ufffd`, as Go
+/// does.
+fn write_bytes_as_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    for chunk in bytes.utf8_chunks() {
+        write_escaped(out, chunk.valid());
+        for _ in chunk.invalid() {
+            out.extend_from_slice(b"\\ufffd");
+        }
+    }
+    out.push(b'"');
+}
+
+/// Needs no escape.
+const NO: u8 = 0;
+/// Written as `\u00XX`.
+const HEX: u8 = b'u';
+/// First byte of U+2028 and U+2029: check the next two bytes.
+const LINE_SEP: u8 = 1;
+
+/// What to do with each byte of a string; otherwise the letter written after `\`.
+static ESCAPE: [u8; 256] = {
+    let mut table = [NO; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = HEX;
+        b += 1;
+    }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[b'<' as usize] = HEX;
+    table[b'>' as usize] = HEX;
+    table[b'&' as usize] = HEX;
+    table[0xE2] = LINE_SEP;
+    table
+};
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes the body of a JSON string (no quotes), escaping like Go's `encoding/json`
+/// with HTML escaping on, in its `goccy/go-json` form (`\b` and `\f` as `\u0008` and
+/// `\u000c`).
+fn write_escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match ESCAPE[usize::from(b)] {
+            NO => i += 1,
+            LINE_SEP => {
+                // U+2028 is E2 80 A8, U+2029 is E2 80 A9.
+                if let [0x80, last @ (0xA8 | 0xA9)] = bytes.get(i + 1..i + 3).unwrap_or_default() {
+                    out.extend_from_slice(&bytes[start..i]);
+                    out.extend_from_slice(b"\\u202");
+                    out.push(HEX_DIGITS[usize::from(last & 0x0F)]);
+                    i += 3;
+                    start = i;
+                } else {
+                    i += 1;
+                }
+            }
+            HEX => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX_DIGITS[usize::from(b >> 4)]);
+                out.push(HEX_DIGITS[usize::from(b & 0x0F)]);
+                i += 1;
+                start = i;
+            }
+            letter => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.push(b'\\');
+                out.push(letter);
+                i += 1;
+                start = i;
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding
+// ---------------------------------------------------------------------------------------
+
+/// Standard base64 as Go's `base64.StdEncoding` reads it: padding required, non-zero
+/// trailing bits accepted.
+const GO_STD_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+
+/// Decodes base64 like Go's `encoding/json` does for `[]byte`: `\r` and `\n` are
+/// skipped.
+fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    if text.contains(['\r', '\n']) {
+        let cleaned: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+        GO_STD_BASE64.decode(cleaned)
+    } else {
+        GO_STD_BASE64.decode(text)
+    }
+}
+
+/// The member called `name`: an exact match, or else the first whose name matches
+/// ignoring ASCII case (Go matches struct fields case-insensitively).
+fn member<'a>(members: &BTreeMap<String, &'a RawValue>, name: &str) -> Option<&'a RawValue> {
+    members.get(name).copied().or_else(|| {
+        members
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    })
+}
+
+/// What a JSON value is, from its first byte, in words for error messages.
+fn json_kind(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// The input being decoded, for turning a value into its line and column.
+struct Doc<'a> {
+    input: &'a [u8],
+}
+
+impl Doc<'_> {
+    /// Line and column (1-based, in bytes) where `raw` starts in the input.
+    fn line_column(&self, raw: &RawValue) -> (usize, usize) {
+        let start = self.input.as_ptr() as usize;
+        let offset = (raw.get().as_ptr() as usize)
+            .checked_sub(start)
+            .filter(|&o| o <= self.input.len())
+            .unwrap_or(0);
+        let before = &self.input[..offset];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        (line, offset - line_start + 1)
+    }
+
+    fn member_error(
+        &self,
+        raw: &RawValue,
+        field: impl Into<String>,
+        reason: String,
+    ) -> DecodeError {
+        let (line, column) = self.line_column(raw);
+        DecodeError::Member {
+            field: field.into(),
+            line,
+            column,
+            reason,
+        }
+    }
+
+    /// Reads a JSON string; `raw` must start with `"`.
+    fn string(&self, raw: &RawValue, field: &str) -> Result<String, DecodeError> {
+        serde_json::from_str(raw.get()).map_err(|e| self.member_error(raw, field, e.to_string()))
+    }
+
+    fn position(&self, raw: &RawValue) -> Result<Position, DecodeError> {
+        match raw.get().as_bytes().first() {
+            Some(b'n') => Ok(Position::default()),
+            Some(b'"') => {
+                let text = self.string(raw, "position")?;
+                decode_base64(&text)
+                    .map(Position::from)
+                    .map_err(|e| self.member_error(raw, "position", format!("not base64: {e}")))
+            }
+            _ => Err(self.member_error(
+                raw,
+                "position",
+                format!("expected a base64 string or null, found {}", json_kind(raw)),
+            )),
+        }
+    }
+
+    fn operation(&self, raw: &RawValue) -> Result<Operation, DecodeError> {
+        match raw.get().as_bytes().first() {
+            // Like Conduit: null and "" leave the operation unset (0).
+            Some(b'n') => Ok(Operation::Other(0)),
+            Some(b'"') => {
+                let text = self.string(raw, "operation")?;
+                if text.is_empty() {
+                    return Ok(Operation::Other(0));
+                }
+                Operation::parse_text(&text).ok_or_else(|| {
+                    let (line, column) = self.line_column(raw);
+                    DecodeError::UnknownOperation {
+                        value: text,
+                        line,
+                        column,
+                    }
+                })
+            }
+            _ => Err(self.member_error(
+                raw,
+                "operation",
+                format!("expected a string, found {}", json_kind(raw)),
+            )),
+        }
+    }
+
+    fn metadata(&self, raw: &RawValue) -> Result<Metadata, DecodeError> {
+        match raw.get().as_bytes().first() {
+            Some(b'n') => Ok(Metadata::none()),
+            Some(b'{') => {
+                let members: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get())
+                    .map_err(|e| self.member_error(raw, "metadata", e.to_string()))?;
+                let mut metadata = Metadata::new();
+                for (key, value) in members {
+                    let text = match value.get().as_bytes().first() {
+                        // Go leaves a null string at its zero value.
+                        Some(b'n') => String::new(),
+                        Some(b'"') => self.string(value, "metadata")?,
+                        _ => {
+                            return Err(self.member_error(
+                                value,
+                                format!("metadata[{key:?}]"),
+                                format!("expected a string, found {}", json_kind(value)),
+                            ));
+                        }
+                    };
+                    metadata.insert(key, text);
+                }
+                Ok(metadata)
+            }
+            _ => Err(self.member_error(
+                raw,
+                "metadata",
+                format!("expected an object or null, found {}", json_kind(raw)),
+            )),
+        }
+    }
+
+    fn payload(&self, raw: &RawValue) -> Result<Payload, DecodeError> {
+        match raw.get().as_bytes().first() {
+            Some(b'n') => Ok(Payload::default()),
+            Some(b'{') => {
+                let members: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get())
+                    .map_err(|e| self.member_error(raw, "payload", e.to_string()))?;
+                let before = match member(&members, "before") {
+                    Some(raw) => self.data(raw, "payload.before")?,
+                    None => None,
+                };
+                let after = match member(&members, "after") {
+                    Some(raw) => self.data(raw, "payload.after")?,
+                    None => None,
+                };
+                Ok(Payload { before, after })
+            }
+            _ => Err(self.member_error(
+                raw,
+                "payload",
+                format!("expected an object or null, found {}", json_kind(raw)),
+            )),
+        }
+    }
+
+    /// Decodes a key or payload side: a string is raw data (base64), an object is
+    /// structured data, `null` is no data, anything else an error.
+    fn data(&self, raw: &RawValue, field: &'static str) -> Result<Option<Data>, DecodeError> {
+        match raw.get().as_bytes().first() {
+            Some(b'"') => {
+                let text: String = serde_json::from_str(raw.get())
+                    .map_err(|e| self.raw_data_error(raw, field, e.to_string()))?;
+                let bytes = decode_base64(&text)
+                    .map_err(|e| self.raw_data_error(raw, field, format!("not base64: {e}")))?;
+                Ok(Some(Data::Raw(bytes.into())))
+            }
+            Some(b'{') => {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(raw.get()).map_err(|e| {
+                        self.member_error(
+                            raw,
+                            field,
+                            format!("failed to unmarshal structured data: {e}"),
+                        )
+                    })?;
+                Ok(Some(Data::Structured(
+                    map.into_iter()
+                        .map(|(k, v)| (k, value_from_json(v)))
+                        .collect(),
+                )))
+            }
+            Some(b'n') => Ok(None),
+            _ => {
+                let (line, column) = self.line_column(raw);
+                Err(DecodeError::StructuredData {
+                    field,
+                    line,
+                    column,
+                    found: json_kind(raw),
+                })
+            }
+        }
+    }
+
+    fn raw_data_error(&self, raw: &RawValue, field: &'static str, reason: String) -> DecodeError {
+        let (line, column) = self.line_column(raw);
+        DecodeError::RawData {
+            field,
+            line,
+            column,
+            reason,
+        }
+    }
+}
+
+/// Converts a parsed JSON value, keeping integer literals as integers.
+fn value_from_json(value: serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::Uint(u)
+            } else {
+                // Without `arbitrary_precision` every other number is an f64.
+                n.as_f64().map_or(Value::Null, Value::Float)
+            }
+        }
+        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::Array(items) => {
+            Value::Array(items.into_iter().map(value_from_json).collect())
+        }
+        serde_json::Value::Object(map) => Value::Map(
+            map.into_iter()
+                .map(|(k, v)| (k, value_from_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn float_json(f: f64) -> String {
+        String::from_utf8(Value::Float(f).to_json()).unwrap()
+    }
+
+    fn string_json(s: &str) -> String {
+        String::from_utf8(Value::String(s.to_owned()).to_json()).unwrap()
+    }
+
+    fn structured(entries: &[(&str, Value)]) -> Data {
+        Data::Structured(
+            entries
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        )
+    }
+
+    fn decode(json: &str) -> Record {
+        Record::from_json(json.as_bytes()).unwrap()
+    }
+
+    fn decode_err(json: &str) -> String {
+        Record::from_json(json.as_bytes()).unwrap_err().to_string()
+    }
+
+    fn roundtrip(json: &str) -> String {
+        String::from_utf8(decode(json).to_json()).unwrap()
+    }
+
+    const MINIMAL: &str = r#"{"position":"Zm9v","operation":"create","metadata":{},"key":null,"payload":{"before":null,"after":null}}"#;
+
+    #[test]
+    fn float_with_zero_fraction_is_written_without_it() {
+        assert_eq!(float_json(4.0), "4");
+        assert_eq!(float_json(-4.0), "-4");
+        assert_eq!(float_json(1674061777225.0), "1674061777225");
+    }
+
+    #[test]
+    fn floats_are_written_in_their_shortest_round_trip_form() {
+        assert_eq!(float_json(1.2), "1.2");
+        assert_eq!(float_json(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(float_json(2.5), "2.5");
+        assert_eq!(float_json(0.000001), "0.000001");
+        assert_eq!(float_json(1e20), "100000000000000000000");
+        assert_eq!(float_json(123456789012345680000.0), "123456789012345680000");
+        assert_eq!(float_json(f64::MIN_POSITIVE), "2.2250738585072014e-308");
+    }
+
+    #[test]
+    fn very_large_and_very_small_floats_use_go_exponent_form() {
+        assert_eq!(float_json(1e21), "1e+21");
+        assert_eq!(float_json(-1.5e300), "-1.5e+300");
+        assert_eq!(float_json(1e-7), "1e-7");
+        assert_eq!(float_json(1.25e-7), "1.25e-7");
+        assert_eq!(float_json(1e-10), "1e-10");
+        assert_eq!(float_json(5e-324), "5e-324");
+    }
+
+    #[test]
+    fn zero_floats_keep_their_sign() {
+        assert_eq!(float_json(0.0), "0");
+        assert_eq!(float_json(-0.0), "-0");
+    }
+
+    #[test]
+    fn non_finite_floats_are_written_as_null() {
+        assert_eq!(float_json(f64::NAN), "null");
+        assert_eq!(float_json(f64::INFINITY), "null");
+    }
+
+    #[test]
+    fn integers_are_written_plainly() {
+        assert_eq!(Value::Int(i64::MIN).to_json(), b"-9223372036854775808");
+        assert_eq!(Value::Int(0).to_json(), b"0");
+        assert_eq!(Value::Uint(u64::MAX).to_json(), b"18446744073709551615");
+    }
+
+    #[test]
+    fn html_characters_are_escaped_like_go() {
+        assert_eq!(
+            string_json("<a href=\"x\">&</a>"),
+            r#""\u003ca href=\"x\"\u003e\u0026\u003c/a\u003e""#
+        );
+    }
+
+    #[test]
+    fn line_and_paragraph_separators_are_escaped() {
+        assert_eq!(string_json("a\u{2028}b\u{2029}c"), r#""a\u2028b\u2029c""#);
+        // Other characters starting with byte E2 stay as they are.
+        assert_eq!(string_json("€ → \u{2027}"), "\"€ → \u{2027}\"");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_like_goccy_go_json() {
+        assert_eq!(string_json("\n\r\t"), r#""\n\r\t""#);
+        assert_eq!(
+            string_json("\u{8}\u{c}\u{0}\u{1f}"),
+            r#""\u0008\u000c\u0000\u001f""#
+        );
+        assert_eq!(string_json("\\ \" \u{7f}"), "\"\\\\ \\\" \u{7f}\"");
+    }
+
+    #[test]
+    fn bytes_values_are_written_as_base64() {
+        assert_eq!(Value::Bytes("hi?".into()).to_json(), br#""aGk/""#);
+    }
+
+    #[test]
+    fn nested_values_are_written_with_sorted_keys() {
+        let value = Value::Map(
+            [
+                (
+                    "b".to_owned(),
+                    Value::Array(vec![Value::Null, Value::Bool(true)]),
+                ),
+                ("a".to_owned(), Value::Map(BTreeMap::new())),
+            ]
+            .into(),
+        );
+        assert_eq!(value.to_json(), br#"{"a":{},"b":[null,true]}"#);
+    }
+
+    #[test]
+    fn empty_position_and_nil_metadata_are_written_as_null() {
+        let record = Record {
+            position: Position::default(),
+            operation: Operation::Other(0),
+            metadata: Metadata::none(),
+            key: None,
+            payload: Payload::default(),
+        };
+        assert_eq!(
+            record.to_json(),
+            br#"{"position":null,"operation":"Operation(0)","metadata":null,"key":null,"payload":{"before":null,"after":null}}"#
+        );
+    }
+
+    #[test]
+    fn empty_metadata_is_written_as_an_empty_object() {
+        let record = Record::new("p", "x");
+        let json = String::from_utf8(record.to_json()).unwrap();
+        assert!(json.contains(r#""metadata":{}"#), "{json}");
+    }
+
+    #[test]
+    fn raw_data_as_string_writes_invalid_utf8_as_replacement_characters() {
+        let mut record = Record::new("p", &b"a<\xff\xe2\x82b"[..]);
+        record.key = Some(Data::raw("k\n"));
+        let json = record.to_json_with(JsonOptions::new().with_raw_data_as_string(true));
+        let json = String::from_utf8(json).unwrap();
+        assert!(json.contains(r#""key":"k\n""#), "{json}");
+        assert!(
+            json.contains(r#""after":"a\u003c\ufffd\ufffd\ufffdb""#),
+            "{json}"
+        );
+        assert!(json.starts_with(r#"{"position":"cA==""#), "{json}");
+    }
+
+    #[test]
+    fn write_json_appends_to_the_buffer() {
+        let mut out = b"[".to_vec();
+        Record::new("p", "x").write_json(&mut out);
+        assert!(out.starts_with(b"[{\"position\":\"cA==\""));
+        assert!(out.ends_with(b"}}"));
+    }
+
+    #[test]
+    fn decoding_keeps_integers_and_floats_apart() {
+        let record = decode(
+            r#"{"position":null,"operation":"create","metadata":null,"key":null,"payload":{"before":null,"after":{"i":54,"f":54.0,"e":1e+19,"big":18446744073709551615,"neg":-3,"nz":-0}}}"#,
+        );
+        let Some(Data::Structured(after)) = record.payload.after else {
+            panic!("expected structured data");
+        };
+        assert_eq!(after["i"], Value::Int(54));
+        assert_eq!(after["f"], Value::Float(54.0));
+        assert_eq!(after["e"], Value::Float(1e19));
+        assert_eq!(after["big"], Value::Uint(u64::MAX));
+        assert_eq!(after["neg"], Value::Int(-3));
+        assert!(matches!(after["nz"], Value::Float(f) if f == 0.0 && f.is_sign_negative()));
+    }
+
+    #[test]
+    fn decoded_floats_reserialize_to_the_same_text() {
+        let json = r#"{"position":null,"operation":"create","metadata":null,"key":null,"payload":{"before":null,"after":{"a":0.1,"b":1.7976931348623157e+308,"c":2.2250738585072014e-308,"d":123.456,"e":-0}}}"#;
+        assert_eq!(roundtrip(json), json);
+    }
+
+    #[test]
+    fn null_data_decodes_as_no_data() {
+        let record = decode(MINIMAL);
+        assert_eq!(record.key, None);
+        assert_eq!(record.payload, Payload::default());
+    }
+
+    #[test]
+    fn missing_key_and_payload_members_decode_as_no_data() {
+        let record = decode(r#"{"position":"Zm9v","operation":"create","metadata":{}}"#);
+        assert_eq!(record.key, None);
+        assert_eq!(record.payload, Payload::default());
+        let record = decode(r#"{"position":"Zm9v","payload":{"after":"YQ=="}}"#);
+        assert_eq!(record.payload.before, None);
+        assert_eq!(record.payload.after, Some(Data::raw("a")));
+    }
+
+    #[test]
+    fn missing_operation_and_metadata_decode_as_unset() {
+        let record = decode("{}");
+        assert_eq!(record.operation, Operation::Other(0));
+        assert!(record.metadata.is_nil());
+        assert!(record.position.is_empty());
+    }
+
+    #[test]
+    fn operation_accepts_names_numbers_and_empty_text() {
+        let op = |text: &str| decode(&format!(r#"{{"operation":{text}}}"#)).operation;
+        assert_eq!(op(r#""snapshot""#), Operation::Snapshot);
+        assert_eq!(op(r#""Operation(2)""#), Operation::Update);
+        assert_eq!(op(r#""Operation(-7)""#), Operation::Other(-7));
+        assert_eq!(op(r#""3""#), Operation::Delete);
+        assert_eq!(op(r#""""#), Operation::Other(0));
+        assert_eq!(op("null"), Operation::Other(0));
+    }
+
+    #[test]
+    fn unknown_operation_is_an_error_naming_it() {
+        let err = decode_err(r#"{"operation":"CREATE"}"#);
+        assert_eq!(
+            err,
+            r#"operation "CREATE": unknown operation (line 1 column 14)"#
+        );
+        assert!(decode_err(r#"{"operation":1}"#).contains("expected a string, found a number"));
+    }
+
+    #[test]
+    fn number_array_and_boolean_data_are_structured_data_errors() {
+        for (json, found) in [
+            (r#"{"key":1}"#, "a number"),
+            (r#"{"payload":{"after":[1,2]}}"#, "an array"),
+            (r#"{"payload":{"before":true}}"#, "a boolean"),
+        ] {
+            let err = decode_err(json);
+            assert!(err.contains("failed to unmarshal structured data"), "{err}");
+            assert!(err.contains(found), "{err}");
+        }
+    }
+
+    #[test]
+    fn invalid_base64_is_a_raw_data_error_with_its_position() {
+        let err = decode_err("{\n  \"key\": \"not base64!\"\n}");
+        assert!(
+            err.starts_with("failed to unmarshal raw data in key at line 2 column 10"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn base64_with_line_breaks_and_loose_trailing_bits_is_accepted_like_go() {
+        let record = decode(r#"{"key":"YW\nJj","payload":{"after":"YR=="}}"#);
+        assert_eq!(record.key, Some(Data::raw("abc")));
+        assert_eq!(record.payload.after, Some(Data::raw("a")));
+    }
+
+    #[test]
+    fn unpadded_base64_is_rejected_like_go() {
+        assert!(decode_err(r#"{"key":"YQ"}"#).contains("failed to unmarshal raw data"));
+    }
+
+    #[test]
+    fn malformed_json_names_line_and_column() {
+        let err = decode_err("{\n\"key\": nul}");
+        assert!(err.starts_with("invalid OpenCDC JSON: "), "{err}");
+        assert!(err.contains("line 2 column"), "{err}");
+        assert!(decode_err("[1]").contains("invalid OpenCDC JSON"));
+        assert!(decode_err("{} x").contains("trailing characters"));
+        assert!(decode_err("").contains("EOF"));
+    }
+
+    #[test]
+    fn wrongly_typed_members_are_errors() {
+        assert!(decode_err(r#"{"position":1}"#).contains("invalid position"));
+        assert!(decode_err(r#"{"position":"@@@@"}"#).contains("not base64"));
+        assert!(decode_err(r#"{"metadata":[]}"#).contains("invalid metadata"));
+        let err = decode_err(r#"{"metadata":{"a":1}}"#);
+        assert!(err.contains(r#"invalid metadata["a"]"#), "{err}");
+        assert!(decode_err(r#"{"payload":"x"}"#).contains("invalid payload"));
+    }
+
+    #[test]
+    fn metadata_null_values_read_as_empty_strings_like_go() {
+        let record = decode(r#"{"metadata":{"a":null}}"#);
+        assert_eq!(record.metadata.get_raw("a"), Some(""));
+    }
+
+    #[test]
+    fn member_names_match_ignoring_case_when_there_is_no_exact_match() {
+        let record = decode(r#"{"Key":"YQ==","OPERATION":"update"}"#);
+        assert_eq!(record.key, Some(Data::raw("a")));
+        assert_eq!(record.operation, Operation::Update);
+        let record = decode(r#"{"Key":"YQ==","key":"Yg=="}"#);
+        assert_eq!(record.key, Some(Data::raw("b")));
+    }
+
+    #[test]
+    fn escaped_strings_decode_and_reencode_like_go() {
+        let json = r#"{"position":null,"operation":"create","metadata":{"h":"\u003cb\u003e"},"key":null,"payload":{"before":null,"after":{"s":"\u2028 \u0008 \"q\""}}}"#;
+        let record = decode(json);
+        assert_eq!(record.metadata.get("h"), Some("<b>"));
+        assert_eq!(roundtrip(json), json);
+    }
+
+    #[test]
+    fn structured_data_roundtrips() {
+        let mut record = Record::new("p", "");
+        record.payload.after = Some(structured(&[
+            ("z", Value::Array(vec![Value::Int(1), Value::Float(1.5)])),
+            ("a", Value::Map([("x".to_owned(), Value::Null)].into())),
+        ]));
+        let json = record.to_json();
+        assert_eq!(Record::from_json(&json).unwrap(), record);
+    }
+
+    #[test]
+    fn value_from_json_reads_any_value() {
+        assert_eq!(
+            Value::from_json(b"[1, 2.0]").unwrap(),
+            Value::Array(vec![Value::Int(1), Value::Float(2.0)])
+        );
+        assert!(Value::from_json(b"{").is_err());
+    }
+}
