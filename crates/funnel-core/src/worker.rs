@@ -422,9 +422,18 @@ async fn close_processors(processors: &mut [ProcessorTask]) {
 /// State shared by the stages of one run.
 struct Shared {
     abort: CancellationToken,
-    error: Mutex<Option<Error>>,
+    error: Mutex<Option<(u64, Error)>>,
     credits: Credits,
-    released: watch::Sender<u64>,
+    released: watch::Sender<Release>,
+}
+
+/// How far the ledger got.
+#[derive(Clone, Copy, Debug)]
+struct Release {
+    /// Origin of the first record not released yet.
+    through: u64,
+    /// Origin from which records will never be released (their processing failed).
+    stuck_from: u64,
 }
 
 impl Shared {
@@ -433,21 +442,31 @@ impl Shared {
             abort: CancellationToken::new(),
             error: Mutex::new(None),
             credits: Credits::new(config.max_records_in_flight, config.max_bytes_in_flight),
-            released: watch::Sender::new(0),
+            released: watch::Sender::new(Release {
+                through: 0,
+                stuck_from: u64::MAX,
+            }),
         }
     }
 
-    /// Remembers the first error, without stopping the other stages.
-    fn record(&self, e: Error) {
+    /// Remembers an error that concerns records from `origin` on, without stopping
+    /// the other stages: what was handed on before it still finishes. Of several
+    /// errors, the one earliest in read order is the one reported, as a
+    /// one-batch-at-a-time run would have met it first.
+    fn record(&self, origin: u64, e: Error) {
         let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(e);
+        if slot.as_ref().is_none_or(|(o, _)| origin < *o) {
+            *slot = Some((origin, e));
         }
+        drop(slot);
+        // Records from `origin` on will never be released: nobody may wait for them.
+        self.released
+            .send_modify(|r| r.stuck_from = r.stuck_from.min(origin));
     }
 
-    /// Remembers the first error and stops every stage at once.
-    fn fail(&self, e: Error) {
-        self.record(e);
+    /// Remembers an error at `origin` and stops every stage at once.
+    fn fail(&self, origin: u64, e: Error) {
+        self.record(origin, e);
         self.abort.cancel();
     }
 
@@ -456,16 +475,24 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+            .map(|(_, e)| e)
     }
 
-    /// Waits until slot `origin` is released; false when the run is aborting.
+    /// Waits until slot `origin` is released; false when the run is aborting or the
+    /// slot will never be released.
     async fn wait_released(&self, origin: u64) -> bool {
         let mut rx = self.released.subscribe();
         tokio::select! {
             biased;
             () = self.abort.cancelled() => false,
-            r = rx.wait_for(|&through| through > origin) => r.is_ok(),
+            r = rx.wait_for(|r| r.through > origin || r.stuck_from <= origin) => {
+                r.is_ok_and(|r| r.through > origin)
+            }
         }
+    }
+
+    fn is_released(&self, origin: u64) -> bool {
+        self.released.borrow().through > origin
     }
 }
 
@@ -605,7 +632,7 @@ async fn reader_stage(
                 return ReaderEnd::Exhausted;
             }
             Err(e) => {
-                shared.record(e);
+                shared.record(u64::MAX, e);
                 return ReaderEnd::Failed;
             }
         };
@@ -686,8 +713,8 @@ async fn reader_stage(
                 }
             }
         }
-        if let Some((_, e)) = failed {
-            shared.record(e);
+        if let Some((origin, e)) = failed {
+            shared.record(origin, e);
             return ReaderEnd::Failed;
         }
     }
@@ -712,7 +739,7 @@ async fn deliver(
 ) -> bool {
     loop {
         if let Some(origin) = *barrier {
-            if *shared.released.borrow() > origin {
+            if shared.is_released(origin) {
                 *barrier = None;
             } else {
                 match delivery.batch.origins().iter().position(|&o| o > origin) {
@@ -795,9 +822,15 @@ async fn writer_stage(
             () = shared.abort.cancelled() => return,
             d = rx.recv() => match d { Some(d) => d, None => return },
         };
+        let first = delivery
+            .batch
+            .origins()
+            .first()
+            .copied()
+            .unwrap_or_default();
         if processors.is_empty() {
             if let Err(e) = write(destination, delivery.batch.records(), shared).await {
-                return shared.fail(e);
+                return shared.fail(first, e);
             }
             let written = Written {
                 delivery,
@@ -810,11 +843,12 @@ async fn writer_stage(
         }
         // A branch with its own processors works on its own copy.
         let mut segments = Vec::new();
-        if let Err((_, e)) =
-            run_chain(processors, delivery.batch.clone(), limits, &mut segments).await
-        {
-            return shared.fail(e);
-        }
+        // On an error, like a trunk processor's error: what the chain handed on before it
+        // still finishes; then this branch takes nothing more, which stops the reader.
+        let failed = run_chain(processors, delivery.batch.clone(), limits, &mut segments)
+            .await
+            .err();
+        let stuck_from = failed.as_ref().map_or(u64::MAX, |(origin, _)| *origin);
         let mut units: Vec<Unit> = Vec::new();
         for (i, &o) in delivery.batch.origins().iter().enumerate() {
             match units.last_mut() {
@@ -866,7 +900,10 @@ async fn writer_stage(
         // Units with nothing to write are done now.
         let mut origins = Vec::new();
         let mut nacks = Vec::new();
-        for u in units.iter_mut().filter(|u| u.outstanding == 0) {
+        for u in units
+            .iter_mut()
+            .filter(|u| u.outstanding == 0 && u.origin < stuck_from)
+        {
             push_origin(&mut origins, u.origin, u.inputs);
             if let Some(n) = u.nack.take() {
                 nacks.push((u.origin, u.key, n));
@@ -882,11 +919,14 @@ async fn writer_stage(
         for step in steps {
             match step {
                 Step::Barrier(o) => barrier = Some(o),
-                Step::Deliver(d) => {
-                    for part in split_at_barrier(d, &mut barrier, shared).await {
-                        let Some(part) = part else { return };
+                Step::Deliver(mut d) => {
+                    while !d.batch.is_empty() {
+                        let Some(part) = next_part(&mut d, &mut barrier, shared).await else {
+                            return;
+                        };
                         if let Err(e) = write(destination, part.batch.records(), shared).await {
-                            return shared.fail(e);
+                            let origin = part.batch.origins().first().copied().unwrap_or(first);
+                            return shared.fail(origin, e);
                         }
                         let written = Written {
                             delivery: Arc::new(part),
@@ -899,50 +939,52 @@ async fn writer_stage(
                 }
             }
         }
+        if let Some((origin, e)) = failed {
+            return shared.record(origin, e);
+        }
     }
 }
 
-/// Cuts `d` where a branch barrier holds it back, waiting for the release in between.
-/// A `None` part means the run is aborting.
-async fn split_at_barrier(
-    mut d: Delivery,
+/// Takes from `d` the part that may be written now: everything up to the first record
+/// after the barrier's origin. When nothing may be written yet, waits for the barrier's
+/// release first. `None` when the run is aborting.
+async fn next_part(
+    d: &mut Delivery,
     barrier: &mut Option<u64>,
     shared: &Shared,
-) -> Vec<Option<Delivery>> {
-    let mut parts = Vec::new();
+) -> Option<Delivery> {
     loop {
         let Some(origin) = *barrier else {
-            parts.push(Some(d));
-            return parts;
+            return Some(take_all(d));
         };
-        if *shared.released.borrow() > origin {
+        if shared.is_released(origin) {
             *barrier = None;
             continue;
         }
         match d.batch.origins().iter().position(|&o| o > origin) {
-            None => {
-                parts.push(Some(d));
-                return parts;
-            }
+            None => return Some(take_all(d)),
             Some(0) => {
                 if !shared.wait_released(origin).await {
-                    parts.push(None);
-                    return parts;
+                    return None;
                 }
                 *barrier = None;
             }
             Some(cut) => {
                 let rest = d.batch.split_off(cut);
-                let piece_base = d.piece_base;
-                parts.push(Some(std::mem::replace(
-                    &mut d,
-                    Delivery {
-                        batch: rest,
-                        piece_base,
-                    },
-                )));
+                let head = std::mem::replace(&mut d.batch, rest);
+                return Some(Delivery {
+                    batch: head,
+                    piece_base: d.piece_base,
+                });
             }
         }
+    }
+}
+
+fn take_all(d: &mut Delivery) -> Delivery {
+    Delivery {
+        batch: std::mem::take(&mut d.batch),
+        piece_base: d.piece_base,
     }
 }
 
@@ -990,18 +1032,22 @@ async fn acker_stage(
             () = shared.abort.cancelled() => return,
             acks = destination.next_acks(waiting) => acks,
         };
+        let at = pending_origin(&pending);
         let acks = match acks {
             Ok(acks) => acks,
-            Err(e) => return shared.fail(e),
+            Err(e) => return shared.fail(at, e),
         };
         if acks.is_empty() {
-            return shared.fail(Error::AckProtocol {
-                task: id.to_string(),
-                message: format!(
-                    "received 0 acks, but {waiting} records are waiting; a destination's ack() \
+            return shared.fail(
+                at,
+                Error::AckProtocol {
+                    task: id.to_string(),
+                    message: format!(
+                        "received 0 acks, but {waiting} records are waiting; a destination's ack() \
                      must wait until it has acknowledgements"
-                ),
-            });
+                    ),
+                },
+            );
         }
         let mut origins = Vec::new();
         let mut nacks = Vec::new();
@@ -1021,30 +1067,39 @@ async fn acker_stage(
                         pending.push_back((w, 0));
                     }
                     None => {
-                        return shared.fail(Error::AckProtocol {
-                            task: id.to_string(),
-                            message: format!(
-                                "received {received} acks, but expected at most {}",
-                                received.saturating_sub(1)
-                            ),
-                        });
+                        return shared.fail(
+                            u64::MAX,
+                            Error::AckProtocol {
+                                task: id.to_string(),
+                                message: format!(
+                                    "received {received} acks, but expected at most {}",
+                                    received.saturating_sub(1)
+                                ),
+                            },
+                        );
                     }
                 }
             }
             let Some((written, cursor)) = pending.front_mut() else {
-                return shared.fail(Error::Internal("ack reader lost its pending writes".into()));
+                return shared.fail(
+                    0,
+                    Error::Internal("ack reader lost its pending writes".into()),
+                );
             };
             let batch = &written.delivery.batch;
             let index = *cursor;
             let record = &batch.records()[index];
             if record.position != ack.position {
-                return shared.fail(Error::AckProtocol {
-                    task: id.to_string(),
-                    message: format!(
-                        "received unexpected ack, expected position \"{}\" but got \"{}\"",
-                        record.position, ack.position
-                    ),
-                });
+                return shared.fail(
+                    batch.origins()[index],
+                    Error::AckProtocol {
+                        task: id.to_string(),
+                        message: format!(
+                            "received unexpected ack, expected position \"{}\" but got \"{}\"",
+                            record.position, ack.position
+                        ),
+                    },
+                );
             }
             bytes += record.size_hint();
             resolve_ack(branch, &id, written, index, &ack, &mut origins, &mut nacks);
@@ -1061,6 +1116,13 @@ async fn acker_stage(
             return;
         }
     }
+}
+
+fn pending_origin(pending: &VecDeque<(Written, usize)>) -> u64 {
+    pending
+        .front()
+        .and_then(|(w, cursor)| w.delivery.batch.origins().get(*cursor).copied())
+        .unwrap_or(u64::MAX)
 }
 
 fn resolve_ack(
@@ -1146,11 +1208,11 @@ async fn ledger_stage(
             return;
         };
         if let Err(e) = apply(&mut ledger, event) {
-            return shared.fail(e);
+            return shared.fail(0, e);
         }
         while let Ok(event) = rx.try_recv() {
             if let Err(e) = apply(&mut ledger, event) {
-                return shared.fail(e);
+                return shared.fail(0, e);
             }
         }
         if let Err(e) = release(
@@ -1164,7 +1226,9 @@ async fn ledger_stage(
         )
         .await
         {
-            return shared.fail(e);
+            // Everything before the failing record was released, so this error comes
+            // before any error recorded for records still in flight.
+            return shared.fail(ledger.released_through().saturating_sub(1), e);
         }
     }
 }
@@ -1245,7 +1309,8 @@ async fn release(
         metrics.acked.increment(acked as u64);
         metrics.latency.record(oldest.elapsed().as_secs_f64());
         shared.credits.give_back(count, bytes);
-        shared.released.send_replace(ledger.released_through());
+        let through = ledger.released_through();
+        shared.released.send_modify(|r| r.through = through);
     }
     match failure {
         Some(e) => Err(e),
