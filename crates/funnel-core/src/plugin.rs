@@ -136,6 +136,10 @@ pub enum ProcessedRecord {
     /// The record became zero records (filtered), one, or several (split; the source
     /// position is acked once, after every piece is done).
     Multi(Vec<Record>),
+    /// No result yet: the record is fed again to the processor (Go's `nil` result).
+    /// A processor that keeps answering this without making progress stops the
+    /// pipeline (see [`RetryLimits`](crate::RetryLimits)).
+    Retry,
 }
 
 /// A processor: transforms, filters, splits or fails records.

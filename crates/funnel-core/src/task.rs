@@ -242,6 +242,7 @@ impl ProcessorTask {
                 ProcessedRecord::Single(record) => batch.set_at(p, record),
                 ProcessedRecord::Filter => batch.flag_at(p, RecordFlag::Filter),
                 ProcessedRecord::Error(error) => batch.nack_at(p, error),
+                ProcessedRecord::Retry => batch.flag_at(p, RecordFlag::Retry),
                 ProcessedRecord::Multi(mut pieces) => match pieces.len() {
                     0 => batch.flag_at(p, RecordFlag::Filter),
                     1 => {

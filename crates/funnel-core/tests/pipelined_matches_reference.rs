@@ -1,6 +1,8 @@
 //! The pipelined worker produces, per destination, for the DLQ and for the source
 //! acks, exactly what the stop-and-wait reference executor produces (DESIGN.md I7).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,18 +208,10 @@ fn check(shape: &Shape, records: &[Record]) -> Result<(), TestCaseError> {
             prop_assert_eq!(reference.acked.len(), records.len(), "not everything acked");
         }
         (Err(re), Err(pe)) => {
+            // Branches run concurrently (one after the other in the reference): when
+            // two branches fail in one pass, either error may come first.
             if shape.branches.len() == 1 {
                 prop_assert_eq!(re, pe, "errors differ");
-            } else {
-                // Branches run concurrently (sequentially in the reference): when two
-                // branches fail in one pass, either error may be reported first.
-                prop_assert_eq!(
-                    re.0,
-                    pe.0,
-                    "one error is fatal, the other not: {:?} {:?}",
-                    re,
-                    pe
-                );
             }
             // Both ack a prefix of the source, in order (the memory source refuses
             // anything else). The pipelined worker may ack further than the reference:

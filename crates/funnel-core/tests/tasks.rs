@@ -1,5 +1,7 @@
 //! Processor and destination tasks: how results and acks map onto a batch.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use funnel_core::{

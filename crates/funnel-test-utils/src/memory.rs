@@ -155,7 +155,7 @@ impl Source for MemorySource {
                 )));
             }
             s.acked.push(p.clone());
-            debug!(node_id = %self.id, "received ack");
+            debug!(node_id = %self.id, position = %p, "received ack");
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! the processor of branch 1, `d0` for destination 0) holds what that stage does with
 //! it: `pass`, `filter`, `nack`, `split2`, `split3`, `empty` (a `Multi` with no
 //! record), `retry` (no result the first time it is seen), `stuck` (never a result),
-//! or for destinations `fail`. Piece `i` of a split record reads `<stage>#<i>` first.
+//! `retry-tail` (no result for it and every later record the first time), or for destinations `fail`. Piece `i` of a split record reads `<stage>#<i>` first.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -72,8 +72,19 @@ impl Processor for PlanProcessor {
                 "split2" => ProcessedRecord::Multi(self.split(record, 2)),
                 "split3" => ProcessedRecord::Multi(self.split(record, 3)),
                 "empty" => ProcessedRecord::Multi(Vec::new()),
-                "stuck" => break,
+                "stuck" => ProcessedRecord::Retry,
                 "retry" => {
+                    let key = (
+                        record.position.as_bytes().to_vec(),
+                        record.metadata.get(PIECE).unwrap_or("0").to_owned(),
+                    );
+                    if self.retried.insert(key) {
+                        ProcessedRecord::Retry
+                    } else {
+                        ProcessedRecord::Single(stamp(record, &self.stage))
+                    }
+                }
+                "retry-tail" => {
                     let key = (
                         record.position.as_bytes().to_vec(),
                         record.metadata.get(PIECE).unwrap_or("0").to_owned(),
@@ -149,7 +160,8 @@ fn processor_action(allow_stuck: bool) -> BoxedStrategy<&'static str> {
         (4, Just("split2").boxed()),
         (2, Just("split3").boxed()),
         (2, Just("empty").boxed()),
-        (5, Just("retry").boxed()),
+        (3, Just("retry").boxed()),
+        (3, Just("retry-tail").boxed()),
     ];
     if allow_stuck {
         options.push((1, Just("stuck").boxed()));
