@@ -915,3 +915,30 @@ fn append_order_and_append_single_link_the_last_task_to_what_follows() {
         Order::new(vec![vec![4], vec![]])
     );
 }
+
+#[tokio::test]
+async fn a_position_spelled_nil_and_repeated_positions_are_ordinary_positions() {
+    let rs = vec![
+        Record::new("<nil>", "a"),
+        Record::new("same", "b"),
+        Record::new("same", "c"),
+    ];
+    let splitter = ProcessorTask::new(
+        "split",
+        Box::new(FnProcessor(|rs: &[Record]| {
+            rs.iter()
+                .map(|r| ProcessedRecord::Multi(vec![r.clone(), r.clone()]))
+                .collect()
+        })),
+    );
+    let mut p = pipeline(
+        MemorySource::new("s", rs, 3).exhausting(),
+        vec![splitter],
+        vec![MemoryDestination::new("a"), MemoryDestination::new("b")],
+        (1, 0),
+        WorkerConfig::default(),
+    );
+    open_and_run(&mut p).await.unwrap();
+    assert_eq!(p.source.acked(), ["<nil>", "same", "same"].map(Position::from));
+    assert_eq!(p.destinations[1].written().len(), 6);
+}
