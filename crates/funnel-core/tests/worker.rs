@@ -939,6 +939,9 @@ async fn a_position_spelled_nil_and_repeated_positions_are_ordinary_positions() 
         WorkerConfig::default(),
     );
     open_and_run(&mut p).await.unwrap();
-    assert_eq!(p.source.acked(), ["<nil>", "same", "same"].map(Position::from));
+    assert_eq!(
+        p.source.acked(),
+        ["<nil>", "same", "same"].map(Position::from)
+    );
     assert_eq!(p.destinations[1].written().len(), 6);
 }
