@@ -37,6 +37,6 @@ pub use plugin::{
     Destination, DestinationAck, PositionCommitter, ProcessedRecord, Processor, Source,
 };
 pub use task::{DestinationTask, ProcessorTask, SourceTask, Task};
-pub use worker::{Stopper, Worker, WorkerConfig};
+pub use worker::{Stopper, Worker, WorkerConfig, WorkerStats};
 
 pub use funnel_record as record;

@@ -57,6 +57,32 @@ pub struct WorkerConfig {
     pub committer: Option<Arc<dyn PositionCommitter>>,
     /// Batches queued between two stages.
     pub channel_capacity: usize,
+    /// Counters the worker adds to, for progress lines and summaries.
+    pub stats: Arc<WorkerStats>,
+}
+
+/// Running totals of one worker (or of every worker sharing it), updated per batch.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Source records read.
+    pub read: std::sync::atomic::AtomicU64,
+    /// Records acked by destinations (a record written to two destinations counts twice).
+    pub written: std::sync::atomic::AtomicU64,
+    /// Source records released to the source (written everywhere, filtered or in the DLQ).
+    pub acked: std::sync::atomic::AtomicU64,
+    /// Records written to the DLQ.
+    pub dlq: std::sync::atomic::AtomicU64,
+}
+
+impl WorkerStats {
+    fn add(counter: &std::sync::atomic::AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &std::sync::atomic::AtomicU64) -> u64 {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Default for WorkerConfig {
@@ -68,6 +94,7 @@ impl Default for WorkerConfig {
             retry: RetryLimits::default(),
             committer: None,
             channel_capacity: 8,
+            stats: Arc::default(),
         }
     }
 }
@@ -81,6 +108,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("retry", &self.retry)
             .field("committer", &self.committer.is_some())
             .field("channel_capacity", &self.channel_capacity)
+            .field("stats", &self.stats)
             .finish()
     }
 }
@@ -421,6 +449,7 @@ async fn close_processors(processors: &mut [ProcessorTask]) {
 
 /// State shared by the stages of one run.
 struct Shared {
+    stats: Arc<WorkerStats>,
     abort: CancellationToken,
     error: Mutex<Option<(u64, Error)>>,
     credits: Credits,
@@ -439,6 +468,7 @@ struct Release {
 impl Shared {
     fn new(config: &WorkerConfig) -> Self {
         Self {
+            stats: Arc::clone(&config.stats),
             abort: CancellationToken::new(),
             error: Mutex::new(None),
             credits: Credits::new(config.max_records_in_flight, config.max_bytes_in_flight),
@@ -653,6 +683,7 @@ async fn reader_stage(
             .collect();
         let bytes: usize = slots.iter().map(|s| s.bytes as usize).sum();
         shared.credits.take(slots.len(), bytes);
+        WorkerStats::add(&shared.stats.read, slots.len());
 
         let mut segments = Vec::new();
         let failed = run_chain(trunk, batch, limits, &mut segments).await.err();
@@ -1110,6 +1141,7 @@ async fn acker_stage(
             }
         }
         destination.metrics.observe(started, received, bytes);
+        WorkerStats::add(&shared.stats.written, received);
         if !origins.is_empty()
             && !send(shared, &ledger, LedgerEvent::Resolve { origins, nacks }).await
         {
@@ -1292,6 +1324,7 @@ async fn release(
                 dlq.ack(window_acks);
                 window_acks = 0;
                 let (written, result) = dlq.nack(std::slice::from_ref(&nacked)).await;
+                WorkerStats::add(&shared.stats.dlq, written);
                 if written == 1 {
                     positions.push(r.position);
                 }
@@ -1307,6 +1340,7 @@ async fn release(
     let flushed = flush(&positions, source, source_id, committer).await;
     if flushed.is_ok() {
         metrics.acked.increment(acked as u64);
+        WorkerStats::add(&shared.stats.acked, acked);
         metrics.latency.record(oldest.elapsed().as_secs_f64());
         shared.credits.give_back(count, bytes);
         let through = ledger.released_through();

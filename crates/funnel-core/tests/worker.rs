@@ -945,3 +945,37 @@ async fn a_position_spelled_nil_and_repeated_positions_are_ordinary_positions() 
     );
     assert_eq!(p.destinations[1].written().len(), 6);
 }
+
+#[test]
+fn a_worker_can_run_on_any_thread() {
+    fn assert_send<T: Send + 'static>(_: &T) {}
+    let p = pipeline(
+        MemorySource::new("s", vec![], 1),
+        vec![],
+        vec![MemoryDestination::new("d")],
+        (1, 0),
+        WorkerConfig::default(),
+    );
+    let mut worker = p.worker;
+    let run = async move { worker.run().await };
+    assert_send(&run);
+}
+
+#[tokio::test]
+async fn stats_count_what_was_read_written_acked_and_sent_to_the_dlq() {
+    let config = WorkerConfig::default();
+    let stats = config.stats.clone();
+    let mut p = pipeline(
+        MemorySource::new("s", records("s", 5), 2).exhausting(),
+        vec![nack_at(&[1])],
+        vec![MemoryDestination::new("a"), MemoryDestination::new("b")],
+        (0, 0),
+        config,
+    );
+    open_and_run(&mut p).await.unwrap();
+    use funnel_core::WorkerStats as S;
+    assert_eq!(S::get(&stats.read), 5);
+    assert_eq!(S::get(&stats.written), 8);
+    assert_eq!(S::get(&stats.acked), 5);
+    assert_eq!(S::get(&stats.dlq), 1);
+}
