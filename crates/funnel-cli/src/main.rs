@@ -1,0 +1,439 @@
+//! `funnel`: run Conduit pipeline files.
+//!
+//! Exit codes: 0 after a graceful stop (SIGINT/SIGTERM) or when every pipeline is done
+//! with `--pipelines.exit-on-done`; 1 when the configuration is invalid, the store or
+//! the API address cannot be opened, or a pipeline is degraded and
+//! `--pipelines.exit-on-degraded` (or `exit-on-done`) is set; 2 for bad usage;
+//! 130 when a second signal forces the exit.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use funnel_core::WorkerStats;
+use funnel_runtime::{PipelineStatus, Supervisor, SupervisorOptions};
+use funnel_store::{MemoryStore, RedbStore, Store};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+#[derive(Parser)]
+#[command(
+    name = "funnel",
+    version,
+    about = "A streaming data pipeline engine that runs Conduit pipelines."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every pipeline in the pipelines path.
+    Run(RunArgs),
+    /// Work with pipeline files.
+    Pipelines {
+        #[command(subcommand)]
+        command: PipelinesCommand,
+    },
+    /// Built-in connectors.
+    Connectors {
+        #[command(subcommand)]
+        command: LsCommand,
+    },
+    /// Built-in processors.
+    Processors {
+        #[command(subcommand)]
+        command: LsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PipelinesCommand {
+    /// Check pipeline files; lists every error and exits 1 if there is any.
+    Validate {
+        /// A pipeline file or a directory of them.
+        #[arg(default_value = "./pipelines")]
+        path: PathBuf,
+    },
+    /// Write a working generator -> file pipeline file.
+    Init {
+        /// The pipeline's ID (also the file name).
+        name: String,
+        /// Directory to write it to.
+        #[arg(long = "pipelines.path", default_value = "./pipelines")]
+        path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum LsCommand {
+    /// List them with their settings.
+    Ls,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DbType {
+    Redb,
+    Memory,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// A pipeline file or a directory of them.
+    #[arg(
+        long = "pipelines.path",
+        env = "FUNNEL_PIPELINES_PATH",
+        default_value = "./pipelines"
+    )]
+    pipelines_path: PathBuf,
+    /// Exit once every pipeline is finished (0) or one is degraded (1).
+    #[arg(long = "pipelines.exit-on-done", env = "FUNNEL_PIPELINES_EXIT_ON_DONE")]
+    exit_on_done: bool,
+    /// Exit with 1 as soon as a pipeline is degraded.
+    #[arg(
+        long = "pipelines.exit-on-degraded",
+        env = "FUNNEL_PIPELINES_EXIT_ON_DEGRADED"
+    )]
+    exit_on_degraded: bool,
+    /// Treat an unset `${VAR}` in a pipeline file as an error.
+    #[arg(long = "pipelines.strict-env", env = "FUNNEL_PIPELINES_STRICT_ENV")]
+    strict_env: bool,
+    /// Where positions are kept.
+    #[arg(
+        long = "db.type",
+        env = "FUNNEL_DB_TYPE",
+        value_enum,
+        default_value = "redb"
+    )]
+    db_type: DbType,
+    /// The redb store file.
+    #[arg(
+        long = "db.redb.path",
+        env = "FUNNEL_DB_REDB_PATH",
+        default_value = "./funnel.db"
+    )]
+    db_path: PathBuf,
+    /// Address of the HTTP API (health, readiness, metrics); empty to disable it.
+    #[arg(
+        long = "api.http.address",
+        env = "FUNNEL_API_HTTP_ADDRESS",
+        default_value = "127.0.0.1:8080"
+    )]
+    api_address: String,
+    /// trace, debug, info, warn or error.
+    #[arg(long = "log.level", env = "FUNNEL_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Log as text or as JSON lines.
+    #[arg(
+        long = "log.format",
+        env = "FUNNEL_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Pipelines {
+            command: PipelinesCommand::Validate { path },
+        } => validate(&path),
+        Command::Pipelines {
+            command: PipelinesCommand::Init { name, path },
+        } => init(&name, &path),
+        Command::Connectors {
+            command: LsCommand::Ls,
+        } => {
+            connectors_ls();
+            Ok(0)
+        }
+        Command::Processors {
+            command: LsCommand::Ls,
+        } => {
+            println!("This build has no built-in processors yet.");
+            Ok(0)
+        }
+    };
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
+        format!("--log.level {level:?} is not a level (trace, debug, info, warn, error)")
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+/// Loads and checks pipeline files: (pipelines, rendered errors).
+fn load(path: &Path, strict_env: bool) -> Result<Vec<funnel_config::PipelineConfig>, String> {
+    let options = funnel_config::LoadOptions {
+        strict_env,
+        ..funnel_config::LoadOptions::default()
+    };
+    let loaded = funnel_config::load(path, &options).map_err(|e| e.to_string())?;
+    for warning in &loaded.warnings {
+        warn!("{warning}");
+    }
+    funnel_runtime::registry::validate(&loaded.pipelines).map_err(|e| e.to_string())?;
+    Ok(loaded.pipelines)
+}
+
+fn validate(path: &Path) -> anyhow::Result<u8> {
+    match load(path, false) {
+        Ok(pipelines) => {
+            println!(
+                "{} pipeline(s) valid in {}",
+                pipelines.len(),
+                path.display()
+            );
+            Ok(0)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(1)
+        }
+    }
+}
+
+fn init(name: &str, dir: &Path) -> anyhow::Result<u8> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if !valid {
+        bail!("pipeline name {name:?} may only hold letters, digits, '-', '_', '.' and ':'");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = dir.join(format!("{name}.yaml"));
+    if file.exists() {
+        bail!("{} already exists", file.display());
+    }
+    let text = format!(
+        "version: \"2.2\"\n\
+         pipelines:\n  \
+           - id: {name}\n    \
+             status: running\n    \
+             description: Generated records written to a file.\n    \
+             connectors:\n      \
+               - id: generator\n        \
+                 type: source\n        \
+                 plugin: builtin:generator\n        \
+                 settings:\n          \
+                   format.type: structured\n          \
+                   format.options.id: int\n          \
+                   format.options.name: string\n          \
+                   recordCount: \"100\"\n          \
+                   rate: \"50\"\n      \
+               - id: file\n        \
+                 type: destination\n        \
+                 plugin: builtin:file\n        \
+                 settings:\n          \
+                   path: ./{name}.out.jsonl\n"
+    );
+    std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    println!(
+        "wrote {}; run it with: funnel run --pipelines.path {}",
+        file.display(),
+        dir.display()
+    );
+    Ok(0)
+}
+
+fn connectors_ls() {
+    for spec in funnel_connectors::specs() {
+        let kinds: Vec<&str> = [
+            ("source", spec.source.is_some()),
+            ("destination", spec.destination.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, has)| has.then_some(k))
+        .collect();
+        println!(
+            "builtin:{} ({}): {}",
+            spec.name,
+            kinds.join(", "),
+            spec.summary
+        );
+        for (kind, settings) in [("source", spec.source), ("destination", spec.destination)] {
+            let Some(settings) = settings else { continue };
+            for s in settings {
+                let default = s
+                    .default
+                    .map(|d| format!(" (default {d:?})"))
+                    .unwrap_or_default();
+                let required = if s.required { " required" } else { "" };
+                println!("  {kind} {}{required}{default}: {}", s.name, s.description);
+            }
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<u8> {
+    init_logging(&args.log_level, args.log_format)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
+    let pipelines =
+        if !args.pipelines_path.exists() && args.pipelines_path == Path::new("./pipelines") {
+            warn!(path = %args.pipelines_path.display(), "no pipelines directory; nothing to run");
+            Vec::new()
+        } else {
+            match load(&args.pipelines_path, args.strict_env) {
+                Ok(p) => p,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(1);
+                }
+            }
+        };
+    let store: Arc<dyn Store> = match args.db_type {
+        DbType::Memory => Arc::new(MemoryStore::new()),
+        DbType::Redb => Arc::new(RedbStore::open(&args.db_path).with_context(|| {
+            format!("cannot open the position store {}", args.db_path.display())
+        })?),
+    };
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| warn!(error = %e, "metrics are disabled"))
+        .ok();
+
+    let mut supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
+    for p in pipelines {
+        supervisor.start(p);
+    }
+    let states = Arc::new(supervisor.states().to_vec());
+    let api_shutdown = CancellationToken::new();
+    let api = if args.api_address.is_empty() {
+        None
+    } else {
+        let address: SocketAddr = args.api_address.parse().with_context(|| {
+            format!(
+                "--api.http.address {:?} is not an address like 127.0.0.1:8080",
+                args.api_address
+            )
+        })?;
+        let state = funnel_api::ApiState {
+            pipelines: Arc::clone(&states),
+            metrics,
+        };
+        Some(
+            funnel_api::serve(address, state, api_shutdown.clone())
+                .await
+                .with_context(|| format!("cannot serve the API on {address}"))?,
+        )
+    };
+
+    let started = Instant::now();
+    let progress = std::io::stderr().is_terminal();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let mut code = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => { info!("interrupted, stopping gracefully (again to force)"); break; }
+            _ = terminate.recv() => { info!("terminated, stopping gracefully (again to force)"); break; }
+            _ = ticker.tick() => {
+                if progress {
+                    print_progress(&states, started.elapsed());
+                }
+                let degraded = states.iter().any(|s| matches!(s.current(), PipelineStatus::Degraded(_)));
+                if degraded && (args.exit_on_degraded) {
+                    error!("a pipeline is degraded, exiting");
+                    code = 1;
+                    break;
+                }
+                if args.exit_on_done && states.iter().all(|s| s.current().is_terminal()) {
+                    if degraded {
+                        code = 1;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    // A second signal forces the exit.
+    tokio::spawn(async move {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            Some(_) = async { match terminate.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+        }
+        eprintln!("forced exit");
+        std::process::exit(130);
+    });
+    supervisor.shutdown().await;
+    api_shutdown.cancel();
+    if let Some(api) = api {
+        let _ = api.await;
+    }
+    for state in states.iter() {
+        let status = state.current();
+        let detail = match &status {
+            PipelineStatus::Degraded(e) => format!(" ({e})"),
+            _ => String::new(),
+        };
+        info!(
+            pipeline = %state.id,
+            status = status.name(),
+            read = WorkerStats::get(&state.stats.read),
+            written = WorkerStats::get(&state.stats.written),
+            acked = WorkerStats::get(&state.stats.acked),
+            dlq = WorkerStats::get(&state.stats.dlq),
+            "pipeline summary{detail}"
+        );
+    }
+    // The last holder of the store closes it (the redb store finishes its writes).
+    drop(supervisor);
+    drop(store);
+    Ok(code)
+}
+
+fn print_progress(states: &[Arc<funnel_runtime::PipelineState>], elapsed: Duration) {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    for s in states {
+        let read = WorkerStats::get(&s.stats.read);
+        eprintln!(
+            "{:<24} {:<10} read {:>10} written {:>10} dlq {:>6} {:>10.0} rec/s",
+            s.id,
+            s.current().name(),
+            read,
+            WorkerStats::get(&s.stats.written),
+            WorkerStats::get(&s.stats.dlq),
+            read as f64 / secs
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Building a pipeline's workers from its configuration.
+//!
+//! One worker per source: the source, the pipeline's processors, then a branch per
+//! destination. Each source gets its own instance of every destination and its own
+//! DLQ (Conduit shares destinations between sources; see `docs/runtime.md`).
+
+use std::sync::Arc;
+
+use funnel_config::{ConnectorKind, PipelineConfig};
+use funnel_core::{
+    DestinationTask, Dlq, Order, SourceTask, Task, Worker, WorkerConfig, WorkerStats,
+};
+use funnel_store::{Store, StoreCommitter};
+
+use crate::registry::plugin_name;
+
+/// Why a pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The configuration is not valid (it should have been validated first).
+    #[error("pipeline {pipeline}: {message}")]
+    Config {
+        /// The pipeline's ID.
+        pipeline: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The position store failed.
+    #[error("pipeline {pipeline}: {source}")]
+    Store {
+        /// The pipeline's ID.
+        pipeline: String,
+        /// What went wrong.
+        source: funnel_store::StoreError,
+    },
+    /// The engine refused the tasks.
+    #[error("pipeline {pipeline}: {source}")]
+    Engine {
+        /// The pipeline's ID.
+        pipeline: String,
+        /// What went wrong.
+        source: funnel_core::Error,
+    },
+}
+
+/// A worker and the connector ID of its source.
+pub struct SourceWorker {
+    /// The source connector's ID within its pipeline.
+    pub source_id: String,
+    /// The worker.
+    pub worker: Worker,
+}
+
+/// Builds one worker per source of `pipeline`, each resuming after the position last
+/// committed in `store`.
+///
+/// # Errors
+///
+/// [`BuildError`] for invalid plugins or settings, store failures, or an order the
+/// engine refuses.
+pub async fn build(
+    pipeline: &PipelineConfig,
+    store: &Arc<dyn Store>,
+    stats: &Arc<WorkerStats>,
+) -> Result<Vec<SourceWorker>, BuildError> {
+    let config_error = |message: String| BuildError::Config {
+        pipeline: pipeline.id.clone(),
+        message,
+    };
+    let destinations: Vec<_> = pipeline
+        .connectors
+        .iter()
+        .filter(|c| c.kind == ConnectorKind::Destination)
+        .collect();
+    let mut workers = Vec::new();
+    for source in pipeline
+        .connectors
+        .iter()
+        .filter(|c| c.kind == ConnectorKind::Source)
+    {
+        let resume = store
+            .position(&pipeline.id, &source.id)
+            .await
+            .map_err(|source| BuildError::Store {
+                pipeline: pipeline.id.clone(),
+                source,
+            })?;
+        let source_id = format!("{}:{}", pipeline.id, source.id);
+        let name = plugin_name(&source.plugin).map_err(config_error)?;
+        let connector = funnel_connectors::source(name, &source_id, &source.settings, resume)
+            .map_err(|e| config_error(join(&source_id, &e)))?;
+        let mut tasks: Vec<Task> = vec![SourceTask::new(source_id.clone(), connector).into()];
+        let mut order = vec![Vec::new()];
+        for d in &destinations {
+            let dest_id = format!("{}:{}", pipeline.id, d.id);
+            let name = plugin_name(&d.plugin).map_err(config_error)?;
+            let connector = funnel_connectors::destination(name, &dest_id, &d.settings)
+                .map_err(|e| config_error(join(&dest_id, &e)))?;
+            order[0].push(tasks.len());
+            order.push(Vec::new());
+            tasks.push(DestinationTask::new(dest_id, connector).into());
+        }
+        let dlq_name = plugin_name(&pipeline.dlq.plugin).map_err(config_error)?;
+        let dlq_id = format!("dlq-{source_id}");
+        let dlq_destination =
+            funnel_connectors::destination(dlq_name, &dlq_id, &pipeline.dlq.settings)
+                .map_err(|e| config_error(join(&dlq_id, &e)))?;
+        let dlq = Dlq::new(
+            dlq_id,
+            dlq_destination,
+            pipeline.dlq.window_size,
+            pipeline.dlq.window_nack_threshold,
+        );
+        let config = WorkerConfig {
+            pipeline_id: pipeline.id.clone(),
+            committer: Some(Arc::new(StoreCommitter::new(
+                Arc::clone(store),
+                pipeline.id.clone(),
+                source.id.clone(),
+            ))),
+            stats: Arc::clone(stats),
+            ..WorkerConfig::default()
+        };
+        let worker = Worker::new(tasks, Order::new(order), dlq, config).map_err(|source| {
+            BuildError::Engine {
+                pipeline: pipeline.id.clone(),
+                source,
+            }
+        })?;
+        workers.push(SourceWorker {
+            source_id: source.id.clone(),
+            worker,
+        });
+    }
+    Ok(workers)
+}
+
+fn join(id: &str, errors: &[funnel_connectors::SettingsError]) -> String {
+    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    format!("connector {id}: {}", list.join("; "))
+}

@@ -1,0 +1,17 @@
+//! Funnel's runtime: from pipeline configuration to running workers.
+//!
+//! - [`registry`]: every built-in plugin by its Conduit name, and the checks a
+//!   configuration must pass before anything starts;
+//! - [`build`]: one [`Worker`](funnel_core::Worker) per source of a pipeline;
+//! - [`supervisor`]: runs pipelines side by side and isolated, restarts them with
+//!   backoff after transient errors, degrades them after fatal ones, stops them
+//!   gracefully.
+//!
+//! The runtime knows no HTTP and no command line; `funnel-api` and `funnel-cli` sit on
+//! top of it.
+
+pub mod build;
+pub mod registry;
+pub mod supervisor;
+
+pub use supervisor::{Backoff, PipelineState, PipelineStatus, Supervisor, SupervisorOptions};
