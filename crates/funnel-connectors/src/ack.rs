@@ -1,0 +1,121 @@
+//! The acknowledgement queue the destinations share.
+//!
+//! Writers push acks in write order; [`AckQueue::next`] waits until there is at least
+//! one and takes every ack queued so far, so the engine never receives an empty list.
+//! Once the queue has failed, `next` returns the failure (after the acks that were
+//! queued before it).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use funnel_core::{ConnectorError, DestinationAck};
+use tokio::sync::Notify;
+
+/// Acks in write order, and the error that stopped the writer, if any.
+#[derive(Default)]
+pub(crate) struct AckQueue {
+    state: Mutex<State>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    acks: VecDeque<DestinationAck>,
+    failure: Option<String>,
+}
+
+impl AckQueue {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues acks after those already queued.
+    pub(crate) fn push(&self, acks: impl IntoIterator<Item = DestinationAck>) {
+        self.lock().acks.extend(acks);
+        self.notify.notify_one();
+    }
+
+    /// Marks the queue failed: once the acks queued so far are taken, `next` returns
+    /// `message` as a transient error.
+    pub(crate) fn fail(&self, message: String) {
+        self.lock().failure.get_or_insert(message);
+        self.notify.notify_one();
+    }
+
+    /// The error that stopped the writer, if any.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.lock().failure.clone()
+    }
+
+    /// Waits for acks and takes all that are queued. Cancel-safe: acks are taken only
+    /// in the poll that returns them.
+    ///
+    /// # Errors
+    ///
+    /// A transient error when the writer failed.
+    pub(crate) async fn next(&self) -> Result<Vec<DestinationAck>, ConnectorError> {
+        loop {
+            {
+                let mut state = self.lock();
+                if !state.acks.is_empty() {
+                    return Ok(state.acks.drain(..).collect());
+                }
+                if let Some(message) = &state.failure {
+                    return Err(ConnectorError::transient(message.clone()));
+                }
+            }
+            // `notify_one` stores a permit when nobody waits, so a push between the
+            // check above and this await is not missed.
+            self.notify.notified().await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock leaves the queue consistent (every critical
+        // section is a single push, drain or set), so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn next_waits_for_acks_and_takes_them_all_in_order() {
+        let queue = Arc::new(AckQueue::new());
+        let waiter = tokio::spawn({
+            let queue = Arc::clone(&queue);
+            async move { queue.next().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        queue.push([
+            DestinationAck::ok("1".into()),
+            DestinationAck::ok("2".into()),
+        ]);
+        let acks = waiter.await.unwrap().unwrap();
+        assert_eq!(
+            acks,
+            [
+                DestinationAck::ok("1".into()),
+                DestinationAck::ok("2".into())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_comes_after_the_acks_queued_before_it() {
+        let queue = AckQueue::new();
+        queue.push([DestinationAck::ok("1".into())]);
+        queue.fail("disk full".into());
+        assert_eq!(queue.next().await.unwrap().len(), 1);
+        let error = queue.next().await.unwrap_err();
+        assert_eq!(error.to_string(), "disk full");
+    }
+}

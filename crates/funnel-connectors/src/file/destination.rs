@@ -1,0 +1,205 @@
+//! The file destination: appends OpenCDC JSON lines, acks after `fsync`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use funnel_core::{ConnectorError, Destination, DestinationAck};
+use funnel_record::{Position, Record};
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::FileDestinationConfig;
+use crate::ack::AckQueue;
+
+/// Encoded batches waiting for the writer thread, at most.
+const QUEUED_BATCHES: usize = 16;
+/// The writer groups waiting batches into one write and one `fsync` up to this size.
+const GROUP_BYTES: usize = 8 * 1024 * 1024;
+
+/// A destination appending records to a file as OpenCDC JSON lines (see the
+/// [module docs](super)).
+pub struct FileDestination {
+    id: String,
+    config: FileDestinationConfig,
+    writer: Mutex<Option<Writer>>,
+    acks: Arc<AckQueue>,
+}
+
+/// The handle of the writer thread.
+struct Writer {
+    jobs: mpsc::Sender<Job>,
+    done: oneshot::Receiver<()>,
+}
+
+/// One encoded batch.
+struct Job {
+    bytes: Vec<u8>,
+    positions: Vec<Position>,
+}
+
+impl FileDestination {
+    /// A destination with validated settings. The file is opened by
+    /// [`Destination::open`].
+    pub fn new(id: &str, config: FileDestinationConfig) -> Self {
+        Self {
+            id: id.to_owned(),
+            config,
+            writer: Mutex::new(None),
+            acks: Arc::new(AckQueue::new()),
+        }
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Option<Writer>> {
+        // Critical sections only take or replace the handle, so a poisoned lock is
+        // still usable.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stopped(&self) -> ConnectorError {
+        let reason = self
+            .acks
+            .failure()
+            .unwrap_or_else(|| "the destination is not open".to_owned());
+        ConnectorError::transient(format!(
+            "file destination {} ({}): writer stopped: {reason}",
+            self.id,
+            self.config.path.display()
+        ))
+    }
+}
+
+#[async_trait]
+impl Destination for FileDestination {
+    async fn open(&self) -> Result<(), ConnectorError> {
+        let path = self.config.path.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| open_error(&path, &e))
+        })
+        .await
+        .map_err(|e| ConnectorError::transient(format!("file destination: {e}")))??;
+
+        let (jobs, receiver) = mpsc::channel(QUEUED_BATCHES);
+        let (done_sender, done) = oneshot::channel();
+        let acks = Arc::clone(&self.acks);
+        let path = self.config.path.clone();
+        std::thread::Builder::new()
+            .name("funnel-file-writer".into())
+            .spawn(move || {
+                write_loop(file, &path, receiver, &acks);
+                let _ = done_sender.send(());
+            })
+            .map_err(|e| {
+                ConnectorError::transient(format!("file destination: cannot start writer: {e}"))
+            })?;
+        *self.writer() = Some(Writer { jobs, done });
+        Ok(())
+    }
+
+    async fn write(&self, records: &[Record]) -> Result<(), ConnectorError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let sender = match &*self.writer() {
+            Some(writer) => writer.jobs.clone(),
+            None => return Err(self.stopped()),
+        };
+        // Base64 grows raw data by a third; member names and metadata add the rest.
+        let size: usize = records
+            .iter()
+            .map(|r| r.size_hint() * 4 / 3 + 160 + r.metadata.len() * 48)
+            .sum();
+        let mut bytes = Vec::with_capacity(size);
+        let mut positions = Vec::with_capacity(records.len());
+        for record in records {
+            record.write_json(&mut bytes);
+            bytes.push(b'\n');
+            positions.push(record.position.clone());
+        }
+        sender
+            .send(Job { bytes, positions })
+            .await
+            .map_err(|_| self.stopped())
+    }
+
+    async fn ack(&self) -> Result<Vec<DestinationAck>, ConnectorError> {
+        self.acks.next().await
+    }
+
+    async fn teardown(&self) -> Result<(), ConnectorError> {
+        let writer = self.writer().take();
+        if let Some(Writer { jobs, done }) = writer {
+            // Closing the channel lets the thread finish the queued batches and stop.
+            drop(jobs);
+            let _ = done.await;
+        }
+        match self.acks.failure() {
+            Some(_) => Err(self.stopped()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The writer thread: appends batches, syncs, then acks them, until the channel closes
+/// or an I/O error stops it.
+fn write_loop(mut file: File, path: &Path, mut jobs: mpsc::Receiver<Job>, acks: &AckQueue) {
+    // The length of the file that is known to be whole lines, to cut back to on failure.
+    let mut durable = match file.metadata() {
+        Ok(meta) => meta.len(),
+        Err(e) => {
+            acks.fail(format!("file {}: failed to stat: {e}", path.display()));
+            return;
+        }
+    };
+    while let Some(first) = jobs.blocking_recv() {
+        let mut size = first.bytes.len();
+        let mut group = vec![first];
+        while size < GROUP_BYTES {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    size += job.bytes.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let written = group
+            .iter()
+            .try_for_each(|job| file.write_all(&job.bytes))
+            .and_then(|()| file.sync_data());
+        match written {
+            Ok(()) => {
+                durable += size as u64;
+                acks.push(
+                    group
+                        .into_iter()
+                        .flat_map(|job| job.positions)
+                        .map(DestinationAck::ok),
+                );
+            }
+            Err(e) => {
+                // Cut a partly written line off, so a restart appends whole lines.
+                let _ = file.set_len(durable);
+                let _ = file.sync_data();
+                acks.fail(format!("file {}: failed to write: {e}", path.display()));
+                return;
+            }
+        }
+    }
+}
+
+fn open_error(path: &Path, e: &std::io::Error) -> ConnectorError {
+    let message = format!("file {}: failed to open for appending: {e}", path.display());
+    match e.kind() {
+        ErrorKind::NotFound => ConnectorError::fatal(format!(
+            "{message} (does its directory exist? the file destination creates only the file)"
+        )),
+        ErrorKind::PermissionDenied | ErrorKind::IsADirectory => ConnectorError::fatal(message),
+        _ => ConnectorError::transient(message),
+    }
+}

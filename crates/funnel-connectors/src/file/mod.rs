@@ -1,0 +1,74 @@
+//! The `file` source and destination: lines of a file in, OpenCDC JSON lines out.
+//!
+//! # Source settings
+//!
+//! | Setting | Default | Meaning |
+//! |---|---|---|
+//! | `path` | — (required) | The file to read. If it does not exist yet, the source waits for it. |
+//! | `sdk.batch.size` | `0` | Lines per read at most; `0` means 1000. |
+//!
+//! The source reads the file line by line and then follows it, like `tail -F`: at the
+//! end of the file it checks for appended lines every 100 ms. A last line without a
+//! newline is emitted once its newline is written. Each record has operation `create`,
+//! key = the line number (from 1, as decimal text, raw), `payload.after` = the line
+//! without its `\n` (raw), and metadata `file.path` (the `path` setting as given),
+//! `opencdc.readAt` and `conduit.source.connector.id`.
+//!
+//! **Position:** the byte offset just after the line's `\n`, as decimal text (`"6"` for
+//! the first line of `hello\n...`). Resuming from it continues with the next line; line
+//! numbers keep counting from the start of the file. A file shorter than the resume
+//! position (truncated or replaced) stops the source with a fatal error.
+//!
+//! **Guarantee:** exactly once per line across restarts, given the position of the last
+//! acknowledged line; lines must only be appended.
+//!
+//! # Destination settings
+//!
+//! | Setting | Default | Meaning |
+//! |---|---|---|
+//! | `path` | — (required) | The file to append to; created if missing (its directory must exist). |
+//! | `sdk.record.format` | `opencdc/json` | Only `opencdc/json` is supported. |
+//!
+//! Each record is written as one line of compact OpenCDC JSON followed by `\n`. A batch
+//! is encoded into one buffer and written with one call on a dedicated writer thread,
+//! which then calls `fsync` (`sync_data`); several batches waiting together share one
+//! write and one `fsync`.
+//!
+//! **Guarantee:** a record is acknowledged only after its line is durable on disk, in
+//! write order. If a write or `fsync` fails, the file is cut back to its last durable
+//! length and the destination reports the error on its next `ack`, so a restart
+//! appends again from a whole line (at least once: records written but not yet acked
+//! before a crash are written again).
+//!
+//! The SDK settings of sources and destinations are accepted as for every connector
+//! (see [`SDK_SOURCE_SETTINGS`](crate::SDK_SOURCE_SETTINGS) and
+//! [`SDK_DESTINATION_SETTINGS`](crate::SDK_DESTINATION_SETTINGS)).
+
+mod config;
+mod destination;
+mod source;
+
+pub use config::{FileDestinationConfig, FileSourceConfig, validate_destination, validate_source};
+pub use destination::FileDestination;
+pub use source::FileSource;
+
+use crate::SettingSpec;
+
+/// Metadata key holding the path of the file a record was read from.
+pub const METADATA_FILE_PATH: &str = "file.path";
+
+/// The file source's own settings.
+pub(crate) static SOURCE_SETTINGS: &[SettingSpec] = &[SettingSpec {
+    name: "path",
+    default: None,
+    required: true,
+    description: "Path of the file to read; the source follows appended lines.",
+}];
+
+/// The file destination's own settings.
+pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[SettingSpec {
+    name: "path",
+    default: None,
+    required: true,
+    description: "Path of the file to append OpenCDC JSON lines to; created if missing.",
+}];

@@ -1,0 +1,44 @@
+//! The `log` destination: writes every record to Funnel's log.
+//!
+//! # Settings
+//!
+//! | Setting | Default | Meaning |
+//! |---|---|---|
+//! | `level` | `info` | `trace`, `debug`, `info`, `warn` or `error`. |
+//! | `message` | empty | The message of every log line. |
+//! | `sdk.record.format` | `opencdc/json` | Only `opencdc/json` is supported. |
+//!
+//! Each record is logged as one event at `level`, with the fields `connector` (the
+//! destination's ID) and `record` (the record as compact OpenCDC JSON text). Like
+//! Conduit's, it shows only if the log filter lets that level through; when it does
+//! not, records are not even encoded.
+//!
+//! # Guarantee
+//!
+//! None beyond the log itself: a record is acknowledged, in write order, as soon as it
+//! was handed to the logger. Conduit uses this connector as its default dead-letter
+//! queue (at `warn`, message `record delivery failed`).
+
+mod config;
+mod destination;
+
+pub use config::{LogConfig, validate};
+pub use destination::LogDestination;
+
+use crate::SettingSpec;
+
+/// The log destination's own settings.
+pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[
+    SettingSpec {
+        name: "level",
+        default: Some("info"),
+        required: false,
+        description: "Level of the log lines: trace, debug, info, warn or error.",
+    },
+    SettingSpec {
+        name: "message",
+        default: None,
+        required: false,
+        description: "Message of every log line (empty by default).",
+    },
+];

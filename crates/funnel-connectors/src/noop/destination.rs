@@ -1,0 +1,64 @@
+//! The noop destination.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use funnel_core::{ConnectorError, Destination, DestinationAck};
+use funnel_record::Record;
+
+use crate::ack::AckQueue;
+
+/// Records acknowledged by every noop destination of this process.
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// The number of records every noop destination of this process has acknowledged.
+pub fn written_total() -> u64 {
+    WRITTEN.load(Ordering::Relaxed)
+}
+
+/// A destination that drops records and acknowledges them at once (see the
+/// [module docs](super)).
+pub struct NoopDestination {
+    acks: AckQueue,
+}
+
+impl NoopDestination {
+    /// A noop destination.
+    pub fn new() -> Self {
+        Self {
+            acks: AckQueue::new(),
+        }
+    }
+}
+
+impl Default for NoopDestination {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl Destination for NoopDestination {
+    async fn open(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    async fn write(&self, records: &[Record]) -> Result<(), ConnectorError> {
+        self.acks.push(
+            records
+                .iter()
+                .map(|record| DestinationAck::ok(record.position.clone())),
+        );
+        Ok(())
+    }
+
+    async fn ack(&self) -> Result<Vec<DestinationAck>, ConnectorError> {
+        let acks = self.acks.next().await?;
+        WRITTEN.fetch_add(acks.len() as u64, Ordering::Relaxed);
+        Ok(acks)
+    }
+
+    async fn teardown(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! Small helpers shared by the connectors.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+/// Writes `n` as decimal ASCII into `buf` and returns the digits (no allocation).
+pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        // A digit: `n % 10` is below 10.
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// The decimal texts of `count` numbers, written into one buffer: one allocation per
+/// batch instead of one per record; each text is a `Bytes` slice of the buffer.
+pub(crate) fn decimal_slices(numbers: impl Iterator<Item = u64>, count: usize) -> DecimalSlices {
+    let mut buf = Vec::with_capacity(count * 20);
+    let mut ends = Vec::with_capacity(count);
+    let mut digits = [0u8; 20];
+    for n in numbers {
+        buf.extend_from_slice(decimal(n, &mut digits));
+        ends.push(buf.len());
+    }
+    DecimalSlices {
+        bytes: Bytes::from(buf),
+        ends: ends.into_iter(),
+        start: 0,
+    }
+}
+
+/// The texts made by [`decimal_slices`], in order.
+pub(crate) struct DecimalSlices {
+    bytes: Bytes,
+    ends: std::vec::IntoIter<usize>,
+    start: usize,
+}
+
+impl Iterator for DecimalSlices {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let end = self.ends.next()?;
+        let text = self.bytes.slice(self.start..end);
+        self.start = end;
+        Some(text)
+    }
+}
+
+/// The current time as Unix nanoseconds (0 for a clock before 1970).
+pub(crate) fn unix_nanos_now() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_writes_numbers_like_display() {
+        let mut buf = [0; 20];
+        for n in [0, 1, 9, 10, 12345, u64::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn decimal_slices_are_the_numbers_in_order() {
+        let texts: Vec<Bytes> = decimal_slices([7, 10, 0, 123].into_iter(), 4).collect();
+        assert_eq!(
+            texts,
+            ["7", "10", "0", "123"].map(|t| Bytes::from_static(t.as_bytes()))
+        );
+    }
+}

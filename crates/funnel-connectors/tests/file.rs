@@ -1,0 +1,377 @@
+//! The file source and destination, against real files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use funnel_connectors::{Settings, destination, source};
+use funnel_core::{ConnectorErrorKind, Destination, DestinationAck, Source};
+use funnel_record::{Data, Metadata, Operation, Position, Record};
+
+const PATIENCE: Duration = Duration::from_secs(5);
+
+fn settings(pairs: &[(&str, &str)]) -> Settings {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn path_settings(path: &Path) -> Settings {
+    settings(&[("path", path.to_str().unwrap())])
+}
+
+async fn open_source(path: &Path, resume: Option<&str>) -> Arc<dyn Source> {
+    let source = source(
+        "file",
+        "p:in",
+        &path_settings(path),
+        resume.map(Position::from),
+    )
+    .unwrap();
+    source.open().await.unwrap();
+    source
+}
+
+async fn open_destination(path: &Path) -> Arc<dyn Destination> {
+    let destination = destination("file", "p:out", &path_settings(path)).unwrap();
+    destination.open().await.unwrap();
+    destination
+}
+
+/// Reads until `n` records arrived.
+async fn read_n(source: &dyn Source, n: usize) -> Vec<Record> {
+    let mut records = Vec::new();
+    while records.len() < n {
+        let batch = tokio::time::timeout(PATIENCE, source.read())
+            .await
+            .expect("no record in time")
+            .unwrap();
+        records.extend(batch);
+    }
+    assert_eq!(records.len(), n, "more records than expected");
+    records
+}
+
+/// Collects acks until `n` arrived.
+async fn ack_n(destination: &dyn Destination, n: usize) -> Vec<DestinationAck> {
+    let mut acks = Vec::new();
+    while acks.len() < n {
+        let batch = tokio::time::timeout(PATIENCE, destination.ack())
+            .await
+            .expect("no ack in time")
+            .unwrap();
+        assert!(!batch.is_empty(), "ack returned an empty list");
+        acks.extend(batch);
+    }
+    acks
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+fn record(position: &str, after: &str) -> Record {
+    let mut record = Record::new(position, after.as_bytes().to_vec());
+    record.metadata = [("a", "b")].into_iter().collect::<Metadata>();
+    record
+}
+
+fn lines(records: &[Record]) -> Vec<(String, String, String)> {
+    records
+        .iter()
+        .map(|r| {
+            let key = match &r.key {
+                Some(Data::Raw(k)) => String::from_utf8(k.to_vec()).unwrap(),
+                other => panic!("key {other:?}"),
+            };
+            let line = match &r.payload.after {
+                Some(Data::Raw(l)) => String::from_utf8(l.to_vec()).unwrap(),
+                other => panic!("payload {other:?}"),
+            };
+            (r.position.to_string(), key, line)
+        })
+        .collect()
+}
+
+fn triples(items: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    items
+        .iter()
+        .map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn file_destination_writes_exact_opencdc_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let destination = open_destination(&path).await;
+    destination
+        .write(&[record("1", "hello"), record("2", "world")])
+        .await
+        .unwrap();
+    ack_n(&*destination, 2).await;
+    let content = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        content,
+        "{\"position\":\"MQ==\",\"operation\":\"create\",\"metadata\":{\"a\":\"b\"},\"key\":null,\
+         \"payload\":{\"before\":null,\"after\":\"aGVsbG8=\"}}\n\
+         {\"position\":\"Mg==\",\"operation\":\"create\",\"metadata\":{\"a\":\"b\"},\"key\":null,\
+         \"payload\":{\"before\":null,\"after\":\"d29ybGQ=\"}}\n"
+    );
+    destination.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn file_destination_acks_in_write_order_only_once_the_lines_are_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let destination = open_destination(&path).await;
+    let batches: Vec<Vec<Record>> = (0..5)
+        .map(|b| {
+            (0..20)
+                .map(|i| record(&format!("{}", b * 20 + i + 1), &format!("line {b}/{i}")))
+                .collect()
+        })
+        .collect();
+    for batch in &batches {
+        destination.write(batch).await.unwrap();
+    }
+    let all: Vec<&Record> = batches.iter().flatten().collect();
+    let mut acked = Vec::new();
+    while acked.len() < all.len() {
+        let acks = tokio::time::timeout(PATIENCE, destination.ack())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!acks.is_empty());
+        // Everything acked so far is in the file already.
+        let content = std::fs::read(&path).unwrap();
+        acked.extend(acks);
+        let mut expected = Vec::new();
+        for record in &all[..acked.len()] {
+            record.write_json(&mut expected);
+            expected.push(b'\n');
+        }
+        assert!(content.starts_with(&expected), "acked before written");
+    }
+    let positions: Vec<Position> = acked.iter().map(|a| a.position.clone()).collect();
+    let written: Vec<Position> = all.iter().map(|r| r.position.clone()).collect();
+    assert_eq!(positions, written);
+    assert!(acked.iter().all(|a| a.error.is_none()));
+    destination.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn file_destination_ack_waits_until_there_are_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    let destination = open_destination(&dir.path().join("out.jsonl")).await;
+    let early = tokio::time::timeout(Duration::from_millis(100), destination.ack()).await;
+    assert!(early.is_err(), "ack returned before anything was written");
+    destination.write(&[record("1", "x")]).await.unwrap();
+    assert_eq!(ack_n(&*destination, 1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn file_destination_appends_to_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    std::fs::write(&path, "earlier\n").unwrap();
+    let destination = open_destination(&path).await;
+    destination.write(&[record("1", "x")]).await.unwrap();
+    ack_n(&*destination, 1).await;
+    destination.teardown().await.unwrap();
+    let content = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        content.starts_with("earlier\n{\"position\":\"MQ==\""),
+        "{content}"
+    );
+    assert_eq!(content.lines().count(), 2);
+}
+
+#[tokio::test]
+async fn file_destination_teardown_finishes_queued_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let destination = open_destination(&path).await;
+    for i in 1..=10 {
+        destination
+            .write(&[record(&i.to_string(), "x")])
+            .await
+            .unwrap();
+    }
+    destination.teardown().await.unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 10);
+}
+
+#[tokio::test]
+async fn file_destination_fails_to_open_when_the_directory_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("out.jsonl");
+    let destination = destination("file", "p:out", &path_settings(&path)).unwrap();
+    let error = destination.open().await.unwrap_err();
+    assert_eq!(error.kind(), ConnectorErrorKind::Fatal);
+    assert!(error.to_string().contains("directory"), "{error}");
+}
+
+#[tokio::test]
+async fn file_source_reads_lines_with_byte_offset_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    std::fs::write(&path, "hello\nworld\n\nlast\n").unwrap();
+    let source = open_source(&path, None).await;
+    let records = read_n(&*source, 4).await;
+    assert_eq!(
+        lines(&records),
+        triples(&[
+            ("6", "1", "hello"),
+            ("12", "2", "world"),
+            ("13", "3", ""),
+            ("18", "4", "last"),
+        ])
+    );
+    for record in &records {
+        assert_eq!(record.operation, Operation::Create);
+        assert_eq!(record.payload.before, None);
+        assert_eq!(record.metadata.get("file.path"), path.to_str());
+        assert_eq!(
+            record.metadata.get("conduit.source.connector.id"),
+            Some("p:in")
+        );
+        assert!(record.metadata.get("opencdc.readAt").is_some());
+    }
+    source.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn file_source_resumes_after_the_offset_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    std::fs::write(&path, "hello\nworld\n\nlast\n").unwrap();
+    let source = open_source(&path, Some("12")).await;
+    let records = read_n(&*source, 2).await;
+    // Line numbers keep counting from the start of the file.
+    assert_eq!(
+        lines(&records),
+        triples(&[("13", "3", ""), ("18", "4", "last")])
+    );
+}
+
+#[tokio::test]
+async fn file_source_picks_up_appended_lines_once_they_are_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    std::fs::write(&path, "one\n").unwrap();
+    let source = open_source(&path, None).await;
+    assert_eq!(
+        lines(&read_n(&*source, 1).await),
+        triples(&[("4", "1", "one")])
+    );
+
+    append(&path, "tw");
+    let partial = tokio::time::timeout(Duration::from_millis(350), source.read()).await;
+    assert!(partial.is_err(), "a line without its newline was emitted");
+    append(&path, "o\nthree\n");
+    assert_eq!(
+        lines(&read_n(&*source, 2).await),
+        triples(&[("8", "2", "two"), ("14", "3", "three")])
+    );
+}
+
+#[tokio::test]
+async fn file_source_waits_for_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("later.txt");
+    let source = open_source(&path, None).await;
+    let early = tokio::time::timeout(Duration::from_millis(250), source.read()).await;
+    assert!(early.is_err());
+    append(&path, "here\n");
+    assert_eq!(
+        lines(&read_n(&*source, 1).await),
+        triples(&[("5", "1", "here")])
+    );
+}
+
+#[tokio::test]
+async fn file_source_refuses_a_file_shorter_than_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    std::fs::write(&path, "a\n").unwrap();
+    let source = open_source(&path, Some("100")).await;
+    let error = tokio::time::timeout(PATIENCE, source.read())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind(), ConnectorErrorKind::Fatal);
+    assert!(error.to_string().contains("truncated"), "{error}");
+}
+
+#[tokio::test]
+async fn file_source_reads_in_batches_of_sdk_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    let text: String = (1..=25).map(|i| format!("{i}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    let source = source(
+        "file",
+        "p:in",
+        &settings(&[("path", path.to_str().unwrap()), ("sdk.batch.size", "10")]),
+        None,
+    )
+    .unwrap();
+    source.open().await.unwrap();
+    let sizes = [
+        source.read().await.unwrap().len(),
+        source.read().await.unwrap().len(),
+        source.read().await.unwrap().len(),
+    ];
+    assert_eq!(sizes, [10, 10, 5]);
+}
+
+#[tokio::test]
+async fn file_source_read_is_cancel_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    std::fs::write(&path, "").unwrap();
+    let source = open_source(&path, None).await;
+    // Reads are abandoned at arbitrary points (waiting, or while the file is read)
+    // while lines keep coming; no line may be lost or repeated.
+    let mut records = Vec::new();
+    for i in 0..5 {
+        if let Ok(batch) = tokio::time::timeout(Duration::from_millis(30), source.read()).await {
+            records.extend(batch.unwrap());
+        }
+        append(&path, &format!("line {i}\n"));
+    }
+    let rest = 5 - records.len();
+    records.extend(read_n(&*source, rest).await);
+    let keys: Vec<String> = lines(&records).into_iter().map(|(_, k, _)| k).collect();
+    assert_eq!(keys, ["1", "2", "3", "4", "5"]);
+}
+
+#[tokio::test]
+async fn file_source_and_destination_round_trip_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    let output = dir.path().join("out.jsonl");
+    std::fs::write(&input, "alpha\nbeta\n").unwrap();
+    let source = open_source(&input, None).await;
+    let destination = open_destination(&output).await;
+    let records = read_n(&*source, 2).await;
+    destination.write(&records).await.unwrap();
+    ack_n(&*destination, 2).await;
+    let decoded: Vec<Record> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|line| Record::from_json(line.as_bytes()).unwrap())
+        .collect();
+    assert_eq!(decoded, records);
+}

@@ -1,0 +1,141 @@
+//! The log and noop destinations.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use funnel_connectors::{Settings, destination, noop};
+use funnel_core::{Destination, DestinationAck};
+use funnel_record::{Position, Record};
+use tracing::Level;
+
+fn settings(pairs: &[(&str, &str)]) -> Settings {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn records(range: std::ops::RangeInclusive<u32>) -> Vec<Record> {
+    range
+        .map(|i| Record::new(i.to_string().as_str(), format!("payload {i}").into_bytes()))
+        .collect()
+}
+
+fn positions(acks: &[DestinationAck]) -> Vec<Position> {
+    acks.iter().map(|a| a.position.clone()).collect()
+}
+
+/// Collects acks until `n` arrived, checking that none is an empty list.
+async fn ack_n(destination: &dyn Destination, n: usize) -> Vec<DestinationAck> {
+    let mut acks = Vec::new();
+    while acks.len() < n {
+        let batch = tokio::time::timeout(Duration::from_secs(5), destination.ack())
+            .await
+            .expect("no ack in time")
+            .unwrap();
+        assert!(!batch.is_empty());
+        acks.extend(batch);
+    }
+    assert_eq!(acks.len(), n);
+    acks
+}
+
+/// A log sink the test can read.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs(max: Level) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(max)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    (captured, guard)
+}
+
+#[tokio::test]
+async fn log_destination_logs_each_record_as_opencdc_json_and_acks_in_order() {
+    let (captured, _guard) = capture_logs(Level::TRACE);
+    let destination = destination(
+        "log",
+        "p:log",
+        &settings(&[("level", "warn"), ("message", "record delivery failed")]),
+    )
+    .unwrap();
+    destination.open().await.unwrap();
+    let batch_one = records(1..=3);
+    let batch_two = records(4..=5);
+    destination.write(&batch_one).await.unwrap();
+    destination.write(&batch_two).await.unwrap();
+    let acks = ack_n(&*destination, 5).await;
+    let written: Vec<Position> = batch_one
+        .iter()
+        .chain(&batch_two)
+        .map(|r| r.position.clone())
+        .collect();
+    assert_eq!(positions(&acks), written);
+    assert!(acks.iter().all(|a| a.error.is_none()));
+
+    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines.len(), 5, "{output}");
+    for (line, record) in lines.iter().zip(batch_one.iter().chain(&batch_two)) {
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains("record delivery failed"), "{line}");
+        assert!(line.contains("connector=p:log"), "{line}");
+        let json = String::from_utf8(record.to_json()).unwrap();
+        assert!(line.contains(&format!("record={json}")), "{line}");
+    }
+    destination.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn log_destination_below_the_log_filter_logs_nothing_but_still_acks() {
+    let (captured, _guard) = capture_logs(Level::INFO);
+    let destination = destination("log", "p:log", &settings(&[("level", "debug")])).unwrap();
+    destination.open().await.unwrap();
+    destination.write(&records(1..=4)).await.unwrap();
+    assert_eq!(ack_n(&*destination, 4).await.len(), 4);
+    assert!(captured.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn noop_destination_acks_in_order_and_counts_what_it_acked() {
+    let destination = destination("noop", "p:noop", &Settings::new()).unwrap();
+    destination.open().await.unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(50), destination.ack()).await;
+    assert!(early.is_err(), "ack returned before anything was written");
+
+    let before = noop::written_total();
+    let batch_one = records(1..=100);
+    let batch_two = records(101..=150);
+    destination.write(&batch_one).await.unwrap();
+    destination.write(&batch_two).await.unwrap();
+    let acks = ack_n(&*destination, 150).await;
+    let written: Vec<Position> = batch_one
+        .iter()
+        .chain(&batch_two)
+        .map(|r| r.position.clone())
+        .collect();
+    assert_eq!(positions(&acks), written);
+    // Other tests of this process may count too, so the total grew by at least ours.
+    assert!(noop::written_total() >= before + 150);
+    destination.teardown().await.unwrap();
+}

@@ -1,0 +1,301 @@
+//! Settings validation and the registry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use funnel_connectors::{
+    SDK_DESTINATION_SETTINGS, SDK_SOURCE_SETTINGS, Settings, SettingsError, destination, source,
+    specs,
+};
+
+fn settings(pairs: &[(&str, &str)]) -> Settings {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn source_errors(plugin: &str, pairs: &[(&str, &str)]) -> Vec<SettingsError> {
+    match source(plugin, "p:c", &settings(pairs), None) {
+        Ok(_) => panic!("{plugin} source accepted {pairs:?}"),
+        Err(errors) => errors,
+    }
+}
+
+fn destination_errors(plugin: &str, pairs: &[(&str, &str)]) -> Vec<SettingsError> {
+    match destination(plugin, "p:c", &settings(pairs)) {
+        Ok(_) => panic!("{plugin} destination accepted {pairs:?}"),
+        Err(errors) => errors,
+    }
+}
+
+fn keys(errors: &[SettingsError]) -> Vec<&str> {
+    errors.iter().map(|e| e.setting.as_str()).collect()
+}
+
+#[test]
+fn bad_generator_settings_give_every_error_with_its_setting() {
+    let errors = source_errors(
+        "generator",
+        &[
+            ("format.type", "xml"),
+            ("recordCount", "ten"),
+            ("rate", "-3"),
+            ("operations", "create,upsert"),
+            ("collections.users.format.type", "structured"),
+            ("collections.users.format.options.id", "float"),
+            ("collections.files.format.type", "file"),
+            ("burst.sleepTime", "soon"),
+            ("recrodCount", "5"),
+        ],
+    );
+    let mut got = keys(&errors);
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [
+            "burst.sleepTime",
+            "collections.files.format.options.path",
+            "collections.users.format.options.id",
+            "format.type",
+            "operations",
+            "rate",
+            "recordCount",
+            "recrodCount",
+        ],
+        "{errors:#?}"
+    );
+    let message = |key: &str| {
+        errors
+            .iter()
+            .find(|e| e.setting == key)
+            .map(ToString::to_string)
+            .unwrap()
+    };
+    assert_eq!(
+        message("recrodCount"),
+        "recrodCount: unrecognized parameter"
+    );
+    assert!(message("recordCount").contains("\"ten\""));
+    assert!(message("format.type").contains("raw, structured, file"));
+    assert!(message("collections.users.format.options.id").contains("float"));
+    assert!(message("operations").contains("upsert"));
+}
+
+#[test]
+fn generator_without_any_format_asks_for_a_collection() {
+    let errors = source_errors("generator", &[("recordCount", "5")]);
+    assert_eq!(keys(&errors), ["format.type"]);
+    assert!(
+        errors[0].message.contains("at least one collection"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn generator_refuses_read_time_together_with_rate() {
+    let errors = source_errors(
+        "generator",
+        &[("format.type", "raw"), ("rate", "10"), ("readTime", "1s")],
+    );
+    assert_eq!(keys(&errors), ["readTime"]);
+}
+
+#[test]
+fn generator_refuses_a_negative_record_count_below_minus_one() {
+    let errors = source_errors(
+        "generator",
+        &[("format.type", "raw"), ("recordCount", "-2")],
+    );
+    assert_eq!(keys(&errors), ["recordCount"]);
+    for ok in ["-1", "0", "7"] {
+        let built = source(
+            "generator",
+            "p:c",
+            &settings(&[("format.type", "raw"), ("recordCount", ok)]),
+            None,
+        );
+        assert!(built.is_ok(), "recordCount {ok}");
+    }
+}
+
+#[test]
+fn generator_field_types_are_case_insensitive_as_in_conduit() {
+    let built = source(
+        "generator",
+        "p:c",
+        &settings(&[("format.type", "structured"), ("format.options.id", "INT")]),
+        None,
+    );
+    assert!(built.is_ok());
+}
+
+#[test]
+fn file_connectors_require_a_path() {
+    assert_eq!(keys(&source_errors("file", &[])), ["path"]);
+    let errors = destination_errors("file", &[("pth", "/tmp/x")]);
+    assert_eq!(keys(&errors), ["path", "pth"]);
+    assert_eq!(errors[0].message, "required parameter is not provided");
+}
+
+#[test]
+fn unknown_plugins_are_one_error_about_the_plugin() {
+    let errors = source_errors("kafka", &[]);
+    assert_eq!(keys(&errors), ["plugin"]);
+    assert!(errors[0].message.contains("kafka"));
+    assert!(errors[0].message.contains("file, generator"), "{errors:?}");
+
+    let errors = destination_errors("generator", &[]);
+    assert_eq!(keys(&errors), ["plugin"]);
+    assert!(
+        errors[0].message.contains("has no destination"),
+        "{errors:?}"
+    );
+
+    assert_eq!(keys(&source_errors("log", &[])), ["plugin"]);
+    assert_eq!(keys(&source_errors("noop", &[])), ["plugin"]);
+}
+
+#[test]
+fn log_level_must_be_a_known_level() {
+    let errors = destination_errors("log", &[("level", "verbose"), ("message", "hi")]);
+    assert_eq!(keys(&errors), ["level"]);
+    for level in ["trace", "debug", "info", "warn", "error"] {
+        assert!(destination("log", "p:c", &settings(&[("level", level)])).is_ok());
+    }
+}
+
+#[test]
+fn noop_has_no_settings_of_its_own() {
+    assert_eq!(
+        keys(&destination_errors("noop", &[("path", "x")])),
+        ["path"]
+    );
+    assert!(destination("noop", "p:c", &Settings::new()).is_ok());
+}
+
+#[test]
+fn sdk_settings_are_accepted_by_every_connector() {
+    let source_sdk = [
+        ("sdk.batch.size", "100"),
+        ("sdk.batch.delay", "250ms"),
+        ("sdk.schema.extract.type", "avro"),
+        ("sdk.schema.extract.payload.enabled", "false"),
+        ("sdk.schema.extract.payload.subject", "payload"),
+        ("sdk.schema.extract.key.enabled", "true"),
+        ("sdk.schema.extract.key.subject", "key"),
+        ("sdk.schema.context.enabled", "false"),
+        ("sdk.schema.context.name", "ctx"),
+    ];
+    let destination_sdk = [
+        ("sdk.batch.size", "100"),
+        ("sdk.batch.delay", "1s"),
+        ("sdk.rate.perSecond", "2.5"),
+        ("sdk.rate.burst", "10"),
+        ("sdk.record.format", "opencdc/json"),
+        ("sdk.record.format.options", ""),
+        ("sdk.schema.extract.payload.enabled", "true"),
+        ("sdk.schema.extract.key.enabled", "false"),
+    ];
+    let mut generator = source_sdk.to_vec();
+    generator.push(("format.type", "raw"));
+    assert!(source("generator", "p:c", &settings(&generator), None).is_ok());
+    let mut file = source_sdk.to_vec();
+    file.push(("path", "/tmp/in.txt"));
+    assert!(source("file", "p:c", &settings(&file), None).is_ok());
+    for plugin in ["file", "log", "noop"] {
+        let mut pairs = destination_sdk.to_vec();
+        if plugin == "file" {
+            pairs.push(("path", "/tmp/out.txt"));
+        }
+        assert!(
+            destination(plugin, "p:c", &settings(&pairs)).is_ok(),
+            "{plugin}"
+        );
+    }
+}
+
+#[test]
+fn bad_sdk_values_and_unknown_sdk_keys_are_errors() {
+    let errors = source_errors(
+        "generator",
+        &[
+            ("format.type", "raw"),
+            ("sdk.batch.size", "-1"),
+            ("sdk.batch.delay", "forever"),
+            ("sdk.schema.extract.type", "protobuf"),
+            ("sdk.bogus", "1"),
+        ],
+    );
+    assert_eq!(
+        keys(&errors),
+        [
+            "sdk.batch.size",
+            "sdk.batch.delay",
+            "sdk.schema.extract.type",
+            "sdk.bogus"
+        ]
+    );
+}
+
+#[test]
+fn only_the_opencdc_json_record_format_is_supported() {
+    for format in ["debezium/json", "template", "avro"] {
+        let errors = destination_errors(
+            "file",
+            &[("path", "/tmp/out.txt"), ("sdk.record.format", format)],
+        );
+        assert_eq!(keys(&errors), ["sdk.record.format"], "{format}");
+        assert!(errors[0].message.contains("opencdc/json"));
+    }
+}
+
+#[test]
+fn specs_list_every_builtin_with_its_settings() {
+    let specs = specs();
+    let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["file", "generator", "log", "noop"]);
+    for spec in &specs {
+        assert!(!spec.summary.is_empty());
+        assert!(spec.source.is_some() || spec.destination.is_some());
+        for setting in spec
+            .source
+            .into_iter()
+            .chain(spec.destination)
+            .flatten()
+            .chain(SDK_SOURCE_SETTINGS)
+            .chain(SDK_DESTINATION_SETTINGS)
+        {
+            assert!(!setting.description.is_empty(), "{}", setting.name);
+        }
+    }
+    let file = specs.iter().find(|s| s.name == "file").unwrap();
+    assert!(
+        file.source
+            .unwrap()
+            .iter()
+            .any(|s| s.name == "path" && s.required)
+    );
+    let generator = specs.iter().find(|s| s.name == "generator").unwrap();
+    assert!(generator.destination.is_none());
+    let record_count = generator
+        .source
+        .unwrap()
+        .iter()
+        .find(|s| s.name == "recordCount")
+        .unwrap();
+    assert_eq!(record_count.default, Some("-1"));
+}
+
+#[test]
+fn building_does_no_io() {
+    // A path that does not exist, under a directory that does not exist: building
+    // still succeeds, only opening would fail.
+    let pairs = [("path", "/nonexistent/dir/file.txt")];
+    assert!(source("file", "p:c", &settings(&pairs), None).is_ok());
+    assert!(destination("file", "p:c", &settings(&pairs)).is_ok());
+    let generator = [
+        ("format.type", "file"),
+        ("format.options.path", "/nonexistent"),
+    ];
+    assert!(source("generator", "p:c", &settings(&generator), None).is_ok());
+}
