@@ -1,0 +1,142 @@
+//! The supervisor with real built-in connectors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use funnel_runtime::{Backoff, PipelineStatus, Supervisor, SupervisorOptions};
+use funnel_store::{MemoryStore, Store};
+
+fn pipelines(text: &str) -> Vec<funnel_config::PipelineConfig> {
+    let loaded = funnel_config::parse(text, Path::new("test.yaml"), &Default::default()).unwrap();
+    funnel_runtime::registry::validate(&loaded.pipelines).unwrap();
+    loaded.pipelines
+}
+
+fn yaml(dir: &Path) -> String {
+    format!(
+        r#"version: "2.2"
+pipelines:
+  - id: bad
+    connectors:
+      - id: gen
+        type: source
+        plugin: builtin:generator
+        settings:
+          format.type: raw
+          format.options.id: int
+      - id: out
+        type: destination
+        plugin: builtin:file
+        settings:
+          path: {dir}/blocker/out.jsonl
+  - id: good
+    connectors:
+      - id: gen
+        type: source
+        plugin: builtin:generator
+        settings:
+          format.type: raw
+          format.options.id: int
+          recordCount: "100"
+      - id: out
+        type: destination
+        plugin: builtin:file
+        settings:
+          path: {dir}/good.jsonl
+"#,
+        dir = dir.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pipeline_recovers_with_backoff_then_degrades_while_the_others_run_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the destination needs a directory: opening it fails, transiently.
+    std::fs::write(dir.path().join("blocker"), b"not a directory").unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let options = SupervisorOptions {
+        backoff: Backoff {
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(40),
+            factor: 2.0,
+            max_retries: 2,
+        },
+    };
+    let mut supervisor = Supervisor::new(store, options);
+    for p in pipelines(&yaml(dir.path())) {
+        supervisor.start(p);
+    }
+    let bad = Arc::clone(&supervisor.states()[0]);
+    let mut seen = bad.status.subscribe();
+    let recovering = tokio::spawn(async move {
+        seen.wait_for(|s| *s == PipelineStatus::Recovering)
+            .await
+            .is_ok()
+    });
+    tokio::time::timeout(Duration::from_secs(20), supervisor.wait_terminal())
+        .await
+        .expect("every pipeline ended");
+    assert!(
+        recovering.await.unwrap(),
+        "the failing pipeline never went recovering"
+    );
+    match bad.current() {
+        PipelineStatus::Degraded(e) => {
+            assert!(
+                e.starts_with("failed to recover pipeline after 2 attempts"),
+                "{e}"
+            )
+        }
+        other => panic!("expected degraded, got {other:?}"),
+    }
+    let good = &supervisor.states()[1];
+    assert_eq!(good.current(), PipelineStatus::Finished);
+    let lines = std::fs::read_to_string(dir.path().join("good.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 100);
+    supervisor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_stops_a_running_pipeline_and_keeps_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = yaml(dir.path())
+        .split("  - id: good")
+        .nth(1)
+        .map(|good| {
+            format!(
+                "version: \"2.2\"\npipelines:\n  - id: good{}",
+                good.replace("\"100\"", "\"-1\"")
+            )
+        })
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
+    for p in pipelines(&text) {
+        supervisor.start(p);
+    }
+    let state = Arc::clone(&supervisor.states()[0]);
+    let mut status = state.status.subscribe();
+    status
+        .wait_for(|s| *s == PipelineStatus::Running)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    supervisor.shutdown().await;
+    assert_eq!(state.current(), PipelineStatus::Stopped);
+    let written = std::fs::read_to_string(dir.path().join("good.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    let position = store
+        .position("good", "gen")
+        .await
+        .unwrap()
+        .expect("a committed position");
+    assert_eq!(
+        String::from_utf8(position.as_bytes().to_vec()).unwrap(),
+        written.to_string()
+    );
+}
