@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use funnel_core::WorkerStats;
 use funnel_runtime::{PipelineStatus, Supervisor, SupervisorOptions};
 use funnel_store::{MemoryStore, RedbStore, Store};
@@ -144,8 +144,59 @@ struct RunArgs {
     log_format: LogFormat,
 }
 
+/// Reads `funnel.yaml` (or `$FUNNEL_CONFIG_PATH`) into defaults of `funnel run`'s
+/// flags, so flags and `FUNNEL_*` variables still win over it.
+fn command_with_file_defaults() -> Result<clap::Command, String> {
+    let command = Cli::command();
+    let path = std::env::var_os("FUNNEL_CONFIG_PATH")
+        .map_or_else(|| PathBuf::from("./funnel.yaml"), PathBuf::from);
+    if !path.exists() {
+        return Ok(command);
+    }
+    let settings = funnel_config::engine_settings(&path).map_err(|e| e.to_string())?;
+    let Some(run) = command.find_subcommand("run") else {
+        return Ok(command);
+    };
+    let mut defaults = Vec::new();
+    let mut unknown = Vec::new();
+    for s in settings {
+        let id = run
+            .get_arguments()
+            .find(|a| a.get_long() == Some(s.key.as_str()))
+            .map(|a| a.get_id().clone());
+        match id {
+            Some(id) => defaults.push((id, s.value)),
+            None => unknown.push(format!(
+                "{}: {}: unknown setting (see funnel run --help)",
+                s.location, s.key
+            )),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(unknown.join("\n"));
+    }
+    Ok(command.mut_subcommand("run", |mut run| {
+        for (id, value) in defaults {
+            // Read once at start; the few bytes live as long as the process.
+            let value: &'static str = Box::leak(value.into_boxed_str());
+            run = run.mut_arg(id, |a| a.default_value(value));
+        }
+        run
+    }))
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let command = match command_with_file_defaults() {
+        Ok(command) => command,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Pipelines {

@@ -285,3 +285,34 @@ fn init_writes_a_pipeline_that_validates_and_runs() {
     );
     let _ = Path::new("unused");
 }
+
+#[test]
+fn funnel_yaml_sets_defaults_that_flags_override() {
+    let env = Env::new(&generator_pipeline(10, 0));
+    std::fs::write(
+        env.path("funnel.yaml"),
+        "db:\n  type: memory\npipelines:\n  exit-on-done: true\n",
+    )
+    .unwrap();
+    let child = env.command(&[]).spawn().unwrap();
+    let out = wait_with_timeout(child, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !env.path("funnel.db").exists(),
+        "db.type: memory from funnel.yaml was ignored"
+    );
+    assert_eq!(env.output_positions().len(), 10);
+
+    std::fs::write(env.path("funnel.yaml"), "db:\n  kind: memory\n").unwrap();
+    let out = env.command(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("funnel.yaml:2:9: db.kind: unknown setting"),
+        "{stderr}"
+    );
+}

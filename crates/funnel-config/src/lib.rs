@@ -25,6 +25,7 @@
 //! engine (`funnel-core`), the runtime or any connector.
 
 mod decode;
+mod engine;
 mod env;
 mod error;
 mod location;
@@ -36,6 +37,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub use engine::{EngineSetting, engine_settings};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, ConfigWarning};
 pub use location::Location;
 pub use model::{
