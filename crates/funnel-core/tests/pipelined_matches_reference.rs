@@ -268,7 +268,17 @@ fn check(shape: &Shape, records: &[Record]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// At least 300 random pipelines per run; `PROPTEST_CASES` asks for more (or fewer).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+}
+
 proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
     #[test]
     fn pipelined_worker_matches_the_reference_executor((shape, records) in scenario(true)) {
         check(&shape, &records)?;
