@@ -26,8 +26,8 @@ struct Slot {
     tokens: u32,
     bytes: u32,
     stuck: bool,
-    read_at: Instant,
-    nack: Option<(NackKey, NackedRecord)>,
+    /// Boxed: nacks are rare, and a slot is moved several times.
+    nack: Option<Box<(NackKey, NackedRecord)>>,
 }
 
 /// What [`Ledger::register`] needs to know of one source record.
@@ -44,10 +44,17 @@ pub(crate) struct SlotInit {
 #[derive(Debug)]
 pub(crate) struct Released {
     pub(crate) position: Position,
-    pub(crate) bytes: u32,
-    pub(crate) read_at: Instant,
     /// Set when the record goes to the DLQ.
-    pub(crate) nack: Option<NackedRecord>,
+    pub(crate) nack: Option<Box<NackedRecord>>,
+}
+
+/// What one call of [`Ledger::pop_released`] released.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReleasedRun {
+    /// Key + payload bytes of the released records.
+    pub(crate) bytes: usize,
+    /// When the oldest of them was read.
+    pub(crate) oldest: Instant,
 }
 
 /// The per-source ledger.
@@ -56,6 +63,8 @@ pub(crate) struct Ledger {
     /// Origin of `slots[0]`.
     front: u64,
     slots: VecDeque<Slot>,
+    /// Per registered read: its first origin and when it was read.
+    reads: VecDeque<(u64, Instant)>,
 }
 
 impl Ledger {
@@ -69,12 +78,12 @@ impl Ledger {
         if self.slots.is_empty() {
             self.front = base;
         }
+        self.reads.push_back((base, read_at));
         self.slots.extend(slots.into_iter().map(|s| Slot {
             position: s.position,
             tokens: s.tokens,
             bytes: s.bytes,
             stuck: s.stuck,
-            read_at,
             nack: None,
         }));
     }
@@ -100,8 +109,8 @@ impl Ledger {
     pub(crate) fn nack(&mut self, origin: u64, key: NackKey, record: NackedRecord) -> bool {
         match self.slot(origin) {
             Some(slot) => {
-                if slot.nack.as_ref().is_none_or(|(k, _)| key < *k) {
-                    slot.nack = Some((key, record));
+                if slot.nack.as_ref().is_none_or(|nack| key < nack.0) {
+                    slot.nack = Some(Box::new((key, record)));
                 }
                 true
             }
@@ -109,23 +118,34 @@ impl Ledger {
         }
     }
 
-    /// Removes and returns the longest prefix of terminal slots, in order.
-    pub(crate) fn pop_released(&mut self) -> Vec<Released> {
+    /// Moves the longest prefix of terminal slots, in order, into `out`.
+    pub(crate) fn pop_released(&mut self, out: &mut Vec<Released>) -> Option<ReleasedRun> {
         let ready = self
             .slots
             .iter()
             .take_while(|s| s.tokens == 0 && !s.stuck)
             .count();
+        if ready == 0 {
+            return None;
+        }
+        let oldest = self.reads.front().map_or_else(Instant::now, |r| r.1);
         self.front += ready as u64;
-        self.slots
-            .drain(..ready)
-            .map(|s| Released {
+        let mut bytes = 0;
+        out.extend(self.slots.drain(..ready).map(|s| {
+            bytes += s.bytes as usize;
+            Released {
                 position: s.position,
-                bytes: s.bytes,
-                read_at: s.read_at,
-                nack: s.nack.map(|(_, r)| r),
-            })
-            .collect()
+                nack: s.nack.map(|nack| Box::new(nack.1)),
+            }
+        }));
+        // Forget the reads whose records are all released.
+        while self.reads.get(1).is_some_and(|r| r.0 <= self.front) {
+            self.reads.pop_front();
+        }
+        if self.slots.is_empty() {
+            self.reads.clear();
+        }
+        Some(ReleasedRun { bytes, oldest })
     }
 
     /// Origin of the first slot not yet released.

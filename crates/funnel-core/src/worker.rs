@@ -35,7 +35,7 @@ use crate::batch::Batch;
 use crate::chain::{RetryLimits, Segment, run_chain};
 use crate::dlq::{Dlq, NackedRecord};
 use crate::error::{ConnectorErrorKind, Error, RecordError, Result};
-use crate::ledger::{Ledger, NackKey, SlotInit};
+use crate::ledger::{Ledger, NackKey, Released, SlotInit};
 use crate::order::Order;
 use crate::plugin::{DestinationAck, PositionCommitter, Source};
 use crate::task::{DestinationTask, ProcessorTask, SourceTask, Task};
@@ -451,6 +451,9 @@ async fn close_processors(processors: &mut [ProcessorTask]) {
 struct Shared {
     stats: Arc<WorkerStats>,
     abort: CancellationToken,
+    /// Cancelled once an error was recorded: the reader stops reading, and what was
+    /// handed on drains.
+    drain: CancellationToken,
     error: Mutex<Option<(u64, Error)>>,
     credits: Credits,
     released: watch::Sender<Release>,
@@ -470,6 +473,7 @@ impl Shared {
         Self {
             stats: Arc::clone(&config.stats),
             abort: CancellationToken::new(),
+            drain: CancellationToken::new(),
             error: Mutex::new(None),
             credits: Credits::new(config.max_records_in_flight, config.max_bytes_in_flight),
             released: watch::Sender::new(Release {
@@ -489,6 +493,7 @@ impl Shared {
             *slot = Some((origin, e));
         }
         drop(slot);
+        self.drain.cancel();
         // Records from `origin` on will never be released: nobody may wait for them.
         self.released
             .send_modify(|r| r.stuck_from = r.stuck_from.min(origin));
@@ -548,6 +553,11 @@ impl Credits {
         self.used.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn has_room(&self) -> bool {
+        let used = self.lock();
+        used.0 < self.max_records && used.1 < self.max_bytes
+    }
+
     async fn available(&self) {
         loop {
             let notified = self.notify.notified();
@@ -582,6 +592,9 @@ struct Delivery {
     batch: Batch,
     /// Pipeline-order number of the batch's first record (orders nacks).
     piece_base: u64,
+    /// A trunk-nacked origin not yet in the DLQ when this was handed on: records after
+    /// it may be processed by the branch but not written before it is released (I4).
+    barrier: Option<u64>,
 }
 
 /// What the ledger hears.
@@ -644,17 +657,33 @@ async fn reader_stage(
     let mut piece_seq = 0u64;
     let mut barrier: Option<u64> = None;
     loop {
-        tokio::select! {
-            biased;
-            () = shared.abort.cancelled() => return ReaderEnd::Failed,
-            () = stop.cancelled() => return ReaderEnd::Stopped,
-            () = shared.credits.available() => {}
+        if shared.abort.is_cancelled() || shared.drain.is_cancelled() {
+            return ReaderEnd::Failed;
         }
-        let read = tokio::select! {
-            biased;
-            () = shared.abort.cancelled() => return ReaderEnd::Failed,
-            () = stop.cancelled() => return ReaderEnd::Stopped,
-            read = source.read() => read,
+        if stop.is_cancelled() {
+            return ReaderEnd::Stopped;
+        }
+        if !shared.credits.has_room() {
+            tokio::select! {
+                biased;
+                () = shared.abort.cancelled() => return ReaderEnd::Failed,
+                () = shared.drain.cancelled() => return ReaderEnd::Failed,
+                () = stop.cancelled() => return ReaderEnd::Stopped,
+                () = shared.credits.available() => {}
+            }
+        }
+        let read = {
+            let mut read = std::pin::pin!(source.read());
+            match futures::poll!(read.as_mut()) {
+                std::task::Poll::Ready(read) => read,
+                std::task::Poll::Pending => tokio::select! {
+                    biased;
+                    () = shared.abort.cancelled() => return ReaderEnd::Failed,
+                    () = shared.drain.cancelled() => return ReaderEnd::Failed,
+                    () = stop.cancelled() => return ReaderEnd::Stopped,
+                    read = read => read,
+                },
+            }
         };
         let batch = match read {
             Ok(batch) => batch,
@@ -685,8 +714,13 @@ async fn reader_stage(
         shared.credits.take(slots.len(), bytes);
         WorkerStats::add(&shared.stats.read, slots.len());
 
-        let mut segments = Vec::new();
-        let failed = run_chain(trunk, batch, limits, &mut segments).await.err();
+        let mut segments = Vec::with_capacity(1);
+        let failed = if trunk.is_empty() {
+            segments.push(Segment::Deliver(batch));
+            None
+        } else {
+            run_chain(trunk, batch, limits, &mut segments).await.err()
+        };
         let mut nacks = Vec::new();
         let mut steps = Vec::with_capacity(segments.len());
         for segment in segments {
@@ -698,7 +732,11 @@ async fn reader_stage(
                     }
                     let piece_base = piece_seq;
                     piece_seq += batch.len() as u64;
-                    steps.push(Step::Deliver(Delivery { batch, piece_base }));
+                    steps.push(Step::Deliver(Delivery {
+                        batch,
+                        piece_base,
+                        barrier: None,
+                    }));
                 }
                 Segment::Done(batch) => piece_seq += batch.len() as u64,
                 Segment::Nack(batch, task) => {
@@ -753,6 +791,14 @@ async fn reader_stage(
 
 /// Sends on a stage channel; false when the run is aborting or the receiver is gone.
 async fn send<T>(shared: &Shared, tx: &mpsc::Sender<T>, value: T) -> bool {
+    if shared.abort.is_cancelled() {
+        return false;
+    }
+    let value = match tx.try_send(value) {
+        Ok(()) => return true,
+        Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        Err(mpsc::error::TrySendError::Full(value)) => value,
+    };
     tokio::select! {
         biased;
         () = shared.abort.cancelled() => false,
@@ -760,48 +806,43 @@ async fn send<T>(shared: &Shared, tx: &mpsc::Sender<T>, value: T) -> bool {
     }
 }
 
-/// Hands `delivery` to every writer, holding back records after a nacked barrier
-/// origin until that origin is released.
+/// Runs `fut` unless `token` is cancelled first (`None` then).
+///
+/// A future ready on its first poll never registers with the token: racing a token
+/// costs a lock and a waiter-list insert and removal, which is most of the engine's
+/// cost per batch when batches are small. Once `fut` is pending it is raced against
+/// the token, so cancel safety is that of `fut`.
+async fn unless_cancelled<F: std::future::Future>(
+    token: &CancellationToken,
+    fut: F,
+) -> Option<F::Output> {
+    if token.is_cancelled() {
+        return None;
+    }
+    let mut fut = std::pin::pin!(fut);
+    if let std::task::Poll::Ready(v) = futures::poll!(fut.as_mut()) {
+        return Some(v);
+    }
+    tokio::select! {
+        biased;
+        () = token.cancelled() => None,
+        v = fut => Some(v),
+    }
+}
+
+/// Hands `delivery` to every writer, with the barrier in effect (writers hold back
+/// what follows it).
 async fn deliver(
     mut delivery: Delivery,
     barrier: &mut Option<u64>,
     writers: &[mpsc::Sender<Arc<Delivery>>],
     shared: &Shared,
 ) -> bool {
-    loop {
-        if let Some(origin) = *barrier {
-            if shared.is_released(origin) {
-                *barrier = None;
-            } else {
-                match delivery.batch.origins().iter().position(|&o| o > origin) {
-                    None => {}
-                    Some(0) => {
-                        if !shared.wait_released(origin).await {
-                            return false;
-                        }
-                        *barrier = None;
-                        continue;
-                    }
-                    Some(cut) => {
-                        let rest = delivery.batch.split_off(cut);
-                        let head_base = delivery.piece_base;
-                        let head = std::mem::replace(
-                            &mut delivery,
-                            Delivery {
-                                batch: rest,
-                                piece_base: head_base + cut as u64,
-                            },
-                        );
-                        if !hand_on(head, writers, shared).await {
-                            return false;
-                        }
-                        continue;
-                    }
-                }
-            }
-        }
-        return hand_on(delivery, writers, shared).await;
+    if barrier.is_some_and(|origin| shared.is_released(origin)) {
+        *barrier = None;
     }
+    delivery.barrier = *barrier;
+    hand_on(delivery, writers, shared).await
 }
 
 async fn hand_on(
@@ -831,6 +872,8 @@ struct Unit {
 /// A write waiting for its acks.
 struct Written {
     delivery: Arc<Delivery>,
+    /// The records of the delivery that were written.
+    range: std::ops::Range<usize>,
     /// For branches with processors: what the written records descend from.
     units: Option<Arc<Mutex<Vec<Unit>>>>,
 }
@@ -847,27 +890,17 @@ async fn writer_stage(
     limits: RetryLimits,
 ) {
     let ids: Vec<Arc<str>> = processors.iter().map(|t| Arc::from(t.id())).collect();
+    // Nacked origins not yet released: what follows them is not written yet (I4).
+    let mut barriers: Vec<u64> = Vec::new();
     loop {
-        let delivery = tokio::select! {
-            biased;
-            () = shared.abort.cancelled() => return,
-            d = rx.recv() => match d { Some(d) => d, None => return },
+        let Some(Some(delivery)) = unless_cancelled(&shared.abort, rx.recv()).await else {
+            return;
         };
-        let first = delivery
-            .batch
-            .origins()
-            .first()
-            .copied()
-            .unwrap_or_default();
+        if let Some(origin) = delivery.barrier {
+            add_barrier(&mut barriers, origin);
+        }
         if processors.is_empty() {
-            if let Err(e) = write(destination, delivery.batch.records(), shared).await {
-                return shared.fail(first, e);
-            }
-            let written = Written {
-                delivery,
-                units: None,
-            };
-            if !send(shared, &acker, written).await {
+            if !write_delivery(delivery, &mut barriers, None, destination, &acker, shared).await {
                 return;
             }
             continue;
@@ -909,6 +942,7 @@ async fn writer_stage(
                     steps.push(Step::Deliver(Delivery {
                         batch,
                         piece_base: delivery.piece_base,
+                        barrier: None,
                     }));
                 }
                 Segment::Done(_) => {}
@@ -946,26 +980,15 @@ async fn writer_stage(
             return;
         }
         let units = Arc::new(Mutex::new(units));
-        let mut barrier = None;
         for step in steps {
             match step {
-                Step::Barrier(o) => barrier = Some(o),
-                Step::Deliver(mut d) => {
-                    while !d.batch.is_empty() {
-                        let Some(part) = next_part(&mut d, &mut barrier, shared).await else {
-                            return;
-                        };
-                        if let Err(e) = write(destination, part.batch.records(), shared).await {
-                            let origin = part.batch.origins().first().copied().unwrap_or(first);
-                            return shared.fail(origin, e);
-                        }
-                        let written = Written {
-                            delivery: Arc::new(part),
-                            units: Some(Arc::clone(&units)),
-                        };
-                        if !send(shared, &acker, written).await {
-                            return;
-                        }
+                Step::Barrier(o) => add_barrier(&mut barriers, o),
+                Step::Deliver(d) => {
+                    let d = Arc::new(d);
+                    if !write_delivery(d, &mut barriers, Some(&units), destination, &acker, shared)
+                        .await
+                    {
+                        return;
                     }
                 }
             }
@@ -976,55 +999,77 @@ async fn writer_stage(
     }
 }
 
-/// Takes from `d` the part that may be written now: everything up to the first record
-/// after the barrier's origin. When nothing may be written yet, waits for the barrier's
-/// release first. `None` when the run is aborting.
-async fn next_part(
-    d: &mut Delivery,
-    barrier: &mut Option<u64>,
+/// The records of `batch` from `from` on that may be written now: up to the first one
+/// after the barrier's origin. When none may be written yet, waits for the barrier's
+/// release first. `None` when the run is aborting or the barrier will never lift.
+async fn next_range(
+    batch: &Batch,
+    from: usize,
+    barriers: &mut Vec<u64>,
     shared: &Shared,
-) -> Option<Delivery> {
+) -> Option<std::ops::Range<usize>> {
     loop {
-        let Some(origin) = *barrier else {
-            return Some(take_all(d));
+        barriers.retain(|&b| !shared.is_released(b));
+        let Some(&origin) = barriers.first() else {
+            return Some(from..batch.len());
         };
-        if shared.is_released(origin) {
-            *barrier = None;
-            continue;
-        }
-        match d.batch.origins().iter().position(|&o| o > origin) {
-            None => return Some(take_all(d)),
+        match batch.origins()[from..].iter().position(|&o| o > origin) {
+            None => return Some(from..batch.len()),
             Some(0) => {
                 if !shared.wait_released(origin).await {
                     return None;
                 }
-                *barrier = None;
             }
-            Some(cut) => {
-                let rest = d.batch.split_off(cut);
-                let head = std::mem::replace(&mut d.batch, rest);
-                return Some(Delivery {
-                    batch: head,
-                    piece_base: d.piece_base,
-                });
-            }
+            Some(cut) => return Some(from..from + cut),
         }
     }
 }
 
-fn take_all(d: &mut Delivery) -> Delivery {
-    Delivery {
-        batch: std::mem::take(&mut d.batch),
-        piece_base: d.piece_base,
+/// Adds a barrier origin, keeping them sorted.
+fn add_barrier(barriers: &mut Vec<u64>, origin: u64) {
+    if let Err(at) = barriers.binary_search(&origin) {
+        barriers.insert(at, origin);
     }
 }
 
-async fn write(destination: &DestinationTask, records: &[Record], shared: &Shared) -> Result<()> {
-    tokio::select! {
-        biased;
-        () = shared.abort.cancelled() => Ok(()),
-        r = destination.write(records) => r,
+/// Writes `delivery` (or the part `units` say was produced from it), range by range as
+/// the barrier allows, queueing each write for the ack reader. False when the stage
+/// must end.
+async fn write_delivery(
+    delivery: Arc<Delivery>,
+    barriers: &mut Vec<u64>,
+    units: Option<&Arc<Mutex<Vec<Unit>>>>,
+    destination: &DestinationTask,
+    acker: &mpsc::Sender<Written>,
+    shared: &Shared,
+) -> bool {
+    let mut from = 0;
+    while from < delivery.batch.len() {
+        let Some(range) = next_range(&delivery.batch, from, barriers, shared).await else {
+            return false;
+        };
+        let records = &delivery.batch.records()[range.clone()];
+        if let Err(e) = write(destination, records, shared).await {
+            shared.fail(delivery.batch.origins()[range.start], e);
+            return false;
+        }
+        from = range.end;
+        let written = Written {
+            delivery: Arc::clone(&delivery),
+            range,
+            units: units.map(Arc::clone),
+        };
+        if !send(shared, acker, written).await {
+            return false;
+        }
     }
+    true
+}
+
+async fn write(destination: &DestinationTask, records: &[Record], shared: &Shared) -> Result<()> {
+    unless_cancelled(&shared.abort, destination.write(records))
+        .await
+        .unwrap_or(Ok(()))
 }
 
 async fn acker_stage(
@@ -1035,33 +1080,32 @@ async fn acker_stage(
     shared: &Shared,
 ) {
     let id: Arc<str> = Arc::from(destination.id());
-    // Writes waiting for acks, with how many of each were acked already.
+    // Writes waiting for acks, each with the index of its next record to be acked.
     let mut pending: VecDeque<(Written, usize)> = VecDeque::new();
     let mut waiting = 0usize;
     loop {
         if pending.is_empty() {
-            let next = tokio::select! {
-                biased;
-                () = shared.abort.cancelled() => return,
-                w = rx.recv() => w,
+            let Some(next) = unless_cancelled(&shared.abort, rx.recv()).await else {
+                return;
             };
             match next {
                 Some(w) => {
-                    waiting += w.delivery.batch.len();
-                    pending.push_back((w, 0));
+                    waiting += w.range.len();
+                    let start = w.range.start;
+                    pending.push_back((w, start));
                 }
                 None => return,
             }
         }
         while let Ok(w) = rx.try_recv() {
-            waiting += w.delivery.batch.len();
-            pending.push_back((w, 0));
+            waiting += w.range.len();
+            let start = w.range.start;
+            pending.push_back((w, start));
         }
         let started = Instant::now();
-        let acks = tokio::select! {
-            biased;
-            () = shared.abort.cancelled() => return,
-            acks = destination.next_acks(waiting) => acks,
+        let Some(acks) = unless_cancelled(&shared.abort, destination.next_acks(waiting)).await
+        else {
+            return;
         };
         let at = pending_origin(&pending);
         let acks = match acks {
@@ -1087,15 +1131,14 @@ async fn acker_stage(
         for ack in acks {
             if pending.is_empty() {
                 // The writer may not have queued the write these acks are for yet.
-                let next = tokio::select! {
-                    biased;
-                    () = shared.abort.cancelled() => return,
-                    w = rx.recv() => w,
+                let Some(next) = unless_cancelled(&shared.abort, rx.recv()).await else {
+                    return;
                 };
                 match next {
                     Some(w) => {
-                        waiting += w.delivery.batch.len();
-                        pending.push_back((w, 0));
+                        waiting += w.range.len();
+                        let start = w.range.start;
+                        pending.push_back((w, start));
                     }
                     None => {
                         return shared.fail(
@@ -1136,7 +1179,7 @@ async fn acker_stage(
             resolve_ack(branch, &id, written, index, &ack, &mut origins, &mut nacks);
             *cursor += 1;
             waiting -= 1;
-            if *cursor == batch.len() {
+            if *cursor == written.range.end {
                 pending.pop_front();
             }
         }
@@ -1223,11 +1266,10 @@ async fn ledger_stage(
         acked: counter!(RECORDS_ACKED, "pipeline" => pipeline.to_owned(), "component_id" => source_id.to_owned()),
     };
     let mut ledger = Ledger::default();
+    let mut buffers = (Vec::new(), Vec::new());
     loop {
-        let event = tokio::select! {
-            biased;
-            () = shared.abort.cancelled() => return,
-            e = rx.recv() => e,
+        let Some(event) = unless_cancelled(&shared.abort, rx.recv()).await else {
+            return;
         };
         let Some(event) = event else {
             if ledger.pending() > 0 {
@@ -1255,6 +1297,7 @@ async fn ledger_stage(
             committer,
             shared,
             &metrics,
+            &mut buffers,
         )
         .await
         {
@@ -1295,6 +1338,7 @@ fn apply(ledger: &mut Ledger, event: LedgerEvent) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn release(
     ledger: &mut Ledger,
     source: &dyn Source,
@@ -1303,18 +1347,18 @@ async fn release(
     committer: Option<&dyn PositionCommitter>,
     shared: &Shared,
     metrics: &LedgerMetrics,
+    buffers: &mut (Vec<Released>, Vec<Position>),
 ) -> Result<()> {
-    let released = ledger.pop_released();
-    let Some(oldest) = released.first().map(|r| r.read_at) else {
+    let (released, positions) = buffers;
+    released.clear();
+    positions.clear();
+    let Some(run) = ledger.pop_released(released) else {
         return Ok(());
     };
-    let mut positions = Vec::with_capacity(released.len());
-    let mut bytes = 0usize;
-    let mut window_acks = 0;
     let count = released.len();
+    let mut window_acks = 0;
     let mut failure = None;
-    for r in released {
-        bytes += r.bytes as usize;
+    for r in released.drain(..) {
         match r.nack {
             None => {
                 positions.push(r.position);
@@ -1323,7 +1367,7 @@ async fn release(
             Some(nacked) => {
                 dlq.ack(window_acks);
                 window_acks = 0;
-                let (written, result) = dlq.nack(std::slice::from_ref(&nacked)).await;
+                let (written, result) = dlq.nack(std::slice::from_ref(&*nacked)).await;
                 WorkerStats::add(&shared.stats.dlq, written);
                 if written == 1 {
                     positions.push(r.position);
@@ -1337,12 +1381,12 @@ async fn release(
     }
     dlq.ack(window_acks);
     let acked = positions.len();
-    let flushed = flush(&positions, source, source_id, committer).await;
+    let flushed = flush(positions, source, source_id, committer).await;
     if flushed.is_ok() {
         metrics.acked.increment(acked as u64);
         WorkerStats::add(&shared.stats.acked, acked);
-        metrics.latency.record(oldest.elapsed().as_secs_f64());
-        shared.credits.give_back(count, bytes);
+        metrics.latency.record(run.oldest.elapsed().as_secs_f64());
+        shared.credits.give_back(count, run.bytes);
         let through = ledger.released_through();
         shared.released.send_modify(|r| r.through = through);
     }

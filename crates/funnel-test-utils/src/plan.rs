@@ -90,6 +90,11 @@ impl Processor for PlanProcessor {
                         record.metadata.get(PIECE).unwrap_or("0").to_owned(),
                     );
                     if self.retried.insert(key) {
+                        // No result for this record and every later one; a processor
+                        // must return something, so a first record is retried alone.
+                        if out.is_empty() {
+                            out.push(ProcessedRecord::Retry);
+                        }
                         break;
                     }
                     ProcessedRecord::Single(stamp(record, &self.stage))
