@@ -316,3 +316,62 @@ fn funnel_yaml_sets_defaults_that_flags_override() {
         "{stderr}"
     );
 }
+
+fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Some((code, body))
+}
+
+#[test]
+fn the_api_answers_health_readiness_and_prometheus_metrics() {
+    let env = Env::new(&generator_pipeline(-1, 1000));
+    let address = format!("127.0.0.1:{}", 20_000 + std::process::id() % 20_000);
+    let mut c = Command::new(FUNNEL);
+    c.current_dir(env.dir.path())
+        .args(["run", "--api.http.address", &address])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let start = Instant::now();
+    let mut ready = None;
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Some((200, _)) = http_get(&address, "/healthz") {
+            if let Some((200, body)) = http_get(&address, "/readyz") {
+                ready = Some(body);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ready.as_deref(), Some("ready\n"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, metrics) = http_get(&address, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("funnel_pipeline_records_read_total{pipeline=\"p\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("funnel_pipeline_execution_duration_seconds"),
+        "{metrics}"
+    );
+    signal(&child, "TERM");
+    let out = wait_with_timeout(child, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
