@@ -347,11 +347,11 @@ fn the_api_answers_health_readiness_and_prometheus_metrics() {
     let start = Instant::now();
     let mut ready = None;
     while start.elapsed() < Duration::from_secs(20) {
-        if let Some((200, _)) = http_get(&address, "/healthz") {
-            if let Some((200, body)) = http_get(&address, "/readyz") {
-                ready = Some(body);
-                break;
-            }
+        if let Some((200, _)) = http_get(&address, "/healthz")
+            && let Some((200, body)) = http_get(&address, "/readyz")
+        {
+            ready = Some(body);
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
