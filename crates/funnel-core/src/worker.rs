@@ -1083,24 +1083,20 @@ async fn acker_stage(
     // Writes waiting for acks, each with the index of its next record to be acked.
     let mut pending: VecDeque<(Written, usize)> = VecDeque::new();
     let mut waiting = 0usize;
+    let queue = |pending: &mut VecDeque<(Written, usize)>, waiting: &mut usize, w: Written| {
+        *waiting += w.range.len();
+        let start = w.range.start;
+        pending.push_back((w, start));
+    };
     loop {
         if pending.is_empty() {
-            let Some(next) = unless_cancelled(&shared.abort, rx.recv()).await else {
-                return;
-            };
-            match next {
-                Some(w) => {
-                    waiting += w.range.len();
-                    let start = w.range.start;
-                    pending.push_back((w, start));
-                }
-                None => return,
+            match unless_cancelled(&shared.abort, rx.recv()).await {
+                Some(Some(w)) => queue(&mut pending, &mut waiting, w),
+                Some(None) | None => return,
             }
         }
         while let Ok(w) = rx.try_recv() {
-            waiting += w.range.len();
-            let start = w.range.start;
-            pending.push_back((w, start));
+            queue(&mut pending, &mut waiting, w);
         }
         let started = Instant::now();
         let Some(acks) = unless_cancelled(&shared.abort, destination.next_acks(waiting)).await
@@ -1131,16 +1127,10 @@ async fn acker_stage(
         for ack in acks {
             if pending.is_empty() {
                 // The writer may not have queued the write these acks are for yet.
-                let Some(next) = unless_cancelled(&shared.abort, rx.recv()).await else {
-                    return;
-                };
-                match next {
-                    Some(w) => {
-                        waiting += w.range.len();
-                        let start = w.range.start;
-                        pending.push_back((w, start));
-                    }
-                    None => {
+                match unless_cancelled(&shared.abort, rx.recv()).await {
+                    None => return,
+                    Some(Some(w)) => queue(&mut pending, &mut waiting, w),
+                    Some(None) => {
                         return shared.fail(
                             u64::MAX,
                             Error::AckProtocol {

@@ -16,16 +16,21 @@ use funnel_test_utils::reference::Reference;
 use funnel_test_utils::{MemoryDestination, MemorySource};
 use proptest::prelude::*;
 
+/// What runs: the tasks, their order and the DLQ.
 struct Built {
     tasks: Vec<Task>,
     order: Order,
     dlq: Dlq,
+}
+
+/// What is looked at afterwards.
+struct Handles {
     source: Arc<MemorySource>,
     destinations: Vec<Arc<MemoryDestination>>,
     dlq_destination: Arc<MemoryDestination>,
 }
 
-fn build(shape: &Shape, records: &[Record]) -> Built {
+fn build(shape: &Shape, records: &[Record]) -> (Built, Handles) {
     let source =
         Arc::new(MemorySource::new("src", records.to_vec(), shape.batch_size).exhausting());
     let mut tasks: Vec<Task> = vec![SourceTask::new("src", source.clone()).into()];
@@ -72,14 +77,18 @@ fn build(shape: &Shape, records: &[Record]) -> Built {
     }
     let dlq_destination = Arc::new(MemoryDestination::new("dlq"));
     let dlq = Dlq::new("dlq", dlq_destination.clone(), shape.dlq.0, shape.dlq.1);
-    Built {
-        tasks,
-        order: Order::new(next),
-        dlq,
-        source,
-        destinations,
-        dlq_destination,
-    }
+    (
+        Built {
+            tasks,
+            order: Order::new(next),
+            dlq,
+        },
+        Handles {
+            source,
+            destinations,
+            dlq_destination,
+        },
+    )
 }
 
 #[derive(Debug, PartialEq)]
@@ -97,7 +106,7 @@ struct Outcome {
     dlq: Vec<DlqEntry>,
 }
 
-fn outcome(built: &Built, result: Result<(), funnel_core::Error>) -> Outcome {
+fn outcome(built: &Handles, result: Result<(), funnel_core::Error>) -> Outcome {
     Outcome {
         result: result.map_err(|e| (e.is_fatal(), e.to_string())),
         acked: built.source.acked(),
@@ -130,41 +139,15 @@ fn run_both(shape: &Shape, records: &[Record]) -> (Outcome, Outcome) {
         .expect("runtime");
     rt.block_on(async {
         let reference = {
-            let built = build(shape, records);
-            let Built {
-                tasks, order, dlq, ..
-            } = build(shape, records);
-            let _ = (tasks, order, dlq);
-            let Built {
-                tasks,
-                order,
-                dlq,
-                source,
-                destinations,
-                dlq_destination,
-            } = built;
-            let mut r = Reference::new(tasks, order, dlq, RetryLimits::default());
-            let result = r.run().await;
-            let built = Built {
-                tasks: Vec::new(),
-                order: Order::default(),
-                dlq: Dlq::new("unused", dlq_destination.clone(), 0, 0),
-                source,
-                destinations,
-                dlq_destination,
-            };
-            outcome(&built, result)
+            let (Built { tasks, order, dlq }, handles) = build(shape, records);
+            let result = Reference::new(tasks, order, dlq, RetryLimits::default())
+                .run()
+                .await;
+            outcome(&handles, result)
         };
         let pipelined = {
-            let Built {
-                tasks,
-                order,
-                dlq,
-                source,
-                destinations,
-                dlq_destination,
-            } = build(shape, records);
-            for d in &destinations {
+            let (Built { tasks, order, dlq }, handles) = build(shape, records);
+            for d in &handles.destinations {
                 use funnel_core::Destination;
                 d.open().await.expect("open");
             }
@@ -178,15 +161,7 @@ fn run_both(shape: &Shape, records: &[Record]) -> (Outcome, Outcome) {
             let result = tokio::time::timeout(Duration::from_secs(3), worker.run())
                 .await
                 .expect("the pipelined worker deadlocked");
-            let built = Built {
-                tasks: Vec::new(),
-                order: Order::default(),
-                dlq: Dlq::new("unused", dlq_destination.clone(), 0, 0),
-                source,
-                destinations,
-                dlq_destination,
-            };
-            outcome(&built, result)
+            outcome(&handles, result)
         };
         (reference, pipelined)
     })
