@@ -412,8 +412,25 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     let mut code = 0;
+    let all_terminal = {
+        let states = Arc::clone(&states);
+        async move {
+            for state in states.iter() {
+                let mut rx = state.status.subscribe();
+                // The sender lives in the state, so this only ends when terminal.
+                let _ = rx.wait_for(PipelineStatus::is_terminal).await;
+            }
+        }
+    };
+    let mut all_terminal = std::pin::pin!(all_terminal);
     loop {
         tokio::select! {
+            () = &mut all_terminal, if args.exit_on_done => {
+                if states.iter().any(|s| matches!(s.current(), PipelineStatus::Degraded(_))) {
+                    code = 1;
+                }
+                break;
+            }
             _ = tokio::signal::ctrl_c() => { info!("interrupted, stopping gracefully (again to force)"); break; }
             _ = terminate.recv() => { info!("terminated, stopping gracefully (again to force)"); break; }
             _ = ticker.tick() => {
@@ -466,6 +483,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
             dlq = WorkerStats::get(&state.stats.dlq),
             "pipeline summary{detail}"
         );
+    }
+    let noop = funnel_connectors::noop::written_total();
+    if noop > 0 {
+        // Counted at the sink: what benchmarks read (bench/run.sh).
+        info!(records = noop, "noop destinations acknowledged records");
     }
     // The last holder of the store closes it (the redb store finishes its writes).
     drop(supervisor);
