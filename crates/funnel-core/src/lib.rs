@@ -24,6 +24,7 @@ mod error;
 mod ledger;
 mod order;
 mod plugin;
+mod shared;
 mod task;
 pub mod telemetry;
 mod worker;
@@ -36,6 +37,7 @@ pub use order::Order;
 pub use plugin::{
     Destination, DestinationAck, PositionCommitter, ProcessedRecord, Processor, Source,
 };
+pub use shared::SharedDestination;
 pub use task::{DestinationTask, ProcessorTask, SourceTask, Task};
 pub use worker::{Stopper, Worker, WorkerConfig, WorkerStats};
 

@@ -1,14 +1,15 @@
 //! Building a pipeline's workers from its configuration.
 //!
 //! One worker per source: the source, the pipeline's processors, then a branch per
-//! destination. Each source gets its own instance of every destination and its own
-//! DLQ (Conduit shares destinations between sources; see `docs/runtime.md`).
+//! destination. The sources of a pipeline share its destinations (each worker writes
+//! through its own handle and gets its own acks back); each source has its own DLQ.
 
 use std::sync::Arc;
 
 use funnel_config::{ConnectorKind, PipelineConfig};
 use funnel_core::{
-    DestinationTask, Dlq, Order, SourceTask, Task, Worker, WorkerConfig, WorkerStats,
+    DestinationTask, Dlq, Order, SharedDestination, SourceTask, Task, Worker, WorkerConfig,
+    WorkerStats,
 };
 use funnel_store::{Store, StoreCommitter};
 
@@ -67,11 +68,18 @@ pub async fn build(
         pipeline: pipeline.id.clone(),
         message,
     };
-    let destinations: Vec<_> = pipeline
+    let mut destinations = Vec::new();
+    for d in pipeline
         .connectors
         .iter()
         .filter(|c| c.kind == ConnectorKind::Destination)
-        .collect();
+    {
+        let dest_id = format!("{}:{}", pipeline.id, d.id);
+        let name = plugin_name(&d.plugin).map_err(config_error)?;
+        let connector = funnel_connectors::destination(name, &dest_id, &d.settings)
+            .map_err(|e| config_error(join(&dest_id, &e)))?;
+        destinations.push((dest_id, SharedDestination::new(connector)));
+    }
     let mut workers = Vec::new();
     for source in pipeline
         .connectors
@@ -91,14 +99,10 @@ pub async fn build(
             .map_err(|e| config_error(join(&source_id, &e)))?;
         let mut tasks: Vec<Task> = vec![SourceTask::new(source_id.clone(), connector).into()];
         let mut order = vec![Vec::new()];
-        for d in &destinations {
-            let dest_id = format!("{}:{}", pipeline.id, d.id);
-            let name = plugin_name(&d.plugin).map_err(config_error)?;
-            let connector = funnel_connectors::destination(name, &dest_id, &d.settings)
-                .map_err(|e| config_error(join(&dest_id, &e)))?;
+        for (dest_id, shared) in &destinations {
             order[0].push(tasks.len());
             order.push(Vec::new());
-            tasks.push(DestinationTask::new(dest_id, connector).into());
+            tasks.push(DestinationTask::new(dest_id.clone(), shared.handle()).into());
         }
         let dlq_name = plugin_name(&pipeline.dlq.plugin).map_err(config_error)?;
         let dlq_id = format!("dlq-{source_id}");

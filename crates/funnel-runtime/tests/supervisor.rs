@@ -140,3 +140,53 @@ async fn a_graceful_shutdown_stops_a_running_pipeline_and_keeps_its_position() {
         written.to_string()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_share_one_file_destination_and_each_commits_its_own_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"version: "2.2"
+pipelines:
+  - id: two
+    connectors:
+      - id: a
+        type: source
+        plugin: builtin:generator
+        settings:
+          format.type: raw
+          format.options.id: int
+          recordCount: "50"
+      - id: b
+        type: source
+        plugin: builtin:generator
+        settings:
+          format.type: raw
+          format.options.id: int
+          recordCount: "70"
+      - id: out
+        type: destination
+        plugin: builtin:file
+        settings:
+          path: {}/out.jsonl
+"#,
+        dir.path().display()
+    );
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
+    for p in pipelines(&text) {
+        supervisor.start(p);
+    }
+    tokio::time::timeout(Duration::from_secs(20), supervisor.wait_terminal())
+        .await
+        .unwrap();
+    assert_eq!(supervisor.states()[0].current(), PipelineStatus::Finished);
+    let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 120);
+    let position = |source: &'static str| {
+        let store = Arc::clone(&store);
+        async move { store.position("two", source).await.unwrap().unwrap() }
+    };
+    assert_eq!(position("a").await, "50".into());
+    assert_eq!(position("b").await, "70".into());
+    supervisor.shutdown().await;
+}
