@@ -16,11 +16,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use funnel_record::{Data, Metadata, Operation, Payload, Record, Value, metadata};
 use metrics::{Counter, Histogram, counter, histogram};
-use tracing::debug;
 
 use crate::error::{Error, RecordError, Result};
 use crate::plugin::Destination;
-use crate::task::check_acks;
+use crate::task::{DestinationTask, check_acks};
 use crate::telemetry::{DLQ_BYTES, DLQ_EXECUTION_DURATION, RECORDS_DLQ};
 
 /// A nacked record on its way to the DLQ.
@@ -95,7 +94,7 @@ impl Window {
 /// The dead-letter queue of one source: a destination and a nack window.
 pub struct Dlq {
     id: String,
-    destination: Arc<dyn Destination>,
+    destination: DestinationTask,
     window: Window,
     window_size: usize,
     threshold: usize,
@@ -115,7 +114,7 @@ impl Dlq {
     ) -> Self {
         let id = id.into();
         let mut dlq = Self {
-            destination,
+            destination: DestinationTask::new(id.clone(), destination),
             window: Window::new(window_size, window_nack_threshold),
             window_size,
             threshold: window_nack_threshold,
@@ -146,16 +145,13 @@ impl Dlq {
     ///
     /// [`Error::DlqOpen`] when it fails to open.
     pub async fn open(&self) -> Result<()> {
-        debug!(connector_id = %self.id, "opening destination");
-        self.destination
-            .open()
-            .await
-            .map_err(|source| Error::DlqOpen {
+        self.destination.open().await.map_err(|e| match e {
+            Error::Open { source, .. } => Error::DlqOpen {
                 dlq: self.id.clone(),
                 source,
-            })?;
-        debug!(connector_id = %self.id, "destination open");
-        Ok(())
+            },
+            other => other,
+        })
     }
 
     /// Tears the DLQ's destination down.
@@ -164,10 +160,7 @@ impl Dlq {
     ///
     /// [`Error::Close`] when tearing down fails.
     pub async fn close(&self) -> Result<()> {
-        self.destination
-            .teardown()
-            .await
-            .map_err(|e| Error::Close(format!("failed to close DLQ {}: {e}", self.id)))
+        self.destination.close().await
     }
 
     /// Counts `count` acked source records in the window.
@@ -219,13 +212,23 @@ impl Dlq {
             count,
             message,
         };
-        if let Err(e) = self.destination.write(&envelopes).await {
-            return (0, Err(fail(envelopes.len(), e.to_string())));
+        match self.destination.write(&envelopes).await {
+            Ok(()) => {}
+            Err(Error::Write { source, .. }) => {
+                return (0, Err(fail(envelopes.len(), source.to_string())));
+            }
+            Err(e) => return (0, Err(fail(envelopes.len(), e.to_string()))),
         }
         let mut cursor = 0;
         while cursor < envelopes.len() {
-            let acks = match self.destination.ack().await {
+            let acks = match self.destination.next_acks(envelopes.len() - cursor).await {
                 Ok(acks) => acks,
+                Err(Error::ReceiveAcks { source, .. }) => {
+                    return (
+                        cursor,
+                        Err(fail(envelopes.len() - cursor, source.to_string())),
+                    );
+                }
                 Err(e) => return (cursor, Err(fail(envelopes.len() - cursor, e.to_string()))),
             };
             let expected = envelopes[cursor..].iter().map(|r| &r.position);

@@ -119,6 +119,15 @@ impl SourceTask {
     /// [`Error::EmptyPosition`] when a record has no position.
     pub async fn read(&mut self) -> Result<Batch> {
         let started = Instant::now();
+        let batch = self.read_unmetered().await?;
+        let bytes = batch.records().iter().map(Record::size_hint).sum();
+        self.observe_read(started, batch.len(), bytes);
+        Ok(batch)
+    }
+
+    /// [`read`](Self::read) without recording metrics: the worker computes each
+    /// record's size once, for credits, and records the metrics from those sizes.
+    pub(crate) async fn read_unmetered(&mut self) -> Result<Batch> {
         let records = self.source.read().await.map_err(|source| Error::Read {
             task: self.id.clone(),
             source,
@@ -129,11 +138,14 @@ impl SourceTask {
                 index,
             });
         }
-        let bytes = records.iter().map(Record::size_hint).sum();
-        self.metrics.observe(started, records.len(), bytes);
         let batch = Batch::with_origin_base(records, self.next_origin);
         self.next_origin += batch.len() as u64;
         Ok(batch)
+    }
+
+    /// Records the metrics of a read that started at `started`.
+    pub(crate) fn observe_read(&self, started: Instant, records: usize, bytes: usize) {
+        self.metrics.observe(started, records, bytes);
     }
 }
 

@@ -672,8 +672,9 @@ async fn reader_stage(
                 () = shared.credits.available() => {}
             }
         }
+        let started = Instant::now();
         let read = {
-            let mut read = std::pin::pin!(source.read());
+            let mut read = std::pin::pin!(source.read_unmetered());
             match futures::poll!(read.as_mut()) {
                 std::task::Poll::Ready(read) => read,
                 std::task::Poll::Pending => tokio::select! {
@@ -711,6 +712,7 @@ async fn reader_stage(
             })
             .collect();
         let bytes: usize = slots.iter().map(|s| s.bytes as usize).sum();
+        source.observe_read(started, slots.len(), bytes);
         shared.credits.take(slots.len(), bytes);
         WorkerStats::add(&shared.stats.read, slots.len());
 
