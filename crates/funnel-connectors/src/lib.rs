@@ -31,7 +31,6 @@ pub mod noop;
 mod settings;
 mod util;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use funnel_core::{Destination, Source};
@@ -39,32 +38,7 @@ use funnel_record::Position;
 
 pub use settings::{SDK_DESTINATION_SETTINGS, SDK_SOURCE_SETTINGS};
 
-/// Connector settings as they appear in a pipeline file: string keys to string values.
-pub type Settings = BTreeMap<String, String>;
-
-/// One invalid setting: which one, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{setting}: {message}")]
-pub struct SettingsError {
-    /// The setting's key (`path`, `collections.users.format.type`), or `plugin` when
-    /// the plugin name itself is wrong.
-    pub setting: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-/// The description of one setting a connector accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SettingSpec {
-    /// The key; `*` stands for a name the user chooses (`format.options.*`).
-    pub name: &'static str,
-    /// The default value, if any.
-    pub default: Option<&'static str>,
-    /// True when the setting must be given.
-    pub required: bool,
-    /// What the setting does.
-    pub description: &'static str,
-}
+pub use funnel_core::{SettingSpec, Settings, SettingsError};
 
 /// The description of one built-in connector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

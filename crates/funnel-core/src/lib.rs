@@ -25,6 +25,7 @@ mod ledger;
 mod order;
 mod plugin;
 mod shared;
+mod spec;
 mod task;
 pub mod telemetry;
 mod worker;
@@ -38,6 +39,7 @@ pub use plugin::{
     Destination, DestinationAck, PositionCommitter, ProcessedRecord, Processor, Source,
 };
 pub use shared::SharedDestination;
+pub use spec::{SettingSpec, Settings, SettingsError};
 pub use task::{DestinationTask, ProcessorTask, SourceTask, Task};
 pub use worker::{Stopper, Worker, WorkerConfig, WorkerStats};
 
