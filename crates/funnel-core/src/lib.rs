@@ -23,6 +23,7 @@ mod dlq;
 mod error;
 mod ledger;
 mod order;
+mod parallel;
 mod plugin;
 mod shared;
 mod spec;
@@ -35,6 +36,7 @@ pub use chain::{RetryHistory, RetryLimits};
 pub use dlq::{Dlq, NackedRecord, envelope, record_map};
 pub use error::{BoxError, ConnectorError, ConnectorErrorKind, Error, Fault, RecordError, Result};
 pub use order::Order;
+pub use parallel::Parallel;
 pub use plugin::{
     Destination, DestinationAck, PositionCommitter, ProcessedRecord, Processor, Source,
 };
