@@ -1,0 +1,168 @@
+//! `time.Time` as far as sprig's `now` and `date` need it: UTC instants and Go layouts.
+
+use std::fmt;
+
+/// Writes one layout element.
+type Chunk<'f> = dyn Fn(&mut String) + 'f;
+
+/// An instant, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Time {
+    /// Seconds since the Unix epoch.
+    pub(crate) secs: i64,
+    /// Nanoseconds within the second.
+    pub(crate) nanos: u32,
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01.
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn is_leap(y: i64) -> bool {
+    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
+}
+
+impl Time {
+    /// The current time.
+    pub(crate) fn now() -> Self {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => Self {
+                secs: d.as_secs() as i64,
+                nanos: d.subsec_nanos(),
+            },
+            Err(_) => Self { secs: 0, nanos: 0 },
+        }
+    }
+
+    /// `time.Unix(secs, nanos)`.
+    pub(crate) fn from_unix(secs: i64, nanos: u32) -> Self {
+        Self { secs, nanos }
+    }
+
+    /// Formats with a Go layout such as `2006-01-02T15:04:05Z07:00`.
+    pub(crate) fn format(&self, layout: &str) -> String {
+        let days = self.secs.div_euclid(86_400);
+        let sod = self.secs.rem_euclid(86_400);
+        let (year, month, day) = civil(days);
+        let (hour, min, sec) = (sod / 3600, (sod / 60) % 60, sod % 60);
+        let weekday = (days + 4).rem_euclid(7) as usize;
+        let yday = {
+            const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+            CUM[(month - 1) as usize] + day + u32::from(month > 2 && is_leap(year))
+        };
+        let h12 = if hour % 12 == 0 { 12 } else { hour % 12 };
+        let mut out = String::with_capacity(layout.len() + 8);
+        let mut rest = layout;
+        while !rest.is_empty() {
+            let table: &[(&str, &Chunk<'_>)] = &[
+                ("January", &|o| o.push_str(MONTHS[(month - 1) as usize])),
+                ("Jan", &|o| o.push_str(&MONTHS[(month - 1) as usize][..3])),
+                ("Monday", &|o| o.push_str(DAYS[weekday])),
+                ("Mon", &|o| o.push_str(&DAYS[weekday][..3])),
+                ("MST", &|o| o.push_str("UTC")),
+                ("002", &|o| o.push_str(&format!("{yday:03}"))),
+                ("01", &|o| o.push_str(&format!("{month:02}"))),
+                ("02", &|o| o.push_str(&format!("{day:02}"))),
+                ("03", &|o| o.push_str(&format!("{h12:02}"))),
+                ("04", &|o| o.push_str(&format!("{min:02}"))),
+                ("05", &|o| o.push_str(&format!("{sec:02}"))),
+                ("06", &|o| {
+                    o.push_str(&format!("{:02}", year.rem_euclid(100)))
+                }),
+                ("15", &|o| o.push_str(&format!("{hour:02}"))),
+                ("1", &|o| o.push_str(&month.to_string())),
+                ("2006", &|o| o.push_str(&format!("{year:04}"))),
+                ("2", &|o| o.push_str(&day.to_string())),
+                ("_2006", &|o| o.push_str(&format!("_{year:04}"))),
+                ("__2", &|o| o.push_str(&format!("{yday:>3}"))),
+                ("_2", &|o| o.push_str(&format!("{day:>2}"))),
+                ("3", &|o| o.push_str(&h12.to_string())),
+                ("4", &|o| o.push_str(&min.to_string())),
+                ("5", &|o| o.push_str(&sec.to_string())),
+                ("PM", &|o| o.push_str(if hour >= 12 { "PM" } else { "AM" })),
+                ("pm", &|o| o.push_str(if hour >= 12 { "pm" } else { "am" })),
+                ("-07:00:00", &|o| o.push_str("+00:00:00")),
+                ("-070000", &|o| o.push_str("+000000")),
+                ("-07:00", &|o| o.push_str("+00:00")),
+                ("-0700", &|o| o.push_str("+0000")),
+                ("-07", &|o| o.push_str("+00")),
+                ("Z07:00:00", &|o| o.push('Z')),
+                ("Z070000", &|o| o.push('Z')),
+                ("Z07:00", &|o| o.push('Z')),
+                ("Z0700", &|o| o.push('Z')),
+                ("Z07", &|o| o.push('Z')),
+            ];
+            if let Some((tok, f)) = table.iter().find(|(t, _)| rest.starts_with(t)) {
+                f(&mut out);
+                rest = &rest[tok.len()..];
+                continue;
+            }
+            // Fractional seconds: `.000` / `,999` not followed by a digit.
+            let b = rest.as_bytes();
+            if (b[0] == b'.' || b[0] == b',') && b.len() > 1 && (b[1] == b'0' || b[1] == b'9') {
+                let n = 1 + b[1..].iter().take_while(|c| **c == b[1]).count();
+                if !b.get(n).is_some_and(u8::is_ascii_digit) {
+                    let digits = format!("{:09}", self.nanos);
+                    let digits = &digits[..n - 1];
+                    if b[1] == b'0' {
+                        out.push(b[0] as char);
+                        out.push_str(digits);
+                    } else {
+                        let trimmed = digits.trim_end_matches('0');
+                        if !trimmed.is_empty() {
+                            out.push(b[0] as char);
+                            out.push_str(trimmed);
+                        }
+                    }
+                    rest = &rest[n..];
+                    continue;
+                }
+            }
+            let c = rest.chars().next().unwrap_or_default();
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+        out
+    }
+}
+
+impl fmt::Display for Time {
+    /// Go's `Time.String()` (without the monotonic clock reading).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.format("2006-01-02 15:04:05.999999999 -0700 MST"))
+    }
+}
