@@ -214,7 +214,7 @@ fn main() -> std::process::ExitCode {
         Command::Processors {
             command: LsCommand::Ls,
         } => {
-            println!("This build has no built-in processors yet.");
+            processors_ls();
             Ok(0)
         }
     };
@@ -334,15 +334,27 @@ fn connectors_ls() {
         );
         for (kind, settings) in [("source", spec.source), ("destination", spec.destination)] {
             let Some(settings) = settings else { continue };
-            for s in settings {
-                let default = s
-                    .default
-                    .map(|d| format!(" (default {d:?})"))
-                    .unwrap_or_default();
-                let required = if s.required { " required" } else { "" };
-                println!("  {kind} {}{required}{default}: {}", s.name, s.description);
-            }
+            print_settings(&format!("{kind} "), settings);
         }
+    }
+}
+
+fn processors_ls() {
+    for spec in funnel_processors::specs() {
+        println!("builtin:{}: {}", spec.name, spec.summary);
+        print_settings("", spec.settings);
+    }
+}
+
+/// One line per setting: name, whether it is required, its default, what it does.
+fn print_settings(prefix: &str, settings: &[funnel_core::SettingSpec]) {
+    for s in settings {
+        let default = s
+            .default
+            .map(|d| format!(" (default {d:?})"))
+            .unwrap_or_default();
+        let required = if s.required { " required" } else { "" };
+        println!("  {prefix}{}{required}{default}: {}", s.name, s.description);
     }
 }
 
@@ -488,6 +500,20 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     if noop > 0 {
         // Counted at the sink: what benchmarks read (bench/run.sh).
         info!(records = noop, "noop destinations acknowledged records");
+    }
+    if let Some(latency) = funnel_connectors::noop::latency_summary() {
+        // Read-to-written latency at the sink (destinations with `latency: true`), in
+        // microseconds: what bench/run.sh reads next to the count above.
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        info!(
+            records = latency.count,
+            missing = latency.missing,
+            p50_us = micros(latency.p50),
+            p99_us = micros(latency.p99),
+            p999_us = micros(latency.p999),
+            max_us = micros(latency.max),
+            "read to written latency"
+        );
     }
     // The last holder of the store closes it (the redb store finishes its writes).
     drop(supervisor);

@@ -129,6 +129,9 @@ pub trait Destination: Send + Sync {
 pub enum ProcessedRecord {
     /// The record, transformed (or not).
     Single(Record),
+    /// The record goes on exactly as it came in. The same as `Single` with a copy of
+    /// the input, without the copy.
+    Unchanged,
     /// The record is dropped: acked, never written.
     Filter,
     /// The record failed: it is nacked and goes to the dead-letter queue.

@@ -204,6 +204,7 @@ impl ProcessorTask {
     /// Processes the batch's active records (the seed's `Do`).
     ///
     /// One result per active record, mapped in place: `Single` replaces the record,
+    /// `Unchanged` keeps it,
     /// `Filter` filters it, `Error` nacks it, `Multi` filters (no record), replaces (one)
     /// or splits it (several). Records without a result (a shorter output) are marked
     /// for retry.
@@ -252,6 +253,7 @@ impl ProcessorTask {
         for (result, &p) in output.into_iter().zip(&active).rev() {
             match result {
                 ProcessedRecord::Single(record) => batch.set_at(p, record),
+                ProcessedRecord::Unchanged => {}
                 ProcessedRecord::Filter => batch.flag_at(p, RecordFlag::Filter),
                 ProcessedRecord::Error(error) => batch.nack_at(p, error),
                 ProcessedRecord::Retry => batch.flag_at(p, RecordFlag::Retry),

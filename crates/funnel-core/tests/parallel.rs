@@ -41,9 +41,9 @@ impl Processor for Jittery {
         let mut out = Vec::with_capacity(records.len());
         for r in records {
             let roll = self.next_random();
-            if roll % 64 == 0 {
+            if roll.is_multiple_of(64) {
                 tokio::time::sleep(Duration::from_micros(roll % 1500)).await;
-            } else if roll % 7 == 0 {
+            } else if roll.is_multiple_of(7) {
                 tokio::task::yield_now().await;
             }
             self.seen.lock().unwrap()[self.instance].push(index_of(r));

@@ -14,6 +14,16 @@ use funnel_core::Processor;
 
 pub use funnel_core::{SettingSpec, Settings, SettingsError};
 
+mod builtin;
+mod condition;
+#[cfg(feature = "jq")]
+mod jq;
+#[cfg(feature = "js")]
+mod js;
+mod settings;
+
+pub use condition::build_configured;
+
 /// The description of one built-in processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessorSpec {
@@ -27,7 +37,67 @@ pub struct ProcessorSpec {
 
 /// Every built-in processor, sorted by name.
 pub fn specs() -> Vec<ProcessorSpec> {
-    let mut specs: Vec<ProcessorSpec> = Vec::new();
+    use builtin::{base64, clone, error, field, filter, json, split, unwrap};
+    let spec = |name, summary, settings| ProcessorSpec {
+        name,
+        summary,
+        settings,
+    };
+    let mut specs: Vec<ProcessorSpec> = vec![
+        spec(
+            "base64.decode",
+            base64::DECODE_SUMMARY,
+            base64::DECODE_SETTINGS,
+        ),
+        spec(
+            "base64.encode",
+            base64::ENCODE_SUMMARY,
+            base64::ENCODE_SETTINGS,
+        ),
+        spec("clone", clone::SUMMARY, clone::SETTINGS),
+        spec("error", error::SUMMARY, error::SETTINGS),
+        spec(
+            "field.convert",
+            field::CONVERT_SUMMARY,
+            field::CONVERT_SETTINGS,
+        ),
+        spec(
+            "field.exclude",
+            field::EXCLUDE_SUMMARY,
+            field::EXCLUDE_SETTINGS,
+        ),
+        spec(
+            "field.rename",
+            field::RENAME_SUMMARY,
+            field::RENAME_SETTINGS,
+        ),
+        spec("field.set", field::SET_SUMMARY, field::SET_SETTINGS),
+        spec("filter", filter::SUMMARY, filter::SETTINGS),
+        spec("json.decode", json::DECODE_SUMMARY, json::DECODE_SETTINGS),
+        spec("json.encode", json::ENCODE_SUMMARY, json::ENCODE_SETTINGS),
+        spec("split", split::SUMMARY, split::SETTINGS),
+        spec(
+            "unwrap.debezium",
+            unwrap::DEBEZIUM_SUMMARY,
+            unwrap::SETTINGS,
+        ),
+        spec(
+            "unwrap.kafkaconnect",
+            unwrap::KAFKACONNECT_SUMMARY,
+            unwrap::SETTINGS,
+        ),
+        spec("unwrap.opencdc", unwrap::OPENCDC_SUMMARY, unwrap::SETTINGS),
+    ];
+    #[cfg(feature = "webhook")]
+    specs.push(spec(
+        "webhook.http",
+        builtin::webhook::SUMMARY,
+        builtin::webhook::SETTINGS,
+    ));
+    #[cfg(feature = "js")]
+    specs.push(spec("custom.javascript", js::SUMMARY, js::SETTINGS));
+    #[cfg(feature = "jq")]
+    specs.push(spec("jq", jq::SUMMARY, jq::SETTINGS));
     specs.sort_by_key(|s| s.name);
     specs
 }
@@ -43,8 +113,31 @@ pub fn build(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let _ = (id, settings);
-    Err(vec![unknown_plugin(plugin)])
+    use builtin::{base64, clone, error, field, filter, json, split, unwrap};
+    match plugin {
+        "base64.decode" => base64::build_decode(id, settings),
+        "base64.encode" => base64::build_encode(id, settings),
+        "clone" => clone::build(id, settings),
+        "error" => error::build(id, settings),
+        "field.convert" => field::build_convert(id, settings),
+        "field.exclude" => field::build_exclude(id, settings),
+        "field.rename" => field::build_rename(id, settings),
+        "field.set" => field::build_set(id, settings),
+        "filter" => filter::build(id, settings),
+        "json.decode" => json::build_decode(id, settings),
+        "json.encode" => json::build_encode(id, settings),
+        "split" => split::build(id, settings),
+        "unwrap.debezium" => unwrap::build_debezium(id, settings),
+        "unwrap.kafkaconnect" => unwrap::build_kafkaconnect(id, settings),
+        "unwrap.opencdc" => unwrap::build_opencdc(id, settings),
+        #[cfg(feature = "webhook")]
+        "webhook.http" => builtin::webhook::build(id, settings),
+        #[cfg(feature = "js")]
+        "custom.javascript" => js::build(id, settings),
+        #[cfg(feature = "jq")]
+        "jq" => jq::build(id, settings),
+        _ => Err(vec![unknown_plugin(plugin)]),
+    }
 }
 
 /// The error for a plugin name no built-in has.

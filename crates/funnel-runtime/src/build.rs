@@ -1,15 +1,16 @@
 //! Building a pipeline's workers from its configuration.
 //!
-//! One worker per source: the source, the pipeline's processors, then a branch per
-//! destination. The sources of a pipeline share its destinations (each worker writes
+//! One worker per source: the source, its own processors, the pipeline's processors,
+//! then a branch per destination (that destination's processors, then the
+//! destination). The sources of a pipeline share its destinations (each worker writes
 //! through its own handle and gets its own acks back); each source has its own DLQ.
 
 use std::sync::Arc;
 
 use funnel_config::{ConnectorKind, PipelineConfig};
 use funnel_core::{
-    DestinationTask, Dlq, Order, SharedDestination, SourceTask, Task, Worker, WorkerConfig,
-    WorkerStats,
+    DestinationTask, Dlq, Order, ProcessorTask, SharedDestination, SourceTask, Task, Worker,
+    WorkerConfig, WorkerStats,
 };
 use funnel_store::{Store, StoreCommitter};
 
@@ -77,8 +78,8 @@ pub async fn build(
         let dest_id = format!("{}:{}", pipeline.id, d.id);
         let name = plugin_name(&d.plugin).map_err(config_error)?;
         let connector = funnel_connectors::destination(name, &dest_id, &d.settings)
-            .map_err(|e| config_error(join(&dest_id, &e)))?;
-        destinations.push((dest_id, SharedDestination::new(connector)));
+            .map_err(|e| config_error(join(&format!("connector {dest_id}"), &e)))?;
+        destinations.push((dest_id, d, SharedDestination::new(connector)));
     }
     let mut workers = Vec::new();
     for source in pipeline
@@ -96,11 +97,27 @@ pub async fn build(
         let source_id = format!("{}:{}", pipeline.id, source.id);
         let name = plugin_name(&source.plugin).map_err(config_error)?;
         let connector = funnel_connectors::source(name, &source_id, &source.settings, resume)
-            .map_err(|e| config_error(join(&source_id, &e)))?;
+            .map_err(|e| config_error(join(&format!("connector {source_id}"), &e)))?;
         let mut tasks: Vec<Task> = vec![SourceTask::new(source_id.clone(), connector).into()];
+        // order[i]: the tasks after task i.
         let mut order = vec![Vec::new()];
-        for (dest_id, shared) in &destinations {
-            order[0].push(tasks.len());
+        let trunk = source.processors.iter().chain(&pipeline.processors);
+        for proc in trunk {
+            let last = tasks.len() - 1;
+            order[last].push(tasks.len());
+            order.push(Vec::new());
+            tasks.push(processor_task(&pipeline.id, proc)?);
+        }
+        let fan_out = tasks.len() - 1;
+        for (dest_id, d, shared) in &destinations {
+            let mut prev = fan_out;
+            for proc in &d.processors {
+                order[prev].push(tasks.len());
+                prev = tasks.len();
+                order.push(Vec::new());
+                tasks.push(processor_task(&pipeline.id, proc)?);
+            }
+            order[prev].push(tasks.len());
             order.push(Vec::new());
             tasks.push(DestinationTask::new(dest_id.clone(), shared.handle()).into());
         }
@@ -108,7 +125,7 @@ pub async fn build(
         let dlq_id = format!("dlq-{source_id}");
         let dlq_destination =
             funnel_connectors::destination(dlq_name, &dlq_id, &pipeline.dlq.settings)
-                .map_err(|e| config_error(join(&dlq_id, &e)))?;
+                .map_err(|e| config_error(join(&format!("connector {dlq_id}"), &e)))?;
         let dlq = Dlq::new(
             dlq_id,
             dlq_destination,
@@ -139,7 +156,19 @@ pub async fn build(
     Ok(workers)
 }
 
+/// The task running processor `proc` of pipeline `pipeline`.
+fn processor_task(
+    pipeline: &str,
+    proc: &funnel_config::ProcessorConfig,
+) -> Result<Task, BuildError> {
+    let processor = crate::processors::build(proc).map_err(|e| BuildError::Config {
+        pipeline: pipeline.to_owned(),
+        message: join(&format!("processor {}", proc.id), &e),
+    })?;
+    Ok(ProcessorTask::new(proc.id.clone(), processor).into())
+}
+
 fn join(id: &str, errors: &[funnel_connectors::SettingsError]) -> String {
     let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    format!("connector {id}: {}", list.join("; "))
+    format!("{id}: {}", list.join("; "))
 }

@@ -3,6 +3,7 @@
 //! - [`registry`]: every built-in plugin by its Conduit name, and the checks a
 //!   configuration must pass before anything starts;
 //! - [`build`]: one [`Worker`](funnel_core::Worker) per source of a pipeline;
+//! - [`processors`]: a declared processor, with its `condition` and `workers`;
 //! - [`supervisor`]: runs pipelines side by side and isolated, restarts them with
 //!   backoff after transient errors, degrades them after fatal ones, stops them
 //!   gracefully.
@@ -11,6 +12,7 @@
 //! top of it.
 
 pub mod build;
+pub mod processors;
 pub mod registry;
 pub mod supervisor;
 

@@ -34,7 +34,7 @@ pub fn plugin_name(reference: &str) -> Result<&str, String> {
 
 /// Names of the built-in processors.
 pub fn processors() -> Vec<&'static str> {
-    Vec::new()
+    crate::processors::names()
 }
 
 fn error(location: &Location, setting: String, message: impl Into<String>) -> ConfigError {
@@ -97,11 +97,11 @@ pub fn validate(pipelines: &[PipelineConfig]) -> Result<(), ConfigErrors> {
                 }
             }
             for proc in &c.processors {
-                errors.push(unknown_processor(proc));
+                check_processor(proc, &mut errors);
             }
         }
         for proc in &p.processors {
-            errors.push(unknown_processor(proc));
+            check_processor(proc, &mut errors);
         }
         match plugin_name(&p.dlq.plugin) {
             Ok(name) => {
@@ -152,15 +152,27 @@ pub fn validate(pipelines: &[PipelineConfig]) -> Result<(), ConfigErrors> {
     }
 }
 
-fn unknown_processor(proc: &funnel_config::ProcessorConfig) -> ConfigError {
-    let name = plugin_name(&proc.plugin).unwrap_or(&proc.plugin);
-    error(
-        proc.field_location("plugin"),
-        format!("{}.plugin", proc.path),
-        format!(
-            "unknown processor plugin {name:?}: this build has no built-in processors yet (funnel processors ls)"
-        ),
-    )
+/// Builds `proc` (no I/O) and turns every problem into a located error.
+fn check_processor(proc: &funnel_config::ProcessorConfig, errors: &mut Vec<ConfigError>) {
+    let Err(problems) = crate::processors::build(proc) else {
+        return;
+    };
+    for problem in problems {
+        let (setting, location) = match problem.setting.as_str() {
+            field @ ("plugin" | "condition" | "workers") => {
+                (format!("{}.{field}", proc.path), proc.field_location(field))
+            }
+            setting => (
+                format!("{}.settings.{setting}", proc.path),
+                proc.setting_location(setting),
+            ),
+        };
+        errors.push(error(
+            location,
+            setting,
+            format!("processor {:?}: {}", proc.id, problem.message),
+        ));
+    }
 }
 
 #[cfg(test)]

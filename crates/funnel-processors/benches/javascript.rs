@@ -1,0 +1,96 @@
+//! `custom.javascript` cost per record: a batch of records with small structured
+//! payloads through a script that sets one field, and the same with raw payloads.
+//!
+//! Run with `cargo bench -p funnel-processors --bench javascript`. The target is at most
+//! 3 µs per record for the structured case.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use funnel_core::Processor;
+use funnel_processors::{Settings, build};
+use funnel_record::{Data, Operation, Payload, Position, Record, Value};
+
+const BATCH: usize = 100;
+
+fn records(after: impl Fn(usize) -> Data) -> Vec<Record> {
+    (0..BATCH)
+        .map(|i| Record {
+            position: Position::from(format!("position-{i}")),
+            operation: Operation::Create,
+            metadata: [
+                ("opencdc.collection", "orders"),
+                ("opencdc.readAt", "1747353650123456789"),
+            ]
+            .into_iter()
+            .collect(),
+            key: Some(Data::raw(format!("key-{i}"))),
+            payload: Payload {
+                before: None,
+                after: Some(after(i)),
+            },
+        })
+        .collect()
+}
+
+fn structured(i: usize) -> Data {
+    Data::Structured(
+        [
+            ("id".to_owned(), Value::Int(i as i64)),
+            ("customer".to_owned(), Value::String("ann".to_owned())),
+            ("total".to_owned(), Value::Float(12.5)),
+            ("paid".to_owned(), Value::Bool(true)),
+        ]
+        .into_iter()
+        .collect(),
+    )
+}
+
+fn processor(runtime: &tokio::runtime::Runtime, script: &str) -> Box<dyn Processor> {
+    let settings: Settings = [("script".to_owned(), script.to_owned())]
+        .into_iter()
+        .collect();
+    let mut processor = build("custom.javascript", "bench", &settings).unwrap();
+    runtime.block_on(processor.open()).unwrap();
+    processor
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("custom.javascript");
+    group.throughput(Throughput::Elements(BATCH as u64));
+
+    let mut set_field = processor(
+        &runtime,
+        "function process(r) { r.Payload.After.processed = true; return r; }",
+    );
+    let input = records(structured);
+    group.bench_function("set a structured field, batch of 100", |b| {
+        b.iter(|| black_box(runtime.block_on(set_field.process(black_box(&input)))));
+    });
+
+    let mut metadata = processor(
+        &runtime,
+        "function process(r) { r.Metadata['processed'] = 'true'; return r; }",
+    );
+    let raw = records(|i| Data::raw(format!("{{\"id\":{i},\"customer\":\"ann\"}}")));
+    group.bench_function(
+        "set metadata, raw payload of ~30 bytes, batch of 100",
+        |b| {
+            b.iter(|| black_box(runtime.block_on(metadata.process(black_box(&raw)))));
+        },
+    );
+
+    let mut filter = processor(&runtime, "function process(r) { return null; }");
+    group.bench_function("filter everything, batch of 100", |b| {
+        b.iter(|| black_box(runtime.block_on(filter.process(black_box(&input)))));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

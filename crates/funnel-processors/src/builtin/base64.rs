@@ -1,0 +1,278 @@
+//! `base64.decode` and `base64.encode`: standard base64 (with padding) of a field.
+//!
+//! # Settings (both)
+//!
+//! | setting | default | meaning |
+//! |---|---|---|
+//! | `field` | required | The field to decode or encode; anything but `.Position`. |
+//!
+//! Raw data stays raw data; a string field stays a string (decoded bytes that are not
+//! UTF-8 are kept as bytes). `base64.encode` writes numbers and booleans as text first
+//! (`1` is `MQ==`); structured data and maps are refused (`unexpected data type`), and a
+//! field with no value is left alone.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use funnel_core::{ProcessedRecord, Processor};
+use funnel_record::{Data, FieldPath, FieldRef, Record, Value};
+
+use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
+use crate::{SettingSpec, Settings, SettingsError};
+
+use super::{Label, RecordProcessor, boxed, bytes_value, go_data_type, go_sprint, go_type};
+
+/// One line about `base64.decode`.
+pub(crate) const DECODE_SUMMARY: &str = "Decodes a base64 field.";
+/// One line about `base64.encode`.
+pub(crate) const ENCODE_SUMMARY: &str = "Encodes a field as base64.";
+
+/// The settings `base64.decode` accepts.
+pub(crate) static DECODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+    name: "field",
+    default: None,
+    required: true,
+    description: "Reference to the field to decode (anything but .Position), e.g. .Payload.After.foo.",
+}];
+
+/// The settings `base64.encode` accepts.
+pub(crate) static ENCODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+    name: "field",
+    default: None,
+    required: true,
+    description: "Reference to the field to encode (anything but .Position), e.g. .Payload.After.foo.",
+}];
+
+/// Validates the settings and builds `base64.decode`.
+pub(crate) fn build_decode(
+    id: &str,
+    settings: &Settings,
+) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+    let field = read_field(settings)?;
+    Ok(boxed(Base64 {
+        label: Label::new("base64.decode", id),
+        field,
+        encode: false,
+    }))
+}
+
+/// Validates the settings and builds `base64.encode`.
+pub(crate) fn build_encode(
+    id: &str,
+    settings: &Settings,
+) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+    let field = read_field(settings)?;
+    Ok(boxed(Base64 {
+        label: Label::new("base64.encode", id),
+        field,
+        encode: true,
+    }))
+}
+
+fn read_field(settings: &Settings) -> Result<FieldPath, Vec<SettingsError>> {
+    let mut reader = SettingsReader::new(settings);
+    let field = reader
+        .required_str("field")
+        .and_then(|f| reader.field("field", f, FieldRule::NotPosition));
+    reader.finish_with(field)
+}
+
+struct Base64 {
+    label: Label,
+    field: FieldPath,
+    encode: bool,
+}
+
+/// What the field holds, in the two forms base64 cares about.
+enum Input {
+    Raw(Vec<u8>),
+    Text(String),
+}
+
+impl Base64 {
+    fn input(&self, record: &Record) -> Result<Option<Input>, String> {
+        let found = record.get(&self.field).map_err(|e| path_error(&e))?;
+        Ok(Some(match found {
+            None | Some(FieldRef::Value(Value::Null)) => return Ok(None),
+            Some(FieldRef::Data(Data::Raw(bytes))) => Input::Raw(bytes.to_vec()),
+            Some(FieldRef::Value(Value::Bytes(bytes))) => Input::Raw(bytes.to_vec()),
+            Some(FieldRef::Value(Value::String(s))) => Input::Text(s.clone()),
+            Some(FieldRef::MetadataValue(s)) => Input::Text(s.to_owned()),
+            Some(FieldRef::Data(data)) => {
+                return Err(format!("unexpected data type {}", go_data_type(data)));
+            }
+            Some(FieldRef::Value(value @ (Value::Map(_) | Value::Array(_)))) => {
+                return Err(format!("unexpected data type {}", go_type(value)));
+            }
+            Some(FieldRef::Value(value)) if self.encode => Input::Text(go_sprint(value)),
+            Some(FieldRef::Value(value)) => {
+                return Err(format!("unexpected data type {}", go_type(value)));
+            }
+            Some(FieldRef::Operation(op)) if self.encode => Input::Text(op.to_string()),
+            Some(_) => return Err("unexpected data type".to_owned()),
+        }))
+    }
+}
+
+impl RecordProcessor for Base64 {
+    fn process_record(&mut self, record: &Record) -> ProcessedRecord {
+        let input = match self.input(record) {
+            Ok(Some(input)) => input,
+            Ok(None) => return ProcessedRecord::Single(record.clone()),
+            Err(err) => return self.label.fail(err),
+        };
+        let value = if self.encode {
+            let encoded = match &input {
+                Input::Raw(bytes) => STANDARD.encode(bytes),
+                Input::Text(text) => STANDARD.encode(text),
+            };
+            match input {
+                Input::Raw(_) => Value::Bytes(encoded.into_bytes().into()),
+                Input::Text(_) => Value::String(encoded),
+            }
+        } else {
+            let (bytes, raw) = match &input {
+                Input::Raw(bytes) => (bytes.as_slice(), true),
+                Input::Text(text) => (text.as_bytes(), false),
+            };
+            let decoded = match STANDARD.decode(bytes) {
+                Ok(decoded) => decoded,
+                Err(err) => {
+                    return self.label.fail(format_args!(
+                        "failed to decode the value: {}",
+                        go_base64_error(&err, bytes.len())
+                    ));
+                }
+            };
+            if raw {
+                Value::Bytes(decoded.into())
+            } else {
+                bytes_value(decoded)
+            }
+        };
+        let mut record = record.clone();
+        match record.set(&self.field, value) {
+            Ok(()) => ProcessedRecord::Single(record),
+            Err(err) => self.label.fail(path_error(&err)),
+        }
+    }
+}
+
+/// Go's `base64.CorruptInputError` text: `illegal base64 data at input byte N`, where
+/// N is the offending byte or the start of an incomplete final group.
+fn go_base64_error(err: &base64::DecodeError, len: usize) -> String {
+    let offset = match err {
+        base64::DecodeError::InvalidByte(offset, _)
+        | base64::DecodeError::InvalidLastSymbol(offset, _) => *offset,
+        base64::DecodeError::InvalidLength(_) | base64::DecodeError::InvalidPadding => {
+            len - len % 4
+        }
+    };
+    format!("illegal base64 data at input byte {offset}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(field: &str) -> Settings {
+        [("field".to_owned(), field.to_owned())]
+            .into_iter()
+            .collect()
+    }
+
+    fn with_key(value: Value) -> Record {
+        let mut record = Record::new("p", "");
+        record.key = Some(Data::Structured(
+            [("foo".to_owned(), value)].into_iter().collect(),
+        ));
+        record
+    }
+
+    fn single(result: &ProcessedRecord) -> &Record {
+        match result {
+            ProcessedRecord::Single(r) => r,
+            other => panic!("expected a record, got {other:?}"),
+        }
+    }
+
+    fn error(result: &ProcessedRecord) -> String {
+        match result {
+            ProcessedRecord::Error(e) => e.to_string(),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn encode_then_decode_round_trips_raw_and_string_fields() {
+        let mut enc = build_encode("e", &settings(".Payload.After")).unwrap();
+        let mut dec = build_decode("d", &settings(".Payload.After")).unwrap();
+        let encoded = enc.process(&[Record::new("p", "foo")]).await;
+        assert_eq!(single(&encoded[0]).payload.after, Some(Data::raw("Zm9v")));
+        let decoded = dec.process(&[single(&encoded[0]).clone()]).await;
+        assert_eq!(single(&decoded[0]).payload.after, Some(Data::raw("foo")));
+
+        let mut enc = build_encode("e", &settings(".Key.foo")).unwrap();
+        let out = enc
+            .process(&[
+                with_key(Value::String("bar".into())),
+                with_key(Value::Int(1)),
+            ])
+            .await;
+        assert_eq!(
+            single(&out[0]).key,
+            with_key(Value::String("YmFy".into())).key
+        );
+        assert_eq!(
+            single(&out[1]).key,
+            with_key(Value::String("MQ==".into())).key
+        );
+    }
+
+    #[tokio::test]
+    async fn structured_data_and_maps_are_refused_with_go_type_names() {
+        let mut enc = build_encode("e", &settings(".Key")).unwrap();
+        let out = enc.process(&[with_key(Value::Null)]).await;
+        assert!(error(&out[0]).ends_with("unexpected data type opencdc.StructuredData"));
+        let mut dec = build_decode("d", &settings(".Key.foo")).unwrap();
+        let out = dec
+            .process(&[
+                with_key(Value::Int(1)),
+                with_key(Value::Map(Default::default())),
+            ])
+            .await;
+        assert!(error(&out[0]).ends_with("unexpected data type int"));
+        assert!(error(&out[1]).ends_with("unexpected data type map[string]interface {}"));
+    }
+
+    #[tokio::test]
+    async fn invalid_base64_fails_with_the_go_offset() {
+        let mut dec = build_decode("d", &settings(".Key.foo")).unwrap();
+        let out = dec
+            .process(&[
+                with_key(Value::String("bar".into())),
+                with_key(Value::String("Zm9v!".into())),
+            ])
+            .await;
+        assert!(
+            error(&out[0])
+                .ends_with("failed to decode the value: illegal base64 data at input byte 0")
+        );
+        assert!(error(&out[1]).ends_with("illegal base64 data at input byte 4"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_field_is_left_alone() {
+        let mut enc = build_encode("e", &settings(".Key")).unwrap();
+        let record = Record::new("p", "x");
+        assert_eq!(
+            enc.process(std::slice::from_ref(&record)).await,
+            vec![ProcessedRecord::Single(record)]
+        );
+    }
+
+    #[test]
+    fn position_and_missing_fields_are_refused() {
+        assert!(build_encode("e", &settings(".Position")).is_err());
+        assert!(build_decode("d", &Settings::new()).is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! `clone`: turns each record into `count + 1` copies, each with metadata
+//! `clone.index` (`0` to `count`). The source position is acked once, after every copy
+//! is done ([`ProcessedRecord::Multi`]).
+//!
+//! # Settings
+//!
+//! | setting | default | meaning |
+//! |---|---|---|
+//! | `count` | required | Number of clones to add; must be greater than 0. |
+
+use funnel_core::{ProcessedRecord, Processor};
+use funnel_record::Record;
+
+use crate::settings::{SettingsReader, settings_with_sdk};
+use crate::{SettingSpec, Settings, SettingsError};
+
+use super::{RecordProcessor, boxed};
+
+/// One line about the processor.
+pub(crate) const SUMMARY: &str =
+    "Outputs count+1 copies of each record, with metadata clone.index.";
+
+/// The metadata key holding the copy's index.
+const INDEX_KEY: &str = "clone.index";
+
+/// The settings `clone` accepts.
+pub(crate) static SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+    name: "count",
+    default: None,
+    required: true,
+    description: "Number of clones to add to the original record (count+1 records in all); \
+                  must be greater than 0.",
+}];
+
+/// Validates the settings and builds the processor.
+pub(crate) fn build(
+    _id: &str,
+    settings: &Settings,
+) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+    let mut reader = SettingsReader::new(settings);
+    let count = match reader.str("count") {
+        None => {
+            reader.error("count", "required parameter is not provided");
+            None
+        }
+        Some(raw) => match reader.int("count") {
+            Some(n) if n > 0 => usize::try_from(n).ok(),
+            Some(_) => {
+                reader.error(
+                    "count",
+                    format!("{raw:?} should be greater than 0: greater-than validation failed"),
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let count = reader.finish_with(count)?;
+    Ok(boxed(Clone { count }))
+}
+
+struct Clone {
+    count: usize,
+}
+
+impl RecordProcessor for Clone {
+    fn process_record(&mut self, record: &Record) -> ProcessedRecord {
+        let copies = (0..=self.count)
+            .map(|i| {
+                let mut copy = record.clone();
+                copy.metadata.insert(INDEX_KEY, i.to_string());
+                copy
+            })
+            .collect();
+        ProcessedRecord::Multi(copies)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_record_of_a_batch_becomes_count_plus_one_indexed_copies() {
+        let mut p = build("c", &settings(&[("count", "2")])).unwrap();
+        let out = p
+            .process(&[Record::new("1", "a"), Record::new("2", "b")])
+            .await;
+        assert_eq!(out.len(), 2);
+        for (result, payload) in out.iter().zip(["a", "b"]) {
+            let ProcessedRecord::Multi(copies) = result else {
+                panic!("{result:?}")
+            };
+            assert_eq!(copies.len(), 3);
+            for (i, copy) in copies.iter().enumerate() {
+                assert_eq!(
+                    copy.metadata.get("clone.index"),
+                    Some(i.to_string().as_str())
+                );
+                assert_eq!(copy.payload.after, Some(funnel_record::Data::raw(payload)));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn structured_data_is_copied_whole() {
+        let mut p = build("c", &settings(&[("count", "1")])).unwrap();
+        let mut record = Record::new("1", "");
+        record.key = Some(funnel_record::Data::Structured(
+            [("id".to_owned(), funnel_record::Value::Int(1))]
+                .into_iter()
+                .collect(),
+        ));
+        let out = p.process(std::slice::from_ref(&record)).await;
+        let ProcessedRecord::Multi(copies) = &out[0] else {
+            panic!()
+        };
+        assert!(copies.iter().all(|c| c.key == record.key));
+    }
+
+    #[test]
+    fn count_must_be_a_positive_integer() {
+        for (value, message) in [
+            ("0", "\"0\" should be greater than 0"),
+            ("-1", "should be greater than 0"),
+            ("foo", "\"foo\" value is not an integer"),
+        ] {
+            let errors = build("c", &settings(&[("count", value)])).err().unwrap();
+            assert!(errors[0].message.contains(message), "{value}: {errors:?}");
+        }
+        let errors = build("c", &Settings::new()).err().unwrap();
+        assert_eq!(errors[0].message, "required parameter is not provided");
+    }
+}

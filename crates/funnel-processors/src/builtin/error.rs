@@ -1,0 +1,123 @@
+//! `error`: fails every record it gets, so it is nacked (and goes to the dead-letter
+//! queue, or stops the pipeline).
+//!
+//! Meant to be used with a processor `condition`.
+//!
+//! # Settings
+//!
+//! | setting | default | meaning |
+//! |---|---|---|
+//! | `message` | `error processor triggered` | The error message: a Go template evaluated on the record (`{{ .Metadata.table }}`). |
+//!
+//! The message is the record's error as written, without the processor ID in front,
+//! so the dead-letter queue shows exactly what the pipeline author wrote.
+
+use funnel_core::{ProcessedRecord, Processor, RecordError};
+use funnel_record::Record;
+use funnel_template::Template;
+
+use crate::settings::{SettingsReader, settings_with_sdk};
+use crate::{SettingSpec, Settings, SettingsError};
+
+use super::{Label, RecordProcessor, boxed};
+
+/// One line about the processor.
+pub(crate) const SUMMARY: &str =
+    "Fails every record with a templated message; use it with a condition.";
+
+const DEFAULT_MESSAGE: &str = "error processor triggered";
+
+/// The settings `error` accepts.
+pub(crate) static SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+    name: "message",
+    default: Some(DEFAULT_MESSAGE),
+    required: false,
+    description: "Error message of the failed record: a Go template evaluated on the record.",
+}];
+
+/// Validates the settings and builds the processor.
+pub(crate) fn build(
+    id: &str,
+    settings: &Settings,
+) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+    let mut reader = SettingsReader::new(settings);
+    let text = reader.str("message").unwrap_or(DEFAULT_MESSAGE);
+    let template = match Template::parse(text) {
+        Ok(t) => Some(t),
+        Err(err) => {
+            reader.error(
+                "message",
+                format!("failed to parse the \"message\" param template: {err}"),
+            );
+            None
+        }
+    };
+    let template = reader.finish_with(template)?;
+    Ok(boxed(ErrorProcessor {
+        label: Label::new("error", id),
+        template,
+    }))
+}
+
+struct ErrorProcessor {
+    label: Label,
+    template: Template,
+}
+
+impl RecordProcessor for ErrorProcessor {
+    fn process_record(&mut self, record: &Record) -> ProcessedRecord {
+        match self.template.render(record) {
+            Ok(message) => ProcessedRecord::Error(RecordError::msg(message)),
+            Err(err) => self.label.fail(format_args!(
+                "failed to evaluate the error message template: {err}"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn message(result: &ProcessedRecord) -> String {
+        match result {
+            ProcessedRecord::Error(e) => e.to_string(),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_record_fails_with_the_default_message() {
+        let mut p = build("e", &Settings::new()).unwrap();
+        let out = p
+            .process(&[Record::new("1", "a"), Record::new("2", "b")])
+            .await;
+        assert_eq!(out.len(), 2);
+        for result in &out {
+            assert_eq!(message(result), "error processor triggered");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_static_message_is_used_verbatim_for_raw_and_structured_records() {
+        let mut p = build("e", &settings(&[("message", "boom")])).unwrap();
+        let mut structured = Record::new("1", "");
+        structured.payload.after = Some(funnel_record::Data::Structured(Default::default()));
+        let out = p.process(&[structured, Record::new("2", "raw")]).await;
+        assert_eq!(message(&out[0]), "boom");
+        assert_eq!(message(&out[1]), "boom");
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        let errors = build("e", &settings(&[("msg", "x")])).err().unwrap();
+        assert_eq!(errors[0].setting, "msg");
+    }
+}

@@ -1,0 +1,76 @@
+//! `filter`: drops every record it gets (acks it without passing it on).
+//!
+//! Meant to be used with a processor `condition`: records whose condition is true are
+//! filtered, the others pass through unchanged.
+//!
+//! # Settings
+//!
+//! None, besides the `sdk.schema.*` settings every processor accepts (no effect).
+
+use funnel_core::{ProcessedRecord, Processor};
+use funnel_record::Record;
+
+use crate::settings::{SettingsReader, settings_with_sdk};
+use crate::{SettingSpec, Settings, SettingsError};
+
+use super::{RecordProcessor, boxed};
+
+/// One line about the processor.
+pub(crate) const SUMMARY: &str = "Acknowledges and drops every record; use it with a condition.";
+
+/// The settings `filter` accepts.
+pub(crate) static SETTINGS: &[SettingSpec] = settings_with_sdk![];
+
+/// Validates the settings and builds the processor.
+pub(crate) fn build(
+    _id: &str,
+    settings: &Settings,
+) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+    SettingsReader::new(settings).finish()?;
+    Ok(boxed(Filter))
+}
+
+struct Filter;
+
+impl RecordProcessor for Filter {
+    fn process_record(&mut self, _record: &Record) -> ProcessedRecord {
+        ProcessedRecord::Filter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_record_of_a_batch_is_filtered() {
+        let mut p = build("f", &Settings::new()).unwrap();
+        let records = vec![
+            Record::new("1", "a"),
+            Record::new("2", "b"),
+            Record::new("3", ""),
+        ];
+        assert_eq!(p.process(&records).await, vec![ProcessedRecord::Filter; 3]);
+    }
+
+    #[tokio::test]
+    async fn structured_and_raw_records_are_filtered_alike() {
+        let mut p = build("f", &Settings::new()).unwrap();
+        let mut structured = Record::new("1", "");
+        structured.payload.after = Some(funnel_record::Data::Structured(Default::default()));
+        assert_eq!(
+            p.process(&[structured, Record::new("2", "raw")]).await,
+            vec![ProcessedRecord::Filter; 2]
+        );
+    }
+
+    #[test]
+    fn any_setting_of_its_own_is_refused() {
+        let settings: Settings = [("field".to_owned(), ".Key".to_owned())]
+            .into_iter()
+            .collect();
+        let errors = build("f", &settings).err().unwrap();
+        assert_eq!(errors[0].setting, "field");
+        assert_eq!(errors[0].message, "unrecognized parameter");
+    }
+}

@@ -1,0 +1,909 @@
+//! `webhook.http`: one HTTP request per record; the response body (and optionally the
+//! status) is stored in the record.
+//!
+//! # Settings
+//!
+//! | setting | default | meaning |
+//! |---|---|---|
+//! | `request.url` | required | URL, a Go template evaluated on the record. `http://` only (no TLS client yet). |
+//! | `request.method` | `GET` | HTTP method. |
+//! | `request.body` | the whole record as OpenCDC JSON | Body, a Go template evaluated on the record. |
+//! | `headers.*` | `Content-Type: application/json` | Request headers, e.g. `headers.Authorization`. |
+//! | `request.contentType` | | Deprecated: the `Content-Type` header; refused together with `headers.Content-Type`. |
+//! | `response.body` | `.Payload.After` | Where the response body is stored (raw data, or bytes in a nested field). |
+//! | `response.status` | not stored | Where the response status code is stored, as text. |
+//! | `backoffRetry.count` | `0` | Retries of a failed request (a transport error or a status of 500 or more). |
+//! | `backoffRetry.min` | `100ms` | Wait before the first retry. |
+//! | `backoffRetry.max` | `5s` | Longest wait between retries. |
+//! | `backoffRetry.factor` | `2` | Each wait is the previous one times this factor. |
+//!
+//! A status of 500 or more, or a transport error, is retried with backoff; when the
+//! retries are used up, the record fails (it is nacked). Any other status, 4xx
+//! included, is a response like any other and is stored, as in Conduit. A template or
+//! field error fails the record at once (retrying cannot help). Records of a batch are
+//! sent one after the other, in order.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use funnel_core::{ProcessedRecord, Processor};
+use funnel_record::{FieldPath, Record, Value};
+use funnel_template::Template;
+use http_body_util::{BodyExt as _, Full};
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
+use crate::{SettingSpec, Settings, SettingsError};
+
+use super::Label;
+
+/// One line about the processor.
+pub(crate) const SUMMARY: &str =
+    "Sends an HTTP request per record and stores the response in the record.";
+
+/// The settings `webhook.http` accepts.
+pub(crate) static SETTINGS: &[SettingSpec] = settings_with_sdk![
+    SettingSpec {
+        name: "request.url",
+        default: None,
+        required: true,
+        description: "URL of the request: a Go template evaluated on the record (http:// only).",
+    },
+    SettingSpec {
+        name: "request.method",
+        default: Some("GET"),
+        required: false,
+        description: "HTTP method of the request.",
+    },
+    SettingSpec {
+        name: "request.body",
+        default: None,
+        required: false,
+        description: "Body of the request: a Go template evaluated on the record. \
+                      Unset: the whole record as OpenCDC JSON.",
+    },
+    SettingSpec {
+        name: "request.contentType",
+        default: None,
+        required: false,
+        description: "Deprecated: use headers.Content-Type.",
+    },
+    SettingSpec {
+        name: "headers.*",
+        default: None,
+        required: false,
+        description: "Request headers, e.g. headers.Authorization. Content-Type defaults to \
+                      application/json.",
+    },
+    SettingSpec {
+        name: "response.body",
+        default: Some(".Payload.After"),
+        required: false,
+        description: "Field where the response body is stored.",
+    },
+    SettingSpec {
+        name: "response.status",
+        default: None,
+        required: false,
+        description: "Field where the response status code is stored; unset: not stored.",
+    },
+    SettingSpec {
+        name: "backoffRetry.count",
+        default: Some("0"),
+        required: false,
+        description: "Maximum number of retries of a request that failed (transport error or \
+                      status >= 500).",
+    },
+    SettingSpec {
+        name: "backoffRetry.min",
+        default: Some("100ms"),
+        required: false,
+        description: "Wait before the first retry.",
+    },
+    SettingSpec {
+        name: "backoffRetry.max",
+        default: Some("5s"),
+        required: false,
+        description: "Longest wait between retries.",
+    },
+    SettingSpec {
+        name: "backoffRetry.factor",
+        default: Some("2"),
+        required: false,
+        description: "Multiplier of the wait after each retry.",
+    },
+];
+
+/// Validates the settings and builds the processor. No connection is made.
+pub(crate) fn build(
+    id: &str,
+    settings: &Settings,
+) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+    let mut reader = SettingsReader::new(settings);
+    let url = reader.required_str("request.url").and_then(|text| {
+        if text.contains("{{") {
+            match Template::parse(text) {
+                Ok(t) => Some(Text::Template(t)),
+                Err(err) => {
+                    reader.error(
+                        "request.url",
+                        format!("error while parsing the URL template: {err}"),
+                    );
+                    None
+                }
+            }
+        } else {
+            match check_url(text) {
+                Ok(_) => Some(Text::Literal(text.to_owned())),
+                Err(err) => {
+                    reader.error("request.url", format!("configuration check failed: {err}"));
+                    None
+                }
+            }
+        }
+    });
+    let method_text = reader.str("request.method").unwrap_or("GET");
+    let method = match Method::from_bytes(method_text.as_bytes()) {
+        Ok(m) => Some(m),
+        Err(_) => {
+            reader.error(
+                "request.method",
+                format!("configuration check failed: net/http: invalid method {method_text:?}"),
+            );
+            None
+        }
+    };
+    let body = match reader.str("request.body") {
+        None => Some(Body::Record),
+        Some(text) if text.contains("{{") => match Template::parse(text) {
+            Ok(t) => Some(Body::Text(Text::Template(t))),
+            Err(err) => {
+                reader.error(
+                    "request.body",
+                    format!("failed parsing request.body: {err}"),
+                );
+                None
+            }
+        },
+        Some(text) => Some(Body::Text(Text::Literal(text.to_owned()))),
+    };
+    let headers = read_headers(&mut reader);
+
+    let body_text = reader.str("response.body").unwrap_or(".Payload.After");
+    let status_text = reader.str("response.status");
+    let (response_body, response_status) = if Some(body_text) == status_text {
+        reader.error(
+            "response.status",
+            "invalid configuration: response.body and response.status set to same field",
+        );
+        (None, None)
+    } else {
+        let body = reader.field("response.body", body_text, FieldRule::Any);
+        let status = status_text.map(|s| reader.field("response.status", s, FieldRule::Any));
+        (body, status)
+    };
+
+    let count = reader.float("backoffRetry.count").unwrap_or(0.0);
+    if count <= -1.0 {
+        reader.error(
+            "backoffRetry.count",
+            format!("\"{count}\" should be greater than -1: greater-than validation failed"),
+        );
+    }
+    let factor = reader.float("backoffRetry.factor").unwrap_or(2.0);
+    if factor <= 0.0 {
+        reader.error(
+            "backoffRetry.factor",
+            format!("\"{factor}\" should be greater than 0: greater-than validation failed"),
+        );
+    }
+    let min = reader
+        .duration("backoffRetry.min")
+        .unwrap_or(Duration::from_millis(100));
+    let max = reader
+        .duration("backoffRetry.max")
+        .unwrap_or(Duration::from_secs(5));
+
+    let parts = url
+        .zip(method)
+        .zip(body)
+        .zip(headers)
+        .zip(response_body)
+        .map(|((((url, method), body), headers), response_body)| {
+            (url, method, body, headers, response_body)
+        });
+    let (url, method, body, headers, response_body) = reader.finish_with(parts)?;
+    Ok(Box::new(Webhook {
+        label: Label::new("webhook.http", id),
+        url,
+        method,
+        body,
+        headers,
+        response_body,
+        response_status: response_status.flatten(),
+        backoff: Backoff {
+            // Conduit compares the attempt number (a float) with the count.
+            retries: count.max(0.0).ceil() as u32,
+            min,
+            max,
+            factor,
+        },
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    }))
+}
+
+/// Reads `headers.*` and the deprecated `request.contentType` into the request headers.
+fn read_headers(reader: &mut SettingsReader<'_>) -> Option<Vec<(HeaderName, HeaderValue)>> {
+    let content_type = reader.str("request.contentType");
+    let mut headers = Vec::new();
+    let mut ok = true;
+    for (name, value) in reader.prefixed("headers.") {
+        let key = format!("headers.{name}");
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(value)) => headers.push((name, value)),
+            (Err(_), _) => {
+                reader.error(key, format!("invalid header name {name:?}"));
+                ok = false;
+            }
+            (_, Err(_)) => {
+                reader.error(key, format!("invalid value for header {name:?}"));
+                ok = false;
+            }
+        }
+    }
+    let has_content_type = headers.iter().any(|(name, _)| name == CONTENT_TYPE);
+    match content_type {
+        Some(_) if has_content_type => {
+            reader.error(
+                "request.contentType",
+                "configuration error, cannot provide both \"request.contentType\" and \
+                 \"headers.Content-Type\", use \"headers.Content-Type\" only",
+            );
+            ok = false;
+        }
+        Some(value) => match HeaderValue::from_str(value) {
+            Ok(value) => headers.push((CONTENT_TYPE, value)),
+            Err(_) => {
+                reader.error(
+                    "request.contentType",
+                    format!("invalid header value {value:?}"),
+                );
+                ok = false;
+            }
+        },
+        None if !has_content_type => {
+            headers.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+        }
+        None => {}
+    }
+    ok.then_some(headers)
+}
+
+/// Checks a URL the way Go's `http.NewRequest` would refuse it, plus Funnel's
+/// limitation to plain HTTP.
+fn check_url(text: &str) -> Result<Uri, String> {
+    // Go: a colon before any scheme letters means "missing protocol scheme".
+    let scheme_end = text.find(':');
+    let has_scheme = scheme_end.is_some_and(|i| {
+        let scheme = &text[..i];
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    if !has_scheme {
+        return Err(format!("parse {text:?}: missing protocol scheme"));
+    }
+    let uri: Uri = text.parse().map_err(|e| format!("parse {text:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => Ok(uri),
+        Some("https") => Err(format!(
+            "{text:?}: https is not supported yet (Funnel's webhook.http has no TLS client); \
+             use http:// or a local TLS proxy"
+        )),
+        other => Err(format!(
+            "{text:?}: unsupported protocol scheme {:?}",
+            other.unwrap_or_default()
+        )),
+    }
+}
+
+/// Go's `url.Values.Encode` of the query: pairs sorted by key, keys and values
+/// query-escaped (what Conduit does to a templated URL before sending it).
+fn normalize_query(url: &str) -> String {
+    let (rest, fragment) = match url.split_once('#') {
+        Some((rest, fragment)) => (rest, Some(fragment)),
+        None => (url, None),
+    };
+    let Some((base, query)) = rest.split_once('?') else {
+        return url.to_owned();
+    };
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (unescape(k), unescape(v))
+        })
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::with_capacity(url.len() + 8);
+    out.push_str(base);
+    if !pairs.is_empty() {
+        out.push('?');
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            escape_into(&mut out, k);
+            out.push('=');
+            escape_into(&mut out, v);
+        }
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+fn unescape(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+fn escape_into(out: &mut String, text: &str) {
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char);
+            }
+            b' ' => out.push('+'),
+            other => {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(other >> 4)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(other & 15)]));
+            }
+        }
+    }
+}
+
+/// A templated setting, or its text when it has no actions.
+enum Text {
+    Literal(String),
+    Template(Template),
+}
+
+impl Text {
+    fn render(&self, record: &Record) -> Result<String, String> {
+        match self {
+            Self::Literal(text) => Ok(text.clone()),
+            Self::Template(t) => t.render(record).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// What is sent as the request body.
+enum Body {
+    /// The record as OpenCDC JSON.
+    Record,
+    Text(Text),
+}
+
+/// Exponential backoff without jitter (jpillora/backoff, as Conduit uses it).
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    retries: u32,
+    min: Duration,
+    max: Duration,
+    factor: f64,
+}
+
+impl Backoff {
+    /// The wait before retry number `attempt` (0-based).
+    fn wait(&self, attempt: u32) -> Duration {
+        let secs = self.min.as_secs_f64() * self.factor.powi(attempt as i32);
+        let max = self.max.as_secs_f64();
+        if !secs.is_finite() || secs > max {
+            self.max
+        } else {
+            Duration::from_secs_f64(secs.max(0.0))
+        }
+    }
+}
+
+/// Why one request failed.
+enum Failure {
+    /// Worth retrying: a transport error or a 5xx status.
+    Retryable(String),
+    /// Retrying cannot help (a template, URL or field error).
+    Permanent(String),
+}
+
+struct Webhook {
+    label: Label,
+    url: Text,
+    method: Method,
+    body: Body,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    response_body: FieldPath,
+    response_status: Option<FieldPath>,
+    backoff: Backoff,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+#[async_trait]
+impl Processor for Webhook {
+    async fn process(&mut self, records: &[Record]) -> Vec<ProcessedRecord> {
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            out.push(self.process_with_retries(record).await);
+        }
+        out
+    }
+}
+
+impl Webhook {
+    async fn process_with_retries(&self, record: &Record) -> ProcessedRecord {
+        let mut attempt = 0;
+        loop {
+            match self.call(record).await {
+                Ok(processed) => return processed,
+                Err(Failure::Retryable(message)) if attempt < self.backoff.retries => {
+                    let wait = self.backoff.wait(attempt);
+                    tracing::debug!(
+                        processor = %self.label,
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        error = %message,
+                        "retrying HTTP request"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(Failure::Retryable(message) | Failure::Permanent(message)) => {
+                    return self.label.fail(message);
+                }
+            }
+        }
+    }
+
+    /// One request for `record`, without retries.
+    async fn call(&self, record: &Record) -> Result<ProcessedRecord, Failure> {
+        let url = self
+            .url
+            .render(record)
+            .map_err(|e| Failure::Permanent(format!("error while evaluating URL template: {e}")))?;
+        let url = if matches!(self.url, Text::Template(_)) {
+            let normalized = normalize_query(&url);
+            check_url(&normalized)
+                .map_err(|e| Failure::Permanent(format!("error parsing URL: {e}")))?;
+            normalized
+        } else {
+            url
+        };
+        let body = match &self.body {
+            Body::Record => Bytes::from(record.to_json()),
+            Body::Text(text) => Bytes::from(text.render(record).map_err(|e| {
+                Failure::Permanent(format!("error while evaluating request body template: {e}"))
+            })?),
+        };
+        let mut request = Request::builder().method(self.method.clone()).uri(&url);
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| Failure::Permanent(format!("cannot create HTTP request: {e}")))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            Failure::Retryable(format!("error executing HTTP request: {}", error_chain(&e)))
+        })?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Failure::Retryable(format!("error reading response body: {e}")))?
+            .to_bytes();
+        if status >= 500 {
+            return Err(Failure::Retryable(format!(
+                "error status code {status} (body: {:?})",
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        let mut record = record.clone();
+        record
+            .set(&self.response_body, Value::Bytes(body))
+            .map_err(|e| {
+                Failure::Permanent(format!("failed setting response body: {}", path_error(&e)))
+            })?;
+        if let Some(path) = &self.response_status {
+            record
+                .set(path, Value::String(status.to_string()))
+                .map_err(|e| {
+                    Failure::Permanent(format!(
+                        "failed setting response status: {}",
+                        path_error(&e)
+                    ))
+                })?;
+        }
+        Ok(ProcessedRecord::Single(record))
+    }
+}
+
+/// An error with its sources (`connection refused` sits a few levels down in hyper).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::any;
+    use funnel_record::Data;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// A server on 127.0.0.1:0: `/echo` answers with the method, content type, a
+    /// header and the body; `/status/{code}` with that status; `/flaky` with 503 for
+    /// the first two calls, then 200.
+    async fn server() -> (String, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let app = Router::new()
+            .route(
+                "/echo",
+                any(
+                    |method: axum::http::Method, headers: HeaderMap, body: String| async move {
+                        let header = |name: &str| {
+                            headers
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_owned()
+                        };
+                        format!(
+                            "{method} {} {} {body}",
+                            header("content-type"),
+                            header("x-token")
+                        )
+                    },
+                ),
+            )
+            .route(
+                "/status/{code}",
+                any(|Path(code): Path<u16>| async move {
+                    (
+                        StatusCode::from_u16(code).unwrap(),
+                        format!("status {code}"),
+                    )
+                }),
+            )
+            .route(
+                "/flaky",
+                any(|State(calls): State<Arc<AtomicUsize>>| async move {
+                    if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                        (StatusCode::SERVICE_UNAVAILABLE, "down")
+                    } else {
+                        (StatusCode::OK, "up")
+                    }
+                }),
+            )
+            .route(
+                "/query",
+                any(|uri: axum::http::Uri| async move { uri.query().unwrap_or("").to_owned() }),
+            )
+            .with_state(calls.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), calls)
+    }
+
+    fn after(result: &ProcessedRecord) -> String {
+        match result {
+            ProcessedRecord::Single(r) => match &r.payload.after {
+                Some(Data::Raw(b)) => String::from_utf8_lossy(b).into_owned(),
+                other => panic!("expected raw data, got {other:?}"),
+            },
+            other => panic!("expected a record, got {other:?}"),
+        }
+    }
+
+    fn error(result: &ProcessedRecord) -> String {
+        match result {
+            ProcessedRecord::Error(e) => e.to_string(),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_request_sends_the_record_as_json_and_stores_the_response() {
+        let (base, _) = server().await;
+        let url = format!("{base}/echo");
+        let mut p = build(
+            "w",
+            &settings(&[
+                ("request.url", url.as_str()),
+                ("response.status", ".Metadata.status"),
+            ]),
+        )
+        .unwrap();
+        let record = Record::new("pos", "hi");
+        let out = p.process(std::slice::from_ref(&record)).await;
+        let expected_json = String::from_utf8(record.to_json()).unwrap();
+        assert_eq!(
+            after(&out[0]),
+            format!("GET application/json - {expected_json}")
+        );
+        let ProcessedRecord::Single(r) = &out[0] else {
+            panic!()
+        };
+        assert_eq!(r.metadata.get("status"), Some("200"));
+    }
+
+    #[tokio::test]
+    async fn templated_url_body_method_and_headers_are_used_per_record_of_a_batch() {
+        let (base, _) = server().await;
+        let url = format!("{base}/{{{{ .Metadata.path }}}}");
+        let mut p = build(
+            "w",
+            &settings(&[
+                ("request.url", url.as_str()),
+                ("request.method", "POST"),
+                ("request.body", "name={{ .Payload.After.name }}"),
+                ("headers.X-Token", "secret"),
+                ("headers.Content-Type", "text/plain"),
+                ("response.body", ".Payload.After.response"),
+            ]),
+        )
+        .unwrap();
+        let make = |name: &str| {
+            let mut r = Record::new(name, "");
+            r.metadata.insert("path", "echo");
+            r.payload.after = Some(Data::Structured(
+                [("name".to_owned(), Value::String(name.to_owned()))]
+                    .into_iter()
+                    .collect(),
+            ));
+            r
+        };
+        let out = p.process(&[make("a"), make("b")]).await;
+        for (result, name) in out.iter().zip(["a", "b"]) {
+            let ProcessedRecord::Single(r) = result else {
+                panic!("{result:?}")
+            };
+            let Some(Data::Structured(after)) = &r.payload.after else {
+                panic!()
+            };
+            assert_eq!(
+                after["response"],
+                Value::Bytes(Bytes::from(format!("POST text/plain secret name={name}")))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn templated_query_strings_are_sorted_and_escaped_like_go() {
+        let (base, _) = server().await;
+        let url = format!("{base}/query?b={{{{ .Metadata.v }}}}&a=1");
+        let mut p = build("w", &settings(&[("request.url", url.as_str())])).unwrap();
+        let mut record = Record::new("p", "");
+        record.metadata.insert("v", "x%20y");
+        let out = p.process(&[record]).await;
+        assert_eq!(after(&out[0]), "a=1&b=x+y");
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_with_backoff_until_they_succeed() {
+        let (base, calls) = server().await;
+        let url = format!("{base}/flaky");
+        let mut p = build(
+            "w",
+            &settings(&[
+                ("request.url", url.as_str()),
+                ("backoffRetry.count", "3"),
+                ("backoffRetry.min", "1ms"),
+                ("backoffRetry.max", "5ms"),
+            ]),
+        )
+        .unwrap();
+        let out = p.process(&[Record::new("p", "")]).await;
+        assert_eq!(after(&out[0]), "up");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn server_errors_fail_the_record_once_retries_are_used_up() {
+        let (base, _) = server().await;
+        let url = format!("{base}/status/503");
+        let mut p = build(
+            "w",
+            &settings(&[
+                ("request.url", url.as_str()),
+                ("backoffRetry.count", "1"),
+                ("backoffRetry.min", "1ms"),
+            ]),
+        )
+        .unwrap();
+        let out = p
+            .process(&[Record::new("p", ""), Record::new("q", "")])
+            .await;
+        assert_eq!(out.len(), 2);
+        for result in &out {
+            let message = error(result);
+            assert!(
+                message.contains("processor \"w\" (webhook.http)"),
+                "{message}"
+            );
+            assert!(
+                message.contains("error status code 503 (body: \"status 503\")"),
+                "{message}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn client_errors_are_responses_stored_like_any_other() {
+        let (base, _) = server().await;
+        let url = format!("{base}/status/404");
+        let mut p = build(
+            "w",
+            &settings(&[
+                ("request.url", url.as_str()),
+                ("response.status", ".Metadata.code"),
+            ]),
+        )
+        .unwrap();
+        let out = p.process(&[Record::new("p", "")]).await;
+        assert_eq!(after(&out[0]), "status 404");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_the_record() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let url = format!("http://{addr}/");
+        let mut p = build("w", &settings(&[("request.url", url.as_str())])).unwrap();
+        let out = p.process(&[Record::new("p", "")]).await;
+        assert!(error(&out[0]).contains("error executing HTTP request"));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_conduit_messages() {
+        // (settings, setting in error, text of the message)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case<'_>] = &[
+            (&[], "request.url", "required parameter is not provided"),
+            (
+                &[("request.url", ":not/a/valid/url")],
+                "request.url",
+                "missing protocol scheme",
+            ),
+            (
+                &[("request.url", "https://example.com")],
+                "request.url",
+                "https is not supported",
+            ),
+            (
+                &[("request.url", "http://x"), ("request.method", ":foo")],
+                "request.method",
+                "invalid method \":foo\"",
+            ),
+            (
+                &[("request.url", "http://x"), ("backoffRetry.count", "x")],
+                "backoffRetry.count",
+                "\"x\" value is not a float",
+            ),
+            (
+                &[("request.url", "http://x"), ("backoffRetry.min", "x")],
+                "backoffRetry.min",
+                "\"x\" value is not a duration",
+            ),
+            (
+                &[("request.url", "http://x"), ("backoffRetry.factor", "0")],
+                "backoffRetry.factor",
+                "greater than 0",
+            ),
+            (
+                &[
+                    ("request.url", "http://x"),
+                    ("request.contentType", "a/b"),
+                    ("headers.content-type", "a/b"),
+                ],
+                "request.contentType",
+                "cannot provide both",
+            ),
+            (
+                &[
+                    ("request.url", "http://x"),
+                    ("response.body", ".Payload.After"),
+                    ("response.status", ".Payload.After"),
+                ],
+                "response.status",
+                "set to same field",
+            ),
+            (
+                &[("request.url", "http://x"), ("response.status", ".Nope")],
+                "response.status",
+                "invalid reference",
+            ),
+            (
+                &[("request.url", "http://x"), ("headers.bad name", "v")],
+                "headers.bad name",
+                "invalid header name",
+            ),
+        ];
+        for (pairs, setting, message) in cases {
+            let errors = build("w", &settings(pairs)).err().unwrap();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.setting == *setting && e.message.contains(message)),
+                "{pairs:?}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_by_the_factor_up_to_the_maximum() {
+        let b = Backoff {
+            retries: 5,
+            min: Duration::from_millis(100),
+            max: Duration::from_millis(500),
+            factor: 2.0,
+        };
+        assert_eq!(b.wait(0), Duration::from_millis(100));
+        assert_eq!(b.wait(2), Duration::from_millis(400));
+        assert_eq!(b.wait(3), Duration::from_millis(500));
+    }
+}

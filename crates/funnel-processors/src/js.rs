@@ -1,0 +1,889 @@
+//! `custom.javascript`: runs a JavaScript function on every record, as Conduit's
+//! processor of the same name does (Conduit uses goja; Funnel uses QuickJS through
+//! rquickjs, which speaks ES2023, a superset of what goja accepts).
+//!
+//! # Settings
+//!
+//! | setting | default | |
+//! |---|---|---|
+//! | `script` | — | the JavaScript source, inline |
+//! | `script.path` | — | a file holding the JavaScript source, read when the processor opens |
+//! | `sdk.schema.*` | `true` | accepted for Conduit compatibility, no effect |
+//!
+//! Exactly one of `script` and `script.path` must be given (an empty value counts as
+//! not given). The script is compiled and run once in [`Processor::open`]; it must
+//! define a global function `process(record)`. A syntax error, an exception while the
+//! script runs, or a missing `process` fails `open`.
+//!
+//! # The record in JavaScript
+//!
+//! `process` receives an object with Conduit's Go field names:
+//!
+//! - `Position`: an array of byte values. A string assigned to it is taken as its
+//!   UTF-8 bytes.
+//! - `Operation`: `"create"`, `"update"`, `"delete"`, `"snapshot"` or `"Operation(n)"`;
+//!   the empty string means `Operation(0)`. Any other text nacks the record.
+//! - `Metadata`: an object of strings (values are converted with `String(v)`).
+//! - `Key`, `Payload.Before`, `Payload.After`: raw data is an array of byte values,
+//!   structured data is an object, no data is `null`. On the way back an array of
+//!   byte values or a `Uint8Array` is raw data, a string is raw data holding its
+//!   UTF-8 bytes (Conduit would drop it), an object is structured data and `null` or
+//!   `undefined` is no data.
+//!
+//! Inside structured data, numbers come back as integers when they are integral and
+//! within ±2^53 (JavaScript has one number type; QuickJS stores integers beyond 32 bits
+//! as doubles), else as floats. Bytes inside structured data are a `Uint8Array`, and
+//! a `Uint8Array` becomes bytes again.
+//!
+//! # Results
+//!
+//! - an object: the processed record (the one passed in, changed, or a new `Record()`);
+//! - `null` or `undefined`: the record is filtered out (acked, not passed on);
+//! - an exception, or any other value: the record is nacked, with an error naming the
+//!   processor and the JavaScript error.
+//!
+//! # Helpers
+//!
+//! `Record()` makes an empty record (metadata `{}`, no key or payload),
+//! `RawData(text)` makes raw data from a string's UTF-8 bytes, `StructuredData()` makes
+//! an empty object, and `logger` is a zerolog-style logger
+//! (`logger.Info().Str("k", v).Msg("text")`) whose lines go to Funnel's log at the
+//! same level, tagged with the processor ID. All may be called with or without `new`.
+//!
+//! # State and threads
+//!
+//! Each processor instance (each of a processor's `workers`) has its own JavaScript
+//! runtime, created on open: globals a script sets persist from one record to the next
+//! within an instance, and instances share nothing. A batch runs on the calling thread
+//! (moved off the async workers with `block_in_place` on a multi-threaded Tokio
+//! runtime). Scripts are not time-limited: a script that never returns stalls its
+//! pipeline.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use funnel_core::{ConnectorError, ProcessedRecord, Processor, RecordError};
+use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value};
+use rquickjs::function::Opt;
+use rquickjs::{
+    Array, Atom, Coerced, Context, Ctx, Exception, Function, Object, Runtime, TypedArray,
+};
+
+use crate::settings::{SDK_SCHEMA_SETTINGS, SettingsReader};
+use crate::{SettingSpec, Settings, SettingsError};
+
+/// One line about `custom.javascript`.
+pub(crate) const SUMMARY: &str = "Run a JavaScript function on every record (Conduit's JS API).";
+
+/// The settings of `custom.javascript`.
+pub(crate) static SETTINGS: &[SettingSpec] = &[
+    SettingSpec {
+        name: "script",
+        default: None,
+        required: false,
+        description: "JavaScript code defining a function `process(record)` that returns \
+                      the record (changed or new) or null to filter it out. Exactly one of \
+                      `script` and `script.path` is required.",
+    },
+    SettingSpec {
+        name: "script.path",
+        default: None,
+        required: false,
+        description: "Path of a .js file holding the code, read when the processor opens. \
+                      Exactly one of `script` and `script.path` is required.",
+    },
+    SDK_SCHEMA_SETTINGS[0],
+    SDK_SCHEMA_SETTINGS[1],
+    SDK_SCHEMA_SETTINGS[2],
+    SDK_SCHEMA_SETTINGS[3],
+];
+
+/// The name of the function a script must define.
+const ENTRYPOINT: &str = "process";
+
+/// Deepest nesting of structured data converted back from JavaScript (cycles end here).
+const MAX_DEPTH: usize = 128;
+
+/// The largest integer a double holds exactly (2^53).
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+/// Where the script comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    Inline(String),
+    Path(PathBuf),
+}
+
+/// Builds `custom.javascript` processor `id` from its settings. No I/O: a script file
+/// is read on open.
+///
+/// # Errors
+///
+/// Neither or both of `script` and `script.path`; unknown settings.
+pub(crate) fn build(
+    id: &str,
+    settings: &Settings,
+) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+    let mut reader = SettingsReader::new(settings);
+    let script = reader.str("script");
+    let path = reader.str("script.path");
+    let source = match (script, path) {
+        (Some(_), Some(_)) => {
+            reader.error(
+                "script.path",
+                "only one of: [script, script.path] should be provided",
+            );
+            None
+        }
+        (Some(script), None) => Some(Source::Inline(script.to_owned())),
+        (None, Some(path)) => Some(Source::Path(PathBuf::from(path))),
+        (None, None) => {
+            reader.error(
+                "script",
+                "one of: [script, script.path] needs to be provided",
+            );
+            None
+        }
+    };
+    reader.finish()?;
+    let source = source.ok_or_else(|| {
+        // finish() reported the error recorded above.
+        vec![SettingsError::new("script", "no script")]
+    })?;
+    Ok(Box::new(JavaScript {
+        id: id.to_owned(),
+        source,
+        engine: None,
+    }))
+}
+
+/// The `custom.javascript` processor: one QuickJS runtime per instance.
+pub(crate) struct JavaScript {
+    id: String,
+    source: Source,
+    engine: Option<Engine>,
+}
+
+/// A runtime with the script loaded.
+///
+/// `Runtime` and `Context` are `Send` with rquickjs's `parallel` feature (every use
+/// locks the runtime), which the `Processor` trait needs; nothing else (no `Persistent`
+/// handle, which is not `Send`) is kept between calls: the entrypoint is looked up per
+/// batch.
+struct Engine {
+    context: Context,
+    _runtime: Runtime,
+}
+
+impl JavaScript {
+    fn open_error(&self, message: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::fatal(format!(
+            "processor {:?} (custom.javascript): {message}",
+            self.id
+        ))
+    }
+
+    fn load(&self) -> Result<Engine, ConnectorError> {
+        let (code, filename) = match &self.source {
+            Source::Inline(code) => (code.clone(), "script".to_owned()),
+            Source::Path(path) => match std::fs::read_to_string(path) {
+                Ok(code) => (code, path.display().to_string()),
+                Err(err) => {
+                    return Err(self.open_error(format_args!(
+                        "error reading script from path {}: {err}",
+                        path.display()
+                    )));
+                }
+            },
+        };
+        let runtime = Runtime::new()
+            .map_err(|e| self.open_error(format_args!("failed initializing JS runtime: {e}")))?;
+        let context = Context::full(&runtime)
+            .map_err(|e| self.open_error(format_args!("failed initializing JS runtime: {e}")))?;
+        context.with(|ctx| -> Result<(), ConnectorError> {
+            install_helpers(&ctx, &self.id).map_err(|e| {
+                let e = caught(&ctx, e);
+                self.open_error(format_args!("failed initializing JS runtime: {e}"))
+            })?;
+            let mut options = rquickjs::context::EvalOptions::default();
+            options.global = true;
+            options.strict = false;
+            options.filename = Some(filename);
+            if let Err(e) = ctx.eval_with_options::<(), _>(code, options) {
+                let error = caught(&ctx, e);
+                let stage = if error.starts_with("SyntaxError") {
+                    "failed to compile script"
+                } else {
+                    "failed to run program"
+                };
+                return Err(self.open_error(format_args!(
+                    "failed initializing JS function: {stage}: {error}"
+                )));
+            }
+            let entry: rquickjs::Value = ctx.globals().get(ENTRYPOINT).map_err(|e| {
+                self.open_error(format_args!("failed initializing JS function: {e}"))
+            })?;
+            if !entry.is_function() {
+                return Err(self.open_error(format_args!(
+                    "failed initializing JS function: failed to get entrypoint function \
+                     {ENTRYPOINT:?}"
+                )));
+            }
+            Ok(())
+        })?;
+        Ok(Engine {
+            context,
+            _runtime: runtime,
+        })
+    }
+
+    /// Runs the script on every record of the batch, on the current thread.
+    fn run(&self, records: &[Record]) -> Vec<ProcessedRecord> {
+        let Some(engine) = &self.engine else {
+            let error = RecordError::msg(format!(
+                "processor {:?} (custom.javascript): not open",
+                self.id
+            ));
+            return records
+                .iter()
+                .map(|_| ProcessedRecord::Error(error.clone()))
+                .collect();
+        };
+        engine.context.with(|ctx| {
+            let setup = Names::new(&ctx).and_then(|names| {
+                let function: Function = ctx.globals().get(ENTRYPOINT)?;
+                Ok((names, function))
+            });
+            let (names, function) = match setup {
+                Ok(found) => found,
+                Err(e) => {
+                    let error = self.record_error(format_args!(
+                        "entrypoint function {ENTRYPOINT:?} unavailable: {}",
+                        caught(&ctx, e)
+                    ));
+                    return records
+                        .iter()
+                        .map(|_| ProcessedRecord::Error(error.clone()))
+                        .collect();
+                }
+            };
+            records
+                .iter()
+                .map(|record| self.process_one(&ctx, &names, &function, record))
+                .collect()
+        })
+    }
+
+    fn process_one<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        names: &Names<'js>,
+        function: &Function<'js>,
+        record: &Record,
+    ) -> ProcessedRecord {
+        let input = match record_to_js(ctx, names, record) {
+            Ok(input) => input,
+            Err(e) => {
+                return ProcessedRecord::Error(self.record_error(format_args!(
+                    "cannot pass the record to JavaScript: {}",
+                    caught(ctx, e)
+                )));
+            }
+        };
+        let output: rquickjs::Value = match function.call((input,)) {
+            Ok(output) => output,
+            Err(e) => {
+                return ProcessedRecord::Error(self.record_error(format_args!(
+                    "error executing JS function: {}",
+                    caught(ctx, e)
+                )));
+            }
+        };
+        if output.is_null() || output.is_undefined() {
+            return ProcessedRecord::Filter;
+        }
+        match record_from_js(names, &output) {
+            Ok(record) => ProcessedRecord::Single(record),
+            Err(message) => ProcessedRecord::Error(self.record_error(message)),
+        }
+    }
+
+    fn record_error(&self, message: impl std::fmt::Display) -> RecordError {
+        RecordError::msg(format!(
+            "processor {:?} (custom.javascript): {message}",
+            self.id
+        ))
+    }
+}
+
+#[async_trait]
+impl Processor for JavaScript {
+    async fn open(&mut self) -> Result<(), ConnectorError> {
+        let engine = self.load()?;
+        self.engine = Some(engine);
+        Ok(())
+    }
+
+    async fn process(&mut self, records: &[Record]) -> Vec<ProcessedRecord> {
+        let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if multi_threaded {
+            // Scripts are CPU work of unknown length: let Tokio move this worker's other
+            // tasks elsewhere while it runs.
+            tokio::task::block_in_place(|| self.run(records))
+        } else {
+            self.run(records)
+        }
+    }
+
+    async fn teardown(&mut self) -> Result<(), ConnectorError> {
+        self.engine = None;
+        Ok(())
+    }
+}
+
+/// The property names of a record object, made once per batch.
+struct Names<'js> {
+    position: Atom<'js>,
+    operation: Atom<'js>,
+    metadata: Atom<'js>,
+    key: Atom<'js>,
+    payload: Atom<'js>,
+    before: Atom<'js>,
+    after: Atom<'js>,
+}
+
+impl<'js> Names<'js> {
+    fn new(ctx: &Ctx<'js>) -> rquickjs::Result<Self> {
+        let atom = |name: &str| Atom::from_str(ctx.clone(), name);
+        Ok(Self {
+            position: atom("Position")?,
+            operation: atom("Operation")?,
+            metadata: atom("Metadata")?,
+            key: atom("Key")?,
+            payload: atom("Payload")?,
+            before: atom("Before")?,
+            after: atom("After")?,
+        })
+    }
+}
+
+/// The JavaScript source of the helpers; `bytes` and `log` are native functions.
+const HELPERS: &str = r#"(function (bytes, log) {
+  "use strict";
+  var g = globalThis;
+  function define(name, value) {
+    Object.defineProperty(g, name, { value: value, writable: true, configurable: true });
+  }
+  define("Record", function Record() {
+    return { Position: null, Operation: "", Metadata: {}, Key: null,
+             Payload: { Before: null, After: null } };
+  });
+  define("RawData", function RawData(text) {
+    return bytes(text === undefined ? "" : String(text));
+  });
+  define("StructuredData", function StructuredData() { return {}; });
+
+  function Event(level) { this.level = level; this.fields = null; }
+  function field(key, value) {
+    if (this.fields === null) { this.fields = {}; }
+    this.fields[String(key)] = value;
+    return this;
+  }
+  ["Str", "Strs", "Stringer", "Bytes", "Hex", "RawJSON", "Bool", "Bools",
+   "Int", "Ints", "Int8", "Int16", "Int32", "Int64", "Uint", "Uint8", "Uint16",
+   "Uint32", "Uint64", "Float32", "Float64", "Floats64", "Time", "Dur", "Any",
+   "Interface", "Dict", "Array", "Object", "IPAddr", "MACAddr"].forEach(function (name) {
+    Event.prototype[name] = field;
+  });
+  Event.prototype.Err = function (err) {
+    return err === null || err === undefined ? this : field.call(this, "error", String(err));
+  };
+  Event.prototype.AnErr = function (key, err) {
+    return err === null || err === undefined ? this : field.call(this, key, String(err));
+  };
+  Event.prototype.Caller = function () { return this; };
+  Event.prototype.Stack = function () { return this; };
+  Event.prototype.Timestamp = function () { return this; };
+  Event.prototype.Enabled = function () { return true; };
+  Event.prototype.Discard = function () { return this; };
+  Event.prototype.Msg = function (message) {
+    log(this.level, message === undefined ? "" : String(message),
+        this.fields === null ? "" : JSON.stringify(this.fields));
+  };
+  Event.prototype.Send = function () { this.Msg(""); };
+  Event.prototype.Msgf = function (format) {
+    var args = arguments, next = 1;
+    this.Msg(String(format).replace(/%[-+# 0-9.]*[a-zA-Z%]/g, function (verb) {
+      if (verb === "%%") { return "%"; }
+      return next < args.length ? String(args[next++]) : verb;
+    }));
+  };
+  var logger = {};
+  [["Trace", 0], ["Debug", 1], ["Info", 2], ["Warn", 3], ["Error", 4], ["Fatal", 4],
+   ["Panic", 4], ["Log", 2], ["Print", 1]].forEach(function (level) {
+    logger[level[0]] = function () { return new Event(level[1]); };
+  });
+  logger.WithLevel = function () { return new Event(2); };
+  define("logger", logger);
+})"#;
+
+/// Defines `Record`, `RawData`, `StructuredData` and `logger` in the global scope.
+fn install_helpers<'js>(ctx: &Ctx<'js>, id: &str) -> rquickjs::Result<()> {
+    let setup: Function = ctx.eval(HELPERS)?;
+    let bytes = Function::new(ctx.clone(), |ctx: Ctx<'js>, text: Coerced<String>| {
+        bytes_to_array(&ctx, text.0.as_bytes())
+    })?;
+    let id = id.to_owned();
+    let log = Function::new(
+        ctx.clone(),
+        move |level: i32, message: Coerced<String>, fields: Opt<Coerced<String>>| {
+            log_line(
+                &id,
+                level,
+                &message.0,
+                fields.0.as_ref().map_or("", |f| &f.0),
+            );
+        },
+    )?;
+    setup.call::<_, ()>((bytes, log))
+}
+
+/// One `logger` line from a script.
+fn log_line(id: &str, level: i32, message: &str, fields: &str) {
+    let plugin = "custom.javascript";
+    match level {
+        0 => tracing::trace!(processor = id, plugin, fields, "{message}"),
+        1 => tracing::debug!(processor = id, plugin, fields, "{message}"),
+        2 => tracing::info!(processor = id, plugin, fields, "{message}"),
+        3 => tracing::warn!(processor = id, plugin, fields, "{message}"),
+        _ => tracing::error!(processor = id, plugin, fields, "{message}"),
+    }
+}
+
+/// The text of the exception behind `error` (or the error itself when it is not one).
+fn caught(ctx: &Ctx<'_>, error: rquickjs::Error) -> String {
+    if !error.is_exception() {
+        return error.to_string();
+    }
+    let value = ctx.catch();
+    if let Some(exception) = value
+        .as_object()
+        .and_then(|o| Exception::from_object(o.clone()))
+    {
+        let name: String = exception
+            .get::<_, Coerced<String>>("name")
+            .map_or_else(|_| "Error".to_owned(), |n| n.0);
+        let mut text = name;
+        if let Some(message) = exception.message().filter(|m| !m.is_empty()) {
+            let _ = write!(text, ": {message}");
+        }
+        let stack = exception.stack().unwrap_or_default();
+        let frames: Vec<&str> = stack
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| l.strip_prefix("at ").unwrap_or(l))
+            .collect();
+        if !frames.is_empty() {
+            let _ = write!(text, " (at {})", frames.join(" < "));
+        }
+        return text;
+    }
+    match value.get::<Coerced<String>>() {
+        Ok(text) => format!("uncaught {}: {}", value.type_name(), text.0),
+        Err(_) => format!("uncaught {}", value.type_name()),
+    }
+}
+
+/// Raw bytes as a JavaScript array of byte values.
+fn bytes_to_array<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<Array<'js>> {
+    let array = Array::new(ctx.clone())?;
+    for (i, byte) in bytes.iter().enumerate() {
+        array.set(i, i32::from(*byte))?;
+    }
+    Ok(array)
+}
+
+/// The JavaScript object `process` receives for `record`.
+fn record_to_js<'js>(
+    ctx: &Ctx<'js>,
+    names: &Names<'js>,
+    record: &Record,
+) -> rquickjs::Result<Object<'js>> {
+    let object = Object::new(ctx.clone())?;
+    object.set(
+        names.position.clone(),
+        bytes_to_array(ctx, record.position.as_bytes())?,
+    )?;
+    object.set(names.operation.clone(), record.operation.to_string())?;
+    let metadata = Object::new(ctx.clone())?;
+    for (key, value) in record.metadata.iter() {
+        metadata.set(key, value)?;
+    }
+    object.set(names.metadata.clone(), metadata)?;
+    object.set(names.key.clone(), data_to_js(ctx, record.key.as_ref())?)?;
+    let payload = Object::new(ctx.clone())?;
+    payload.set(
+        names.before.clone(),
+        data_to_js(ctx, record.payload.before.as_ref())?,
+    )?;
+    payload.set(
+        names.after.clone(),
+        data_to_js(ctx, record.payload.after.as_ref())?,
+    )?;
+    object.set(names.payload.clone(), payload)?;
+    Ok(object)
+}
+
+fn data_to_js<'js>(ctx: &Ctx<'js>, data: Option<&Data>) -> rquickjs::Result<rquickjs::Value<'js>> {
+    Ok(match data {
+        None => rquickjs::Value::new_null(ctx.clone()),
+        Some(Data::Raw(bytes)) => bytes_to_array(ctx, bytes)?.into_value(),
+        Some(Data::Structured(map)) => map_to_js(ctx, map)?.into_value(),
+    })
+}
+
+fn map_to_js<'js>(ctx: &Ctx<'js>, map: &StructuredData) -> rquickjs::Result<Object<'js>> {
+    let object = Object::new(ctx.clone())?;
+    for (key, value) in map {
+        object.set(key.as_str(), value_to_js(ctx, value)?)?;
+    }
+    Ok(object)
+}
+
+fn value_to_js<'js>(ctx: &Ctx<'js>, value: &Value) -> rquickjs::Result<rquickjs::Value<'js>> {
+    let ctx = ctx.clone();
+    Ok(match value {
+        Value::Null => rquickjs::Value::new_null(ctx),
+        Value::Bool(b) => rquickjs::Value::new_bool(ctx, *b),
+        Value::Int(i) => match i32::try_from(*i) {
+            Ok(small) => rquickjs::Value::new_int(ctx, small),
+            Err(_) => rquickjs::Value::new_float(ctx, *i as f64),
+        },
+        Value::Uint(u) => rquickjs::Value::new_float(ctx, *u as f64),
+        Value::Float(f) => rquickjs::Value::new_float(ctx, *f),
+        Value::String(s) => rquickjs::String::from_str(ctx, s)?.into_value(),
+        Value::Bytes(b) => TypedArray::<u8>::new_copy(ctx, b.as_ref())?.into_value(),
+        Value::Array(items) => {
+            let array = Array::new(ctx.clone())?;
+            for (i, item) in items.iter().enumerate() {
+                array.set(i, value_to_js(&ctx, item)?)?;
+            }
+            array.into_value()
+        }
+        Value::Map(map) => map_to_js(&ctx, map)?.into_value(),
+    })
+}
+
+/// The record a script returned.
+fn record_from_js<'js>(names: &Names<'js>, value: &rquickjs::Value<'js>) -> Result<Record, String> {
+    let Some(object) = value.as_object() else {
+        return Err(format!(
+            "js function expected to return a record object or null, but returned: {}",
+            describe(value)
+        ));
+    };
+    let position: rquickjs::Value = get(object, &names.position, "Position")?;
+    let position = match bytes_from_js(&position) {
+        Some(bytes) => Position(bytes.map_err(|e| format!("Position{e}"))?),
+        None if position.is_null() || position.is_undefined() => Position::default(),
+        None => {
+            return Err(format!(
+                "Position must be a string or an array of bytes, found {}",
+                describe(&position)
+            ));
+        }
+    };
+    let operation: rquickjs::Value = get(object, &names.operation, "Operation")?;
+    let operation = if operation.is_null() || operation.is_undefined() {
+        Operation::Other(0)
+    } else {
+        let text = operation
+            .get::<Coerced<String>>()
+            .map_err(|e| format!("Operation: {e}"))?
+            .0;
+        parse_operation(&text).ok_or_else(|| {
+            format!(
+                "could not unmarshal operation: {text:?} is not an operation (create, update, \
+                 delete, snapshot or Operation(n))"
+            )
+        })?
+    };
+    let metadata: rquickjs::Value = get(object, &names.metadata, "Metadata")?;
+    let metadata = match metadata.as_object() {
+        None if metadata.is_null() || metadata.is_undefined() => Metadata::none(),
+        None => {
+            return Err(format!(
+                "Metadata must be an object of strings, found {}",
+                describe(&metadata)
+            ));
+        }
+        Some(map) => {
+            let mut out = Metadata::new();
+            for entry in map.props::<String, Coerced<String>>() {
+                let (key, value) = entry.map_err(|e| format!("Metadata: {e}"))?;
+                out.insert(key, value.0);
+            }
+            out
+        }
+    };
+    let key = data_from_js(&get(object, &names.key, "Key")?, "Key")?;
+    let payload: rquickjs::Value = get(object, &names.payload, "Payload")?;
+    let payload = match payload.as_object() {
+        None if payload.is_null() || payload.is_undefined() => Payload::default(),
+        None => {
+            return Err(format!(
+                "Payload must be an object with Before and After, found {}",
+                describe(&payload)
+            ));
+        }
+        Some(payload) => Payload {
+            before: data_from_js(
+                &get(payload, &names.before, "Payload.Before")?,
+                "Payload.Before",
+            )?,
+            after: data_from_js(
+                &get(payload, &names.after, "Payload.After")?,
+                "Payload.After",
+            )?,
+        },
+    };
+    Ok(Record {
+        position,
+        operation,
+        metadata,
+        key,
+        payload,
+    })
+}
+
+fn get<'js>(
+    object: &Object<'js>,
+    name: &Atom<'js>,
+    label: &str,
+) -> Result<rquickjs::Value<'js>, String> {
+    object
+        .get(name.clone())
+        .map_err(|e| format!("reading {label}: {e}"))
+}
+
+/// Parses an operation as Conduit's `Operation.UnmarshalText` does; the empty string is
+/// `Operation(0)`.
+fn parse_operation(text: &str) -> Option<Operation> {
+    match text {
+        "" => Some(Operation::Other(0)),
+        "create" => Some(Operation::Create),
+        "update" => Some(Operation::Update),
+        "delete" => Some(Operation::Delete),
+        "snapshot" => Some(Operation::Snapshot),
+        other => {
+            let number = other
+                .strip_prefix("Operation(")
+                .and_then(|n| n.strip_suffix(')'))
+                .unwrap_or(other);
+            number.parse::<i64>().ok().map(Operation::from_code)
+        }
+    }
+}
+
+/// A key or payload side a script returned.
+fn data_from_js(value: &rquickjs::Value<'_>, label: &str) -> Result<Option<Data>, String> {
+    if value.is_null() || value.is_undefined() {
+        return Ok(None);
+    }
+    if let Some(bytes) = bytes_from_js(value) {
+        return bytes
+            .map(|bytes| Some(Data::Raw(bytes)))
+            .map_err(|e| format!("{label}{e}"));
+    }
+    match value.as_object() {
+        Some(object) if !object.is_function() => Ok(Some(Data::Structured(
+            map_from_js(object, 0).map_err(|e| e.render(label))?,
+        ))),
+        _ => Err(format!(
+            "{label} must be raw data (RawData(), an array of bytes or a string), structured \
+             data (an object) or null, found {}",
+            describe(value)
+        )),
+    }
+}
+
+/// Bytes from a string (its UTF-8), an array of byte values or a `Uint8Array`; `None`
+/// for anything else, an error (`[i]: ...`, to follow the
+/// field's name) for an array holding something other than a byte value.
+fn bytes_from_js(value: &rquickjs::Value<'_>) -> Option<Result<Bytes, String>> {
+    if let Some(text) = value.as_string() {
+        return Some(
+            text.to_string()
+                .map(Bytes::from)
+                .map_err(|e| format!(": {e}")),
+        );
+    }
+    let object = value.as_object()?;
+    if let Some(array) = object.as_array() {
+        let mut out = Vec::with_capacity(array.len());
+        for (i, item) in array.iter::<rquickjs::Value>().enumerate() {
+            let byte = item.ok().and_then(|item| match item.as_int() {
+                Some(int) => u8::try_from(int).ok(),
+                None => item
+                    .as_float()
+                    .filter(|f| f.fract() == 0.0 && (0.0..=255.0).contains(f))
+                    .map(|f| f as u8),
+            });
+            match byte {
+                Some(byte) => out.push(byte),
+                None => {
+                    return Some(Err(format!(
+                        "[{i}]: raw data must be an array of byte values (integers 0 to 255)"
+                    )));
+                }
+            }
+        }
+        return Some(Ok(Bytes::from(out)));
+    }
+    typed_array_bytes(object).map(|bytes| Ok(Bytes::from(bytes)))
+}
+
+/// The bytes of a `Uint8Array`, read element by element (the zero-copy views rquickjs
+/// offers are `unsafe`).
+fn typed_array_bytes(object: &Object<'_>) -> Option<Vec<u8>> {
+    let typed = object.as_typed_array::<u8>()?;
+    (0..typed.len())
+        .map(|i| {
+            u32::try_from(i)
+                .ok()
+                .and_then(|i| typed.get::<u32, u8>(i).ok())
+        })
+        .collect()
+}
+
+fn map_from_js(object: &Object<'_>, depth: usize) -> Result<StructuredData, ConvertError> {
+    let mut map = StructuredData::new();
+    for entry in object.props::<String, rquickjs::Value>() {
+        let (key, value) = entry.map_err(|e| ConvertError::new(e.to_string()))?;
+        let value = value_from_js(&value, depth + 1).map_err(|e| e.at(key.clone()))?;
+        map.insert(key, value);
+    }
+    Ok(map)
+}
+
+fn value_from_js(value: &rquickjs::Value<'_>, depth: usize) -> Result<Value, ConvertError> {
+    if depth > MAX_DEPTH {
+        return Err(ConvertError::new(format!(
+            "structured data nested deeper than {MAX_DEPTH} levels (a cycle?)"
+        )));
+    }
+    if let Some(i) = value.as_int() {
+        return Ok(Value::Int(i64::from(i)));
+    }
+    if let Some(f) = value.as_float() {
+        return Ok(number(f));
+    }
+    if let Some(text) = value.as_string() {
+        return text
+            .to_string()
+            .map(Value::String)
+            .map_err(|e| ConvertError::new(e.to_string()));
+    }
+    if let Some(b) = value.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if value.is_null() || value.is_undefined() {
+        return Ok(Value::Null);
+    }
+    if let Some(big) = value.as_big_int() {
+        return big
+            .clone()
+            .to_i64()
+            .map(Value::Int)
+            .map_err(|_| ConvertError::new("a BigInt beyond 64 bits cannot be stored"));
+    }
+    if let Some(object) = value.as_object() {
+        if let Some(array) = object.as_array() {
+            let mut items = Vec::with_capacity(array.len());
+            for (i, item) in array.iter::<rquickjs::Value>().enumerate() {
+                let item = item
+                    .map_err(|e| ConvertError::new(e.to_string()))
+                    .and_then(|item| value_from_js(&item, depth + 1))
+                    .map_err(|e| e.at(format!("[{i}]")))?;
+                items.push(item);
+            }
+            return Ok(Value::Array(items));
+        }
+        if let Some(bytes) = typed_array_bytes(object) {
+            return Ok(Value::Bytes(Bytes::from(bytes)));
+        }
+        if !object.is_function() {
+            return map_from_js(object, depth).map(Value::Map);
+        }
+    }
+    Err(ConvertError::new(format!(
+        "cannot store {} in structured data",
+        describe(value)
+    )))
+}
+
+/// A value a script returned that cannot be stored, and where it sits.
+struct ConvertError {
+    /// Field names and `[i]` indexes, innermost first.
+    path: Vec<String>,
+    message: String,
+}
+
+impl ConvertError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            path: Vec::new(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error, one level further out (inside `segment`).
+    fn at(mut self, segment: String) -> Self {
+        self.path.push(segment);
+        self
+    }
+
+    /// The message, with the path from `label` (`Payload.After.user.tags[2]: ...`);
+    /// long paths (cycles) are cut.
+    fn render(self, label: &str) -> String {
+        const SHOWN: usize = 8;
+        let mut at = label.to_owned();
+        let depth = self.path.len();
+        for segment in self.path.iter().rev().take(SHOWN) {
+            if !segment.starts_with('[') {
+                at.push('.');
+            }
+            at.push_str(segment);
+        }
+        if depth > SHOWN {
+            at.push_str("...");
+        }
+        format!("{at}: {}", self.message)
+    }
+}
+
+/// A JavaScript number as an integer when it is integral and exactly representable,
+/// else as a float.
+fn number(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER && !(f == 0.0 && f.is_sign_negative()) {
+        Value::Int(f as i64)
+    } else {
+        Value::Float(f)
+    }
+}
+
+/// A short description of a JavaScript value for error messages.
+fn describe(value: &rquickjs::Value<'_>) -> String {
+    if value.is_function() {
+        return "a function".to_owned();
+    }
+    match value.get::<Coerced<String>>() {
+        Ok(text) if !value.is_object() => format!("{} {:?}", value.type_name(), text.0),
+        _ => value.type_name().to_owned(),
+    }
+}

@@ -1,0 +1,417 @@
+//! Reading processor settings the way Conduit's processor SDK does: string values, an
+//! empty value counts as unset, every error is collected with its key, and a key no
+//! processor reads is refused.
+//!
+//! Messages follow Conduit's wording (`required parameter is not provided`, `"x" value
+//! is not an integer`, `... should match the regex ...`), so an error Conduit users know
+//! reads the same; a [`SettingsError`] renders as `<setting>: <message>`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use funnel_record::{FieldPath, PathError};
+
+use crate::{SettingSpec, Settings, SettingsError};
+
+/// Declares a processor's settings followed by the schema settings every Conduit
+/// processor accepts ([`SDK_SCHEMA_SETTINGS`]).
+macro_rules! settings_with_sdk {
+    ($($spec:expr),* $(,)?) => {
+        &[
+            $($spec,)*
+            $crate::settings::SDK_DECODE_KEY,
+            $crate::settings::SDK_DECODE_PAYLOAD,
+            $crate::settings::SDK_ENCODE_KEY,
+            $crate::settings::SDK_ENCODE_PAYLOAD,
+        ]
+    };
+}
+pub(crate) use settings_with_sdk;
+
+const NO_SCHEMA_MIDDLEWARE: &str =
+    "Accepted for Conduit compatibility; no effect (Funnel has no schema middleware yet).";
+
+/// `sdk.schema.decode.key.enabled`.
+pub(crate) const SDK_DECODE_KEY: SettingSpec = SettingSpec {
+    name: "sdk.schema.decode.key.enabled",
+    default: Some("true"),
+    required: false,
+    description: NO_SCHEMA_MIDDLEWARE,
+};
+/// `sdk.schema.decode.payload.enabled`.
+pub(crate) const SDK_DECODE_PAYLOAD: SettingSpec = SettingSpec {
+    name: "sdk.schema.decode.payload.enabled",
+    default: Some("true"),
+    required: false,
+    description: NO_SCHEMA_MIDDLEWARE,
+};
+/// `sdk.schema.encode.key.enabled`.
+pub(crate) const SDK_ENCODE_KEY: SettingSpec = SettingSpec {
+    name: "sdk.schema.encode.key.enabled",
+    default: Some("true"),
+    required: false,
+    description: NO_SCHEMA_MIDDLEWARE,
+};
+/// `sdk.schema.encode.payload.enabled`.
+pub(crate) const SDK_ENCODE_PAYLOAD: SettingSpec = SettingSpec {
+    name: "sdk.schema.encode.payload.enabled",
+    default: Some("true"),
+    required: false,
+    description: NO_SCHEMA_MIDDLEWARE,
+};
+
+/// The schema settings every Conduit processor accepts (its schema middleware:
+/// decode key and payload before processing, encode them after). Funnel has no schema
+/// middleware yet: they are accepted, must be booleans, and have no effect.
+pub(crate) static SDK_SCHEMA_SETTINGS: &[SettingSpec] = &[
+    SDK_DECODE_KEY,
+    SDK_DECODE_PAYLOAD,
+    SDK_ENCODE_KEY,
+    SDK_ENCODE_PAYLOAD,
+];
+
+/// Reads settings, remembering which keys were used and every error found.
+///
+/// Getters return `None` both for a missing and for an invalid setting (the error is
+/// recorded); [`finish`](Self::finish) refuses every key no getter asked for.
+pub(crate) struct SettingsReader<'a> {
+    settings: &'a Settings,
+    used: BTreeSet<&'a str>,
+    errors: Vec<SettingsError>,
+}
+
+impl<'a> SettingsReader<'a> {
+    /// A reader of `settings`; the SDK schema settings are read (and checked) at once.
+    pub(crate) fn new(settings: &'a Settings) -> Self {
+        let mut reader = Self {
+            settings,
+            used: BTreeSet::new(),
+            errors: Vec::new(),
+        };
+        for spec in SDK_SCHEMA_SETTINGS {
+            reader.bool(spec.name);
+        }
+        reader
+    }
+
+    /// Records an error about `setting`.
+    pub(crate) fn error(&mut self, setting: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(SettingsError::new(setting, message));
+    }
+
+    /// The value of `key`, if set and not empty (Conduit treats an empty value as unset).
+    pub(crate) fn str(&mut self, key: &str) -> Option<&'a str> {
+        let (k, v) = self.settings.get_key_value(key)?;
+        self.used.insert(k.as_str());
+        Some(v.as_str()).filter(|v| !v.is_empty())
+    }
+
+    /// The value of a required setting.
+    pub(crate) fn required_str(&mut self, key: &str) -> Option<&'a str> {
+        let value = self.str(key);
+        if value.is_none() {
+            self.error(key, "required parameter is not provided");
+        }
+        value
+    }
+
+    /// Every setting whose key starts with `prefix`, as (rest of the key, value), in key
+    /// order.
+    pub(crate) fn prefixed(&mut self, prefix: &str) -> Vec<(&'a str, &'a str)> {
+        let found: Vec<(&'a str, &'a str)> = self
+            .settings
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        found
+            .into_iter()
+            .map(|(k, v)| {
+                self.used.insert(k);
+                (&k[prefix.len()..], v)
+            })
+            .collect()
+    }
+
+    /// An integer setting (Go `int`).
+    pub(crate) fn int(&mut self, key: &str) -> Option<i64> {
+        let raw = self.str(key)?;
+        match raw.parse::<i64>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.error(
+                    key,
+                    format!("{raw:?} value is not an integer: invalid parameter type"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A float setting (Go `float64`).
+    pub(crate) fn float(&mut self, key: &str) -> Option<f64> {
+        let raw = self.str(key)?;
+        match raw.parse::<f64>() {
+            Ok(v) if !v.is_nan() => Some(v),
+            _ => {
+                self.error(
+                    key,
+                    format!("{raw:?} value is not a float: invalid parameter type"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A boolean setting, in Go's `strconv.ParseBool` syntax.
+    pub(crate) fn bool(&mut self, key: &str) -> Option<bool> {
+        let raw = self.str(key)?;
+        match funnel_template::parse_bool(raw) {
+            Some(v) => Some(v),
+            None => {
+                self.error(
+                    key,
+                    format!("{raw:?} value is not a bool: invalid parameter type"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A duration setting in Go syntax (`250ms`, `1m30s`).
+    pub(crate) fn duration(&mut self, key: &str) -> Option<Duration> {
+        let raw = self.str(key)?;
+        match parse_duration(raw) {
+            Some(d) => Some(d),
+            None => {
+                self.error(
+                    key,
+                    format!("{raw:?} value is not a duration: invalid parameter type"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A setting that must be one of `allowed`.
+    pub(crate) fn one_of(&mut self, key: &str, allowed: &[&str]) -> Option<&'a str> {
+        let raw = self.str(key)?;
+        if allowed.contains(&raw) {
+            Some(raw)
+        } else {
+            self.error(
+                key,
+                format!(
+                    "{raw:?} value must be included in the list [{}]: inclusion validation failed",
+                    allowed.join(",")
+                ),
+            );
+            None
+        }
+    }
+
+    /// A field reference setting. `rule` restricts where it may point (Conduit's regex
+    /// and exclusion validations); the reference itself must parse.
+    pub(crate) fn field(&mut self, key: &str, value: &str, rule: FieldRule) -> Option<FieldPath> {
+        if let Some(message) = rule.check(value) {
+            self.error(key, message);
+            return None;
+        }
+        match FieldPath::parse(value) {
+            Ok(path) => Some(path),
+            Err(err) => {
+                self.error(key, path_error(&err));
+                None
+            }
+        }
+    }
+
+    /// Ends reading like [`finish`](Self::finish) and returns `value`, the processor
+    /// built from the settings read (`None` only when an error was recorded).
+    ///
+    /// # Errors
+    ///
+    /// Every error recorded, unknown keys last.
+    pub(crate) fn finish_with<T>(self, value: Option<T>) -> Result<T, Vec<SettingsError>> {
+        self.finish()?;
+        // Getters record an error whenever they return `None` for a needed value, so
+        // `finish` has already failed; this is the guard should one forget to.
+        value.ok_or_else(|| vec![SettingsError::new("plugin", "invalid settings")])
+    }
+
+    /// Ends reading: every key nobody asked for is an unrecognized parameter.
+    ///
+    /// # Errors
+    ///
+    /// Every error recorded, unknown keys last.
+    pub(crate) fn finish(mut self) -> Result<(), Vec<SettingsError>> {
+        for key in self.settings.keys() {
+            if !self.used.contains(key.as_str()) {
+                self.errors
+                    .push(SettingsError::new(key.clone(), "unrecognized parameter"));
+            }
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
+/// Where a field reference setting may point, as Conduit validates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FieldRule {
+    /// Anything.
+    Any,
+    /// Anything but `.Position` (`exclusion=.Position`).
+    NotPosition,
+    /// Under `.Key` or `.Payload` (`regex=^\.(Payload|Key).*`).
+    KeyOrPayload,
+    /// Under `.Key` or `.Payload`, not `.Payload` itself (json.decode / json.encode).
+    KeyOrPayloadSide,
+    /// Under `.Payload` (`regex=^.Payload`, the unwrap processors).
+    Payload,
+}
+
+impl FieldRule {
+    /// The error for `value`, or `None` when it is allowed.
+    fn check(self, value: &str) -> Option<String> {
+        let regex =
+            |re: &str| format!("{value:?} should match the regex {re:?}: regex validation failed");
+        let excluded = |list: &str| {
+            format!(
+                "{value:?} value must be excluded from the list [{list}]: exclusion validation failed"
+            )
+        };
+        let key_or_payload = value.starts_with(".Payload") || value.starts_with(".Key");
+        match self {
+            Self::Any => None,
+            Self::NotPosition => (value == ".Position").then(|| excluded(".Position")),
+            Self::KeyOrPayload => (!key_or_payload).then(|| regex(r"^\.(Payload|Key).*")),
+            Self::KeyOrPayloadSide => {
+                if !key_or_payload {
+                    Some(regex(r"^\.(Payload|Key).*"))
+                } else if value == ".Payload" {
+                    Some(excluded(".Payload"))
+                } else {
+                    None
+                }
+            }
+            Self::Payload => {
+                // `.` in the regex matches any one character.
+                let mut chars = value.chars();
+                let ok = chars.next().is_some() && chars.as_str().starts_with("Payload");
+                (!ok).then(|| regex("^.Payload"))
+            }
+        }
+    }
+}
+
+/// A field reference error in Conduit's words (`invalid reference ".X": ...`).
+pub(crate) fn path_error(err: &PathError) -> String {
+    match err {
+        PathError::Invalid { path, reason } => format!("invalid reference {path:?}: {reason}"),
+        other => other.to_string(),
+    }
+}
+
+/// Parses a duration in Go's `time.ParseDuration` syntax: decimal numbers with optional
+/// fractions, each followed by a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), as in
+/// `300ms` or `1h2m3.5s`; a bare `0` is zero. Negative durations are refused.
+pub(crate) fn parse_duration(raw: &str) -> Option<Duration> {
+    let mut rest = raw.strip_prefix('+').unwrap_or(raw);
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0_f64;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (number, tail) = rest.split_at(number_len);
+        if number.is_empty() || number == "." {
+            return None;
+        }
+        let value: f64 = number.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let nanos = match unit {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += value * nanos;
+        rest = tail;
+    }
+    // Go durations are at most ~292 years.
+    if total > i64::MAX as f64 {
+        return None;
+    }
+    Some(Duration::from_nanos(total.round() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_and_schema_settings_accepted() {
+        let s = settings(&[("sdk.schema.decode.key.enabled", "false"), ("nope", "x")]);
+        let errors = SettingsReader::new(&s).finish().unwrap_err();
+        assert_eq!(
+            errors,
+            vec![SettingsError::new("nope", "unrecognized parameter")]
+        );
+    }
+
+    #[test]
+    fn schema_settings_must_be_booleans() {
+        let s = settings(&[("sdk.schema.encode.payload.enabled", "maybe")]);
+        let errors = SettingsReader::new(&s).finish().unwrap_err();
+        assert_eq!(errors[0].setting, "sdk.schema.encode.payload.enabled");
+        assert!(errors[0].message.contains("is not a bool"));
+    }
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("not-a-duration"), None);
+    }
+
+    #[test]
+    fn field_rules_follow_conduit_validations() {
+        assert!(FieldRule::Payload.check(".Payload.After").is_none());
+        assert!(FieldRule::Payload.check(".Key").is_some());
+        assert!(FieldRule::KeyOrPayload.check(".Metadata.foo").is_some());
+        assert_eq!(
+            FieldRule::KeyOrPayloadSide.check(".Payload").as_deref(),
+            Some(
+                "\".Payload\" value must be excluded from the list [.Payload]: exclusion validation failed"
+            )
+        );
+        assert!(FieldRule::NotPosition.check(".Position").is_some());
+    }
+}

@@ -1,0 +1,569 @@
+//! `custom.javascript`: settings, the record as scripts see it, results, errors and
+//! per-instance state.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "js")]
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use bytes::Bytes;
+use funnel_core::{ProcessedRecord, Processor};
+use funnel_processors::{Settings, SettingsError, build};
+use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, Value};
+
+fn settings(pairs: &[(&str, &str)]) -> Settings {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn build_errors(pairs: &[(&str, &str)]) -> Vec<SettingsError> {
+    match build("custom.javascript", "js1", &settings(pairs)) {
+        Ok(_) => panic!("settings {pairs:?} were accepted"),
+        Err(errors) => errors,
+    }
+}
+
+async fn open(script: &str) -> Box<dyn Processor> {
+    let mut processor = build("custom.javascript", "js1", &settings(&[("script", script)]))
+        .expect("settings are valid");
+    processor.open().await.expect("the script loads");
+    processor
+}
+
+fn structured(pairs: &[(&str, Value)]) -> Data {
+    Data::Structured(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
+}
+
+fn record_with_after(after: Data) -> Record {
+    Record {
+        position: Position::from("pos-1"),
+        operation: Operation::Create,
+        metadata: [("source", "test")].into_iter().collect(),
+        key: Some(Data::raw("key-1")),
+        payload: Payload {
+            before: None,
+            after: Some(after),
+        },
+    }
+}
+
+fn single(result: ProcessedRecord) -> Record {
+    match result {
+        ProcessedRecord::Single(record) => record,
+        other => panic!("expected one record, got {other:?}"),
+    }
+}
+
+fn error_text(result: &ProcessedRecord) -> String {
+    match result {
+        ProcessedRecord::Error(error) => error.to_string(),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_script_that_sets_a_field_changes_structured_data_and_keeps_the_rest() {
+    let mut js = open("function process(r) { r.Payload.After.done = true; return r; }").await;
+    let input = record_with_after(structured(&[("id", Value::Int(7))]));
+    let out = single(js.process(std::slice::from_ref(&input)).await.remove(0));
+    let mut expected = input.clone();
+    expected.payload.after = Some(structured(&[
+        ("done", Value::Bool(true)),
+        ("id", Value::Int(7)),
+    ]));
+    assert_eq!(out, expected);
+}
+
+#[tokio::test]
+async fn the_record_exposes_position_operation_metadata_and_key_to_the_script() {
+    let mut js = open(
+        r#"function process(r) {
+            var out = new Record();
+            out.Payload.After = new StructuredData();
+            out.Payload.After.position = String.fromCharCode.apply(String, r.Position);
+            out.Payload.After.operation = r.Operation;
+            out.Payload.After.source = r.Metadata.source;
+            out.Payload.After.key = String.fromCharCode.apply(String, r.Key);
+            out.Payload.After.isArray = Array.isArray(r.Key);
+            return out;
+        }"#,
+    )
+    .await;
+    let input = record_with_after(Data::raw("x"));
+    let out = single(js.process(&[input]).await.remove(0));
+    assert_eq!(
+        out.payload.after,
+        Some(structured(&[
+            ("isArray", Value::Bool(true)),
+            ("key", Value::String("key-1".into())),
+            ("operation", Value::String("create".into())),
+            ("position", Value::String("pos-1".into())),
+            ("source", Value::String("test".into())),
+        ]))
+    );
+    assert_eq!(
+        out.operation,
+        Operation::Other(0),
+        "a new Record() has no operation"
+    );
+    assert_eq!(out.metadata, Metadata::new());
+    assert!(out.position.is_empty());
+    assert_eq!(out.key, None);
+}
+
+#[tokio::test]
+async fn raw_data_arrives_as_bytes_and_raw_data_from_a_string_goes_back_as_bytes() {
+    let mut js = open(
+        r#"function process(r) {
+            var text = String.fromCharCode.apply(String, r.Payload.After);
+            r.Payload.After = RawData(text.toUpperCase());
+            r.Payload.Before = "as a string";
+            r.Key = new Uint8Array([1, 2, 255]);
+            return r;
+        }"#,
+    )
+    .await;
+    let out = single(
+        js.process(&[record_with_after(Data::raw("hello"))])
+            .await
+            .remove(0),
+    );
+    assert_eq!(out.payload.after, Some(Data::raw("HELLO")));
+    assert_eq!(out.payload.before, Some(Data::raw("as a string")));
+    assert_eq!(out.key, Some(Data::Raw(Bytes::from_static(&[1, 2, 255]))));
+}
+
+#[tokio::test]
+async fn structured_values_keep_their_types_through_the_script() {
+    let mut js = open("function process(r) { return r; }").await;
+    let after = structured(&[
+        ("small", Value::Int(42)),
+        ("big", Value::Int(1_747_353_650_123)),
+        ("negative", Value::Int(-5)),
+        ("float", Value::Float(1.5)),
+        ("text", Value::String("ü".into())),
+        ("null", Value::Null),
+        ("flag", Value::Bool(false)),
+        ("bytes", Value::Bytes(Bytes::from_static(b"\x00\x01"))),
+        (
+            "list",
+            Value::Array(vec![Value::Int(1), Value::String("two".into())]),
+        ),
+        (
+            "nested",
+            Value::Map(BTreeMap::from([("deep".to_owned(), Value::Float(0.25))])),
+        ),
+    ]);
+    let input = record_with_after(after);
+    let out = single(js.process(std::slice::from_ref(&input)).await.remove(0));
+    assert_eq!(out, input);
+}
+
+#[tokio::test]
+async fn returning_null_or_undefined_filters_the_record() {
+    let mut js = open(
+        r#"function process(r) {
+            if (r.Metadata.drop === "null") { return null; }
+            if (r.Metadata.drop === "undefined") { return; }
+            return r;
+        }"#,
+    )
+    .await;
+    let mut dropped_null = record_with_after(Data::raw("a"));
+    dropped_null.metadata.insert("drop", "null");
+    let mut dropped_undefined = record_with_after(Data::raw("b"));
+    dropped_undefined.metadata.insert("drop", "undefined");
+    let kept = record_with_after(Data::raw("c"));
+    let results = js
+        .process(&[dropped_null, dropped_undefined, kept.clone()])
+        .await;
+    assert_eq!(
+        results,
+        vec![
+            ProcessedRecord::Filter,
+            ProcessedRecord::Filter,
+            ProcessedRecord::Single(kept),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_exception_nacks_the_record_with_the_processor_id_and_the_javascript_error() {
+    let mut js = open("function process(r) {\n  throw new TypeError('no good');\n}").await;
+    let results = js.process(&[record_with_after(Data::raw("x"))]).await;
+    let text = error_text(&results[0]);
+    assert!(text.contains("\"js1\""), "{text}");
+    assert!(text.contains("custom.javascript"), "{text}");
+    assert!(text.contains("TypeError: no good"), "{text}");
+    assert!(
+        text.contains("script:2"),
+        "the error points at the line: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_thrown_value_that_is_not_an_error_is_reported_too() {
+    let mut js = open("function process(r) { throw 'plain text'; }").await;
+    let results = js.process(&[record_with_after(Data::raw("x"))]).await;
+    assert!(error_text(&results[0]).contains("plain text"));
+}
+
+#[tokio::test]
+async fn a_return_value_that_is_not_a_record_nacks_the_record() {
+    let mut js = open("function process(r) { return 42; }").await;
+    let results = js.process(&[record_with_after(Data::raw("x"))]).await;
+    let text = error_text(&results[0]);
+    assert!(text.contains("expected to return a record"), "{text}");
+    assert!(text.contains("42"), "{text}");
+}
+
+#[tokio::test]
+async fn an_unknown_operation_nacks_the_record() {
+    let mut js = open("function process(r) { r.Operation = 'upsert'; return r; }").await;
+    let results = js.process(&[record_with_after(Data::raw("x"))]).await;
+    let text = error_text(&results[0]);
+    assert!(text.contains("could not unmarshal operation"), "{text}");
+    assert!(text.contains("upsert"), "{text}");
+}
+
+#[tokio::test]
+async fn operations_and_positions_set_by_the_script_are_parsed() {
+    let mut js = open(
+        r#"function process(r) {
+            r.Operation = r.Metadata.op;
+            r.Position = "new-position";
+            return r;
+        }"#,
+    )
+    .await;
+    let mut inputs = Vec::new();
+    for op in ["update", "delete", "snapshot", "Operation(9)"] {
+        let mut record = record_with_after(Data::raw("x"));
+        record.metadata.insert("op", op);
+        inputs.push(record);
+    }
+    let results = js.process(&inputs).await;
+    let operations: Vec<Operation> = results
+        .into_iter()
+        .map(|r| {
+            let record = single(r);
+            assert_eq!(record.position, Position::from("new-position"));
+            record.operation
+        })
+        .collect();
+    assert_eq!(
+        operations,
+        vec![
+            Operation::Update,
+            Operation::Delete,
+            Operation::Snapshot,
+            Operation::Other(9)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn globals_persist_across_records_and_batches_within_one_instance_only() {
+    let script = r#"
+        var seen = 0;
+        function process(r) {
+            seen++;
+            r.Metadata.seen = String(seen);
+            return r;
+        }"#;
+    let mut first = open(script).await;
+    let mut second = open(script).await;
+    let record = record_with_after(Data::raw("x"));
+    let seen = |results: Vec<ProcessedRecord>| -> Vec<String> {
+        results
+            .into_iter()
+            .map(|r| single(r).metadata.get("seen").unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        seen(first.process(&[record.clone(), record.clone()]).await),
+        ["1", "2"]
+    );
+    assert_eq!(
+        seen(first.process(std::slice::from_ref(&record)).await),
+        ["3"]
+    );
+    assert_eq!(
+        seen(second.process(std::slice::from_ref(&record)).await),
+        ["1"],
+        "another instance has its own globals"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_gives_one_result_per_record_in_order_and_an_error_spoils_only_its_record() {
+    let mut js = open(
+        r#"function process(r) {
+            var n = Number(r.Metadata.n);
+            if (n === 3) { throw new Error("record three"); }
+            if (n % 2 === 0) { return null; }
+            r.Metadata.n = String(n * 10);
+            return r;
+        }"#,
+    )
+    .await;
+    let inputs: Vec<Record> = (0..200)
+        .map(|n| {
+            let mut record = record_with_after(Data::raw("x"));
+            record.metadata.insert("n", n.to_string());
+            record
+        })
+        .collect();
+    let results = js.process(&inputs).await;
+    assert_eq!(results.len(), inputs.len());
+    for (n, result) in results.into_iter().enumerate() {
+        match (n, result) {
+            (3, result) => assert!(error_text(&result).contains("record three")),
+            (n, ProcessedRecord::Filter) if n % 2 == 0 => {}
+            (n, ProcessedRecord::Single(record)) if n % 2 == 1 => {
+                assert_eq!(
+                    record.metadata.get("n"),
+                    Some((n * 10).to_string().as_str())
+                );
+            }
+            (n, other) => panic!("record {n}: unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_helpers_and_the_logger_are_available() {
+    let mut js = open(
+        r#"function process(r) {
+            logger.Info().Str("id", "x").Int("n", 1).Msg("processing");
+            logger.Debug().Msgf("record %s of %d", "a", 2);
+            logger.Error().Err(new Error("oops")).Send();
+            var out = Record();
+            out.Metadata.kind = typeof StructuredData();
+            out.Payload.After = RawData();
+            return out;
+        }"#,
+    )
+    .await;
+    let out = single(
+        js.process(&[record_with_after(Data::raw("x"))])
+            .await
+            .remove(0),
+    );
+    assert_eq!(out.metadata.get("kind"), Some("object"));
+    assert_eq!(out.payload.after, Some(Data::raw("")));
+}
+
+#[tokio::test]
+async fn metadata_values_are_converted_to_strings_and_null_metadata_is_kept_null() {
+    let mut js = open(
+        r#"function process(r) {
+            if (r.Metadata.source) { r.Metadata.count = 3; r.Metadata.flag = true; }
+            return r;
+        }"#,
+    )
+    .await;
+    let out = single(
+        js.process(&[record_with_after(Data::raw("x"))])
+            .await
+            .remove(0),
+    );
+    assert_eq!(out.metadata.get("count"), Some("3"));
+    assert_eq!(out.metadata.get("flag"), Some("true"));
+
+    let mut js = open("function process(r) { r.Metadata = null; return r; }").await;
+    let out = single(
+        js.process(&[record_with_after(Data::raw("x"))])
+            .await
+            .remove(0),
+    );
+    assert!(out.metadata.is_nil());
+}
+
+#[tokio::test]
+async fn the_script_can_be_read_from_a_file_when_the_processor_opens() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        file,
+        "function process(r) {{ r.Metadata.from = 'file'; return r; }}"
+    )
+    .unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+    let mut js = build(
+        "custom.javascript",
+        "js1",
+        &settings(&[("script.path", &path)]),
+    )
+    .unwrap();
+    js.open().await.unwrap();
+    let out = single(
+        js.process(&[record_with_after(Data::raw("x"))])
+            .await
+            .remove(0),
+    );
+    assert_eq!(out.metadata.get("from"), Some("file"));
+}
+
+#[tokio::test]
+async fn a_missing_script_file_is_not_read_on_build_but_fails_open() {
+    let mut js = build(
+        "custom.javascript",
+        "js1",
+        &settings(&[("script.path", "/nonexistent/funnel/script.js")]),
+    )
+    .expect("build does no I/O");
+    let error = js.open().await.unwrap_err().to_string();
+    assert!(error.contains("error reading script from path"), "{error}");
+    assert!(error.contains("/nonexistent/funnel/script.js"), "{error}");
+    assert!(error.contains("\"js1\""), "{error}");
+}
+
+#[tokio::test]
+async fn a_syntax_error_fails_open_with_the_compile_error() {
+    let mut js = build(
+        "custom.javascript",
+        "js1",
+        &settings(&[("script", "function {")]),
+    )
+    .expect("the script is compiled on open");
+    let error = js.open().await.unwrap_err().to_string();
+    assert!(
+        error.contains("failed initializing JS function: failed to compile script: SyntaxError"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_script_without_a_process_function_fails_open() {
+    let mut js = build(
+        "custom.javascript",
+        "js1",
+        &settings(&[("script", "var process = 3;")]),
+    )
+    .unwrap();
+    let error = js.open().await.unwrap_err().to_string();
+    assert!(
+        error.contains("failed to get entrypoint function \"process\""),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_script_that_throws_while_loading_fails_open() {
+    let mut js = build(
+        "custom.javascript",
+        "js1",
+        &settings(&[("script", "throw new Error('at load');")]),
+    )
+    .unwrap();
+    let error = js.open().await.unwrap_err().to_string();
+    assert!(error.contains("failed to run program"), "{error}");
+    assert!(error.contains("at load"), "{error}");
+}
+
+#[test]
+fn a_script_or_a_script_path_is_required() {
+    let errors = build_errors(&[]);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].setting, "script");
+    assert!(errors[0].message.contains("one of: [script, script.path]"));
+    // An empty value counts as unset.
+    assert_eq!(build_errors(&[("script", "")])[0].setting, "script");
+}
+
+#[test]
+fn a_script_and_a_script_path_together_are_refused() {
+    let errors = build_errors(&[
+        ("script", "function process(r) { return r; }"),
+        ("script.path", "x.js"),
+    ]);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0]
+            .message
+            .contains("only one of: [script, script.path]")
+    );
+}
+
+#[test]
+fn an_unknown_setting_is_refused() {
+    let errors = build_errors(&[
+        ("script", "function process(r) { return r; }"),
+        ("scrpt", "typo"),
+    ]);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].setting, "scrpt");
+}
+
+#[test]
+fn the_processor_is_listed_with_its_settings() {
+    let spec = funnel_processors::specs()
+        .into_iter()
+        .find(|s| s.name == "custom.javascript")
+        .expect("custom.javascript is registered");
+    let names: Vec<&str> = spec.settings.iter().map(|s| s.name).collect();
+    assert!(names.contains(&"script"));
+    assert!(names.contains(&"script.path"));
+}
+
+#[tokio::test]
+async fn returned_data_that_cannot_be_stored_nacks_the_record_and_says_where() {
+    let cases = [
+        (
+            "r.Payload.After = {user: {tags: [1, function () {}]}};",
+            "Payload.After.user.tags[1]: cannot store a function",
+        ),
+        (
+            "r.Key = ['a'];",
+            "Key[0]: raw data must be an array of byte values",
+        ),
+        (
+            "r.Key = [256];",
+            "Key[0]: raw data must be an array of byte values",
+        ),
+        ("r.Payload.Before = 42;", "Payload.Before must be raw data"),
+        (
+            "var a = {}; a.self = a; r.Payload.After = a;",
+            "nested deeper than 128 levels",
+        ),
+    ];
+    for (change, expected) in cases {
+        let mut js = open(&format!("function process(r) {{ {change} return r; }}")).await;
+        let results = js.process(&[record_with_after(Data::raw("x"))]).await;
+        let text = error_text(&results[0]);
+        assert!(text.contains(expected), "{change}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn integral_numbers_come_back_as_integers_and_others_as_floats() {
+    let mut js = open(
+        r#"function process(r) {
+            r.Payload.After = {whole: 2.0 * 3, big: 2 ** 40, half: 1 / 2, huge: 1e300};
+            return r;
+        }"#,
+    )
+    .await;
+    let out = single(
+        js.process(&[record_with_after(Data::raw("x"))])
+            .await
+            .remove(0),
+    );
+    assert_eq!(
+        out.payload.after,
+        Some(structured(&[
+            ("big", Value::Int(1 << 40)),
+            ("half", Value::Float(0.5)),
+            ("huge", Value::Float(1e300)),
+            ("whole", Value::Int(6)),
+        ]))
+    );
+}
