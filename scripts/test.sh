@@ -11,4 +11,6 @@ export PROPTEST_CASES="${PROPTEST_CASES:-300}"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Services for the integration tests (PostgreSQL with wal_level=logical); idempotent.
+scripts/setup-services.sh
 cargo test --workspace --locked

@@ -7,6 +7,7 @@
 //! | `file` | yes | yes | [`file`](mod@file) |
 //! | `log` | — | yes | [`log`] |
 //! | `noop` | — | yes | [`noop`] (a Funnel extension) |
+//! | `postgres` | yes | yes | `postgres` (feature `postgres`, on by default) |
 //!
 //! The registry is three plain functions: [`specs`] lists every built-in with its
 //! settings (for `funnel connectors ls` and the docs), [`source`] and [`destination`]
@@ -28,6 +29,8 @@ pub mod file;
 pub mod generator;
 pub mod log;
 pub mod noop;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod settings;
 mod util;
 
@@ -84,6 +87,14 @@ pub fn specs() -> Vec<ConnectorSpec> {
             source: None,
             destination: Some(noop::DESTINATION_SETTINGS),
         },
+        #[cfg(feature = "postgres")]
+        ConnectorSpec {
+            name: "postgres",
+            summary: "Reads a snapshot of PostgreSQL tables, then their changes with logical \
+                      replication; upserts and deletes rows.",
+            source: Some(postgres::SOURCE_SETTINGS),
+            destination: Some(postgres::DESTINATION_SETTINGS),
+        },
     ]
 }
 
@@ -112,6 +123,11 @@ pub fn source(
         "file" => {
             let config = file::validate_source(settings)?;
             Ok(Arc::new(file::FileSource::new(id, config, resume)))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" => {
+            let config = postgres::validate_source(settings)?;
+            Ok(Arc::new(postgres::PostgresSource::new(id, config, resume)))
         }
         _ => Err(vec![plugin_error(plugin, "source", |spec| {
             spec.source.is_some()
@@ -142,8 +158,13 @@ pub fn destination(
             Ok(Arc::new(log::LogDestination::new(id, config)))
         }
         "noop" => {
-            noop::validate(settings)?;
-            Ok(Arc::new(noop::NoopDestination::new()))
+            let config = noop::validate(settings)?;
+            Ok(Arc::new(noop::NoopDestination::with_config(config)))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" => {
+            let config = postgres::validate_destination(settings)?;
+            Ok(Arc::new(postgres::PostgresDestination::new(id, config)))
         }
         _ => Err(vec![plugin_error(plugin, "destination", |spec| {
             spec.destination.is_some()

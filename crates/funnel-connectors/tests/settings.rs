@@ -253,7 +253,7 @@ fn only_the_opencdc_json_record_format_is_supported() {
 fn specs_list_every_builtin_with_its_settings() {
     let specs = specs();
     let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
-    assert_eq!(names, ["file", "generator", "log", "noop"]);
+    assert_eq!(names, ["file", "generator", "log", "noop", "postgres"]);
     for spec in &specs {
         assert!(!spec.summary.is_empty());
         assert!(spec.source.is_some() || spec.destination.is_some());

@@ -1,0 +1,174 @@
+//! Positions of the postgres source, and the ordering the exactly-once destination
+//! uses.
+//!
+//! A position is ASCII text whose byte order is the read order:
+//!
+//! - snapshot: `pg:1:<row>:<json>`, where `<row>` is the 16-hex-digit number of the row
+//!   in the whole snapshot (counting on across restarts) and `<json>` is
+//!   `{"t":"<table>","k":["<key column text>", ...]}`, the table and the primary key of
+//!   the row, from which a restarted snapshot continues;
+//! - change: `pg:2:<commit LSN>:<index>`, the 16-hex-digit LSN of the commit record of
+//!   the transaction and the 8-hex-digit index of the change within it.
+//!
+//! Every change comes after every snapshot row (`2` > `1`), changes are in commit
+//! order, and within a transaction in change order.
+
+use std::cmp::Ordering;
+
+use funnel_record::Position;
+
+/// A decoded position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PgPosition {
+    /// A snapshot row.
+    Snapshot {
+        /// Number of the row in the snapshot, from 0.
+        row: u64,
+        /// The table it belongs to (as configured).
+        table: String,
+        /// Its primary key values in text form (empty without a primary key).
+        key: Vec<String>,
+    },
+    /// A change from the replication stream.
+    Change {
+        /// LSN of the commit record of its transaction.
+        commit_lsn: u64,
+        /// Index of the change in its transaction.
+        index: u32,
+    },
+}
+
+impl PgPosition {
+    /// The position's bytes.
+    pub(crate) fn encode(&self) -> Position {
+        match self {
+            Self::Snapshot { row, table, key } => {
+                let json = serde_json::json!({ "t": table, "k": key });
+                Position::from(format!("pg:1:{row:016x}:{json}"))
+            }
+            Self::Change { commit_lsn, index } => {
+                Position::from(format!("pg:2:{commit_lsn:016x}:{index:08x}"))
+            }
+        }
+    }
+
+    /// Decodes a position written by [`encode`](Self::encode).
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is wrong with it.
+    pub(crate) fn decode(position: &Position) -> Result<Self, String> {
+        let text = std::str::from_utf8(position.as_bytes())
+            .map_err(|_| format!("position {position} is not a postgres source position"))?;
+        let bad = || {
+            format!(
+                "position {text:?} is not a postgres source position (pg:1:<row>:<json> or \
+                 pg:2:<lsn>:<index>)"
+            )
+        };
+        if let Some(rest) = text.strip_prefix("pg:1:") {
+            let (row, json) = rest.split_once(':').ok_or_else(bad)?;
+            let row = u64::from_str_radix(row, 16).map_err(|_| bad())?;
+            let json: serde_json::Value = serde_json::from_str(json).map_err(|_| bad())?;
+            let table = json["t"].as_str().ok_or_else(bad)?.to_owned();
+            let key = json["k"]
+                .as_array()
+                .ok_or_else(bad)?
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
+                .collect::<Result<_, _>>()?;
+            Ok(Self::Snapshot { row, table, key })
+        } else if let Some(rest) = text.strip_prefix("pg:2:") {
+            let (lsn, index) = rest.split_once(':').ok_or_else(bad)?;
+            Ok(Self::Change {
+                commit_lsn: u64::from_str_radix(lsn, 16).map_err(|_| bad())?,
+                index: u32::from_str_radix(index, 16).map_err(|_| bad())?,
+            })
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+/// The order of two positions of one source, as the exactly-once destination compares
+/// them: positions made only of decimal digits (the generator's counters, the file
+/// source's offsets) compare as numbers; anything else (the postgres source's
+/// positions among them) compares byte by byte.
+pub fn compare_positions(a: &[u8], b: &[u8]) -> Ordering {
+    let decimal = |p: &[u8]| !p.is_empty() && p.iter().all(u8::is_ascii_digit);
+    if decimal(a) && decimal(b) {
+        let strip = |p: &[u8]| -> usize { p.iter().take_while(|&&c| c == b'0').count() };
+        let (a, b) = (&a[strip(a)..], &b[strip(b)..]);
+        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    } else {
+        a.cmp(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_through_their_text() {
+        for p in [
+            PgPosition::Snapshot {
+                row: 41,
+                table: "public.users".into(),
+                key: vec!["7".into(), "a:b\"c".into()],
+            },
+            PgPosition::Change {
+                commit_lsn: 0x1D9E_A880,
+                index: 3,
+            },
+        ] {
+            assert_eq!(PgPosition::decode(&p.encode()), Ok(p));
+        }
+        assert!(PgPosition::decode(&Position::from("17")).is_err());
+    }
+
+    #[test]
+    fn byte_order_is_read_order_snapshot_rows_then_changes_by_commit_then_index() {
+        let ordered = [
+            PgPosition::Snapshot {
+                row: 9,
+                table: "z".into(),
+                key: vec!["9".into()],
+            },
+            PgPosition::Snapshot {
+                row: 10,
+                table: "a".into(),
+                key: vec!["1".into()],
+            },
+            PgPosition::Change {
+                commit_lsn: 0xff,
+                index: 0x10,
+            },
+            PgPosition::Change {
+                commit_lsn: 0x100,
+                index: 0,
+            },
+            PgPosition::Change {
+                commit_lsn: 0x100,
+                index: 1,
+            },
+        ]
+        .map(|p| p.encode());
+        for pair in ordered.windows(2) {
+            assert_eq!(
+                compare_positions(pair[0].as_bytes(), pair[1].as_bytes()),
+                Ordering::Less,
+                "{:?} < {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+
+    #[test]
+    fn decimal_positions_compare_as_numbers() {
+        assert_eq!(compare_positions(b"9", b"10"), Ordering::Less);
+        assert_eq!(compare_positions(b"010", b"10"), Ordering::Equal);
+        assert_eq!(compare_positions(b"b", b"a"), Ordering::Greater);
+    }
+}

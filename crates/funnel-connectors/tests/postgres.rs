@@ -1,0 +1,782 @@
+//! The postgres source and destination against the real server on 127.0.0.1:5432
+//! (user postgres, trust auth, database `test`, wal_level=logical: see
+//! `scripts/setup-services.sh`). Each test uses its own tables, slot and publication
+//! and drops them at the end. Without a server the tests are skipped, except under
+//! `CI=true`, where a missing server fails them.
+
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use funnel_connectors::{Settings, destination, postgres, source};
+use funnel_core::{ConnectorErrorKind, Destination, DestinationAck, Source};
+use funnel_record::{Data, Metadata, Operation, Position, Record, StructuredData, Value};
+use tokio_postgres::NoTls;
+
+const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Unique names for one test, and their removal when it ends (even on panic).
+struct Names {
+    prefix: String,
+    tables: Vec<String>,
+}
+
+impl Names {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        Self {
+            prefix: format!("fpg_{tag}_{}_{nanos}", std::process::id()),
+            tables: Vec::new(),
+        }
+    }
+
+    fn table(&mut self, name: &str) -> String {
+        let t = format!("{}_{name}", self.prefix);
+        self.tables.push(t.clone());
+        t
+    }
+
+    fn slot(&self) -> String {
+        format!("{}_slot", self.prefix)
+    }
+
+    fn publication(&self) -> String {
+        format!("{}_pub", self.prefix)
+    }
+}
+
+impl Drop for Names {
+    fn drop(&mut self) {
+        let mut sql = format!(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{0}' AND active_pid IS NOT NULL; \
+             SELECT pg_sleep(0.2); \
+             SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{0}'; \
+             DROP PUBLICATION IF EXISTS {1};",
+            self.slot(),
+            self.publication()
+        );
+        for t in &self.tables {
+            sql.push_str(&format!(" DROP TABLE IF EXISTS {t};"));
+        }
+        sql.push_str(&format!(
+            " DELETE FROM funnel_positions WHERE connector_id LIKE '{}%';",
+            self.prefix
+        ));
+        let _ = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-q",
+                "-c",
+                &sql,
+            ])
+            .output();
+    }
+}
+
+/// A connection for setting up and checking, or `None` (skip) without a server.
+async fn connect() -> Option<tokio_postgres::Client> {
+    match tokio_postgres::connect(URL, NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            // Tests run in parallel: a concurrent creation may win the race.
+            let _ = client
+                .batch_execute("CREATE TABLE IF NOT EXISTS funnel_positions (connector_id text PRIMARY KEY, position bytea)")
+                .await;
+            Some(client)
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PostgreSQL is not reachable at {URL}: {e} (run scripts/setup-services.sh)"
+            );
+            eprintln!("skipping: PostgreSQL is not reachable at {URL}: {e}");
+            None
+        }
+    }
+}
+
+fn settings(pairs: &[(&str, &str)]) -> Settings {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn source_settings(names: &Names, tables: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut s = settings(&[
+        ("url", URL),
+        ("tables", tables),
+        ("logrepl.slotName", &names.slot()),
+        ("logrepl.publicationName", &names.publication()),
+    ]);
+    s.extend(settings(extra));
+    s
+}
+
+async fn open_source(settings: &Settings, resume: Option<Position>) -> Arc<dyn Source> {
+    let source = source("postgres", "p:pg", settings, resume).unwrap();
+    source.open().await.unwrap();
+    source
+}
+
+/// Reads until `n` records arrived.
+async fn read_n(source: &dyn Source, n: usize) -> Vec<Record> {
+    let mut records = Vec::new();
+    while records.len() < n {
+        let batch = tokio::time::timeout(PATIENCE, source.read())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} records arrived in time", records.len()))
+            .unwrap();
+        records.extend(batch);
+    }
+    records
+}
+
+/// Asserts that nothing more arrives for a moment.
+async fn assert_quiet(source: &dyn Source) {
+    if let Ok(batch) = tokio::time::timeout(Duration::from_millis(700), source.read()).await {
+        panic!("unexpected records: {:?}", batch.map(|b| b.len()));
+    }
+}
+
+fn after(record: &Record) -> &StructuredData {
+    match &record.payload.after {
+        Some(Data::Structured(d)) => d,
+        other => panic!("no structured after: {other:?}"),
+    }
+}
+
+fn field<'r>(data: &'r Option<Data>, name: &str) -> &'r Value {
+    match data {
+        Some(Data::Structured(d)) => d
+            .get(name)
+            .unwrap_or_else(|| panic!("no field {name} in {d:?}")),
+        other => panic!("not structured: {other:?}"),
+    }
+}
+
+fn id_of(record: &Record) -> i64 {
+    match field(&record.key, "id") {
+        Value::Int(i) => *i,
+        other => panic!("id is {other:?}"),
+    }
+}
+
+fn assert_increasing(records: &[Record]) {
+    for pair in records.windows(2) {
+        assert!(
+            postgres::compare_positions(pair[0].position.as_bytes(), pair[1].position.as_bytes())
+                .is_lt(),
+            "positions out of order: {:?} then {:?}",
+            pair[0].position,
+            pair[1].position
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_ten_thousand_rows_then_live_changes_arrive_once_in_commit_order_with_mapped_types()
+ {
+    let Some(pg) = connect().await else { return };
+    let mut names = Names::new("flow");
+    let t = names.table("items");
+    let full = names.table("full");
+    pg.batch_execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, amount numeric(30,10), name text, ok bool, \
+           at timestamptz, day date, doc jsonb, uid uuid, raw bytea, tags int[], ratio float8, nothing text, small int2);
+         CREATE TABLE {full} (id int PRIMARY KEY, v text);
+         ALTER TABLE {full} REPLICA IDENTITY FULL;
+         INSERT INTO {t} SELECT g, 12345678901234567890.0123456789, 'name ' || g, g % 2 = 0,
+           '2024-01-02 03:04:05.123456+00', '2024-02-29', jsonb_build_object('n', g, 'list', jsonb_build_array(1, 'x', null)),
+           '6ba7b810-9dad-11d1-80b4-00c04fd430c8', '\\x00ff', ARRAY[g, NULL], 0.5, NULL, 7
+           FROM generate_series(1, 10000) g;
+         INSERT INTO {full} VALUES (1, 'one');"
+    ))
+    .await
+    .unwrap();
+    let s = source_settings(
+        &names,
+        &format!("{t},{full}"),
+        &[("snapshot.fetchSize", "3000")],
+    );
+    let source = open_source(&s, None).await;
+
+    // The slot and its snapshot exist now: these changes are not in the snapshot.
+    pg.batch_execute(&format!(
+        "UPDATE {t} SET name = 'changed' WHERE id = 5000;
+         INSERT INTO {t} (id, name) VALUES (10001, 'new');
+         UPDATE {t} SET id = 20000 WHERE id = 1;
+         DELETE FROM {t} WHERE id = 2;
+         UPDATE {full} SET v = 'uno' WHERE id = 1;
+         DELETE FROM {full} WHERE id = 1;
+         BEGIN; INSERT INTO {t} (id, name) SELECT g, 'bulk' FROM generate_series(30001, 35000) g; COMMIT;"
+    ))
+    .await
+    .unwrap();
+
+    let records = read_n(&*source, 10_001 + 6 + 5000).await;
+    assert_increasing(&records);
+    let (snapshot, changes) = records.split_at(10_001);
+    assert!(snapshot.iter().all(|r| r.operation == Operation::Snapshot));
+    let mut ids: Vec<i64> = snapshot
+        .iter()
+        .filter(|r| r.metadata.get("opencdc.collection") == Some(t.as_str()))
+        .map(id_of)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (1..=10_000).collect::<Vec<_>>(),
+        "every row once in the snapshot"
+    );
+    let row5000 = snapshot
+        .iter()
+        .find(|r| r.metadata.get("opencdc.collection") == Some(t.as_str()) && id_of(r) == 5000)
+        .unwrap();
+    assert_eq!(
+        after(row5000)["name"],
+        Value::String("name 5000".into()),
+        "the snapshot predates the update"
+    );
+
+    // The type mapping.
+    let row = after(&snapshot[1]);
+    assert_eq!(row["id"], Value::Int(2));
+    assert_eq!(row["small"], Value::Int(7));
+    assert_eq!(
+        row["amount"],
+        Value::String("12345678901234567890.0123456789".into())
+    );
+    assert_eq!(row["ok"], Value::Bool(true));
+    assert_eq!(
+        row["at"],
+        Value::String("2024-01-02T03:04:05.123456Z".into())
+    );
+    assert_eq!(row["day"], Value::String("2024-02-29".into()));
+    let Value::Map(doc) = &row["doc"] else {
+        panic!("doc: {:?}", row["doc"])
+    };
+    assert_eq!(doc["n"], Value::Int(2));
+    assert_eq!(
+        doc["list"],
+        Value::Array(vec![Value::Int(1), Value::String("x".into()), Value::Null])
+    );
+    assert_eq!(
+        row["uid"],
+        Value::String("6ba7b810-9dad-11d1-80b4-00c04fd430c8".into())
+    );
+    assert_eq!(
+        row["raw"],
+        Value::Bytes(bytes::Bytes::from_static(&[0, 255]))
+    );
+    assert_eq!(row["tags"], Value::Array(vec![Value::Int(2), Value::Null]));
+    assert_eq!(row["ratio"], Value::Float(0.5));
+    assert_eq!(row["nothing"], Value::Null);
+    assert_eq!(
+        snapshot[1].key,
+        Some(Data::Structured(
+            [("id".to_owned(), Value::Int(2))].into_iter().collect()
+        ))
+    );
+
+    // The changes, in commit order.
+    let ops: Vec<(Operation, i64)> = changes[..6]
+        .iter()
+        .map(|r| {
+            (
+                r.operation,
+                match &r.key {
+                    Some(_) => id_of(r),
+                    None => -1,
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            (Operation::Update, 5000),
+            (Operation::Create, 10001),
+            (Operation::Update, 20000),
+            (Operation::Delete, 2),
+            (Operation::Update, 1),
+            (Operation::Delete, 1),
+        ]
+    );
+    assert_eq!(after(&changes[0])["name"], Value::String("changed".into()));
+    assert_eq!(
+        changes[0].payload.before, None,
+        "no before without REPLICA IDENTITY FULL"
+    );
+    assert_eq!(
+        field(&changes[2].payload.before, "id"),
+        &Value::Int(1),
+        "a key change carries the old key"
+    );
+    assert_eq!(changes[3].payload.after, None);
+    assert_eq!(
+        field(&changes[4].payload.before, "v"),
+        &Value::String("one".into()),
+        "full identity: before"
+    );
+    assert_eq!(
+        field(&changes[5].payload.before, "v"),
+        &Value::String("uno".into())
+    );
+    assert_eq!(
+        changes[4].metadata.get("opencdc.collection"),
+        Some(full.as_str())
+    );
+    let created: u128 = changes[0]
+        .metadata
+        .get("opencdc.createdAt")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    assert!(
+        created <= now && now - created < 120_000_000_000,
+        "createdAt is the commit time in ns: {created}"
+    );
+    assert!(
+        changes[0]
+            .metadata
+            .get("postgres.lsn")
+            .unwrap()
+            .contains('/')
+    );
+    let bulk: Vec<i64> = changes[6..].iter().map(id_of).collect();
+    assert_eq!(
+        bulk,
+        (30_001..=35_000).collect::<Vec<_>>(),
+        "the large transaction, in order"
+    );
+    assert!(
+        changes[6..]
+            .iter()
+            .all(|r| r.operation == Operation::Create)
+    );
+    assert_quiet(&*source).await;
+    source.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_mid_snapshot_and_mid_stream_without_loss_or_duplicates() {
+    let Some(pg) = connect().await else { return };
+    let mut names = Names::new("resume");
+    let t = names.table("rows");
+    pg.batch_execute(&format!(
+        "CREATE TABLE {t} (id int PRIMARY KEY, v text);
+         INSERT INTO {t} SELECT g, 'v' || g FROM generate_series(1, 3000) g;"
+    ))
+    .await
+    .unwrap();
+    let s = source_settings(
+        &names,
+        &t,
+        &[("snapshot.fetchSize", "700"), ("sdk.batch.size", "100")],
+    );
+
+    // Mid-snapshot: 1000 rows delivered and acked, then a stop.
+    let source = open_source(&s, None).await;
+    let first = read_n(&*source, 1000).await;
+    let acked = first[999].position.clone();
+    source.ack(std::slice::from_ref(&acked)).await.unwrap();
+    source.teardown().await.unwrap();
+
+    let source = open_source(&s, Some(acked)).await;
+    let rest = read_n(&*source, 2000).await;
+    assert_eq!(
+        rest.iter().map(id_of).collect::<Vec<_>>(),
+        (1001..=3000).collect::<Vec<_>>()
+    );
+    assert!(rest.iter().all(|r| r.operation == Operation::Snapshot));
+    assert_increasing(&[first, rest.clone()].concat());
+
+    // Mid-stream: 100 changes in two transactions; 50 acked, 30 more read but not acked.
+    pg.batch_execute(&format!(
+        "BEGIN; UPDATE {t} SET v = 'a' WHERE id <= 60; COMMIT;
+         BEGIN; UPDATE {t} SET v = 'b' WHERE id > 60 AND id <= 100; COMMIT;"
+    ))
+    .await
+    .unwrap();
+    let changes = read_n(&*source, 80).await;
+    assert!(changes.iter().all(|r| r.operation == Operation::Update));
+    source.ack(&[changes[49].position.clone()]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a status update goes out
+    source.teardown().await.unwrap();
+
+    let source = open_source(&s, Some(changes[49].position.clone())).await;
+    let again = read_n(&*source, 50).await;
+    assert_eq!(
+        again[..30]
+            .iter()
+            .map(|r| r.position.clone())
+            .collect::<Vec<_>>(),
+        changes[50..80]
+            .iter()
+            .map(|r| r.position.clone())
+            .collect::<Vec<_>>(),
+        "the unacked changes come again, from the first one after the acked position"
+    );
+    assert_increasing(&again);
+    let mut all: Vec<i64> = changes[..50].iter().chain(&again).map(id_of).collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=100).collect::<Vec<_>>(), "every change once");
+    assert_quiet(&*source).await;
+    source.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_drops_the_slot_and_the_publication_unless_auto_cleanup_is_off() {
+    let Some(pg) = connect().await else { return };
+    let mut names = Names::new("clean");
+    let t = names.table("t");
+    pg.batch_execute(&format!("CREATE TABLE {t} (id int PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let count = |sql: String| {
+        let pg = &pg;
+        async move { pg.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let slot_sql = format!(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}'",
+        names.slot()
+    );
+    let pub_sql = format!(
+        "SELECT count(*) FROM pg_publication WHERE pubname = '{}'",
+        names.publication()
+    );
+
+    let kept = source_settings(&names, &t, &[("logrepl.autoCleanup", "false")]);
+    let source = open_source(&kept, None).await;
+    source.teardown().await.unwrap();
+    postgres::cleanup("p:pg", &kept).await.unwrap();
+    assert_eq!(
+        (count(slot_sql.clone()).await, count(pub_sql.clone()).await),
+        (1, 1)
+    );
+
+    let s = source_settings(&names, &t, &[]);
+    let source = open_source(&s, None).await;
+    source.teardown().await.unwrap();
+    postgres::cleanup("p:pg", &s).await.unwrap();
+    assert_eq!((count(slot_sql).await, count(pub_sql).await), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_bad_credentials_missing_table_and_dropped_slot_fail_with_clear_messages()
+ {
+    let Some(pg) = connect().await else { return };
+    let mut names = Names::new("errors");
+    let t = names.table("t");
+    pg.batch_execute(&format!("CREATE TABLE {t} (id int PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let open_error = |settings: Settings, resume: Option<Position>| async move {
+        let source = source("postgres", "p:pg", &settings, resume).unwrap();
+        source.open().await.expect_err("open should fail")
+    };
+
+    let mut s = source_settings(&names, &t, &[]);
+    s.insert("url".into(), "postgres://postgres@127.0.0.1:1/test".into());
+    let e = open_error(s, None).await;
+    assert_eq!(e.kind(), ConnectorErrorKind::Transient);
+    assert!(
+        e.to_string()
+            .contains("postgres source p:pg: cannot connect to PostgreSQL at 127.0.0.1:1"),
+        "{e}"
+    );
+
+    let mut s = source_settings(&names, &t, &[]);
+    s.insert(
+        "url".into(),
+        "postgres://nobody_here@127.0.0.1:5432/test".into(),
+    );
+    let e = open_error(s, None).await;
+    assert_eq!(e.kind(), ConnectorErrorKind::Fatal);
+    assert!(
+        e.to_string()
+            .contains("authentication failed for user \"nobody_here\""),
+        "{e}"
+    );
+
+    let e = open_error(source_settings(&names, &format!("{t}_missing"), &[]), None).await;
+    assert_eq!(e.kind(), ConnectorErrorKind::Fatal);
+    assert!(
+        e.to_string()
+            .contains(&format!("table \"{t}_missing\" does not exist")),
+        "{e}"
+    );
+
+    let e = open_error(
+        source_settings(&names, &t, &[]),
+        Some(Position::from("pg:2:0000000001000000:00000000")),
+    )
+    .await;
+    assert_eq!(e.kind(), ConnectorErrorKind::Fatal);
+    assert!(
+        e.to_string()
+            .contains(&format!("replication slot {} does not exist", names.slot())),
+        "{e}"
+    );
+
+    let d = destination(
+        "postgres",
+        "p:out",
+        &settings(&[("url", "postgres://postgres@127.0.0.1:1/test")]),
+    )
+    .unwrap();
+    let e = d.open().await.expect_err("open should fail");
+    assert!(
+        e.to_string()
+            .contains("postgres destination p:out: cannot connect"),
+        "{e}"
+    );
+}
+
+fn record(
+    position: &str,
+    op: Operation,
+    table: &str,
+    key: Option<i64>,
+    after: &[(&str, Value)],
+) -> Record {
+    let mut metadata = Metadata::new();
+    metadata.insert("opencdc.collection", table);
+    Record {
+        position: Position::from(position),
+        operation: op,
+        metadata,
+        key: key
+            .map(|k| Data::Structured([("id".to_owned(), Value::Int(k))].into_iter().collect())),
+        payload: funnel_record::Payload {
+            before: None,
+            after: (!after.is_empty()).then(|| {
+                Data::Structured(
+                    after
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect(),
+                )
+            }),
+        },
+    }
+}
+
+async fn acks(d: &dyn Destination, n: usize) -> Vec<DestinationAck> {
+    let mut acks = Vec::new();
+    while acks.len() < n {
+        acks.extend(
+            tokio::time::timeout(PATIENCE, d.ack())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    acks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_destination_upserts_deletes_inserts_and_nacks_only_the_record_postgres_refuses() {
+    let Some(pg) = connect().await else { return };
+    let mut names = Names::new("dest");
+    let t = names.table("t");
+    let log = names.table("log");
+    pg.batch_execute(&format!(
+        "CREATE TABLE {t} (id int PRIMARY KEY, name text, n int, doc jsonb);
+         CREATE TABLE {log} (line text)"
+    ))
+    .await
+    .unwrap();
+    let d = destination(
+        "postgres",
+        &format!("{}:out", names.prefix),
+        &settings(&[("url", URL)]),
+    )
+    .unwrap();
+    d.open().await.unwrap();
+    let batch = vec![
+        record(
+            "1",
+            Operation::Snapshot,
+            &t,
+            Some(1),
+            &[("id", Value::Int(1)), ("name", Value::String("a".into()))],
+        ),
+        record(
+            "2",
+            Operation::Create,
+            &t,
+            Some(2),
+            &[("id", Value::Int(2)), ("name", Value::String("b".into()))],
+        ),
+        record(
+            "3",
+            Operation::Update,
+            &t,
+            Some(1),
+            &[
+                ("id", Value::Int(1)),
+                ("name", Value::String("a2".into())),
+                (
+                    "doc",
+                    Value::Map([("k".to_owned(), Value::Int(1))].into_iter().collect()),
+                ),
+            ],
+        ),
+        record(
+            "4",
+            Operation::Create,
+            &t,
+            Some(3),
+            &[
+                ("id", Value::Int(3)),
+                ("n", Value::String("not a number".into())),
+            ],
+        ),
+        record("5", Operation::Delete, &t, Some(2), &[]),
+        record(
+            "6",
+            Operation::Create,
+            &log,
+            None,
+            &[("line", Value::String("keyless".into()))],
+        ),
+        record(
+            "7",
+            Operation::Create,
+            &format!("{t}_nope"),
+            Some(9),
+            &[("id", Value::Int(9))],
+        ),
+    ];
+    d.write(&batch).await.unwrap();
+    let acks = acks(&*d, 7).await;
+    let failed: Vec<(&str, String)> = acks
+        .iter()
+        .filter_map(|a| {
+            a.error.as_ref().map(|e| {
+                (
+                    std::str::from_utf8(a.position.as_bytes()).unwrap(),
+                    e.to_string(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(failed[0].0, "4");
+    assert!(
+        failed[0].1.contains(&format!(
+            "postgres destination {}:out: table {t}:",
+            names.prefix
+        )),
+        "{}",
+        failed[0].1
+    );
+    assert!(
+        failed[0]
+            .1
+            .contains("invalid input syntax for type integer"),
+        "{}",
+        failed[0].1
+    );
+    assert_eq!(failed[1].0, "7");
+    assert!(failed[1].1.contains("does not exist"), "{}", failed[1].1);
+    assert_eq!(
+        acks.iter().map(|a| a.position.clone()).collect::<Vec<_>>(),
+        batch.iter().map(|r| r.position.clone()).collect::<Vec<_>>()
+    );
+    let rows: Vec<(i32, Option<String>, Option<String>)> = pg
+        .query(
+            &format!("SELECT id, name, doc::text FROM {t} ORDER BY id"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [(1, Some("a2".to_owned()), Some("{\"k\": 1}".to_owned()))]
+    );
+    let lines: i64 = pg
+        .query_one(&format!("SELECT count(*) FROM {log}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lines, 1);
+    d.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_mode_skips_records_already_written_before_a_restart() {
+    let Some(pg) = connect().await else { return };
+    let mut names = Names::new("once");
+    let log = names.table("log");
+    pg.batch_execute(&format!("CREATE TABLE {log} (line text)"))
+        .await
+        .unwrap();
+    let id = format!("{}:out", names.prefix);
+    let s = settings(&[("url", URL), ("table", &log), ("exactlyOnce", "true")]);
+    let line = |p: &str| {
+        record(
+            p,
+            Operation::Create,
+            &log,
+            None,
+            &[("line", Value::String(format!("line {p}")))],
+        )
+    };
+
+    let d = destination("postgres", &id, &s).unwrap();
+    d.open().await.unwrap();
+    let first: Vec<Record> = (1..=10).map(|i| line(&i.to_string())).collect();
+    d.write(&first).await.unwrap();
+    assert!(acks(&*d, 10).await.iter().all(|a| a.error.is_none()));
+    d.teardown().await.unwrap();
+
+    // After a crash the engine replays from its own last position (say 6): 7..=10 were
+    // written already and are skipped; 11 and 12 are new.
+    let d = destination("postgres", &id, &s).unwrap();
+    d.open().await.unwrap();
+    let replay: Vec<Record> = (7..=12).map(|i| line(&i.to_string())).collect();
+    d.write(&replay).await.unwrap();
+    assert!(acks(&*d, 6).await.iter().all(|a| a.error.is_none()));
+    let lines: Vec<String> = pg
+        .query(&format!("SELECT line FROM {log} ORDER BY ctid"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        lines,
+        (1..=12).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
+    let stored: Vec<u8> = pg
+        .query_one(
+            "SELECT position FROM funnel_positions WHERE connector_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, b"12");
+    d.teardown().await.unwrap();
+}
