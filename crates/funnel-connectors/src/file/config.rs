@@ -19,6 +19,9 @@ pub struct FileSourceConfig {
 pub struct FileDestinationConfig {
     /// `path` (required): the file to append to.
     pub path: PathBuf,
+    /// `latency` (default false): record each record's read-to-durable latency in the
+    /// process-wide histogram (see [`latency_summary`](crate::noop::latency_summary)).
+    pub latency: bool,
 }
 
 /// Parses and validates file source settings. Pure: the file is not touched (a missing
@@ -51,9 +54,11 @@ pub fn validate_destination(
     let mut r = SettingsReader::new(settings);
     sdk_destination(&mut r);
     let path = r.required_str("path");
+    let latency = r.bool("latency").unwrap_or(false);
     r.finish()?;
     Ok(FileDestinationConfig {
         // `finish` fails when the required path is missing.
         path: PathBuf::from(path.unwrap_or_default()),
+        latency,
     })
 }

@@ -28,6 +28,7 @@
 //! |---|---|---|
 //! | `path` | — (required) | The file to append to; created if missing (its directory must exist). |
 //! | `sdk.record.format` | `opencdc/json` | Only `opencdc/json` is supported. |
+//! | `latency` | `false` | Measure each record's read-to-durable latency (time after the `fsync` minus its `opencdc.readAt`) into the process-wide histogram of [`latency_summary`](crate::noop::latency_summary). |
 //!
 //! Each record is written as one line of compact OpenCDC JSON followed by `\n`. A batch
 //! is encoded into one buffer and written with one call on a dedicated writer thread,
@@ -66,9 +67,18 @@ pub(crate) static SOURCE_SETTINGS: &[SettingSpec] = &[SettingSpec {
 }];
 
 /// The file destination's own settings.
-pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[SettingSpec {
-    name: "path",
-    default: None,
-    required: true,
-    description: "Path of the file to append OpenCDC JSON lines to; created if missing.",
-}];
+pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[
+    SettingSpec {
+        name: "path",
+        default: None,
+        required: true,
+        description: "Path of the file to append OpenCDC JSON lines to; created if missing.",
+    },
+    SettingSpec {
+        name: "latency",
+        default: Some("false"),
+        required: false,
+        description: "Record each record's read-to-durable latency (after fsync - \
+                      opencdc.readAt) in an HDR histogram; funnel run logs p50/p99/p99.9 at exit.",
+    },
+];

@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_core::{ConnectorError, Source};
-use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, Value, metadata};
+use funnel_record::{
+    Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value, metadata,
+};
 use tokio::time::Instant;
 
 use super::config::{Burst, FieldType, Format, GeneratorConfig};
@@ -61,9 +63,29 @@ enum PayloadKind {
     /// The same bytes every time (cloning `Bytes` is a reference count).
     Fixed(Bytes),
     Fields {
-        fields: Vec<(String, FieldType)>,
+        /// The fields in key order, every value `Null`: cloning it builds a record's map
+        /// in its final shape at once (no collecting and sorting of entries per record).
+        template: StructuredData,
+        /// The type of each field of `template`, in the same order.
+        types: Vec<FieldType>,
         raw: bool,
     },
+}
+
+impl PayloadKind {
+    fn fields(fields: &[(String, FieldType)], raw: bool) -> Self {
+        // A later duplicate wins, as collecting into a map would have it.
+        let by_name: std::collections::BTreeMap<&str, FieldType> =
+            fields.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+        Self::Fields {
+            template: by_name
+                .keys()
+                .map(|name| ((*name).to_owned(), Value::Null))
+                .collect(),
+            types: by_name.into_values().collect(),
+            raw,
+        }
+    }
 }
 
 /// What one call to [`Running::step`] decided.
@@ -110,14 +132,8 @@ impl Source for GeneratorSource {
                         }
                     }
                 }
-                Format::Raw(fields) => PayloadKind::Fields {
-                    fields: fields.clone(),
-                    raw: true,
-                },
-                Format::Structured(fields) => PayloadKind::Fields {
-                    fields: fields.clone(),
-                    raw: false,
-                },
+                Format::Raw(fields) => PayloadKind::fields(fields, true),
+                Format::Structured(fields) => PayloadKind::fields(fields, false),
             };
             streams.push(Stream {
                 collection: collection.name.clone(),
@@ -211,7 +227,7 @@ impl Running {
         let now_nanos = unix_nanos_now();
         let now_text = now_nanos.to_string();
         let needs_time = self.streams.iter().any(|s| match &s.payload {
-            PayloadKind::Fields { fields, .. } => fields.iter().any(|(_, t)| *t == FieldType::Time),
+            PayloadKind::Fields { types, .. } => types.contains(&FieldType::Time),
             PayloadKind::Fixed(_) => false,
         });
         let time_text = needs_time.then(|| rfc3339_nanos(now_nanos as i128));
@@ -280,22 +296,21 @@ impl PayloadKind {
     fn data(&self, rng: &mut SplitMix64, time_text: Option<&str>) -> Data {
         match self {
             Self::Fixed(bytes) => Data::Raw(bytes.clone()),
-            Self::Fields { fields, raw } => {
-                let map = fields
-                    .iter()
-                    .map(|(name, field_type)| {
-                        let value = match field_type {
-                            FieldType::Int => Value::Int((rng.next_u64() >> 1) as i64),
-                            FieldType::String => Value::String(rng.word().to_owned()),
-                            FieldType::Time => {
-                                Value::String(time_text.unwrap_or_default().to_owned())
-                            }
-                            FieldType::Bool => Value::Bool(rng.next_u64() & 1 == 1),
-                            FieldType::Duration => Value::Int(rng.below(3_600_000_000_000) as i64),
-                        };
-                        (name.clone(), value)
-                    })
-                    .collect();
+            Self::Fields {
+                template,
+                types,
+                raw,
+            } => {
+                let mut map = template.clone();
+                for (value, field_type) in map.values_mut().zip(types) {
+                    *value = match field_type {
+                        FieldType::Int => Value::Int((rng.next_u64() >> 1) as i64),
+                        FieldType::String => Value::String(rng.word().to_owned()),
+                        FieldType::Time => Value::String(time_text.unwrap_or_default().to_owned()),
+                        FieldType::Bool => Value::Bool(rng.next_u64() & 1 == 1),
+                        FieldType::Duration => Value::Int(rng.below(3_600_000_000_000) as i64),
+                    };
+                }
                 if *raw {
                     Data::Raw(Bytes::from(Value::Map(map).to_json()))
                 } else {

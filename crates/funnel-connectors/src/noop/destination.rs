@@ -6,6 +6,8 @@ use async_trait::async_trait;
 use funnel_core::{ConnectorError, Destination, DestinationAck};
 use funnel_record::Record;
 
+use super::config::NoopConfig;
+use super::latency;
 use crate::ack::AckQueue;
 
 /// Records acknowledged by every noop destination of this process.
@@ -20,13 +22,20 @@ pub fn written_total() -> u64 {
 /// [module docs](super)).
 pub struct NoopDestination {
     acks: AckQueue,
+    latency: bool,
 }
 
 impl NoopDestination {
-    /// A noop destination.
+    /// A noop destination with default settings.
     pub fn new() -> Self {
+        Self::with_config(NoopConfig::default())
+    }
+
+    /// A noop destination with validated settings.
+    pub fn with_config(config: NoopConfig) -> Self {
         Self {
             acks: AckQueue::new(),
+            latency: config.latency,
         }
     }
 }
@@ -44,6 +53,12 @@ impl Destination for NoopDestination {
     }
 
     async fn write(&self, records: &[Record]) -> Result<(), ConnectorError> {
+        if self.latency {
+            latency::record_batch(
+                records.iter().map(latency::read_at_nanos),
+                latency::now_nanos(),
+            );
+        }
         self.acks.push(
             records
                 .iter()

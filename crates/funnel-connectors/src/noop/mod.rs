@@ -3,22 +3,37 @@
 //!
 //! # Settings
 //!
-//! None of its own; the SDK settings are accepted as for every destination (see
+//! | Setting | Default | Meaning |
+//! |---|---|---|
+//! | `latency` | `false` | Measure each record's read-to-written latency (write time minus its `opencdc.readAt`) into a process-wide HDR histogram; see [`latency_summary`]. Costs one clock read per batch and a metadata lookup per record; nothing when off. |
+//!
+//! The SDK settings are accepted as for every destination (see
 //! [`SDK_DESTINATION_SETTINGS`](crate::SDK_DESTINATION_SETTINGS)).
 //!
 //! # Guarantee
 //!
 //! Records are acknowledged in write order and discarded. [`written_total`] counts the
-//! records every noop destination of the process acknowledged, so a benchmark can
-//! report its throughput at exit.
+//! records every noop destination of the process acknowledged, and
+//! [`latency_summary`] gives the latency percentiles of the destinations with
+//! `latency: true` (the file destination has the same setting), so a benchmark can
+//! report both at exit (`funnel run` logs them).
 
 mod config;
 mod destination;
+mod latency;
 
-pub use config::validate;
+pub use config::{NoopConfig, validate};
 pub use destination::{NoopDestination, written_total};
+pub use latency::{LatencySummary, latency_summary};
+pub(crate) use latency::{now_nanos, read_at_nanos, record_batch};
 
 use crate::SettingSpec;
 
-/// The noop destination has no settings of its own.
-pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[];
+/// The noop destination's own settings.
+pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[SettingSpec {
+    name: "latency",
+    default: Some("false"),
+    required: false,
+    description: "Record each record's read-to-written latency (now - opencdc.readAt) in an \
+                  HDR histogram; funnel run logs p50/p99/p99.9 at exit.",
+}];
