@@ -60,6 +60,21 @@ enum PipelinesCommand {
         #[arg(default_value = "./pipelines")]
         path: PathBuf,
     },
+    /// Delete a pipeline: its sources release what they keep outside Funnel (the
+    /// postgres source drops its replication slot and publication when
+    /// `logrepl.autoCleanup` is on), then its positions are removed from the store.
+    /// Remove or change the pipeline's file afterwards, or the next run starts it
+    /// again from the beginning.
+    Delete {
+        /// The pipeline's ID.
+        id: String,
+        /// A pipeline file or a directory of them, holding the pipeline.
+        #[arg(long = "pipelines.path", default_value = "./pipelines")]
+        path: PathBuf,
+        /// The redb store file.
+        #[arg(long = "db.redb.path", default_value = "./funnel.db")]
+        db_path: PathBuf,
+    },
     /// Write a working generator -> file pipeline file.
     Init {
         /// The pipeline's ID (also the file name).
@@ -205,6 +220,9 @@ fn main() -> std::process::ExitCode {
         Command::Pipelines {
             command: PipelinesCommand::Init { name, path },
         } => init(&name, &path),
+        Command::Pipelines {
+            command: PipelinesCommand::Delete { id, path, db_path },
+        } => delete(&id, &path, &db_path),
         Command::Connectors {
             command: LsCommand::Ls,
         } => {
@@ -337,6 +355,40 @@ fn connectors_ls() {
             print_settings(&format!("{kind} "), settings);
         }
     }
+}
+
+/// `funnel pipelines delete`: cleans up the pipeline's sources, then forgets its
+/// positions.
+fn delete(id: &str, path: &Path, db_path: &Path) -> anyhow::Result<u8> {
+    init_logging("warn", LogFormat::Text)?;
+    let pipelines = match load(path, false) {
+        Ok(p) => p,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(1);
+        }
+    };
+    let Some(pipeline) = pipelines.into_iter().find(|p| p.id == id) else {
+        eprintln!("no pipeline {id:?} in {}", path.display());
+        return Ok(1);
+    };
+    let store: Arc<dyn Store> = Arc::new(
+        RedbStore::open(db_path)
+            .with_context(|| format!("cannot open the position store {}", db_path.display()))?,
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let cleaned = runtime.block_on(funnel_runtime::build::delete(&pipeline, &store))?;
+    for connector in cleaned {
+        println!("{connector}: cleaned up");
+    }
+    println!(
+        "pipeline {id} deleted (positions removed from {})",
+        db_path.display()
+    );
+    Ok(0)
 }
 
 fn processors_ls() {

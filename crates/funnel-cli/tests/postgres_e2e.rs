@@ -298,3 +298,101 @@ fn a_postgres_to_postgres_pipeline_keeps_the_destination_identical_through_rando
 fn with_exactly_once_a_postgres_to_postgres_pipeline_applies_each_change_once_through_sigkills() {
     pg_to_pg_survives_kills(true);
 }
+
+#[test]
+fn deleting_a_pipeline_drops_its_slot_and_publication_and_forgets_its_positions() {
+    if !server_available() {
+        return;
+    }
+    let names = Names::new("del");
+    let (src, p) = (names.src(), names.prefix.clone());
+    psql(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, v text);
+         INSERT INTO {src} SELECT g, md5(g::text) FROM generate_series(1, 100) g;"
+    ))
+    .unwrap();
+    let pipeline = format!(
+        r#"version: "2.2"
+pipelines:
+  - id: del_{p}
+    status: running
+    connectors:
+      - id: src
+        type: source
+        plugin: builtin:postgres
+        settings:
+          url: {URL}
+          tables: {src}
+          logrepl.slotName: {p}_slot
+          logrepl.publicationName: {p}_pub
+      - id: out
+        type: destination
+        plugin: builtin:file
+        settings:
+          path: ./out.jsonl
+"#
+    );
+    std::fs::write(names.dir.path().join("pipelines/p.yaml"), pipeline).unwrap();
+    let lines = || {
+        std::fs::read_to_string(names.dir.path().join("out.jsonl")).map_or(0, |t| t.lines().count())
+    };
+    let slot_exists = || {
+        psql(&format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{p}_slot'"
+        ))
+        .unwrap()
+            == "1"
+    };
+    let publication_exists = || {
+        psql(&format!(
+            "SELECT count(*) FROM pg_publication WHERE pubname = '{p}_pub'"
+        ))
+        .unwrap()
+            == "1"
+    };
+
+    let mut child = names.spawn();
+    let start = Instant::now();
+    while lines() < 100 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "snapshot not written: {}",
+            names.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(&mut child, "TERM");
+    assert!(slot_exists() && publication_exists());
+
+    let out = Command::new(FUNNEL)
+        .current_dir(names.dir.path())
+        .args(["pipelines", "delete", &format!("del_{p}")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("del_{p}:src: cleaned up")),
+        "{stdout}"
+    );
+    assert!(!slot_exists(), "the replication slot is dropped");
+    assert!(!publication_exists(), "the publication is dropped");
+
+    // The positions are gone: the same pipeline starts again with a fresh snapshot.
+    let mut child = names.spawn();
+    let start = Instant::now();
+    while lines() < 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no second snapshot: {} lines; {}",
+            lines(),
+            names.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(&mut child, "TERM");
+}

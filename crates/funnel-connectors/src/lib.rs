@@ -172,6 +172,29 @@ pub fn destination(
     }
 }
 
+/// Releases what a source keeps outside Funnel once its pipeline is deleted (Conduit's
+/// `LifecycleOnDeleted`): the postgres source drops its replication slot and
+/// publication when `logrepl.autoCleanup` is on. Returns whether the plugin had
+/// anything to clean up; plugins that keep nothing outside Funnel return `false`.
+///
+/// # Errors
+///
+/// Invalid settings, or a failure to reach the system holding the resources.
+pub async fn cleanup_source(
+    plugin: &str,
+    id: &str,
+    settings: &Settings,
+) -> Result<bool, funnel_core::ConnectorError> {
+    match plugin {
+        #[cfg(feature = "postgres")]
+        "postgres" => postgres::cleanup(id, settings).await.map(|()| true),
+        _ => {
+            let _ = (id, settings);
+            Ok(false)
+        }
+    }
+}
+
 /// The error for a plugin that is unknown or lacks the wanted kind of connector.
 fn plugin_error(plugin: &str, kind: &str, has: fn(&ConnectorSpec) -> bool) -> SettingsError {
     let specs = specs();

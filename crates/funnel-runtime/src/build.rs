@@ -156,6 +156,47 @@ pub async fn build(
     Ok(workers)
 }
 
+/// Deletes `pipeline`: every source releases what it keeps outside Funnel (a
+/// PostgreSQL replication slot and publication, say), then the pipeline's positions are
+/// removed from `store`, so a pipeline created again with the same ID starts from
+/// scratch. The pipeline must not be running. Returns the IDs of the connectors that
+/// cleaned something up.
+///
+/// # Errors
+///
+/// The first cleanup or store failure; positions are kept when a cleanup fails, so the
+/// deletion can be retried.
+pub async fn delete(
+    pipeline: &PipelineConfig,
+    store: &Arc<dyn Store>,
+) -> Result<Vec<String>, BuildError> {
+    let mut cleaned = Vec::new();
+    for source in pipeline.sources() {
+        let id = format!("{}:{}", pipeline.id, source.id);
+        let name = plugin_name(&source.plugin).map_err(|message| BuildError::Config {
+            pipeline: pipeline.id.clone(),
+            message,
+        })?;
+        let did = funnel_connectors::cleanup_source(name, &id, &source.settings)
+            .await
+            .map_err(|e| BuildError::Config {
+                pipeline: pipeline.id.clone(),
+                message: format!("connector {id}: cleanup failed: {e}"),
+            })?;
+        if did {
+            cleaned.push(id);
+        }
+    }
+    store
+        .delete_pipeline(&pipeline.id)
+        .await
+        .map_err(|source| BuildError::Store {
+            pipeline: pipeline.id.clone(),
+            source,
+        })?;
+    Ok(cleaned)
+}
+
 /// The task running processor `proc` of pipeline `pipeline`.
 fn processor_task(
     pipeline: &str,
