@@ -289,6 +289,17 @@ impl Batch {
     }
 
     /// Replaces the record at physical index `p`.
+    /// Every record, to change in place, when none is filtered.
+    pub(crate) fn records_mut_if_all_active(&mut self) -> Option<&mut [Record]> {
+        (self.filter_count == 0).then_some(self.records.as_mut_slice())
+    }
+
+    /// Moves the record at physical index `p` out, leaving an empty record until
+    /// [`set_at`](Self::set_at) puts one back.
+    pub(crate) fn take_at(&mut self, p: usize) -> Record {
+        std::mem::take(&mut self.records[p])
+    }
+
     pub(crate) fn set_at(&mut self, p: usize, record: Record) {
         self.records[p] = record;
     }

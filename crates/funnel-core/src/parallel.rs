@@ -17,8 +17,8 @@ use crate::plugin::{ProcessedRecord, Processor};
 /// share nothing.
 ///
 /// Parallelism is within a batch: a batch of one record runs on the first instance.
-/// A chunk's records are cloned to hand them to its task (the processor trait lends
-/// records, and a task needs its own).
+/// In [`process_in_place`](Processor::process_in_place) (the engine's path) a chunk's
+/// records move to its task and back; [`process`](Processor::process) copies them.
 ///
 /// When an instance returns fewer results than its chunk had records (the "retry the
 /// rest" answer), the results of the chunks after it are dropped, so the unanswered
@@ -43,6 +43,50 @@ impl Parallel {
         }
     }
 
+    /// Runs chunk `i` of `records` on instance `i`, each on its own task: the records
+    /// move to the task and back (no copy), changed in place or not.
+    async fn run_chunks(&mut self, records: &mut [Record]) -> Vec<ProcessedRecord> {
+        let chunk_len = records.len().div_ceil(self.instances.len());
+        let mut handles = Vec::with_capacity(self.instances.len());
+        for (i, chunk) in records.chunks_mut(chunk_len).enumerate() {
+            let mut instance = self.instances[i]
+                .take()
+                .unwrap_or_else(|| unreachable!("instance {i} is back after every call"));
+            let mut chunk: Vec<Record> = chunk.iter_mut().map(std::mem::take).collect();
+            handles.push(tokio::spawn(async move {
+                let results = instance.process_in_place(&mut chunk).await;
+                (instance, results, chunk)
+            }));
+        }
+        let mut out = Vec::with_capacity(records.len());
+        let mut complete = true;
+        let mut panic = None;
+        for ((i, handle), slot) in handles
+            .into_iter()
+            .enumerate()
+            .zip(records.chunks_mut(chunk_len))
+        {
+            match handle.await {
+                Ok((instance, results, chunk)) => {
+                    self.instances[i] = Some(instance);
+                    for (place, record) in slot.iter_mut().zip(chunk) {
+                        *place = record;
+                    }
+                    if complete {
+                        complete = results.len() >= slot.len();
+                        out.extend(results.into_iter().take(slot.len()));
+                    }
+                }
+                Err(e) => panic = Some(e),
+            }
+        }
+        if let Some(e) = panic {
+            // An instance panicked: behave as if it had panicked on the caller's task.
+            std::panic::resume_unwind(e.into_panic());
+        }
+        out
+    }
+
     fn instance(&mut self, i: usize) -> &mut Box<dyn Processor> {
         self.instances[i]
             .as_mut()
@@ -60,42 +104,19 @@ impl Processor for Parallel {
     }
 
     async fn process(&mut self, records: &[Record]) -> Vec<ProcessedRecord> {
-        let n = self.instances.len();
-        if n == 1 || records.len() < 2 {
+        if self.instances.len() == 1 || records.len() < 2 {
             return self.instance(0).process(records).await;
         }
-        let chunk_len = records.len().div_ceil(n);
-        let mut handles = Vec::with_capacity(n);
-        for (i, chunk) in records.chunks(chunk_len).enumerate() {
-            let mut instance = self.instances[i]
-                .take()
-                .unwrap_or_else(|| unreachable!("instance {i} is back after every call"));
-            let chunk = chunk.to_vec();
-            handles.push(tokio::spawn(async move {
-                let results = instance.process(&chunk).await;
-                (instance, results, chunk.len())
-            }));
+        // The tasks need records of their own: copies.
+        let mut owned = records.to_vec();
+        self.run_chunks(&mut owned).await
+    }
+
+    async fn process_in_place(&mut self, records: &mut [Record]) -> Vec<ProcessedRecord> {
+        if self.instances.len() == 1 || records.len() < 2 {
+            return self.instance(0).process_in_place(records).await;
         }
-        let mut out = Vec::with_capacity(records.len());
-        let mut complete = true;
-        let mut panic = None;
-        for (i, handle) in handles.into_iter().enumerate() {
-            match handle.await {
-                Ok((instance, results, asked)) => {
-                    self.instances[i] = Some(instance);
-                    if complete {
-                        complete = results.len() >= asked;
-                        out.extend(results.into_iter().take(asked));
-                    }
-                }
-                Err(e) => panic = Some(e),
-            }
-        }
-        if let Some(e) = panic {
-            // An instance panicked: behave as if it had panicked on the caller's task.
-            std::panic::resume_unwind(e.into_panic());
-        }
-        out
+        self.run_chunks(records).await
     }
 
     async fn teardown(&mut self) -> Result<(), ConnectorError> {

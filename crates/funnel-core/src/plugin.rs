@@ -129,8 +129,10 @@ pub trait Destination: Send + Sync {
 pub enum ProcessedRecord {
     /// The record, transformed (or not).
     Single(Record),
-    /// The record goes on exactly as it came in. The same as `Single` with a copy of
-    /// the input, without the copy.
+    /// The record goes on as it is in the slice the processor was given: unchanged
+    /// after [`Processor::process`], possibly changed in place after
+    /// [`Processor::process_in_place`]. The same as `Single` with a copy, without the
+    /// copy.
     Unchanged,
     /// The record is dropped: acked, never written.
     Filter,
@@ -163,6 +165,19 @@ pub trait Processor: Send {
 
     /// Processes a batch of records.
     async fn process(&mut self, records: &[Record]) -> Vec<ProcessedRecord>;
+
+    /// Processes a batch of records the processor may change in place, which spares
+    /// it a copy of each record it changes. The engine calls this one.
+    ///
+    /// A record changed in place is answered with [`ProcessedRecord::Unchanged`]. A
+    /// record answered with `Filter`, `Error` or `Retry`, or left without an answer,
+    /// must be left as it was: the engine sends it to the dead-letter queue, or feeds
+    /// it again. A record answered with `Single` or `Multi` may be left in any state.
+    ///
+    /// The default calls [`process`](Processor::process).
+    async fn process_in_place(&mut self, records: &mut [Record]) -> Vec<ProcessedRecord> {
+        self.process(records).await
+    }
 
     /// Releases resources.
     ///

@@ -219,9 +219,17 @@ impl ProcessorTask {
             return Ok(());
         }
         let started = Instant::now();
-        let output = {
-            let input = batch.active_records();
-            self.processor.process(&input).await
+        // The processor works on the records in place: directly in the batch when
+        // none is filtered, otherwise moved out (not copied) and back.
+        let output = if let Some(records) = batch.records_mut_if_all_active() {
+            self.processor.process_in_place(records).await
+        } else {
+            let mut records: Vec<Record> = active.iter().map(|&p| batch.take_at(p)).collect();
+            let output = self.processor.process_in_place(&mut records).await;
+            for (&p, record) in active.iter().zip(records) {
+                batch.set_at(p, record);
+            }
+            output
         };
         if output.is_empty() {
             return Err(Error::ProcessorOutput {

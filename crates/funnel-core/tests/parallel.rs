@@ -205,3 +205,60 @@ async fn short_answers_from_parallel_instances_still_deliver_every_record_once_i
     assert_eq!(written, (0..1000).collect::<Vec<_>>());
     assert_eq!(source.acked().len(), 1000);
 }
+
+/// Tags records in place with its instance number; refuses odd positions.
+struct InPlace(usize);
+
+#[async_trait]
+impl Processor for InPlace {
+    async fn process(&mut self, _: &[Record]) -> Vec<ProcessedRecord> {
+        unreachable!("the engine processes in place")
+    }
+
+    async fn process_in_place(&mut self, records: &mut [Record]) -> Vec<ProcessedRecord> {
+        records
+            .iter_mut()
+            .map(|r| {
+                if index_of(r) % 2 == 1 {
+                    return ProcessedRecord::Error(funnel_core::RecordError::msg("odd"));
+                }
+                r.metadata.insert("instance", self.0.to_string());
+                ProcessedRecord::Unchanged
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_changed_in_place_by_parallel_instances_arrive_changed_and_in_order() {
+    let parallel = Parallel::new(
+        (0..3)
+            .map(|i| Box::new(InPlace(i)) as Box<dyn Processor>)
+            .collect(),
+    );
+    let source = Arc::new(MemorySource::new("s", numbered(3000), 300).exhausting());
+    let destination = Arc::new(MemoryDestination::new("d"));
+    let dlq_destination = Arc::new(MemoryDestination::new("dlq"));
+    let tasks: Vec<Task> = vec![
+        SourceTask::new("s", source.clone()).into(),
+        ProcessorTask::new("p", Box::new(parallel)).into(),
+        DestinationTask::new("d", destination.clone()).into(),
+    ];
+    let dlq = Dlq::new("dlq", dlq_destination.clone(), 0, 0);
+    let mut worker =
+        Worker::new(tasks, Order::linear(3), dlq, WorkerConfig::default()).expect("valid");
+    worker.open().await.unwrap();
+    worker.run().await.unwrap();
+    let written = destination.written();
+    let evens: Vec<u64> = written.iter().map(index_of).collect();
+    assert_eq!(evens, (0..3000).step_by(2).collect::<Vec<_>>());
+    assert!(written.iter().all(|r| r.metadata.get("instance").is_some()));
+    // The refused records reach the DLQ as they came in: not tagged.
+    let dead = dlq_destination.written();
+    assert_eq!(dead.len(), 1500);
+    assert!(
+        dead.iter()
+            .all(|r| !format!("{:?}", r.payload.after).contains("instance"))
+    );
+    assert_eq!(source.acked().len(), 3000);
+}

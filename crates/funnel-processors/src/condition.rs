@@ -88,6 +88,10 @@ impl Processor for Conditional {
     }
 
     async fn process(&mut self, records: &[Record]) -> Vec<ProcessedRecord> {
+        crate::process_copy(self, records).await
+    }
+
+    async fn process_in_place(&mut self, records: &mut [Record]) -> Vec<ProcessedRecord> {
         let verdicts: Vec<Verdict> = records
             .iter()
             .map(|record| match self.condition.evaluate(record) {
@@ -104,10 +108,10 @@ impl Processor for Conditional {
             .filter(|v| matches!(v, Verdict::Run))
             .count();
         if selected == records.len() {
-            return self.inner.process(records).await;
+            return self.inner.process_in_place(records).await;
         }
         // The inner processor gets each run of consecutive selected records as one
-        // borrowed slice, so no record is copied; a record the condition skips stays
+        // slice, so no record is copied; a record the condition skips stays
         // as it is.
         let mut out = Vec::with_capacity(records.len());
         let mut i = 0;
@@ -126,7 +130,7 @@ impl Processor for Conditional {
                         .iter()
                         .position(|v| !matches!(v, Verdict::Run))
                         .map_or(records.len(), |n| i + n);
-                    let results = self.inner.process(&records[i..end]).await;
+                    let results = self.inner.process_in_place(&mut records[i..end]).await;
                     let complete = results.len() >= end - i;
                     out.extend(results.into_iter().take(end - i));
                     if !complete {
@@ -210,7 +214,7 @@ mod tests {
     async fn records_with_a_false_condition_pass_through_in_their_place() {
         let mut p = conditional(usize::MAX);
         let batch = [record("no"), record("yes"), record("no"), record("yes")];
-        let out = p.process(&batch).await;
+        let out = p.process_in_place(&mut batch.clone()).await;
         assert_eq!(out.len(), 4);
         assert_eq!(out[0], ProcessedRecord::Unchanged);
         assert!(done(&out[1]));
@@ -228,7 +232,7 @@ mod tests {
             record("no"),
             record("yes"),
         ];
-        let out = p.process(&batch).await;
+        let out = p.process_in_place(&mut batch.clone()).await;
         // Records 0..2 are done; record 2 (second "yes" of the run) had no result: it
         // and the records after it are left for the retry.
         assert_eq!(out.len(), 2);

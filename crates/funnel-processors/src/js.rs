@@ -54,10 +54,10 @@
 //!
 //! Each processor instance (each of a processor's `workers`) has its own JavaScript
 //! runtime, created on open: globals a script sets persist from one record to the next
-//! within an instance, and instances share nothing. A batch runs on the calling thread
-//! (moved off the async workers with `block_in_place` on a multi-threaded Tokio
-//! runtime). Scripts are not time-limited: a script that never returns stalls its
-//! pipeline.
+//! within an instance, and instances share nothing. A batch runs on the calling thread;
+//! on a multi-threaded Tokio runtime a batch of several records runs in
+//! `block_in_place`, so the worker's other tasks move elsewhere meanwhile. Scripts are
+//! not time-limited: a script that never returns stalls its pipeline.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -330,9 +330,9 @@ impl Processor for JavaScript {
         let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
             handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
         });
-        if multi_threaded {
+        if multi_threaded && records.len() > 1 {
             // Scripts are CPU work of unknown length: let Tokio move this worker's other
-            // tasks elsewhere while it runs.
+            // tasks elsewhere while a batch runs.
             tokio::task::block_in_place(|| self.run(records))
         } else {
             self.run(records)

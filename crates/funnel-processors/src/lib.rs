@@ -10,7 +10,8 @@
 //! Settings follow Conduit: values are strings, an unknown key is an error, and every
 //! error is reported at once with the key it is about.
 
-use funnel_core::Processor;
+use funnel_core::{ProcessedRecord, Processor};
+use funnel_record::Record;
 
 pub use funnel_core::{SettingSpec, Settings, SettingsError};
 
@@ -150,4 +151,23 @@ fn unknown_plugin(plugin: &str) -> SettingsError {
             names.join(", ")
         ),
     )
+}
+
+/// [`Processor::process`] for a processor whose real work is in
+/// [`Processor::process_in_place`]: runs it on copies, and answers with the copies what
+/// it left in place, so `Unchanged` keeps meaning "the input as it was".
+pub(crate) async fn process_copy<P: Processor + ?Sized>(
+    processor: &mut P,
+    records: &[Record],
+) -> Vec<ProcessedRecord> {
+    let mut copies = records.to_vec();
+    let results = processor.process_in_place(&mut copies).await;
+    results
+        .into_iter()
+        .zip(copies)
+        .map(|(result, copy)| match result {
+            ProcessedRecord::Unchanged => ProcessedRecord::Single(copy),
+            other => other,
+        })
+        .collect()
 }

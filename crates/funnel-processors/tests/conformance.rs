@@ -175,14 +175,22 @@ async fn run_case(case: &Json) -> Outcome {
     } else {
         (vec![record(&case["input"])], vec![expect])
     };
-    // `Unchanged` means the input record as it was.
-    let results: Vec<ProcessedRecord> = processor
-        .process(&inputs)
-        .await
+    // The engine's path: records processed in place. `Unchanged` means the record as
+    // the processor left it; a record it failed or filtered must be left as it was.
+    let mut in_place = inputs.clone();
+    let results = processor.process_in_place(&mut in_place).await;
+    for ((result, after), before) in results.iter().zip(&in_place).zip(&inputs) {
+        check!(
+            !matches!(result, ProcessedRecord::Error(_) | ProcessedRecord::Filter)
+                || after == before,
+            "a record answered {result:?} was changed in place: {after:?}"
+        );
+    }
+    let results: Vec<ProcessedRecord> = results
         .into_iter()
-        .zip(&inputs)
-        .map(|(result, input)| match result {
-            ProcessedRecord::Unchanged => ProcessedRecord::Single(input.clone()),
+        .zip(in_place)
+        .map(|(result, record)| match result {
+            ProcessedRecord::Unchanged => ProcessedRecord::Single(record),
             other => other,
         })
         .collect();

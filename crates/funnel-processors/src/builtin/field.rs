@@ -107,6 +107,14 @@ struct SetField {
 
 impl RecordProcessor for SetField {
     fn process_record(&mut self, record: &Record) -> ProcessedRecord {
+        let mut copy = record.clone();
+        match self.process_record_in_place(&mut copy) {
+            ProcessedRecord::Unchanged => ProcessedRecord::Single(copy),
+            other => other,
+        }
+    }
+
+    fn process_record_in_place(&mut self, record: &mut Record) -> ProcessedRecord {
         let value = match &self.literal {
             Some(text) => text.clone(),
             None => match self.value.render(record) {
@@ -118,9 +126,9 @@ impl RecordProcessor for SetField {
                 }
             },
         };
-        let mut record = record.clone();
+        // A failed set leaves the record as it was.
         match record.set(&self.field, Value::String(value)) {
-            Ok(()) => ProcessedRecord::Single(record),
+            Ok(()) => ProcessedRecord::Unchanged,
             Err(err) => self.label.fail(path_error(&err)),
         }
     }

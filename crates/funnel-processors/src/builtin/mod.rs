@@ -24,6 +24,14 @@ pub(crate) mod webhook;
 pub(crate) trait RecordProcessor: Send + 'static {
     /// The result for one record.
     fn process_record(&mut self, record: &Record) -> ProcessedRecord;
+
+    /// The result for one record the processor may change in place, with the contract
+    /// of [`Processor::process_in_place`]: `Unchanged` for a record changed in place,
+    /// and a record failed or filtered left as it was. The default calls
+    /// [`process_record`](Self::process_record).
+    fn process_record_in_place(&mut self, record: &mut Record) -> ProcessedRecord {
+        self.process_record(record)
+    }
 }
 
 /// Runs a [`RecordProcessor`] on batches: one result per record, in order.
@@ -35,6 +43,13 @@ impl<P: RecordProcessor> Processor for PerRecord<P> {
         records
             .iter()
             .map(|record| self.0.process_record(record))
+            .collect()
+    }
+
+    async fn process_in_place(&mut self, records: &mut [Record]) -> Vec<ProcessedRecord> {
+        records
+            .iter_mut()
+            .map(|record| self.0.process_record_in_place(record))
             .collect()
     }
 }
