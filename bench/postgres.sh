@@ -10,18 +10,27 @@
 #
 # The time is from starting funnel to the moment the pipeline's acked-records counter
 # (Prometheus, funnel_pipeline_records_acked_total) reaches ROWS: it includes start-up,
-# connecting and, for the snapshot, creating the slot.
+# connecting and, for the snapshot, creating the slot. It also prints Funnel's CPU time
+# (user + system) over the same span, and the load average when it ends.
 #
 #   bench/postgres.sh              both, 1,000,000 rows
 #   ROWS=200000 bench/postgres.sh
+#   ONLY=snapshot bench/postgres.sh    (or ONLY=cdc) one workload
+#   BIN=/path/to/funnel bench/postgres.sh   another binary (no build)
+#   PERF=1 bench/postgres.sh           record each run with `perf record -g`
+#                                      (perf-<name>.data in the current directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROWS="${ROWS:-1000000}"
 PORT="${PORT:-18089}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/funnel/target}"
-cargo build --release --quiet -p funnel-cli
-BIN="$CARGO_TARGET_DIR/release/funnel"
+ONLY="${ONLY:-}"
+if [ -z "${BIN:-}" ]; then
+    cargo build --release --quiet -p funnel-cli
+    BIN="$CARGO_TARGET_DIR/release/funnel"
+fi
+PERF_DIR="${PERF_DIR:-$PWD}"
 PSQL=(psql -h 127.0.0.1 -U postgres -d test -X -q -tA -v ON_ERROR_STOP=1)
 URL="postgres://postgres@127.0.0.1:5432/test"
 WORK="$(mktemp -d)"
@@ -58,12 +67,14 @@ YAML
 }
 
 acked() {
-    curl -s "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
+    { curl -s "http://127.0.0.1:$PORT/metrics" 2>/dev/null || true; } |
         awk '/^funnel_pipeline_records_acked_total/ { s += $NF } END { printf "%d", s }'
 }
 
 run() { # name
-    (cd "$WORK/$1" && exec "$BIN" run --db.type memory --api.http.address "127.0.0.1:$PORT" 2>"$WORK/$1.log") &
+    local wrap="env"
+    if [ -n "${PERF:-}" ]; then wrap="perf record -g -q -o $PERF_DIR/perf-$1.data --"; fi
+    (cd "$WORK/$1" && exec $wrap "$BIN" run --db.type memory --api.http.address "127.0.0.1:$PORT" 2>"$WORK/$1.log") &
     FUNNEL_PID=$!
     local start end n
     start="$(date +%s.%N)"
@@ -76,9 +87,20 @@ run() { # name
         sleep 0.05
     done
     end="$(date +%s.%N)"
-    kill "$FUNNEL_PID"; wait "$FUNNEL_PID" || true
+    # Funnel's CPU time (user + system) until then: less sensitive to load than the
+    # wall time on a shared host.
+    local pid="$FUNNEL_PID" cpu
+    if [ -n "${PERF:-}" ]; then pid="$(pgrep -P "$FUNNEL_PID" | head -1)"; fi
+    cpu="$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat")"
+    if [ -n "${PERF:-}" ]; then
+        kill $(pgrep -P "$FUNNEL_PID") 2>/dev/null || true # funnel; perf then writes its data
+    else
+        kill "$FUNNEL_PID"
+    fi
+    wait "$FUNNEL_PID" || true
     FUNNEL_PID=""
-    python3 -c "import sys; s=$end-$start; print(f'$1: {$ROWS:,} records in {s:.2f} s = {$ROWS/s:,.0f} records/s')"
+    python3 -c "import sys; s=$end-$start; print(f'$1: {$ROWS:,} records in {s:.2f} s = {$ROWS/s:,.0f} records/s; funnel CPU {$cpu} s = {$ROWS/$cpu:,.0f} records per CPU-second')"
+    echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 echo "preparing $ROWS rows..."
@@ -88,8 +110,11 @@ echo "preparing $ROWS rows..."
   CREATE TABLE bench_cdc (id bigint PRIMARY KEY, name text, amount numeric(12,2), at timestamptz, n int);"
 "${PSQL[@]}" -c "VACUUM ANALYZE bench_snap"
 
-pipeline bench_snap bench_snap bench_snap_slot bench_snap_pub initial
-run bench_snap
+if [ "$ONLY" != cdc ]; then
+    pipeline bench_snap bench_snap bench_snap_slot bench_snap_pub initial
+    run bench_snap
+fi
+[ "$ONLY" = snapshot ] && exit 0
 
 # A backlog of ROWS changes waiting in a slot that exists before they are made.
 "${PSQL[@]}" -c "CREATE PUBLICATION bench_cdc_pub FOR TABLE bench_cdc" >/dev/null

@@ -198,6 +198,42 @@ async fn file_destination_appends_to_an_existing_file() {
 }
 
 #[tokio::test]
+async fn file_destination_cuts_off_a_line_torn_by_a_crash_before_appending() {
+    for torn_tail in ["{\"position\":\"MQ", "x", &"y".repeat(200_000)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, format!("first\nsecond\n{torn_tail}")).unwrap();
+        let destination = open_destination(&path).await;
+        destination.write(&[record("1", "x")]).await.unwrap();
+        ack_n(&*destination, 1).await;
+        destination.teardown().await.unwrap();
+        let content = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = content.lines().collect();
+        assert_eq!(lines.len(), 3, "{}", &content[..content.len().min(200)]);
+        assert_eq!(&lines[..2], ["first", "second"]);
+        assert!(
+            lines[2].starts_with("{\"position\":\"MQ==\""),
+            "{}",
+            lines[2]
+        );
+    }
+}
+
+#[tokio::test]
+async fn file_destination_drops_a_lone_torn_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    std::fs::write(&path, "no newline anywhere").unwrap();
+    let destination = open_destination(&path).await;
+    destination.write(&[record("1", "x")]).await.unwrap();
+    ack_n(&*destination, 1).await;
+    destination.teardown().await.unwrap();
+    let content = std::fs::read_to_string(&path).unwrap();
+    assert!(content.starts_with("{\"position\":\"MQ==\""), "{content}");
+    assert_eq!(content.lines().count(), 1);
+}
+
+#[tokio::test]
 async fn file_destination_teardown_finishes_queued_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.jsonl");

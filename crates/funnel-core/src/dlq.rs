@@ -288,7 +288,9 @@ pub fn envelope(nacked: &NackedRecord) -> Record {
     }
 }
 
-/// A record as a structured map (Conduit's `Record.Map()`).
+/// A record as a structured map (Conduit's `Record.Map()`). Structured data is copied
+/// as it is, so its values keep their kinds: a [`Value::Time`] stays a time (written in
+/// JSON as Go's `time.Time.MarshalJSON` does), as a `time.Time` does in Conduit's map.
 pub fn record_map(record: &Record) -> funnel_record::StructuredData {
     let data = |d: &Option<Data>| match d {
         None => Value::Null,
@@ -316,4 +318,30 @@ pub fn record_map(record: &Record) -> funnel_record::StructuredData {
     map.insert("key".into(), data(&record.key));
     map.insert("payload".into(), Value::Map(payload));
     map
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use funnel_record::Timestamp;
+
+    use super::*;
+
+    #[test]
+    fn record_map_keeps_times_in_structured_data() {
+        let time = Value::Time(Timestamp::from_unix_nanos(1_611_254_412_345_678_999));
+        let mut record = Record::new("p", "");
+        record.key = Some(Data::Structured([("t".to_owned(), time.clone())].into()));
+        let map = record_map(&record);
+        let Value::Map(key) = &map["key"] else {
+            panic!("key is {:?}", map["key"]);
+        };
+        assert_eq!(key["t"], time);
+        let json = String::from_utf8(Value::Map(map).to_json()).unwrap();
+        assert!(
+            json.contains(r#""key":{"t":"2021-01-21T18:40:12.345678999Z"}"#),
+            "{json}"
+        );
+    }
 }

@@ -151,8 +151,13 @@ async fn the_simple_stream_example_logs_the_opens_then_every_record_and_its_ack_
     );
     p.worker.open().await.unwrap();
     let stopper = p.worker.stopper();
+    let printer = p.destinations[0].clone();
     let (result, ()) = tokio::join!(p.worker.run(), async {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Stop once every record is written (however slow the machine is).
+        let start = std::time::Instant::now();
+        while printer.written().len() < 10 && start.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         stopper.stop();
     });
     result.unwrap();

@@ -8,7 +8,7 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use funnel_core::Processor;
 use funnel_processors::{Settings, build};
 use funnel_record::{Data, Operation, Payload, Position, Record, Value};
@@ -92,5 +92,43 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// `FUNNEL_JS_BENCH_CASE=set-field|metadata|filter FUNNEL_JS_BENCH_BATCHES=n` runs
+/// that case for `n` batches without Criterion, for instruction counts
+/// (`valgrind --tool=callgrind`): the difference between two values of `n` over the
+/// records processed is the cost per record.
+fn count_instructions(case: &str) {
+    let batches: usize = std::env::var("FUNNEL_JS_BENCH_BATCHES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (script, input) = match case {
+        "set-field" => (
+            "function process(r) { r.Payload.After.processed = true; return r; }",
+            records(structured),
+        ),
+        "metadata" => (
+            "function process(r) { r.Metadata['processed'] = 'true'; return r; }",
+            records(|i| Data::raw(format!("{{\"id\":{i},\"customer\":\"ann\"}}"))),
+        ),
+        "filter" => ("function process(r) { return null; }", records(structured)),
+        other => panic!("unknown case {other:?}"),
+    };
+    let mut processor = processor(&runtime, script);
+    for _ in 0..batches {
+        black_box(runtime.block_on(processor.process(black_box(&input))));
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(case) = std::env::var("FUNNEL_JS_BENCH_CASE") {
+        count_instructions(&case);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

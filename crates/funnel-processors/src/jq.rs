@@ -35,8 +35,9 @@
 //! otherwise. A result replacing a nested field is stored as it is.
 //!
 //! jq numbers map to Funnel integers when jaq holds them as integers, and to floats
-//! otherwise; jq byte strings are bytes. `halt` and `halt_error` nack the record
-//! instead of stopping the process. `input` and `inputs` have nothing to read.
+//! otherwise; jq byte strings are bytes; a time is its RFC 3339 text. `halt` and
+//! `halt_error` nack the record instead of stopping the process. `input` and `inputs`
+//! have nothing to read.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -382,6 +383,8 @@ fn value_to_val(value: &Value) -> Val {
         Value::Float(f) => Val::from(*f),
         Value::String(s) => Val::from(s.clone()),
         Value::Bytes(b) => Val::byte_str(b.clone()),
+        // jq has no time type: a time is its RFC 3339 text (`fromdate` reads it).
+        Value::Time(t) => Val::from(t.to_rfc3339()),
         Value::Array(items) => items.iter().map(value_to_val).collect(),
         Value::Map(map) => map_to_val(map),
     }

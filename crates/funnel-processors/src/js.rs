@@ -33,7 +33,8 @@
 //! Inside structured data, numbers come back as integers when they are integral and
 //! within ±2^53 (JavaScript has one number type; QuickJS stores integers beyond 32 bits
 //! as doubles), else as floats. Bytes inside structured data are a `Uint8Array`, and
-//! a `Uint8Array` becomes bytes again.
+//! a `Uint8Array` becomes bytes again. A time is its RFC 3339 text (and stays a
+//! string).
 //!
 //! # Results
 //!
@@ -102,6 +103,10 @@ pub(crate) static SETTINGS: &[SettingSpec] = &[
 
 /// The name of the function a script must define.
 const ENTRYPOINT: &str = "process";
+
+/// The global (hidden: not enumerable, not writable) holding the JavaScript functions
+/// that pass records to and from scripts; [`HELPERS`] defines it.
+const INTERNALS: &str = "__funnel_javascript_internals";
 
 /// Deepest nesting of structured data converted back from JavaScript (cycles end here).
 const MAX_DEPTH: usize = 128;
@@ -304,7 +309,7 @@ impl JavaScript {
         if output.is_null() || output.is_undefined() {
             return ProcessedRecord::Filter;
         }
-        match record_from_js(names, &output) {
+        match record_from_js(names, record, &output) {
             Ok(record) => ProcessedRecord::Single(record),
             Err(message) => ProcessedRecord::Error(self.record_error(message)),
         }
@@ -354,12 +359,25 @@ struct Names<'js> {
     payload: Atom<'js>,
     before: Atom<'js>,
     after: Atom<'js>,
+    /// `wrap(position, operation, metadata, key, before, after)`: the record object,
+    /// from raw data as strings of byte values, metadata as JSON, structured data as
+    /// objects.
+    wrap: Function<'js>,
+    /// `unwrap(record)`: the bits of the fields the script left as they were.
+    unwrap: Function<'js>,
+    /// `fromBytes(array)`: the bytes of an array as a string of byte values, or the
+    /// index of its first element that is not a byte value.
+    from_bytes: Function<'js>,
 }
 
 impl<'js> Names<'js> {
     fn new(ctx: &Ctx<'js>) -> rquickjs::Result<Self> {
         let atom = |name: &str| Atom::from_str(ctx.clone(), name);
+        let internals: Object = ctx.globals().get(INTERNALS)?;
         Ok(Self {
+            wrap: internals.get("wrap")?,
+            unwrap: internals.get("unwrap")?,
+            from_bytes: internals.get("fromBytes")?,
             position: atom("Position")?,
             operation: atom("Operation")?,
             metadata: atom("Metadata")?,
@@ -378,12 +396,83 @@ const HELPERS: &str = r#"(function (bytes, log) {
   function define(name, value) {
     Object.defineProperty(g, name, { value: value, writable: true, configurable: true });
   }
+
+  // Raw data crosses to and from Rust as a string of char codes 0-255, one per byte
+  // (one call instead of one per byte); scripts see arrays of byte values.
+  var fromCharCode = String.fromCharCode;
+  function toArray(s) {
+    var n = s.length, a = [];
+    for (var i = 0; i < n; i++) { a[i] = s.charCodeAt(i); }
+    return a;
+  }
+  // The bytes of an array of byte values as such a string, or the index of the first
+  // element that is not a byte value.
+  function fromBytes(a) {
+    var n = a.length, i, b;
+    for (i = 0; i < n; i++) {
+      b = a[i];
+      if (typeof b !== "number" || !(b >= 0 && b <= 255) || b % 1 !== 0) { return i; }
+    }
+    if (n <= 8192) { return fromCharCode.apply(null, a); }
+    var text = "";
+    for (i = 0; i < n; i += 8192) {
+      text += fromCharCode.apply(null, a.slice(i, Math.min(i + 8192, n)));
+    }
+    return text;
+  }
+  // The record passed to `process` last, to tell which fields came back untouched
+  // (those Rust keeps instead of converting them back).
+  var pA, pS, op, mO, mJ, kA, kS, bA, bS, aA, aS;
+  function wrap(p, o, m, k, b, a) {
+    pS = p; pA = toArray(p); op = o; mJ = m; mO = JSON.parse(m);
+    if (typeof k === "string") { kS = k; kA = toArray(k); } else { kS = null; kA = k; }
+    if (typeof b === "string") { bS = b; bA = toArray(b); } else { bS = null; bA = b; }
+    if (typeof a === "string") { aS = a; aA = toArray(a); } else { aS = null; aA = a; }
+    return { Position: pA, Operation: o, Metadata: mO, Key: kA,
+             Payload: { Before: bA, After: aA } };
+  }
+  // Whether `v` is still the raw data `a` (with bytes `s`) or the null passed in.
+  function same(v, a, s) {
+    if (s === null) { return v === null && a === null; }
+    if (v !== a) { return false; }
+    var n = s.length;
+    if (v.length !== n) { return false; }
+    for (var i = 0; i < n; i++) { if (v[i] !== s.charCodeAt(i)) { return false; } }
+    return true;
+  }
+  function sameMetadata(m) {
+    if (m !== mO || m === null || JSON.stringify(m) !== mJ) { return false; }
+    for (var k in m) { if (typeof m[k] !== "string") { return false; } }
+    return true;
+  }
+  // Bits of the fields of `r` equal to those passed in: 1 Position, 2 Operation,
+  // 4 Metadata, 8 Key, 16 Payload.Before, 32 Payload.After.
+  function unwrap(r) {
+    try {
+      var mask = 0, p;
+      if (same(r.Position, pA, pS)) { mask |= 1; }
+      if (r.Operation === op) { mask |= 2; }
+      if (sameMetadata(r.Metadata)) { mask |= 4; }
+      if (same(r.Key, kA, kS)) { mask |= 8; }
+      p = r.Payload;
+      if (p !== null && typeof p === "object") {
+        if (same(p.Before, bA, bS)) { mask |= 16; }
+        if (same(p.After, aA, aS)) { mask |= 32; }
+      }
+      return mask;
+    } catch (e) {
+      return 0;
+    }
+  }
+  Object.defineProperty(g, "__funnel_javascript_internals", {
+    value: Object.freeze({ wrap: wrap, unwrap: unwrap, fromBytes: fromBytes })
+  });
   define("Record", function Record() {
     return { Position: null, Operation: "", Metadata: {}, Key: null,
              Payload: { Before: null, After: null } };
   });
   define("RawData", function RawData(text) {
-    return bytes(text === undefined ? "" : String(text));
+    return toArray(bytes(text === undefined ? "" : String(text)));
   });
   define("StructuredData", function StructuredData() { return {}; });
 
@@ -434,8 +523,8 @@ const HELPERS: &str = r#"(function (bytes, log) {
 /// Defines `Record`, `RawData`, `StructuredData` and `logger` in the global scope.
 fn install_helpers<'js>(ctx: &Ctx<'js>, id: &str) -> rquickjs::Result<()> {
     let setup: Function = ctx.eval(HELPERS)?;
-    let bytes = Function::new(ctx.clone(), |ctx: Ctx<'js>, text: Coerced<String>| {
-        bytes_to_array(&ctx, text.0.as_bytes())
+    let bytes = Function::new(ctx.clone(), |text: Coerced<String>| {
+        latin1(text.0.as_bytes()).into_owned()
     })?;
     let id = id.to_owned();
     let log = Function::new(
@@ -499,13 +588,24 @@ fn caught(ctx: &Ctx<'_>, error: rquickjs::Error) -> String {
     }
 }
 
-/// Raw bytes as a JavaScript array of byte values.
-fn bytes_to_array<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<Array<'js>> {
-    let array = Array::new(ctx.clone())?;
-    for (i, byte) in bytes.iter().enumerate() {
-        array.set(i, i32::from(*byte))?;
+/// Bytes as text whose chars are the byte values (U+0000 to U+00FF), which JavaScript
+/// gets as a string of char codes 0 to 255 in one call.
+fn latin1(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.is_ascii() => std::borrow::Cow::Borrowed(text),
+        _ => std::borrow::Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect()),
     }
-    Ok(array)
+}
+
+/// The bytes of text made by [`latin1`] (or by `String.fromCharCode` on byte values).
+fn from_latin1(text: String) -> Option<Bytes> {
+    if text.is_ascii() {
+        return Some(Bytes::from(text));
+    }
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<Vec<u8>>>()
+        .map(Bytes::from)
 }
 
 /// The JavaScript object `process` receives for `record`.
@@ -513,36 +613,28 @@ fn record_to_js<'js>(
     ctx: &Ctx<'js>,
     names: &Names<'js>,
     record: &Record,
-) -> rquickjs::Result<Object<'js>> {
-    let object = Object::new(ctx.clone())?;
-    object.set(
-        names.position.clone(),
-        bytes_to_array(ctx, record.position.as_bytes())?,
-    )?;
-    object.set(names.operation.clone(), record.operation.to_string())?;
-    let metadata = Object::new(ctx.clone())?;
-    for (key, value) in record.metadata.iter() {
-        metadata.set(key, value)?;
-    }
-    object.set(names.metadata.clone(), metadata)?;
-    object.set(names.key.clone(), data_to_js(ctx, record.key.as_ref())?)?;
-    let payload = Object::new(ctx.clone())?;
-    payload.set(
-        names.before.clone(),
+) -> rquickjs::Result<rquickjs::Value<'js>> {
+    let metadata = record
+        .metadata
+        .as_map()
+        .map_or(Ok("{}".to_owned()), serde_json::to_string)
+        .map_err(|e| rquickjs::Error::new_into_js_message("metadata", "JSON", e.to_string()))?;
+    names.wrap.call((
+        latin1(record.position.as_bytes()).as_ref(),
+        record.operation.to_string(),
+        metadata,
+        data_to_js(ctx, record.key.as_ref())?,
         data_to_js(ctx, record.payload.before.as_ref())?,
-    )?;
-    payload.set(
-        names.after.clone(),
         data_to_js(ctx, record.payload.after.as_ref())?,
-    )?;
-    object.set(names.payload.clone(), payload)?;
-    Ok(object)
+    ))
 }
 
 fn data_to_js<'js>(ctx: &Ctx<'js>, data: Option<&Data>) -> rquickjs::Result<rquickjs::Value<'js>> {
     Ok(match data {
         None => rquickjs::Value::new_null(ctx.clone()),
-        Some(Data::Raw(bytes)) => bytes_to_array(ctx, bytes)?.into_value(),
+        Some(Data::Raw(bytes)) => {
+            rquickjs::String::from_str(ctx.clone(), &latin1(bytes))?.into_value()
+        }
         Some(Data::Structured(map)) => map_to_js(ctx, map)?.into_value(),
     })
 }
@@ -568,6 +660,8 @@ fn value_to_js<'js>(ctx: &Ctx<'js>, value: &Value) -> rquickjs::Result<rquickjs:
         Value::Float(f) => rquickjs::Value::new_float(ctx, *f),
         Value::String(s) => rquickjs::String::from_str(ctx, s)?.into_value(),
         Value::Bytes(b) => TypedArray::<u8>::new_copy(ctx, b.as_ref())?.into_value(),
+        // JavaScript's Date has milliseconds only: a time is its RFC 3339 text.
+        Value::Time(t) => rquickjs::String::from_str(ctx, &t.to_rfc3339())?.into_value(),
         Value::Array(items) => {
             let array = Array::new(ctx.clone())?;
             for (i, item) in items.iter().enumerate() {
@@ -579,16 +673,64 @@ fn value_to_js<'js>(ctx: &Ctx<'js>, value: &Value) -> rquickjs::Result<rquickjs:
     })
 }
 
-/// The record a script returned.
-fn record_from_js<'js>(names: &Names<'js>, value: &rquickjs::Value<'js>) -> Result<Record, String> {
+/// The record a script returned; fields it left as they were in `input` are taken from
+/// `input`.
+fn record_from_js<'js>(
+    names: &Names<'js>,
+    input: &Record,
+    value: &rquickjs::Value<'js>,
+) -> Result<Record, String> {
     let Some(object) = value.as_object() else {
         return Err(format!(
             "js function expected to return a record object or null, but returned: {}",
             describe(value)
         ));
     };
+    let kept: i32 = names.unwrap.call((object.clone(),)).unwrap_or_else(|e| {
+        // Not expected (unwrap catches what scripts throw): read every field.
+        let _ = caught(object.ctx(), e);
+        0
+    });
+    let kept = |bit: i32| kept & bit != 0;
+    let position = if kept(1) {
+        input.position.clone()
+    } else {
+        position_from_js(names, object)?
+    };
+    let operation = if kept(2) {
+        Operation::from_code(input.operation.code())
+    } else {
+        operation_from_js(names, object)?
+    };
+    let metadata = if !kept(4) {
+        metadata_from_js(names, object)?
+    } else if input.metadata.is_nil() {
+        Metadata::new()
+    } else {
+        input.metadata.clone()
+    };
+    let key = if kept(8) {
+        input.key.clone()
+    } else {
+        data_from_js(names, &get(object, &names.key, "Key")?, "Key")?
+    };
+    let payload = if kept(16) && kept(32) {
+        input.payload.clone()
+    } else {
+        payload_from_js(names, object, input, kept(16), kept(32))?
+    };
+    Ok(Record {
+        position,
+        operation,
+        metadata,
+        key,
+        payload,
+    })
+}
+
+fn position_from_js<'js>(names: &Names<'js>, object: &Object<'js>) -> Result<Position, String> {
     let position: rquickjs::Value = get(object, &names.position, "Position")?;
-    let position = match bytes_from_js(&position) {
+    Ok(match bytes_from_js(names, &position) {
         Some(bytes) => Position(bytes.map_err(|e| format!("Position{e}"))?),
         None if position.is_null() || position.is_undefined() => Position::default(),
         None => {
@@ -597,9 +739,12 @@ fn record_from_js<'js>(names: &Names<'js>, value: &rquickjs::Value<'js>) -> Resu
                 describe(&position)
             ));
         }
-    };
+    })
+}
+
+fn operation_from_js<'js>(names: &Names<'js>, object: &Object<'js>) -> Result<Operation, String> {
     let operation: rquickjs::Value = get(object, &names.operation, "Operation")?;
-    let operation = if operation.is_null() || operation.is_undefined() {
+    Ok(if operation.is_null() || operation.is_undefined() {
         Operation::Other(0)
     } else {
         let text = operation
@@ -612,9 +757,12 @@ fn record_from_js<'js>(names: &Names<'js>, value: &rquickjs::Value<'js>) -> Resu
                  delete, snapshot or Operation(n))"
             )
         })?
-    };
+    })
+}
+
+fn metadata_from_js<'js>(names: &Names<'js>, object: &Object<'js>) -> Result<Metadata, String> {
     let metadata: rquickjs::Value = get(object, &names.metadata, "Metadata")?;
-    let metadata = match metadata.as_object() {
+    Ok(match metadata.as_object() {
         None if metadata.is_null() || metadata.is_undefined() => Metadata::none(),
         None => {
             return Err(format!(
@@ -630,10 +778,20 @@ fn record_from_js<'js>(names: &Names<'js>, value: &rquickjs::Value<'js>) -> Resu
             }
             out
         }
-    };
-    let key = data_from_js(&get(object, &names.key, "Key")?, "Key")?;
+    })
+}
+
+/// `Payload`; a side the script left as it was (`keep_before`, `keep_after`) is taken
+/// from `input`.
+fn payload_from_js<'js>(
+    names: &Names<'js>,
+    object: &Object<'js>,
+    input: &Record,
+    keep_before: bool,
+    keep_after: bool,
+) -> Result<Payload, String> {
     let payload: rquickjs::Value = get(object, &names.payload, "Payload")?;
-    let payload = match payload.as_object() {
+    Ok(match payload.as_object() {
         None if payload.is_null() || payload.is_undefined() => Payload::default(),
         None => {
             return Err(format!(
@@ -642,22 +800,25 @@ fn record_from_js<'js>(names: &Names<'js>, value: &rquickjs::Value<'js>) -> Resu
             ));
         }
         Some(payload) => Payload {
-            before: data_from_js(
-                &get(payload, &names.before, "Payload.Before")?,
-                "Payload.Before",
-            )?,
-            after: data_from_js(
-                &get(payload, &names.after, "Payload.After")?,
-                "Payload.After",
-            )?,
+            before: if keep_before {
+                input.payload.before.clone()
+            } else {
+                data_from_js(
+                    names,
+                    &get(payload, &names.before, "Payload.Before")?,
+                    "Payload.Before",
+                )?
+            },
+            after: if keep_after {
+                input.payload.after.clone()
+            } else {
+                data_from_js(
+                    names,
+                    &get(payload, &names.after, "Payload.After")?,
+                    "Payload.After",
+                )?
+            },
         },
-    };
-    Ok(Record {
-        position,
-        operation,
-        metadata,
-        key,
-        payload,
     })
 }
 
@@ -691,11 +852,15 @@ fn parse_operation(text: &str) -> Option<Operation> {
 }
 
 /// A key or payload side a script returned.
-fn data_from_js(value: &rquickjs::Value<'_>, label: &str) -> Result<Option<Data>, String> {
+fn data_from_js<'js>(
+    names: &Names<'js>,
+    value: &rquickjs::Value<'js>,
+    label: &str,
+) -> Result<Option<Data>, String> {
     if value.is_null() || value.is_undefined() {
         return Ok(None);
     }
-    if let Some(bytes) = bytes_from_js(value) {
+    if let Some(bytes) = bytes_from_js(names, value) {
         return bytes
             .map(|bytes| Some(Data::Raw(bytes)))
             .map_err(|e| format!("{label}{e}"));
@@ -715,7 +880,10 @@ fn data_from_js(value: &rquickjs::Value<'_>, label: &str) -> Result<Option<Data>
 /// Bytes from a string (its UTF-8), an array of byte values or a `Uint8Array`; `None`
 /// for anything else, an error (`[i]: ...`, to follow the
 /// field's name) for an array holding something other than a byte value.
-fn bytes_from_js(value: &rquickjs::Value<'_>) -> Option<Result<Bytes, String>> {
+fn bytes_from_js<'js>(
+    names: &Names<'js>,
+    value: &rquickjs::Value<'js>,
+) -> Option<Result<Bytes, String>> {
     if let Some(text) = value.as_string() {
         return Some(
             text.to_string()
@@ -724,26 +892,23 @@ fn bytes_from_js(value: &rquickjs::Value<'_>) -> Option<Result<Bytes, String>> {
         );
     }
     let object = value.as_object()?;
-    if let Some(array) = object.as_array() {
-        let mut out = Vec::with_capacity(array.len());
-        for (i, item) in array.iter::<rquickjs::Value>().enumerate() {
-            let byte = item.ok().and_then(|item| match item.as_int() {
-                Some(int) => u8::try_from(int).ok(),
-                None => item
-                    .as_float()
-                    .filter(|f| f.fract() == 0.0 && (0.0..=255.0).contains(f))
-                    .map(|f| f as u8),
-            });
-            match byte {
-                Some(byte) => out.push(byte),
-                None => {
-                    return Some(Err(format!(
-                        "[{i}]: raw data must be an array of byte values (integers 0 to 255)"
-                    )));
-                }
-            }
+    if object.as_array().is_some() {
+        let bytes: rquickjs::Value = match names.from_bytes.call((object.clone(),)) {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(Err(format!(": {}", caught(object.ctx(), e)))),
+        };
+        if let Some(i) = bytes.as_int() {
+            return Some(Err(format!(
+                "[{i}]: raw data must be an array of byte values (integers 0 to 255)"
+            )));
         }
-        return Some(Ok(Bytes::from(out)));
+        return Some(
+            bytes
+                .as_string()
+                .and_then(|text| text.to_string().ok())
+                .and_then(from_latin1)
+                .ok_or_else(|| ": cannot read raw data".to_owned()),
+        );
     }
     typed_array_bytes(object).map(|bytes| Ok(Bytes::from(bytes)))
 }

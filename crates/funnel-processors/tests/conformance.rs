@@ -12,6 +12,9 @@
 //!   [`TEXT_NOT_ENFORCED`]. Settings errors are matched in Conduit's rendering,
 //!   `error validating "<setting>": <message>`.
 //! - `custom.javascript` cases are *pending* while that plugin is not built in.
+//! - `types` paths must hold a [`Value::Time`] whose JSON form (Go's
+//!   `time.Time.MarshalJSON`) is the expected text; a time anywhere else never equals
+//!   the expected JSON.
 //! - [`ALLOWED`] lists deliberate deviations, each with its reason (also in
 //!   `docs/processors.md`); such a case is still checked, against the deviation.
 
@@ -25,21 +28,7 @@ use funnel_record::{Data, Record, Value};
 use serde_json::{Map, Number, Value as Json};
 
 /// Deliberate deviations from the conformance data: case id and reason.
-const ALLOWED: &[(&str, &str)] = &[
-    (
-        "field.convert/int-to-time",
-        "Funnel's values have no time kind: field.convert to time stores the RFC 3339 text \
-         Conduit writes for the time in JSON; the text is checked, the kind cannot be",
-    ),
-    (
-        "field.convert/string-to-time",
-        "Funnel's values have no time kind (see field.convert/int-to-time)",
-    ),
-    (
-        "field.convert/example-int-to-time",
-        "Funnel's values have no time kind (see field.convert/int-to-time)",
-    ),
-];
+const ALLOWED: &[(&str, &str)] = &[];
 
 /// Cases whose `implementation` error text (not asserted by Conduit's test) Funnel
 /// does not reproduce word for word, with the reason. Only that an error occurs (at
@@ -280,7 +269,8 @@ fn compare_records(
     time_paths: &[&str],
     ignore: &[&str],
 ) -> Outcome {
-    let mut actual = record_tree(actual);
+    let record = actual;
+    let mut actual = record_tree(record);
     let mut expected = expected.clone();
     for tree in [&mut actual, &mut expected] {
         if tree["metadata"].is_null() {
@@ -291,13 +281,19 @@ fn compare_records(
         }
     }
     for path in time_paths {
-        // Funnel has no time kind: a time is its RFC 3339 text (see ALLOWED).
-        let a = get_path(&actual, path);
-        let e = get_path(&expected, path);
+        // The value must be a time, written in JSON as the expected text.
+        let value = value_at(record, path);
         check!(
-            a.is_some_and(Json::is_string) && a == e,
-            "time at {path}: {a:?}, expected {e:?}"
+            matches!(value, Some(Value::Time(_))),
+            "expected a time at {path}, found {value:?}"
         );
+        let text = value.map(|v| String::from_utf8(v.to_json()).unwrap());
+        let e = get_path(&expected, path);
+        let want = e.map(|e| serde_json::to_string(e).unwrap());
+        check!(text == want, "time at {path}: {text:?}, expected {want:?}");
+        for tree in [&mut actual, &mut expected] {
+            remove_path(tree, path);
+        }
     }
     check!(
         same(&actual, &expected),
@@ -356,6 +352,8 @@ fn value_tree(value: &Value) -> Json {
         Value::Float(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
         Value::String(s) => Json::String(s.clone()),
         Value::Bytes(b) => Json::String(STANDARD.encode(b)),
+        // Never equal to expected JSON: times are checked at their `types` paths only.
+        Value::Time(t) => serde_json::json!({ "<time>": t.to_rfc3339() }),
         Value::Array(items) => Json::Array(items.iter().map(value_tree).collect()),
         Value::Map(map) => Json::Object(
             map.iter()
@@ -413,6 +411,26 @@ fn path_names(path: &str) -> Vec<String> {
     names
 }
 
+/// The structured value at a path such as `$.key.id` or `$.payload.after.createdAt`.
+fn value_at<'a>(record: &'a Record, path: &str) -> Option<&'a Value> {
+    let names = path_names(path);
+    let (data, fields) = match names.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["key", ..] => (record.key.as_ref()?, &names[1..]),
+        ["payload", "before", ..] => (record.payload.before.as_ref()?, &names[2..]),
+        ["payload", "after", ..] => (record.payload.after.as_ref()?, &names[2..]),
+        _ => return None,
+    };
+    let Data::Structured(map) = data else {
+        return None;
+    };
+    let (first, rest) = fields.split_first()?;
+    rest.iter()
+        .try_fold(map.get(first)?, |node, name| match node {
+            Value::Map(m) => m.get(name),
+            _ => None,
+        })
+}
+
 fn get_path<'a>(tree: &'a Json, path: &str) -> Option<&'a Json> {
     path_names(path)
         .iter()
@@ -462,4 +480,37 @@ fn strict_comparison_tells_ints_from_floats() {
         path_names(r#"$.metadata["opencdc.readAt"]"#),
         ["metadata", "opencdc.readAt"]
     );
+}
+
+#[test]
+fn types_paths_require_a_time_written_as_the_expected_text() {
+    let expected = serde_json::json!({
+        "position": null, "operation": "create", "metadata": null,
+        "key": {"id": "2021-01-21T18:40:12.345678999Z"},
+        "payload": {"before": null, "after": null}
+    });
+    let with_key = |value: Value| {
+        let mut r = record(&expected);
+        r.key = Some(Data::Structured([("id".to_owned(), value)].into()));
+        r
+    };
+    let time = Value::Time(funnel_record::Timestamp::from_unix_nanos(
+        1_611_254_412_345_678_999,
+    ));
+    let paths = ["$.key.id"];
+    assert!(matches!(
+        compare_records(&with_key(time.clone()), &expected, &paths, &[]),
+        Outcome::Pass
+    ));
+    // The same text as a string is not a time.
+    let text = Value::String("2021-01-21T18:40:12.345678999Z".into());
+    assert!(matches!(
+        compare_records(&with_key(text), &expected, &paths, &[]),
+        Outcome::Fail(_)
+    ));
+    // A time where no `types` path says so never equals the expected string.
+    assert!(matches!(
+        compare_records(&with_key(time), &expected, &[], &[]),
+        Outcome::Fail(_)
+    ));
 }

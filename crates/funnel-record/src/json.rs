@@ -18,7 +18,11 @@
 //! is `4`, exponent form `1e+21` / `1e-7` below 1e-6 and from 1e21 on), strings with
 //! `<`, `>`, `&`, U+2028 and U+2029 escaped as `\u003c`, `\u003e`, `\u0026`, `\u2028`,
 //! `\u2029`, control characters other than `\n`, `\r` and `\t` as `\u00XX`, and invalid
-//! UTF-8 in raw-data-as-string output as `\ufffd`. [`Value::Bytes`] is a base64 string.
+//! UTF-8 in raw-data-as-string output as `\ufffd`. [`Value::Bytes`] is a base64 string,
+//! [`Value::Time`] a string as Go's `time.Time.MarshalJSON` writes it: RFC 3339 with
+//! nanoseconds, trailing zeros dropped, `Z` for UTC (`"2021-01-21T18:40:12.345678999Z"`).
+//! Decoding never produces a [`Value::Time`]: JSON has no time type, so such a string
+//! reads back as a [`Value::String`], as it does in Conduit.
 //!
 //! # Deliberate differences from Conduit
 //!
@@ -328,6 +332,12 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::Float(f) => write_f64(out, *f),
         Value::String(s) => write_string(out, s),
         Value::Bytes(b) => write_base64_string(out, b),
+        Value::Time(t) => {
+            // RFC 3339 text needs no escaping.
+            out.push(b'"');
+            out.extend_from_slice(t.to_rfc3339().as_bytes());
+            out.push(b'"');
+        }
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -890,6 +900,58 @@ mod tests {
     #[test]
     fn bytes_values_are_written_as_base64() {
         assert_eq!(Value::Bytes("hi?".into()).to_json(), br#""aGk/""#);
+    }
+
+    fn time_json(secs: i64, nanos: u32) -> String {
+        let time = crate::Timestamp::new(secs, nanos).unwrap();
+        String::from_utf8(Value::Time(time).to_json()).unwrap()
+    }
+
+    #[test]
+    fn time_values_are_written_like_go_marshal_json() {
+        // Whole seconds: no fraction.
+        assert_eq!(time_json(1_611_254_412, 0), r#""2021-01-21T18:40:12Z""#);
+        // Nanoseconds, all nine digits.
+        assert_eq!(
+            time_json(1_611_254_412, 345_678_999),
+            r#""2021-01-21T18:40:12.345678999Z""#
+        );
+        // Trailing zeros dropped, leading zeros kept.
+        assert_eq!(
+            time_json(1_611_254_412, 500_000_000),
+            r#""2021-01-21T18:40:12.5Z""#
+        );
+        assert_eq!(
+            time_json(1_611_254_412, 1_200),
+            r#""2021-01-21T18:40:12.0000012Z""#
+        );
+        // Before 1970.
+        assert_eq!(
+            time_json(-1, 999_999_999),
+            r#""1969-12-31T23:59:59.999999999Z""#
+        );
+        assert_eq!(time_json(-2_208_988_800, 0), r#""1900-01-01T00:00:00Z""#);
+    }
+
+    #[test]
+    fn time_values_read_back_as_strings() {
+        let mut record = Record::new("p", "");
+        let time = crate::Timestamp::from_unix_nanos(1_704_198_896_123_456_789);
+        record.payload.after = Some(structured(&[("t", Value::Time(time))]));
+        let json = String::from_utf8(record.to_json()).unwrap();
+        assert!(
+            json.contains(r#""after":{"t":"2024-01-02T12:34:56.123456789Z"}"#),
+            "{json}"
+        );
+        let decoded = Record::from_json(json.as_bytes()).unwrap();
+        assert_eq!(
+            decoded.payload.after,
+            Some(structured(&[(
+                "t",
+                Value::String("2024-01-02T12:34:56.123456789Z".to_owned())
+            )]))
+        );
+        assert_eq!(record.size_hint(), 1 + 12);
     }
 
     #[test]

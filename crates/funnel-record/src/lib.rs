@@ -2,7 +2,9 @@
 //!
 //! A [`Record`] has a [`Position`] (opaque bytes chosen by its source), an
 //! [`Operation`], string [`Metadata`], a key and a payload (`before` and `after`), where
-//! each piece of data is either raw bytes or structured ([`Data`]).
+//! each piece of data is either raw bytes or structured ([`Data`]). Structured values
+//! ([`Value`]) include times ([`Timestamp`], a UTC instant with nanosecond precision),
+//! the counterpart of the Go `time.Time` values Conduit's structured data can hold.
 //!
 //! [`Record::to_json`] and [`Record::from_json`] are the OpenCDC JSON codec, byte-compatible
 //! with Conduit (its differences are listed in the `json` module docs and in
@@ -16,10 +18,12 @@
 pub mod json;
 pub mod path;
 mod record;
+pub mod time;
 
 pub use json::{DecodeError, JsonOptions};
 pub use path::{DataSlot, FieldPath, FieldRef, PathError, Target};
 pub use record::{Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value};
+pub use time::Timestamp;
 
 /// Well-known metadata keys (Conduit's `opencdc.*` and `conduit.*` names).
 pub mod metadata {

@@ -389,6 +389,7 @@ fn kind_of(value: &Value) -> &'static str {
         Value::Int(_) | Value::Uint(_) | Value::Float(_) => "a number value",
         Value::String(_) => "a string value",
         Value::Bytes(_) => "a bytes value",
+        Value::Time(_) => "a time value",
         Value::Array(_) => "an array value",
         Value::Map(_) => "a map value",
     }

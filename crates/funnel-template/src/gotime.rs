@@ -160,6 +160,24 @@ impl Time {
     }
 }
 
+impl From<funnel_record::Timestamp> for Time {
+    /// A `time.Time` held in structured data ([`funnel_record::Value::Time`]).
+    fn from(t: funnel_record::Timestamp) -> Self {
+        Self {
+            secs: t.unix_secs(),
+            nanos: t.subsec_nanos(),
+        }
+    }
+}
+
+impl From<Time> for funnel_record::Timestamp {
+    /// The instant, for structured data (`list now`, `dict "t" now`).
+    fn from(t: Time) -> Self {
+        // `nanos` is always below one second, so `new` never refuses it.
+        funnel_record::Timestamp::new(t.secs, t.nanos.min(999_999_999)).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for Time {
     /// Go's `Time.String()` (without the monotonic clock reading).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

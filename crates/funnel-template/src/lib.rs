@@ -94,7 +94,10 @@
 //!   data) are not available; an upper-case name on metadata or structured data is a map
 //!   lookup.
 //! * Times are UTC (the zone name prints as `UTC`), and printing a time omits Go's
-//!   monotonic clock suffix (`m=+0.001`).
+//!   monotonic clock suffix (`m=+0.001`). A time held in structured data
+//!   ([`funnel_record::Value::Time`]) is a `time.Time`: it prints as `String()` does,
+//!   `toJson` writes it as `MarshalJSON` does, and `eq` compares it only with another
+//!   time (against a string it fails with `incompatible types for comparison`).
 //! * `uuidv4` draws its randomness from the standard library's hash keys, a counter and
 //!   the clock: unique, but not cryptographically random.
 //! * Go's type names in error messages are approximated where Go would name the static

@@ -63,6 +63,7 @@ impl<'a> V<'a> {
             Value::Float(f) => V::Float(*f),
             Value::String(s) => V::Str(s),
             Value::Bytes(b) => V::Bytes(b),
+            Value::Time(t) => V::Time(Time::from(*t)),
             Value::Array(a) => V::List(a),
             Value::Map(m) => V::Map(m),
         }
@@ -77,6 +78,7 @@ impl<'a> V<'a> {
             Value::Uint(u) => V::Uint(u),
             Value::Float(f) => V::Float(f),
             Value::String(s) => V::String(s.into()),
+            Value::Time(t) => V::Time(Time::from(t)),
             other => V::Owned(Rc::new(other)),
         }
     }
@@ -200,7 +202,7 @@ impl<'a> V<'a> {
             V::List(l) => Value::Array(l.to_vec()),
             V::Map(m) => Value::Map((*m).clone()),
             V::Owned(v) => (**v).clone(),
-            V::Time(t) => Value::String(t.to_string()),
+            V::Time(t) => Value::Time((*t).into()),
         }
     }
 }

@@ -684,3 +684,75 @@ fn position_prints_nil_when_unset() {
         "<nil>"
     );
 }
+
+/// A record whose payload holds times (`field.convert` to `time` makes them).
+fn record_with_times() -> Record {
+    let at = |nanos| Value::Time(funnel_record::Timestamp::from_unix_nanos(nanos));
+    let mut r = Record::new("pos-1", "");
+    r.payload.after = Some(Data::Structured(map(&[
+        ("ts", at(1_611_254_412_345_678_999)),
+        ("same", at(1_611_254_412_345_678_999)),
+        ("whole", at(1_611_254_412_000_000_000)),
+        (
+            "text",
+            Value::String("2021-01-21T18:40:12.345678999Z".into()),
+        ),
+    ])));
+    r
+}
+
+fn render_times(t: &str) -> Result<String, String> {
+    Template::parse(t)
+        .unwrap_or_else(|e| panic!("{t}: {e}"))
+        .render(&record_with_times())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn times_in_structured_data_behave_like_go_time_values() {
+    for (t, want) in [
+        // Printing is Go's time.Time.String().
+        (
+            "{{ .Payload.After.ts }}",
+            "2021-01-21 18:40:12.345678999 +0000 UTC",
+        ),
+        (
+            "{{ .Payload.After.whole }}",
+            "2021-01-21 18:40:12 +0000 UTC",
+        ),
+        (
+            "{{ print .Payload.After.ts }}|{{ printf \"%v\" .Payload.After.whole }}",
+            "2021-01-21 18:40:12.345678999 +0000 UTC|2021-01-21 18:40:12 +0000 UTC",
+        ),
+        (
+            "{{ .Payload.After }}",
+            "map[same:2021-01-21 18:40:12.345678999 +0000 UTC \
+             text:2021-01-21T18:40:12.345678999Z ts:2021-01-21 18:40:12.345678999 +0000 UTC \
+             whole:2021-01-21 18:40:12 +0000 UTC]",
+        ),
+        // toJson is time.Time.MarshalJSON.
+        (
+            "{{ toJson .Payload.After.ts }} {{ toJson .Payload.After.whole }}",
+            r#""2021-01-21T18:40:12.345678999Z" "2021-01-21T18:40:12Z""#,
+        ),
+        (
+            "{{ toJson (list .Payload.After.whole) }}",
+            r#"["2021-01-21T18:40:12Z"]"#,
+        ),
+        // A struct is always true; equal times are equal.
+        ("{{ if .Payload.After.ts }}yes{{ end }}", "yes"),
+        ("{{ eq .Payload.After.ts .Payload.After.same }}", "true"),
+        ("{{ eq .Payload.After.ts .Payload.After.whole }}", "false"),
+        // sprig's date and unixEpoch take a time.
+        ("{{ date \"2006-01-02\" .Payload.After.ts }}", "2021-01-21"),
+        ("{{ unixEpoch .Payload.After.ts }}", "1611254412"),
+    ] {
+        assert_eq!(render_times(t).as_deref(), Ok(want), "template {t}");
+    }
+    // Go's eq refuses a time against a string (a struct and a basic kind), and lt has
+    // no order for structs.
+    let err = render_times("{{ eq .Payload.After.ts .Payload.After.text }}").unwrap_err();
+    assert!(err.contains("incompatible types for comparison"), "{err}");
+    let err = render_times("{{ lt .Payload.After.ts .Payload.After.same }}").unwrap_err();
+    assert!(err.contains("invalid type for comparison"), "{err}");
+}

@@ -36,6 +36,38 @@ pub struct FileDestination {
     bytes_per_record: AtomicUsize,
 }
 
+/// Cuts off a last line without its newline: what a crash (SIGKILL, power loss) in the
+/// middle of a write leaves. That line was never acknowledged (acks follow the `fsync`
+/// of whole batches), so its record is delivered again; appending after the torn bytes
+/// would instead glue the next line onto them.
+fn drop_torn_line(file: &File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut reader = file;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let n = usize::try_from(end - start).unwrap_or(chunk.len());
+        reader.seek(SeekFrom::Start(start))?;
+        reader.read_exact(&mut chunk[..n])?;
+        if let Some(i) = memchr::memrchr(b'\n', &chunk[..n]) {
+            end = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        tracing::warn!(
+            torn_bytes = len - end,
+            "file destination: cutting off an incomplete last line left by a crash"
+        );
+        file.set_len(end)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
 /// The handle of the writer thread.
 struct Writer {
     jobs: mpsc::Sender<Job>,
@@ -88,11 +120,14 @@ impl Destination for FileDestination {
     async fn open(&self) -> Result<(), ConnectorError> {
         let path = self.config.path.clone();
         let file = tokio::task::spawn_blocking(move || {
-            OpenOptions::new()
+            let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .read(true)
                 .open(&path)
-                .map_err(|e| open_error(&path, &e))
+                .map_err(|e| open_error(&path, &e))?;
+            drop_torn_line(&file).map_err(|e| open_error(&path, &e))?;
+            Ok::<File, ConnectorError>(file)
         })
         .await
         .map_err(|e| ConnectorError::transient(format!("file destination: {e}")))??;

@@ -36,7 +36,9 @@
 //! write and one `fsync`.
 //!
 //! **Guarantee:** a record is acknowledged only after its line is durable on disk, in
-//! write order. If a write or `fsync` fails, the file is cut back to its last durable
+//! write order. A crash in the middle of a write can leave a last line without its
+//! newline; the next open cuts it off (it was never acknowledged, so it is written
+//! again) rather than glue the next line onto it. If a write or `fsync` fails, the file is cut back to its last durable
 //! length and the destination reports the error on its next `ack`, so a restart
 //! appends again from a whole line (at least once: records written but not yet acked
 //! before a crash are written again).

@@ -32,7 +32,8 @@ pub struct PostgresSourceConfig {
     /// `logrepl.autoCleanup` (`true`): [`cleanup`](super::cleanup) drops the slot and
     /// the publication.
     pub auto_cleanup: bool,
-    /// `snapshot.fetchSize` (50000): rows fetched per round trip while snapshotting.
+    /// `snapshot.fetchSize` (50000): accepted and validated for compatibility; the
+    /// snapshot streams each table with `COPY`, which has no fetch size.
     pub fetch_size: usize,
     /// Records per read at most (`sdk.batch.size`, default 1000).
     pub batch_size: usize,

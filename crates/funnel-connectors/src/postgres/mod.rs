@@ -14,14 +14,14 @@
 //! | `logrepl.slotName` | `conduitslot` | Replication slot, created when missing. |
 //! | `logrepl.autoCleanup` | `true` | [`cleanup`] drops the slot and the publication. |
 //! | `logrepl.withAvroSchema` | `true` | Accepted for compatibility; no schema is attached. |
-//! | `snapshot.fetchSize` | `50000` | Rows fetched per round trip while snapshotting. |
+//! | `snapshot.fetchSize` | `50000` | Accepted for compatibility: the snapshot streams each table with `COPY`. |
 //!
 //! The server needs `wal_level = logical` (`scripts/setup-services.sh` sets it).
 //!
 //! **Snapshot then changes, no gap, no overlap.** On a first start the source creates
 //! the slot on a replication connection with `EXPORT_SNAPSHOT` and reads every table in
-//! that snapshot (`SET TRANSACTION SNAPSHOT`, one repeatable-read transaction, a cursor
-//! per table in primary key order). The slot streams exactly the transactions that
+//! that snapshot (`SET TRANSACTION SNAPSHOT`, one repeatable-read transaction, one
+//! `COPY (SELECT ... ORDER BY <primary key>) TO STDOUT` per table). The slot streams exactly the transactions that
 //! committed after the snapshot, so each row is seen once. Snapshot records have
 //! operation `snapshot`; changes are `create`, `update` (with `payload.before` when the
 //! table has `REPLICA IDENTITY FULL`, or the old key when an update changed the key)
@@ -78,6 +78,7 @@
 
 mod config;
 mod conn;
+mod copy;
 mod destination;
 mod pgoutput;
 mod position;

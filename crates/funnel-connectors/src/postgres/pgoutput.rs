@@ -6,8 +6,6 @@
 //! The format is PostgreSQL's "Logical Replication Message Formats" (protocol chapter
 //! 55.9): big-endian integers, NUL-terminated strings.
 
-use bytes::Bytes;
-
 /// One column of a relation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Column {
@@ -33,19 +31,19 @@ pub(crate) struct Relation {
 
 /// One column value in a tuple.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Cell {
+pub(crate) enum Cell<'a> {
     Null,
     /// An unchanged TOASTed value, not sent.
     Unchanged,
     /// The value in text format.
-    Text(Bytes),
+    Text(&'a [u8]),
     /// The value in binary format (only with the `binary` option, which is not used).
-    Binary(Bytes),
+    Binary(&'a [u8]),
 }
 
 /// A decoded message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Message {
+pub(crate) enum Message<'a> {
     Begin,
     Commit,
     Relation(Relation),
@@ -53,18 +51,18 @@ pub(crate) enum Message {
     Origin,
     Insert {
         relation: u32,
-        new: Vec<Cell>,
+        new: Vec<Cell<'a>>,
     },
     Update {
         relation: u32,
         /// The old key (`K`) or the old row (`O`, replica identity full), with its kind.
-        old: Option<(u8, Vec<Cell>)>,
-        new: Vec<Cell>,
+        old: Option<(u8, Vec<Cell<'a>>)>,
+        new: Vec<Cell<'a>>,
     },
     Delete {
         relation: u32,
         /// The old key (`K`) or the old row (`O`), with its kind.
-        old: (u8, Vec<Cell>),
+        old: (u8, Vec<Cell<'a>>),
     },
     Truncate {
         relations: Vec<u32>,
@@ -78,21 +76,21 @@ pub(crate) enum Message {
 #[error("malformed pgoutput message: {0}")]
 pub(crate) struct DecodeError(String);
 
-struct Reader {
-    buf: Bytes,
+struct Reader<'a> {
+    buf: &'a [u8],
     at: usize,
 }
 
-impl Reader {
+impl<'a> Reader<'a> {
     fn err(&self, what: &str) -> DecodeError {
         DecodeError(format!("{what} at byte {} of {}", self.at, self.buf.len()))
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Result<Bytes, DecodeError> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() - self.at < n {
             return Err(self.err(&format!("truncated {what}")));
         }
-        let b = self.buf.slice(self.at..self.at + n);
+        let b = &self.buf[self.at..self.at + n];
         self.at += n;
         Ok(b)
     }
@@ -126,7 +124,7 @@ impl Reader {
         Ok(s)
     }
 
-    fn tuple(&mut self) -> Result<Vec<Cell>, DecodeError> {
+    fn tuple(&mut self) -> Result<Vec<Cell<'a>>, DecodeError> {
         let n = self.i16("column count")?;
         let mut cells = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
         for _ in 0..n {
@@ -154,7 +152,7 @@ impl Reader {
 /// # Errors
 ///
 /// When the bytes are not a well-formed message of a known type.
-pub(crate) fn decode(buf: Bytes) -> Result<Message, DecodeError> {
+pub(crate) fn decode(buf: &[u8]) -> Result<Message<'_>, DecodeError> {
     let mut r = Reader { buf, at: 0 };
     let tag = r.u8("message type")?;
     let message = match tag {
@@ -261,18 +259,17 @@ mod tests {
     /// A Begin message (decoded by the replication client, recognised here).
     const BEGIN: &str = "420000000001d9ea880003045030a44a14000002d9";
 
-    fn hex(text: &str) -> Bytes {
+    fn hex(text: &str) -> Vec<u8> {
         let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
         digits
             .chunks(2)
             .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
             .collect::<Vec<u8>>()
-            .into()
     }
 
     #[test]
     fn a_relation_message_gives_the_table_and_its_columns() {
-        let Message::Relation(r) = decode(hex(RELATION)).unwrap() else {
+        let Message::Relation(r) = decode(&hex(RELATION)).unwrap() else {
             panic!("not a relation")
         };
         assert_eq!(
@@ -293,16 +290,16 @@ mod tests {
 
     #[test]
     fn insert_update_and_delete_carry_their_tuples() {
-        let text = |s: &'static str| Cell::Text(Bytes::from_static(s.as_bytes()));
+        let text = |s: &'static str| Cell::Text(s.as_bytes());
         assert_eq!(
-            decode(hex(INSERT)).unwrap(),
+            decode(&hex(INSERT)).unwrap(),
             Message::Insert {
                 relation: 16387,
                 new: vec![text("1"), text("a"), text(r#"{"k": 1}"#)]
             }
         );
         assert_eq!(
-            decode(hex(UPDATE_KEY)).unwrap(),
+            decode(&hex(UPDATE_KEY)).unwrap(),
             Message::Update {
                 relation: 16387,
                 old: Some((b'K', vec![text("1"), Cell::Null, Cell::Null])),
@@ -310,7 +307,7 @@ mod tests {
             }
         );
         assert_eq!(
-            decode(hex(DELETE)).unwrap(),
+            decode(&hex(DELETE)).unwrap(),
             Message::Delete {
                 relation: 16387,
                 old: (b'K', vec![text("2"), Cell::Null, Cell::Null])
@@ -322,10 +319,10 @@ mod tests {
     fn truncated_or_unknown_messages_are_errors_not_panics() {
         let insert = hex(INSERT);
         for len in 0..insert.len() {
-            assert!(decode(insert.slice(..len)).is_err(), "{len}");
+            assert!(decode(&insert[..len]).is_err(), "{len}");
         }
-        assert_eq!(decode(hex(BEGIN)).unwrap(), Message::Begin);
-        assert!(decode(Bytes::from_static(b"Z")).is_err());
-        assert!(decode(Bytes::from_static(b"U\x00\x00\x40\x03X")).is_err());
+        assert_eq!(decode(&hex(BEGIN)).unwrap(), Message::Begin);
+        assert!(decode(b"Z").is_err());
+        assert!(decode(b"U\x00\x00\x40\x03X").is_err());
     }
 }

@@ -7,6 +7,7 @@
 //! the last acknowledged change to the task, which reports it to the server as flushed.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -15,18 +16,20 @@ use funnel_core::{ConnectorError, Source};
 use funnel_record::{
     Data, Metadata, Operation, Payload, Position, Record, StructuredData, metadata,
 };
+use futures::StreamExt;
 use pgwire_replication::{
     Lsn, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 use super::METADATA_LSN;
 use super::config::PostgresSourceConfig;
 use super::conn::{self, TableInfo};
+use super::copy::{CopyLines, TextRow};
 use super::pgoutput::{self, Cell, Message};
-use super::position::PgPosition;
+use super::position::{PgPosition, SnapshotPositions};
 use super::types::{SESSION_OPTIONS, TypeMap, quote_ident, quote_literal};
 use crate::util::unix_nanos_now;
 
@@ -465,13 +468,15 @@ struct Relation {
     columns: Vec<(String, u32)>,
     /// Indexes in `columns` of the primary key columns (or of the replica identity).
     key: Vec<usize>,
+    /// Names of the `key` columns.
+    key_names: Vec<String>,
 }
 
 /// The transaction being read.
 struct Txn {
     commit_lsn: u64,
-    created_at: String,
-    lsn_text: String,
+    /// The metadata its changes share: created at, LSN and connector ID.
+    metadata: Metadata,
     index: u32,
 }
 
@@ -592,10 +597,7 @@ impl Reader {
                 .map(|k| quote_ident(k))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let mut query = format!(
-                "DECLARE funnel_snapshot NO SCROLL CURSOR FOR SELECT {columns} FROM {}",
-                table.sql
-            );
+            let mut query = format!("COPY (SELECT {columns} FROM {}", table.sql);
             if let Some(key) = &resume_key {
                 let values = key
                     .iter()
@@ -607,10 +609,12 @@ impl Reader {
             if !table.key.is_empty() {
                 query.push_str(&format!(" ORDER BY {key_cols}"));
             }
-            self.client
-                .batch_execute(&query)
-                .await
-                .map_err(|e| sql_error(&format!("cannot read table {}", table.qualified), e))?;
+            query.push_str(") TO STDOUT");
+            let read_error = |e: tokio_postgres::Error| {
+                sql_error(&format!("cannot read table {}", table.qualified), e)
+            };
+            let stream = self.client.copy_out(&query).await.map_err(read_error)?;
+            futures::pin_mut!(stream);
             let key_index: Vec<usize> = table
                 .key
                 .iter()
@@ -623,24 +627,22 @@ impl Reader {
             if !lsn_text.is_empty() {
                 template.insert(METADATA_LSN, lsn_text.clone());
             }
-            loop {
-                let messages = self
-                    .client
-                    .simple_query(&format!(
-                        "FETCH {} FROM funnel_snapshot",
-                        self.config.fetch_size
-                    ))
-                    .await
-                    .map_err(|e| sql_error(&format!("cannot read table {}", table.qualified), e))?;
-                let mut batch = Vec::with_capacity(self.config.batch_size.min(messages.len()));
-                let mut fetched = 0usize;
-                let mut meta = template.clone();
-                meta.insert(metadata::READ_AT, unix_nanos_now().to_string());
-                for message in messages {
-                    let SimpleQueryMessage::Row(row) = message else {
-                        continue;
-                    };
-                    fetched += 1;
+            template.insert(metadata::READ_AT, unix_nanos_now().to_string());
+            let batch_size = self.config.batch_size;
+            let mut batch = Vec::with_capacity(batch_size);
+            let mut lines = CopyLines::default();
+            let mut row = TextRow::default();
+            let position = SnapshotPositions::new(&table.qualified);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(read_error)?;
+                lines.push(chunk);
+                while let Some(parsed) = lines.next_row(&mut row) {
+                    parsed.map_err(|m| {
+                        ConnectorError::fatal(format!(
+                            "{who}: snapshot: table {}: {m}",
+                            table.qualified
+                        ))
+                    })?;
                     let mut after = StructuredData::new();
                     for (i, (name, type_oid)) in table.columns.iter().enumerate() {
                         let value = match row.get(i) {
@@ -649,20 +651,15 @@ impl Reader {
                         };
                         after.insert(name.clone(), value);
                     }
-                    let key_text: Vec<String> = key_index
-                        .iter()
-                        .map(|&i| row.get(i).unwrap_or_default().to_owned())
-                        .collect();
+                    let record_position = position.encode(
+                        row_number,
+                        key_index.iter().map(|&i| row.get(i).unwrap_or_default()),
+                    );
                     let key = key_data(&after, &table.key);
                     batch.push(Record {
-                        position: PgPosition::Snapshot {
-                            row: row_number,
-                            table: table.qualified.clone(),
-                            key: key_text,
-                        }
-                        .encode(),
+                        position: record_position,
                         operation: Operation::Snapshot,
-                        metadata: meta.clone(),
+                        metadata: template.clone(),
                         key,
                         payload: Payload {
                             before: None,
@@ -670,27 +667,24 @@ impl Reader {
                         },
                     });
                     row_number += 1;
-                    if batch.len() >= self.config.batch_size {
-                        let full = std::mem::replace(
-                            &mut batch,
-                            Vec::with_capacity(self.config.batch_size),
-                        );
+                    if batch.len() >= batch_size {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
                         if !self.send(full).await {
                             return Ok(false);
                         }
+                        template.insert(metadata::READ_AT, unix_nanos_now().to_string());
                     }
                 }
-                if !batch.is_empty() && !self.send(batch).await {
-                    return Ok(false);
-                }
-                if fetched < self.config.fetch_size {
-                    break;
-                }
             }
-            self.client
-                .batch_execute("CLOSE funnel_snapshot")
-                .await
-                .map_err(|e| sql_error("cannot close the cursor", e))?;
+            if !lines.is_empty() {
+                return Err(ConnectorError::transient(format!(
+                    "{who}: snapshot: table {}: COPY ended in the middle of a row",
+                    table.qualified
+                )));
+            }
+            if !batch.is_empty() && !self.send(batch).await {
+                return Ok(false);
+            }
             tracing::info!(connector = %self.id, table = %table.qualified, rows = row_number, "snapshot of table done");
         }
         self.client
@@ -704,7 +698,8 @@ impl Reader {
     async fn stream(&mut self, client: &mut ReplicationClient) -> Result<(), ConnectorError> {
         let mut relations: HashMap<u32, Relation> = HashMap::new();
         let mut txn: Option<Txn> = None;
-        let mut batch: Vec<Record> = Vec::new();
+        let mut batch: Vec<Record> = Vec::with_capacity(self.config.batch_size);
+        let mut read_at = String::new();
         let mut deadline = tokio::time::Instant::now();
         let mut last_emitted: Option<(u64, u32)> = None;
         let mut stop = self.stop.clone();
@@ -724,7 +719,7 @@ impl Reader {
                 }
                 () = tokio::time::sleep_until(deadline), if !batch.is_empty() => {
                     last_emitted = batch.last().and_then(change_of);
-                    if !self.send(std::mem::take(&mut batch)).await {
+                    if !self.send(std::mem::replace(&mut batch, Vec::with_capacity(self.config.batch_size))).await {
                         return Ok(());
                     }
                     continue;
@@ -748,10 +743,13 @@ impl Reader {
                     ..
                 } => {
                     let nanos = i128::from(commit_time_micros + PG_EPOCH_MICROS) * 1000;
+                    let mut metadata = Metadata::new();
+                    metadata.insert(metadata::CREATED_AT, nanos.to_string());
+                    metadata.insert(metadata::SOURCE_CONNECTOR_ID, self.id.clone());
+                    metadata.insert(METADATA_LSN, final_lsn.to_pg_string());
                     txn = Some(Txn {
                         commit_lsn: final_lsn.0,
-                        created_at: nanos.to_string(),
-                        lsn_text: final_lsn.to_pg_string(),
+                        metadata,
                         index: 0,
                     });
                 }
@@ -764,9 +762,16 @@ impl Reader {
                     }
                 }
                 ReplicationEvent::XLogData { data, .. } => {
-                    let message = pgoutput::decode(data)
+                    let message = pgoutput::decode(&data)
                         .map_err(|e| ConnectorError::fatal(format!("{}: {e}", self.who)))?;
-                    if let Some(record) = self.change(message, &mut relations, txn.as_mut()).await?
+                    if batch.is_empty() {
+                        // The read time of the changes of a batch.
+                        read_at.clear();
+                        let _ = write!(read_at, "{}", unix_nanos_now());
+                    }
+                    if let Some(record) = self
+                        .change(message, &mut relations, txn.as_mut(), &read_at)
+                        .await?
                     {
                         if batch.is_empty() {
                             deadline = tokio::time::Instant::now() + LINGER;
@@ -774,7 +779,13 @@ impl Reader {
                         batch.push(record);
                         if batch.len() >= self.config.batch_size {
                             last_emitted = batch.last().and_then(change_of);
-                            if !self.send(std::mem::take(&mut batch)).await {
+                            if !self
+                                .send(std::mem::replace(
+                                    &mut batch,
+                                    Vec::with_capacity(self.config.batch_size),
+                                ))
+                                .await
+                            {
                                 return Ok(());
                             }
                         }
@@ -788,9 +799,10 @@ impl Reader {
     /// Handles one decoded message: a record for a change, `None` for the rest.
     async fn change(
         &mut self,
-        message: Message,
+        message: Message<'_>,
         relations: &mut HashMap<u32, Relation>,
         txn: Option<&mut Txn>,
+        read_at: &str,
     ) -> Result<Option<Record>, ConnectorError> {
         let (relation_oid, operation, old, new) = match message {
             Message::Relation(r) => {
@@ -838,12 +850,14 @@ impl Reader {
                             .collect()
                     };
                 }
+                let key_names = key.iter().map(|&i| columns[i].0.clone()).collect();
                 relations.insert(
                     r.oid,
                     Relation {
                         table,
                         columns,
                         key,
+                        key_names,
                     },
                 );
                 return Ok(None);
@@ -897,23 +911,15 @@ impl Reader {
             (None, Some((_, old))) => Some(old),
             (None, None) => None,
         };
-        let key_names: Vec<String> = relation
-            .key
-            .iter()
-            .map(|&i| relation.columns[i].0.clone())
-            .collect();
-        let key = key_source.and_then(|d| key_data(d, &key_names));
+        let key = key_source.and_then(|d| key_data(d, &relation.key_names));
         let before = match (operation, old_data) {
             (Operation::Delete, Some((b'K', _))) => None,
             (_, Some((_, old))) => Some(Data::Structured(old)),
             _ => None,
         };
-        let mut meta = Metadata::new();
+        let mut meta = txn.metadata.clone();
         meta.insert(metadata::COLLECTION, relation.table.collection.clone());
-        meta.insert(metadata::CREATED_AT, txn.created_at.clone());
-        meta.insert(metadata::READ_AT, unix_nanos_now().to_string());
-        meta.insert(metadata::SOURCE_CONNECTOR_ID, self.id.clone());
-        meta.insert(METADATA_LSN, txn.lsn_text.clone());
+        meta.insert(metadata::READ_AT, read_at.to_owned());
         Ok(Some(Record {
             position: PgPosition::Change {
                 commit_lsn: txn.commit_lsn,
@@ -945,7 +951,7 @@ impl Reader {
                 Cell::Null => funnel_record::Value::Null,
                 Cell::Unchanged => continue,
                 Cell::Text(b) => self.types.value(*type_oid, &String::from_utf8_lossy(b)),
-                Cell::Binary(b) => funnel_record::Value::Bytes(b.clone()),
+                Cell::Binary(b) => funnel_record::Value::Bytes(bytes::Bytes::copy_from_slice(b)),
             };
             data.insert(name.clone(), value);
         }

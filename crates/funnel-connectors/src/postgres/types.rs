@@ -147,12 +147,19 @@ fn rfc3339(text: &str, with_zone: bool) -> String {
     } else {
         (text, "")
     };
-    let zone = match zone {
-        "" | "+00" | "-00" | "+00:00" => "Z".to_owned(),
-        z if z.len() == 3 => format!("{z}:00"),
-        z => z.to_owned(),
-    };
-    format!("{}T{}{zone}", &datetime[..10], &datetime[11..])
+    let mut out = String::with_capacity(datetime.len() + 6);
+    out.push_str(&datetime[..10]);
+    out.push('T');
+    out.push_str(&datetime[11..]);
+    match zone {
+        "" | "+00" | "-00" | "+00:00" => out.push('Z'),
+        z if z.len() == 3 => {
+            out.push_str(z);
+            out.push_str(":00");
+        }
+        z => out.push_str(z),
+    }
+    out
 }
 
 /// Decodes bytea in hex output format (`\x0102`).
@@ -209,6 +216,8 @@ pub(crate) fn to_json(value: &Value) -> serde_json::Value {
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
         Value::String(s) => serde_json::Value::String(s.clone()),
         Value::Bytes(b) => serde_json::Value::String(String::from_utf8_lossy(b).into_owned()),
+        // As Go's `time.Time.MarshalJSON` writes it.
+        Value::Time(t) => serde_json::Value::String(t.to_rfc3339()),
         Value::Array(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
         Value::Map(map) => {
             serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
@@ -332,6 +341,10 @@ fn scalar_text(value: &Value) -> String {
         Value::Float(f) => f.to_string(),
         Value::String(s) => s.clone(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        // RFC 3339 in UTC (`2021-01-21T18:40:12.345678999Z`): PostgreSQL reads it as a
+        // timestamptz (rounded to microseconds), a timestamp (the `Z` ignored; sessions
+        // run in UTC) or a date, and a text column keeps it as written.
+        Value::Time(t) => t.to_rfc3339(),
         Value::Array(_) | Value::Map(_) => to_json(value).to_string(),
     }
 }

@@ -31,17 +31,22 @@
 //! As in Conduit, the value is first written as text (`1.5`, `true`, or `1`/`0` for a
 //! boolean converted to a number) and the text is then parsed into the type with Go's
 //! rules (`strconv.Atoi`, `ParseFloat`, `ParseBool`). `time` reads an integer as Unix
-//! nanoseconds (UTC) and anything else as RFC 3339; since Funnel's values have no time
-//! kind, the time is stored as its RFC 3339 text (what Conduit writes for it in JSON).
+//! nanoseconds (UTC) and anything else as RFC 3339 (`time.Parse(time.RFC3339Nano, ..)`),
+//! and stores a [`Value::Time`], written in JSON as `"2021-01-21T18:40:12.345678999Z"`.
+//! A time written with an offset (`+02:00`) is kept as the same instant in UTC (Go keeps
+//! the offset as its zone). A time field is first written as Go's `time.Time.String()`
+//! (`2021-01-21 18:40:12.345678999 +0000 UTC`), as Conduit's `fmt.Sprintf("%v")` does:
+//! converting it to `string` gives that text, and converting it to `int`, `float`,
+//! `bool` or even `time` fails, since that text parses as none of them (as in Conduit).
 
 use funnel_core::{ProcessedRecord, Processor};
-use funnel_record::{Data, FieldPath, FieldRef, Record, Target, Value};
+use funnel_record::{Data, FieldPath, FieldRef, Record, Target, Timestamp, Value};
 use funnel_template::Template;
 
 use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
 use crate::{SettingSpec, Settings, SettingsError};
 
-use super::time::Time;
+use super::time::parse_rfc3339;
 use super::{Label, RecordProcessor, boxed, go_float_f, go_sprint};
 
 // ---------------------------------------------------------------------------------------
@@ -317,7 +322,7 @@ pub(crate) static CONVERT_SETTINGS: &[SettingSpec] = settings_with_sdk![
         name: "type",
         default: None,
         required: true,
-        description: "Target type: string, int, float, bool or time (stored as RFC 3339 text).",
+        description: "Target type: string, int, float, bool or time (Unix nanoseconds or RFC 3339 text).",
     },
 ];
 
@@ -401,11 +406,11 @@ impl ConvertField {
                 .map(Value::Bool)
                 .ok_or_else(|| format!("strconv.ParseBool: parsing {text:?}: invalid syntax")),
             Kind::Time => {
-                let time = match text.parse::<i64>() {
-                    Ok(nanos) => Time::from_unix_nanos(nanos),
-                    Err(_) => Time::parse_rfc3339(&text)?,
+                let time = match parse_int(&text) {
+                    Ok(nanos) => Timestamp::from_unix_nanos(nanos),
+                    Err(_) => parse_rfc3339(&text)?,
                 };
-                Ok(Value::String(time.to_rfc3339()))
+                Ok(Value::Time(time))
             }
         }
     }
@@ -691,7 +696,17 @@ mod tests {
             (
                 "time",
                 Value::Int(1_704_198_896_123_456_789),
-                Value::String("2024-01-02T12:34:56.123456789Z".into()),
+                Value::Time(Timestamp::from_unix_nanos(1_704_198_896_123_456_789)),
+            ),
+            (
+                "time",
+                Value::String("2024-01-02T14:34:56.5+02:00".into()),
+                Value::Time(Timestamp::from_unix_nanos(1_704_198_896_500_000_000)),
+            ),
+            (
+                "string",
+                Value::Time(Timestamp::from_unix_nanos(1_704_198_896_123_456_789)),
+                Value::String("2024-01-02 12:34:56.123456789 +0000 UTC".into()),
             ),
         ] {
             let mut p = build_convert(
@@ -726,6 +741,32 @@ mod tests {
         assert!(error(&out[1]).contains("invalid syntax"));
         // No key at all: Conduit reads nil as "<nil>", which is not a number.
         assert!(error(&out[2]).contains("invalid syntax"));
+    }
+
+    #[tokio::test]
+    async fn field_convert_of_a_time_to_anything_but_string_fails_like_conduit() {
+        // Conduit writes the time with `%v` (Go's `time.Time.String()`) and parses that.
+        let time = Value::Time(Timestamp::from_unix_nanos(1_611_254_412_000_000_000));
+        for (kind, message) in [
+            (
+                "int",
+                "strconv.Atoi: parsing \"2021-01-21 18:40:12 +0000 UTC\": invalid syntax",
+            ),
+            (
+                "time",
+                "parsing time \"2021-01-21 18:40:12 +0000 UTC\" as \
+                 \"2006-01-02T15:04:05.999999999Z07:00\": cannot parse \
+                 \" 18:40:12 +0000 UTC\" as \"T\"",
+            ),
+        ] {
+            let mut p = build_convert(
+                "c",
+                &settings(&[("field", ".Payload.After.v"), ("type", kind)]),
+            )
+            .unwrap();
+            let out = p.process(&[structured(&[("v", time.clone())])]).await;
+            assert!(error(&out[0]).contains(message), "{}", error(&out[0]));
+        }
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //! `any` does: **every number becomes a float** (`4` reads as `4.0`), as in Conduit.
 //! Empty text becomes no value; data that is already structured, or missing, is left
 //! alone. `json.encode` writes the value as compact JSON with sorted keys (floats in
-//! Go's shortest form, `4.0` as `4`); the key or a payload side becomes raw data, a
-//! nested field a string. A missing value is left alone.
+//! Go's shortest form, `4.0` as `4`, bytes as base64, a time as Go's
+//! `time.Time.MarshalJSON` writes it: `"2021-01-21T18:40:12.345678999Z"`); the key or a
+//! payload side becomes raw data, a nested field a string. A missing value is left
+//! alone. `json.decode` of a time fails (`unexpected data type time.Time`), as in Conduit.
 
 use funnel_core::{ProcessedRecord, Processor};
 use funnel_record::{Data, FieldPath, FieldRef, Record, Value};
@@ -257,6 +259,39 @@ mod tests {
             panic!()
         };
         assert_eq!(after["b"], Value::String("4".into()));
+    }
+
+    #[tokio::test]
+    async fn encode_writes_a_time_as_go_marshal_json() {
+        let time = Value::Time(funnel_record::Timestamp::from_unix_nanos(
+            1_611_254_412_500_000_000,
+        ));
+        let mut record = Record::new("p", "");
+        record.payload.after = Some(Data::Structured(map(&[("t", time)])));
+        let mut p = build_encode("e", &settings(".Payload.After")).unwrap();
+        let out = p.process(&[record.clone()]).await;
+        assert_eq!(
+            single(&out[0]).payload.after,
+            Some(Data::raw(r#"{"t":"2021-01-21T18:40:12.5Z"}"#))
+        );
+        let mut p = build_encode("e", &settings(".Payload.After.t")).unwrap();
+        let out = p.process(&[record.clone()]).await;
+        let Some(Data::Structured(after)) = &single(&out[0]).payload.after else {
+            panic!()
+        };
+        assert_eq!(
+            after["t"],
+            Value::String(r#""2021-01-21T18:40:12.5Z""#.into())
+        );
+        let mut p = build_decode("d", &settings(".Payload.After.t")).unwrap();
+        let out = p.process(&[record]).await;
+        let ProcessedRecord::Error(err) = &out[0] else {
+            panic!("{:?}", out[0])
+        };
+        assert!(
+            err.to_string().contains("unexpected data type time.Time"),
+            "{err}"
+        );
     }
 
     #[test]

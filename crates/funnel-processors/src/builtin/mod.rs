@@ -98,6 +98,7 @@ pub(crate) fn go_type(value: &Value) -> &'static str {
         Value::Float(_) => "float64",
         Value::String(_) => "string",
         Value::Bytes(_) => "[]uint8",
+        Value::Time(_) => "time.Time",
         Value::Array(_) => "[]interface {}",
         Value::Map(_) => "map[string]interface {}",
     }
@@ -169,6 +170,8 @@ fn write_go_sprint(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
+        // `time.Time.String()`: `2021-01-21 18:40:12.345678999 +0000 UTC`.
+        Value::Time(t) => out.push_str(&t.to_go_string()),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
