@@ -399,7 +399,8 @@ const HELPERS: &str = r#"(function (bytes, log) {
 
   // Raw data crosses to and from Rust as a string of char codes 0-255, one per byte
   // (one call instead of one per byte); scripts see arrays of byte values.
-  var fromCharCode = String.fromCharCode;
+  var fromCharCode = String.fromCharCode, parse = JSON.parse, stringify = JSON.stringify;
+  var hasOwn = Object.prototype.hasOwnProperty, defineProperty = Object.defineProperty;
   function toArray(s) {
     var n = s.length, a = [];
     for (var i = 0; i < n; i++) { a[i] = s.charCodeAt(i); }
@@ -421,27 +422,69 @@ const HELPERS: &str = r#"(function (bytes, log) {
     return text;
   }
   // The record passed to `process` last, to tell which fields came back untouched
-  // (those Rust keeps instead of converting them back).
-  var pA, pS, op, mO, mJ, kA, kS, bA, bS, aA, aS;
-  function wrap(p, o, m, k, b, a) {
-    pS = p; pA = toArray(p); op = o; mJ = m; mO = JSON.parse(m);
-    if (typeof k === "string") { kS = k; kA = toArray(k); } else { kS = null; kA = k; }
-    if (typeof b === "string") { bS = b; bA = toArray(b); } else { bS = null; bA = b; }
-    if (typeof a === "string") { aS = a; aA = toArray(a); } else { aS = null; aA = a; }
-    return { Position: pA, Operation: o, Metadata: mO, Key: kA,
-             Payload: { Before: bA, After: aA } };
+  // (those Rust keeps instead of converting them back). Raw data becomes an array only
+  // when the script reads the field: until then the field is an accessor that turns
+  // itself into a plain property on first use.
+  // (No closures per record: making functions is costly in QuickJS. The accessors are
+  // shared and find the bytes of their object in `sources`.)
+  var cur = null, curPayload = null, op, mO, mJ, kS, bS, aS, touched = 0;
+  var sources = new WeakMap(), getPrototypeOf = Object.getPrototypeOf;
+  var bits = { Position: 1, Key: 8, Before: 16, After: 32 };
+  function plain(o, name, v) {
+    defineProperty(o, name, { value: v, writable: true, enumerable: true, configurable: true });
   }
-  // Whether `v` is still the raw data `a` (with bytes `s`) or the null passed in.
-  function same(v, a, s) {
-    if (s === null) { return v === null && a === null; }
-    if (v !== a) { return false; }
-    var n = s.length;
-    if (v.length !== n) { return false; }
-    for (var i = 0; i < n; i++) { if (v[i] !== s.charCodeAt(i)) { return false; } }
-    return true;
+  function owner(o, name) {
+    for (; o !== null && o !== undefined; o = getPrototypeOf(o)) {
+      var s = sources.get(o);
+      if (s !== undefined && hasOwn.call(s, name)) { return o; }
+    }
+    return null;
+  }
+  function accessor(name) {
+    return {
+      get: function () {
+        var o = owner(this, name);
+        if (o === null) { return undefined; }
+        if (o === cur || o === curPayload) { touched |= bits[name]; }
+        var a = toArray(sources.get(o)[name]);
+        plain(o, name, a);
+        return a;
+      },
+      set: function (v) {
+        var o = owner(this, name);
+        if (o === null) { return; }
+        if (o === cur || o === curPayload) { touched |= bits[name]; }
+        plain(o, name, v);
+      },
+      enumerable: true, configurable: true
+    };
+  }
+  var accessors = { Position: accessor("Position"), Key: accessor("Key"),
+                    Before: accessor("Before"), After: accessor("After") };
+  function wrap(p, o, m, k, b, a) {
+    op = o; mJ = null; mO = m; kS = k; bS = b; aS = a; touched = 0;
+    var payload = { Before: b, After: a };
+    var r = { Position: null, Operation: o, Metadata: mO, Key: k, Payload: payload };
+    var rs = { Position: p }, ps = {};
+    defineProperty(r, "Position", accessors.Position);
+    if (typeof k === "string") { rs.Key = k; defineProperty(r, "Key", accessors.Key); }
+    if (typeof b === "string") { ps.Before = b; defineProperty(payload, "Before", accessors.Before); }
+    if (typeof a === "string") { ps.After = a; defineProperty(payload, "After", accessors.After); }
+    sources.set(r, rs);
+    sources.set(payload, ps);
+    cur = r; curPayload = payload;
+    return r;
+  }
+  // Whether field `name` of `o` is still the raw data `s` (never read nor written) or
+  // the null passed in.
+  function same(o, name, s, bit, owner) {
+    if (typeof s === "string") {
+      return o === owner && (touched & bit) === 0 && hasOwn.call(o, name);
+    }
+    return s === null && o[name] === null;
   }
   function sameMetadata(m) {
-    if (m !== mO || m === null || JSON.stringify(m) !== mJ) { return false; }
+    if (mJ === null || m !== mO || m === null || stringify(m) !== mJ) { return false; }
     for (var k in m) { if (typeof m[k] !== "string") { return false; } }
     return true;
   }
@@ -450,14 +493,14 @@ const HELPERS: &str = r#"(function (bytes, log) {
   function unwrap(r) {
     try {
       var mask = 0, p;
-      if (same(r.Position, pA, pS)) { mask |= 1; }
+      if (r === cur && (touched & 1) === 0 && hasOwn.call(r, "Position")) { mask |= 1; }
       if (r.Operation === op) { mask |= 2; }
       if (sameMetadata(r.Metadata)) { mask |= 4; }
-      if (same(r.Key, kA, kS)) { mask |= 8; }
+      if (same(r, "Key", kS, 8, cur)) { mask |= 8; }
       p = r.Payload;
       if (p !== null && typeof p === "object") {
-        if (same(p.Before, bA, bS)) { mask |= 16; }
-        if (same(p.After, aA, aS)) { mask |= 32; }
+        if (same(p, "Before", bS, 16, curPayload)) { mask |= 16; }
+        if (same(p, "After", aS, 32, curPayload)) { mask |= 32; }
       }
       return mask;
     } catch (e) {
@@ -597,7 +640,8 @@ fn latin1(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The bytes of text made by [`latin1`] (or by `String.fromCharCode` on byte values).
+/// The bytes of a string of char codes 0 to 255 (from `String.fromCharCode` on byte
+/// values).
 fn from_latin1(text: String) -> Option<Bytes> {
     if text.is_ascii() {
         return Some(Bytes::from(text));
@@ -614,11 +658,10 @@ fn record_to_js<'js>(
     names: &Names<'js>,
     record: &Record,
 ) -> rquickjs::Result<rquickjs::Value<'js>> {
-    let metadata = record
-        .metadata
-        .as_map()
-        .map_or(Ok("{}".to_owned()), serde_json::to_string)
-        .map_err(|e| rquickjs::Error::new_into_js_message("metadata", "JSON", e.to_string()))?;
+    let metadata = Object::new(ctx.clone())?;
+    for (key, value) in record.metadata.iter() {
+        metadata.set(key, value)?;
+    }
     names.wrap.call((
         latin1(record.position.as_bytes()).as_ref(),
         record.operation.to_string(),

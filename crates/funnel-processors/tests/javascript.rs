@@ -567,3 +567,49 @@ async fn integral_numbers_come_back_as_integers_and_others_as_floats() {
         ]))
     );
 }
+
+#[tokio::test]
+async fn raw_bytes_of_every_value_round_trip_and_in_place_changes_are_seen() {
+    let mut processor = open(
+        r#"
+        function process(r) {
+            if (r.Key.length === 3) { r.Key[0] = 7; }
+            r.Payload.Before = r.Position.slice();
+            return r;
+        }
+        "#,
+    )
+    .await;
+    let bytes: Vec<u8> = (0..=255).collect();
+    let mut record = record_with_after(Data::raw(bytes.clone()));
+    record.position = Position::from(bytes.clone());
+    record.key = Some(Data::raw(vec![200u8, 0, 255]));
+    let out = single(processor.process(&[record.clone()]).await.remove(0));
+    assert_eq!(out.position, record.position);
+    assert_eq!(out.key, Some(Data::raw(vec![7u8, 0, 255])));
+    assert_eq!(out.payload.before, Some(Data::raw(bytes.clone())));
+    assert_eq!(out.payload.after, Some(Data::raw(bytes)));
+}
+
+#[tokio::test]
+async fn a_record_kept_from_an_earlier_call_still_has_its_own_bytes() {
+    let mut processor = open(
+        r#"
+        var first = null;
+        function process(r) {
+            if (first === null) { first = r; return r; }
+            return first;
+        }
+        "#,
+    )
+    .await;
+    let mut one = record_with_after(Data::raw("one"));
+    one.key = Some(Data::raw("k1"));
+    let mut two = record_with_after(Data::raw("two"));
+    two.key = Some(Data::raw("k2"));
+    two.position = Position::from("pos-2");
+    let results = processor.process(&[one.clone(), two]).await;
+    let outs: Vec<Record> = results.into_iter().map(single).collect();
+    assert_eq!(outs[0], one);
+    assert_eq!(outs[1], one);
+}
