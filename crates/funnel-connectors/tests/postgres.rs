@@ -807,6 +807,51 @@ async fn the_destination_upserts_deletes_inserts_and_nacks_only_the_record_postg
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_template_names_each_records_table() {
+    let Some(pg) = connect().await else { return };
+    let mut names = Names::new("tmpl");
+    let t = names.table("t");
+    pg.batch_execute(&format!(
+        "CREATE TABLE {t}_copy (id int PRIMARY KEY, name text)"
+    ))
+    .await
+    .unwrap();
+    let d = destination(
+        "postgres",
+        &format!("{}:out", names.prefix),
+        &settings(&[
+            ("url", URL),
+            (
+                "table",
+                r#"{{ printf "%s_copy" (index .Metadata "opencdc.collection") }}"#,
+            ),
+        ]),
+    )
+    .unwrap();
+    d.open().await.unwrap();
+    let batch = vec![record(
+        "1",
+        Operation::Create,
+        &t,
+        Some(1),
+        &[("id", Value::Int(1)), ("name", Value::String("a".into()))],
+    )];
+    d.write(&batch).await.unwrap();
+    let acked = acks(&*d, 1).await;
+    assert!(acked[0].error.is_none(), "{:?}", acked[0].error);
+    let name: String = pg
+        .query_one(&format!("SELECT name FROM {t}_copy WHERE id = 1"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "a");
+    pg.batch_execute(&format!("DROP TABLE {t}_copy"))
+        .await
+        .unwrap();
+    d.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_mode_skips_records_already_written_before_a_restart() {
     let Some(pg) = connect().await else { return };
     let mut names = Names::new("once");

@@ -46,7 +46,21 @@ pub enum TableName {
     Literal(String),
     /// The table named by this metadata key of the record.
     Metadata(String),
+    /// Any other Go template, rendered on each record.
+    Template(TableTemplate),
 }
+
+/// A parsed `table` template; two are equal when their texts are.
+#[derive(Clone, Debug)]
+pub struct TableTemplate(pub funnel_template::Template);
+
+impl PartialEq for TableTemplate {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.source() == other.0.source()
+    }
+}
+
+impl Eq for TableTemplate {}
 
 /// The validated settings of a postgres destination.
 #[derive(Clone, Debug)]
@@ -179,18 +193,28 @@ pub fn validate_source(settings: &Settings) -> Result<PostgresSourceConfig, Vec<
     })
 }
 
-/// Parses the `table` setting: a table name, or one of the templates
-/// `{{ index .Metadata "key" }}` and `{{ .Metadata.key }}`.
+/// Parses the `table` setting: a table name, a metadata lookup (`{{ index .Metadata
+/// "key" }}` or `{{ .Metadata.key }}`, read directly), or any other Go template.
 fn table_name(raw: &str) -> Result<TableName, String> {
+    match fixed_table_name(raw) {
+        Some(name) => Ok(name),
+        None => funnel_template::Template::parse(raw)
+            .map(|t| TableName::Template(TableTemplate(t)))
+            .map_err(|e| format!("{raw:?}: the table template does not parse: {e}")),
+    }
+}
+
+/// A table name or a plain metadata lookup; `None` for any other template.
+fn fixed_table_name(raw: &str) -> Option<TableName> {
     let Some(inner) = raw
         .trim()
         .strip_prefix("{{")
         .and_then(|t| t.strip_suffix("}}"))
     else {
         if raw.contains("{{") {
-            return Err(unsupported_template(raw));
+            return None;
         }
-        return Ok(TableName::Literal(raw.trim().to_owned()));
+        return Some(TableName::Literal(raw.trim().to_owned()));
     };
     let inner = inner
         .trim()
@@ -202,20 +226,13 @@ fn table_name(raw: &str) -> Result<TableName, String> {
         ["index", ".Metadata", key]
             if key.len() >= 2 && key.starts_with('"') && key.ends_with('"') =>
         {
-            Ok(TableName::Metadata(key[1..key.len() - 1].to_owned()))
+            Some(TableName::Metadata(key[1..key.len() - 1].to_owned()))
         }
         [path] if path.starts_with(".Metadata.") => {
-            Ok(TableName::Metadata(path[".Metadata.".len()..].to_owned()))
+            Some(TableName::Metadata(path[".Metadata.".len()..].to_owned()))
         }
-        _ => Err(unsupported_template(raw)),
+        _ => None,
     }
-}
-
-fn unsupported_template(raw: &str) -> String {
-    format!(
-        "{raw:?}: the postgres destination supports a table name, \
-         {{{{ index .Metadata \"key\" }}}} or {{{{ .Metadata.key }}}} as table template"
-    )
 }
 
 /// Parses and validates postgres destination settings. Pure: nothing is connected.
@@ -331,6 +348,10 @@ mod tests {
             table_name("public.t"),
             Ok(TableName::Literal("public.t".into()))
         );
-        assert!(table_name("{{ printf \"%s\" .Key }}").is_err());
+        assert!(matches!(
+            table_name("{{ printf \"%s_copy\" (index .Metadata \"opencdc.collection\") }}"),
+            Ok(TableName::Template(_))
+        ));
+        assert!(table_name("{{ printf ").is_err());
     }
 }

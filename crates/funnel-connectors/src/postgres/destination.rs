@@ -168,6 +168,21 @@ impl PostgresDestination {
                     ))));
                 }
             },
+            TableName::Template(template) => match template.0.render(record) {
+                Ok(name) if !name.trim().is_empty() => name.trim().to_owned(),
+                Ok(_) => {
+                    return Ok(Plan::Fail(RecordError::msg(format!(
+                        "{}: the table template rendered an empty name (setting `table`)",
+                        self.who
+                    ))));
+                }
+                Err(e) => {
+                    return Ok(Plan::Fail(RecordError::msg(format!(
+                        "{}: the table template failed (setting `table`): {e}",
+                        self.who
+                    ))));
+                }
+            },
         };
         let table = match self.table(state, &name).await? {
             Ok(t) => t,

@@ -188,7 +188,7 @@ pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[
         name: "table",
         default: Some("{{ index .Metadata \"opencdc.collection\" }}"),
         required: false,
-        description: "Table to write: a name, or a metadata look-up template.",
+        description: "Table to write: a name, or a Go template rendered per record (e.g. a metadata look-up).",
     },
     SettingSpec {
         name: "key",
