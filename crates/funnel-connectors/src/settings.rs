@@ -1,7 +1,6 @@
 //! Reading settings: typed getters that collect every error, Go-syntax durations, the
 //! SDK settings every connector accepts, and the check for unrecognized keys.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::{SettingSpec, Settings, SettingsError};
@@ -14,65 +13,25 @@ pub(crate) const DEFAULT_SOURCE_BATCH_SIZE: usize = 1000;
 /// Getters return `None` both for a missing setting and for an invalid one (the error
 /// is recorded); [`finish`](Self::finish) adds an error for every key no getter asked
 /// for and returns all errors.
-pub(crate) struct SettingsReader<'a> {
-    settings: &'a Settings,
-    used: BTreeSet<&'a str>,
-    errors: Vec<SettingsError>,
+pub(crate) struct SettingsReader<'a>(funnel_core::SettingsReader<'a>);
+
+impl<'a> std::ops::Deref for SettingsReader<'a> {
+    type Target = funnel_core::SettingsReader<'a>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SettingsReader<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl<'a> SettingsReader<'a> {
     pub(crate) fn new(settings: &'a Settings) -> Self {
-        Self {
-            settings,
-            used: BTreeSet::new(),
-            errors: Vec::new(),
-        }
-    }
-
-    /// Records an error for `setting`.
-    pub(crate) fn error(&mut self, setting: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(SettingsError {
-            setting: setting.into(),
-            message: message.into(),
-        });
-    }
-
-    /// The raw value of `key`, if set. An empty value counts as unset, as in Conduit
-    /// (where an empty string means "use the default").
-    pub(crate) fn str(&mut self, key: &str) -> Option<&'a str> {
-        let (k, v) = self.settings.get_key_value(key)?;
-        self.used.insert(k.as_str());
-        Some(v.as_str()).filter(|v| !v.is_empty())
-    }
-
-    /// The value of a required setting; records `required` when it is missing.
-    pub(crate) fn required_str(&mut self, key: &str) -> Option<&'a str> {
-        let value = self.str(key);
-        if value.is_none() {
-            self.error(key, "required parameter is not provided");
-        }
-        value
-    }
-
-    /// Every setting whose key starts with `prefix`, as (rest of the key, value), in key
-    /// order. Marks them used.
-    pub(crate) fn prefixed(&mut self, prefix: &str) -> Vec<(&'a str, &'a str)> {
-        let settings = self.settings;
-        let found: Vec<(&'a str, &'a str)> = settings
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        found
-            .into_iter()
-            .map(|(k, v)| {
-                self.used.insert(k);
-                (&k[prefix.len()..], v)
-            })
-            .collect()
+        Self(funnel_core::SettingsReader::new(settings))
     }
 
     /// An integer setting.
@@ -161,20 +120,8 @@ impl<'a> SettingsReader<'a> {
     /// # Errors
     ///
     /// Every error recorded, unknown keys last.
-    pub(crate) fn finish(mut self) -> Result<(), Vec<SettingsError>> {
-        for key in self.settings.keys() {
-            if !self.used.contains(key.as_str()) {
-                self.errors.push(SettingsError {
-                    setting: key.clone(),
-                    message: "unrecognized parameter".into(),
-                });
-            }
-        }
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(self.errors)
-        }
+    pub(crate) fn finish(self) -> Result<(), Vec<SettingsError>> {
+        self.0.finish()
     }
 }
 

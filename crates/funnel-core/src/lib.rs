@@ -41,7 +41,7 @@ pub use plugin::{
     Destination, DestinationAck, PositionCommitter, ProcessedRecord, Processor, Source,
 };
 pub use shared::SharedDestination;
-pub use spec::{SettingSpec, Settings, SettingsError};
+pub use spec::{SettingSpec, Settings, SettingsError, SettingsReader};
 pub use task::{DestinationTask, ProcessorTask, SourceTask, Task};
 pub use worker::{Stopper, Worker, WorkerConfig, WorkerStats};
 

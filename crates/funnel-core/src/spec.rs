@@ -40,3 +40,86 @@ pub struct SettingSpec {
     /// What the setting does.
     pub description: &'static str,
 }
+
+/// Reads plugin settings, remembering which keys were asked for and every error found.
+///
+/// This is the part every plugin crate shares: plain lookups, errors, and
+/// [`finish`](Self::finish), which adds an `unrecognized parameter` error for every key
+/// no getter asked for. Typed getters live with the plugins, whose error wording follows
+/// their Conduit SDK (connectors and processors word them differently).
+#[derive(Debug)]
+pub struct SettingsReader<'a> {
+    settings: &'a Settings,
+    used: std::collections::BTreeSet<&'a str>,
+    errors: Vec<SettingsError>,
+}
+
+impl<'a> SettingsReader<'a> {
+    /// A reader of `settings`.
+    pub fn new(settings: &'a Settings) -> Self {
+        Self {
+            settings,
+            used: std::collections::BTreeSet::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records an error about `setting`.
+    pub fn error(&mut self, setting: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(SettingsError::new(setting, message));
+    }
+
+    /// The value of `key`, if set and not empty (Conduit treats an empty value as
+    /// unset: "use the default").
+    pub fn str(&mut self, key: &str) -> Option<&'a str> {
+        let (k, v) = self.settings.get_key_value(key)?;
+        self.used.insert(k.as_str());
+        Some(v.as_str()).filter(|v| !v.is_empty())
+    }
+
+    /// The value of a required setting; records `required parameter is not provided`
+    /// when it is missing.
+    pub fn required_str(&mut self, key: &str) -> Option<&'a str> {
+        let value = self.str(key);
+        if value.is_none() {
+            self.error(key, "required parameter is not provided");
+        }
+        value
+    }
+
+    /// Every setting whose key starts with `prefix`, as (rest of the key, value), in key
+    /// order. Marks them used.
+    pub fn prefixed(&mut self, prefix: &str) -> Vec<(&'a str, &'a str)> {
+        let settings = self.settings;
+        settings
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| {
+                self.used.insert(k.as_str());
+                (&k[prefix.len()..], v.as_str())
+            })
+            .collect()
+    }
+
+    /// Ends reading: every key nobody asked for is an unrecognized parameter.
+    ///
+    /// # Errors
+    ///
+    /// Every error recorded, unknown keys last.
+    pub fn finish(mut self) -> Result<(), Vec<SettingsError>> {
+        for key in self.settings.keys() {
+            if !self.used.contains(key.as_str()) {
+                self.errors
+                    .push(SettingsError::new(key.clone(), "unrecognized parameter"));
+            }
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.errors)
+        }
+    }
+}

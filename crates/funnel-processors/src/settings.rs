@@ -6,7 +6,6 @@
 //! is not an integer`, `... should match the regex ...`), so an error Conduit users know
 //! reads the same; a [`SettingsError`] renders as `<setting>: <message>`.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use funnel_record::{FieldPath, PathError};
@@ -74,66 +73,30 @@ pub(crate) static SDK_SCHEMA_SETTINGS: &[SettingSpec] = &[
 ///
 /// Getters return `None` both for a missing and for an invalid setting (the error is
 /// recorded); [`finish`](Self::finish) refuses every key no getter asked for.
-pub(crate) struct SettingsReader<'a> {
-    settings: &'a Settings,
-    used: BTreeSet<&'a str>,
-    errors: Vec<SettingsError>,
+pub(crate) struct SettingsReader<'a>(funnel_core::SettingsReader<'a>);
+
+impl<'a> std::ops::Deref for SettingsReader<'a> {
+    type Target = funnel_core::SettingsReader<'a>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SettingsReader<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl<'a> SettingsReader<'a> {
     /// A reader of `settings`; the SDK schema settings are read (and checked) at once.
     pub(crate) fn new(settings: &'a Settings) -> Self {
-        let mut reader = Self {
-            settings,
-            used: BTreeSet::new(),
-            errors: Vec::new(),
-        };
+        let mut reader = Self(funnel_core::SettingsReader::new(settings));
         for spec in SDK_SCHEMA_SETTINGS {
             reader.bool(spec.name);
         }
         reader
-    }
-
-    /// Records an error about `setting`.
-    pub(crate) fn error(&mut self, setting: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(SettingsError::new(setting, message));
-    }
-
-    /// The value of `key`, if set and not empty (Conduit treats an empty value as unset).
-    pub(crate) fn str(&mut self, key: &str) -> Option<&'a str> {
-        let (k, v) = self.settings.get_key_value(key)?;
-        self.used.insert(k.as_str());
-        Some(v.as_str()).filter(|v| !v.is_empty())
-    }
-
-    /// The value of a required setting.
-    pub(crate) fn required_str(&mut self, key: &str) -> Option<&'a str> {
-        let value = self.str(key);
-        if value.is_none() {
-            self.error(key, "required parameter is not provided");
-        }
-        value
-    }
-
-    /// Every setting whose key starts with `prefix`, as (rest of the key, value), in key
-    /// order.
-    pub(crate) fn prefixed(&mut self, prefix: &str) -> Vec<(&'a str, &'a str)> {
-        let found: Vec<(&'a str, &'a str)> = self
-            .settings
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        found
-            .into_iter()
-            .map(|(k, v)| {
-                self.used.insert(k);
-                (&k[prefix.len()..], v)
-            })
-            .collect()
     }
 
     /// An integer setting (Go `int`).
@@ -247,18 +210,8 @@ impl<'a> SettingsReader<'a> {
     /// # Errors
     ///
     /// Every error recorded, unknown keys last.
-    pub(crate) fn finish(mut self) -> Result<(), Vec<SettingsError>> {
-        for key in self.settings.keys() {
-            if !self.used.contains(key.as_str()) {
-                self.errors
-                    .push(SettingsError::new(key.clone(), "unrecognized parameter"));
-            }
-        }
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(self.errors)
-        }
+    pub(crate) fn finish(self) -> Result<(), Vec<SettingsError>> {
+        self.0.finish()
     }
 }
 
