@@ -411,3 +411,46 @@ async fn file_source_and_destination_round_trip_records() {
         .collect();
     assert_eq!(decoded, records);
 }
+
+#[tokio::test]
+async fn file_destination_writes_to_dev_null_and_acks_without_fsync() {
+    let destination = open_destination(Path::new("/dev/null")).await;
+    for batch in 0..3 {
+        destination
+            .write(&[record(&format!("{batch}"), "x"), record("b", "y")])
+            .await
+            .unwrap();
+    }
+    let acks = ack_n(&*destination, 6).await;
+    assert!(acks.iter().all(|a| a.error.is_none()), "{acks:?}");
+    destination.teardown().await.unwrap();
+}
+
+#[tokio::test]
+async fn file_destination_writes_each_record_to_a_named_pipe_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // The reader opens the pipe first and collects everything until the writer closes.
+    let reader = std::thread::spawn({
+        let path = path.clone();
+        move || std::fs::read_to_string(path).unwrap()
+    });
+    let destination = open_destination(&path).await;
+    destination
+        .write(&[record("1", "hello"), record("2", "world")])
+        .await
+        .unwrap();
+    let acks = ack_n(&*destination, 2).await;
+    assert!(acks.iter().all(|a| a.error.is_none()), "{acks:?}");
+    destination.teardown().await.unwrap();
+    let content = reader.join().unwrap();
+    let lines: Vec<&str> = content.lines().collect();
+    assert_eq!(lines.len(), 2, "{content}");
+    assert!(lines[0].starts_with("{\"position\":\"MQ==\""), "{content}");
+    assert!(lines[1].starts_with("{\"position\":\"Mg==\""), "{content}");
+}

@@ -119,18 +119,9 @@ impl FileDestination {
 impl Destination for FileDestination {
     async fn open(&self) -> Result<(), ConnectorError> {
         let path = self.config.path.clone();
-        let file = tokio::task::spawn_blocking(move || {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .read(true)
-                .open(&path)
-                .map_err(|e| open_error(&path, &e))?;
-            drop_torn_line(&file).map_err(|e| open_error(&path, &e))?;
-            Ok::<File, ConnectorError>(file)
-        })
-        .await
-        .map_err(|e| ConnectorError::transient(format!("file destination: {e}")))??;
+        let (file, target) = tokio::task::spawn_blocking(move || open_file(&path))
+            .await
+            .map_err(|e| ConnectorError::transient(format!("file destination: {e}")))??;
 
         let (jobs, receiver) = mpsc::channel(QUEUED_BATCHES);
         let (done_sender, done) = oneshot::channel();
@@ -140,7 +131,7 @@ impl Destination for FileDestination {
         std::thread::Builder::new()
             .name("funnel-file-writer".into())
             .spawn(move || {
-                write_loop(file, &path, receiver, &acks, &spare);
+                write_loop(file, target, &path, receiver, &acks, &spare);
                 let _ = done_sender.send(());
             })
             .map_err(|e| {
@@ -203,10 +194,46 @@ impl Destination for FileDestination {
     }
 }
 
-/// The writer thread: appends batches, syncs, then acks them, until the channel closes
-/// or an I/O error stops it.
+/// What the destination writes to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A regular file: appended to, synced, cut back on failure.
+    Regular,
+    /// Anything else that can be opened for writing (`/dev/null`, a terminal, a pipe):
+    /// written to as a stream, without `fsync` (it has no durable content to sync).
+    Stream,
+}
+
+/// Opens the destination's path (blocking): a regular file (created if missing) for
+/// appending, after cutting off a torn last line; anything else as a write-only stream.
+/// Opening a named pipe waits until a process opens it for reading.
+fn open_file(path: &Path) -> Result<(File, Target), ConnectorError> {
+    let target = match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => Target::Stream,
+        _ => Target::Regular,
+    };
+    if target == Target::Stream {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| open_error(path, &e))?;
+        return Ok((file, target));
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .map_err(|e| open_error(path, &e))?;
+    drop_torn_line(&file).map_err(|e| open_error(path, &e))?;
+    Ok((file, target))
+}
+
+/// The writer thread: appends batches, syncs (regular files), then acks them, until the
+/// channel closes or an I/O error stops it.
 fn write_loop(
     mut file: File,
+    target: Target,
     path: &Path,
     mut jobs: mpsc::Receiver<Job>,
     acks: &AckQueue,
@@ -214,6 +241,7 @@ fn write_loop(
 ) {
     // The length of the file that is known to be whole lines, to cut back to on failure.
     let mut durable = match file.metadata() {
+        Ok(_) if target == Target::Stream => 0,
         Ok(meta) => meta.len(),
         Err(e) => {
             acks.fail(format!("file {}: failed to stat: {e}", path.display()));
@@ -235,7 +263,10 @@ fn write_loop(
         let written = group
             .iter()
             .try_for_each(|job| file.write_all(&job.bytes))
-            .and_then(|()| file.sync_data());
+            .and_then(|()| match target {
+                Target::Regular => file.sync_data(),
+                Target::Stream => file.flush(),
+            });
         match written {
             Ok(()) => {
                 durable += size as u64;
@@ -265,8 +296,10 @@ fn write_loop(
             }
             Err(e) => {
                 // Cut a partly written line off, so a restart appends whole lines.
-                let _ = file.set_len(durable);
-                let _ = file.sync_data();
+                if target == Target::Regular {
+                    let _ = file.set_len(durable);
+                    let _ = file.sync_data();
+                }
                 acks.fail(format!("file {}: failed to write: {e}", path.display()));
                 return;
             }

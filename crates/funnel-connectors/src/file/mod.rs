@@ -38,10 +38,16 @@
 //! **Guarantee:** a record is acknowledged only after its line is durable on disk, in
 //! write order. A crash in the middle of a write can leave a last line without its
 //! newline; the next open cuts it off (it was never acknowledged, so it is written
-//! again) rather than glue the next line onto it. If a write or `fsync` fails, the file is cut back to its last durable
-//! length and the destination reports the error on its next `ack`, so a restart
-//! appends again from a whole line (at least once: records written but not yet acked
-//! before a crash are written again).
+//! again) rather than glue the next line onto it. If a write or `fsync` fails, the file
+//! is cut back to its last durable length and the destination reports the error on its
+//! next `ack`, so a restart appends again from a whole line (at least once: records
+//! written but not yet acked before a crash are written again).
+//!
+//! **Not a regular file** (`/dev/null`, `/dev/stdout`, a terminal, a named pipe): the
+//! path is opened for writing as it is (never created or cut), lines are written the
+//! same way and acknowledged once written, without `fsync` — such a target holds
+//! nothing durable to sync. Opening a named pipe waits until a process opens it for
+//! reading; a reader that goes away fails the next write (`Broken pipe`).
 //!
 //! The SDK settings of sources and destinations are accepted as for every connector
 //! (see [`SDK_SOURCE_SETTINGS`](crate::SDK_SOURCE_SETTINGS) and
