@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::env::{self, EnvProblem};
+use crate::error::{MAX_SHOWN, shorten};
 use crate::yaml::{self, Node, Pos, ScalarKind, Value};
 use crate::{
     ConfigError, ConfigErrorKind, ConfigWarning, ConnectorConfig, ConnectorKind, DlqConfig,
@@ -177,8 +178,8 @@ impl Ctx<'_> {
         let location = self.loc(pos);
         self.out.warnings.push(ConfigWarning {
             location,
-            setting: setting.to_owned(),
-            message: message.into(),
+            setting: shorten(setting.to_owned(), MAX_SHOWN),
+            message: shorten(message.into(), MAX_SHOWN),
         });
     }
 

@@ -47,20 +47,62 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// A new error.
+    /// A new error. A setting or message longer than 1 KiB (one that
+    /// quotes a huge value) is shortened in the middle, so errors stay readable.
     pub fn new(
         kind: ConfigErrorKind,
         location: Location,
         setting: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
+        let setting = setting.into();
+        let message = message.into();
         Self {
             location,
-            setting: setting.into(),
-            message: message.into(),
+            setting: shorten(setting, MAX_SHOWN),
+            message: shorten(message, MAX_SHOWN),
             kind,
         }
     }
+}
+
+/// The longest setting or message an error holds whole, in bytes.
+pub(crate) const MAX_SHOWN: usize = 1024;
+/// The longest value quoted whole in a message, in bytes.
+const MAX_QUOTED: usize = 80;
+
+/// `text` itself when it has at most `max` bytes, else its start and end around a note
+/// of how many bytes were left out.
+pub(crate) fn shorten(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let head = text.floor_char_boundary(max * 2 / 3);
+    let tail = text.ceil_char_boundary(text.len() - max / 4);
+    format!(
+        "{}…[{} bytes left out]…{}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
+}
+
+/// A value for a message: itself when short, else shortened (see [`shorten`]).
+pub(crate) fn elide(text: &str) -> String {
+    if text.len() <= MAX_QUOTED {
+        return text.to_owned();
+    }
+    let head = text.floor_char_boundary(MAX_QUOTED / 2);
+    format!("{}…[{} bytes in all]", &text[..head], text.len())
+}
+
+/// A string value for a message, quoted: `"text"`, or its start and length when long.
+pub(crate) fn shown(text: &str) -> String {
+    if text.len() <= MAX_QUOTED {
+        return format!("{text:?}");
+    }
+    let head = text.floor_char_boundary(MAX_QUOTED / 2);
+    format!("{:?}…[{} bytes in all]", &text[..head], text.len())
 }
 
 /// Every error found while loading, in file order and then line order.

@@ -4,10 +4,28 @@
 //! that decides which scalars are strings (and so get environment variables expanded)
 //! and which integers a file may write. Anchors, aliases and merge keys (`<<`) are
 //! supported; a key written twice in one mapping is an error, as in `yaml.v3`.
+//!
+//! Reading is bounded whatever the text: an alias copies its anchor's node, so a few
+//! hundred bytes of nested aliases (an "alias bomb") could expand to billions of nodes.
+//! A file may hold at most [`MAX_NODES`] nodes, aliases expanded, and its anchors and
+//! aliases may copy at most [`MAX_ALIAS_NODES`] nodes and [`MAX_ALIAS_BYTES`] bytes of
+//! scalar text in all; past a bound the document is dropped with an error at the alias (or node)
+//! that crossed it, and reading stops. Duplicate keys are found with a hash set, in time
+//! linear in the size of the mapping.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use granit_parser::{Event, Options, Parser, ScalarStyle, ScanError, Span, Tag};
+
+use crate::error::{elide, shown};
+
+/// Nodes a file may hold, aliases expanded.
+pub(crate) const MAX_NODES: usize = 1_000_000;
+/// Nodes the aliases of a file may copy, in all.
+pub(crate) const MAX_ALIAS_NODES: usize = 100_000;
+/// Bytes of scalar text the aliases of a file may copy, in all.
+pub(crate) const MAX_ALIAS_BYTES: usize = 16 * 1024 * 1024;
 
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -75,8 +93,8 @@ impl Node {
             Value::Map(_) => "a mapping".to_owned(),
             Value::Scalar(s) => match s.kind {
                 ScalarKind::Null => "null".to_owned(),
-                ScalarKind::Str | ScalarKind::Other => format!("{:?}", s.text),
-                _ => s.text.clone(),
+                ScalarKind::Str | ScalarKind::Other => shown(&s.text),
+                _ => elide(&s.text),
             },
         }
     }
@@ -119,7 +137,7 @@ pub(crate) fn parse(text: &str) -> (Vec<Document>, Vec<YamlError>) {
         match parser.next_event() {
             None => break,
             Some(Ok((event, span))) => {
-                if builder.event(event, &span) {
+                if builder.event(event, &span) || builder.over_budget {
                     break;
                 }
             }
@@ -145,13 +163,31 @@ enum Frame {
         pos: Pos,
         anchor: usize,
         items: Vec<Node>,
+        size: Size,
     },
     Map {
         pos: Pos,
         anchor: usize,
         /// Keys and values, alternating.
         items: Vec<Node>,
+        size: Size,
     },
+}
+
+/// The size of a node: what copying it through an alias costs.
+#[derive(Clone, Copy, Default)]
+struct Size {
+    /// The node and every node under it.
+    nodes: usize,
+    /// The bytes of scalar text in it.
+    bytes: usize,
+}
+
+impl Size {
+    fn add(&mut self, other: Size) {
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
 }
 
 /// Builds documents from parser events.
@@ -160,9 +196,15 @@ struct Builder {
     documents: Vec<Document>,
     errors: Vec<YamlError>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, Size)>,
     doc_pos: Pos,
     root: Option<Node>,
+    /// Nodes of the file so far, aliases expanded.
+    nodes: usize,
+    /// What aliases copied so far.
+    copied: Size,
+    /// Set when a bound was crossed: the document is dropped and reading stops.
+    over_budget: bool,
 }
 
 impl Builder {
@@ -185,7 +227,14 @@ impl Builder {
                 });
             }
             Event::Scalar(text, style, anchor, tag) => {
+                if !self.count(1, pos) {
+                    return false;
+                }
                 let kind = resolve(&text, style, tag.as_deref());
+                let size = Size {
+                    nodes: 1,
+                    bytes: text.len(),
+                };
                 let node = Node {
                     pos,
                     value: Value::Scalar(Scalar {
@@ -193,38 +242,61 @@ impl Builder {
                         kind,
                     }),
                 };
-                self.complete(node, anchor);
+                self.complete(node, anchor, size);
             }
             Event::Alias(id) => {
-                if let Some(node) = self.anchors.get(&id).cloned() {
-                    self.complete(node, 0);
+                let Some(&(_, size)) = self.anchors.get(&id) else {
+                    return false;
+                };
+                if !self.expand(size, pos) {
+                    return false;
+                }
+                if let Some((node, _)) = self.anchors.get(&id) {
+                    let node = node.clone();
+                    self.complete(node, 0, size);
                 }
             }
-            Event::SequenceStart(_, anchor, _) => self.stack.push(Frame::Seq {
-                pos,
-                anchor,
-                items: Vec::new(),
-            }),
-            Event::MappingStart(_, anchor, _) => self.stack.push(Frame::Map {
-                pos,
-                anchor,
-                items: Vec::new(),
-            }),
+            Event::SequenceStart(_, anchor, _) if self.count(1, pos) => {
+                self.stack.push(Frame::Seq {
+                    pos,
+                    anchor,
+                    items: Vec::new(),
+                    size: Size { nodes: 1, bytes: 0 },
+                });
+            }
+            Event::MappingStart(_, anchor, _) if self.count(1, pos) => {
+                self.stack.push(Frame::Map {
+                    pos,
+                    anchor,
+                    items: Vec::new(),
+                    size: Size { nodes: 1, bytes: 0 },
+                });
+            }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq { pos, anchor, items }) => {
+                Some(Frame::Seq {
+                    pos,
+                    anchor,
+                    items,
+                    size,
+                }) => {
                     let node = Node {
                         pos,
                         value: Value::Seq(items),
                     };
-                    self.complete(node, anchor);
+                    self.complete(node, anchor, size);
                 }
-                Some(Frame::Map { pos, anchor, items }) => {
+                Some(Frame::Map {
+                    pos,
+                    anchor,
+                    items,
+                    size,
+                }) => {
                     let entries = self.mapping(items);
                     let node = Node {
                         pos,
                         value: Value::Map(entries),
                     };
-                    self.complete(node, anchor);
+                    self.complete(node, anchor, size);
                 }
                 None => {}
             },
@@ -233,20 +305,90 @@ impl Builder {
         false
     }
 
-    /// Records a finished node in its parent (or as the document's root).
-    fn complete(&mut self, node: Node, anchor: usize) {
-        if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+    /// Counts `nodes` more nodes in the file; false (after reporting it) when that
+    /// crosses [`MAX_NODES`].
+    fn count(&mut self, nodes: usize, pos: Pos) -> bool {
+        self.nodes = self.nodes.saturating_add(nodes);
+        if self.nodes > MAX_NODES {
+            self.over(
+                pos,
+                format!(
+                    "the file has more than {MAX_NODES} YAML nodes (aliases expanded); \
+                     Funnel reads no larger configuration"
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Accounts for an alias copying a node of `size` into the document; false (after
+    /// reporting it) when that crosses a bound.
+    fn expand(&mut self, size: Size, pos: Pos) -> bool {
+        self.copy(size, pos) && self.count(size.nodes, pos)
+    }
+
+    /// Accounts for copying a node of `size` (an anchor kept, an alias expanded); false
+    /// (after reporting it) when that crosses a bound.
+    fn copy(&mut self, size: Size, pos: Pos) -> bool {
+        self.copied.add(size);
+        if self.copied.nodes > MAX_ALIAS_NODES || self.copied.bytes > MAX_ALIAS_BYTES {
+            self.over(
+                pos,
+                format!(
+                    "anchors and aliases copy more than {MAX_ALIAS_NODES} nodes or {} MiB \
+                     in this file (nested aliases multiply); write the values out or use \
+                     fewer aliases",
+                    MAX_ALIAS_BYTES / (1024 * 1024)
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Reports a crossed bound: the document is dropped and reading stops.
+    fn over(&mut self, pos: Pos, message: String) {
+        self.errors.push(YamlError {
+            pos,
+            message,
+            syntax: true,
+        });
+        self.over_budget = true;
+        self.stack.clear();
+        self.anchors.clear();
+        self.root = None;
+    }
+
+    /// Records a finished node of `size` in its parent (or as the document's root).
+    fn complete(&mut self, node: Node, anchor: usize, size: Size) {
+        // Keeping an anchor copies its node too: nested anchors would otherwise copy
+        // quadratically much.
+        if anchor != 0 && self.copy(size, node.pos) {
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
-            Some(Frame::Seq { items, .. } | Frame::Map { items, .. }) => items.push(node),
+            Some(
+                Frame::Seq {
+                    items, size: sum, ..
+                }
+                | Frame::Map {
+                    items, size: sum, ..
+                },
+            ) => {
+                items.push(node);
+                sum.add(size);
+            }
             None => self.root = Some(node),
         }
     }
 
-    /// Pairs up keys and values, applies merge keys and rejects duplicate keys.
+    /// Pairs up keys and values, applies merge keys and rejects duplicate keys, in time
+    /// linear in the number of entries.
     fn mapping(&mut self, items: Vec<Node>) -> Vec<(Node, Node)> {
         let mut explicit: Vec<(Node, Node)> = Vec::with_capacity(items.len() / 2);
+        // Each key's text and the line it was first written on.
+        let mut seen: HashMap<String, usize> = HashMap::with_capacity(items.len() / 2);
         let mut merges: Vec<Node> = Vec::new();
         let mut items = items.into_iter();
         while let (Some(key), Some(value)) = (items.next(), items.next()) {
@@ -262,16 +404,22 @@ impl Builder {
                 merges.push(value);
                 continue;
             }
-            if let Some((first, _)) = explicit.iter().find(|(k, _)| same_key(k, &key)) {
-                self.errors.push(YamlError {
-                    pos: key.pos,
-                    message: format!(
-                        "mapping key {:?} already defined at line {}",
-                        scalar.text, first.pos.line
-                    ),
-                    syntax: false,
-                });
-                continue;
+            match seen.entry(scalar.text.clone()) {
+                Entry::Occupied(first) => {
+                    self.errors.push(YamlError {
+                        pos: key.pos,
+                        message: format!(
+                            "mapping key {} already defined at line {}",
+                            shown(&scalar.text),
+                            first.get()
+                        ),
+                        syntax: false,
+                    });
+                    continue;
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(key.pos.line);
+                }
             }
             explicit.push((key, value));
         }
@@ -294,7 +442,11 @@ impl Builder {
                 }
             };
             for (key, value) in sources.into_iter().flatten() {
-                if !explicit.iter().any(|(k, _)| same_key(k, &key)) {
+                let Value::Scalar(scalar) = &key.value else {
+                    continue;
+                };
+                if let Entry::Vacant(slot) = seen.entry(scalar.text.clone()) {
+                    slot.insert(key.pos.line);
                     explicit.push((key, value));
                 }
             }
@@ -322,14 +474,6 @@ impl Builder {
         });
         self.stack.clear();
         self.root = None;
-    }
-}
-
-/// Whether two keys are the same: equal scalar text.
-fn same_key(a: &Node, b: &Node) -> bool {
-    match (&a.value, &b.value) {
-        (Value::Scalar(a), Value::Scalar(b)) => a.text == b.text,
-        _ => false,
     }
 }
 
