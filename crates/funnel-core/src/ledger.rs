@@ -34,7 +34,6 @@ struct Slot {
 #[derive(Debug)]
 pub(crate) struct SlotInit {
     pub(crate) position: Position,
-    pub(crate) tokens: u32,
     pub(crate) bytes: u32,
     /// The slot will never become terminal (its processing failed).
     pub(crate) stuck: bool,
@@ -69,6 +68,7 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     /// Registers the slots `base..base + n`, which must follow the last registered.
+    /// They hold no token until pieces of them are [delivered](Self::deliver).
     pub(crate) fn register(&mut self, base: u64, read_at: Instant, slots: Vec<SlotInit>) {
         debug_assert_eq!(
             base,
@@ -81,7 +81,7 @@ impl Ledger {
         self.reads.push_back((base, read_at));
         self.slots.extend(slots.into_iter().map(|s| Slot {
             position: s.position,
-            tokens: s.tokens,
+            tokens: 0,
             bytes: s.bytes,
             stuck: s.stuck,
             nack: None,
@@ -91,6 +91,18 @@ impl Ledger {
     fn slot(&mut self, origin: u64) -> Option<&mut Slot> {
         let index = origin.checked_sub(self.front)?;
         self.slots.get_mut(usize::try_from(index).ok()?)
+    }
+
+    /// Adds `count` tokens to slot `origin`: pieces of it handed on, each waiting for a
+    /// destination. Returns false when the slot is not pending (a bug).
+    pub(crate) fn deliver(&mut self, origin: u64, count: u32) -> bool {
+        match self.slot(origin) {
+            Some(slot) => {
+                slot.tokens = slot.tokens.saturating_add(count);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Consumes `count` tokens of slot `origin`. Returns false when the slot is not

@@ -1,0 +1,186 @@
+//! The reader stage: reads the source while credits last, numbers the records, runs
+//! the trunk processors, registers the records with the ledger and hands each batch
+//! to every branch writer, with the barrier of the last trunk nack still in effect.
+
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::config::WorkerStats;
+use super::settle::{Delivery, LedgerEvent, Settled, Step, settle};
+use super::stage::Shared;
+use crate::chain::{RetryLimits, Segment, run_chain};
+use crate::error::{ConnectorErrorKind, Error};
+use crate::ledger::SlotInit;
+use crate::task::{ProcessorTask, SourceTask};
+
+/// Why the reader stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ReaderEnd {
+    /// A stop was requested.
+    Stopped,
+    /// The source has no more records.
+    Exhausted,
+    /// An error was recorded (by the reader or another stage).
+    Failed,
+}
+
+/// The reader's side of the run.
+pub(super) struct Reader<'a> {
+    pub(super) source: &'a mut SourceTask,
+    pub(super) trunk: &'a mut [ProcessorTask],
+    pub(super) writers: Vec<mpsc::Sender<Arc<Delivery>>>,
+    pub(super) ledger: mpsc::Sender<LedgerEvent>,
+    pub(super) stop: &'a CancellationToken,
+    pub(super) limits: RetryLimits,
+}
+
+/// Reads until stopped, exhausted or failed.
+pub(super) async fn reader_stage(r: Reader<'_>, shared: &Shared) -> ReaderEnd {
+    let Reader {
+        source,
+        trunk,
+        writers,
+        ledger,
+        stop,
+        limits,
+    } = r;
+    let trunk_ids: Vec<Arc<str>> = trunk.iter().map(|t| Arc::from(t.id())).collect();
+    let branches = u32::try_from(writers.len()).unwrap_or(u32::MAX);
+    let mut piece_seq = 0u64;
+    let mut barrier: Option<u64> = None;
+    loop {
+        if shared.abort.is_cancelled() || shared.drain.is_cancelled() {
+            return ReaderEnd::Failed;
+        }
+        if stop.is_cancelled() {
+            return ReaderEnd::Stopped;
+        }
+        if !shared.credits.has_room() {
+            tokio::select! {
+                biased;
+                () = shared.abort.cancelled() => return ReaderEnd::Failed,
+                () = shared.drain.cancelled() => return ReaderEnd::Failed,
+                () = stop.cancelled() => return ReaderEnd::Stopped,
+                () = shared.credits.available() => {}
+            }
+        }
+        let started = Instant::now();
+        let read = {
+            let mut read = std::pin::pin!(source.read_unmetered());
+            match futures::poll!(read.as_mut()) {
+                Poll::Ready(read) => read,
+                Poll::Pending => tokio::select! {
+                    biased;
+                    () = shared.abort.cancelled() => return ReaderEnd::Failed,
+                    () = shared.drain.cancelled() => return ReaderEnd::Failed,
+                    () = stop.cancelled() => return ReaderEnd::Stopped,
+                    read = read => read,
+                },
+            }
+        };
+        let batch = match read {
+            Ok(batch) => batch,
+            Err(Error::Read { source: e, .. }) if e.kind() == ConnectorErrorKind::Exhausted => {
+                return ReaderEnd::Exhausted;
+            }
+            Err(e) => {
+                shared.record(u64::MAX, e);
+                return ReaderEnd::Failed;
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let read_at = Instant::now();
+        let base = batch.origins()[0];
+        let mut slots: Vec<SlotInit> = batch
+            .records()
+            .iter()
+            .map(|r| SlotInit {
+                position: r.position.clone(),
+                bytes: u32::try_from(r.size_hint()).unwrap_or(u32::MAX),
+                stuck: false,
+            })
+            .collect();
+        let bytes: usize = slots.iter().map(|s| s.bytes as usize).sum();
+        source.observe_read(started, slots.len(), bytes);
+        shared.credits.take(slots.len(), bytes);
+        WorkerStats::add(&shared.stats.read, slots.len());
+
+        let mut segments = Vec::with_capacity(1);
+        let failed = if trunk.is_empty() {
+            segments.push(Segment::Deliver(batch));
+            None
+        } else {
+            run_chain(trunk, batch, limits, &mut segments).await.err()
+        };
+        let Settled {
+            mut steps,
+            mut tally,
+            next_piece,
+        } = settle(segments, piece_seq, None, &trunk_ids, 0);
+        piece_seq = next_piece;
+        tally.copies = branches;
+        if trunk.is_empty() {
+            // Without trunk processors the records are the ones just sized.
+            for step in &mut steps {
+                if let Step::Deliver(d) = step {
+                    d.sizes = Some(slots.iter().map(|s| s.bytes).collect());
+                }
+            }
+        }
+        if let Some((from, _)) = &failed {
+            for slot in slots.iter_mut().skip(from.saturating_sub(base) as usize) {
+                slot.stuck = true;
+            }
+        }
+        let register = LedgerEvent::Register {
+            base,
+            read_at,
+            slots,
+            tally,
+        };
+        if !shared.send(&ledger, register).await {
+            return ReaderEnd::Failed;
+        }
+        for step in steps {
+            match step {
+                Step::Barrier(origin) => barrier = Some(origin),
+                Step::Deliver(delivery) => {
+                    if !deliver(delivery, &mut barrier, &writers, shared).await {
+                        return ReaderEnd::Failed;
+                    }
+                }
+            }
+        }
+        if let Some((origin, e)) = failed {
+            shared.record(origin, e);
+            return ReaderEnd::Failed;
+        }
+    }
+}
+
+/// Hands `delivery` to every writer, with the barrier in effect (writers hold back
+/// what follows it).
+async fn deliver(
+    mut delivery: Delivery,
+    barrier: &mut Option<u64>,
+    writers: &[mpsc::Sender<Arc<Delivery>>],
+    shared: &Shared,
+) -> bool {
+    if barrier.is_some_and(|origin| shared.is_released(origin)) {
+        *barrier = None;
+    }
+    delivery.barrier = *barrier;
+    let delivery = Arc::new(delivery);
+    for tx in writers {
+        if !shared.send(tx, Arc::clone(&delivery)).await {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,196 @@
+//! The ledger stage: applies the stages' tallies to the [`Ledger`] and releases what
+//! it can, strictly in read order: nacked records to the DLQ, then the last position to
+//! the committer, then the positions to `Source::ack`, then the credits back (I1, I2,
+//! I3).
+
+use funnel_record::Position;
+use metrics::{Counter, Histogram, counter, histogram};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::config::WorkerStats;
+use super::settle::LedgerEvent;
+use super::stage::{Shared, unless_cancelled};
+use crate::dlq::Dlq;
+use crate::error::{Error, Result};
+use crate::ledger::{Ledger, Released};
+use crate::plugin::{PositionCommitter, Source};
+use crate::telemetry::{PIPELINE_EXECUTION_DURATION, RECORDS_ACKED};
+
+/// What the ledger stage releases to.
+pub(super) struct Release<'a> {
+    pub(super) source: &'a dyn Source,
+    pub(super) source_id: &'a str,
+    pub(super) dlq: &'a mut Dlq,
+    pub(super) committer: Option<&'a dyn PositionCommitter>,
+    pub(super) pipeline: &'a str,
+}
+
+struct LedgerMetrics {
+    latency: Histogram,
+    acked: Counter,
+}
+
+/// Applies what the stages report and releases, until every stage is done or the run
+/// aborts.
+pub(super) async fn ledger_stage(
+    mut to: Release<'_>,
+    mut rx: mpsc::Receiver<LedgerEvent>,
+    shared: &Shared,
+) {
+    let metrics = LedgerMetrics {
+        latency: histogram!(PIPELINE_EXECUTION_DURATION, "pipeline" => to.pipeline.to_owned()),
+        acked: counter!(RECORDS_ACKED, "pipeline" => to.pipeline.to_owned(), "component_id" => to.source_id.to_owned()),
+    };
+    let mut ledger = Ledger::default();
+    let mut buffers = (Vec::new(), Vec::new());
+    loop {
+        let Some(event) = unless_cancelled(&shared.abort, rx.recv()).await else {
+            return;
+        };
+        let Some(event) = event else {
+            if ledger.pending() > 0 {
+                debug!(
+                    source_id = to.source_id,
+                    pending = ledger.pending(),
+                    "stopped with records not released"
+                );
+            }
+            return;
+        };
+        if let Err(e) = apply(&mut ledger, event) {
+            return shared.fail(0, e);
+        }
+        while let Ok(event) = rx.try_recv() {
+            if let Err(e) = apply(&mut ledger, event) {
+                return shared.fail(0, e);
+            }
+        }
+        if let Err(e) = release(&mut ledger, &mut to, shared, &metrics, &mut buffers).await {
+            // Everything before the failing record was released, so this error comes
+            // before any error recorded for records still in flight.
+            return shared.fail(ledger.released_through().saturating_sub(1), e);
+        }
+    }
+}
+
+fn bug(message: String) -> Error {
+    Error::Internal(format!("(bug) {message}"))
+}
+
+/// Applies one event: delivered pieces first, so that pieces a branch's processors
+/// made of the pieces they were given never leave a record without tokens.
+fn apply(ledger: &mut Ledger, event: LedgerEvent) -> Result<()> {
+    let tally = match event {
+        LedgerEvent::Register {
+            base,
+            read_at,
+            slots,
+            tally,
+        } => {
+            ledger.register(base, read_at, slots);
+            tally
+        }
+        LedgerEvent::Tally(tally) => tally,
+    };
+    for (origin, pieces) in tally.delivered {
+        if !ledger.deliver(origin, pieces.saturating_mul(tally.copies)) {
+            return Err(bug(format!(
+                "pieces of record {origin} delivered, which is not pending"
+            )));
+        }
+    }
+    for (origin, key, record) in tally.nacks {
+        if !ledger.nack(origin, key, record) {
+            return Err(bug(format!(
+                "nack of record {origin}, which is not pending"
+            )));
+        }
+    }
+    for (origin, count) in tally.settled {
+        if !ledger.resolve(origin, count) {
+            return Err(bug(format!(
+                "record {origin} was resolved more often than it was handed on"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn release(
+    ledger: &mut Ledger,
+    to: &mut Release<'_>,
+    shared: &Shared,
+    metrics: &LedgerMetrics,
+    buffers: &mut (Vec<Released>, Vec<Position>),
+) -> Result<()> {
+    let (released, positions) = buffers;
+    released.clear();
+    positions.clear();
+    let Some(run) = ledger.pop_released(released) else {
+        return Ok(());
+    };
+    let count = released.len();
+    let mut window_acks = 0;
+    let mut failure = None;
+    for r in released.drain(..) {
+        match r.nack {
+            None => {
+                positions.push(r.position);
+                window_acks += 1;
+            }
+            Some(nacked) => {
+                to.dlq.ack(window_acks);
+                window_acks = 0;
+                let (written, result) = to.dlq.nack(std::slice::from_ref(&*nacked)).await;
+                WorkerStats::add(&shared.stats.dlq, written);
+                if written == 1 {
+                    positions.push(r.position);
+                }
+                if let Err(e) = result {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+    to.dlq.ack(window_acks);
+    let acked = positions.len();
+    let flushed = flush(positions, to).await;
+    if flushed.is_ok() {
+        metrics.acked.increment(acked as u64);
+        WorkerStats::add(&shared.stats.acked, acked);
+        metrics.latency.record(run.oldest.elapsed().as_secs_f64());
+        shared.credits.give_back(count, run.bytes);
+        shared.released_through(ledger.released_through());
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => flushed,
+    }
+}
+
+/// Commits the last of `positions`, then acks them all to the source.
+async fn flush(positions: &[Position], to: &Release<'_>) -> Result<()> {
+    let Some(last) = positions.last() else {
+        return Ok(());
+    };
+    if let Some(committer) = to.committer {
+        committer
+            .commit(last)
+            .await
+            .map_err(|source| Error::Commit {
+                task: to.source_id.to_owned(),
+                position: last.to_string(),
+                source,
+            })?;
+    }
+    to.source
+        .ack(positions)
+        .await
+        .map_err(|e| Error::SourceAck {
+            task: to.source_id.to_owned(),
+            count: positions.len(),
+            source: e,
+        })
+}

@@ -1,0 +1,173 @@
+//! The branch writer stage: runs the branch's own processors over each delivery,
+//! writes to the destination without waiting for acks, and queues each write for the
+//! ack reader. Writes wait for barriers: nothing read after a nacked record is written
+//! before that record is released (I4).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use funnel_record::Record;
+use tokio::sync::mpsc;
+
+use super::ack_reader::Written;
+use super::settle::{Delivery, LedgerEvent, Settled, Step, push_origin, settle};
+use super::stage::{Shared, unless_cancelled};
+use crate::batch::Batch;
+use crate::chain::{RetryLimits, run_chain};
+use crate::error::Result;
+use crate::task::{DestinationTask, ProcessorTask};
+
+/// One branch's writer.
+pub(super) struct Writer<'a> {
+    pub(super) branch: usize,
+    pub(super) processors: &'a mut [ProcessorTask],
+    pub(super) destination: &'a DestinationTask,
+    pub(super) rx: mpsc::Receiver<Arc<Delivery>>,
+    pub(super) acker: mpsc::Sender<Written>,
+    pub(super) ledger: mpsc::Sender<LedgerEvent>,
+    pub(super) limits: RetryLimits,
+}
+
+/// Writes what the reader delivers until the reader is done or the run fails.
+pub(super) async fn writer_stage(w: Writer<'_>, shared: &Shared) {
+    let Writer {
+        branch,
+        processors,
+        destination,
+        mut rx,
+        acker,
+        ledger,
+        limits,
+    } = w;
+    let ids: Vec<Arc<str>> = processors.iter().map(|t| Arc::from(t.id())).collect();
+    // Nacked origins not yet released: what follows them is not written yet (I4).
+    let mut barriers: Vec<u64> = Vec::new();
+    loop {
+        let Some(Some(delivery)) = unless_cancelled(&shared.abort, rx.recv()).await else {
+            return;
+        };
+        if let Some(origin) = delivery.barrier {
+            add_barrier(&mut barriers, origin);
+        }
+        if processors.is_empty() {
+            if !write_delivery(delivery, &mut barriers, destination, &acker, shared).await {
+                return;
+            }
+            continue;
+        }
+        // A branch with its own processors works on its own copy. On an error, like a
+        // trunk processor's error: what the chain handed on before it still finishes;
+        // then this branch takes nothing more, which stops the reader.
+        let mut segments = Vec::new();
+        let failed = run_chain(processors, delivery.batch.clone(), limits, &mut segments)
+            .await
+            .err();
+        let first_pieces = delivery.first_pieces();
+        let Settled {
+            steps, mut tally, ..
+        } = settle(
+            segments,
+            delivery.piece_base,
+            Some(&first_pieces),
+            &ids,
+            branch,
+        );
+        tally.copies = 1;
+        // The pieces this branch was given are settled: they became what it delivers.
+        // Those from a failure on never are: their records must not be released.
+        let stuck_from = failed.as_ref().map_or(u64::MAX, |(origin, _)| *origin);
+        for &o in delivery.batch.origins() {
+            if o < stuck_from {
+                push_origin(&mut tally.settled, o, 1);
+            }
+        }
+        if !shared.send(&ledger, LedgerEvent::Tally(tally)).await {
+            return;
+        }
+        for step in steps {
+            match step {
+                Step::Barrier(o) => add_barrier(&mut barriers, o),
+                Step::Deliver(d) => {
+                    if !write_delivery(Arc::new(d), &mut barriers, destination, &acker, shared)
+                        .await
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some((origin, e)) = failed {
+            return shared.record(origin, e);
+        }
+    }
+}
+
+/// The records of `batch` from `from` on that may be written now: up to the first one
+/// after the barrier's origin. When none may be written yet, waits for the barrier's
+/// release first. `None` when the run is aborting or the barrier will never lift.
+async fn next_range(
+    batch: &Batch,
+    from: usize,
+    barriers: &mut Vec<u64>,
+    shared: &Shared,
+) -> Option<Range<usize>> {
+    loop {
+        barriers.retain(|&b| !shared.is_released(b));
+        let Some(&origin) = barriers.first() else {
+            return Some(from..batch.len());
+        };
+        match batch.origins()[from..].iter().position(|&o| o > origin) {
+            None => return Some(from..batch.len()),
+            Some(0) => {
+                if !shared.wait_released(origin).await {
+                    return None;
+                }
+            }
+            Some(cut) => return Some(from..from + cut),
+        }
+    }
+}
+
+/// Adds a barrier origin, keeping them sorted.
+fn add_barrier(barriers: &mut Vec<u64>, origin: u64) {
+    if let Err(at) = barriers.binary_search(&origin) {
+        barriers.insert(at, origin);
+    }
+}
+
+/// Writes `delivery`, range by range as the barriers allow, queueing each write for
+/// the ack reader. False when the stage must end.
+async fn write_delivery(
+    delivery: Arc<Delivery>,
+    barriers: &mut Vec<u64>,
+    destination: &DestinationTask,
+    acker: &mpsc::Sender<Written>,
+    shared: &Shared,
+) -> bool {
+    let mut from = 0;
+    while from < delivery.batch.len() {
+        let Some(range) = next_range(&delivery.batch, from, barriers, shared).await else {
+            return false;
+        };
+        let records = &delivery.batch.records()[range.clone()];
+        if let Err(e) = write(destination, records, shared).await {
+            shared.fail(delivery.batch.origins()[range.start], e);
+            return false;
+        }
+        from = range.end;
+        let written = Written {
+            delivery: Arc::clone(&delivery),
+            range,
+        };
+        if !shared.send(acker, written).await {
+            return false;
+        }
+    }
+    true
+}
+
+async fn write(destination: &DestinationTask, records: &[Record], shared: &Shared) -> Result<()> {
+    unless_cancelled(&shared.abort, destination.write(records))
+        .await
+        .unwrap_or(Ok(()))
+}
