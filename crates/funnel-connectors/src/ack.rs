@@ -3,7 +3,8 @@
 //! Writers push acks in write order; [`AckQueue::next`] waits until there is at least
 //! one and takes every ack queued so far, so the engine never receives an empty list.
 //! Once the queue has failed, `next` returns the failure (after the acks that were
-//! queued before it).
+//! queued before it); once it is closed (the destination was torn down), `next`
+//! returns an error instead of waiting for acks that will never come.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -22,6 +23,8 @@ pub(crate) struct AckQueue {
 struct State {
     acks: VecDeque<DestinationAck>,
     failure: Option<String>,
+    /// Set by `close`: why no more acks will come.
+    closed: Option<String>,
 }
 
 impl AckQueue {
@@ -42,6 +45,13 @@ impl AckQueue {
         self.notify.notify_one();
     }
 
+    /// Closes the queue: once the acks queued so far are taken, `next` (also one
+    /// already waiting) returns `message` as a transient error.
+    pub(crate) fn close(&self, message: String) {
+        self.lock().closed.get_or_insert(message);
+        self.notify.notify_one();
+    }
+
     /// The error that stopped the writer, if any.
     pub(crate) fn failure(&self) -> Option<String> {
         self.lock().failure.clone()
@@ -52,7 +62,7 @@ impl AckQueue {
     ///
     /// # Errors
     ///
-    /// A transient error when the writer failed.
+    /// A transient error when the writer failed or the queue is closed.
     pub(crate) async fn next(&self) -> Result<Vec<DestinationAck>, ConnectorError> {
         loop {
             {
@@ -60,7 +70,7 @@ impl AckQueue {
                 if !state.acks.is_empty() {
                     return Ok(state.acks.drain(..).collect());
                 }
-                if let Some(message) = &state.failure {
+                if let Some(message) = state.failure.as_ref().or(state.closed.as_ref()) {
                     return Err(ConnectorError::transient(message.clone()));
                 }
             }
@@ -117,5 +127,20 @@ mod tests {
         assert_eq!(queue.next().await.unwrap().len(), 1);
         let error = queue.next().await.unwrap_err();
         assert_eq!(error.to_string(), "disk full");
+    }
+
+    #[tokio::test]
+    async fn closing_ends_a_waiting_next_after_the_queued_acks() {
+        let queue = Arc::new(AckQueue::new());
+        queue.push([DestinationAck::ok("1".into())]);
+        assert_eq!(queue.next().await.unwrap().len(), 1);
+        let waiter = tokio::spawn({
+            let queue = Arc::clone(&queue);
+            async move { queue.next().await }
+        });
+        queue.close("torn down".into());
+        let error = waiter.await.unwrap().unwrap_err();
+        assert_eq!(error.to_string(), "torn down");
+        assert_eq!(queue.failure(), None, "closing is not a failure");
     }
 }

@@ -7,9 +7,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
 use funnel_core::{ConnectorErrorKind, Destination, DestinationAck, Source};
 use funnel_record::{Data, Metadata, Operation, Position, Record};
+use funnel_test_utils::compliance::{
+    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
+    run_destination_compliance, run_source_compliance,
+};
 
 const PATIENCE: Duration = Duration::from_secs(5);
 
@@ -453,4 +459,93 @@ async fn file_destination_writes_each_record_to_a_named_pipe_once() {
     assert_eq!(lines.len(), 2, "{content}");
     assert!(lines[0].starts_with("{\"position\":\"MQ==\""), "{content}");
     assert!(lines[1].starts_with("{\"position\":\"Mg==\""), "{content}");
+}
+
+/// A file of its own, read by the file source or written by the file destination.
+struct FileBackend {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl FileBackend {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.txt");
+        Self { _dir: dir, path }
+    }
+}
+
+fn raw_after(record: &Record) -> Bytes {
+    match &record.payload.after {
+        Some(Data::Raw(bytes)) => bytes.clone(),
+        other => panic!("expected raw payload.after, got {other:?}"),
+    }
+}
+
+#[async_trait]
+impl SourceBackend for FileBackend {
+    fn build(&self, resume: Option<Position>) -> Arc<dyn Source> {
+        let mut settings = path_settings(&self.path);
+        settings.insert("sdk.batch.size".into(), "10".into());
+        source("file", "p:in", &settings, resume).unwrap()
+    }
+
+    async fn inject(&self, payloads: &[Bytes]) {
+        let mut text = Vec::new();
+        for payload in payloads {
+            text.extend_from_slice(payload);
+            text.push(b'\n');
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .unwrap();
+        file.write_all(&text).unwrap();
+    }
+
+    fn payload(&self, record: &Record) -> Bytes {
+        raw_after(record)
+    }
+}
+
+#[async_trait]
+impl DestinationBackend for FileBackend {
+    fn build(&self) -> Arc<dyn Destination> {
+        destination("file", "p:out", &path_settings(&self.path)).unwrap()
+    }
+
+    async fn written(&self) -> Vec<Bytes> {
+        let content = std::fs::read(&self.path).unwrap_or_default();
+        content
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| raw_after(&Record::from_json(line).unwrap()))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn file_source_passes_the_source_compliance_suite() {
+    let capabilities = SourceCapabilities {
+        input: Support::Yes,
+        exact_resume: Support::Yes,
+    };
+    let report = run_source_compliance("file source", capabilities, |_| async {
+        FileBackend::new()
+    })
+    .await;
+    assert!(report.skipped.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn file_destination_passes_the_destination_compliance_suite() {
+    let capabilities = DestinationCapabilities {
+        readback: Support::Yes,
+    };
+    let report = run_destination_compliance("file destination", capabilities, |_| async {
+        FileBackend::new()
+    })
+    .await;
+    assert!(report.skipped.is_empty(), "{report:?}");
 }

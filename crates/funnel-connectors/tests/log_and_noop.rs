@@ -6,9 +6,14 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use funnel_connectors::{Settings, destination, noop};
 use funnel_core::{Destination, DestinationAck};
-use funnel_record::{Position, Record};
+use funnel_record::{Data, Payload, Position, Record};
+use funnel_test_utils::compliance::{
+    DestinationBackend, DestinationCapabilities, Support, run_destination_compliance,
+};
 use tracing::Level;
 
 fn settings(pairs: &[(&str, &str)]) -> Settings {
@@ -138,4 +143,76 @@ async fn noop_destination_acks_in_order_and_counts_what_it_acked() {
     // Other tests of this process may count too, so the total grew by at least ours.
     assert!(noop::written_total() >= before + 150);
     destination.teardown().await.unwrap();
+}
+
+/// A log destination whose lines go to a captured log, read back by its connector ID.
+struct LogBackend {
+    id: String,
+    log: Captured,
+}
+
+#[async_trait]
+impl DestinationBackend for LogBackend {
+    fn build(&self) -> Arc<dyn Destination> {
+        destination("log", &self.id, &settings(&[("level", "info")])).unwrap()
+    }
+
+    async fn written(&self) -> Vec<Bytes> {
+        let output = self.log.0.lock().unwrap().clone();
+        let marker = format!(" connector={} record=", self.id);
+        String::from_utf8(output)
+            .unwrap()
+            .lines()
+            .filter_map(|line| line.split_once(&marker))
+            .map(|(_, json)| match Record::from_json(json.as_bytes()) {
+                Ok(Record {
+                    payload:
+                        Payload {
+                            after: Some(Data::Raw(bytes)),
+                            ..
+                        },
+                    ..
+                }) => bytes,
+                other => panic!("not a logged record: {other:?}"),
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn log_destination_passes_the_destination_compliance_suite() {
+    let (log, _guard) = capture_logs(Level::INFO);
+    let capabilities = DestinationCapabilities {
+        readback: Support::Yes,
+    };
+    let mut checks = 0;
+    let report = run_destination_compliance("log", capabilities, |_| {
+        // Each check reads back the lines of its own connector ID.
+        checks += 1;
+        let backend = LogBackend {
+            id: format!("p:log-{checks}"),
+            log: log.clone(),
+        };
+        async { backend }
+    })
+    .await;
+    assert!(report.skipped.is_empty(), "{report:?}");
+}
+
+/// The noop destination: nothing to read back.
+struct NoopBackend;
+
+impl DestinationBackend for NoopBackend {
+    fn build(&self) -> Arc<dyn Destination> {
+        destination("noop", "p:noop", &Settings::new()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn noop_destination_passes_the_destination_compliance_suite() {
+    let capabilities = DestinationCapabilities {
+        readback: Support::No("noop writes records nowhere: there is nothing to read back"),
+    };
+    let report = run_destination_compliance("noop", capabilities, |_| async { NoopBackend }).await;
+    assert_eq!(report.ran.len(), 6, "{report:?}");
 }

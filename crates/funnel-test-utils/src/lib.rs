@@ -1,9 +1,11 @@
 //! Test helpers for Funnel: in-memory connectors with fault injection, processors
-//! driven by a per-record plan, and the stop-and-wait reference executor the
-//! pipelined worker is compared with.
+//! driven by a per-record plan, the stop-and-wait reference executor the pipelined
+//! worker is compared with, and the connector compliance suite
+//! ([`compliance`]) every connector's integration test runs.
 //!
 //! Nothing here is for production use; `publish = false`.
 
+pub mod compliance;
 pub mod memory;
 pub mod plan;
 pub mod reference;

@@ -187,6 +187,11 @@ impl Destination for FileDestination {
             drop(jobs);
             let _ = done.await;
         }
+        self.acks.close(format!(
+            "file destination {} ({}): torn down",
+            self.id,
+            self.config.path.display()
+        ));
         match self.acks.failure() {
             Some(_) => Err(self.stopped()),
             None => Ok(()),

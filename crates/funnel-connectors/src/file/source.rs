@@ -104,7 +104,10 @@ impl Source for FileSource {
             {
                 let mut tail = lock(&self.state);
                 if !tail.opened {
-                    return Err(ConnectorError::fatal("file source: read before open"));
+                    // Also ends a read that was waiting when the source was torn down.
+                    return Err(ConnectorError::fatal(
+                        "file source: read while not open (before open or after teardown)",
+                    ));
                 }
                 let records = tail.take_lines(self.config.batch_size, &self.path_text, &self.id);
                 if !records.is_empty() {
@@ -127,7 +130,9 @@ impl Source for FileSource {
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
-        lock(&self.state).file = None;
+        let mut tail = lock(&self.state);
+        tail.opened = false;
+        tail.file = None;
         Ok(())
     }
 }
@@ -176,6 +181,10 @@ impl Tail {
 /// needed, counting the lines before the resume offset.
 fn fill(state: &Mutex<Tail>, path: &Path) -> Result<Fill, ConnectorError> {
     let mut tail = lock(state);
+    if !tail.opened {
+        // Torn down meanwhile: do not open the file again.
+        return Ok(Fill::Nothing);
+    }
     if tail.file.is_none() {
         let mut file = match File::open(path) {
             Ok(file) => file,

@@ -85,6 +85,8 @@ impl Destination for LogDestination {
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
+        self.acks
+            .close(format!("log destination {}: torn down", self.id));
         Ok(())
     }
 }

@@ -74,6 +74,7 @@ impl Destination for NoopDestination {
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
+        self.acks.close("noop destination: torn down".to_owned());
         Ok(())
     }
 }

@@ -648,6 +648,7 @@ impl Destination for PostgresDestination {
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
         *self.state.lock().await = None;
+        self.acks.close(format!("{}: torn down", self.who));
         Ok(())
     }
 }
