@@ -59,6 +59,16 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+impl Drop for Running {
+    /// A source dropped without `teardown` (its pipeline was aborted) stops its reader
+    /// at once, which closes the replication connection and frees the slot for the
+    /// next source, as the end of a killed process would.
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        self.task.abort();
+    }
+}
+
 /// What the reader does first.
 enum Start {
     /// Snapshot, then stream.
@@ -381,8 +391,13 @@ impl Source for PostgresSource {
         };
         let task = tokio::spawn(async move {
             let tx = reader.tx.clone();
+            let mut stop = reader.stop.clone();
             if let Err(e) = reader.run(start).await {
-                let _ = tx.send(Err(e)).await;
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stopped| *stopped) => {}
+                    _ = tx.send(Err(e)) => {}
+                }
             }
         });
         *self.batches.lock().await = Some(rx);
@@ -428,15 +443,11 @@ impl Source for PostgresSource {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(running) = running {
+        if let Some(mut running) = running {
             running.stop.send_replace(true);
-            let mut task = running.task;
-            if tokio::time::timeout(Duration::from_secs(5), &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
+            // The reader stops at its next step (a full queue does not hold it); a
+            // reader stuck on the server is aborted when `running` drops.
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut running.task).await;
         }
         *self.batches.lock().await = None;
         Ok(())
@@ -530,9 +541,15 @@ impl Reader {
         }
     }
 
-    /// Sends a batch; false when the source is gone.
+    /// Sends a batch; false when the source is gone or stopping (a stop does not
+    /// wait for room in a queue nobody reads any more).
     async fn send(&self, batch: Vec<Record>) -> bool {
-        self.tx.send(Ok(batch)).await.is_ok()
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => false,
+            sent = self.tx.send(Ok(batch)) => sent.is_ok(),
+        }
     }
 
     /// Reads every table in one repeatable-read transaction (in the exported snapshot
