@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Prepares the services the integration tests use. Idempotent; run as root in CI.
+# Prepares the services and tools the tests use. Idempotent; run as root in CI.
 #
 # PostgreSQL (127.0.0.1:5432, user postgres): the postgres connector's logical
 # replication needs `wal_level = logical`. When the server runs with another level, this
 # sets it with ALTER SYSTEM and restarts the cluster, then waits until it accepts
 # connections again. A server that is down is started.
 set -euo pipefail
+
+# cargo-fuzz, for scripts/fuzz.sh (the libFuzzer targets in fuzz/); installed once into
+# ~/.cargo/bin and kept there.
+CARGO_FUZZ_VERSION=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
+    echo "setup-services: installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
+fi
 
 PG_HOST=127.0.0.1
 PG_USER=postgres

@@ -10,7 +10,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/funnel/target}"
 export PROPTEST_CASES="${PROPTEST_CASES:-300}"
 
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Services for the integration tests (PostgreSQL with wal_level=logical); idempotent.
 scripts/setup-services.sh
 cargo test --workspace --locked
+# Every fuzz target for a bounded time (60 s each by default), from its corpus in the
+# repo; the fuzz crate is linted in its own target directory.
+CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/funnel/fuzz-target}" \
+    cargo clippy --manifest-path fuzz/Cargo.toml --locked -- -D warnings
+scripts/fuzz.sh

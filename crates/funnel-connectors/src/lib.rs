@@ -26,6 +26,8 @@
 
 mod ack;
 pub mod file;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod generator;
 pub mod log;
 pub mod noop;

@@ -439,10 +439,13 @@ fn lex_quote(rest: &str) -> Result<(String, usize), String> {
             '\n' => return Err("unterminated quoted string".into()),
             '\\' => {
                 let (v, n) = unescape(&rest[i..]).ok_or_else(|| {
-                    format!(
-                        "invalid syntax in quoted string {}",
-                        &rest[..i + 2.min(rest.len() - i)]
-                    )
+                    // Up to the end of the character after the backslash, which may
+                    // take more than one byte.
+                    let end = rest[i + 1..]
+                        .chars()
+                        .next()
+                        .map_or(rest.len(), |c| i + 1 + c.len_utf8());
+                    format!("invalid syntax in quoted string {}", &rest[..end])
                 })?;
                 out.push(v);
                 for _ in 1..rest[i..i + n].chars().count() {

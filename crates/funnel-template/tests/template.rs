@@ -497,6 +497,17 @@ fn sprig_date_formats_go_layouts() {
     assert_eq!(render("{{ unixEpoch (now) | len }}"), "10");
 }
 
+/// Found by the `template` fuzz target: the error message cut the escape in the middle
+/// of the character after the backslash, and panicked.
+#[test]
+fn a_backslash_before_a_multibyte_character_is_a_parse_error_not_a_panic() {
+    assert_eq!(
+        parse_err("{{ \"\\\u{63f}\" }}"),
+        "template: :1: invalid syntax in quoted string \"\\\u{63f}"
+    );
+    assert!(parse_err("{{ \"ab\\\u{1F600}").contains("quoted string"));
+}
+
 #[test]
 fn parse_errors_read_like_go() {
     assert_eq!(

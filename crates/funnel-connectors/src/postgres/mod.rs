@@ -85,6 +85,14 @@ mod position;
 mod source;
 mod types;
 
+/// The private decoders, for [`crate::fuzzing`].
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz_hooks {
+    pub(crate) use super::pgoutput::{Cell, Message, decode as decode_pgoutput};
+    pub(crate) use super::position::PgPosition;
+    pub(crate) use super::types::TypeMap;
+}
+
 pub use config::{
     PostgresDestinationConfig, PostgresSourceConfig, TableName, Tables, validate_destination,
     validate_source,
