@@ -18,5 +18,5 @@ cargo test --workspace --locked
 # Every fuzz target for a bounded time (60 s each by default), from its corpus in the
 # repo; the fuzz crate is linted in its own target directory.
 CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/funnel/fuzz-target}" \
-    cargo clippy --manifest-path fuzz/Cargo.toml --locked -- -D warnings
+    cargo clippy --manifest-path fuzz/Cargo.toml -- -D warnings
 scripts/fuzz.sh
