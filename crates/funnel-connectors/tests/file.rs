@@ -103,8 +103,24 @@ fn lines(records: &[Record]) -> Vec<(String, String, String)> {
                 Some(Data::Raw(l)) => String::from_utf8(l.to_vec()).unwrap(),
                 other => panic!("payload {other:?}"),
             };
-            (r.position.to_string(), key, line)
+            (offset(&r.position), key, line)
         })
+        .collect()
+}
+
+/// The byte offset a file source position holds, as decimal text.
+fn offset(position: &Position) -> String {
+    let text = String::from_utf8(position.as_bytes().to_vec()).unwrap();
+    let fields: Vec<&str> = text.split(':').collect();
+    assert_eq!(fields.len(), 7, "not a file position: {text}");
+    u64::from_str_radix(fields[2], 16).unwrap().to_string()
+}
+
+/// The payloads of `records`, as text.
+fn texts(records: &[Record]) -> Vec<String> {
+    lines(records)
+        .into_iter()
+        .map(|(_, _, line)| line)
         .collect()
 }
 
@@ -343,17 +359,15 @@ async fn file_source_waits_for_a_missing_file() {
 }
 
 #[tokio::test]
-async fn file_source_refuses_a_file_shorter_than_its_position() {
+async fn file_source_reads_a_file_shorter_than_its_position_from_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("in.txt");
     std::fs::write(&path, "a\n").unwrap();
     let source = open_source(&path, Some("100")).await;
-    let error = tokio::time::timeout(PATIENCE, source.read())
-        .await
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(error.kind(), ConnectorErrorKind::Fatal);
-    assert!(error.to_string().contains("truncated"), "{error}");
+    assert_eq!(
+        lines(&read_n(&*source, 1).await),
+        triples(&[("2", "1", "a")])
+    );
 }
 
 #[tokio::test]
@@ -548,4 +562,237 @@ async fn file_destination_passes_the_destination_compliance_suite() {
     })
     .await;
     assert!(report.skipped.is_empty(), "{report:?}");
+}
+
+/// A temporary directory holding `in.txt` with `text`.
+fn input_file(text: impl AsRef<[u8]>) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// Reads until the source returns an error.
+async fn read_until_error(source: &dyn Source) -> (Vec<Record>, funnel_core::ConnectorError) {
+    let mut records = Vec::new();
+    loop {
+        match tokio::time::timeout(PATIENCE, source.read())
+            .await
+            .expect("no error in time")
+        {
+            Ok(batch) => records.extend(batch),
+            Err(e) => return (records, e),
+        }
+    }
+}
+
+fn source_with(path: &Path, extra: &[(&str, &str)], resume: Option<Position>) -> Arc<dyn Source> {
+    let mut pairs = vec![("path", path.to_str().unwrap())];
+    pairs.extend_from_slice(extra);
+    source("file", "p:in", &settings(&pairs), resume).unwrap()
+}
+
+#[tokio::test]
+async fn file_source_finishes_a_rotated_file_then_reads_the_new_one_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    let rotated = dir.path().join("in.txt.1");
+    std::fs::write(&path, "old 1\nold 2\n").unwrap();
+    let source = open_source(&path, None).await;
+    assert_eq!(texts(&read_n(&*source, 2).await), ["old 1", "old 2"]);
+
+    // `mv in.txt in.txt.1`; the writer, still holding the old file, adds two lines
+    // (the last without newline) before it reopens `in.txt`.
+    std::fs::rename(&path, &rotated).unwrap();
+    append(&rotated, "old 3\nold 4");
+    append(&path, "new 1\nnew 2\n");
+    let records = read_n(&*source, 4).await;
+    assert_eq!(
+        lines(&records),
+        triples(&[
+            ("18", "3", "old 3"),
+            ("23", "4", "old 4"),
+            ("6", "1", "new 1"),
+            ("12", "2", "new 2"),
+        ])
+    );
+    // Positions keep increasing across files, byte by byte.
+    assert!(records.windows(2).all(|w| w[0].position < w[1].position));
+}
+
+#[tokio::test]
+async fn file_source_reads_a_file_replaced_by_rename_from_its_start() {
+    let (dir, path) = input_file("1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n");
+    let source = open_source(&path, None).await;
+    read_n(&*source, 10).await;
+    let fresh = dir.path().join("fresh.txt");
+    std::fs::write(&fresh, "a\nb\n").unwrap();
+    std::fs::rename(&fresh, &path).unwrap();
+    assert_eq!(
+        lines(&read_n(&*source, 2).await),
+        triples(&[("2", "1", "a"), ("4", "2", "b")])
+    );
+}
+
+#[tokio::test]
+async fn file_source_reads_a_file_rewritten_in_place_from_its_start() {
+    let (_dir, path) = input_file("first line\nsecond line\n");
+    let source = open_source(&path, None).await;
+    read_n(&*source, 2).await;
+    // `seq 30 > in.txt`: truncated and rewritten, longer than before, same inode.
+    let text: String = (1..=30).map(|i| format!("{i}\n")).collect();
+    std::fs::write(&path, &text).unwrap();
+    let records = read_n(&*source, 30).await;
+    let expected: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
+    assert_eq!(texts(&records), expected);
+    assert_eq!(lines(&records)[0].1, "1");
+}
+
+#[tokio::test]
+async fn file_source_restarts_from_zero_when_the_file_is_truncated() {
+    let (_dir, path) = input_file("alpha\nbeta\n");
+    let source = open_source(&path, None).await;
+    read_n(&*source, 2).await;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&path, "z\n");
+    assert_eq!(
+        lines(&read_n(&*source, 1).await),
+        triples(&[("2", "1", "z")])
+    );
+}
+
+#[tokio::test]
+async fn file_source_reports_a_deleted_input() {
+    let (_dir, path) = input_file("one\n");
+    let source = open_source(&path, None).await;
+    read_n(&*source, 1).await;
+    // Lines written before the deletion are still read from the open file.
+    append(&path, "two\n");
+    std::fs::remove_file(&path).unwrap();
+    let (records, error) = read_until_error(&*source).await;
+    assert_eq!(texts(&records), ["two"]);
+    assert_eq!(error.kind(), ConnectorErrorKind::Transient);
+    let message = error.to_string();
+    assert!(message.contains("deleted"), "{message}");
+    assert!(message.contains(path.to_str().unwrap()), "{message}");
+
+    // Restarted from the last position while the file is still missing, it says so too.
+    let last = records[0].position.clone();
+    let restarted = source_with(&path, &[], Some(last));
+    restarted.open().await.unwrap();
+    let (_, error) = read_until_error(&*restarted).await;
+    assert!(error.to_string().contains("deleted"), "{error}");
+}
+
+#[tokio::test]
+async fn file_source_resumes_in_a_file_rotated_while_it_was_stopped() {
+    let (dir, path) = input_file("a\nb\n");
+    let source = open_source(&path, None).await;
+    let records = read_n(&*source, 2).await;
+    source.teardown().await.unwrap();
+
+    // While stopped: one more line, then rotation and a new file.
+    append(&path, "c\n");
+    std::fs::rename(&path, dir.path().join("in.txt.1")).unwrap();
+    std::fs::write(&path, "new\n").unwrap();
+
+    let resumed = source_with(&path, &[], Some(records[1].position.clone()));
+    resumed.open().await.unwrap();
+    let more = read_n(&*resumed, 2).await;
+    assert_eq!(lines(&more), triples(&[("6", "3", "c"), ("4", "1", "new")]));
+    assert!(records[1].position < more[0].position);
+    assert!(more[0].position < more[1].position);
+}
+
+#[tokio::test]
+async fn file_source_resumes_in_the_same_file_after_a_restart() {
+    let (_dir, path) = input_file("a\nb\n");
+    let source = open_source(&path, None).await;
+    let records = read_n(&*source, 2).await;
+    source.teardown().await.unwrap();
+    let resumed = source_with(&path, &[], Some(records[0].position.clone()));
+    resumed.open().await.unwrap();
+    assert_eq!(
+        lines(&read_n(&*resumed, 1).await),
+        triples(&[("4", "2", "b")])
+    );
+}
+
+#[tokio::test]
+async fn file_source_nacks_a_line_longer_than_max_record_size_and_reads_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    let long = "x".repeat(100);
+    std::fs::write(&path, format!("short\n{long}\nafter\n")).unwrap();
+    let source = source_with(&path, &[("maxRecordSize", "10")], None);
+    source.open().await.unwrap();
+    let records = read_n(&*source, 3).await;
+    let error_of = |r: &Record| r.metadata.get("funnel.read.error").map(str::to_owned);
+    assert_eq!(error_of(&records[0]), None);
+    let error = error_of(&records[1]).expect("the long line is marked unreadable");
+    assert!(error.contains(path.to_str().unwrap()), "{error}");
+    assert!(error.contains("line 2"), "{error}");
+    assert!(error.contains("byte 6"), "{error}");
+    assert!(error.contains("maxRecordSize"), "{error}");
+    assert_eq!(records[1].payload.after, None);
+    assert_eq!(offset(&records[1].position), "107");
+    assert_eq!(lines(&records[2..]), triples(&[("113", "3", "after")]));
+}
+
+#[tokio::test]
+async fn file_source_skips_a_stream_without_newline_in_bounded_memory() {
+    let (_dir, path) = input_file("");
+    let source = source_with(&path, &[("maxRecordSize", "1000")], None);
+    source.open().await.unwrap();
+    // 4 MiB without a newline, written while the source reads: it never holds them.
+    let chunk = "y".repeat(64 * 1024);
+    for _ in 0..64 {
+        append(&path, &chunk);
+        let pending = tokio::time::timeout(Duration::from_millis(5), source.read()).await;
+        assert!(pending.is_err(), "a record before the newline");
+    }
+    append(&path, "\nok\n");
+    let records = read_n(&*source, 2).await;
+    let error = records[0].metadata.get("funnel.read.error").unwrap();
+    assert!(error.contains("4194304 bytes"), "{error}");
+    assert_eq!(lines(&records[1..]), triples(&[("4194308", "2", "ok")]));
+}
+
+#[tokio::test]
+async fn file_source_reads_a_long_line_in_linear_time() {
+    // 64 MB in one line: 17 s for 200 MB when each read searched the whole line again.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    let mut text = vec![b'z'; 64_000_000];
+    text.push(b'\n');
+    std::fs::write(&path, &text).unwrap();
+    drop(text);
+    let source = open_source(&path, None).await;
+    let started = std::time::Instant::now();
+    let records = tokio::time::timeout(Duration::from_secs(60), source.read())
+        .await
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    match &records[0].payload.after {
+        Some(Data::Raw(line)) => assert_eq!(line.len(), 64_000_000),
+        other => panic!("{other:?}"),
+    }
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}
+
+#[test]
+fn file_source_max_record_size_must_be_positive() {
+    let errors = funnel_connectors::file::validate_source(&settings(&[
+        ("path", "/tmp/x"),
+        ("maxRecordSize", "0"),
+    ]))
+    .unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].setting, "maxRecordSize");
 }

@@ -1093,3 +1093,42 @@ async fn a_destination_nack_of_one_source_goes_to_that_sources_dlq_only() {
     assert_eq!(a.acked().len(), 5);
     assert_eq!(b.acked().len(), 5);
 }
+
+#[tokio::test]
+async fn a_record_the_source_could_not_read_is_nacked_by_the_source_into_the_dlq() {
+    for processors in [0, 1] {
+        let mut input = records("s", 4);
+        input[1]
+            .metadata
+            .insert(metadata::READ_ERROR, "file in.txt: line 2 is too long");
+        let trunk = if processors == 0 {
+            Vec::new()
+        } else {
+            vec![nack_at(&[])]
+        };
+        let mut p = pipeline(
+            MemorySource::new("s", input, 4).exhausting(),
+            trunk,
+            vec![MemoryDestination::new("d")],
+            (0, 0),
+            WorkerConfig::default(),
+        );
+        open_and_run(&mut p).await.unwrap();
+        assert_eq!(p.source.acked(), positions("s", 0..4));
+        assert_eq!(
+            written_positions(&p.destinations[0]),
+            ["s/0", "s/2", "s/3"].map(Position::from)
+        );
+        let dlq = p.dlq.written();
+        assert_eq!(dlq.len(), 1);
+        assert_eq!(dlq[0].position, "s/1".into());
+        assert_eq!(
+            dlq[0].metadata.get(metadata::DLQ_NACK_ERROR),
+            Some("file in.txt: line 2 is too long")
+        );
+        assert_eq!(
+            dlq[0].metadata.get(metadata::DLQ_NACK_NODE_ID),
+            Some("source")
+        );
+    }
+}

@@ -12,7 +12,13 @@ pub struct FileSourceConfig {
     pub path: PathBuf,
     /// Maximum lines per read (`sdk.batch.size`, default 1000).
     pub batch_size: usize,
+    /// `maxRecordSize` (default [`DEFAULT_MAX_RECORD_SIZE`]): the longest line, in bytes
+    /// without its newline, that becomes a record; a longer one is skipped and nacked.
+    pub max_record_size: usize,
 }
+
+/// The default `maxRecordSize`: 64 MiB.
+pub const DEFAULT_MAX_RECORD_SIZE: usize = 64 * 1024 * 1024;
 
 /// The validated settings of a file destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,11 +40,19 @@ pub fn validate_source(settings: &Settings) -> Result<FileSourceConfig, Vec<Sett
     let mut r = SettingsReader::new(settings);
     let sdk = sdk_source(&mut r);
     let path = r.required_str("path");
+    let max_record_size = r.count("maxRecordSize");
+    if max_record_size == Some(0) {
+        r.error(
+            "maxRecordSize",
+            "0 is too small: a record needs at least 1 byte",
+        );
+    }
     r.finish()?;
     Ok(FileSourceConfig {
         // `finish` fails when the required path is missing.
         path: PathBuf::from(path.unwrap_or_default()),
         batch_size: sdk.batch_size,
+        max_record_size: max_record_size.unwrap_or(DEFAULT_MAX_RECORD_SIZE),
     })
 }
 

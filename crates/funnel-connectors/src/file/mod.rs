@@ -5,22 +5,38 @@
 //! | Setting | Default | Meaning |
 //! |---|---|---|
 //! | `path` | — (required) | The file to read. If it does not exist yet, the source waits for it. |
+//! | `maxRecordSize` | `67108864` | The longest line (bytes, without its newline) that becomes a record; a longer one is skipped and nacked. |
 //! | `sdk.batch.size` | `0` | Lines per read at most; `0` means 1000. |
 //!
 //! The source reads the file line by line and then follows it, like `tail -F`: at the
 //! end of the file it checks for appended lines every 100 ms. A last line without a
-//! newline is emitted once its newline is written. Each record has operation `create`,
-//! key = the line number (from 1, as decimal text, raw), `payload.after` = the line
-//! without its `\n` (raw), and metadata `file.path` (the `path` setting as given),
-//! `opencdc.readAt` and `conduit.source.connector.id`.
+//! newline is emitted once its newline is written (or its file is finished by rotation).
+//! Each record has operation `create`, key = the line number in its file (from 1, as
+//! decimal text, raw), `payload.after` = the line without its `\n` (raw), and metadata
+//! `file.path` (the `path` setting as given), `opencdc.readAt` and
+//! `conduit.source.connector.id`.
 //!
-//! **Position:** the byte offset just after the line's `\n`, as decimal text (`"6"` for
-//! the first line of `hello\n...`). Resuming from it continues with the next line; line
-//! numbers keep counting from the start of the file. A file shorter than the resume
-//! position (truncated or replaced) stops the source with a fatal error.
+//! **Position:** `f1:{files}:{offset}:{dev}:{ino}:{fingerprint length}:{fingerprint}`
+//! (hexadecimal; see `position.rs`): the file (device, inode and a hash of its first
+//! bytes, up to 1 KiB), the files started before it, and the byte offset just after the
+//! line's `\n`. A bare decimal offset (earlier versions) is read as an offset in the file
+//! at `path`.
+//!
+//! **Rotation:** when `path` names another file, the old one is finished through the
+//! open handle and the new one read from its start; a file shorter than the offset read
+//! (truncated) or no longer starting with its first bytes (rewritten) is read again from
+//! its start; a `path` that stays missing for 1 s after the file was read is reported as
+//! a transient error (the pipeline restarts with backoff until a file appears). On
+//! restart, a position whose file was rotated away is finished from the file found next
+//! to `path` with the same identity, then `path` is read from its start.
+//!
+//! **Oversized lines:** a line longer than `maxRecordSize` is skipped as it is read
+//! (bounded memory) and replaced by a record with metadata
+//! [`READ_ERROR`](funnel_record::metadata::READ_ERROR) naming the file, line and offset;
+//! the engine nacks it to the dead-letter queue. Each byte is scanned once.
 //!
 //! **Guarantee:** exactly once per line across restarts, given the position of the last
-//! acknowledged line; lines must only be appended.
+//! acknowledged line, when the file is appended to and rotated by renaming.
 //!
 //! # Destination settings
 //!
@@ -55,9 +71,13 @@
 
 mod config;
 mod destination;
+mod position;
 mod source;
 
-pub use config::{FileDestinationConfig, FileSourceConfig, validate_destination, validate_source};
+pub use config::{
+    DEFAULT_MAX_RECORD_SIZE, FileDestinationConfig, FileSourceConfig, validate_destination,
+    validate_source,
+};
 pub use destination::FileDestination;
 pub use source::FileSource;
 
@@ -67,12 +87,23 @@ use crate::SettingSpec;
 pub const METADATA_FILE_PATH: &str = "file.path";
 
 /// The file source's own settings.
-pub(crate) static SOURCE_SETTINGS: &[SettingSpec] = &[SettingSpec {
-    name: "path",
-    default: None,
-    required: true,
-    description: "Path of the file to read; the source follows appended lines.",
-}];
+pub(crate) static SOURCE_SETTINGS: &[SettingSpec] = &[
+    SettingSpec {
+        name: "path",
+        default: None,
+        required: true,
+        description: "Path of the file to read; the source follows appended lines, \
+                      rotation and truncation.",
+    },
+    SettingSpec {
+        name: "maxRecordSize",
+        default: Some("67108864"),
+        required: false,
+        description: "Longest line, in bytes, that becomes a record (64 MiB); a longer line \
+                      is skipped and nacked (to the dead-letter queue) with an error naming \
+                      the file, line and offset.",
+    },
+];
 
 /// The file destination's own settings.
 pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[

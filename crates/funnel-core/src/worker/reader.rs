@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::WorkerStats;
 use super::settle::{Delivery, LedgerEvent, Settled, Step, settle};
 use super::stage::Shared;
-use crate::chain::{RetryLimits, Segment, run_chain};
+use crate::chain::{RetryLimits, run_read};
 use crate::error::{ConnectorErrorKind, Error};
 use crate::ledger::SlotInit;
 use crate::task::{ProcessorTask, SourceTask};
@@ -48,7 +48,12 @@ pub(super) async fn reader_stage(r: Reader<'_>, shared: &Shared) -> ReaderEnd {
         stop,
         limits,
     } = r;
-    let trunk_ids: Vec<Arc<str>> = trunk.iter().map(|t| Arc::from(t.id())).collect();
+    // The processors, then the source (which nacks the records it could not read).
+    let trunk_ids: Vec<Arc<str>> = trunk
+        .iter()
+        .map(|t| Arc::from(t.id()))
+        .chain(std::iter::once(Arc::from(source.id())))
+        .collect();
     let branches = u32::try_from(writers.len()).unwrap_or(u32::MAX);
     let mut piece_seq = 0u64;
     let mut barrier: Option<u64> = None;
@@ -112,12 +117,10 @@ pub(super) async fn reader_stage(r: Reader<'_>, shared: &Shared) -> ReaderEnd {
         WorkerStats::add(&shared.stats.read, slots.len());
 
         let mut segments = Vec::with_capacity(1);
-        let failed = if trunk.is_empty() {
-            segments.push(Segment::Deliver(batch));
-            None
-        } else {
-            run_chain(trunk, batch, limits, &mut segments).await.err()
-        };
+        let source_task = trunk.len();
+        let failed = run_read(trunk, batch, limits, source_task, &mut segments)
+            .await
+            .err();
         let Settled {
             mut steps,
             mut tally,
@@ -126,9 +129,12 @@ pub(super) async fn reader_stage(r: Reader<'_>, shared: &Shared) -> ReaderEnd {
         piece_seq = next_piece;
         tally.copies = branches;
         if trunk.is_empty() {
-            // Without trunk processors the records are the ones just sized.
+            // Without trunk processors the records are the ones just sized (unless some
+            // were nacked as unreadable: then the delivery holds fewer).
             for step in &mut steps {
-                if let Step::Deliver(d) = step {
+                if let Step::Deliver(d) = step
+                    && d.batch.len() == slots.len()
+                {
                     d.sizes = Some(slots.iter().map(|s| s.bytes).collect());
                 }
             }
