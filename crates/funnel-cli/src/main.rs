@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use funnel_core::WorkerStats;
 use funnel_runtime::{PipelineStatus, Supervisor, SupervisorOptions};
-use funnel_store::{MemoryStore, RedbStore, Store};
+use funnel_store::{MemoryStore, RedbStore, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -39,6 +39,11 @@ enum Command {
     Pipelines {
         #[command(subcommand)]
         command: PipelinesCommand,
+    },
+    /// Check or repair the position store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
     },
     /// Built-in connectors.
     Connectors {
@@ -63,17 +68,30 @@ enum PipelinesCommand {
     /// Delete a pipeline: its sources release what they keep outside Funnel (the
     /// postgres source drops its replication slot and publication when
     /// `logrepl.autoCleanup` is on), then its positions are removed from the store.
-    /// Remove or change the pipeline's file afterwards, or the next run starts it
-    /// again from the beginning.
+    /// Refuses when the store holds no position of the pipeline (it is probably not
+    /// the store `funnel run` used) unless --force; lists what it drops and asks first
+    /// (--yes to skip). Remove or change the pipeline's file afterwards, or the next
+    /// run starts it again from the beginning.
     Delete {
         /// The pipeline's ID.
         id: String,
         /// A pipeline file or a directory of them, holding the pipeline.
         #[arg(long = "pipelines.path", default_value = "./pipelines")]
         path: PathBuf,
-        /// The redb store file.
-        #[arg(long = "db.redb.path", default_value = "./funnel.db")]
+        /// The redb store file `funnel run` uses; it is never created.
+        #[arg(
+            long = "db.redb.path",
+            env = "FUNNEL_DB_REDB_PATH",
+            default_value = "./funnel.db"
+        )]
         db_path: PathBuf,
+        /// Delete even when the store holds no position of the pipeline, or does not
+        /// exist.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Write a working generator -> file pipeline file.
     Init {
@@ -82,6 +100,34 @@ enum PipelinesCommand {
         /// Directory to write it to.
         #[arg(long = "pipelines.path", default_value = "./pipelines")]
         path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Verify the store: redb's page checksums, the format header and the checksum of
+    /// every position. Lists what is damaged and exits 1 if anything is; changes
+    /// nothing.
+    Check {
+        /// The redb store file.
+        #[arg(
+            long = "db.redb.path",
+            env = "FUNNEL_DB_REDB_PATH",
+            default_value = "./funnel.db"
+        )]
+        db_path: PathBuf,
+    },
+    /// Replace a damaged store with one holding every position that is intact. The
+    /// damaged file is kept next to it (`<file>.damaged-<time>`); a source whose
+    /// position is dropped starts again from its beginning. Stop funnel first.
+    Repair {
+        /// The redb store file.
+        #[arg(
+            long = "db.redb.path",
+            env = "FUNNEL_DB_REDB_PATH",
+            default_value = "./funnel.db"
+        )]
+        db_path: PathBuf,
     },
 }
 
@@ -221,8 +267,21 @@ fn main() -> std::process::ExitCode {
             command: PipelinesCommand::Init { name, path },
         } => init(&name, &path),
         Command::Pipelines {
-            command: PipelinesCommand::Delete { id, path, db_path },
-        } => delete(&id, &path, &db_path),
+            command:
+                PipelinesCommand::Delete {
+                    id,
+                    path,
+                    db_path,
+                    force,
+                    yes,
+                },
+        } => delete(&id, &path, &db_path, force, yes),
+        Command::Store {
+            command: StoreCommand::Check { db_path },
+        } => store_check(&db_path),
+        Command::Store {
+            command: StoreCommand::Repair { db_path },
+        } => store_repair(&db_path),
         Command::Connectors {
             command: LsCommand::Ls,
         } => {
@@ -357,9 +416,9 @@ fn connectors_ls() {
     }
 }
 
-/// `funnel pipelines delete`: cleans up the pipeline's sources, then forgets its
-/// positions.
-fn delete(id: &str, path: &Path, db_path: &Path) -> anyhow::Result<u8> {
+/// `funnel pipelines delete`: checks the store holds the pipeline, says what it will
+/// drop and asks, then cleans up the pipeline's sources and forgets its positions.
+fn delete(id: &str, path: &Path, db_path: &Path, force: bool, yes: bool) -> anyhow::Result<u8> {
     init_logging("warn", LogFormat::Text)?;
     let pipelines = match load(path, false) {
         Ok(p) => p,
@@ -372,14 +431,52 @@ fn delete(id: &str, path: &Path, db_path: &Path) -> anyhow::Result<u8> {
         eprintln!("no pipeline {id:?} in {}", path.display());
         return Ok(1);
     };
-    let store: Arc<dyn Store> = Arc::new(
-        RedbStore::open(db_path)
-            .with_context(|| format!("cannot open the position store {}", db_path.display()))?,
-    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Never created here: a mistyped path must not look like an empty store.
+    let store: Arc<dyn Store> = match RedbStore::open_existing(db_path) {
+        Ok(store) => Arc::new(store),
+        Err(StoreError::Missing { .. }) if force => Arc::new(MemoryStore::new()),
+        Err(e @ StoreError::Missing { .. }) => {
+            eprintln!(
+                "refusing to delete pipeline {id}: {e}. Pass --force to delete it anyway \
+                 (what its sources keep outside Funnel is dropped)."
+            );
+            return Ok(1);
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot open the position store {}", db_path.display()));
+        }
+    };
+    let positions = runtime.block_on(store.positions(id))?;
+    if positions.is_empty() && !force {
+        eprintln!(
+            "refusing to delete pipeline {id}: the store {} holds no position of it, so it is \
+             probably not the store `funnel run` used for it (see --db.redb.path). Deleting \
+             would drop what its sources keep outside Funnel (a replication slot, whose \
+             changes would be lost) with nothing to show for it. Pass --force to delete it \
+             anyway.",
+            db_path.display()
+        );
+        return Ok(1);
+    }
+    let mut plan = funnel_runtime::build::delete_plan(&pipeline)?;
+    plan.extend(positions.iter().map(|(connector, _)| {
+        format!(
+            "{id}:{connector}: forget its position in {}",
+            db_path.display()
+        )
+    }));
+    println!("deleting pipeline {id} will:");
+    for line in &plan {
+        println!("  - {line}");
+    }
+    if !yes && !confirm()? {
+        return Ok(1);
+    }
     let cleaned = runtime.block_on(funnel_runtime::build::delete(&pipeline, &store))?;
     for connector in cleaned {
         println!("{connector}: cleaned up");
@@ -387,6 +484,74 @@ fn delete(id: &str, path: &Path, db_path: &Path) -> anyhow::Result<u8> {
     println!(
         "pipeline {id} deleted (positions removed from {})",
         db_path.display()
+    );
+    Ok(0)
+}
+
+/// Asks on the terminal whether to go on; false (with the reason on stderr) when the
+/// answer is not yes or there is no terminal to ask on.
+fn confirm() -> anyhow::Result<bool> {
+    use std::io::{BufRead, Write};
+    if !std::io::stdin().is_terminal() {
+        eprintln!("not deleted: stdin is not a terminal to confirm on; pass --yes to delete");
+        return Ok(false);
+    }
+    print!("delete? [y/N] ");
+    std::io::stdout()
+        .flush()
+        .context("cannot write to stdout")?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    let yes = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+    if !yes {
+        eprintln!("not deleted");
+    }
+    Ok(yes)
+}
+
+/// `funnel store check`: 0 when the store is intact, 1 with what is damaged.
+fn store_check(db_path: &Path) -> anyhow::Result<u8> {
+    match funnel_store::check(db_path) {
+        Ok(report) => {
+            println!(
+                "store {} is intact: {} position(s)",
+                db_path.display(),
+                report.positions.len()
+            );
+            for (pipeline, connector) in report.positions {
+                println!("  {pipeline}:{connector}");
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(1)
+        }
+    }
+}
+
+/// `funnel store repair`: keeps a backup, then every intact position.
+fn store_repair(db_path: &Path) -> anyhow::Result<u8> {
+    let report = funnel_store::repair(db_path)
+        .with_context(|| format!("cannot repair the store {}", db_path.display()))?;
+    println!("the damaged file is kept as {}", report.backup.display());
+    if let Some(why) = &report.unreadable {
+        println!("nothing could be read from it: {why}");
+    }
+    for kept in &report.kept {
+        println!("kept the position of {kept}");
+    }
+    for dropped in &report.dropped {
+        println!("dropped the position of {dropped}: that source starts again from its beginning");
+    }
+    println!(
+        "store {} repaired: {} position(s) kept, {} dropped",
+        db_path.display(),
+        report.kept.len(),
+        report.dropped.len()
     );
     Ok(0)
 }

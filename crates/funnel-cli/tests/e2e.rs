@@ -375,3 +375,122 @@ fn the_api_answers_health_readiness_and_prometheus_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn funnel_in(env: &Env, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(FUNNEL)
+        .current_dir(env.dir.path())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_corrupt_store_that_is_empty_stops_funnel_run_naming_the_file_and_store_repair_recovers() {
+    let env = Env::new(&generator_pipeline(50, 0));
+    assert!(env.run_to_end().status.success());
+    let (code, stdout, _) = funnel_in(&env, &["store", "check"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("1 position(s)") && stdout.contains("p:gen"),
+        "{stdout}"
+    );
+
+    std::fs::write(env.path("funnel.db"), b"").unwrap();
+    let out = env.run_to_end();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("funnel.db") && stderr.contains("empty"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("funnel store repair"), "{stderr}");
+    assert_eq!(std::fs::metadata(env.path("funnel.db")).unwrap().len(), 0);
+
+    let (code, _, stderr) = funnel_in(&env, &["store", "check"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("corrupt"), "{stderr}");
+    let (code, stdout, stderr) = funnel_in(&env, &["store", "repair"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("damaged file is kept as"), "{stdout}");
+    let (code, stdout, _) = funnel_in(&env, &["store", "check"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(env.run_to_end().status.success());
+}
+
+#[test]
+fn pipelines_delete_against_the_wrong_store_refuses_creates_nothing_and_asks_before_dropping() {
+    let pipelines = generator_pipeline(50, 0)
+        + r#"  - id: never-run
+    status: stopped
+    connectors:
+      - id: gen
+        type: source
+        plugin: builtin:generator
+        settings:
+          format.type: raw
+          recordCount: "1"
+      - id: out
+        type: destination
+        plugin: builtin:file
+        settings:
+          path: ./other.jsonl
+"#;
+    let env = Env::new(&pipelines);
+    assert!(env.run_to_end().status.success());
+
+    // A store that does not exist is neither created nor taken for an empty one.
+    let (code, _, stderr) = funnel_in(
+        &env,
+        &[
+            "pipelines",
+            "delete",
+            "p",
+            "--db.redb.path",
+            "typo.db",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("typo.db") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(!env.path("typo.db").exists(), "a store was created");
+
+    // A store without the pipeline's state is refused.
+    let (code, _, stderr) = funnel_in(&env, &["pipelines", "delete", "never-run", "--yes"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("holds no position") && stderr.contains("--force"),
+        "{stderr}"
+    );
+
+    // Without a terminal and without --yes, it says what it would drop and stops.
+    let (code, stdout, stderr) = funnel_in(&env, &["pipelines", "delete", "p"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.contains("p:gen: forget its position"), "{stdout}");
+    assert!(stderr.contains("--yes"), "{stderr}");
+    let (_, stdout, _) = funnel_in(&env, &["store", "check"]);
+    assert!(
+        stdout.contains("p:gen"),
+        "the position was dropped: {stdout}"
+    );
+
+    let (code, stdout, stderr) = funnel_in(&env, &["pipelines", "delete", "p", "--yes"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("pipeline p deleted"), "{stdout}");
+    let (_, stdout, _) = funnel_in(&env, &["store", "check"]);
+    assert!(stdout.contains("0 position(s)"), "{stdout}");
+
+    let (code, _, stderr) = funnel_in(
+        &env,
+        &["pipelines", "delete", "never-run", "--force", "--yes"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}

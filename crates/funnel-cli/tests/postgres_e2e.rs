@@ -364,9 +364,51 @@ pipelines:
     kill(&mut child, "TERM");
     assert!(slot_exists() && publication_exists());
 
-    let out = Command::new(FUNNEL)
+    // Pointed at a store that does not hold the pipeline, delete refuses and drops
+    // nothing: the slot keeps the changes made meanwhile.
+    std::fs::copy(
+        names.dir.path().join("funnel.db"),
+        names.dir.path().join("saved.db"),
+    )
+    .unwrap();
+    let wrong = Command::new(FUNNEL)
+        .current_dir(names.dir.path())
+        .args(["pipelines", "delete", &format!("del_{p}"), "--yes"])
+        .args(["--db.redb.path", "other.db"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert!(
+        !names.dir.path().join("other.db").exists(),
+        "a store was created"
+    );
+    assert!(
+        slot_exists() && publication_exists(),
+        "dropped by a refused delete"
+    );
+    // Without --yes and no terminal, it names the slot it would drop and stops.
+    let unconfirmed = Command::new(FUNNEL)
         .current_dir(names.dir.path())
         .args(["pipelines", "delete", &format!("del_{p}")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&unconfirmed.stdout);
+    assert_eq!(unconfirmed.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("drop replication slot {p}_slot")),
+        "{stdout}"
+    );
+    assert!(
+        slot_exists() && publication_exists(),
+        "dropped without confirmation"
+    );
+
+    let out = Command::new(FUNNEL)
+        .current_dir(names.dir.path())
+        .args(["pipelines", "delete", &format!("del_{p}"), "--yes"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -395,4 +437,66 @@ pipelines:
         std::thread::sleep(Duration::from_millis(50));
     }
     kill(&mut child, "TERM");
+}
+
+#[test]
+fn a_failed_postgres_start_leaves_no_publication_behind() {
+    if !server_available() {
+        return;
+    }
+    let names = Names::new("nopub");
+    let (src, p) = (names.src(), names.prefix.clone());
+    psql(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, v text)"
+    ))
+    .unwrap();
+    psql(&format!(
+        "SELECT pg_create_logical_replication_slot('{p}_slot', 'test_decoding')"
+    ))
+    .unwrap();
+    let pipeline = format!(
+        r#"version: "2.2"
+pipelines:
+  - id: nopub_{p}
+    status: running
+    connectors:
+      - id: src
+        type: source
+        plugin: builtin:postgres
+        settings:
+          url: {URL}
+          tables: {src}
+          logrepl.slotName: {p}_slot
+          logrepl.publicationName: {p}_pub
+      - id: out
+        type: destination
+        plugin: builtin:file
+        settings:
+          path: ./out.jsonl
+"#
+    );
+    std::fs::write(names.dir.path().join("pipelines/p.yaml"), pipeline).unwrap();
+    // The slot exists for another plugin, so the start fails after the publication
+    // was created: it must be dropped again.
+    let out = Command::new(FUNNEL)
+        .current_dir(names.dir.path())
+        .args([
+            "run",
+            "--api.http.address",
+            "",
+            "--pipelines.exit-on-degraded",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a pgoutput slot"), "{stderr}");
+    assert_eq!(
+        psql(&format!(
+            "SELECT count(*) FROM pg_publication WHERE pubname = '{p}_pub'"
+        ))
+        .unwrap(),
+        "0",
+        "a failed start left its publication behind"
+    );
 }

@@ -197,6 +197,28 @@ pub async fn cleanup_source(
     }
 }
 
+/// What [`cleanup_source`] would release for a source of `plugin`, one line per
+/// resource, for a person to confirm first; empty for plugins that keep nothing
+/// outside Funnel.
+///
+/// # Errors
+///
+/// Invalid settings.
+pub fn cleanup_plan(
+    plugin: &str,
+    id: &str,
+    settings: &Settings,
+) -> Result<Vec<String>, funnel_core::ConnectorError> {
+    match plugin {
+        #[cfg(feature = "postgres")]
+        "postgres" => postgres::cleanup_plan(id, settings),
+        _ => {
+            let _ = (id, settings);
+            Ok(Vec::new())
+        }
+    }
+}
+
 /// The error for a plugin that is unknown or lacks the wanted kind of connector.
 fn plugin_error(plugin: &str, kind: &str, has: fn(&ConnectorSpec) -> bool) -> SettingsError {
     let specs = specs();

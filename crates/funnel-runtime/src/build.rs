@@ -197,6 +197,29 @@ pub async fn delete(
     Ok(cleaned)
 }
 
+/// What [`delete`] would release outside Funnel, one line per resource, for a person
+/// to confirm first.
+///
+/// # Errors
+///
+/// [`BuildError::Config`] for an unknown plugin or invalid settings.
+pub fn delete_plan(pipeline: &PipelineConfig) -> Result<Vec<String>, BuildError> {
+    let mut plan = Vec::new();
+    for source in pipeline.sources() {
+        let id = format!("{}:{}", pipeline.id, source.id);
+        let config_error = |message: String| BuildError::Config {
+            pipeline: pipeline.id.clone(),
+            message,
+        };
+        let name = plugin_name(&source.plugin).map_err(config_error)?;
+        plan.extend(
+            funnel_connectors::cleanup_plan(name, &id, &source.settings)
+                .map_err(|e| config_error(format!("connector {id}: {e}")))?,
+        );
+    }
+    Ok(plan)
+}
+
 /// The task running processor `proc` of pipeline `pipeline`.
 fn processor_task(
     pipeline: &str,

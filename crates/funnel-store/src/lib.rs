@@ -6,26 +6,34 @@
 //! [`StoreCommitter`] plugs a store into the engine, which commits a position before
 //! acking it to its source (DESIGN.md I1).
 //!
+//! A damaged store is never read as if it were fine: the redb file carries a format
+//! header and every position a checksum, both verified, and a panic of the storage
+//! library is caught here; each becomes [`StoreError::Corrupt`], naming the file and
+//! how to recover ([`check`], [`repair`]). An empty file is damage, not a new store.
+//!
 //! This crate must never depend on configuration, connectors or the runtime.
+
+mod format;
+mod redb_store;
+mod repair;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use funnel_core::{ConnectorError, PositionCommitter};
 use funnel_record::Position;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::oneshot;
 
-/// The store format this build writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+pub use redb_store::RedbStore;
+pub use repair::{CheckReport, RepairReport, check, repair};
 
-const POSITIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("positions");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The store format this build writes and reads (1: no checksums, migrated on open;
+/// 2: a format header and a checksum per position).
+pub const FORMAT_VERSION: u64 = 2;
 
 /// What went wrong with a store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store file was written by a newer Funnel.
@@ -41,6 +49,26 @@ pub enum StoreError {
         /// The newest version this build reads.
         supported: u64,
     },
+    /// The store file is damaged: a page, the format header or a position fails its
+    /// checksum, the file is empty, or the storage library failed reading it.
+    #[error(
+        "the store {path} is corrupt: {detail}. Stop funnel, then restore the file from a \
+         backup, or run `funnel store repair --db.redb.path {path}` to keep every intact \
+         position (the damaged file is kept next to it; a source whose position is lost \
+         starts again from its beginning)"
+    )]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// What is damaged.
+        detail: String,
+    },
+    /// There is no store file where one was expected.
+    #[error("there is no store at {path}; point --db.redb.path at the store funnel run uses")]
+    Missing {
+        /// The path that holds no file.
+        path: PathBuf,
+    },
     /// The store file could not be opened, read or written.
     #[error("store {path}: {message}")]
     Io {
@@ -52,6 +80,26 @@ pub enum StoreError {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// The same error, about the file at `path` (for a check run on a copy of it).
+    pub(crate) fn about(self, path: &Path) -> Self {
+        let path = path.to_path_buf();
+        match self {
+            Self::NewerFormat {
+                found, supported, ..
+            } => Self::NewerFormat {
+                path,
+                found,
+                supported,
+            },
+            Self::Corrupt { detail, .. } => Self::Corrupt { path, detail },
+            Self::Missing { .. } => Self::Missing { path },
+            Self::Io { message, .. } => Self::Io { path, message },
+            Self::Closed => Self::Closed,
+        }
+    }
 }
 
 /// Durable state of the pipelines: source positions.
@@ -67,6 +115,13 @@ pub trait Store: Send + Sync {
         pipeline: &str,
         connector: &str,
     ) -> Result<Option<Position>, StoreError>;
+
+    /// Every committed position of `pipeline`, as `(connector, position)`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    async fn positions(&self, pipeline: &str) -> Result<Vec<(String, Position)>, StoreError>;
 
     /// Durably records `position` as the last committed position of `connector` in
     /// `pipeline`. Returns once it is on disk.
@@ -89,7 +144,7 @@ pub trait Store: Send + Sync {
     async fn delete_pipeline(&self, pipeline: &str) -> Result<(), StoreError>;
 }
 
-fn key(pipeline: &str, connector: &str) -> String {
+pub(crate) fn key(pipeline: &str, connector: &str) -> String {
     format!("{pipeline}\u{0}{connector}")
 }
 
@@ -120,6 +175,20 @@ impl Store for MemoryStore {
         Ok(positions.get(&key(pipeline, connector)).cloned())
     }
 
+    async fn positions(&self, pipeline: &str) -> Result<Vec<(String, Position)>, StoreError> {
+        let prefix = format!("{pipeline}\u{0}");
+        let positions = self
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut found: Vec<(String, Position)> = positions
+            .iter()
+            .filter_map(|(k, p)| Some((k.strip_prefix(&prefix)?.to_owned(), p.clone())))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
+    }
+
     async fn set_position(
         &self,
         pipeline: &str,
@@ -140,222 +209,6 @@ impl Store for MemoryStore {
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|k, _| !k.starts_with(&prefix));
         Ok(())
-    }
-}
-
-enum Request {
-    Set(String, Position, oneshot::Sender<Result<(), StoreError>>),
-    Delete(String, oneshot::Sender<Result<(), StoreError>>),
-}
-
-/// The embedded store (`--db.type redb`, `./funnel.db` by default): one redb file.
-///
-/// Writes go through one writer thread that commits every request waiting at the
-/// time in a single durable transaction (group commit), so many pipelines committing
-/// at once share one fsync.
-pub struct RedbStore {
-    path: PathBuf,
-    db: Arc<Database>,
-    writer: Mutex<Option<mpsc::Sender<Request>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-impl RedbStore {
-    /// Opens (or creates) the store at `path`.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::NewerFormat`] for a file from a newer Funnel, [`StoreError::Io`]
-    /// when it cannot be opened or is not a store.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        let io = |e: &dyn std::fmt::Display| StoreError::Io {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let db = Database::create(&path).map_err(|e| io(&e))?;
-        let found = {
-            let read = db.begin_read().map_err(|e| io(&e))?;
-            match read.open_table(META) {
-                Ok(table) => table
-                    .get("format_version")
-                    .map_err(|e| io(&e))?
-                    .map(|v| v.value()),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(io(&e)),
-            }
-        };
-        match found {
-            Some(found) if found > FORMAT_VERSION => {
-                return Err(StoreError::NewerFormat {
-                    path,
-                    found,
-                    supported: FORMAT_VERSION,
-                });
-            }
-            Some(_) => {}
-            None => {
-                let write = db.begin_write().map_err(|e| io(&e))?;
-                {
-                    let mut meta = write.open_table(META).map_err(|e| io(&e))?;
-                    meta.insert("format_version", FORMAT_VERSION)
-                        .map_err(|e| io(&e))?;
-                    write.open_table(POSITIONS).map_err(|e| io(&e))?;
-                }
-                write.commit().map_err(|e| io(&e))?;
-            }
-        }
-        let db = Arc::new(db);
-        let (tx, rx) = mpsc::channel();
-        let writer_db = Arc::clone(&db);
-        let writer_path = path.clone();
-        let thread = std::thread::Builder::new()
-            .name("funnel-store".into())
-            .spawn(move || write_loop(&writer_db, &writer_path, &rx))
-            .map_err(|e| io(&e))?;
-        Ok(Self {
-            path,
-            db,
-            writer: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-        })
-    }
-
-    /// The store file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    async fn request(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<(), StoreError>>) -> Request,
-    ) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(writer) = writer.as_ref() else {
-                return Err(StoreError::Closed);
-            };
-            writer.send(make(tx)).map_err(|_| StoreError::Closed)?;
-        }
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Stops the writer thread after the writes already asked for; later writes fail
-    /// with [`StoreError::Closed`].
-    pub fn close(&self) {
-        self.writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread
-            && thread.join().is_err()
-        {
-            tracing::error!(path = %self.path.display(), "the store's writer thread panicked");
-        }
-    }
-}
-
-impl Drop for RedbStore {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
-
-fn write_loop(db: &Database, path: &Path, rx: &mpsc::Receiver<Request>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let result = commit(db, &batch).map_err(|message| message.to_string());
-        for request in batch {
-            let reply = match &result {
-                Ok(()) => Ok(()),
-                Err(message) => Err(StoreError::Io {
-                    path: path.to_path_buf(),
-                    message: message.clone(),
-                }),
-            };
-            let tx = match request {
-                Request::Set(_, _, tx) | Request::Delete(_, tx) => tx,
-            };
-            // The caller may have gone away; nothing to tell it then.
-            let _ = tx.send(reply);
-        }
-    }
-}
-
-fn commit(db: &Database, batch: &[Request]) -> Result<(), Box<dyn std::error::Error>> {
-    let mut write = db.begin_write()?;
-    write.set_durability(Durability::Immediate)?;
-    {
-        let mut table = write.open_table(POSITIONS)?;
-        for request in batch {
-            match request {
-                Request::Set(key, position, _) => {
-                    table.insert(key.as_str(), position.as_bytes())?;
-                }
-                Request::Delete(prefix, _) => {
-                    let keys: Vec<String> = table
-                        .range(prefix.as_str()..)?
-                        .map_while(|entry| {
-                            entry
-                                .ok()
-                                .map(|(k, _)| k.value().to_owned())
-                                .filter(|k| k.starts_with(prefix.as_str()))
-                        })
-                        .collect();
-                    for k in keys {
-                        table.remove(k.as_str())?;
-                    }
-                }
-            }
-        }
-    }
-    write.commit()?;
-    Ok(())
-}
-
-#[async_trait]
-impl Store for RedbStore {
-    async fn position(
-        &self,
-        pipeline: &str,
-        connector: &str,
-    ) -> Result<Option<Position>, StoreError> {
-        let io = |e: &dyn std::fmt::Display| StoreError::Io {
-            path: self.path.clone(),
-            message: e.to_string(),
-        };
-        let read = self.db.begin_read().map_err(|e| io(&e))?;
-        let table = read.open_table(POSITIONS).map_err(|e| io(&e))?;
-        let value = table
-            .get(key(pipeline, connector).as_str())
-            .map_err(|e| io(&e))?;
-        Ok(value.map(|v| Position::from(v.value().to_vec())))
-    }
-
-    async fn set_position(
-        &self,
-        pipeline: &str,
-        connector: &str,
-        position: &Position,
-    ) -> Result<(), StoreError> {
-        let key = key(pipeline, connector);
-        let position = position.clone();
-        self.request(move |tx| Request::Set(key, position, tx))
-            .await
-    }
-
-    async fn delete_pipeline(&self, pipeline: &str) -> Result<(), StoreError> {
-        let prefix = format!("{pipeline}\u{0}");
-        self.request(move |tx| Request::Delete(prefix, tx)).await
     }
 }
 
@@ -394,6 +247,8 @@ impl PositionCommitter for StoreCommitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redb_store::META;
+    use redb::Database;
 
     #[tokio::test]
     async fn a_committed_position_survives_reopening_the_store() {
@@ -467,7 +322,7 @@ mod tests {
             write.commit().unwrap();
         }
         let err = RedbStore::open(&path).err().unwrap();
-        assert!(matches!(err, StoreError::NewerFormat { found: 2, .. }));
+        assert!(matches!(err, StoreError::NewerFormat { found: 3, .. }));
         assert!(err.to_string().contains("run a newer funnel"), "{err}");
     }
 

@@ -119,11 +119,35 @@ pub const METADATA_LSN: &str = "postgres.lsn";
 /// Invalid settings (as [`validate_source`]), or a failure to reach the server or drop
 /// the objects.
 pub async fn cleanup(id: &str, settings: &Settings) -> Result<(), ConnectorError> {
-    let config = validate_source(settings).map_err(|errors| {
+    let config = source_config(id, settings)?;
+    source::cleanup(&config, id).await
+}
+
+fn source_config(id: &str, settings: &Settings) -> Result<PostgresSourceConfig, ConnectorError> {
+    validate_source(settings).map_err(|errors| {
         let text: Vec<String> = errors.iter().map(SettingsError::to_string).collect();
         ConnectorError::fatal(format!("postgres source {id}: {}", text.join("; ")))
-    })?;
-    source::cleanup(&config, id).await
+    })
+}
+
+/// What [`cleanup`] would drop, one line each; nothing when `logrepl.autoCleanup` is
+/// off.
+///
+/// # Errors
+///
+/// Invalid settings.
+pub fn cleanup_plan(id: &str, settings: &Settings) -> Result<Vec<String>, ConnectorError> {
+    let config = source_config(id, settings)?;
+    if !config.auto_cleanup {
+        return Ok(Vec::new());
+    }
+    let database = config.pg.get_dbname().unwrap_or("postgres");
+    Ok(vec![format!(
+        "{id}: drop replication slot {} and publication {} of database {database} on {}",
+        config.slot,
+        config.publication,
+        conn::address(&config.pg)
+    )])
 }
 
 /// The postgres source's own settings.

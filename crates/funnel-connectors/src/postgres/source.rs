@@ -147,11 +147,12 @@ impl PostgresSource {
     }
 
     /// Creates the publication if it is missing, and adds configured tables it lacks.
+    /// True when it created the publication.
     async fn ensure_publication(
         &self,
         client: &Client,
         tables: &[TableInfo],
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<bool, ConnectorError> {
         let publication = &self.config.publication;
         let who = &self.who;
         let row = client
@@ -167,6 +168,7 @@ impl PostgresSource {
                 &e,
             )
         };
+        let created = row.is_none();
         match row {
             None => {
                 let target = match &self.config.tables {
@@ -222,69 +224,18 @@ impl PostgresSource {
             }
             Some(_) => {}
         }
-        Ok(())
+        Ok(created)
     }
 
-    /// Whether the slot exists; a fatal error when it exists for another plugin or
-    /// database.
-    async fn slot_exists(&self, client: &Client) -> Result<bool, ConnectorError> {
-        let slot = &self.config.slot;
+    /// Where the reader starts: resume the stream or the snapshot, or create the slot
+    /// (with an exported snapshot when one is to be taken).
+    async fn start_point(
+        &self,
+        client: &Client,
+        resume: &Option<PgPosition>,
+    ) -> Result<Start, ConnectorError> {
         let who = &self.who;
-        let row = client
-            .query_opt(
-                "SELECT plugin::text, database::text, current_database()::text FROM pg_replication_slots \
-                 WHERE slot_name = $1",
-                &[slot],
-            )
-            .await
-            .map_err(|e| conn::error(&format!("{who}: cannot read replication slots"), &e))?;
-        let Some(row) = row else {
-            return Ok(false);
-        };
-        let plugin: Option<String> = row.get(0);
-        let database: Option<String> = row.get(1);
-        let current: String = row.get(2);
-        if plugin.as_deref() != Some("pgoutput") || database.as_deref() != Some(current.as_str()) {
-            return Err(ConnectorError::fatal(format!(
-                "{who}: replication slot {slot} exists but is not a pgoutput slot of database {current} \
-                 (plugin {plugin:?}, database {database:?}); choose another logrepl.slotName"
-            )));
-        }
-        Ok(true)
-    }
-}
-
-#[async_trait]
-impl Source for PostgresSource {
-    async fn open(&self) -> Result<(), ConnectorError> {
-        let who = self.who.clone();
-        let resume = match &self.resume {
-            None => None,
-            Some(p) => Some(
-                PgPosition::decode(p).map_err(|m| ConnectorError::fatal(format!("{who}: {m}")))?,
-            ),
-        };
-        let client = conn::connect(&self.config.pg, &who).await?;
-        let level: String = client
-            .query_one("SHOW wal_level", &[])
-            .await
-            .map_err(|e| conn::error(&format!("{who}: cannot read wal_level"), &e))?
-            .get(0);
-        if level != "logical" {
-            return Err(ConnectorError::fatal(format!(
-                "{who}: the server runs with wal_level = {level}; logical replication needs \
-                 wal_level = logical (ALTER SYSTEM SET wal_level = logical, then restart the server)"
-            )));
-        }
-        let tables = conn::resolve_tables(&client, &self.config.tables, &who).await?;
-        if tables.is_empty() {
-            return Err(ConnectorError::fatal(format!(
-                "{who}: no table matches `tables`"
-            )));
-        }
-        let arrays = conn::array_types(&client, &who).await?;
-        self.ensure_publication(&client, &tables).await?;
-        let slot_exists = self.slot_exists(&client).await?;
+        let slot_exists = self.slot_exists(client).await?;
         let slot = &self.config.slot;
         let dropped = |what: &str| {
             ConnectorError::fatal(format!(
@@ -293,7 +244,7 @@ impl Source for PostgresSource {
                  take a new snapshot"
             ))
         };
-        let start = match (&resume, self.config.snapshot) {
+        let start = match (resume, self.config.snapshot) {
             (Some(PgPosition::Change { .. }), _) => {
                 if !slot_exists {
                     return Err(dropped("in the change stream"));
@@ -365,6 +316,97 @@ impl Source for PostgresSource {
                         })?;
                 }
                 Start::Stream
+            }
+        };
+        Ok(start)
+    }
+
+    /// Drops the publication this open created, so a failed start leaves nothing behind.
+    async fn drop_created_publication(&self, client: &Client) {
+        let publication = &self.config.publication;
+        let dropped = client
+            .batch_execute(&format!(
+                "DROP PUBLICATION IF EXISTS {}",
+                quote_ident(publication)
+            ))
+            .await;
+        match dropped {
+            Ok(()) => {
+                tracing::info!(connector = %self.id, %publication, "dropped the publication created by a failed start")
+            }
+            Err(e) => tracing::warn!(
+                connector = %self.id, %publication, error = %conn::describe(&e),
+                "cannot drop the publication created by a failed start; drop it by hand"
+            ),
+        }
+    }
+
+    /// Whether the slot exists; a fatal error when it exists for another plugin or
+    /// database.
+    async fn slot_exists(&self, client: &Client) -> Result<bool, ConnectorError> {
+        let slot = &self.config.slot;
+        let who = &self.who;
+        let row = client
+            .query_opt(
+                "SELECT plugin::text, database::text, current_database()::text FROM pg_replication_slots \
+                 WHERE slot_name = $1",
+                &[slot],
+            )
+            .await
+            .map_err(|e| conn::error(&format!("{who}: cannot read replication slots"), &e))?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let plugin: Option<String> = row.get(0);
+        let database: Option<String> = row.get(1);
+        let current: String = row.get(2);
+        if plugin.as_deref() != Some("pgoutput") || database.as_deref() != Some(current.as_str()) {
+            return Err(ConnectorError::fatal(format!(
+                "{who}: replication slot {slot} exists but is not a pgoutput slot of database {current} \
+                 (plugin {plugin:?}, database {database:?}); choose another logrepl.slotName"
+            )));
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl Source for PostgresSource {
+    async fn open(&self) -> Result<(), ConnectorError> {
+        let who = self.who.clone();
+        let resume = match &self.resume {
+            None => None,
+            Some(p) => Some(
+                PgPosition::decode(p).map_err(|m| ConnectorError::fatal(format!("{who}: {m}")))?,
+            ),
+        };
+        let client = conn::connect(&self.config.pg, &who).await?;
+        let level: String = client
+            .query_one("SHOW wal_level", &[])
+            .await
+            .map_err(|e| conn::error(&format!("{who}: cannot read wal_level"), &e))?
+            .get(0);
+        if level != "logical" {
+            return Err(ConnectorError::fatal(format!(
+                "{who}: the server runs with wal_level = {level}; logical replication needs \
+                 wal_level = logical (ALTER SYSTEM SET wal_level = logical, then restart the server)"
+            )));
+        }
+        let tables = conn::resolve_tables(&client, &self.config.tables, &who).await?;
+        if tables.is_empty() {
+            return Err(ConnectorError::fatal(format!(
+                "{who}: no table matches `tables`"
+            )));
+        }
+        let arrays = conn::array_types(&client, &who).await?;
+        let created = self.ensure_publication(&client, &tables).await?;
+        let start = match self.start_point(&client, &resume).await {
+            Ok(start) => start,
+            Err(e) => {
+                if created {
+                    self.drop_created_publication(&client).await;
+                }
+                return Err(e);
             }
         };
 
