@@ -425,22 +425,17 @@ fn a_corrupt_store_that_is_empty_stops_funnel_run_naming_the_file_and_store_repa
 
 #[test]
 fn pipelines_delete_against_the_wrong_store_refuses_creates_nothing_and_asks_before_dropping() {
-    let pipelines = generator_pipeline(50, 0)
-        + r#"  - id: never-run
-    status: stopped
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          recordCount: "1"
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: ./other.jsonl
-"#;
+    // A second pipeline that never ran: the store holds nothing of it.
+    let never_run = generator_pipeline(1, 0).replace(
+        "  - id: p\n    status: running",
+        "  - id: never-run\n    status: stopped",
+    );
+    let never_run = never_run
+        .split_once("pipelines:\n")
+        .unwrap()
+        .1
+        .replace("out.jsonl", "other.jsonl");
+    let pipelines = generator_pipeline(50, 0) + &never_run;
     let env = Env::new(&pipelines);
     assert!(env.run_to_end().status.success());
 

@@ -99,6 +99,39 @@ impl Names {
             .unwrap()
     }
 
+    /// Writes the pipeline `<tag>_<prefix>`: the source table, with this test's slot
+    /// and publication, to the destination `dst` (its plugin and settings lines).
+    fn write_pipeline(&self, tag: &str, dst: &str) {
+        let (src, p) = (self.src(), &self.prefix);
+        let pipeline = format!(
+            r#"version: "2.2"
+pipelines:
+  - id: {tag}_{p}
+    status: running
+    connectors:
+      - id: src
+        type: source
+        plugin: builtin:postgres
+        settings:
+          url: {URL}
+          tables: {src}
+          logrepl.slotName: {p}_slot
+          logrepl.publicationName: {p}_pub
+      - id: dst
+        type: destination
+{dst}"#
+        );
+        std::fs::write(self.dir.path().join("pipelines/p.yaml"), pipeline).unwrap();
+    }
+
+    /// [`Names::write_pipeline`] to the file `./out.jsonl`.
+    fn write_pg_to_file_pipeline(&self, tag: &str) {
+        self.write_pipeline(
+            tag,
+            "        plugin: builtin:file\n        settings:\n          path: ./out.jsonl\n",
+        );
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("funnel.log")).unwrap_or_default()
     }
@@ -203,30 +236,13 @@ fn pg_to_pg_survives_kills(exactly_once: bool) {
          INSERT INTO {src} SELECT g, md5(g::text), nextval('{p}_ver') FROM generate_series(1, 3000) g;"
     ))
     .unwrap();
-    let pipeline = format!(
-        r#"version: "2.2"
-pipelines:
-  - id: pgpg_{p}
-    status: running
-    connectors:
-      - id: src
-        type: source
-        plugin: builtin:postgres
-        settings:
-          url: {URL}
-          tables: {src}
-          logrepl.slotName: {p}_slot
-          logrepl.publicationName: {p}_pub
-      - id: dst
-        type: destination
-        plugin: builtin:postgres
-        settings:
-          url: {URL}
-          table: {dst}
-          exactlyOnce: "{exactly_once}"
-"#
+    names.write_pipeline(
+        "pgpg",
+        &format!(
+            "        plugin: builtin:postgres\n        settings:\n          url: {URL}\n          \
+             table: {dst}\n          exactlyOnce: \"{exactly_once}\"\n"
+        ),
     );
-    std::fs::write(names.dir.path().join("pipelines/p.yaml"), pipeline).unwrap();
 
     // The snapshot first, so that kills land in the change stream.
     let mut child = names.spawn();
@@ -311,28 +327,7 @@ fn deleting_a_pipeline_drops_its_slot_and_publication_and_forgets_its_positions(
          INSERT INTO {src} SELECT g, md5(g::text) FROM generate_series(1, 100) g;"
     ))
     .unwrap();
-    let pipeline = format!(
-        r#"version: "2.2"
-pipelines:
-  - id: del_{p}
-    status: running
-    connectors:
-      - id: src
-        type: source
-        plugin: builtin:postgres
-        settings:
-          url: {URL}
-          tables: {src}
-          logrepl.slotName: {p}_slot
-          logrepl.publicationName: {p}_pub
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: ./out.jsonl
-"#
-    );
-    std::fs::write(names.dir.path().join("pipelines/p.yaml"), pipeline).unwrap();
+    names.write_pg_to_file_pipeline("del");
     let lines = || {
         std::fs::read_to_string(names.dir.path().join("out.jsonl")).map_or(0, |t| t.lines().count())
     };
@@ -454,28 +449,7 @@ fn a_failed_postgres_start_leaves_no_publication_behind() {
         "SELECT pg_create_logical_replication_slot('{p}_slot', 'test_decoding')"
     ))
     .unwrap();
-    let pipeline = format!(
-        r#"version: "2.2"
-pipelines:
-  - id: nopub_{p}
-    status: running
-    connectors:
-      - id: src
-        type: source
-        plugin: builtin:postgres
-        settings:
-          url: {URL}
-          tables: {src}
-          logrepl.slotName: {p}_slot
-          logrepl.publicationName: {p}_pub
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: ./out.jsonl
-"#
-    );
-    std::fs::write(names.dir.path().join("pipelines/p.yaml"), pipeline).unwrap();
+    names.write_pg_to_file_pipeline("nopub");
     // The slot exists for another plugin, so the start fails after the publication
     // was created: it must be dropped again.
     let out = Command::new(FUNNEL)

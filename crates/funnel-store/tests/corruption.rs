@@ -13,6 +13,14 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 const POSITIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("positions");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// Changes the file as another program could: through redb, past the store.
+fn tamper(path: &Path, change: impl FnOnce(&redb::WriteTransaction)) {
+    let db = Database::create(path).unwrap();
+    let write = db.begin_write().unwrap();
+    change(&write);
+    write.commit().unwrap();
+}
+
 async fn store_with(path: &Path, positions: &[(&str, &str, &str)]) {
     let store = RedbStore::open(path).unwrap();
     for (pipeline, connector, position) in positions {
@@ -113,20 +121,15 @@ async fn a_corrupt_store_whose_position_value_was_changed_is_refused_not_read() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("funnel.db");
     store_with(&path, &[("p", "src", "position-41"), ("q", "src", "7")]).await;
-    {
-        // A valid redb write that changes one byte of the stored position: redb's own
-        // page checksums are right, only the position's checksum can tell.
-        let db = Database::create(&path).unwrap();
-        let write = db.begin_write().unwrap();
-        {
-            let mut table = write.open_table(POSITIONS).unwrap();
-            let mut value = table.get("p\u{0}src").unwrap().unwrap().value().to_vec();
-            let last = value.len() - 1;
-            value[last] = b'9';
-            table.insert("p\u{0}src", value.as_slice()).unwrap();
-        }
-        write.commit().unwrap();
-    }
+    // A valid redb write that changes one byte of the stored position: redb's own
+    // page checksums are right, only the position's checksum can tell.
+    tamper(&path, |write| {
+        let mut table = write.open_table(POSITIONS).unwrap();
+        let mut value = table.get("p\u{0}src").unwrap().unwrap().value().to_vec();
+        let last = value.len() - 1;
+        value[last] = b'9';
+        table.insert("p\u{0}src", value.as_slice()).unwrap();
+    });
     let err = RedbStore::open(&path).err().unwrap();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(
@@ -158,12 +161,9 @@ async fn a_corrupt_store_without_its_format_header_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("funnel.db");
     store_with(&path, &[("p", "src", "1")]).await;
-    {
-        let db = Database::create(&path).unwrap();
-        let write = db.begin_write().unwrap();
+    tamper(&path, |write| {
         write.open_table(META).unwrap().remove("magic").unwrap();
-        write.commit().unwrap();
-    }
+    });
     let err = RedbStore::open(&path).err().unwrap();
     assert!(err.to_string().contains("format header"), "{err}");
     assert_names_the_file_and_the_way_out(&err, &path);
@@ -173,9 +173,7 @@ async fn a_corrupt_store_without_its_format_header_is_refused() {
 async fn a_store_of_the_first_format_is_given_checksums_and_keeps_its_positions() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("funnel.db");
-    {
-        let db = Database::create(&path).unwrap();
-        let write = db.begin_write().unwrap();
+    tamper(&path, |write| {
         write
             .open_table(META)
             .unwrap()
@@ -186,8 +184,7 @@ async fn a_store_of_the_first_format_is_given_checksums_and_keeps_its_positions(
             .unwrap()
             .insert("p\u{0}src", b"42".as_slice())
             .unwrap();
-        write.commit().unwrap();
-    }
+    });
     let store = RedbStore::open(&path).unwrap();
     assert_eq!(store.position("p", "src").await.unwrap(), Some("42".into()));
     store.close();
@@ -210,16 +207,13 @@ async fn check_names_each_damaged_position_and_repair_keeps_the_intact_ones_and_
     )
     .await;
     assert_eq!(funnel_store::check(&path).unwrap().positions.len(), 3);
-    {
-        let db = Database::create(&path).unwrap();
-        let write = db.begin_write().unwrap();
+    tamper(&path, |write| {
         write
             .open_table(POSITIONS)
             .unwrap()
             .insert("q\u{0}src", b"\0\0\0\x0022".as_slice())
             .unwrap();
-        write.commit().unwrap();
-    }
+    });
     let damaged = std::fs::read(&path).unwrap();
     let err = funnel_store::check(&path).unwrap_err();
     assert!(
