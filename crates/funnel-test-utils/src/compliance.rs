@@ -20,9 +20,8 @@
 //! - **teardown without open, and twice**;
 //! - **stop while a read is blocked**: a read cancelled while it waits, or right after
 //!   its first step with a record to read, loses nothing; `teardown` during a blocked
-//!   read returns within [`PROMPT`] and the read
-//!   ends with an error; `teardown` of a source with a backlog of unread records
-//!   returns within [`PROMPT`];
+//!   read returns within [`PROMPT`] and the read ends with an error; `teardown` of a
+//!   source with a backlog of unread records returns within [`PROMPT`];
 //! - **restart after abandonment**: a source dropped without `teardown` (what SIGKILL
 //!   leaves) does not stop a new one from opening, which reads again everything that
 //!   was not acked.
@@ -74,8 +73,8 @@ pub const PROMPT: Duration = Duration::from_secs(3);
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// How long a read or ack is left waiting before it is cancelled or the connector is
-/// stopped under it. Nothing is asserted from this wait: it only lets the call reach
-/// the point where it blocks.
+/// stopped under it (and a restarted source, before new input arrives). Nothing is
+/// asserted from this wait: it only lets the call reach the point where it blocks.
 const SETTLE: Duration = Duration::from_millis(200);
 
 /// Records injected for the backlog part of "stop while a read is blocked": with a
