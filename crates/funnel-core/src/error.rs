@@ -196,7 +196,8 @@ pub enum Error {
         /// What went wrong.
         source: ConnectorError,
     },
-    /// A destination broke the ack protocol (out of order, too many, empty acks).
+    /// A destination broke the ack protocol (out of order, too many, empty acks). Fatal:
+    /// a restart would meet the same connector bug again.
     #[error("task {task}: failed to validate acks: {message}")]
     AckProtocol {
         /// The destination task's ID.
@@ -211,6 +212,18 @@ pub enum Error {
         task: String,
         /// What was wrong.
         message: String,
+    },
+    /// A processor call did not return within the task's timeout; the processor was
+    /// abandoned to the call (it is torn down when the call returns).
+    #[error(
+        "task {task}: the processor did not return within {timeout:?}; it was abandoned and \
+         the pipeline restarts"
+    )]
+    ProcessorTimeout {
+        /// The processor task's ID.
+        task: String,
+        /// The per-call timeout.
+        timeout: std::time::Duration,
     },
     /// A processor kept returning no result for some records.
     #[error(
@@ -272,6 +285,7 @@ impl Error {
             | Self::DlqWrite { .. }
             | Self::EmptyPosition { .. }
             | Self::ProcessorOutput { .. }
+            | Self::AckProtocol { .. }
             | Self::InvalidOrder(_)
             | Self::Internal(_) => true,
             Self::Open { source, .. }
@@ -281,7 +295,7 @@ impl Error {
             | Self::Commit { source, .. }
             | Self::Write { source, .. }
             | Self::ReceiveAcks { source, .. } => source.kind() == ConnectorErrorKind::Fatal,
-            Self::AckProtocol { .. } | Self::Nacked { .. } | Self::Close(_) => false,
+            Self::ProcessorTimeout { .. } | Self::Nacked { .. } | Self::Close(_) => false,
         }
     }
 

@@ -10,10 +10,17 @@
 //!
 //! One module per stage: [`reader`], [`writer`], [`ack_reader`], and the ledger stage
 //! in [`release`]; [`settle`] is what they tell the ledger, [`credits`] bounds what is
-//! in flight, [`stage`] is what they share. Reading, processing, writing and acking of
-//! different batches overlap, while everything each destination, the DLQ and the
-//! source observe is what a stop-and-wait run would produce (see the
-//! `funnel-test-utils` reference executor and the property tests comparing the two).
+//! in flight, [`stage`] is what they share, [`tasks`] opens and closes the tasks.
+//!
+//! Each stage is a tokio task of its own, owning the tasks it runs for the length of a
+//! run (the source and the trunk processors for the reader, a branch's processors for
+//! its writer, the DLQ for the ledger): on a multi-threaded runtime reading and
+//! processing run on one core while encoding and writing run on another, and a
+//! CPU-heavy processor never holds up the writers and ack readers. Reading,
+//! processing, writing and acking of different batches overlap, while everything each
+//! destination, the DLQ and the source observe is what a stop-and-wait run would
+//! produce (see the `funnel-test-utils` reference executor and the property tests
+//! comparing the two).
 //!
 //! - Credits bound the records and bytes read but not yet released (I5).
 //! - The ledger releases positions strictly in read order, commits the last one, then
@@ -29,58 +36,74 @@ mod reader;
 mod release;
 mod settle;
 mod stage;
+mod tasks;
 mod writer;
 
 use std::sync::Arc;
 
-use futures::future::join_all;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use self::ack_reader::ack_reader_stage;
 pub use self::config::{WorkerConfig, WorkerStats};
 use self::reader::{Reader, ReaderEnd, reader_stage};
 use self::release::{Release, ledger_stage};
 use self::stage::Shared;
+use self::tasks::{BranchTasks, SourceHandle, Tasks};
 use self::writer::{Writer, writer_stage};
 use crate::dlq::Dlq;
 use crate::error::{Error, Result};
 use crate::order::Order;
 use crate::task::{DestinationTask, ProcessorTask, SourceTask, Task};
 
-/// Asks a running worker to stop gracefully: no new reads; everything in flight is
-/// written, acked and released before [`Worker::run`] returns.
+/// Stops a running worker from elsewhere.
 #[derive(Clone, Debug)]
-pub struct Stopper(CancellationToken);
+pub struct Stopper {
+    stop: CancellationToken,
+    abort: CancellationToken,
+}
 
 impl Stopper {
-    /// Requests the stop.
+    /// Requests a graceful stop: no new reads; everything in flight is processed,
+    /// written, acked and released before [`Worker::run`] returns.
     pub fn stop(&self) {
-        self.0.cancel();
+        self.stop.cancel();
+    }
+
+    /// Stops at once: reads, processor calls, writes and acks in progress are
+    /// interrupted and nothing more is released. What was not released is read again
+    /// after a restart. [`Worker::run`] returns `Ok` unless something failed first.
+    pub fn abort(&self) {
+        self.stop.cancel();
+        self.abort.cancel();
     }
 
     /// True once a stop was requested.
     pub fn is_stopping(&self) -> bool {
-        self.0.is_cancelled()
+        self.stop.is_cancelled()
     }
-}
-
-struct BranchTasks {
-    processors: Vec<ProcessorTask>,
-    destination: DestinationTask,
 }
 
 /// Runs the tasks of one source.
 pub struct Worker {
     config: WorkerConfig,
-    source: SourceTask,
-    trunk: Vec<ProcessorTask>,
-    branches: Vec<BranchTasks>,
-    dlq: Dlq,
-    stop: CancellationToken,
+    ids: Vec<String>,
+    source: SourceHandle,
+    /// Lent to the stages while a run is in progress; `None` after a run lost them (a
+    /// stage panicked, or the run was dropped before it returned).
+    tasks: Option<Tasks>,
+    stopper: Stopper,
     exhausted: bool,
-    source_torn_down: bool,
+}
+
+/// What a stage hands back when it ends.
+enum Returned {
+    Reader(SourceTask, Vec<ProcessorTask>, ReaderEnd),
+    Writer(usize, Vec<ProcessorTask>),
+    AckReader,
+    Ledger(Dlq),
 }
 
 impl Worker {
@@ -90,70 +113,29 @@ impl Worker {
     ///
     /// [`Error::InvalidOrder`] when the order is not a valid pipeline (see
     /// [`Order`]).
-    pub fn new(tasks: Vec<Task>, order: Order, mut dlq: Dlq, config: WorkerConfig) -> Result<Self> {
-        let topology = order.topology(&tasks)?;
-        let mut tasks: Vec<Option<Task>> = tasks
-            .into_iter()
-            .map(|mut t| {
-                t.bind_pipeline(&config.pipeline_id);
-                Some(t)
-            })
-            .collect();
-        dlq.bind_pipeline(&config.pipeline_id);
-        let mut take_processor = |i: usize| match tasks[i].take() {
-            Some(Task::Processor(p)) => Ok(p),
-            _ => Err(Error::InvalidOrder(format!("task {i} must be a processor"))),
-        };
-        let trunk = topology
-            .trunk
-            .iter()
-            .map(|&i| take_processor(i))
-            .collect::<Result<Vec<_>>>()?;
-        let mut branches = Vec::with_capacity(topology.branches.len());
-        for branch in &topology.branches {
-            let processors = branch
-                .processors
-                .iter()
-                .map(|&i| take_processor(i))
-                .collect::<Result<Vec<_>>>()?;
-            branches.push((processors, branch.destination));
-        }
-        let branches = branches
-            .into_iter()
-            .map(|(processors, d)| match tasks[d].take() {
-                Some(Task::Destination(destination)) => Ok(BranchTasks {
-                    processors,
-                    destination,
-                }),
-                _ => Err(Error::InvalidOrder(format!(
-                    "task {d} must be a destination"
-                ))),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let source = match tasks[0].take() {
-            Some(Task::Source(s)) => s,
-            _ => return Err(Error::InvalidOrder("first task must be a source".into())),
-        };
+    pub fn new(tasks: Vec<Task>, order: Order, dlq: Dlq, config: WorkerConfig) -> Result<Self> {
+        let tasks = Tasks::new(tasks, &order, dlq, &config.pipeline_id)?;
         Ok(Self {
+            ids: tasks.ids(),
+            source: SourceHandle::new(Arc::clone(tasks.source.source())),
+            tasks: Some(tasks),
             config,
-            source,
-            trunk,
-            branches,
-            dlq,
-            stop: CancellationToken::new(),
+            stopper: Stopper {
+                stop: CancellationToken::new(),
+                abort: CancellationToken::new(),
+            },
             exhausted: false,
-            source_torn_down: false,
         })
     }
 
-    /// A handle to stop the worker gracefully from elsewhere.
+    /// A handle to stop the worker from elsewhere.
     pub fn stopper(&self) -> Stopper {
-        Stopper(self.stop.clone())
+        self.stopper.clone()
     }
 
     /// Stops the worker gracefully (see [`Stopper::stop`]).
     pub fn stop(&self) {
-        self.stop.cancel();
+        self.stopper.stop();
     }
 
     /// True when the last [`run`](Self::run) ended because the source was exhausted.
@@ -164,13 +146,15 @@ impl Worker {
     /// IDs of the tasks in open order: source, trunk processors, then per branch its
     /// processors and destination.
     pub fn task_ids(&self) -> Vec<&str> {
-        let mut ids = vec![self.source.id()];
-        ids.extend(self.trunk.iter().map(ProcessorTask::id));
-        for b in &self.branches {
-            ids.extend(b.processors.iter().map(ProcessorTask::id));
-            ids.push(b.destination.id());
-        }
-        ids
+        self.ids.iter().map(String::as_str).collect()
+    }
+
+    fn tasks(&mut self) -> Result<&mut Tasks> {
+        self.tasks.as_mut().ok_or_else(|| {
+            Error::Internal(
+                "the worker lost its tasks: an earlier run panicked or was dropped".into(),
+            )
+        })
     }
 
     /// Opens every task, then the DLQ. On failure, what was opened is closed again in
@@ -180,76 +164,14 @@ impl Worker {
     ///
     /// The first open failure.
     pub async fn open(&mut self) -> Result<()> {
-        let result = self.open_all().await;
+        let Some(tasks) = self.tasks.as_mut() else {
+            return self.tasks().map(|_| ());
+        };
+        let result = tasks.open(&mut self.source).await;
         if let Err(e) = &result {
             warn!(pipeline = %self.config.pipeline_id, error = %e, "open failed, rolling back");
         }
         result
-    }
-
-    async fn open_all(&mut self) -> Result<()> {
-        if let Err(e) = self.source.open().await {
-            self.rollback(0, 0).await;
-            return Err(e);
-        }
-        for i in 0..self.trunk.len() {
-            if let Err(e) = self.trunk[i].open().await {
-                self.rollback(i, 0).await;
-                return Err(e);
-            }
-        }
-        let trunk = self.trunk.len();
-        for b in 0..self.branches.len() {
-            for i in 0..self.branches[b].processors.len() {
-                if let Err(e) = self.branches[b].processors[i].open().await {
-                    close_processors(&mut self.branches[b].processors[..i]).await;
-                    self.rollback(trunk, b).await;
-                    return Err(e);
-                }
-            }
-            if let Err(e) = self.branches[b].destination.open().await {
-                close_processors(&mut self.branches[b].processors).await;
-                self.rollback(trunk, b).await;
-                return Err(e);
-            }
-        }
-        if let Err(e) = self.dlq.open().await {
-            self.rollback(trunk, self.branches.len()).await;
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Closes the first `trunk` trunk processors and the first `branches` branches,
-    /// in reverse order, then tears the source down. Errors are only logged.
-    async fn rollback(&mut self, trunk: usize, branches: usize) {
-        for b in self.branches[..branches].iter_mut().rev() {
-            if let Err(e) = b.destination.close().await {
-                error!(error = %e, "failed to execute rollback");
-            }
-            close_processors(&mut b.processors).await;
-        }
-        for p in self.trunk[..trunk].iter_mut().rev() {
-            if let Err(e) = p.close().await {
-                error!(error = %e, "failed to execute rollback");
-            }
-        }
-        if let Err(e) = self.teardown_source().await {
-            error!(error = %e, "failed to execute rollback");
-        }
-    }
-
-    async fn teardown_source(&mut self) -> Result<()> {
-        if self.source_torn_down {
-            return Ok(());
-        }
-        self.source
-            .source()
-            .teardown()
-            .await
-            .map_err(|e| Error::Close(format!("failed to tear down source: {e}")))?;
-        self.source_torn_down = true;
-        Ok(())
     }
 
     /// Closes everything: the source (unless already torn down), processors and
@@ -260,26 +182,14 @@ impl Worker {
     /// Every failure, joined into one [`Error::Close`].
     pub async fn close(&mut self) -> Result<()> {
         let mut errors = Vec::new();
-        if let Err(e) = self.teardown_source().await {
+        if let Err(e) = self.source.teardown().await {
             errors.push(e.to_string());
         }
-        for p in &mut self.trunk {
-            if let Err(e) = p.close().await {
-                errors.push(e.to_string());
-            }
-        }
-        for b in &mut self.branches {
-            for p in &mut b.processors {
-                if let Err(e) = p.close().await {
-                    errors.push(e.to_string());
-                }
-            }
-            if let Err(e) = b.destination.close().await {
-                errors.push(e.to_string());
-            }
-        }
-        if let Err(e) = self.dlq.close().await {
-            errors.push(e.to_string());
+        match self.tasks.as_mut() {
+            Some(tasks) => tasks.close(&mut errors).await,
+            None => errors.push(
+                "processors, destinations and the DLQ were lost with an interrupted run".into(),
+            ),
         }
         if errors.is_empty() {
             Ok(())
@@ -297,85 +207,140 @@ impl Worker {
     /// destination, the DLQ or an ack stops everything at once (what was not released
     /// is read again after a restart).
     ///
+    /// Each stage runs as a tokio task of its own; dropping this future aborts them,
+    /// and the processors and DLQ they held are dropped with them.
+    ///
     /// # Errors
     ///
     /// The first error: transient or fatal, see [`Error::is_fatal`].
     pub async fn run(&mut self) -> Result<()> {
-        let shared = Shared::new(&self.config);
-        let branches = self.branches.len();
+        self.tasks()?;
+        let Some(Tasks {
+            source,
+            trunk,
+            branches,
+            dlq,
+        }) = self.tasks.take()
+        else {
+            return Err(Error::Internal("no tasks".into()));
+        };
+        let shared = Arc::new(Shared::new(&self.config, &self.stopper.abort));
+        // One core per stage is only to be had on a multi-threaded runtime.
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
         let cap = self.config.channel_capacity.max(1);
-        let (ledger_tx, ledger_rx) = mpsc::channel(cap * (2 * branches + 1));
-        let mut writer_txs = Vec::with_capacity(branches);
-        let mut writer_stages = Vec::with_capacity(branches);
-        let mut ack_reader_stages = Vec::with_capacity(branches);
-        for (branch, tasks) in self.branches.iter_mut().enumerate() {
+        let (ledger_tx, ledger_rx) = mpsc::channel(cap * (2 * branches.len() + 1));
+        let mut stages = JoinSet::new();
+        let mut writer_txs = Vec::with_capacity(branches.len());
+        let mut destinations = Vec::with_capacity(branches.len());
+        for (branch, tasks) in branches.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel(cap);
             let (ack_tx, ack_rx) = mpsc::channel(cap * 4);
             writer_txs.push(tx);
-            let destination = &tasks.destination;
             let writer = Writer {
                 branch,
-                processors: &mut tasks.processors,
-                destination,
+                processors: tasks.processors,
+                destination: Arc::clone(&tasks.destination),
                 rx,
                 acker: ack_tx,
                 ledger: ledger_tx.clone(),
                 limits: self.config.retry,
+                yield_after_write: multi_thread,
             };
-            writer_stages.push(writer_stage(writer, &shared));
-            ack_reader_stages.push(ack_reader_stage(
-                branch,
-                destination,
-                ack_rx,
-                ledger_tx.clone(),
-                &shared,
-            ));
+            let s = Arc::clone(&shared);
+            stages.spawn(async move { Returned::Writer(branch, writer_stage(writer, &s).await) });
+            let destination = Arc::clone(&tasks.destination);
+            let (ledger, s) = (ledger_tx.clone(), Arc::clone(&shared));
+            stages.spawn(async move {
+                ack_reader_stage(branch, &destination, ack_rx, ledger, &s).await;
+                Returned::AckReader
+            });
+            destinations.push(tasks.destination);
         }
-        let source = Arc::clone(self.source.source());
-        let source_id = self.source.id().to_owned();
+        let source_id = source.id().to_owned();
+        let release = Release {
+            source: Arc::clone(source.source()),
+            source_id: source_id.clone(),
+            dlq,
+            committer: self.config.committer.clone(),
+            pipeline: self.config.pipeline_id.clone(),
+        };
+        let s = Arc::clone(&shared);
+        stages.spawn(async move { Returned::Ledger(ledger_stage(release, ledger_rx, &s).await) });
         let reader = Reader {
-            source: &mut self.source,
-            trunk: &mut self.trunk,
+            source,
+            trunk,
             writers: writer_txs,
             ledger: ledger_tx,
-            stop: &self.stop,
+            stop: self.stopper.stop.clone(),
             limits: self.config.retry,
+            yield_after_hand_on: multi_thread,
         };
-        let release = Release {
-            source: source.as_ref(),
-            source_id: &source_id,
-            dlq: &mut self.dlq,
-            committer: self.config.committer.as_deref(),
-            pipeline: &self.config.pipeline_id,
-        };
-        let (end, (), _, _) = tokio::join!(
-            reader_stage(reader, &shared),
-            ledger_stage(release, ledger_rx, &shared),
-            join_all(writer_stages),
-            join_all(ack_reader_stages)
-        );
+        let s = Arc::clone(&shared);
+        stages.spawn(async move {
+            let (source, trunk, end) = reader_stage(reader, &s).await;
+            Returned::Reader(source, trunk, end)
+        });
+
+        let end = self.join(stages, destinations, &shared).await;
         if let Some(e) = shared.take_error() {
             return Err(e);
         }
-        if end == ReaderEnd::Exhausted {
+        if end == Some(ReaderEnd::Exhausted) {
             info!(
                 source_id = %source_id,
-                stop_requested = self.stop.is_cancelled(),
+                stop_requested = self.stopper.is_stopping(),
                 "source exhausted its records and is stopping gracefully"
             );
             self.exhausted = true;
-            self.teardown_source().await.map_err(|e| {
+            self.source.teardown().await.map_err(|e| {
                 Error::Close(format!("source finished but failed to tear down: {e}"))
             })?;
         }
         Ok(())
     }
-}
 
-async fn close_processors(processors: &mut [ProcessorTask]) {
-    for p in processors.iter_mut().rev() {
-        if let Err(e) = p.close().await {
-            error!(error = %e, "failed to execute rollback");
+    /// Waits for every stage and takes the tasks back. A stage that panicked is an
+    /// internal error, and what it held is lost.
+    async fn join(
+        &mut self,
+        mut stages: JoinSet<Returned>,
+        destinations: Vec<Arc<DestinationTask>>,
+        shared: &Shared,
+    ) -> Option<ReaderEnd> {
+        let mut reader = None;
+        let mut ledger = None;
+        let mut writers: Vec<Option<Vec<ProcessorTask>>> =
+            destinations.iter().map(|_| None).collect();
+        while let Some(joined) = stages.join_next().await {
+            match joined {
+                Ok(Returned::Reader(source, trunk, end)) => reader = Some((source, trunk, end)),
+                Ok(Returned::Writer(branch, processors)) => writers[branch] = Some(processors),
+                Ok(Returned::AckReader) => {}
+                Ok(Returned::Ledger(dlq)) => ledger = Some(dlq),
+                Err(e) => shared.fail(
+                    0,
+                    Error::Internal(format!("a stage of the worker stopped: {e}")),
+                ),
+            }
         }
+        let (source, trunk, end) = reader?;
+        let branches = writers
+            .into_iter()
+            .zip(destinations)
+            .map(|(processors, destination)| {
+                processors.map(|processors| BranchTasks {
+                    processors,
+                    destination,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        self.tasks = Some(Tasks {
+            source,
+            trunk,
+            branches,
+            dlq: ledger?,
+        });
+        Some(end)
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::WorkerStats;
 use super::settle::{Delivery, LedgerEvent, Settled, Step, settle};
-use super::stage::Shared;
+use super::stage::{Shared, unless_cancelled, yield_to_woken};
 use crate::chain::{RetryLimits, run_read};
 use crate::error::{ConnectorErrorKind, Error};
 use crate::ledger::SlotInit;
@@ -28,18 +28,29 @@ pub(super) enum ReaderEnd {
     Failed,
 }
 
-/// The reader's side of the run.
-pub(super) struct Reader<'a> {
-    pub(super) source: &'a mut SourceTask,
-    pub(super) trunk: &'a mut [ProcessorTask],
+/// The reader's side of the run: it owns the source and the trunk processors while
+/// the run lasts.
+pub(super) struct Reader {
+    pub(super) source: SourceTask,
+    pub(super) trunk: Vec<ProcessorTask>,
     pub(super) writers: Vec<mpsc::Sender<Arc<Delivery>>>,
     pub(super) ledger: mpsc::Sender<LedgerEvent>,
-    pub(super) stop: &'a CancellationToken,
+    pub(super) stop: CancellationToken,
     pub(super) limits: RetryLimits,
+    /// Yield after handing a batch on (see [`yield_to_woken`]).
+    pub(super) yield_after_hand_on: bool,
 }
 
-/// Reads until stopped, exhausted or failed.
-pub(super) async fn reader_stage(r: Reader<'_>, shared: &Shared) -> ReaderEnd {
+/// Reads until stopped, exhausted or failed; hands the source and the trunk back.
+pub(super) async fn reader_stage(
+    mut r: Reader,
+    shared: &Shared,
+) -> (SourceTask, Vec<ProcessorTask>, ReaderEnd) {
+    let end = read(&mut r, shared).await;
+    (r.source, r.trunk, end)
+}
+
+async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
     let Reader {
         source,
         trunk,
@@ -47,7 +58,9 @@ pub(super) async fn reader_stage(r: Reader<'_>, shared: &Shared) -> ReaderEnd {
         ledger,
         stop,
         limits,
+        yield_after_hand_on,
     } = r;
+    let limits = *limits;
     // The processors, then the source (which nacks the records it could not read).
     let trunk_ids: Vec<Arc<str>> = trunk
         .iter()
@@ -118,9 +131,12 @@ pub(super) async fn reader_stage(r: Reader<'_>, shared: &Shared) -> ReaderEnd {
 
         let mut segments = Vec::with_capacity(1);
         let source_task = trunk.len();
-        let failed = run_read(trunk, batch, limits, source_task, &mut segments)
-            .await
-            .err();
+        // An abort interrupts a processor call in progress.
+        let read = run_read(trunk, batch, limits, source_task, &mut segments);
+        let failed = match unless_cancelled(&shared.abort, read).await {
+            Some(result) => result.err(),
+            None => return ReaderEnd::Failed,
+        };
         let Settled {
             mut steps,
             mut tally,
@@ -150,14 +166,14 @@ pub(super) async fn reader_stage(r: Reader<'_>, shared: &Shared) -> ReaderEnd {
             slots,
             tally,
         };
-        if !shared.send(&ledger, register).await {
+        if !shared.send(ledger, register).await {
             return ReaderEnd::Failed;
         }
         for step in steps {
             match step {
                 Step::Barrier(origin) => barrier = Some(origin),
                 Step::Deliver(delivery) => {
-                    if !deliver(delivery, &mut barrier, &writers, shared).await {
+                    if !deliver(delivery, &mut barrier, writers, shared).await {
                         return ReaderEnd::Failed;
                     }
                 }
@@ -166,6 +182,9 @@ pub(super) async fn reader_stage(r: Reader<'_>, shared: &Shared) -> ReaderEnd {
         if let Some((origin, e)) = failed {
             shared.record(origin, e);
             return ReaderEnd::Failed;
+        }
+        if *yield_after_hand_on {
+            yield_to_woken().await;
         }
     }
 }

@@ -3,6 +3,8 @@
 //! the committer, then the positions to `Source::ack`, then the credits back (I1, I2,
 //! I3).
 
+use std::sync::Arc;
+
 use funnel_record::Position;
 use metrics::{Counter, Histogram, counter, histogram};
 use tokio::sync::mpsc;
@@ -17,13 +19,13 @@ use crate::ledger::{Ledger, Released};
 use crate::plugin::{PositionCommitter, Source};
 use crate::telemetry::{PIPELINE_EXECUTION_DURATION, RECORDS_ACKED};
 
-/// What the ledger stage releases to.
-pub(super) struct Release<'a> {
-    pub(super) source: &'a dyn Source,
-    pub(super) source_id: &'a str,
-    pub(super) dlq: &'a mut Dlq,
-    pub(super) committer: Option<&'a dyn PositionCommitter>,
-    pub(super) pipeline: &'a str,
+/// What the ledger stage releases to; it owns the DLQ while the run lasts.
+pub(super) struct Release {
+    pub(super) source: Arc<dyn Source>,
+    pub(super) source_id: String,
+    pub(super) dlq: Dlq,
+    pub(super) committer: Option<Arc<dyn PositionCommitter>>,
+    pub(super) pipeline: String,
 }
 
 struct LedgerMetrics {
@@ -32,15 +34,20 @@ struct LedgerMetrics {
 }
 
 /// Applies what the stages report and releases, until every stage is done or the run
-/// aborts.
+/// aborts; hands the DLQ back.
 pub(super) async fn ledger_stage(
-    mut to: Release<'_>,
-    mut rx: mpsc::Receiver<LedgerEvent>,
+    mut to: Release,
+    rx: mpsc::Receiver<LedgerEvent>,
     shared: &Shared,
-) {
+) -> Dlq {
+    settle_all(&mut to, rx, shared).await;
+    to.dlq
+}
+
+async fn settle_all(to: &mut Release, mut rx: mpsc::Receiver<LedgerEvent>, shared: &Shared) {
     let metrics = LedgerMetrics {
-        latency: histogram!(PIPELINE_EXECUTION_DURATION, "pipeline" => to.pipeline.to_owned()),
-        acked: counter!(RECORDS_ACKED, "pipeline" => to.pipeline.to_owned(), "component_id" => to.source_id.to_owned()),
+        latency: histogram!(PIPELINE_EXECUTION_DURATION, "pipeline" => to.pipeline.clone()),
+        acked: counter!(RECORDS_ACKED, "pipeline" => to.pipeline.clone(), "component_id" => to.source_id.clone()),
     };
     let mut ledger = Ledger::default();
     let mut buffers = (Vec::new(), Vec::new());
@@ -51,7 +58,7 @@ pub(super) async fn ledger_stage(
         let Some(event) = event else {
             if ledger.pending() > 0 {
                 debug!(
-                    source_id = to.source_id,
+                    source_id = %to.source_id,
                     pending = ledger.pending(),
                     "stopped with records not released"
                 );
@@ -66,7 +73,7 @@ pub(super) async fn ledger_stage(
                 return shared.fail(0, e);
             }
         }
-        if let Err(e) = release(&mut ledger, &mut to, shared, &metrics, &mut buffers).await {
+        if let Err(e) = release(&mut ledger, to, shared, &metrics, &mut buffers).await {
             // Everything before the failing record was released, so this error comes
             // before any error recorded for records still in flight.
             return shared.fail(ledger.released_through().saturating_sub(1), e);
@@ -119,7 +126,7 @@ fn apply(ledger: &mut Ledger, event: LedgerEvent) -> Result<()> {
 
 async fn release(
     ledger: &mut Ledger,
-    to: &mut Release<'_>,
+    to: &mut Release,
     shared: &Shared,
     metrics: &LedgerMetrics,
     buffers: &mut (Vec<Released>, Vec<Position>),
@@ -171,11 +178,11 @@ async fn release(
 }
 
 /// Commits the last of `positions`, then acks them all to the source.
-async fn flush(positions: &[Position], to: &Release<'_>) -> Result<()> {
+async fn flush(positions: &[Position], to: &Release) -> Result<()> {
     let Some(last) = positions.last() else {
         return Ok(());
     };
-    if let Some(committer) = to.committer {
+    if let Some(committer) = &to.committer {
         committer
             .commit(last)
             .await

@@ -35,10 +35,12 @@ struct Release {
 }
 
 impl Shared {
-    pub(super) fn new(config: &WorkerConfig) -> Self {
+    /// State for one run; `abort` stops it at once (a child of it is cancelled when
+    /// the run fails).
+    pub(super) fn new(config: &WorkerConfig, abort: &CancellationToken) -> Self {
         Self {
             stats: Arc::clone(&config.stats),
-            abort: CancellationToken::new(),
+            abort: abort.child_token(),
             drain: CancellationToken::new(),
             error: Mutex::new(None),
             credits: Credits::new(config.max_records_in_flight, config.max_bytes_in_flight),
@@ -144,4 +146,16 @@ pub(super) async fn unless_cancelled<F: Future>(
         () = token.cancelled() => None,
         v = fut => Some(v),
     }
+}
+
+/// Lets the tasks this stage just woke run elsewhere before it goes on.
+///
+/// On a multi-threaded tokio runtime a task woken from a worker thread waits in that
+/// thread's "LIFO slot", which no other thread may steal: if the waking stage then
+/// spends a long time in a call (a CPU-heavy processor, a source building records), the
+/// woken writer or ack reader waits with it while the other cores idle. Yielding puts
+/// this stage at the back of the queue and wakes an idle thread, so the woken stage
+/// runs now and one of the two moves to the other core.
+pub(super) async fn yield_to_woken() {
+    tokio::task::yield_now().await;
 }

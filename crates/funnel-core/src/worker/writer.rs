@@ -11,34 +11,44 @@ use tokio::sync::mpsc;
 
 use super::ack_reader::Written;
 use super::settle::{Delivery, LedgerEvent, Settled, Step, push_origin, settle};
-use super::stage::{Shared, unless_cancelled};
+use super::stage::{Shared, unless_cancelled, yield_to_woken};
 use crate::batch::Batch;
 use crate::chain::{RetryLimits, run_chain};
 use crate::error::Result;
 use crate::task::{DestinationTask, ProcessorTask};
 
-/// One branch's writer.
-pub(super) struct Writer<'a> {
+/// One branch's writer: it owns the branch's processors while the run lasts.
+pub(super) struct Writer {
     pub(super) branch: usize,
-    pub(super) processors: &'a mut [ProcessorTask],
-    pub(super) destination: &'a DestinationTask,
+    pub(super) processors: Vec<ProcessorTask>,
+    pub(super) destination: Arc<DestinationTask>,
     pub(super) rx: mpsc::Receiver<Arc<Delivery>>,
     pub(super) acker: mpsc::Sender<Written>,
     pub(super) ledger: mpsc::Sender<LedgerEvent>,
     pub(super) limits: RetryLimits,
+    /// Yield after each delivery (see [`yield_to_woken`]).
+    pub(super) yield_after_write: bool,
 }
 
-/// Writes what the reader delivers until the reader is done or the run fails.
-pub(super) async fn writer_stage(w: Writer<'_>, shared: &Shared) {
+/// Writes what the reader delivers until the reader is done or the run fails; hands
+/// the branch's processors back.
+pub(super) async fn writer_stage(mut w: Writer, shared: &Shared) -> Vec<ProcessorTask> {
+    write(&mut w, shared).await;
+    w.processors
+}
+
+async fn write(w: &mut Writer, shared: &Shared) {
     let Writer {
         branch,
         processors,
         destination,
-        mut rx,
+        rx,
         acker,
         ledger,
         limits,
+        yield_after_write,
     } = w;
+    let (branch, limits) = (*branch, *limits);
     let ids: Vec<Arc<str>> = processors.iter().map(|t| Arc::from(t.id())).collect();
     // Nacked origins not yet released: what follows them is not written yet (I4).
     let mut barriers: Vec<u64> = Vec::new();
@@ -49,8 +59,13 @@ pub(super) async fn writer_stage(w: Writer<'_>, shared: &Shared) {
         if let Some(origin) = delivery.barrier {
             add_barrier(&mut barriers, origin);
         }
+        if *yield_after_write {
+            // Before the write (which wakes the ack reader), not after: what this stage
+            // does next may be a long processor call.
+            yield_to_woken().await;
+        }
         if processors.is_empty() {
-            if !write_delivery(delivery, &mut barriers, destination, &acker, shared).await {
+            if !write_delivery(delivery, &mut barriers, destination, acker, shared).await {
                 return;
             }
             continue;
@@ -59,9 +74,12 @@ pub(super) async fn writer_stage(w: Writer<'_>, shared: &Shared) {
         // trunk processor's error: what the chain handed on before it still finishes;
         // then this branch takes nothing more, which stops the reader.
         let mut segments = Vec::new();
-        let failed = run_chain(processors, delivery.batch.clone(), limits, &mut segments)
-            .await
-            .err();
+        let chain = run_chain(processors, delivery.batch.clone(), limits, &mut segments);
+        // An abort interrupts a processor call in progress.
+        let Some(result) = unless_cancelled(&shared.abort, chain).await else {
+            return;
+        };
+        let failed = result.err();
         let first_pieces = delivery.first_pieces();
         let Settled {
             steps, mut tally, ..
@@ -81,15 +99,14 @@ pub(super) async fn writer_stage(w: Writer<'_>, shared: &Shared) {
                 push_origin(&mut tally.settled, o, 1);
             }
         }
-        if !shared.send(&ledger, LedgerEvent::Tally(tally)).await {
+        if !shared.send(ledger, LedgerEvent::Tally(tally)).await {
             return;
         }
         for step in steps {
             match step {
                 Step::Barrier(o) => add_barrier(&mut barriers, o),
                 Step::Deliver(d) => {
-                    if !write_delivery(Arc::new(d), &mut barriers, destination, &acker, shared)
-                        .await
+                    if !write_delivery(Arc::new(d), &mut barriers, destination, acker, shared).await
                     {
                         return;
                     }
@@ -150,7 +167,7 @@ async fn write_delivery(
             return false;
         };
         let records = &delivery.batch.records()[range.clone()];
-        if let Err(e) = write(destination, records, shared).await {
+        if let Err(e) = write_records(destination, records, shared).await {
             shared.fail(delivery.batch.origins()[range.start], e);
             return false;
         }
@@ -166,7 +183,11 @@ async fn write_delivery(
     true
 }
 
-async fn write(destination: &DestinationTask, records: &[Record], shared: &Shared) -> Result<()> {
+async fn write_records(
+    destination: &DestinationTask,
+    records: &[Record],
+    shared: &Shared,
+) -> Result<()> {
     unless_cancelled(&shared.abort, destination.write(records))
         .await
         .unwrap_or(Ok(()))

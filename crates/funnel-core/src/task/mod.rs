@@ -1,0 +1,155 @@
+//! Tasks: the nodes of a pipeline, each wrapping one plugin.
+//!
+//! [`SourceTask`] reads batches, [`ProcessorTask`] maps a processor's results onto a
+//! batch's statuses, [`DestinationTask`] writes a batch and matches the destination's
+//! acks. The worker decides when each runs; the tasks decide what a run means.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use funnel_record::Record;
+use tracing::debug;
+
+use crate::batch::Batch;
+use crate::error::{Error, Result};
+use crate::plugin::Source;
+use crate::telemetry::ConnectorMetrics;
+
+mod destination;
+mod processor;
+
+pub use self::destination::DestinationTask;
+pub(crate) use self::destination::check_acks;
+pub use self::processor::ProcessorTask;
+
+/// A node of a pipeline.
+pub enum Task {
+    /// Reads records.
+    Source(SourceTask),
+    /// Transforms records.
+    Processor(ProcessorTask),
+    /// Writes records.
+    Destination(DestinationTask),
+}
+
+impl Task {
+    /// The task's ID, unique within its pipeline.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Source(t) => t.id(),
+            Self::Processor(t) => t.id(),
+            Self::Destination(t) => t.id(),
+        }
+    }
+
+    pub(crate) fn bind_pipeline(&mut self, pipeline: &str) {
+        match self {
+            Self::Source(t) => t.metrics = ConnectorMetrics::new(pipeline, "source", &t.id),
+            Self::Processor(t) => t.bind_pipeline(pipeline),
+            Self::Destination(t) => t.bind_pipeline(pipeline),
+        }
+    }
+}
+
+impl From<SourceTask> for Task {
+    fn from(t: SourceTask) -> Self {
+        Self::Source(t)
+    }
+}
+
+impl From<ProcessorTask> for Task {
+    fn from(t: ProcessorTask) -> Self {
+        Self::Processor(t)
+    }
+}
+
+impl From<DestinationTask> for Task {
+    fn from(t: DestinationTask) -> Self {
+        Self::Destination(t)
+    }
+}
+
+/// Reads batches from a [`Source`] and numbers their records.
+pub struct SourceTask {
+    id: String,
+    source: Arc<dyn Source>,
+    next_origin: u64,
+    metrics: ConnectorMetrics,
+}
+
+impl SourceTask {
+    /// A task reading from `source`.
+    pub fn new(id: impl Into<String>, source: Arc<dyn Source>) -> Self {
+        let id = id.into();
+        Self {
+            metrics: ConnectorMetrics::new("", "source", &id),
+            id,
+            source,
+            next_origin: 0,
+        }
+    }
+
+    /// The task's ID (the source connector's ID).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The source.
+    pub fn source(&self) -> &Arc<dyn Source> {
+        &self.source
+    }
+
+    /// Opens the source.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Open`] when the source fails to open.
+    pub async fn open(&self) -> Result<()> {
+        debug!(connector_id = %self.id, "opening source");
+        self.source.open().await.map_err(|source| Error::Open {
+            task: self.id.clone(),
+            source,
+        })?;
+        debug!(connector_id = %self.id, "source open");
+        Ok(())
+    }
+
+    /// Reads the next batch (the seed's `Do`): a fresh batch whose records are numbered
+    /// after every record read before.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Read`] when the read fails (including exhaustion, whose source error
+    /// has kind [`Exhausted`](crate::ConnectorErrorKind::Exhausted)), and
+    /// [`Error::EmptyPosition`] when a record has no position.
+    pub async fn read(&mut self) -> Result<Batch> {
+        let started = Instant::now();
+        let batch = self.read_unmetered().await?;
+        let bytes = batch.records().iter().map(Record::size_hint).sum();
+        self.observe_read(started, batch.len(), bytes);
+        Ok(batch)
+    }
+
+    /// [`read`](Self::read) without recording metrics: the worker computes each
+    /// record's size once, for credits, and records the metrics from those sizes.
+    pub(crate) async fn read_unmetered(&mut self) -> Result<Batch> {
+        let records = self.source.read().await.map_err(|source| Error::Read {
+            task: self.id.clone(),
+            source,
+        })?;
+        if let Some(index) = records.iter().position(|r| r.position.is_empty()) {
+            return Err(Error::EmptyPosition {
+                task: self.id.clone(),
+                index,
+            });
+        }
+        let batch = Batch::with_origin_base(records, self.next_origin);
+        self.next_origin += batch.len() as u64;
+        Ok(batch)
+    }
+
+    /// Records the metrics of a read that started at `started`.
+    pub(crate) fn observe_read(&self, started: Instant, records: usize, bytes: usize) {
+        self.metrics.observe(started, records, bytes);
+    }
+}
