@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use funnel_core::{
-    ConnectorError, Dlq, Error, Order, PositionCommitter, RecordError, Worker, WorkerConfig,
+    ConnectorError, Error, Order, PositionCommitter, RecordError, Worker, WorkerConfig,
 };
 use funnel_record::{Position, Record};
 use funnel_test_utils::{MemoryDestination, MemorySource};
@@ -69,13 +69,7 @@ async fn i1_a_position_is_committed_before_the_source_is_acked() {
 #[tokio::test]
 async fn i2_a_slow_destination_keeps_the_source_from_advancing_past_its_records() {
     let slow = MemoryDestination::new("slow");
-    let mut p = pipeline(
-        MemorySource::new("s", records("s", 5), 5).exhausting(),
-        vec![],
-        vec![MemoryDestination::new("fast"), slow],
-        (1, 0),
-        WorkerConfig::default(),
-    );
+    let mut p = fan_out(5, vec![MemoryDestination::new("fast"), slow], (1, 0));
     p.destinations[1].pause();
     p.worker.open().await.unwrap();
     let slow = p.destinations[1].clone();
@@ -125,15 +119,7 @@ async fn i4_nothing_after_a_processor_nacked_record_reaches_a_destination_before
     let dest = Arc::new(MemoryDestination::new("d"));
     let dlq = Arc::new(MemoryDestination::new("dlq"));
     dlq.pause();
-    let mut worker = linear_worker(
-        vec![
-            source_task(&source),
-            nack_at(&[2]).into(),
-            destination_task("d", dest.clone()),
-        ],
-        Dlq::new("dlq", dlq.clone(), 0, 0),
-        WorkerConfig::default(),
-    );
+    let mut worker = nack_2_worker(&source, &dest, &dlq);
     worker.open().await.unwrap();
     let (d, q) = (dest.clone(), dlq.clone());
     let (result, ()) = tokio::join!(worker.run(), async move {
@@ -158,11 +144,9 @@ async fn i4_nothing_after_a_processor_nacked_record_reaches_a_destination_before
 // advances when the runtime is idle), so the reader has read all it ever will.
 #[tokio::test(start_paused = true)]
 async fn i5_records_in_flight_stay_within_the_credits() {
-    let mut p = pipeline(
+    let mut p = one_destination(
         MemorySource::new("s", records("s", 1000), 4),
         vec![],
-        vec![MemoryDestination::new("d")],
-        (1, 0),
         WorkerConfig {
             max_records_in_flight: 10,
             ..WorkerConfig::default()
@@ -286,13 +270,7 @@ async fn a_source_that_fails_to_open_is_still_torn_down() {
 
 #[tokio::test]
 async fn a_graceful_stop_drains_everything_in_flight_and_acks_all_that_was_read() {
-    let mut p = pipeline(
-        MemorySource::new("s", records("s", 1000), 10),
-        vec![],
-        vec![MemoryDestination::new("d")],
-        (1, 0),
-        WorkerConfig::default(),
-    );
+    let mut p = endless(10, vec![]);
     p.destinations[0].pause();
     p.worker.open().await.unwrap();
     let stopper = p.worker.stopper();

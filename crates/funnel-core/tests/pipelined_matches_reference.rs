@@ -30,6 +30,11 @@ struct Handles {
     dlq_destination: Arc<MemoryDestination>,
 }
 
+/// A processor task following its plan, named `id`.
+fn plan_processor(id: String) -> Task {
+    ProcessorTask::new(id.clone(), Box::new(PlanProcessor::new(id))).into()
+}
+
 fn build(shape: &Shape, records: &[Record]) -> (Built, Handles) {
     let source =
         Arc::new(MemorySource::new("src", records.to_vec(), shape.batch_size).exhausting());
@@ -39,13 +44,7 @@ fn build(shape: &Shape, records: &[Record]) -> (Built, Handles) {
         let i = tasks.len();
         next[i - 1].push(i);
         next.push(Vec::new());
-        tasks.push(
-            ProcessorTask::new(
-                format!("p{k}"),
-                Box::new(PlanProcessor::new(format!("p{k}"))),
-            )
-            .into(),
-        );
+        tasks.push(plan_processor(format!("p{k}")));
     }
     let fan = tasks.len() - 1;
     let mut destinations = Vec::new();
@@ -55,13 +54,7 @@ fn build(shape: &Shape, records: &[Record]) -> (Built, Handles) {
             let i = tasks.len();
             next[parent].push(i);
             next.push(Vec::new());
-            tasks.push(
-                ProcessorTask::new(
-                    format!("b{b}"),
-                    Box::new(PlanProcessor::new(format!("b{b}"))),
-                )
-                .into(),
-            );
+            tasks.push(plan_processor(format!("b{b}")));
             parent = i;
         }
         let d = Arc::new(

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use funnel_core::{ProcessedRecord, ProcessorTask, WorkerConfig};
 use funnel_record::Record;
-use funnel_test_utils::{FnProcessor, MemoryDestination, MemorySource};
+use funnel_test_utils::{FnProcessor, MemorySource};
 
 /// A processor that returns results for at most `cap` records per call.
 fn capped(cap: usize, calls: Arc<Mutex<usize>>) -> ProcessorTask {
@@ -63,7 +63,8 @@ async fn a_processor_that_never_resolves_its_records_fails_fatally_after_four_ca
 async fn a_processor_that_stalls_twice_then_recovers_completes_normally() {
     let calls = Arc::new(Mutex::new(0));
     let mut p = simple(3, 3, vec![stalling(2, calls.clone())]);
-    open_and_run(&mut p).await.unwrap();
+    let result = open_and_run(&mut p).await;
+    result.unwrap();
     assert_eq!(*calls.lock().unwrap(), 3);
     assert_eq!(p.source.acked(), positions("s", 0..3));
 }
@@ -71,11 +72,9 @@ async fn a_processor_that_stalls_twice_then_recovers_completes_normally() {
 #[tokio::test]
 async fn the_retry_attempt_cap_stops_a_slowly_shrinking_retry() {
     let calls = Arc::new(Mutex::new(0));
-    let mut p = pipeline(
+    let mut p = one_destination(
         MemorySource::new("s", records("s", 8), 8).exhausting(),
         vec![capped(1, calls.clone())],
-        vec![MemoryDestination::new("d")],
-        (1, 0),
         WorkerConfig {
             retry: funnel_core::RetryLimits {
                 max_stall: 3,

@@ -53,11 +53,7 @@ async fn sources_sharing_destinations_each_get_their_own_acks_even_with_collidin
         .collect();
     let mut wa = shared_worker(&a, "a", &shared);
     let mut wb = shared_worker(&b, "b", &shared);
-    wa.open().await.unwrap();
-    wb.open().await.unwrap();
-    let (ra, rb) = tokio::join!(wa.run(), wb.run());
-    ra.unwrap();
-    rb.unwrap();
+    run_both(&mut wa, &mut wb).await;
     assert_eq!(a.acked(), positions("p", 0..30));
     assert_eq!(b.acked(), positions("p", 0..30));
     for d in &destinations {
@@ -108,11 +104,7 @@ async fn a_destination_nack_of_one_source_goes_to_that_sources_dlq_only() {
     };
     let mut wa = make(&a, "a", &dlq_a);
     let mut wb = make(&b, "b", &dlq_b);
-    wa.open().await.unwrap();
-    wb.open().await.unwrap();
-    let (ra, rb) = tokio::join!(wa.run(), wb.run());
-    ra.unwrap();
-    rb.unwrap();
+    run_both(&mut wa, &mut wb).await;
     assert_eq!(dlq_a.written().len(), 1);
     assert_eq!(
         dlq_a.written()[0].metadata.get(metadata::DLQ_NACK_NODE_ID),

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
-use funnel_core::{ConnectorError, Error, ProcessedRecord, Processor, ProcessorTask, WorkerConfig};
+use funnel_core::{ConnectorError, Error, ProcessedRecord, Processor, ProcessorTask};
 use funnel_record::{Position, Record};
-use funnel_test_utils::{MemoryDestination, MemorySource};
 
 /// How a [`Stuck`] processor's call waits.
 enum Wait {
@@ -47,6 +46,11 @@ impl Stuck {
             torn_down,
         )
     }
+}
+
+/// Waits until `flag` is set.
+async fn wait_for(flag: &AtomicBool, what: &str) {
+    wait_until(what, || flag.load(Ordering::SeqCst)).await;
 }
 
 #[async_trait]
@@ -83,10 +87,7 @@ async fn a_processor_blocking_its_thread_does_not_hold_up_the_writer_and_the_ack
     p.worker.open().await.unwrap();
     let source = p.source.clone();
     let (result, ()) = tokio::join!(p.worker.run(), async move {
-        wait_until("the processor is stuck on s/1", || {
-            entered.load(Ordering::SeqCst)
-        })
-        .await;
+        wait_for(&entered, "the processor is stuck on s/1").await;
         // s/0 went through before: it is written, acked and released while the
         // reader's thread is blocked in the processor.
         wait_until("s/0 is acked at the source", || {
@@ -128,21 +129,12 @@ async fn a_processor_call_over_its_timeout_fails_the_run_and_the_processor_is_to
 #[tokio::test]
 async fn an_abort_interrupts_a_processor_waiting_in_a_call_and_releases_nothing_more() {
     let (stuck, entered, torn_down) = Stuck::task(2, Wait::Forever);
-    let mut p = pipeline(
-        MemorySource::new("s", records("s", 1000), 2),
-        vec![stuck],
-        vec![MemoryDestination::new("d")],
-        (1, 0),
-        WorkerConfig::default(),
-    );
+    let mut p = endless(2, vec![stuck]);
     p.worker.open().await.unwrap();
     let stopper = p.worker.stopper();
     let source = p.source.clone();
     let (result, ()) = tokio::join!(p.worker.run(), async move {
-        wait_until("the processor is stuck on s/2", || {
-            entered.load(Ordering::SeqCst)
-        })
-        .await;
+        wait_for(&entered, "the processor is stuck on s/2").await;
         wait_until("s/0 and s/1 are released", || source.acked().len() == 2).await;
         stopper.abort();
     });
@@ -159,20 +151,11 @@ async fn a_graceful_stop_lets_a_processor_call_in_progress_finish_and_releases_i
     let (release, waiting) = mpsc::channel();
     let (stuck, entered, _) = Stuck::task(1, Wait::Thread(Mutex::new(waiting)));
     let stuck = stuck.with_timeout(Some(Duration::from_secs(30)));
-    let mut p = pipeline(
-        MemorySource::new("s", records("s", 1000), 2),
-        vec![stuck],
-        vec![MemoryDestination::new("d")],
-        (1, 0),
-        WorkerConfig::default(),
-    );
+    let mut p = endless(2, vec![stuck]);
     p.worker.open().await.unwrap();
     let stopper = p.worker.stopper();
     let (result, ()) = tokio::join!(p.worker.run(), async move {
-        wait_until("the processor is in its call", || {
-            entered.load(Ordering::SeqCst)
-        })
-        .await;
+        wait_for(&entered, "the processor is in its call").await;
         stopper.stop();
         release.send(()).unwrap();
     });

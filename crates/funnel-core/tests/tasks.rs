@@ -172,6 +172,16 @@ impl funnel_core::Destination for ScriptedAcks {
     }
 }
 
+/// Writes ten records to a destination answering with `chunks` of acks, one chunk
+/// per `ack` call; the error that ends the write.
+async fn scripted_ack_error(chunks: Vec<Vec<DestinationAck>>) -> funnel_core::Error {
+    let d = ScriptedAcks(std::sync::Mutex::new(chunks));
+    DestinationTask::new("dest", Arc::new(d))
+        .process(&mut Batch::new(records(10)))
+        .await
+        .unwrap_err()
+}
+
 fn acks(range: std::ops::Range<usize>) -> Vec<DestinationAck> {
     range
         .map(|i| DestinationAck::ok(i.to_string().into()))
@@ -219,11 +229,7 @@ async fn acks_may_arrive_in_several_chunks() {
 
 #[tokio::test]
 async fn an_ack_out_of_order_is_an_error_naming_both_positions() {
-    let d = ScriptedAcks(std::sync::Mutex::new(vec![acks(0..3), acks(4..5)]));
-    let err = DestinationTask::new("dest", Arc::new(d))
-        .process(&mut Batch::new(records(10)))
-        .await
-        .unwrap_err();
+    let err = scripted_ack_error(vec![acks(0..3), acks(4..5)]).await;
     assert!(
         err.to_string().ends_with(
             r#"failed to validate acks: received unexpected ack, expected position "3" but got "4""#
@@ -234,11 +240,7 @@ async fn an_ack_out_of_order_is_an_error_naming_both_positions() {
 
 #[tokio::test]
 async fn more_acks_than_records_is_an_error() {
-    let d = ScriptedAcks(std::sync::Mutex::new(vec![acks(0..11)]));
-    let err = DestinationTask::new("dest", Arc::new(d))
-        .process(&mut Batch::new(records(10)))
-        .await
-        .unwrap_err();
+    let err = scripted_ack_error(vec![acks(0..11)]).await;
     assert!(
         err.to_string()
             .ends_with("failed to validate acks: received 11 acks, but expected at most 10"),
@@ -248,11 +250,7 @@ async fn more_acks_than_records_is_an_error() {
 
 #[tokio::test]
 async fn an_empty_ack_list_is_an_error_not_a_silent_success() {
-    let d = ScriptedAcks(std::sync::Mutex::new(vec![acks(0..9), Vec::new()]));
-    let err = DestinationTask::new("dest", Arc::new(d))
-        .process(&mut Batch::new(records(10)))
-        .await
-        .unwrap_err();
+    let err = scripted_ack_error(vec![acks(0..9), Vec::new()]).await;
     assert!(
         err.to_string()
             .contains("received 0 acks, but 1 records are waiting"),
@@ -262,11 +260,7 @@ async fn an_empty_ack_list_is_an_error_not_a_silent_success() {
 
 #[tokio::test]
 async fn a_failed_ack_stream_is_an_error_counting_the_records_waiting() {
-    let d = ScriptedAcks(std::sync::Mutex::new(vec![acks(0..9)]));
-    let err = DestinationTask::new("dest", Arc::new(d))
-        .process(&mut Batch::new(records(10)))
-        .await
-        .unwrap_err();
+    let err = scripted_ack_error(vec![acks(0..9)]).await;
     assert!(
         err.to_string()
             .contains("failed to receive acks for 1 records from destination: no more acks"),

@@ -7,7 +7,9 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use funnel_core::{Dlq, Order, ProcessedRecord, ProcessorTask, RecordError, Worker, WorkerConfig};
+use funnel_core::{
+    Error, Order, ProcessedRecord, ProcessorTask, RecordError, Task, Worker, WorkerConfig,
+};
 use funnel_record::{Data, Position, Record, Value, metadata};
 use funnel_test_utils::{FnProcessor, MemoryDestination, MemorySource};
 
@@ -37,13 +39,7 @@ async fn a_destination_nack_in_a_fan_out_goes_to_the_dlq_once_and_every_position
     let failing = MemoryDestination::new("b").with_plan(Arc::new(|r: &Record| {
         (index_of(r) == 2).then(|| RecordError::msg("b cannot take it"))
     }));
-    let mut p = pipeline(
-        MemorySource::new("s", records("s", 5), 5).exhausting(),
-        vec![],
-        vec![MemoryDestination::new("a"), failing],
-        (0, 0),
-        WorkerConfig::default(),
-    );
+    let mut p = fan_out(5, vec![MemoryDestination::new("a"), failing], (0, 0));
     open_and_run(&mut p).await.unwrap();
     assert_eq!(written_positions(&p.destinations[0]), positions("s", 0..5));
     assert_eq!(p.source.acked(), positions("s", 0..5));
@@ -148,15 +144,7 @@ async fn a_failing_dlq_is_fatal_and_nothing_after_the_nacked_record_is_acked() {
     let source = Arc::new(MemorySource::new("s", records("s", 4), 4).exhausting());
     let dest = Arc::new(MemoryDestination::new("d"));
     let dlq = Arc::new(MemoryDestination::new("dlq").fail_write_at(1));
-    let mut worker = linear_worker(
-        vec![
-            source_task(&source),
-            nack_at(&[2]).into(),
-            destination_task("d", dest.clone()),
-        ],
-        Dlq::new("dlq", dlq.clone(), 0, 0),
-        WorkerConfig::default(),
-    );
+    let mut worker = nack_2_worker(&source, &dest, &dlq);
     worker.open().await.unwrap();
     let err = worker.run().await.unwrap_err();
     assert!(err.is_fatal(), "{err}");
@@ -249,19 +237,22 @@ fn a_worker_can_run_on_any_thread() {
     assert_send(&run);
 }
 
+/// The error of building a worker from `tasks` in `order`.
+fn refused(tasks: Vec<Task>, order: Order) -> Error {
+    Worker::new(tasks, order, memory_dlq(1, 0), WorkerConfig::default())
+        .err()
+        .expect("the pipeline is refused")
+}
+
 #[test]
 fn an_order_naming_a_task_twice_is_refused() {
-    let err = Worker::new(
+    let err = refused(
         vec![
             source_task(&Arc::new(MemorySource::new("s", vec![], 1))),
             destination_task("d", Arc::new(MemoryDestination::new("d"))),
         ],
         Order::new(vec![vec![1, 1], vec![]]),
-        memory_dlq(1, 0),
-        WorkerConfig::default(),
-    )
-    .err()
-    .unwrap();
+    );
     assert_eq!(
         err.to_string(),
         "invalid task order: task d included multiple times in order"
@@ -270,29 +261,21 @@ fn an_order_naming_a_task_twice_is_refused() {
 
 #[test]
 fn the_first_task_must_be_a_source_and_every_leaf_a_destination() {
-    let err = Worker::new(
+    let err = refused(
         vec![destination_task("d", Arc::new(MemoryDestination::new("d")))],
         Order::new(vec![vec![]]),
-        memory_dlq(1, 0),
-        WorkerConfig::default(),
-    )
-    .err()
-    .unwrap();
+    );
     assert_eq!(
         err.to_string(),
         "invalid task order: first task must be a source task, got d"
     );
-    let err = Worker::new(
+    let err = refused(
         vec![
             source_task(&Arc::new(MemorySource::new("s", vec![], 1))),
             nack_at(&[]).into(),
         ],
         Order::linear(2),
-        memory_dlq(1, 0),
-        WorkerConfig::default(),
-    )
-    .err()
-    .unwrap();
+    );
     assert_eq!(
         err.to_string(),
         "invalid task order: last task proc must be a destination"

@@ -3,9 +3,18 @@
 use super::*;
 
 fn records(n: usize) -> Vec<Record> {
-    (0..n)
-        .map(|i| Record::new(i.to_string(), format!("r{i}")))
-        .collect()
+    (0..n).map(record).collect()
+}
+
+fn record(i: usize) -> Record {
+    Record::new(i.to_string(), format!("r{i}"))
+}
+
+/// A batch of `n` records after `change`.
+fn after(n: usize, change: impl FnOnce(&mut Batch)) -> Batch {
+    let mut b = Batch::new(records(n));
+    change(&mut b);
+    b
 }
 
 fn flags(b: &Batch) -> Vec<RecordFlag> {
@@ -34,8 +43,7 @@ fn ack_after_retry_sets_the_flag_back() {
 
 #[test]
 fn nack_flags_the_record_with_its_error_and_taints_the_batch() {
-    let mut b = Batch::new(records(2));
-    b.nack(1, [RecordError::msg("boom")]);
+    let b = after(2, |b| b.nack(1, [RecordError::msg("boom")]));
     assert_eq!(flags(&b), [A, N]);
     assert_eq!(b.statuses()[1].error, Some(RecordError::msg("boom")));
     assert!(b.is_tainted());
@@ -43,24 +51,21 @@ fn nack_flags_the_record_with_its_error_and_taints_the_batch() {
 
 #[test]
 fn nack_without_errors_taints_but_flags_nothing() {
-    let mut b = Batch::new(records(2));
-    b.nack(0, []);
+    let b = after(2, |b| b.nack(0, []));
     assert_eq!(flags(&b), [A, A]);
     assert!(b.is_tainted());
 }
 
 #[test]
 fn retry_flags_and_taints() {
-    let mut b = Batch::new(records(2));
-    b.retry(0..2);
+    let b = after(2, |b| b.retry(0..2));
     assert_eq!(flags(&b), [R, R]);
     assert!(b.is_tainted());
 }
 
 #[test]
 fn filter_counts_filtered_records_and_does_not_taint() {
-    let mut b = Batch::new(records(2));
-    b.filter(0..1);
+    let b = after(2, |b| b.filter(0..1));
     assert_eq!(flags(&b), [F, A]);
     assert_eq!(b.filter_count(), 1);
     assert!(!b.is_tainted());

@@ -21,12 +21,13 @@ pub struct DestinationTask {
 impl DestinationTask {
     /// A task writing to `destination`.
     pub fn new(id: impl Into<String>, destination: Arc<dyn Destination>) -> Self {
-        let id = id.into();
-        Self {
-            metrics: ConnectorMetrics::new("", "destination", &id),
-            id,
+        let mut task = Self {
+            metrics: ConnectorMetrics::new("", "destination", ""),
+            id: id.into(),
             destination,
-        }
+        };
+        task.bind_pipeline("");
+        task
     }
 
     pub(super) fn bind_pipeline(&mut self, pipeline: &str) {

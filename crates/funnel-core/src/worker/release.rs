@@ -183,21 +183,17 @@ async fn flush(positions: &[Position], to: &Release) -> Result<()> {
         return Ok(());
     };
     if let Some(committer) = &to.committer {
-        committer
-            .commit(last)
-            .await
-            .map_err(|source| Error::Commit {
-                task: to.source_id.to_owned(),
-                position: last.to_string(),
-                source,
-            })?;
+        let committed = committer.commit(last).await;
+        committed.map_err(|source| Error::Commit {
+            task: to.source_id.clone(),
+            position: last.to_string(),
+            source,
+        })?;
     }
-    to.source
-        .ack(positions)
-        .await
-        .map_err(|e| Error::SourceAck {
-            task: to.source_id.to_owned(),
-            count: positions.len(),
-            source: e,
-        })
+    let acked = to.source.ack(positions).await;
+    acked.map_err(|source| Error::SourceAck {
+        task: to.source_id.clone(),
+        count: positions.len(),
+        source,
+    })
 }

@@ -114,17 +114,77 @@ pub(crate) fn pipeline(
     }
 }
 
-/// The most common [`Pipeline`]: `n` records `s/i` read `batch` at a time until the
-/// source is exhausted, `processors`, one destination `d`, the default DLQ (the first
-/// nack stops the pipeline) and the default settings.
-pub(crate) fn simple(n: usize, batch: usize, processors: Vec<ProcessorTask>) -> Pipeline {
+/// A [`Pipeline`] from `source` through `processors` to one destination `d`, with the
+/// default DLQ (the first nack stops the pipeline).
+pub(crate) fn one_destination(
+    source: MemorySource,
+    processors: Vec<ProcessorTask>,
+    config: WorkerConfig,
+) -> Pipeline {
     pipeline(
-        MemorySource::new("s", records("s", n), batch).exhausting(),
+        source,
         processors,
         vec![MemoryDestination::new("d")],
         (1, 0),
+        config,
+    )
+}
+
+/// `n` records `s/i`, all in one batch, fanned out to `destinations` with the DLQ
+/// window `dlq_window`.
+pub(crate) fn fan_out(
+    n: usize,
+    destinations: Vec<MemoryDestination>,
+    dlq_window: (usize, usize),
+) -> Pipeline {
+    let source = MemorySource::new("s", records("s", n), n).exhausting();
+    pipeline(
+        source,
+        vec![],
+        destinations,
+        dlq_window,
         WorkerConfig::default(),
     )
+}
+
+/// The most common [`Pipeline`]: `n` records `s/i` read `batch` at a time until the
+/// source is exhausted, `processors`, one destination `d`, the default settings.
+pub(crate) fn simple(n: usize, batch: usize, processors: Vec<ProcessorTask>) -> Pipeline {
+    let source = MemorySource::new("s", records("s", n), batch).exhausting();
+    one_destination(source, processors, WorkerConfig::default())
+}
+
+/// Like [`simple`], but the source has 1,000 records and is never exhausted: the run
+/// ends when it is stopped.
+pub(crate) fn endless(batch: usize, processors: Vec<ProcessorTask>) -> Pipeline {
+    let source = MemorySource::new("s", records("s", 1000), batch);
+    one_destination(source, processors, WorkerConfig::default())
+}
+
+/// Source `s` -> `nack_at(&[2])` -> destination `d`, every nack to `dlq`.
+pub(crate) fn nack_2_worker(
+    source: &Arc<MemorySource>,
+    dest: &Arc<MemoryDestination>,
+    dlq: &Arc<MemoryDestination>,
+) -> Worker {
+    linear_worker(
+        vec![
+            source_task(source),
+            nack_at(&[2]).into(),
+            destination_task("d", dest.clone()),
+        ],
+        Dlq::new("dlq", dlq.clone(), 0, 0),
+        WorkerConfig::default(),
+    )
+}
+
+/// Opens two workers, runs them side by side and checks both succeeded.
+pub(crate) async fn run_both(a: &mut Worker, b: &mut Worker) {
+    a.open().await.unwrap();
+    b.open().await.unwrap();
+    let (ra, rb) = tokio::join!(a.run(), b.run());
+    ra.unwrap();
+    rb.unwrap();
 }
 
 /// A processor `proc` nacking the records `s/i` for `i` in `indices`.
