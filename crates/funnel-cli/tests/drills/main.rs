@@ -1,0 +1,27 @@
+//! The fault drill suite: the real `funnel` binary, for each source/destination pair
+//! shipped, under the faults a machine brings (docs/reliability.md lists them with what
+//! Funnel guarantees). After each fault the drill restarts Funnel as an operator would
+//! and checks that nothing was lost (every input record is in the output at least once)
+//! and that the error Funnel reported names what failed and what to do.
+//!
+//! | Module | Fault |
+//! |---|---|
+//! | [`kill`] | SIGKILL at random moments |
+//! | [`service`] | PostgreSQL restarting under a running pipeline |
+//! | [`disk`] | the disk filling up (a small tmpfs; needs root) |
+//!
+//! Drills that need PostgreSQL (127.0.0.1:5432, see `scripts/setup-services.sh`) are
+//! skipped without it, and so are drills that mount a tmpfs when not run as root, except
+//! under `CI=true`, where both fail instead. A new connector adds itself to the pairs of
+//! [`pipelines`].
+//!
+//! Fault moments are random; each drill prints its `DRILL_SEED`, which replays them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod disk;
+mod harness;
+mod kill;
+mod pg;
+mod pipelines;
+mod service;

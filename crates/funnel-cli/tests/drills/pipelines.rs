@@ -1,0 +1,92 @@
+//! The pipelines the drills run: one per source/destination pair, each with pipeline id
+//! `p`, source `src` and destination `dst`. A new connector adds its source or
+//! destination here and its pairs to the drills of each fault.
+
+use crate::pg;
+
+/// One connector of pipeline `p`, its settings as YAML strings.
+fn connector(id: &str, kind: &str, plugin: &str, settings: &[(&str, &str)]) -> String {
+    let mut yaml =
+        format!("      - id: {id}\n        type: {kind}\n        plugin: builtin:{plugin}\n");
+    if !settings.is_empty() {
+        yaml.push_str("        settings:\n");
+    }
+    for (key, value) in settings {
+        yaml.push_str(&format!("          {key}: {value:?}\n"));
+    }
+    yaml
+}
+
+/// The generator source: `count` records (`-1`: without end) at `rate` per second
+/// (`0`: as fast as it can), with positions `1`, `2`, ...
+pub(crate) fn generator(count: i64, rate: u64) -> String {
+    let (count, rate) = (count.to_string(), rate.to_string());
+    connector(
+        "src",
+        "source",
+        "generator",
+        &[
+            ("format.type", "raw"),
+            ("format.options.id", "int"),
+            ("recordCount", &count),
+            ("rate", &rate),
+        ],
+    )
+}
+
+/// The file source on `path` (relative to the drill's directory).
+pub(crate) fn file_source(path: &str) -> String {
+    connector("src", "source", "file", &[("path", path)])
+}
+
+/// The file destination writing OpenCDC JSON lines to `path`.
+pub(crate) fn file_destination(path: &str) -> String {
+    connector("dst", "destination", "file", &[("path", path)])
+}
+
+/// The log destination, at `info`.
+pub(crate) fn log_destination() -> String {
+    connector("dst", "destination", "log", &[])
+}
+
+/// The postgres source on `table`, with its own slot and publication.
+pub(crate) fn postgres_source(table: &str) -> String {
+    let (slot, publication) = (format!("{table}_slot"), format!("{table}_pub"));
+    connector(
+        "src",
+        "source",
+        "postgres",
+        &[
+            ("url", pg::URL),
+            ("tables", table),
+            ("logrepl.slotName", &slot),
+            ("logrepl.publicationName", &publication),
+        ],
+    )
+}
+
+/// The postgres destination upserting into `table` by its column `id`.
+pub(crate) fn postgres_destination(table: &str) -> String {
+    connector(
+        "dst",
+        "destination",
+        "postgres",
+        &[("url", pg::URL), ("table", table), ("key", "id")],
+    )
+}
+
+/// Pipeline `p` from `source` to `destination`.
+pub(crate) fn pipeline(source: &str, destination: &str) -> String {
+    format!(
+        "version: \"2.2\"\npipelines:\n  - id: p\n    status: running\n    connectors:\n{source}{destination}"
+    )
+}
+
+/// Pipeline `p` from a generator of `count` records at `rate` per second to the file
+/// `out`.
+pub(crate) fn generator_to_file(count: u64, rate: u64, out: &str) -> String {
+    pipeline(
+        &generator(i64::try_from(count).unwrap(), rate),
+        &file_destination(out),
+    )
+}
