@@ -33,6 +33,7 @@ pub mod log;
 pub mod noop;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod rate;
 mod settings;
 mod util;
 
@@ -146,6 +147,18 @@ pub fn source(
 /// Every invalid setting; an unknown plugin, or one without a destination, is one error
 /// about the setting `plugin`.
 pub fn destination(
+    plugin: &str,
+    id: &str,
+    settings: &Settings,
+) -> Result<Arc<dyn Destination>, Vec<SettingsError>> {
+    let destination = build_destination(plugin, id, settings)?;
+    Ok(match rate::from_settings(settings) {
+        Some(bucket) => Arc::new(rate::RateLimited::new(destination, bucket)),
+        None => destination,
+    })
+}
+
+fn build_destination(
     plugin: &str,
     id: &str,
     settings: &Settings,

@@ -299,3 +299,29 @@ fn building_does_no_io() {
     ];
     assert!(source("generator", "p:c", &settings(&generator), None).is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn sdk_rate_per_second_and_burst_pace_the_writes_of_a_destination() {
+    use funnel_record::Record;
+    let records: Vec<Record> = (0..50).map(|i| Record::new(i.to_string(), "x")).collect();
+    let mut took = Vec::new();
+    for pairs in [
+        vec![],
+        vec![("sdk.rate.perSecond", "100"), ("sdk.rate.burst", "50")],
+    ] {
+        let d = destination("noop", "p:c", &settings(&pairs)).unwrap();
+        d.open().await.unwrap();
+        let start = tokio::time::Instant::now();
+        // The burst (50) goes at once, then 250 more at 100 a second.
+        for _ in 0..6 {
+            d.write(&records).await.unwrap();
+        }
+        took.push(start.elapsed().as_secs_f64());
+    }
+    assert!(took[0] < 0.001, "unlimited writes waited {} s", took[0]);
+    assert!(
+        (2.49..2.51).contains(&took[1]),
+        "300 records at 100/s after a burst of 50 took {} s",
+        took[1]
+    );
+}
