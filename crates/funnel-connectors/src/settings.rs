@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use funnel_record::go;
+
 use crate::{SettingSpec, Settings, SettingsError};
 
 /// The batch size a source uses when `sdk.batch.size` is 0 (unset).
@@ -80,7 +82,7 @@ impl<'a> SettingsReader<'a> {
     /// A boolean setting, in Go's `strconv.ParseBool` syntax.
     pub(crate) fn bool(&mut self, key: &str) -> Option<bool> {
         let raw = self.str(key)?;
-        match parse_bool(raw) {
+        match go::parse_bool(raw) {
             Some(v) => Some(v),
             None => {
                 self.error(key, format!("{raw:?} value is not a bool"));
@@ -125,63 +127,18 @@ impl<'a> SettingsReader<'a> {
     }
 }
 
-/// Parses a boolean as Go's `strconv.ParseBool` does.
-pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
-    match raw {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// Parses a duration in Go's `time.ParseDuration` syntax: a sequence of decimal numbers,
-/// each with an optional fraction and a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), as
-/// in `300ms` or `1h2m3.5s`; a bare `0` is zero. Negative durations are refused.
+/// Parses a non-negative duration in Go's `time.ParseDuration` syntax: a sequence of
+/// decimal numbers, each with an optional fraction and a unit (`ns`, `us`, `µs`, `ms`,
+/// `s`, `m`, `h`), as in `300ms` or `1h2m3.5s`; a bare `0` is zero.
 pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let invalid = || format!("{raw:?} is not a duration (use Go syntax such as 250ms, 5s, 1m30s)");
-    let mut rest = raw.trim();
-    if let Some(r) = rest.strip_prefix('+') {
-        rest = r;
-    } else if rest.starts_with('-') {
-        return Err(format!("{raw:?} should be greater or equal to 0"));
+    match go::parse_duration(raw) {
+        Ok(nanos) => u64::try_from(nanos)
+            .map(Duration::from_nanos)
+            .map_err(|_| format!("{raw:?} should be greater or equal to 0")),
+        Err(_) => Err(format!(
+            "{raw:?} is not a duration (use Go syntax such as 250ms, 5s, 1m30s)"
+        )),
     }
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(invalid)?;
-        let (number, tail) = rest.split_at(number_len);
-        if number.is_empty() || number == "." {
-            return Err(invalid());
-        }
-        let value: f64 = number.parse().map_err(|_| invalid())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let nanos_per_unit = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(invalid()),
-        };
-        total += value * nanos_per_unit;
-        rest = tail;
-    }
-    // Go durations are at most ~292 years; anything larger is out of range there too.
-    if total > i64::MAX as f64 {
-        return Err(format!("{raw:?} is out of range"));
-    }
-    Ok(Duration::from_nanos(total.round() as u64))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -393,7 +350,9 @@ mod tests {
 
     #[test]
     fn malformed_or_negative_durations_are_refused() {
-        for raw in ["", "1", "s", "1x", "1.s.", "-1s", "1s2", "abc", "."] {
+        for raw in [
+            "", "1", "s", "1x", "1.s.", "-1s", "1s2", "abc", ".", " 1s", "1s ",
+        ] {
             assert!(parse_duration(raw).is_err(), "{raw} should fail");
         }
     }

@@ -144,12 +144,13 @@ impl<'a> SettingsReader<'a> {
         }
     }
 
-    /// A duration setting in Go syntax (`250ms`, `1m30s`).
+    /// A non-negative duration setting in Go's `time.ParseDuration` syntax (`250ms`,
+    /// `1m30s`).
     pub(crate) fn duration(&mut self, key: &str) -> Option<Duration> {
         let raw = self.str(key)?;
-        match parse_duration(raw) {
-            Some(d) => Some(d),
-            None => {
+        match funnel_record::go::parse_duration(raw).map(u64::try_from) {
+            Ok(Ok(nanos)) => Some(Duration::from_nanos(nanos)),
+            _ => {
                 self.error(
                     key,
                     format!("{raw:?} value is not a duration: invalid parameter type"),
@@ -272,48 +273,6 @@ pub(crate) fn path_error(err: &PathError) -> String {
     }
 }
 
-/// Parses a duration in Go's `time.ParseDuration` syntax: decimal numbers with optional
-/// fractions, each followed by a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), as in
-/// `300ms` or `1h2m3.5s`; a bare `0` is zero. Negative durations are refused.
-pub(crate) fn parse_duration(raw: &str) -> Option<Duration> {
-    let mut rest = raw.strip_prefix('+').unwrap_or(raw);
-    if rest == "0" {
-        return Some(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0.0_f64;
-    while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let (number, tail) = rest.split_at(number_len);
-        if number.is_empty() || number == "." {
-            return None;
-        }
-        let value: f64 = number.parse().ok()?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let nanos = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += value * nanos;
-        rest = tail;
-    }
-    // Go durations are at most ~292 years.
-    if total > i64::MAX as f64 {
-        return None;
-    }
-    Some(Duration::from_nanos(total.round() as u64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,17 +300,6 @@ mod tests {
         let errors = SettingsReader::new(&s).finish().unwrap_err();
         assert_eq!(errors[0].setting, "sdk.schema.encode.payload.enabled");
         assert!(errors[0].message.contains("is not a bool"));
-    }
-
-    #[test]
-    fn go_durations_parse() {
-        assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_duration("1.5h"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("-1s"), None);
-        assert_eq!(parse_duration("not-a-duration"), None);
     }
 
     #[test]

@@ -42,13 +42,13 @@
 //!   infinities (Conduit panics); Funnel cannot fail while writing, so it writes `null`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use serde_json::value::RawValue;
 
+use crate::go::{Numbers, value_from_json, write_json_float};
 use crate::record::{Data, Metadata, Operation, Payload, Position, Record, Value};
 
 /// Options for writing OpenCDC JSON. The default matches Conduit's default serializer.
@@ -252,7 +252,7 @@ impl Value {
     /// [`DecodeError::Json`] when the input is not a single JSON value.
     pub fn from_json(input: &[u8]) -> Result<Self, DecodeError> {
         serde_json::from_slice::<serde_json::Value>(input)
-            .map(value_from_json)
+            .map(|json| value_from_json(json, Numbers::KeepIntegers))
             .map_err(DecodeError::Json)
     }
 }
@@ -329,7 +329,8 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Int(n) => write_i64(out, *n),
         Value::Uint(n) => write_u64(out, *n),
-        Value::Float(f) => write_f64(out, *f),
+        // Go's `encoding/json` form; NaN and infinities as `null` (see the module docs).
+        Value::Float(f) => write_json_float(out, *f),
         Value::String(s) => write_string(out, s),
         Value::Bytes(b) => write_base64_string(out, b),
         Value::Time(t) => {
@@ -372,46 +373,6 @@ fn write_i64(out: &mut Vec<u8>, n: i64) {
         out.push(b'-');
     }
     write_u64(out, n.unsigned_abs());
-}
-
-/// Writes `f` as Go's `encoding/json` does: the shortest text that reads back as the
-/// same float64, in exponent form below 1e-6 and from 1e21 on (`1e+21`, `1e-7`).
-fn write_f64(out: &mut Vec<u8>, f: f64) {
-    if !f.is_finite() {
-        // Go refuses to marshal these; see the module docs.
-        out.extend_from_slice(b"null");
-        return;
-    }
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let start = out.len();
-        write_fmt(out, format_args!("{f:e}"));
-        // Rust writes `1e21` and `1e-7`; Go writes `1e+21` and (after encoding/json's
-        // clean-up of `e-07`) `1e-7`. Only positive exponents need a sign.
-        if let Some(e) = out[start..].iter().position(|&b| b == b'e') {
-            let sign_at = start + e + 1;
-            if out.get(sign_at) != Some(&b'-') {
-                out.insert(sign_at, b'+');
-            }
-        }
-    } else {
-        // Rust's `Display` for f64 is the shortest round-trip text without an exponent,
-        // like Go's 'f' format with precision -1 (`4.0` is `4`, `-0.0` is `-0`).
-        write_fmt(out, format_args!("{f}"));
-    }
-}
-
-/// Appends formatted text to `out` without an intermediate `String`.
-fn write_fmt(out: &mut Vec<u8>, args: fmt::Arguments<'_>) {
-    struct VecWriter<'a>(&'a mut Vec<u8>);
-    impl fmt::Write for VecWriter<'_> {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            self.0.extend_from_slice(s.as_bytes());
-            Ok(())
-        }
-    }
-    // The writer never fails and float formatting has no error of its own.
-    let _ = fmt::write(&mut VecWriter(out), args);
 }
 
 fn write_base64_string(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -735,7 +696,7 @@ impl Doc<'_> {
                     })?;
                 Ok(Some(Data::Structured(
                     map.into_iter()
-                        .map(|(k, v)| (k, value_from_json(v)))
+                        .map(|(k, v)| (k, value_from_json(v, Numbers::KeepIntegers)))
                         .collect(),
                 )))
             }
@@ -760,33 +721,6 @@ impl Doc<'_> {
             column,
             reason,
         }
-    }
-}
-
-/// Converts a parsed JSON value, keeping integer literals as integers.
-fn value_from_json(value: serde_json::Value) -> Value {
-    match value {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::Int(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::Uint(u)
-            } else {
-                // Without `arbitrary_precision` every other number is an f64.
-                n.as_f64().map_or(Value::Null, Value::Float)
-            }
-        }
-        serde_json::Value::String(s) => Value::String(s),
-        serde_json::Value::Array(items) => {
-            Value::Array(items.into_iter().map(value_from_json).collect())
-        }
-        serde_json::Value::Object(map) => Value::Map(
-            map.into_iter()
-                .map(|(k, v)| (k, value_from_json(v)))
-                .collect(),
-        ),
     }
 }
 

@@ -12,9 +12,13 @@
 //! processors take them, with [`Record::get`], [`Record::set`], [`Record::remove`] and
 //! [`Record::rename`] to use one.
 //!
+//! [`go`] holds what Go does that Funnel imitates (float text, `fmt.Sprint`, JSON
+//! numbers, durations, the calendar), for every crate that must match Conduit.
+//!
 //! This crate is the data model only: no async, no I/O. It must never depend on the
 //! engine (`funnel-core`) or on any connector.
 
+pub mod go;
 pub mod json;
 pub mod path;
 mod record;

@@ -1,6 +1,7 @@
 //! The functions: Go's builtins and the sprig functions pipelines use.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::rc::Rc;
 
 use funnel_record::{Data, Value};
@@ -229,8 +230,8 @@ impl Func {
                 V::string(base64::engine::general_purpose::STANDARD.encode(string_arg(&a[0])?))
             }
             F::B64dec => V::string(b64dec(string_arg(&a[0])?)),
-            F::Sha256sum => V::string(crate::sha256::hex_digest(string_arg(&a[0])?.as_bytes())),
-            F::Uuidv4 => V::string(uuidv4()),
+            F::Sha256sum => V::string(sha256_hex(string_arg(&a[0])?.as_bytes())),
+            F::Uuidv4 => V::string(uuid::Uuid::new_v4().to_string()),
             F::SplitList => {
                 let (sep, s) = (string_arg(&a[0])?, string_arg(&a[1])?);
                 let parts: Vec<Value> = go_split(s, sep)
@@ -774,7 +775,7 @@ fn to_int(v: &V<'_>) -> i64 {
                 Some((int, frac)) if !int.is_empty() && frac.bytes().all(|b| b == b'0') => int,
                 _ => s,
             };
-            crate::parse::parse_go_int(s)
+            funnel_record::go::parse_int(s)
                 .and_then(|i| i64::try_from(i).ok())
                 .unwrap_or(0)
         }
@@ -812,36 +813,13 @@ fn b64dec(s: &str) -> String {
     }
 }
 
-/// A random (version 4) UUID. Randomness comes from the standard library's per-process
-/// random hash keys mixed with a counter and the clock; unique, not cryptographic.
-fn uuidv4() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let word = |salt: u64| {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(n);
-        h.write_u128(nanos);
-        h.write_u64(salt);
-        h.finish()
-    };
-    let (a, b) = (word(1), word(2));
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&a.to_be_bytes());
-    bytes[8..].copy_from_slice(&b.to_be_bytes());
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+/// Sprig's `sha256sum`: the SHA-256 digest of `data` as lower-case hex.
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    let mut hex = String::with_capacity(64);
+    for byte in sha2::Sha256::digest(data) {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }

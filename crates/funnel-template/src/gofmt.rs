@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use funnel_record::go::FloatV;
 use funnel_record::{Data, Value};
 
 use crate::value::{V, write_value};
@@ -38,45 +39,9 @@ pub(crate) fn quote(s: &str) -> String {
     out
 }
 
-/// Shortest decimal digits and exponent of a finite, non-negative float: (digits, exp)
-/// where the value is 0.d1d2d3... × 10^(exp+1), i.e. `exp` is the exponent of d1.
-fn shortest_digits(f: f64) -> (String, i32) {
-    let s = format!("{f:e}");
-    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-    let digits: String = mant.chars().filter(char::is_ascii_digit).collect();
-    (digits, exp.parse().unwrap_or(0))
-}
-
 fn write_exp(out: &mut String, exp: i32) {
     out.push(if exp < 0 { '-' } else { '+' });
     let _ = write!(out, "{:02}", exp.abs());
-}
-
-/// Go's `%v` for a float64 (`strconv.FormatFloat(f, 'g', -1, 64)`): `4`, `0.5`, `1e+06`,
-/// `1.5e-05`.
-pub(crate) fn write_float_v(out: &mut String, f: f64) {
-    if f.is_nan() {
-        out.push_str("NaN");
-        return;
-    }
-    if f.is_infinite() {
-        out.push_str(if f > 0.0 { "+Inf" } else { "-Inf" });
-        return;
-    }
-    if f.is_sign_negative() {
-        out.push('-');
-    }
-    let a = f.abs();
-    if a == 0.0 {
-        out.push('0');
-        return;
-    }
-    let (digits, exp) = shortest_digits(a);
-    if !(-4..6).contains(&exp) {
-        write_e_digits(out, &digits, exp);
-    } else {
-        let _ = write!(out, "{a}");
-    }
 }
 
 fn write_e_digits(out: &mut String, digits: &str, exp: i32) {
@@ -106,8 +71,7 @@ fn fmt_e(f: f64, prec: usize, upper: bool) -> String {
 /// `%g` with a precision (significant digits).
 fn fmt_g(f: f64, prec: Option<usize>, upper: bool) -> String {
     let Some(p) = prec else {
-        let mut s = String::new();
-        write_float_v(&mut s, f);
+        let s = FloatV(f).to_string();
         return if upper { s.to_uppercase() } else { s };
     };
     let p = p.max(1);
@@ -372,11 +336,7 @@ fn fmt_one(out: &mut String, verb: char, spec: &Spec, v: &V<'_>) {
             };
             let f = *f;
             let mut s = match verb {
-                _ if !f.is_finite() => {
-                    let mut s = String::new();
-                    write_float_v(&mut s, f);
-                    s
-                }
+                _ if !f.is_finite() => FloatV(f).to_string(),
                 'e' | 'E' => fmt_e(f, spec.prec.unwrap_or(6), verb == 'E'),
                 'f' | 'F' => format!("{:.*}", spec.prec.unwrap_or(6), f),
                 _ => fmt_g(f, spec.prec, verb == 'G'),

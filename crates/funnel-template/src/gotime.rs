@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use funnel_record::go;
+
 /// Writes one layout element.
 type Chunk<'f> = dyn Fn(&mut String) + 'f;
 
@@ -38,24 +40,6 @@ const DAYS: [&str; 7] = [
     "Saturday",
 ];
 
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn is_leap(y: i64) -> bool {
-    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
-}
-
 impl Time {
     /// The current time.
     pub(crate) fn now() -> Self {
@@ -77,13 +61,10 @@ impl Time {
     pub(crate) fn format(&self, layout: &str) -> String {
         let days = self.secs.div_euclid(86_400);
         let sod = self.secs.rem_euclid(86_400);
-        let (year, month, day) = civil(days);
+        let (year, month, day) = go::civil_from_days(days);
         let (hour, min, sec) = (sod / 3600, (sod / 60) % 60, sod % 60);
-        let weekday = (days + 4).rem_euclid(7) as usize;
-        let yday = {
-            const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-            CUM[(month - 1) as usize] + day + u32::from(month > 2 && is_leap(year))
-        };
+        let weekday = go::weekday(days) as usize;
+        let yday = go::day_of_year(year, month, day);
         let h12 = if hour % 12 == 0 { 12 } else { hour % 12 };
         let mut out = String::with_capacity(layout.len() + 8);
         let mut rest = layout;

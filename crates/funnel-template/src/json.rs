@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use base64::Engine as _;
+use funnel_record::go::{self, JsonFloat};
 use funnel_record::{Data, Value};
 
 use crate::value::V;
@@ -180,23 +181,12 @@ enum Entry<'x> {
     Value(&'x Value),
 }
 
-/// Go's float encoding: plain decimal, exponent below 1e-6 and from 1e21.
+/// Go's float encoding ([`JsonFloat`]); `None` for NaN and infinities, which Go refuses.
 fn float(out: &mut String, f: f64) -> Option<()> {
     if !f.is_finite() {
         return None;
     }
-    let a = f.abs();
-    if a != 0.0 && !(1e-6..1e21).contains(&a) {
-        let s = format!("{f:e}");
-        let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
-        out.push_str(mant);
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        let _ = write!(out, "{}", exp.abs());
-    } else {
-        let _ = write!(out, "{f}");
-    }
+    let _ = write!(out, "{}", JsonFloat(f));
     Some(())
 }
 
@@ -226,19 +216,5 @@ fn string(out: &mut String, s: &str) {
 
 /// Decodes JSON as Go's `json.Unmarshal` into `interface{}`: numbers become float64.
 pub(crate) fn decode(s: &str) -> Option<Value> {
-    let v: serde_json::Value = serde_json::from_str(s).ok()?;
-    Some(convert(v))
-}
-
-fn convert(v: serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(0.0)),
-        serde_json::Value::String(s) => Value::String(s),
-        serde_json::Value::Array(a) => Value::Array(a.into_iter().map(convert).collect()),
-        serde_json::Value::Object(o) => {
-            Value::Map(o.into_iter().map(|(k, v)| (k, convert(v))).collect())
-        }
-    }
+    go::unmarshal_any(s.as_bytes()).ok()
 }

@@ -113,7 +113,6 @@ mod gotime;
 mod json;
 mod lex;
 mod parse;
-mod sha256;
 mod value;
 
 use std::sync::Arc;
@@ -121,6 +120,9 @@ use std::sync::Arc;
 use funnel_record::Record;
 
 pub use funcs::function_names;
+/// Go's `strconv.ParseBool`, as Conduit reads a condition's output (from
+/// [`funnel_record::go`]).
+pub use funnel_record::go::parse_bool;
 
 use crate::parse::{List, Node};
 use crate::value::V;
@@ -266,16 +268,6 @@ impl Template {
     /// The template's source text.
     pub fn source(&self) -> &str {
         &self.inner.src
-    }
-}
-
-/// Parses a boolean as Go's `strconv.ParseBool`: `1 t T TRUE true True` are true,
-/// `0 f F FALSE false False` are false, anything else is `None`.
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
     }
 }
 

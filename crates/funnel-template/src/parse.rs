@@ -531,38 +531,6 @@ impl<'s> Parser<'s> {
     }
 }
 
-/// Parses an integer as Go's `strconv.ParseInt(text, 0, 64)` does (prefixes, underscores).
-pub(crate) fn parse_go_int(text: &str) -> Option<i128> {
-    let (neg, body) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let lower = body.to_ascii_lowercase();
-    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
-        (16, d)
-    } else if let Some(d) = lower.strip_prefix("0o") {
-        (8, d)
-    } else if let Some(d) = lower.strip_prefix("0b") {
-        (2, d)
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, &lower[1..])
-    } else {
-        (10, lower.as_str())
-    };
-    if digits.is_empty()
-        || digits.starts_with('_')
-        || digits.ends_with('_')
-        || digits.contains("__")
-    {
-        return None;
-    }
-    let clean: String = digits.chars().filter(|c| *c != '_').collect();
-    let v = u128::from_str_radix(&clean, radix).ok()?;
-    let v = i128::try_from(v).ok()?;
-    Some(if neg { -v } else { v })
-}
-
 fn parse_number(text: &str) -> Result<Num, String> {
     if text.ends_with('i') {
         return Err(format!(
@@ -581,7 +549,7 @@ fn parse_number(text: &str) -> Result<Num, String> {
         .trim_start_matches(['+', '-'])
         .to_ascii_lowercase()
         .starts_with("0x");
-    if let Some(v) = parse_go_int(text) {
+    if let Some(v) = funnel_record::go::parse_int(text) {
         if let Ok(i) = i64::try_from(v) {
             num.int = Some(i);
             num.float = Some(i as f64);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::rc::Rc;
 
-use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, Value};
+use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, Value, go};
 
 use crate::gotime::Time;
 
@@ -117,12 +117,7 @@ impl<'a> V<'a> {
             V::Bytes(_) => "[]uint8",
             V::List(_) => "[]interface {}",
             V::Map(_) => "map[string]interface {}",
-            V::Owned(v) => match **v {
-                Value::Array(_) => "[]interface {}",
-                Value::Map(_) => "map[string]interface {}",
-                Value::Bytes(_) => "[]uint8",
-                _ => "interface {}",
-            },
+            V::Owned(v) => go::type_name(v),
             V::Time(_) => "time.Time",
         }
     }
@@ -249,70 +244,21 @@ pub(crate) fn write_value(out: &mut String, v: &V<'_>) {
             }
             out.push(']');
         }
-        V::Data(Some(Data::Raw(b))) => write_bytes(out, b),
-        V::Data(Some(Data::Structured(m))) => write_map(out, m),
-        V::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        V::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        V::Uint(u) => {
-            let _ = write!(out, "{u}");
-        }
-        V::Float(f) => crate::gofmt::write_float_v(out, *f),
+        V::Data(Some(Data::Raw(b))) => go::write_sprint_bytes(out, b),
+        V::Data(Some(Data::Structured(m))) => go::write_sprint_map(out, m),
+        V::Bool(b) => go::write_sprint(out, &Value::Bool(*b)),
+        V::Int(i) => go::write_sprint(out, &Value::Int(*i)),
+        V::Uint(u) => go::write_sprint(out, &Value::Uint(*u)),
+        V::Float(f) => go::write_sprint(out, &Value::Float(*f)),
         V::Str(s) => out.push_str(s),
         V::String(s) => out.push_str(s),
-        V::Bytes(b) => write_bytes(out, b),
-        V::List(l) => write_list(out, l),
-        V::Map(m) => write_map(out, m),
-        V::Owned(v) => write_plain(out, v),
+        V::Bytes(b) => go::write_sprint_bytes(out, b),
+        V::List(l) => go::write_sprint_slice(out, l),
+        V::Map(m) => go::write_sprint_map(out, m),
+        V::Owned(v) => go::write_sprint(out, v),
         V::Time(t) => {
             let _ = write!(out, "{t}");
         }
-    }
-}
-
-fn write_bytes(out: &mut String, b: &[u8]) {
-    out.push('[');
-    for (i, x) in b.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        let _ = write!(out, "{x}");
-    }
-    out.push(']');
-}
-
-fn write_list(out: &mut String, l: &[Value]) {
-    out.push('[');
-    for (i, x) in l.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        write_plain(out, x);
-    }
-    out.push(']');
-}
-
-fn write_map(out: &mut String, m: &BTreeMap<String, Value>) {
-    out.push_str("map[");
-    for (i, (k, v)) in m.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(k);
-        out.push(':');
-        write_plain(out, v);
-    }
-    out.push(']');
-}
-
-/// Writes a structured value as `%v`.
-pub(crate) fn write_plain(out: &mut String, v: &Value) {
-    match v {
-        Value::Array(a) => write_list(out, a),
-        Value::Map(m) => write_map(out, m),
-        Value::Bytes(b) => write_bytes(out, b),
-        other => write_value(out, &V::of(other)),
     }
 }
 

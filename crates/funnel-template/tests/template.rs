@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use funnel_record::{Data, Metadata, Operation, Position, Record, Value};
-use funnel_template::{Condition, Template, parse_bool};
+use funnel_template::{Condition, Template};
 
 fn map(entries: &[(&str, Value)]) -> BTreeMap<String, Value> {
     entries
@@ -575,19 +575,6 @@ fn execution_errors_name_the_function_and_position() {
     );
     let e = render_err("{{ .Metadata.key 1 }}");
     assert!(e.ends_with("key is not a method but has arguments"), "{e}");
-}
-
-#[test]
-fn parse_bool_accepts_exactly_go_spellings() {
-    for s in ["1", "t", "T", "TRUE", "true", "True"] {
-        assert_eq!(parse_bool(s), Some(true), "{s}");
-    }
-    for s in ["0", "f", "F", "FALSE", "false", "False"] {
-        assert_eq!(parse_bool(s), Some(false), "{s}");
-    }
-    for s in ["", "yes", "tRUE", " true", "true\n", "2"] {
-        assert_eq!(parse_bool(s), None, "{s:?}");
-    }
 }
 
 #[test]

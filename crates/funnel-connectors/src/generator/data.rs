@@ -1,5 +1,4 @@
-//! Deterministic random data: a small seeded generator, a word list, number and time
-//! formatting.
+//! Deterministic random data: a small seeded generator and a word list.
 
 /// SplitMix64: tiny, fast, and stable across versions, so the same position always
 /// yields the same record (a `rand` generator may change its stream between releases).
@@ -50,44 +49,6 @@ const WORDS: &[&str] = &[
     "zephyr", "zinc",
 ];
 
-/// Unix nanoseconds as RFC 3339 in UTC with Go's `RFC3339Nano` layout: trailing zeros
-/// of the fraction removed, no fraction at all when it is zero.
-pub(crate) fn rfc3339_nanos(unix_nanos: i128) -> String {
-    let secs = unix_nanos.div_euclid(1_000_000_000);
-    let nanos = unix_nanos.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let second_of_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let mut out = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60
-    );
-    if nanos != 0 {
-        let fraction = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(fraction.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i128) -> (i128, i128, i128) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i128::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,19 +69,5 @@ mod tests {
     fn below_stays_in_range() {
         let mut r = SplitMix64::new(7);
         assert!((0..1000).all(|_| r.below(3) < 3));
-    }
-
-    #[test]
-    fn timestamps_are_written_like_go_rfc3339_nano() {
-        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339_nanos(1_718_000_000_123_456_789),
-            "2024-06-10T06:13:20.123456789Z"
-        );
-        assert_eq!(
-            rfc3339_nanos(951_782_400_500_000_000),
-            "2000-02-29T00:00:00.5Z"
-        );
-        assert_eq!(rfc3339_nanos(-1_000_000_000), "1969-12-31T23:59:59Z");
     }
 }

@@ -7,12 +7,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_core::{ConnectorError, Source};
 use funnel_record::{
-    Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value, metadata,
+    Data, Metadata, Operation, Payload, Position, Record, StructuredData, Timestamp, Value,
+    metadata,
 };
 use tokio::time::Instant;
 
 use super::config::{Burst, FieldType, Format, GeneratorConfig};
-use super::data::{SplitMix64, rfc3339_nanos};
+use super::data::SplitMix64;
 use crate::util::{decimal_slices, unix_nanos_now};
 
 /// A source of generated records (see the [module docs](super)).
@@ -230,7 +231,11 @@ impl Running {
             PayloadKind::Fields { types, .. } => types.contains(&FieldType::Time),
             PayloadKind::Fixed(_) => false,
         });
-        let time_text = needs_time.then(|| rfc3339_nanos(now_nanos as i128));
+        // Go's `time.Time` JSON form (RFC 3339, nanoseconds); the clock is within i64 range
+        // until 2262.
+        let time_text = needs_time.then(|| {
+            Timestamp::from_unix_nanos(i64::try_from(now_nanos).unwrap_or(i64::MAX)).to_rfc3339()
+        });
 
         // One metadata map per stream, cloned into each record.
         let templates: Vec<Metadata> = self

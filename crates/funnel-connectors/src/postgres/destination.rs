@@ -13,7 +13,7 @@ use tokio_postgres::{Client, Statement};
 use super::config::{PostgresDestinationConfig, TableName};
 use super::conn;
 use super::position::compare_positions;
-use super::types::{ColumnKind, from_json, quote_ident, to_text};
+use super::types::{ColumnKind, quote_ident, to_text};
 use crate::ack::AckQueue;
 
 /// The table holding the last written position of each exactly-once destination.
@@ -210,10 +210,8 @@ impl PostgresDestination {
         }
         let mut after = match &record.payload.after {
             Some(Data::Structured(d)) => d.clone(),
-            Some(Data::Raw(bytes)) => match serde_json::from_slice::<serde_json::Value>(bytes) {
-                Ok(serde_json::Value::Object(map)) => {
-                    map.into_iter().map(|(k, v)| (k, from_json(v))).collect()
-                }
+            Some(Data::Raw(bytes)) => match Value::from_json(bytes) {
+                Ok(Value::Map(map)) => map,
                 _ => return Err("payload.after is raw data that is not a JSON object".to_owned()),
             },
             None => return Err(format!("a {} record needs payload.after", record.operation)),
@@ -426,27 +424,23 @@ impl PostgresDestination {
 fn record_key(record: &Record, columns: &[String]) -> Result<Option<StructuredData>, String> {
     let structured_key = match &record.key {
         Some(Data::Structured(k)) => Some(k.clone()),
-        Some(Data::Raw(raw)) if !raw.is_empty() => {
-            match serde_json::from_slice::<serde_json::Value>(raw) {
-                Ok(serde_json::Value::Object(map)) => {
-                    Some(map.into_iter().map(|(k, v)| (k, from_json(v))).collect())
-                }
-                _ if columns.len() == 1 => Some(
-                    [(
-                        columns[0].clone(),
-                        Value::String(String::from_utf8_lossy(raw).into_owned()),
-                    )]
-                    .into_iter()
-                    .collect(),
-                ),
-                _ => {
-                    return Err(
-                        "the record key is raw data; set `key` to the key column to write it"
-                            .to_owned(),
-                    );
-                }
+        Some(Data::Raw(raw)) if !raw.is_empty() => match Value::from_json(raw) {
+            Ok(Value::Map(map)) => Some(map),
+            _ if columns.len() == 1 => Some(
+                [(
+                    columns[0].clone(),
+                    Value::String(String::from_utf8_lossy(raw).into_owned()),
+                )]
+                .into_iter()
+                .collect(),
+            ),
+            _ => {
+                return Err(
+                    "the record key is raw data; set `key` to the key column to write it"
+                        .to_owned(),
+                );
             }
-        }
+        },
         _ => None,
     };
     if columns.is_empty() {

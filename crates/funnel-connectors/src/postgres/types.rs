@@ -113,10 +113,9 @@ fn scalar(type_oid: u32, text: &str) -> Value {
         oid::BYTEA => {
             decode_bytea(text).map_or_else(|| Value::String(text.to_owned()), Value::Bytes)
         }
-        oid::JSON | oid::JSONB => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(json) => from_json(json),
-            Err(_) => Value::String(text.to_owned()),
-        },
+        oid::JSON | oid::JSONB => {
+            Value::from_json(text.as_bytes()).unwrap_or_else(|_| Value::String(text.to_owned()))
+        }
         oid::TIMESTAMPTZ => Value::String(rfc3339(text, true)),
         oid::TIMESTAMP => Value::String(rfc3339(text, false)),
         // numeric, money, text, varchar, char, name, uuid, date, time, timetz,
@@ -181,28 +180,6 @@ pub(crate) fn decode_bytea(text: &str) -> Option<Bytes> {
         .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
         .collect::<Option<Vec<u8>>>()
         .map(Bytes::from)
-}
-
-/// A JSON document as a record value: objects become maps, integers stay integers.
-pub(crate) fn from_json(json: serde_json::Value) -> Value {
-    match json {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::Int(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::Uint(u)
-            } else {
-                Value::Float(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        serde_json::Value::String(s) => Value::String(s),
-        serde_json::Value::Array(items) => Value::Array(items.into_iter().map(from_json).collect()),
-        serde_json::Value::Object(map) => {
-            Value::Map(map.into_iter().map(|(k, v)| (k, from_json(v))).collect())
-        }
-    }
 }
 
 /// A record value as a JSON document.

@@ -14,12 +14,12 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use funnel_core::{ProcessedRecord, Processor};
-use funnel_record::{Data, FieldPath, FieldRef, Record, Value};
+use funnel_record::{Data, FieldPath, FieldRef, Record, Value, go};
 
 use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
 use crate::{SettingSpec, Settings, SettingsError};
 
-use super::{Label, RecordProcessor, boxed, bytes_value, go_data_type, go_sprint, go_type};
+use super::{Label, RecordProcessor, boxed, bytes_value, go_data_type};
 
 /// One line about `base64.decode`.
 pub(crate) const DECODE_SUMMARY: &str = "Decodes a base64 field.";
@@ -101,11 +101,11 @@ impl Base64 {
                 return Err(format!("unexpected data type {}", go_data_type(data)));
             }
             Some(FieldRef::Value(value @ (Value::Map(_) | Value::Array(_)))) => {
-                return Err(format!("unexpected data type {}", go_type(value)));
+                return Err(format!("unexpected data type {}", go::type_name(value)));
             }
-            Some(FieldRef::Value(value)) if self.encode => Input::Text(go_sprint(value)),
+            Some(FieldRef::Value(value)) if self.encode => Input::Text(go::sprint(value)),
             Some(FieldRef::Value(value)) => {
-                return Err(format!("unexpected data type {}", go_type(value)));
+                return Err(format!("unexpected data type {}", go::type_name(value)));
             }
             Some(FieldRef::Operation(op)) if self.encode => Input::Text(op.to_string()),
             Some(_) => return Err("unexpected data type".to_owned()),

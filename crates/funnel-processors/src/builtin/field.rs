@@ -40,14 +40,14 @@
 //! `bool` or even `time` fails, since that text parses as none of them (as in Conduit).
 
 use funnel_core::{ProcessedRecord, Processor};
-use funnel_record::{Data, FieldPath, FieldRef, Record, Target, Timestamp, Value};
+use funnel_record::{Data, FieldPath, FieldRef, Record, Target, Timestamp, Value, go};
 use funnel_template::Template;
 
 use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
 use crate::{SettingSpec, Settings, SettingsError};
 
 use super::time::parse_rfc3339;
-use super::{Label, RecordProcessor, boxed, go_float_f, go_sprint};
+use super::{Label, RecordProcessor, boxed};
 
 // ---------------------------------------------------------------------------------------
 // field.set
@@ -381,7 +381,7 @@ impl ConvertField {
             Some(FieldRef::Value(Value::String(s))) => s.clone(),
             Some(FieldRef::Value(Value::Int(n))) => n.to_string(),
             Some(FieldRef::Value(Value::Uint(n))) => n.to_string(),
-            Some(FieldRef::Value(Value::Float(f))) => go_float_f(*f),
+            Some(FieldRef::Value(Value::Float(f))) => go::FloatF(*f).to_string(),
             Some(FieldRef::Value(Value::Bool(b))) => {
                 if matches!(self.kind, Kind::Int | Kind::Float) {
                     if *b { "1" } else { "0" }.to_owned()
@@ -389,9 +389,13 @@ impl ConvertField {
                     b.to_string()
                 }
             }
-            Some(FieldRef::Value(other)) => go_sprint(other),
+            Some(FieldRef::Value(other)) => go::sprint(other),
             Some(FieldRef::Data(Data::Raw(bytes))) => String::from_utf8_lossy(bytes).into_owned(),
-            Some(FieldRef::Data(Data::Structured(map))) => go_sprint(&Value::Map(map.clone())),
+            Some(FieldRef::Data(Data::Structured(map))) => {
+                let mut text = String::new();
+                go::write_sprint_map(&mut text, map);
+                text
+            }
             // The field rule keeps references under .Key and .Payload.
             Some(_) => String::new(),
         }

@@ -17,12 +17,12 @@
 //! alone. `json.decode` of a time fails (`unexpected data type time.Time`), as in Conduit.
 
 use funnel_core::{ProcessedRecord, Processor};
-use funnel_record::{Data, FieldPath, FieldRef, Record, Value};
+use funnel_record::{Data, FieldPath, FieldRef, Record, Value, go};
 
 use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
 use crate::{SettingSpec, Settings, SettingsError};
 
-use super::{Label, RecordProcessor, boxed, decode_json_go, go_type};
+use super::{Label, RecordProcessor, boxed};
 
 /// One line about `json.decode`.
 pub(crate) const DECODE_SUMMARY: &str =
@@ -96,16 +96,17 @@ impl RecordProcessor for JsonDecode {
                 | Some(FieldRef::Value(Value::Map(_) | Value::Null)),
             ) => return ProcessedRecord::Single(record.clone()),
             Ok(Some(FieldRef::Value(other))) => {
-                return self
-                    .label
-                    .fail(format_args!("unexpected data type {}", go_type(other)));
+                return self.label.fail(format_args!(
+                    "unexpected data type {}",
+                    go::type_name(other)
+                ));
             }
             Ok(Some(_)) => return self.label.fail("unexpected data type"),
         };
         let value = if text.is_empty() {
             Value::Null
         } else {
-            match decode_json_go(text) {
+            match go::unmarshal_any(text) {
                 Ok(value) => value,
                 Err(err) => {
                     return self

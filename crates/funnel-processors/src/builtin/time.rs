@@ -5,7 +5,7 @@
 //! (`+02:00`) is the same instant in UTC. Go keeps the offset as the time's zone, so its
 //! JSON form would show `+02:00` where Funnel's shows `Z` for the same instant.
 
-use funnel_record::Timestamp;
+use funnel_record::{Timestamp, go};
 
 /// Go's layout name for RFC 3339 with nanoseconds, as its errors quote it.
 const LAYOUT: &str = "2006-01-02T15:04:05.999999999Z07:00";
@@ -70,7 +70,7 @@ pub(crate) fn parse_rfc3339(text: &str) -> Result<Timestamp, String> {
     if !(1..=12).contains(&month) {
         return Err(out_of_range("month"));
     }
-    if day < 1 || day > days_in_month(year, month) {
+    if day < 1 || day > go::days_in_month(i64::from(year), month) {
         return Err(out_of_range("day"));
     }
     if hour >= 24 {
@@ -101,19 +101,6 @@ fn take_digits(rest: &mut &str, n: usize) -> Option<u32> {
 fn take_char(rest: &mut &str, c: char) -> Option<()> {
     *rest = rest.strip_prefix(c)?;
     Some(())
-}
-
-fn is_leap(year: u32) -> bool {
-    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
 }
 
 #[cfg(test)]

@@ -27,13 +27,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use funnel_core::{ProcessedRecord, Processor};
 use funnel_record::{
-    Data, FieldPath, FieldRef, Metadata, Operation, Payload, Record, StructuredData, Value,
+    Data, FieldPath, FieldRef, Metadata, Operation, Payload, Record, StructuredData, Value, go,
 };
 
 use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
 use crate::{SettingSpec, Settings, SettingsError};
 
-use super::{Label, RecordProcessor, boxed, decode_json_go, go_sprint, go_type};
+use super::{Label, RecordProcessor, boxed};
 
 /// One line about `unwrap.opencdc`.
 pub(crate) const OPENCDC_SUMMARY: &str =
@@ -141,18 +141,18 @@ impl Unwrap {
                 return Err("field to unmarshal is nil".to_owned());
             }
             Ok(None) => return Err(self.unexpected("<nil>")),
-            Ok(Some(FieldRef::Value(other))) => return Err(self.unexpected(go_type(other))),
+            Ok(Some(FieldRef::Value(other))) => return Err(self.unexpected(go::type_name(other))),
             Ok(Some(_)) => return Err(self.unexpected("unknown")),
         };
         let prefix = match self.format {
             Format::OpenCdc => "failed to unmarshal raw data as JSON".to_owned(),
             _ => format!("failed unmarshalling JSON from {from}"),
         };
-        match decode_json_go(json) {
+        match go::unmarshal_any(json) {
             Ok(Value::Map(map)) => Ok(map),
             Ok(other) => Err(format!(
                 "{prefix}: expected a JSON object, found {}",
-                go_type(&other)
+                go::type_name(&other)
             )),
             Err(err) => Err(format!("{prefix}: {err}")),
         }
@@ -180,7 +180,7 @@ fn unwrap_opencdc(event: &StructuredData) -> Result<Record, String> {
         Some(other) => {
             return Err(format!(
                 "failed unmarshalling operation: expected a opencdc.Operation or a string, got {}",
-                go_type(other)
+                go::type_name(other)
             ));
         }
     };
@@ -191,7 +191,7 @@ fn unwrap_opencdc(event: &StructuredData) -> Result<Record, String> {
             .map(|(k, v)| {
                 let text = match v {
                     Value::String(s) => s.clone(),
-                    other => go_sprint(other),
+                    other => go::sprint(other),
                 };
                 (k.clone(), text)
             })
@@ -199,7 +199,7 @@ fn unwrap_opencdc(event: &StructuredData) -> Result<Record, String> {
         Some(other) => {
             return Err(format!(
                 "failed unmarshalling metadata: expected a opencdc.Metadata or a map[string]interface{{}}, got {}",
-                go_type(other)
+                go::type_name(other)
             ));
         }
     };
@@ -215,7 +215,7 @@ fn unwrap_opencdc(event: &StructuredData) -> Result<Record, String> {
         Some(other) => {
             return Err(format!(
                 "failed unmarshalling payload: expected a opencdc.Change or a map[string]interface{{}}, got {}",
-                go_type(other)
+                go::type_name(other)
             ));
         }
     };
@@ -258,7 +258,7 @@ fn opencdc_data(map: &StructuredData, name: &str) -> Result<Option<Data>, String
             .map_err(|e| format!("couldn't decode {name}: {e}")),
         Some(other) => Err(format!(
             "expected a map[string]interface{{}} or string, got: {}",
-            go_type(other)
+            go::type_name(other)
         )),
     }
 }
@@ -298,7 +298,7 @@ fn unwrap_debezium(record: &Record, event: &StructuredData) -> Result<Record, St
         other => {
             return Err(format!(
                 "operation is not a string, got {}",
-                other.map_or("<nil>", go_type)
+                other.map_or("<nil>", go::type_name)
             ));
         }
     };
@@ -350,7 +350,7 @@ fn debezium_data(value: Option<&Value>) -> Result<Option<Data>, String> {
         Some(Value::String(text)) => Ok(Some(Data::raw(text.clone()))),
         Some(other) => Err(format!(
             "expected a map or a string, got {}",
-            go_type(other)
+            go::type_name(other)
         )),
     }
 }
@@ -371,7 +371,7 @@ fn flatten(key: &str, value: &Value, out: &mut Vec<(String, String)>) {
         }
         Value::Null => {}
         Value::String(s) => out.push((key.to_owned(), s.clone())),
-        other => out.push((key.to_owned(), go_sprint(other))),
+        other => out.push((key.to_owned(), go::sprint(other))),
     }
 }
 
@@ -381,7 +381,7 @@ fn unwrap_key(key: Option<&Data>) -> Option<Data> {
     let decoded;
     let map = match key {
         Some(Data::Structured(map)) => map,
-        Some(Data::Raw(bytes)) => match decode_json_go(bytes) {
+        Some(Data::Raw(bytes)) => match go::unmarshal_any(bytes) {
             Ok(Value::Map(map)) => {
                 decoded = map;
                 &decoded
@@ -393,7 +393,7 @@ fn unwrap_key(key: Option<&Data>) -> Option<Data> {
     match map.get("payload") {
         None => key.cloned(),
         Some(Value::Map(inner)) => Some(Data::Structured(inner.clone())),
-        Some(other) => Some(Data::raw(go_sprint(other))),
+        Some(other) => Some(Data::raw(go::sprint(other))),
     }
 }
 
