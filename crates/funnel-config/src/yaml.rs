@@ -256,21 +256,26 @@ impl Builder {
                     self.complete(node, 0, size);
                 }
             }
-            Event::SequenceStart(_, anchor, _) if self.count(1, pos) => {
-                self.stack.push(Frame::Seq {
-                    pos,
-                    anchor,
-                    items: Vec::new(),
-                    size: Size { nodes: 1, bytes: 0 },
-                });
-            }
-            Event::MappingStart(_, anchor, _) if self.count(1, pos) => {
-                self.stack.push(Frame::Map {
-                    pos,
-                    anchor,
-                    items: Vec::new(),
-                    size: Size { nodes: 1, bytes: 0 },
-                });
+            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _)
+                if self.count(1, pos) =>
+            {
+                let (items, size) = (Vec::new(), Size { nodes: 1, bytes: 0 });
+                self.stack
+                    .push(if matches!(event, Event::SequenceStart(..)) {
+                        Frame::Seq {
+                            pos,
+                            anchor,
+                            items,
+                            size,
+                        }
+                    } else {
+                        Frame::Map {
+                            pos,
+                            anchor,
+                            items,
+                            size,
+                        }
+                    });
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
                 Some(Frame::Seq {

@@ -6,6 +6,8 @@
 //! - `noop/write_ack`: a 1,000-record write to the noop destination and its ack.
 //! - `file/write_ack`: a 1,000-record write of 1 KiB records to the file destination
 //!   and its acks (encoding, one write, one `fsync`).
+//! - `file_source/read_100k_lines`: the file source reading a 10 MB file of 100,000
+//!   lines of 100 bytes from its start, in batches of 1,000.
 //!
 //! Run with `cargo bench -p funnel-connectors --bench connectors`.
 
@@ -129,5 +131,40 @@ fn destinations(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, generator, destinations);
+fn file_source(c: &mut Criterion) {
+    const LINES: usize = 100_000;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    let mut text = Vec::with_capacity(LINES * 100);
+    for i in 0..LINES {
+        text.extend_from_slice(format!("{i:>99}\n").as_bytes());
+    }
+    std::fs::write(&path, &text).unwrap();
+    let mut group = c.benchmark_group("file_source");
+    group.throughput(Throughput::Elements(LINES as u64));
+    group.sample_size(20);
+    group.bench_function("read_100k_lines", |b| {
+        b.iter(|| {
+            let source = source(
+                "file",
+                "bench:in",
+                &settings(&[("path", path.to_str().unwrap())]),
+                None,
+            )
+            .unwrap();
+            rt.block_on(async {
+                source.open().await.unwrap();
+                let mut read = 0;
+                while read < LINES {
+                    read += source.read().await.unwrap().len();
+                }
+                source.teardown().await.unwrap();
+            });
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, generator, destinations, file_source);
 criterion_main!(benches);
