@@ -87,7 +87,7 @@ fn batch(rt: &Runtime, payload: &std::path::Path) -> Vec<Record> {
             ("format.options.path", payload.to_str().unwrap()),
         ],
     );
-    rt.block_on(source.read()).unwrap()
+    rt.block_on(source.read()).unwrap().expect("a batch")
 }
 
 fn write_and_ack(rt: &Runtime, destination: &dyn Destination, records: &[Record]) {

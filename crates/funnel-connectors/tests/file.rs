@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
-use funnel_core::{ConnectorErrorKind, Destination, DestinationAck, Source};
+use funnel_core::{Destination, DestinationAck, Retry, Source};
 use funnel_record::{Data, Metadata, Operation, Position, Record};
 use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
@@ -55,7 +55,8 @@ async fn read_n(source: &dyn Source, n: usize) -> Vec<Record> {
         let batch = tokio::time::timeout(PATIENCE, source.read())
             .await
             .expect("no record in time")
-            .unwrap();
+            .unwrap()
+            .expect("a batch");
         records.extend(batch);
     }
     assert_eq!(records.len(), n, "more records than expected");
@@ -276,7 +277,7 @@ async fn file_destination_fails_to_open_when_the_directory_is_missing() {
     let path = dir.path().join("missing").join("out.jsonl");
     let destination = destination("file", "p:out", &path_settings(&path)).unwrap();
     let error = destination.open().await.unwrap_err();
-    assert_eq!(error.kind(), ConnectorErrorKind::Fatal);
+    assert_eq!(error.retry(), Retry::Fatal);
     assert!(error.to_string().contains("directory"), "{error}");
 }
 
@@ -385,9 +386,9 @@ async fn file_source_reads_in_batches_of_sdk_batch_size() {
     .unwrap();
     source.open().await.unwrap();
     let sizes = [
-        source.read().await.unwrap().len(),
-        source.read().await.unwrap().len(),
-        source.read().await.unwrap().len(),
+        source.read().await.unwrap().expect("a batch").len(),
+        source.read().await.unwrap().expect("a batch").len(),
+        source.read().await.unwrap().expect("a batch").len(),
     ];
     assert_eq!(sizes, [10, 10, 5]);
 }
@@ -403,7 +404,7 @@ async fn file_source_read_is_cancel_safe() {
     let mut records = Vec::new();
     for i in 0..5 {
         if let Ok(batch) = tokio::time::timeout(Duration::from_millis(30), source.read()).await {
-            records.extend(batch.unwrap());
+            records.extend(batch.unwrap().expect("a batch"));
         }
         append(&path, &format!("line {i}\n"));
     }
@@ -580,7 +581,7 @@ async fn read_until_error(source: &dyn Source) -> (Vec<Record>, funnel_core::Con
             .await
             .expect("no error in time")
         {
-            Ok(batch) => records.extend(batch),
+            Ok(batch) => records.extend(batch.expect("the file source never ends")),
             Err(e) => return (records, e),
         }
     }
@@ -676,7 +677,7 @@ async fn file_source_reports_a_deleted_input() {
     std::fs::remove_file(&path).unwrap();
     let (records, error) = read_until_error(&*source).await;
     assert_eq!(texts(&records), ["two"]);
-    assert_eq!(error.kind(), ConnectorErrorKind::Transient);
+    assert_eq!(error.retry(), Retry::Transient);
     let message = error.to_string();
     assert!(message.contains("deleted"), "{message}");
     assert!(message.contains(path.to_str().unwrap()), "{message}");
@@ -777,7 +778,8 @@ async fn file_source_reads_a_long_line_in_linear_time() {
     let records = tokio::time::timeout(Duration::from_secs(60), source.read())
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .expect("a batch");
     let took = started.elapsed();
     match &records[0].payload.after {
         Some(Data::Raw(line)) => assert_eq!(line.len(), 64_000_000),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use funnel_connectors::{Settings, source};
-use funnel_core::{ConnectorErrorKind, Source};
+use funnel_core::{Retry, Source};
 use funnel_record::{Data, Operation, Position, Record, Value};
 use funnel_test_utils::compliance::{
     SourceBackend, SourceCapabilities, Support, run_source_compliance,
@@ -38,15 +38,13 @@ async fn read_all(source: &dyn Source, limit: usize) -> Vec<Record> {
     let mut all = Vec::new();
     loop {
         match source.read().await {
-            Ok(batch) => {
+            Ok(Some(batch)) => {
                 assert!(!batch.is_empty(), "a read returned no records");
                 all.extend(batch);
                 assert!(all.len() <= limit, "more than {limit} records");
             }
-            Err(e) => {
-                assert_eq!(e.kind(), ConnectorErrorKind::Exhausted, "{e}");
-                return all;
-            }
+            Ok(None) => return all,
+            Err(e) => panic!("read failed: {e}"),
         }
     }
 }
@@ -80,8 +78,7 @@ async fn generator_honours_record_count_and_then_reports_exhaustion() {
     let records = read_all(&*source, 25).await;
     assert_eq!(records.len(), 25);
     // Exhaustion is permanent.
-    let again = source.read().await.unwrap_err();
-    assert_eq!(again.kind(), ConnectorErrorKind::Exhausted);
+    assert!(source.read().await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -91,9 +88,9 @@ async fn generator_reads_batches_of_sdk_batch_size() {
         None,
     )
     .await;
-    assert_eq!(source.read().await.unwrap().len(), 7);
+    assert_eq!(source.read().await.unwrap().expect("a batch").len(), 7);
     let default = open(&[("format.type", "structured")], None).await;
-    assert_eq!(default.read().await.unwrap().len(), 1000);
+    assert_eq!(default.read().await.unwrap().expect("a batch").len(), 1000);
 }
 
 #[tokio::test]
@@ -117,10 +114,7 @@ async fn generator_resumes_after_the_resumed_position() {
     )
     .unwrap();
     done.open().await.unwrap();
-    assert_eq!(
-        done.read().await.unwrap_err().kind(),
-        ConnectorErrorKind::Exhausted
-    );
+    assert!(done.read().await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -152,7 +146,7 @@ async fn generator_invalid_resume_position_fails_to_open() {
     )
     .unwrap();
     let error = source.open().await.unwrap_err();
-    assert_eq!(error.kind(), ConnectorErrorKind::Fatal);
+    assert_eq!(error.retry(), Retry::Fatal);
     assert!(error.to_string().contains("not-a-number"), "{error}");
 }
 
@@ -260,7 +254,7 @@ async fn generator_with_a_missing_payload_file_fails_to_open() {
     )
     .unwrap();
     let error = source.open().await.unwrap_err();
-    assert_eq!(error.kind(), ConnectorErrorKind::Fatal);
+    assert_eq!(error.retry(), Retry::Fatal);
     assert!(error.to_string().contains("/nonexistent/x"), "{error}");
 }
 
@@ -370,7 +364,7 @@ async fn generator_rate_limits_approximately() {
     let start = tokio::time::Instant::now();
     let mut count = 0;
     while start.elapsed() < Duration::from_secs(3) {
-        count += source.read().await.unwrap().len();
+        count += source.read().await.unwrap().expect("a batch").len();
     }
     // 100 records a second for 3 seconds, give or take the bucket (10 records).
     assert!(
@@ -385,7 +379,7 @@ async fn generator_read_time_is_a_rate_of_one_record_per_read_time() {
     let start = tokio::time::Instant::now();
     let mut count = 0;
     while start.elapsed() < Duration::from_secs(2) {
-        let batch = source.read().await.unwrap();
+        let batch = source.read().await.unwrap().expect("a batch");
         assert_eq!(batch.len(), 1);
         count += 1;
     }
@@ -398,7 +392,7 @@ async fn generator_read_time_is_a_rate_of_one_record_per_read_time() {
 #[tokio::test(start_paused = true)]
 async fn generator_read_is_cancel_safe_while_waiting_for_the_rate() {
     let source = open(&[("format.type", "raw"), ("rate", "10")], None).await;
-    let mut got = source.read().await.unwrap();
+    let mut got = source.read().await.unwrap().expect("a batch");
     // Abandon several reads while they wait for a token.
     for _ in 0..5 {
         let abandoned = tokio::time::timeout(Duration::from_millis(10), source.read()).await;
@@ -408,7 +402,7 @@ async fn generator_read_is_cancel_safe_while_waiting_for_the_rate() {
         );
     }
     while got.len() < 5 {
-        got.extend(source.read().await.unwrap());
+        got.extend(source.read().await.unwrap().expect("a batch"));
     }
     assert_eq!(positions(&got[..5]), numbers(1..=5));
 }
@@ -426,7 +420,7 @@ async fn generator_bursts_sleep_then_generate() {
     )
     .await;
     let start = tokio::time::Instant::now();
-    let first = source.read().await.unwrap();
+    let first = source.read().await.unwrap().expect("a batch");
     assert!(!first.is_empty());
     assert!(
         start.elapsed() >= Duration::from_secs(2),
@@ -436,7 +430,7 @@ async fn generator_bursts_sleep_then_generate() {
     // waits for the next generate phase at 5s.
     let mut count = first.len();
     loop {
-        let batch = source.read().await.unwrap();
+        let batch = source.read().await.unwrap().expect("a batch");
         let at = start.elapsed();
         if at >= Duration::from_secs(3) {
             assert!(

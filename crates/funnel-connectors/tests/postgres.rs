@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, postgres, source};
-use funnel_core::{ConnectorErrorKind, Destination, DestinationAck, Source};
+use funnel_core::{Destination, DestinationAck, Retry, Source};
 use funnel_record::{Data, Metadata, Operation, Position, Record, StructuredData, Value};
 use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
@@ -143,7 +143,8 @@ async fn read_n(source: &dyn Source, n: usize) -> Vec<Record> {
         let batch = tokio::time::timeout(PATIENCE, source.read())
             .await
             .unwrap_or_else(|_| panic!("only {} of {n} records arrived in time", records.len()))
-            .unwrap();
+            .unwrap()
+            .expect("a batch");
         records.extend(batch);
     }
     records
@@ -152,7 +153,10 @@ async fn read_n(source: &dyn Source, n: usize) -> Vec<Record> {
 /// Asserts that nothing more arrives for a moment.
 async fn assert_quiet(source: &dyn Source) {
     if let Ok(batch) = tokio::time::timeout(Duration::from_millis(700), source.read()).await {
-        panic!("unexpected records: {:?}", batch.map(|b| b.len()));
+        panic!(
+            "unexpected records: {:?}",
+            batch.map(|b| b.map(|b| b.len()))
+        );
     }
 }
 
@@ -583,7 +587,7 @@ async fn unreachable_server_bad_credentials_missing_table_and_dropped_slot_fail_
     let mut s = source_settings(&names, &t, &[]);
     s.insert("url".into(), "postgres://postgres@127.0.0.1:1/test".into());
     let e = open_error(s, None).await;
-    assert_eq!(e.kind(), ConnectorErrorKind::Transient);
+    assert_eq!(e.retry(), Retry::Transient);
     assert!(
         e.to_string()
             .contains("postgres source p:pg: cannot connect to PostgreSQL at 127.0.0.1:1"),
@@ -596,7 +600,7 @@ async fn unreachable_server_bad_credentials_missing_table_and_dropped_slot_fail_
         "postgres://nobody_here@127.0.0.1:5432/test".into(),
     );
     let e = open_error(s, None).await;
-    assert_eq!(e.kind(), ConnectorErrorKind::Fatal);
+    assert_eq!(e.retry(), Retry::Fatal);
     assert!(
         e.to_string()
             .contains("authentication failed for user \"nobody_here\""),
@@ -604,7 +608,7 @@ async fn unreachable_server_bad_credentials_missing_table_and_dropped_slot_fail_
     );
 
     let e = open_error(source_settings(&names, &format!("{t}_missing"), &[]), None).await;
-    assert_eq!(e.kind(), ConnectorErrorKind::Fatal);
+    assert_eq!(e.retry(), Retry::Fatal);
     assert!(
         e.to_string()
             .contains(&format!("table \"{t}_missing\" does not exist")),
@@ -616,7 +620,7 @@ async fn unreachable_server_bad_credentials_missing_table_and_dropped_slot_fail_
         Some(Position::from("pg:2:0000000001000000:00000000")),
     )
     .await;
-    assert_eq!(e.kind(), ConnectorErrorKind::Fatal);
+    assert_eq!(e.retry(), Retry::Fatal);
     assert!(
         e.to_string()
             .contains(&format!("replication slot {} does not exist", names.slot())),

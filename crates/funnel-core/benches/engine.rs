@@ -74,14 +74,14 @@ impl Source for BenchSource {
         Ok(())
     }
 
-    async fn read(&self) -> Result<Vec<Record>, ConnectorError> {
+    async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
         let start = self.next.load(Ordering::Relaxed);
         if start >= self.records.len() {
-            return Err(ConnectorError::exhausted());
+            return Ok(None);
         }
         let end = (start + self.batch).min(self.records.len());
         self.next.store(end, Ordering::Relaxed);
-        Ok(self.records[start..end].to_vec())
+        Ok(Some(self.records[start..end].to_vec()))
     }
 
     async fn ack(&self, positions: &[Position]) -> Result<(), ConnectorError> {

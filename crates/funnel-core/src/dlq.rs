@@ -207,43 +207,31 @@ impl Dlq {
     async fn write(&self, records: &[NackedRecord]) -> (usize, Result<()>) {
         let started = Instant::now();
         let envelopes: Vec<Record> = records.iter().map(envelope).collect();
-        let fail = |count: usize, message: String| Error::DlqWrite {
+        let fail = |count: usize, source: Error| Error::DlqWrite {
             dlq: self.id.clone(),
             count,
-            message,
+            source: Box::new(source),
         };
-        match self.destination.write(&envelopes).await {
-            Ok(()) => {}
-            Err(Error::Write { source, .. }) => {
-                return (0, Err(fail(envelopes.len(), source.to_string())));
-            }
-            Err(e) => return (0, Err(fail(envelopes.len(), e.to_string()))),
+        if let Err(e) = self.destination.write(&envelopes).await {
+            return (0, Err(fail(envelopes.len(), e)));
         }
         let mut cursor = 0;
         while cursor < envelopes.len() {
             let acks = match self.destination.next_acks(envelopes.len() - cursor).await {
                 Ok(acks) => acks,
-                Err(Error::ReceiveAcks { source, .. }) => {
-                    return (
-                        cursor,
-                        Err(fail(envelopes.len() - cursor, source.to_string())),
-                    );
-                }
-                Err(e) => return (cursor, Err(fail(envelopes.len() - cursor, e.to_string()))),
+                Err(e) => return (cursor, Err(fail(envelopes.len() - cursor, e))),
             };
             let expected = envelopes[cursor..].iter().map(|r| &r.position);
             if let Err(e) = check_acks(&self.id, &acks, expected) {
-                return (cursor, Err(fail(envelopes.len() - cursor, e.to_string())));
+                return (cursor, Err(fail(envelopes.len() - cursor, e)));
             }
             for ack in &acks {
                 if let Some(error) = &ack.error {
-                    return (
-                        cursor,
-                        Err(fail(
-                            envelopes.len() - cursor,
-                            format!("failed to write record {cursor} to the DLQ: {error}"),
-                        )),
-                    );
+                    let refused = Error::Nacked {
+                        task: self.id.clone(),
+                        error: error.clone(),
+                    };
+                    return (cursor, Err(fail(envelopes.len() - cursor, refused)));
                 }
                 cursor += 1;
             }

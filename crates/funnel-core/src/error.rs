@@ -1,8 +1,10 @@
 //! Errors of the engine, each carrying its handling class.
 //!
-//! The engine decides what to do with an error from its [`Error::is_fatal`] and
-//! [`Error::fault`], never from its text: a transient error stops the pipeline so the
-//! runtime can restart it with backoff; a fatal one degrades it until a person acts.
+//! Every error says what kind of problem it is ([`ErrorKind`]: configuration, external
+//! system, data, internal) and whether retrying can help ([`Retry`]). The engine and
+//! the runtime decide from that, never from the text: a transient error stops the
+//! pipeline so the runtime restarts it with backoff; a fatal one degrades it until a
+//! person acts.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,15 +12,44 @@ use std::sync::Arc;
 /// A boxed error from a connector, processor or other plugin.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Whose fault an error is: who has to act to fix it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// The pipeline's configuration (or the data it lets through).
-    User,
-    /// A system outside Funnel: a database, a broker, a file system.
+/// What kind of problem an error is, which says who has to act to fix it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The pipeline's configuration: a setting, a plugin name, the task order.
+    Config,
+    /// A system outside Funnel: a database, a broker, a file system, the network.
     External,
-    /// A bug in Funnel or in a connector or processor.
+    /// The records themselves: a record a processor or the DLQ refused.
+    Data,
+    /// A bug in Funnel or in a connector or processor (a broken contract).
     Internal,
+}
+
+impl ErrorKind {
+    /// The kind as one lowercase word (`config`, `external`, `data`, `internal`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::External => "external",
+            Self::Data => "data",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether retrying can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Retry {
+    /// Worth retrying: the pipeline stops and the runtime restarts it with backoff.
+    Transient,
+    /// Retrying will not help: the pipeline is degraded until a person acts.
+    Fatal,
 }
 
 /// Why a record was nacked: a cheap-to-clone error attached to one record.
@@ -64,55 +95,104 @@ impl PartialEq for RecordError {
     }
 }
 
-/// How a connector error should be handled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectorErrorKind {
-    /// Worth retrying: the pipeline stops and the runtime restarts it with backoff.
-    Transient,
-    /// Retrying will not help: the pipeline is degraded.
-    Fatal,
-    /// Only from [`Source::read`](crate::Source::read): the source has no more
-    /// records and will never have more. The pipeline drains and finishes.
-    Exhausted,
-}
-
-/// An error returned by a source or destination.
-#[derive(Debug, thiserror::Error)]
-#[error("{source}")]
+/// An error returned by a source, destination, processor or position committer: what
+/// went wrong (its source error, kept), what kind of problem it is, and whether a
+/// retry can help.
+///
+/// ```
+/// use funnel_core::{ConnectorError, ErrorKind, Retry};
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+/// let e = ConnectorError::transient(io).context("postgres source db:users");
+/// assert_eq!(e.kind(), ErrorKind::External);
+/// assert_eq!(e.retry(), Retry::Transient);
+/// assert_eq!(e.to_string(), "postgres source db:users: refused");
+/// ```
+#[derive(Debug)]
 pub struct ConnectorError {
-    kind: ConnectorErrorKind,
-    #[source]
+    kind: ErrorKind,
+    retry: Retry,
+    context: Option<String>,
     source: BoxError,
 }
 
 impl ConnectorError {
-    /// A transient error (the default for I/O problems).
-    pub fn transient(error: impl Into<BoxError>) -> Self {
+    /// An error of `kind`, handled as `retry`, caused by `source`.
+    pub fn new(kind: ErrorKind, retry: Retry, source: impl Into<BoxError>) -> Self {
         Self {
-            kind: ConnectorErrorKind::Transient,
-            source: error.into(),
+            kind,
+            retry,
+            context: None,
+            source: source.into(),
         }
     }
 
-    /// A fatal error: restarting the pipeline will not help.
-    pub fn fatal(error: impl Into<BoxError>) -> Self {
-        Self {
-            kind: ConnectorErrorKind::Fatal,
-            source: error.into(),
-        }
+    /// A transient failure of an external system (the default for I/O problems).
+    pub fn transient(source: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::External, Retry::Transient, source)
     }
 
-    /// The source has no more records.
-    pub fn exhausted() -> Self {
-        Self {
-            kind: ConnectorErrorKind::Exhausted,
-            source: "source exhausted its records".into(),
-        }
+    /// A failure of an external system that retrying will not fix (access refused, a
+    /// table that does not exist).
+    pub fn fatal(source: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::External, Retry::Fatal, source)
     }
 
-    /// How the error should be handled.
-    pub fn kind(&self) -> ConnectorErrorKind {
+    /// A configuration the connector cannot work with (fatal).
+    pub fn config(source: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Config, Retry::Fatal, source)
+    }
+
+    /// Data the connector cannot handle (fatal).
+    pub fn data(source: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Data, Retry::Fatal, source)
+    }
+
+    /// A broken contract: a bug in Funnel or in the connector (fatal).
+    pub fn internal(source: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Internal, Retry::Fatal, source)
+    }
+
+    /// The same error, its message prefixed with `context` (`"file source"`, a
+    /// connector ID): the source error stays as it is.
+    #[must_use]
+    pub fn context(mut self, context: impl Into<String>) -> Self {
+        let context = context.into();
+        self.context = Some(match self.context.take() {
+            Some(inner) => format!("{context}: {inner}"),
+            None => context,
+        });
+        self
+    }
+
+    /// What kind of problem it is.
+    pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// Whether a retry can help.
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    /// True when retrying will not help.
+    pub fn is_fatal(&self) -> bool {
+        self.retry == Retry::Fatal
+    }
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.context {
+            Some(context) => write!(f, "{context}: {}", self.source),
+            None => fmt::Display::fmt(&self.source, f),
+        }
+    }
+}
+
+impl std::error::Error for ConnectorError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
     }
 }
 
@@ -256,62 +336,98 @@ pub enum Error {
         error: RecordError,
     },
     /// Writing to the DLQ failed.
-    #[error("DLQ {dlq}: failed to write {count} records to the DLQ: {message}")]
+    #[error("DLQ {dlq}: failed to write {count} records to the DLQ: {source}")]
     DlqWrite {
         /// The DLQ's ID.
         dlq: String,
         /// How many records were being written.
         count: usize,
-        /// What went wrong.
-        message: String,
+        /// What went wrong: the DLQ destination's write or ack error, or the error of
+        /// the record it refused.
+        source: Box<Error>,
     },
     /// The task order is not a valid pipeline.
     #[error("invalid task order: {0}")]
     InvalidOrder(String),
-    /// Tearing down or closing failed.
-    #[error("{0}")]
-    Close(String),
+    /// Tearing a task down failed.
+    #[error("task {task} failed to tear down: {source}")]
+    Teardown {
+        /// The task's ID.
+        task: String,
+        /// What went wrong.
+        source: ConnectorError,
+    },
+    /// Closing a worker failed: every failure, in close order (the source, the
+    /// processors, the destinations, the DLQ).
+    #[error("{}", join_errors(.0))]
+    Close(Vec<Error>),
     /// A stage of the worker stopped unexpectedly (a bug).
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl Error {
-    /// True when restarting the pipeline will not help: it should be degraded.
-    pub fn is_fatal(&self) -> bool {
+    /// What kind of problem it is.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::RetryNotConverging { .. }
-            | Self::DlqThresholdExceeded { .. }
-            | Self::DlqWrite { .. }
-            | Self::EmptyPosition { .. }
-            | Self::ProcessorOutput { .. }
+            Self::Nacked { .. } | Self::DlqThresholdExceeded { .. } => ErrorKind::Data,
+            Self::InvalidOrder(_) => ErrorKind::Config,
+            // Most often a processor waiting on another system (a webhook, say).
+            Self::ProcessorTimeout { .. } => ErrorKind::External,
+            Self::EmptyPosition { .. }
             | Self::AckProtocol { .. }
-            | Self::InvalidOrder(_)
-            | Self::Internal(_) => true,
+            | Self::ProcessorOutput { .. }
+            | Self::RetryNotConverging { .. }
+            | Self::Internal(_) => ErrorKind::Internal,
             Self::Open { source, .. }
             | Self::DlqOpen { source, .. }
             | Self::Read { source, .. }
             | Self::SourceAck { source, .. }
             | Self::Commit { source, .. }
             | Self::Write { source, .. }
-            | Self::ReceiveAcks { source, .. } => source.kind() == ConnectorErrorKind::Fatal,
-            Self::ProcessorTimeout { .. } | Self::Nacked { .. } | Self::Close(_) => false,
+            | Self::ReceiveAcks { source, .. }
+            | Self::Teardown { source, .. } => source.kind(),
+            Self::DlqWrite { source, .. } => source.kind(),
+            Self::Close(errors) => errors.first().map_or(ErrorKind::Internal, Error::kind),
         }
     }
 
-    /// Whose fault the error is.
-    pub fn fault(&self) -> Fault {
+    /// Whether restarting the pipeline can help. Broken contracts (an empty position,
+    /// acks out of order, a processor answering too much or never converging), a
+    /// failing DLQ and an exceeded nack threshold are fatal; a record nacked while the
+    /// DLQ tolerates no nacks is transient (the pipeline restarts and reads it again).
+    pub fn retry(&self) -> Retry {
         match self {
-            Self::Nacked { .. } | Self::DlqThresholdExceeded { .. } | Self::InvalidOrder(_) => {
-                Fault::User
-            }
-            Self::EmptyPosition { .. }
+            Self::RetryNotConverging { .. }
+            | Self::DlqThresholdExceeded { .. }
+            | Self::DlqWrite { .. }
+            | Self::EmptyPosition { .. }
             | Self::AckProtocol { .. }
             | Self::ProcessorOutput { .. }
-            | Self::RetryNotConverging { .. }
-            | Self::Internal(_) => Fault::Internal,
-            _ => Fault::External,
+            | Self::InvalidOrder(_)
+            | Self::Internal(_) => Retry::Fatal,
+            Self::Open { source, .. }
+            | Self::DlqOpen { source, .. }
+            | Self::Read { source, .. }
+            | Self::SourceAck { source, .. }
+            | Self::Commit { source, .. }
+            | Self::Write { source, .. }
+            | Self::ReceiveAcks { source, .. }
+            | Self::Teardown { source, .. } => source.retry(),
+            Self::Nacked { .. } | Self::ProcessorTimeout { .. } => Retry::Transient,
+            Self::Close(errors) => {
+                if errors.iter().any(Error::is_fatal) {
+                    Retry::Fatal
+                } else {
+                    Retry::Transient
+                }
+            }
         }
+    }
+
+    /// True when restarting the pipeline will not help: it should be degraded.
+    pub fn is_fatal(&self) -> bool {
+        self.retry() == Retry::Fatal
     }
 
     /// A stable code for errors users may look up (Conduit's names where one exists).
@@ -326,5 +442,79 @@ impl Error {
     }
 }
 
+/// `errors`, each on its own, joined with `; `.
+fn join_errors(errors: &[Error]) -> String {
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    texts.join("; ")
+}
+
 /// Result alias of the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connector_error_keeps_its_source_and_its_class() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = ConnectorError::fatal(io).context("file source");
+        assert_eq!(e.to_string(), "file source: denied");
+        assert_eq!((e.kind(), e.retry()), (ErrorKind::External, Retry::Fatal));
+        let source = std::error::Error::source(&e).expect("the io error is kept");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("the source is the io::Error itself");
+        assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn a_close_error_keeps_every_cause_and_is_fatal_when_one_is() {
+        let teardown = |task: &str, source: ConnectorError| Error::Teardown {
+            task: task.into(),
+            source,
+        };
+        let close = Error::Close(vec![
+            teardown("src", ConnectorError::transient("connection reset")),
+            teardown("dst", ConnectorError::internal("teardown twice")),
+        ]);
+        assert_eq!(
+            close.to_string(),
+            "task src failed to tear down: connection reset; \
+             task dst failed to tear down: teardown twice"
+        );
+        assert!(close.is_fatal());
+        let Error::Close(causes) = &close else {
+            unreachable!()
+        };
+        assert_eq!(causes.len(), 2);
+    }
+
+    #[test]
+    fn an_ack_protocol_violation_is_a_fatal_internal_error() {
+        let e = Error::AckProtocol {
+            task: "p:dest".into(),
+            message: "received 3 acks, but expected at most 2".into(),
+        };
+        assert_eq!((e.kind(), e.retry()), (ErrorKind::Internal, Retry::Fatal));
+        assert!(e.to_string().contains("p:dest"));
+    }
+
+    #[test]
+    fn engine_errors_take_the_class_of_their_connector_error() {
+        let e = Error::Read {
+            task: "s".into(),
+            source: ConnectorError::config("no such table"),
+        };
+        assert_eq!((e.kind(), e.retry()), (ErrorKind::Config, Retry::Fatal));
+        let e = Error::Write {
+            task: "d".into(),
+            count: 3,
+            source: ConnectorError::transient("timeout"),
+        };
+        assert_eq!(
+            (e.kind(), e.retry()),
+            (ErrorKind::External, Retry::Transient)
+        );
+    }
+}

@@ -18,8 +18,8 @@ use crate::error::{ConnectorError, RecordError};
 ///   distinct, non-empty position. It waits until at least one record is available
 ///   and must be cancel-safe: if the engine drops the future (on stop), no record may
 ///   be lost, since nothing unacked counts as delivered.
-/// - When the source will never have more records, `read` returns
-///   [`ConnectorError::exhausted`]; the pipeline drains and finishes.
+/// - When the source will never have more records, `read` returns `Ok(None)`: that is
+///   an answer, not an error. The pipeline drains and finishes.
 /// - [`ack`](Source::ack) receives positions strictly in read order, each once, only
 ///   after every destination has durably written the record (or it is in the DLQ) and
 ///   the position is committed. After a restart, reading resumes after the last acked
@@ -33,12 +33,13 @@ pub trait Source: Send + Sync {
     /// When the source cannot be opened.
     async fn open(&self) -> Result<(), ConnectorError>;
 
-    /// Reads the next batch of records.
+    /// Reads the next batch of records; `None` when the source has no more records
+    /// and never will.
     ///
     /// # Errors
     ///
-    /// [`ConnectorError::exhausted`] at the end, or any read failure.
-    async fn read(&self) -> Result<Vec<Record>, ConnectorError>;
+    /// Any read failure, with its class (see [`ConnectorError`]).
+    async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError>;
 
     /// Acknowledges positions, in read order.
     ///

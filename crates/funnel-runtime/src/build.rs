@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use funnel_config::{ConnectorKind, PipelineConfig};
 use funnel_core::{
-    DestinationTask, Dlq, Order, ProcessorTask, SharedDestination, SourceTask, Task, Worker,
-    WorkerConfig, WorkerStats,
+    DestinationTask, Dlq, ErrorKind, Order, ProcessorTask, Retry, SettingsError, SharedDestination,
+    SourceTask, Task, Worker, WorkerConfig, WorkerStats,
 };
 use funnel_store::{Store, StoreCommitter};
 
@@ -18,14 +18,28 @@ use crate::registry::plugin_name;
 
 /// Why a pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
-    /// The configuration is not valid (it should have been validated first).
-    #[error("pipeline {pipeline}: {message}")]
-    Config {
+    /// A connector's or processor's plugin or settings are not valid (the
+    /// configuration should have been validated first).
+    #[error("pipeline {pipeline}: {component}: {}", join(.errors))]
+    Settings {
         /// The pipeline's ID.
         pipeline: String,
-        /// What is wrong.
-        message: String,
+        /// The component (`connector p:src`, `processor p1`).
+        component: String,
+        /// Every invalid setting.
+        errors: Vec<SettingsError>,
+    },
+    /// A source could not release what it keeps outside Funnel.
+    #[error("pipeline {pipeline}: connector {connector}: cleanup failed: {source}")]
+    Cleanup {
+        /// The pipeline's ID.
+        pipeline: String,
+        /// The connector's full ID.
+        connector: String,
+        /// What went wrong.
+        source: funnel_core::ConnectorError,
     },
     /// The position store failed.
     #[error("pipeline {pipeline}: {source}")]
@@ -43,6 +57,29 @@ pub enum BuildError {
         /// What went wrong.
         source: funnel_core::Error,
     },
+}
+
+impl BuildError {
+    /// What kind of problem it is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Settings { .. } => ErrorKind::Config,
+            Self::Cleanup { source, .. } => source.kind(),
+            Self::Store { .. } => ErrorKind::External,
+            Self::Engine { source, .. } => source.kind(),
+        }
+    }
+
+    /// Whether building again later can help: settings never fix themselves, a store
+    /// failure may.
+    pub fn retry(&self) -> Retry {
+        match self {
+            Self::Settings { .. } => Retry::Fatal,
+            Self::Cleanup { source, .. } => source.retry(),
+            Self::Store { .. } => Retry::Transient,
+            Self::Engine { source, .. } => source.retry(),
+        }
+    }
 }
 
 /// A worker and the connector ID of its source.
@@ -65,9 +102,13 @@ pub async fn build(
     store: &Arc<dyn Store>,
     stats: &Arc<WorkerStats>,
 ) -> Result<Vec<SourceWorker>, BuildError> {
-    let config_error = |message: String| BuildError::Config {
-        pipeline: pipeline.id.clone(),
-        message,
+    let invalid = |component: &str| {
+        let component = component.to_owned();
+        move |errors| BuildError::Settings {
+            pipeline: pipeline.id.clone(),
+            component,
+            errors,
+        }
     };
     let mut destinations = Vec::new();
     for d in pipeline
@@ -76,9 +117,10 @@ pub async fn build(
         .filter(|c| c.kind == ConnectorKind::Destination)
     {
         let dest_id = format!("{}:{}", pipeline.id, d.id);
-        let name = plugin_name(&d.plugin).map_err(config_error)?;
+        let component = format!("connector {dest_id}");
+        let name = plugin(&d.plugin).map_err(invalid(&component))?;
         let connector = funnel_connectors::destination(name, &dest_id, &d.settings)
-            .map_err(|e| config_error(join(&format!("connector {dest_id}"), &e)))?;
+            .map_err(invalid(&component))?;
         destinations.push((dest_id, d, SharedDestination::new(connector)));
     }
     let mut workers = Vec::new();
@@ -95,9 +137,10 @@ pub async fn build(
                 source,
             })?;
         let source_id = format!("{}:{}", pipeline.id, source.id);
-        let name = plugin_name(&source.plugin).map_err(config_error)?;
+        let component = format!("connector {source_id}");
+        let name = plugin(&source.plugin).map_err(invalid(&component))?;
         let connector = funnel_connectors::source(name, &source_id, &source.settings, resume)
-            .map_err(|e| config_error(join(&format!("connector {source_id}"), &e)))?;
+            .map_err(invalid(&component))?;
         let mut tasks: Vec<Task> = vec![SourceTask::new(source_id.clone(), connector).into()];
         // order[i]: the tasks after task i.
         let mut order = vec![Vec::new()];
@@ -121,11 +164,12 @@ pub async fn build(
             order.push(Vec::new());
             tasks.push(DestinationTask::new(dest_id.clone(), shared.handle()).into());
         }
-        let dlq_name = plugin_name(&pipeline.dlq.plugin).map_err(config_error)?;
         let dlq_id = format!("dlq-{source_id}");
+        let component = format!("connector {dlq_id}");
+        let dlq_name = plugin(&pipeline.dlq.plugin).map_err(invalid(&component))?;
         let dlq_destination =
             funnel_connectors::destination(dlq_name, &dlq_id, &pipeline.dlq.settings)
-                .map_err(|e| config_error(join(&format!("connector {dlq_id}"), &e)))?;
+                .map_err(invalid(&component))?;
         let dlq = Dlq::new(
             dlq_id,
             dlq_destination,
@@ -173,15 +217,17 @@ pub async fn delete(
     let mut cleaned = Vec::new();
     for source in pipeline.sources() {
         let id = format!("{}:{}", pipeline.id, source.id);
-        let name = plugin_name(&source.plugin).map_err(|message| BuildError::Config {
+        let name = plugin(&source.plugin).map_err(|errors| BuildError::Settings {
             pipeline: pipeline.id.clone(),
-            message,
+            component: format!("connector {id}"),
+            errors,
         })?;
         let did = funnel_connectors::cleanup_source(name, &id, &source.settings)
             .await
-            .map_err(|e| BuildError::Config {
+            .map_err(|source| BuildError::Cleanup {
                 pipeline: pipeline.id.clone(),
-                message: format!("connector {id}: cleanup failed: {e}"),
+                connector: id.clone(),
+                source,
             })?;
         if did {
             cleaned.push(id);
@@ -225,14 +271,21 @@ fn processor_task(
     pipeline: &str,
     proc: &funnel_config::ProcessorConfig,
 ) -> Result<Task, BuildError> {
-    let processor = crate::processors::build(proc).map_err(|e| BuildError::Config {
+    let processor = crate::processors::build(proc).map_err(|errors| BuildError::Settings {
         pipeline: pipeline.to_owned(),
-        message: join(&format!("processor {}", proc.id), &e),
+        component: format!("processor {}", proc.id),
+        errors,
     })?;
     Ok(ProcessorTask::new(proc.id.clone(), processor).into())
 }
 
-fn join(id: &str, errors: &[funnel_connectors::SettingsError]) -> String {
+/// `errors` joined with `; `.
+fn join(errors: &[SettingsError]) -> String {
     let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    format!("{id}: {}", list.join("; "))
+    list.join("; ")
+}
+
+/// The bare plugin name of `reference`, or the error about the setting `plugin`.
+fn plugin(reference: &str) -> Result<&str, Vec<SettingsError>> {
+    plugin_name(reference).map_err(|message| vec![SettingsError::new("plugin", message)])
 }

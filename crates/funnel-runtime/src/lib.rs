@@ -6,14 +6,17 @@
 //! - [`processors`]: a declared processor, with its `condition` and `workers`;
 //! - [`supervisor`]: runs pipelines side by side and isolated, restarts them with
 //!   backoff after transient errors, degrades them after fatal ones, stops them
-//!   gracefully.
+//!   gracefully;
+//! - [`Error`]: why a pipeline stopped, with its kind and whether a retry can help.
 //!
 //! The runtime knows no HTTP and no command line; `funnel-api` and `funnel-cli` sit on
 //! top of it.
 
 pub mod build;
+mod error;
 pub mod processors;
 pub mod registry;
 pub mod supervisor;
 
+pub use error::Error;
 pub use supervisor::{Backoff, PipelineState, PipelineStatus, Supervisor, SupervisorOptions};

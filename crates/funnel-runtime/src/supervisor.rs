@@ -5,6 +5,9 @@
 //! defaults: 1 s doubling up to 10 min, retried forever); `degraded` after a fatal
 //! error or when the retries are used up; `stopped` after a graceful stop; `finished`
 //! once every source is exhausted. One pipeline failing never stops another.
+//!
+//! Restart or degrade is decided from the error's class ([`Error::retry`]), and a
+//! degraded pipeline keeps the error itself, not its text.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -16,10 +19,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::build::{BuildError, build};
+use crate::build::build;
+use crate::error::Error;
 
 /// Where a pipeline is in its life.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Two `Degraded` statuses are equal when their errors read the same.
+#[derive(Clone, Debug)]
 pub enum PipelineStatus {
     /// Not started yet.
     Starting,
@@ -28,12 +34,25 @@ pub enum PipelineStatus {
     /// Waiting to be restarted after a transient error.
     Recovering,
     /// Stopped after a fatal error, or out of retries; needs a person.
-    Degraded(String),
+    Degraded(Arc<Error>),
     /// Stopped gracefully (by a signal or because it is configured `stopped`).
     Stopped,
     /// Every source is exhausted and everything was delivered.
     Finished,
 }
+
+impl PartialEq for PipelineStatus {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Degraded(a), Self::Degraded(b)) => {
+                Arc::ptr_eq(a, b) || a.to_string() == b.to_string()
+            }
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for PipelineStatus {}
 
 impl PipelineStatus {
     /// True when the pipeline will not change any more on its own.
@@ -204,7 +223,7 @@ impl Supervisor {
 enum Outcome {
     Finished,
     Stopped,
-    Failed { error: String, fatal: bool },
+    Failed(Error),
 }
 
 async fn supervise(
@@ -227,27 +246,24 @@ async fn supervise(
                 state.set(PipelineStatus::Stopped);
                 return;
             }
-            Outcome::Failed { error, fatal: true } => {
-                error!(pipeline = %pipeline.id, %error, "pipeline degraded");
-                state.set(PipelineStatus::Degraded(error));
+            Outcome::Failed(error) if error.is_fatal() => {
+                error!(pipeline = %pipeline.id, %error, kind = %error.kind(), "pipeline degraded");
+                state.set(PipelineStatus::Degraded(Arc::new(error)));
                 return;
             }
-            Outcome::Failed {
-                error,
-                fatal: false,
-            } => {
+            Outcome::Failed(error) => {
                 if shutdown.is_cancelled() {
                     state.set(PipelineStatus::Stopped);
                     return;
                 }
                 attempt += 1;
                 if backoff.max_retries >= 0 && i64::from(attempt) > backoff.max_retries {
-                    let error = format!(
-                        "failed to recover pipeline after {} attempts: {error}",
-                        attempt - 1
-                    );
+                    let error = Error::RetriesExhausted {
+                        attempts: attempt - 1,
+                        last: Box::new(error),
+                    };
                     error!(pipeline = %pipeline.id, %error, "pipeline degraded");
-                    state.set(PipelineStatus::Degraded(error));
+                    state.set(PipelineStatus::Degraded(Arc::new(error)));
                     return;
                 }
                 let delay = backoff.delay(attempt);
@@ -271,14 +287,9 @@ async fn run_once(
     shutdown: &CancellationToken,
     state: &Arc<PipelineState>,
 ) -> Outcome {
-    let failed = |e: &dyn std::fmt::Display, fatal: bool| Outcome::Failed {
-        error: e.to_string(),
-        fatal,
-    };
     let mut workers = match build(pipeline, store, &state.stats).await {
         Ok(workers) => workers,
-        Err(e @ BuildError::Store { .. }) => return failed(&e, false),
-        Err(e) => return failed(&e, true),
+        Err(e) => return Outcome::Failed(e.into()),
     };
     for i in 0..workers.len() {
         if let Err(e) = workers[i].worker.open().await {
@@ -287,7 +298,7 @@ async fn run_once(
                     warn!(pipeline = %pipeline.id, error = %close, "failed to close after a failed open");
                 }
             }
-            return failed(&e, e.is_fatal());
+            return Outcome::Failed(e.into());
         }
     }
     let stoppers: Vec<Stopper> = workers.iter().map(|w| w.worker.stopper()).collect();
@@ -302,20 +313,21 @@ async fn run_once(
     info!(pipeline = %pipeline.id, sources = workers.len(), "pipeline started");
 
     // Each worker on its own task; the first error stops the others gracefully.
-    let first_error: Arc<Mutex<Option<funnel_core::Error>>> = Arc::default();
+    let first_error: Arc<Mutex<Option<Error>>> = Arc::default();
     let mut handles = Vec::new();
     for mut w in workers {
         let stoppers = stoppers.clone();
         let first_error = Arc::clone(&first_error);
         let pipeline_id = pipeline.id.clone();
-        handles.push(tokio::spawn(async move {
+        let source_id = w.source_id.clone();
+        handles.push((source_id, tokio::spawn(async move {
             let result = w.worker.run().await;
             let exhausted = w.worker.is_exhausted();
             if let Err(e) = result {
                 warn!(pipeline = %pipeline_id, source = %w.source_id, error = %e, "pipeline source worker stopped");
                 let mut slot = first_error.lock().unwrap_or_else(PoisonError::into_inner);
                 if slot.is_none() {
-                    *slot = Some(e);
+                    *slot = Some(e.into());
                 }
                 drop(slot);
                 stoppers.iter().for_each(Stopper::stop);
@@ -324,7 +336,7 @@ async fn run_once(
                 warn!(pipeline = %pipeline_id, source = %w.source_id, error = %e, "failed to close worker");
             }
             exhausted
-        }));
+        })));
     }
     let stop_on_shutdown = {
         let shutdown = shutdown.clone();
@@ -335,7 +347,7 @@ async fn run_once(
         })
     };
     let mut all_exhausted = true;
-    for handle in handles {
+    for (source_id, handle) in handles {
         match handle.await {
             Ok(exhausted) => all_exhausted &= exhausted,
             Err(e) => {
@@ -343,9 +355,11 @@ async fn run_once(
                 first_error
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .get_or_insert(funnel_core::Error::Internal(format!(
-                        "worker task failed: {e}"
-                    )));
+                    .get_or_insert(Error::Panicked {
+                        pipeline: pipeline.id.clone(),
+                        source_id,
+                        message: e.to_string(),
+                    });
             }
         }
     }
@@ -360,7 +374,7 @@ async fn run_once(
         .unwrap_or_else(PoisonError::into_inner)
         .take();
     match error {
-        Some(e) => failed(&e, e.is_fatal()),
+        Some(e) => Outcome::Failed(e),
         None if all_exhausted => Outcome::Finished,
         None => Outcome::Stopped,
     }

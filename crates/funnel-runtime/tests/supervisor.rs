@@ -86,9 +86,17 @@ async fn a_failing_pipeline_recovers_with_backoff_then_degrades_while_the_others
     match bad.current() {
         PipelineStatus::Degraded(e) => {
             assert!(
-                e.starts_with("failed to recover pipeline after 2 attempts"),
+                matches!(
+                    *e,
+                    funnel_runtime::Error::RetriesExhausted { attempts: 2, .. }
+                ),
                 "{e}"
-            )
+            );
+            assert!(
+                e.to_string()
+                    .starts_with("failed to recover pipeline after 2 attempts"),
+                "{e}"
+            );
         }
         other => panic!("expected degraded, got {other:?}"),
     }
@@ -188,5 +196,53 @@ pipelines:
     };
     assert_eq!(position("a").await, "50".into());
     assert_eq!(position("b").await, "70".into());
+    supervisor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_error_degrades_at_once_and_keeps_the_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // The destination's directory does not exist: retrying cannot help.
+    let text = yaml(dir.path())
+        .split("  - id: good")
+        .next()
+        .unwrap()
+        .replace("blocker/out.jsonl", "missing/out.jsonl");
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut supervisor = Supervisor::new(store, SupervisorOptions::default());
+    for p in pipelines(&text) {
+        supervisor.start(p);
+    }
+    let state = Arc::clone(&supervisor.states()[0]);
+    let mut seen = state.status.subscribe();
+    // The first status past running: recovering (a restart) or the terminal one. The
+    // default backoff keeps a restarting pipeline recovering for a second, long enough
+    // to be seen.
+    let first_after_running = tokio::spawn(async move {
+        seen.wait_for(|s| *s == PipelineStatus::Recovering || s.is_terminal())
+            .await
+            .map(|s| s.name())
+            .unwrap_or("closed")
+    });
+    tokio::time::timeout(Duration::from_secs(20), supervisor.wait_terminal())
+        .await
+        .expect("the pipeline ended");
+    let PipelineStatus::Degraded(error) = state.current() else {
+        panic!("expected degraded, got {:?}", state.current());
+    };
+    let funnel_runtime::Error::Worker(funnel_core::Error::Open { task, source }) = &*error else {
+        panic!("expected the destination's open error, got {error:?}");
+    };
+    assert_eq!(task, "bad:out");
+    assert_eq!(source.retry(), funnel_core::Retry::Fatal);
+    let io = std::error::Error::source(source)
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+        .expect("the io::Error is kept");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(
+        first_after_running.await.unwrap(),
+        "degraded",
+        "a fatal error must not restart the pipeline"
+    );
     supervisor.shutdown().await;
 }

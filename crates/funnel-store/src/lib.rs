@@ -70,12 +70,14 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// The store file could not be opened, read or written.
-    #[error("store {path}: {message}")]
+    #[error("store {path}: {source}")]
     Io {
         /// The store file.
         path: PathBuf,
-        /// What went wrong.
-        message: String,
+        /// What went wrong: the operating system's error, or the storage library's
+        /// wrapped in one (kind `Other`). Shared, so that every write of a failed
+        /// commit gets the same error.
+        source: Arc<std::io::Error>,
     },
     /// The store was closed.
     #[error("the store is closed")]
@@ -83,6 +85,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// An I/O error about the file at `path`.
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source: Arc::new(source),
+        }
+    }
+
     /// The same error, about the file at `path` (for a check run on a copy of it).
     pub(crate) fn about(self, path: &Path) -> Self {
         let path = path.to_path_buf();
@@ -96,7 +106,7 @@ impl StoreError {
             },
             Self::Corrupt { detail, .. } => Self::Corrupt { path, detail },
             Self::Missing { .. } => Self::Missing { path },
-            Self::Io { message, .. } => Self::Io { path, message },
+            Self::Io { source, .. } => Self::Io { path, source },
             Self::Closed => Self::Closed,
         }
     }
@@ -332,6 +342,21 @@ mod tests {
         let path = dir.path().join("junk.db");
         std::fs::write(&path, b"this is not a database").unwrap();
         assert!(matches!(RedbStore::open(&path), Err(StoreError::Io { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_be_read_fails_with_the_operating_systems_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the store file should be: not a regular file.
+        let Err(StoreError::Io { source, .. }) = RedbStore::open(dir.path()) else {
+            panic!("opening a directory as a store must fail with an I/O error");
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::InvalidInput);
+        let path = dir.path().join("missing").join("funnel.db");
+        let Err(StoreError::Io { source, .. }) = RedbStore::open(&path) else {
+            panic!("creating a store in a missing directory must fail with an I/O error");
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[tokio::test]

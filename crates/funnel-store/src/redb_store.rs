@@ -56,14 +56,15 @@ pub(crate) fn storage_error(path: &Path, error: impl Into<redb::Error>) -> Store
     let path = path.to_path_buf();
     match error.into() {
         redb::Error::Corrupted(detail) => StoreError::Corrupt { path, detail },
-        redb::Error::DatabaseAlreadyOpen => StoreError::Io {
-            path,
-            message: "the file is open in another funnel process; stop that one first".into(),
-        },
-        other => StoreError::Io {
-            path,
-            message: other.to_string(),
-        },
+        redb::Error::DatabaseAlreadyOpen => StoreError::io(
+            &path,
+            std::io::Error::new(
+                std::io::ErrorKind::ResourceBusy,
+                "the file is open in another funnel process; stop that one first",
+            ),
+        ),
+        redb::Error::Io(e) => StoreError::io(&path, e),
+        other => StoreError::io(&path, std::io::Error::other(other)),
     }
 }
 
@@ -95,14 +96,11 @@ pub(crate) fn open_database(path: &Path, create: bool) -> Result<Opened, StoreEr
                 fell_back: false,
             })
         }
-        Err(e) => Err(StoreError::Io {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }),
-        Ok(meta) if !meta.is_file() => Err(StoreError::Io {
-            path: path.to_path_buf(),
-            message: "not a regular file".into(),
-        }),
+        Err(e) => Err(StoreError::io(path, e)),
+        Ok(meta) if !meta.is_file() => Err(StoreError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+        )),
         Ok(meta) if meta.len() == 0 => Err(StoreError::Corrupt {
             path: path.to_path_buf(),
             detail: "the file is empty (0 bytes): whatever it held is gone".into(),
@@ -326,10 +324,7 @@ impl RedbStore {
         let thread = std::thread::Builder::new()
             .name("funnel-store".into())
             .spawn(move || write_loop(&writer_db, &writer_path, &rx))
-            .map_err(|e| StoreError::Io {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| StoreError::io(&path, e))?;
         Ok(Self {
             path,
             db,

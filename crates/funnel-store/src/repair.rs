@@ -37,10 +37,7 @@ pub fn check(path: impl AsRef<Path>) -> Result<CheckReport, StoreError> {
     // redb's check may write to the file it checks; it checks a copy, so `check`
     // changes nothing.
     let scratch = free_name(path, "checking");
-    std::fs::copy(path, &scratch).map_err(|e| StoreError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    std::fs::copy(path, &scratch).map_err(|e| StoreError::io(path, e))?;
     let keys = guarded(path, "checking the store", || {
         let opened = open_database(&scratch, false)?;
         prepare(&opened.db, &scratch)
@@ -82,10 +79,7 @@ pub struct RepairReport {
 /// or the new file cannot be written (the original is left as it was then).
 pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport, StoreError> {
     let path = path.as_ref();
-    let io = |e: std::io::Error| StoreError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
+    let io = |e: std::io::Error| StoreError::io(path, e);
     if !path.exists() {
         return Err(StoreError::Missing {
             path: path.to_path_buf(),

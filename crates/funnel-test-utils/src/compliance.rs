@@ -395,7 +395,7 @@ async fn within<T>(ctx: &Ctx, limit: Duration, what: &str, call: impl Future<Out
 }
 
 fn ok<T>(ctx: &Ctx, what: &str, result: Result<T, ConnectorError>) -> T {
-    result.unwrap_or_else(|e| panic!("{ctx}: {what} failed ({:?}): {e}", e.kind()))
+    result.unwrap_or_else(|e| panic!("{ctx}: {what} failed ({}, {:?}): {e}", e.kind(), e.retry()))
 }
 
 /// Lets `call` (a read or an ack with nothing to return) wait, then cancels it.
@@ -463,7 +463,9 @@ async fn ack_source(ctx: &Ctx, source: &dyn Source, positions: &[Position]) {
 /// One read: a non-empty batch of records with non-empty positions.
 async fn read_batch(ctx: &Ctx, source: &dyn Source) -> Vec<Record> {
     let result = within(ctx, PATIENCE, "read (with records to read)", source.read()).await;
-    let batch = ok(ctx, "read", result);
+    let Some(batch) = ok(ctx, "read", result) else {
+        panic!("{ctx}: read said the source has no more records while records wait");
+    };
     assert!(
         !batch.is_empty(),
         "{ctx}: read returned an empty batch; it must wait until there is a record"
@@ -719,7 +721,7 @@ async fn source_blocked_read(ctx: &Ctx, backend: &impl SourceBackend) {
     // either: the record comes from that step or from the next read.
     let mut second = tokio::select! {
         biased;
-        result = source.read() => ok(ctx, "read", result),
+        result = source.read() => ok(ctx, "read", result).unwrap_or_default(),
         () = std::future::ready(()) => Vec::new(),
     };
     if second.is_empty() {

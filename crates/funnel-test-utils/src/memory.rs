@@ -115,7 +115,7 @@ impl Source for MemorySource {
         Ok(())
     }
 
-    async fn read(&self) -> Result<Vec<Record>, ConnectorError> {
+    async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
         loop {
             let notified = self.notify.notified();
             {
@@ -128,11 +128,11 @@ impl Source for MemorySource {
                     let end = (s.next + self.batch_size).min(s.records.len());
                     let batch = s.records[s.next..end].to_vec();
                     s.next = end;
-                    return Ok(batch);
+                    return Ok(Some(batch));
                 }
                 s.reads -= 1;
                 if self.exhaust {
-                    return Err(ConnectorError::exhausted());
+                    return Ok(None);
                 }
             }
             notified.await;
@@ -145,12 +145,12 @@ impl Source for MemorySource {
             let index = s.acked.len();
             let expected = s.records.get(index).map(|r| r.position.clone());
             if expected.as_ref() != Some(p) {
-                return Err(ConnectorError::fatal(format!(
+                return Err(ConnectorError::internal(format!(
                     "ack out of order: expected {expected:?}, got {p:?}"
                 )));
             }
             if index >= s.next {
-                return Err(ConnectorError::fatal(format!(
+                return Err(ConnectorError::internal(format!(
                     "ack of unread position {p:?}"
                 )));
             }

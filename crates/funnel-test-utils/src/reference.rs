@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use funnel_core::{
-    Batch, ConnectorErrorKind, Dlq, Error, NackedRecord, Order, RecordError, RecordFlag,
-    RetryHistory, RetryLimits, Source, Task,
+    Batch, Dlq, Error, NackedRecord, Order, RecordError, RecordFlag, RetryHistory, RetryLimits,
+    Source, Task,
 };
 use funnel_record::Position;
 use futures::future::BoxFuture;
@@ -66,14 +66,8 @@ impl Reference {
             let Task::Source(source) = &mut self.tasks[0] else {
                 unreachable!("checked in new")
             };
-            let batch = match source.read().await {
-                Ok(b) => b,
-                Err(Error::Read { source, .. })
-                    if source.kind() == ConnectorErrorKind::Exhausted =>
-                {
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
+            let Some(batch) = source.read().await? else {
+                return Ok(());
             };
             if batch.is_empty() {
                 continue;

@@ -87,7 +87,7 @@ impl Source for ListSource {
         Ok(())
     }
 
-    async fn read(&self) -> Result<Vec<Record>, ConnectorError> {
+    async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
         loop {
             let appended = self.store.appended.notified();
             let stopped = self.stopped.notified();
@@ -96,7 +96,7 @@ impl Source for ListSource {
                 if self.store.fault == Fault::LosesCancelledReads {
                     tokio::task::yield_now().await;
                 }
-                return Ok(batch);
+                return Ok(Some(batch));
             }
             tokio::select! {
                 () = appended => {}

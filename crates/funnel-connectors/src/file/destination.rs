@@ -121,7 +121,7 @@ impl Destination for FileDestination {
         let path = self.config.path.clone();
         let (file, target) = tokio::task::spawn_blocking(move || open_file(&path))
             .await
-            .map_err(|e| ConnectorError::transient(format!("file destination: {e}")))??;
+            .map_err(|e| ConnectorError::internal(e).context("file destination"))??;
 
         let (jobs, receiver) = mpsc::channel(QUEUED_BATCHES);
         let (done_sender, done) = oneshot::channel();
@@ -135,7 +135,7 @@ impl Destination for FileDestination {
                 let _ = done_sender.send(());
             })
             .map_err(|e| {
-                ConnectorError::transient(format!("file destination: cannot start writer: {e}"))
+                ConnectorError::transient(e).context("file destination: cannot start writer")
             })?;
         *self.writer() = Some(Writer { jobs, done });
         Ok(())
@@ -221,7 +221,7 @@ fn open_file(path: &Path) -> Result<(File, Target), ConnectorError> {
         let file = OpenOptions::new()
             .append(true)
             .open(path)
-            .map_err(|e| open_error(path, &e))?;
+            .map_err(|e| open_error(path, e))?;
         return Ok((file, target));
     }
     let file = OpenOptions::new()
@@ -229,8 +229,8 @@ fn open_file(path: &Path) -> Result<(File, Target), ConnectorError> {
         .append(true)
         .read(true)
         .open(path)
-        .map_err(|e| open_error(path, &e))?;
-    drop_torn_line(&file).map_err(|e| open_error(path, &e))?;
+        .map_err(|e| open_error(path, e))?;
+    drop_torn_line(&file).map_err(|e| open_error(path, e))?;
     Ok((file, target))
 }
 
@@ -317,13 +317,15 @@ fn lock(spare: &Mutex<Vec<Vec<u8>>>) -> MutexGuard<'_, Vec<Vec<u8>>> {
     spare.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn open_error(path: &Path, e: &std::io::Error) -> ConnectorError {
-    let message = format!("file {}: failed to open for appending: {e}", path.display());
+fn open_error(path: &Path, e: std::io::Error) -> ConnectorError {
+    let context = format!("file {}: failed to open for appending", path.display());
     match e.kind() {
-        ErrorKind::NotFound => ConnectorError::fatal(format!(
-            "{message} (does its directory exist? the file destination creates only the file)"
+        ErrorKind::NotFound => ConnectorError::fatal(e).context(format!(
+            "{context} (does its directory exist? the file destination creates only the file)"
         )),
-        ErrorKind::PermissionDenied | ErrorKind::IsADirectory => ConnectorError::fatal(message),
-        _ => ConnectorError::transient(message),
+        ErrorKind::PermissionDenied | ErrorKind::IsADirectory => {
+            ConnectorError::fatal(e).context(context)
+        }
+        _ => ConnectorError::transient(e).context(context),
     }
 }

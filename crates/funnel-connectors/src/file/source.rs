@@ -122,7 +122,7 @@ impl Source for FileSource {
         let resume = match &self.resume {
             None => None,
             Some(position) => Some(FilePosition::parse(position.as_bytes()).ok_or_else(|| {
-                ConnectorError::fatal(format!(
+                ConnectorError::data(format!(
                     "file {}: invalid position {position}: expected a position of the file \
                      source (a byte offset, or f1:...)",
                     self.path_text
@@ -137,26 +137,26 @@ impl Source for FileSource {
         Ok(())
     }
 
-    async fn read(&self) -> Result<Vec<Record>, ConnectorError> {
+    async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
         loop {
             {
                 let mut tail = lock(&self.state);
                 if !tail.opened {
                     // Also ends a read that was waiting when the source was torn down.
-                    return Err(ConnectorError::fatal(
+                    return Err(ConnectorError::internal(
                         "file source: read while not open (before open or after teardown)",
                     ));
                 }
                 let records = tail.take_lines(&self.config, &self.path_text, &self.id);
                 if !records.is_empty() {
-                    return Ok(records);
+                    return Ok(Some(records));
                 }
             }
             let state = Arc::clone(&self.state);
             let path = self.config.path.clone();
             let fill = tokio::task::spawn_blocking(move || lock(&state).fill(&path))
                 .await
-                .map_err(|e| ConnectorError::transient(format!("file source: {e}")))??;
+                .map_err(|e| ConnectorError::internal(e).context("file source"))??;
             if let Fill::Nothing = fill {
                 tokio::time::sleep(POLL_INTERVAL).await;
             }
@@ -323,7 +323,7 @@ impl Tail {
         let at_path = match std::fs::metadata(path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == ErrorKind::NotFound => return self.missing(path),
-            Err(e) => return Err(io_error(path, "failed to stat", &e)),
+            Err(e) => return Err(io_error(path, "failed to stat", e)),
         };
         self.missing_since = None;
         if (at_path.dev(), at_path.ino()) != self.dev_ino {
@@ -342,13 +342,13 @@ impl Tail {
         };
         let len = file
             .metadata()
-            .map_err(|e| io_error(path, "failed to stat", &e))?
+            .map_err(|e| io_error(path, "failed to stat", e))?
             .len();
         if len < self.read_offset {
             return Ok(true);
         }
         let head =
-            read_head(file, self.head.len()).map_err(|e| io_error(path, "failed to read", &e))?;
+            read_head(file, self.head.len()).map_err(|e| io_error(path, "failed to read", e))?;
         Ok(head != self.head)
     }
     /// Reads one chunk; true when there were new bytes.
@@ -362,7 +362,7 @@ impl Tail {
             Ok(n) => n,
             Err(e) => {
                 self.buffer.truncate(start);
-                return Err(io_error(path, "failed to read", &e));
+                return Err(io_error(path, "failed to read", e));
             }
         };
         self.buffer.truncate(start + n);
@@ -384,7 +384,7 @@ impl Tail {
             return Ok(());
         };
         let head =
-            read_head(file, Fingerprint::LEN).map_err(|e| io_error(path, "failed to read", &e))?;
+            read_head(file, Fingerprint::LEN).map_err(|e| io_error(path, "failed to read", e))?;
         if head.len() > self.head.len() && head.starts_with(&self.head) {
             self.fingerprint = Fingerprint::of(&head);
             self.head = head;
@@ -435,9 +435,9 @@ impl Tail {
             return Ok(());
         };
         file.seek(SeekFrom::Start(0))
-            .map_err(|e| io_error(path, "failed to seek", &e))?;
+            .map_err(|e| io_error(path, "failed to seek", e))?;
         let head =
-            read_head(&file, Fingerprint::LEN).map_err(|e| io_error(path, "failed to read", &e))?;
+            read_head(&file, Fingerprint::LEN).map_err(|e| io_error(path, "failed to read", e))?;
         *self = Tail {
             opened: true,
             seq: self.seq + 1,
@@ -460,7 +460,7 @@ impl Tail {
             Ok(file) => {
                 let meta = file
                     .metadata()
-                    .map_err(|e| io_error(path, "failed to stat", &e))?;
+                    .map_err(|e| io_error(path, "failed to stat", e))?;
                 (file, meta)
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -470,10 +470,10 @@ impl Tail {
                     _ => Ok(false),
                 };
             }
-            Err(e) => return Err(io_error(path, "failed to open", &e)),
+            Err(e) => return Err(io_error(path, "failed to open", e)),
         };
         let head =
-            read_head(&file, Fingerprint::LEN).map_err(|e| io_error(path, "failed to read", &e))?;
+            read_head(&file, Fingerprint::LEN).map_err(|e| io_error(path, "failed to read", e))?;
         let mut offset = 0;
         if let Some(resume) = self.resume.take() {
             self.seq = resume.seq;
@@ -484,7 +484,7 @@ impl Tail {
                 Some(id) => {
                     if let Some((old, old_meta)) = find_rotated(path, id) {
                         let old_head = read_head(&old, Fingerprint::LEN)
-                            .map_err(|e| io_error(path, "failed to read", &e))?;
+                            .map_err(|e| io_error(path, "failed to read", e))?;
                         if old_meta.len() >= resume.offset {
                             tracing::info!(
                                 file = %path.display(),
@@ -516,7 +516,7 @@ impl Tail {
             }
         }
         file.seek(SeekFrom::Start(0))
-            .map_err(|e| io_error(path, "failed to seek", &e))?;
+            .map_err(|e| io_error(path, "failed to seek", e))?;
         self.start(path, file, &meta, head, offset)
     }
 
@@ -530,9 +530,9 @@ impl Tail {
         offset: u64,
     ) -> Result<bool, ConnectorError> {
         self.line =
-            count_lines(&mut file, offset).map_err(|e| io_error(path, "failed to read", &e))?;
+            count_lines(&mut file, offset).map_err(|e| io_error(path, "failed to read", e))?;
         file.seek(SeekFrom::Start(offset))
-            .map_err(|e| io_error(path, "failed to seek", &e))?;
+            .map_err(|e| io_error(path, "failed to seek", e))?;
         self.dev_ino = (meta.dev(), meta.ino());
         self.fingerprint = Fingerprint::of(&head);
         self.head = head;
@@ -598,12 +598,12 @@ fn count_lines(file: &mut File, limit: u64) -> std::io::Result<u64> {
     Ok(lines)
 }
 
-fn io_error(path: &Path, what: &str, e: &std::io::Error) -> ConnectorError {
-    let message = format!("file {}: {what}: {e}", path.display());
-    match e.kind() {
-        ErrorKind::PermissionDenied | ErrorKind::IsADirectory => ConnectorError::fatal(message),
-        _ => ConnectorError::transient(message),
-    }
+fn io_error(path: &Path, what: &str, e: std::io::Error) -> ConnectorError {
+    let error = match e.kind() {
+        ErrorKind::PermissionDenied | ErrorKind::IsADirectory => ConnectorError::fatal(e),
+        _ => ConnectorError::transient(e),
+    };
+    error.context(format!("file {}: {what}", path.display()))
 }
 
 fn deleted(path: &Path, line: u64, offset: u64) -> ConnectorError {

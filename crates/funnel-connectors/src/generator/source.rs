@@ -103,7 +103,7 @@ impl Source for GeneratorSource {
             None => 1,
             Some(position) => parse_position(position)?
                 .checked_add(1)
-                .ok_or_else(|| ConnectorError::fatal("generator position overflows"))?,
+                .ok_or_else(|| ConnectorError::data("generator position overflows"))?,
         };
         let mut streams = Vec::with_capacity(self.config.collections.len());
         for collection in &self.config.collections {
@@ -114,22 +114,21 @@ impl Source for GeneratorSource {
                         std::fs::read(&path).map_err(|e| (path, e))
                     })
                     .await
-                    .map_err(|e| ConnectorError::transient(format!("generator: {e}")))?;
+                    .map_err(|e| ConnectorError::internal(e).context("generator"))?;
                     match read {
                         Ok(bytes) => PayloadKind::Fixed(Bytes::from(bytes)),
                         Err((path, e)) => {
-                            let message = format!(
-                                "generator: failed to read format.options.path {}: {e}",
+                            let context = format!(
+                                "generator: failed to read format.options.path {}",
                                 path.display()
                             );
-                            return Err(match e.kind() {
+                            let error = match e.kind() {
                                 std::io::ErrorKind::NotFound
                                 | std::io::ErrorKind::PermissionDenied
-                                | std::io::ErrorKind::IsADirectory => {
-                                    ConnectorError::fatal(message)
-                                }
-                                _ => ConnectorError::transient(message),
-                            });
+                                | std::io::ErrorKind::IsADirectory => ConnectorError::fatal(e),
+                                _ => ConnectorError::transient(e),
+                            };
+                            return Err(error.context(context));
                         }
                     }
                 }
@@ -154,7 +153,7 @@ impl Source for GeneratorSource {
         Ok(())
     }
 
-    async fn read(&self) -> Result<Vec<Record>, ConnectorError> {
+    async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
         loop {
             // Cancel-safe: state changes only in the synchronous `step` that returns
             // the records; dropping this future while it sleeps loses nothing.
@@ -162,10 +161,10 @@ impl Source for GeneratorSource {
                 let mut guard = self.lock();
                 let running = guard
                     .as_mut()
-                    .ok_or_else(|| ConnectorError::fatal("generator: read before open"))?;
+                    .ok_or_else(|| ConnectorError::internal("generator: read before open"))?;
                 match running.step(&self.config, &self.id, Instant::now()) {
-                    Step::Records(records) => return Ok(records),
-                    Step::Exhausted => return Err(ConnectorError::exhausted()),
+                    Step::Records(records) => return Ok(Some(records)),
+                    Step::Exhausted => return Ok(None),
                     Step::WaitUntil(deadline) => deadline,
                 }
             };
@@ -188,7 +187,7 @@ fn parse_position(position: &Position) -> Result<u64, ConnectorError> {
         .ok()
         .and_then(|text| text.parse::<u64>().ok())
         .ok_or_else(|| {
-            ConnectorError::fatal(format!(
+            ConnectorError::data(format!(
                 "generator: invalid position {position}: expected a record number (1, 2, ...)"
             ))
         })

@@ -56,14 +56,43 @@ pub(crate) fn is_permanent(e: &tokio_postgres::Error) -> bool {
         && *code != SqlState::OBJECT_IN_USE
 }
 
-/// A connector error for a failed operation: fatal when retrying cannot help.
-pub(crate) fn error(context: &str, e: &tokio_postgres::Error) -> ConnectorError {
-    let message = format!("{context}: {}", describe(e));
-    if is_permanent(e) {
-        ConnectorError::fatal(message)
-    } else {
-        ConnectorError::transient(message)
+/// A PostgreSQL error with its full text ([`describe`]): the server's detail and hint
+/// are in the message, the client's error stays the source.
+#[derive(Debug)]
+pub(crate) struct PgError {
+    text: String,
+    source: tokio_postgres::Error,
+}
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
     }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// A connector error for a failed operation: fatal when retrying cannot help (a
+/// configuration, permission or missing-object error is a config error, bad data a
+/// data error), transient otherwise.
+pub(crate) fn error(context: &str, e: tokio_postgres::Error) -> ConnectorError {
+    let class = e.code().map(|code| code.code()[..2].to_owned());
+    let permanent = is_permanent(&e);
+    let error = PgError {
+        text: describe(&e),
+        source: e,
+    };
+    let error = match class.as_deref() {
+        Some("22" | "23") if permanent => ConnectorError::data(error),
+        Some("28" | "3D" | "42" | "0A") if permanent => ConnectorError::config(error),
+        _ if permanent => ConnectorError::fatal(error),
+        _ => ConnectorError::transient(error),
+    };
+    error.context(context)
 }
 
 /// Opens a connection with the connector's session settings; the connection runs on
@@ -93,7 +122,7 @@ pub(crate) async fn connect(pg: &Config, who: &str) -> Result<Client, ConnectorE
             }
             _ => format!("{who}: cannot connect to PostgreSQL at {}", address(&pg)),
         };
-        error(&context, &e)
+        error(&context, e)
     })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -136,7 +165,7 @@ pub(crate) async fn table_by_oid(
             &[&i64::from(oid)],
         )
         .await
-        .map_err(|e| error(&format!("{who}: cannot read the catalog"), &e))?;
+        .map_err(|e| error(&format!("{who}: cannot read the catalog"), e))?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -152,7 +181,7 @@ pub(crate) async fn table_by_oid(
         .map_err(|e| {
             error(
                 &format!("{who}: cannot read the columns of {schema}.{name}"),
-                &e,
+                e,
             )
         })?
         .iter()
@@ -170,7 +199,7 @@ pub(crate) async fn table_by_oid(
         .map_err(|e| {
             error(
                 &format!("{who}: cannot read the primary key of {schema}.{name}"),
-                &e,
+                e,
             )
         })?
         .iter()
@@ -211,7 +240,7 @@ pub(crate) async fn resolve_tables(
                 &[],
             )
             .await
-            .map_err(|e| error(&format!("{who}: cannot list tables"), &e))?
+            .map_err(|e| error(&format!("{who}: cannot list tables"), e))?
             .iter()
             .map(|r| r.get::<_, i64>(0) as u32)
             .collect(),
@@ -221,7 +250,7 @@ pub(crate) async fn resolve_tables(
                 let row = client
                     .query_one("SELECT to_regclass($1)::oid::int8", &[name])
                     .await
-                    .map_err(|e| error(&format!("{who}: cannot look up table {name}"), &e))?;
+                    .map_err(|e| error(&format!("{who}: cannot look up table {name}"), e))?;
                 match row.get::<_, Option<i64>>(0) {
                     Some(oid) => oids.push(oid as u32),
                     None => {
@@ -258,7 +287,7 @@ pub(crate) async fn array_types(
             &[],
         )
         .await
-        .map_err(|e| error(&format!("{who}: cannot read the catalog"), &e))?
+        .map_err(|e| error(&format!("{who}: cannot read the catalog"), e))?
         .iter()
         .map(|r| (r.get::<_, i64>(0) as u32, r.get::<_, i64>(1) as u32))
         .collect())

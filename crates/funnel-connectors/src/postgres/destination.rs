@@ -103,7 +103,7 @@ impl PostgresDestination {
             Err(e) => {
                 return Err(conn::error(
                     &format!("{who}: cannot look up table {name}"),
-                    &e,
+                    e,
                 ));
             }
         };
@@ -121,7 +121,7 @@ impl PostgresDestination {
                 &[&oid],
             )
             .await
-            .map_err(|e| conn::error(&format!("{who}: cannot read the columns of table {name}"), &e))?;
+            .map_err(|e| conn::error(&format!("{who}: cannot read the columns of table {name}"), e))?;
         let mut sql = String::new();
         let mut columns = HashMap::new();
         for row in &rows {
@@ -559,7 +559,7 @@ impl Destination for PostgresDestination {
                 Err(e) => {
                     return Err(conn::error(
                         &format!("{who}: cannot create table {POSITIONS_TABLE}"),
-                        &e,
+                        e,
                     ));
                 }
                 Ok(()) => {}
@@ -571,7 +571,7 @@ impl Destination for PostgresDestination {
                 )
                 .await
                 .map_err(|e| {
-                    conn::error(&format!("{who}: cannot read table {POSITIONS_TABLE}"), &e)
+                    conn::error(&format!("{who}: cannot read table {POSITIONS_TABLE}"), e)
                 })?
                 .and_then(|row| row.get::<_, Option<Vec<u8>>>(0));
             if let Some(p) = &skip_until {

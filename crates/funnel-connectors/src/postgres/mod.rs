@@ -126,7 +126,7 @@ pub async fn cleanup(id: &str, settings: &Settings) -> Result<(), ConnectorError
 fn source_config(id: &str, settings: &Settings) -> Result<PostgresSourceConfig, ConnectorError> {
     validate_source(settings).map_err(|errors| {
         let text: Vec<String> = errors.iter().map(SettingsError::to_string).collect();
-        ConnectorError::fatal(format!("postgres source {id}: {}", text.join("; ")))
+        ConnectorError::config(format!("postgres source {id}: {}", text.join("; ")))
     })
 }
 

@@ -361,7 +361,7 @@ impl PostgresSource {
         let database: Option<String> = row.get(1);
         let current: String = row.get(2);
         if plugin.as_deref() != Some("pgoutput") || database.as_deref() != Some(current.as_str()) {
-            return Err(ConnectorError::fatal(format!(
+            return Err(ConnectorError::config(format!(
                 "{who}: replication slot {slot} exists but is not a pgoutput slot of database {current} \
                  (plugin {plugin:?}, database {database:?}); choose another logrepl.slotName"
             )));
@@ -377,7 +377,7 @@ impl Source for PostgresSource {
         let resume = match &self.resume {
             None => None,
             Some(p) => Some(
-                PgPosition::decode(p).map_err(|m| ConnectorError::fatal(format!("{who}: {m}")))?,
+                PgPosition::decode(p).map_err(|m| ConnectorError::data(format!("{who}: {m}")))?,
             ),
         };
         let client = conn::connect(&self.config.pg, &who).await?;
@@ -387,14 +387,14 @@ impl Source for PostgresSource {
             .map_err(|e| conn::error(&format!("{who}: cannot read wal_level"), &e))?
             .get(0);
         if level != "logical" {
-            return Err(ConnectorError::fatal(format!(
+            return Err(ConnectorError::config(format!(
                 "{who}: the server runs with wal_level = {level}; logical replication needs \
                  wal_level = logical (ALTER SYSTEM SET wal_level = logical, then restart the server)"
             )));
         }
         let tables = conn::resolve_tables(&client, &self.config.tables, &who).await?;
         if tables.is_empty() {
-            return Err(ConnectorError::fatal(format!(
+            return Err(ConnectorError::config(format!(
                 "{who}: no table matches `tables`"
             )));
         }
@@ -448,16 +448,16 @@ impl Source for PostgresSource {
         Ok(())
     }
 
-    async fn read(&self) -> Result<Vec<Record>, ConnectorError> {
+    async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
         let mut batches = self.batches.lock().await;
         let Some(rx) = batches.as_mut() else {
-            return Err(ConnectorError::fatal(format!(
+            return Err(ConnectorError::internal(format!(
                 "{}: read before open",
                 self.who
             )));
         };
         match rx.recv().await {
-            Some(result) => result,
+            Some(result) => result.map(Some),
             None => Err(ConnectorError::transient(format!(
                 "{}: the reader stopped",
                 self.who
@@ -470,7 +470,7 @@ impl Source for PostgresSource {
             return Ok(());
         };
         let position = PgPosition::decode(last)
-            .map_err(|m| ConnectorError::fatal(format!("{}: ack: {m}", self.who)))?;
+            .map_err(|m| ConnectorError::internal(format!("{}: ack: {m}", self.who)))?;
         if let PgPosition::Change { commit_lsn, index } = position
             && let Some(running) = &*self.running.lock().unwrap_or_else(PoisonError::into_inner)
         {
@@ -697,7 +697,7 @@ impl Reader {
                 lines.push(chunk);
                 while let Some(parsed) = lines.next_row(&mut row) {
                     parsed.map_err(|m| {
-                        ConnectorError::fatal(format!(
+                        ConnectorError::data(format!(
                             "{who}: snapshot: table {}: {m}",
                             table.qualified
                         ))
@@ -822,7 +822,7 @@ impl Reader {
                 }
                 ReplicationEvent::XLogData { data, .. } => {
                     let message = pgoutput::decode(&data)
-                        .map_err(|e| ConnectorError::fatal(format!("{}: {e}", self.who)))?;
+                        .map_err(|e| ConnectorError::data(e).context(self.who.clone()))?;
                     if batch.is_empty() {
                         // The read time of the changes of a batch.
                         read_at.clear();
@@ -945,7 +945,7 @@ impl Reader {
             | Message::Logical => return Ok(None),
         };
         let Some(txn) = txn else {
-            return Err(ConnectorError::fatal(format!(
+            return Err(ConnectorError::data(format!(
                 "{}: a change arrived outside a transaction",
                 self.who
             )));
@@ -958,7 +958,7 @@ impl Reader {
             return Ok(None);
         }
         let Some(relation) = relations.get(&relation_oid) else {
-            return Err(ConnectorError::fatal(format!(
+            return Err(ConnectorError::data(format!(
                 "{}: a change for relation {relation_oid} arrived before its Relation message",
                 self.who
             )));

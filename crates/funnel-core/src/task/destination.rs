@@ -71,7 +71,10 @@ impl DestinationTask {
         self.destination
             .teardown()
             .await
-            .map_err(|e| Error::Close(format!("task {} failed to close: {e}", self.id)))
+            .map_err(|source| Error::Teardown {
+                task: self.id.clone(),
+                source,
+            })
     }
 
     /// Writes `records` (no ack is awaited).

@@ -115,28 +115,32 @@ impl SourceTask {
     }
 
     /// Reads the next batch (the seed's `Do`): a fresh batch whose records are numbered
-    /// after every record read before.
+    /// after every record read before; `None` once the source has no more records.
     ///
     /// # Errors
     ///
-    /// [`Error::Read`] when the read fails (including exhaustion, whose source error
-    /// has kind [`Exhausted`](crate::ConnectorErrorKind::Exhausted)), and
-    /// [`Error::EmptyPosition`] when a record has no position.
-    pub async fn read(&mut self) -> Result<Batch> {
+    /// [`Error::Read`] when the read fails, and [`Error::EmptyPosition`] when a record
+    /// has no position.
+    pub async fn read(&mut self) -> Result<Option<Batch>> {
         let started = Instant::now();
-        let batch = self.read_unmetered().await?;
+        let Some(batch) = self.read_unmetered().await? else {
+            return Ok(None);
+        };
         let bytes = batch.records().iter().map(Record::size_hint).sum();
         self.observe_read(started, batch.len(), bytes);
-        Ok(batch)
+        Ok(Some(batch))
     }
 
     /// [`read`](Self::read) without recording metrics: the worker computes each
     /// record's size once, for credits, and records the metrics from those sizes.
-    pub(crate) async fn read_unmetered(&mut self) -> Result<Batch> {
-        let records = self.source.read().await.map_err(|source| Error::Read {
+    pub(crate) async fn read_unmetered(&mut self) -> Result<Option<Batch>> {
+        let read = self.source.read().await.map_err(|source| Error::Read {
             task: self.id.clone(),
             source,
         })?;
+        let Some(records) = read else {
+            return Ok(None);
+        };
         if let Some(index) = records.iter().position(|r| r.position.is_empty()) {
             return Err(Error::EmptyPosition {
                 task: self.id.clone(),
@@ -145,7 +149,7 @@ impl SourceTask {
         }
         let batch = Batch::with_origin_base(records, self.next_origin);
         self.next_origin += batch.len() as u64;
-        Ok(batch)
+        Ok(Some(batch))
     }
 
     /// Records the metrics of a read that started at `started`.

@@ -102,7 +102,10 @@ impl ProcessorTask {
         processor
             .teardown()
             .await
-            .map_err(|e| Error::Close(format!("task {} failed to close: {e}", self.id)))
+            .map_err(|source| Error::Teardown {
+                task: self.id.clone(),
+                source,
+            })
     }
 
     /// One call of the processor on `records`, bounded by the timeout if there is one.

@@ -117,7 +117,10 @@ impl Worker {
         let tasks = Tasks::new(tasks, &order, dlq, &config.pipeline_id)?;
         Ok(Self {
             ids: tasks.ids(),
-            source: SourceHandle::new(Arc::clone(tasks.source.source())),
+            source: SourceHandle::new(
+                tasks.source.id().to_owned(),
+                Arc::clone(tasks.source.source()),
+            ),
             tasks: Some(tasks),
             config,
             stopper: Stopper {
@@ -179,22 +182,22 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// Every failure, joined into one [`Error::Close`].
+    /// Every failure, each kept, in one [`Error::Close`].
     pub async fn close(&mut self) -> Result<()> {
         let mut errors = Vec::new();
         if let Err(e) = self.source.teardown().await {
-            errors.push(e.to_string());
+            errors.push(e);
         }
         match self.tasks.as_mut() {
             Some(tasks) => tasks.close(&mut errors).await,
-            None => errors.push(
+            None => errors.push(Error::Internal(
                 "processors, destinations and the DLQ were lost with an interrupted run".into(),
-            ),
+            )),
         }
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(Error::Close(errors.join("; ")))
+            Err(Error::Close(errors))
         }
     }
 
@@ -293,9 +296,7 @@ impl Worker {
                 "source exhausted its records and is stopping gracefully"
             );
             self.exhausted = true;
-            self.source.teardown().await.map_err(|e| {
-                Error::Close(format!("source finished but failed to tear down: {e}"))
-            })?;
+            self.source.teardown().await?;
         }
         Ok(())
     }

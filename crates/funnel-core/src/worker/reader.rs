@@ -13,7 +13,6 @@ use super::config::WorkerStats;
 use super::settle::{Delivery, LedgerEvent, Settled, Step, settle};
 use super::stage::{Shared, unless_cancelled, yield_to_woken};
 use crate::chain::{RetryLimits, run_read};
-use crate::error::{ConnectorErrorKind, Error};
 use crate::ledger::SlotInit;
 use crate::task::{ProcessorTask, SourceTask};
 
@@ -101,10 +100,8 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
             }
         };
         let batch = match read {
-            Ok(batch) => batch,
-            Err(Error::Read { source: e, .. }) if e.kind() == ConnectorErrorKind::Exhausted => {
-                return ReaderEnd::Exhausted;
-            }
+            Ok(Some(batch)) => batch,
+            Ok(None) => return ReaderEnd::Exhausted,
             Err(e) => {
                 shared.record(u64::MAX, e);
                 return ReaderEnd::Failed;

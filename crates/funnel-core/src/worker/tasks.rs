@@ -29,13 +29,15 @@ pub(super) struct Tasks {
 
 /// The source, torn down at most once whatever happens to its task.
 pub(super) struct SourceHandle {
+    id: String,
     source: Arc<dyn Source>,
     torn_down: bool,
 }
 
 impl SourceHandle {
-    pub(super) fn new(source: Arc<dyn Source>) -> Self {
+    pub(super) fn new(id: String, source: Arc<dyn Source>) -> Self {
         Self {
+            id,
             source,
             torn_down: false,
         }
@@ -49,7 +51,10 @@ impl SourceHandle {
         self.source
             .teardown()
             .await
-            .map_err(|e| Error::Close(format!("failed to tear down source: {e}")))?;
+            .map_err(|source| Error::Teardown {
+                task: self.id.clone(),
+                source,
+            })?;
         self.torn_down = true;
         Ok(())
     }
@@ -182,24 +187,24 @@ impl Tasks {
 
     /// Closes processors and destinations in open order, then the DLQ, collecting
     /// every failure into `errors`.
-    pub(super) async fn close(&mut self, errors: &mut Vec<String>) {
+    pub(super) async fn close(&mut self, errors: &mut Vec<Error>) {
         for p in &mut self.trunk {
             if let Err(e) = p.close().await {
-                errors.push(e.to_string());
+                errors.push(e);
             }
         }
         for b in &mut self.branches {
             for p in &mut b.processors {
                 if let Err(e) = p.close().await {
-                    errors.push(e.to_string());
+                    errors.push(e);
                 }
             }
             if let Err(e) = b.destination.close().await {
-                errors.push(e.to_string());
+                errors.push(e);
             }
         }
         if let Err(e) = self.dlq.close().await {
-            errors.push(e.to_string());
+            errors.push(e);
         }
     }
 }
