@@ -248,19 +248,25 @@ pub async fn delete(
 ///
 /// # Errors
 ///
-/// [`BuildError::Config`] for an unknown plugin or invalid settings.
+/// [`BuildError::Settings`] for an unknown plugin, [`BuildError::Cleanup`] for settings
+/// the cleanup cannot work with.
 pub fn delete_plan(pipeline: &PipelineConfig) -> Result<Vec<String>, BuildError> {
     let mut plan = Vec::new();
     for source in pipeline.sources() {
         let id = format!("{}:{}", pipeline.id, source.id);
-        let config_error = |message: String| BuildError::Config {
+        let name = plugin(&source.plugin).map_err(|errors| BuildError::Settings {
             pipeline: pipeline.id.clone(),
-            message,
-        };
-        let name = plugin_name(&source.plugin).map_err(config_error)?;
+            component: format!("connector {id}"),
+            errors,
+        })?;
         plan.extend(
-            funnel_connectors::cleanup_plan(name, &id, &source.settings)
-                .map_err(|e| config_error(format!("connector {id}: {e}")))?,
+            funnel_connectors::cleanup_plan(name, &id, &source.settings).map_err(|source| {
+                BuildError::Cleanup {
+                    pipeline: pipeline.id.clone(),
+                    connector: id.clone(),
+                    source,
+                }
+            })?,
         );
     }
     Ok(plan)

@@ -161,11 +161,11 @@ impl PostgresSource {
                 &[publication],
             )
             .await
-            .map_err(|e| conn::error(&format!("{who}: cannot read publications"), &e))?;
+            .map_err(|e| conn::error(&format!("{who}: cannot read publications"), e))?;
         let create_error = |e: tokio_postgres::Error| {
             conn::error(
                 &format!("{who}: cannot create publication {publication}"),
-                &e,
+                e,
             )
         };
         let created = row.is_none();
@@ -200,7 +200,7 @@ impl PostgresSource {
                             &[publication, &i64::from(table.oid)],
                         )
                         .await
-                        .map_err(|e| conn::error(&format!("{who}: cannot read publications"), &e))?;
+                        .map_err(|e| conn::error(&format!("{who}: cannot read publications"), e))?;
                     if covered.is_none() {
                         client
                             .batch_execute(&format!(
@@ -215,7 +215,7 @@ impl PostgresSource {
                                         "{who}: cannot add table {} to publication {publication}",
                                         table.qualified
                                     ),
-                                    &e,
+                                    e,
                                 )
                             })?;
                         tracing::info!(connector = %self.id, %publication, table = %table.qualified, "added table to publication");
@@ -309,10 +309,7 @@ impl PostgresSource {
                         )
                         .await
                         .map_err(|e| {
-                            conn::error(
-                                &format!("{who}: cannot create replication slot {slot}"),
-                                &e,
-                            )
+                            conn::error(&format!("{who}: cannot create replication slot {slot}"), e)
                         })?;
                 }
                 Start::Stream
@@ -353,7 +350,7 @@ impl PostgresSource {
                 &[slot],
             )
             .await
-            .map_err(|e| conn::error(&format!("{who}: cannot read replication slots"), &e))?;
+            .map_err(|e| conn::error(&format!("{who}: cannot read replication slots"), e))?;
         let Some(row) = row else {
             return Ok(false);
         };
@@ -384,7 +381,7 @@ impl Source for PostgresSource {
         let level: String = client
             .query_one("SHOW wal_level", &[])
             .await
-            .map_err(|e| conn::error(&format!("{who}: cannot read wal_level"), &e))?
+            .map_err(|e| conn::error(&format!("{who}: cannot read wal_level"), e))?
             .get(0);
         if level != "logical" {
             return Err(ConnectorError::config(format!(
@@ -603,7 +600,7 @@ impl Reader {
     ) -> Result<bool, ConnectorError> {
         let who = self.who.clone();
         let sql_error = |what: &str, e: tokio_postgres::Error| {
-            conn::error(&format!("{who}: snapshot: {what}"), &e)
+            conn::error(&format!("{who}: snapshot: {what}"), e)
         };
         self.client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -1074,7 +1071,7 @@ pub(crate) async fn cleanup(config: &PostgresSourceConfig, id: &str) -> Result<(
             Err(e) => {
                 return Err(conn::error(
                     &format!("{who}: cannot drop replication slot {slot}"),
-                    &e,
+                    e,
                 ));
             }
         }
@@ -1088,7 +1085,7 @@ pub(crate) async fn cleanup(config: &PostgresSourceConfig, id: &str) -> Result<(
         .map_err(|e| {
             conn::error(
                 &format!("{who}: cannot drop publication {}", config.publication),
-                &e,
+                e,
             )
         })?;
     tracing::info!(connector = %id, %slot, publication = %config.publication, "dropped replication slot and publication");
