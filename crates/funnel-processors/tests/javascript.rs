@@ -9,21 +9,14 @@ use std::io::Write as _;
 
 use bytes::Bytes;
 use funnel_core::{ProcessedRecord, Processor};
-use funnel_processors::{Settings, SettingsError, build};
+use funnel_processors::{SettingsError, build};
 use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, Value};
 
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
+mod support;
+use support::{error_text, map, output, process_one, settings, single};
 
 fn build_errors(pairs: &[(&str, &str)]) -> Vec<SettingsError> {
-    match build("custom.javascript", "js1", &settings(pairs)) {
-        Ok(_) => panic!("settings {pairs:?} were accepted"),
-        Err(errors) => errors,
-    }
+    support::build_errors("custom.javascript", "js1", pairs)
 }
 
 async fn open(script: &str) -> Box<dyn Processor> {
@@ -33,13 +26,25 @@ async fn open(script: &str) -> Box<dyn Processor> {
     processor
 }
 
+/// The error `open` fails with for these settings, which `build` accepts.
+async fn open_error(pairs: &[(&str, &str)]) -> String {
+    let mut processor =
+        build("custom.javascript", "js1", &settings(pairs)).expect("build does no I/O");
+    processor.open().await.unwrap_err().to_string()
+}
+
+/// A record with raw `x` as its payload, for scripts that do not look at the data.
+fn any_record() -> Record {
+    record_with_after(Data::raw("x"))
+}
+
+/// The error text of a script run on [`any_record`].
+async fn script_error(script: &str) -> String {
+    error_text(&process_one(&mut open(script).await, any_record()).await)
+}
+
 fn structured(pairs: &[(&str, Value)]) -> Data {
-    Data::Structured(
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-    )
+    Data::Structured(map(pairs))
 }
 
 fn record_with_after(after: Data) -> Record {
@@ -55,25 +60,11 @@ fn record_with_after(after: Data) -> Record {
     }
 }
 
-fn single(result: ProcessedRecord) -> Record {
-    match result {
-        ProcessedRecord::Single(record) => record,
-        other => panic!("expected one record, got {other:?}"),
-    }
-}
-
-fn error_text(result: &ProcessedRecord) -> String {
-    match result {
-        ProcessedRecord::Error(error) => error.to_string(),
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn a_script_that_sets_a_field_changes_structured_data_and_keeps_the_rest() {
     let mut js = open("function process(r) { r.Payload.After.done = true; return r; }").await;
     let input = record_with_after(structured(&[("id", Value::Int(7))]));
-    let out = single(js.process(std::slice::from_ref(&input)).await.remove(0));
+    let out = output(&mut js, input.clone()).await;
     let mut expected = input.clone();
     expected.payload.after = Some(structured(&[
         ("done", Value::Bool(true)),
@@ -97,8 +88,8 @@ async fn the_record_exposes_position_operation_metadata_and_key_to_the_script() 
         }"#,
     )
     .await;
-    let input = record_with_after(Data::raw("x"));
-    let out = single(js.process(&[input]).await.remove(0));
+    let input = any_record();
+    let out = output(&mut js, input).await;
     assert_eq!(
         out.payload.after,
         Some(structured(&[
@@ -131,11 +122,7 @@ async fn raw_data_arrives_as_bytes_and_raw_data_from_a_string_goes_back_as_bytes
         }"#,
     )
     .await;
-    let out = single(
-        js.process(&[record_with_after(Data::raw("hello"))])
-            .await
-            .remove(0),
-    );
+    let out = output(&mut js, record_with_after(Data::raw("hello"))).await;
     assert_eq!(out.payload.after, Some(Data::raw("HELLO")));
     assert_eq!(out.payload.before, Some(Data::raw("as a string")));
     assert_eq!(out.key, Some(Data::Raw(Bytes::from_static(&[1, 2, 255]))));
@@ -163,7 +150,7 @@ async fn structured_values_keep_their_types_through_the_script() {
         ),
     ]);
     let input = record_with_after(after);
-    let out = single(js.process(std::slice::from_ref(&input)).await.remove(0));
+    let out = output(&mut js, input.clone()).await;
     assert_eq!(out, input);
 }
 
@@ -197,9 +184,7 @@ async fn returning_null_or_undefined_filters_the_record() {
 
 #[tokio::test]
 async fn an_exception_nacks_the_record_with_the_processor_id_and_the_javascript_error() {
-    let mut js = open("function process(r) {\n  throw new TypeError('no good');\n}").await;
-    let results = js.process(&[record_with_after(Data::raw("x"))]).await;
-    let text = error_text(&results[0]);
+    let text = script_error("function process(r) {\n  throw new TypeError('no good');\n}").await;
     assert!(text.contains("\"js1\""), "{text}");
     assert!(text.contains("custom.javascript"), "{text}");
     assert!(text.contains("TypeError: no good"), "{text}");
@@ -211,25 +196,20 @@ async fn an_exception_nacks_the_record_with_the_processor_id_and_the_javascript_
 
 #[tokio::test]
 async fn a_thrown_value_that_is_not_an_error_is_reported_too() {
-    let mut js = open("function process(r) { throw 'plain text'; }").await;
-    let results = js.process(&[record_with_after(Data::raw("x"))]).await;
-    assert!(error_text(&results[0]).contains("plain text"));
+    let text = script_error("function process(r) { throw 'plain text'; }").await;
+    assert!(text.contains("plain text"), "{text}");
 }
 
 #[tokio::test]
 async fn a_return_value_that_is_not_a_record_nacks_the_record() {
-    let mut js = open("function process(r) { return 42; }").await;
-    let results = js.process(&[record_with_after(Data::raw("x"))]).await;
-    let text = error_text(&results[0]);
+    let text = script_error("function process(r) { return 42; }").await;
     assert!(text.contains("expected to return a record"), "{text}");
     assert!(text.contains("42"), "{text}");
 }
 
 #[tokio::test]
 async fn an_unknown_operation_nacks_the_record() {
-    let mut js = open("function process(r) { r.Operation = 'upsert'; return r; }").await;
-    let results = js.process(&[record_with_after(Data::raw("x"))]).await;
-    let text = error_text(&results[0]);
+    let text = script_error("function process(r) { r.Operation = 'upsert'; return r; }").await;
     assert!(text.contains("could not unmarshal operation"), "{text}");
     assert!(text.contains("upsert"), "{text}");
 }
@@ -246,7 +226,7 @@ async fn operations_and_positions_set_by_the_script_are_parsed() {
     .await;
     let mut inputs = Vec::new();
     for op in ["update", "delete", "snapshot", "Operation(9)"] {
-        let mut record = record_with_after(Data::raw("x"));
+        let mut record = any_record();
         record.metadata.insert("op", op);
         inputs.push(record);
     }
@@ -281,7 +261,7 @@ async fn globals_persist_across_records_and_batches_within_one_instance_only() {
         }"#;
     let mut first = open(script).await;
     let mut second = open(script).await;
-    let record = record_with_after(Data::raw("x"));
+    let record = any_record();
     let seen = |results: Vec<ProcessedRecord>| -> Vec<String> {
         results
             .into_iter()
@@ -317,7 +297,7 @@ async fn a_batch_gives_one_result_per_record_in_order_and_an_error_spoils_only_i
     .await;
     let inputs: Vec<Record> = (0..200)
         .map(|n| {
-            let mut record = record_with_after(Data::raw("x"));
+            let mut record = any_record();
             record.metadata.insert("n", n.to_string());
             record
         })
@@ -353,11 +333,7 @@ async fn the_helpers_and_the_logger_are_available() {
         }"#,
     )
     .await;
-    let out = single(
-        js.process(&[record_with_after(Data::raw("x"))])
-            .await
-            .remove(0),
-    );
+    let out = output(&mut js, any_record()).await;
     assert_eq!(out.metadata.get("kind"), Some("object"));
     assert_eq!(out.payload.after, Some(Data::raw("")));
 }
@@ -371,20 +347,12 @@ async fn metadata_values_are_converted_to_strings_and_null_metadata_is_kept_null
         }"#,
     )
     .await;
-    let out = single(
-        js.process(&[record_with_after(Data::raw("x"))])
-            .await
-            .remove(0),
-    );
+    let out = output(&mut js, any_record()).await;
     assert_eq!(out.metadata.get("count"), Some("3"));
     assert_eq!(out.metadata.get("flag"), Some("true"));
 
     let mut js = open("function process(r) { r.Metadata = null; return r; }").await;
-    let out = single(
-        js.process(&[record_with_after(Data::raw("x"))])
-            .await
-            .remove(0),
-    );
+    let out = output(&mut js, any_record()).await;
     assert!(out.metadata.is_nil());
 }
 
@@ -404,23 +372,13 @@ async fn the_script_can_be_read_from_a_file_when_the_processor_opens() {
     )
     .unwrap();
     js.open().await.unwrap();
-    let out = single(
-        js.process(&[record_with_after(Data::raw("x"))])
-            .await
-            .remove(0),
-    );
+    let out = output(&mut js, any_record()).await;
     assert_eq!(out.metadata.get("from"), Some("file"));
 }
 
 #[tokio::test]
 async fn a_missing_script_file_is_not_read_on_build_but_fails_open() {
-    let mut js = build(
-        "custom.javascript",
-        "js1",
-        &settings(&[("script.path", "/nonexistent/funnel/script.js")]),
-    )
-    .expect("build does no I/O");
-    let error = js.open().await.unwrap_err().to_string();
+    let error = open_error(&[("script.path", "/nonexistent/funnel/script.js")]).await;
     assert!(error.contains("error reading script from path"), "{error}");
     assert!(error.contains("/nonexistent/funnel/script.js"), "{error}");
     assert!(error.contains("\"js1\""), "{error}");
@@ -428,13 +386,7 @@ async fn a_missing_script_file_is_not_read_on_build_but_fails_open() {
 
 #[tokio::test]
 async fn a_syntax_error_fails_open_with_the_compile_error() {
-    let mut js = build(
-        "custom.javascript",
-        "js1",
-        &settings(&[("script", "function {")]),
-    )
-    .expect("the script is compiled on open");
-    let error = js.open().await.unwrap_err().to_string();
+    let error = open_error(&[("script", "function {")]).await;
     assert!(
         error.contains("failed initializing JS function: failed to compile script: SyntaxError"),
         "{error}"
@@ -443,13 +395,7 @@ async fn a_syntax_error_fails_open_with_the_compile_error() {
 
 #[tokio::test]
 async fn a_script_without_a_process_function_fails_open() {
-    let mut js = build(
-        "custom.javascript",
-        "js1",
-        &settings(&[("script", "var process = 3;")]),
-    )
-    .unwrap();
-    let error = js.open().await.unwrap_err().to_string();
+    let error = open_error(&[("script", "var process = 3;")]).await;
     assert!(
         error.contains("failed to get entrypoint function \"process\""),
         "{error}"
@@ -458,13 +404,7 @@ async fn a_script_without_a_process_function_fails_open() {
 
 #[tokio::test]
 async fn a_script_that_throws_while_loading_fails_open() {
-    let mut js = build(
-        "custom.javascript",
-        "js1",
-        &settings(&[("script", "throw new Error('at load');")]),
-    )
-    .unwrap();
-    let error = js.open().await.unwrap_err().to_string();
+    let error = open_error(&[("script", "throw new Error('at load');")]).await;
     assert!(error.contains("failed to run program"), "{error}");
     assert!(error.contains("at load"), "{error}");
 }
@@ -536,9 +476,7 @@ async fn returned_data_that_cannot_be_stored_nacks_the_record_and_says_where() {
         ),
     ];
     for (change, expected) in cases {
-        let mut js = open(&format!("function process(r) {{ {change} return r; }}")).await;
-        let results = js.process(&[record_with_after(Data::raw("x"))]).await;
-        let text = error_text(&results[0]);
+        let text = script_error(&format!("function process(r) {{ {change} return r; }}")).await;
         assert!(text.contains(expected), "{change}: {text}");
     }
 }
@@ -552,11 +490,7 @@ async fn integral_numbers_come_back_as_integers_and_others_as_floats() {
         }"#,
     )
     .await;
-    let out = single(
-        js.process(&[record_with_after(Data::raw("x"))])
-            .await
-            .remove(0),
-    );
+    let out = output(&mut js, any_record()).await;
     assert_eq!(
         out.payload.after,
         Some(structured(&[
@@ -584,7 +518,7 @@ async fn raw_bytes_of_every_value_round_trip_and_in_place_changes_are_seen() {
     let mut record = record_with_after(Data::raw(bytes.clone()));
     record.position = Position::from(bytes.clone());
     record.key = Some(Data::raw(vec![200u8, 0, 255]));
-    let out = single(processor.process(&[record.clone()]).await.remove(0));
+    let out = output(&mut processor, record.clone()).await;
     assert_eq!(out.position, record.position);
     assert_eq!(out.key, Some(Data::raw(vec![7u8, 0, 255])));
     assert_eq!(out.payload.before, Some(Data::raw(bytes.clone())));

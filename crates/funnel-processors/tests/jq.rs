@@ -3,36 +3,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "jq")]
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use funnel_core::{ProcessedRecord, Processor};
-use funnel_processors::{Settings, SettingsError, build};
+use funnel_processors::{SettingsError, build};
 use funnel_record::{Data, Operation, Payload, Position, Record, Value};
 
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
+mod support;
+use support::{error_text, map, output, settings, single};
 
 fn jq(pairs: &[(&str, &str)]) -> Box<dyn Processor> {
     build("jq", "jq1", &settings(pairs)).expect("settings are valid")
 }
 
 fn build_errors(pairs: &[(&str, &str)]) -> Vec<SettingsError> {
-    match build("jq", "jq1", &settings(pairs)) {
-        Ok(_) => panic!("settings {pairs:?} were accepted"),
-        Err(errors) => errors,
-    }
-}
-
-fn map(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
+    support::build_errors("jq", "jq1", pairs)
 }
 
 fn record(after: Option<Data>) -> Record {
@@ -48,20 +32,6 @@ fn record(after: Option<Data>) -> Record {
     }
 }
 
-fn single(result: ProcessedRecord) -> Record {
-    match result {
-        ProcessedRecord::Single(record) => record,
-        other => panic!("expected one record, got {other:?}"),
-    }
-}
-
-fn error_text(result: &ProcessedRecord) -> String {
-    match result {
-        ProcessedRecord::Error(error) => error.to_string(),
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn one_result_replaces_the_structured_payload_and_keeps_the_rest_of_the_record() {
     let mut p = jq(&[("filter", "{name: .name | ascii_upcase, total: (.a + .b)}")]);
@@ -70,7 +40,7 @@ async fn one_result_replaces_the_structured_payload_and_keeps_the_rest_of_the_re
         ("a", Value::Int(2)),
         ("b", Value::Float(0.5)),
     ]))));
-    let out = single(p.process(std::slice::from_ref(&input)).await.remove(0));
+    let out = output(&mut p, input.clone()).await;
     let mut expected = input.clone();
     expected.payload.after = Some(Data::Structured(map(&[
         ("name", Value::String("BOB".into())),
@@ -95,7 +65,7 @@ async fn values_keep_their_types_through_an_identity_program() {
         ("nested", Value::Map(map(&[("x", Value::Int(1))]))),
     ]));
     let input = record(Some(after));
-    let out = single(p.process(std::slice::from_ref(&input)).await.remove(0));
+    let out = output(&mut p, input.clone()).await;
     assert_eq!(out, input);
 }
 
@@ -103,7 +73,7 @@ async fn values_keep_their_types_through_an_identity_program() {
 async fn raw_data_holding_json_is_parsed_first() {
     let mut p = jq(&[("filter", ".user")]);
     let input = record(Some(Data::raw(r#"{"user": {"id": 5, "tags": ["a"]}}"#)));
-    let out = single(p.process(&[input]).await.remove(0));
+    let out = output(&mut p, input).await;
     assert_eq!(
         out.payload.after,
         Some(Data::Structured(map(&[
@@ -129,12 +99,12 @@ async fn a_string_result_becomes_raw_text_and_other_scalars_raw_json() {
         "kind",
         Value::String("order".into()),
     )]))));
-    let out = single(p.process(&[input]).await.remove(0));
+    let out = output(&mut p, input).await;
     assert_eq!(out.payload.after, Some(Data::raw("order")));
 
     let mut p = jq(&[("filter", "[.a, .a * 2]")]);
     let input = record(Some(Data::Structured(map(&[("a", Value::Int(21))]))));
-    let out = single(p.process(&[input]).await.remove(0));
+    let out = output(&mut p, input).await;
     assert_eq!(out.payload.after, Some(Data::raw("[21,42]")));
 }
 
@@ -232,7 +202,7 @@ async fn a_nested_field_is_the_input_and_takes_the_result() {
         ("filter", ".name |= ascii_downcase"),
     ]);
     let input = record(Some(Data::raw(r#"{"user": {"name": "ANN"}, "other": 1}"#)));
-    let out = single(p.process(&[input]).await.remove(0));
+    let out = output(&mut p, input).await;
     assert_eq!(
         out.payload.after,
         Some(Data::Structured(map(&[
@@ -250,7 +220,7 @@ async fn the_key_can_be_the_field() {
     let mut p = jq(&[("field", ".Key"), ("filter", "{id: .}")]);
     let mut input = record(None);
     input.key = Some(Data::raw("12"));
-    let out = single(p.process(&[input]).await.remove(0));
+    let out = output(&mut p, input).await;
     assert_eq!(
         out.key,
         Some(Data::Structured(map(&[("id", Value::Int(12))])))
@@ -260,7 +230,7 @@ async fn the_key_can_be_the_field() {
 #[tokio::test]
 async fn no_data_is_null_to_the_program() {
     let mut p = jq(&[("filter", "{was_null: (. == null)}")]);
-    let out = single(p.process(&[record(None)]).await.remove(0));
+    let out = output(&mut p, record(None)).await;
     assert_eq!(
         out.payload.after,
         Some(Data::Structured(map(&[("was_null", Value::Bool(true))])))
@@ -292,26 +262,19 @@ fn a_program_that_does_not_parse_is_a_settings_error_on_filter_with_its_location
     let errors = build_errors(&[("filter", ".a |\n  {b: }")]);
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].setting, "filter");
-    assert!(
-        errors[0].message.contains("does not parse"),
-        "{}",
-        errors[0].message
-    );
-    assert!(
-        errors[0].message.contains("line 2"),
-        "{}",
-        errors[0].message
-    );
+    let message = &errors[0].message;
+    assert!(message.contains("does not parse"), "{message}");
+    assert!(message.contains("line 2"), "{message}");
 }
 
 #[test]
 fn an_undefined_function_is_a_settings_error_on_filter_naming_it() {
     let errors = build_errors(&[("filter", "nosuchthing(1)")]);
     assert_eq!(errors[0].setting, "filter");
+    let message = &errors[0].message;
     assert!(
-        errors[0].message.contains("undefined filter nosuchthing/1"),
-        "{}",
-        errors[0].message
+        message.contains("undefined filter nosuchthing/1"),
+        "{message}"
     );
 }
 
