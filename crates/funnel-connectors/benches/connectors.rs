@@ -157,7 +157,7 @@ fn file_source(c: &mut Criterion) {
                 source.open().await.unwrap();
                 let mut read = 0;
                 while read < LINES {
-                    read += source.read().await.unwrap().len();
+                    read += source.read().await.unwrap().expect("a batch").len();
                 }
                 source.teardown().await.unwrap();
             });
