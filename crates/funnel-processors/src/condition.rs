@@ -152,13 +152,7 @@ impl Processor for Conditional {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use funnel_test_utils::results::settings;
 
     fn record(key: &str) -> Record {
         let mut r = Record::new(key, "");

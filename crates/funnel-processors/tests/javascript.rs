@@ -12,11 +12,11 @@ use funnel_core::{ProcessedRecord, Processor};
 use funnel_processors::{SettingsError, build};
 use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, Value};
 
-mod support;
-use support::{error_text, map, output, process_one, settings, single};
+use funnel_test_utils::results::{error_text, fields, output, process_one, settings, single};
 
 fn build_errors(pairs: &[(&str, &str)]) -> Vec<SettingsError> {
-    support::build_errors("custom.javascript", "js1", pairs)
+    let refused = build("custom.javascript", "js1", &settings(pairs)).err();
+    refused.unwrap_or_else(|| panic!("settings {pairs:?} were accepted"))
 }
 
 async fn open(script: &str) -> Box<dyn Processor> {
@@ -44,7 +44,7 @@ async fn script_error(script: &str) -> String {
 }
 
 fn structured(pairs: &[(&str, Value)]) -> Data {
-    Data::Structured(map(pairs))
+    Data::Structured(fields(pairs))
 }
 
 fn record_with_after(after: Data) -> Record {
@@ -232,7 +232,7 @@ async fn operations_and_positions_set_by_the_script_are_parsed() {
     }
     let results = js.process(&inputs).await;
     let operations: Vec<Operation> = results
-        .into_iter()
+        .iter()
         .map(|r| {
             let record = single(r);
             assert_eq!(record.position, Position::from("new-position"));
@@ -264,7 +264,7 @@ async fn globals_persist_across_records_and_batches_within_one_instance_only() {
     let record = any_record();
     let seen = |results: Vec<ProcessedRecord>| -> Vec<String> {
         results
-            .into_iter()
+            .iter()
             .map(|r| single(r).metadata.get("seen").unwrap().to_owned())
             .collect()
     };
@@ -543,7 +543,6 @@ async fn a_record_kept_from_an_earlier_call_still_has_its_own_bytes() {
     two.key = Some(Data::raw("k2"));
     two.position = Position::from("pos-2");
     let results = processor.process(&[one.clone(), two]).await;
-    let outs: Vec<Record> = results.into_iter().map(single).collect();
-    assert_eq!(outs[0], one);
-    assert_eq!(outs[1], one);
+    let outs: Vec<&Record> = results.iter().map(single).collect();
+    assert_eq!(outs, [&one, &one]);
 }

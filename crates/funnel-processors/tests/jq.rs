@@ -8,15 +8,15 @@ use funnel_core::{ProcessedRecord, Processor};
 use funnel_processors::{SettingsError, build};
 use funnel_record::{Data, Operation, Payload, Position, Record, Value};
 
-mod support;
-use support::{error_text, map, output, settings, single};
+use funnel_test_utils::results::{error_text, fields, output, settings, single};
 
 fn jq(pairs: &[(&str, &str)]) -> Box<dyn Processor> {
     build("jq", "jq1", &settings(pairs)).expect("settings are valid")
 }
 
 fn build_errors(pairs: &[(&str, &str)]) -> Vec<SettingsError> {
-    support::build_errors("jq", "jq1", pairs)
+    let refused = build("jq", "jq1", &settings(pairs)).err();
+    refused.unwrap_or_else(|| panic!("settings {pairs:?} were accepted"))
 }
 
 fn record(after: Option<Data>) -> Record {
@@ -35,14 +35,14 @@ fn record(after: Option<Data>) -> Record {
 #[tokio::test]
 async fn one_result_replaces_the_structured_payload_and_keeps_the_rest_of_the_record() {
     let mut p = jq(&[("filter", "{name: .name | ascii_upcase, total: (.a + .b)}")]);
-    let input = record(Some(Data::Structured(map(&[
+    let input = record(Some(Data::Structured(fields(&[
         ("name", Value::String("bob".into())),
         ("a", Value::Int(2)),
         ("b", Value::Float(0.5)),
     ]))));
     let out = output(&mut p, input.clone()).await;
     let mut expected = input.clone();
-    expected.payload.after = Some(Data::Structured(map(&[
+    expected.payload.after = Some(Data::Structured(fields(&[
         ("name", Value::String("BOB".into())),
         ("total", Value::Float(2.5)),
     ])));
@@ -52,7 +52,7 @@ async fn one_result_replaces_the_structured_payload_and_keeps_the_rest_of_the_re
 #[tokio::test]
 async fn values_keep_their_types_through_an_identity_program() {
     let mut p = jq(&[("filter", ".")]);
-    let after = Data::Structured(map(&[
+    let after = Data::Structured(fields(&[
         ("int", Value::Int(-3)),
         ("big", Value::Int(1_747_353_650_123)),
         ("huge", Value::Uint(u64::MAX)),
@@ -62,7 +62,7 @@ async fn values_keep_their_types_through_an_identity_program() {
         ("null", Value::Null),
         ("flag", Value::Bool(true)),
         ("list", Value::Array(vec![Value::Int(1), Value::Null])),
-        ("nested", Value::Map(map(&[("x", Value::Int(1))]))),
+        ("nested", Value::Map(fields(&[("x", Value::Int(1))]))),
     ]));
     let input = record(Some(after));
     let out = output(&mut p, input.clone()).await;
@@ -76,7 +76,7 @@ async fn raw_data_holding_json_is_parsed_first() {
     let out = output(&mut p, input).await;
     assert_eq!(
         out.payload.after,
-        Some(Data::Structured(map(&[
+        Some(Data::Structured(fields(&[
             ("id", Value::Int(5)),
             ("tags", Value::Array(vec![Value::String("a".into())])),
         ])))
@@ -95,7 +95,7 @@ async fn raw_data_that_is_not_json_nacks_the_record() {
 #[tokio::test]
 async fn a_string_result_becomes_raw_text_and_other_scalars_raw_json() {
     let mut p = jq(&[("filter", ".[\"kind\"]")]);
-    let input = record(Some(Data::Structured(map(&[(
+    let input = record(Some(Data::Structured(fields(&[(
         "kind",
         Value::String("order".into()),
     )]))));
@@ -103,14 +103,17 @@ async fn a_string_result_becomes_raw_text_and_other_scalars_raw_json() {
     assert_eq!(out.payload.after, Some(Data::raw("order")));
 
     let mut p = jq(&[("filter", "[.a, .a * 2]")]);
-    let input = record(Some(Data::Structured(map(&[("a", Value::Int(21))]))));
+    let input = record(Some(Data::Structured(fields(&[("a", Value::Int(21))]))));
     let out = output(&mut p, input).await;
     assert_eq!(out.payload.after, Some(Data::raw("[21,42]")));
 }
 
 #[tokio::test]
 async fn a_null_result_or_no_result_filters_the_record() {
-    let input = record(Some(Data::Structured(map(&[("keep", Value::Bool(false))]))));
+    let input = record(Some(Data::Structured(fields(&[(
+        "keep",
+        Value::Bool(false),
+    )]))));
     for filter in ["null", "empty", "select(.keep)", ".missing"] {
         let mut p = jq(&[("filter", filter)]);
         assert_eq!(
@@ -124,7 +127,7 @@ async fn a_null_result_or_no_result_filters_the_record() {
 #[tokio::test]
 async fn several_results_split_the_record_in_order() {
     let mut p = jq(&[("filter", ".items[] | {item: .}")]);
-    let input = record(Some(Data::Structured(map(&[(
+    let input = record(Some(Data::Structured(fields(&[(
         "items",
         Value::Array(vec![Value::Int(1), Value::Null, Value::Int(3)]),
     )]))));
@@ -136,9 +139,9 @@ async fn several_results_split_the_record_in_order() {
     assert_eq!(
         items,
         vec![
-            Some(Data::Structured(map(&[("item", Value::Int(1))]))),
-            Some(Data::Structured(map(&[("item", Value::Null)]))),
-            Some(Data::Structured(map(&[("item", Value::Int(3))]))),
+            Some(Data::Structured(fields(&[("item", Value::Int(1))]))),
+            Some(Data::Structured(fields(&[("item", Value::Null)]))),
+            Some(Data::Structured(fields(&[("item", Value::Int(3))]))),
         ]
     );
     for piece in pieces {
@@ -165,11 +168,11 @@ async fn a_jq_error_nacks_the_record_with_a_clear_message() {
         "filter",
         r#"if .ok then . else error("not ok: \(.id)") end"#,
     )]);
-    let bad = record(Some(Data::Structured(map(&[
+    let bad = record(Some(Data::Structured(fields(&[
         ("ok", Value::Bool(false)),
         ("id", Value::Int(9)),
     ]))));
-    let good = record(Some(Data::Structured(map(&[("ok", Value::Bool(true))]))));
+    let good = record(Some(Data::Structured(fields(&[("ok", Value::Bool(true))]))));
     let results = p.process(&[bad, good.clone()]).await;
     let text = error_text(&results[0]);
     assert!(text.contains("processor \"jq1\" (jq)"), "{text}");
@@ -180,7 +183,7 @@ async fn a_jq_error_nacks_the_record_with_a_clear_message() {
 #[tokio::test]
 async fn a_type_error_nacks_the_record() {
     let mut p = jq(&[("filter", ".a + 1")]);
-    let input = record(Some(Data::Structured(map(&[(
+    let input = record(Some(Data::Structured(fields(&[(
         "a",
         Value::String("x".into()),
     )]))));
@@ -205,11 +208,11 @@ async fn a_nested_field_is_the_input_and_takes_the_result() {
     let out = output(&mut p, input).await;
     assert_eq!(
         out.payload.after,
-        Some(Data::Structured(map(&[
+        Some(Data::Structured(fields(&[
             ("other", Value::Int(1)),
             (
                 "user",
-                Value::Map(map(&[("name", Value::String("ann".into()))]))
+                Value::Map(fields(&[("name", Value::String("ann".into()))]))
             ),
         ])))
     );
@@ -223,7 +226,7 @@ async fn the_key_can_be_the_field() {
     let out = output(&mut p, input).await;
     assert_eq!(
         out.key,
-        Some(Data::Structured(map(&[("id", Value::Int(12))])))
+        Some(Data::Structured(fields(&[("id", Value::Int(12))])))
     );
 }
 
@@ -233,7 +236,7 @@ async fn no_data_is_null_to_the_program() {
     let out = output(&mut p, record(None)).await;
     assert_eq!(
         out.payload.after,
-        Some(Data::Structured(map(&[("was_null", Value::Bool(true))])))
+        Some(Data::Structured(fields(&[("was_null", Value::Bool(true))])))
     );
 }
 
@@ -241,7 +244,7 @@ async fn no_data_is_null_to_the_program() {
 async fn a_batch_gives_one_result_per_record_in_order() {
     let mut p = jq(&[("filter", "select(.n % 3 != 0) | .n *= 10")]);
     let inputs: Vec<Record> = (0..100)
-        .map(|n| record(Some(Data::Structured(map(&[("n", Value::Int(n))])))))
+        .map(|n| record(Some(Data::Structured(fields(&[("n", Value::Int(n))])))))
         .collect();
     let results = p.process(&inputs).await;
     assert_eq!(results.len(), inputs.len());
@@ -250,8 +253,8 @@ async fn a_batch_gives_one_result_per_record_in_order() {
             assert_eq!(result, ProcessedRecord::Filter, "record {n}");
         } else {
             assert_eq!(
-                single(result).payload.after,
-                Some(Data::Structured(map(&[("n", Value::Int(n * 10))])))
+                single(&result).payload.after,
+                Some(Data::Structured(fields(&[("n", Value::Int(n * 10))])))
             );
         }
     }

@@ -1,7 +1,8 @@
 //! Test helpers for Funnel: in-memory connectors with fault injection, processors
 //! driven by a per-record plan, the stop-and-wait reference executor the pipelined
-//! worker is compared with, and the connector compliance suite
-//! ([`compliance`]) every connector's integration test runs.
+//! worker is compared with, the connector compliance suite ([`compliance`]) every
+//! connector's integration test runs, and helpers for running records through a
+//! processor ([`results`]).
 //!
 //! Nothing here is for production use; `publish = false`.
 
@@ -9,5 +10,6 @@ pub mod compliance;
 pub mod memory;
 pub mod plan;
 pub mod reference;
+pub mod results;
 
 pub use memory::{FnProcessor, MemoryDestination, MemorySource};

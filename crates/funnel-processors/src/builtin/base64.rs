@@ -173,6 +173,7 @@ fn go_base64_error(err: &base64::DecodeError, len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use funnel_test_utils::results::{error_text, single};
 
     fn settings(field: &str) -> Settings {
         [("field".to_owned(), field.to_owned())]
@@ -186,20 +187,6 @@ mod tests {
             [("foo".to_owned(), value)].into_iter().collect(),
         ));
         record
-    }
-
-    fn single(result: &ProcessedRecord) -> &Record {
-        match result {
-            ProcessedRecord::Single(r) => r,
-            other => panic!("expected a record, got {other:?}"),
-        }
-    }
-
-    fn error(result: &ProcessedRecord) -> String {
-        match result {
-            ProcessedRecord::Error(e) => e.to_string(),
-            other => panic!("expected an error, got {other:?}"),
-        }
     }
 
     #[tokio::test]
@@ -232,7 +219,7 @@ mod tests {
     async fn structured_data_and_maps_are_refused_with_go_type_names() {
         let mut enc = build_encode("e", &settings(".Key")).unwrap();
         let out = enc.process(&[with_key(Value::Null)]).await;
-        assert!(error(&out[0]).ends_with("unexpected data type opencdc.StructuredData"));
+        assert!(error_text(&out[0]).ends_with("unexpected data type opencdc.StructuredData"));
         let mut dec = build_decode("d", &settings(".Key.foo")).unwrap();
         let out = dec
             .process(&[
@@ -240,8 +227,8 @@ mod tests {
                 with_key(Value::Map(Default::default())),
             ])
             .await;
-        assert!(error(&out[0]).ends_with("unexpected data type int"));
-        assert!(error(&out[1]).ends_with("unexpected data type map[string]interface {}"));
+        assert!(error_text(&out[0]).ends_with("unexpected data type int"));
+        assert!(error_text(&out[1]).ends_with("unexpected data type map[string]interface {}"));
     }
 
     #[tokio::test]
@@ -254,10 +241,10 @@ mod tests {
             ])
             .await;
         assert!(
-            error(&out[0])
+            error_text(&out[0])
                 .ends_with("failed to decode the value: illegal base64 data at input byte 0")
         );
-        assert!(error(&out[1]).ends_with("illegal base64 data at input byte 4"));
+        assert!(error_text(&out[1]).ends_with("illegal base64 data at input byte 4"));
     }
 
     #[tokio::test]

@@ -79,13 +79,7 @@ impl RecordProcessor for Clone {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use funnel_test_utils::results::settings;
 
     #[tokio::test]
     async fn each_record_of_a_batch_becomes_count_plus_one_indexed_copies() {

@@ -78,20 +78,7 @@ impl RecordProcessor for ErrorProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    fn message(result: &ProcessedRecord) -> String {
-        match result {
-            ProcessedRecord::Error(e) => e.to_string(),
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
+    use funnel_test_utils::results::{error_text, settings};
 
     #[tokio::test]
     async fn every_record_fails_with_the_default_message() {
@@ -101,7 +88,7 @@ mod tests {
             .await;
         assert_eq!(out.len(), 2);
         for result in &out {
-            assert_eq!(message(result), "error processor triggered");
+            assert_eq!(error_text(result), "error processor triggered");
         }
     }
 
@@ -111,8 +98,8 @@ mod tests {
         let mut structured = Record::new("1", "");
         structured.payload.after = Some(funnel_record::Data::Structured(Default::default()));
         let out = p.process(&[structured, Record::new("2", "raw")]).await;
-        assert_eq!(message(&out[0]), "boom");
-        assert_eq!(message(&out[1]), "boom");
+        assert_eq!(error_text(&out[0]), "boom");
+        assert_eq!(error_text(&out[1]), "boom");
     }
 
     #[test]

@@ -466,47 +466,12 @@ fn parse_float(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use funnel_core::Processor;
-    use funnel_record::StructuredData;
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    fn map(entries: &[(&str, Value)]) -> StructuredData {
-        entries
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect()
-    }
+    use funnel_test_utils::results::{error_text, fields, output, process_one, settings, single};
 
     fn structured(after: &[(&str, Value)]) -> Record {
         let mut record = Record::new("p", "");
-        record.payload.after = Some(Data::Structured(map(after)));
+        record.payload.after = Some(Data::Structured(fields(after)));
         record
-    }
-
-    fn single(result: ProcessedRecord) -> Record {
-        match result {
-            ProcessedRecord::Single(r) => r,
-            other => panic!("expected a record, got {other:?}"),
-        }
-    }
-
-    fn error(result: &ProcessedRecord) -> String {
-        match result {
-            ProcessedRecord::Error(e) => e.to_string(),
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-
-    async fn run(p: &mut Box<dyn Processor>, record: Record) -> ProcessedRecord {
-        let mut out = p.process(&[record]).await;
-        assert_eq!(out.len(), 1);
-        out.remove(0)
     }
 
     // field.set
@@ -518,7 +483,7 @@ mod tests {
             &settings(&[("field", ".Metadata.table"), ("value", "users")]),
         )
         .unwrap();
-        let out = single(run(&mut p, Record::new("p", "raw")).await);
+        let out = output(&mut p, Record::new("p", "raw")).await;
         assert_eq!(out.metadata.get("table"), Some("users"));
 
         let mut p = build_set(
@@ -526,12 +491,12 @@ mod tests {
             &settings(&[("field", ".Payload.After.a.b"), ("value", "x")]),
         )
         .unwrap();
-        let out = single(run(&mut p, structured(&[])).await);
+        let out = output(&mut p, structured(&[])).await;
         assert_eq!(
             out.payload.after,
-            Some(Data::Structured(map(&[(
+            Some(Data::Structured(fields(&[(
                 "a",
-                Value::Map(map(&[("b", Value::String("x".into()))]))
+                Value::Map(fields(&[("b", Value::String("x".into()))]))
             )])))
         );
     }
@@ -543,8 +508,8 @@ mod tests {
             &settings(&[("field", ".Payload.After.a"), ("value", "x")]),
         )
         .unwrap();
-        let out = run(&mut p, Record::new("p", "raw")).await;
-        let message = error(&out);
+        let out = process_one(&mut p, Record::new("p", "raw")).await;
+        let message = error_text(&out);
         assert!(message.contains("processor \"s\" (field.set)"), "{message}");
         assert!(message.contains("raw data"), "{message}");
     }
@@ -567,7 +532,8 @@ mod tests {
         let names: Vec<String> = out
             .into_iter()
             .map(|r| {
-                single(r)
+                single(&r)
+                    .clone()
                     .metadata
                     .get("copy")
                     .unwrap_or_default()
@@ -609,11 +575,11 @@ mod tests {
         .unwrap();
         let mut record = structured(&[("c", Value::Int(1))]);
         record.metadata.insert("a", "x");
-        let out = single(run(&mut p, record).await);
+        let out = output(&mut p, record).await;
         assert_eq!(out.metadata.get("b"), Some("x"));
         assert_eq!(
             out.payload.after,
-            Some(Data::Structured(map(&[("d", Value::Int(1))])))
+            Some(Data::Structured(fields(&[("d", Value::Int(1))])))
         );
     }
 
@@ -621,8 +587,8 @@ mod tests {
     async fn field_rename_fails_raw_data_and_skips_missing_fields() {
         let mut p = build_rename("r", &settings(&[("mapping", ".Payload.After.c:d")])).unwrap();
         let out = p.process(&[Record::new("p", "raw"), structured(&[])]).await;
-        assert!(error(&out[0]).contains("raw data"));
-        assert_eq!(single(out[1].clone()), structured(&[]));
+        assert!(error_text(&out[0]).contains("raw data"));
+        assert_eq!(single(&out[1]).clone(), structured(&[]));
     }
 
     #[test]
@@ -654,11 +620,11 @@ mod tests {
             build_exclude("x", &settings(&[("fields", ".Metadata,.Payload.After.a")])).unwrap();
         let mut record = structured(&[("a", Value::Int(1)), ("b", Value::Int(2))]);
         record.metadata.insert("k", "v");
-        let out = single(run(&mut p, record).await);
+        let out = output(&mut p, record).await;
         assert!(out.metadata.is_empty() && !out.metadata.is_nil());
         assert_eq!(
             out.payload.after,
-            Some(Data::Structured(map(&[("b", Value::Int(2))])))
+            Some(Data::Structured(fields(&[("b", Value::Int(2))])))
         );
     }
 
@@ -667,7 +633,7 @@ mod tests {
         let mut p = build_exclude("x", &settings(&[("fields", ".Payload.After")])).unwrap();
         let out = p.process(&[Record::new("p", "raw"), structured(&[])]).await;
         for result in out {
-            assert_eq!(single(result).payload.after, None);
+            assert_eq!(single(&result).payload.after, None);
         }
     }
 
@@ -718,10 +684,10 @@ mod tests {
                 &settings(&[("field", ".Payload.After.v"), ("type", kind)]),
             )
             .unwrap();
-            let out = single(run(&mut p, structured(&[("v", input.clone())])).await);
+            let out = output(&mut p, structured(&[("v", input.clone())])).await;
             assert_eq!(
                 out.payload.after,
-                Some(Data::Structured(map(&[("v", expected)]))),
+                Some(Data::Structured(fields(&[("v", expected)]))),
                 "{kind} of {input:?}"
             );
         }
@@ -732,19 +698,19 @@ mod tests {
         let mut p =
             build_convert("c", &settings(&[("field", ".Key.id"), ("type", "int")])).unwrap();
         let mut out_of_range = Record::new("p", "");
-        out_of_range.key = Some(Data::Structured(map(&[("id", Value::Float(1e19))])));
+        out_of_range.key = Some(Data::Structured(fields(&[("id", Value::Float(1e19))])));
         let mut not_a_number = Record::new("p", "");
-        not_a_number.key = Some(Data::Structured(map(&[(
+        not_a_number.key = Some(Data::Structured(fields(&[(
             "id",
             Value::String("nan".into()),
         )])));
         let out = p
             .process(&[out_of_range, not_a_number, Record::new("p", "raw")])
             .await;
-        assert!(error(&out[0]).contains("value out of range"));
-        assert!(error(&out[1]).contains("invalid syntax"));
+        assert!(error_text(&out[0]).contains("value out of range"));
+        assert!(error_text(&out[1]).contains("invalid syntax"));
         // No key at all: Conduit reads nil as "<nil>", which is not a number.
-        assert!(error(&out[2]).contains("invalid syntax"));
+        assert!(error_text(&out[2]).contains("invalid syntax"));
     }
 
     #[tokio::test]
@@ -769,7 +735,11 @@ mod tests {
             )
             .unwrap();
             let out = p.process(&[structured(&[("v", time.clone())])]).await;
-            assert!(error(&out[0]).contains(message), "{}", error(&out[0]));
+            assert!(
+                error_text(&out[0]).contains(message),
+                "{}",
+                error_text(&out[0])
+            );
         }
     }
 

@@ -160,26 +160,12 @@ impl RecordProcessor for JsonEncode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use funnel_record::StructuredData;
+    use funnel_test_utils::results::{fields, single};
 
     fn settings(field: &str) -> Settings {
         [("field".to_owned(), field.to_owned())]
             .into_iter()
             .collect()
-    }
-
-    fn map(entries: &[(&str, Value)]) -> StructuredData {
-        entries
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect()
-    }
-
-    fn single(result: &ProcessedRecord) -> &Record {
-        match result {
-            ProcessedRecord::Single(r) => r,
-            other => panic!("expected a record, got {other:?}"),
-        }
     }
 
     #[tokio::test]
@@ -193,7 +179,7 @@ mod tests {
             .await;
         assert_eq!(
             single(&out[0]).payload.after,
-            Some(Data::Structured(map(&[
+            Some(Data::Structured(fields(&[
                 ("id", Value::Float(3.0)),
                 ("tags", Value::Array(vec![Value::String("a".into())])),
             ])))
@@ -205,21 +191,21 @@ mod tests {
     async fn decode_of_a_nested_string_and_of_structured_data() {
         let mut p = build_decode("d", &settings(".Payload.After.foo")).unwrap();
         let mut record = Record::new("p", "");
-        record.payload.after = Some(Data::Structured(map(&[(
+        record.payload.after = Some(Data::Structured(fields(&[(
             "foo",
             Value::String("[1]".into()),
         )])));
         let out = p.process(&[record]).await;
         assert_eq!(
             single(&out[0]).payload.after,
-            Some(Data::Structured(map(&[(
+            Some(Data::Structured(fields(&[(
                 "foo",
                 Value::Array(vec![Value::Float(1.0)])
             )])))
         );
         let mut p = build_decode("d", &settings(".Payload.After")).unwrap();
         let mut structured = Record::new("p", "");
-        structured.payload.after = Some(Data::Structured(map(&[("a", Value::Int(1))])));
+        structured.payload.after = Some(Data::Structured(fields(&[("a", Value::Int(1))])));
         let out = p.process(std::slice::from_ref(&structured)).await;
         assert_eq!(single(&out[0]), &structured);
     }
@@ -243,7 +229,7 @@ mod tests {
     async fn encode_writes_compact_sorted_json_as_raw_data_or_a_string() {
         let mut p = build_encode("e", &settings(".Payload.After")).unwrap();
         let mut record = Record::new("p", "");
-        record.payload.after = Some(Data::Structured(map(&[
+        record.payload.after = Some(Data::Structured(fields(&[
             ("b", Value::Float(4.0)),
             ("a", Value::String("<x>".into())),
         ])));
@@ -268,7 +254,7 @@ mod tests {
             1_611_254_412_500_000_000,
         ));
         let mut record = Record::new("p", "");
-        record.payload.after = Some(Data::Structured(map(&[("t", time)])));
+        record.payload.after = Some(Data::Structured(fields(&[("t", time)])));
         let mut p = build_encode("e", &settings(".Payload.After")).unwrap();
         let out = p.process(&[record.clone()]).await;
         assert_eq!(

@@ -420,27 +420,7 @@ fn unwrap_kafkaconnect(record: &Record, event: &StructuredData) -> Result<Record
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    fn single(result: &ProcessedRecord) -> &Record {
-        match result {
-            ProcessedRecord::Single(r) => r,
-            other => panic!("expected a record, got {other:?}"),
-        }
-    }
-
-    fn error(result: &ProcessedRecord) -> String {
-        match result {
-            ProcessedRecord::Error(e) => e.to_string(),
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
+    use funnel_test_utils::results::{error_text, settings, single};
 
     #[tokio::test]
     async fn opencdc_unwraps_raw_json_and_keeps_the_position() {
@@ -461,7 +441,7 @@ mod tests {
                 [("n".to_owned(), Value::Float(1.0))].into_iter().collect()
             ))
         );
-        assert!(error(&out[1]).contains("failed to unmarshal raw data as JSON"));
+        assert!(error_text(&out[1]).contains("failed to unmarshal raw data as JSON"));
     }
 
     #[tokio::test]
@@ -477,18 +457,19 @@ mod tests {
                 ),
             ])
             .await;
-        assert!(error(&out[0]).ends_with(
+        assert!(error_text(&out[0]).ends_with(
             "failed unmarshalling record: failed unmarshalling operation: invalid operation \"foobar\""
         ));
         assert!(
-            error(&out[1]).contains("failed unmarshalling metadata: expected a opencdc.Metadata")
+            error_text(&out[1])
+                .contains("failed unmarshalling metadata: expected a opencdc.Metadata")
         );
-        assert!(error(&out[2]).contains(
+        assert!(error_text(&out[2]).contains(
             "failed unmarshalling key: expected a map[string]interface{} or string, got: float64"
         ));
         let mut empty = Record::new("4", "");
         empty.payload.after = None;
-        assert!(error(&p.process(&[empty]).await[0]).ends_with("field to unmarshal is nil"));
+        assert!(error_text(&p.process(&[empty]).await[0]).ends_with("field to unmarshal is nil"));
     }
 
     #[tokio::test]
@@ -521,9 +502,11 @@ mod tests {
                 Record::new("3", r#"{"payload":{"op":"c"}}"#),
             ])
             .await;
-        assert!(error(&out[0]).ends_with("data to be unwrapped doesn't contain a payload field"));
-        assert!(error(&out[1]).contains("\"x\" is an invalid operation"));
-        assert!(error(&out[2]).contains("the \"after\" field is missing"));
+        assert!(
+            error_text(&out[0]).ends_with("data to be unwrapped doesn't contain a payload field")
+        );
+        assert!(error_text(&out[1]).contains("\"x\" is an invalid operation"));
+        assert!(error_text(&out[2]).contains("the \"after\" field is missing"));
     }
 
     #[tokio::test]
@@ -552,7 +535,7 @@ mod tests {
             ))
         );
         assert_eq!(single(&out[1]).position, "2".into());
-        assert!(error(&out[2]).contains("doesn't contain a payload field"));
+        assert!(error_text(&out[2]).contains("doesn't contain a payload field"));
     }
 
     #[test]

@@ -575,6 +575,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use funnel_test_utils::results::{error_text, settings};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -585,13 +586,6 @@ mod tests {
     use funnel_record::Data;
 
     use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
 
     /// A server on 127.0.0.1:0: `/echo` answers with the method, content type, a
     /// header and the body; `/status/{code}` with that status; `/flaky` with 503 for
@@ -655,13 +649,6 @@ mod tests {
                 other => panic!("expected raw data, got {other:?}"),
             },
             other => panic!("expected a record, got {other:?}"),
-        }
-    }
-
-    fn error(result: &ProcessedRecord) -> String {
-        match result {
-            ProcessedRecord::Error(e) => e.to_string(),
-            other => panic!("expected an error, got {other:?}"),
         }
     }
 
@@ -779,7 +766,7 @@ mod tests {
             .await;
         assert_eq!(out.len(), 2);
         for result in &out {
-            let message = error(result);
+            let message = error_text(result);
             assert!(
                 message.contains("processor \"w\" (webhook.http)"),
                 "{message}"
@@ -815,7 +802,7 @@ mod tests {
         let url = format!("http://{addr}/");
         let mut p = build("w", &settings(&[("request.url", url.as_str())])).unwrap();
         let out = p.process(&[Record::new("p", "")]).await;
-        assert!(error(&out[0]).contains("error executing HTTP request"));
+        assert!(error_text(&out[0]).contains("error executing HTTP request"));
     }
 
     #[test]
