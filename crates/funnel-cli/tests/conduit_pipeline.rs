@@ -23,7 +23,7 @@ fn golden(name: &str) -> String {
 }
 
 /// JSON lines, with the one value no run can reproduce (the DLQ record's creation
-/// time) removed.
+/// time) removed, and file source positions reduced to their byte offset.
 fn lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .filter(|l| !l.is_empty())
@@ -32,9 +32,38 @@ fn lines(text: &str) -> Vec<serde_json::Value> {
             if let Some(m) = v["metadata"].as_object_mut() {
                 m.remove("opencdc.createdAt");
             }
+            offsets_only(&mut v);
             v
         })
         .collect()
+}
+
+/// Replaces every file source position (`f1:{files}:{offset}:...`, which also names the
+/// file so that rotation is followed) by its byte offset in decimal, Conduit's file
+/// position, at any depth (the DLQ record holds the original's position too).
+fn offsets_only(value: &mut serde_json::Value) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if key == "position"
+                    && let Some(text) = v.as_str()
+                    && let Ok(bytes) = STANDARD.decode(text)
+                    && let Some(rest) = bytes.strip_prefix(b"f1:")
+                {
+                    let fields: Vec<&[u8]> = rest.split(|&b| b == b':').collect();
+                    let hex = std::str::from_utf8(fields[1]).unwrap();
+                    let offset = u64::from_str_radix(hex, 16).unwrap();
+                    *v = STANDARD.encode(offset.to_string()).into();
+                } else {
+                    offsets_only(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(offsets_only),
+        _ => {}
+    }
 }
 
 fn line_count(path: &Path) -> usize {
