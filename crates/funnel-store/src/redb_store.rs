@@ -56,6 +56,15 @@ pub(crate) fn storage_error(path: &Path, error: impl Into<redb::Error>) -> Store
     let path = path.to_path_buf();
     match error.into() {
         redb::Error::Corrupted(detail) => StoreError::Corrupt { path, detail },
+        // redb's "Not a redb database: magic number mismatch": the file was overwritten,
+        // or --db.redb.path names a file that never was a store.
+        redb::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => StoreError::Corrupt {
+            path,
+            detail: format!(
+                "{e} (its first bytes are not a store's; if --db.redb.path names the wrong \
+                 file, point it at the store instead)"
+            ),
+        },
         redb::Error::DatabaseAlreadyOpen => StoreError::io(
             &path,
             std::io::Error::new(

@@ -116,6 +116,25 @@ async fn a_corrupt_store_with_a_flipped_byte_is_an_error_never_a_panic_or_an_unc
     eprintln!("{used} bytes flipped: {errors} errors, {intact} read a committed position");
 }
 
+/// Found by the store drills: a store overwritten with other bytes was an I/O error
+/// that did not say what to do.
+#[test]
+fn a_store_overwritten_with_other_bytes_is_corrupt_and_names_the_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.db");
+    std::fs::write(
+        &path,
+        b"not a store at all, but a text file someone wrote\n",
+    )
+    .unwrap();
+    let err = open_and_read(&path).expect("no panic").unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert_names_the_file_and_the_way_out(&err, &path);
+    assert!(err.to_string().contains("--db.redb.path"), "{err}");
+    assert!(funnel_store::repair(&path).is_ok());
+    assert!(RedbStore::open(&path).is_ok(), "the repaired store opens");
+}
+
 #[tokio::test]
 async fn a_corrupt_store_whose_position_value_was_changed_is_refused_not_read() {
     let dir = tempfile::tempdir().unwrap();
