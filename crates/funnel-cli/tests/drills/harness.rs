@@ -76,6 +76,23 @@ impl Drill {
         (status, self.log()[from..].to_owned())
     }
 
+    /// Runs another `funnel` command (`store repair ...`) to its end.
+    pub(crate) fn funnel(&self, args: &[&str]) -> (ExitStatus, String) {
+        let out = Command::new(FUNNEL)
+            .current_dir(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.mark(&format!("funnel {}: {text}", args.join(" ")));
+        (out.status, text)
+    }
+
     /// Everything the runs in this drill logged, with a line before each run.
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.path("funnel.log")).unwrap_or_default()

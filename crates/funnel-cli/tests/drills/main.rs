@@ -9,6 +9,8 @@
 //! | [`kill`] | SIGKILL at random moments |
 //! | [`service`] | PostgreSQL restarting under a running pipeline |
 //! | [`disk`] | the disk filling up (a small tmpfs; needs root) |
+//! | [`store`] | the store file corrupted |
+//! | [`input`] | the file source's input rotated, truncated, replaced or deleted |
 //!
 //! Drills that need PostgreSQL (127.0.0.1:5432, see `scripts/setup-services.sh`) are
 //! skipped without it, and so are drills that mount a tmpfs when not run as root, except
@@ -21,7 +23,9 @@
 
 mod disk;
 mod harness;
+mod input;
 mod kill;
 mod pg;
 mod pipelines;
 mod service;
+mod store;
