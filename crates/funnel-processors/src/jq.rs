@@ -351,16 +351,7 @@ fn parse_json(field: &FieldPath, bytes: &[u8]) -> Result<Value, String> {
 #[async_trait]
 impl Processor for Jq {
     async fn process(&mut self, records: &[Record]) -> Vec<ProcessedRecord> {
-        let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
-            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        });
-        if multi_threaded && records.len() > 1 {
-            // A program is CPU work of unknown length: let Tokio move this worker's
-            // other tasks elsewhere while it runs.
-            tokio::task::block_in_place(|| self.run(records))
-        } else {
-            self.run(records)
-        }
+        crate::builtin::cpu_heavy(records.len(), || self.run(records))
     }
 }
 

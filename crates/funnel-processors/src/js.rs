@@ -332,16 +332,7 @@ impl Processor for JavaScript {
     }
 
     async fn process(&mut self, records: &[Record]) -> Vec<ProcessedRecord> {
-        let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
-            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        });
-        if multi_threaded && records.len() > 1 {
-            // Scripts are CPU work of unknown length: let Tokio move this worker's other
-            // tasks elsewhere while a batch runs.
-            tokio::task::block_in_place(|| self.run(records))
-        } else {
-            self.run(records)
-        }
+        crate::builtin::cpu_heavy(records.len(), || self.run(records))
     }
 
     async fn teardown(&mut self) -> Result<(), ConnectorError> {

@@ -173,19 +173,15 @@ fn go_base64_error(err: &base64::DecodeError, len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use funnel_test_utils::results::{error_text, single};
+    use funnel_test_utils::results::{self, error_text, single};
 
     fn settings(field: &str) -> Settings {
-        [("field".to_owned(), field.to_owned())]
-            .into_iter()
-            .collect()
+        results::settings(&[("field", field)])
     }
 
     fn with_key(value: Value) -> Record {
         let mut record = Record::new("p", "");
-        record.key = Some(Data::Structured(
-            [("foo".to_owned(), value)].into_iter().collect(),
-        ));
+        record.key = Some(Data::Structured(results::fields(&[("foo", value)])));
         record
     }
 

@@ -160,12 +160,10 @@ impl RecordProcessor for JsonEncode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use funnel_test_utils::results::{fields, single};
+    use funnel_test_utils::results::{self, fields, single};
 
     fn settings(field: &str) -> Settings {
-        [("field".to_owned(), field.to_owned())]
-            .into_iter()
-            .collect()
+        results::settings(&[("field", field)])
     }
 
     #[tokio::test]

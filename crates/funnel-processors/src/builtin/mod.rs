@@ -60,6 +60,21 @@ pub(crate) fn boxed<P: RecordProcessor>(processor: P) -> Box<dyn Processor> {
     Box::new(PerRecord(processor))
 }
 
+/// Runs `work`, a batch of `len` records of CPU work of unknown length (a script, a jq
+/// program), so that it does not stall other tasks: on a multi-threaded runtime and
+/// for more than one record, Tokio first moves this worker's other tasks elsewhere.
+#[cfg(any(feature = "js", feature = "jq"))]
+pub(crate) fn cpu_heavy<T>(len: usize, work: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+        handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    });
+    if multi_threaded && len > 1 {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
 /// Who failed a record: the plugin and the processor's ID, put in front of error
 /// messages so a nacked record says which processor refused it.
 #[derive(Clone, Debug)]

@@ -83,18 +83,15 @@ impl RecordProcessor for Split {
 mod tests {
     use super::*;
     use funnel_record::Data;
+    use funnel_test_utils::results;
 
     fn settings(field: &str) -> Settings {
-        [("field".to_owned(), field.to_owned())]
-            .into_iter()
-            .collect()
+        results::settings(&[("field", field)])
     }
 
     fn with_after(items: Value) -> Record {
         let mut record = Record::new("p", "");
-        record.payload.after = Some(Data::Structured(
-            [("list".to_owned(), items)].into_iter().collect(),
-        ));
+        record.payload.after = Some(Data::Structured(results::fields(&[("list", items)])));
         record
     }
 
