@@ -284,20 +284,10 @@ fn write_operation(out: &mut Vec<u8>, operation: Operation) {
 }
 
 fn write_metadata(out: &mut Vec<u8>, metadata: &Metadata) {
-    let Some(map) = metadata.as_map() else {
-        out.extend_from_slice(b"null");
-        return;
-    };
-    out.push(b'{');
-    for (i, (key, value)) in map.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_string(out, key);
-        out.push(b':');
-        write_string(out, value);
+    match metadata.as_map() {
+        Some(map) => write_object(out, map, |out, value| write_string(out, value)),
+        None => out.extend_from_slice(b"null"),
     }
-    out.push(b'}');
 }
 
 fn write_data(out: &mut Vec<u8>, data: Option<&Data>, options: JsonOptions) {
@@ -310,6 +300,15 @@ fn write_data(out: &mut Vec<u8>, data: Option<&Data>, options: JsonOptions) {
 }
 
 fn write_map(out: &mut Vec<u8>, map: &BTreeMap<String, Value>) {
+    write_object(out, map, write_value);
+}
+
+/// Writes a map as a JSON object, each value with `write_member`.
+fn write_object<V>(
+    out: &mut Vec<u8>,
+    map: &BTreeMap<String, V>,
+    write_member: impl Fn(&mut Vec<u8>, &V),
+) {
     out.push(b'{');
     for (i, (key, value)) in map.iter().enumerate() {
         if i > 0 {
@@ -317,7 +316,7 @@ fn write_map(out: &mut Vec<u8>, map: &BTreeMap<String, Value>) {
         }
         write_string(out, key);
         out.push(b':');
-        write_value(out, value);
+        write_member(out, value);
     }
     out.push(b'}');
 }
@@ -618,60 +617,60 @@ impl Doc<'_> {
         }
     }
 
-    fn metadata(&self, raw: &RawValue) -> Result<Metadata, DecodeError> {
+    /// The members of an object member `field`, or `None` for `null`.
+    fn object<'r>(
+        &self,
+        raw: &'r RawValue,
+        field: &'static str,
+    ) -> Result<Option<BTreeMap<String, &'r RawValue>>, DecodeError> {
         match raw.get().as_bytes().first() {
-            Some(b'n') => Ok(Metadata::none()),
-            Some(b'{') => {
-                let members: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get())
-                    .map_err(|e| self.member_error(raw, "metadata", e.to_string()))?;
-                let mut metadata = Metadata::new();
-                for (key, value) in members {
-                    let text = match value.get().as_bytes().first() {
-                        // Go leaves a null string at its zero value.
-                        Some(b'n') => String::new(),
-                        Some(b'"') => self.string(value, "metadata")?,
-                        _ => {
-                            return Err(self.member_error(
-                                value,
-                                format!("metadata[{key:?}]"),
-                                format!("expected a string, found {}", json_kind(value)),
-                            ));
-                        }
-                    };
-                    metadata.insert(key, text);
-                }
-                Ok(metadata)
-            }
+            Some(b'n') => Ok(None),
+            Some(b'{') => serde_json::from_str(raw.get())
+                .map(Some)
+                .map_err(|e| self.member_error(raw, field, e.to_string())),
             _ => Err(self.member_error(
                 raw,
-                "metadata",
+                field,
                 format!("expected an object or null, found {}", json_kind(raw)),
             )),
         }
     }
 
-    fn payload(&self, raw: &RawValue) -> Result<Payload, DecodeError> {
-        match raw.get().as_bytes().first() {
-            Some(b'n') => Ok(Payload::default()),
-            Some(b'{') => {
-                let members: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get())
-                    .map_err(|e| self.member_error(raw, "payload", e.to_string()))?;
-                let before = match member(&members, "before") {
-                    Some(raw) => self.data(raw, "payload.before")?,
-                    None => None,
-                };
-                let after = match member(&members, "after") {
-                    Some(raw) => self.data(raw, "payload.after")?,
-                    None => None,
-                };
-                Ok(Payload { before, after })
-            }
-            _ => Err(self.member_error(
-                raw,
-                "payload",
-                format!("expected an object or null, found {}", json_kind(raw)),
-            )),
+    fn metadata(&self, raw: &RawValue) -> Result<Metadata, DecodeError> {
+        let Some(members) = self.object(raw, "metadata")? else {
+            return Ok(Metadata::none());
+        };
+        let mut metadata = Metadata::new();
+        for (key, value) in members {
+            let text = match value.get().as_bytes().first() {
+                // Go leaves a null string at its zero value.
+                Some(b'n') => String::new(),
+                Some(b'"') => self.string(value, "metadata")?,
+                _ => {
+                    return Err(self.member_error(
+                        value,
+                        format!("metadata[{key:?}]"),
+                        format!("expected a string, found {}", json_kind(value)),
+                    ));
+                }
+            };
+            metadata.insert(key, text);
         }
+        Ok(metadata)
+    }
+
+    fn payload(&self, raw: &RawValue) -> Result<Payload, DecodeError> {
+        let Some(members) = self.object(raw, "payload")? else {
+            return Ok(Payload::default());
+        };
+        let side = |name, field| match member(&members, name) {
+            Some(raw) => self.data(raw, field),
+            None => Ok(None),
+        };
+        Ok(Payload {
+            before: side("before", "payload.before")?,
+            after: side("after", "payload.after")?,
+        })
     }
 
     /// Decodes a key or payload side: a string is raw data (base64), an object is

@@ -1,22 +1,12 @@
 //! Template hot paths: a metadata condition and a payload field render.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-
 use criterion::{Criterion, criterion_group, criterion_main};
-use funnel_record::{Data, Record, Value};
+use funnel_record::{Data, Value};
 use funnel_template::{Condition, Template};
 
-fn record() -> Record {
-    let mut r = Record::new("pos", "");
-    r.metadata.insert("key", "val");
-    r.metadata.insert("opencdc.collection", "orders");
-    let mut m = BTreeMap::new();
-    m.insert("foo".to_owned(), Value::String("bar".into()));
-    m.insert("n".to_owned(), Value::Int(42));
-    r.payload.after = Some(Data::Structured(m));
-    r
-}
+mod common;
+use common::record;
 
 fn bench(c: &mut Criterion) {
     let r = record();

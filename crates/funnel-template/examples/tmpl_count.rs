@@ -3,22 +3,13 @@
 //! counts to get instructions per evaluation.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
-use funnel_record::{Data, Record, Value};
 use funnel_template::{Condition, Template};
 
-fn record() -> Record {
-    let mut r = Record::new("pos", "");
-    r.metadata.insert("key", "val");
-    r.metadata.insert("opencdc.collection", "orders");
-    let mut m = BTreeMap::new();
-    m.insert("foo".to_owned(), Value::String("bar".into()));
-    m.insert("n".to_owned(), Value::Int(42));
-    r.payload.after = Some(Data::Structured(m));
-    r
-}
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::record;
 
 fn main() {
     let mut args = std::env::args().skip(1);

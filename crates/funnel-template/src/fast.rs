@@ -449,19 +449,13 @@ mod tests {
 
     use bytes::Bytes;
     use funnel_record::{Data, Metadata, Operation, Record, Value};
+    use funnel_test_utils::results::fields;
 
     use super::{Fallback, Seg, render};
     use crate::{Condition, Template};
 
-    fn map(entries: &[(&str, Value)]) -> BTreeMap<String, Value> {
-        entries
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect()
-    }
-
     fn structured() -> BTreeMap<String, Value> {
-        map(&[
+        fields(&[
             ("foo", Value::String("bar".into())),
             ("n", Value::Int(42)),
             ("u", Value::Uint(7)),
@@ -474,7 +468,7 @@ mod tests {
             ("list", Value::Array(vec![Value::Int(1), Value::Int(2)])),
             (
                 "user",
-                Value::Map(map(&[
+                Value::Map(fields(&[
                     ("name", Value::String("ann".into())),
                     ("age", Value::Int(7)),
                 ])),
@@ -491,7 +485,7 @@ mod tests {
         full.metadata.insert("opencdc.collection", "orders");
         full.metadata.insert("flag", "true");
         full.metadata.insert("empty", "");
-        full.key = Some(Data::Structured(map(&[("id", Value::Int(1))])));
+        full.key = Some(Data::Structured(fields(&[("id", Value::Int(1))])));
         full.payload.before = Some(Data::Raw(Bytes::from_static(b"hi")));
         full.payload.after = Some(Data::Structured(structured()));
 
@@ -510,7 +504,7 @@ mod tests {
         floats.operation = Operation::Delete;
         floats.metadata.insert("key", "val");
         floats.payload.before = Some(Data::Structured(structured()));
-        floats.payload.after = Some(Data::Structured(map(&[
+        floats.payload.after = Some(Data::Structured(fields(&[
             ("foo", Value::Int(1)),
             ("n", Value::Float(42.0)),
             ("u", Value::Int(7)),

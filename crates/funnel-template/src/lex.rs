@@ -99,6 +99,27 @@ pub(crate) struct LexError {
     pub(crate) pos: usize,
 }
 
+/// Ends an action at its closing delimiter (at `right`): an error at `pos` when a left
+/// parenthesis is still open.
+fn close_action(
+    toks: &mut Vec<Token>,
+    depth: usize,
+    pos: usize,
+    right: usize,
+) -> Result<(), LexError> {
+    if depth > 0 {
+        return Err(LexError {
+            msg: "unclosed left paren".into(),
+            pos,
+        });
+    }
+    toks.push(Token {
+        tok: Tok::Right,
+        pos: right,
+    });
+    Ok(())
+}
+
 const KEYWORDS: &[&str] = &[
     "block", "break", "continue", "define", "else", "end", "if", "range", "nil", "template", "with",
 ];
@@ -194,16 +215,7 @@ fn lex_into(src: &str, toks: &mut Vec<Token>) -> Result<(), LexError> {
         loop {
             let rest = &src[pos..];
             if rest.starts_with("}}") {
-                if depth > 0 {
-                    return Err(LexError {
-                        msg: "unclosed left paren".into(),
-                        pos,
-                    });
-                }
-                toks.push(Token {
-                    tok: Tok::Right,
-                    pos,
-                });
+                close_action(toks, depth, pos, pos)?;
                 pos += 2;
                 break;
             }
@@ -219,16 +231,7 @@ fn lex_into(src: &str, toks: &mut Vec<Token>) -> Result<(), LexError> {
                 let n = rest.find(|c: char| !is_space(c)).unwrap_or(rest.len());
                 let after = &rest[n..];
                 if after.starts_with("-}}") {
-                    if depth > 0 {
-                        return Err(LexError {
-                            msg: "unclosed left paren".into(),
-                            pos,
-                        });
-                    }
-                    toks.push(Token {
-                        tok: Tok::Right,
-                        pos: pos + n,
-                    });
+                    close_action(toks, depth, pos, pos + n)?;
                     pos += n + 3;
                     trim_next_text = true;
                     break;

@@ -2,18 +2,10 @@
 //! Behaviour of templates and conditions on records, checked against Go's text/template
 //! and sprig semantics.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use funnel_record::{Data, Metadata, Operation, Position, Record, Value};
 use funnel_template::{Condition, Template};
-
-fn map(entries: &[(&str, Value)]) -> BTreeMap<String, Value> {
-    entries
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
-}
+use funnel_test_utils::results::fields;
 
 fn record() -> Record {
     let mut r = Record::new("pos-1", "");
@@ -24,7 +16,7 @@ fn record() -> Record {
     r.metadata.insert("table", "tmp_users");
     r.key = Some(Data::Raw(Bytes::from_static(b"hi")));
     r.payload.before = None;
-    r.payload.after = Some(Data::Structured(map(&[
+    r.payload.after = Some(Data::Structured(fields(&[
         ("foo", Value::String("bar".into())),
         ("n", Value::Int(42)),
         ("f", Value::Float(4.0)),
@@ -38,7 +30,7 @@ fn record() -> Record {
         ),
         (
             "user",
-            Value::Map(map(&[
+            Value::Map(fields(&[
                 ("name", Value::String("ann".into())),
                 ("age", Value::Int(7)),
             ])),
@@ -687,7 +679,7 @@ fn position_prints_nil_when_unset() {
 fn record_with_times() -> Record {
     let at = |nanos| Value::Time(funnel_record::Timestamp::from_unix_nanos(nanos));
     let mut r = Record::new("pos-1", "");
-    r.payload.after = Some(Data::Structured(map(&[
+    r.payload.after = Some(Data::Structured(fields(&[
         ("ts", at(1_611_254_412_345_678_999)),
         ("same", at(1_611_254_412_345_678_999)),
         ("whole", at(1_611_254_412_000_000_000)),

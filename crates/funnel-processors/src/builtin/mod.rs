@@ -65,9 +65,8 @@ pub(crate) fn boxed<P: RecordProcessor>(processor: P) -> Box<dyn Processor> {
 /// for more than one record, Tokio first moves this worker's other tasks elsewhere.
 #[cfg(any(feature = "js", feature = "jq"))]
 pub(crate) fn cpu_heavy<T>(len: usize, work: impl FnOnce() -> T) -> T {
-    let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
-        handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-    });
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if multi_threaded && len > 1 {
         tokio::task::block_in_place(work)
     } else {
