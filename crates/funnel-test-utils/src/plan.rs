@@ -6,12 +6,15 @@
 //! it: `pass`, `filter`, `nack`, `split2`, `split3`, `empty` (a `Multi` with no
 //! record), `retry` (no result the first time it is seen), `stuck` (never a result),
 //! `retry-tail` (no result for it and every later record the first time), or for destinations `fail`. Piece `i` of a split record reads `<stage>#<i>` first.
+//! A record whose plan sets [`READ_ERROR`] is one the source could not read: the engine
+//! nacks it at the read.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use funnel_core::{ProcessedRecord, Processor, RecordError};
+use funnel_record::metadata::READ_ERROR;
 use funnel_record::{Data, Metadata, Record};
 use proptest::prelude::*;
 
@@ -221,6 +224,14 @@ pub fn scenario(allow_stuck: bool) -> impl Strategy<Value = (Shape, Vec<Record>)
                         .prop_map(move |fail| fail.then(|| (d.clone(), "fail".to_owned())))
                         .boxed()
                 }))
+                // Now and then a record the source could not read: nacked at the read.
+                .chain(std::iter::once(
+                    prop::bool::weighted(0.04)
+                        .prop_map(|unreadable| {
+                            unreadable.then(|| (READ_ERROR.to_owned(), "unreadable".to_owned()))
+                        })
+                        .boxed(),
+                ))
                 .collect();
             per_stage.prop_map(|entries| entries.into_iter().flatten().collect::<Vec<_>>())
         };

@@ -15,6 +15,7 @@ use funnel_core::{
     Source, Task,
 };
 use funnel_record::Position;
+use funnel_record::metadata::READ_ERROR;
 use futures::future::BoxFuture;
 
 struct Slot {
@@ -66,11 +67,21 @@ impl Reference {
             let Task::Source(source) = &mut self.tasks[0] else {
                 unreachable!("checked in new")
             };
-            let Some(batch) = source.read().await? else {
+            let Some(mut batch) = source.read().await? else {
                 return Ok(());
             };
             if batch.is_empty() {
                 continue;
+            }
+            // Records the source could not read are nacked by the source.
+            let unreadable: Vec<(usize, RecordError)> = batch
+                .records()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some((i, RecordError::msg(r.metadata.get(READ_ERROR)?))))
+                .collect();
+            for (i, error) in unreadable {
+                batch.nack(i, [error]);
             }
             if self.slots.is_empty() {
                 self.front = batch.origins()[0];
