@@ -2,21 +2,38 @@
 //!
 //! - `GET /healthz`: 200 while the process serves requests.
 //! - `GET /readyz`: 200 once every pipeline has started (running, finished or stopped
-//!   on purpose), 503 with the pipelines that are not (starting, recovering, degraded).
+//!   on purpose), 503 with the pipelines that are not (starting, recovering, degraded)
+//!   or are stalled: running with records in flight of which none was acknowledged for
+//!   the stall threshold (a stage that hangs).
 //! - `GET /metrics`: every metric in Prometheus text format.
+//!
+//! A connection that sends no complete request header within [`HEADER_READ_TIMEOUT`]
+//! is closed, so idle and half-open connections do not pile up.
 //!
 //! It knows the runtime's pipeline states and nothing else.
 
+mod stall;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use funnel_core::WorkerStats;
 use funnel_runtime::{PipelineState, PipelineStatus};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+pub use stall::StallWatch;
+
+/// How long a connection may take to send a request's header (the first one, or the
+/// next one on a kept-alive connection) before it is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the API serves.
 #[derive(Clone)]
@@ -25,6 +42,8 @@ pub struct ApiState {
     pub pipelines: Arc<Vec<Arc<PipelineState>>>,
     /// The Prometheus recorder's handle.
     pub metrics: Option<PrometheusHandle>,
+    /// Which running pipelines have stopped making progress.
+    pub stall: Arc<StallWatch>,
 }
 
 /// The API's routes.
@@ -36,18 +55,34 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// Samples every pipeline's progress into `state.stall`.
+fn observe(state: &ApiState) {
+    for p in state.pipelines.iter() {
+        let running = p.current() == PipelineStatus::Running;
+        state.stall.observe(
+            &p.id,
+            running,
+            WorkerStats::get(&p.stats.read),
+            WorkerStats::get(&p.stats.acked),
+        );
+    }
+}
+
 async fn readyz(State(state): State<ApiState>) -> (StatusCode, String) {
+    observe(&state);
     let not_ready: Vec<String> = state
         .pipelines
         .iter()
-        .filter_map(|p| {
-            let status = p.current();
-            match status {
-                PipelineStatus::Running | PipelineStatus::Finished | PipelineStatus::Stopped => {
-                    None
-                }
-                other => Some(format!("{}: {}", p.id, other.name())),
-            }
+        .filter_map(|p| match p.current() {
+            PipelineStatus::Running => state.stall.stalled_for(&p.id).map(|idle| {
+                format!(
+                    "{}: stalled (records in flight, none acknowledged for {}s)",
+                    p.id,
+                    idle.as_secs()
+                )
+            }),
+            PipelineStatus::Finished | PipelineStatus::Stopped => None,
+            other => Some(format!("{}: {}", p.id, other.name())),
         })
         .collect();
     if not_ready.is_empty() {
@@ -77,13 +112,109 @@ pub async fn serve(
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
+    let listener = TcpListener::bind(address).await?;
     tracing::info!(%address, "API listening");
-    Ok(tokio::spawn(async move {
-        let server = axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "API server failed");
+    Ok(tokio::spawn(serve_on(
+        listener,
+        state,
+        HEADER_READ_TIMEOUT,
+        shutdown,
+    )))
+}
+
+/// Serves the API on `listener`, sampling pipeline progress every second, until
+/// `shutdown`; then lets the requests in progress finish.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: ApiState,
+    header_read_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(router(state.clone()));
+    let mut connections = tokio::task::JoinSet::new();
+    let mut sample = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = sample.tick() => observe(&state),
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "API: cannot accept a connection");
+                        continue;
+                    }
+                };
+                let service = service.clone();
+                let shutdown = shutdown.clone();
+                connections.spawn(async move {
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    builder
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(header_read_timeout);
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let mut connection = std::pin::pin!(connection);
+                    tokio::select! {
+                        result = connection.as_mut() => {
+                            if let Err(e) = result {
+                                tracing::debug!(error = %e, "API connection closed");
+                            }
+                        }
+                        () = shutdown.cancelled() => {
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
+                    }
+                });
+            }
         }
-    }))
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn state() -> ApiState {
+        ApiState {
+            pipelines: Arc::new(Vec::new()),
+            metrics: None,
+            stall: Arc::new(StallWatch::new(Duration::from_secs(60))),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_that_sends_no_header_is_closed_after_the_header_read_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve_on(
+            listener,
+            state(),
+            Duration::from_secs(10),
+            shutdown.clone(),
+        ));
+        let start = tokio::time::Instant::now();
+        let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+        let mut buf = Vec::new();
+        // The server closes the connection; on the paused clock this takes no real time.
+        let _ = idle.read_to_end(&mut buf).await;
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_secs(10), "closed after {waited:?}");
+        assert!(waited < Duration::from_secs(12), "closed after {waited:?}");
+
+        // A request that is sent is answered.
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        client
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        shutdown.cancel();
+        server.await.unwrap();
+    }
 }

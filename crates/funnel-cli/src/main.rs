@@ -1,6 +1,6 @@
 //! `funnel`: run Conduit pipeline files.
 //!
-//! Exit codes: 0 after a graceful stop (SIGINT/SIGTERM) or when every pipeline is done
+//! Exit codes: 0 after a graceful stop (SIGINT, SIGTERM or SIGHUP) or when every pipeline is done
 //! with `--pipelines.exit-on-done`; 1 when the configuration is invalid, the store or
 //! the API address cannot be opened, or a pipeline is degraded and
 //! `--pipelines.exit-on-degraded` (or `exit-on-done`) is set; 2 for bad usage;
@@ -185,6 +185,15 @@ struct RunArgs {
         default_value = "./funnel.db"
     )]
     db_path: PathBuf,
+    /// How long a running pipeline may hold records in flight without acknowledging
+    /// any before /readyz reports it stalled (a Go duration).
+    #[arg(
+        long = "pipelines.stall-threshold",
+        env = "FUNNEL_PIPELINES_STALL_THRESHOLD",
+        default_value = "2m",
+        value_parser = parse_go_duration
+    )]
+    stall_threshold: Duration,
     /// Address of the HTTP API (health, readiness, metrics); empty to disable it.
     #[arg(
         long = "api.http.address",
@@ -203,6 +212,17 @@ struct RunArgs {
         default_value = "text"
     )]
     log_format: LogFormat,
+}
+
+/// A positive Go duration (`90s`, `2m`), for flags.
+fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let nanos = funnel_record::go::parse_duration(text).map_err(|e| e.to_string())?;
+    match u64::try_from(nanos) {
+        Ok(n) if n > 0 => Ok(Duration::from_nanos(n)),
+        _ => Err(format!(
+            "{text:?} should be a duration above 0, like 90s or 2m"
+        )),
+    }
 }
 
 /// Reads `funnel.yaml` (or `$FUNNEL_CONFIG_PATH`) into defaults of `funnel run`'s
@@ -627,6 +647,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         let state = funnel_api::ApiState {
             pipelines: Arc::clone(&states),
             metrics,
+            stall: Arc::new(funnel_api::StallWatch::new(args.stall_threshold)),
         };
         Some(
             funnel_api::serve(address, state, api_shutdown.clone())
@@ -640,6 +661,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
+    // A hang-up (the terminal closed, or a reload asked for) drains like SIGTERM rather
+    // than killing the process with records in flight.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
     let mut code = 0;
     let all_terminal = {
         let states = Arc::clone(&states);
@@ -662,6 +687,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
             }
             _ = tokio::signal::ctrl_c() => { info!("interrupted, stopping gracefully (again to force)"); break; }
             _ = terminate.recv() => { info!("terminated, stopping gracefully (again to force)"); break; }
+            _ = hangup.recv() => { info!("hung up, stopping gracefully (again to force)"); break; }
             _ = ticker.tick() => {
                 if progress {
                     print_progress(&states, started.elapsed());
@@ -683,11 +709,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     }
     // A second signal forces the exit.
     tokio::spawn(async move {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
-            Some(_) = async { match terminate.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+            Some(_) = terminate.recv() => {}
+            Some(_) = hangup.recv() => {}
         }
         eprintln!("forced exit");
         std::process::exit(130);

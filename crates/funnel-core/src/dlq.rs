@@ -113,7 +113,7 @@ impl Dlq {
         window_nack_threshold: usize,
     ) -> Self {
         let id = id.into();
-        let mut dlq = Self {
+        Self {
             destination: DestinationTask::new(id.clone(), destination),
             window: Window::new(window_size, window_nack_threshold),
             window_size,
@@ -122,9 +122,7 @@ impl Dlq {
             bytes: Histogram::noop(),
             records: Counter::noop(),
             id,
-        };
-        dlq.bind_pipeline("");
-        dlq
+        }
     }
 
     pub(crate) fn bind_pipeline(&mut self, pipeline: &str) {

@@ -39,6 +39,16 @@ pub(crate) struct ConnectorMetrics {
 }
 
 impl ConnectorMetrics {
+    /// Handles that record nothing, until the task knows its pipeline: a series with
+    /// an empty `pipeline` label is never exported.
+    pub(crate) fn unbound() -> Self {
+        Self {
+            duration: Histogram::noop(),
+            bytes: Histogram::noop(),
+            records: Counter::noop(),
+        }
+    }
+
     pub(crate) fn new(pipeline: &str, kind: &'static str, id: &str) -> Self {
         let labels = [
             ("pipeline", pipeline.to_owned()),
@@ -80,6 +90,13 @@ pub(crate) struct ProcessorMetrics {
 }
 
 impl ProcessorMetrics {
+    /// A handle that records nothing, until the task knows its pipeline.
+    pub(crate) fn unbound() -> Self {
+        Self {
+            duration: Histogram::noop(),
+        }
+    }
+
     pub(crate) fn new(pipeline: &str, id: &str) -> Self {
         let labels = [
             ("pipeline", pipeline.to_owned()),

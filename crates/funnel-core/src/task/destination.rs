@@ -21,13 +21,11 @@ pub struct DestinationTask {
 impl DestinationTask {
     /// A task writing to `destination`.
     pub fn new(id: impl Into<String>, destination: Arc<dyn Destination>) -> Self {
-        let mut task = Self {
-            metrics: ConnectorMetrics::new("", "destination", ""),
+        Self {
+            metrics: ConnectorMetrics::unbound(),
             id: id.into(),
             destination,
-        };
-        task.bind_pipeline("");
-        task
+        }
     }
 
     pub(super) fn bind_pipeline(&mut self, pipeline: &str) {

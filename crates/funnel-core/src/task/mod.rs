@@ -82,7 +82,7 @@ impl SourceTask {
     pub fn new(id: impl Into<String>, source: Arc<dyn Source>) -> Self {
         let id = id.into();
         Self {
-            metrics: ConnectorMetrics::new("", "source", &id),
+            metrics: ConnectorMetrics::unbound(),
             id,
             source,
             next_origin: 0,

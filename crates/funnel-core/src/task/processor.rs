@@ -36,7 +36,7 @@ impl ProcessorTask {
     pub fn new(id: impl Into<String>, processor: Box<dyn Processor>) -> Self {
         let id = id.into();
         Self {
-            metrics: ProcessorMetrics::new("", &id),
+            metrics: ProcessorMetrics::unbound(),
             id,
             processor: Some(processor),
             timeout: None,

@@ -16,6 +16,11 @@
 //! | `backoffRetry.min` | `100ms` | Wait before the first retry. |
 //! | `backoffRetry.max` | `5s` | Longest wait between retries. |
 //! | `backoffRetry.factor` | `2` | Each wait is the previous one times this factor. |
+//! | `request.timeout` | `30s` | Longest wait for one request: connecting, sending, the response and its body (a Funnel extension). |
+//!
+//! Every request is bounded by `request.timeout` (connecting alone by the smaller of it
+//! and 10 s), so a server that stops answering fails the request (a retryable failure)
+//! instead of holding the pipeline, and its drain, forever.
 //!
 //! A status of 500 or more, or a transport error, is retried with backoff; when the
 //! retries are used up, the record fails (it is nacked). Any other status, 4xx
@@ -117,7 +122,18 @@ pub(crate) static SETTINGS: &[SettingSpec] = settings_with_sdk![
         required: false,
         description: "Multiplier of the wait after each retry.",
     },
+    SettingSpec {
+        name: "request.timeout",
+        default: Some("30s"),
+        required: false,
+        description: "Longest wait for one request, response body included; a request that \
+                      takes longer fails (and is retried like a transport error). A Funnel \
+                      extension.",
+    },
 ];
+
+/// How long connecting may take at most, whatever `request.timeout` says.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Validates the settings and builds the processor. No connection is made.
 pub(crate) fn build(
@@ -208,6 +224,15 @@ pub(crate) fn build(
     let max = reader
         .duration("backoffRetry.max")
         .unwrap_or(Duration::from_secs(5));
+    let timeout = reader
+        .duration("request.timeout")
+        .unwrap_or(Duration::from_secs(30));
+    if timeout.is_zero() {
+        reader.error(
+            "request.timeout",
+            "should be greater than 0: a request must not wait forever",
+        );
+    }
 
     let parts = url
         .zip(method)
@@ -233,7 +258,12 @@ pub(crate) fn build(
             max,
             factor,
         },
-        client: Client::builder(TokioExecutor::new()).build_http(),
+        timeout,
+        client: {
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(timeout.min(CONNECT_TIMEOUT)));
+            Client::builder(TokioExecutor::new()).build(connector)
+        },
     }))
 }
 
@@ -459,6 +489,8 @@ struct Webhook {
     response_body: FieldPath,
     response_status: Option<FieldPath>,
     backoff: Backoff,
+    /// Longest wait for one request (`request.timeout`).
+    timeout: Duration,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -525,16 +557,27 @@ impl Webhook {
         let request = request
             .body(Full::new(body))
             .map_err(|e| Failure::Permanent(format!("cannot create HTTP request: {e}")))?;
-        let response = self.client.request(request).await.map_err(|e| {
-            Failure::Retryable(format!("error executing HTTP request: {}", error_chain(&e)))
-        })?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                Failure::Retryable(format!("error executing HTTP request: {}", error_chain(&e)))
+            })?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Failure::Retryable(format!("error reading response body: {e}")))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|e| Failure::Retryable(format!("error reading response body: {e}")))?
-            .to_bytes();
+            .map_err(|_| {
+                Failure::Retryable(format!(
+                    "no complete answer from {url} within {:?} (request.timeout)",
+                    self.timeout
+                ))
+            })??;
         if status >= 500 {
             return Err(Failure::Retryable(format!(
                 "error status code {status} (body: {:?})",
@@ -803,6 +846,43 @@ mod tests {
         let mut p = build("w", &settings(&[("request.url", url.as_str())])).unwrap();
         let out = p.process(&[Record::new("p", "")]).await;
         assert!(error_text(&out[0]).contains("error executing HTTP request"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_stops_answering_fails_the_record_after_the_request_timeout() {
+        // Accepts connections and reads requests, but never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let url = format!("http://{addr}/");
+        let mut p = build(
+            "w",
+            &settings(&[
+                ("request.url", url.as_str()),
+                ("request.timeout", "2s"),
+                ("backoffRetry.count", "1"),
+            ]),
+        )
+        .unwrap();
+        let start = tokio::time::Instant::now();
+        let out = p.process(&[Record::new("p", "")]).await;
+        assert!(
+            error_text(&out[0]).contains("request.timeout"),
+            "{}",
+            error_text(&out[0])
+        );
+        // Two attempts of 2 s each and a retry wait of 100 ms, on the paused clock.
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(4100) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        silent.abort();
     }
 
     #[test]
