@@ -341,7 +341,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("junk.db");
         std::fs::write(&path, b"this is not a database").unwrap();
-        assert!(matches!(RedbStore::open(&path), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            RedbStore::open(&path),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[tokio::test]
