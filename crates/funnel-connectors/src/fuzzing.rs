@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use funnel_record::Position;
 
+use crate::file::FilePosition;
 use crate::postgres::compare_positions;
 use crate::postgres::fuzz_hooks::{Cell, Message, PgPosition, TypeMap, decode_pgoutput};
 
@@ -48,10 +49,26 @@ pub fn pgoutput(data: &[u8]) {
     }
 }
 
-/// Decodes `data` as a stored postgres source position: what decodes must encode
-/// back to the same position, and [`compare_positions`] must order `data` and its
-/// halves consistently.
+/// Decodes `data` as a stored postgres source position and as a file source position:
+/// what decodes must encode back to the same position, and [`compare_positions`] must
+/// order `data` and its halves consistently.
 pub fn positions(data: &[u8]) {
+    if let Some(FilePosition {
+        seq,
+        offset,
+        file: Some(file),
+    }) = FilePosition::parse(data)
+    {
+        let texts = FilePosition::texts(seq, file, std::iter::once(offset));
+        assert_eq!(
+            texts
+                .iter()
+                .map(|t| FilePosition::parse(t))
+                .collect::<Vec<_>>(),
+            [FilePosition::parse(data)],
+            "a decoded file position does not survive encoding"
+        );
+    }
     let position = Position::from(data.to_vec());
     if let Ok(decoded) = PgPosition::decode(&position) {
         let again = PgPosition::decode(&decoded.encode());

@@ -14,6 +14,8 @@
 //! This crate must never depend on configuration, connectors or the runtime.
 
 mod format;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod redb_store;
 mod repair;
 

@@ -72,6 +72,8 @@
 mod config;
 mod destination;
 mod position;
+#[cfg(feature = "fuzzing")]
+pub(crate) use position::FilePosition;
 mod source;
 
 pub use config::{
