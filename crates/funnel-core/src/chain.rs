@@ -7,10 +7,8 @@
 //! The output is the sequence of [`Segment`]s a stop-and-wait engine would have handed
 //! on, in the order it would have handed them on.
 
-use funnel_record::metadata::READ_ERROR;
-
 use crate::batch::{Batch, RecordFlag};
-use crate::error::{Error, RecordError, Result};
+use crate::error::{Error, Result};
 use crate::task::ProcessorTask;
 
 /// Bounds on retrying records a processor returned no result for.
@@ -109,7 +107,7 @@ enum Work {
 }
 
 /// Runs a batch just read through `tasks` (possibly none), appending the output to `out`:
-/// records the source marked unreadable (metadata [`READ_ERROR`]) are nacked first, as
+/// records the source marked unreadable are nacked first (see [`Batch::nack_unreadable`]), as
 /// by task `source` (an index past the processors naming the source), with the text of
 /// that metadata as the error; the other records go through the chain in order.
 ///
@@ -123,21 +121,12 @@ pub(crate) async fn run_read(
     source: usize,
     out: &mut Vec<Segment>,
 ) -> std::result::Result<(), (u64, Error)> {
-    let unreadable: Vec<(usize, RecordError)> = batch
-        .records()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| Some((i, RecordError::msg(r.metadata.get(READ_ERROR)?))))
-        .collect();
-    if unreadable.is_empty() {
+    if !batch.nack_unreadable() {
         if tasks.is_empty() {
             out.push(Segment::Deliver(batch));
             return Ok(());
         }
         return run_chain(tasks, batch, limits, out).await;
-    }
-    for (i, error) in unreadable {
-        batch.nack(i, [error]);
     }
     for (flag, group) in batch.into_sub_batches() {
         if flag == RecordFlag::Nack {

@@ -15,7 +15,6 @@ use funnel_core::{
     Source, Task,
 };
 use funnel_record::Position;
-use funnel_record::metadata::READ_ERROR;
 use futures::future::BoxFuture;
 
 struct Slot {
@@ -74,15 +73,7 @@ impl Reference {
                 continue;
             }
             // Records the source could not read are nacked by the source.
-            let unreadable: Vec<(usize, RecordError)> = batch
-                .records()
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| Some((i, RecordError::msg(r.metadata.get(READ_ERROR)?))))
-                .collect();
-            for (i, error) in unreadable {
-                batch.nack(i, [error]);
-            }
+            batch.nack_unreadable();
             if self.slots.is_empty() {
                 self.front = batch.origins()[0];
             }

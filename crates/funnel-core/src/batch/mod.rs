@@ -267,6 +267,26 @@ impl Batch {
         }
     }
 
+    /// Nacks every record its source could not read (metadata
+    /// [`READ_ERROR`](funnel_record::metadata::READ_ERROR)), with that metadata's text as
+    /// the error. Returns whether there was one.
+    pub fn nack_unreadable(&mut self) -> bool {
+        let unreadable: Vec<(usize, RecordError)> = self
+            .records
+            .iter()
+            .enumerate()
+            .filter_map(|(p, r)| {
+                let text = r.metadata.get(funnel_record::metadata::READ_ERROR)?;
+                Some((p, RecordError::msg(text)))
+            })
+            .collect();
+        let any = !unreadable.is_empty();
+        for (p, error) in unreadable {
+            self.nack_at(p, error);
+        }
+        any
+    }
+
     /// [`nack`](Self::nack) of the record at physical index `p`.
     pub(crate) fn nack_at(&mut self, p: usize, error: RecordError) {
         self.tainted = true;
