@@ -158,9 +158,9 @@ fn push_json_string(out: &mut String, s: &str) {
 }
 
 /// The order of two positions of one source, as the exactly-once destination compares
-/// them: positions made only of decimal digits (the generator's counters, the file
-/// source's offsets) compare as numbers; anything else (the postgres source's
-/// positions among them) compares byte by byte.
+/// them: positions made only of decimal digits (the generator's counters, the bare
+/// offsets of earlier file source versions) compare as numbers; anything else (the
+/// postgres and file sources' positions among them) compares byte by byte.
 pub fn compare_positions(a: &[u8], b: &[u8]) -> Ordering {
     let decimal = |p: &[u8]| !p.is_empty() && p.iter().all(u8::is_ascii_digit);
     if decimal(a) && decimal(b) {
