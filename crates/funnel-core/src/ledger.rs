@@ -88,6 +88,7 @@ impl Ledger {
         }));
     }
 
+    #[inline]
     fn slot(&mut self, origin: u64) -> Option<&mut Slot> {
         let index = origin.checked_sub(self.front)?;
         self.slots.get_mut(usize::try_from(index).ok()?)
@@ -95,6 +96,7 @@ impl Ledger {
 
     /// Adds `count` tokens to slot `origin`: pieces of it handed on, each waiting for a
     /// destination. Returns false when the slot is not pending (a bug).
+    #[inline]
     pub(crate) fn deliver(&mut self, origin: u64, count: u32) -> bool {
         match self.slot(origin) {
             Some(slot) => {
@@ -107,6 +109,7 @@ impl Ledger {
 
     /// Consumes `count` tokens of slot `origin`. Returns false when the slot is not
     /// pending (a bug: resolved twice or never registered).
+    #[inline]
     pub(crate) fn resolve(&mut self, origin: u64, count: u32) -> bool {
         match self.slot(origin) {
             Some(slot) if slot.tokens >= count => {
@@ -118,6 +121,7 @@ impl Ledger {
     }
 
     /// Records a nack of a piece of slot `origin`; the earliest key wins.
+    #[inline]
     pub(crate) fn nack(&mut self, origin: u64, key: NackKey, record: NackedRecord) -> bool {
         match self.slot(origin) {
             Some(slot) => {

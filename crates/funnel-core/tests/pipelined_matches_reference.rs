@@ -125,11 +125,21 @@ fn outcome(built: &Handles, result: Result<(), funnel_core::Error>) -> Outcome {
     }
 }
 
-fn run_both(shape: &Shape, records: &[Record]) -> (Outcome, Outcome) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("runtime");
+/// Runs the reference and the pipelined worker on one scenario. `multi_thread`: on a
+/// two-thread runtime, where the worker's stages run as tasks of their own, in
+/// parallel; otherwise they are joined on one task.
+fn run_both(shape: &Shape, records: &[Record], multi_thread: bool) -> (Outcome, Outcome) {
+    let rt = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+    }
+    .expect("runtime");
     rt.block_on(async {
         let reference = {
             let (Built { tasks, order, dlq }, handles) = build(shape, records);
@@ -164,8 +174,8 @@ fn origin(r: &Record) -> String {
     r.metadata.get_raw(ORIGIN).unwrap_or("").to_owned()
 }
 
-fn check(shape: &Shape, records: &[Record]) -> Result<(), TestCaseError> {
-    let (reference, pipelined) = run_both(shape, records);
+fn check(shape: &Shape, records: &[Record], multi_thread: bool) -> Result<(), TestCaseError> {
+    let (reference, pipelined) = run_both(shape, records, multi_thread);
     match (&reference.result, &pipelined.result) {
         (Ok(()), Ok(())) => {
             prop_assert_eq!(&pipelined.acked, &reference.acked, "source acks differ");
@@ -249,6 +259,7 @@ proptest! {
 
     #[test]
     fn pipelined_worker_matches_the_reference_executor((shape, records) in scenario(true)) {
-        check(&shape, &records)?;
+        check(&shape, &records, false)?;
+        check(&shape, &records, true)?;
     }
 }

@@ -12,15 +12,17 @@
 //! in [`release`]; [`settle`] is what they tell the ledger, [`credits`] bounds what is
 //! in flight, [`stage`] is what they share, [`tasks`] opens and closes the tasks.
 //!
-//! Each stage is a tokio task of its own, owning the tasks it runs for the length of a
-//! run (the source and the trunk processors for the reader, a branch's processors for
-//! its writer, the DLQ for the ledger): on a multi-threaded runtime reading and
+//! On a multi-threaded runtime each stage is a tokio task of its own, owning the tasks
+//! it runs for the length of a run (the source and the trunk processors for the
+//! reader, a branch's processors for its writer, the DLQ for the ledger): reading and
 //! processing run on one core while encoding and writing run on another, and a
-//! CPU-heavy processor never holds up the writers and ack readers. Reading,
-//! processing, writing and acking of different batches overlap, while everything each
-//! destination, the DLQ and the source observe is what a stop-and-wait run would
-//! produce (see the `funnel-test-utils` reference executor and the property tests
-//! comparing the two).
+//! CPU-heavy processor never holds up the writers and ack readers. On a current-thread
+//! runtime the same stage futures are joined on the caller's task, where handing a
+//! batch on costs a poll rather than a task switch. Reading, processing, writing and
+//! acking of different batches overlap, while everything each destination, the DLQ
+//! and the source observe is what a stop-and-wait run would produce (see the
+//! `funnel-test-utils` reference executor and the property tests comparing the two,
+//! on both kinds of runtime).
 //!
 //! - Credits bound the records and bytes read but not yet released (I5).
 //! - The ledger releases positions strictly in read order, commits the last one, then
@@ -41,8 +43,9 @@ mod writer;
 
 use std::sync::Arc;
 
+use futures::future::{BoxFuture, join_all};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -210,8 +213,9 @@ impl Worker {
     /// destination, the DLQ or an ack stops everything at once (what was not released
     /// is read again after a restart).
     ///
-    /// Each stage runs as a tokio task of its own; dropping this future aborts them,
-    /// and the processors and DLQ they held are dropped with them.
+    /// On a multi-threaded runtime each stage runs as a tokio task of its own; dropping
+    /// this future aborts them, and the processors and DLQ they held are dropped with
+    /// them.
     ///
     /// # Errors
     ///
@@ -233,7 +237,7 @@ impl Worker {
             == tokio::runtime::RuntimeFlavor::MultiThread;
         let cap = self.config.channel_capacity.max(1);
         let (ledger_tx, ledger_rx) = mpsc::channel(cap * (2 * branches.len() + 1));
-        let mut stages = JoinSet::new();
+        let mut stages: Vec<BoxFuture<'static, Returned>> = Vec::new();
         let mut writer_txs = Vec::with_capacity(branches.len());
         let mut destinations = Vec::with_capacity(branches.len());
         for (branch, tasks) in branches.into_iter().enumerate() {
@@ -251,13 +255,15 @@ impl Worker {
                 yield_after_write: multi_thread,
             };
             let s = Arc::clone(&shared);
-            stages.spawn(async move { Returned::Writer(branch, writer_stage(writer, &s).await) });
+            stages.push(Box::pin(async move {
+                Returned::Writer(branch, writer_stage(writer, &s).await)
+            }));
             let destination = Arc::clone(&tasks.destination);
             let (ledger, s) = (ledger_tx.clone(), Arc::clone(&shared));
-            stages.spawn(async move {
+            stages.push(Box::pin(async move {
                 ack_reader_stage(branch, &destination, ack_rx, ledger, &s).await;
                 Returned::AckReader
-            });
+            }));
             destinations.push(tasks.destination);
         }
         let source_id = source.id().to_owned();
@@ -269,7 +275,9 @@ impl Worker {
             pipeline: self.config.pipeline_id.clone(),
         };
         let s = Arc::clone(&shared);
-        stages.spawn(async move { Returned::Ledger(ledger_stage(release, ledger_rx, &s).await) });
+        stages.push(Box::pin(async move {
+            Returned::Ledger(ledger_stage(release, ledger_rx, &s).await)
+        }));
         let reader = Reader {
             source,
             trunk,
@@ -280,12 +288,19 @@ impl Worker {
             yield_after_hand_on: multi_thread,
         };
         let s = Arc::clone(&shared);
-        stages.spawn(async move {
+        stages.push(Box::pin(async move {
             let (source, trunk, end) = reader_stage(reader, &s).await;
             Returned::Reader(source, trunk, end)
-        });
+        }));
 
-        let end = self.join(stages, destinations, &shared).await;
+        let returned = if multi_thread {
+            run_on_tasks(stages).await
+        } else {
+            // One core: the stages are joined on this task, where handing a batch on
+            // costs a poll rather than a task switch.
+            join_all(stages).await.into_iter().map(Ok).collect()
+        };
+        let end = self.take_back(returned, destinations, &shared);
         if let Some(e) = shared.take_error() {
             return Err(e);
         }
@@ -301,11 +316,11 @@ impl Worker {
         Ok(())
     }
 
-    /// Waits for every stage and takes the tasks back. A stage that panicked is an
+    /// Takes the tasks back from what the stages returned. A stage that panicked is an
     /// internal error, and what it held is lost.
-    async fn join(
+    fn take_back(
         &mut self,
-        mut stages: JoinSet<Returned>,
+        returned: Vec<std::result::Result<Returned, JoinError>>,
         destinations: Vec<Arc<DestinationTask>>,
         shared: &Shared,
     ) -> Option<ReaderEnd> {
@@ -313,7 +328,7 @@ impl Worker {
         let mut ledger = None;
         let mut writers: Vec<Option<Vec<ProcessorTask>>> =
             destinations.iter().map(|_| None).collect();
-        while let Some(joined) = stages.join_next().await {
+        for joined in returned {
             match joined {
                 Ok(Returned::Reader(source, trunk, end)) => reader = Some((source, trunk, end)),
                 Ok(Returned::Writer(branch, processors)) => writers[branch] = Some(processors),
@@ -344,4 +359,20 @@ impl Worker {
         });
         Some(end)
     }
+}
+
+/// Runs each stage as a tokio task of its own (on a multi-threaded runtime they run in
+/// parallel) and waits for all of them. Dropping this future aborts them.
+async fn run_on_tasks(
+    stages: Vec<BoxFuture<'static, Returned>>,
+) -> Vec<std::result::Result<Returned, JoinError>> {
+    let mut tasks = JoinSet::new();
+    for stage in stages {
+        tasks.spawn(stage);
+    }
+    let mut returned = Vec::with_capacity(tasks.len());
+    while let Some(joined) = tasks.join_next().await {
+        returned.push(joined);
+    }
+    returned
 }

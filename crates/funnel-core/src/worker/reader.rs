@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
+use funnel_record::metadata::READ_ERROR;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::WorkerStats;
 use super::settle::{Delivery, LedgerEvent, Settled, Step, settle};
 use super::stage::{Shared, unless_cancelled, yield_to_woken};
-use crate::chain::{RetryLimits, run_read};
+use crate::chain::{RetryLimits, Segment, run_read};
 use crate::ledger::SlotInit;
 use crate::task::{ProcessorTask, SourceTask};
 
@@ -127,12 +128,18 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
         WorkerStats::add(&shared.stats.read, slots.len());
 
         let mut segments = Vec::with_capacity(1);
-        let source_task = trunk.len();
-        // An abort interrupts a processor call in progress.
-        let read = run_read(trunk, batch, limits, source_task, &mut segments);
-        let failed = match unless_cancelled(&shared.abort, read).await {
-            Some(result) => result.err(),
-            None => return ReaderEnd::Failed,
+        let failed = if trunk.is_empty() && !batch.records().iter().any(is_unreadable) {
+            // Nothing to run: no future to build, poll and move.
+            segments.push(Segment::Deliver(batch));
+            None
+        } else {
+            let source_task = trunk.len();
+            // An abort interrupts a processor call in progress.
+            let read = run_read(trunk, batch, limits, source_task, &mut segments);
+            match unless_cancelled(&shared.abort, read).await {
+                Some(result) => result.err(),
+                None => return ReaderEnd::Failed,
+            }
         };
         let Settled {
             mut steps,
@@ -205,4 +212,9 @@ async fn deliver(
         }
     }
     true
+}
+
+/// True for a record the source marked unreadable (see `run_read`).
+fn is_unreadable(record: &funnel_record::Record) -> bool {
+    record.metadata.get(READ_ERROR).is_some()
 }

@@ -171,6 +171,7 @@ pub(super) fn settle(
 }
 
 /// Adds `count` to the run of `origin`, or starts one.
+#[inline]
 pub(super) fn push_origin(origins: &mut Vec<(u64, u32)>, origin: u64, count: u32) {
     match origins.last_mut() {
         Some((o, c)) if *o == origin => *c += count,
