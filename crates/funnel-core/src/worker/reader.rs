@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use funnel_record::metadata::READ_ERROR;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -100,7 +99,7 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
                 },
             }
         };
-        let batch = match read {
+        let mut batch = match read {
             Ok(Some(batch)) => batch,
             Ok(None) => return ReaderEnd::Exhausted,
             Err(e) => {
@@ -128,7 +127,7 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
         WorkerStats::add(&shared.stats.read, slots.len());
 
         let mut segments = Vec::with_capacity(1);
-        let failed = if trunk.is_empty() && !batch.records().iter().any(is_unreadable) {
+        let failed = if trunk.is_empty() && !batch.nack_unreadable() {
             // Nothing to run: no future to build, poll and move.
             segments.push(Segment::Deliver(batch));
             None
@@ -212,9 +211,4 @@ async fn deliver(
         }
     }
     true
-}
-
-/// True for a record the source marked unreadable (see `run_read`).
-fn is_unreadable(record: &funnel_record::Record) -> bool {
-    record.metadata.get(READ_ERROR).is_some()
 }
