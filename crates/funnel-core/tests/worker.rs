@@ -301,6 +301,7 @@ async fn a_record_the_source_could_not_read_is_nacked_by_the_source_into_the_dlq
         input[1]
             .metadata
             .insert(metadata::READ_ERROR, "file in.txt: line 2 is too long");
+        input[1].payload.after = None;
         let trunk = if processors == 0 {
             Vec::new()
         } else {

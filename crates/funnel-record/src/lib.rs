@@ -50,8 +50,9 @@ pub mod metadata {
     /// Full ID of the source connector that read the record.
     pub const SOURCE_CONNECTOR_ID: &str = "conduit.source.connector.id";
     /// Set by a source on a record it could not read (such as a line longer than the
-    /// file source's `maxRecordSize`): the engine nacks the record as soon as it is read,
-    /// with this text as the error, so it goes to the dead-letter queue.
+    /// file source's `maxRecordSize`), which then has no `payload.after`: the engine nacks
+    /// such a record as soon as it is read, with this text as the error, so it goes to
+    /// the dead-letter queue.
     pub const READ_ERROR: &str = "funnel.read.error";
     /// Error text of the nack that sent a record to the dead-letter queue.
     pub const DLQ_NACK_ERROR: &str = "conduit.dlq.nack.error";

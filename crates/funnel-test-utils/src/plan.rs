@@ -134,12 +134,14 @@ pub fn planned_record(i: usize, plan: &[(String, String)]) -> Record {
     for (k, v) in plan {
         metadata.insert(k.clone(), v.clone());
     }
+    // A record the source could not read has no payload.
+    let after = (metadata.get(READ_ERROR).is_none()).then(|| Data::raw(format!("payload {i}")));
     Record {
         position: format!("pos-{i}").into(),
         metadata,
         payload: funnel_record::Payload {
             before: None,
-            after: Some(Data::raw(format!("payload {i}"))),
+            after,
         },
         ..Record::default()
     }

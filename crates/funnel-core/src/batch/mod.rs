@@ -267,15 +267,19 @@ impl Batch {
         }
     }
 
-    /// Nacks every record its source could not read (metadata
+    /// Nacks every record its source could not read (no `payload.after`, and metadata
     /// [`READ_ERROR`](funnel_record::metadata::READ_ERROR)), with that metadata's text as
-    /// the error. Returns whether there was one.
+    /// the error. Returns whether there was one. Records with a `payload.after` (nearly
+    /// all) cost one comparison each: the metadata is looked up only for the others.
     pub fn nack_unreadable(&mut self) -> bool {
         let unreadable: Vec<(usize, RecordError)> = self
             .records
             .iter()
             .enumerate()
             .filter_map(|(p, r)| {
+                if r.payload.after.is_some() {
+                    return None;
+                }
                 let text = r.metadata.get(funnel_record::metadata::READ_ERROR)?;
                 Some((p, RecordError::msg(text)))
             })
