@@ -82,6 +82,10 @@ async fn readyz(State(state): State<ApiState>) -> (StatusCode, String) {
                 )
             }),
             PipelineStatus::Finished | PipelineStatus::Stopped => None,
+            PipelineStatus::Recovering => Some(match p.recovery() {
+                Some(r) => format!("{}: recovering, {}", p.id, r.describe()),
+                None => format!("{}: recovering", p.id),
+            }),
             other => Some(format!("{}: {}", p.id, other.name())),
         })
         .collect();

@@ -767,8 +767,12 @@ fn print_progress(states: &[Arc<funnel_runtime::PipelineState>], elapsed: Durati
     let secs = elapsed.as_secs_f64().max(0.001);
     for s in states {
         let read = WorkerStats::get(&s.stats.read);
+        let restart = s
+            .recovery()
+            .map(|r| format!(" ({})", r.describe()))
+            .unwrap_or_default();
         eprintln!(
-            "{:<24} {:<10} read {:>10} written {:>10} dlq {:>6} {:>10.0} rec/s",
+            "{:<24} {:<10} read {:>10} written {:>10} dlq {:>6} {:>10.0} rec/s{restart}",
             s.id,
             s.current().name(),
             read,

@@ -30,6 +30,12 @@ pub const RECORDS_ACKED: &str = "funnel_pipeline_records_acked_total";
 /// Records written to the DLQ. Labels: `pipeline`, `dlq`.
 pub const RECORDS_DLQ: &str = "funnel_pipeline_records_dlq_total";
 
+/// When the next restart of a recovering pipeline happens (Unix seconds; 0 when none
+/// is pending). Labels: `pipeline`.
+pub const NEXT_RESTART: &str = "funnel_pipeline_next_restart_timestamp_seconds";
+/// Restarts of a pipeline after transient errors. Labels: `pipeline`.
+pub const RESTARTS: &str = "funnel_pipeline_restarts_total";
+
 /// The handles a source or destination task records into.
 #[derive(Clone)]
 pub(crate) struct ConnectorMetrics {

@@ -19,4 +19,6 @@ pub mod registry;
 pub mod supervisor;
 
 pub use error::Error;
-pub use supervisor::{Backoff, PipelineState, PipelineStatus, Supervisor, SupervisorOptions};
+pub use supervisor::{
+    Backoff, PipelineState, PipelineStatus, Recovery, Restarts, Supervisor, SupervisorOptions,
+};

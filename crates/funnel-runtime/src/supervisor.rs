@@ -6,11 +6,18 @@
 //! error or when the retries are used up; `stopped` after a graceful stop; `finished`
 //! once every source is exhausted. One pipeline failing never stops another.
 //!
+//! As in Conduit, a restart stops counting towards the backoff (and `max_retries`)
+//! once its delay and then [`Backoff::max_retries_window`] (5 min) have passed, so a
+//! pipeline that has been healthy that long starts again from the shortest delay.
+//! While a pipeline recovers, [`PipelineState::recovery`] says which restart is next and
+//! when.
+//!
 //! Restart or degrade is decided from the error's class ([`Error::retry`]), and a
 //! degraded pipeline keeps the error itself, not its text.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use funnel_config::PipelineConfig;
 use funnel_core::{Stopper, WorkerStats};
@@ -21,6 +28,7 @@ use tracing::{error, info, warn};
 
 use crate::build::build;
 use crate::error::Error;
+use funnel_core::telemetry::{NEXT_RESTART, RESTARTS};
 
 /// Where a pipeline is in its life.
 ///
@@ -84,6 +92,9 @@ pub struct Backoff {
     pub factor: f64,
     /// Restarts before the pipeline is degraded; negative means forever (Conduit: -1).
     pub max_retries: i64,
+    /// How long after its delay a restart still counts (Conduit:
+    /// `max-retries-window`, 5 min).
+    pub max_retries_window: Duration,
 }
 
 impl Default for Backoff {
@@ -93,7 +104,65 @@ impl Default for Backoff {
             max_delay: Duration::from_secs(600),
             factor: 2.0,
             max_retries: -1,
+            max_retries_window: Duration::from_secs(300),
         }
+    }
+}
+
+/// The restarts that still count, each until its delay plus the retries window has
+/// passed (Conduit's rule).
+#[derive(Debug, Default)]
+pub struct Restarts {
+    /// When each counted restart stops counting, oldest first.
+    counted_until: VecDeque<tokio::time::Instant>,
+}
+
+impl Restarts {
+    /// Plans the next restart at `now`: its number (1 for the first that counts) and its
+    /// delay. Restarts whose delay and window have passed no longer count.
+    pub fn next(&mut self, backoff: &Backoff, now: tokio::time::Instant) -> (u32, Duration) {
+        while self
+            .counted_until
+            .front()
+            .is_some_and(|until| *until <= now)
+        {
+            self.counted_until.pop_front();
+        }
+        let attempt = u32::try_from(self.counted_until.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        let delay = backoff.delay(attempt);
+        self.counted_until
+            .push_back(now + delay + backoff.max_retries_window);
+        (attempt, delay)
+    }
+}
+
+/// A pending restart of a recovering pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// Which restart it is, among those that count (1-based).
+    pub attempt: u32,
+    /// The wait before it.
+    pub delay: Duration,
+    /// When it happens.
+    pub next_attempt: SystemTime,
+}
+
+impl Recovery {
+    /// `restart 3 at 2026-12-05T03:20:00Z (in 4s)`.
+    pub fn describe(&self) -> String {
+        let at = self
+            .next_attempt
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| funnel_record::Timestamp::new(i64::try_from(d.as_secs()).ok()?, 0))
+            .map_or_else(|| "?".to_owned(), funnel_record::Timestamp::to_rfc3339);
+        let left = self
+            .next_attempt
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        format!("restart {} at {at} (in {}s)", self.attempt, left.as_secs())
     }
 }
 
@@ -124,6 +193,7 @@ pub struct PipelineState {
     /// Its running totals (across restarts).
     pub stats: Arc<WorkerStats>,
     stoppers: Mutex<Vec<Stopper>>,
+    recovery: Mutex<Option<Recovery>>,
 }
 
 impl PipelineState {
@@ -134,6 +204,35 @@ impl PipelineState {
     /// The current status.
     pub fn current(&self) -> PipelineStatus {
         self.status.borrow().clone()
+    }
+
+    /// The pending restart while the pipeline is recovering.
+    pub fn recovery(&self) -> Option<Recovery> {
+        if self.current() != PipelineStatus::Recovering {
+            return None;
+        }
+        self.recovery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records the pending restart, shown in status and metrics.
+    fn plan_restart(&self, recovery: Recovery) {
+        let at = recovery
+            .next_attempt
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metrics::gauge!(NEXT_RESTART, "pipeline" => self.id.clone()).set(at);
+        metrics::counter!(RESTARTS, "pipeline" => self.id.clone()).increment(1);
+        *self.recovery.lock().unwrap_or_else(PoisonError::into_inner) = Some(recovery);
+        self.set(PipelineStatus::Recovering);
+    }
+
+    /// Marks the pipeline running: no restart pending.
+    fn running(&self) {
+        metrics::gauge!(NEXT_RESTART, "pipeline" => self.id.clone()).set(0.0);
+        self.set(PipelineStatus::Running);
     }
 }
 
@@ -170,6 +269,7 @@ impl Supervisor {
             status: watch::Sender::new(PipelineStatus::Starting),
             stats: Arc::default(),
             stoppers: Mutex::new(Vec::new()),
+            recovery: Mutex::new(None),
         });
         self.states.push(Arc::clone(&state));
         if pipeline.status == funnel_config::PipelineStatus::Stopped {
@@ -233,7 +333,7 @@ async fn supervise(
     shutdown: CancellationToken,
     state: Arc<PipelineState>,
 ) {
-    let mut attempt: u32 = 0;
+    let mut restarts = Restarts::default();
     loop {
         match run_once(&pipeline, &store, &shutdown, &state).await {
             Outcome::Finished => {
@@ -256,7 +356,7 @@ async fn supervise(
                     state.set(PipelineStatus::Stopped);
                     return;
                 }
-                attempt += 1;
+                let (attempt, delay) = restarts.next(&backoff, tokio::time::Instant::now());
                 if backoff.max_retries >= 0 && i64::from(attempt) > backoff.max_retries {
                     let error = Error::RetriesExhausted {
                         attempts: attempt - 1,
@@ -266,9 +366,12 @@ async fn supervise(
                     state.set(PipelineStatus::Degraded(Arc::new(error)));
                     return;
                 }
-                let delay = backoff.delay(attempt);
                 warn!(pipeline = %pipeline.id, %error, ?delay, attempt, "restarting with backoff");
-                state.set(PipelineStatus::Recovering);
+                state.plan_restart(Recovery {
+                    attempt,
+                    delay,
+                    next_attempt: SystemTime::now() + delay,
+                });
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = shutdown.cancelled() => {
@@ -309,7 +412,7 @@ async fn run_once(
     if shutdown.is_cancelled() {
         stoppers.iter().for_each(Stopper::stop);
     }
-    state.set(PipelineStatus::Running);
+    state.running();
     info!(pipeline = %pipeline.id, sources = workers.len(), "pipeline started");
 
     // Each worker on its own task; the first error stops the others gracefully.
@@ -383,6 +486,45 @@ async fn run_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn restart_backoff_resets_after_the_pipeline_has_been_healthy_for_the_retries_window() {
+        let backoff = Backoff::default();
+        let mut restarts = Restarts::default();
+        let next = |restarts: &mut Restarts| restarts.next(&backoff, tokio::time::Instant::now());
+        // Failures in a row back off: 1 s, doubling.
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            let (_, delay) = next(&mut restarts);
+            delays.push(delay.as_secs());
+            tokio::time::advance(delay).await;
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16]);
+        // Healthy for the window (5 min) after the last delay: every restart has
+        // stopped counting, and the next failure waits the shortest delay again.
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert_eq!(next(&mut restarts), (1, Duration::from_secs(1)));
+        // A failure an hour, for ten hours: each costs 1 s, never a 10-minute outage.
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_secs(3600)).await;
+            assert_eq!(next(&mut restarts), (1, Duration::from_secs(1)));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_stops_counting_once_its_delay_and_the_window_have_passed() {
+        let backoff = Backoff {
+            max_retries_window: Duration::from_secs(60),
+            ..Backoff::default()
+        };
+        let mut restarts = Restarts::default();
+        assert_eq!(restarts.next(&backoff, tokio::time::Instant::now()).0, 1);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(restarts.next(&backoff, tokio::time::Instant::now()).0, 2);
+        // The first counted until 1 s + 60 s; the second until 30 + 2 + 60 s.
+        tokio::time::advance(Duration::from_secs(32)).await;
+        assert_eq!(restarts.next(&backoff, tokio::time::Instant::now()).0, 2);
+    }
 
     #[test]
     fn backoff_doubles_from_one_second_up_to_ten_minutes() {

@@ -63,6 +63,7 @@ async fn a_failing_pipeline_recovers_with_backoff_then_degrades_while_the_others
             max_delay: Duration::from_millis(40),
             factor: 2.0,
             max_retries: 2,
+            ..Backoff::default()
         },
     };
     let mut supervisor = Supervisor::new(store, options);
@@ -71,10 +72,13 @@ async fn a_failing_pipeline_recovers_with_backoff_then_degrades_while_the_others
     }
     let bad = Arc::clone(&supervisor.states()[0]);
     let mut seen = bad.status.subscribe();
+    let watched = Arc::clone(&bad);
     let recovering = tokio::spawn(async move {
         seen.wait_for(|s| *s == PipelineStatus::Recovering)
             .await
             .is_ok()
+            // The pending restart is shown while recovering.
+            && watched.recovery().is_none_or(|r| r.attempt >= 1 && r.describe().starts_with("restart "))
     });
     tokio::time::timeout(Duration::from_secs(20), supervisor.wait_terminal())
         .await
