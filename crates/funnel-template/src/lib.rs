@@ -98,8 +98,6 @@
 //!   ([`funnel_record::Value::Time`]) is a `time.Time`: it prints as `String()` does,
 //!   `toJson` writes it as `MarshalJSON` does, and `eq` compares it only with another
 //!   time (against a string it fails with `incompatible types for comparison`).
-//! * `uuidv4` draws its randomness from the standard library's hash keys, a counter and
-//!   the clock: unique, but not cryptographically random.
 //! * Go's type names in error messages are approximated where Go would name the static
 //!   type (`interface {}`) of a value read from structured data.
 //! * Only the sprig functions listed above exist; any other name fails to parse, as an

@@ -464,7 +464,21 @@ fn sprig_encoding_and_hash_functions() {
     ]);
     let u = render("{{ uuidv4 }}");
     assert_eq!(u.len(), 36);
-    assert_eq!(&u[14..15], "4");
+    assert_eq!(&u[14..15], "4", "version 4: {u}");
+    assert!(
+        matches!(&u[19..20], "8" | "9" | "a" | "b"),
+        "RFC 4122 variant: {u}"
+    );
+    assert!(
+        u.chars()
+            .enumerate()
+            .all(|(i, c)| if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
+            }),
+        "{u}"
+    );
     assert_ne!(u, render("{{ uuidv4 }}"));
 }
 
