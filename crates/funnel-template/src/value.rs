@@ -232,18 +232,7 @@ pub(crate) fn write_value(out: &mut String, v: &V<'_>) {
         V::Operation(o) => {
             let _ = write!(out, "{o}");
         }
-        V::Metadata(m) => {
-            out.push_str("map[");
-            for (i, (k, v)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                out.push_str(k);
-                out.push(':');
-                out.push_str(v);
-            }
-            out.push(']');
-        }
+        V::Metadata(m) => go::write_sprint_entries(out, m.iter(), String::push_str),
         V::Data(Some(Data::Raw(b))) => go::write_sprint_bytes(out, b),
         V::Data(Some(Data::Structured(m))) => go::write_sprint_map(out, m),
         V::Bool(b) => go::write_sprint(out, &Value::Bool(*b)),

@@ -29,6 +29,7 @@ pub use duration::{DurationError, parse_duration};
 pub use float::{FloatF, FloatV, JsonFloat, write_float_v, write_json_float};
 pub use json::{Numbers, unmarshal_any, value_from_json};
 pub use sprint::{
-    sprint, type_name, write_sprint, write_sprint_bytes, write_sprint_map, write_sprint_slice,
+    sprint, type_name, write_sprint, write_sprint_bytes, write_sprint_entries, write_sprint_map,
+    write_sprint_slice,
 };
 pub use strconv::{parse_bool, parse_int};

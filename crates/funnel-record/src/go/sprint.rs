@@ -81,14 +81,25 @@ pub fn write_sprint_slice(out: &mut String, items: &[Value]) {
 
 /// Appends `fmt.Sprint` of a `map[string]interface{}`, keys sorted: `map[a:1 b:[2]]`.
 pub fn write_sprint_map(out: &mut String, map: &StructuredData) {
+    write_sprint_entries(out, map.iter(), write_sprint);
+}
+
+/// Appends `fmt.Sprint` of a Go map from its entries in key order, each value written
+/// by `write_value`: `map[k:v k2:v2]`. For maps of other value types, such as
+/// metadata's `map[string]string`.
+pub fn write_sprint_entries<K: AsRef<str>, V>(
+    out: &mut String,
+    entries: impl IntoIterator<Item = (K, V)>,
+    write_value: impl Fn(&mut String, V),
+) {
     out.push_str("map[");
-    for (i, (key, item)) in map.iter().enumerate() {
+    for (i, (key, value)) in entries.into_iter().enumerate() {
         if i > 0 {
             out.push(' ');
         }
-        out.push_str(key);
+        out.push_str(key.as_ref());
         out.push(':');
-        write_sprint(out, item);
+        write_value(out, value);
     }
     out.push(']');
 }
@@ -119,6 +130,9 @@ mod tests {
             "1970-01-01 00:00:01.5 +0000 UTC"
         );
         assert_eq!(sprint(&Value::Uint(u64::MAX)), "18446744073709551615");
+        let mut metadata = String::new();
+        write_sprint_entries(&mut metadata, [("a", "x"), ("b", "y z")], String::push_str);
+        assert_eq!(metadata, "map[a:x b:y z]");
     }
 
     #[test]
