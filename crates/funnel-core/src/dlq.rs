@@ -33,6 +33,25 @@ pub struct NackedRecord {
     pub task: Arc<str>,
 }
 
+/// Names a record for a person: its position, and for a record read from a file (with
+/// the file source's `file.path` metadata and its line number as key) the file and
+/// line: `position "f1:…" (file /data/in.txt, line 3)`.
+pub fn describe_record(record: &Record) -> String {
+    let position = String::from_utf8_lossy(record.position.as_bytes());
+    let mut text = format!("position {position:?}");
+    if let Some(path) = record.metadata.get("file.path") {
+        text.push_str(&format!(" (file {path}"));
+        if let Some(funnel_record::Data::Raw(key)) = &record.key
+            && !key.is_empty()
+            && key.iter().all(u8::is_ascii_digit)
+        {
+            text.push_str(&format!(", line {}", String::from_utf8_lossy(key)));
+        }
+        text.push(')');
+    }
+    text
+}
+
 /// The ring of the most recent outcomes.
 #[derive(Clone, Debug)]
 pub(crate) struct Window {
@@ -189,6 +208,7 @@ impl Dlq {
                 Error::Nacked {
                     task: rejected.task.to_string(),
                     error: rejected.error.clone(),
+                    record: describe_record(&rejected.record),
                 }
             } else {
                 Error::DlqThresholdExceeded {
@@ -228,6 +248,7 @@ impl Dlq {
                     let refused = Error::Nacked {
                         task: self.id.clone(),
                         error: error.clone(),
+                        record: describe_record(&records[cursor].record),
                     };
                     return (cursor, Err(fail(envelopes.len() - cursor, refused)));
                 }

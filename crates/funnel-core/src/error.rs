@@ -317,13 +317,16 @@ pub enum Error {
         message: String,
     },
     /// A record was nacked while the DLQ tolerates no nacks (threshold 0): the
-    /// pipeline stops with the record's own error.
-    #[error("{error}")]
+    /// pipeline stops with the record's own error, naming the record.
+    #[error("{error} (the record at {record}, nacked by {task})")]
     Nacked {
         /// The task that nacked the record.
         task: String,
         /// The record's error.
         error: RecordError,
+        /// Which record: its position, and its file and line when it came from a
+        /// file ([`describe_record`](crate::describe_record)).
+        record: String,
     },
     /// The DLQ's nack threshold was exceeded.
     #[error("DLQ nack threshold exceeded ({threshold}/{window}), original error: {error}")]

@@ -33,7 +33,7 @@ mod worker;
 
 pub use batch::{Batch, RecordFlag, RecordStatus};
 pub use chain::{RetryHistory, RetryLimits};
-pub use dlq::{Dlq, NackedRecord, envelope, record_map};
+pub use dlq::{Dlq, NackedRecord, describe_record, envelope, record_map};
 pub use error::{BoxError, ConnectorError, Error, ErrorKind, RecordError, Result, Retry};
 pub use order::Order;
 pub use parallel::Parallel;

@@ -60,7 +60,11 @@ async fn a_destination_nack_in_a_fan_out_goes_to_the_dlq_once_and_every_position
 async fn with_the_default_dlq_the_first_nack_stops_the_pipeline_with_the_records_own_error() {
     let mut p = simple(5, 5, vec![nack_at(&[2])]);
     let err = open_and_run(&mut p).await.unwrap_err();
-    assert_eq!(err.to_string(), "bad record 2");
+    // The record's own error, then which record it was.
+    assert_eq!(
+        err.to_string(),
+        "bad record 2 (the record at position \"s/2\", nacked by proc)"
+    );
     assert!(
         !err.is_fatal(),
         "a nack with threshold 0 is transient: the pipeline restarts"

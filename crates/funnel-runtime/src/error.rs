@@ -25,6 +25,24 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
+    /// The same record failed the same way on every run, restart after restart: a
+    /// restart cannot help, so the pipeline is degraded instead of restarting forever.
+    #[error(
+        "pipeline {pipeline}: the record at {record} failed {failures} times in a row with \
+         the same error: {error}. Fix the record or what refuses it, or let a dead-letter \
+         queue take such records (dead-letter-queue.window-size: 0 sends every failed \
+         record to it)"
+    )]
+    RecordKeepsFailing {
+        /// The pipeline's ID.
+        pipeline: String,
+        /// Which record ([`funnel_core::describe_record`]).
+        record: String,
+        /// How many runs in a row it failed.
+        failures: u32,
+        /// Its error.
+        error: String,
+    },
     /// The pipeline kept failing with transient errors until the retries ran out.
     #[error("failed to recover pipeline after {attempts} attempts: {last}")]
     RetriesExhausted {
@@ -42,6 +60,7 @@ impl Error {
             Self::Build(e) => e.kind(),
             Self::Worker(e) => e.kind(),
             Self::Panicked { .. } => ErrorKind::Internal,
+            Self::RecordKeepsFailing { .. } => ErrorKind::Data,
             Self::RetriesExhausted { last, .. } => last.kind(),
         }
     }
@@ -51,7 +70,20 @@ impl Error {
         match self {
             Self::Build(e) => e.retry(),
             Self::Worker(e) => e.retry(),
-            Self::Panicked { .. } | Self::RetriesExhausted { .. } => Retry::Fatal,
+            Self::Panicked { .. }
+            | Self::RecordKeepsFailing { .. }
+            | Self::RetriesExhausted { .. } => Retry::Fatal,
+        }
+    }
+
+    /// The record that stopped the pipeline and its error, when one record did (it was
+    /// nacked with no dead-letter queue to take it).
+    pub fn failed_record(&self) -> Option<(&str, String)> {
+        match self {
+            Self::Worker(funnel_core::Error::Nacked { record, error, .. }) => {
+                Some((record.as_str(), error.to_string()))
+            }
+            _ => None,
         }
     }
 

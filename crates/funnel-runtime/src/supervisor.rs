@@ -178,10 +178,23 @@ impl Backoff {
 }
 
 /// Options of the supervisor.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SupervisorOptions {
     /// Restart delays.
     pub backoff: Backoff,
+    /// Runs in a row that one record may fail the same way (nacked with no
+    /// dead-letter queue to take it) before the pipeline is degraded rather than
+    /// restarted again (default 3).
+    pub record_failures: u32,
+}
+
+impl Default for SupervisorOptions {
+    fn default() -> Self {
+        Self {
+            backoff: Backoff::default(),
+            record_failures: 3,
+        }
+    }
 }
 
 /// What the outside world sees of one pipeline.
@@ -277,10 +290,10 @@ impl Supervisor {
             return;
         }
         let store = Arc::clone(&self.store);
-        let backoff = self.options.backoff;
+        let options = self.options.clone();
         let shutdown = self.shutdown.clone();
         self.tasks.push(tokio::spawn(async move {
-            supervise(pipeline, store, backoff, shutdown, state).await;
+            supervise(pipeline, store, options, shutdown, state).await;
         }));
     }
 
@@ -326,14 +339,40 @@ enum Outcome {
     Failed(Error),
 }
 
+/// The record that failed the last runs the same way, and how many runs in a row.
+#[derive(Default)]
+struct RepeatedRecord {
+    last: Option<(String, String)>,
+    runs: u32,
+}
+
+impl RepeatedRecord {
+    /// Counts a failed run: how many runs in a row `error`'s record failed with it (0
+    /// when no record stopped this run).
+    fn count(&mut self, error: &Error) -> u32 {
+        let failed = error
+            .failed_record()
+            .map(|(record, text)| (record.to_owned(), text));
+        if failed.is_some() && failed == self.last {
+            self.runs += 1;
+        } else {
+            self.runs = u32::from(failed.is_some());
+            self.last = failed;
+        }
+        self.runs
+    }
+}
+
 async fn supervise(
     pipeline: PipelineConfig,
     store: Arc<dyn Store>,
-    backoff: Backoff,
+    options: SupervisorOptions,
     shutdown: CancellationToken,
     state: Arc<PipelineState>,
 ) {
+    let backoff = options.backoff;
     let mut restarts = Restarts::default();
+    let mut repeated = RepeatedRecord::default();
     loop {
         match run_once(&pipeline, &store, &shutdown, &state).await {
             Outcome::Finished => {
@@ -354,6 +393,20 @@ async fn supervise(
             Outcome::Failed(error) => {
                 if shutdown.is_cancelled() {
                     state.set(PipelineStatus::Stopped);
+                    return;
+                }
+                let runs = repeated.count(&error);
+                if runs >= options.record_failures.max(1)
+                    && let Some((record, text)) = error.failed_record()
+                {
+                    let error = Error::RecordKeepsFailing {
+                        pipeline: pipeline.id.clone(),
+                        record: record.to_owned(),
+                        failures: runs,
+                        error: text,
+                    };
+                    error!(pipeline = %pipeline.id, %error, "pipeline degraded");
+                    state.set(PipelineStatus::Degraded(Arc::new(error)));
                     return;
                 }
                 let (attempt, delay) = restarts.next(&backoff, tokio::time::Instant::now());

@@ -65,6 +65,7 @@ async fn a_failing_pipeline_recovers_with_backoff_then_degrades_while_the_others
             max_retries: 2,
             ..Backoff::default()
         },
+        ..SupervisorOptions::default()
     };
     let mut supervisor = Supervisor::new(store, options);
     for p in pipelines(&yaml(dir.path())) {
@@ -247,6 +248,80 @@ async fn a_fatal_error_degrades_at_once_and_keeps_the_typed_error() {
         first_after_running.await.unwrap(),
         "degraded",
         "a fatal error must not restart the pipeline"
+    );
+    supervisor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_record_under_the_default_dlq_degrades_the_pipeline_naming_its_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\nb\nbad\nc\n").unwrap();
+    let text = format!(
+        r#"version: "2.2"
+pipelines:
+  - id: p
+    processors:
+      - id: reject
+        plugin: error
+        condition: '{{{{ eq (printf "%s" .Payload.After) "bad" }}}}'
+        settings:
+          message: this record is refused
+    connectors:
+      - id: in
+        type: source
+        plugin: builtin:file
+        settings:
+          path: {input}
+      - id: out
+        type: destination
+        plugin: builtin:file
+        settings:
+          path: {dir}/out.jsonl
+"#,
+        input = input.display(),
+        dir = dir.path().display()
+    );
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let options = SupervisorOptions {
+        backoff: Backoff {
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(20),
+            ..Backoff::default()
+        },
+        ..SupervisorOptions::default()
+    };
+    let mut supervisor = Supervisor::new(store, options);
+    for p in pipelines(&text) {
+        supervisor.start(p);
+    }
+    let state = Arc::clone(&supervisor.states()[0]);
+    // Retried forever by default; a record failing the same way degrades it instead.
+    tokio::time::timeout(Duration::from_secs(20), supervisor.wait_terminal())
+        .await
+        .expect("the pipeline restarted forever");
+    match state.current() {
+        PipelineStatus::Degraded(e) => {
+            assert!(
+                matches!(
+                    *e,
+                    funnel_runtime::Error::RecordKeepsFailing { failures: 3, .. }
+                ),
+                "{e}"
+            );
+            let text = e.to_string();
+            assert!(text.contains("this record is refused"), "{text}");
+            assert!(
+                text.contains(&format!("file {}, line 3", input.display())),
+                "{text}"
+            );
+        }
+        other => panic!("expected degraded, got {other:?}"),
+    }
+    let written = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    assert!(
+        written.lines().count() >= 2,
+        "the records before it are delivered: {written}"
     );
     supervisor.shutdown().await;
 }
