@@ -48,13 +48,11 @@ impl SourceHandle {
         if self.torn_down {
             return Ok(());
         }
-        self.source
-            .teardown()
-            .await
-            .map_err(|source| Error::Teardown {
-                task: self.id.clone(),
-                source,
-            })?;
+        let torn_down = self.source.teardown().await;
+        torn_down.map_err(|source| Error::Teardown {
+            task: self.id.clone(),
+            source,
+        })?;
         self.torn_down = true;
         Ok(())
     }
