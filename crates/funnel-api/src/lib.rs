@@ -2,19 +2,24 @@
 //!
 //! - `GET /healthz`: 200 while the process serves requests.
 //! - `GET /readyz`: 200 once every pipeline has started (running, finished or stopped
-//!   on purpose), 503 with the pipelines that are not (starting, recovering, degraded)
-//!   or are stalled: running with records in flight of which none was acknowledged for
-//!   the stall threshold (a stage that hangs).
+//!   on purpose), 503 with the pipelines that are not (starting, recovering, degraded),
+//!   are stalled (running with records in flight of which none was acknowledged for
+//!   the stall threshold: a stage that hangs), or have a connector failing its
+//!   connection test.
 //! - `GET /metrics`: every metric in Prometheus text format.
 //!
 //! A connection that sends no complete request header within [`HEADER_READ_TIMEOUT`]
 //! is closed, so idle and half-open connections do not pile up.
 //!
-//! It knows the runtime's pipeline states and nothing else.
+//! It knows the small [`Pipelines`] interface and nothing else: it must never depend on
+//! the runtime, the connectors or the processors (`funnel run` implements the
+//! interface).
 
 mod stall;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +27,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use funnel_core::WorkerStats;
-use funnel_runtime::{PipelineState, PipelineStatus};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -35,11 +38,45 @@ pub use stall::StallWatch;
 /// next one on a kept-alive connection) before it is closed.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where a pipeline is, as `/readyz` sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Its workers run: ready unless stalled.
+    Running,
+    /// Finished or stopped on purpose: ready.
+    Done,
+    /// Not ready, with a word or two saying why (`recovering, next attempt at ...`).
+    NotReady(String),
+}
+
+/// One pipeline, as `/readyz` sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineView {
+    /// The pipeline's ID.
+    pub id: String,
+    /// Where it is.
+    pub phase: Phase,
+    /// Records read so far.
+    pub read: u64,
+    /// Records acknowledged so far.
+    pub acked: u64,
+}
+
+/// What the API needs to know of the pipelines.
+pub trait Pipelines: Send + Sync + 'static {
+    /// Every pipeline, now.
+    fn views(&self) -> Vec<PipelineView>;
+
+    /// The connectors of running pipelines that fail their connection test, one line
+    /// each (empty when every test passes).
+    fn failing_checks(&self) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>>;
+}
+
 /// What the API serves.
 #[derive(Clone)]
 pub struct ApiState {
     /// The pipelines.
-    pub pipelines: Arc<Vec<Arc<PipelineState>>>,
+    pub pipelines: Arc<dyn Pipelines>,
     /// The Prometheus recorder's handle.
     pub metrics: Option<PrometheusHandle>,
     /// Which running pipelines have stopped making progress.
@@ -56,39 +93,32 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Samples every pipeline's progress into `state.stall`.
-fn observe(state: &ApiState) {
-    for p in state.pipelines.iter() {
-        let running = p.current() == PipelineStatus::Running;
-        state.stall.observe(
-            &p.id,
-            running,
-            WorkerStats::get(&p.stats.read),
-            WorkerStats::get(&p.stats.acked),
-        );
+fn observe(state: &ApiState) -> Vec<PipelineView> {
+    let views = state.pipelines.views();
+    for p in &views {
+        state
+            .stall
+            .observe(&p.id, p.phase == Phase::Running, p.read, p.acked);
     }
+    views
 }
 
 async fn readyz(State(state): State<ApiState>) -> (StatusCode, String) {
-    observe(&state);
-    let not_ready: Vec<String> = state
-        .pipelines
-        .iter()
-        .filter_map(|p| match p.current() {
-            PipelineStatus::Running => state.stall.stalled_for(&p.id).map(|idle| {
+    let mut not_ready: Vec<String> = observe(&state)
+        .into_iter()
+        .filter_map(|p| match p.phase {
+            Phase::Running => state.stall.stalled_for(&p.id).map(|idle| {
                 format!(
                     "{}: stalled (records in flight, none acknowledged for {}s)",
                     p.id,
                     idle.as_secs()
                 )
             }),
-            PipelineStatus::Finished | PipelineStatus::Stopped => None,
-            PipelineStatus::Recovering => Some(match p.recovery() {
-                Some(r) => format!("{}: recovering, {}", p.id, r.describe()),
-                None => format!("{}: recovering", p.id),
-            }),
-            other => Some(format!("{}: {}", p.id, other.name())),
+            Phase::Done => None,
+            Phase::NotReady(why) => Some(format!("{}: {why}", p.id)),
         })
         .collect();
+    not_ready.extend(state.pipelines.failing_checks().await);
     if not_ready.is_empty() {
         (StatusCode::OK, "ready\n".into())
     } else {
@@ -140,7 +170,7 @@ pub async fn serve_on(
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = sample.tick() => observe(&state),
+            _ = sample.tick() => drop(observe(&state)),
             accepted = listener.accept() => {
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
@@ -181,9 +211,68 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// Fixed pipelines and connection test failures.
+    struct Fixed(Vec<PipelineView>, Vec<String>);
+
+    impl Pipelines for Fixed {
+        fn views(&self) -> Vec<PipelineView> {
+            self.0.clone()
+        }
+
+        fn failing_checks(&self) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>> {
+            Box::pin(async move { self.1.clone() })
+        }
+    }
+
+    fn view(id: &str, phase: Phase) -> PipelineView {
+        PipelineView {
+            id: id.into(),
+            phase,
+            read: 0,
+            acked: 0,
+        }
+    }
+
+    fn with(pipelines: Vec<PipelineView>, failing: Vec<String>) -> ApiState {
+        ApiState {
+            pipelines: Arc::new(Fixed(pipelines, failing)),
+            metrics: None,
+            stall: Arc::new(StallWatch::new(Duration::from_secs(60))),
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_is_ok_when_every_pipeline_runs_or_is_done() {
+        let state = with(
+            vec![view("a", Phase::Running), view("b", Phase::Done)],
+            Vec::new(),
+        );
+        assert_eq!(
+            readyz(State(state)).await,
+            (StatusCode::OK, "ready\n".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn readyz_names_the_pipelines_not_ready_and_the_failing_connectors() {
+        let state = with(
+            vec![
+                view("a", Phase::Running),
+                view("b", Phase::NotReady("recovering".into())),
+            ],
+            vec!["pipeline a: connector db: connection refused".into()],
+        );
+        let (status, body) = readyz(State(state)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "not ready: b: recovering, pipeline a: connector db: connection refused\n"
+        );
+    }
+
     fn state() -> ApiState {
         ApiState {
-            pipelines: Arc::new(Vec::new()),
+            pipelines: Arc::new(Fixed(Vec::new(), Vec::new())),
             metrics: None,
             stall: Arc::new(StallWatch::new(Duration::from_secs(60))),
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use funnel_core::WorkerStats;
+use funnel_core::{ComponentKind, WorkerStats};
 use funnel_runtime::{PipelineStatus, Supervisor, SupervisorOptions};
 use funnel_store::{MemoryStore, RedbStore, Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +64,10 @@ enum PipelinesCommand {
         /// A pipeline file or a directory of them.
         #[arg(default_value = "./pipelines")]
         path: PathBuf,
+        /// Also run every connector's connection test (the postgres connectors reach
+        /// their server, the file destination finds its directory).
+        #[arg(long)]
+        check: bool,
     },
     /// Delete a pipeline: its sources release what they keep outside Funnel (the
     /// postgres source drops its replication slot and publication when
@@ -281,8 +285,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Pipelines {
-            command: PipelinesCommand::Validate { path },
-        } => validate(&path),
+            command: PipelinesCommand::Validate { path, check },
+        } => validate(&path, check),
         Command::Pipelines {
             command: PipelinesCommand::Init { name, path },
         } => init(&name, &path),
@@ -305,13 +309,13 @@ fn main() -> std::process::ExitCode {
         Command::Connectors {
             command: LsCommand::Ls,
         } => {
-            connectors_ls();
+            components_ls(&[ComponentKind::Source, ComponentKind::Destination]);
             Ok(0)
         }
         Command::Processors {
             command: LsCommand::Ls,
         } => {
-            processors_ls();
+            components_ls(&[ComponentKind::Processor]);
             Ok(0)
         }
     };
@@ -353,20 +357,35 @@ fn load(path: &Path, strict_env: bool) -> Result<Vec<funnel_config::PipelineConf
     Ok(loaded.pipelines)
 }
 
-fn validate(path: &Path) -> anyhow::Result<u8> {
-    match load(path, false) {
-        Ok(pipelines) => {
-            println!(
-                "{} pipeline(s) valid in {}",
-                pipelines.len(),
-                path.display()
-            );
-            Ok(0)
-        }
+fn validate(path: &Path, check: bool) -> anyhow::Result<u8> {
+    let pipelines = match load(path, false) {
+        Ok(pipelines) => pipelines,
         Err(errors) => {
             eprintln!("{errors}");
-            Ok(1)
+            return Ok(1);
         }
+    };
+    println!(
+        "{} pipeline(s) valid in {}",
+        pipelines.len(),
+        path.display()
+    );
+    if !check {
+        return Ok(0);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let failures = runtime.block_on(funnel_runtime::registry::check(&pipelines));
+    for failure in &failures {
+        eprintln!("{failure}");
+    }
+    if failures.is_empty() {
+        println!("every connector passed its connection test");
+        Ok(0)
+    } else {
+        Ok(1)
     }
 }
 
@@ -414,25 +433,20 @@ fn init(name: &str, dir: &Path) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn connectors_ls() {
-    for spec in funnel_connectors::specs() {
-        let kinds: Vec<&str> = [
-            ("source", spec.source.is_some()),
-            ("destination", spec.destination.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(k, has)| has.then_some(k))
-        .collect();
+/// `funnel connectors ls` and `funnel processors ls`: the registry's components of
+/// those kinds, each with its settings.
+fn components_ls(kinds: &[ComponentKind]) {
+    for component in funnel_runtime::registry::registry().components() {
+        if !kinds.contains(&component.kind()) {
+            continue;
+        }
         println!(
             "builtin:{} ({}): {}",
-            spec.name,
-            kinds.join(", "),
-            spec.summary
+            component.name,
+            component.kind().name(),
+            component.summary
         );
-        for (kind, settings) in [("source", spec.source), ("destination", spec.destination)] {
-            let Some(settings) = settings else { continue };
-            print_settings(&format!("{kind} "), settings);
-        }
+        print_settings(component.settings());
     }
 }
 
@@ -576,22 +590,15 @@ fn store_repair(db_path: &Path) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn processors_ls() {
-    for spec in funnel_processors::specs() {
-        println!("builtin:{}: {}", spec.name, spec.summary);
-        print_settings("", spec.settings);
-    }
-}
-
 /// One line per setting: name, whether it is required, its default, what it does.
-fn print_settings(prefix: &str, settings: &[funnel_core::SettingSpec]) {
+fn print_settings<'a>(settings: impl Iterator<Item = &'a funnel_core::SettingSpec>) {
     for s in settings {
         let default = s
             .default
             .map(|d| format!(" (default {d:?})"))
             .unwrap_or_default();
         let required = if s.required { " required" } else { "" };
-        println!("  {prefix}{}{required}{default}: {}", s.name, s.description);
+        println!("  {}{required}{default}: {}", s.name, s.description);
     }
 }
 
@@ -629,6 +636,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         .map_err(|e| warn!(error = %e, "metrics are disabled"))
         .ok();
 
+    let pipeline_configs = Arc::new(pipelines.clone());
     let mut supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
     for p in pipelines {
         supervisor.start(p);
@@ -645,7 +653,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
             )
         })?;
         let state = funnel_api::ApiState {
-            pipelines: Arc::clone(&states),
+            pipelines: Arc::new(ApiPipelines {
+                states: Arc::clone(&states),
+                pipelines: pipeline_configs.clone(),
+            }),
             metrics,
             stall: Arc::new(funnel_api::StallWatch::new(args.stall_threshold)),
         };
@@ -761,6 +772,60 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     drop(supervisor);
     drop(store);
     Ok(code)
+}
+
+/// What the API sees of `funnel run`'s pipelines: their statuses and totals, and the
+/// connection tests of the connectors of the running ones.
+struct ApiPipelines {
+    states: Arc<Vec<Arc<funnel_runtime::PipelineState>>>,
+    pipelines: Arc<Vec<funnel_config::PipelineConfig>>,
+}
+
+impl funnel_api::Pipelines for ApiPipelines {
+    fn views(&self) -> Vec<funnel_api::PipelineView> {
+        self.states
+            .iter()
+            .map(|p| {
+                let phase = match p.current() {
+                    PipelineStatus::Running => funnel_api::Phase::Running,
+                    PipelineStatus::Finished | PipelineStatus::Stopped => funnel_api::Phase::Done,
+                    PipelineStatus::Recovering => funnel_api::Phase::NotReady(match p.recovery() {
+                        Some(r) => format!("recovering, {}", r.describe()),
+                        None => "recovering".to_owned(),
+                    }),
+                    other => funnel_api::Phase::NotReady(other.name().to_owned()),
+                };
+                funnel_api::PipelineView {
+                    id: p.id.clone(),
+                    phase,
+                    read: WorkerStats::get(&p.stats.read),
+                    acked: WorkerStats::get(&p.stats.acked),
+                }
+            })
+            .collect()
+    }
+
+    fn failing_checks(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send + '_>> {
+        Box::pin(async move {
+            let running: Vec<funnel_config::PipelineConfig> = self
+                .pipelines
+                .iter()
+                .filter(|p| {
+                    self.states
+                        .iter()
+                        .any(|s| s.id == p.id && s.current() == PipelineStatus::Running)
+                })
+                .cloned()
+                .collect();
+            funnel_runtime::registry::check(&running)
+                .await
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
+    }
 }
 
 fn print_progress(states: &[Arc<funnel_runtime::PipelineState>], elapsed: Duration) {

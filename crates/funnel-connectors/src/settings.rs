@@ -146,7 +146,7 @@ pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
 // ---------------------------------------------------------------------------------------
 
 /// The SDK settings every source accepts.
-pub static SDK_SOURCE_SETTINGS: &[SettingSpec] = &[
+pub const SDK_SOURCE_SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "sdk.batch.size",
         default: Some("0"),
@@ -209,7 +209,7 @@ pub static SDK_SOURCE_SETTINGS: &[SettingSpec] = &[
 ];
 
 /// The SDK settings every destination accepts.
-pub static SDK_DESTINATION_SETTINGS: &[SettingSpec] = &[
+pub const SDK_DESTINATION_SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "sdk.batch.size",
         default: Some("0"),

@@ -3,9 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use funnel_connectors::{
-    SDK_DESTINATION_SETTINGS, SDK_SOURCE_SETTINGS, Settings, SettingsError, destination, source,
-    specs,
+    SDK_DESTINATION_SETTINGS, SDK_SOURCE_SETTINGS, Settings, SettingsError, components,
+    destination, source,
 };
+use funnel_core::ComponentKind;
 
 fn settings(pairs: &[(&str, &str)]) -> Settings {
     pairs
@@ -250,40 +251,55 @@ fn only_the_opencdc_json_record_format_is_supported() {
 }
 
 #[test]
-fn specs_list_every_builtin_with_its_settings() {
-    let specs = specs();
-    let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
-    assert_eq!(names, ["file", "generator", "log", "noop", "postgres"]);
-    for spec in &specs {
-        assert!(!spec.summary.is_empty());
-        assert!(spec.source.is_some() || spec.destination.is_some());
-        for setting in spec
-            .source
-            .into_iter()
-            .chain(spec.destination)
-            .flatten()
-            .chain(SDK_SOURCE_SETTINGS)
-            .chain(SDK_DESTINATION_SETTINGS)
-        {
+fn the_registry_lists_every_builtin_with_its_settings() {
+    let table = components();
+    let entries: Vec<(&str, ComponentKind)> = table.iter().map(|c| (c.name, c.kind())).collect();
+    assert_eq!(
+        entries,
+        [
+            ("file", ComponentKind::Source),
+            ("file", ComponentKind::Destination),
+            ("generator", ComponentKind::Source),
+            ("log", ComponentKind::Destination),
+            ("noop", ComponentKind::Destination),
+            ("postgres", ComponentKind::Source),
+            ("postgres", ComponentKind::Destination),
+        ]
+    );
+    for component in &table {
+        assert!(!component.summary.is_empty());
+        let sdk = match component.kind() {
+            ComponentKind::Source => SDK_SOURCE_SETTINGS,
+            _ => SDK_DESTINATION_SETTINGS,
+        };
+        for setting in sdk {
+            assert!(
+                component.settings().any(|s| s == setting),
+                "{} lacks {}",
+                component.name,
+                setting.name
+            );
+        }
+        for setting in component.settings() {
             assert!(!setting.description.is_empty(), "{}", setting.name);
         }
     }
-    let file = specs.iter().find(|s| s.name == "file").unwrap();
-    assert!(
-        file.source
-            .unwrap()
+    let find = |name, kind| {
+        table
             .iter()
-            .any(|s| s.name == "path" && s.required)
-    );
-    let generator = specs.iter().find(|s| s.name == "generator").unwrap();
-    assert!(generator.destination.is_none());
-    let record_count = generator
-        .source
-        .unwrap()
-        .iter()
+            .find(|c| c.name == name && c.kind() == kind)
+            .unwrap()
+    };
+    let file = find("file", ComponentKind::Source);
+    assert!(file.settings().any(|s| s.name == "path" && s.required));
+    let record_count = find("generator", ComponentKind::Source)
+        .settings()
         .find(|s| s.name == "recordCount")
         .unwrap();
     assert_eq!(record_count.default, Some("-1"));
+    let postgres = find("postgres", ComponentKind::Source);
+    assert!(postgres.check.is_some() && postgres.cleanup.is_some());
+    assert!(find("file", ComponentKind::Destination).check.is_some());
 }
 
 #[test]

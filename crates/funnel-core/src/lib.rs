@@ -19,6 +19,7 @@
 
 mod batch;
 mod chain;
+pub mod component;
 mod dlq;
 mod error;
 mod ledger;
@@ -33,6 +34,7 @@ mod worker;
 
 pub use batch::{Batch, RecordFlag, RecordStatus};
 pub use chain::{RetryHistory, RetryLimits};
+pub use component::{Component, ComponentKind, Registry};
 pub use dlq::{Dlq, NackedRecord, describe_record, envelope, record_map};
 pub use error::{BoxError, ConnectorError, Error, ErrorKind, RecordError, Result, Retry};
 pub use order::Order;
@@ -41,7 +43,7 @@ pub use plugin::{
     Destination, DestinationAck, PositionCommitter, ProcessedRecord, Processor, Source,
 };
 pub use shared::SharedDestination;
-pub use spec::{SettingSpec, Settings, SettingsError, SettingsReader};
+pub use spec::{SettingSpec, Settings, SettingsError, SettingsReader, record_reads};
 pub use task::{DestinationTask, ProcessorTask, SourceTask, Task};
 pub use worker::{Stopper, Worker, WorkerConfig, WorkerStats};
 

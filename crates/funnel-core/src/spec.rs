@@ -72,6 +72,7 @@ impl<'a> SettingsReader<'a> {
     /// The value of `key`, if set and not empty (Conduit treats an empty value as
     /// unset: "use the default").
     pub fn str(&mut self, key: &str) -> Option<&'a str> {
+        note_read(key);
         let (k, v) = self.settings.get_key_value(key)?;
         self.used.insert(k.as_str());
         Some(v.as_str()).filter(|v| !v.is_empty())
@@ -90,6 +91,7 @@ impl<'a> SettingsReader<'a> {
     /// Every setting whose key starts with `prefix`, as (rest of the key, value), in key
     /// order. Marks them used.
     pub fn prefixed(&mut self, prefix: &str) -> Vec<(&'a str, &'a str)> {
+        note_read(&format!("{prefix}*"));
         let settings = self.settings;
         settings
             .range::<str, _>((
@@ -122,4 +124,31 @@ impl<'a> SettingsReader<'a> {
             Err(self.errors)
         }
     }
+}
+
+thread_local! {
+    /// The keys asked for while [`record_reads`] runs on this thread.
+    static READS: std::cell::RefCell<Option<std::collections::BTreeSet<String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn note_read(key: &str) {
+    READS.with(|reads| {
+        if let Some(reads) = reads.borrow_mut().as_mut() {
+            reads.insert(key.to_owned());
+        }
+    });
+}
+
+/// Runs `f` and returns, with its result, every key a [`SettingsReader`] on this
+/// thread asked for meanwhile, whether it was set or not (a [`prefixed`] lookup as
+/// `prefix*`). This is how the registry's tests prove that the settings a component
+/// declares are exactly the ones it reads.
+///
+/// [`prefixed`]: SettingsReader::prefixed
+pub fn record_reads<T>(f: impl FnOnce() -> T) -> (T, std::collections::BTreeSet<String>) {
+    let outer = READS.with(|reads| reads.replace(Some(std::collections::BTreeSet::new())));
+    let result = f();
+    let recorded = READS.with(|reads| reads.replace(outer)).unwrap_or_default();
+    (result, recorded)
 }

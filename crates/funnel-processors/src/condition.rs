@@ -43,6 +43,21 @@ pub fn build_configured(
     settings: &Settings,
     condition: Option<&str>,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+    with_condition(id, crate::build(plugin, id, settings), condition)
+}
+
+/// Applies `condition` to processor `id` built as `built` (see the
+/// [module docs](self)); the errors of both are reported together.
+///
+/// # Errors
+///
+/// The errors of `built`, plus an error on the setting `condition` when the condition
+/// does not parse.
+pub fn with_condition(
+    id: &str,
+    built: Result<Box<dyn Processor>, Vec<SettingsError>>,
+    condition: Option<&str>,
+) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
     let parsed = match condition.map(Condition::parse).transpose() {
         Ok(parsed) => Ok(parsed.flatten()),
         Err(err) => Err(SettingsError::new(
@@ -50,8 +65,7 @@ pub fn build_configured(
             format!("failed parsing the condition: {err}"),
         )),
     };
-    let inner = crate::build(plugin, id, settings);
-    match (inner, parsed) {
+    match (built, parsed) {
         (Ok(inner), Ok(None)) => Ok(inner),
         (Ok(inner), Ok(Some(condition))) => Ok(Box::new(Conditional {
             id: id.to_owned(),

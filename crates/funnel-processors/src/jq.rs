@@ -55,7 +55,7 @@ pub(crate) const SUMMARY: &str =
     "Transform, filter or split records with a jq program (Funnel addition, jaq dialect).";
 
 /// The settings of `jq`.
-pub(crate) static SETTINGS: &[SettingSpec] = &[
+pub(crate) const SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "filter",
         default: None,

@@ -79,7 +79,7 @@ use crate::{SettingSpec, Settings, SettingsError};
 pub(crate) const SUMMARY: &str = "Run a JavaScript function on every record (Conduit's JS API).";
 
 /// The settings of `custom.javascript`.
-pub(crate) static SETTINGS: &[SettingSpec] = &[
+pub(crate) const SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "script",
         default: None,

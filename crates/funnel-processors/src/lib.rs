@@ -1,16 +1,17 @@
 //! Funnel's built-in processors, compatible with Conduit's builtin processors of the
 //! same names (see `docs/processors.md` for every processor and its settings).
 //!
-//! The registry is plain functions, like the connectors': [`specs`] lists every
-//! built-in with its settings (for `funnel processors ls` and the docs), [`build`]
-//! validates settings and builds one processor by its plugin name. Building does no
+//! [`components`] is the processors' part of the registry table: one [`Component`]
+//! per processor with its name, summary, settings and build function; nothing else
+//! lists processor names. [`build`] looks one up and builds it. Building does no
 //! I/O; a processor that needs any (compiling a script file, say) does it in
 //! [`Processor::open`].
 //!
 //! Settings follow Conduit: values are strings, an unknown key is an error, and every
 //! error is reported at once with the key it is about.
 
-use funnel_core::{ProcessedRecord, Processor};
+use funnel_core::component::{Build, Component};
+use funnel_core::{ProcessedRecord, Processor, Registry};
 use funnel_record::Record;
 
 pub use funnel_core::{SettingSpec, Settings, SettingsError};
@@ -23,88 +24,110 @@ mod jq;
 mod js;
 mod settings;
 
-pub use condition::build_configured;
+pub use condition::{build_configured, with_condition};
 
-/// The description of one built-in processor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessorSpec {
-    /// The plugin name (`field.set`, `filter`, ...).
-    pub name: &'static str,
-    /// One line about what it does.
-    pub summary: &'static str,
-    /// The settings it accepts.
-    pub settings: &'static [SettingSpec],
-}
-
-/// Every built-in processor, sorted by name.
-pub fn specs() -> Vec<ProcessorSpec> {
+/// Every built-in processor: the processors' part of the registry table, one entry per
+/// processor, sorted by name, each declared once (name, summary, settings, build).
+pub fn components() -> Vec<Component> {
     use builtin::{base64, clone, error, field, filter, json, split, unwrap};
-    let spec = |name, summary, settings| ProcessorSpec {
-        name,
-        summary,
-        settings,
+    let entry = |name, summary, settings, build| {
+        Component::new(name, summary, settings, Build::Processor(build))
     };
-    let mut specs: Vec<ProcessorSpec> = vec![
-        spec(
+    let mut all = vec![
+        entry(
             "base64.decode",
             base64::DECODE_SUMMARY,
-            base64::DECODE_SETTINGS,
+            &[base64::DECODE_SETTINGS],
+            base64::build_decode,
         ),
-        spec(
+        entry(
             "base64.encode",
             base64::ENCODE_SUMMARY,
-            base64::ENCODE_SETTINGS,
+            &[base64::ENCODE_SETTINGS],
+            base64::build_encode,
         ),
-        spec("clone", clone::SUMMARY, clone::SETTINGS),
-        spec("error", error::SUMMARY, error::SETTINGS),
-        spec(
+        entry("clone", clone::SUMMARY, &[clone::SETTINGS], clone::build),
+        entry("error", error::SUMMARY, &[error::SETTINGS], error::build),
+        entry(
             "field.convert",
             field::CONVERT_SUMMARY,
-            field::CONVERT_SETTINGS,
+            &[field::CONVERT_SETTINGS],
+            field::build_convert,
         ),
-        spec(
+        entry(
             "field.exclude",
             field::EXCLUDE_SUMMARY,
-            field::EXCLUDE_SETTINGS,
+            &[field::EXCLUDE_SETTINGS],
+            field::build_exclude,
         ),
-        spec(
+        entry(
             "field.rename",
             field::RENAME_SUMMARY,
-            field::RENAME_SETTINGS,
+            &[field::RENAME_SETTINGS],
+            field::build_rename,
         ),
-        spec("field.set", field::SET_SUMMARY, field::SET_SETTINGS),
-        spec("filter", filter::SUMMARY, filter::SETTINGS),
-        spec("json.decode", json::DECODE_SUMMARY, json::DECODE_SETTINGS),
-        spec("json.encode", json::ENCODE_SUMMARY, json::ENCODE_SETTINGS),
-        spec("split", split::SUMMARY, split::SETTINGS),
-        spec(
+        entry(
+            "field.set",
+            field::SET_SUMMARY,
+            &[field::SET_SETTINGS],
+            field::build_set,
+        ),
+        entry(
+            "filter",
+            filter::SUMMARY,
+            &[filter::SETTINGS],
+            filter::build,
+        ),
+        entry(
+            "json.decode",
+            json::DECODE_SUMMARY,
+            &[json::DECODE_SETTINGS],
+            json::build_decode,
+        ),
+        entry(
+            "json.encode",
+            json::ENCODE_SUMMARY,
+            &[json::ENCODE_SETTINGS],
+            json::build_encode,
+        ),
+        entry("split", split::SUMMARY, &[split::SETTINGS], split::build),
+        entry(
             "unwrap.debezium",
             unwrap::DEBEZIUM_SUMMARY,
-            unwrap::SETTINGS,
+            &[unwrap::SETTINGS],
+            unwrap::build_debezium,
         ),
-        spec(
+        entry(
             "unwrap.kafkaconnect",
             unwrap::KAFKACONNECT_SUMMARY,
-            unwrap::SETTINGS,
+            &[unwrap::SETTINGS],
+            unwrap::build_kafkaconnect,
         ),
-        spec("unwrap.opencdc", unwrap::OPENCDC_SUMMARY, unwrap::SETTINGS),
+        entry(
+            "unwrap.opencdc",
+            unwrap::OPENCDC_SUMMARY,
+            &[unwrap::SETTINGS],
+            unwrap::build_opencdc,
+        ),
+        #[cfg(feature = "webhook")]
+        entry(
+            "webhook.http",
+            builtin::webhook::SUMMARY,
+            &[builtin::webhook::SETTINGS],
+            builtin::webhook::build,
+        ),
+        #[cfg(feature = "js")]
+        entry("custom.javascript", js::SUMMARY, &[js::SETTINGS], js::build),
+        #[cfg(feature = "jq")]
+        entry("jq", jq::SUMMARY, &[jq::SETTINGS], jq::build),
     ];
-    #[cfg(feature = "webhook")]
-    specs.push(spec(
-        "webhook.http",
-        builtin::webhook::SUMMARY,
-        builtin::webhook::SETTINGS,
-    ));
-    #[cfg(feature = "js")]
-    specs.push(spec("custom.javascript", js::SUMMARY, js::SETTINGS));
-    #[cfg(feature = "jq")]
-    specs.push(spec("jq", jq::SUMMARY, jq::SETTINGS));
-    specs.sort_by_key(|s| s.name);
-    specs
+    all.sort_by_key(|c| c.name);
+    all
 }
 
 /// Builds processor `id` (its ID in the pipeline file, used in error messages) of the
-/// built-in `plugin` from its settings. No I/O happens here, only validation.
+/// built-in `plugin` of [`components`] from its settings. No I/O happens here, only
+/// validation.
 ///
 /// # Errors
 ///
@@ -114,43 +137,7 @@ pub fn build(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    use builtin::{base64, clone, error, field, filter, json, split, unwrap};
-    match plugin {
-        "base64.decode" => base64::build_decode(id, settings),
-        "base64.encode" => base64::build_encode(id, settings),
-        "clone" => clone::build(id, settings),
-        "error" => error::build(id, settings),
-        "field.convert" => field::build_convert(id, settings),
-        "field.exclude" => field::build_exclude(id, settings),
-        "field.rename" => field::build_rename(id, settings),
-        "field.set" => field::build_set(id, settings),
-        "filter" => filter::build(id, settings),
-        "json.decode" => json::build_decode(id, settings),
-        "json.encode" => json::build_encode(id, settings),
-        "split" => split::build(id, settings),
-        "unwrap.debezium" => unwrap::build_debezium(id, settings),
-        "unwrap.kafkaconnect" => unwrap::build_kafkaconnect(id, settings),
-        "unwrap.opencdc" => unwrap::build_opencdc(id, settings),
-        #[cfg(feature = "webhook")]
-        "webhook.http" => builtin::webhook::build(id, settings),
-        #[cfg(feature = "js")]
-        "custom.javascript" => js::build(id, settings),
-        #[cfg(feature = "jq")]
-        "jq" => jq::build(id, settings),
-        _ => Err(vec![unknown_plugin(plugin)]),
-    }
-}
-
-/// The error for a plugin name no built-in has.
-fn unknown_plugin(plugin: &str) -> SettingsError {
-    let names: Vec<&str> = specs().iter().map(|s| s.name).collect();
-    SettingsError::new(
-        "plugin",
-        format!(
-            "unknown builtin processor {plugin:?} (builtin processors: {})",
-            names.join(", ")
-        ),
-    )
+    Registry::new(components()).processor(plugin, id, settings)
 }
 
 /// [`Processor::process`] for a processor whose real work is in

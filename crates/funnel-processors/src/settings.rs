@@ -62,7 +62,7 @@ pub(crate) const SDK_ENCODE_PAYLOAD: SettingSpec = SettingSpec {
 /// The schema settings every Conduit processor accepts (its schema middleware:
 /// decode key and payload before processing, encode them after). Funnel has no schema
 /// middleware yet: they are accepted, must be booleans, and have no effect.
-pub(crate) static SDK_SCHEMA_SETTINGS: &[SettingSpec] = &[
+pub(crate) const SDK_SCHEMA_SETTINGS: &[SettingSpec] = &[
     SDK_DECODE_KEY,
     SDK_DECODE_PAYLOAD,
     SDK_ENCODE_KEY,
@@ -115,6 +115,7 @@ impl<'a> SettingsReader<'a> {
     }
 
     /// A float setting (Go `float64`).
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
     pub(crate) fn float(&mut self, key: &str) -> Option<f64> {
         let raw = self.str(key)?;
         match raw.parse::<f64>() {
@@ -146,6 +147,7 @@ impl<'a> SettingsReader<'a> {
 
     /// A non-negative duration setting in Go's `time.ParseDuration` syntax (`250ms`,
     /// `1m30s`).
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
     pub(crate) fn duration(&mut self, key: &str) -> Option<Duration> {
         let raw = self.str(key)?;
         match funnel_record::go::parse_duration(raw).map(u64::try_from) {
@@ -220,6 +222,7 @@ impl<'a> SettingsReader<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FieldRule {
     /// Anything.
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
     Any,
     /// Anything but `.Position` (`exclusion=.Position`).
     NotPosition,

@@ -445,11 +445,11 @@ fn an_unknown_setting_is_refused() {
 
 #[test]
 fn the_processor_is_listed_with_its_settings() {
-    let spec = funnel_processors::specs()
+    let spec = funnel_processors::components()
         .into_iter()
         .find(|s| s.name == "custom.javascript")
         .expect("custom.javascript is registered");
-    let names: Vec<&str> = spec.settings.iter().map(|s| s.name).collect();
+    let names: Vec<&str> = spec.settings().map(|s| s.name).collect();
     assert!(names.contains(&"script"));
     assert!(names.contains(&"script.path"));
 }

@@ -306,15 +306,11 @@ fn an_unknown_setting_is_refused() {
 
 #[test]
 fn the_processor_is_listed_with_its_settings() {
-    let spec = funnel_processors::specs()
+    let spec = funnel_processors::components()
         .into_iter()
         .find(|s| s.name == "jq")
         .expect("jq is registered");
-    let field = spec.settings.iter().find(|s| s.name == "field").unwrap();
+    let field = spec.settings().find(|s| s.name == "field").unwrap();
     assert_eq!(field.default, Some(".Payload.After"));
-    assert!(
-        spec.settings
-            .iter()
-            .any(|s| s.name == "filter" && s.required)
-    );
+    assert!(spec.settings().any(|s| s.name == "filter" && s.required));
 }

@@ -8,13 +8,14 @@
 use std::sync::Arc;
 
 use funnel_config::{ConnectorKind, PipelineConfig};
+use funnel_core::component::Cleanup;
 use funnel_core::{
-    DestinationTask, Dlq, ErrorKind, Order, ProcessorTask, Retry, SettingsError, SharedDestination,
-    SourceTask, Task, Worker, WorkerConfig, WorkerStats,
+    ComponentKind, DestinationTask, Dlq, ErrorKind, Order, ProcessorTask, Retry, Settings,
+    SettingsError, SharedDestination, SourceTask, Task, Worker, WorkerConfig, WorkerStats,
 };
 use funnel_store::{Store, StoreCommitter};
 
-use crate::registry::plugin_name;
+use crate::registry::{plugin_name, registry};
 
 /// Why a pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +120,8 @@ pub async fn build(
         let dest_id = format!("{}:{}", pipeline.id, d.id);
         let component = format!("connector {dest_id}");
         let name = plugin(&d.plugin).map_err(invalid(&component))?;
-        let connector = funnel_connectors::destination(name, &dest_id, &d.settings)
+        let connector = registry()
+            .destination(name, &dest_id, &d.settings)
             .map_err(invalid(&component))?;
         destinations.push((dest_id, d, SharedDestination::new(connector)));
     }
@@ -139,7 +141,8 @@ pub async fn build(
         let source_id = format!("{}:{}", pipeline.id, source.id);
         let component = format!("connector {source_id}");
         let name = plugin(&source.plugin).map_err(invalid(&component))?;
-        let connector = funnel_connectors::source(name, &source_id, &source.settings, resume)
+        let connector = registry()
+            .source(name, &source_id, &source.settings, resume)
             .map_err(invalid(&component))?;
         let mut tasks: Vec<Task> = vec![SourceTask::new(source_id.clone(), connector).into()];
         // order[i]: the tasks after task i.
@@ -167,9 +170,9 @@ pub async fn build(
         let dlq_id = format!("dlq-{source_id}");
         let component = format!("connector {dlq_id}");
         let dlq_name = plugin(&pipeline.dlq.plugin).map_err(invalid(&component))?;
-        let dlq_destination =
-            funnel_connectors::destination(dlq_name, &dlq_id, &pipeline.dlq.settings)
-                .map_err(invalid(&component))?;
+        let dlq_destination = registry()
+            .destination(dlq_name, &dlq_id, &pipeline.dlq.settings)
+            .map_err(invalid(&component))?;
         let dlq = Dlq::new(
             dlq_id,
             dlq_destination,
@@ -215,23 +218,15 @@ pub async fn delete(
     store: &Arc<dyn Store>,
 ) -> Result<Vec<String>, BuildError> {
     let mut cleaned = Vec::new();
-    for source in pipeline.sources() {
-        let id = format!("{}:{}", pipeline.id, source.id);
-        let name = plugin(&source.plugin).map_err(|errors| BuildError::Settings {
-            pipeline: pipeline.id.clone(),
-            component: format!("connector {id}"),
-            errors,
-        })?;
-        let did = funnel_connectors::cleanup_source(name, &id, &source.settings)
+    for (id, cleanup, settings) in cleanups(pipeline)? {
+        (cleanup.run)(id.clone(), settings.clone())
             .await
             .map_err(|source| BuildError::Cleanup {
                 pipeline: pipeline.id.clone(),
                 connector: id.clone(),
                 source,
             })?;
-        if did {
-            cleaned.push(id);
-        }
+        cleaned.push(id);
     }
     store
         .delete_pipeline(&pipeline.id)
@@ -252,24 +247,40 @@ pub async fn delete(
 /// the cleanup cannot work with.
 pub fn delete_plan(pipeline: &PipelineConfig) -> Result<Vec<String>, BuildError> {
     let mut plan = Vec::new();
-    for source in pipeline.sources() {
-        let id = format!("{}:{}", pipeline.id, source.id);
-        let name = plugin(&source.plugin).map_err(|errors| BuildError::Settings {
-            pipeline: pipeline.id.clone(),
-            component: format!("connector {id}"),
-            errors,
-        })?;
+    for (id, cleanup, settings) in cleanups(pipeline)? {
         plan.extend(
-            funnel_connectors::cleanup_plan(name, &id, &source.settings).map_err(|source| {
-                BuildError::Cleanup {
-                    pipeline: pipeline.id.clone(),
-                    connector: id.clone(),
-                    source,
-                }
+            (cleanup.plan)(&id, settings).map_err(|source| BuildError::Cleanup {
+                pipeline: pipeline.id.clone(),
+                connector: id.clone(),
+                source,
             })?,
         );
     }
     Ok(plan)
+}
+
+/// The sources of `pipeline` that keep something outside Funnel: their full IDs, their
+/// cleanups and their settings.
+fn cleanups(pipeline: &PipelineConfig) -> Result<Vec<(String, Cleanup, &Settings)>, BuildError> {
+    let mut found = Vec::new();
+    for source in pipeline.sources() {
+        let id = format!("{}:{}", pipeline.id, source.id);
+        let component = plugin(&source.plugin)
+            .and_then(|name| {
+                registry()
+                    .find(name, ComponentKind::Source)
+                    .map_err(|e| vec![e])
+            })
+            .map_err(|errors| BuildError::Settings {
+                pipeline: pipeline.id.clone(),
+                component: format!("connector {id}"),
+                errors,
+            })?;
+        if let Some(cleanup) = component.cleanup {
+            found.push((id, cleanup, &source.settings));
+        }
+    }
+    Ok(found)
 }
 
 /// The task running processor `proc` of pipeline `pipeline`.
@@ -277,11 +288,12 @@ fn processor_task(
     pipeline: &str,
     proc: &funnel_config::ProcessorConfig,
 ) -> Result<Task, BuildError> {
-    let processor = crate::processors::build(proc).map_err(|errors| BuildError::Settings {
-        pipeline: pipeline.to_owned(),
-        component: format!("processor {}", proc.id),
-        errors,
-    })?;
+    let processor =
+        crate::processors::build(registry(), proc).map_err(|errors| BuildError::Settings {
+            pipeline: pipeline.to_owned(),
+            component: format!("processor {}", proc.id),
+            errors,
+        })?;
     Ok(ProcessorTask::new(proc.id.clone(), processor).into())
 }
 

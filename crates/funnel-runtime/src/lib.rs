@@ -1,7 +1,8 @@
 //! Funnel's runtime: from pipeline configuration to running workers.
 //!
-//! - [`registry`]: every built-in plugin by its Conduit name, and the checks a
-//!   configuration must pass before anything starts;
+//! - [`registry`]: the table of every built-in component (connectors and processors)
+//!   by its Conduit name, and the checks a configuration must pass before anything
+//!   starts (settings, and connection tests);
 //! - [`build`]: one [`Worker`](funnel_core::Worker) per source of a pipeline;
 //! - [`processors`]: a declared processor, with its `condition` and `workers`;
 //! - [`supervisor`]: runs pipelines side by side and isolated, restarts them with
@@ -15,6 +16,7 @@
 pub mod build;
 mod error;
 pub mod processors;
+mod reference;
 pub mod registry;
 pub mod supervisor;
 

@@ -7,28 +7,29 @@
 //! visible with stateful processors (a script keeping globals) and several sources.
 
 use funnel_config::ProcessorConfig;
-use funnel_core::{Parallel, Processor, SettingsError};
+use funnel_core::{Parallel, Processor, Registry, SettingsError};
 
-use crate::registry::plugin_name;
+use crate::reference::plugin_name;
 
-/// Builds `config` as one processor: `workers` instances (0 counts as 1) behind one
+/// Builds `config`, found in `registry`, as one processor: `workers` instances (0 counts as 1) behind one
 /// [`Parallel`], each applying the processor's `condition`. No I/O happens here.
 ///
 /// # Errors
 ///
 /// Every invalid setting; `plugin` when the plugin does not exist, `condition` when
 /// the condition does not parse.
-pub fn build(config: &ProcessorConfig) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub fn build(
+    registry: &Registry,
+    config: &ProcessorConfig,
+) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
     let name = plugin_name(&config.plugin).map_err(|m| vec![SettingsError::new("plugin", m)])?;
     let condition = config.condition.as_deref();
     let workers = config.workers.max(1);
     let mut instances = Vec::with_capacity(workers as usize);
     for _ in 0..workers {
-        instances.push(funnel_processors::build_configured(
-            name,
-            &config.id,
-            &config.settings,
-            condition,
+        let built = registry.processor(name, &config.id, &config.settings);
+        instances.push(funnel_processors::with_condition(
+            &config.id, built, condition,
         )?);
     }
     if instances.len() == 1 {
@@ -36,9 +37,4 @@ pub fn build(config: &ProcessorConfig) -> Result<Box<dyn Processor>, Vec<Setting
     } else {
         Ok(Box::new(Parallel::new(instances)))
     }
-}
-
-/// The names of the built-in processors, sorted.
-pub fn names() -> Vec<&'static str> {
-    funnel_processors::specs().iter().map(|s| s.name).collect()
 }

@@ -1,40 +1,34 @@
-//! The registry: every built-in plugin by its Conduit name.
-//!
-//! A plugin reference is `[builtin:|standalone:|any:]NAME[@VERSION]`; Funnel has only
-//! built-in plugins, so the prefix and version are accepted and ignored (a
-//! `standalone:` reference is refused).
+//! The registry: one table of every built-in component (sources, destinations and
+//! processors, by their Conduit names), and the checks a configuration must pass
+//! before anything starts: [`validate`] (settings, no I/O) and [`check`] (can each
+//! connector reach its server).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use funnel_core::{Component, ComponentKind, ConnectorError, Registry};
 
 use funnel_config::{
     ConfigError, ConfigErrorKind, ConfigErrors, ConnectorKind, Location, PipelineConfig,
     PipelineStatus,
 };
 
-/// The bare plugin name of a reference (`builtin:file@v0.10.3` -> `file`).
-///
-/// # Errors
-///
-/// A message when the reference names a standalone plugin.
-pub fn plugin_name(reference: &str) -> Result<&str, String> {
-    let (prefix, rest) = match reference.split_once(':') {
-        Some((prefix, rest)) => (prefix, rest),
-        None => ("any", reference),
-    };
-    let name = rest.split('@').next().unwrap_or(rest);
-    match prefix {
-        "builtin" | "any" => Ok(name),
-        "standalone" => Err(
-            "standalone plugins are not supported; use a built-in one (funnel connectors ls)"
-                .to_owned(),
-        ),
-        other => Err(format!(
-            "unknown plugin type {other:?} (expected builtin, standalone or any)"
-        )),
-    }
+pub use crate::reference::plugin_name;
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry::new(components()));
+
+/// The registry table: every built-in connector (each source and destination) and
+/// every built-in processor, one entry each, as their crates declare them. Which
+/// families are in it depends on the cargo features this build has.
+pub fn components() -> Vec<Component> {
+    let mut all = funnel_connectors::components();
+    all.extend(funnel_processors::components());
+    all
 }
 
-/// Names of the built-in processors.
-pub fn processors() -> Vec<&'static str> {
-    crate::processors::names()
+/// The registry of [`components`], built once.
+pub fn registry() -> &'static Registry {
+    &REGISTRY
 }
 
 fn error(location: &Location, setting: String, message: impl Into<String>) -> ConfigError {
@@ -73,12 +67,12 @@ pub fn validate(pipelines: &[PipelineConfig]) -> Result<(), ConfigErrors> {
             };
             let full_id = format!("{}:{}", p.id, c.id);
             let built = match c.kind {
-                ConnectorKind::Source => {
-                    funnel_connectors::source(name, &full_id, &c.settings, None).map(drop)
-                }
-                ConnectorKind::Destination => {
-                    funnel_connectors::destination(name, &full_id, &c.settings).map(drop)
-                }
+                ConnectorKind::Source => registry()
+                    .source(name, &full_id, &c.settings, None)
+                    .map(drop),
+                ConnectorKind::Destination => registry()
+                    .destination(name, &full_id, &c.settings)
+                    .map(drop),
             };
             if let Err(problems) = built {
                 for problem in problems {
@@ -106,7 +100,7 @@ pub fn validate(pipelines: &[PipelineConfig]) -> Result<(), ConfigErrors> {
         match plugin_name(&p.dlq.plugin) {
             Ok(name) => {
                 if let Err(problems) =
-                    funnel_connectors::destination(name, &format!("{}-dlq", p.id), &p.dlq.settings)
+                    registry().destination(name, &format!("{}-dlq", p.id), &p.dlq.settings)
                 {
                     for problem in problems {
                         let location = p
@@ -154,7 +148,7 @@ pub fn validate(pipelines: &[PipelineConfig]) -> Result<(), ConfigErrors> {
 
 /// Builds `proc` (no I/O) and turns every problem into a located error.
 fn check_processor(proc: &funnel_config::ProcessorConfig, errors: &mut Vec<ConfigError>) {
-    let Err(problems) = crate::processors::build(proc) else {
+    let Err(problems) = crate::processors::build(registry(), proc) else {
         return;
     };
     for problem in problems {
@@ -175,16 +169,79 @@ fn check_processor(proc: &funnel_config::ProcessorConfig, errors: &mut Vec<Confi
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A connector that failed its connection test.
+#[derive(Debug)]
+pub struct CheckFailure {
+    /// The pipeline's ID.
+    pub pipeline: String,
+    /// The connector's ID within the pipeline (`dlq` for the dead-letter queue).
+    pub connector: String,
+    /// Why it failed.
+    pub error: ConnectorError,
+}
 
-    #[test]
-    fn plugin_references_keep_only_the_name() {
-        assert_eq!(plugin_name("builtin:file@v0.10.3"), Ok("file"));
-        assert_eq!(plugin_name("generator"), Ok("generator"));
-        assert_eq!(plugin_name("any:log"), Ok("log"));
-        assert!(plugin_name("standalone:foo").is_err());
-        assert!(plugin_name("weird:foo").is_err());
+impl std::fmt::Display for CheckFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pipeline {}: connector {}: {}",
+            self.pipeline, self.connector, self.error
+        )
     }
+}
+
+/// How long one connection test may take.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the connection test of every connector of `pipelines` that has one (the
+/// postgres connectors reach their server, the file destination finds its
+/// directory), all at once, each within [`CHECK_TIMEOUT`]. Connectors whose plugin is
+/// unknown are skipped: [`validate`] reports them.
+pub async fn check(pipelines: &[PipelineConfig]) -> Vec<CheckFailure> {
+    let mut checks = Vec::new();
+    for p in pipelines {
+        let connectors = p.connectors.iter().map(|c| {
+            let kind = match c.kind {
+                ConnectorKind::Source => ComponentKind::Source,
+                ConnectorKind::Destination => ComponentKind::Destination,
+            };
+            (c.id.as_str(), c.plugin.as_str(), kind, &c.settings)
+        });
+        let dlq = std::iter::once((
+            "dlq",
+            p.dlq.plugin.as_str(),
+            ComponentKind::Destination,
+            &p.dlq.settings,
+        ));
+        for (id, plugin, kind, settings) in connectors.chain(dlq) {
+            let Some(check) = plugin_name(plugin)
+                .ok()
+                .and_then(|name| registry().find(name, kind).ok())
+                .and_then(|component| component.check)
+            else {
+                continue;
+            };
+            let (pipeline, connector) = (p.id.clone(), id.to_owned());
+            let run = check(format!("{pipeline}:{connector}"), settings.clone());
+            checks.push(async move {
+                let error = match tokio::time::timeout(CHECK_TIMEOUT, run).await {
+                    Ok(Ok(())) => return None,
+                    Ok(Err(error)) => error,
+                    Err(_) => ConnectorError::transient(format!(
+                        "the connection test did not finish within {CHECK_TIMEOUT:?}"
+                    )),
+                };
+                Some(CheckFailure {
+                    pipeline,
+                    connector,
+                    error,
+                })
+            });
+        }
+    }
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }

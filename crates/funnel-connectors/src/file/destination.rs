@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -327,5 +327,27 @@ fn open_error(path: &Path, e: std::io::Error) -> ConnectorError {
             ConnectorError::fatal(e).context(context)
         }
         _ => ConnectorError::transient(e).context(context),
+    }
+}
+
+/// The file destination's connection test: the directory the file goes in exists.
+pub(crate) async fn check(config: &FileDestinationConfig) -> Result<(), ConnectorError> {
+    let path = config.path.clone();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let meta = tokio::task::spawn_blocking(move || std::fs::metadata(&dir))
+        .await
+        .map_err(|e| ConnectorError::internal(e).context("file destination"))?;
+    let context = || format!("file {}: its directory", path.display());
+    match meta {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(ConnectorError::config(std::io::Error::new(
+            ErrorKind::NotADirectory,
+            "not a directory",
+        ))
+        .context(context())),
+        Err(e) => Err(ConnectorError::fatal(e).context(context())),
     }
 }

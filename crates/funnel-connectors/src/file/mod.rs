@@ -83,13 +83,17 @@ pub use config::{
 pub use destination::FileDestination;
 pub use source::FileSource;
 
+use std::sync::Arc;
+
+use funnel_core::component::{Build, Component};
+
 use crate::SettingSpec;
 
 /// Metadata key holding the path of the file a record was read from.
 pub const METADATA_FILE_PATH: &str = "file.path";
 
 /// The file source's own settings.
-pub(crate) static SOURCE_SETTINGS: &[SettingSpec] = &[
+pub(crate) const SOURCE_SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "path",
         default: None,
@@ -108,7 +112,7 @@ pub(crate) static SOURCE_SETTINGS: &[SettingSpec] = &[
 ];
 
 /// The file destination's own settings.
-pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[
+pub(crate) const DESTINATION_SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "path",
         default: None,
@@ -123,3 +127,32 @@ pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[
                       opencdc.readAt) in an HDR histogram; funnel run logs p50/p99/p99.9 at exit.",
     },
 ];
+
+/// The file source in the registry.
+pub const SOURCE: Component = Component::new(
+    "file",
+    "Reads the lines of a file and follows appends, rotation and truncation.",
+    &[SOURCE_SETTINGS, crate::SDK_SOURCE_SETTINGS],
+    Build::Source(|id, settings, resume| {
+        let config = validate_source(settings)?;
+        Ok(Arc::new(FileSource::new(id, config, resume)))
+    }),
+);
+
+/// The file destination in the registry; its check is that the file's directory
+/// exists.
+pub const DESTINATION: Component = Component::new(
+    "file",
+    "Writes records as OpenCDC JSON lines to a file.",
+    &[DESTINATION_SETTINGS, crate::SDK_DESTINATION_SETTINGS],
+    Build::Destination(|id, settings| {
+        let config = validate_destination(settings)?;
+        Ok(Arc::new(FileDestination::new(id, config)))
+    }),
+)
+.with_check(|id, settings| {
+    Box::pin(async move {
+        let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
+        destination::check(&config).await
+    })
+});

@@ -52,10 +52,14 @@ mod source;
 pub use config::{Burst, CollectionConfig, FieldType, Format, GeneratorConfig, validate};
 pub use source::GeneratorSource;
 
+use std::sync::Arc;
+
+use funnel_core::component::{Build, Component};
+
 use crate::SettingSpec;
 
 /// The generator's own settings (the SDK ones come on top).
-pub(crate) static SOURCE_SETTINGS: &[SettingSpec] = &[
+pub(crate) const SOURCE_SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "format.type",
         default: None,
@@ -135,3 +139,14 @@ pub(crate) static SOURCE_SETTINGS: &[SettingSpec] = &[
         description: "Length of each generate phase, when burst.sleepTime is set.",
     },
 ];
+
+/// The generator source in the registry.
+pub const SOURCE: Component = Component::new(
+    "generator",
+    "Generates records with random data, for demos, tests and benchmarks.",
+    &[SOURCE_SETTINGS, crate::SDK_SOURCE_SETTINGS],
+    Build::Source(|id, settings, resume| {
+        let config = validate(settings)?;
+        Ok(Arc::new(GeneratorSource::new(id, config, resume)))
+    }),
+);

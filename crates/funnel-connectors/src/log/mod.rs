@@ -25,10 +25,14 @@ mod destination;
 pub use config::{LogConfig, validate};
 pub use destination::LogDestination;
 
+use std::sync::Arc;
+
+use funnel_core::component::{Build, Component};
+
 use crate::SettingSpec;
 
 /// The log destination's own settings.
-pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[
+pub(crate) const DESTINATION_SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "level",
         default: Some("info"),
@@ -42,3 +46,14 @@ pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[
         description: "Message of every log line (empty by default).",
     },
 ];
+
+/// The log destination in the registry.
+pub const DESTINATION: Component = Component::new(
+    "log",
+    "Logs every record as OpenCDC JSON at a chosen level.",
+    &[DESTINATION_SETTINGS, crate::SDK_DESTINATION_SETTINGS],
+    Build::Destination(|id, settings| {
+        let config = validate(settings)?;
+        Ok(Arc::new(LogDestination::new(id, config)))
+    }),
+);

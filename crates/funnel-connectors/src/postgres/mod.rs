@@ -93,6 +93,10 @@ pub(crate) mod fuzz_hooks {
     pub(crate) use super::types::TypeMap;
 }
 
+use std::sync::Arc;
+
+use funnel_core::component::{Build, Cleanup, Component};
+
 pub use config::{
     PostgresDestinationConfig, PostgresSourceConfig, TableName, Tables, validate_destination,
     validate_source,
@@ -151,7 +155,7 @@ pub fn cleanup_plan(id: &str, settings: &Settings) -> Result<Vec<String>, Connec
 }
 
 /// The postgres source's own settings.
-pub(crate) static SOURCE_SETTINGS: &[SettingSpec] = &[
+pub(crate) const SOURCE_SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "url",
         default: None,
@@ -209,7 +213,7 @@ pub(crate) static SOURCE_SETTINGS: &[SettingSpec] = &[
 ];
 
 /// The postgres destination's own settings.
-pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[
+pub(crate) const DESTINATION_SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         name: "url",
         default: None,
@@ -236,3 +240,46 @@ pub(crate) static DESTINATION_SETTINGS: &[SettingSpec] = &[
                       same transaction and skip records it covers after a restart.",
     },
 ];
+
+/// The postgres source in the registry: its check connects to the server, its cleanup
+/// drops the replication slot and publication.
+pub const SOURCE: Component = Component::new(
+    "postgres",
+    "Reads a snapshot of PostgreSQL tables, then their changes with logical replication.",
+    &[SOURCE_SETTINGS, crate::SDK_SOURCE_SETTINGS],
+    Build::Source(|id, settings, resume| {
+        let config = validate_source(settings)?;
+        Ok(Arc::new(PostgresSource::new(id, config, resume)))
+    }),
+)
+.with_check(|id, settings| {
+    Box::pin(async move {
+        let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
+        conn::connect(&config.pg, &format!("postgres source {id}"))
+            .await
+            .map(drop)
+    })
+})
+.with_cleanup(Cleanup {
+    plan: cleanup_plan,
+    run: |id, settings| Box::pin(async move { cleanup(&id, &settings).await }),
+});
+
+/// The postgres destination in the registry: its check connects to the server.
+pub const DESTINATION: Component = Component::new(
+    "postgres",
+    "Upserts and deletes rows of PostgreSQL tables.",
+    &[DESTINATION_SETTINGS, crate::SDK_DESTINATION_SETTINGS],
+    Build::Destination(|id, settings| {
+        let config = validate_destination(settings)?;
+        Ok(Arc::new(PostgresDestination::new(id, config)))
+    }),
+)
+.with_check(|id, settings| {
+    Box::pin(async move {
+        let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
+        conn::connect(&config.pg, &format!("postgres destination {id}"))
+            .await
+            .map(drop)
+    })
+});

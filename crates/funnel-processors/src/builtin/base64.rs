@@ -27,7 +27,7 @@ pub(crate) const DECODE_SUMMARY: &str = "Decodes a base64 field.";
 pub(crate) const ENCODE_SUMMARY: &str = "Encodes a field as base64.";
 
 /// The settings `base64.decode` accepts.
-pub(crate) static DECODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+pub(crate) const DECODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
     name: "field",
     default: None,
     required: true,
@@ -35,7 +35,7 @@ pub(crate) static DECODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSp
 }];
 
 /// The settings `base64.encode` accepts.
-pub(crate) static ENCODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+pub(crate) const ENCODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
     name: "field",
     default: None,
     required: true,

@@ -24,7 +24,7 @@ pub(crate) const SUMMARY: &str =
 const INDEX_KEY: &str = "clone.index";
 
 /// The settings `clone` accepts.
-pub(crate) static SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
     name: "count",
     default: None,
     required: true,

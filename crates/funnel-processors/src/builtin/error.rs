@@ -28,7 +28,7 @@ pub(crate) const SUMMARY: &str =
 const DEFAULT_MESSAGE: &str = "error processor triggered";
 
 /// The settings `error` accepts.
-pub(crate) static SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
     name: "message",
     default: Some(DEFAULT_MESSAGE),
     required: false,

@@ -57,7 +57,7 @@ use super::{Label, RecordProcessor, boxed};
 pub(crate) const SET_SUMMARY: &str = "Sets a field to the output of a Go template.";
 
 /// The settings `field.set` accepts.
-pub(crate) static SET_SETTINGS: &[SettingSpec] = settings_with_sdk![
+pub(crate) const SET_SETTINGS: &[SettingSpec] = settings_with_sdk![
     SettingSpec {
         name: "field",
         default: None,
@@ -147,7 +147,7 @@ impl RecordProcessor for SetField {
 pub(crate) const RENAME_SUMMARY: &str = "Renames metadata keys and structured data fields.";
 
 /// The settings `field.rename` accepts.
-pub(crate) static RENAME_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+pub(crate) const RENAME_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
     name: "mapping",
     default: None,
     required: true,
@@ -238,7 +238,7 @@ impl RecordProcessor for RenameField {
 pub(crate) const EXCLUDE_SUMMARY: &str = "Removes fields from the record.";
 
 /// The settings `field.exclude` accepts.
-pub(crate) static EXCLUDE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+pub(crate) const EXCLUDE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
     name: "fields",
     default: None,
     required: true,
@@ -311,7 +311,7 @@ impl RecordProcessor for ExcludeFields {
 pub(crate) const CONVERT_SUMMARY: &str = "Converts a field to string, int, float, bool or time.";
 
 /// The settings `field.convert` accepts.
-pub(crate) static CONVERT_SETTINGS: &[SettingSpec] = settings_with_sdk![
+pub(crate) const CONVERT_SETTINGS: &[SettingSpec] = settings_with_sdk![
     SettingSpec {
         name: "field",
         default: None,

@@ -19,7 +19,7 @@ use super::{RecordProcessor, boxed};
 pub(crate) const SUMMARY: &str = "Acknowledges and drops every record; use it with a condition.";
 
 /// The settings `filter` accepts.
-pub(crate) static SETTINGS: &[SettingSpec] = settings_with_sdk![];
+pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![];
 
 /// Validates the settings and builds the processor.
 pub(crate) fn build(

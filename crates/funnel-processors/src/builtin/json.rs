@@ -31,7 +31,7 @@ pub(crate) const DECODE_SUMMARY: &str =
 pub(crate) const ENCODE_SUMMARY: &str = "Encodes a field as JSON text.";
 
 /// The settings `json.decode` accepts.
-pub(crate) static DECODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+pub(crate) const DECODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
     name: "field",
     default: None,
     required: true,
@@ -39,7 +39,7 @@ pub(crate) static DECODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSp
 }];
 
 /// The settings `json.encode` accepts.
-pub(crate) static ENCODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+pub(crate) const ENCODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
     name: "field",
     default: None,
     required: true,

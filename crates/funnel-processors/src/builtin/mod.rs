@@ -127,12 +127,12 @@ mod tests {
             .iter()
             .map(|s| (s.name.to_owned(), "false".to_owned()))
             .collect();
-        let specs = crate::specs();
+        let specs = crate::components();
         assert!(specs.windows(2).all(|w| w[0].name < w[1].name));
         for spec in specs {
             for sdk in crate::settings::SDK_SCHEMA_SETTINGS {
                 assert!(
-                    spec.settings.contains(sdk),
+                    spec.settings().any(|s| s == sdk),
                     "{} lacks {}",
                     spec.name,
                     sdk.name
@@ -140,7 +140,7 @@ mod tests {
             }
             match crate::build(spec.name, "id", &schema) {
                 Ok(_) => assert!(
-                    spec.settings.iter().all(|s| !s.required),
+                    spec.settings().all(|s| !s.required),
                     "{} built without its required settings",
                     spec.name
                 ),
@@ -149,8 +149,7 @@ mod tests {
                     // missing, or one of a pair such as script / script.path).
                     for error in &errors {
                         let own = spec
-                            .settings
-                            .iter()
+                            .settings()
                             .any(|s| s.name == error.setting && !s.name.starts_with("sdk.schema."));
                         assert!(own, "{}: {error}", spec.name);
                     }

@@ -25,7 +25,7 @@ pub(crate) const SUMMARY: &str = "Splits a record into one record per element of
 const INDEX_KEY: &str = "split.index";
 
 /// The settings `split` accepts.
-pub(crate) static SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
     name: "field",
     default: None,
     required: true,

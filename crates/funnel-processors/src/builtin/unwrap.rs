@@ -47,7 +47,7 @@ pub(crate) const KAFKACONNECT_SUMMARY: &str =
 const DEFAULT_FIELD: &str = ".Payload.After";
 
 /// The settings of every `unwrap.*` processor.
-pub(crate) static SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
+pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
     name: "field",
     default: Some(DEFAULT_FIELD),
     required: false,

@@ -52,7 +52,7 @@ pub(crate) const SUMMARY: &str =
     "Sends an HTTP request per record and stores the response in the record.";
 
 /// The settings `webhook.http` accepts.
-pub(crate) static SETTINGS: &[SettingSpec] = settings_with_sdk![
+pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![
     SettingSpec {
         name: "request.url",
         default: None,
