@@ -99,6 +99,18 @@ pub fn destination(
     Registry::new(components()).destination(plugin, id, settings)
 }
 
+/// `destination`, its writes paced by `sdk.rate.perSecond` and `sdk.rate.burst` when
+/// they are set (every destination's build goes through here).
+pub(crate) fn paced(
+    settings: &Settings,
+    destination: Arc<dyn Destination>,
+) -> Arc<dyn Destination> {
+    match rate::from_settings(settings) {
+        Some(bucket) => Arc::new(rate::RateLimited::new(destination, bucket)),
+        None => destination,
+    }
+}
+
 /// Invalid settings met by a connection test or a cleanup, as a configuration error.
 pub(crate) fn invalid(id: &str, errors: &[SettingsError]) -> funnel_core::ConnectorError {
     let text: Vec<String> = errors.iter().map(SettingsError::to_string).collect();

@@ -147,7 +147,10 @@ pub const DESTINATION: Component = Component::new(
     &[DESTINATION_SETTINGS, crate::SDK_DESTINATION_SETTINGS],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
-        Ok(Arc::new(FileDestination::new(id, config)))
+        Ok(crate::paced(
+            settings,
+            Arc::new(FileDestination::new(id, config)),
+        ))
     }),
 )
 .with_check(|id, settings| {

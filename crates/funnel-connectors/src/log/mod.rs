@@ -54,6 +54,9 @@ pub const DESTINATION: Component = Component::new(
     &[DESTINATION_SETTINGS, crate::SDK_DESTINATION_SETTINGS],
     Build::Destination(|id, settings| {
         let config = validate(settings)?;
-        Ok(Arc::new(LogDestination::new(id, config)))
+        Ok(crate::paced(
+            settings,
+            Arc::new(LogDestination::new(id, config)),
+        ))
     }),
 );

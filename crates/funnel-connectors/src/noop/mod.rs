@@ -50,6 +50,9 @@ pub const DESTINATION: Component = Component::new(
     &[DESTINATION_SETTINGS, crate::SDK_DESTINATION_SETTINGS],
     Build::Destination(|_id, settings| {
         let config = validate(settings)?;
-        Ok(Arc::new(NoopDestination::with_config(config)))
+        Ok(crate::paced(
+            settings,
+            Arc::new(NoopDestination::with_config(config)),
+        ))
     }),
 );

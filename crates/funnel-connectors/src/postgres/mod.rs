@@ -272,7 +272,10 @@ pub const DESTINATION: Component = Component::new(
     &[DESTINATION_SETTINGS, crate::SDK_DESTINATION_SETTINGS],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
-        Ok(Arc::new(PostgresDestination::new(id, config)))
+        Ok(crate::paced(
+            settings,
+            Arc::new(PostgresDestination::new(id, config)),
+        ))
     }),
 )
 .with_check(|id, settings| {
