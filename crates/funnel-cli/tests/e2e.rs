@@ -277,6 +277,57 @@ pipelines:
 }
 
 #[test]
+fn validate_check_runs_the_connection_tests_and_names_the_connectors_that_fail_them() {
+    let env = Env::new(
+        r#"version: "2.2"
+pipelines:
+  - id: p
+    connectors:
+      - id: gen
+        type: source
+        plugin: builtin:generator
+        settings:
+          format.type: raw
+          format.options.id: int
+      - id: out
+        type: destination
+        plugin: builtin:file
+        settings:
+          path: ./missing/out.jsonl
+      - id: db
+        type: destination
+        plugin: builtin:postgres
+        settings:
+          url: postgres://funnel@127.0.0.1:1/funnel
+          table: t
+"#,
+    );
+    // Without --check the file is valid: nothing is reached.
+    let (code, stdout, stderr) = funnel_in(&env, &["pipelines", "validate", "pipelines"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, _, stderr) = funnel_in(&env, &["pipelines", "validate", "--check", "pipelines"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("pipeline p: connector out:"), "{stderr}");
+    assert!(stderr.contains("pipeline p: connector db:"), "{stderr}");
+    assert!(!stderr.contains("connector gen"), "{stderr}");
+
+    std::fs::create_dir(env.path("missing")).unwrap();
+    std::fs::write(
+        env.path("pipelines/p.yaml"),
+        std::fs::read_to_string(env.path("pipelines/p.yaml"))
+            .unwrap()
+            .split("      - id: db")
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let (code, stdout, stderr) =
+        funnel_in(&env, &["pipelines", "validate", "--check", "pipelines"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("every connector passed"), "{stdout}");
+}
+
+#[test]
 fn init_writes_a_pipeline_that_validates_and_runs() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(FUNNEL)
