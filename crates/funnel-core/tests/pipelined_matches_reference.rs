@@ -97,6 +97,9 @@ struct Outcome {
     acked: Vec<Position>,
     written: Vec<Vec<Record>>,
     dlq: Vec<DlqEntry>,
+    /// The nacked record the DLQ refused, ending the run (reference only): its
+    /// position and the task that nacked it.
+    refused: Option<(Position, String)>,
 }
 
 fn outcome(built: &Handles, result: Result<(), funnel_core::Error>) -> Outcome {
@@ -122,6 +125,7 @@ fn outcome(built: &Handles, result: Result<(), funnel_core::Error>) -> Outcome {
                     .to_owned(),
             })
             .collect(),
+        refused: None,
     }
 }
 
@@ -143,10 +147,14 @@ fn run_both(shape: &Shape, records: &[Record], multi_thread: bool) -> (Outcome, 
     rt.block_on(async {
         let reference = {
             let (Built { tasks, order, dlq }, handles) = build(shape, records);
-            let result = Reference::new(tasks, order, dlq, RetryLimits::default())
-                .run()
-                .await;
-            outcome(&handles, result)
+            let mut reference = Reference::new(tasks, order, dlq, RetryLimits::default());
+            let result = reference.run().await;
+            Outcome {
+                refused: reference
+                    .refused()
+                    .map(|n| (n.record.position.clone(), n.task.to_string())),
+                ..outcome(&handles, result)
+            }
         };
         let pipelined = {
             let (Built { tasks, order, dlq }, handles) = build(shape, records);
@@ -174,6 +182,14 @@ fn origin(r: &Record) -> String {
     r.metadata.get_raw(ORIGIN).unwrap_or("").to_owned()
 }
 
+/// The read index `i` of source position `pos-i`.
+fn read_index(position: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(position);
+    text.trim_start_matches("pos-")
+        .parse()
+        .expect("a planned position")
+}
+
 fn check(shape: &Shape, records: &[Record], multi_thread: bool) -> Result<(), TestCaseError> {
     let (reference, pipelined) = run_both(shape, records, multi_thread);
     match (&reference.result, &pipelined.result) {
@@ -186,6 +202,26 @@ fn check(shape: &Shape, records: &[Record], multi_thread: bool) -> Result<(), Te
             prop_assert_eq!(reference.acked.len(), records.len(), "not everything acked");
         }
         (Err(re), Err(pe)) => {
+            // I4: when the DLQ refused a nacked record, nothing read after it reaches
+            // a destination it holds back: every destination when the source or a
+            // trunk processor nacked it, its own when a branch's processor did (a
+            // destination's nack holds back nothing).
+            if let Some((position, task)) = &reference.refused {
+                let refused = read_index(position.as_bytes());
+                for (d, written) in pipelined.written.iter().enumerate() {
+                    let held = task == "src" || task.starts_with('p') || *task == format!("b{d}");
+                    for r in written.iter().filter(|_| held) {
+                        prop_assert!(
+                            read_index(origin(r).as_bytes()) <= refused,
+                            "destination {} got {:?}, read after {:?} which {} nacked and the DLQ refused",
+                            d,
+                            origin(r),
+                            position,
+                            task
+                        );
+                    }
+                }
+            }
             // Branches run concurrently (one after the other in the reference): when
             // two branches fail in one pass, either error may come first.
             if shape.branches.len() == 1 {

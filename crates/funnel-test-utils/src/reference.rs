@@ -32,6 +32,7 @@ pub struct Reference {
     source: Arc<dyn Source>,
     front: u64,
     slots: VecDeque<Slot>,
+    refused: Option<NackedRecord>,
 }
 
 impl Reference {
@@ -53,7 +54,14 @@ impl Reference {
             source,
             front: 0,
             slots: VecDeque::new(),
+            refused: None,
         }
+    }
+
+    /// The nacked record the DLQ refused (its window, its threshold or its
+    /// destination), which ended the run: nothing after it was handed on further.
+    pub fn refused(&self) -> Option<&NackedRecord> {
+        self.refused.as_ref()
     }
 
     /// Reads and handles batches until the source is exhausted or something fails.
@@ -139,7 +147,11 @@ impl Reference {
                     if written == 1 {
                         self.ack_source(slot.position).await?;
                     }
-                    result?;
+                    if let Err(e) = result {
+                        // A single record: refused, as it was not written.
+                        self.refused = Some(nacked);
+                        return Err(e);
+                    }
                 }
             }
         }

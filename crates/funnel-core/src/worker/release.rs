@@ -73,10 +73,10 @@ async fn settle_all(to: &mut Release, mut rx: mpsc::Receiver<LedgerEvent>, share
                 return shared.fail(0, e);
             }
         }
-        if let Err(e) = release(&mut ledger, to, shared, &metrics, &mut buffers).await {
+        if let Err((origin, e)) = release(&mut ledger, to, shared, &metrics, &mut buffers).await {
             // Everything before the failing record was released, so this error comes
             // before any error recorded for records still in flight.
-            return shared.fail(ledger.released_through().saturating_sub(1), e);
+            return shared.fail(origin, e);
         }
     }
 }
@@ -124,13 +124,15 @@ fn apply(ledger: &mut Ledger, event: LedgerEvent) -> Result<()> {
     Ok(())
 }
 
+/// Releases what the ledger can. On a failure, the origin of the record it concerns
+/// (the first one not released) and the error.
 async fn release(
     ledger: &mut Ledger,
     to: &mut Release,
     shared: &Shared,
     metrics: &LedgerMetrics,
     buffers: &mut (Vec<Released>, Vec<Position>),
-) -> Result<()> {
+) -> std::result::Result<(), (u64, Error)> {
     let (released, positions) = buffers;
     released.clear();
     positions.clear();
@@ -138,9 +140,11 @@ async fn release(
         return Ok(());
     };
     let count = released.len();
+    let mut through = ledger.released_through();
+    let base = through - count as u64;
     let mut window_acks = 0;
     let mut failure = None;
-    for r in released.drain(..) {
+    for (i, r) in released.drain(..).enumerate() {
         match r.nack {
             None => {
                 positions.push(r.position);
@@ -155,6 +159,9 @@ async fn release(
                     positions.push(r.position);
                 }
                 if let Err(e) = result {
+                    // Neither this record nor any after it is released: the writers
+                    // keep holding back what follows it (I4).
+                    through = base + i as u64;
                     failure = Some(e);
                     break;
                 }
@@ -169,11 +176,11 @@ async fn release(
         WorkerStats::add(&shared.stats.acked, acked);
         metrics.latency.record(run.oldest.elapsed().as_secs_f64());
         shared.credits.give_back(count, run.bytes);
-        shared.released_through(ledger.released_through());
+        shared.released_through(through);
     }
     match failure {
-        Some(e) => Err(e),
-        None => flushed,
+        Some(e) => Err((through, e)),
+        None => flushed.map_err(|e| (through.saturating_sub(1), e)),
     }
 }
 
