@@ -118,7 +118,8 @@ impl Time {
                 let n = 1 + b[1..].iter().take_while(|c| **c == b[1]).count();
                 if !b.get(n).is_some_and(u8::is_ascii_digit) {
                     let digits = format!("{:09}", self.nanos);
-                    let digits = &digits[..n - 1];
+                    // Go prints at most nine digits, however many the layout repeats.
+                    let digits = &digits[..(n - 1).min(9)];
                     if b[1] == b'0' {
                         out.push(b[0] as char);
                         out.push_str(digits);

@@ -503,6 +503,16 @@ fn sprig_date_formats_go_layouts() {
     assert_eq!(render("{{ unixEpoch (now) | len }}"), "10");
 }
 
+/// Found by the `template` fuzz target: a layout repeating more than nine fractional
+/// digits panicked; Go prints nine.
+#[test]
+fn a_fractional_second_layout_longer_than_nine_digits_prints_nine_not_a_panic() {
+    cases(&[
+        ("{{ date \"05.000000000000\" 1 }}", "01.000000000"),
+        ("{{ date \"05,99999999999\" 1 }}", "01"),
+    ]);
+}
+
 /// Found by the `template` fuzz target: the error message cut the escape in the middle
 /// of the character after the backslash, and panicked.
 #[test]
