@@ -252,12 +252,26 @@ async fn a_fatal_error_degrades_at_once_and_keeps_the_typed_error() {
     supervisor.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_record_under_the_default_dlq_degrades_the_pipeline_naming_its_file_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.txt");
-    std::fs::write(&input, "a\nb\nbad\nc\n").unwrap();
-    let text = format!(
+/// The payloads of the records in OpenCDC JSON file `path`, one a line (none when
+/// the file does not exist yet).
+fn payloads(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let record = funnel_record::Record::from_json(line.as_bytes()).unwrap();
+            match record.payload.after {
+                Some(funnel_record::Data::Raw(bytes)) => String::from_utf8(bytes.to_vec()).unwrap(),
+                other => panic!("a raw payload, not {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// A pipeline reading `in.txt` in `dir` to `out.jsonl`, refusing the record `bad`,
+/// with `dlq` as its `dead-letter-queue` (the default when empty).
+fn refusing_pipeline(dir: &Path, dlq: &str) -> Vec<funnel_config::PipelineConfig> {
+    let dir = dir.display();
+    pipelines(&format!(
         r#"version: "2.2"
 pipelines:
   - id: p
@@ -272,16 +286,23 @@ pipelines:
         type: source
         plugin: builtin:file
         settings:
-          path: {input}
+          path: {dir}/in.txt
       - id: out
         type: destination
         plugin: builtin:file
         settings:
           path: {dir}/out.jsonl
-"#,
-        input = input.display(),
-        dir = dir.path().display()
-    );
+{dlq}"#
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_record_under_the_default_dlq_degrades_the_pipeline_and_what_follows_it_arrives_only_once_a_dlq_takes_it()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\nb\nbad\nc\n").unwrap();
+    let out = dir.path().join("out.jsonl");
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let options = SupervisorOptions {
         backoff: Backoff {
@@ -291,8 +312,8 @@ pipelines:
         },
         ..SupervisorOptions::default()
     };
-    let mut supervisor = Supervisor::new(store, options);
-    for p in pipelines(&text) {
+    let mut supervisor = Supervisor::new(Arc::clone(&store), options.clone());
+    for p in refusing_pipeline(dir.path(), "") {
         supervisor.start(p);
     }
     let state = Arc::clone(&supervisor.states()[0]);
@@ -318,10 +339,31 @@ pipelines:
         }
         other => panic!("expected degraded, got {other:?}"),
     }
-    let written = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
-    assert!(
-        written.lines().count() >= 2,
-        "the records before it are delivered: {written}"
-    );
     supervisor.shutdown().await;
+    // The records before it, each once over three runs; nothing after it (I4).
+    assert_eq!(payloads(&out), ["a", "b"]);
+
+    // Resolved: the bad record goes to a DLQ now, and the pipeline goes on from it.
+    let mut supervisor = Supervisor::new(store, options);
+    let dlq = format!(
+        "    dead-letter-queue:\n      plugin: builtin:file\n      settings:\n        path: {}/dlq.jsonl\n      window-size: 0\n",
+        dir.path().display()
+    );
+    for p in refusing_pipeline(dir.path(), &dlq) {
+        supervisor.start(p);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while payloads(&out).len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "c never arrived: {:?}",
+            payloads(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    supervisor.shutdown().await;
+    assert_eq!(payloads(&out), ["a", "b", "c"]);
+    let dead = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
+    assert_eq!(dead.lines().count(), 1, "{dead}");
+    assert!(dead.contains("this record is refused"), "{dead}");
 }
