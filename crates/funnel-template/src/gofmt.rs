@@ -7,6 +7,9 @@ use funnel_record::{Data, Value};
 
 use crate::value::{V, write_value};
 
+/// The largest width or precision Go's fmt accepts (its `tooLarge`).
+const TOO_LARGE: usize = 1_000_000;
+
 /// Go's `strconv.Quote`.
 pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -395,11 +398,21 @@ pub(crate) fn sprintf(format: &str, args: &[V<'_>]) -> String {
                 chars.next();
                 let v = args.get(*next).and_then(int_of);
                 *next += 1;
-                return v.and_then(|v| usize::try_from(v).ok());
+                // Go's fmt refuses a width or precision argument beyond a million.
+                return v
+                    .and_then(|v| usize::try_from(v).ok())
+                    .filter(|&v| v <= TOO_LARGE);
             }
             let mut n: Option<usize> = None;
             while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-                n = Some(n.unwrap_or(0) * 10 + d as usize);
+                let so_far = n.unwrap_or(0);
+                if so_far > TOO_LARGE {
+                    // As Go's fmt: a crazy long number swallows the rest of the format,
+                    // which then has no verb.
+                    chars.by_ref().for_each(drop);
+                    return None;
+                }
+                n = Some(so_far * 10 + d as usize);
                 chars.next();
             }
             n

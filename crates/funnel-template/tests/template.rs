@@ -513,6 +513,23 @@ fn a_fractional_second_layout_longer_than_nine_digits_prints_nine_not_a_panic() 
     ]);
 }
 
+/// Found by the `template` fuzz target: a width or precision too long for a number
+/// overflowed (a panic in debug builds, a huge allocation otherwise). As in Go, a
+/// number beyond a million swallows the rest of the format.
+#[test]
+fn a_printf_width_or_precision_too_large_for_go_is_no_verb_not_a_panic() {
+    let huge = format!("%.{}2f", "8".repeat(60));
+    assert!(
+        render(&format!("{{{{ 4 | printf \"{huge}\" }}}}")).starts_with("%!(NOVERB)"),
+        "precision"
+    );
+    assert!(
+        render("{{ printf \"%99999999d!\" 1 }}").starts_with("%!(NOVERB)"),
+        "width"
+    );
+    assert_eq!(render("{{ printf \"%5d|\" 1 }}"), "    1|");
+}
+
 /// Found by the `template` fuzz target: the error message cut the escape in the middle
 /// of the character after the backslash, and panicked.
 #[test]
