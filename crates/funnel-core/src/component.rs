@@ -37,16 +37,28 @@ impl ComponentKind {
     }
 }
 
+/// What building a component gives: the component, or every invalid setting.
+pub type Built<T> = Result<T, Vec<SettingsError>>;
+
+/// The build function of one variant of [`Build`], as a picker for `lookup`.
+macro_rules! pick {
+    ($variant:path) => {
+        |build: &Build| match build {
+            $variant(build) => Some(*build),
+            _ => None,
+        }
+    };
+}
+
 /// Builds a source: `(id, settings, resume)`, where `id` is the full connector ID
 /// (`pipeline:connector`) and `resume` the last committed position. No I/O.
-pub type BuildSource =
-    fn(&str, &Settings, Option<Position>) -> Result<Arc<dyn Source>, Vec<SettingsError>>;
+pub type BuildSource = fn(&str, &Settings, Option<Position>) -> Built<Arc<dyn Source>>;
 
 /// Builds a destination: `(id, settings)`. No I/O.
-pub type BuildDestination = fn(&str, &Settings) -> Result<Arc<dyn Destination>, Vec<SettingsError>>;
+pub type BuildDestination = fn(&str, &Settings) -> Built<Arc<dyn Destination>>;
 
 /// Builds a processor: `(id, settings)`. No I/O.
-pub type BuildProcessor = fn(&str, &Settings) -> Result<Box<dyn Processor>, Vec<SettingsError>>;
+pub type BuildProcessor = fn(&str, &Settings) -> Built<Box<dyn Processor>>;
 
 /// How a component is built; its variant is the component's kind.
 #[derive(Clone, Copy)]
@@ -187,7 +199,7 @@ impl Registry {
         name: &str,
         kind: ComponentKind,
         pick: impl Fn(&Build) -> Option<T>,
-    ) -> Result<T, Vec<SettingsError>> {
+    ) -> Built<T> {
         self.components
             .iter()
             .filter(|c| c.name == name)
@@ -237,11 +249,8 @@ impl Registry {
         id: &str,
         settings: &Settings,
         resume: Option<Position>,
-    ) -> Result<Arc<dyn Source>, Vec<SettingsError>> {
-        let build = self.lookup(name, ComponentKind::Source, |b| match b {
-            Build::Source(build) => Some(*build),
-            _ => None,
-        })?;
+    ) -> Built<Arc<dyn Source>> {
+        let build = self.lookup(name, ComponentKind::Source, pick!(Build::Source))?;
         build(id, settings, resume)
     }
 
@@ -255,11 +264,8 @@ impl Registry {
         name: &str,
         id: &str,
         settings: &Settings,
-    ) -> Result<Arc<dyn Destination>, Vec<SettingsError>> {
-        let build = self.lookup(name, ComponentKind::Destination, |b| match b {
-            Build::Destination(build) => Some(*build),
-            _ => None,
-        })?;
+    ) -> Built<Arc<dyn Destination>> {
+        let build = self.lookup(name, ComponentKind::Destination, pick!(Build::Destination))?;
         build(id, settings)
     }
 
@@ -273,11 +279,8 @@ impl Registry {
         name: &str,
         id: &str,
         settings: &Settings,
-    ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-        let build = self.lookup(name, ComponentKind::Processor, |b| match b {
-            Build::Processor(build) => Some(*build),
-            _ => None,
-        })?;
+    ) -> Built<Box<dyn Processor>> {
+        let build = self.lookup(name, ComponentKind::Processor, pick!(Build::Processor))?;
         build(id, settings)
     }
 }

@@ -34,7 +34,7 @@ mod worker;
 
 pub use batch::{Batch, RecordFlag, RecordStatus};
 pub use chain::{RetryHistory, RetryLimits};
-pub use component::{Component, ComponentKind, Registry};
+pub use component::{Built, Component, ComponentKind, Registry};
 pub use dlq::{Dlq, NackedRecord, describe_record, envelope, record_map};
 pub use error::{BoxError, ConnectorError, Error, ErrorKind, RecordError, Result, Retry};
 pub use order::Order;

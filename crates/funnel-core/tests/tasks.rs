@@ -174,12 +174,15 @@ impl funnel_core::Destination for ScriptedAcks {
 
 /// Writes ten records to a destination answering with `chunks` of acks, one chunk
 /// per `ack` call; the error that ends the write.
-async fn scripted_ack_error(chunks: Vec<Vec<DestinationAck>>) -> funnel_core::Error {
+/// The message of the error a destination task returns when its destination acks
+/// ten records with `chunks`.
+async fn scripted_ack_error(chunks: Vec<Vec<DestinationAck>>) -> String {
     let d = ScriptedAcks(std::sync::Mutex::new(chunks));
     DestinationTask::new("dest", Arc::new(d))
         .process(&mut Batch::new(records(10)))
         .await
         .unwrap_err()
+        .to_string()
 }
 
 fn acks(range: std::ops::Range<usize>) -> Vec<DestinationAck> {
@@ -231,7 +234,7 @@ async fn acks_may_arrive_in_several_chunks() {
 async fn an_ack_out_of_order_is_an_error_naming_both_positions() {
     let err = scripted_ack_error(vec![acks(0..3), acks(4..5)]).await;
     assert!(
-        err.to_string().ends_with(
+        err.ends_with(
             r#"failed to validate acks: received unexpected ack, expected position "3" but got "4""#
         ),
         "{err}"
@@ -242,8 +245,7 @@ async fn an_ack_out_of_order_is_an_error_naming_both_positions() {
 async fn more_acks_than_records_is_an_error() {
     let err = scripted_ack_error(vec![acks(0..11)]).await;
     assert!(
-        err.to_string()
-            .ends_with("failed to validate acks: received 11 acks, but expected at most 10"),
+        err.ends_with("failed to validate acks: received 11 acks, but expected at most 10"),
         "{err}"
     );
 }
@@ -252,8 +254,7 @@ async fn more_acks_than_records_is_an_error() {
 async fn an_empty_ack_list_is_an_error_not_a_silent_success() {
     let err = scripted_ack_error(vec![acks(0..9), Vec::new()]).await;
     assert!(
-        err.to_string()
-            .contains("received 0 acks, but 1 records are waiting"),
+        err.contains("received 0 acks, but 1 records are waiting"),
         "{err}"
     );
 }
@@ -262,8 +263,7 @@ async fn an_empty_ack_list_is_an_error_not_a_silent_success() {
 async fn a_failed_ack_stream_is_an_error_counting_the_records_waiting() {
     let err = scripted_ack_error(vec![acks(0..9)]).await;
     assert!(
-        err.to_string()
-            .contains("failed to receive acks for 1 records from destination: no more acks"),
+        err.contains("failed to receive acks for 1 records from destination: no more acks"),
         "{err}"
     );
 }

@@ -66,13 +66,11 @@ impl DestinationTask {
     ///
     /// [`Error::Close`] when tearing down fails.
     pub async fn close(&self) -> Result<()> {
-        self.destination
-            .teardown()
-            .await
-            .map_err(|source| Error::Teardown {
-                task: self.id.clone(),
-                source,
-            })
+        let torn_down = self.destination.teardown().await;
+        torn_down.map_err(|source| Error::Teardown {
+            task: self.id.clone(),
+            source,
+        })
     }
 
     /// Writes `records` (no ack is awaited).

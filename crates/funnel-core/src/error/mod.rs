@@ -9,6 +9,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod connector;
+
+pub use connector::ConnectorError;
+
 /// A boxed error from a connector, processor or other plugin.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -92,107 +96,6 @@ impl std::error::Error for RecordError {
 impl PartialEq for RecordError {
     fn eq(&self, other: &Self) -> bool {
         self.to_string() == other.to_string()
-    }
-}
-
-/// An error returned by a source, destination, processor or position committer: what
-/// went wrong (its source error, kept), what kind of problem it is, and whether a
-/// retry can help.
-///
-/// ```
-/// use funnel_core::{ConnectorError, ErrorKind, Retry};
-///
-/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-/// let e = ConnectorError::transient(io).context("postgres source db:users");
-/// assert_eq!(e.kind(), ErrorKind::External);
-/// assert_eq!(e.retry(), Retry::Transient);
-/// assert_eq!(e.to_string(), "postgres source db:users: refused");
-/// ```
-#[derive(Debug)]
-pub struct ConnectorError {
-    kind: ErrorKind,
-    retry: Retry,
-    context: Option<String>,
-    source: BoxError,
-}
-
-impl ConnectorError {
-    /// An error of `kind`, handled as `retry`, caused by `source`.
-    pub fn new(kind: ErrorKind, retry: Retry, source: impl Into<BoxError>) -> Self {
-        Self {
-            kind,
-            retry,
-            context: None,
-            source: source.into(),
-        }
-    }
-
-    /// A transient failure of an external system (the default for I/O problems).
-    pub fn transient(source: impl Into<BoxError>) -> Self {
-        Self::new(ErrorKind::External, Retry::Transient, source)
-    }
-
-    /// A failure of an external system that retrying will not fix (access refused, a
-    /// table that does not exist).
-    pub fn fatal(source: impl Into<BoxError>) -> Self {
-        Self::new(ErrorKind::External, Retry::Fatal, source)
-    }
-
-    /// A configuration the connector cannot work with (fatal).
-    pub fn config(source: impl Into<BoxError>) -> Self {
-        Self::new(ErrorKind::Config, Retry::Fatal, source)
-    }
-
-    /// Data the connector cannot handle (fatal).
-    pub fn data(source: impl Into<BoxError>) -> Self {
-        Self::new(ErrorKind::Data, Retry::Fatal, source)
-    }
-
-    /// A broken contract: a bug in Funnel or in the connector (fatal).
-    pub fn internal(source: impl Into<BoxError>) -> Self {
-        Self::new(ErrorKind::Internal, Retry::Fatal, source)
-    }
-
-    /// The same error, its message prefixed with `context` (`"file source"`, a
-    /// connector ID): the source error stays as it is.
-    #[must_use]
-    pub fn context(mut self, context: impl Into<String>) -> Self {
-        let context = context.into();
-        self.context = Some(match self.context.take() {
-            Some(inner) => format!("{context}: {inner}"),
-            None => context,
-        });
-        self
-    }
-
-    /// What kind of problem it is.
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-
-    /// Whether a retry can help.
-    pub fn retry(&self) -> Retry {
-        self.retry
-    }
-
-    /// True when retrying will not help.
-    pub fn is_fatal(&self) -> bool {
-        self.retry == Retry::Fatal
-    }
-}
-
-impl fmt::Display for ConnectorError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.context {
-            Some(context) => write!(f, "{context}: {}", self.source),
-            None => fmt::Display::fmt(&self.source, f),
-        }
-    }
-}
-
-impl std::error::Error for ConnectorError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.source)
     }
 }
 
@@ -370,6 +273,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// The connector error behind this one, when a connector (or the DLQ's
+    /// destination) failed an operation: its class is this error's class.
+    fn connector_source(&self) -> Option<&ConnectorError> {
+        match self {
+            Self::Open { source, .. }
+            | Self::DlqOpen { source, .. }
+            | Self::Read { source, .. }
+            | Self::SourceAck { source, .. }
+            | Self::Commit { source, .. }
+            | Self::Write { source, .. }
+            | Self::ReceiveAcks { source, .. }
+            | Self::Teardown { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
     /// What kind of problem it is.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -382,16 +301,12 @@ impl Error {
             | Self::ProcessorOutput { .. }
             | Self::RetryNotConverging { .. }
             | Self::Internal(_) => ErrorKind::Internal,
-            Self::Open { source, .. }
-            | Self::DlqOpen { source, .. }
-            | Self::Read { source, .. }
-            | Self::SourceAck { source, .. }
-            | Self::Commit { source, .. }
-            | Self::Write { source, .. }
-            | Self::ReceiveAcks { source, .. }
-            | Self::Teardown { source, .. } => source.kind(),
             Self::DlqWrite { source, .. } => source.kind(),
             Self::Close(errors) => errors.first().map_or(ErrorKind::Internal, Error::kind),
+            // An operation a connector failed: the connector error's class.
+            _ => self
+                .connector_source()
+                .map_or(ErrorKind::Internal, ConnectorError::kind),
         }
     }
 
@@ -409,14 +324,6 @@ impl Error {
             | Self::ProcessorOutput { .. }
             | Self::InvalidOrder(_)
             | Self::Internal(_) => Retry::Fatal,
-            Self::Open { source, .. }
-            | Self::DlqOpen { source, .. }
-            | Self::Read { source, .. }
-            | Self::SourceAck { source, .. }
-            | Self::Commit { source, .. }
-            | Self::Write { source, .. }
-            | Self::ReceiveAcks { source, .. }
-            | Self::Teardown { source, .. } => source.retry(),
             Self::Nacked { .. } | Self::ProcessorTimeout { .. } => Retry::Transient,
             Self::Close(errors) => {
                 if errors.iter().any(Error::is_fatal) {
@@ -425,6 +332,10 @@ impl Error {
                     Retry::Transient
                 }
             }
+            // An operation a connector failed: the connector error's class.
+            _ => self
+                .connector_source()
+                .map_or(Retry::Fatal, ConnectorError::retry),
         }
     }
 
@@ -455,69 +366,4 @@ fn join_errors(errors: &[Error]) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_connector_error_keeps_its_source_and_its_class() {
-        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
-        let e = ConnectorError::fatal(io).context("file source");
-        assert_eq!(e.to_string(), "file source: denied");
-        assert_eq!((e.kind(), e.retry()), (ErrorKind::External, Retry::Fatal));
-        let source = std::error::Error::source(&e).expect("the io error is kept");
-        let io = source
-            .downcast_ref::<std::io::Error>()
-            .expect("the source is the io::Error itself");
-        assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
-    }
-
-    #[test]
-    fn a_close_error_keeps_every_cause_and_is_fatal_when_one_is() {
-        let teardown = |task: &str, source: ConnectorError| Error::Teardown {
-            task: task.into(),
-            source,
-        };
-        let close = Error::Close(vec![
-            teardown("src", ConnectorError::transient("connection reset")),
-            teardown("dst", ConnectorError::internal("teardown twice")),
-        ]);
-        assert_eq!(
-            close.to_string(),
-            "task src failed to tear down: connection reset; \
-             task dst failed to tear down: teardown twice"
-        );
-        assert!(close.is_fatal());
-        let Error::Close(causes) = &close else {
-            unreachable!()
-        };
-        assert_eq!(causes.len(), 2);
-    }
-
-    #[test]
-    fn an_ack_protocol_violation_is_a_fatal_internal_error() {
-        let e = Error::AckProtocol {
-            task: "p:dest".into(),
-            message: "received 3 acks, but expected at most 2".into(),
-        };
-        assert_eq!((e.kind(), e.retry()), (ErrorKind::Internal, Retry::Fatal));
-        assert!(e.to_string().contains("p:dest"));
-    }
-
-    #[test]
-    fn engine_errors_take_the_class_of_their_connector_error() {
-        let e = Error::Read {
-            task: "s".into(),
-            source: ConnectorError::config("no such table"),
-        };
-        assert_eq!((e.kind(), e.retry()), (ErrorKind::Config, Retry::Fatal));
-        let e = Error::Write {
-            task: "d".into(),
-            count: 3,
-            source: ConnectorError::transient("timeout"),
-        };
-        assert_eq!(
-            (e.kind(), e.retry()),
-            (ErrorKind::External, Retry::Transient)
-        );
-    }
-}
+mod tests;
