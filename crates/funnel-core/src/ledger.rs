@@ -94,30 +94,47 @@ impl Ledger {
         self.slots.get_mut(usize::try_from(index).ok()?)
     }
 
-    /// Adds `count` tokens to slot `origin`: pieces of it handed on, each waiting for a
-    /// destination. Returns false when the slot is not pending (a bug).
+    /// The pending slots `origin..origin + len`; `None` unless all are pending.
     #[inline]
-    pub(crate) fn deliver(&mut self, origin: u64, count: u32) -> bool {
-        match self.slot(origin) {
-            Some(slot) => {
-                slot.tokens = slot.tokens.saturating_add(count);
-                true
-            }
-            None => false,
+    fn slots(&mut self, origin: u64, len: u32) -> Option<impl Iterator<Item = &mut Slot>> {
+        let start = usize::try_from(origin.checked_sub(self.front)?).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        if end > self.slots.len() {
+            return None;
         }
+        Some(self.slots.range_mut(start..end))
     }
 
-    /// Consumes `count` tokens of slot `origin`. Returns false when the slot is not
-    /// pending (a bug: resolved twice or never registered).
+    /// Adds `count` tokens to each slot `origin..origin + len`: pieces of them handed
+    /// on, each waiting for a destination. Returns false when a slot is not pending (a
+    /// bug).
     #[inline]
-    pub(crate) fn resolve(&mut self, origin: u64, count: u32) -> bool {
-        match self.slot(origin) {
-            Some(slot) if slot.tokens >= count => {
-                slot.tokens -= count;
-                true
-            }
-            _ => false,
+    pub(crate) fn deliver(&mut self, origin: u64, len: u32, count: u32) -> bool {
+        let Some(slots) = self.slots(origin, len) else {
+            return false;
+        };
+        for slot in slots {
+            slot.tokens = slot.tokens.saturating_add(count);
         }
+        true
+    }
+
+    /// Consumes `count` tokens of each slot `origin..origin + len`. Returns false when a
+    /// slot is not pending or holds fewer tokens (a bug: resolved twice or never
+    /// registered).
+    #[inline]
+    pub(crate) fn resolve(&mut self, origin: u64, len: u32, count: u32) -> bool {
+        let Some(slots) = self.slots(origin, len) else {
+            return false;
+        };
+        let mut ok = true;
+        for slot in slots {
+            match slot.tokens.checked_sub(count) {
+                Some(left) => slot.tokens = left,
+                None => ok = false,
+            }
+        }
+        ok
     }
 
     /// Records a nack of a piece of slot `origin`; the earliest key wins.

@@ -36,6 +36,7 @@ mod config;
 mod credits;
 mod reader;
 mod release;
+mod runs;
 mod settle;
 mod stage;
 mod tasks;

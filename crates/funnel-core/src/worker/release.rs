@@ -100,10 +100,12 @@ fn apply(ledger: &mut Ledger, event: LedgerEvent) -> Result<()> {
         }
         LedgerEvent::Tally(tally) => tally,
     };
-    for (origin, pieces) in tally.delivered {
-        if !ledger.deliver(origin, pieces.saturating_mul(tally.copies)) {
+    for run in tally.delivered.runs() {
+        if !ledger.deliver(run.from, run.len, run.count.saturating_mul(tally.copies)) {
             return Err(bug(format!(
-                "pieces of record {origin} delivered, which is not pending"
+                "pieces of records {}..{} delivered, which are not all pending",
+                run.from,
+                run.from + u64::from(run.len)
             )));
         }
     }
@@ -114,10 +116,12 @@ fn apply(ledger: &mut Ledger, event: LedgerEvent) -> Result<()> {
             )));
         }
     }
-    for (origin, count) in tally.settled {
-        if !ledger.resolve(origin, count) {
+    for run in tally.settled.runs() {
+        if !ledger.resolve(run.from, run.len, run.count) {
             return Err(bug(format!(
-                "record {origin} was resolved more often than it was handed on"
+                "a record of {}..{} was resolved more often than it was handed on",
+                run.from,
+                run.from + u64::from(run.len)
             )));
         }
     }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::runs::Runs;
 use crate::batch::Batch;
 use crate::chain::Segment;
 use crate::dlq::NackedRecord;
@@ -25,11 +26,11 @@ pub(super) type Nack = (u64, NackKey, NackedRecord);
 #[derive(Debug, Default)]
 pub(super) struct Tally {
     /// (origin, pieces) handed on to destinations, run-length encoded.
-    pub(super) delivered: Vec<(u64, u32)>,
+    pub(super) delivered: Runs,
     /// Destinations each delivered piece goes to.
     pub(super) copies: u32,
     /// (origin, tokens) settled, run-length encoded.
-    pub(super) settled: Vec<(u64, u32)>,
+    pub(super) settled: Runs,
     pub(super) nacks: Vec<Nack>,
 }
 
@@ -172,11 +173,8 @@ pub(super) fn settle(
 
 /// Adds `count` to the run of `origin`, or starts one.
 #[inline]
-pub(super) fn push_origin(origins: &mut Vec<(u64, u32)>, origin: u64, count: u32) {
-    match origins.last_mut() {
-        Some((o, c)) if *o == origin => *c += count,
-        _ => origins.push((origin, count)),
-    }
+pub(super) fn push_origin(origins: &mut Runs, origin: u64, count: u32) {
+    origins.push(origin, count);
 }
 
 /// The DLQ entry of the nacked record at physical index `p` of `batch`.
