@@ -57,9 +57,34 @@ fn write_e_digits(out: &mut String, digits: &str, exp: i32) {
     write_exp(out, exp);
 }
 
+/// Digits after which the exact decimal expansion of an `f64` holds only zeros (at most
+/// 1074 after the point, 767 significant). Rust's formatter takes a precision up to
+/// 65535, Go's fmt up to a million: beyond this, zeros are appended.
+const EXACT_DIGITS: usize = 1100;
+
+/// `f` with `prec` digits after the point, as `{:.prec$}` for any `prec`.
+fn fixed(f: f64, prec: usize) -> String {
+    let mut s = format!("{:.*}", prec.min(EXACT_DIGITS), f);
+    s.extend(std::iter::repeat_n('0', prec.saturating_sub(EXACT_DIGITS)));
+    s
+}
+
+/// `f` with `prec` digits after the point of its mantissa, as `{:.prec$e}` for any
+/// `prec`.
+fn scientific(f: f64, prec: usize) -> String {
+    let s = format!("{:.*e}", prec.min(EXACT_DIGITS), f);
+    let extra = prec.saturating_sub(EXACT_DIGITS);
+    match s.split_once('e') {
+        Some((mantissa, exp)) if extra > 0 => {
+            format!("{mantissa}{}e{exp}", "0".repeat(extra))
+        }
+        _ => s,
+    }
+}
+
 /// `%e` with `prec` digits after the point.
 fn fmt_e(f: f64, prec: usize, upper: bool) -> String {
-    let s = format!("{:.*e}", prec, f.abs());
+    let s = scientific(f.abs(), prec);
     let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let mut out = String::new();
     if f.is_sign_negative() {
@@ -78,7 +103,7 @@ fn fmt_g(f: f64, prec: Option<usize>, upper: bool) -> String {
         return if upper { s.to_uppercase() } else { s };
     };
     let p = p.max(1);
-    let e = format!("{:.*e}", p - 1, f.abs());
+    let e = scientific(f.abs(), p - 1);
     let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let mut digits: String = mant.chars().filter(char::is_ascii_digit).collect();
@@ -96,7 +121,7 @@ fn fmt_g(f: f64, prec: Option<usize>, upper: bool) -> String {
         }
     } else {
         let decimals = (digits.len() as i32 - exp - 1).max(0) as usize;
-        let _ = write!(out, "{:.*}", decimals, f.abs());
+        out.push_str(&fixed(f.abs(), decimals));
     }
     out
 }
@@ -341,7 +366,7 @@ fn fmt_one(out: &mut String, verb: char, spec: &Spec, v: &V<'_>) {
             let mut s = match verb {
                 _ if !f.is_finite() => FloatV(f).to_string(),
                 'e' | 'E' => fmt_e(f, spec.prec.unwrap_or(6), verb == 'E'),
-                'f' | 'F' => format!("{:.*}", spec.prec.unwrap_or(6), f),
+                'f' | 'F' => fixed(f, spec.prec.unwrap_or(6)),
                 _ => fmt_g(f, spec.prec, verb == 'G'),
             };
             if spec.plus && !s.starts_with(['-', '+']) {

@@ -514,10 +514,11 @@ fn a_fractional_second_layout_longer_than_nine_digits_prints_nine_not_a_panic() 
 }
 
 /// Found by the `template` fuzz target: a width or precision too long for a number
-/// overflowed (a panic in debug builds, a huge allocation otherwise). As in Go, a
-/// number beyond a million swallows the rest of the format.
+/// overflowed (a panic in debug builds, a huge allocation otherwise), and a float
+/// precision over 65535 made Rust's formatter panic. As in Go, a number beyond a million
+/// swallows the rest of the format, and any smaller precision is printed.
 #[test]
-fn a_printf_width_or_precision_too_large_for_go_is_no_verb_not_a_panic() {
+fn a_printf_width_or_precision_of_any_size_prints_as_go_does_never_a_panic() {
     let huge = format!("%.{}2f", "8".repeat(60));
     assert!(
         render(&format!("{{{{ 4 | printf \"{huge}\" }}}}")).starts_with("%!(NOVERB)"),
@@ -528,6 +529,17 @@ fn a_printf_width_or_precision_too_large_for_go_is_no_verb_not_a_panic() {
         "width"
     );
     assert_eq!(render("{{ printf \"%5d|\" 1 }}"), "    1|");
+    // A precision Go accepts but Rust's formatter does not (over 65535) panicked.
+    let wide = render("{{ printf \"%.520062f|%.70000e|%.70000g\" 0.25 0.25 0.25 }}");
+    let (f, rest) = wide.split_once('|').unwrap();
+    assert_eq!((f.len(), &f[..5]), (520_064, "0.250"));
+    assert!(f[4..].bytes().all(|b| b == b'0'));
+    let (e, g) = rest.split_once('|').unwrap();
+    assert_eq!(
+        (e.len(), &e[..4], &e[e.len() - 4..]),
+        (70_006, "2.50", "e-01")
+    );
+    assert_eq!(g, "0.25");
 }
 
 /// Found by the `template` fuzz target: the error message cut the escape in the middle
