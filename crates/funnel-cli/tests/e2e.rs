@@ -423,9 +423,18 @@ fn the_api_answers_health_readiness_and_prometheus_metrics() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(ready.as_deref(), Some("ready\n"));
-    std::thread::sleep(Duration::from_millis(1500));
-    let (code, metrics) = http_get(&address, "/metrics").unwrap();
-    assert_eq!(code, 200);
+    let mut metrics = String::new();
+    funnel_test_utils::wait_until_blocking(
+        "/metrics shows records read and their execution duration",
+        Duration::from_secs(20),
+        || {
+            let (code, body) = http_get(&address, "/metrics").unwrap();
+            assert_eq!(code, 200);
+            metrics = body;
+            metrics.contains("funnel_pipeline_records_read_total{pipeline=\"p\"")
+                && metrics.contains("funnel_pipeline_execution_duration_seconds")
+        },
+    );
     assert!(
         metrics.contains("funnel_pipeline_records_read_total{pipeline=\"p\""),
         "{metrics}"

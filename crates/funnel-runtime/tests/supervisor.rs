@@ -136,7 +136,11 @@ async fn a_graceful_shutdown_stops_a_running_pipeline_and_keeps_its_position() {
         .wait_for(|s| *s == PipelineStatus::Running)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = dir.path().join("good.jsonl");
+    funnel_test_utils::wait_until("records reach good.jsonl", Duration::from_secs(20), || {
+        std::fs::read_to_string(&out).is_ok_and(|text| text.lines().next().is_some())
+    })
+    .await;
     supervisor.shutdown().await;
     assert_eq!(state.current(), PipelineStatus::Stopped);
     let written = std::fs::read_to_string(dir.path().join("good.jsonl"))

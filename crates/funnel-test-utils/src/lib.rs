@@ -11,5 +11,7 @@ pub mod memory;
 pub mod plan;
 pub mod reference;
 pub mod results;
+pub mod wait;
 
 pub use memory::{FnProcessor, MemoryDestination, MemorySource};
+pub use wait::{wait_until, wait_until_blocking};
