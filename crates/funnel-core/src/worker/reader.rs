@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::WorkerStats;
-use super::settle::{Delivery, LedgerEvent, Settled, Step, settle};
+use super::settle::{Delivery, LedgerEvent, Step, settle_into};
 use super::stage::{Shared, unless_cancelled, yield_to_woken};
 use crate::chain::{RetryLimits, Segment, run_read};
 use crate::ledger::SlotInit;
@@ -69,6 +69,9 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
     let branches = u32::try_from(writers.len()).unwrap_or(u32::MAX);
     let mut piece_seq = 0u64;
     let mut barrier: Option<u64> = None;
+    // Reused from read to read: no allocation per batch for them.
+    let mut segments = Vec::with_capacity(1);
+    let mut steps = Vec::with_capacity(1);
     loop {
         if shared.abort.is_cancelled() || shared.drain.is_cancelled() {
             return ReaderEnd::Failed;
@@ -126,7 +129,6 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
         shared.credits.take(slots.len(), bytes);
         WorkerStats::add(&shared.stats.read, slots.len());
 
-        let mut segments = Vec::with_capacity(1);
         let failed = if trunk.is_empty() && !batch.nack_unreadable() {
             // Nothing to run: no future to build, poll and move.
             segments.push(Segment::Deliver(batch));
@@ -140,11 +142,14 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
                 None => return ReaderEnd::Failed,
             }
         };
-        let Settled {
-            mut steps,
-            mut tally,
-            next_piece,
-        } = settle(segments, piece_seq, None, &trunk_ids, 0);
+        let (mut tally, next_piece) = settle_into(
+            segments.drain(..),
+            &mut steps,
+            piece_seq,
+            None,
+            &trunk_ids,
+            0,
+        );
         piece_seq = next_piece;
         tally.copies = branches;
         if trunk.is_empty() {
@@ -172,7 +177,7 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
         if !shared.send(ledger, register).await {
             return ReaderEnd::Failed;
         }
-        for step in steps {
+        for step in steps.drain(..) {
             match step {
                 Step::Barrier(origin) => barrier = Some(origin),
                 Step::Deliver(delivery) => {

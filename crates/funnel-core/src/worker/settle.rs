@@ -102,6 +102,7 @@ pub(super) enum Step {
 }
 
 /// A chain's output, settled.
+#[cfg(test)]
 pub(super) struct Settled {
     pub(super) steps: Vec<Step>,
     /// Pieces delivered and nacks; nothing settled yet.
@@ -110,11 +111,8 @@ pub(super) struct Settled {
     pub(super) next_piece: u64,
 }
 
-/// Turns a chain's `segments` into steps and a tally: delivered batches lose their
-/// filtered records and count their pieces per origin, nacked ones become a barrier
-/// and one nack per origin. Pieces are numbered from `piece_base` in pipeline order;
-/// `first_pieces`, for a branch's own processors, orders their nacks at the piece the
-/// branch was given instead. `ids` names the chain's processors.
+/// [`settle_into`] a new vector of steps.
+#[cfg(test)]
 pub(super) fn settle(
     segments: Vec<Segment>,
     piece_base: u64,
@@ -122,8 +120,32 @@ pub(super) fn settle(
     ids: &[Arc<str>],
     branch: usize,
 ) -> Settled {
-    let mut piece = piece_base;
     let mut steps = Vec::with_capacity(segments.len());
+    let (tally, next_piece) =
+        settle_into(segments, &mut steps, piece_base, first_pieces, ids, branch);
+    Settled {
+        steps,
+        tally,
+        next_piece,
+    }
+}
+
+/// Turns a chain's `segments` into steps, appended to `steps`, and a tally: delivered
+/// batches lose their filtered records and count their pieces per origin, nacked ones
+/// become a barrier and one nack per origin. Pieces are numbered from `piece_base` in
+/// pipeline order; `first_pieces`, for a branch's own processors, orders their nacks at
+/// the piece the branch was given instead. `ids` names the chain's processors. Returns
+/// the tally and the pipeline-order number after the last piece. The reader and the
+/// writers reuse `steps` from batch to batch: one allocation less per batch.
+pub(super) fn settle_into(
+    segments: impl IntoIterator<Item = Segment>,
+    steps: &mut Vec<Step>,
+    piece_base: u64,
+    first_pieces: Option<&Arc<[(u64, u64)]>>,
+    ids: &[Arc<str>],
+    branch: usize,
+) -> (Tally, u64) {
+    let mut piece = piece_base;
     let mut tally = Tally::default();
     for segment in segments {
         match segment {
@@ -164,11 +186,7 @@ pub(super) fn settle(
             }
         }
     }
-    Settled {
-        steps,
-        tally,
-        next_piece: piece,
-    }
+    (tally, piece)
 }
 
 /// Adds `count` to the run of `origin`, or starts one.

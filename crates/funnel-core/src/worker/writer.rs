@@ -10,7 +10,7 @@ use funnel_record::Record;
 use tokio::sync::mpsc;
 
 use super::ack_reader::Written;
-use super::settle::{Delivery, LedgerEvent, Settled, Step, push_origin, settle};
+use super::settle::{Delivery, LedgerEvent, Step, push_origin, settle_into};
 use super::stage::{Shared, unless_cancelled, yield_to_woken};
 use crate::batch::Batch;
 use crate::chain::{RetryLimits, run_chain};
@@ -52,6 +52,7 @@ async fn write(w: &mut Writer, shared: &Shared) {
     let ids: Vec<Arc<str>> = processors.iter().map(|t| Arc::from(t.id())).collect();
     // Nacked origins not yet released: what follows them is not written yet (I4).
     let mut barriers: Vec<u64> = Vec::new();
+    let mut steps = Vec::new();
     loop {
         let Some(Some(delivery)) = unless_cancelled(&shared.abort, rx.recv()).await else {
             return;
@@ -81,10 +82,9 @@ async fn write(w: &mut Writer, shared: &Shared) {
         };
         let failed = result.err();
         let first_pieces = delivery.first_pieces();
-        let Settled {
-            steps, mut tally, ..
-        } = settle(
+        let (mut tally, _) = settle_into(
             segments,
+            &mut steps,
             delivery.piece_base,
             Some(&first_pieces),
             &ids,
@@ -102,7 +102,7 @@ async fn write(w: &mut Writer, shared: &Shared) {
         if !shared.send(ledger, LedgerEvent::Tally(tally)).await {
             return;
         }
-        for step in steps {
+        for step in steps.drain(..) {
             match step {
                 Step::Barrier(o) => add_barrier(&mut barriers, o),
                 Step::Deliver(d) => {
