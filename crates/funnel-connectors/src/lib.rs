@@ -44,7 +44,10 @@ use std::sync::Arc;
 use funnel_core::{Component, Destination, Registry, Source};
 use funnel_record::Position;
 
-pub use settings::{SDK_DESTINATION_SETTINGS, SDK_SOURCE_SETTINGS};
+pub use settings::{
+    Avro, OpenCdcJson, SDK_DESTINATION_SETTINGS, SDK_SOURCE_SETTINGS, SdkDestinationSettings,
+    SdkSourceSettings,
+};
 
 pub use funnel_core::{SettingSpec, Settings, SettingsError};
 

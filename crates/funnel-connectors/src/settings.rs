@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use funnel_record::go;
+use funnel_core::typed::{FromSetting, NonNegative, SettingsStruct};
 
 use crate::{SettingSpec, Settings, SettingsError};
 
@@ -36,71 +36,34 @@ impl<'a> SettingsReader<'a> {
         Self(funnel_core::SettingsReader::new(settings))
     }
 
+    /// An optional setting of type `T`, parsed as the typed settings parse it.
+    fn typed<T: FromSetting>(&mut self, key: &str) -> Option<T> {
+        <Option<T>>::read(&mut self.0, key, None).flatten()
+    }
+
     /// An integer setting.
     pub(crate) fn int(&mut self, key: &str) -> Option<i64> {
-        let raw = self.str(key)?;
-        match raw.trim().parse::<i64>() {
-            Ok(v) => Some(v),
-            Err(_) => {
-                self.error(key, format!("{raw:?} value is not an integer"));
-                None
-            }
-        }
+        self.typed(key)
     }
 
     /// A non-negative integer setting that fits a `usize`.
     pub(crate) fn count(&mut self, key: &str) -> Option<usize> {
-        let value = self.int(key)?;
-        match usize::try_from(value) {
-            Ok(v) => Some(v),
-            Err(_) => {
-                self.error(key, format!("{value} should be greater or equal to 0"));
-                None
-            }
-        }
+        self.typed(key)
     }
 
     /// A finite, non-negative float setting.
     pub(crate) fn non_negative_float(&mut self, key: &str) -> Option<f64> {
-        let raw = self.str(key)?;
-        match raw.trim().parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= 0.0 => Some(v),
-            Ok(_) => {
-                self.error(
-                    key,
-                    format!("{raw:?} should be a number greater or equal to 0"),
-                );
-                None
-            }
-            Err(_) => {
-                self.error(key, format!("{raw:?} value is not a float"));
-                None
-            }
-        }
+        self.typed::<NonNegative>(key).map(|v| v.0)
     }
 
     /// A boolean setting, in Go's `strconv.ParseBool` syntax.
     pub(crate) fn bool(&mut self, key: &str) -> Option<bool> {
-        let raw = self.str(key)?;
-        match go::parse_bool(raw) {
-            Some(v) => Some(v),
-            None => {
-                self.error(key, format!("{raw:?} value is not a bool"));
-                None
-            }
-        }
+        self.typed(key)
     }
 
     /// A non-negative duration setting in Go syntax (`250ms`, `1m30s`).
     pub(crate) fn duration(&mut self, key: &str) -> Option<Duration> {
-        let raw = self.str(key)?;
-        match parse_duration(raw) {
-            Ok(d) => Some(d),
-            Err(message) => {
-                self.error(key, message);
-                None
-            }
-        }
+        self.typed(key)
     }
 
     /// A setting that must be one of `allowed`.
@@ -127,144 +90,115 @@ impl<'a> SettingsReader<'a> {
     }
 }
 
-/// Parses a non-negative duration in Go's `time.ParseDuration` syntax: a sequence of
-/// decimal numbers, each with an optional fraction and a unit (`ns`, `us`, `µs`, `ms`,
-/// `s`, `m`, `h`), as in `300ms` or `1h2m3.5s`; a bare `0` is zero.
-pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
-    match go::parse_duration(raw) {
-        Ok(nanos) => u64::try_from(nanos)
-            .map(Duration::from_nanos)
-            .map_err(|_| format!("{raw:?} should be greater or equal to 0")),
-        Err(_) => Err(format!(
-            "{raw:?} is not a duration (use Go syntax such as 250ms, 5s, 1m30s)"
-        )),
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // SDK settings
 // ---------------------------------------------------------------------------------------
 
+/// `sdk.schema.extract.type`: the only schema type Conduit extracts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Avro;
+
+impl FromSetting for Avro {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        if raw == "avro" {
+            Ok(Self)
+        } else {
+            Err(format!("{raw:?} value must be one of: avro"))
+        }
+    }
+}
+
+/// `sdk.record.format`: the output format of records; Funnel writes `opencdc/json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenCdcJson;
+
+impl FromSetting for OpenCdcJson {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match raw {
+            "opencdc/json" => Ok(Self),
+            "debezium/json" | "template" => Err(format!(
+                "{raw:?} is not supported by Funnel yet; use \"opencdc/json\""
+            )),
+            other => Err(format!(
+                "{other:?} is not a record format \
+                 (known: opencdc/json, debezium/json, template; Funnel supports opencdc/json)"
+            )),
+        }
+    }
+}
+
+funnel_core::settings! {
+    /// The SDK settings every source accepts.
+    pub struct SdkSourceSettings {
+        /// Maximum number of records one read returns; 0 means the connector's
+        /// default (1000 for the built-in sources).
+        pub batch_size: usize = "sdk.batch.size" (default "0"),
+        /// Maximum time to wait while collecting a batch (Go duration).
+        /// Accepted for compatibility; the engine applies it.
+        pub batch_delay: Duration = "sdk.batch.delay" (default "0"),
+        /// Schema type to extract. Accepted for compatibility; only `avro` is
+        /// valid. Funnel does not extract schemas yet.
+        pub schema_type: Avro = "sdk.schema.extract.type" (default "avro"),
+        /// Whether to extract the payload schema. Accepted for compatibility.
+        pub payload_schema: bool = "sdk.schema.extract.payload.enabled" (default "true"),
+        /// Subject of the payload schema. Accepted for compatibility.
+        pub payload_subject: String = "sdk.schema.extract.payload.subject" (default "payload"),
+        /// Whether to extract the key schema. Accepted for compatibility.
+        pub key_schema: bool = "sdk.schema.extract.key.enabled" (default "true"),
+        /// Subject of the key schema. Accepted for compatibility.
+        pub key_subject: String = "sdk.schema.extract.key.subject" (default "key"),
+        /// Whether schema subjects are prefixed with a context. Accepted for
+        /// compatibility.
+        pub schema_context: bool = "sdk.schema.context.enabled" (default "true"),
+        /// The schema context name (defaults to the connector ID). Accepted for
+        /// compatibility.
+        pub schema_context_name: Option<String> = "sdk.schema.context.name",
+    }
+}
+
+impl SdkSourceSettings {
+    /// Maximum records per read: `sdk.batch.size`, or the default when it is 0.
+    pub fn batch_size(&self) -> usize {
+        match self.batch_size {
+            0 => DEFAULT_SOURCE_BATCH_SIZE,
+            n => n,
+        }
+    }
+}
+
+funnel_core::settings! {
+    /// The SDK settings every destination accepts.
+    pub struct SdkDestinationSettings {
+        /// Maximum number of records in one write; 0 means the engine's default.
+        pub batch_size: usize = "sdk.batch.size" (default "0"),
+        /// Maximum time to wait while collecting a batch (Go duration); the
+        /// engine applies it.
+        pub batch_delay: Duration = "sdk.batch.delay" (default "0"),
+        /// Maximum records written per second (0 = no limit); the engine
+        /// applies it.
+        pub rate: NonNegative = "sdk.rate.perSecond" (default "0"),
+        /// Burst allowed by the rate limit; the engine applies it.
+        pub burst: usize = "sdk.rate.burst" (default "0"),
+        /// Output format of records. Funnel supports `opencdc/json` only;
+        /// `debezium/json` and `template` are refused.
+        pub format: OpenCdcJson = "sdk.record.format" (default "opencdc/json"),
+        /// Options of the record format. Accepted and ignored for
+        /// `opencdc/json`.
+        pub format_options: Option<String> = "sdk.record.format.options",
+        /// Whether to decode the payload with its schema. Accepted for
+        /// compatibility.
+        pub payload_schema: bool = "sdk.schema.extract.payload.enabled" (default "true"),
+        /// Whether to decode the key with its schema. Accepted for
+        /// compatibility.
+        pub key_schema: bool = "sdk.schema.extract.key.enabled" (default "true"),
+    }
+}
+
 /// The SDK settings every source accepts.
-pub const SDK_SOURCE_SETTINGS: &[SettingSpec] = &[
-    SettingSpec {
-        name: "sdk.batch.size",
-        default: Some("0"),
-        required: false,
-        description: "Maximum number of records one read returns; 0 means the connector's \
-                      default (1000 for the built-in sources).",
-    },
-    SettingSpec {
-        name: "sdk.batch.delay",
-        default: Some("0"),
-        required: false,
-        description: "Maximum time to wait while collecting a batch (Go duration). \
-                      Accepted for compatibility; the engine applies it.",
-    },
-    SettingSpec {
-        name: "sdk.schema.extract.type",
-        default: Some("avro"),
-        required: false,
-        description: "Schema type to extract. Accepted for compatibility; only `avro` is \
-                      valid. Funnel does not extract schemas yet.",
-    },
-    SettingSpec {
-        name: "sdk.schema.extract.payload.enabled",
-        default: Some("true"),
-        required: false,
-        description: "Whether to extract the payload schema. Accepted for compatibility.",
-    },
-    SettingSpec {
-        name: "sdk.schema.extract.payload.subject",
-        default: Some("payload"),
-        required: false,
-        description: "Subject of the payload schema. Accepted for compatibility.",
-    },
-    SettingSpec {
-        name: "sdk.schema.extract.key.enabled",
-        default: Some("true"),
-        required: false,
-        description: "Whether to extract the key schema. Accepted for compatibility.",
-    },
-    SettingSpec {
-        name: "sdk.schema.extract.key.subject",
-        default: Some("key"),
-        required: false,
-        description: "Subject of the key schema. Accepted for compatibility.",
-    },
-    SettingSpec {
-        name: "sdk.schema.context.enabled",
-        default: Some("true"),
-        required: false,
-        description: "Whether schema subjects are prefixed with a context. Accepted for \
-                      compatibility.",
-    },
-    SettingSpec {
-        name: "sdk.schema.context.name",
-        default: None,
-        required: false,
-        description: "The schema context name (defaults to the connector ID). Accepted for \
-                      compatibility.",
-    },
-];
+pub const SDK_SOURCE_SETTINGS: &[SettingSpec] = SdkSourceSettings::SPEC;
 
 /// The SDK settings every destination accepts.
-pub const SDK_DESTINATION_SETTINGS: &[SettingSpec] = &[
-    SettingSpec {
-        name: "sdk.batch.size",
-        default: Some("0"),
-        required: false,
-        description: "Maximum number of records in one write; 0 means the engine's default.",
-    },
-    SettingSpec {
-        name: "sdk.batch.delay",
-        default: Some("0"),
-        required: false,
-        description: "Maximum time to wait while collecting a batch (Go duration); the \
-                      engine applies it.",
-    },
-    SettingSpec {
-        name: "sdk.rate.perSecond",
-        default: Some("0"),
-        required: false,
-        description: "Maximum records written per second (0 = no limit); the engine \
-                      applies it.",
-    },
-    SettingSpec {
-        name: "sdk.rate.burst",
-        default: Some("0"),
-        required: false,
-        description: "Burst allowed by the rate limit; the engine applies it.",
-    },
-    SettingSpec {
-        name: "sdk.record.format",
-        default: Some("opencdc/json"),
-        required: false,
-        description: "Output format of records. Funnel supports `opencdc/json` only; \
-                      `debezium/json` and `template` are refused.",
-    },
-    SettingSpec {
-        name: "sdk.record.format.options",
-        default: None,
-        required: false,
-        description: "Options of the record format. Accepted and ignored for \
-                      `opencdc/json`.",
-    },
-    SettingSpec {
-        name: "sdk.schema.extract.payload.enabled",
-        default: Some("true"),
-        required: false,
-        description: "Whether to decode the payload with its schema. Accepted for \
-                      compatibility.",
-    },
-    SettingSpec {
-        name: "sdk.schema.extract.key.enabled",
-        default: Some("true"),
-        required: false,
-        description: "Whether to decode the key with its schema. Accepted for \
-                      compatibility.",
-    },
-];
+pub const SDK_DESTINATION_SETTINGS: &[SettingSpec] = SdkDestinationSettings::SPEC;
 
 /// The SDK settings of a source that change what a connector does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,87 +209,55 @@ pub(crate) struct SdkSource {
 
 /// Reads and checks the SDK settings of a source.
 pub(crate) fn sdk_source(reader: &mut SettingsReader<'_>) -> SdkSource {
-    let batch_size = match reader.count("sdk.batch.size") {
-        Some(0) | None => DEFAULT_SOURCE_BATCH_SIZE,
-        Some(n) => n,
-    };
-    reader.duration("sdk.batch.delay");
-    reader.one_of("sdk.schema.extract.type", &["avro"]);
-    reader.bool("sdk.schema.extract.payload.enabled");
-    reader.str("sdk.schema.extract.payload.subject");
-    reader.bool("sdk.schema.extract.key.enabled");
-    reader.str("sdk.schema.extract.key.subject");
-    reader.bool("sdk.schema.context.enabled");
-    reader.str("sdk.schema.context.name");
+    let batch_size =
+        SdkSourceSettings::read(reader).map_or(DEFAULT_SOURCE_BATCH_SIZE, |sdk| sdk.batch_size());
     SdkSource { batch_size }
+}
+
+/// Parses the settings of a source whose own settings are `T`: `T` and the SDK's,
+/// refusing every other key.
+///
+/// # Errors
+///
+/// Every invalid setting, each with its key; unknown keys last.
+pub(crate) fn parse_source<T: SettingsStruct>(
+    settings: &Settings,
+) -> Result<(T, SdkSource), Vec<SettingsError>> {
+    let mut reader = SettingsReader::new(settings);
+    let sdk = sdk_source(&mut reader);
+    let own = T::read(&mut reader);
+    reader.finish()?;
+    // `finish` fails whenever a field failed to read, so `own` is set here.
+    own.map(|own| (own, sdk)).ok_or_else(Vec::new)
+}
+
+/// Parses the settings of a destination whose own settings are `T`: `T` and the
+/// SDK's, refusing every other key.
+///
+/// # Errors
+///
+/// Every invalid setting, each with its key; unknown keys last.
+pub(crate) fn parse_destination<T: SettingsStruct>(
+    settings: &Settings,
+) -> Result<T, Vec<SettingsError>> {
+    let mut reader = SettingsReader::new(settings);
+    sdk_destination(&mut reader);
+    let own = T::read(&mut reader);
+    reader.finish()?;
+    // `finish` fails whenever a field failed to read, so `own` is set here.
+    own.ok_or_else(Vec::new)
 }
 
 /// Reads and checks the SDK settings of a destination.
 pub(crate) fn sdk_destination(reader: &mut SettingsReader<'_>) {
-    reader.count("sdk.batch.size");
-    reader.duration("sdk.batch.delay");
-    reader.non_negative_float("sdk.rate.perSecond");
-    reader.count("sdk.rate.burst");
-    if let Some(format) = reader.str("sdk.record.format") {
-        match format {
-            "opencdc/json" => {}
-            "debezium/json" | "template" => reader.error(
-                "sdk.record.format",
-                format!("{format:?} is not supported by Funnel yet; use \"opencdc/json\""),
-            ),
-            other => reader.error(
-                "sdk.record.format",
-                format!(
-                    "{other:?} is not a record format \
-                     (known: opencdc/json, debezium/json, template; Funnel supports opencdc/json)"
-                ),
-            ),
-        }
-    }
-    reader.str("sdk.record.format.options");
-    reader.bool("sdk.schema.extract.payload.enabled");
-    reader.bool("sdk.schema.extract.key.enabled");
+    SdkDestinationSettings::read(reader);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn go_durations_parse_to_their_length() {
-        let cases = [
-            ("0", Duration::ZERO),
-            ("0s", Duration::ZERO),
-            ("250ms", Duration::from_millis(250)),
-            ("1s", Duration::from_secs(1)),
-            ("1m30s", Duration::from_secs(90)),
-            ("1.5h", Duration::from_secs(5400)),
-            ("100us", Duration::from_micros(100)),
-            ("100µs", Duration::from_micros(100)),
-            ("7ns", Duration::from_nanos(7)),
-            ("+2s", Duration::from_secs(2)),
-            (".5s", Duration::from_millis(500)),
-        ];
-        for (raw, want) in cases {
-            assert_eq!(parse_duration(raw), Ok(want), "{raw}");
-        }
-    }
-
-    #[test]
-    fn malformed_or_negative_durations_are_refused() {
-        for raw in [
-            "", "1", "s", "1x", "1.s.", "-1s", "1s2", "abc", ".", " 1s", "1s ",
-        ] {
-            assert!(parse_duration(raw).is_err(), "{raw} should fail");
-        }
-    }
+    use funnel_core::settings_of as settings;
 
     #[test]
     fn the_reader_reports_every_bad_value_and_every_unknown_key() {

@@ -30,6 +30,7 @@ mod shared;
 mod spec;
 mod task;
 pub mod telemetry;
+pub mod typed;
 mod worker;
 
 pub use batch::{Batch, RecordFlag, RecordStatus};
@@ -43,7 +44,7 @@ pub use plugin::{
     Destination, DestinationAck, PositionCommitter, ProcessedRecord, Processor, Source,
 };
 pub use shared::SharedDestination;
-pub use spec::{SettingSpec, Settings, SettingsError, SettingsReader, record_reads};
+pub use spec::{SettingSpec, Settings, SettingsError, SettingsReader, record_reads, settings_of};
 pub use task::{DestinationTask, ProcessorTask, SourceTask, Task};
 pub use worker::{Stopper, Worker, WorkerConfig, WorkerStats};
 

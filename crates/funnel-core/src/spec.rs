@@ -7,6 +7,14 @@ use std::collections::BTreeMap;
 /// Plugin settings as they appear in a pipeline file: string keys to string values.
 pub type Settings = BTreeMap<String, String>;
 
+/// Settings from `(key, value)` pairs, as a pipeline file would give them.
+pub fn settings_of(pairs: &[(&str, &str)]) -> Settings {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 /// One invalid setting: which one, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{setting}: {message}")]

@@ -77,8 +77,8 @@ pub(crate) use position::FilePosition;
 mod source;
 
 pub use config::{
-    DEFAULT_MAX_RECORD_SIZE, FileDestinationConfig, FileSourceConfig, validate_destination,
-    validate_source,
+    DEFAULT_MAX_RECORD_SIZE, FileDestinationConfig, FileSourceConfig, FileSourceSettings,
+    validate_destination, validate_source,
 };
 pub use destination::FileDestination;
 pub use source::FileSource;
@@ -87,52 +87,16 @@ use std::sync::Arc;
 
 use funnel_core::component::{Build, Component};
 
-use crate::SettingSpec;
+use funnel_core::typed::SettingsStruct;
 
 /// Metadata key holding the path of the file a record was read from.
 pub const METADATA_FILE_PATH: &str = "file.path";
-
-/// The file source's own settings.
-pub(crate) const SOURCE_SETTINGS: &[SettingSpec] = &[
-    SettingSpec {
-        name: "path",
-        default: None,
-        required: true,
-        description: "Path of the file to read; the source follows appended lines, \
-                      rotation and truncation.",
-    },
-    SettingSpec {
-        name: "maxRecordSize",
-        default: Some("67108864"),
-        required: false,
-        description: "Longest line, in bytes, that becomes a record (64 MiB); a longer line \
-                      is skipped and nacked (to the dead-letter queue) with an error naming \
-                      the file, line and offset.",
-    },
-];
-
-/// The file destination's own settings.
-pub(crate) const DESTINATION_SETTINGS: &[SettingSpec] = &[
-    SettingSpec {
-        name: "path",
-        default: None,
-        required: true,
-        description: "Path of the file to append OpenCDC JSON lines to; created if missing.",
-    },
-    SettingSpec {
-        name: "latency",
-        default: Some("false"),
-        required: false,
-        description: "Record each record's read-to-durable latency (after fsync - \
-                      opencdc.readAt) in an HDR histogram; funnel run logs p50/p99/p99.9 at exit.",
-    },
-];
 
 /// The file source in the registry.
 pub const SOURCE: Component = Component::new(
     "file",
     "Reads the lines of a file and follows appends, rotation and truncation.",
-    &[SOURCE_SETTINGS, crate::SDK_SOURCE_SETTINGS],
+    &[FileSourceSettings::SPEC, crate::SDK_SOURCE_SETTINGS],
     Build::Source(|id, settings, resume| {
         let config = validate_source(settings)?;
         Ok(Arc::new(FileSource::new(id, config, resume)))
@@ -144,7 +108,7 @@ pub const SOURCE: Component = Component::new(
 pub const DESTINATION: Component = Component::new(
     "file",
     "Writes records as OpenCDC JSON lines to a file.",
-    &[DESTINATION_SETTINGS, crate::SDK_DESTINATION_SETTINGS],
+    &[FileDestinationConfig::SPEC, crate::SDK_DESTINATION_SETTINGS],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
         Ok(crate::paced(

@@ -1,17 +1,39 @@
 //! Log destination settings: parsing and validation.
 
+use funnel_core::typed::FromSetting;
 use tracing::Level;
 
-use crate::settings::{SettingsReader, sdk_destination};
+use crate::settings::parse_destination;
 use crate::{Settings, SettingsError};
 
-/// The validated settings of a log destination.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogConfig {
-    /// `level` (default `info`): the level records are logged at.
-    pub level: Level,
-    /// `message` (default empty): the message of every log line.
-    pub message: String,
+/// The level a log destination logs at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogLevel(pub Level);
+
+impl FromSetting for LogLevel {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match raw {
+            "trace" => Ok(Self(Level::TRACE)),
+            "debug" => Ok(Self(Level::DEBUG)),
+            "info" => Ok(Self(Level::INFO)),
+            "warn" => Ok(Self(Level::WARN)),
+            "error" => Ok(Self(Level::ERROR)),
+            _ => Err(format!(
+                "{raw:?} value must be one of: trace, debug, info, warn, error"
+            )),
+        }
+    }
+}
+
+funnel_core::settings! {
+    /// The validated settings of a log destination (the SDK ones come on top).
+    #[derive(Eq)]
+    pub struct LogConfig {
+        /// Level of the log lines: trace, debug, info, warn or error.
+        pub level: LogLevel = "level" (default "info"),
+        /// Message of every log line (empty by default).
+        pub message: Option<String> = "message",
+    }
 }
 
 /// Parses and validates log destination settings.
@@ -20,16 +42,5 @@ pub struct LogConfig {
 ///
 /// Every invalid setting, each with its key.
 pub fn validate(settings: &Settings) -> Result<LogConfig, Vec<SettingsError>> {
-    let mut r = SettingsReader::new(settings);
-    sdk_destination(&mut r);
-    let level = match r.one_of("level", &["trace", "debug", "info", "warn", "error"]) {
-        Some("trace") => Level::TRACE,
-        Some("debug") => Level::DEBUG,
-        Some("warn") => Level::WARN,
-        Some("error") => Level::ERROR,
-        _ => Level::INFO,
-    };
-    let message = r.str("message").unwrap_or_default().to_owned();
-    r.finish()?;
-    Ok(LogConfig { level, message })
+    parse_destination(settings)
 }

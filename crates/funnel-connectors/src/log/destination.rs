@@ -57,18 +57,18 @@ impl Destination for LogDestination {
 
     async fn write(&self, records: &[Record]) -> Result<(), ConnectorError> {
         // Encoding is skipped when nobody listens at this level.
-        if enabled(self.config.level) {
+        if enabled(self.config.level.0) {
             let mut json = Vec::new();
             for record in records {
                 json.clear();
                 record.write_json(&mut json);
                 let text = String::from_utf8_lossy(&json);
                 log_at!(
-                    self.config.level,
+                    self.config.level.0,
                     connector = %self.id,
                     record = %text,
                     "{}",
-                    self.config.message
+                    self.config.message.as_deref().unwrap_or_default()
                 );
             }
         }

@@ -22,36 +22,20 @@
 mod config;
 mod destination;
 
-pub use config::{LogConfig, validate};
+pub use config::{LogConfig, LogLevel, validate};
 pub use destination::LogDestination;
 
 use std::sync::Arc;
 
 use funnel_core::component::{Build, Component};
 
-use crate::SettingSpec;
-
-/// The log destination's own settings.
-pub(crate) const DESTINATION_SETTINGS: &[SettingSpec] = &[
-    SettingSpec {
-        name: "level",
-        default: Some("info"),
-        required: false,
-        description: "Level of the log lines: trace, debug, info, warn or error.",
-    },
-    SettingSpec {
-        name: "message",
-        default: None,
-        required: false,
-        description: "Message of every log line (empty by default).",
-    },
-];
+use funnel_core::typed::SettingsStruct;
 
 /// The log destination in the registry.
 pub const DESTINATION: Component = Component::new(
     "log",
     "Logs every record as OpenCDC JSON at a chosen level.",
-    &[DESTINATION_SETTINGS, crate::SDK_DESTINATION_SETTINGS],
+    &[LogConfig::SPEC, crate::SDK_DESTINATION_SETTINGS],
     Build::Destination(|id, settings| {
         let config = validate(settings)?;
         Ok(crate::paced(

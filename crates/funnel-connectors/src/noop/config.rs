@@ -1,14 +1,16 @@
 //! Noop destination settings: parsing and validation (no I/O).
 
-use crate::settings::{SettingsReader, sdk_destination};
+use crate::settings::parse_destination;
 use crate::{Settings, SettingsError};
 
-/// The validated settings of a noop destination.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NoopConfig {
-    /// `latency` (default false): record the read-to-written latency of every record in
-    /// the process-wide histogram (see [`latency_summary`](super::latency_summary)).
-    pub latency: bool,
+funnel_core::settings! {
+    /// The validated settings of a noop destination (the SDK ones come on top).
+    #[derive(Copy, Default, Eq)]
+    pub struct NoopConfig {
+        /// Record each record's read-to-written latency (now - opencdc.readAt) in an
+        /// HDR histogram; funnel run logs p50/p99/p99.9 at exit.
+        pub latency: bool = "latency" (default "false"),
+    }
 }
 
 /// Parses and validates noop destination settings.
@@ -17,23 +19,14 @@ pub struct NoopConfig {
 ///
 /// Every invalid setting, each with its key.
 pub fn validate(settings: &Settings) -> Result<NoopConfig, Vec<SettingsError>> {
-    let mut r = SettingsReader::new(settings);
-    sdk_destination(&mut r);
-    let latency = r.bool("latency").unwrap_or(false);
-    r.finish()?;
-    Ok(NoopConfig { latency })
+    parse_destination(settings)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use funnel_core::settings_of as settings;
 
     #[test]
     fn latency_is_off_by_default_and_parsed_as_a_bool() {

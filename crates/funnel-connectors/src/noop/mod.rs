@@ -31,23 +31,14 @@ use std::sync::Arc;
 
 use funnel_core::component::{Build, Component};
 
-use crate::SettingSpec;
-
-/// The noop destination's own settings.
-pub(crate) const DESTINATION_SETTINGS: &[SettingSpec] = &[SettingSpec {
-    name: "latency",
-    default: Some("false"),
-    required: false,
-    description: "Record each record's read-to-written latency (now - opencdc.readAt) in an \
-                  HDR histogram; funnel run logs p50/p99/p99.9 at exit.",
-}];
+use funnel_core::typed::SettingsStruct;
 
 /// The noop destination in the registry.
 pub const DESTINATION: Component = Component::new(
     "noop",
     "Acknowledges every record at once and writes it nowhere (Funnel extension, for \
      benchmarks).",
-    &[DESTINATION_SETTINGS, crate::SDK_DESTINATION_SETTINGS],
+    &[NoopConfig::SPEC, crate::SDK_DESTINATION_SETTINGS],
     Build::Destination(|_id, settings| {
         let config = validate(settings)?;
         Ok(crate::paced(
