@@ -6,35 +6,35 @@
 
 use metrics::{Counter, Histogram, counter, histogram};
 
+// What a pipeline and its DLQ record.
 /// Time from reading a record to acking it at the source (seconds), one sample per
 /// released chunk, measured from the oldest record in it. Labels: `pipeline`.
 pub const PIPELINE_EXECUTION_DURATION: &str = "funnel_pipeline_execution_duration_seconds";
-/// Time per record spent in a source read or a destination ack chunk (seconds).
-/// Labels: `pipeline`, `type` (`source` | `destination`), `component_id`.
-pub const CONNECTOR_EXECUTION_DURATION: &str = "funnel_connector_execution_duration_seconds";
-/// Bytes (key + payload) per read or acked chunk. Labels as above.
-pub const CONNECTOR_BYTES: &str = "funnel_connector_bytes";
-/// Time per record spent in a processor (seconds). Labels: `pipeline`, `processor`.
-pub const PROCESSOR_EXECUTION_DURATION: &str = "funnel_processor_execution_duration_seconds";
-/// Time per record spent writing to the DLQ (seconds). Labels: `pipeline`, `dlq`.
-pub const DLQ_EXECUTION_DURATION: &str = "funnel_dlq_execution_duration_seconds";
-/// Bytes written to the DLQ. Labels: `pipeline`, `dlq`.
-pub const DLQ_BYTES: &str = "funnel_dlq_bytes";
-/// Records read from a source. Labels: `pipeline`, `component_id`.
-pub const RECORDS_READ: &str = "funnel_pipeline_records_read_total";
-/// Records acked by a destination. Labels: `pipeline`, `component_id`.
-pub const RECORDS_WRITTEN: &str = "funnel_pipeline_records_written_total";
 /// Source records acked to the source (written everywhere, filtered or in the DLQ).
 /// Labels: `pipeline`, `component_id`.
 pub const RECORDS_ACKED: &str = "funnel_pipeline_records_acked_total";
-/// Records written to the DLQ. Labels: `pipeline`, `dlq`.
-pub const RECORDS_DLQ: &str = "funnel_pipeline_records_dlq_total";
-
 /// When the next restart of a recovering pipeline happens (Unix seconds; 0 when none
 /// is pending). Labels: `pipeline`.
 pub const NEXT_RESTART: &str = "funnel_pipeline_next_restart_timestamp_seconds";
 /// Restarts of a pipeline after transient errors. Labels: `pipeline`.
 pub const RESTARTS: &str = "funnel_pipeline_restarts_total";
+/// Time per record spent writing to the DLQ (seconds). Labels: `pipeline`, `dlq`.
+pub const DLQ_EXECUTION_DURATION: &str = "funnel_dlq_execution_duration_seconds";
+/// Bytes written to the DLQ. Labels: `pipeline`, `dlq`.
+pub const DLQ_BYTES: &str = "funnel_dlq_bytes";
+/// Records written to the DLQ. Labels: `pipeline`, `dlq`.
+pub const RECORDS_DLQ: &str = "funnel_pipeline_records_dlq_total";
+
+// What a source or destination task records (through `ConnectorMetrics`).
+/// Time per record spent in a source read or a destination ack chunk (seconds).
+/// Labels: `pipeline`, `type` (`source` | `destination`), `component_id`.
+pub const CONNECTOR_EXECUTION_DURATION: &str = "funnel_connector_execution_duration_seconds";
+/// Bytes (key + payload) per read or acked chunk. Labels as above.
+pub const CONNECTOR_BYTES: &str = "funnel_connector_bytes";
+/// Records read from a source. Labels: `pipeline`, `component_id`.
+pub const RECORDS_READ: &str = "funnel_pipeline_records_read_total";
+/// Records acked by a destination. Labels: `pipeline`, `component_id`.
+pub const RECORDS_WRITTEN: &str = "funnel_pipeline_records_written_total";
 
 /// The handles a source or destination task records into.
 #[derive(Clone)]
@@ -88,6 +88,9 @@ impl ConnectorMetrics {
         self.records.increment(records as u64);
     }
 }
+
+/// Time per record spent in a processor (seconds). Labels: `pipeline`, `processor`.
+pub const PROCESSOR_EXECUTION_DURATION: &str = "funnel_processor_execution_duration_seconds";
 
 /// The handle a processor task records into.
 #[derive(Clone)]

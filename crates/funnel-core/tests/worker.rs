@@ -34,6 +34,15 @@ async fn fan_out_to_two_and_three_destinations_writes_everything_and_acks_in_ord
     }
 }
 
+/// Asserts the DLQ holds one record, the one at `position`, nacked by `node` with `error`.
+fn assert_one_dead_letter(dlq: &MemoryDestination, position: &str, error: &str, node: &str) {
+    let dlq = dlq.written();
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].position, position.into());
+    assert_eq!(dlq[0].metadata.get(metadata::DLQ_NACK_ERROR), Some(error));
+    assert_eq!(dlq[0].metadata.get(metadata::DLQ_NACK_NODE_ID), Some(node));
+}
+
 #[tokio::test]
 async fn a_destination_nack_in_a_fan_out_goes_to_the_dlq_once_and_every_position_is_acked() {
     let failing = MemoryDestination::new("b").with_plan(Arc::new(|r: &Record| {
@@ -43,17 +52,7 @@ async fn a_destination_nack_in_a_fan_out_goes_to_the_dlq_once_and_every_position
     open_and_run(&mut p).await.unwrap();
     assert_eq!(written_positions(&p.destinations[0]), positions("s", 0..5));
     assert_eq!(p.source.acked(), positions("s", 0..5));
-    let dlq = p.dlq.written();
-    assert_eq!(dlq.len(), 1);
-    assert_eq!(dlq[0].position, "s/2".into());
-    assert_eq!(
-        dlq[0].metadata.get(metadata::DLQ_NACK_ERROR),
-        Some("b cannot take it")
-    );
-    assert_eq!(
-        dlq[0].metadata.get(metadata::DLQ_NACK_NODE_ID),
-        Some("dest-1")
-    );
+    assert_one_dead_letter(&p.dlq, "s/2", "b cannot take it", "dest-1");
 }
 
 #[tokio::test]
@@ -324,16 +323,6 @@ async fn a_record_the_source_could_not_read_is_nacked_by_the_source_into_the_dlq
             written_positions(&p.destinations[0]),
             ["s/0", "s/2", "s/3"].map(Position::from)
         );
-        let dlq = p.dlq.written();
-        assert_eq!(dlq.len(), 1);
-        assert_eq!(dlq[0].position, "s/1".into());
-        assert_eq!(
-            dlq[0].metadata.get(metadata::DLQ_NACK_ERROR),
-            Some("file in.txt: line 2 is too long")
-        );
-        assert_eq!(
-            dlq[0].metadata.get(metadata::DLQ_NACK_NODE_ID),
-            Some("source")
-        );
+        assert_one_dead_letter(&p.dlq, "s/1", "file in.txt: line 2 is too long", "source");
     }
 }
