@@ -41,28 +41,13 @@ impl<'a> SettingsReader<'a> {
         <Option<T>>::read(&mut self.0, key, None).flatten()
     }
 
-    /// An integer setting.
-    pub(crate) fn int(&mut self, key: &str) -> Option<i64> {
-        self.typed(key)
-    }
-
     /// A non-negative integer setting that fits a `usize`.
     pub(crate) fn count(&mut self, key: &str) -> Option<usize> {
         self.typed(key)
     }
 
-    /// A finite, non-negative float setting.
-    pub(crate) fn non_negative_float(&mut self, key: &str) -> Option<f64> {
-        self.typed::<NonNegative>(key).map(|v| v.0)
-    }
-
     /// A boolean setting, in Go's `strconv.ParseBool` syntax.
     pub(crate) fn bool(&mut self, key: &str) -> Option<bool> {
-        self.typed(key)
-    }
-
-    /// A non-negative duration setting in Go syntax (`250ms`, `1m30s`).
-    pub(crate) fn duration(&mut self, key: &str) -> Option<Duration> {
         self.typed(key)
     }
 
@@ -261,22 +246,14 @@ mod tests {
 
     #[test]
     fn the_reader_reports_every_bad_value_and_every_unknown_key() {
-        let s = settings(&[
-            ("a", "x"),
-            ("b", "-2"),
-            ("c", "maybe"),
-            ("d", "5 minutes"),
-            ("zzz", "1"),
-        ]);
+        let s = settings(&[("b", "-2"), ("c", "maybe"), ("zzz", "1")]);
         let mut reader = SettingsReader::new(&s);
-        assert_eq!(reader.int("a"), None);
         assert_eq!(reader.count("b"), None);
         assert_eq!(reader.bool("c"), None);
-        assert_eq!(reader.duration("d"), None);
         let errors = reader.finish().unwrap_err();
         let keys: Vec<&str> = errors.iter().map(|e| e.setting.as_str()).collect();
-        assert_eq!(keys, ["a", "b", "c", "d", "zzz"]);
-        assert_eq!(errors[4].to_string(), "zzz: unrecognized parameter");
+        assert_eq!(keys, ["b", "c", "zzz"]);
+        assert_eq!(errors[2].to_string(), "zzz: unrecognized parameter");
     }
 
     #[test]

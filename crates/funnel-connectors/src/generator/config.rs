@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use funnel_record::Operation;
 
+use funnel_core::typed::{NonNegative, Prefixed, SettingsStruct};
+
 use crate::settings::{SettingsReader, sdk_source};
 use crate::{Settings, SettingsError};
 
@@ -90,6 +92,46 @@ pub struct GeneratorConfig {
     pub batch_size: usize,
 }
 
+funnel_core::settings! {
+    /// What the generator generates, as given: the streams and their payloads.
+    pub struct StreamSettings {
+        /// Payload format of the default stream: raw, structured or file. This or
+        /// one collections.*.format.type is required.
+        pub format_type: Option<String> = "format.type",
+        /// For raw and structured: a field name and its type (int, string, time,
+        /// bool, duration). For file: format.options.path, the file whose content is
+        /// the payload of every record.
+        pub format_options: Prefixed = "format.options.*",
+        /// Comma-separated operations picked at random per record: create,
+        /// update, delete, snapshot.
+        pub operations: String = "operations" (default "create"),
+        /// Named collections (each sets opencdc.collection):
+        /// collections.<name>.format.type, collections.<name>.format.options.* and
+        /// collections.<name>.operations (default create), as the settings of the
+        /// default stream.
+        pub collections: Prefixed = "collections.*",
+    }
+}
+
+funnel_core::settings! {
+    /// How many records the generator makes, and how fast, as given.
+    pub struct PaceSettings {
+        /// Number of records to generate (-1 or 0: infinite); then reads report
+        /// the source exhausted.
+        pub record_count: i64 = "recordCount" (default "-1"),
+        /// Maximum records per second (0: unlimited).
+        pub rate: NonNegative = "rate" (default "0"),
+        /// Deprecated: time to read one record, converted to a rate. Cannot be
+        /// combined with rate.
+        pub read_time: Duration = "readTime" (default "0"),
+        /// Sleep between generate phases (0: no bursts). The source starts
+        /// sleeping.
+        pub burst_sleep: Duration = "burst.sleepTime" (default "0"),
+        /// Length of each generate phase, when burst.sleepTime is set.
+        pub burst_generate: Duration = "burst.generateTime" (default "1s"),
+    }
+}
+
 const FORMAT_TYPES: &[&str] = &["raw", "structured", "file"];
 const NO_COLLECTION: &str = "invalid configuration, please configure at least one collection \
                              using `format.type` or `collections.*.format.type`";
@@ -102,102 +144,100 @@ const NO_COLLECTION: &str = "invalid configuration, please configure at least on
 pub fn validate(settings: &Settings) -> Result<GeneratorConfig, Vec<SettingsError>> {
     let mut r = SettingsReader::new(settings);
     let sdk = sdk_source(&mut r);
+    // Neither read fails when a value is bad: every problem is recorded in `r`, and
+    // `finish` reports them all.
+    let streams = StreamSettings::read(&mut r);
+    let pace = PaceSettings::read(&mut r);
 
     let mut collections = Vec::new();
+    if let Some(streams) = &streams {
+        // The default stream, from the top-level settings.
+        if let Some(format_type) = &streams.format_type {
+            let raw = RawCollection {
+                format_type: Some(format_type),
+                options: pairs(&streams.format_options),
+                operations: Some(&streams.operations),
+            };
+            if let Some(c) = raw.validate(&mut r, None, "") {
+                collections.push(c);
+            }
+        }
 
-    // The default stream, from the top-level settings.
-    let top_type = r.str("format.type");
-    let top_options = r.prefixed("format.options.");
-    let top_operations = r.str("operations");
-    if let Some(format_type) = top_type {
-        let raw = RawCollection {
-            format_type: Some(format_type),
-            options: top_options,
-            operations: top_operations,
+        // Named collections: `collections.<name>.format.type`, `.format.options.*`
+        // and `.operations`.
+        let mut named: BTreeMap<&str, RawCollection<'_>> = BTreeMap::new();
+        for (rest, value) in pairs(&streams.collections) {
+            if let Some(i) = rest.find(".format.options.") {
+                let option = &rest[i + ".format.options.".len()..];
+                named
+                    .entry(&rest[..i])
+                    .or_default()
+                    .options
+                    .push((option, value));
+            } else if let Some(name) = rest.strip_suffix(".format.type") {
+                named.entry(name).or_default().format_type = Some(value).filter(|v| !v.is_empty());
+            } else if let Some(name) = rest.strip_suffix(".operations") {
+                named.entry(name).or_default().operations = Some(value).filter(|v| !v.is_empty());
+            } else {
+                r.error(format!("collections.{rest}"), "unrecognized parameter");
+            }
+        }
+        for (name, raw) in named {
+            if name.is_empty() {
+                r.error("collections.", "the collection name is empty");
+                continue;
+            }
+            let prefix = format!("collections.{name}.");
+            if let Some(c) = raw.validate(&mut r, Some(name), &prefix) {
+                collections.push(c);
+            }
+        }
+        if streams.format_type.is_none() && streams.collections.0.is_empty() {
+            r.error("format.type", NO_COLLECTION);
+        }
+    }
+
+    let mut pace_config = None;
+    if let Some(pace) = pace {
+        let record_count = match pace.record_count {
+            -1 | 0 => None,
+            n if n > 0 => u64::try_from(n).ok(),
+            n => {
+                r.error(
+                    "recordCount",
+                    format!("{n} should be greater or equal to 0 (0 or -1 means infinite)"),
+                );
+                None
+            }
         };
-        if let Some(c) = raw.validate(&mut r, None, "") {
-            collections.push(c);
-        }
-    }
-
-    // Named collections: `collections.<name>.format.type`, `.format.options.*` and
-    // `.operations`.
-    let mut named: BTreeMap<&str, RawCollection<'_>> = BTreeMap::new();
-    for (rest, value) in r.prefixed("collections.") {
-        let key = format!("collections.{rest}");
-        if let Some(i) = rest.find(".format.options.") {
-            let option = &rest[i + ".format.options.".len()..];
-            named
-                .entry(&rest[..i])
-                .or_default()
-                .options
-                .push((option, value));
-        } else if let Some(name) = rest.strip_suffix(".format.type") {
-            named.entry(name).or_default().format_type = Some(value).filter(|v| !v.is_empty());
-        } else if let Some(name) = rest.strip_suffix(".operations") {
-            named.entry(name).or_default().operations = Some(value).filter(|v| !v.is_empty());
-        } else {
-            r.error(key, "unrecognized parameter");
-        }
-    }
-    for (name, raw) in named {
-        if name.is_empty() {
-            r.error("collections.", "the collection name is empty");
-            continue;
-        }
-        let prefix = format!("collections.{name}.");
-        if let Some(c) = raw.validate(&mut r, Some(name), &prefix) {
-            collections.push(c);
-        }
-    }
-
-    let record_count = match r.int("recordCount") {
-        None | Some(-1 | 0) => None,
-        Some(n) if n > 0 => u64::try_from(n).ok(),
-        Some(n) => {
+        let (rate, read_time) = (pace.rate.0, pace.read_time);
+        if rate > 0.0 && !read_time.is_zero() {
             r.error(
-                "recordCount",
-                format!("{n} should be greater or equal to 0 (0 or -1 means infinite)"),
+                "readTime",
+                "cannot specify both \"readTime\" and \"rate\", \"readTime\" is deprecated, \
+                 please only specify \"rate\"",
             );
-            None
         }
-    };
-
-    let rate = r.non_negative_float("rate").unwrap_or(0.0);
-    let read_time = r.duration("readTime").unwrap_or(Duration::ZERO);
-    if rate > 0.0 && !read_time.is_zero() {
-        r.error(
-            "readTime",
-            "cannot specify both \"readTime\" and \"rate\", \"readTime\" is deprecated, \
-             please only specify \"rate\"",
-        );
-    }
-    let rate = if rate == 0.0 && !read_time.is_zero() {
-        1.0 / read_time.as_secs_f64()
-    } else {
-        rate
-    };
-
-    let sleep = r.duration("burst.sleepTime").unwrap_or(Duration::ZERO);
-    let generate = r
-        .duration("burst.generateTime")
-        .unwrap_or(Duration::from_secs(1));
-    let burst = if sleep.is_zero() {
-        None
-    } else if generate.is_zero() {
-        r.error("burst.generateTime", "should be greater than 0");
-        None
-    } else {
-        Some(Burst { sleep, generate })
-    };
-
-    let had_collection_settings =
-        top_type.is_some() || settings.keys().any(|k| k.starts_with("collections."));
-    if !had_collection_settings {
-        r.error("format.type", NO_COLLECTION);
+        let rate = if rate == 0.0 && !read_time.is_zero() {
+            1.0 / read_time.as_secs_f64()
+        } else {
+            rate
+        };
+        let (sleep, generate) = (pace.burst_sleep, pace.burst_generate);
+        let burst = if sleep.is_zero() {
+            None
+        } else if generate.is_zero() {
+            r.error("burst.generateTime", "should be greater than 0");
+            None
+        } else {
+            Some(Burst { sleep, generate })
+        };
+        pace_config = Some((record_count, rate, burst));
     }
 
     r.finish()?;
+    // `finish` fails whenever a settings struct failed to read.
+    let (record_count, rate, burst) = pace_config.ok_or_else(Vec::new)?;
     Ok(GeneratorConfig {
         collections,
         record_count,
@@ -205,6 +245,15 @@ pub fn validate(settings: &Settings) -> Result<GeneratorConfig, Vec<SettingsErro
         burst,
         batch_size: sdk.batch_size,
     })
+}
+
+/// The `(rest of the key, value)` pairs of a prefix setting, borrowed.
+fn pairs(prefixed: &Prefixed) -> Vec<(&str, &str)> {
+    prefixed
+        .0
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 /// The settings of one stream, before validation.

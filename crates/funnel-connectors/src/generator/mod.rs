@@ -49,102 +49,27 @@ pub(crate) mod config;
 mod data;
 mod source;
 
-pub use config::{Burst, CollectionConfig, FieldType, Format, GeneratorConfig, validate};
+pub use config::{
+    Burst, CollectionConfig, FieldType, Format, GeneratorConfig, PaceSettings, StreamSettings,
+    validate,
+};
 pub use source::GeneratorSource;
 
 use std::sync::Arc;
 
 use funnel_core::component::{Build, Component};
 
-use crate::SettingSpec;
-
-/// The generator's own settings (the SDK ones come on top).
-pub(crate) const SOURCE_SETTINGS: &[SettingSpec] = &[
-    SettingSpec {
-        name: "format.type",
-        default: None,
-        required: false,
-        description: "Payload format of the default stream: raw, structured or file. This or \
-                      one collections.*.format.type is required.",
-    },
-    SettingSpec {
-        name: "format.options.*",
-        default: None,
-        required: false,
-        description: "For raw and structured: a field name and its type (int, string, time, \
-                      bool, duration).",
-    },
-    SettingSpec {
-        name: "format.options.path",
-        default: None,
-        required: false,
-        description: "For file: the file whose content is the payload of every record.",
-    },
-    SettingSpec {
-        name: "operations",
-        default: Some("create"),
-        required: false,
-        description: "Comma-separated operations picked at random per record: create, \
-                      update, delete, snapshot.",
-    },
-    SettingSpec {
-        name: "collections.*.format.type",
-        default: None,
-        required: false,
-        description: "Payload format of a named collection (sets opencdc.collection).",
-    },
-    SettingSpec {
-        name: "collections.*.format.options.*",
-        default: None,
-        required: false,
-        description: "Fields (or path) of a named collection, as format.options.*.",
-    },
-    SettingSpec {
-        name: "collections.*.operations",
-        default: Some("create"),
-        required: false,
-        description: "Operations of a named collection, as operations.",
-    },
-    SettingSpec {
-        name: "recordCount",
-        default: Some("-1"),
-        required: false,
-        description: "Number of records to generate (-1 or 0: infinite); then reads report \
-                      the source exhausted.",
-    },
-    SettingSpec {
-        name: "rate",
-        default: Some("0"),
-        required: false,
-        description: "Maximum records per second (0: unlimited).",
-    },
-    SettingSpec {
-        name: "readTime",
-        default: Some("0"),
-        required: false,
-        description: "Deprecated: time to read one record, converted to a rate. Cannot be \
-                      combined with rate.",
-    },
-    SettingSpec {
-        name: "burst.sleepTime",
-        default: Some("0"),
-        required: false,
-        description: "Sleep between generate phases (0: no bursts). The source starts \
-                      sleeping.",
-    },
-    SettingSpec {
-        name: "burst.generateTime",
-        default: Some("1s"),
-        required: false,
-        description: "Length of each generate phase, when burst.sleepTime is set.",
-    },
-];
+use funnel_core::typed::SettingsStruct;
 
 /// The generator source in the registry.
 pub const SOURCE: Component = Component::new(
     "generator",
     "Generates records with random data, for demos, tests and benchmarks.",
-    &[SOURCE_SETTINGS, crate::SDK_SOURCE_SETTINGS],
+    &[
+        StreamSettings::SPEC,
+        PaceSettings::SPEC,
+        crate::SDK_SOURCE_SETTINGS,
+    ],
     Build::Source(|id, settings, resume| {
         let config = validate(settings)?;
         Ok(Arc::new(GeneratorSource::new(id, config, resume)))
