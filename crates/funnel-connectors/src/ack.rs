@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use funnel_core::{ConnectorError, DestinationAck};
+use funnel_record::Record;
 use tokio::sync::Notify;
 
 /// Acks in write order, and the error that stopped the writer, if any.
@@ -36,6 +37,15 @@ impl AckQueue {
     pub(crate) fn push(&self, acks: impl IntoIterator<Item = DestinationAck>) {
         self.lock().acks.extend(acks);
         self.notify.notify_one();
+    }
+
+    /// Queues a positive ack for each of `records`, in order.
+    pub(crate) fn push_ok(&self, records: &[Record]) {
+        self.push(
+            records
+                .iter()
+                .map(|record| DestinationAck::ok(record.position.clone())),
+        );
     }
 
     /// Marks the queue failed: once the acks queued so far are taken, `next` returns

@@ -33,6 +33,24 @@ fn positions(acks: &[DestinationAck]) -> Vec<Position> {
     acks.iter().map(|a| a.position.clone()).collect()
 }
 
+/// Writes `batches` one after the other and collects their acks, checking there is
+/// one per record, in write order.
+async fn write_and_ack_in_order(
+    destination: &dyn Destination,
+    batches: &[&[Record]],
+) -> Vec<DestinationAck> {
+    for batch in batches {
+        destination.write(batch).await.unwrap();
+    }
+    let written: Vec<Position> = batches
+        .iter()
+        .flat_map(|batch| batch.iter().map(|r| r.position.clone()))
+        .collect();
+    let acks = ack_n(destination, written.len()).await;
+    assert_eq!(positions(&acks), written);
+    acks
+}
+
 /// Collects acks until `n` arrived, checking that none is an empty list.
 async fn ack_n(destination: &dyn Destination, n: usize) -> Vec<DestinationAck> {
     let mut acks = Vec::new();
@@ -87,15 +105,7 @@ async fn log_destination_logs_each_record_as_opencdc_json_and_acks_in_order() {
     destination.open().await.unwrap();
     let batch_one = records(1..=3);
     let batch_two = records(4..=5);
-    destination.write(&batch_one).await.unwrap();
-    destination.write(&batch_two).await.unwrap();
-    let acks = ack_n(&*destination, 5).await;
-    let written: Vec<Position> = batch_one
-        .iter()
-        .chain(&batch_two)
-        .map(|r| r.position.clone())
-        .collect();
-    assert_eq!(positions(&acks), written);
+    let acks = write_and_ack_in_order(&*destination, &[&batch_one, &batch_two]).await;
     assert!(acks.iter().all(|a| a.error.is_none()));
 
     let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -129,17 +139,7 @@ async fn noop_destination_acks_in_order_and_counts_what_it_acked() {
     assert!(early.is_err(), "ack returned before anything was written");
 
     let before = noop::written_total();
-    let batch_one = records(1..=100);
-    let batch_two = records(101..=150);
-    destination.write(&batch_one).await.unwrap();
-    destination.write(&batch_two).await.unwrap();
-    let acks = ack_n(&*destination, 150).await;
-    let written: Vec<Position> = batch_one
-        .iter()
-        .chain(&batch_two)
-        .map(|r| r.position.clone())
-        .collect();
-    assert_eq!(positions(&acks), written);
+    write_and_ack_in_order(&*destination, &[&records(1..=100), &records(101..=150)]).await;
     // Other tests of this process may count too, so the total grew by at least ours.
     assert!(noop::written_total() >= before + 150);
     destination.teardown().await.unwrap();

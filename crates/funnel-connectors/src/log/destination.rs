@@ -72,11 +72,7 @@ impl Destination for LogDestination {
                 );
             }
         }
-        self.acks.push(
-            records
-                .iter()
-                .map(|record| DestinationAck::ok(record.position.clone())),
-        );
+        self.acks.push_ok(records);
         Ok(())
     }
 

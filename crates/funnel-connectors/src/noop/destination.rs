@@ -59,11 +59,7 @@ impl Destination for NoopDestination {
                 latency::now_nanos(),
             );
         }
-        self.acks.push(
-            records
-                .iter()
-                .map(|record| DestinationAck::ok(record.position.clone())),
-        );
+        self.acks.push_ok(records);
         Ok(())
     }
 

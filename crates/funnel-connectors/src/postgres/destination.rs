@@ -614,11 +614,7 @@ impl Destination for PostgresDestination {
             };
             match result {
                 Ok(()) => {
-                    self.acks.push(
-                        records
-                            .iter()
-                            .map(|r| DestinationAck::ok(r.position.clone())),
-                    );
+                    self.acks.push_ok(records);
                     return Ok(());
                 }
                 Err(e) if e.code().is_some() && conn::is_permanent(&e) => {
