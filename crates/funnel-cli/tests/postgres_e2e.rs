@@ -11,35 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use funnel_test_utils::pg::psql;
+
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// Runs SQL with psql; returns its unaligned output.
-fn psql(sql: &str) -> Result<String, String> {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-X",
-            "-q",
-            "-tA",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
-        .output()
-        .map_err(|e| format!("cannot run psql: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 fn server_available() -> bool {
     match psql("SELECT 1") {

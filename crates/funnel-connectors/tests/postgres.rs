@@ -74,19 +74,7 @@ impl Drop for Names {
             " DELETE FROM funnel_positions WHERE connector_id LIKE '{}%';",
             self.prefix
         ));
-        let _ = std::process::Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "test",
-                "-q",
-                "-c",
-                &sql,
-            ])
-            .output();
+        let _ = funnel_test_utils::pg::psql(&sql);
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod compliance;
 pub mod memory;
+pub mod pg;
 pub mod plan;
 pub mod reference;
 pub mod results;
