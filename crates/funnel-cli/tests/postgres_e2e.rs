@@ -36,6 +36,18 @@ struct Names {
 }
 
 impl Names {
+    /// Runs `funnel pipelines delete PIPELINE` with `extra` arguments in the test's
+    /// directory, with no terminal (stdin closed).
+    fn delete(&self, pipeline: &str, extra: &[&str]) -> std::process::Output {
+        Command::new(FUNNEL)
+            .current_dir(self.dir.path())
+            .args(["pipelines", "delete", pipeline])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     fn new(tag: &str) -> Self {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -341,12 +353,8 @@ fn deleting_a_pipeline_drops_its_slot_and_publication_and_forgets_its_positions(
         names.dir.path().join("saved.db"),
     )
     .unwrap();
-    let wrong = Command::new(FUNNEL)
-        .current_dir(names.dir.path())
-        .args(["pipelines", "delete", &format!("del_{p}"), "--yes"])
-        .args(["--db.redb.path", "other.db"])
-        .output()
-        .unwrap();
+    let pipeline = format!("del_{p}");
+    let wrong = names.delete(&pipeline, &["--yes", "--db.redb.path", "other.db"]);
     let stderr = String::from_utf8_lossy(&wrong.stderr);
     assert_eq!(wrong.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--force"), "{stderr}");
@@ -359,12 +367,7 @@ fn deleting_a_pipeline_drops_its_slot_and_publication_and_forgets_its_positions(
         "dropped by a refused delete"
     );
     // Without --yes and no terminal, it names the slot it would drop and stops.
-    let unconfirmed = Command::new(FUNNEL)
-        .current_dir(names.dir.path())
-        .args(["pipelines", "delete", &format!("del_{p}")])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let unconfirmed = names.delete(&pipeline, &[]);
     let stdout = String::from_utf8_lossy(&unconfirmed.stdout);
     assert_eq!(unconfirmed.status.code(), Some(1), "{stdout}");
     assert!(
@@ -376,11 +379,7 @@ fn deleting_a_pipeline_drops_its_slot_and_publication_and_forgets_its_positions(
         "dropped without confirmation"
     );
 
-    let out = Command::new(FUNNEL)
-        .current_dir(names.dir.path())
-        .args(["pipelines", "delete", &format!("del_{p}"), "--yes"])
-        .output()
-        .unwrap();
+    let out = names.delete(&pipeline, &["--yes"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
