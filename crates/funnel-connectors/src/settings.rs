@@ -1,79 +1,15 @@
-//! Reading settings: typed getters that collect every error, Go-syntax durations, the
-//! SDK settings every connector accepts, and the check for unrecognized keys.
+//! Reading settings: the SDK settings every connector accepts, and parsing a
+//! connector's own settings struct together with them, refusing unrecognized keys.
 
 use std::time::Duration;
 
+use funnel_core::SettingsReader;
 use funnel_core::typed::{FromSetting, NonNegative, SettingsStruct};
 
 use crate::{SettingSpec, Settings, SettingsError};
 
 /// The batch size a source uses when `sdk.batch.size` is 0 (unset).
 pub(crate) const DEFAULT_SOURCE_BATCH_SIZE: usize = 1000;
-
-/// Reads settings, remembering which keys were used and every error found.
-///
-/// Getters return `None` both for a missing setting and for an invalid one (the error
-/// is recorded); [`finish`](Self::finish) adds an error for every key no getter asked
-/// for and returns all errors.
-pub(crate) struct SettingsReader<'a>(funnel_core::SettingsReader<'a>);
-
-impl<'a> std::ops::Deref for SettingsReader<'a> {
-    type Target = funnel_core::SettingsReader<'a>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for SettingsReader<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl<'a> SettingsReader<'a> {
-    pub(crate) fn new(settings: &'a Settings) -> Self {
-        Self(funnel_core::SettingsReader::new(settings))
-    }
-
-    /// An optional setting of type `T`, parsed as the typed settings parse it.
-    fn typed<T: FromSetting>(&mut self, key: &str) -> Option<T> {
-        <Option<T>>::read(&mut self.0, key, None).flatten()
-    }
-
-    /// A non-negative integer setting that fits a `usize`.
-    pub(crate) fn count(&mut self, key: &str) -> Option<usize> {
-        self.typed(key)
-    }
-
-    /// A boolean setting, in Go's `strconv.ParseBool` syntax.
-    pub(crate) fn bool(&mut self, key: &str) -> Option<bool> {
-        self.typed(key)
-    }
-
-    /// A setting that must be one of `allowed`.
-    pub(crate) fn one_of(&mut self, key: &str, allowed: &[&str]) -> Option<&'a str> {
-        let raw = self.str(key)?;
-        if allowed.contains(&raw) {
-            Some(raw)
-        } else {
-            self.error(
-                key,
-                format!("{raw:?} value must be one of: {}", allowed.join(", ")),
-            );
-            None
-        }
-    }
-
-    /// Ends reading: every key nobody asked for is an unrecognized parameter.
-    ///
-    /// # Errors
-    ///
-    /// Every error recorded, unknown keys last.
-    pub(crate) fn finish(self) -> Result<(), Vec<SettingsError>> {
-        self.0.finish()
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // SDK settings
@@ -243,18 +179,6 @@ mod tests {
     use super::*;
 
     use funnel_core::settings_of as settings;
-
-    #[test]
-    fn the_reader_reports_every_bad_value_and_every_unknown_key() {
-        let s = settings(&[("b", "-2"), ("c", "maybe"), ("zzz", "1")]);
-        let mut reader = SettingsReader::new(&s);
-        assert_eq!(reader.count("b"), None);
-        assert_eq!(reader.bool("c"), None);
-        let errors = reader.finish().unwrap_err();
-        let keys: Vec<&str> = errors.iter().map(|e| e.setting.as_str()).collect();
-        assert_eq!(keys, ["b", "c", "zzz"]);
-        assert_eq!(errors[2].to_string(), "zzz: unrecognized parameter");
-    }
 
     #[test]
     fn prefixed_settings_are_found_in_key_order_and_marked_used() {

@@ -8,7 +8,9 @@ use funnel_record::Operation;
 
 use funnel_core::typed::{NonNegative, Prefixed, SettingsStruct};
 
-use crate::settings::{SettingsReader, sdk_source};
+use funnel_core::SettingsReader;
+
+use crate::settings::sdk_source;
 use crate::{Settings, SettingsError};
 
 /// The type of one generated field.

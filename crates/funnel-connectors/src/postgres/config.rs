@@ -2,7 +2,9 @@
 
 use std::str::FromStr;
 
-use crate::settings::{SettingsReader, sdk_destination, sdk_source};
+use funnel_core::typed::FromSetting;
+
+use crate::settings::{parse_destination, parse_source};
 use crate::{Settings, SettingsError};
 
 /// Which tables the source reads.
@@ -78,29 +80,150 @@ pub struct PostgresDestinationConfig {
     pub exactly_once: bool,
 }
 
-/// The default of the destination's `table` setting.
-pub(crate) const DEFAULT_TABLE: &str = "{{ index .Metadata \"opencdc.collection\" }}";
+/// A connection URL (or key=value string) and its parsed form.
+#[derive(Clone, Debug)]
+pub struct PgUrl {
+    /// As written.
+    pub raw: String,
+    /// Parsed.
+    pub(crate) pg: tokio_postgres::Config,
+}
 
-fn url(r: &mut SettingsReader<'_>) -> Option<(String, tokio_postgres::Config)> {
-    let raw = r.required_str("url")?;
-    match tokio_postgres::Config::from_str(raw) {
-        Ok(pg) => {
-            if pg.get_hosts().is_empty() {
-                r.error(
-                    "url",
-                    "the URL names no host (postgres://user@host:5432/db)",
-                );
-                return None;
+impl PartialEq for PgUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl FromSetting for PgUrl {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match tokio_postgres::Config::from_str(raw) {
+            Ok(pg) if pg.get_hosts().is_empty() => {
+                Err("the URL names no host (postgres://user@host:5432/db)".to_owned())
             }
-            Some((raw.to_owned(), pg))
+            Ok(pg) => Ok(Self {
+                raw: raw.to_owned(),
+                pg,
+            }),
+            Err(e) => Err(format!(
+                "not a PostgreSQL connection URL ({e}); use postgres://user:password@host:5432/database"
+            )),
         }
-        Err(e) => {
-            r.error(
-                "url",
-                format!("not a PostgreSQL connection URL ({e}); use postgres://user:password@host:5432/database"),
-            );
-            None
+    }
+}
+
+impl FromSetting for Tables {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        if raw == "*" {
+            return Ok(Self::All);
         }
+        let names: Vec<String> = raw
+            .split(',')
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if names.is_empty() {
+            Err("list at least one table, or * for all tables".to_owned())
+        } else {
+            Ok(Self::List(names))
+        }
+    }
+}
+
+/// `snapshotMode`: whether the source reads every row before streaming changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotMode(pub bool);
+
+impl FromSetting for SnapshotMode {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        one_of(raw, &["initial", "never"]).map(|mode| Self(mode == "initial"))
+    }
+}
+
+/// `cdcMode`: how changes are streamed (always logical replication).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CdcMode;
+
+impl FromSetting for CdcMode {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        one_of(raw, &["auto", "logrepl"]).map(|_| Self)
+    }
+}
+
+/// `raw` when it is one of `allowed`.
+fn one_of<'a>(raw: &'a str, allowed: &[&str]) -> Result<&'a str, String> {
+    if allowed.contains(&raw) {
+        Ok(raw)
+    } else {
+        Err(format!(
+            "{raw:?} value must be one of: {}",
+            allowed.join(", ")
+        ))
+    }
+}
+
+/// A publication name: lower-case letters, digits and `_`, at most 63 bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicationName(pub String);
+
+impl FromSetting for PublicationName {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        identifier(raw, "name").map(Self)
+    }
+}
+
+/// `raw` when it is a valid PostgreSQL identifier; else why not, calling it `what`.
+fn identifier(raw: &str, what: &str) -> Result<String, String> {
+    if is_identifier(raw) {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "{raw:?} is not a valid {what} (lower-case letters, digits and _, at most 63)"
+        ))
+    }
+}
+
+/// A replication slot name: lower-case letters, digits and `_`, at most 63 bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotName(pub String);
+
+impl FromSetting for SlotName {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        identifier(raw, "replication slot name").map(Self)
+    }
+}
+
+/// A count that must be at least 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Positive(pub usize);
+
+impl FromSetting for Positive {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match usize::from_setting(raw)? {
+            0 => Err("must be greater than 0".to_owned()),
+            n => Ok(Self(n)),
+        }
+    }
+}
+
+/// A comma list of column names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Columns(pub Vec<String>);
+
+impl FromSetting for Columns {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        Ok(Self(
+            raw.split(',')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect(),
+        ))
+    }
+}
+
+impl FromSetting for TableName {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        table_name(raw)
     }
 }
 
@@ -112,83 +235,46 @@ fn is_identifier(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+funnel_core::settings! {
+    /// The postgres source's own settings (the SDK ones come on top).
+    pub struct PostgresSourceSettings {
+        /// Connection URL: postgres://user:password@host:5432/database.
+        pub url: PgUrl = "url",
+        /// Comma list of tables to read (name or schema.name), or * for all tables.
+        pub tables: Tables = "tables",
+        /// initial: read every row before streaming changes; never: only changes.
+        pub snapshot_mode: SnapshotMode = "snapshotMode" (default "initial"),
+        /// auto or logrepl: changes are streamed with logical replication (pgoutput).
+        pub cdc_mode: CdcMode = "cdcMode" (default "auto"),
+        /// Publication to stream; created when missing.
+        pub publication: PublicationName = "logrepl.publicationName" (default "conduitpub"),
+        /// Logical replication slot; created when missing.
+        pub slot: SlotName = "logrepl.slotName" (default "conduitslot"),
+        /// Drop the slot and the publication when the connector is deleted.
+        pub auto_cleanup: bool = "logrepl.autoCleanup" (default "true"),
+        /// Accepted for compatibility; Funnel attaches no schema.
+        pub with_avro_schema: bool = "logrepl.withAvroSchema" (default "true"),
+        /// Rows fetched per round trip while taking the snapshot.
+        pub fetch_size: Positive = "snapshot.fetchSize" (default "50000"),
+    }
+}
+
 /// Parses and validates postgres source settings. Pure: nothing is connected.
 ///
 /// # Errors
 ///
 /// Every invalid setting, each with its key.
 pub fn validate_source(settings: &Settings) -> Result<PostgresSourceConfig, Vec<SettingsError>> {
-    let mut r = SettingsReader::new(settings);
-    let sdk = sdk_source(&mut r);
-    let url = url(&mut r);
-    let tables = match r.required_str("tables") {
-        Some("*") => Some(Tables::All),
-        Some(list) => {
-            let names: Vec<String> = list
-                .split(',')
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .collect();
-            if names.is_empty() {
-                r.error("tables", "list at least one table, or * for all tables");
-                None
-            } else {
-                Some(Tables::List(names))
-            }
-        }
-        None => None,
-    };
-    let snapshot = r.one_of("snapshotMode", &["initial", "never"]) != Some("never");
-    r.one_of("cdcMode", &["auto", "logrepl"]);
-    let publication = r
-        .str("logrepl.publicationName")
-        .unwrap_or("conduitpub")
-        .to_owned();
-    if !is_identifier(&publication) {
-        r.error(
-            "logrepl.publicationName",
-            format!(
-                "{publication:?} is not a valid name (lower-case letters, digits and _, at most 63)"
-            ),
-        );
-    }
-    let slot = r
-        .str("logrepl.slotName")
-        .unwrap_or("conduitslot")
-        .to_owned();
-    if !is_identifier(&slot) {
-        r.error(
-            "logrepl.slotName",
-            format!("{slot:?} is not a valid replication slot name (lower-case letters, digits and _, at most 63)"),
-        );
-    }
-    let auto_cleanup = r.bool("logrepl.autoCleanup").unwrap_or(true);
-    r.bool("logrepl.withAvroSchema");
-    let fetch_size = match r.count("snapshot.fetchSize") {
-        Some(0) => {
-            r.error("snapshot.fetchSize", "must be greater than 0");
-            1
-        }
-        Some(n) => n,
-        None => 50_000,
-    };
-    r.finish()?;
-    let (Some((url, pg)), Some(tables)) = (url, tables) else {
-        // `finish` fails when either is missing or invalid.
-        return Err(vec![SettingsError::new(
-            "url",
-            "required parameter is not provided",
-        )]);
-    };
+    let (own, sdk) = parse_source::<PostgresSourceSettings>(settings)?;
     Ok(PostgresSourceConfig {
-        url,
-        pg,
-        tables,
-        snapshot,
-        publication,
-        slot,
-        auto_cleanup,
-        fetch_size,
+        url: own.url.raw,
+        pg: own.url.pg,
+        tables: own.tables,
+        snapshot: own.snapshot_mode.0,
+        publication: own.publication.0,
+        slot: own.slot.0,
+        auto_cleanup: own.auto_cleanup,
+        fetch_size: own.fetch_size.0,
         batch_size: sdk.batch_size,
     })
 }
@@ -235,6 +321,23 @@ fn fixed_table_name(raw: &str) -> Option<TableName> {
     }
 }
 
+funnel_core::settings! {
+    /// The postgres destination's own settings (the SDK ones come on top).
+    pub struct PostgresDestinationSettings {
+        /// Connection URL: postgres://user:password@host:5432/database.
+        pub url: PgUrl = "url",
+        /// Table to write: a name, or a Go template rendered per record (e.g. a
+        /// metadata look-up).
+        pub table: TableName = "table" (default "{{ index .Metadata \"opencdc.collection\" }}"),
+        /// Comma list of key columns for upserts and deletes (default: the record
+        /// key's fields).
+        pub key: Option<Columns> = "key",
+        /// Funnel extension: store the last written position in funnel_positions in the
+        /// same transaction and skip records it covers after a restart.
+        pub exactly_once: bool = "exactlyOnce" (default "false"),
+    }
+}
+
 /// Parses and validates postgres destination settings. Pure: nothing is connected.
 ///
 /// # Errors
@@ -243,39 +346,13 @@ fn fixed_table_name(raw: &str) -> Option<TableName> {
 pub fn validate_destination(
     settings: &Settings,
 ) -> Result<PostgresDestinationConfig, Vec<SettingsError>> {
-    let mut r = SettingsReader::new(settings);
-    sdk_destination(&mut r);
-    let url = url(&mut r);
-    let table = match table_name(r.str("table").unwrap_or(DEFAULT_TABLE)) {
-        Ok(t) => Some(t),
-        Err(message) => {
-            r.error("table", message);
-            None
-        }
-    };
-    let key = r
-        .str("key")
-        .map(|k| {
-            k.split(',')
-                .map(|c| c.trim().to_owned())
-                .filter(|c| !c.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    let exactly_once = r.bool("exactlyOnce").unwrap_or(false);
-    r.finish()?;
-    let (Some((url, pg)), Some(table)) = (url, table) else {
-        return Err(vec![SettingsError::new(
-            "url",
-            "required parameter is not provided",
-        )]);
-    };
+    let own = parse_destination::<PostgresDestinationSettings>(settings)?;
     Ok(PostgresDestinationConfig {
-        url,
-        pg,
-        table,
-        key,
-        exactly_once,
+        url: own.url.raw,
+        pg: own.url.pg,
+        table: own.table,
+        key: own.key.unwrap_or_default().0,
+        exactly_once: own.exactly_once,
     })
 }
 
@@ -283,12 +360,8 @@ pub fn validate_destination(
 mod tests {
     use super::*;
 
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use funnel_core::settings_of as settings;
+    use funnel_core::typed::SettingsStruct;
 
     #[test]
     fn source_defaults_follow_conduit() {
@@ -337,7 +410,7 @@ mod tests {
     #[test]
     fn the_table_setting_is_a_name_or_a_metadata_lookup() {
         assert_eq!(
-            table_name(DEFAULT_TABLE),
+            table_name(PostgresDestinationSettings::SPEC[1].default.unwrap()),
             Ok(TableName::Metadata("opencdc.collection".into()))
         );
         assert_eq!(

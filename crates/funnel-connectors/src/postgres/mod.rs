@@ -98,8 +98,9 @@ use std::sync::Arc;
 use funnel_core::component::{Build, Cleanup, Component};
 
 pub use config::{
-    PostgresDestinationConfig, PostgresSourceConfig, TableName, Tables, validate_destination,
-    validate_source,
+    CdcMode, Columns, PgUrl, Positive, PostgresDestinationConfig, PostgresDestinationSettings,
+    PostgresSourceConfig, PostgresSourceSettings, PublicationName, SlotName, SnapshotMode,
+    TableName, Tables, validate_destination, validate_source,
 };
 pub use destination::{POSITIONS_TABLE, PostgresDestination};
 pub use position::compare_positions;
@@ -107,7 +108,9 @@ pub use source::PostgresSource;
 
 use funnel_core::ConnectorError;
 
-use crate::{SettingSpec, Settings, SettingsError};
+use funnel_core::typed::SettingsStruct;
+
+use crate::{Settings, SettingsError};
 
 /// Metadata key holding the LSN of a change (its commit LSN, as `X/Y`).
 pub const METADATA_LSN: &str = "postgres.lsn";
@@ -154,99 +157,12 @@ pub fn cleanup_plan(id: &str, settings: &Settings) -> Result<Vec<String>, Connec
     )])
 }
 
-/// The postgres source's own settings.
-pub(crate) const SOURCE_SETTINGS: &[SettingSpec] = &[
-    SettingSpec {
-        name: "url",
-        default: None,
-        required: true,
-        description: "Connection URL: postgres://user:password@host:5432/database.",
-    },
-    SettingSpec {
-        name: "tables",
-        default: None,
-        required: true,
-        description: "Comma list of tables to read (name or schema.name), or * for all tables.",
-    },
-    SettingSpec {
-        name: "snapshotMode",
-        default: Some("initial"),
-        required: false,
-        description: "initial: read every row before streaming changes; never: only changes.",
-    },
-    SettingSpec {
-        name: "cdcMode",
-        default: Some("auto"),
-        required: false,
-        description: "auto or logrepl: changes are streamed with logical replication (pgoutput).",
-    },
-    SettingSpec {
-        name: "logrepl.publicationName",
-        default: Some("conduitpub"),
-        required: false,
-        description: "Publication to stream; created when missing.",
-    },
-    SettingSpec {
-        name: "logrepl.slotName",
-        default: Some("conduitslot"),
-        required: false,
-        description: "Logical replication slot; created when missing.",
-    },
-    SettingSpec {
-        name: "logrepl.autoCleanup",
-        default: Some("true"),
-        required: false,
-        description: "Drop the slot and the publication when the connector is deleted.",
-    },
-    SettingSpec {
-        name: "logrepl.withAvroSchema",
-        default: Some("true"),
-        required: false,
-        description: "Accepted for compatibility; Funnel attaches no schema.",
-    },
-    SettingSpec {
-        name: "snapshot.fetchSize",
-        default: Some("50000"),
-        required: false,
-        description: "Rows fetched per round trip while taking the snapshot.",
-    },
-];
-
-/// The postgres destination's own settings.
-pub(crate) const DESTINATION_SETTINGS: &[SettingSpec] = &[
-    SettingSpec {
-        name: "url",
-        default: None,
-        required: true,
-        description: "Connection URL: postgres://user:password@host:5432/database.",
-    },
-    SettingSpec {
-        name: "table",
-        default: Some("{{ index .Metadata \"opencdc.collection\" }}"),
-        required: false,
-        description: "Table to write: a name, or a Go template rendered per record (e.g. a metadata look-up).",
-    },
-    SettingSpec {
-        name: "key",
-        default: None,
-        required: false,
-        description: "Comma list of key columns for upserts and deletes (default: the record key's fields).",
-    },
-    SettingSpec {
-        name: "exactlyOnce",
-        default: Some("false"),
-        required: false,
-        description: "Funnel extension: store the last written position in funnel_positions in the \
-                      same transaction and skip records it covers after a restart.",
-    },
-];
-
 /// The postgres source in the registry: its check connects to the server, its cleanup
 /// drops the replication slot and publication.
 pub const SOURCE: Component = Component::new(
     "postgres",
     "Reads a snapshot of PostgreSQL tables, then their changes with logical replication.",
-    &[SOURCE_SETTINGS, crate::SDK_SOURCE_SETTINGS],
+    &[PostgresSourceSettings::SPEC, crate::SDK_SOURCE_SETTINGS],
     Build::Source(|id, settings, resume| {
         let config = validate_source(settings)?;
         Ok(Arc::new(PostgresSource::new(id, config, resume)))
@@ -269,7 +185,10 @@ pub const SOURCE: Component = Component::new(
 pub const DESTINATION: Component = Component::new(
     "postgres",
     "Upserts and deletes rows of PostgreSQL tables.",
-    &[DESTINATION_SETTINGS, crate::SDK_DESTINATION_SETTINGS],
+    &[
+        PostgresDestinationSettings::SPEC,
+        crate::SDK_DESTINATION_SETTINGS,
+    ],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
         Ok(crate::paced(
