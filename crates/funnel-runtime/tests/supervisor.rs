@@ -15,6 +15,23 @@ fn pipelines(text: &str) -> Vec<funnel_config::PipelineConfig> {
     loaded.pipelines
 }
 
+/// A backoff of `min_ms` to `max_ms` milliseconds, otherwise the default one.
+fn quick_backoff(min_ms: u64, max_ms: u64) -> Backoff {
+    Backoff {
+        min_delay: Duration::from_millis(min_ms),
+        max_delay: Duration::from_millis(max_ms),
+        ..Backoff::default()
+    }
+}
+
+/// The default supervisor options with `backoff`.
+fn with_backoff(backoff: Backoff) -> SupervisorOptions {
+    SupervisorOptions {
+        backoff,
+        ..SupervisorOptions::default()
+    }
+}
+
 fn yaml(dir: &Path) -> String {
     format!(
         r#"version: "2.2"
@@ -57,16 +74,11 @@ async fn a_failing_pipeline_recovers_with_backoff_then_degrades_while_the_others
     // A file where the destination needs a directory: opening it fails, transiently.
     std::fs::write(dir.path().join("blocker"), b"not a directory").unwrap();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let options = SupervisorOptions {
-        backoff: Backoff {
-            min_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(40),
-            factor: 2.0,
-            max_retries: 2,
-            ..Backoff::default()
-        },
-        ..SupervisorOptions::default()
-    };
+    let options = with_backoff(Backoff {
+        factor: 2.0,
+        max_retries: 2,
+        ..quick_backoff(20, 40)
+    });
     let mut supervisor = Supervisor::new(store, options);
     for p in pipelines(&yaml(dir.path())) {
         supervisor.start(p);
@@ -308,14 +320,7 @@ async fn a_bad_record_under_the_default_dlq_degrades_the_pipeline_and_what_follo
     std::fs::write(&input, "a\nb\nbad\nc\n").unwrap();
     let out = dir.path().join("out.jsonl");
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let options = SupervisorOptions {
-        backoff: Backoff {
-            min_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(20),
-            ..Backoff::default()
-        },
-        ..SupervisorOptions::default()
-    };
+    let options = with_backoff(quick_backoff(10, 20));
     let mut supervisor = Supervisor::new(Arc::clone(&store), options.clone());
     for p in refusing_pipeline(dir.path(), "") {
         supervisor.start(p);
