@@ -12,7 +12,9 @@ use funnel_core::{ProcessedRecord, Processor};
 use funnel_processors::{SettingsError, build};
 use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, Value};
 
-use funnel_test_utils::results::{error_text, fields, output, process_one, settings, single};
+use funnel_test_utils::results::{
+    error_text, fields, output, process_one, settings, single, the_only_error,
+};
 
 fn build_errors(pairs: &[(&str, &str)]) -> Vec<SettingsError> {
     let refused = build("custom.javascript", "js1", &settings(pairs)).err();
@@ -439,8 +441,7 @@ fn an_unknown_setting_is_refused() {
         ("script", "function process(r) { return r; }"),
         ("scrpt", "typo"),
     ]);
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].setting, "scrpt");
+    assert_eq!(the_only_error(&errors).setting, "scrpt");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use funnel_core::{ProcessedRecord, Processor};
 use funnel_processors::{SettingsError, build};
 use funnel_record::{Data, Operation, Payload, Position, Record, Value};
 
-use funnel_test_utils::results::{error_text, fields, output, settings, single};
+use funnel_test_utils::results::{error_text, fields, output, settings, single, the_only_error};
 
 fn jq(pairs: &[(&str, &str)]) -> Box<dyn Processor> {
     build("jq", "jq1", &settings(pairs)).expect("settings are valid")
@@ -283,25 +283,25 @@ fn an_undefined_function_is_a_settings_error_on_filter_naming_it() {
 
 #[test]
 fn the_filter_is_required() {
-    let errors = build_errors(&[]);
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].setting, "filter");
+    assert_eq!(the_only_error(&build_errors(&[])).setting, "filter");
 }
 
 #[test]
 fn a_field_outside_the_key_and_payload_is_refused() {
-    let errors = build_errors(&[("filter", "."), ("field", ".Metadata.x")]);
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].setting, "field");
+    assert_eq!(
+        the_only_error(&build_errors(&[("filter", "."), ("field", ".Metadata.x")])).setting,
+        "field"
+    );
     let errors = build_errors(&[("filter", "."), ("field", ".Payload")]);
     assert_eq!(errors[0].setting, "field");
 }
 
 #[test]
 fn an_unknown_setting_is_refused() {
-    let errors = build_errors(&[("filter", "."), ("program", ".")]);
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].setting, "program");
+    assert_eq!(
+        the_only_error(&build_errors(&[("filter", "."), ("program", ".")])).setting,
+        "program"
+    );
 }
 
 #[test]

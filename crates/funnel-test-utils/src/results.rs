@@ -2,7 +2,7 @@
 //! from pairs, one record in and its result out, the record of a `Single` and the text
 //! of an `Error`.
 
-use funnel_core::{ProcessedRecord, Processor, Settings};
+use funnel_core::{ProcessedRecord, Processor, Settings, SettingsError};
 use funnel_record::{Record, StructuredData, Value};
 
 /// Settings from `(key, value)` pairs.
@@ -63,4 +63,10 @@ pub fn error_text(result: &ProcessedRecord) -> String {
         ProcessedRecord::Error(error) => error.to_string(),
         other => panic!("expected an error, got {other:?}"),
     }
+}
+
+/// The one error of `errors`; fails the test when there is not exactly one.
+pub fn the_only_error(errors: &[SettingsError]) -> &SettingsError {
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    &errors[0]
 }
