@@ -21,14 +21,28 @@ fn settings(pairs: &[(&str, &str)]) -> Settings {
         .collect()
 }
 
-async fn open(pairs: &[(&str, &str)], resume: Option<&str>) -> Arc<dyn Source> {
-    let source = source(
+/// A generator built from `pairs`, resuming from `resume`, not opened.
+fn built(pairs: &[(&str, &str)], resume: Option<&str>) -> Arc<dyn Source> {
+    source(
         "generator",
         "pipe:gen",
         &settings(pairs),
         resume.map(Position::from),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Asserts a generator built from `pairs` (resuming from `resume`) fails to open with
+/// a fatal error mentioning `mention`.
+async fn assert_open_fails_for_good(pairs: &[(&str, &str)], resume: Option<&str>, mention: &str) {
+    let source = built(pairs, resume);
+    let error = source.open().await.unwrap_err();
+    assert_eq!(error.retry(), Retry::Fatal);
+    assert!(error.to_string().contains(mention), "{error}");
+}
+
+async fn open(pairs: &[(&str, &str)], resume: Option<&str>) -> Arc<dyn Source> {
+    let source = built(pairs, resume);
     source.open().await.unwrap();
     source
 }
@@ -138,16 +152,12 @@ async fn generator_payloads_are_deterministic_per_position() {
 
 #[tokio::test]
 async fn generator_invalid_resume_position_fails_to_open() {
-    let source = source(
-        "generator",
-        "pipe:gen",
-        &settings(&[("format.type", "raw")]),
-        Some(Position::from("not-a-number")),
+    assert_open_fails_for_good(
+        &[("format.type", "raw")],
+        Some("not-a-number"),
+        "not-a-number",
     )
-    .unwrap();
-    let error = source.open().await.unwrap_err();
-    assert_eq!(error.retry(), Retry::Fatal);
-    assert!(error.to_string().contains("not-a-number"), "{error}");
+    .await;
 }
 
 #[tokio::test]
@@ -243,19 +253,11 @@ async fn generator_file_format_reuses_the_file_as_every_payload() {
 
 #[tokio::test]
 async fn generator_with_a_missing_payload_file_fails_to_open() {
-    let source = source(
-        "generator",
-        "pipe:gen",
-        &settings(&[
-            ("format.type", "file"),
-            ("format.options.path", "/nonexistent/x"),
-        ]),
-        None,
-    )
-    .unwrap();
-    let error = source.open().await.unwrap_err();
-    assert_eq!(error.retry(), Retry::Fatal);
-    assert!(error.to_string().contains("/nonexistent/x"), "{error}");
+    let pairs = [
+        ("format.type", "file"),
+        ("format.options.path", "/nonexistent/x"),
+    ];
+    assert_open_fails_for_good(&pairs, None, "/nonexistent/x").await;
 }
 
 #[tokio::test]
