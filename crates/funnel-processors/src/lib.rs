@@ -11,6 +11,7 @@
 //! error is reported at once with the key it is about.
 
 use funnel_core::component::{Build, Component};
+use funnel_core::typed::SettingsStruct;
 use funnel_core::{ProcessedRecord, Processor, Registry};
 use funnel_record::Record;
 
@@ -37,13 +38,13 @@ pub fn components() -> Vec<Component> {
         entry(
             "base64.decode",
             base64::DECODE_SUMMARY,
-            &[base64::DECODE_SETTINGS],
+            &[base64::DecodeSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
             base64::build_decode,
         ),
         entry(
             "base64.encode",
             base64::ENCODE_SUMMARY,
-            &[base64::ENCODE_SETTINGS],
+            &[base64::EncodeSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
             base64::build_encode,
         ),
         entry("clone", clone::SUMMARY, &[clone::SETTINGS], clone::build),

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use funnel_core::typed::{FromSetting, SettingsStruct};
 use funnel_record::{FieldPath, PathError};
 
 use crate::{SettingSpec, Settings, SettingsError};
@@ -215,6 +216,34 @@ impl<'a> SettingsReader<'a> {
     /// Every error recorded, unknown keys last.
     pub(crate) fn finish(self) -> Result<(), Vec<SettingsError>> {
         self.0.finish()
+    }
+}
+
+/// Parses the settings of a processor whose own settings are `T`: `T` and the SDK
+/// schema settings, refusing every other key.
+///
+/// # Errors
+///
+/// Every invalid setting, each with its key; unknown keys last.
+pub(crate) fn parse<T: SettingsStruct>(settings: &Settings) -> Result<T, Vec<SettingsError>> {
+    let mut reader = SettingsReader::new(settings);
+    let own = T::read(&mut reader);
+    reader.finish_with(own)
+}
+
+/// A field reference that may point anywhere but `.Position` (Conduit's
+/// `exclusion=.Position`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NotPositionField(pub(crate) FieldPath);
+
+impl FromSetting for NotPositionField {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        if let Some(message) = FieldRule::NotPosition.check(raw) {
+            return Err(message);
+        }
+        FieldPath::parse(raw)
+            .map(Self)
+            .map_err(|err| path_error(&err))
     }
 }
 

@@ -16,8 +16,8 @@ use base64::engine::general_purpose::STANDARD;
 use funnel_core::{ProcessedRecord, Processor};
 use funnel_record::{Data, FieldPath, FieldRef, Record, Value, go};
 
-use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
-use crate::{SettingSpec, Settings, SettingsError};
+use crate::settings::{NotPositionField, parse, path_error};
+use crate::{Settings, SettingsError};
 
 use super::{Label, RecordProcessor, boxed, bytes_value, go_data_type};
 
@@ -26,28 +26,30 @@ pub(crate) const DECODE_SUMMARY: &str = "Decodes a base64 field.";
 /// One line about `base64.encode`.
 pub(crate) const ENCODE_SUMMARY: &str = "Encodes a field as base64.";
 
-/// The settings `base64.decode` accepts.
-pub(crate) const DECODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
-    name: "field",
-    default: None,
-    required: true,
-    description: "Reference to the field to decode (anything but .Position), e.g. .Payload.After.foo.",
-}];
+funnel_core::settings! {
+    /// The settings `base64.decode` accepts (the SDK schema ones come on top).
+    pub(crate) struct DecodeSettings {
+        /// Reference to the field to decode (anything but .Position), e.g.
+        /// .Payload.After.foo.
+        pub(crate) field: NotPositionField = "field",
+    }
+}
 
-/// The settings `base64.encode` accepts.
-pub(crate) const ENCODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
-    name: "field",
-    default: None,
-    required: true,
-    description: "Reference to the field to encode (anything but .Position), e.g. .Payload.After.foo.",
-}];
+funnel_core::settings! {
+    /// The settings `base64.encode` accepts (the SDK schema ones come on top).
+    pub(crate) struct EncodeSettings {
+        /// Reference to the field to encode (anything but .Position), e.g.
+        /// .Payload.After.foo.
+        pub(crate) field: NotPositionField = "field",
+    }
+}
 
 /// Validates the settings and builds `base64.decode`.
 pub(crate) fn build_decode(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let field = read_field(settings)?;
+    let field = parse::<DecodeSettings>(settings)?.field.0;
     Ok(boxed(Base64 {
         label: Label::new("base64.decode", id),
         field,
@@ -60,20 +62,12 @@ pub(crate) fn build_encode(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let field = read_field(settings)?;
+    let field = parse::<EncodeSettings>(settings)?.field.0;
     Ok(boxed(Base64 {
         label: Label::new("base64.encode", id),
         field,
         encode: true,
     }))
-}
-
-fn read_field(settings: &Settings) -> Result<FieldPath, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let field = reader
-        .required_str("field")
-        .and_then(|f| reader.field("field", f, FieldRule::NotPosition));
-    reader.finish_with(field)
 }
 
 struct Base64 {
