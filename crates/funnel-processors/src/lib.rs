@@ -47,7 +47,12 @@ pub fn components() -> Vec<Component> {
             &[base64::EncodeSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
             base64::build_encode,
         ),
-        entry("clone", clone::SUMMARY, &[clone::SETTINGS], clone::build),
+        entry(
+            "clone",
+            clone::SUMMARY,
+            &[clone::CloneSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
+            clone::build,
+        ),
         entry("error", error::SUMMARY, &[error::SETTINGS], error::build),
         entry(
             "field.convert",

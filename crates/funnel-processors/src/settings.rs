@@ -100,21 +100,6 @@ impl<'a> SettingsReader<'a> {
         reader
     }
 
-    /// An integer setting (Go `int`).
-    pub(crate) fn int(&mut self, key: &str) -> Option<i64> {
-        let raw = self.str(key)?;
-        match raw.parse::<i64>() {
-            Ok(v) => Some(v),
-            Err(_) => {
-                self.error(
-                    key,
-                    format!("{raw:?} value is not an integer: invalid parameter type"),
-                );
-                None
-            }
-        }
-    }
-
     /// A float setting (Go `float64`).
     #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
     pub(crate) fn float(&mut self, key: &str) -> Option<f64> {

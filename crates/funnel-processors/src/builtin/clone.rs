@@ -11,8 +11,10 @@
 use funnel_core::{ProcessedRecord, Processor};
 use funnel_record::Record;
 
-use crate::settings::{SettingsReader, settings_with_sdk};
-use crate::{SettingSpec, Settings, SettingsError};
+use funnel_core::typed::FromSetting;
+
+use crate::settings::parse;
+use crate::{Settings, SettingsError};
 
 use super::{RecordProcessor, boxed};
 
@@ -23,39 +25,39 @@ pub(crate) const SUMMARY: &str =
 /// The metadata key holding the copy's index.
 const INDEX_KEY: &str = "clone.index";
 
-/// The settings `clone` accepts.
-pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
-    name: "count",
-    default: None,
-    required: true,
-    description: "Number of clones to add to the original record (count+1 records in all); \
-                  must be greater than 0.",
-}];
+/// A count greater than 0 (Conduit's `greater-than=0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PositiveCount(pub(crate) usize);
+
+impl FromSetting for PositiveCount {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        let n: i64 = raw
+            .parse()
+            .map_err(|_| format!("{raw:?} value is not an integer: invalid parameter type"))?;
+        match usize::try_from(n) {
+            Ok(n) if n > 0 => Ok(Self(n)),
+            _ => Err(format!(
+                "{raw:?} should be greater than 0: greater-than validation failed"
+            )),
+        }
+    }
+}
+
+funnel_core::settings! {
+    /// The settings `clone` accepts (the SDK schema ones come on top).
+    pub(crate) struct CloneSettings {
+        /// Number of clones to add to the original record (count+1 records in all);
+        /// must be greater than 0.
+        pub(crate) count: PositiveCount = "count",
+    }
+}
 
 /// Validates the settings and builds the processor.
 pub(crate) fn build(
     _id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let count = match reader.str("count") {
-        None => {
-            reader.error("count", "required parameter is not provided");
-            None
-        }
-        Some(raw) => match reader.int("count") {
-            Some(n) if n > 0 => usize::try_from(n).ok(),
-            Some(_) => {
-                reader.error(
-                    "count",
-                    format!("{raw:?} should be greater than 0: greater-than validation failed"),
-                );
-                None
-            }
-            None => None,
-        },
-    };
-    let count = reader.finish_with(count)?;
+    let count = parse::<CloneSettings>(settings)?.count.0;
     Ok(boxed(Clone { count }))
 }
 
