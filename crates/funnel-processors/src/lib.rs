@@ -96,7 +96,12 @@ pub fn components() -> Vec<Component> {
             &[json::ENCODE_SETTINGS],
             json::build_encode,
         ),
-        entry("split", split::SUMMARY, &[split::SETTINGS], split::build),
+        entry(
+            "split",
+            split::SUMMARY,
+            &[split::SplitSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
+            split::build,
+        ),
         entry(
             "unwrap.debezium",
             unwrap::DEBEZIUM_SUMMARY,

@@ -216,6 +216,14 @@ pub(crate) fn parse<T: SettingsStruct>(settings: &Settings) -> Result<T, Vec<Set
     reader.finish_with(own)
 }
 
+/// `raw` as a field reference that `rule` allows.
+fn field_path(raw: &str, rule: FieldRule) -> Result<FieldPath, String> {
+    if let Some(message) = rule.check(raw) {
+        return Err(message);
+    }
+    FieldPath::parse(raw).map_err(|err| path_error(&err))
+}
+
 /// A field reference that may point anywhere but `.Position` (Conduit's
 /// `exclusion=.Position`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,12 +231,17 @@ pub(crate) struct NotPositionField(pub(crate) FieldPath);
 
 impl FromSetting for NotPositionField {
     fn from_setting(raw: &str) -> Result<Self, String> {
-        if let Some(message) = FieldRule::NotPosition.check(raw) {
-            return Err(message);
-        }
-        FieldPath::parse(raw)
-            .map(Self)
-            .map_err(|err| path_error(&err))
+        field_path(raw, FieldRule::NotPosition).map(Self)
+    }
+}
+
+/// A field reference under `.Key` or `.Payload` (Conduit's `regex=^\.(Payload|Key).*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct KeyOrPayloadField(pub(crate) FieldPath);
+
+impl FromSetting for KeyOrPayloadField {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        field_path(raw, FieldRule::KeyOrPayload).map(Self)
     }
 }
 

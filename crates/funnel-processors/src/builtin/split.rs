@@ -13,8 +13,8 @@
 use funnel_core::{ProcessedRecord, Processor};
 use funnel_record::{FieldPath, FieldRef, Record, Value};
 
-use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
-use crate::{SettingSpec, Settings, SettingsError};
+use crate::settings::{KeyOrPayloadField, parse, path_error};
+use crate::{Settings, SettingsError};
 
 use super::{Label, RecordProcessor, boxed};
 
@@ -24,25 +24,21 @@ pub(crate) const SUMMARY: &str = "Splits a record into one record per element of
 /// The metadata key holding the element's index.
 const INDEX_KEY: &str = "split.index";
 
-/// The settings `split` accepts.
-pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
-    name: "field",
-    default: None,
-    required: true,
-    description: "Reference to the array field to split on (under .Key or .Payload), \
-                  e.g. .Payload.After.users.",
-}];
+funnel_core::settings! {
+    /// The settings `split` accepts (the SDK schema ones come on top).
+    pub(crate) struct SplitSettings {
+        /// Reference to the array field to split on (under .Key or .Payload), e.g.
+        /// .Payload.After.users.
+        pub(crate) field: KeyOrPayloadField = "field",
+    }
+}
 
 /// Validates the settings and builds the processor.
 pub(crate) fn build(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let field = reader
-        .required_str("field")
-        .and_then(|f| reader.field("field", f, FieldRule::KeyOrPayload));
-    let field = reader.finish_with(field)?;
+    let field = parse::<SplitSettings>(settings)?.field.0;
     Ok(boxed(Split {
         label: Label::new("split", id),
         field,
