@@ -105,19 +105,19 @@ pub fn components() -> Vec<Component> {
         entry(
             "unwrap.debezium",
             unwrap::DEBEZIUM_SUMMARY,
-            &[unwrap::SETTINGS],
+            &[unwrap::UnwrapSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
             unwrap::build_debezium,
         ),
         entry(
             "unwrap.kafkaconnect",
             unwrap::KAFKACONNECT_SUMMARY,
-            &[unwrap::SETTINGS],
+            &[unwrap::UnwrapSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
             unwrap::build_kafkaconnect,
         ),
         entry(
             "unwrap.opencdc",
             unwrap::OPENCDC_SUMMARY,
-            &[unwrap::SETTINGS],
+            &[unwrap::UnwrapSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
             unwrap::build_opencdc,
         ),
         #[cfg(feature = "webhook")]

@@ -245,6 +245,16 @@ impl FromSetting for KeyOrPayloadField {
     }
 }
 
+/// A field reference under `.Payload` (Conduit's `regex=^.Payload`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PayloadField(pub(crate) FieldPath);
+
+impl FromSetting for PayloadField {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        field_path(raw, FieldRule::Payload).map(Self)
+    }
+}
+
 /// Where a field reference setting may point, as Conduit validates it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FieldRule {

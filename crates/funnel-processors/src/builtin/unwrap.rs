@@ -30,8 +30,8 @@ use funnel_record::{
     Data, FieldPath, FieldRef, Metadata, Operation, Payload, Record, StructuredData, Value, go,
 };
 
-use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
-use crate::{SettingSpec, Settings, SettingsError};
+use crate::settings::{PayloadField, parse, path_error};
+use crate::{Settings, SettingsError};
 
 use super::{Label, RecordProcessor, boxed};
 
@@ -44,15 +44,13 @@ pub(crate) const DEBEZIUM_SUMMARY: &str = "Unwraps a Debezium event stored in a 
 pub(crate) const KAFKACONNECT_SUMMARY: &str =
     "Unwraps a Kafka Connect {schema, payload} stored in a field.";
 
-const DEFAULT_FIELD: &str = ".Payload.After";
-
-/// The settings of every `unwrap.*` processor.
-pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
-    name: "field",
-    default: Some(DEFAULT_FIELD),
-    required: false,
-    description: "Reference to the field holding the wrapped record (under .Payload).",
-}];
+funnel_core::settings! {
+    /// The settings of every `unwrap.*` processor (the SDK schema ones come on top).
+    pub(crate) struct UnwrapSettings {
+        /// Reference to the field holding the wrapped record (under .Payload).
+        pub(crate) field: PayloadField = "field" (default ".Payload.After"),
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
@@ -91,10 +89,7 @@ fn build(
     format: Format,
     plugin: &'static str,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let text = reader.str("field").unwrap_or(DEFAULT_FIELD);
-    let field = reader.field("field", text, FieldRule::Payload);
-    let field = reader.finish_with(field)?;
+    let field = parse::<UnwrapSettings>(settings)?.field.0;
     Ok(boxed(Unwrap {
         label: Label::new(plugin, id),
         field,
