@@ -53,7 +53,12 @@ pub fn components() -> Vec<Component> {
             &[clone::CloneSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
             clone::build,
         ),
-        entry("error", error::SUMMARY, &[error::SETTINGS], error::build),
+        entry(
+            "error",
+            error::SUMMARY,
+            &[error::ErrorSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
+            error::build,
+        ),
         entry(
             "field.convert",
             field::CONVERT_SUMMARY,

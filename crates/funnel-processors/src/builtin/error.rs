@@ -16,8 +16,10 @@ use funnel_core::{ProcessedRecord, Processor, RecordError};
 use funnel_record::Record;
 use funnel_template::Template;
 
-use crate::settings::{SettingsReader, settings_with_sdk};
-use crate::{SettingSpec, Settings, SettingsError};
+use funnel_core::typed::FromSetting;
+
+use crate::settings::parse;
+use crate::{Settings, SettingsError};
 
 use super::{Label, RecordProcessor, boxed};
 
@@ -25,34 +27,38 @@ use super::{Label, RecordProcessor, boxed};
 pub(crate) const SUMMARY: &str =
     "Fails every record with a templated message; use it with a condition.";
 
-const DEFAULT_MESSAGE: &str = "error processor triggered";
+/// The `message` template; two are equal when their texts are.
+#[derive(Clone, Debug)]
+pub(crate) struct MessageTemplate(pub(crate) Template);
 
-/// The settings `error` accepts.
-pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
-    name: "message",
-    default: Some(DEFAULT_MESSAGE),
-    required: false,
-    description: "Error message of the failed record: a Go template evaluated on the record.",
-}];
+impl PartialEq for MessageTemplate {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.source() == other.0.source()
+    }
+}
+
+impl FromSetting for MessageTemplate {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        Template::parse(raw)
+            .map(Self)
+            .map_err(|err| format!("failed to parse the \"message\" param template: {err}"))
+    }
+}
+
+funnel_core::settings! {
+    /// The settings `error` accepts (the SDK schema ones come on top).
+    pub(crate) struct ErrorSettings {
+        /// Error message of the failed record: a Go template evaluated on the record.
+        pub(crate) message: MessageTemplate = "message" (default "error processor triggered"),
+    }
+}
 
 /// Validates the settings and builds the processor.
 pub(crate) fn build(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let text = reader.str("message").unwrap_or(DEFAULT_MESSAGE);
-    let template = match Template::parse(text) {
-        Ok(t) => Some(t),
-        Err(err) => {
-            reader.error(
-                "message",
-                format!("failed to parse the \"message\" param template: {err}"),
-            );
-            None
-        }
-    };
-    let template = reader.finish_with(template)?;
+    let template = parse::<ErrorSettings>(settings)?.message.0;
     Ok(boxed(ErrorProcessor {
         label: Label::new("error", id),
         template,
