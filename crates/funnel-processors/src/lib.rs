@@ -92,13 +92,13 @@ pub fn components() -> Vec<Component> {
         entry(
             "json.decode",
             json::DECODE_SUMMARY,
-            &[json::DECODE_SETTINGS],
+            &[json::JsonSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
             json::build_decode,
         ),
         entry(
             "json.encode",
             json::ENCODE_SUMMARY,
-            &[json::ENCODE_SETTINGS],
+            &[json::JsonSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
             json::build_encode,
         ),
         entry(

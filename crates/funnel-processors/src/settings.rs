@@ -255,6 +255,17 @@ impl FromSetting for PayloadField {
     }
 }
 
+/// A field reference under `.Key` or `.Payload`, not `.Payload` itself (json.decode /
+/// json.encode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PayloadSideField(pub(crate) FieldPath);
+
+impl FromSetting for PayloadSideField {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        field_path(raw, FieldRule::KeyOrPayloadSide).map(Self)
+    }
+}
+
 /// Where a field reference setting may point, as Conduit validates it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FieldRule {

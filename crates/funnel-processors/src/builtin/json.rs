@@ -19,8 +19,8 @@
 use funnel_core::{ProcessedRecord, Processor};
 use funnel_record::{Data, FieldPath, FieldRef, Record, Value, go};
 
-use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
-use crate::{SettingSpec, Settings, SettingsError};
+use crate::settings::{PayloadSideField, parse, path_error};
+use crate::{Settings, SettingsError};
 
 use super::{Label, RecordProcessor, boxed};
 
@@ -30,28 +30,22 @@ pub(crate) const DECODE_SUMMARY: &str =
 /// One line about `json.encode`.
 pub(crate) const ENCODE_SUMMARY: &str = "Encodes a field as JSON text.";
 
-/// The settings `json.decode` accepts.
-pub(crate) const DECODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
-    name: "field",
-    default: None,
-    required: true,
-    description: "Reference to the field holding JSON (under .Key or .Payload, not .Payload itself).",
-}];
-
-/// The settings `json.encode` accepts.
-pub(crate) const ENCODE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
-    name: "field",
-    default: None,
-    required: true,
-    description: "Reference to the field to encode (under .Key or .Payload, not .Payload itself).",
-}];
+funnel_core::settings! {
+    /// The settings `json.decode` and `json.encode` accept (the SDK schema ones come
+    /// on top).
+    pub(crate) struct JsonSettings {
+        /// Reference to the field to decode from or encode to JSON (under .Key or
+        /// .Payload, not .Payload itself).
+        pub(crate) field: PayloadSideField = "field",
+    }
+}
 
 /// Validates the settings and builds `json.decode`.
 pub(crate) fn build_decode(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let field = read_field(settings)?;
+    let field = parse::<JsonSettings>(settings)?.field.0;
     Ok(boxed(JsonDecode {
         label: Label::new("json.decode", id),
         field,
@@ -63,19 +57,11 @@ pub(crate) fn build_encode(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let field = read_field(settings)?;
+    let field = parse::<JsonSettings>(settings)?.field.0;
     Ok(boxed(JsonEncode {
         label: Label::new("json.encode", id),
         field,
     }))
-}
-
-fn read_field(settings: &Settings) -> Result<FieldPath, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let field = reader
-        .required_str("field")
-        .and_then(|f| reader.field("field", f, FieldRule::KeyOrPayloadSide));
-    reader.finish_with(field)
 }
 
 struct JsonDecode {
