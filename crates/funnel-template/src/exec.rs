@@ -29,7 +29,14 @@ pub(crate) struct State<'a> {
     vars: Vec<(&'a str, V<'a>)>,
     /// The command being evaluated, for error positions.
     cmd: Option<&'a Cmd>,
+    /// Range iterations so far in this render, bounded by [`MAX_RANGE_ITERATIONS`].
+    iterations: u64,
 }
+
+/// The most `range` iterations one render may run, all loops together: a template
+/// that ranges over a huge integer (or nests large ranges) fails with an error
+/// instead of running for hours or exhausting memory.
+pub const MAX_RANGE_ITERATIONS: u64 = 10_000_000;
 
 impl<'a> State<'a> {
     pub(crate) fn new(record: &'a Record) -> Self {
@@ -37,6 +44,7 @@ impl<'a> State<'a> {
             root: V::Record(record),
             vars: Vec::new(),
             cmd: None,
+            iterations: 0,
         }
     }
 
@@ -113,7 +121,7 @@ impl<'a> State<'a> {
             }
         }
         let mut items: Vec<(V<'a>, V<'a>)> = Vec::new();
-        let mut int_range = false;
+        let mut count = 0;
         match &v {
             V::List(l) => items.extend(
                 l.iter()
@@ -167,13 +175,13 @@ impl<'a> State<'a> {
                 }
             },
             V::Int(n) => {
-                int_range = true;
                 if decl.len() > 1 {
                     return Err(self.err(format!(
                         "can't use {n} to iterate over more than one variable"
                     )));
                 }
-                items.extend((0..*n).map(|i| (V::Int(i), V::Int(i))));
+                // Counted lazily: the range of a large integer is never collected.
+                count = (*n).max(0);
             }
             V::Missing | V::Nil => {}
             other => {
@@ -183,8 +191,7 @@ impl<'a> State<'a> {
                 )));
             }
         }
-        let _ = int_range;
-        if items.is_empty() {
+        if items.is_empty() && count == 0 {
             if let Some(e) = &b.else_list {
                 self.walk(e, dot, out)?;
             }
@@ -192,7 +199,14 @@ impl<'a> State<'a> {
             return Ok(());
         }
         let base = self.vars.len();
-        for (k, elem) in items {
+        let counted = (0..count).map(|i| (V::Int(i), V::Int(i)));
+        for (k, elem) in items.into_iter().chain(counted) {
+            self.iterations += 1;
+            if self.iterations > MAX_RANGE_ITERATIONS {
+                return Err(self.err(format!(
+                    "range exceeds {MAX_RANGE_ITERATIONS} iterations in one render"
+                )));
+            }
             match (decl.len(), b.pipe.is_assign) {
                 (0, _) => {}
                 (1, false) => self.vars[base - 1].1 = elem.clone(),

@@ -117,6 +117,7 @@ use std::sync::Arc;
 
 use funnel_record::Record;
 
+pub use exec::MAX_RANGE_ITERATIONS;
 pub use funcs::function_names;
 /// Go's `strconv.ParseBool`, as Conduit reads a condition's output (from
 /// [`funnel_record::go`]).

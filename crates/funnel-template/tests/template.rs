@@ -799,3 +799,23 @@ fn times_in_structured_data_behave_like_go_time_values() {
     let err = render_times("{{ lt .Payload.After.ts .Payload.After.same }}").unwrap_err();
     assert!(err.contains("invalid type for comparison"), "{err}");
 }
+
+#[test]
+fn ranging_over_a_huge_integer_is_an_error_not_an_allocation_or_a_hang() {
+    let t = Template::parse("{{ range 4611686018427387904 }}x{{ end }}").unwrap();
+    let err = t.render(&record()).unwrap_err().to_string();
+    assert!(err.contains("range exceeds"), "{err}");
+    let nested = Template::parse("{{ range 5000 }}{{ range 5000 }}{{ end }}{{ end }}").unwrap();
+    let err = nested.render(&record()).unwrap_err().to_string();
+    assert!(err.contains("range exceeds"), "{err}");
+}
+
+#[test]
+fn ranging_over_an_integer_within_the_bound_still_counts_from_zero() {
+    cases(&[
+        ("{{ range 3 }}{{ . }}{{ end }}", "012"),
+        ("{{ range $i := 3 }}{{ $i }}{{ end }}", "012"),
+        ("{{ range 0 }}x{{ else }}none{{ end }}", "none"),
+        ("{{ range -2 }}x{{ else }}none{{ end }}", "none"),
+    ]);
+}
