@@ -57,3 +57,69 @@ if command -v psql >/dev/null 2>&1; then
     fi
     echo "setup-services: PostgreSQL ready (wal_level=$(psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc 'show wal_level'))"
 fi
+
+# MariaDB (127.0.0.1:3306, user root without password, database `test`): the mysql
+# connector's source reads the binary log, which needs `log_bin` with
+# `binlog_format=ROW`, `binlog_row_image=FULL` and a server id. When the server runs
+# without them, this writes them to a configuration file and restarts mariadbd, then
+# waits until it accepts connections again. A server that is down is started.
+MY_HOST=127.0.0.1
+MY_CONF_DIR=/etc/mysql/mariadb.conf.d
+MY_CONF="$MY_CONF_DIR/60-funnel-binlog.cnf"
+
+my_ready() {
+    mysql -h "$MY_HOST" -u root -N -e 'select 1' >/dev/null 2>&1
+}
+
+my_wait() {
+    for _ in $(seq 1 60); do
+        if my_ready; then
+            return 0
+        fi
+        sleep 1
+    done
+    echo "setup-services: MariaDB does not accept connections on $MY_HOST" >&2
+    return 1
+}
+
+my_start() {
+    mkdir -p /run/mysqld
+    chown mysql:mysql /run/mysqld 2>/dev/null || true
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+}
+
+my_var() {
+    mysql -h "$MY_HOST" -u root -N -e "select @@$1"
+}
+
+if [ -x /usr/sbin/mariadbd ]; then
+    if ! my_ready; then
+        echo "setup-services: MariaDB is down, starting it"
+        my_start
+        my_wait
+    fi
+    if [ "$(my_var log_bin)" != "1" ] || [ "$(my_var binlog_format)" != "ROW" ] ||
+        [ "$(my_var binlog_row_image)" != "FULL" ] || [ "$(my_var server_id)" = "0" ]; then
+        echo "setup-services: MariaDB binary log is off or not ROW/FULL; enabling it and restarting mariadbd"
+        mkdir -p "$MY_CONF_DIR"
+        cat >"$MY_CONF" <<'CNF'
+# Written by funnel's scripts/setup-services.sh: the binary log the mysql source reads.
+[mysqld]
+server_id = 1
+log_bin = mysql-bin
+binlog_format = ROW
+binlog_row_image = FULL
+binlog_row_metadata = FULL
+binlog_expire_logs_seconds = 86400
+CNF
+        # Debian's my.cnf includes this directory; a minimal one may not.
+        if ! grep -qs "includedir $MY_CONF_DIR" /etc/mysql/my.cnf; then
+            printf '\n!includedir %s/\n' "$MY_CONF_DIR" >>/etc/mysql/my.cnf
+        fi
+        start-stop-daemon --stop --oknodo --retry 60 --exec /usr/sbin/mariadbd
+        my_start
+        my_wait
+    fi
+    mysql -h "$MY_HOST" -u root -e 'CREATE DATABASE IF NOT EXISTS test'
+    echo "setup-services: MariaDB ready (log_bin=$(my_var log_bin), binlog_format=$(my_var binlog_format))"
+fi
