@@ -39,52 +39,74 @@
 //! `halt_error` nack the record instead of stopping the process. `input` and `inputs`
 //! have nothing to read.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
-use funnel_core::{ProcessedRecord, Processor, RecordError};
+use funnel_core::typed::FromSetting;
+use funnel_core::{Component, ProcessedRecord, Processor, RecordError};
 use funnel_record::{Data, DataSlot, FieldPath, Record, StructuredData, Target, Value};
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data::JustLut};
 use jaq_json::{Num, Val};
 
-use crate::settings::{FieldRule, SDK_SCHEMA_SETTINGS, SettingsReader};
-use crate::{SettingSpec, Settings, SettingsError};
+use crate::settings::{PayloadSideField, parse, processor};
+use crate::{Settings, SettingsError};
 
-/// One line about `jq`.
-pub(crate) const SUMMARY: &str =
-    "Transform, filter or split records with a jq program (Funnel addition, jaq dialect).";
+/// `jq` in the registry table.
+pub(crate) const COMPONENT: Component = processor::<JqSettings>(
+    "jq",
+    "Transform, filter or split records with a jq program (Funnel addition, jaq dialect).",
+    build,
+);
 
-/// The settings of `jq`.
-pub(crate) const SETTINGS: &[SettingSpec] = &[
-    SettingSpec {
-        name: "filter",
-        default: None,
-        required: true,
-        description: "The jq program (jaq's dialect), applied to `field`. One result \
-                      replaces the field, several split the record, none or null filter \
-                      it out, an error nacks it.",
-    },
-    SettingSpec {
-        name: "field",
-        default: Some(DEFAULT_FIELD),
-        required: false,
-        description: "The data the program runs on: `.Key`, `.Payload.Before`, \
-                      `.Payload.After` or a field inside one. Raw data is parsed as JSON \
-                      first.",
-    },
-    SDK_SCHEMA_SETTINGS[0],
-    SDK_SCHEMA_SETTINGS[1],
-    SDK_SCHEMA_SETTINGS[2],
-    SDK_SCHEMA_SETTINGS[3],
-];
-
-const DEFAULT_FIELD: &str = ".Payload.After";
+funnel_core::settings! {
+    /// The settings of `jq` (the SDK schema ones come on top).
+    pub(crate) struct JqSettings {
+        /// The jq program (jaq's dialect), applied to `field`. One result replaces the
+        /// field, several split the record, none or null filter it out, an error nacks
+        /// it.
+        pub(crate) filter: Program = "filter",
+        /// The data the program runs on: `.Key`, `.Payload.Before`, `.Payload.After` or
+        /// a field inside one. Raw data is parsed as JSON first.
+        pub(crate) field: PayloadSideField = "field" (default ".Payload.After"),
+    }
+}
 
 /// jaq's data: values only (no inputs to read).
 type JqData = JustLut<Val>;
 
 /// A compiled jq program.
 type Filter = jaq_core::Filter<JqData>;
+
+/// The `filter` setting: a jq program, compiled when the processor is built; two are
+/// equal when their texts are.
+#[derive(Clone)]
+pub(crate) struct Program {
+    text: String,
+    filter: Arc<Filter>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Program").field(&self.text).finish()
+    }
+}
+
+impl PartialEq for Program {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl FromSetting for Program {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        compile(raw).map(|filter| Self {
+            text: raw.to_owned(),
+            filter: Arc::new(filter),
+        })
+    }
+}
 
 /// Builds `jq` processor `id`, compiling its program.
 ///
@@ -95,27 +117,12 @@ pub(crate) fn build(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let program = reader.required_str("filter");
-    let field_text = reader.str("field").unwrap_or(DEFAULT_FIELD);
-    let field = reader.field("field", field_text, FieldRule::KeyOrPayloadSide);
-    let filter = program.and_then(|program| match compile(program) {
-        Ok(filter) => Some(filter),
-        Err(message) => {
-            reader.error("filter", message);
-            None
-        }
-    });
-    reader.finish()?;
-    match (filter, field) {
-        (Some(filter), Some(field)) => Ok(Box::new(Jq {
-            id: id.to_owned(),
-            filter,
-            field,
-        })),
-        // finish() returned the errors that left these unset.
-        _ => Err(vec![SettingsError::new("filter", "invalid settings")]),
-    }
+    let JqSettings { filter, field } = parse(settings)?;
+    Ok(Box::new(Jq {
+        id: id.to_owned(),
+        filter: filter.filter,
+        field: field.0,
+    }))
 }
 
 /// Compiles `program` with jaq's core, standard and JSON definitions.
@@ -214,7 +221,7 @@ fn location(program: &str, part: &str) -> String {
 /// The `jq` processor.
 pub(crate) struct Jq {
     id: String,
-    filter: Filter,
+    filter: Arc<Filter>,
     field: FieldPath,
 }
 

@@ -65,41 +65,35 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use funnel_core::{ConnectorError, ProcessedRecord, Processor, RecordError};
+use funnel_core::{Component, ConnectorError, ProcessedRecord, Processor, RecordError};
 use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value};
 use rquickjs::function::Opt;
 use rquickjs::{
     Array, Atom, Coerced, Context, Ctx, Exception, Function, Object, Runtime, TypedArray,
 };
 
-use crate::settings::{SDK_SCHEMA_SETTINGS, SettingsReader};
-use crate::{SettingSpec, Settings, SettingsError};
+use crate::settings::{parse_checked, processor};
+use crate::{Settings, SettingsError};
 
-/// One line about `custom.javascript`.
-pub(crate) const SUMMARY: &str = "Run a JavaScript function on every record (Conduit's JS API).";
+/// `custom.javascript` in the registry table.
+pub(crate) const COMPONENT: Component = processor::<JavaScriptSettings>(
+    "custom.javascript",
+    "Run a JavaScript function on every record (Conduit's JS API).",
+    build,
+);
 
-/// The settings of `custom.javascript`.
-pub(crate) const SETTINGS: &[SettingSpec] = &[
-    SettingSpec {
-        name: "script",
-        default: None,
-        required: false,
-        description: "JavaScript code defining a function `process(record)` that returns \
-                      the record (changed or new) or null to filter it out. Exactly one of \
-                      `script` and `script.path` is required.",
-    },
-    SettingSpec {
-        name: "script.path",
-        default: None,
-        required: false,
-        description: "Path of a .js file holding the code, read when the processor opens. \
-                      Exactly one of `script` and `script.path` is required.",
-    },
-    SDK_SCHEMA_SETTINGS[0],
-    SDK_SCHEMA_SETTINGS[1],
-    SDK_SCHEMA_SETTINGS[2],
-    SDK_SCHEMA_SETTINGS[3],
-];
+funnel_core::settings! {
+    /// The settings of `custom.javascript` (the SDK schema ones come on top).
+    pub(crate) struct JavaScriptSettings {
+        /// JavaScript code defining a function `process(record)` that returns the record
+        /// (changed or new) or null to filter it out. Exactly one of `script` and
+        /// `script.path` is required.
+        pub(crate) script: Option<String> = "script",
+        /// Path of a .js file holding the code, read when the processor opens. Exactly
+        /// one of `script` and `script.path` is required.
+        pub(crate) path: Option<PathBuf> = "script.path",
+    }
+}
 
 /// The name of the function a script must define.
 const ENTRYPOINT: &str = "process";
@@ -131,31 +125,25 @@ pub(crate) fn build(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let script = reader.str("script");
-    let path = reader.str("script.path");
-    let source = match (script, path) {
-        (Some(_), Some(_)) => {
-            reader.error(
-                "script.path",
-                "only one of: [script, script.path] should be provided",
-            );
-            None
+    let source = parse_checked(settings, |own: JavaScriptSettings, reader| {
+        match (own.script, own.path) {
+            (Some(_), Some(_)) => {
+                reader.error(
+                    "script.path",
+                    "only one of: [script, script.path] should be provided",
+                );
+                None
+            }
+            (Some(script), None) => Some(Source::Inline(script)),
+            (None, Some(path)) => Some(Source::Path(path)),
+            (None, None) => {
+                reader.error(
+                    "script",
+                    "one of: [script, script.path] needs to be provided",
+                );
+                None
+            }
         }
-        (Some(script), None) => Some(Source::Inline(script.to_owned())),
-        (None, Some(path)) => Some(Source::Path(PathBuf::from(path))),
-        (None, None) => {
-            reader.error(
-                "script",
-                "one of: [script, script.path] needs to be provided",
-            );
-            None
-        }
-    };
-    reader.finish()?;
-    let source = source.ok_or_else(|| {
-        // finish() reported the error recorded above.
-        vec![SettingsError::new("script", "no script")]
     })?;
     Ok(Box::new(JavaScript {
         id: id.to_owned(),

@@ -2,17 +2,16 @@
 //! same names (see `docs/processors.md` for every processor and its settings).
 //!
 //! [`components`] is the processors' part of the registry table: one [`Component`]
-//! per processor with its name, summary, settings and build function; nothing else
-//! lists processor names. [`build`] looks one up and builds it. Building does no
+//! per processor, declared in its module with its name, summary, settings (a struct
+//! declared with `funnel_core::settings!`, plus the SDK schema settings) and build
+//! function; nothing else lists processor names. [`build`] looks one up and builds it. Building does no
 //! I/O; a processor that needs any (compiling a script file, say) does it in
 //! [`Processor::open`].
 //!
 //! Settings follow Conduit: values are strings, an unknown key is an error, and every
 //! error is reported at once with the key it is about.
 
-use funnel_core::component::{Build, Component};
-use funnel_core::typed::SettingsStruct;
-use funnel_core::{ProcessedRecord, Processor, Registry};
+use funnel_core::{Component, ProcessedRecord, Processor, Registry};
 use funnel_record::Record;
 
 pub use funnel_core::{SettingSpec, Settings, SettingsError};
@@ -28,114 +27,32 @@ mod settings;
 pub use condition::{build_configured, with_condition};
 
 /// Every built-in processor: the processors' part of the registry table, one entry per
-/// processor, sorted by name, each declared once (name, summary, settings, build).
+/// processor, sorted by name, each declared next to its code (name, summary, settings,
+/// build).
 pub fn components() -> Vec<Component> {
     use builtin::{base64, clone, error, field, filter, json, split, unwrap};
-    let entry = |name, summary, settings, build| {
-        Component::new(name, summary, settings, Build::Processor(build))
-    };
     let mut all = vec![
-        entry(
-            "base64.decode",
-            base64::DECODE_SUMMARY,
-            &[base64::DecodeSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
-            base64::build_decode,
-        ),
-        entry(
-            "base64.encode",
-            base64::ENCODE_SUMMARY,
-            &[base64::EncodeSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
-            base64::build_encode,
-        ),
-        entry(
-            "clone",
-            clone::SUMMARY,
-            &[clone::CloneSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
-            clone::build,
-        ),
-        entry(
-            "error",
-            error::SUMMARY,
-            &[error::ErrorSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
-            error::build,
-        ),
-        entry(
-            "field.convert",
-            field::CONVERT_SUMMARY,
-            &[field::CONVERT_SETTINGS],
-            field::build_convert,
-        ),
-        entry(
-            "field.exclude",
-            field::EXCLUDE_SUMMARY,
-            &[field::EXCLUDE_SETTINGS],
-            field::build_exclude,
-        ),
-        entry(
-            "field.rename",
-            field::RENAME_SUMMARY,
-            &[field::RENAME_SETTINGS],
-            field::build_rename,
-        ),
-        entry(
-            "field.set",
-            field::SET_SUMMARY,
-            &[field::SET_SETTINGS],
-            field::build_set,
-        ),
-        entry(
-            "filter",
-            filter::SUMMARY,
-            &[filter::SETTINGS],
-            filter::build,
-        ),
-        entry(
-            "json.decode",
-            json::DECODE_SUMMARY,
-            &[json::JsonSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
-            json::build_decode,
-        ),
-        entry(
-            "json.encode",
-            json::ENCODE_SUMMARY,
-            &[json::JsonSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
-            json::build_encode,
-        ),
-        entry(
-            "split",
-            split::SUMMARY,
-            &[split::SplitSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
-            split::build,
-        ),
-        entry(
-            "unwrap.debezium",
-            unwrap::DEBEZIUM_SUMMARY,
-            &[unwrap::UnwrapSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
-            unwrap::build_debezium,
-        ),
-        entry(
-            "unwrap.kafkaconnect",
-            unwrap::KAFKACONNECT_SUMMARY,
-            &[unwrap::UnwrapSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
-            unwrap::build_kafkaconnect,
-        ),
-        entry(
-            "unwrap.opencdc",
-            unwrap::OPENCDC_SUMMARY,
-            &[unwrap::UnwrapSettings::SPEC, settings::SDK_SCHEMA_SETTINGS],
-            unwrap::build_opencdc,
-        ),
+        base64::DECODE,
+        base64::ENCODE,
+        clone::COMPONENT,
+        error::COMPONENT,
+        field::CONVERT,
+        field::EXCLUDE,
+        field::RENAME,
+        field::SET,
+        filter::COMPONENT,
+        json::DECODE,
+        json::ENCODE,
+        split::COMPONENT,
+        unwrap::DEBEZIUM,
+        unwrap::KAFKACONNECT,
+        unwrap::OPENCDC,
         #[cfg(feature = "webhook")]
-        entry(
-            "webhook.http",
-            builtin::webhook::SUMMARY,
-            &[builtin::webhook::SETTINGS],
-            builtin::webhook::build,
-        ),
+        builtin::webhook::COMPONENT,
         #[cfg(feature = "js")]
-        entry("custom.javascript", js::SUMMARY, &[js::SETTINGS], js::build),
+        js::COMPONENT,
         #[cfg(feature = "jq")]
-        entry("jq", jq::SUMMARY, &[jq::SETTINGS], jq::build),
+        jq::COMPONENT,
     ];
     all.sort_by_key(|c| c.name);
     all

@@ -6,74 +6,52 @@
 //! is not an integer`, `... should match the regex ...`), so an error Conduit users know
 //! reads the same; a [`SettingsError`] renders as `<setting>: <message>`.
 
-use std::time::Duration;
-
+use funnel_core::component::{Build, BuildProcessor, Component};
 use funnel_core::typed::{FromSetting, SettingsStruct};
 use funnel_record::{FieldPath, PathError};
 
 use crate::{SettingSpec, Settings, SettingsError};
 
-/// Declares a processor's settings followed by the schema settings every Conduit
-/// processor accepts ([`SDK_SCHEMA_SETTINGS`]).
-macro_rules! settings_with_sdk {
-    ($($spec:expr),* $(,)?) => {
-        &[
-            $($spec,)*
-            $crate::settings::SDK_DECODE_KEY,
-            $crate::settings::SDK_DECODE_PAYLOAD,
-            $crate::settings::SDK_ENCODE_KEY,
-            $crate::settings::SDK_ENCODE_PAYLOAD,
-        ]
-    };
-}
-pub(crate) use settings_with_sdk;
-
 const NO_SCHEMA_MIDDLEWARE: &str =
     "Accepted for Conduit compatibility; no effect (Funnel has no schema middleware yet).";
 
-/// `sdk.schema.decode.key.enabled`.
-pub(crate) const SDK_DECODE_KEY: SettingSpec = SettingSpec {
-    name: "sdk.schema.decode.key.enabled",
-    default: Some("true"),
-    required: false,
-    description: NO_SCHEMA_MIDDLEWARE,
-};
-/// `sdk.schema.decode.payload.enabled`.
-pub(crate) const SDK_DECODE_PAYLOAD: SettingSpec = SettingSpec {
-    name: "sdk.schema.decode.payload.enabled",
-    default: Some("true"),
-    required: false,
-    description: NO_SCHEMA_MIDDLEWARE,
-};
-/// `sdk.schema.encode.key.enabled`.
-pub(crate) const SDK_ENCODE_KEY: SettingSpec = SettingSpec {
-    name: "sdk.schema.encode.key.enabled",
-    default: Some("true"),
-    required: false,
-    description: NO_SCHEMA_MIDDLEWARE,
-};
-/// `sdk.schema.encode.payload.enabled`.
-pub(crate) const SDK_ENCODE_PAYLOAD: SettingSpec = SettingSpec {
-    name: "sdk.schema.encode.payload.enabled",
-    default: Some("true"),
-    required: false,
-    description: NO_SCHEMA_MIDDLEWARE,
-};
+/// One schema setting of the processor SDK.
+const fn sdk_schema(name: &'static str) -> SettingSpec {
+    SettingSpec {
+        name,
+        default: Some("true"),
+        required: false,
+        description: NO_SCHEMA_MIDDLEWARE,
+    }
+}
 
 /// The schema settings every Conduit processor accepts (its schema middleware:
 /// decode key and payload before processing, encode them after). Funnel has no schema
 /// middleware yet: they are accepted, must be booleans, and have no effect.
 pub(crate) const SDK_SCHEMA_SETTINGS: &[SettingSpec] = &[
-    SDK_DECODE_KEY,
-    SDK_DECODE_PAYLOAD,
-    SDK_ENCODE_KEY,
-    SDK_ENCODE_PAYLOAD,
+    sdk_schema("sdk.schema.decode.key.enabled"),
+    sdk_schema("sdk.schema.decode.payload.enabled"),
+    sdk_schema("sdk.schema.encode.key.enabled"),
+    sdk_schema("sdk.schema.encode.payload.enabled"),
 ];
 
-/// Reads settings, remembering which keys were used and every error found.
-///
-/// Getters return `None` both for a missing and for an invalid setting (the error is
-/// recorded); [`finish`](Self::finish) refuses every key no getter asked for.
+/// The registry entry of processor `name`, whose own settings are `S` (the SDK schema
+/// settings come on top).
+pub(crate) const fn processor<S: SettingsStruct>(
+    name: &'static str,
+    summary: &'static str,
+    build: BuildProcessor,
+) -> Component {
+    Component::new(
+        name,
+        summary,
+        &const { [S::SPEC, SDK_SCHEMA_SETTINGS] },
+        Build::Processor(build),
+    )
+}
+
+/// Reads settings, remembering which keys were used and every error found; the SDK
+/// schema settings are read (and checked) when it is made.
 pub(crate) struct SettingsReader<'a>(funnel_core::SettingsReader<'a>);
 
 impl<'a> std::ops::Deref for SettingsReader<'a> {
@@ -95,103 +73,14 @@ impl<'a> SettingsReader<'a> {
     pub(crate) fn new(settings: &'a Settings) -> Self {
         let mut reader = Self(funnel_core::SettingsReader::new(settings));
         for spec in SDK_SCHEMA_SETTINGS {
-            reader.bool(spec.name);
+            // Conduit's wording: `"x" value is not a bool: invalid parameter type`.
+            if let Some(raw) = reader.str(spec.name)
+                && funnel_template::parse_bool(raw).is_none()
+            {
+                reader.error(spec.name, invalid_type(raw, "a bool"));
+            }
         }
         reader
-    }
-
-    /// A float setting (Go `float64`).
-    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
-    pub(crate) fn float(&mut self, key: &str) -> Option<f64> {
-        let raw = self.str(key)?;
-        match raw.parse::<f64>() {
-            Ok(v) if !v.is_nan() => Some(v),
-            _ => {
-                self.error(
-                    key,
-                    format!("{raw:?} value is not a float: invalid parameter type"),
-                );
-                None
-            }
-        }
-    }
-
-    /// A boolean setting, in Go's `strconv.ParseBool` syntax.
-    pub(crate) fn bool(&mut self, key: &str) -> Option<bool> {
-        let raw = self.str(key)?;
-        match funnel_template::parse_bool(raw) {
-            Some(v) => Some(v),
-            None => {
-                self.error(
-                    key,
-                    format!("{raw:?} value is not a bool: invalid parameter type"),
-                );
-                None
-            }
-        }
-    }
-
-    /// A non-negative duration setting in Go's `time.ParseDuration` syntax (`250ms`,
-    /// `1m30s`).
-    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
-    pub(crate) fn duration(&mut self, key: &str) -> Option<Duration> {
-        let raw = self.str(key)?;
-        match funnel_record::go::parse_duration(raw).map(u64::try_from) {
-            Ok(Ok(nanos)) => Some(Duration::from_nanos(nanos)),
-            _ => {
-                self.error(
-                    key,
-                    format!("{raw:?} value is not a duration: invalid parameter type"),
-                );
-                None
-            }
-        }
-    }
-
-    /// A setting that must be one of `allowed`.
-    pub(crate) fn one_of(&mut self, key: &str, allowed: &[&str]) -> Option<&'a str> {
-        let raw = self.str(key)?;
-        if allowed.contains(&raw) {
-            Some(raw)
-        } else {
-            self.error(
-                key,
-                format!(
-                    "{raw:?} value must be included in the list [{}]: inclusion validation failed",
-                    allowed.join(",")
-                ),
-            );
-            None
-        }
-    }
-
-    /// A field reference setting. `rule` restricts where it may point (Conduit's regex
-    /// and exclusion validations); the reference itself must parse.
-    pub(crate) fn field(&mut self, key: &str, value: &str, rule: FieldRule) -> Option<FieldPath> {
-        if let Some(message) = rule.check(value) {
-            self.error(key, message);
-            return None;
-        }
-        match FieldPath::parse(value) {
-            Ok(path) => Some(path),
-            Err(err) => {
-                self.error(key, path_error(&err));
-                None
-            }
-        }
-    }
-
-    /// Ends reading like [`finish`](Self::finish) and returns `value`, the processor
-    /// built from the settings read (`None` only when an error was recorded).
-    ///
-    /// # Errors
-    ///
-    /// Every error recorded, unknown keys last.
-    pub(crate) fn finish_with<T>(self, value: Option<T>) -> Result<T, Vec<SettingsError>> {
-        self.finish()?;
-        // Getters record an error whenever they return `None` for a needed value, so
-        // `finish` has already failed; this is the guard should one forget to.
-        value.ok_or_else(|| vec![SettingsError::new("plugin", "invalid settings")])
     }
 
     /// Ends reading: every key nobody asked for is an unrecognized parameter.
@@ -211,10 +100,90 @@ impl<'a> SettingsReader<'a> {
 ///
 /// Every invalid setting, each with its key; unknown keys last.
 pub(crate) fn parse<T: SettingsStruct>(settings: &Settings) -> Result<T, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let own = T::read(&mut reader);
-    reader.finish_with(own)
+    parse_checked(settings, |own: T, _| Some(own))
 }
+
+/// [`parse`], then `check` on the parsed settings as a whole (settings that depend on
+/// each other), which records what is wrong on the reader and returns `None` when
+/// anything is. Its errors come with those of single settings, unknown keys last.
+///
+/// # Errors
+///
+/// Every invalid setting, each with its key; unknown keys last.
+pub(crate) fn parse_checked<T: SettingsStruct, U>(
+    settings: &Settings,
+    check: impl FnOnce(T, &mut SettingsReader<'_>) -> Option<U>,
+) -> Result<U, Vec<SettingsError>> {
+    let mut reader = SettingsReader::new(settings);
+    let checked = T::read(&mut reader).and_then(|own| check(own, &mut reader));
+    reader.finish()?;
+    // Whatever left `checked` unset recorded an error, so `finish` has already failed;
+    // this is the guard should one forget to.
+    checked.ok_or_else(|| vec![SettingsError::new("plugin", "invalid settings")])
+}
+
+/// Conduit's message for a value of the wrong type: `"x" value is not a float: invalid
+/// parameter type`.
+pub(crate) fn invalid_type(raw: &str, what: &str) -> String {
+    format!("{raw:?} value is not {what}: invalid parameter type")
+}
+
+/// A float setting (Go `float64`), with Conduit's wording.
+#[cfg(feature = "webhook")]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct GoFloat(pub(crate) f64);
+
+#[cfg(feature = "webhook")]
+impl FromSetting for GoFloat {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match raw.parse::<f64>() {
+            Ok(v) if !v.is_nan() => Ok(Self(v)),
+            _ => Err(invalid_type(raw, "a float")),
+        }
+    }
+}
+
+/// A non-negative duration setting in Go's `time.ParseDuration` syntax (`250ms`,
+/// `1m30s`), with Conduit's wording.
+#[cfg(feature = "webhook")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GoDuration(pub(crate) std::time::Duration);
+
+#[cfg(feature = "webhook")]
+impl FromSetting for GoDuration {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match funnel_record::go::parse_duration(raw).map(u64::try_from) {
+            Ok(Ok(nanos)) => Ok(Self(std::time::Duration::from_nanos(nanos))),
+            _ => Err(invalid_type(raw, "a duration")),
+        }
+    }
+}
+
+/// Declares `$name`, a Go template setting parsed when the processor is built (two are
+/// equal when their texts are); a template that does not parse is refused with
+/// `$message` and the parse error.
+macro_rules! template_setting {
+    ($(#[$meta:meta])* $name:ident, $message:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        pub(crate) struct $name(pub(crate) funnel_template::Template);
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.0.source() == other.0.source()
+            }
+        }
+
+        impl funnel_core::typed::FromSetting for $name {
+            fn from_setting(raw: &str) -> Result<Self, String> {
+                funnel_template::Template::parse(raw)
+                    .map(Self)
+                    .map_err(|err| format!(concat!($message, ": {}"), err))
+            }
+        }
+    };
+}
+pub(crate) use template_setting;
 
 /// `raw` as a field reference that `rule` allows.
 fn field_path(raw: &str, rule: FieldRule) -> Result<FieldPath, String> {
@@ -224,53 +193,44 @@ fn field_path(raw: &str, rule: FieldRule) -> Result<FieldPath, String> {
     FieldPath::parse(raw).map_err(|err| path_error(&err))
 }
 
-/// A field reference that may point anywhere but `.Position` (Conduit's
-/// `exclusion=.Position`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct NotPositionField(pub(crate) FieldPath);
+/// Declares field reference settings, each a newtype of [`FieldPath`] that parses
+/// only a reference its [`FieldRule`] allows.
+macro_rules! field_settings {
+    ($($(#[$meta:meta])* $name:ident => $rule:expr;)*) => {$(
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub(crate) struct $name(pub(crate) FieldPath);
 
-impl FromSetting for NotPositionField {
-    fn from_setting(raw: &str) -> Result<Self, String> {
-        field_path(raw, FieldRule::NotPosition).map(Self)
-    }
+        $(#[$meta])*
+        impl FromSetting for $name {
+            fn from_setting(raw: &str) -> Result<Self, String> {
+                field_path(raw, $rule).map(Self)
+            }
+        }
+    )*};
 }
 
-/// A field reference under `.Key` or `.Payload` (Conduit's `regex=^\.(Payload|Key).*`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct KeyOrPayloadField(pub(crate) FieldPath);
-
-impl FromSetting for KeyOrPayloadField {
-    fn from_setting(raw: &str) -> Result<Self, String> {
-        field_path(raw, FieldRule::KeyOrPayload).map(Self)
-    }
-}
-
-/// A field reference under `.Payload` (Conduit's `regex=^.Payload`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PayloadField(pub(crate) FieldPath);
-
-impl FromSetting for PayloadField {
-    fn from_setting(raw: &str) -> Result<Self, String> {
-        field_path(raw, FieldRule::Payload).map(Self)
-    }
-}
-
-/// A field reference under `.Key` or `.Payload`, not `.Payload` itself (json.decode /
-/// json.encode).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PayloadSideField(pub(crate) FieldPath);
-
-impl FromSetting for PayloadSideField {
-    fn from_setting(raw: &str) -> Result<Self, String> {
-        field_path(raw, FieldRule::KeyOrPayloadSide).map(Self)
-    }
+field_settings! {
+    /// A field reference that may point anywhere but `.Position` (Conduit's
+    /// `exclusion=.Position`).
+    NotPositionField => FieldRule::NotPosition;
+    /// A field reference under `.Key` or `.Payload` (Conduit's `regex=^\.(Payload|Key).*`).
+    KeyOrPayloadField => FieldRule::KeyOrPayload;
+    /// A field reference under `.Payload` (Conduit's `regex=^.Payload`).
+    PayloadField => FieldRule::Payload;
+    /// A field reference under `.Key` or `.Payload`, not `.Payload` itself (json.decode /
+    /// json.encode, jq).
+    PayloadSideField => FieldRule::KeyOrPayloadSide;
+    /// A field reference that may point anywhere (`webhook.http`'s response fields).
+    #[cfg(feature = "webhook")]
+    AnyField => FieldRule::Any;
 }
 
 /// Where a field reference setting may point, as Conduit validates it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FieldRule {
     /// Anything.
-    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
+    #[cfg(feature = "webhook")]
     Any,
     /// Anything but `.Position` (`exclusion=.Position`).
     NotPosition,
@@ -294,6 +254,7 @@ impl FieldRule {
         };
         let key_or_payload = value.starts_with(".Payload") || value.starts_with(".Key");
         match self {
+            #[cfg(feature = "webhook")]
             Self::Any => None,
             Self::NotPosition => (value == ".Position").then(|| excluded(".Position")),
             Self::KeyOrPayload => (!key_or_payload).then(|| regex(r"^\.(Payload|Key).*")),

@@ -13,18 +13,20 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use funnel_core::{ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord, Processor};
 use funnel_record::{Data, FieldPath, FieldRef, Record, Value, go};
 
-use crate::settings::{NotPositionField, parse, path_error};
+use crate::settings::{NotPositionField, parse, path_error, processor};
 use crate::{Settings, SettingsError};
 
 use super::{Label, RecordProcessor, boxed, bytes_value, go_data_type};
 
-/// One line about `base64.decode`.
-pub(crate) const DECODE_SUMMARY: &str = "Decodes a base64 field.";
-/// One line about `base64.encode`.
-pub(crate) const ENCODE_SUMMARY: &str = "Encodes a field as base64.";
+/// `base64.decode` in the registry table.
+pub(crate) const DECODE: Component =
+    processor::<DecodeSettings>("base64.decode", "Decodes a base64 field.", build_decode);
+/// `base64.encode` in the registry table.
+pub(crate) const ENCODE: Component =
+    processor::<EncodeSettings>("base64.encode", "Encodes a field as base64.", build_encode);
 
 funnel_core::settings! {
     /// The settings `base64.decode` accepts (the SDK schema ones come on top).

@@ -8,19 +8,22 @@
 //! |---|---|---|
 //! | `count` | required | Number of clones to add; must be greater than 0. |
 
-use funnel_core::{ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord, Processor};
 use funnel_record::Record;
 
 use funnel_core::typed::FromSetting;
 
-use crate::settings::parse;
+use crate::settings::{parse, processor};
 use crate::{Settings, SettingsError};
 
 use super::{RecordProcessor, boxed};
 
-/// One line about the processor.
-pub(crate) const SUMMARY: &str =
-    "Outputs count+1 copies of each record, with metadata clone.index.";
+/// `clone` in the registry table.
+pub(crate) const COMPONENT: Component = processor::<CloneSettings>(
+    "clone",
+    "Outputs count+1 copies of each record, with metadata clone.index.",
+    build,
+);
 
 /// The metadata key holding the copy's index.
 const INDEX_KEY: &str = "clone.index";

@@ -12,38 +12,27 @@
 //! The message is the record's error as written, without the processor ID in front,
 //! so the dead-letter queue shows exactly what the pipeline author wrote.
 
-use funnel_core::{ProcessedRecord, Processor, RecordError};
+use funnel_core::{Component, ProcessedRecord, Processor, RecordError};
 use funnel_record::Record;
 use funnel_template::Template;
 
-use funnel_core::typed::FromSetting;
-
-use crate::settings::parse;
+use crate::settings::{parse, processor, template_setting};
 use crate::{Settings, SettingsError};
 
 use super::{Label, RecordProcessor, boxed};
 
-/// One line about the processor.
-pub(crate) const SUMMARY: &str =
-    "Fails every record with a templated message; use it with a condition.";
+/// `error` in the registry table.
+pub(crate) const COMPONENT: Component = processor::<ErrorSettings>(
+    "error",
+    "Fails every record with a templated message; use it with a condition.",
+    build,
+);
 
-/// The `message` template; two are equal when their texts are.
-#[derive(Clone, Debug)]
-pub(crate) struct MessageTemplate(pub(crate) Template);
-
-impl PartialEq for MessageTemplate {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.source() == other.0.source()
-    }
-}
-
-impl FromSetting for MessageTemplate {
-    fn from_setting(raw: &str) -> Result<Self, String> {
-        Template::parse(raw)
-            .map(Self)
-            .map_err(|err| format!("failed to parse the \"message\" param template: {err}"))
-    }
-}
+template_setting!(
+    /// The `message` template.
+    MessageTemplate,
+    "failed to parse the \"message\" param template"
+);
 
 funnel_core::settings! {
     /// The settings `error` accepts (the SDK schema ones come on top).

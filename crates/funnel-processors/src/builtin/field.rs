@@ -39,12 +39,15 @@
 //! converting it to `string` gives that text, and converting it to `int`, `float`,
 //! `bool` or even `time` fails, since that text parses as none of them (as in Conduit).
 
-use funnel_core::{ProcessedRecord, Processor};
+use funnel_core::typed::FromSetting;
+use funnel_core::{Component, ProcessedRecord, Processor};
 use funnel_record::{Data, FieldPath, FieldRef, Record, Target, Timestamp, Value, go};
 use funnel_template::Template;
 
-use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
-use crate::{SettingSpec, Settings, SettingsError};
+use crate::settings::{
+    KeyOrPayloadField, NotPositionField, parse, path_error, processor, template_setting,
+};
+use crate::{Settings, SettingsError};
 
 use super::time::parse_rfc3339;
 use super::{Label, RecordProcessor, boxed};
@@ -53,52 +56,40 @@ use super::{Label, RecordProcessor, boxed};
 // field.set
 // ---------------------------------------------------------------------------------------
 
-/// One line about `field.set`.
-pub(crate) const SET_SUMMARY: &str = "Sets a field to the output of a Go template.";
+/// `field.set` in the registry table.
+pub(crate) const SET: Component = processor::<SetSettings>(
+    "field.set",
+    "Sets a field to the output of a Go template.",
+    build_set,
+);
 
-/// The settings `field.set` accepts.
-pub(crate) const SET_SETTINGS: &[SettingSpec] = settings_with_sdk![
-    SettingSpec {
-        name: "field",
-        default: None,
-        required: true,
-        description: "Reference to the field to set (anything but .Position), e.g. .Metadata.table.",
-    },
-    SettingSpec {
-        name: "value",
-        default: None,
-        required: true,
-        description: "Go template evaluated on the record; its output (a string) is the new value.",
-    },
-];
+funnel_core::settings! {
+    /// The settings `field.set` accepts (the SDK schema ones come on top).
+    pub(crate) struct SetSettings {
+        /// Reference to the field to set (anything but .Position), e.g. .Metadata.table.
+        pub(crate) field: NotPositionField = "field",
+        /// Go template evaluated on the record; its output (a string) is the new value.
+        pub(crate) value: ValueTemplate = "value",
+    }
+}
+
+template_setting!(
+    /// The `value` template of `field.set`.
+    ValueTemplate,
+    "failed to parse the \"value\" param template"
+);
 
 /// Validates the settings and builds `field.set`.
 pub(crate) fn build_set(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let field = reader
-        .required_str("field")
-        .and_then(|f| reader.field("field", f, FieldRule::NotPosition));
-    let value = reader
-        .required_str("value")
-        .and_then(|v| match Template::parse(v) {
-            Ok(t) => Some(t),
-            Err(err) => {
-                reader.error(
-                    "value",
-                    format!("failed to parse the \"value\" param template: {err}"),
-                );
-                None
-            }
-        });
-    let (field, value) = reader.finish_with(field.zip(value))?;
+    let SetSettings { field, value } = parse(settings)?;
     Ok(boxed(SetField {
         label: Label::new("field.set", id),
-        literal: value.as_literal().map(str::to_owned),
-        field,
-        value,
+        literal: value.0.as_literal().map(str::to_owned),
+        field: field.0,
+        value: value.0,
     }))
 }
 
@@ -143,44 +134,40 @@ impl RecordProcessor for SetField {
 // field.rename
 // ---------------------------------------------------------------------------------------
 
-/// One line about `field.rename`.
-pub(crate) const RENAME_SUMMARY: &str = "Renames metadata keys and structured data fields.";
+/// `field.rename` in the registry table.
+pub(crate) const RENAME: Component = processor::<RenameSettings>(
+    "field.rename",
+    "Renames metadata keys and structured data fields.",
+    build_rename,
+);
 
-/// The settings `field.rename` accepts.
-pub(crate) const RENAME_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
-    name: "mapping",
-    default: None,
-    required: true,
-    description: "Comma-separated reference:newName pairs, e.g. .Metadata.key:id,.Payload.After.foo:bar. \
-                  Top-level fields (.Metadata, .Payload, .Key, ...) cannot be renamed.",
-}];
+funnel_core::settings! {
+    /// The settings `field.rename` accepts (the SDK schema ones come on top).
+    pub(crate) struct RenameSettings {
+        /// Comma-separated reference:newName pairs, e.g.
+        /// .Metadata.key:id,.Payload.After.foo:bar. Top-level fields (.Metadata,
+        /// .Payload, .Key, ...) cannot be renamed.
+        pub(crate) mapping: RenameMapping = "mapping",
+    }
+}
 
-/// Validates the settings and builds `field.rename`.
-pub(crate) fn build_rename(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let mapping = reader.required_str("mapping").and_then(|text| {
-        let mut pairs = Vec::new();
-        let mut ok = true;
-        for pair in text.split(',') {
+/// The `reference:newName` pairs of `field.rename`, each reference a metadata key or a
+/// field inside structured data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RenameMapping(Vec<(FieldPath, String)>);
+
+impl FromSetting for RenameMapping {
+    fn from_setting(text: &str) -> Result<Self, String> {
+        let pair = |pair: &str| {
             let parts: Vec<&str> = pair.split(':').map(str::trim).collect();
             let [reference, new_name] = parts.as_slice() else {
-                reader.error(
-                    "mapping",
-                    format!(
-                        "wrong format for the \"mapping\" param {pair:?}, should be a comma separated \
-                         list of reference:newName pairs, e.g. .Metadata.key:id,.Payload.After.foo:bar"
-                    ),
-                );
-                ok = false;
-                continue;
+                return Err(format!(
+                    "wrong format for the \"mapping\" param {pair:?}, should be a comma separated \
+                     list of reference:newName pairs, e.g. .Metadata.key:id,.Payload.After.foo:bar"
+                ));
             };
             if new_name.is_empty() {
-                reader.error("mapping", format!("the new name for {reference:?} is empty"));
-                ok = false;
-                continue;
+                return Err(format!("the new name for {reference:?} is empty"));
             }
             match FieldPath::parse(reference) {
                 Ok(path)
@@ -189,24 +176,27 @@ pub(crate) fn build_rename(
                         Target::MetadataField(_) | Target::DataField(..)
                     ) =>
                 {
-                    pairs.push((path, (*new_name).to_owned()));
+                    Ok((path, (*new_name).to_owned()))
                 }
-                Ok(_) => {
-                    reader.error(
-                        "mapping",
-                        format!("cannot rename one of the top-level fields {reference:?}"),
-                    );
-                    ok = false;
-                }
-                Err(err) => {
-                    reader.error("mapping", path_error(&err));
-                    ok = false;
-                }
+                Ok(_) => Err(format!(
+                    "cannot rename one of the top-level fields {reference:?}"
+                )),
+                Err(err) => Err(path_error(&err)),
             }
-        }
-        ok.then_some(pairs)
-    });
-    let mapping = reader.finish_with(mapping)?;
+        };
+        text.split(',')
+            .map(pair)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// Validates the settings and builds `field.rename`.
+pub(crate) fn build_rename(
+    id: &str,
+    settings: &Settings,
+) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+    let mapping = parse::<RenameSettings>(settings)?.mapping.0;
     Ok(boxed(RenameField {
         label: Label::new("field.rename", id),
         mapping,
@@ -234,52 +224,53 @@ impl RecordProcessor for RenameField {
 // field.exclude
 // ---------------------------------------------------------------------------------------
 
-/// One line about `field.exclude`.
-pub(crate) const EXCLUDE_SUMMARY: &str = "Removes fields from the record.";
+/// `field.exclude` in the registry table.
+pub(crate) const EXCLUDE: Component = processor::<ExcludeSettings>(
+    "field.exclude",
+    "Removes fields from the record.",
+    build_exclude,
+);
 
-/// The settings `field.exclude` accepts.
-pub(crate) const EXCLUDE_SETTINGS: &[SettingSpec] = settings_with_sdk![SettingSpec {
-    name: "fields",
-    default: None,
-    required: true,
-    description: "Comma-separated references of the fields to remove, e.g. .Metadata,.Payload.After.foo. \
-                  .Position and .Operation cannot be excluded.",
-}];
+funnel_core::settings! {
+    /// The settings `field.exclude` accepts (the SDK schema ones come on top).
+    pub(crate) struct ExcludeSettings {
+        /// Comma-separated references of the fields to remove, e.g.
+        /// .Metadata,.Payload.After.foo. .Position and .Operation cannot be excluded.
+        pub(crate) fields: ExcludedFields = "fields",
+    }
+}
+
+/// The references `field.exclude` removes: anything but `.Position`, `.Operation` and
+/// the whole record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ExcludedFields(Vec<FieldPath>);
+
+impl FromSetting for ExcludedFields {
+    fn from_setting(text: &str) -> Result<Self, String> {
+        let field = |reference: &str| {
+            let path = FieldPath::parse(reference).map_err(|err| path_error(&err))?;
+            match path.target() {
+                Target::Position | Target::Operation => Err(
+                    "it is not allowed to exclude the fields \".Operation\" and \".Position\""
+                        .to_owned(),
+                ),
+                Target::Record => Err("cannot exclude the whole record (\".\")".to_owned()),
+                _ => Ok(path),
+            }
+        };
+        text.split(',')
+            .map(|reference| field(reference.trim()))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
 
 /// Validates the settings and builds `field.exclude`.
 pub(crate) fn build_exclude(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let fields = reader.required_str("fields").and_then(|text| {
-        let mut paths = Vec::new();
-        let mut ok = true;
-        for reference in text.split(',').map(str::trim) {
-            match FieldPath::parse(reference) {
-                Ok(path) => match path.target() {
-                    Target::Position | Target::Operation => {
-                        reader.error(
-                            "fields",
-                            "it is not allowed to exclude the fields \".Operation\" and \".Position\"",
-                        );
-                        ok = false;
-                    }
-                    Target::Record => {
-                        reader.error("fields", "cannot exclude the whole record (\".\")");
-                        ok = false;
-                    }
-                    _ => paths.push(path),
-                },
-                Err(err) => {
-                    reader.error("fields", path_error(&err));
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(paths)
-    });
-    let fields = reader.finish_with(fields)?;
+    let fields = parse::<ExcludeSettings>(settings)?.fields.0;
     Ok(boxed(ExcludeFields {
         label: Label::new("field.exclude", id),
         fields,
@@ -307,27 +298,27 @@ impl RecordProcessor for ExcludeFields {
 // field.convert
 // ---------------------------------------------------------------------------------------
 
-/// One line about `field.convert`.
-pub(crate) const CONVERT_SUMMARY: &str = "Converts a field to string, int, float, bool or time.";
+/// `field.convert` in the registry table.
+pub(crate) const CONVERT: Component = processor::<ConvertSettings>(
+    "field.convert",
+    "Converts a field to string, int, float, bool or time.",
+    build_convert,
+);
 
-/// The settings `field.convert` accepts.
-pub(crate) const CONVERT_SETTINGS: &[SettingSpec] = settings_with_sdk![
-    SettingSpec {
-        name: "field",
-        default: None,
-        required: true,
-        description: "Reference to the field to convert, under .Key or .Payload (structured data).",
-    },
-    SettingSpec {
-        name: "type",
-        default: None,
-        required: true,
-        description: "Target type: string, int, float, bool or time (Unix nanoseconds or RFC 3339 text).",
-    },
-];
+funnel_core::settings! {
+    /// The settings `field.convert` accepts (the SDK schema ones come on top).
+    pub(crate) struct ConvertSettings {
+        /// Reference to the field to convert, under .Key or .Payload (structured data).
+        pub(crate) field: KeyOrPayloadField = "field",
+        /// Target type: string, int, float, bool or time (Unix nanoseconds or RFC 3339
+        /// text).
+        pub(crate) kind: Kind = "type",
+    }
+}
 
+/// The type `field.convert` converts to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     String,
     Int,
     Float,
@@ -335,34 +326,31 @@ enum Kind {
     Time,
 }
 
+impl FromSetting for Kind {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match raw {
+            "string" => Ok(Self::String),
+            "int" => Ok(Self::Int),
+            "float" => Ok(Self::Float),
+            "bool" => Ok(Self::Bool),
+            "time" => Ok(Self::Time),
+            _ => Err(format!(
+                "{raw:?} value must be included in the list [string,int,float,bool,time]: \
+                 inclusion validation failed"
+            )),
+        }
+    }
+}
+
 /// Validates the settings and builds `field.convert`.
 pub(crate) fn build_convert(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let field = reader
-        .required_str("field")
-        .and_then(|f| reader.field("field", f, FieldRule::KeyOrPayload));
-    let kind = match reader.str("type") {
-        None => {
-            reader.error("type", "required parameter is not provided");
-            None
-        }
-        Some(_) => reader
-            .one_of("type", &["string", "int", "float", "bool", "time"])
-            .map(|t| match t {
-                "int" => Kind::Int,
-                "float" => Kind::Float,
-                "bool" => Kind::Bool,
-                "time" => Kind::Time,
-                _ => Kind::String,
-            }),
-    };
-    let (field, kind) = reader.finish_with(field.zip(kind))?;
+    let ConvertSettings { field, kind } = parse(settings)?;
     Ok(boxed(ConvertField {
         label: Label::new("field.convert", id),
-        field,
+        field: field.0,
         kind,
     }))
 }

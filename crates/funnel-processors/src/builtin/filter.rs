@@ -7,26 +7,32 @@
 //!
 //! None, besides the `sdk.schema.*` settings every processor accepts (no effect).
 
-use funnel_core::{ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord, Processor};
 use funnel_record::Record;
 
-use crate::settings::{SettingsReader, settings_with_sdk};
-use crate::{SettingSpec, Settings, SettingsError};
+use crate::settings::{parse, processor};
+use crate::{Settings, SettingsError};
 
 use super::{RecordProcessor, boxed};
 
-/// One line about the processor.
-pub(crate) const SUMMARY: &str = "Acknowledges and drops every record; use it with a condition.";
+/// `filter` in the registry table.
+pub(crate) const COMPONENT: Component = processor::<FilterSettings>(
+    "filter",
+    "Acknowledges and drops every record; use it with a condition.",
+    build,
+);
 
-/// The settings `filter` accepts.
-pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![];
+funnel_core::settings! {
+    /// `filter` has no settings of its own (the SDK schema ones come on top).
+    pub(crate) struct FilterSettings {}
+}
 
 /// Validates the settings and builds the processor.
 pub(crate) fn build(
     _id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    SettingsReader::new(settings).finish()?;
+    parse::<FilterSettings>(settings)?;
     Ok(boxed(Filter))
 }
 

@@ -16,19 +16,23 @@
 //! payload side becomes raw data, a nested field a string. A missing value is left
 //! alone. `json.decode` of a time fails (`unexpected data type time.Time`), as in Conduit.
 
-use funnel_core::{ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord, Processor};
 use funnel_record::{Data, FieldPath, FieldRef, Record, Value, go};
 
-use crate::settings::{PayloadSideField, parse, path_error};
+use crate::settings::{PayloadSideField, parse, path_error, processor};
 use crate::{Settings, SettingsError};
 
 use super::{Label, RecordProcessor, boxed};
 
-/// One line about `json.decode`.
-pub(crate) const DECODE_SUMMARY: &str =
-    "Decodes a JSON field (raw data or string) into structured data.";
-/// One line about `json.encode`.
-pub(crate) const ENCODE_SUMMARY: &str = "Encodes a field as JSON text.";
+/// `json.decode` in the registry table.
+pub(crate) const DECODE: Component = processor::<JsonSettings>(
+    "json.decode",
+    "Decodes a JSON field (raw data or string) into structured data.",
+    build_decode,
+);
+/// `json.encode` in the registry table.
+pub(crate) const ENCODE: Component =
+    processor::<JsonSettings>("json.encode", "Encodes a field as JSON text.", build_encode);
 
 funnel_core::settings! {
     /// The settings `json.decode` and `json.encode` accept (the SDK schema ones come

@@ -10,16 +10,20 @@
 //! |---|---|---|
 //! | `field` | required | Reference to the array field; must be under `.Key` or `.Payload`. |
 
-use funnel_core::{ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord, Processor};
 use funnel_record::{FieldPath, FieldRef, Record, Value};
 
-use crate::settings::{KeyOrPayloadField, parse, path_error};
+use crate::settings::{KeyOrPayloadField, parse, path_error, processor};
 use crate::{Settings, SettingsError};
 
 use super::{Label, RecordProcessor, boxed};
 
-/// One line about the processor.
-pub(crate) const SUMMARY: &str = "Splits a record into one record per element of an array field.";
+/// `split` in the registry table.
+pub(crate) const COMPONENT: Component = processor::<SplitSettings>(
+    "split",
+    "Splits a record into one record per element of an array field.",
+    build,
+);
 
 /// The metadata key holding the element's index.
 const INDEX_KEY: &str = "split.index";

@@ -25,24 +25,34 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use funnel_core::{ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord, Processor};
 use funnel_record::{
     Data, FieldPath, FieldRef, Metadata, Operation, Payload, Record, StructuredData, Value, go,
 };
 
-use crate::settings::{PayloadField, parse, path_error};
+use crate::settings::{PayloadField, parse, path_error, processor};
 use crate::{Settings, SettingsError};
 
 use super::{Label, RecordProcessor, boxed};
 
-/// One line about `unwrap.opencdc`.
-pub(crate) const OPENCDC_SUMMARY: &str =
-    "Replaces the record with an OpenCDC record stored in a field.";
-/// One line about `unwrap.debezium`.
-pub(crate) const DEBEZIUM_SUMMARY: &str = "Unwraps a Debezium event stored in a field.";
-/// One line about `unwrap.kafkaconnect`.
-pub(crate) const KAFKACONNECT_SUMMARY: &str =
-    "Unwraps a Kafka Connect {schema, payload} stored in a field.";
+/// `unwrap.opencdc` in the registry table.
+pub(crate) const OPENCDC: Component = processor::<UnwrapSettings>(
+    "unwrap.opencdc",
+    "Replaces the record with an OpenCDC record stored in a field.",
+    build_opencdc,
+);
+/// `unwrap.debezium` in the registry table.
+pub(crate) const DEBEZIUM: Component = processor::<UnwrapSettings>(
+    "unwrap.debezium",
+    "Unwraps a Debezium event stored in a field.",
+    build_debezium,
+);
+/// `unwrap.kafkaconnect` in the registry table.
+pub(crate) const KAFKACONNECT: Component = processor::<UnwrapSettings>(
+    "unwrap.kafkaconnect",
+    "Unwraps a Kafka Connect {schema, payload} stored in a field.",
+    build_kafkaconnect,
+);
 
 funnel_core::settings! {
     /// The settings of every `unwrap.*` processor (the SDK schema ones come on top).

@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use funnel_core::{ProcessedRecord, Processor};
+use funnel_core::typed::{FromSetting, Prefixed};
+use funnel_core::{Component, ProcessedRecord, Processor};
 use funnel_record::{FieldPath, Record, Value};
 use funnel_template::Template;
 use http_body_util::{BodyExt as _, Full};
@@ -42,95 +43,135 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::settings::{FieldRule, SettingsReader, path_error, settings_with_sdk};
-use crate::{SettingSpec, Settings, SettingsError};
+use crate::settings::{
+    AnyField, GoDuration, GoFloat, SettingsReader, parse_checked, path_error, processor,
+};
+use crate::{Settings, SettingsError};
 
 use super::Label;
 
-/// One line about the processor.
-pub(crate) const SUMMARY: &str =
-    "Sends an HTTP request per record and stores the response in the record.";
+/// `webhook.http` in the registry table.
+pub(crate) const COMPONENT: Component = processor::<WebhookSettings>(
+    "webhook.http",
+    "Sends an HTTP request per record and stores the response in the record.",
+    build,
+);
 
-/// The settings `webhook.http` accepts.
-pub(crate) const SETTINGS: &[SettingSpec] = settings_with_sdk![
-    SettingSpec {
-        name: "request.url",
-        default: None,
-        required: true,
-        description: "URL of the request: a Go template evaluated on the record (http:// only).",
-    },
-    SettingSpec {
-        name: "request.method",
-        default: Some("GET"),
-        required: false,
-        description: "HTTP method of the request.",
-    },
-    SettingSpec {
-        name: "request.body",
-        default: None,
-        required: false,
-        description: "Body of the request: a Go template evaluated on the record. \
-                      Unset: the whole record as OpenCDC JSON.",
-    },
-    SettingSpec {
-        name: "request.contentType",
-        default: None,
-        required: false,
-        description: "Deprecated: use headers.Content-Type.",
-    },
-    SettingSpec {
-        name: "headers.*",
-        default: None,
-        required: false,
-        description: "Request headers, e.g. headers.Authorization. Content-Type defaults to \
-                      application/json.",
-    },
-    SettingSpec {
-        name: "response.body",
-        default: Some(".Payload.After"),
-        required: false,
-        description: "Field where the response body is stored.",
-    },
-    SettingSpec {
-        name: "response.status",
-        default: None,
-        required: false,
-        description: "Field where the response status code is stored; unset: not stored.",
-    },
-    SettingSpec {
-        name: "backoffRetry.count",
-        default: Some("0"),
-        required: false,
-        description: "Maximum number of retries of a request that failed (transport error or \
-                      status >= 500).",
-    },
-    SettingSpec {
-        name: "backoffRetry.min",
-        default: Some("100ms"),
-        required: false,
-        description: "Wait before the first retry.",
-    },
-    SettingSpec {
-        name: "backoffRetry.max",
-        default: Some("5s"),
-        required: false,
-        description: "Longest wait between retries.",
-    },
-    SettingSpec {
-        name: "backoffRetry.factor",
-        default: Some("2"),
-        required: false,
-        description: "Multiplier of the wait after each retry.",
-    },
-    SettingSpec {
-        name: "request.timeout",
-        default: Some("30s"),
-        required: false,
-        description: "Longest wait for one request, response body included; a request that \
-                      takes longer fails (and is retried like a transport error). A Funnel \
-                      extension.",
-    },
-];
+funnel_core::settings! {
+    /// The settings `webhook.http` accepts (the SDK schema ones come on top).
+    pub(crate) struct WebhookSettings {
+        /// URL of the request: a Go template evaluated on the record (http:// only).
+        pub(crate) url: UrlText = "request.url",
+        /// HTTP method of the request.
+        pub(crate) method: HttpMethod = "request.method" (default "GET"),
+        /// Body of the request: a Go template evaluated on the record. Unset: the whole
+        /// record as OpenCDC JSON.
+        pub(crate) body: Option<BodyText> = "request.body",
+        /// Deprecated: use headers.Content-Type.
+        pub(crate) content_type: Option<String> = "request.contentType",
+        /// Request headers, e.g. headers.Authorization. Content-Type defaults to
+        /// application/json.
+        pub(crate) headers: Prefixed = "headers.*",
+        /// Field where the response body is stored.
+        pub(crate) response_body: AnyField = "response.body" (default ".Payload.After"),
+        /// Field where the response status code is stored; unset: not stored.
+        pub(crate) response_status: Option<AnyField> = "response.status",
+        /// Maximum number of retries of a request that failed (transport error or
+        /// status >= 500).
+        pub(crate) retries: RetryCount = "backoffRetry.count" (default "0"),
+        /// Wait before the first retry.
+        pub(crate) retry_min: GoDuration = "backoffRetry.min" (default "100ms"),
+        /// Longest wait between retries.
+        pub(crate) retry_max: GoDuration = "backoffRetry.max" (default "5s"),
+        /// Multiplier of the wait after each retry.
+        pub(crate) retry_factor: RetryFactor = "backoffRetry.factor" (default "2"),
+        /// Longest wait for one request, response body included; a request that takes
+        /// longer fails (and is retried like a transport error). A Funnel extension.
+        pub(crate) timeout: RequestTimeout = "request.timeout" (default "30s"),
+    }
+}
+
+/// `request.url`: a template, or a literal URL checked at once.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct UrlText(Text);
+
+impl FromSetting for UrlText {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        let text = Text::parse(raw, "error while parsing the URL template")?;
+        if let Text::Literal(url) = &text {
+            check_url(url).map_err(|err| format!("configuration check failed: {err}"))?;
+        }
+        Ok(Self(text))
+    }
+}
+
+/// `request.body`: a template, or literal text.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct BodyText(Text);
+
+impl FromSetting for BodyText {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        Text::parse(raw, "failed parsing request.body").map(Self)
+    }
+}
+
+/// `request.method`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct HttpMethod(Method);
+
+impl FromSetting for HttpMethod {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        Method::from_bytes(raw.as_bytes())
+            .map(Self)
+            .map_err(|_| format!("configuration check failed: net/http: invalid method {raw:?}"))
+    }
+}
+
+/// `backoffRetry.count`: a float greater than -1 (Conduit's `greater-than=-1`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct RetryCount(f64);
+
+impl FromSetting for RetryCount {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        let GoFloat(count) = GoFloat::from_setting(raw)?;
+        if count <= -1.0 {
+            return Err(format!(
+                "\"{count}\" should be greater than -1: greater-than validation failed"
+            ));
+        }
+        Ok(Self(count))
+    }
+}
+
+/// `backoffRetry.factor`: a float greater than 0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct RetryFactor(f64);
+
+impl FromSetting for RetryFactor {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        let GoFloat(factor) = GoFloat::from_setting(raw)?;
+        if factor <= 0.0 {
+            return Err(format!(
+                "\"{factor}\" should be greater than 0: greater-than validation failed"
+            ));
+        }
+        Ok(Self(factor))
+    }
+}
+
+/// `request.timeout`: a duration greater than 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RequestTimeout(Duration);
+
+impl FromSetting for RequestTimeout {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        let GoDuration(timeout) = GoDuration::from_setting(raw)?;
+        if timeout.is_zero() {
+            return Err("should be greater than 0: a request must not wait forever".to_owned());
+        }
+        Ok(Self(timeout))
+    }
+}
 
 /// How long connecting may take at most, whatever `request.timeout` says.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -140,123 +181,35 @@ pub(crate) fn build(
     id: &str,
     settings: &Settings,
 ) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let url = reader.required_str("request.url").and_then(|text| {
-        if text.contains("{{") {
-            match Template::parse(text) {
-                Ok(t) => Some(Text::Template(t)),
-                Err(err) => {
-                    reader.error(
-                        "request.url",
-                        format!("error while parsing the URL template: {err}"),
-                    );
-                    None
-                }
-            }
-        } else {
-            match check_url(text) {
-                Ok(_) => Some(Text::Literal(text.to_owned())),
-                Err(err) => {
-                    reader.error("request.url", format!("configuration check failed: {err}"));
-                    None
-                }
-            }
-        }
-    });
-    let method_text = reader.str("request.method").unwrap_or("GET");
-    let method = match Method::from_bytes(method_text.as_bytes()) {
-        Ok(m) => Some(m),
-        Err(_) => {
+    let (own, headers) = parse_checked(settings, |own: WebhookSettings, reader| {
+        let headers = read_headers(reader, &own.headers, own.content_type.as_deref());
+        let same_field = own.response_status.as_ref().map(|s| s.0.as_str())
+            == Some(own.response_body.0.as_str());
+        if same_field {
             reader.error(
-                "request.method",
-                format!("configuration check failed: net/http: invalid method {method_text:?}"),
+                "response.status",
+                "invalid configuration: response.body and response.status set to same field",
             );
-            None
         }
-    };
-    let body = match reader.str("request.body") {
-        None => Some(Body::Record),
-        Some(text) if text.contains("{{") => match Template::parse(text) {
-            Ok(t) => Some(Body::Text(Text::Template(t))),
-            Err(err) => {
-                reader.error(
-                    "request.body",
-                    format!("failed parsing request.body: {err}"),
-                );
-                None
-            }
-        },
-        Some(text) => Some(Body::Text(Text::Literal(text.to_owned()))),
-    };
-    let headers = read_headers(&mut reader);
-
-    let body_text = reader.str("response.body").unwrap_or(".Payload.After");
-    let status_text = reader.str("response.status");
-    let (response_body, response_status) = if Some(body_text) == status_text {
-        reader.error(
-            "response.status",
-            "invalid configuration: response.body and response.status set to same field",
-        );
-        (None, None)
-    } else {
-        let body = reader.field("response.body", body_text, FieldRule::Any);
-        let status = status_text.map(|s| reader.field("response.status", s, FieldRule::Any));
-        (body, status)
-    };
-
-    let count = reader.float("backoffRetry.count").unwrap_or(0.0);
-    if count <= -1.0 {
-        reader.error(
-            "backoffRetry.count",
-            format!("\"{count}\" should be greater than -1: greater-than validation failed"),
-        );
-    }
-    let factor = reader.float("backoffRetry.factor").unwrap_or(2.0);
-    if factor <= 0.0 {
-        reader.error(
-            "backoffRetry.factor",
-            format!("\"{factor}\" should be greater than 0: greater-than validation failed"),
-        );
-    }
-    let min = reader
-        .duration("backoffRetry.min")
-        .unwrap_or(Duration::from_millis(100));
-    let max = reader
-        .duration("backoffRetry.max")
-        .unwrap_or(Duration::from_secs(5));
-    let timeout = reader
-        .duration("request.timeout")
-        .unwrap_or(Duration::from_secs(30));
-    if timeout.is_zero() {
-        reader.error(
-            "request.timeout",
-            "should be greater than 0: a request must not wait forever",
-        );
-    }
-
-    let parts = url
-        .zip(method)
-        .zip(body)
-        .zip(headers)
-        .zip(response_body)
-        .map(|((((url, method), body), headers), response_body)| {
-            (url, method, body, headers, response_body)
-        });
-    let (url, method, body, headers, response_body) = reader.finish_with(parts)?;
+        headers
+            .filter(|_| !same_field)
+            .map(|headers| (own, headers))
+    })?;
+    let timeout = own.timeout.0;
     Ok(Box::new(Webhook {
         label: Label::new("webhook.http", id),
-        url,
-        method,
-        body,
+        url: own.url.0,
+        method: own.method.0,
+        body: own.body.map_or(Body::Record, |body| Body::Text(body.0)),
         headers,
-        response_body,
-        response_status: response_status.flatten(),
+        response_body: own.response_body.0,
+        response_status: own.response_status.map(|status| status.0),
         backoff: Backoff {
             // Conduit compares the attempt number (a float) with the count.
-            retries: count.max(0.0).ceil() as u32,
-            min,
-            max,
-            factor,
+            retries: own.retries.0.max(0.0).ceil() as u32,
+            min: own.retry_min.0,
+            max: own.retry_max.0,
+            factor: own.retry_factor.0,
         },
         timeout,
         client: {
@@ -267,12 +220,16 @@ pub(crate) fn build(
     }))
 }
 
-/// Reads `headers.*` and the deprecated `request.contentType` into the request headers.
-fn read_headers(reader: &mut SettingsReader<'_>) -> Option<Vec<(HeaderName, HeaderValue)>> {
-    let content_type = reader.str("request.contentType");
+/// The request headers: `headers.*` and the deprecated `request.contentType`; what is
+/// wrong is recorded on `reader`.
+fn read_headers(
+    reader: &mut SettingsReader<'_>,
+    declared: &Prefixed,
+    content_type: Option<&str>,
+) -> Option<Vec<(HeaderName, HeaderValue)>> {
     let mut headers = Vec::new();
     let mut ok = true;
-    for (name, value) in reader.prefixed("headers.") {
+    for (name, value) in &declared.0 {
         let key = format!("headers.{name}");
         match (
             HeaderName::from_bytes(name.as_bytes()),
@@ -429,12 +386,34 @@ fn escape_into(out: &mut String, text: &str) {
 }
 
 /// A templated setting, or its text when it has no actions.
+#[derive(Clone, Debug)]
 enum Text {
     Literal(String),
     Template(Template),
 }
 
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Literal(a), Self::Literal(b)) => a == b,
+            (Self::Template(a), Self::Template(b)) => a.source() == b.source(),
+            _ => false,
+        }
+    }
+}
+
 impl Text {
+    /// `raw` as a template when it has actions, else as it is; a template that does not
+    /// parse is refused with `what` in front of the error.
+    fn parse(raw: &str, what: &str) -> Result<Self, String> {
+        if !raw.contains("{{") {
+            return Ok(Self::Literal(raw.to_owned()));
+        }
+        Template::parse(raw)
+            .map(Self::Template)
+            .map_err(|err| format!("{what}: {err}"))
+    }
+
     fn render(&self, record: &Record) -> Result<String, String> {
         match self {
             Self::Literal(text) => Ok(text.clone()),
