@@ -123,3 +123,32 @@ CNF
     mysql -h "$MY_HOST" -u root -e 'CREATE DATABASE IF NOT EXISTS test'
     echo "setup-services: MariaDB ready (log_bin=$(my_var log_bin), binlog_format=$(my_var binlog_format))"
 fi
+
+# A TCP port on 127.0.0.1 that accepts connections.
+port_open() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+port_wait() {
+    for _ in $(seq 1 60); do
+        if port_open "$1"; then
+            return 0
+        fi
+        sleep 1
+    done
+    echo "setup-services: nothing accepts connections on 127.0.0.1:$1" >&2
+    return 1
+}
+
+# RabbitMQ (127.0.0.1:5672, guest/guest): the rabbitmq connector's tests. Installed from
+# Debian when missing, started when down.
+if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "setup-services: installing rabbitmq-server"
+    apt-get install -y rabbitmq-server >/dev/null
+fi
+if ! port_open 5672; then
+    echo "setup-services: RabbitMQ is down, starting it"
+    rabbitmq-server -detached
+    port_wait 5672
+fi
+echo "setup-services: RabbitMQ ready on 127.0.0.1:5672"

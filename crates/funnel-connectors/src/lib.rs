@@ -8,6 +8,7 @@
 //! | `log` | — | yes | [`log`] |
 //! | `noop` | — | yes | [`noop`] (a Funnel extension) |
 //! | `postgres` | yes | yes | `postgres` (feature `postgres`, on by default) |
+//! | `rabbitmq` | yes | yes | `rabbitmq` (feature `rabbitmq`, on by default) |
 //!
 //! [`components`] is the connectors' part of the registry table: one
 //! [`Component`] per source and per destination, declared in its module (`SOURCE`,
@@ -35,6 +36,8 @@ pub mod log;
 pub mod noop;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 pub mod rate;
 mod settings;
 mod util;
@@ -65,6 +68,10 @@ pub fn components() -> Vec<Component> {
         postgres::SOURCE,
         #[cfg(feature = "postgres")]
         postgres::DESTINATION,
+        #[cfg(feature = "rabbitmq")]
+        rabbitmq::SOURCE,
+        #[cfg(feature = "rabbitmq")]
+        rabbitmq::DESTINATION,
     ]
 }
 
