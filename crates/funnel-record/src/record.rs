@@ -141,55 +141,74 @@ impl fmt::Display for Operation {
 ///
 /// A record may have no metadata map at all (written as JSON `null`) or an empty one
 /// (written as `{}`); the two compare equal but serialize differently, as in Conduit.
-#[derive(Clone, Debug, Default)]
-pub struct Metadata(Option<BTreeMap<String, String>>);
+#[derive(Clone, Default)]
+pub struct Metadata(Repr);
+
+/// An empty map is its own variant: most records carry none, and creating, cloning and
+/// dropping an empty `BTreeMap` is not free (its drop walks an iterator).
+#[derive(Clone, Default)]
+enum Repr {
+    /// No map (`null`).
+    #[default]
+    Nil,
+    /// An empty map (`{}`) with nothing allocated.
+    Empty,
+    /// A map, possibly emptied by removals.
+    Map(BTreeMap<String, String>),
+}
+
+/// What [`Metadata::as_map`] lends for an empty map.
+static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
 impl Metadata {
     /// An empty, present metadata map (serialized as `{}`).
     pub fn new() -> Self {
-        Self(Some(BTreeMap::new()))
+        Self(Repr::Empty)
     }
 
     /// No metadata map at all (serialized as `null`).
     pub fn none() -> Self {
-        Self(None)
+        Self(Repr::Nil)
     }
 
     /// True when there is no map at all (as opposed to an empty one).
     pub fn is_nil(&self) -> bool {
-        self.0.is_none()
+        matches!(self.0, Repr::Nil)
     }
 
     /// The value of `key`. A missing key and an empty value are both "not found", as
     /// Conduit's getters treat them.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .as_ref()
-            .and_then(|m| m.get(key))
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.get_raw(key).filter(|v| !v.is_empty())
     }
 
     /// The raw value of `key`, empty values included.
     pub fn get_raw(&self, key: &str) -> Option<&str> {
-        self.0.as_ref().and_then(|m| m.get(key)).map(String::as_str)
+        match &self.0 {
+            Repr::Map(m) => m.get(key).map(String::as_str),
+            Repr::Nil | Repr::Empty => None,
+        }
     }
 
     /// Sets `key` to `value`, creating the map if there was none.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Option<String> {
-        self.0
-            .get_or_insert_with(BTreeMap::new)
-            .insert(key.into(), value.into())
+        self.as_map_mut().insert(key.into(), value.into())
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.0.as_mut().and_then(|m| m.remove(key))
+        match &mut self.0 {
+            Repr::Map(m) => m.remove(key),
+            Repr::Nil | Repr::Empty => None,
+        }
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, BTreeMap::len)
+        match &self.0 {
+            Repr::Map(m) => m.len(),
+            Repr::Nil | Repr::Empty => 0,
+        }
     }
 
     /// True when there are no entries.
@@ -199,24 +218,44 @@ impl Metadata {
 
     /// Entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
+        let map = match &self.0 {
+            Repr::Map(m) => Some(m),
+            Repr::Nil | Repr::Empty => None,
+        };
+        map.into_iter()
             .flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
     /// The underlying map, if any.
     pub fn as_map(&self) -> Option<&BTreeMap<String, String>> {
-        self.0.as_ref()
+        match &self.0 {
+            Repr::Nil => None,
+            Repr::Empty => Some(&EMPTY),
+            Repr::Map(m) => Some(m),
+        }
     }
 
     /// The underlying map, created if there was none.
     pub fn as_map_mut(&mut self) -> &mut BTreeMap<String, String> {
-        self.0.get_or_insert_with(BTreeMap::new)
+        if !matches!(self.0, Repr::Map(_)) {
+            self.0 = Repr::Map(BTreeMap::new());
+        }
+        match &mut self.0 {
+            Repr::Map(m) => m,
+            // Just made a map.
+            Repr::Nil | Repr::Empty => unreachable!("metadata map was just created"),
+        }
     }
 
     /// Removes every entry and the map itself (back to `null`).
     pub fn clear_to_nil(&mut self) {
-        self.0 = None;
+        self.0 = Repr::Nil;
+    }
+}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Metadata").field(&self.as_map()).finish()
     }
 }
 
@@ -230,7 +269,7 @@ impl Eq for Metadata {}
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
-        Self(Some(
+        Self(Repr::Map(
             iter.into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
