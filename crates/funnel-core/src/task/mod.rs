@@ -11,7 +11,7 @@ use funnel_record::Record;
 use tracing::debug;
 
 use crate::batch::Batch;
-use crate::error::{Error, Result};
+use crate::error::{ConnectorError, Error, Result};
 use crate::plugin::Source;
 use crate::telemetry::ConnectorMetrics;
 
@@ -134,7 +134,21 @@ impl SourceTask {
     /// [`read`](Self::read) without recording metrics: the worker computes each
     /// record's size once, for credits, and records the metrics from those sizes.
     pub(crate) async fn read_unmetered(&mut self) -> Result<Option<Batch>> {
-        let read = self.source.read().await.map_err(|source| Error::Read {
+        let read = self.source.read().await;
+        Ok(self.check_read(read)?.map(|records| self.number(records)))
+    }
+
+    /// Checks what one [`Source::read`] returned.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Read`] for a failed read, [`Error::EmptyPosition`] when a record has no
+    /// position.
+    pub(crate) fn check_read(
+        &self,
+        read: std::result::Result<Option<Vec<Record>>, ConnectorError>,
+    ) -> Result<Option<Vec<Record>>> {
+        let read = read.map_err(|source| Error::Read {
             task: self.id.clone(),
             source,
         })?;
@@ -147,9 +161,14 @@ impl SourceTask {
                 index,
             });
         }
+        Ok(Some(records))
+    }
+
+    /// A batch of `records`, numbered after every record read before.
+    pub(crate) fn number(&mut self, records: Vec<Record>) -> Batch {
         let batch = Batch::with_origin_base(records, self.next_origin);
         self.next_origin += batch.len() as u64;
-        Ok(Some(batch))
+        batch
     }
 
     /// Records the metrics of a read that started at `started`.

@@ -38,6 +38,24 @@ impl Credits {
         used.0 < self.max_records && used.1 < self.max_bytes
     }
 
+    /// The records and bytes that may still be taken before the credits run out. Only
+    /// the ledger gives credits back, so the room can only grow until the caller
+    /// takes some.
+    pub(super) fn room(&self) -> (usize, usize) {
+        let used = self.lock();
+        (
+            self.max_records.saturating_sub(used.0),
+            self.max_bytes.saturating_sub(used.1),
+        )
+    }
+
+    /// At most this many records are read into one batch by joining reads that are
+    /// ready at once: a quarter of the records in flight, so that several batches
+    /// still overlap.
+    pub(super) fn join_limit(&self) -> usize {
+        (self.max_records / 4).max(1)
+    }
+
     /// Waits until another batch may be read.
     pub(super) async fn available(&self) {
         loop {
@@ -84,6 +102,10 @@ mod tests {
         assert!(!credits.has_room(), "105 bytes of 100");
         credits.give_back(100, 1_000);
         assert!(credits.has_room(), "giving back more than taken saturates");
+        credits.take(5, 50);
+        assert_eq!(credits.room(), (5, 50));
+        credits.take(6, 0);
+        assert_eq!(credits.room(), (0, 50), "room never goes below nothing");
     }
 
     #[tokio::test]

@@ -238,6 +238,9 @@ impl Worker {
             == tokio::runtime::RuntimeFlavor::MultiThread;
         let cap = self.config.channel_capacity.max(1);
         let (ledger_tx, ledger_rx) = mpsc::channel(cap * (2 * branches.len() + 1));
+        // Processors see the batches the source made; without any, reads that are
+        // ready at once may be joined.
+        let join = trunk.is_empty() && branches.iter().all(|b| b.processors.is_empty());
         let mut stages: Vec<BoxFuture<'static, Returned>> = Vec::new();
         let mut writer_txs = Vec::with_capacity(branches.len());
         let mut destinations = Vec::with_capacity(branches.len());
@@ -286,6 +289,7 @@ impl Worker {
             ledger: ledger_tx,
             stop: self.stopper.stop.clone(),
             limits: self.config.retry,
+            join,
             yield_after_hand_on: multi_thread,
         };
         let s = Arc::clone(&shared);

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
+use funnel_record::Record;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +15,9 @@ use super::config::WorkerStats;
 use super::settle::{Delivery, LedgerEvent, Step, settle_into};
 use super::stage::{Shared, unless_cancelled, yield_to_woken};
 use crate::chain::{RetryLimits, Segment, run_read};
+use crate::error::{ConnectorError, Result};
 use crate::ledger::SlotInit;
+use crate::plugin::Source;
 use crate::task::{ProcessorTask, SourceTask};
 
 /// Why the reader stopped.
@@ -36,6 +40,9 @@ pub(super) struct Reader {
     pub(super) ledger: mpsc::Sender<LedgerEvent>,
     pub(super) stop: CancellationToken,
     pub(super) limits: RetryLimits,
+    /// Join reads that are ready at once into one batch (see [`join_ready`]): only
+    /// when no processor runs, since processors see the batches the source made.
+    pub(super) join: bool,
     /// Yield after handing a batch on (see [`yield_to_woken`]).
     pub(super) yield_after_hand_on: bool,
 }
@@ -57,6 +64,7 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
         ledger,
         stop,
         limits,
+        join,
         yield_after_hand_on,
     } = r;
     let limits = *limits;
@@ -72,6 +80,8 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
     // Reused from read to read: no allocation per batch for them.
     let mut segments = Vec::with_capacity(1);
     let mut steps = Vec::with_capacity(1);
+    let from = Arc::clone(source.source());
+    let mut ahead = None;
     loop {
         if shared.abort.is_cancelled() || shared.drain.is_cancelled() {
             return ReaderEnd::Failed;
@@ -89,42 +99,57 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
             }
         }
         let started = Instant::now();
-        let read = {
-            let mut read = std::pin::pin!(source.read_unmetered());
-            match futures::poll!(read.as_mut()) {
-                Poll::Ready(read) => read,
-                Poll::Pending => tokio::select! {
-                    biased;
-                    () = shared.abort.cancelled() => return ReaderEnd::Failed,
-                    () = shared.drain.cancelled() => return ReaderEnd::Failed,
-                    () = stop.cancelled() => return ReaderEnd::Stopped,
-                    read = read => read,
-                },
+        let read = match ahead.take() {
+            Some(Ahead::Ready(read)) => read,
+            pending => {
+                let mut read = match pending {
+                    Some(Ahead::Pending(read)) => read,
+                    _ => from.read(),
+                };
+                let raw = match futures::poll!(read.as_mut()) {
+                    Poll::Ready(raw) => raw,
+                    Poll::Pending => tokio::select! {
+                        biased;
+                        () = shared.abort.cancelled() => return ReaderEnd::Failed,
+                        () = shared.drain.cancelled() => return ReaderEnd::Failed,
+                        () = stop.cancelled() => return ReaderEnd::Stopped,
+                        raw = read => raw,
+                    },
+                };
+                source.check_read(raw)
             }
         };
-        let mut batch = match read {
-            Ok(Some(batch)) => batch,
+        let records = match read {
+            Ok(Some(records)) => records,
             Ok(None) => return ReaderEnd::Exhausted,
             Err(e) => {
                 shared.record(u64::MAX, e);
                 return ReaderEnd::Failed;
             }
         };
-        if batch.is_empty() {
+        if records.is_empty() {
             continue;
         }
+        let mut sizes: Vec<u32> = records.iter().map(size_of).collect();
+        let records = if *join {
+            join_ready(records, &mut sizes, &from, source, shared, &mut ahead).await
+        } else {
+            records
+        };
+        let mut batch = source.number(records);
         let read_at = Instant::now();
         let base = batch.origins()[0];
         let mut slots: Vec<SlotInit> = batch
             .records()
             .iter()
-            .map(|r| SlotInit {
+            .zip(&sizes)
+            .map(|(r, &bytes)| SlotInit {
                 position: r.position.clone(),
-                bytes: u32::try_from(r.size_hint()).unwrap_or(u32::MAX),
+                bytes,
                 stuck: false,
             })
             .collect();
-        let bytes: usize = slots.iter().map(|s| s.bytes as usize).sum();
+        let bytes: usize = sizes.iter().map(|&b| b as usize).sum();
         source.observe_read(started, slots.len(), bytes);
         shared.credits.take(slots.len(), bytes);
         WorkerStats::add(&shared.stats.read, slots.len());
@@ -155,11 +180,12 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
         if trunk.is_empty() {
             // Without trunk processors the records are the ones just sized (unless some
             // were nacked as unreadable: then the delivery holds fewer).
+            let mut sizes = Some(sizes);
             for step in &mut steps {
                 if let Step::Deliver(d) = step
                     && d.batch.len() == slots.len()
                 {
-                    d.sizes = Some(slots.iter().map(|s| s.bytes).collect());
+                    d.sizes = sizes.take();
                 }
             }
         }
@@ -195,6 +221,75 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
             yield_to_woken().await;
         }
     }
+}
+
+/// What one [`Source::read`] returns.
+type RawRead = std::result::Result<Option<Vec<Record>>, ConnectorError>;
+
+/// A read started while joining reads, carried over to the next batch.
+enum Ahead<'a> {
+    /// Not ready yet: the next batch awaits this same read (a read is never dropped
+    /// and started again, except on a stop).
+    Pending(BoxFuture<'a, RawRead>),
+    /// Its outcome, an error or the end of the source, comes after the batch it was
+    /// not joined to.
+    Ready(Result<Option<Vec<Record>>>),
+}
+
+/// What a record counts for the byte credits.
+fn size_of(record: &Record) -> u32 {
+    u32::try_from(record.size_hint()).unwrap_or(u32::MAX)
+}
+
+/// Appends to `records` (sized in `sizes`) whatever further reads of `from` return at
+/// once, while the credits have room and up to [`Credits::join_limit`] records: a
+/// source that returns small batches as fast as they are asked for pays the engine's
+/// per-batch cost once per joined batch. A read that is not ready, fails or ends the
+/// source is left in `ahead` for the next batch. Write and ack call boundaries may
+/// differ from the source's batches; what reaches each destination and the source
+/// does not.
+///
+/// [`Credits::join_limit`]: super::credits::Credits::join_limit
+async fn join_ready<'a>(
+    mut records: Vec<Record>,
+    sizes: &mut Vec<u32>,
+    from: &'a Arc<dyn Source>,
+    source: &SourceTask,
+    shared: &Shared,
+    ahead: &mut Option<Ahead<'a>>,
+) -> Vec<Record> {
+    let limit = shared.credits.join_limit();
+    // Read before these records take their credits; it only grows meanwhile.
+    let (room, byte_room) = shared.credits.room();
+    let mut bytes: usize = sizes.iter().map(|&b| b as usize).sum();
+    while records.len() < limit.min(room) && bytes < byte_room {
+        let mut read = from.read();
+        let raw = match futures::poll!(read.as_mut()) {
+            Poll::Ready(raw) => raw,
+            Poll::Pending => {
+                *ahead = Some(Ahead::Pending(read));
+                break;
+            }
+        };
+        match source.check_read(raw) {
+            Ok(Some(more)) if more.is_empty() => break,
+            Ok(Some(more)) => {
+                if records.len() == records.capacity() {
+                    records.reserve(limit.saturating_sub(records.len()).max(more.len()));
+                    sizes.reserve(limit.saturating_sub(sizes.len()).max(more.len()));
+                }
+                let start = sizes.len();
+                sizes.extend(more.iter().map(size_of));
+                bytes += sizes[start..].iter().map(|&b| b as usize).sum::<usize>();
+                records.extend(more);
+            }
+            outcome => {
+                *ahead = Some(Ahead::Ready(outcome));
+                break;
+            }
+        }
+    }
+    records
 }
 
 /// Hands `delivery` to every writer, with the barrier in effect (writers hold back
