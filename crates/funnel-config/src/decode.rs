@@ -7,6 +7,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
+
+use funnel_record::go;
 
 use crate::env::{self, EnvProblem};
 use crate::error::{MAX_SHOWN, shorten};
@@ -69,8 +72,16 @@ const PIPELINE_V1: &[&str] = &[
 ];
 const CONNECTOR_V2: &[&str] = &["id", "type", "plugin", "name", "settings", "processors"];
 const CONNECTOR_V1: &[&str] = &["type", "plugin", "name", "settings", "processors"];
-const PROCESSOR_V2: &[&str] = &["id", "plugin", "type", "condition", "workers", "settings"];
-const PROCESSOR_V1: &[&str] = &["type", "settings", "workers"];
+const PROCESSOR_V2: &[&str] = &[
+    "id",
+    "plugin",
+    "type",
+    "condition",
+    "workers",
+    "timeout",
+    "settings",
+];
+const PROCESSOR_V1: &[&str] = &["type", "settings", "workers", "timeout"];
 const DLQ: &[&str] = &["plugin", "settings", "window-size", "window-nack-threshold"];
 
 /// What decoding one file produced.
@@ -573,33 +584,12 @@ impl Ctx<'_> {
             plugin
         };
         let condition = Some(self.opt_string(&fields, "condition", path)).filter(|c| !c.is_empty());
-        let workers = match fields.get("workers") {
-            None => 1,
-            Some(node) => {
-                let setting = join(path, "workers");
-                match self.int(node, &setting) {
-                    None | Some(0) => 1,
-                    Some(n) if n < 0 => {
-                        self.error(
-                            ConfigErrorKind::Invalid,
-                            node.pos,
-                            &setting,
-                            format!("workers can't be negative ({n}); use 1 or more"),
-                        );
-                        1
-                    }
-                    Some(n) => u32::try_from(n).unwrap_or_else(|_| {
-                        self.error(
-                            ConfigErrorKind::Invalid,
-                            node.pos,
-                            &setting,
-                            format!("too many workers ({n}), at most {}", u32::MAX),
-                        );
-                        1
-                    }),
-                }
-            }
-        };
+        let workers = fields
+            .get("workers")
+            .map_or(1, |node| self.workers(node, &join(path, "workers")));
+        let timeout = fields
+            .get("timeout")
+            .and_then(|node| self.timeout(node, &join(path, "timeout")));
         let (settings, setting_locations) = match fields.get("settings") {
             Some(node) => self.settings(node, &join(path, "settings")),
             None => Default::default(),
@@ -610,12 +600,57 @@ impl Ctx<'_> {
             plugin,
             condition,
             workers,
+            timeout,
             settings,
             setting_locations,
             location: self.loc(item.node.pos),
             path: path.to_owned(),
             field_locations,
         }
+    }
+
+    /// A processor's `workers`: `0` (or null) means 1, a negative count is an error.
+    fn workers(&mut self, node: &Node, setting: &str) -> u32 {
+        match self.int(node, setting) {
+            None | Some(0) => 1,
+            Some(n) if n < 0 => {
+                self.error(
+                    ConfigErrorKind::Invalid,
+                    node.pos,
+                    setting,
+                    format!("workers can't be negative ({n}); use 1 or more"),
+                );
+                1
+            }
+            Some(n) => u32::try_from(n).unwrap_or_else(|_| {
+                self.error(
+                    ConfigErrorKind::Invalid,
+                    node.pos,
+                    setting,
+                    format!("too many workers ({n}), at most {}", u32::MAX),
+                );
+                1
+            }),
+        }
+    }
+
+    /// A processor's `timeout`, a Go duration (`30s`, `1m30s`): `None` when empty or
+    /// zero (no bound); a negative or malformed duration is an error.
+    fn timeout(&mut self, node: &Node, setting: &str) -> Option<Duration> {
+        let text = self.string(node, setting);
+        if text.is_empty() {
+            return None;
+        }
+        let problem = match go::parse_duration(&text) {
+            Ok(nanos) => match u64::try_from(nanos) {
+                Ok(0) => return None,
+                Ok(nanos) => return Some(Duration::from_nanos(nanos)),
+                Err(_) => format!("timeout can't be negative ({text}); use 0 for no bound"),
+            },
+            Err(err) => format!("{err}: use a duration such as 30s, 500ms or 1m30s"),
+        };
+        self.error(ConfigErrorKind::Invalid, node.pos, setting, problem);
+        None
     }
 
     fn dlq(&mut self, node: &Node, path: String) -> DlqConfig {

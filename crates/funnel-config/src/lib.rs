@@ -22,7 +22,8 @@
 //! `docs/configuration.md` describes the format for users.
 //!
 //! This crate does no I/O but reading pipeline files. It must never depend on the
-//! engine (`funnel-core`), the runtime or any connector.
+//! engine (`funnel-core`), the runtime or any connector; of Funnel it uses only
+//! `funnel-record`'s Go compatibility (durations).
 
 mod decode;
 mod engine;

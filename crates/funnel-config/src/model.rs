@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use crate::Location;
 
@@ -176,6 +177,11 @@ pub struct ProcessorConfig {
     /// `workers`: how many records are processed in parallel (output order is kept).
     /// Default 1; `0` also means 1.
     pub workers: u32,
+    /// `timeout` (a Funnel extension, a Go duration such as `30s`): the longest one call
+    /// of the processor may take; a call that takes longer fails the run (a transient
+    /// error: the pipeline restarts) and the processor is abandoned to it. `None`
+    /// (absent, empty or `0`, the default): no bound.
+    pub timeout: Option<Duration>,
     /// `settings`: plugin settings, scalars kept as written (see
     /// [`ConnectorConfig::settings`]).
     pub settings: BTreeMap<String, String>,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 use funnel_config::{
     ConfigError, ConfigErrorKind, ConfigErrors, ConnectorKind, LoadOptions, Loaded, Location,
@@ -501,6 +502,56 @@ fn every_error_of_a_file_is_reported_at_once_in_line_order() {
             "p.yaml:4:13: pipelines[0].status: invalid status \"nope\": use running or stopped",
             "p.yaml:6:9: pipelines[0].connectors[0].plugin: missing: every connector needs a plugin, such as builtin:file",
             "p.yaml:8:5: pipelines[1].id: missing: every pipeline needs an id",
+        ]
+    );
+}
+
+/// Pipeline `a` of version 2.2 with one processor whose `timeout` line is `timeout`.
+fn with_timeout(timeout: &str) -> String {
+    format!(
+        "version: 2.2\npipelines:\n  - id: a\n    processors:\n      - id: p\n        plugin: x\n{timeout}"
+    )
+}
+
+#[test]
+fn a_processor_timeout_is_a_go_duration_and_absent_empty_or_zero_means_no_bound() {
+    let timeout = |line: &str| {
+        let loaded = ok(&with_timeout(line));
+        assert!(warnings(&loaded).is_empty(), "{:?}", warnings(&loaded));
+        loaded.pipelines[0].processors[0].timeout
+    };
+    assert_eq!(
+        timeout("        timeout: 1m30s\n"),
+        Some(Duration::from_secs(90))
+    );
+    assert_eq!(
+        timeout("        timeout: \"250ms\"\n"),
+        Some(Duration::from_millis(250))
+    );
+    assert_eq!(timeout("        timeout: 0\n"), None);
+    assert_eq!(timeout("        timeout:\n"), None);
+    assert_eq!(timeout(""), None);
+    let v1 =
+        ok("version: 1.1\npipelines:\n  a:\n    processors:\n      p: { type: x, timeout: 2s }\n");
+    assert!(warnings(&v1).is_empty(), "{:?}", warnings(&v1));
+    assert_eq!(
+        v1.pipelines[0].processors[0].timeout,
+        Some(Duration::from_secs(2))
+    );
+}
+
+#[test]
+fn a_malformed_or_negative_processor_timeout_is_an_error_at_its_value() {
+    assert_eq!(
+        errors(&with_timeout("        timeout: 5\n")),
+        vec![
+            "p.yaml:7:18: pipelines[0].processors[0].timeout: time: missing unit in duration \"5\": use a duration such as 30s, 500ms or 1m30s"
+        ]
+    );
+    assert_eq!(
+        errors(&with_timeout("        timeout: -1s\n")),
+        vec![
+            "p.yaml:7:18: pipelines[0].processors[0].timeout: timeout can't be negative (-1s); use 0 for no bound"
         ]
     );
 }

@@ -57,8 +57,9 @@
 //! runtime, created on open: globals a script sets persist from one record to the next
 //! within an instance, and instances share nothing. A batch runs on the calling thread;
 //! on a multi-threaded Tokio runtime a batch of several records runs in
-//! `block_in_place`, so the worker's other tasks move elsewhere meanwhile. Scripts are
-//! not time-limited: a script that never returns stalls its pipeline.
+//! `block_in_place`, so the worker's other tasks move elsewhere meanwhile. A script is
+//! not time-limited by itself: a script that never returns stalls its pipeline unless
+//! the processor has a `timeout` in the pipeline file, which the engine enforces.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

@@ -283,7 +283,8 @@ fn cleanups(pipeline: &PipelineConfig) -> Result<Vec<(String, Cleanup, &Settings
     Ok(found)
 }
 
-/// The task running processor `proc` of pipeline `pipeline`.
+/// The task running processor `proc` of pipeline `pipeline`, each call bounded by the
+/// processor's `timeout` when it has one.
 fn processor_task(
     pipeline: &str,
     proc: &funnel_config::ProcessorConfig,
@@ -294,7 +295,9 @@ fn processor_task(
             component: format!("processor {}", proc.id),
             errors,
         })?;
-    Ok(ProcessorTask::new(proc.id.clone(), processor).into())
+    Ok(ProcessorTask::new(proc.id.clone(), processor)
+        .with_timeout(proc.timeout)
+        .into())
 }
 
 /// `errors` joined with `; `.

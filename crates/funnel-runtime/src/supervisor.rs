@@ -186,6 +186,11 @@ pub struct SupervisorOptions {
     /// dead-letter queue to take it) before the pipeline is degraded rather than
     /// restarted again (default 3).
     pub record_failures: u32,
+    /// How long a graceful stop may take before what is still in progress (a processor
+    /// stuck in a call, a write that never returns) is aborted (default 30 s, the
+    /// longest Conduit waits for a pipeline to stop). What an abort leaves unreleased is
+    /// read again on the next start.
+    pub stop_grace: Duration,
 }
 
 impl Default for SupervisorOptions {
@@ -193,6 +198,7 @@ impl Default for SupervisorOptions {
         Self {
             backoff: Backoff::default(),
             record_failures: 3,
+            stop_grace: Duration::from_secs(30),
         }
     }
 }
@@ -374,7 +380,7 @@ async fn supervise(
     let mut restarts = Restarts::default();
     let mut repeated = RepeatedRecord::default();
     loop {
-        match run_once(&pipeline, &store, &shutdown, &state).await {
+        match run_once(&pipeline, &store, &shutdown, options.stop_grace, &state).await {
             Outcome::Finished => {
                 info!(pipeline = %pipeline.id, "pipeline finished: every source is exhausted");
                 state.set(PipelineStatus::Finished);
@@ -441,6 +447,7 @@ async fn run_once(
     pipeline: &PipelineConfig,
     store: &Arc<dyn Store>,
     shutdown: &CancellationToken,
+    stop_grace: Duration,
     state: &Arc<PipelineState>,
 ) -> Outcome {
     let mut workers = match build(pipeline, store, &state.stats).await {
@@ -468,11 +475,14 @@ async fn run_once(
     state.running();
     info!(pipeline = %pipeline.id, sources = workers.len(), "pipeline started");
 
-    // Each worker on its own task; the first error stops the others gracefully.
+    // Each worker on its own task; the first error stops the others gracefully. Any
+    // stop of this run (that or a shutdown) that takes longer than the grace period is
+    // turned into an abort.
+    let stopping = CancellationToken::new();
     let first_error: Arc<Mutex<Option<Error>>> = Arc::default();
     let mut handles = Vec::new();
     for mut w in workers {
-        let stoppers = stoppers.clone();
+        let stopping = stopping.clone();
         let first_error = Arc::clone(&first_error);
         let pipeline_id = pipeline.id.clone();
         let source_id = w.source_id.clone();
@@ -486,7 +496,7 @@ async fn run_once(
                     *slot = Some(e.into());
                 }
                 drop(slot);
-                stoppers.iter().for_each(Stopper::stop);
+                stopping.cancel();
             }
             if let Err(e) = w.worker.close().await {
                 warn!(pipeline = %pipeline_id, source = %w.source_id, error = %e, "failed to close worker");
@@ -494,12 +504,22 @@ async fn run_once(
             exhausted
         })));
     }
-    let stop_on_shutdown = {
+    let stop_then_abort = {
         let shutdown = shutdown.clone();
-        let stoppers = stoppers.clone();
+        let pipeline_id = pipeline.id.clone();
         tokio::spawn(async move {
-            shutdown.cancelled().await;
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = stopping.cancelled() => {}
+            }
             stoppers.iter().for_each(Stopper::stop);
+            tokio::time::sleep(stop_grace).await;
+            warn!(
+                pipeline = %pipeline_id,
+                grace = ?stop_grace,
+                "the pipeline did not stop within the grace period: aborting what is in progress (it is read again on the next start)"
+            );
+            stoppers.iter().for_each(Stopper::abort);
         })
     };
     let mut all_exhausted = true;
@@ -519,7 +539,7 @@ async fn run_once(
             }
         }
     }
-    stop_on_shutdown.abort();
+    stop_then_abort.abort();
     state
         .stoppers
         .lock()

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use funnel_runtime::{Backoff, PipelineStatus, Supervisor, SupervisorOptions};
 use funnel_store::{MemoryStore, Store};
+use funnel_test_utils::yaml;
 
 fn pipelines(text: &str) -> Vec<funnel_config::PipelineConfig> {
     let loaded = funnel_config::parse(text, Path::new("test.yaml"), &Default::default()).unwrap();
@@ -32,40 +33,40 @@ fn with_backoff(backoff: Backoff) -> SupervisorOptions {
     }
 }
 
-fn yaml(dir: &Path) -> String {
-    format!(
-        r#"version: "2.2"
-pipelines:
-  - id: bad
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          format.options.id: int
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: {dir}/blocker/out.jsonl
-  - id: good
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          format.options.id: int
-          recordCount: "100"
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: {dir}/good.jsonl
-"#,
-        dir = dir.display()
+/// Generator source `id` of `count` records (`-1`: without end), their positions 1, 2, ...
+fn generator(id: &str, count: &str) -> String {
+    yaml::connector(
+        id,
+        "source",
+        "builtin:generator",
+        &[
+            ("format.type", "raw"),
+            ("format.options.id", "int"),
+            ("recordCount", count),
+        ],
     )
+}
+
+/// File destination `out` writing to `path`.
+fn file_out(path: &Path) -> String {
+    yaml::connector(
+        "out",
+        "destination",
+        "builtin:file",
+        &[("path", &path.display().to_string())],
+    )
+}
+
+/// Pipeline `bad`: a generator without end to `<dir>/<parent>/out.jsonl`.
+fn bad(dir: &Path, parent: &str) -> String {
+    let out = dir.join(parent).join("out.jsonl");
+    yaml::pipeline("bad", &[], &[generator("gen", "-1"), file_out(&out)], &[])
+}
+
+/// Pipeline `good`: a generator of `count` records to `<dir>/good.jsonl`.
+fn good(dir: &Path, count: &str) -> String {
+    let out = dir.join("good.jsonl");
+    yaml::pipeline("good", &[], &[generator("gen", count), file_out(&out)], &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +81,8 @@ async fn a_failing_pipeline_recovers_with_backoff_then_degrades_while_the_others
         ..quick_backoff(20, 40)
     });
     let mut supervisor = Supervisor::new(store, options);
-    for p in pipelines(&yaml(dir.path())) {
+    let text = yaml::file(&[bad(dir.path(), "blocker"), good(dir.path(), "100")]);
+    for p in pipelines(&text) {
         supervisor.start(p);
     }
     let bad = Arc::clone(&supervisor.states()[0]);
@@ -127,16 +129,7 @@ async fn a_failing_pipeline_recovers_with_backoff_then_degrades_while_the_others
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_stops_a_running_pipeline_and_keeps_its_position() {
     let dir = tempfile::tempdir().unwrap();
-    let text = yaml(dir.path())
-        .split("  - id: good")
-        .nth(1)
-        .map(|good| {
-            format!(
-                "version: \"2.2\"\npipelines:\n  - id: good{}",
-                good.replace("\"100\"", "\"-1\"")
-            )
-        })
-        .unwrap();
+    let text = yaml::file(&[good(dir.path(), "-1")]);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let mut supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
     for p in pipelines(&text) {
@@ -173,33 +166,16 @@ async fn a_graceful_shutdown_stops_a_running_pipeline_and_keeps_its_position() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sources_share_one_file_destination_and_each_commits_its_own_position() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"version: "2.2"
-pipelines:
-  - id: two
-    connectors:
-      - id: a
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          format.options.id: int
-          recordCount: "50"
-      - id: b
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          format.options.id: int
-          recordCount: "70"
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: {}/out.jsonl
-"#,
-        dir.path().display()
-    );
+    let text = yaml::file(&[yaml::pipeline(
+        "two",
+        &[],
+        &[
+            generator("a", "50"),
+            generator("b", "70"),
+            file_out(&dir.path().join("out.jsonl")),
+        ],
+        &[],
+    )]);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let mut supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
     for p in pipelines(&text) {
@@ -224,11 +200,7 @@ pipelines:
 async fn a_fatal_error_degrades_at_once_and_keeps_the_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     // The destination's directory does not exist: retrying cannot help.
-    let text = yaml(dir.path())
-        .split("  - id: good")
-        .next()
-        .unwrap()
-        .replace("blocker/out.jsonl", "missing/out.jsonl");
+    let text = yaml::file(&[bad(dir.path(), "missing")]);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let mut supervisor = Supervisor::new(store, SupervisorOptions::default());
     for p in pipelines(&text) {
@@ -286,30 +258,26 @@ fn payloads(path: &Path) -> Vec<String> {
 /// A pipeline reading `in.txt` in `dir` to `out.jsonl`, refusing the record `bad`,
 /// with `dlq` as its `dead-letter-queue` (the default when empty).
 fn refusing_pipeline(dir: &Path, dlq: &str) -> Vec<funnel_config::PipelineConfig> {
-    let dir = dir.display();
-    pipelines(&format!(
-        r#"version: "2.2"
-pipelines:
-  - id: p
-    processors:
-      - id: reject
-        plugin: error
-        condition: '{{{{ eq (printf "%s" .Payload.After) "bad" }}}}'
-        settings:
-          message: this record is refused
-    connectors:
-      - id: in
-        type: source
-        plugin: builtin:file
-        settings:
-          path: {dir}/in.txt
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: {dir}/out.jsonl
-{dlq}"#
-    ))
+    let input = dir.join("in.txt").display().to_string();
+    let reject = yaml::processor(
+        "reject",
+        "error",
+        &[(
+            "condition",
+            r#"'{{ eq (printf "%s" .Payload.After) "bad" }}'"#,
+        )],
+        &[("message", "this record is refused")],
+    );
+    let pipeline = yaml::pipeline(
+        "p",
+        &[],
+        &[
+            yaml::connector("in", "source", "builtin:file", &[("path", &input)]),
+            file_out(&dir.join("out.jsonl")),
+        ],
+        &[reject],
+    );
+    pipelines(&(yaml::file(&[pipeline]) + dlq))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,18 +329,133 @@ async fn a_bad_record_under_the_default_dlq_degrades_the_pipeline_and_what_follo
     for p in refusing_pipeline(dir.path(), &dlq) {
         supervisor.start(p);
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while payloads(&out).len() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "c never arrived: {:?}",
-            payloads(&out)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    funnel_test_utils::wait_until("c arrives", Duration::from_secs(20), || {
+        payloads(&out).len() >= 3
+    })
+    .await;
     supervisor.shutdown().await;
     assert_eq!(payloads(&out), ["a", "b", "c"]);
     let dead = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
     assert_eq!(dead.lines().count(), 1, "{dead}");
     assert!(dead.contains("this record is refused"), "{dead}");
+}
+
+#[cfg(feature = "js")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_call_longer_than_its_timeout_fails_the_run_with_the_timeout_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each call takes 3 s; the processor's `timeout` allows 200 ms.
+    let slow = yaml::processor(
+        "slow",
+        "custom.javascript",
+        &[("timeout", "200ms")],
+        &[(
+            "script",
+            "function process(r) { var end = Date.now() + 3000; while (Date.now() < end) {} return r; }",
+        )],
+    );
+    let text = yaml::file(&[yaml::pipeline(
+        "p",
+        &[],
+        &[
+            generator("gen", "1"),
+            file_out(&dir.path().join("out.jsonl")),
+        ],
+        &[slow],
+    )]);
+    let loaded = pipelines(&text);
+    assert_eq!(
+        loaded[0].processors[0].timeout,
+        Some(Duration::from_millis(200))
+    );
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let options = with_backoff(Backoff {
+        max_retries: 0,
+        ..Backoff::default()
+    });
+    let mut supervisor = Supervisor::new(store, options);
+    for p in loaded {
+        supervisor.start(p);
+    }
+    let state = Arc::clone(&supervisor.states()[0]);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), supervisor.wait_terminal())
+        .await
+        .expect("the pipeline ended");
+    let PipelineStatus::Degraded(error) = state.current() else {
+        panic!(
+            "expected the timeout to degrade the pipeline, got {:?}",
+            state.current()
+        );
+    };
+    let funnel_runtime::Error::RetriesExhausted { last, .. } = &*error else {
+        panic!("expected the retries to run out, got {error:?}");
+    };
+    assert!(
+        matches!(
+            **last,
+            funnel_runtime::Error::Worker(funnel_core::Error::ProcessorTimeout { ref task, timeout })
+                if task == "slow" && timeout == Duration::from_millis(200)
+        ),
+        "{last:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the run waited for the call to end: {:?}",
+        started.elapsed()
+    );
+    supervisor.shutdown().await;
+}
+
+#[cfg(feature = "webhook")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_outlasts_the_grace_period_aborts_a_processor_stuck_in_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    // A server that accepts connections and never answers: each webhook call waits for
+    // its (hour-long) request timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", silent.local_addr().unwrap());
+    let (connected, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+            let _ = connected.send(());
+        }
+    });
+    let hook = yaml::processor(
+        "hook",
+        "webhook.http",
+        &[],
+        &[("request.url", &url), ("request.timeout", "1h")],
+    );
+    let out = dir.path().join("out.jsonl");
+    let text = yaml::file(&[yaml::pipeline(
+        "p",
+        &[],
+        &[generator("gen", "-1"), file_out(&out)],
+        &[hook],
+    )]);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let options = SupervisorOptions {
+        stop_grace: Duration::from_millis(300),
+        ..SupervisorOptions::default()
+    };
+    let mut supervisor = Supervisor::new(Arc::clone(&store), options);
+    for p in pipelines(&text) {
+        supervisor.start(p);
+    }
+    let state = Arc::clone(&supervisor.states()[0]);
+    // The processor is in its call once the server has the request's connection.
+    tokio::time::timeout(Duration::from_secs(20), accepted.recv())
+        .await
+        .expect("the webhook never connected");
+    tokio::time::timeout(Duration::from_secs(10), supervisor.shutdown())
+        .await
+        .expect("the stop waited for the stuck call instead of aborting it");
+    assert_eq!(state.current(), PipelineStatus::Stopped);
+    // Nothing got past the stuck call, so nothing was written or committed.
+    assert!(payloads(&out).is_empty());
+    assert_eq!(store.position("p", "gen").await.unwrap(), None);
+    server.abort();
 }

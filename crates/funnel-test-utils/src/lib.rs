@@ -1,8 +1,8 @@
 //! Test helpers for Funnel: in-memory connectors with fault injection, processors
 //! driven by a per-record plan, the stop-and-wait reference executor the pipelined
 //! worker is compared with, the connector compliance suite ([`compliance`]) every
-//! connector's integration test runs, and helpers for running records through a
-//! processor ([`results`]).
+//! connector's integration test runs, helpers for running records through a
+//! processor ([`results`]), and pipeline files written by code ([`yaml`]).
 //!
 //! Nothing here is for production use; `publish = false`.
 
@@ -13,6 +13,7 @@ pub mod plan;
 pub mod reference;
 pub mod results;
 pub mod wait;
+pub mod yaml;
 
 pub use memory::{FnProcessor, MemoryDestination, MemorySource};
 pub use wait::{wait_until, wait_until_blocking};
