@@ -33,6 +33,8 @@ pub mod file;
 pub mod fuzzing;
 pub mod generator;
 pub mod log;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 pub mod noop;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -40,6 +42,8 @@ pub mod postgres;
 pub mod rabbitmq;
 pub mod rate;
 mod settings;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub mod sql;
 mod util;
 
 use std::sync::Arc;
@@ -68,6 +72,10 @@ pub fn components() -> Vec<Component> {
         postgres::SOURCE,
         #[cfg(feature = "postgres")]
         postgres::DESTINATION,
+        #[cfg(feature = "mysql")]
+        mysql::SOURCE,
+        #[cfg(feature = "mysql")]
+        mysql::DESTINATION,
         #[cfg(feature = "rabbitmq")]
         rabbitmq::SOURCE,
         #[cfg(feature = "rabbitmq")]

@@ -264,6 +264,10 @@ fn the_registry_lists_every_builtin_with_its_settings() {
             ("noop", ComponentKind::Destination),
             ("postgres", ComponentKind::Source),
             ("postgres", ComponentKind::Destination),
+            ("mysql", ComponentKind::Source),
+            ("mysql", ComponentKind::Destination),
+            ("rabbitmq", ComponentKind::Source),
+            ("rabbitmq", ComponentKind::Destination),
         ]
     );
     for component in &table {

@@ -41,28 +41,7 @@ pub struct PostgresSourceConfig {
     pub batch_size: usize,
 }
 
-/// Where the destination writes a record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TableName {
-    /// Always this table.
-    Literal(String),
-    /// The table named by this metadata key of the record.
-    Metadata(String),
-    /// Any other Go template, rendered on each record.
-    Template(TableTemplate),
-}
-
-/// A parsed `table` template; two are equal when their texts are.
-#[derive(Clone, Debug)]
-pub struct TableTemplate(pub funnel_template::Template);
-
-impl PartialEq for TableTemplate {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.source() == other.0.source()
-    }
-}
-
-impl Eq for TableTemplate {}
+pub use crate::sql::TableName;
 
 /// The validated settings of a postgres destination.
 #[derive(Clone, Debug)]
@@ -221,12 +200,6 @@ impl FromSetting for Columns {
     }
 }
 
-impl FromSetting for TableName {
-    fn from_setting(raw: &str) -> Result<Self, String> {
-        table_name(raw)
-    }
-}
-
 fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -279,48 +252,6 @@ pub fn validate_source(settings: &Settings) -> Result<PostgresSourceConfig, Vec<
     })
 }
 
-/// Parses the `table` setting: a table name, a metadata lookup (`{{ index .Metadata
-/// "key" }}` or `{{ .Metadata.key }}`, read directly), or any other Go template.
-fn table_name(raw: &str) -> Result<TableName, String> {
-    match fixed_table_name(raw) {
-        Some(name) => Ok(name),
-        None => funnel_template::Template::parse(raw)
-            .map(|t| TableName::Template(TableTemplate(t)))
-            .map_err(|e| format!("{raw:?}: the table template does not parse: {e}")),
-    }
-}
-
-/// A table name or a plain metadata lookup; `None` for any other template.
-fn fixed_table_name(raw: &str) -> Option<TableName> {
-    let Some(inner) = raw
-        .trim()
-        .strip_prefix("{{")
-        .and_then(|t| t.strip_suffix("}}"))
-    else {
-        if raw.contains("{{") {
-            return None;
-        }
-        return Some(TableName::Literal(raw.trim().to_owned()));
-    };
-    let inner = inner
-        .trim()
-        .trim_start_matches('-')
-        .trim_end_matches('-')
-        .trim();
-    let words: Vec<&str> = inner.split_whitespace().collect();
-    match words.as_slice() {
-        ["index", ".Metadata", key]
-            if key.len() >= 2 && key.starts_with('"') && key.ends_with('"') =>
-        {
-            Some(TableName::Metadata(key[1..key.len() - 1].to_owned()))
-        }
-        [path] if path.starts_with(".Metadata.") => {
-            Some(TableName::Metadata(path[".Metadata.".len()..].to_owned()))
-        }
-        _ => None,
-    }
-}
-
 funnel_core::settings! {
     /// The postgres destination's own settings (the SDK ones come on top).
     pub struct PostgresDestinationSettings {
@@ -359,6 +290,7 @@ pub fn validate_destination(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::table_name;
 
     use funnel_core::settings_of as settings;
     use funnel_core::typed::SettingsStruct;

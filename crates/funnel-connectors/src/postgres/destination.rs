@@ -10,11 +10,12 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement};
 
-use super::config::{PostgresDestinationConfig, TableName};
+use super::config::PostgresDestinationConfig;
 use super::conn;
 use super::position::compare_positions;
 use super::types::{ColumnKind, quote_ident, to_text};
 use crate::ack::AckQueue;
+use crate::sql::record_key;
 
 /// The table holding the last written position of each exactly-once destination.
 pub const POSITIONS_TABLE: &str = "funnel_positions";
@@ -157,32 +158,9 @@ impl PostgresDestination {
             }
             state.skip_until = None;
         }
-        let name = match &self.config.table {
-            TableName::Literal(name) => name.clone(),
-            TableName::Metadata(key) => match record.metadata.get(key) {
-                Some(name) => name.to_owned(),
-                None => {
-                    return Ok(Plan::Fail(RecordError::msg(format!(
-                        "{}: the record has no metadata {key:?} to name its table (setting `table`)",
-                        self.who
-                    ))));
-                }
-            },
-            TableName::Template(template) => match template.0.render(record) {
-                Ok(name) if !name.trim().is_empty() => name.trim().to_owned(),
-                Ok(_) => {
-                    return Ok(Plan::Fail(RecordError::msg(format!(
-                        "{}: the table template rendered an empty name (setting `table`)",
-                        self.who
-                    ))));
-                }
-                Err(e) => {
-                    return Ok(Plan::Fail(RecordError::msg(format!(
-                        "{}: the table template failed (setting `table`): {e}",
-                        self.who
-                    ))));
-                }
-            },
+        let name = match self.config.table.of(record, &self.who) {
+            Ok(name) => name,
+            Err(message) => return Ok(Plan::Fail(RecordError::msg(message))),
         };
         let table = match self.table(state, &name).await? {
             Ok(t) => t,
@@ -417,58 +395,6 @@ impl PostgresDestination {
         transaction.commit().await?;
         Ok(acks)
     }
-}
-
-/// The record's key as column -> value: the `key` setting's columns (taken from the
-/// record key, or from the payload), or the fields of a structured record key.
-fn record_key(record: &Record, columns: &[String]) -> Result<Option<StructuredData>, String> {
-    let structured_key = match &record.key {
-        Some(Data::Structured(k)) => Some(k.clone()),
-        Some(Data::Raw(raw)) if !raw.is_empty() => match Value::from_json(raw) {
-            Ok(Value::Map(map)) => Some(map),
-            _ if columns.len() == 1 => Some(
-                [(
-                    columns[0].clone(),
-                    Value::String(String::from_utf8_lossy(raw).into_owned()),
-                )]
-                .into_iter()
-                .collect(),
-            ),
-            _ => {
-                return Err(
-                    "the record key is raw data; set `key` to the key column to write it"
-                        .to_owned(),
-                );
-            }
-        },
-        _ => None,
-    };
-    if columns.is_empty() {
-        return Ok(structured_key);
-    }
-    let sources = [
-        structured_key.as_ref(),
-        match &record.payload.after {
-            Some(Data::Structured(d)) => Some(d),
-            _ => None,
-        },
-        match &record.payload.before {
-            Some(Data::Structured(d)) => Some(d),
-            _ => None,
-        },
-    ];
-    let mut key = StructuredData::new();
-    for column in columns {
-        let value = sources
-            .iter()
-            .flatten()
-            .find_map(|d| d.get(column))
-            .ok_or_else(|| {
-                format!("key column {column:?} is neither in the record key nor in its payload")
-            })?;
-        key.insert(column.clone(), value.clone());
-    }
-    Ok(Some(key))
 }
 
 fn column<'t>(table: &'t Table, name: &str) -> Result<&'t (String, ColumnKind), String> {

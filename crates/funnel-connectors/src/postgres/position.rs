@@ -13,8 +13,6 @@
 //! Every change comes after every snapshot row (`2` > `1`), changes are in commit
 //! order, and within a transaction in change order.
 
-use std::cmp::Ordering;
-
 use funnel_record::Position;
 
 /// A decoded position.
@@ -157,24 +155,12 @@ fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// The order of two positions of one source, as the exactly-once destination compares
-/// them: positions made only of decimal digits (the generator's counters, the bare
-/// offsets of earlier file source versions) compare as numbers; anything else (the
-/// postgres and file sources' positions among them) compares byte by byte.
-pub fn compare_positions(a: &[u8], b: &[u8]) -> Ordering {
-    let decimal = |p: &[u8]| !p.is_empty() && p.iter().all(u8::is_ascii_digit);
-    if decimal(a) && decimal(b) {
-        let strip = |p: &[u8]| -> usize { p.iter().take_while(|&&c| c == b'0').count() };
-        let (a, b) = (&a[strip(a)..], &b[strip(b)..]);
-        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-    } else {
-        a.cmp(b)
-    }
-}
+pub use crate::sql::compare_positions;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering;
 
     #[test]
     fn positions_round_trip_through_their_text() {

@@ -1,0 +1,1046 @@
+//! The mysql source: a consistent snapshot, then the binlog from the snapshot's
+//! coordinates.
+//!
+//! [`Source::open`] connects, checks the server's binlog settings and the tables, and
+//! spawns the reader task; the task reads the snapshot and then the binlog stream, and
+//! hands batches to [`Source::read`] through a bounded channel (which makes `read`
+//! cancel-safe). The server keeps no state for the source: [`Source::ack`] has nothing
+//! to tell it, since the position alone says where to resume.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use funnel_core::{ConnectorError, Source};
+use funnel_record::{
+    Data, Metadata, Operation, Payload, Position, Record, StructuredData, metadata,
+};
+use futures::{FutureExt, StreamExt};
+use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, Params, Row};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::config::MysqlSourceConfig;
+use super::conn::{self, TableSchema};
+use super::position::{Coordinates, KeyValue, MyPosition};
+use super::types::{Kind, quote_ident, to_value};
+use super::{METADATA_BINLOG_POSITION, METADATA_GTID};
+use crate::util::unix_nanos_now;
+
+/// Batches waiting for `read`, at most.
+const QUEUED_BATCHES: usize = 4;
+/// How often the server sends a heartbeat on an idle binlog stream.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+type Batches = mpsc::Receiver<Result<Vec<Record>, ConnectorError>>;
+
+/// A MySQL / MariaDB source (see the [module docs](super)).
+pub struct MysqlSource {
+    id: String,
+    who: String,
+    config: MysqlSourceConfig,
+    resume: Option<Position>,
+    batches: tokio::sync::Mutex<Option<Batches>>,
+    running: Mutex<Option<Running>>,
+}
+
+/// The handle of the reader task.
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Running {
+    /// A source dropped without `teardown` stops its reader at once, which closes its
+    /// connections, as the end of a killed process would.
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        self.task.abort();
+    }
+}
+
+/// A table the source reads.
+struct Tracked {
+    name: String,
+    schema: Arc<TableSchema>,
+    /// The snapshot's order: the primary key, or the sorting column (indexes into
+    /// the schema's columns); empty: pages by offset (`unsafeSnapshot`).
+    order: Vec<usize>,
+}
+
+/// What the reader does first.
+enum Start {
+    /// Snapshot (after this table and key when resuming), then the binlog from `from`.
+    Snapshot {
+        /// The transaction holding the consistent snapshot (none when resuming: a new
+        /// one is started by the reader).
+        snapshot: Option<Conn>,
+        from: Coordinates,
+        first_row: u64,
+        after: Option<(String, Vec<KeyValue>)>,
+    },
+    /// The binlog from `from`, skipping row changes of the first transaction up to
+    /// `skip` (its index).
+    Stream {
+        from: Coordinates,
+        skip: Option<u32>,
+    },
+}
+
+impl MysqlSource {
+    /// A source with validated settings, resuming after `resume`. Nothing is
+    /// connected until [`Source::open`].
+    pub fn new(id: &str, config: MysqlSourceConfig, resume: Option<Position>) -> Self {
+        Self {
+            who: format!("mysql source {id}"),
+            id: id.to_owned(),
+            config,
+            resume,
+            batches: tokio::sync::Mutex::new(None),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Fails with what to change when the server's binlog cannot feed the source.
+    async fn check_binlog(&self, conn: &mut Conn) -> Result<(), ConnectorError> {
+        let who = &self.who;
+        let server = self.config.dsn.address();
+        let row: Option<(Option<String>, Option<String>, Option<String>)> = conn
+            .query_first("SELECT CAST(@@log_bin AS CHAR), @@binlog_format, @@binlog_row_image")
+            .await
+            .map_err(|e| {
+                conn::error(
+                    &format!("{who}: cannot read the binlog settings of {server}"),
+                    &e,
+                )
+            })?;
+        let (log_bin, format, image) = row.unwrap_or_default();
+        let fix = "(in the server's configuration: log_bin, binlog_format = ROW, \
+                   binlog_row_image = FULL, server_id; then restart it)";
+        if !matches!(log_bin.as_deref(), Some("1" | "ON")) {
+            return Err(ConnectorError::config(format!(
+                "{who}: the binary log of {server} is off; the source reads it {fix}"
+            )));
+        }
+        if format.as_deref() != Some("ROW") {
+            return Err(ConnectorError::config(format!(
+                "{who}: the binary log of {server} is in {} format; the source needs ROW {fix}",
+                format.unwrap_or_default()
+            )));
+        }
+        if image.as_deref() != Some("FULL") {
+            return Err(ConnectorError::config(format!(
+                "{who}: binlog_row_image of {server} is {}; the source needs FULL {fix}",
+                image.unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The configured tables with their schemas.
+    async fn tables(&self, conn: &mut Conn) -> Result<Vec<Tracked>, ConnectorError> {
+        let who = &self.who;
+        let database = &self.config.dsn.database;
+        let all = conn::list_tables(conn, database, who).await?;
+        let names: Vec<String> = all
+            .iter()
+            .filter(|t| self.config.tables.matches(t))
+            .cloned()
+            .collect();
+        // A plain name that matches nothing is a missing table, not an empty pattern.
+        for (include, regex) in &self.config.tables.0 {
+            let literal = regex
+                .as_str()
+                .strip_prefix("^(?:")
+                .and_then(|r| r.strip_suffix(")$"))
+                .unwrap_or("");
+            if *include
+                && !literal.is_empty()
+                && literal
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+                && !all.iter().any(|t| t == literal)
+            {
+                return Err(ConnectorError::config(format!(
+                    "{who}: table {literal} does not exist in database {database} on {} (setting `tables`)",
+                    self.config.dsn.address()
+                )));
+            }
+        }
+        if names.is_empty() {
+            return Err(ConnectorError::config(format!(
+                "{who}: no table of database {database} matches `tables`"
+            )));
+        }
+        let mut tracked = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(schema) = conn::table_schema(conn, database, &name, who).await? else {
+                continue;
+            };
+            let sorting = self
+                .config
+                .sorting_columns
+                .iter()
+                .find(|(t, _)| *t == name)
+                .map(|(_, c)| c);
+            let order = if let Some(column) = sorting {
+                match schema.by_name.get(column) {
+                    Some(&i) => vec![i],
+                    None => {
+                        return Err(ConnectorError::config(format!(
+                            "{who}: table {name} has no column {column} (setting \
+                             tableConfig.{name}.sortingColumn)"
+                        )));
+                    }
+                }
+            } else if !schema.key.is_empty() {
+                schema.key.clone()
+            } else if self.config.unsafe_snapshot {
+                Vec::new()
+            } else {
+                return Err(ConnectorError::config(format!(
+                    "{who}: table {name} has no primary key, so its snapshot cannot be read in a \
+                     resumable order: set tableConfig.{name}.sortingColumn to a unique column, or \
+                     unsafeSnapshot to true"
+                )));
+            };
+            tracked.push(Tracked {
+                name,
+                schema,
+                order,
+            });
+        }
+        Ok(tracked)
+    }
+
+    /// Fails with what to do when the binlog file `from` is no longer on the server.
+    async fn check_file(&self, conn: &mut Conn, from: &Coordinates) -> Result<(), ConnectorError> {
+        let who = &self.who;
+        let logs: Vec<Row> = conn
+            .query("SHOW BINARY LOGS")
+            .await
+            .map_err(|e| conn::error(&format!("{who}: cannot list the binary logs"), &e))?;
+        let present = logs
+            .into_iter()
+            .any(|mut row| row.take::<String, _>(0).as_deref() == Some(from.file.as_str()));
+        if present {
+            Ok(())
+        } else {
+            Err(ConnectorError::config(format!(
+                "{who}: the position needs binlog file {} (from position {}), which {} no longer \
+                 has (purged, or binlog_expire_logs_seconds passed): changes since then are lost. \
+                 Reset the pipeline's position to take a new snapshot, and keep binlogs longer",
+                from.file,
+                from.pos,
+                self.config.dsn.address()
+            )))
+        }
+    }
+}
+
+/// Starts a consistent-snapshot transaction on `conn`; returns the binlog coordinates
+/// of the snapshot.
+async fn begin_snapshot(conn: &mut Conn, who: &str) -> Result<Coordinates, ConnectorError> {
+    let fail = |what: &str, e: mysql_async::Error| conn::error(&format!("{who}: {what}"), &e);
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(|e| fail("cannot start the snapshot", e))?;
+    let mariadb = conn.server_version() >= (10, 0, 0)
+        && conn
+            .query_first::<String, _>("SELECT @@version")
+            .await
+            .map_err(|e| fail("cannot read the server version", e))?
+            .is_some_and(|v| v.contains("MariaDB"));
+    if mariadb {
+        // MariaDB gives the binlog coordinates of a consistent snapshot without a lock.
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            .await
+            .map_err(|e| fail("cannot start the snapshot", e))?;
+        let rows: Vec<(String, String)> = conn
+            .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+            .await
+            .map_err(|e| fail("cannot read the snapshot's binlog coordinates", e))?;
+        let get = |name: &str| {
+            rows.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        if let (Some(file), Some(pos)) =
+            (get("binlog_snapshot_file"), get("binlog_snapshot_position"))
+            && let Ok(pos) = pos.parse()
+            && !file.is_empty()
+        {
+            return Ok(Coordinates { file, pos });
+        }
+        conn.query_drop("ROLLBACK")
+            .await
+            .map_err(|e| fail("snapshot", e))?;
+    }
+    // MySQL: a global read lock for the instant the snapshot starts (needs RELOAD).
+    conn.query_drop("FLUSH TABLES WITH READ LOCK")
+        .await
+        .map_err(|e| fail("cannot lock the tables for the snapshot's start", e))?;
+    let started = async {
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            .await?;
+        let row: Option<Row> = conn.query_first("SHOW MASTER STATUS").await?;
+        Ok::<_, mysql_async::Error>(row)
+    }
+    .await;
+    let unlocked = conn.query_drop("UNLOCK TABLES").await;
+    let row = started.map_err(|e| fail("cannot start the snapshot", e))?;
+    unlocked.map_err(|e| fail("cannot unlock the tables", e))?;
+    let Some(mut row) = row else {
+        return Err(ConnectorError::config(format!(
+            "{who}: SHOW MASTER STATUS is empty: the binary log is off"
+        )));
+    };
+    let file: Option<String> = row.take(0);
+    let pos: Option<u64> = row.take(1);
+    match (file, pos) {
+        (Some(file), Some(pos)) => Ok(Coordinates { file, pos }),
+        _ => Err(ConnectorError::transient(format!(
+            "{who}: SHOW MASTER STATUS gave no coordinates"
+        ))),
+    }
+}
+
+/// The binlog coordinates now (where a source without snapshot would start).
+async fn current_coordinates(conn: &mut Conn, who: &str) -> Result<Coordinates, ConnectorError> {
+    let row: Option<Row> = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .map_err(|e| conn::error(&format!("{who}: cannot read the binlog coordinates"), &e))?;
+    let Some(mut row) = row else {
+        return Err(ConnectorError::config(format!(
+            "{who}: SHOW MASTER STATUS is empty: the binary log is off"
+        )));
+    };
+    match (
+        row.take::<Option<String>, _>(0).flatten(),
+        row.take::<Option<u64>, _>(1).flatten(),
+    ) {
+        (Some(file), Some(pos)) => Ok(Coordinates { file, pos }),
+        _ => Err(ConnectorError::transient(format!(
+            "{who}: SHOW MASTER STATUS gave no coordinates"
+        ))),
+    }
+}
+
+/// A replica server id for this stream: any id the server does not have, chosen at
+/// random so that two sources never share one.
+fn server_id() -> u32 {
+    let nanos = unix_nanos_now();
+    let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+    let mixed = mixed.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    0x4000_0000 | ((mixed >> 33) as u32 & 0x3FFF_FFFF)
+}
+
+#[async_trait]
+impl Source for MysqlSource {
+    async fn open(&self) -> Result<(), ConnectorError> {
+        let who = self.who.clone();
+        let resume = match &self.resume {
+            None => None,
+            Some(p) => Some(
+                MyPosition::decode(p).map_err(|m| ConnectorError::data(format!("{who}: {m}")))?,
+            ),
+        };
+        let mut conn = conn::connect(&self.config.dsn, &who).await?;
+        self.check_binlog(&mut conn).await?;
+        // Needs REPLICATION CLIENT (BINLOG MONITOR on MariaDB): fail early when missing.
+        current_coordinates(&mut conn, &who).await?;
+        let tables = self.tables(&mut conn).await?;
+        let start = match resume {
+            None => {
+                let mut snapshot = conn::connect(&self.config.dsn, &who).await?;
+                let from = begin_snapshot(&mut snapshot, &who).await?;
+                tracing::info!(connector = %self.id, file = %from.file, pos = from.pos, "snapshot started");
+                Start::Snapshot {
+                    snapshot: Some(snapshot),
+                    from,
+                    first_row: 0,
+                    after: None,
+                }
+            }
+            Some(MyPosition::Snapshot {
+                row,
+                start,
+                table,
+                key,
+            }) => {
+                self.check_file(&mut conn, &start).await?;
+                Start::Snapshot {
+                    snapshot: None,
+                    from: start,
+                    first_row: row + 1,
+                    after: Some((table, key)),
+                }
+            }
+            Some(MyPosition::Change { txn, index }) => {
+                self.check_file(&mut conn, &txn).await?;
+                Start::Stream {
+                    from: txn,
+                    skip: Some(index),
+                }
+            }
+        };
+
+        let (tx, rx) = mpsc::channel(QUEUED_BATCHES);
+        let (stop, stop_rx) = watch::channel(false);
+        let reader = Reader {
+            id: self.id.clone(),
+            who: who.clone(),
+            config: self.config.clone(),
+            by_name: tables
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.name.clone(), i))
+                .collect(),
+            tables,
+            conn,
+            tx,
+            stop: stop_rx,
+            batch_size: self.config.batch_size.max(1),
+        };
+        let task = tokio::spawn(async move {
+            let tx = reader.tx.clone();
+            let mut stop = reader.stop.clone();
+            if let Err(e) = reader.run(start).await {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stopped| *stopped) => {}
+                    _ = tx.send(Err(e)) => {}
+                }
+            }
+        });
+        *self.batches.lock().await = Some(rx);
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running { stop, task });
+        Ok(())
+    }
+
+    async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
+        let mut batches = self.batches.lock().await;
+        let Some(rx) = batches.as_mut() else {
+            return Err(ConnectorError::internal(format!(
+                "{}: read before open",
+                self.who
+            )));
+        };
+        match rx.recv().await {
+            Some(result) => result.map(Some),
+            None => Err(ConnectorError::transient(format!(
+                "{}: the reader stopped",
+                self.who
+            ))),
+        }
+    }
+
+    async fn ack(&self, _positions: &[Position]) -> Result<(), ConnectorError> {
+        // The server keeps nothing for the source: the committed position is all a
+        // restart needs.
+        Ok(())
+    }
+
+    async fn teardown(&self) -> Result<(), ConnectorError> {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut running) = running {
+            running.stop.send_replace(true);
+            // The reader stops at its next step; one stuck on the server is aborted
+            // when `running` drops.
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut running.task).await;
+        }
+        *self.batches.lock().await = None;
+        Ok(())
+    }
+}
+
+/// The reader task's state.
+struct Reader {
+    id: String,
+    who: String,
+    config: MysqlSourceConfig,
+    tables: Vec<Tracked>,
+    by_name: HashMap<String, usize>,
+    /// Catalog look-ups (schemas after DDL).
+    conn: Conn,
+    tx: mpsc::Sender<Result<Vec<Record>, ConnectorError>>,
+    stop: watch::Receiver<bool>,
+    batch_size: usize,
+}
+
+/// The transaction being read from the binlog.
+struct Txn {
+    start: Coordinates,
+    index: u32,
+    /// Row changes up to this index were delivered before a restart.
+    skip: Option<u32>,
+    gtid: Option<String>,
+}
+
+impl Reader {
+    async fn run(mut self, start: Start) -> Result<(), ConnectorError> {
+        let (from, skip) = match start {
+            Start::Snapshot {
+                snapshot,
+                from,
+                first_row,
+                after,
+            } => {
+                let snapshot = match snapshot {
+                    Some(conn) => conn,
+                    None => {
+                        let mut conn = conn::connect(&self.config.dsn, &self.who).await?;
+                        begin_snapshot(&mut conn, &self.who).await?;
+                        conn
+                    }
+                };
+                if !self.snapshot(snapshot, &from, first_row, after).await? {
+                    return Ok(());
+                }
+                (from, None)
+            }
+            Start::Stream { from, skip } => (from, skip),
+        };
+        self.stream(from, skip).await
+    }
+
+    /// Sends a batch; false when the source is stopping.
+    async fn send(&mut self, batch: Vec<Record>) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.stop.wait_for(|stopped| *stopped) => false,
+            sent = self.tx.send(Ok(batch)) => sent.is_ok(),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Reads every table in the snapshot transaction of `conn`, in pages by key;
+    /// false when stopped.
+    async fn snapshot(
+        &mut self,
+        mut conn: Conn,
+        from: &Coordinates,
+        mut row_number: u64,
+        after: Option<(String, Vec<KeyValue>)>,
+    ) -> Result<bool, ConnectorError> {
+        let who = self.who.clone();
+        let created_at = unix_nanos_now().to_string();
+        let binlog_position = format!("{}:{}", from.file, from.pos);
+        let first = match &after {
+            Some((table, _)) => self.by_name.get(table).copied().unwrap_or(0),
+            None => 0,
+        };
+        let tables: Vec<(String, Arc<TableSchema>, Vec<usize>)> = self.tables[first..]
+            .iter()
+            .map(|t| (t.name.clone(), Arc::clone(&t.schema), t.order.clone()))
+            .collect();
+        for (n, (name, schema, order)) in tables.into_iter().enumerate() {
+            let mut last: Option<Vec<KeyValue>> = match &after {
+                Some((table, key)) if n == 0 && *table == name && !key.is_empty() => {
+                    Some(key.clone())
+                }
+                _ => None,
+            };
+            let columns: Vec<String> = schema
+                .columns
+                .iter()
+                .map(|c| quote_ident(&c.name))
+                .collect();
+            let order_sql: Vec<String> = order
+                .iter()
+                .map(|&i| quote_ident(&schema.columns[i].name))
+                .collect();
+            let table_sql = format!(
+                "{}.{}",
+                quote_ident(&self.config.dsn.database),
+                quote_ident(&name)
+            );
+            let mut template = Metadata::new();
+            template.insert(metadata::COLLECTION, name.clone());
+            template.insert(metadata::CREATED_AT, created_at.clone());
+            template.insert(METADATA_BINLOG_POSITION, binlog_position.clone());
+            template.insert(metadata::SOURCE_CONNECTOR_ID, self.id.clone());
+            let mut offset = 0usize;
+            let mut rows_read = 0u64;
+            loop {
+                if self.stopped() {
+                    return Ok(false);
+                }
+                let (sql, params) = page_query(
+                    &table_sql,
+                    &columns,
+                    &order_sql,
+                    last.as_deref(),
+                    self.config.fetch_size,
+                    offset,
+                );
+                let rows: Vec<Row> = conn
+                    .exec(sql, params)
+                    .await
+                    .map_err(|e| conn::error(&format!("{who}: snapshot of table {name}"), &e))?;
+                let count = rows.len();
+                offset += count;
+                let mut batch = Vec::with_capacity(self.batch_size.min(count));
+                template.insert(metadata::READ_AT, unix_nanos_now().to_string());
+                for row in rows {
+                    let values = row.unwrap();
+                    if !order.is_empty() {
+                        last = Some(order.iter().map(|&i| KeyValue::of(&values[i])).collect());
+                    }
+                    let mut after = StructuredData::new();
+                    for (column, value) in schema.columns.iter().zip(values) {
+                        // The session's character set is utf8mb4: the server converts
+                        // text in other character sets (the binlog does not).
+                        let kind = match &column.kind {
+                            Kind::Text { .. } => &Kind::Text { latin1: false },
+                            kind => kind,
+                        };
+                        after.insert(column.name.clone(), to_value(kind, value));
+                    }
+                    let key = key_of(&schema, &after);
+                    let position = MyPosition::Snapshot {
+                        row: row_number,
+                        start: from.clone(),
+                        table: name.clone(),
+                        key: if order.is_empty() {
+                            Vec::new()
+                        } else {
+                            last.clone().unwrap_or_default()
+                        },
+                    }
+                    .encode();
+                    row_number += 1;
+                    rows_read += 1;
+                    batch.push(Record {
+                        position,
+                        operation: Operation::Snapshot,
+                        metadata: template.clone(),
+                        key,
+                        payload: Payload {
+                            before: None,
+                            after: Some(Data::Structured(after)),
+                        },
+                    });
+                    if batch.len() >= self.batch_size {
+                        let full =
+                            std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
+                        if !self.send(full).await {
+                            return Ok(false);
+                        }
+                    }
+                }
+                if !batch.is_empty() && !self.send(batch).await {
+                    return Ok(false);
+                }
+                if count < self.config.fetch_size {
+                    break;
+                }
+            }
+            tracing::info!(connector = %self.id, table = %name, rows = rows_read, "snapshot of table done");
+        }
+        let _ = conn.query_drop("COMMIT").await;
+        let _ = conn.disconnect().await;
+        tracing::info!(connector = %self.id, file = %from.file, pos = from.pos, "snapshot done; streaming the binlog");
+        Ok(true)
+    }
+
+    /// Streams the binlog from `from` until stopped.
+    async fn stream(mut self, from: Coordinates, skip: Option<u32>) -> Result<(), ConnectorError> {
+        let who = self.who.clone();
+        let mut conn = conn::connect(&self.config.dsn, &who).await?;
+        let heartbeat = u64::try_from(HEARTBEAT.as_nanos()).unwrap_or(u64::MAX);
+        conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat}"))
+            .await
+            .map_err(|e| conn::error(&format!("{who}: cannot set up the binlog stream"), &e))?;
+        // The first (fake) rotate event comes before the format description that says
+        // whether events end in a checksum: with checksums on, its name ends in one.
+        let checksums: Option<String> = conn
+            .query_first("SELECT @@binlog_checksum")
+            .await
+            .map_err(|e| conn::error(&format!("{who}: cannot read binlog_checksum"), &e))?;
+        let mut strip_checksum = checksums.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
+        let request = BinlogStreamRequest::new(server_id())
+            .with_filename(from.file.as_bytes())
+            .with_pos(from.pos);
+        let mut stream = conn.get_binlog_stream(request).await.map_err(|e| {
+            conn::error(
+                &format!(
+                    "{who}: cannot stream the binlog from {}:{} on {}",
+                    from.file,
+                    from.pos,
+                    self.config.dsn.address()
+                ),
+                &e,
+            )
+        })?;
+        let mut file = from.file.clone();
+        // Row changes before the first BEGIN (a resume exactly at one) belong to it.
+        let mut txn = Txn {
+            start: from.clone(),
+            index: 0,
+            skip,
+            gtid: None,
+        };
+        let mut batch: Vec<Record> = Vec::with_capacity(self.batch_size);
+        loop {
+            let event = match stream.next().now_or_never() {
+                Some(event) => event,
+                None => {
+                    if !batch.is_empty() {
+                        let full =
+                            std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
+                        if !self.send(full).await {
+                            return Ok(());
+                        }
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = self.stop.wait_for(|stopped| *stopped) => return Ok(()),
+                        event = stream.next() => event,
+                    }
+                }
+            };
+            let event = match event {
+                Some(Ok(event)) => event,
+                Some(Err(e)) => {
+                    return Err(conn::error(
+                        &format!("{who}: reading the binlog at {file}"),
+                        &e,
+                    ));
+                }
+                None => {
+                    return Err(ConnectorError::transient(format!(
+                        "{who}: the server ended the binlog stream"
+                    )));
+                }
+            };
+            let header = event.header();
+            let end = u64::from(header.log_pos());
+            let begin = end.saturating_sub(u64::from(header.event_size()));
+            let data = match event.read_data() {
+                Ok(Some(data)) => data,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(ConnectorError::fatal(format!(
+                        "{who}: cannot decode a binlog event at {file}:{begin}: {e}"
+                    )));
+                }
+            };
+            match data {
+                EventData::RotateEvent(rotate) => {
+                    let name = rotate.name_raw();
+                    let name = if strip_checksum && name.len() > 4 {
+                        &name[..name.len() - 4]
+                    } else {
+                        name
+                    };
+                    file = String::from_utf8_lossy(name).into_owned();
+                }
+                EventData::FormatDescriptionEvent(_) => strip_checksum = false,
+                EventData::GtidEvent(gtid) => {
+                    txn = Txn {
+                        start: Coordinates {
+                            file: file.clone(),
+                            pos: begin,
+                        },
+                        index: 0,
+                        skip: resume_skip(&txn, &file, begin),
+                        gtid: Some(format!("{}:{}", uuid_text(&gtid.sid()), gtid.gno())),
+                    };
+                }
+                EventData::QueryEvent(query) => {
+                    let text = query.query();
+                    let trimmed = text.trim();
+                    if trimmed.eq_ignore_ascii_case("BEGIN") {
+                        if txn.start.pos != begin || txn.start.file != file {
+                            // A BEGIN after a GTID event belongs to the GTID's transaction.
+                            let gtid_started = txn.gtid.is_some() && txn.index == 0;
+                            if !gtid_started {
+                                txn = Txn {
+                                    start: Coordinates {
+                                        file: file.clone(),
+                                        pos: begin,
+                                    },
+                                    index: 0,
+                                    skip: resume_skip(&txn, &file, begin),
+                                    gtid: None,
+                                };
+                            }
+                        }
+                    } else if !trimmed.eq_ignore_ascii_case("COMMIT") {
+                        // DDL: the tables' schemas may have changed.
+                        self.refresh_schemas(&query.schema(), trimmed).await?;
+                    }
+                }
+                EventData::RowsEvent(rows) => {
+                    if header.timestamp() == 0 {
+                        continue;
+                    }
+                    let Some(tme) = stream.get_tme(rows.table_id()) else {
+                        return Err(ConnectorError::fatal(format!(
+                            "{who}: a row event at {file}:{begin} has no table map"
+                        )));
+                    };
+                    let table_name = tme.table_name().into_owned();
+                    let tracked = tme.database_name() == self.config.dsn.database.as_str()
+                        && self.by_name.contains_key(&table_name);
+                    let operation =
+                        match &rows {
+                            RowsEventData::WriteRowsEvent(_)
+                            | RowsEventData::WriteRowsEventV1(_) => Operation::Create,
+                            RowsEventData::UpdateRowsEvent(_)
+                            | RowsEventData::UpdateRowsEventV1(_)
+                            | RowsEventData::PartialUpdateRowsEvent(_) => Operation::Update,
+                            RowsEventData::DeleteRowsEvent(_)
+                            | RowsEventData::DeleteRowsEventV1(_) => Operation::Delete,
+                        };
+                    let created_at = (i128::from(header.timestamp()) * 1_000_000_000).to_string();
+                    let binlog_position = format!("{file}:{begin}");
+                    for row in rows.rows(tme) {
+                        let index = txn.index;
+                        txn.index += 1;
+                        if !tracked || txn.skip.is_some_and(|s| index <= s) {
+                            continue;
+                        }
+                        let (before, after) = row.map_err(|e| {
+                            ConnectorError::fatal(format!(
+                                "{who}: cannot decode a row of table {table_name} at {binlog_position}: {e}"
+                            ))
+                        })?;
+                        let record = self.change(
+                            &table_name,
+                            operation,
+                            before,
+                            after,
+                            MyPosition::Change {
+                                txn: txn.start.clone(),
+                                index,
+                            }
+                            .encode(),
+                            &created_at,
+                            &binlog_position,
+                            txn.gtid.as_deref(),
+                        );
+                        batch.push(record);
+                        if batch.len() >= self.batch_size {
+                            let full =
+                                std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
+                            if !self.send(full).await {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+                EventData::XidEvent(_) => {
+                    // The transaction is over; the resume skip applied to it only.
+                    txn.skip = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reloads the schemas of the tracked tables after a DDL statement in `database`.
+    async fn refresh_schemas(&mut self, database: &str, query: &str) -> Result<(), ConnectorError> {
+        let own = &self.config.dsn.database;
+        let lower = query.to_ascii_lowercase();
+        let names: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|t| lower.contains(&t.name.to_ascii_lowercase()))
+            .map(|t| t.name.clone())
+            .collect();
+        if names.is_empty() || (database != own && !lower.contains(&own.to_ascii_lowercase())) {
+            return Ok(());
+        }
+        for name in names {
+            let schema = conn::table_schema(&mut self.conn, own, &name, &self.who).await?;
+            if let Some(schema) = schema
+                && let Some(&i) = self.by_name.get(&name)
+            {
+                tracing::info!(connector = %self.id, table = %name, "table changed; schema reloaded");
+                self.tables[i].schema = schema;
+            }
+        }
+        Ok(())
+    }
+
+    /// One row change as a record.
+    #[allow(clippy::too_many_arguments)]
+    fn change(
+        &self,
+        table: &str,
+        operation: Operation,
+        before: Option<BinlogRow>,
+        after: Option<BinlogRow>,
+        position: Position,
+        created_at: &str,
+        binlog_position: &str,
+        gtid: Option<&str>,
+    ) -> Record {
+        let schema = self
+            .by_name
+            .get(table)
+            .map(|&i| Arc::clone(&self.tables[i].schema));
+        let before = before.map(|r| row_data(schema.as_deref(), r));
+        let after = after.map(|r| row_data(schema.as_deref(), r));
+        let key = schema.as_deref().and_then(|s| {
+            after
+                .as_ref()
+                .or(before.as_ref())
+                .and_then(|row| key_of(s, row))
+        });
+        let mut meta = Metadata::new();
+        meta.insert(metadata::COLLECTION, table.to_owned());
+        meta.insert(metadata::CREATED_AT, created_at.to_owned());
+        meta.insert(metadata::READ_AT, unix_nanos_now().to_string());
+        meta.insert(METADATA_BINLOG_POSITION, binlog_position.to_owned());
+        if let Some(gtid) = gtid {
+            meta.insert(METADATA_GTID, gtid.to_owned());
+        }
+        meta.insert(metadata::SOURCE_CONNECTOR_ID, self.id.clone());
+        Record {
+            position,
+            operation,
+            metadata: meta,
+            key,
+            payload: Payload {
+                before: before.map(Data::Structured),
+                after: if operation == Operation::Delete {
+                    None
+                } else {
+                    after.map(Data::Structured)
+                },
+            },
+        }
+    }
+}
+
+/// The resume skip for a transaction starting at `file`:`begin`: the saved index when
+/// it is the saved transaction.
+fn resume_skip(previous: &Txn, file: &str, begin: u64) -> Option<u32> {
+    previous
+        .skip
+        .filter(|_| previous.start.file == file && previous.start.pos == begin)
+}
+
+/// A row of the binlog as structured data: column names from the binlog's metadata
+/// (`binlog_row_metadata = FULL`) or the schema's order, kinds from the schema.
+fn row_data(schema: Option<&TableSchema>, row: BinlogRow) -> StructuredData {
+    let columns = row.columns();
+    let values = row.unwrap();
+    let mut data = StructuredData::new();
+    for (i, (column, value)) in columns.iter().zip(values).enumerate() {
+        let binlog_name = column.name_str();
+        let name = if binlog_name.starts_with('@') {
+            schema
+                .and_then(|s| s.columns.get(i))
+                .map_or_else(|| binlog_name.into_owned(), |c| c.name.clone())
+        } else {
+            binlog_name.into_owned()
+        };
+        let kind = schema
+            .and_then(|s| s.kind(&name))
+            .cloned()
+            .unwrap_or(Kind::Other);
+        let value = match value {
+            BinlogValue::Value(v) => to_value(&kind, v),
+            BinlogValue::Jsonb(j) => match serde_json::Value::try_from(j) {
+                Ok(json) => funnel_record::Value::from_json(json.to_string().as_bytes())
+                    .unwrap_or(funnel_record::Value::Null),
+                Err(_) => funnel_record::Value::Null,
+            },
+            BinlogValue::JsonDiff(_) => funnel_record::Value::Null,
+        };
+        data.insert(name, value);
+    }
+    data
+}
+
+/// The record key: the primary key columns of `row`.
+fn key_of(schema: &TableSchema, row: &StructuredData) -> Option<Data> {
+    if schema.key.is_empty() {
+        return None;
+    }
+    let mut key = StructuredData::new();
+    for &i in &schema.key {
+        let name = &schema.columns[i].name;
+        key.insert(
+            name.clone(),
+            row.get(name).cloned().unwrap_or(funnel_record::Value::Null),
+        );
+    }
+    Some(Data::Structured(key))
+}
+
+/// The query of one snapshot page: rows after `last` in `order`, or at `offset` without
+/// an order.
+fn page_query(
+    table: &str,
+    columns: &[String],
+    order: &[String],
+    last: Option<&[KeyValue]>,
+    limit: usize,
+    offset: usize,
+) -> (String, Params) {
+    let select = format!("SELECT {} FROM {table}", columns.join(", "));
+    if order.is_empty() {
+        return (
+            format!("{select} LIMIT {limit} OFFSET {offset}"),
+            Params::Empty,
+        );
+    }
+    let order_by = order.join(", ");
+    let Some(last) = last else {
+        return (
+            format!("{select} ORDER BY {order_by} LIMIT {limit}"),
+            Params::Empty,
+        );
+    };
+    // (a, b) > (x, y) as a OR of prefixes, which every server plans as a range.
+    let mut ors = Vec::with_capacity(order.len());
+    let mut params = Vec::new();
+    for i in 0..order.len() {
+        let mut ands = Vec::with_capacity(i + 1);
+        for (j, column) in order.iter().enumerate().take(i) {
+            ands.push(format!("{column} = ?"));
+            params.push(last[j].param());
+        }
+        ands.push(format!("{} > ?", order[i]));
+        params.push(last[i].param());
+        ors.push(format!("({})", ands.join(" AND ")));
+    }
+    (
+        format!(
+            "{select} WHERE {} ORDER BY {order_by} LIMIT {limit}",
+            ors.join(" OR ")
+        ),
+        Params::Positional(params),
+    )
+}
+
+/// A MySQL server UUID as text.
+fn uuid_text(sid: &[u8; 16]) -> String {
+    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
