@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -144,8 +145,10 @@ impl fmt::Display for Operation {
 #[derive(Clone, Default)]
 pub struct Metadata(Repr);
 
-/// An empty map is its own variant: most records carry none, and creating, cloning and
-/// dropping an empty `BTreeMap` is not free (its drop walks an iterator).
+/// An empty map is its own variant: many records carry none, and creating, cloning and
+/// dropping an empty `BTreeMap` is not free (its drop walks an iterator). A map is
+/// shared between clones until one of them changes it: a source that stamps the same
+/// metadata on every record of a batch clones one map, not its strings, per record.
 #[derive(Clone, Default)]
 enum Repr {
     /// No map (`null`).
@@ -153,8 +156,8 @@ enum Repr {
     Nil,
     /// An empty map (`{}`) with nothing allocated.
     Empty,
-    /// A map, possibly emptied by removals.
-    Map(BTreeMap<String, String>),
+    /// A map, possibly emptied by removals, copied on its first change while shared.
+    Map(Arc<BTreeMap<String, String>>),
 }
 
 /// What [`Metadata::as_map`] lends for an empty map.
@@ -198,8 +201,8 @@ impl Metadata {
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
         match &mut self.0 {
-            Repr::Map(m) => m.remove(key),
-            Repr::Nil | Repr::Empty => None,
+            Repr::Map(m) if m.contains_key(key) => Arc::make_mut(m).remove(key),
+            Repr::Map(_) | Repr::Nil | Repr::Empty => None,
         }
     }
 
@@ -231,17 +234,18 @@ impl Metadata {
         match &self.0 {
             Repr::Nil => None,
             Repr::Empty => Some(&EMPTY),
-            Repr::Map(m) => Some(m),
+            Repr::Map(m) => Some(&**m),
         }
     }
 
-    /// The underlying map, created if there was none.
+    /// The underlying map, created if there was none (and copied if it was shared with
+    /// a clone).
     pub fn as_map_mut(&mut self) -> &mut BTreeMap<String, String> {
         if !matches!(self.0, Repr::Map(_)) {
-            self.0 = Repr::Map(BTreeMap::new());
+            self.0 = Repr::Map(Arc::default());
         }
         match &mut self.0 {
-            Repr::Map(m) => m,
+            Repr::Map(m) => Arc::make_mut(m),
             // Just made a map.
             Repr::Nil | Repr::Empty => unreachable!("metadata map was just created"),
         }
@@ -269,11 +273,11 @@ impl Eq for Metadata {}
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
-        Self(Repr::Map(
+        Self(Repr::Map(Arc::new(
             iter.into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
-        ))
+        )))
     }
 }
 
@@ -393,10 +397,50 @@ impl Record {
     /// Approximate size of key and payload in bytes (what Conduit's `connector_bytes`
     /// metric measures; also what byte credits count).
     pub fn size_hint(&self) -> usize {
-        [&self.key, &self.payload.before, &self.payload.after]
-            .into_iter()
-            .flatten()
-            .map(Data::size_hint)
-            .sum()
+        let size = |data: &Option<Data>| data.as_ref().map_or(0, Data::size_hint);
+        size(&self.key) + size(&self.payload.before) + size(&self.payload.after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metadata_clone_changed_leaves_the_original_as_it_was() {
+        let mut original = Metadata::new();
+        original.insert("a", "1");
+        original.insert("b", "2");
+        let mut changed = original.clone();
+        changed.insert("a", "changed");
+        changed.remove("b");
+        changed.as_map_mut().insert("c".into(), "3".into());
+        assert_eq!(
+            original.iter().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "2")]
+        );
+        assert_eq!(
+            changed.iter().collect::<Vec<_>>(),
+            [("a", "changed"), ("c", "3")]
+        );
+        let mut emptied = original.clone();
+        emptied.clear_to_nil();
+        assert!(emptied.is_nil() && !original.is_nil());
+    }
+
+    #[test]
+    fn empty_and_missing_metadata_compare_equal_but_stay_apart() {
+        let empty = Metadata::new();
+        assert!(!empty.is_nil());
+        assert_eq!(empty.as_map().map(BTreeMap::len), Some(0));
+        assert_eq!(Metadata::none().as_map(), None);
+        assert_eq!(empty, Metadata::none());
+        let mut emptied = Metadata::new();
+        emptied.insert("k", "v");
+        assert_eq!(emptied.remove("k").as_deref(), Some("v"));
+        assert_eq!(emptied.remove("k"), None);
+        assert!(!emptied.is_nil() && emptied.is_empty());
+        assert_eq!(format!("{empty:?}"), "Metadata(Some({}))");
+        assert_eq!(format!("{:?}", Metadata::none()), "Metadata(None)");
     }
 }
