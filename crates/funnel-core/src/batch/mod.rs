@@ -272,6 +272,9 @@ impl Batch {
     /// the error. Returns whether there was one. Records with a `payload.after` (nearly
     /// all) cost one comparison each: the metadata is looked up only for the others.
     pub fn nack_unreadable(&mut self) -> bool {
+        if self.records.iter().all(|r| r.payload.after.is_some()) {
+            return false;
+        }
         let unreadable: Vec<(usize, RecordError)> = self
             .records
             .iter()

@@ -68,6 +68,33 @@ impl Runs {
         }
     }
 
+    /// [`push`](Self::push)es each of `origins` with `count`; a stretch of consecutive
+    /// origins (a batch no processor split or filtered) costs one comparison each.
+    pub(super) fn extend(&mut self, origins: &[u64], count: u32) {
+        let mut rest = origins;
+        while let Some((&first, tail)) = rest.split_first() {
+            self.push(first, count);
+            let stretch = tail
+                .iter()
+                .zip(first + 1..)
+                .take_while(|(o, next)| **o == *next)
+                .count();
+            let last = self.more.last_mut().or(self.first.as_mut());
+            match (last, u32::try_from(stretch)) {
+                (Some(last), Ok(n))
+                    if n > 0
+                        && last.end() == first + 1
+                        && last.count == count
+                        && last.len.checked_add(n).is_some() =>
+                {
+                    last.len += n;
+                    rest = &tail[stretch..];
+                }
+                _ => rest = tail,
+            }
+        }
+    }
+
     /// The runs, in the order added.
     pub(super) fn runs(&self) -> impl Iterator<Item = Run> + '_ {
         self.first.iter().chain(&self.more).copied()
@@ -124,6 +151,28 @@ mod tests {
         let runs = runs_of(&[(0, 2), (1, 1), (3, 1), (4, 1)]);
         assert_eq!(runs, [(0, 2), (1, 1), (3, 1), (4, 1)]);
         assert_eq!(runs.runs().count(), 3);
+    }
+
+    #[test]
+    fn extending_by_origins_counts_as_pushing_each() {
+        let origins = [3, 4, 5, 5, 6, 9, 10, 10, 11];
+        for count in [1, 2] {
+            let mut one_by_one = runs_of(&[(1, count), (2, count)]);
+            for &o in &origins {
+                one_by_one.push(o, count);
+            }
+            let mut extended = runs_of(&[(1, count), (2, count)]);
+            extended.extend(&origins, count);
+            assert_eq!(
+                extended.runs().collect::<Vec<_>>(),
+                one_by_one.runs().collect::<Vec<_>>()
+            );
+        }
+        let mut runs = Runs::default();
+        runs.extend(&[7, 8, 9], 1);
+        runs.extend(&[10, 11], 1);
+        assert_eq!(runs.runs().count(), 1, "consecutive batches make one run");
+        assert_eq!(runs, [(7, 1), (8, 1), (9, 1), (10, 1), (11, 1)]);
     }
 
     #[test]

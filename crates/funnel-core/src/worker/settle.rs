@@ -151,9 +151,7 @@ pub(super) fn settle_into(
         match segment {
             Segment::Deliver(mut batch) => {
                 batch.take_filtered();
-                for &o in batch.origins() {
-                    push_origin(&mut tally.delivered, o, 1);
-                }
+                tally.delivered.extend(batch.origins(), 1);
                 let len = batch.len() as u64;
                 steps.push(Step::Deliver(Delivery {
                     batch,
