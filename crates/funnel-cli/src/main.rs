@@ -1,10 +1,11 @@
 //! `funnel`: run Conduit pipeline files.
 //!
-//! Exit codes: 0 after a graceful stop (SIGINT, SIGTERM or SIGHUP) or when every pipeline is done
-//! with `--pipelines.exit-on-done`; 1 when the configuration is invalid, the store or
-//! the API address cannot be opened, or a pipeline is degraded and
-//! `--pipelines.exit-on-degraded` (or `exit-on-done`) is set; 2 for bad usage;
-//! 130 when a second signal forces the exit.
+//! Exit codes: 0 after a graceful stop (SIGINT or SIGTERM) or when every pipeline is
+//! done with `--pipelines.exit-on-done`; 1 when the pipelines path cannot be read, the
+//! store or the API address cannot be opened, a pipeline file is invalid and
+//! `--pipelines.exit-on-degraded` is set, or a pipeline is degraded (or a file invalid)
+//! and `--pipelines.exit-on-degraded` (or `exit-on-done`) is set; 2 for bad usage; 130
+//! when a second signal forces the exit. SIGHUP reloads the pipeline files.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -15,10 +16,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use funnel_core::{ComponentKind, WorkerStats};
-use funnel_runtime::{PipelineStatus, Supervisor, SupervisorOptions};
+use funnel_runtime::{Overview, PipelineStatus, Supervisor, SupervisorOptions};
 use funnel_store::{MemoryStore, RedbStore, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+mod reload;
 
 #[derive(Parser)]
 #[command(
@@ -174,6 +177,11 @@ struct RunArgs {
     /// Treat an unset `${VAR}` in a pipeline file as an error.
     #[arg(long = "pipelines.strict-env", env = "FUNNEL_PIPELINES_STRICT_ENV")]
     strict_env: bool,
+    /// Reload pipeline files when they change (polled every second): a changed file
+    /// restarts only its pipelines, a removed one stops them, a new one starts them.
+    /// SIGHUP reloads with or without it.
+    #[arg(long = "pipelines.watch", env = "FUNNEL_PIPELINES_WATCH")]
+    watch: bool,
     /// Where positions are kept.
     #[arg(
         long = "db.type",
@@ -612,19 +620,20 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
-    let pipelines =
-        if !args.pipelines_path.exists() && args.pipelines_path == Path::new("./pipelines") {
-            warn!(path = %args.pipelines_path.display(), "no pipelines directory; nothing to run");
-            Vec::new()
-        } else {
-            match load(&args.pipelines_path, args.strict_env) {
-                Ok(p) => p,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return Ok(1);
-                }
-            }
-        };
+    let provision = match reload::load(&args.pipelines_path, args.strict_env) {
+        Ok(p) => p,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(1);
+        }
+    };
+    if !provision.failures.is_empty() && args.exit_on_degraded {
+        for failure in &provision.failures {
+            eprintln!("{}", failure.errors);
+        }
+        error!("a pipeline file is invalid and --pipelines.exit-on-degraded is set, exiting");
+        return Ok(1);
+    }
     let store: Arc<dyn Store> = match args.db_type {
         DbType::Memory => Arc::new(MemoryStore::new()),
         DbType::Redb => Arc::new(RedbStore::open(&args.db_path).with_context(|| {
@@ -636,12 +645,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         .map_err(|e| warn!(error = %e, "metrics are disabled"))
         .ok();
 
-    let pipeline_configs = Arc::new(pipelines.clone());
-    let mut supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
-    for p in pipelines {
-        supervisor.start(p);
-    }
-    let states = Arc::new(supervisor.states().to_vec());
+    let supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
+    supervisor.apply(provision).await;
+    let mut watch = reload::Watch::new(&args.pipelines_path);
+    let overview = supervisor.overview();
     let api_shutdown = CancellationToken::new();
     let api = if args.api_address.is_empty() {
         None
@@ -654,8 +661,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         })?;
         let state = funnel_api::ApiState {
             pipelines: Arc::new(ApiPipelines {
-                states: Arc::clone(&states),
-                pipelines: pipeline_configs.clone(),
+                overview: Arc::clone(&overview),
             }),
             metrics,
             stall: Arc::new(funnel_api::StallWatch::new(args.stall_threshold)),
@@ -670,36 +676,34 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     let progress = std::io::stderr().is_terminal();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut watch_ticker = tokio::time::interval(reload::WATCH_INTERVAL);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
-    // A hang-up (the terminal closed, or a reload asked for) drains like SIGTERM rather
-    // than killing the process with records in flight.
+    // A hang-up reloads the pipeline files (with or without --pipelines.watch).
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot listen for SIGHUP")?;
     let mut code = 0;
-    let all_terminal = {
-        let states = Arc::clone(&states);
-        async move {
-            for state in states.iter() {
-                let mut rx = state.status.subscribe();
-                // The sender lives in the state, so this only ends when terminal.
-                let _ = rx.wait_for(PipelineStatus::is_terminal).await;
-            }
-        }
-    };
-    let mut all_terminal = std::pin::pin!(all_terminal);
+    let mut all_done = Box::pin(all_terminal(supervisor.states()));
     loop {
-        tokio::select! {
-            () = &mut all_terminal, if args.exit_on_done => {
-                if states.iter().any(|s| matches!(s.current(), PipelineStatus::Degraded(_))) {
+        let reload_now = tokio::select! {
+            () = &mut all_done, if args.exit_on_done => {
+                if degraded_or_invalid(&overview) {
                     code = 1;
                 }
                 break;
             }
             _ = tokio::signal::ctrl_c() => { info!("interrupted, stopping gracefully (again to force)"); break; }
             _ = terminate.recv() => { info!("terminated, stopping gracefully (again to force)"); break; }
-            _ = hangup.recv() => { info!("hung up, stopping gracefully (again to force)"); break; }
+            _ = hangup.recv() => { info!("hung up: reloading the pipeline files"); true }
+            _ = watch_ticker.tick(), if args.watch => {
+                let changed = watch.poll();
+                if changed {
+                    info!(path = %args.pipelines_path.display(), "pipeline files changed: reloading");
+                }
+                changed
+            }
             _ = ticker.tick() => {
+                let states = supervisor.states();
                 if progress {
                     print_progress(&states, started.elapsed());
                 }
@@ -710,10 +714,30 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
                     break;
                 }
                 if args.exit_on_done && states.iter().all(|s| s.current().is_terminal()) {
-                    if degraded {
+                    if degraded_or_invalid(&overview) {
                         code = 1;
                     }
                     break;
+                }
+                false
+            }
+        };
+        if reload_now {
+            watch.loaded();
+            match reload::load(&args.pipelines_path, args.strict_env) {
+                Ok(provision) => {
+                    let report = supervisor.apply(provision).await;
+                    info!(
+                        started = ?report.started,
+                        restarted = ?report.restarted,
+                        removed = ?report.removed,
+                        kept_previous = ?report.kept,
+                        "pipeline files reloaded"
+                    );
+                    all_done = Box::pin(all_terminal(supervisor.states()));
+                }
+                Err(errors) => {
+                    error!("cannot reload the pipeline files, nothing changed: {errors}");
                 }
             }
         }
@@ -723,7 +747,6 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             Some(_) = terminate.recv() => {}
-            Some(_) = hangup.recv() => {}
         }
         eprintln!("forced exit");
         std::process::exit(130);
@@ -733,7 +756,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(api) = api {
         let _ = api.await;
     }
-    for state in states.iter() {
+    for state in supervisor.states() {
         let status = state.current();
         let detail = match &status {
             PipelineStatus::Degraded(e) => format!(" ({e})"),
@@ -748,6 +771,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
             dlq = WorkerStats::get(&state.stats.dlq),
             "pipeline summary{detail}"
         );
+    }
+    for failure in overview.failures() {
+        error!(file = %failure.file.display(), "{failure}");
     }
     let noop = funnel_connectors::noop::written_total();
     if noop > 0 {
@@ -774,35 +800,63 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// What the API sees of `funnel run`'s pipelines: their statuses and totals, and the
-/// connection tests of the connectors of the running ones.
+/// Ends once every pipeline of `states` is in a terminal status.
+async fn all_terminal(states: Vec<Arc<funnel_runtime::PipelineState>>) {
+    for state in states {
+        let mut rx = state.status.subscribe();
+        // The sender lives in the state, so this only ends when terminal.
+        let _ = rx.wait_for(PipelineStatus::is_terminal).await;
+    }
+}
+
+/// Whether a pipeline is degraded or a pipeline file could not be used: what makes
+/// `--pipelines.exit-on-done` exit with 1.
+fn degraded_or_invalid(overview: &Overview) -> bool {
+    !overview.failures().is_empty()
+        || overview
+            .pipelines()
+            .iter()
+            .any(|s| matches!(s.current(), PipelineStatus::Degraded(_)))
+}
+
+/// What the API sees of `funnel run`'s pipelines: their statuses and totals, the
+/// pipeline files that could not be used, and the connection tests of the connectors
+/// of the running pipelines.
 struct ApiPipelines {
-    states: Arc<Vec<Arc<funnel_runtime::PipelineState>>>,
-    pipelines: Arc<Vec<funnel_config::PipelineConfig>>,
+    overview: Arc<Overview>,
 }
 
 impl funnel_api::Pipelines for ApiPipelines {
     fn views(&self) -> Vec<funnel_api::PipelineView> {
-        self.states
-            .iter()
-            .map(|p| {
-                let phase = match p.current() {
-                    PipelineStatus::Running => funnel_api::Phase::Running,
-                    PipelineStatus::Finished | PipelineStatus::Stopped => funnel_api::Phase::Done,
-                    PipelineStatus::Recovering => funnel_api::Phase::NotReady(match p.recovery() {
-                        Some(r) => format!("recovering, {}", r.describe()),
-                        None => "recovering".to_owned(),
-                    }),
-                    other => funnel_api::Phase::NotReady(other.name().to_owned()),
-                };
-                funnel_api::PipelineView {
-                    id: p.id.clone(),
-                    phase,
-                    read: WorkerStats::get(&p.stats.read),
-                    acked: WorkerStats::get(&p.stats.acked),
-                }
-            })
-            .collect()
+        let pipelines = self.overview.pipelines().into_iter().map(|p| {
+            let phase = match p.current() {
+                PipelineStatus::Running => funnel_api::Phase::Running,
+                PipelineStatus::Finished | PipelineStatus::Stopped => funnel_api::Phase::Done,
+                PipelineStatus::Recovering => funnel_api::Phase::NotReady(match p.recovery() {
+                    Some(r) => format!("recovering, {}", r.describe()),
+                    None => "recovering".to_owned(),
+                }),
+                other => funnel_api::Phase::NotReady(other.name().to_owned()),
+            };
+            funnel_api::PipelineView {
+                id: p.id.clone(),
+                phase,
+                read: WorkerStats::get(&p.stats.read),
+                acked: WorkerStats::get(&p.stats.acked),
+            }
+        });
+        // A file that could not be used is not ready, named with its first error.
+        let failures = self
+            .overview
+            .failures()
+            .into_iter()
+            .map(|f| funnel_api::PipelineView {
+                id: f.file.display().to_string(),
+                phase: funnel_api::Phase::NotReady(f.to_string()),
+                read: 0,
+                acked: 0,
+            });
+        pipelines.chain(failures).collect()
     }
 
     fn failing_checks(
@@ -810,14 +864,11 @@ impl funnel_api::Pipelines for ApiPipelines {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send + '_>> {
         Box::pin(async move {
             let running: Vec<funnel_config::PipelineConfig> = self
-                .pipelines
+                .overview
+                .pipelines()
                 .iter()
-                .filter(|p| {
-                    self.states
-                        .iter()
-                        .any(|s| s.id == p.id && s.current() == PipelineStatus::Running)
-                })
-                .cloned()
+                .filter(|s| s.current() == PipelineStatus::Running)
+                .map(|s| s.config().as_ref().clone())
                 .collect();
             funnel_runtime::registry::check(&running)
                 .await

@@ -209,11 +209,6 @@ fn sigterm_drains_in_flight_records_and_a_restart_continues_without_duplicates()
 }
 
 #[test]
-fn sighup_drains_like_sigterm_and_a_restart_continues_without_duplicates() {
-    a_signal_drains_in_flight_records_and_a_restart_continues_without_duplicates("HUP");
-}
-
-#[test]
 fn records_survive_twenty_kills_with_duplicates_within_the_in_flight_bound() {
     const N: u64 = 60_000;
     let env = Env::new(&generator_pipeline(N as i64, 40_000));

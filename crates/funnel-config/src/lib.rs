@@ -107,6 +107,61 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     finish(&sources, errors, files.clone(), opts)
 }
 
+/// One pipeline file, loaded on its own by [`load_each`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileLoad {
+    /// The file.
+    pub file: PathBuf,
+    /// Its pipelines and warnings, or every problem found in it (including a pipeline
+    /// id or name it shares with another file).
+    pub result: Result<Loaded, ConfigErrors>,
+}
+
+/// Loads the pipelines of `path` file by file, so that one bad file does not hide the
+/// good ones: the files are found as by [`load`], each is read, decoded and validated
+/// on its own, then pipeline ids and names are checked across files. A pipeline id
+/// defined in several files fails every one of them (as in Conduit, no file wins); a
+/// name used in several files fails the later ones.
+///
+/// # Errors
+///
+/// Only when `path` itself cannot be read (missing, or a directory that cannot be
+/// listed); a problem in a file is that file's [`FileLoad::result`].
+pub fn load_each(path: &Path, opts: &LoadOptions) -> Result<Vec<FileLoad>, ConfigErrors> {
+    let mut loads: Vec<FileLoad> = discover(path)?
+        .into_iter()
+        .map(|file| {
+            let result = match fs::read_to_string(&file) {
+                Ok(text) => finish(&[(&file, &text)], Vec::new(), vec![file.clone()], opts),
+                Err(error) => Err(ConfigErrors(vec![ConfigError::new(
+                    ConfigErrorKind::Io,
+                    Location::whole_file(&file),
+                    "",
+                    format!("cannot read the file: {error}"),
+                )])),
+            };
+            FileLoad { file, result }
+        })
+        .collect();
+    let all: Vec<PipelineConfig> = loads
+        .iter()
+        .filter_map(|l| l.result.as_ref().ok())
+        .flat_map(|l| l.pipelines.iter().cloned())
+        .collect();
+    let mut clashes = Vec::new();
+    validate::check_unique_pipelines(&all, &mut clashes);
+    for clash in clashes {
+        let Some(load) = loads.iter_mut().find(|l| l.file == clash.location.file) else {
+            continue;
+        };
+        match &mut load.result {
+            Ok(_) => load.result = Err(ConfigErrors(vec![clash])),
+            Err(errors) => errors.0.push(clash),
+        }
+    }
+    Ok(loads)
+}
+
 /// Parses the pipelines in `text`, read from `file` (used only in locations).
 ///
 /// # Errors

@@ -64,6 +64,51 @@ impl PipelineConfig {
     pub fn field_location(&self, field: &str) -> &Location {
         self.field_locations.get(field).unwrap_or(&self.location)
     }
+
+    /// Whether `other` configures the same pipeline: equal in everything but where it
+    /// was written (locations and configuration paths), so moving a pipeline within its
+    /// file, or editing a comment above it, is no change.
+    pub fn same_settings(&self, other: &Self) -> bool {
+        self.without_places() == other.without_places()
+    }
+
+    fn without_places(&self) -> Self {
+        fn processor(p: &ProcessorConfig) -> ProcessorConfig {
+            ProcessorConfig {
+                setting_locations: BTreeMap::new(),
+                location: Location::default(),
+                path: String::new(),
+                field_locations: BTreeMap::new(),
+                ..p.clone()
+            }
+        }
+        Self {
+            connectors: self
+                .connectors
+                .iter()
+                .map(|c| ConnectorConfig {
+                    setting_locations: BTreeMap::new(),
+                    processors: c.processors.iter().map(processor).collect(),
+                    location: Location::default(),
+                    path: String::new(),
+                    field_locations: BTreeMap::new(),
+                    ..c.clone()
+                })
+                .collect(),
+            processors: self.processors.iter().map(processor).collect(),
+            dlq: DlqConfig {
+                setting_locations: BTreeMap::new(),
+                location: Location::default(),
+                path: String::new(),
+                field_locations: BTreeMap::new(),
+                ..self.dlq.clone()
+            },
+            location: Location::default(),
+            path: String::new(),
+            field_locations: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
 }
 
 /// Whether a pipeline runs at startup (`status`).

@@ -224,7 +224,7 @@ fn check_processors(processors: &[ProcessorConfig], errors: &mut Vec<ConfigError
 
 /// Pipeline ids are unique across every loaded file (each pipeline sharing an id gets an
 /// error), and so are names (the later ones get an error).
-fn check_unique_pipelines(pipelines: &[PipelineConfig], errors: &mut Vec<ConfigError>) {
+pub(crate) fn check_unique_pipelines(pipelines: &[PipelineConfig], errors: &mut Vec<ConfigError>) {
     let mut by_id: HashMap<&str, Vec<&PipelineConfig>> = HashMap::new();
     for p in pipelines.iter().filter(|p| !p.id.is_empty()) {
         by_id.entry(&p.id).or_default().push(p);

@@ -5,9 +5,11 @@
 //!   starts (settings, and connection tests);
 //! - [`build`]: one [`Worker`](funnel_core::Worker) per source of a pipeline;
 //! - [`processors`]: a declared processor, with its `condition` and `workers`;
+//! - [`provision`]: the pipelines the pipeline files ask for, file by file, and the
+//!   files that cannot be used (one bad file never stops the others);
 //! - [`supervisor`]: runs pipelines side by side and isolated, restarts them with
 //!   backoff after transient errors, degrades them after fatal ones, stops them
-//!   gracefully;
+//!   gracefully, and applies reloaded pipeline files (only what changed restarts);
 //! - [`Error`]: why a pipeline stopped, with its kind and whether a retry can help.
 //!
 //! The runtime knows no HTTP and no command line; `funnel-api` and `funnel-cli` sit on
@@ -16,11 +18,14 @@
 pub mod build;
 mod error;
 pub mod processors;
+pub mod provision;
 mod reference;
 pub mod registry;
 pub mod supervisor;
 
 pub use error::Error;
+pub use provision::{LoadFailure, Provision, Provisioned, provision};
 pub use supervisor::{
-    Backoff, PipelineState, PipelineStatus, Recovery, Restarts, Supervisor, SupervisorOptions,
+    Backoff, Overview, PipelineState, PipelineStatus, Recovery, ReloadReport, Restarts, Supervisor,
+    SupervisorOptions,
 };

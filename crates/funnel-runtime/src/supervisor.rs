@@ -16,6 +16,7 @@
 //! degraded pipeline keeps the error itself, not its text.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +29,7 @@ use tracing::{error, info, warn};
 
 use crate::build::build;
 use crate::error::Error;
+use crate::provision::{LoadFailure, Provision};
 use funnel_core::telemetry::{NEXT_RESTART, RESTARTS};
 
 /// Where a pipeline is in its life.
@@ -209,13 +211,40 @@ pub struct PipelineState {
     pub id: String,
     /// Its status, updated as it changes.
     pub status: watch::Sender<PipelineStatus>,
-    /// Its running totals (across restarts).
+    /// Its running totals (across restarts and reloads).
     pub stats: Arc<WorkerStats>,
     stoppers: Mutex<Vec<Stopper>>,
     recovery: Mutex<Option<Recovery>>,
+    config: Mutex<Arc<PipelineConfig>>,
+    file: Mutex<Option<PathBuf>>,
 }
 
 impl PipelineState {
+    fn new(pipeline: &PipelineConfig, file: Option<PathBuf>) -> Self {
+        Self {
+            id: pipeline.id.clone(),
+            status: watch::Sender::new(PipelineStatus::Starting),
+            stats: Arc::default(),
+            stoppers: Mutex::new(Vec::new()),
+            recovery: Mutex::new(None),
+            config: Mutex::new(Arc::new(pipeline.clone())),
+            file: Mutex::new(file),
+        }
+    }
+
+    /// The configuration it runs (the latest one that loaded without errors).
+    pub fn config(&self) -> Arc<PipelineConfig> {
+        Arc::clone(&self.config.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The pipeline file it was provisioned from, if any.
+    pub fn file(&self) -> Option<PathBuf> {
+        self.file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn set(&self, status: PipelineStatus) {
         self.status.send_replace(status);
     }
@@ -255,13 +284,69 @@ impl PipelineState {
     }
 }
 
+/// What is provisioned now: every pipeline and every pipeline file that could not be
+/// used. Shared (through [`Supervisor::overview`]) with whatever reports on the
+/// pipelines (`/readyz`, the API, the command line); it changes as pipelines are
+/// reloaded.
+#[derive(Default)]
+pub struct Overview {
+    pipelines: Mutex<Vec<Arc<PipelineState>>>,
+    failures: Mutex<Vec<LoadFailure>>,
+}
+
+impl Overview {
+    /// Every pipeline, in the order of their files.
+    pub fn pipelines(&self) -> Vec<Arc<PipelineState>> {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The pipeline files that could not be used at the last load or reload.
+    pub fn failures(&self) -> Vec<LoadFailure> {
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// What a reload changed, by pipeline ID.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Pipelines new in the files, started.
+    pub started: Vec<String>,
+    /// Pipelines whose configuration changed: drained, then started with the new one.
+    pub restarted: Vec<String>,
+    /// Pipelines no longer in any file: drained and removed.
+    pub removed: Vec<String>,
+    /// Pipelines whose file has errors now: they keep running their previous
+    /// configuration.
+    pub kept: Vec<String>,
+}
+
+/// One supervised pipeline: its state, its configuration, how to stop it.
+struct Managed {
+    state: Arc<PipelineState>,
+    config: PipelineConfig,
+    file: Option<PathBuf>,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
 /// Runs pipelines.
+///
+/// Every method takes `&self`, so a supervisor can be shared; changes to the set of
+/// pipelines ([`apply`](Self::apply), [`stop_pipeline`](Self::stop_pipeline)) happen
+/// one at a time.
 pub struct Supervisor {
     store: Arc<dyn Store>,
     options: SupervisorOptions,
     shutdown: CancellationToken,
-    states: Vec<Arc<PipelineState>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    overview: Arc<Overview>,
+    managed: Mutex<Vec<Managed>>,
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl Supervisor {
@@ -271,71 +356,277 @@ impl Supervisor {
             store,
             options,
             shutdown: CancellationToken::new(),
-            states: Vec::new(),
-            tasks: Vec::new(),
+            overview: Arc::default(),
+            managed: Mutex::new(Vec::new()),
+            changes: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Every pipeline started so far.
-    pub fn states(&self) -> &[Arc<PipelineState>] {
-        &self.states
+    /// Every pipeline, now.
+    pub fn states(&self) -> Vec<Arc<PipelineState>> {
+        self.overview.pipelines()
+    }
+
+    /// The pipelines and the files that failed to load, shared and kept up to date.
+    pub fn overview(&self) -> Arc<Overview> {
+        Arc::clone(&self.overview)
+    }
+
+    fn managed(&self) -> std::sync::MutexGuard<'_, Vec<Managed>> {
+        self.managed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes the managed pipelines to the overview.
+    fn publish(&self, managed: &[Managed]) {
+        *self
+            .overview
+            .pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            managed.iter().map(|m| Arc::clone(&m.state)).collect();
     }
 
     /// Starts `pipeline` on its own task (a `stopped` one is only registered).
-    pub fn start(&mut self, pipeline: PipelineConfig) {
-        let state = Arc::new(PipelineState {
-            id: pipeline.id.clone(),
-            status: watch::Sender::new(PipelineStatus::Starting),
-            stats: Arc::default(),
-            stoppers: Mutex::new(Vec::new()),
-            recovery: Mutex::new(None),
-        });
-        self.states.push(Arc::clone(&state));
-        if pipeline.status == funnel_config::PipelineStatus::Stopped {
+    pub fn start(&self, pipeline: PipelineConfig) {
+        self.start_from(pipeline, None);
+    }
+
+    /// Starts `pipeline`, provisioned from `file`, on its own task.
+    fn start_from(&self, pipeline: PipelineConfig, file: Option<PathBuf>) {
+        let state = Arc::new(PipelineState::new(&pipeline, file.clone()));
+        let mut managed = self.managed();
+        let mut entry = Managed {
+            state,
+            config: pipeline,
+            file,
+            stop: self.shutdown.child_token(),
+            task: None,
+        };
+        self.launch(&mut entry);
+        managed.push(entry);
+        self.publish(&managed);
+    }
+
+    /// Starts the task of `entry` with its configuration, or marks it stopped when it is
+    /// configured `stopped`.
+    fn launch(&self, entry: &mut Managed) {
+        let state = Arc::clone(&entry.state);
+        *state.config.lock().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new(entry.config.clone());
+        *state.file.lock().unwrap_or_else(PoisonError::into_inner) = entry.file.clone();
+        if entry.config.status == funnel_config::PipelineStatus::Stopped {
             state.set(PipelineStatus::Stopped);
             return;
         }
+        state.set(PipelineStatus::Starting);
+        entry.stop = self.shutdown.child_token();
+        let pipeline = entry.config.clone();
         let store = Arc::clone(&self.store);
         let options = self.options.clone();
-        let shutdown = self.shutdown.clone();
-        self.tasks.push(tokio::spawn(async move {
-            supervise(pipeline, store, options, shutdown, state).await;
+        let stop = entry.stop.clone();
+        entry.task = Some(tokio::spawn(async move {
+            supervise(pipeline, store, options, stop, state).await;
         }));
+    }
+
+    /// Stops pipeline `id` gracefully (no new reads, everything in flight delivered and
+    /// committed) and waits for it; it stays listed as `stopped`. False when there is
+    /// no such pipeline.
+    pub async fn stop_pipeline(&self, id: &str) -> bool {
+        let _one_at_a_time = self.changes.lock().await;
+        let task = {
+            let mut managed = self.managed();
+            let Some(entry) = managed.iter_mut().find(|m| m.state.id == id) else {
+                return false;
+            };
+            entry.stop.cancel();
+            stop_workers(&entry.state);
+            entry.task.take()
+        };
+        join(task).await;
+        true
+    }
+
+    /// Starts pipeline `id` again with its configuration, after it stopped (by
+    /// [`stop_pipeline`](Self::stop_pipeline), or finished, or degraded). False when there is no
+    /// such pipeline or it is still running.
+    pub async fn start_pipeline(&self, id: &str) -> bool {
+        let _one_at_a_time = self.changes.lock().await;
+        let mut managed = self.managed();
+        let Some(entry) = managed.iter_mut().find(|m| m.state.id == id) else {
+            return false;
+        };
+        if entry.task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return false;
+        }
+        entry.config.status = funnel_config::PipelineStatus::Running;
+        self.launch(entry);
+        true
+    }
+
+    /// Makes the running pipelines what `provision` says: pipelines new in the files are
+    /// started, pipelines whose configuration changed (in anything but where it is
+    /// written) are drained and started again with the new one (their positions are
+    /// kept: same pipeline and connector IDs), pipelines no longer in any file are
+    /// drained and removed, and the pipelines of files that fail to load keep running
+    /// their previous configuration. `provision.failures` become the overview's
+    /// failures. Pipelines added with [`start`](Self::start) (from no file) are left
+    /// alone.
+    pub async fn apply(&self, provision: Provision) -> ReloadReport {
+        let _one_at_a_time = self.changes.lock().await;
+        let mut report = ReloadReport::default();
+        let failing: Vec<&Path> = provision
+            .failures
+            .iter()
+            .map(|f| f.file.as_path())
+            .collect();
+        // Drain what changes or goes, all at once.
+        let mut draining = Vec::new();
+        {
+            let managed = self.managed();
+            for entry in managed.iter() {
+                let wanted = provision
+                    .pipelines
+                    .iter()
+                    .find(|p| p.config.id == entry.state.id);
+                let change = match wanted {
+                    Some(p) => !p.config.same_settings(&entry.config),
+                    None => {
+                        entry.file.is_some()
+                            && !entry.file.as_deref().is_some_and(|f| failing.contains(&f))
+                    }
+                };
+                if change {
+                    entry.stop.cancel();
+                    stop_workers(&entry.state);
+                    draining.push(entry.state.id.clone());
+                }
+            }
+        }
+        let tasks: Vec<_> = {
+            let mut managed = self.managed();
+            managed
+                .iter_mut()
+                .filter(|m| draining.contains(&m.state.id))
+                .map(|m| m.task.take())
+                .collect()
+        };
+        for task in tasks {
+            join(task).await;
+        }
+        let mut managed = self.managed();
+        let mut next = Vec::with_capacity(provision.pipelines.len());
+        for p in provision.pipelines {
+            match managed.iter().position(|m| m.state.id == p.config.id) {
+                Some(i) => {
+                    let mut entry = managed.remove(i);
+                    entry.file = Some(p.file.clone());
+                    *entry
+                        .state
+                        .file
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(p.file.clone());
+                    if draining.contains(&entry.state.id) {
+                        info!(pipeline = %entry.state.id, file = %p.file.display(), "pipeline configuration changed, restarted");
+                        report.restarted.push(entry.state.id.clone());
+                        entry.config = p.config;
+                        entry.file = Some(p.file);
+                        self.launch(&mut entry);
+                    }
+                    next.push(entry);
+                }
+                None => {
+                    info!(pipeline = %p.config.id, file = %p.file.display(), "new pipeline, started");
+                    report.started.push(p.config.id.clone());
+                    let mut entry = Managed {
+                        state: Arc::new(PipelineState::new(&p.config, Some(p.file.clone()))),
+                        config: p.config,
+                        file: Some(p.file),
+                        stop: self.shutdown.child_token(),
+                        task: None,
+                    };
+                    self.launch(&mut entry);
+                    next.push(entry);
+                }
+            }
+        }
+        for entry in managed.drain(..) {
+            if draining.contains(&entry.state.id) {
+                info!(pipeline = %entry.state.id, "pipeline no longer in any file, removed");
+                report.removed.push(entry.state.id.clone());
+                continue;
+            }
+            if entry.file.is_some() {
+                warn!(pipeline = %entry.state.id, file = %entry.file.as_deref().unwrap_or(Path::new("")).display(), "pipeline file has errors, the pipeline keeps running its previous configuration");
+                report.kept.push(entry.state.id.clone());
+            }
+            next.push(entry);
+        }
+        *managed = next;
+        let mut failures = provision.failures;
+        for failure in &mut failures {
+            failure.kept = managed
+                .iter()
+                .filter(|m| m.file.as_deref() == Some(failure.file.as_path()))
+                .map(|m| m.state.id.clone())
+                .collect();
+        }
+        self.publish(&managed);
+        drop(managed);
+        *self
+            .overview
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = failures;
+        report
     }
 
     /// Stops every pipeline gracefully: no new reads, everything in flight delivered and
     /// committed. Returns once they have all stopped.
-    pub async fn shutdown(&mut self) {
+    pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        for state in &self.states {
-            for stopper in state
-                .stoppers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-            {
-                stopper.stop();
-            }
+        for state in self.states() {
+            stop_workers(&state);
         }
         self.wait().await;
     }
 
     /// Waits until every pipeline task has ended.
-    pub async fn wait(&mut self) {
-        for task in self.tasks.drain(..) {
-            if let Err(e) = task.await {
-                error!(error = %e, "a pipeline task panicked");
-            }
+    pub async fn wait(&self) {
+        let tasks: Vec<_> = self.managed().iter_mut().map(|m| m.task.take()).collect();
+        for task in tasks {
+            join(task).await;
         }
     }
 
     /// Waits until every pipeline is in a terminal status.
     pub async fn wait_terminal(&self) {
-        for state in &self.states {
+        for state in self.states() {
             let mut rx = state.status.subscribe();
             // The sender lives in the state, so this only ends when terminal.
             let _ = rx.wait_for(PipelineStatus::is_terminal).await;
         }
+    }
+}
+
+/// Asks the workers of a running pipeline to stop reading and drain.
+fn stop_workers(state: &PipelineState) {
+    for stopper in state
+        .stoppers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        stopper.stop();
+    }
+}
+
+/// Waits for a pipeline's task, if it has one.
+async fn join(task: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(task) = task
+        && let Err(e) = task.await
+    {
+        error!(error = %e, "a pipeline task panicked");
     }
 }
 

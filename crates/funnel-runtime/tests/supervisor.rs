@@ -80,7 +80,7 @@ async fn a_failing_pipeline_recovers_with_backoff_then_degrades_while_the_others
         max_retries: 2,
         ..quick_backoff(20, 40)
     });
-    let mut supervisor = Supervisor::new(store, options);
+    let supervisor = Supervisor::new(store, options);
     let text = yaml::file(&[bad(dir.path(), "blocker"), good(dir.path(), "100")]);
     for p in pipelines(&text) {
         supervisor.start(p);
@@ -131,7 +131,7 @@ async fn a_graceful_shutdown_stops_a_running_pipeline_and_keeps_its_position() {
     let dir = tempfile::tempdir().unwrap();
     let text = yaml::file(&[good(dir.path(), "-1")]);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let mut supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
+    let supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
     for p in pipelines(&text) {
         supervisor.start(p);
     }
@@ -177,7 +177,7 @@ async fn two_sources_share_one_file_destination_and_each_commits_its_own_positio
         &[],
     )]);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let mut supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
+    let supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
     for p in pipelines(&text) {
         supervisor.start(p);
     }
@@ -202,7 +202,7 @@ async fn a_fatal_error_degrades_at_once_and_keeps_the_typed_error() {
     // The destination's directory does not exist: retrying cannot help.
     let text = yaml::file(&[bad(dir.path(), "missing")]);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let mut supervisor = Supervisor::new(store, SupervisorOptions::default());
+    let supervisor = Supervisor::new(store, SupervisorOptions::default());
     for p in pipelines(&text) {
         supervisor.start(p);
     }
@@ -289,7 +289,7 @@ async fn a_bad_record_under_the_default_dlq_degrades_the_pipeline_and_what_follo
     let out = dir.path().join("out.jsonl");
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let options = with_backoff(quick_backoff(10, 20));
-    let mut supervisor = Supervisor::new(Arc::clone(&store), options.clone());
+    let supervisor = Supervisor::new(Arc::clone(&store), options.clone());
     for p in refusing_pipeline(dir.path(), "") {
         supervisor.start(p);
     }
@@ -321,7 +321,7 @@ async fn a_bad_record_under_the_default_dlq_degrades_the_pipeline_and_what_follo
     assert_eq!(payloads(&out), ["a", "b"]);
 
     // Resolved: the bad record goes to a DLQ now, and the pipeline goes on from it.
-    let mut supervisor = Supervisor::new(store, options);
+    let supervisor = Supervisor::new(store, options);
     let dlq = format!(
         "    dead-letter-queue:\n      plugin: builtin:file\n      settings:\n        path: {}/dlq.jsonl\n      window-size: 0\n",
         dir.path().display()
@@ -373,7 +373,7 @@ async fn a_processor_call_longer_than_its_timeout_fails_the_run_with_the_timeout
         max_retries: 0,
         ..Backoff::default()
     });
-    let mut supervisor = Supervisor::new(store, options);
+    let supervisor = Supervisor::new(store, options);
     for p in loaded {
         supervisor.start(p);
     }
@@ -441,7 +441,7 @@ async fn a_stop_that_outlasts_the_grace_period_aborts_a_processor_stuck_in_a_cal
         stop_grace: Duration::from_millis(300),
         ..SupervisorOptions::default()
     };
-    let mut supervisor = Supervisor::new(Arc::clone(&store), options);
+    let supervisor = Supervisor::new(Arc::clone(&store), options);
     for p in pipelines(&text) {
         supervisor.start(p);
     }
