@@ -152,3 +152,5 @@ if ! port_open 5672; then
     port_wait 5672
 fi
 echo "setup-services: RabbitMQ ready on 127.0.0.1:5672"
+# NATS with JetStream on 127.0.0.1:4222, max_payload 8 MB (scripts/nats-server.sh).
+"$(dirname "$0")/nats-server.sh" ensure

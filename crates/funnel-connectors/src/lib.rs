@@ -9,6 +9,7 @@
 //! | `noop` | — | yes | [`noop`] (a Funnel extension) |
 //! | `postgres` | yes | yes | `postgres` (feature `postgres`, on by default) |
 //! | `rabbitmq` | yes | yes | `rabbitmq` (feature `rabbitmq`, on by default) |
+//! | `nats` | yes | yes | `nats` (JetStream; feature `nats`, on by default) |
 //!
 //! [`components`] is the connectors' part of the registry table: one
 //! [`Component`] per source and per destination, declared in its module (`SOURCE`,
@@ -35,6 +36,8 @@ pub mod generator;
 pub mod log;
 #[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod noop;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -80,6 +83,10 @@ pub fn components() -> Vec<Component> {
         rabbitmq::SOURCE,
         #[cfg(feature = "rabbitmq")]
         rabbitmq::DESTINATION,
+        #[cfg(feature = "nats")]
+        nats::SOURCE,
+        #[cfg(feature = "nats")]
+        nats::DESTINATION,
     ]
 }
 

@@ -268,6 +268,8 @@ fn the_registry_lists_every_builtin_with_its_settings() {
             ("mysql", ComponentKind::Destination),
             ("rabbitmq", ComponentKind::Source),
             ("rabbitmq", ComponentKind::Destination),
+            ("nats", ComponentKind::Source),
+            ("nats", ComponentKind::Destination),
         ]
     );
     for component in &table {

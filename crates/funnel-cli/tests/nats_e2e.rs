@@ -1,0 +1,374 @@
+//! End-to-end: pipelines from and to NATS JetStream run by the `funnel` binary, with
+//! a publisher running and SIGKILL at random moments, against the real server on
+//! 127.0.0.1:4222 (see `scripts/nats-server.sh`). Each test uses its own stream,
+//! deleted at the end. Without a server the tests are skipped, except under `CI=true`.
+
+#![cfg(feature = "nats")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use funnel_record::{Data, Record};
+use futures::StreamExt;
+
+const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
+const URL: &str = "nats://127.0.0.1:4222";
+
+/// The source's `bufferSize` default: the consumer's `max_ack_pending`, so at most
+/// this many records are read and not committed when funnel is killed.
+const REPLAY_BOUND: usize = 1024;
+
+struct Env {
+    dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    js: jetstream::Context,
+    stream: String,
+    prefix: String,
+}
+
+impl Env {
+    /// A stream of its own and a directory for funnel, or `None` (skip) without a server.
+    fn new(tag: &str) -> Option<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = match runtime.block_on(async_nats::connect(URL)) {
+            Ok(client) => client,
+            Err(e) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "NATS is not reachable at {URL}: {e} (run scripts/setup-services.sh)"
+                );
+                eprintln!("skipping: NATS is not reachable at {URL}: {e}");
+                return None;
+            }
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let stream = format!("FE2E_{tag}_{}_{nanos}", std::process::id());
+        let prefix = format!("fe2e.{tag}.{}.{nanos}", std::process::id());
+        let js = {
+            let _inside = runtime.enter();
+            jetstream::new(client)
+        };
+        runtime
+            .block_on(js.create_stream(stream::Config {
+                name: stream.clone(),
+                subjects: vec![format!("{prefix}.>")],
+                ..Default::default()
+            }))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("pipelines")).unwrap();
+        Some(Self {
+            dir,
+            runtime,
+            js,
+            stream,
+            prefix,
+        })
+    }
+
+    fn write_pipeline(&self, source: &str, destination: &str) {
+        let pipeline = format!(
+            r#"version: "2.2"
+pipelines:
+  - id: p
+    status: running
+    connectors:
+      - id: src
+        type: source
+{source}      - id: dst
+        type: destination
+{destination}"#
+        );
+        std::fs::write(self.dir.path().join("pipelines/p.yaml"), pipeline).unwrap();
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut c = Command::new(FUNNEL);
+        c.current_dir(self.dir.path())
+            .args(["run", "--api.http.address", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("funnel.log"))
+                    .unwrap(),
+            ));
+        c
+    }
+
+    fn spawn(&self) -> Child {
+        self.command(&[]).spawn().unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("funnel.log")).unwrap_or_default()
+    }
+
+    /// Stream sequences (the source's positions) in the output file, in file order;
+    /// only complete lines count.
+    fn output_positions(&self) -> Vec<u64> {
+        let text = std::fs::read_to_string(self.dir.path().join("out.jsonl")).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let r = Record::from_json(l.as_bytes()).expect("an OpenCDC JSON line");
+                let seq: u64 = std::str::from_utf8(r.position.as_bytes())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                match &r.payload.after {
+                    Some(Data::Raw(body)) => {
+                        assert_eq!(body, &body_of(seq), "the body of message {seq}");
+                    }
+                    other => panic!("not a raw payload: {other:?}"),
+                }
+                seq
+            })
+            .collect()
+    }
+
+    /// Waits until the output holds every sequence up to `n`.
+    fn wait_for_output(&self, n: u64) -> Vec<u64> {
+        let start = Instant::now();
+        loop {
+            let positions = self.output_positions();
+            let seen: std::collections::HashSet<u64> = positions.iter().copied().collect();
+            if (1..=n).all(|p| seen.contains(&p)) {
+                return positions;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the output never held all {n} messages ({} lines): {}",
+                positions.len(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Publishes messages `from..to` (stream sequences `from+1..=to`), each with a
+    /// message ID so that a retried publish is stored once.
+    fn publish(&self, from: u64, to: u64, pause_every_100: Duration) {
+        let subject = format!("{}.in", self.prefix);
+        self.runtime.block_on(async {
+            for chunk_start in (from..to).step_by(100) {
+                let mut acks = Vec::new();
+                for i in chunk_start..(chunk_start + 100).min(to) {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("Nats-Msg-Id", format!("m{i}").as_str());
+                    let ack = self
+                        .js
+                        .publish_with_headers(subject.clone(), headers, body_of(i + 1))
+                        .await
+                        .unwrap();
+                    acks.push(ack);
+                }
+                for ack in acks {
+                    ack.await.unwrap();
+                }
+                tokio::time::sleep(pause_every_100).await;
+            }
+        });
+    }
+
+    /// Every message of the stream, read with an ephemeral consumer: (message ID,
+    /// payload).
+    fn read_back(&self, n: usize) -> Vec<(String, Bytes)> {
+        self.runtime.block_on(async {
+            let stream = self.js.get_stream(&self.stream).await.unwrap();
+            let consumer = stream
+                .create_consumer(consumer::pull::Config {
+                    ack_policy: consumer::AckPolicy::None,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let mut messages = consumer.messages().await.unwrap();
+            let mut out = Vec::with_capacity(n);
+            while out.len() < n {
+                let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("only {} of {n} messages in the stream", out.len()))
+                    .unwrap()
+                    .unwrap();
+                let id = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default();
+                out.push((id, message.payload.clone()));
+            }
+            out
+        })
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.runtime.block_on(self.js.delete_stream(&self.stream));
+    }
+}
+
+/// The body of the message at stream sequence `seq`.
+fn body_of(seq: u64) -> Bytes {
+    Bytes::from(format!("message {seq:08}"))
+}
+
+fn kill(child: &mut Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "funnel did not exit after SIG{signal}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn source_block(env: &Env) -> String {
+    format!(
+        "        plugin: builtin:nats\n        settings:\n          urls: {URL}\n          \
+         stream: {}\n          subject: {}.>\n",
+        env.stream, env.prefix
+    )
+}
+
+const FILE: &str = "        plugin: builtin:file\n        settings:\n          path: ./out.jsonl\n";
+
+#[test]
+fn a_nats_to_file_pipeline_loses_nothing_through_sigkills_and_repeats_nothing_after_sigterm() {
+    const N: u64 = 30_000;
+    let Some(env) = Env::new("kill") else { return };
+    let t0 = Instant::now();
+    env.write_pipeline(&source_block(&env), FILE);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    // A publisher runs while funnel is killed five times at random moments.
+    let kills = std::thread::scope(|scope| {
+        let env = &env;
+        let publisher = scope.spawn(move || env.publish(0, N, Duration::from_millis(15)));
+        let mut kills = 0;
+        let mut child = env.spawn();
+        while kills < 5 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            std::thread::sleep(Duration::from_millis(400 + seed % 1200));
+            kill(&mut child, "KILL");
+            kills += 1;
+            child = env.spawn();
+        }
+        publisher.join().unwrap();
+        eprintln!("{:?} published and killed {kills} times", t0.elapsed());
+        let positions = env.wait_for_output(N);
+        eprintln!("{:?} all {N} written", t0.elapsed());
+        kill(&mut child, "TERM");
+        (kills, positions)
+    });
+    let (kills, positions) = kills;
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for p in &positions {
+        *counts.entry(*p).or_default() += 1;
+    }
+    assert!(
+        counts.keys().all(|p| (1..=N).contains(p)),
+        "positions beyond {N}"
+    );
+    let duplicates = positions.len() - counts.len();
+    assert!(
+        duplicates <= kills * REPLAY_BOUND,
+        "{duplicates} duplicates after {kills} kills exceed {REPLAY_BOUND} per kill"
+    );
+
+    // Graceful stops: two more runs, each stopped by SIGTERM with messages flowing;
+    // nothing after the first N comes twice, and all of it is there in order.
+    eprintln!("{duplicates} duplicates after {kills} kills");
+    let before = positions.len();
+    let mut published = N;
+    for _ in 0..2 {
+        let mut child = env.spawn();
+        env.publish(published, published + 2000, Duration::ZERO);
+        published += 2000;
+        env.wait_for_output(published);
+        eprintln!("{:?} run written", t0.elapsed());
+        env.publish(published, published + 500, Duration::ZERO);
+        published += 500;
+        kill(&mut child, "TERM");
+    }
+    let mut child = env.spawn();
+    let positions = env.wait_for_output(published);
+    kill(&mut child, "TERM");
+
+    assert_eq!(
+        positions[before..],
+        (N + 1..=published).collect::<Vec<_>>()[..],
+        "after SIGTERM a restart repeated or lost messages"
+    );
+}
+
+#[test]
+fn fifty_thousand_generated_records_written_to_nats_are_all_in_the_stream_once() {
+    const N: usize = 50_000;
+    let Some(env) = Env::new("gen") else { return };
+    env.write_pipeline(
+        &format!(
+            "        plugin: builtin:generator\n        settings:\n          format.type: raw\n          \
+             format.options.id: int\n          recordCount: \"{N}\"\n"
+        ),
+        &format!(
+            "        plugin: builtin:nats\n        settings:\n          urls: {URL}\n          \
+             subject: {}.gen\n",
+            env.prefix
+        ),
+    );
+    let out = env.command(&["--pipelines.exit-on-done"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.log());
+    let messages = env.read_back(N);
+    let ids: std::collections::BTreeSet<&str> =
+        messages.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), N, "message IDs are not distinct");
+    assert!(
+        ids.contains("p:dst/1") && ids.contains(format!("p:dst/{N}").as_str()),
+        "{:?}",
+        ids.iter().next()
+    );
+    let info = env.runtime.block_on(async {
+        env.js
+            .get_stream(&env.stream)
+            .await
+            .unwrap()
+            .get_info()
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        info.state.messages, N as u64,
+        "the stream holds more than the records"
+    );
+}

@@ -1,0 +1,148 @@
+//! Connecting to NATS: options from the settings, errors that name the connector and
+//! the server.
+
+use std::time::Duration;
+
+use async_nats::{ConnectErrorKind, ConnectOptions};
+use funnel_core::ConnectorError;
+
+use super::config::NatsConnection;
+
+/// How long connecting may take before it fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first wait before reconnecting; it doubles up to `reconnectWait`.
+const FIRST_RECONNECT_WAIT: Duration = Duration::from_millis(100);
+
+/// The servers, for messages: the URLs without user, password or token.
+pub(crate) fn servers(connection: &NatsConnection) -> String {
+    connection
+        .urls
+        .iter()
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+            }
+            _ => url.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Connects; `who` names the connector in errors and logs (`nats source pipe:in`).
+///
+/// # Errors
+///
+/// A configuration error for bad credentials or TLS files, a transient one when the
+/// server cannot be reached; each names `who` and the servers.
+pub(crate) async fn connect(
+    connection: &NatsConnection,
+    who: &str,
+    default_name: &str,
+) -> Result<async_nats::Client, ConnectorError> {
+    let servers = servers(connection);
+    let mut options = ConnectOptions::new()
+        .name(connection.name.as_deref().unwrap_or(default_name))
+        .connection_timeout(CONNECT_TIMEOUT)
+        .max_reconnects(connection.max_reconnects)
+        .reconnect_delay_callback({
+            let most = connection.reconnect_wait;
+            move |attempts| {
+                let shift = u32::try_from(attempts.min(16)).unwrap_or(16);
+                (FIRST_RECONNECT_WAIT * 2u32.pow(shift)).min(most)
+            }
+        })
+        .event_callback({
+            let who = who.to_owned();
+            let servers = servers.clone();
+            move |event| {
+                let (who, servers) = (who.clone(), servers.clone());
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!(connector = %who, %servers, "Connected to NATS.");
+                        }
+                        async_nats::Event::Closed => {
+                            tracing::debug!(connector = %who, %servers, "Closed the NATS connection.");
+                        }
+                        other => {
+                            tracing::warn!(connector = %who, %servers, event = %other, "NATS connection event.");
+                        }
+                    }
+                }
+            }
+        });
+    if let Some(path) = &connection.credentials_file {
+        options = options.credentials_file(path).await.map_err(|e| {
+            ConnectorError::config(format!(
+                "{who}: cannot read the credentials file {} (setting credentialsFilePath): {e}",
+                path.display()
+            ))
+        })?;
+    }
+    if let Some(path) = &connection.nkey_path {
+        let seed = std::fs::read_to_string(path).map_err(|e| {
+            ConnectorError::config(format!(
+                "{who}: cannot read the NKey seed {} (setting nkeyPath): {e}",
+                path.display()
+            ))
+        })?;
+        let seed = seed
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with('S') && !line.is_empty())
+            .unwrap_or_default()
+            .to_owned();
+        options = options.nkey(seed);
+    }
+    if let Some(ca) = &connection.root_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &connection.client_cert {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    let addresses: Vec<async_nats::ServerAddr> = connection
+        .urls
+        .iter()
+        .filter_map(|url| url.parse().ok())
+        .collect();
+    options.connect(addresses).await.map_err(|e| {
+        let message = format!("{who}: cannot connect to NATS at {servers}: {e}");
+        match e.kind() {
+            ConnectErrorKind::Authentication
+            | ConnectErrorKind::AuthorizationViolation
+            | ConnectErrorKind::Tls
+            | ConnectErrorKind::ServerParse => ConnectorError::config(message),
+            _ => ConnectorError::transient(message),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_in_messages_leave_out_credentials() {
+        let connection = NatsConnection {
+            urls: vec![
+                "nats://user:secret@127.0.0.1:4222".into(),
+                "nats://token@10.0.0.1:4222".into(),
+                "127.0.0.1:4223".into(),
+            ],
+            name: None,
+            nkey_path: None,
+            credentials_file: None,
+            client_cert: None,
+            root_ca: None,
+            max_reconnects: None,
+            reconnect_wait: Duration::from_secs(5),
+        };
+        assert_eq!(
+            servers(&connection),
+            "nats://127.0.0.1:4222,nats://10.0.0.1:4222,127.0.0.1:4223"
+        );
+    }
+}

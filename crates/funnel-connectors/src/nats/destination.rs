@@ -1,0 +1,347 @@
+//! The NATS JetStream destination: publishes each record and acks it once the stream
+//! confirmed it stored the message (the JetStream publish ack).
+
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::header::HeaderName;
+use async_nats::jetstream::context::{Context, PublishAckFuture};
+use async_nats::jetstream::message::PublishMessage;
+use async_trait::async_trait;
+use bytes::Bytes;
+use funnel_core::{ConnectorError, Destination, DestinationAck, RecordError};
+use funnel_record::{Data, Position, Record, Value};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::config::NatsDestinationConfig;
+use super::conn;
+use crate::ack::AckQueue;
+
+/// Publishes in flight (sent, publish ack not yet received) at most.
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// How long a publish ack may take.
+const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One message sent, waiting for its publish ack.
+struct InFlight {
+    position: Position,
+    subject: String,
+    message: PublishMessage,
+    ack: PublishAckFuture,
+}
+
+/// What a destination publishes, waiting for the acks in order.
+enum Pending {
+    Sent(Box<InFlight>),
+    /// A record that could not be published at all (its subject template failed):
+    /// nacked in its place in the order.
+    Refused(Position, RecordError),
+}
+
+/// A NATS JetStream destination. No I/O until [`Destination::open`].
+pub struct NatsDestination {
+    id: String,
+    who: String,
+    config: NatsDestinationConfig,
+    acks: std::sync::Arc<AckQueue>,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    js: Context,
+    client: async_nats::Client,
+    sender: mpsc::UnboundedSender<Pending>,
+    task: JoinHandle<()>,
+}
+
+impl NatsDestination {
+    /// A destination for connector `id` with validated settings.
+    pub fn new(id: &str, config: NatsDestinationConfig) -> Self {
+        Self {
+            id: id.to_owned(),
+            who: format!("nats destination {id}"),
+            config,
+            acks: std::sync::Arc::new(AckQueue::new()),
+            running: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The subject of `record`, or why there is none.
+    fn subject(&self, record: &Record) -> Result<String, String> {
+        if let Some(literal) = self.config.subject.as_literal() {
+            return Ok(literal.to_owned());
+        }
+        match self.config.subject.render(record) {
+            Ok(subject) if !valid_subject(&subject) => Err(format!(
+                "{}: the subject template rendered {subject:?}, which is not a subject to \
+                 publish to (setting `subject`)",
+                self.who
+            )),
+            Ok(subject) => Ok(subject),
+            Err(e) => Err(format!(
+                "{}: the subject template failed (setting `subject`): {e}",
+                self.who
+            )),
+        }
+    }
+
+    /// The message for `record`: its raw payload (a structured one as JSON), its
+    /// metadata as headers, and a message ID from the connector and the position for
+    /// the stream's de-duplication.
+    fn message(&self, record: &Record) -> PublishMessage {
+        let payload = match &record.payload.after {
+            Some(Data::Raw(bytes)) => bytes.clone(),
+            Some(Data::Structured(map)) => Bytes::from(Value::Map(map.clone()).to_json()),
+            None => Bytes::new(),
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in record.metadata.iter() {
+            // JetStream's own headers are not copied from metadata.
+            if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
+                continue;
+            }
+            if name.contains(char::is_whitespace) {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_str(name) {
+                headers.insert(name, value);
+            }
+        }
+        PublishMessage::build()
+            .payload(payload)
+            .headers(headers)
+            .message_id(message_id(&self.id, &record.position))
+    }
+}
+
+/// Whether `subject` can be published to: dot-separated non-empty tokens without
+/// whitespace or wildcards.
+pub(crate) fn valid_subject(subject: &str) -> bool {
+    !subject.is_empty()
+        && subject.split('.').all(|token| {
+            !token.is_empty()
+                && token != "*"
+                && token != ">"
+                && !token.chars().any(char::is_whitespace)
+        })
+}
+
+/// `Nats-Msg-Id` of a record: the connector ID and the position (hex when it is not
+/// printable ASCII), so a record written again after a restart is stored once.
+pub(crate) fn message_id(id: &str, position: &Position) -> String {
+    let bytes = position.as_bytes();
+    if bytes.iter().all(|b| b.is_ascii_graphic()) {
+        format!("{id}/{}", String::from_utf8_lossy(bytes))
+    } else {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{id}/x{hex}")
+    }
+}
+
+/// Waits for publish acks in write order and queues the destination's acks; a
+/// publish that fails is sent again up to `attempts` times, then the queue fails.
+async fn confirm(
+    who: String,
+    js: Context,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+    acks: std::sync::Arc<AckQueue>,
+    attempts: usize,
+    wait: Duration,
+) {
+    while let Some(item) = pending.recv().await {
+        let mut batch = vec![item];
+        while batch.len() < 1024 {
+            match pending.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let mut done = Vec::with_capacity(batch.len());
+        for item in batch {
+            match item {
+                Pending::Refused(position, error) => {
+                    done.push(DestinationAck::nack(position, error))
+                }
+                Pending::Sent(in_flight) => {
+                    let InFlight {
+                        position,
+                        subject,
+                        message,
+                        ack,
+                    } = *in_flight;
+                    let mut result = ack.await;
+                    let mut tries = 0;
+                    while let Err(e) = &result {
+                        if tries >= attempts {
+                            break;
+                        }
+                        tries += 1;
+                        tracing::warn!(connector = %who, %subject, error = %e, attempt = tries, "Publishing to NATS failed; publishing again.");
+                        tokio::time::sleep(wait).await;
+                        result = match js.send_publish(subject.clone(), message.clone()).await {
+                            Ok(ack) => ack.await,
+                            Err(e) => Err(e),
+                        };
+                    }
+                    match result {
+                        Ok(_) => done.push(DestinationAck::ok(position)),
+                        Err(e) => {
+                            acks.push(done);
+                            acks.fail(format!(
+                                "{who}: no publish ack from JetStream for subject {subject}: {e}"
+                            ));
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        acks.push(done);
+    }
+}
+
+#[async_trait]
+impl Destination for NatsDestination {
+    async fn open(&self) -> Result<(), ConnectorError> {
+        let c = &self.config;
+        let client = conn::connect(&c.connection, &self.who, &self.id).await?;
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .timeout(PUBLISH_ACK_TIMEOUT)
+            .max_ack_inflight(MAX_IN_FLIGHT)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        // A literal subject must be stored by a stream, or every publish would fail.
+        if let Some(subject) = c.subject.as_literal() {
+            js.stream_by_subject(subject).await.map_err(|e| {
+                ConnectorError::config(format!(
+                    "{}: no JetStream stream on {} stores subject {subject}: {e}",
+                    self.who,
+                    conn::servers(&c.connection)
+                ))
+            })?;
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(confirm(
+            self.who.clone(),
+            js.clone(),
+            receiver,
+            std::sync::Arc::clone(&self.acks),
+            c.retry_attempts,
+            c.retry_wait,
+        ));
+        if let Some(old) = self.lock().replace(Running {
+            js,
+            client,
+            sender,
+            task,
+        }) {
+            old.task.abort();
+        }
+        Ok(())
+    }
+
+    async fn write(&self, records: &[Record]) -> Result<(), ConnectorError> {
+        let (js, sender) = match &*self.lock() {
+            Some(running) => (running.js.clone(), running.sender.clone()),
+            None => {
+                return Err(ConnectorError::transient(format!(
+                    "{}: write before open or after teardown",
+                    self.who
+                )));
+            }
+        };
+        if let Some(failure) = self.acks.failure() {
+            return Err(ConnectorError::transient(failure));
+        }
+        for record in records {
+            let item = match self.subject(record) {
+                Ok(subject) => {
+                    let message = self.message(record);
+                    let ack = js
+                        .send_publish(subject.clone(), message.clone())
+                        .await
+                        .map_err(|e| {
+                            ConnectorError::transient(format!(
+                                "{}: cannot publish to subject {subject}: {e}",
+                                self.who
+                            ))
+                        })?;
+                    Pending::Sent(Box::new(InFlight {
+                        position: record.position.clone(),
+                        subject,
+                        message,
+                        ack,
+                    }))
+                }
+                Err(message) => {
+                    Pending::Refused(record.position.clone(), RecordError::msg(message))
+                }
+            };
+            if sender.send(item).is_err() {
+                return Err(ConnectorError::transient(format!(
+                    "{}: the destination was torn down",
+                    self.who
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn ack(&self) -> Result<Vec<DestinationAck>, ConnectorError> {
+        self.acks.next().await
+    }
+
+    async fn teardown(&self) -> Result<(), ConnectorError> {
+        let running = self.lock().take();
+        self.acks
+            .close(format!("{}: the destination was torn down", self.who));
+        if let Some(running) = running {
+            running.task.abort();
+            let _ = tokio::time::timeout(Duration::from_secs(1), running.client.flush()).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NatsDestination {
+    fn drop(&mut self) {
+        if let Some(running) = self.lock().take() {
+            running.task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_with_empty_tokens_whitespace_or_wildcards_are_refused() {
+        assert!(valid_subject("orders.eu.new"));
+        for bad in ["", "a..b", ".a", "a.", "a.*", "a.>", "a.<no value>"] {
+            assert!(!valid_subject(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn message_ids_hold_the_connector_and_the_position() {
+        assert_eq!(
+            message_id("p:out", &Position::from("00000001")),
+            "p:out/00000001"
+        );
+        assert_eq!(
+            message_id("p:out", &Position::new(vec![0u8, 255])),
+            "p:out/x00ff"
+        );
+    }
+}

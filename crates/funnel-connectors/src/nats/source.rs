@@ -1,0 +1,461 @@
+//! The NATS JetStream source: a durable pull consumer read by a background task into
+//! a bounded queue; acks go to the server only for released positions.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::pull::{Config as PullConfig, MessagesErrorKind};
+use async_nats::jetstream::consumer::{self, PullConsumer};
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::message::Acker;
+use async_nats::jetstream::stream::Stream as JsStream;
+use async_trait::async_trait;
+use bytes::Bytes;
+use funnel_core::{ConnectorError, Source};
+use funnel_record::{Data, Metadata, Position, Record, metadata};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::config::{AckPolicy, DeliverPolicy, NatsSourceConfig};
+use super::{METADATA_SEQUENCE, METADATA_STREAM, conn};
+use crate::util::unix_nanos_now;
+
+/// How long the server waits for an ack before delivering a message again (the
+/// source skips a message it already read in this run, so this only paces
+/// redeliveries of what a stopped pipeline left unacknowledged).
+const ACK_WAIT: Duration = Duration::from_secs(60);
+
+/// Idle heartbeat of pull requests: a missed one tells the client the connection or
+/// the consumer is gone.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Longest wait between attempts to create the consumer again.
+const MOST_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A message read, with what acks it, or the error that stopped reading.
+type Item = Result<(Record, u64, Acker), ConnectorError>;
+
+/// A NATS JetStream source. No I/O until [`Source::open`].
+pub struct NatsSource {
+    id: String,
+    who: String,
+    config: NatsSourceConfig,
+    durable: String,
+    resume: Option<Position>,
+    /// Messages read by the background task, in stream order.
+    queue: tokio::sync::Mutex<Option<mpsc::Receiver<Item>>>,
+    /// An error met after records were taken for a batch: returned by the next read.
+    pending_error: Mutex<Option<ConnectorError>>,
+    /// Read and not yet acknowledged, in read order: stream sequence and acker.
+    unacked: Mutex<VecDeque<(u64, Acker)>>,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    task: JoinHandle<()>,
+    client: async_nats::Client,
+}
+
+impl NatsSource {
+    /// A source for connector `id` with validated settings, resuming after `resume`
+    /// (a position it emitted) or from the consumer's state and `deliverPolicy`.
+    pub fn new(id: &str, config: NatsSourceConfig, resume: Option<Position>) -> Self {
+        let durable = config
+            .durable
+            .clone()
+            .unwrap_or_else(|| default_durable(id));
+        Self {
+            id: id.to_owned(),
+            who: format!("nats source {id}"),
+            config,
+            durable,
+            resume,
+            queue: tokio::sync::Mutex::new(None),
+            pending_error: Mutex::new(None),
+            unacked: Mutex::new(VecDeque::new()),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// The durable consumer's name.
+    pub fn durable(&self) -> &str {
+        &self.durable
+    }
+
+    fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        mutex
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// `funnel-` and the connector ID, with the characters a consumer name cannot hold
+/// replaced by `_`.
+pub(crate) fn default_durable(id: &str) -> String {
+    let name: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("funnel-{name}")
+}
+
+/// Parses a position this source emitted: the stream sequence in decimal.
+fn sequence(who: &str, position: &Position) -> Result<u64, ConnectorError> {
+    std::str::from_utf8(position.as_bytes())
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok())
+        .ok_or_else(|| {
+            ConnectorError::config(format!(
+                "{who}: {position} is not a position of this source (a stream sequence)"
+            ))
+        })
+}
+
+/// What the reader task needs.
+struct Reader {
+    who: String,
+    id: String,
+    stream: JsStream,
+    template: PullConfig,
+    batch: usize,
+    client: async_nats::Client,
+    give_up_after: Option<Duration>,
+}
+
+impl Reader {
+    /// (Re)creates the durable consumer so that it starts at stream sequence `start`.
+    async fn consumer_from(&self, start: u64) -> Result<PullConsumer, ConnectorError> {
+        let name = self.template.durable_name.clone().unwrap_or_default();
+        let mut config = self.template.clone();
+        config.deliver_policy = consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: start.max(1),
+        };
+        // A consumer's start cannot be changed: it is made again.
+        let _ = self.stream.delete_consumer(&name).await;
+        self.stream.create_consumer(config).await.map_err(|e| {
+            ConnectorError::transient(format!(
+                "{}: cannot create the consumer {name} on stream {} (subject {}): {e}",
+                self.who,
+                self.stream.cached_info().config.name,
+                self.template.filter_subject
+            ))
+        })
+    }
+
+    /// Reads from `consumer` into `tx` until the pipeline stops, remaking the consumer
+    /// after the last message read when it goes away.
+    async fn run(self, mut consumer: PullConsumer, mut last: u64, tx: mpsc::Sender<Item>) {
+        let mut backoff = Duration::from_millis(100);
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            match consumer
+                .stream()
+                .max_messages_per_batch(self.batch)
+                .heartbeat(HEARTBEAT)
+                .expires(HEARTBEAT * 4)
+                .messages()
+                .await
+            {
+                Ok(mut messages) => {
+                    while let Some(item) = messages.next().await {
+                        match item {
+                            Ok(message) => {
+                                failing_since = None;
+                                backoff = Duration::from_millis(100);
+                                let Some((record, seq, acker)) = self.record(message) else {
+                                    continue;
+                                };
+                                // A redelivery of a message this run already read.
+                                if seq <= last {
+                                    continue;
+                                }
+                                if tx.send(Ok((record, seq, acker))).await.is_err() {
+                                    return;
+                                }
+                                last = seq;
+                            }
+                            Err(e) => {
+                                tracing::warn!(connector = %self.id, error = %e, "Reading from NATS failed; going on.");
+                                if self.gave_up(&mut failing_since, &tx, &e.to_string()).await {
+                                    return;
+                                }
+                                if matches!(
+                                    e.kind(),
+                                    MessagesErrorKind::ConsumerDeleted
+                                        | MessagesErrorKind::RequestLimitExceeded
+                                        | MessagesErrorKind::PushBasedConsumer
+                                ) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(connector = %self.id, error = %e, "Pulling from NATS failed; retrying.");
+                    if self.gave_up(&mut failing_since, &tx, &e.to_string()).await {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MOST_BACKOFF);
+            match self.consumer_from(last + 1).await {
+                Ok(c) => consumer = c,
+                Err(e) => {
+                    tracing::warn!(connector = %self.id, error = %e, "Remaking the NATS consumer failed; retrying.");
+                    if self.gave_up(&mut failing_since, &tx, &e.to_string()).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether reading has failed for too long; then the error goes to the pipeline.
+    async fn gave_up(
+        &self,
+        failing_since: &mut Option<Instant>,
+        tx: &mpsc::Sender<Item>,
+        error: &str,
+    ) -> bool {
+        let since = *failing_since.get_or_insert_with(Instant::now);
+        let closed = self.client.connection_state() == async_nats::connection::State::Disconnected
+            && self
+                .give_up_after
+                .is_some_and(|limit| since.elapsed() > limit);
+        if closed {
+            let _ = tx
+                .send(Err(ConnectorError::transient(format!(
+                    "{}: lost the connection to NATS and could not reconnect: {error}",
+                    self.who
+                ))))
+                .await;
+        }
+        closed
+    }
+
+    /// The record of a message; `None` (logged) for a message without JetStream
+    /// metadata, which a pull consumer never delivers.
+    fn record(&self, message: async_nats::jetstream::Message) -> Option<(Record, u64, Acker)> {
+        let (seq, published) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.published.unix_timestamp_nanos()),
+            Err(e) => {
+                tracing::warn!(connector = %self.id, error = %e, "Skipping a NATS message without JetStream metadata.");
+                return None;
+            }
+        };
+        let (message, acker) = message.split();
+        let mut meta = Metadata::new();
+        let mut key = None;
+        if let Some(headers) = &message.headers {
+            for (name, values) in headers.iter() {
+                if let Some(value) = values.first() {
+                    let name: &str = name.as_ref();
+                    if name == "Nats-Msg-Id" {
+                        key = Some(Data::Raw(Bytes::copy_from_slice(value.as_str().as_bytes())));
+                    }
+                    meta.insert(name, value.as_str());
+                }
+            }
+        }
+        meta.insert(metadata::COLLECTION, message.subject.as_str());
+        meta.insert(METADATA_SEQUENCE, seq.to_string());
+        meta.insert(
+            METADATA_STREAM,
+            self.stream.cached_info().config.name.as_str(),
+        );
+        meta.insert(metadata::CREATED_AT, published.to_string());
+        meta.insert(metadata::READ_AT, unix_nanos_now().to_string());
+        meta.insert(metadata::SOURCE_CONNECTOR_ID, self.id.as_str());
+        let mut record = Record::new(Position::from(seq.to_string()), message.payload);
+        record.metadata = meta;
+        record.key = key;
+        Some((record, seq, acker))
+    }
+}
+
+#[async_trait]
+impl Source for NatsSource {
+    async fn open(&self) -> Result<(), ConnectorError> {
+        let who = &self.who;
+        let resume = self.resume.as_ref().map(|p| sequence(who, p)).transpose()?;
+        let c = &self.config;
+        let client = conn::connect(&c.connection, who, &self.id).await?;
+        let servers = conn::servers(&c.connection);
+        let js = async_nats::jetstream::new(client.clone());
+        let stream = js.get_stream(&c.stream).await.map_err(|e| {
+            ConnectorError::config(format!(
+                "{who}: cannot open stream {} on {servers}: {e}",
+                c.stream
+            ))
+        })?;
+        // Where to start: after the committed position; else where the consumer's
+        // acknowledgements got to; else from `deliverPolicy`.
+        let start = match resume {
+            Some(seq) => Some(seq + 1),
+            None => match stream.consumer_info(&self.durable).await {
+                Ok(info) => Some(info.ack_floor.stream_sequence + 1),
+                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => None,
+                Err(e) => {
+                    return Err(ConnectorError::transient(format!(
+                        "{who}: cannot look up consumer {} on stream {} at {servers}: {e}",
+                        self.durable, c.stream
+                    )));
+                }
+            },
+        };
+        let template = PullConfig {
+            durable_name: Some(self.durable.clone()),
+            filter_subject: c.subject.clone(),
+            ack_policy: match c.ack_policy {
+                AckPolicy::Explicit => consumer::AckPolicy::Explicit,
+                AckPolicy::All => consumer::AckPolicy::All,
+                AckPolicy::None => consumer::AckPolicy::None,
+            },
+            ack_wait: ACK_WAIT,
+            max_ack_pending: i64::try_from(c.buffer_size).unwrap_or(i64::MAX),
+            ..PullConfig::default()
+        };
+        let give_up_after = c.connection.max_reconnects.map(|n| {
+            c.connection.reconnect_wait * u32::try_from(n + 1).unwrap_or(u32::MAX) + HEARTBEAT * 6
+        });
+        let reader = Reader {
+            who: who.clone(),
+            id: self.id.clone(),
+            stream,
+            template,
+            batch: c.batch_size.min(c.buffer_size),
+            client: client.clone(),
+            give_up_after,
+        };
+        let consumer = match start {
+            Some(start) => reader.consumer_from(start).await,
+            None => {
+                let mut config = reader.template.clone();
+                config.deliver_policy = match c.deliver_policy {
+                    DeliverPolicy::All => consumer::DeliverPolicy::All,
+                    DeliverPolicy::New => consumer::DeliverPolicy::New,
+                };
+                reader.stream.create_consumer(config).await.map_err(|e| {
+                    ConnectorError::config(format!(
+                        "{who}: cannot create consumer {} on stream {} (subject {}) at {servers}: {e}",
+                        self.durable, c.stream, c.subject
+                    ))
+                })
+            }
+        }
+        .map_err(|e| ConnectorError::config(e.to_string()))?;
+        let last = start.map_or(0, |s| s - 1);
+        let (tx, rx) = mpsc::channel(c.buffer_size);
+        let task = tokio::spawn(reader.run(consumer, last, tx));
+        *self.queue.lock().await = Some(rx);
+        if let Some(old) = Self::lock(&self.running).replace(Running { task, client }) {
+            old.task.abort();
+        }
+        tracing::info!(connector = %self.id, stream = %c.stream, consumer = %self.durable, start = ?start, "Reading from NATS JetStream.");
+        Ok(())
+    }
+
+    async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
+        if let Some(error) = Self::lock(&self.pending_error).take() {
+            return Err(error);
+        }
+        let mut guard = self.queue.lock().await;
+        let Some(rx) = guard.as_mut() else {
+            return Err(ConnectorError::transient(format!(
+                "{}: read before open or after teardown",
+                self.who
+            )));
+        };
+        let first = rx.recv().await.ok_or_else(|| {
+            ConnectorError::transient(format!("{}: the source was torn down", self.who))
+        })??;
+        let mut records = Vec::with_capacity(self.config.batch_size.min(256));
+        let mut unacked = Vec::with_capacity(records.capacity());
+        let (record, seq, acker) = first;
+        records.push(record);
+        unacked.push((seq, acker));
+        while records.len() < self.config.batch_size {
+            match rx.try_recv() {
+                Ok(Ok((record, seq, acker))) => {
+                    records.push(record);
+                    unacked.push((seq, acker));
+                }
+                Ok(Err(e)) => {
+                    *Self::lock(&self.pending_error) = Some(e);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Self::lock(&self.unacked).extend(unacked);
+        Ok(Some(records))
+    }
+
+    async fn ack(&self, positions: &[Position]) -> Result<(), ConnectorError> {
+        let Some(last) = positions.last() else {
+            return Ok(());
+        };
+        let last = sequence(&self.who, last)?;
+        let released: Vec<(u64, Acker)> = {
+            let mut unacked = Self::lock(&self.unacked);
+            let n = unacked.iter().take_while(|(seq, _)| *seq <= last).count();
+            unacked.drain(..n).collect()
+        };
+        let to_ack: Vec<&Acker> = match self.config.ack_policy {
+            AckPolicy::Explicit => released.iter().map(|(_, a)| a).collect(),
+            AckPolicy::All => released.last().map(|(_, a)| a).into_iter().collect(),
+            AckPolicy::None => Vec::new(),
+        };
+        for acker in to_ack {
+            acker.ack().await.map_err(|e| {
+                ConnectorError::transient(format!("{}: cannot ack a message: {e}", self.who))
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn teardown(&self) -> Result<(), ConnectorError> {
+        let running = Self::lock(&self.running).take();
+        if let Some(running) = running {
+            running.task.abort();
+            // Send the acks still buffered, without waiting long for a dead server.
+            let _ = tokio::time::timeout(Duration::from_secs(1), running.client.flush()).await;
+        }
+        Self::lock(&self.unacked).clear();
+        Ok(())
+    }
+}
+
+impl Drop for NatsSource {
+    fn drop(&mut self) {
+        if let Some(running) = Self::lock(&self.running).take() {
+            running.task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_consumer_name_is_the_connector_id_made_safe() {
+        assert_eq!(default_durable("pipe:in.1"), "funnel-pipe_in_1");
+    }
+
+    #[test]
+    fn positions_are_stream_sequences() {
+        assert_eq!(sequence("s", &Position::from("42")).unwrap(), 42);
+        assert!(sequence("s", &Position::from("x")).is_err());
+    }
+}

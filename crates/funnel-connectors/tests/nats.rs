@@ -1,0 +1,422 @@
+//! The nats (JetStream) source and destination against the real server on
+//! 127.0.0.1:4222 (JetStream on, max_payload 8 MB: see `scripts/nats-server.sh`). Each
+//! test uses its own stream, deleted at the end. Without a server the tests are
+//! skipped, except under `CI=true`, where a missing server fails them.
+
+#![cfg(feature = "nats")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/nats.rs"]
+mod support;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use funnel_connectors::{destination, nats, source};
+use funnel_core::{Destination, DestinationAck, Source};
+use funnel_record::{Metadata, Position, Record, metadata};
+use funnel_test_utils::compliance::{
+    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
+    run_destination_compliance, run_source_compliance,
+};
+use support::{PATIENCE, TestStream, URL, client, raw, read_n, settings};
+
+/// A stream of its own for each check; the source reads it with `sdk.batch.size` 10.
+struct NatsBackend {
+    stream: TestStream,
+}
+
+#[async_trait]
+impl SourceBackend for NatsBackend {
+    fn build(&self, resume: Option<Position>) -> Arc<dyn Source> {
+        self.stream
+            .source("compliance", &[("sdk.batch.size", "10")], resume)
+    }
+
+    async fn inject(&self, payloads: &[Bytes]) {
+        self.stream.publish(&self.stream.subject(), payloads).await;
+    }
+
+    fn payload(&self, record: &Record) -> Bytes {
+        raw(record)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_passes_the_source_compliance_suite() {
+    let Some(client) = client().await else { return };
+    let capabilities = SourceCapabilities {
+        input: Support::Yes,
+        exact_resume: Support::Yes,
+    };
+    let report = run_source_compliance("nats source", capabilities, |_| {
+        let client = client.clone();
+        async move {
+            NatsBackend {
+                stream: TestStream::new(&client, "src").await,
+            }
+        }
+    })
+    .await;
+    assert!(report.skipped.is_empty(), "{report:?}");
+}
+
+#[async_trait]
+impl DestinationBackend for NatsBackend {
+    fn build(&self) -> Arc<dyn Destination> {
+        self.stream.destination("pipe:out", &[])
+    }
+
+    async fn written(&self) -> Vec<Bytes> {
+        self.stream
+            .messages()
+            .await
+            .into_iter()
+            .map(|m| m.payload)
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_destination_passes_the_destination_compliance_suite() {
+    let Some(client) = client().await else { return };
+    let capabilities = DestinationCapabilities {
+        readback: Support::Yes,
+    };
+    let report = run_destination_compliance("nats destination", capabilities, |_| {
+        let client = client.clone();
+        async move {
+            NatsBackend {
+                stream: TestStream::new(&client, "dst").await,
+            }
+        }
+    })
+    .await;
+    assert!(report.skipped.is_empty(), "{report:?}");
+}
+
+fn numbered(n: usize) -> Vec<Bytes> {
+    (0..n)
+        .map(|i| Bytes::from(format!("message {i:06}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_messages_published_by_the_nats_client_are_read_once_in_order_and_acked() {
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "fifty").await;
+    let subject = stream.subject();
+    let payloads = numbered(50_000);
+    let source = stream.source("fifty", &[], None);
+    source.open().await.unwrap();
+    // Half before the source reads, half while it reads.
+    stream.publish(&subject, &payloads[..25_000]).await;
+    let publisher = {
+        let (js, subject, rest) = (
+            stream.js.clone(),
+            subject.clone(),
+            payloads[25_000..].to_vec(),
+        );
+        tokio::spawn(async move {
+            for chunk in rest.chunks(500) {
+                let mut acks = Vec::new();
+                for p in chunk {
+                    acks.push(js.publish(subject.clone(), p.clone()).await.unwrap());
+                }
+                for ack in acks {
+                    ack.await.unwrap();
+                }
+            }
+        })
+    };
+    let mut records = Vec::with_capacity(50_000);
+    while records.len() < 50_000 {
+        let batch = read_n(&*source, 1).await;
+        let positions: Vec<Position> = batch.iter().map(|r| r.position.clone()).collect();
+        source.ack(&positions).await.unwrap();
+        records.extend(batch);
+    }
+    publisher.await.unwrap();
+    assert_eq!(records.len(), 50_000);
+    let got: Vec<Bytes> = records.iter().map(raw).collect();
+    assert!(got == payloads, "the messages came out of order or changed");
+    let first = &records[0];
+    assert_eq!(first.position, Position::from("1"));
+    assert_eq!(
+        first.metadata.get(metadata::COLLECTION),
+        Some(subject.as_str())
+    );
+    assert_eq!(first.metadata.get(nats::METADATA_SEQUENCE), Some("1"));
+    assert_eq!(
+        first.metadata.get(nats::METADATA_STREAM),
+        Some(stream.name.as_str())
+    );
+    assert!(
+        first
+            .metadata
+            .get(metadata::CREATED_AT)
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(records[49_999].position, Position::from("50000"));
+    source.teardown().await.unwrap();
+
+    // Everything was acked: the consumer's ack floor is the last message, and a source
+    // without a saved position starts after it.
+    let info = stream
+        .js
+        .get_stream(&stream.name)
+        .await
+        .unwrap()
+        .consumer_info("fifty")
+        .await
+        .unwrap();
+    assert_eq!(info.ack_floor.stream_sequence, 50_000);
+    stream
+        .publish(&subject, &[Bytes::from_static(b"after")])
+        .await;
+    let again = stream.source("fifty", &[], None);
+    again.open().await.unwrap();
+    let next = read_n(&*again, 1).await;
+    assert_eq!(raw(&next[0]), "after");
+    again.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_become_metadata_and_the_message_id_becomes_the_key() {
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "hdr").await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "order-7");
+    headers.insert("trace", "abc");
+    stream
+        .js
+        .publish_with_headers(stream.subject(), headers, Bytes::from_static(b"body"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let source = stream.source("hdr", &[], None);
+    source.open().await.unwrap();
+    let record = read_n(&*source, 1).await.remove(0);
+    assert_eq!(record.metadata.get("trace"), Some("abc"));
+    assert_eq!(
+        record.key,
+        Some(funnel_record::Data::Raw(Bytes::from_static(b"order-7")))
+    );
+    source.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_policy_new_reads_only_what_comes_after_the_consumer_and_ack_policy_all_acks_the_prefix()
+ {
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "new").await;
+    let subject = stream.subject();
+    stream.publish(&subject, &numbered(3)).await;
+    let extra = [("deliverPolicy", "new"), ("ackPolicy", "all")];
+    let source = stream.source("new", &extra, None);
+    source.open().await.unwrap();
+    stream
+        .publish(
+            &subject,
+            &[
+                Bytes::from_static(b"fresh 1"),
+                Bytes::from_static(b"fresh 2"),
+            ],
+        )
+        .await;
+    let records = read_n(&*source, 2).await;
+    assert_eq!(raw(&records[0]), "fresh 1");
+    assert_eq!(records[0].position, Position::from("4"));
+    source.ack(&[records[0].position.clone()]).await.unwrap();
+    source.teardown().await.unwrap();
+    // Only the first was acked: without a saved position the consumer restarts after
+    // its ack floor, so the second comes again; nothing before the consumer does.
+    let again = stream.source("new", &extra, None);
+    again.open().await.unwrap();
+    let records = read_n(&*again, 1).await;
+    assert_eq!(raw(&records[0]), "fresh 2");
+    again.teardown().await.unwrap();
+}
+
+fn record_with(position: &str, payload: &str, meta: &[(&str, &str)]) -> Record {
+    let mut record = Record::new(
+        Position::from(position.to_owned()),
+        Bytes::from(payload.to_owned()),
+    );
+    let mut m = Metadata::new();
+    for (k, v) in meta {
+        m.insert(*k, *v);
+    }
+    record.metadata = m;
+    record
+}
+
+async fn acks(d: &dyn Destination, n: usize) -> Vec<DestinationAck> {
+    let mut acks = Vec::new();
+    while acks.len() < n {
+        acks.extend(
+            tokio::time::timeout(PATIENCE, d.ack())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    acks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_records_are_stored_once_with_headers_and_written_again_are_not_stored_twice()
+ {
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "dfifty").await;
+    let records: Vec<Record> = (0..50_000)
+        .map(|i| {
+            record_with(
+                &format!("{i:08}"),
+                &format!("record {i}"),
+                &[("table", "t1"), ("bad name", "x")],
+            )
+        })
+        .collect();
+    let d = stream.destination("pipe:dfifty", &[]);
+    d.open().await.unwrap();
+    for chunk in records.chunks(1000) {
+        d.write(chunk).await.unwrap();
+    }
+    let got = acks(&*d, 50_000).await;
+    assert!(got.iter().all(|a| a.error.is_none()));
+    assert!(
+        got.iter()
+            .map(|a| &a.position)
+            .eq(records.iter().map(|r| &r.position))
+    );
+    d.teardown().await.unwrap();
+    // A restarted pipeline writes the last thousand again: the message IDs keep them
+    // from being stored twice.
+    let d = stream.destination("pipe:dfifty", &[]);
+    d.open().await.unwrap();
+    d.write(&records[49_000..]).await.unwrap();
+    acks(&*d, 1000).await;
+    d.teardown().await.unwrap();
+
+    let messages = stream.messages().await;
+    assert_eq!(messages.len(), 50_000);
+    assert_eq!(messages[0].payload, "record 0");
+    assert_eq!(messages[49_999].payload, "record 49999");
+    let headers = &messages[7].headers;
+    assert_eq!(headers.get("table").map(|v| v.as_str()), Some("t1"));
+    assert_eq!(
+        headers.get("Nats-Msg-Id").map(|v| v.as_str()),
+        Some("pipe:dfifty/00000007")
+    );
+    assert!(headers.iter().all(|(name, _)| {
+        let name: &str = name.as_ref();
+        name != "bad name"
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_template_routes_each_record_and_a_failing_one_nacks_only_that_record() {
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "tmpl").await;
+    let template = format!("{}.{{{{ .Metadata.table }}}}", stream.prefix);
+    let d = stream.destination("pipe:tmpl", &[("subject", &template)]);
+    d.open().await.unwrap();
+    d.write(&[
+        record_with("1", "a", &[("table", "users")]),
+        record_with("2", "b", &[]),
+        record_with("3", "c", &[("table", "orders")]),
+    ])
+    .await
+    .unwrap();
+    let got = acks(&*d, 3).await;
+    assert!(got[0].error.is_none() && got[2].error.is_none());
+    let error = got[1]
+        .error
+        .as_ref()
+        .expect("the record without a table is nacked");
+    assert!(error.to_string().contains("subject"), "{error}");
+    d.teardown().await.unwrap();
+    let subjects: Vec<String> = stream
+        .messages()
+        .await
+        .iter()
+        .map(|m| m.subject.to_string())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("{}.users", stream.prefix),
+            format!("{}.orders", stream.prefix)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_missing_stream_and_unstored_subject_fail_with_clear_messages() {
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "bad").await;
+
+    let unreachable = settings(&[
+        ("urls", "nats://127.0.0.1:1"),
+        ("stream", &stream.name),
+        ("subject", "x"),
+    ]);
+    let error = source("nats", "p:in", &unreachable, None)
+        .unwrap()
+        .open()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("nats source p:in") && error.contains("nats://127.0.0.1:1"),
+        "{error}"
+    );
+
+    let missing = settings(&[
+        ("urls", URL),
+        ("stream", "FT_NO_SUCH_STREAM"),
+        ("subject", "x"),
+    ]);
+    let error = source("nats", "p:in", &missing, None)
+        .unwrap()
+        .open()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("nats source p:in")
+            && error.contains("FT_NO_SUCH_STREAM")
+            && error.contains(URL),
+        "{error}"
+    );
+
+    let foreign = stream.source_settings("bad", &[("subject", "elsewhere.>")]);
+    let error = source("nats", "p:in", &foreign, None)
+        .unwrap()
+        .open()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&stream.name) && error.contains("elsewhere.>"),
+        "{error}"
+    );
+
+    let unstored = settings(&[("urls", URL), ("subject", "ft.nobody.stores.this")]);
+    let error = destination("nats", "p:out", &unstored)
+        .unwrap()
+        .open()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("nats destination p:out") && error.contains("ft.nobody.stores.this"),
+        "{error}"
+    );
+}

@@ -1,0 +1,188 @@
+//! Drills that restart the shared NATS server (127.0.0.1:4222) while the nats source
+//! and destination run: `scripts/nats-server.sh stop`, then `start`. They live in
+//! their own test binary so no other nats test runs during a restart. Without a
+//! server they are skipped, except under `CI=true`.
+
+#![cfg(feature = "nats")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/nats.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use funnel_core::DestinationAck;
+use funnel_record::{Position, Record};
+use support::{PATIENCE, TestStream, client, raw};
+
+/// Stops the NATS server and starts it again, as an operator's restart would.
+fn restart_nats() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/nats-server.sh");
+    for action in ["stop", "start"] {
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(action)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nats-server.sh {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Publishes `payload` with message ID `id` until the stream confirms it (the
+/// message ID keeps a retried publish from being stored twice).
+async fn publish_until_stored(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    id: &str,
+    payload: Bytes,
+) {
+    let start = Instant::now();
+    loop {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id);
+        let sent = js
+            .publish_with_headers(subject.to_owned(), headers, payload.clone())
+            .await;
+        if let Ok(ack) = sent
+            && ack.await.is_ok()
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "could not publish {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_while_reading_with_a_publisher_running_loses_and_repeats_nothing() {
+    const N: usize = 20_000;
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "rsrc").await;
+    let subject = stream.subject();
+    let source = stream.source(
+        "drill",
+        &[("maxReconnects", "-1"), ("reconnectWait", "1s")],
+        None,
+    );
+    source.open().await.unwrap();
+    let publisher = {
+        let (js, subject) = (stream.js.clone(), subject.clone());
+        tokio::spawn(async move {
+            for i in 0..N {
+                publish_until_stored(
+                    &js,
+                    &subject,
+                    &format!("m{i}"),
+                    Bytes::from(format!("m{i:06}")),
+                )
+                .await;
+            }
+        })
+    };
+    let mut got: Vec<Bytes> = Vec::with_capacity(N);
+    let mut restarted = false;
+    while got.len() < N {
+        if !restarted && got.len() >= N / 4 {
+            tokio::task::spawn_blocking(restart_nats).await.unwrap();
+            restarted = true;
+        }
+        let batch = tokio::time::timeout(PATIENCE, source.read())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {N} messages arrived", got.len()))
+            .unwrap()
+            .unwrap();
+        let positions: Vec<Position> = batch.iter().map(|r| r.position.clone()).collect();
+        source.ack(&positions).await.unwrap();
+        got.extend(batch.iter().map(raw));
+    }
+    publisher.await.unwrap();
+    let want: Vec<Bytes> = (0..N).map(|i| Bytes::from(format!("m{i:06}"))).collect();
+    assert!(
+        got == want,
+        "messages were lost, repeated or reordered across the restart"
+    );
+    source.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_while_writing_fails_the_destination_or_goes_on_and_a_rewrite_stores_each_record_once()
+ {
+    const N: usize = 20_000;
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "rdst").await;
+    let records: Vec<Record> = (0..N)
+        .map(|i| {
+            Record::new(
+                Position::from(format!("{i:08}")),
+                Bytes::from(format!("r{i:06}")),
+            )
+        })
+        .collect();
+    let extra = [
+        ("maxReconnects", "-1"),
+        ("reconnectWait", "1s"),
+        ("retryWait", "1s"),
+    ];
+    // What the engine does: write, collect acks; when the destination fails, open a new
+    // one and write again everything not acked.
+    let mut acked = 0;
+    let mut restarted = false;
+    let start = Instant::now();
+    while acked < N {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {acked} of {N} acked"
+        );
+        let d = stream.destination("pipe:drill", &extra);
+        if d.open().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let mut written = acked;
+        'run: while acked < N {
+            if written < N && written - acked < 4000 {
+                let end = (written + 500).min(N);
+                if d.write(&records[written..end]).await.is_err() {
+                    break 'run;
+                }
+                written = end;
+            }
+            if !restarted && acked >= N / 4 {
+                tokio::task::spawn_blocking(restart_nats).await.unwrap();
+                restarted = true;
+            }
+            match tokio::time::timeout(PATIENCE, d.ack()).await.unwrap() {
+                Ok(acks) => {
+                    assert!(acks.iter().all(|a: &DestinationAck| a.error.is_none()));
+                    acked += acks.len();
+                }
+                Err(_) => break 'run,
+            }
+        }
+        d.teardown().await.unwrap();
+    }
+    let messages = stream.messages().await;
+    let stored: BTreeSet<Bytes> = messages.iter().map(|m| m.payload.clone()).collect();
+    let want: BTreeSet<Bytes> = records.iter().map(raw).collect();
+    let missing: Vec<&Bytes> = want.difference(&stored).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "records are missing from the stream: {missing:?}"
+    );
+    assert_eq!(
+        messages.len(),
+        N,
+        "the stream holds {} messages for {N} records",
+        messages.len()
+    );
+}
