@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use funnel_record::{Data, Record, Value};
 
-use crate::harness::{Drill, Rng, after_text, append_lines, assert_nothing_lost};
-use crate::pg;
+use crate::harness::{Drill, Rng, after_text, append_lines, assert_nothing_lost, tail};
 use crate::pipelines::{
-    file_destination, file_source, generator, log_destination, pipeline, postgres_destination,
-    postgres_source,
+    file_destination, file_source, generator, log_destination, mysql_destination, mysql_source,
+    pipeline, postgres_destination, postgres_source,
 };
+use crate::{my, pg};
 
 /// Kills a running Funnel five times at random moments; after each kill, while Funnel
 /// is down, `grow` adds the next `step` input records (numbered on from `first`, the
@@ -175,4 +175,215 @@ fn file_to_postgres_loses_no_row_through_sigkills_while_the_input_grows() {
     });
     funnel.signal("TERM", &drill);
     assert_nothing_lost("file_to_postgres_kill", 1..=written, &table.ids(), &drill);
+}
+
+/// Kills a running Funnel six times at random moments while `dml` changes the source
+/// (a random batch before each kill, with Funnel running, and one while it is down),
+/// then once more with the last run going. Returns the last run.
+fn kill_under_dml(
+    drill: &Drill,
+    rng: &mut Rng,
+    mut dml: impl FnMut(&mut Rng),
+) -> crate::harness::Funnel {
+    let mut funnel = drill.start(&[]);
+    for _ in 0..6 {
+        dml(rng);
+        std::thread::sleep(Duration::from_millis(rng.between(50, 1200)));
+        funnel.signal("KILL", drill);
+        dml(rng);
+        funnel = drill.start(&[]);
+    }
+    dml(rng);
+    funnel
+}
+
+/// One random transaction of DML on `table (id, v, n)` in SQL both servers run:
+/// inserts of new ids from `next`, multi-row updates of `n` and `v`, deletes, and
+/// (with `key_changes`) updates that move a row to a new id.
+fn random_dml(rng: &mut Rng, table: &str, next: &mut u64, key_changes: bool) -> String {
+    let mut sql = String::new();
+    for _ in 0..rng.between(1, 6) {
+        let r = rng.between(0, 12);
+        match rng.between(0, 9) {
+            0..=3 => {
+                let rows: Vec<String> = (0..rng.between(1, 20))
+                    .map(|_| {
+                        *next += 1;
+                        format!("({0}, 'v{0}', 0)", *next)
+                    })
+                    .collect();
+                sql.push_str(&format!(
+                    "INSERT INTO {table} (id, v, n) VALUES {}; ",
+                    rows.join(", ")
+                ));
+            }
+            4..=6 => sql.push_str(&format!(
+                "UPDATE {table} SET n = n + 1, v = 'u{r}' WHERE id % 13 = {r}; "
+            )),
+            7 | 8 => sql.push_str(&format!(
+                "DELETE FROM {table} WHERE id % 29 = {r} AND id % 3 = {}; ",
+                rng.between(0, 2)
+            )),
+            _ if key_changes => {
+                *next += 1;
+                sql.push_str(&format!(
+                    "UPDATE {table} SET id = {} WHERE id = (SELECT id FROM (SELECT MIN(id) AS id \
+                     FROM {table} WHERE id % 17 = {r}) AS pick); ",
+                    *next + 5_000_000
+                ));
+            }
+            _ => {}
+        }
+    }
+    sql
+}
+
+#[test]
+fn mariadb_to_postgres_keeps_the_table_identical_through_sigkills_under_random_dml() {
+    if !my::available() {
+        return;
+    }
+    let Some(_server) = pg::server() else {
+        return;
+    };
+    let source = my::Table::new(
+        "kill_mp",
+        "(id bigint PRIMARY KEY, v varchar(64), n int NOT NULL DEFAULT 0)",
+    );
+    let target = pg::Table::new("kill_mp");
+    pg::sql(&format!(
+        "ALTER TABLE {} ADD COLUMN n int NOT NULL DEFAULT 0",
+        target.name
+    ))
+    .unwrap();
+    my::sql(&format!(
+        "INSERT INTO {} SELECT seq, CONCAT('v', seq), 0 FROM seq_1_to_2000",
+        source.name
+    ))
+    .unwrap();
+    let drill = Drill::new(&pipeline(
+        &mysql_source(&source.name),
+        &postgres_destination(&target.name),
+    ));
+    let mut rng = Rng::new("mariadb_to_postgres_kill");
+    let mut next = 2000;
+    let table = source.name.clone();
+    let mut funnel = kill_under_dml(&drill, &mut rng, |rng| {
+        let dml = random_dml(rng, &table, &mut next, true);
+        my::sql(&format!("START TRANSACTION; {dml} COMMIT;")).unwrap();
+    });
+    let pg_rows = || -> Vec<String> {
+        pg::sql(&format!(
+            "SELECT id, v, n FROM {} ORDER BY id, n",
+            target.name
+        ))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    };
+    drill.wait_for(
+        "the PostgreSQL table equals the MariaDB table",
+        Duration::from_secs(120),
+        || pg_rows() == source.rows(),
+    );
+    funnel.signal("TERM", &drill);
+    assert_eq!(pg_rows(), source.rows(), "{}", tail(&drill.log()));
+}
+
+#[test]
+fn postgres_to_mariadb_exactly_once_keeps_the_table_identical_and_writes_no_change_twice_through_sigkills()
+ {
+    if !my::available() {
+        return;
+    }
+    let Some(_server) = pg::server() else {
+        return;
+    };
+    let source = pg::Table::new("kill_pm");
+    pg::sql(&format!(
+        "ALTER TABLE {} ADD COLUMN n int NOT NULL DEFAULT 0",
+        source.name
+    ))
+    .unwrap();
+    let mirror = my::Table::new(
+        "kill_pm_mirror",
+        "(id bigint PRIMARY KEY, v varchar(64), n int NOT NULL DEFAULT 0)",
+    );
+    // No key: every create and update the destination writes is a row of its own, so a
+    // change written twice would show as a duplicate (id, n).
+    let journal = my::Table::new("kill_pm_journal", "(id bigint, v varchar(64), n int)");
+    let destinations = format!(
+        "{}{}",
+        mysql_destination(&mirror.name, &mirror.name, true),
+        mysql_destination(&journal.name, &journal.name, true)
+    );
+    let drill = Drill::new(&pipeline(&postgres_source(&source.name), &destinations));
+    let mut rng = Rng::new("postgres_to_mariadb_kill");
+    // The first run streams before the first change, so every version of a row is a
+    // change of its own and the committed position is in the change stream (a restart
+    // inside the postgres source's snapshot is at least once by design).
+    let mut first = drill.start(&[]);
+    drill.wait_for(
+        "the source streams changes",
+        Duration::from_secs(60),
+        || drill.log().contains("streaming changes"),
+    );
+    pg::sql(&format!("INSERT INTO {} VALUES (0, 'v0', 0)", source.name)).unwrap();
+    drill.wait_for("the first row is written", Duration::from_secs(60), || {
+        mirror.rows().len() == 1
+    });
+    first.signal("TERM", &drill);
+    let mut next = 0;
+    let table = source.name.clone();
+    let mut funnel = kill_under_dml(&drill, &mut rng, |rng| {
+        let dml = random_dml(rng, &table, &mut next, false);
+        pg::sql(&format!("BEGIN; {dml} COMMIT;")).unwrap();
+    });
+    let pg_rows = || -> Vec<String> {
+        pg::sql(&format!(
+            "SELECT id, v, n FROM {} ORDER BY id, n",
+            source.name
+        ))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    };
+    drill.wait_for(
+        "the MariaDB table equals the PostgreSQL table",
+        Duration::from_secs(120),
+        || mirror.rows() == pg_rows(),
+    );
+    funnel.signal("TERM", &drill);
+    assert_eq!(mirror.rows(), pg_rows(), "{}", tail(&drill.log()));
+    // The journal holds every version (0..=n) of every live row, each once.
+    let mut expected: Vec<(u64, u64)> = Vec::new();
+    for row in pg_rows() {
+        let fields: Vec<&str> = row.split('|').collect();
+        let (id, n): (u64, u64) = (fields[0].parse().unwrap(), fields[2].parse().unwrap());
+        expected.extend((0..=n).map(|version| (id, version)));
+    }
+    let mut got: Vec<(u64, u64)> = journal
+        .rows()
+        .iter()
+        .map(|row| {
+            let fields: Vec<&str> = row.split('|').collect();
+            (fields[0].parse().unwrap(), fields[2].parse().unwrap())
+        })
+        .collect();
+    got.sort_unstable();
+    let mut deduped = got.clone();
+    deduped.dedup();
+    assert_eq!(
+        got.len(),
+        deduped.len(),
+        "changes written twice: {:?}; funnel's log:\n{}",
+        got.windows(2)
+            .filter(|w| w[0] == w[1])
+            .take(10)
+            .collect::<Vec<_>>(),
+        tail(&drill.log())
+    );
+    assert_nothing_lost("postgres_to_mariadb_kill", expected, &got, &drill);
 }

@@ -7,12 +7,14 @@
 //! | Module | Fault |
 //! |---|---|
 //! | [`kill`] | SIGKILL at random moments |
+//! | [`kill`] (mysql pairs) | SIGKILL at random moments under random DML, MariaDB <-> PostgreSQL |
 //! | [`service`] | PostgreSQL restarting under a running pipeline |
 //! | [`disk`] | the disk filling up (a small tmpfs; needs root) |
 //! | [`store`] | the store file corrupted |
 //! | [`input`] | the file source's input rotated, truncated, replaced or deleted |
 //!
-//! Drills that need PostgreSQL (127.0.0.1:5432, see `scripts/setup-services.sh`) are
+//! Drills that need PostgreSQL (127.0.0.1:5432) or MariaDB (127.0.0.1:3306, see
+//! `scripts/setup-services.sh`) are
 //! skipped without it, and so are drills that mount a tmpfs when not run as root, except
 //! under `CI=true`, where both fail instead. A new connector adds itself to the pairs of
 //! [`pipelines`].
@@ -25,6 +27,7 @@ mod disk;
 mod harness;
 mod input;
 mod kill;
+mod my;
 mod pg;
 mod pipelines;
 mod service;

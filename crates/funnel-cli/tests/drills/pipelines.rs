@@ -2,7 +2,7 @@
 //! `p`, source `src` and destination `dst`. A new connector adds its source or
 //! destination here and its pairs to the drills of each fault.
 
-use crate::pg;
+use crate::{my, pg};
 
 /// One connector of pipeline `p`, its settings as YAML strings.
 fn connector(id: &str, kind: &str, plugin: &str, settings: &[(&str, &str)]) -> String {
@@ -72,6 +72,36 @@ pub(crate) fn postgres_destination(table: &str) -> String {
         "destination",
         "postgres",
         &[("url", pg::URL), ("table", table), ("key", "id")],
+    )
+}
+
+/// The mysql source on `table`.
+pub(crate) fn mysql_source(table: &str) -> String {
+    connector(
+        "src",
+        "source",
+        "mysql",
+        &[
+            ("dsn", my::DSN),
+            ("tables", table),
+            ("sdk.batch.size", "50"),
+        ],
+    )
+}
+
+/// A mysql destination `id` writing into `table` (by the record key), with
+/// `exactlyOnce` as given.
+pub(crate) fn mysql_destination(id: &str, table: &str, exactly_once: bool) -> String {
+    let exactly_once = if exactly_once { "true" } else { "false" };
+    connector(
+        id,
+        "destination",
+        "mysql",
+        &[
+            ("dsn", my::DSN),
+            ("table", table),
+            ("exactlyOnce", exactly_once),
+        ],
     )
 }
 

@@ -15,6 +15,8 @@
 //! order (binlog file names end in a zero-padded sequence number), and within a
 //! transaction in change order.
 
+use std::fmt::Write as _;
+
 use funnel_record::Position;
 use mysql_async::Value as My;
 
@@ -84,7 +86,7 @@ impl KeyValue {
                 let mut s = String::with_capacity(1 + 2 * b.len());
                 s.push('x');
                 for byte in b {
-                    s.push_str(&format!("{byte:02x}"));
+                    let _ = write!(s, "{byte:02x}");
                 }
                 s
             }
@@ -106,6 +108,46 @@ impl KeyValue {
     }
 }
 
+/// The positions of one table's snapshot rows: the JSON before the key is the same
+/// for every row, so it is written once.
+pub(crate) struct SnapshotPositions {
+    prefix: String,
+}
+
+impl SnapshotPositions {
+    /// Positions of rows of `table` in the snapshot starting the stream at `start`.
+    pub(crate) fn new(start: &Coordinates, table: &str) -> Self {
+        let text = |s: &str| serde_json::Value::from(s).to_string();
+        Self {
+            prefix: format!(
+                "{{\"f\":{},\"p\":{},\"t\":{},\"k\":[",
+                text(&start.file),
+                start.pos,
+                text(table)
+            ),
+        }
+    }
+
+    /// The position of snapshot row `row` with key `key`.
+    pub(crate) fn encode(&self, row: u64, key: &[KeyValue]) -> Position {
+        let mut out = String::with_capacity(24 + self.prefix.len() + 24 * key.len());
+        out.push_str("my:1:");
+        let _ = write!(out, "{row:016x}:");
+        out.push_str(&self.prefix);
+        for (i, k) in key.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            // The encoded key is ASCII without quotes or backslashes.
+            out.push('"');
+            out.push_str(&k.encode());
+            out.push('"');
+        }
+        out.push_str("]}");
+        Position::from(out)
+    }
+}
+
 impl MyPosition {
     /// The position's bytes.
     pub(crate) fn encode(&self) -> Position {
@@ -115,15 +157,7 @@ impl MyPosition {
                 start,
                 table,
                 key,
-            } => {
-                let json = serde_json::json!({
-                    "f": start.file,
-                    "p": start.pos,
-                    "t": table,
-                    "k": key.iter().map(KeyValue::encode).collect::<Vec<_>>(),
-                });
-                Position::from(format!("my:1:{row:016x}:{json}"))
-            }
+            } => SnapshotPositions::new(start, table).encode(*row, key),
             Self::Change { txn, index } => {
                 Position::from(format!("my:2:{}:{:016x}:{index:08x}", txn.file, txn.pos))
             }

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::config::MysqlSourceConfig;
 use super::conn::{self, TableSchema};
-use super::position::{Coordinates, KeyValue, MyPosition};
+use super::position::{Coordinates, KeyValue, MyPosition, SnapshotPositions};
 use super::types::{Kind, quote_ident, to_value};
 use super::{METADATA_BINLOG_POSITION, METADATA_GTID};
 use crate::util::unix_nanos_now;
@@ -573,6 +573,7 @@ impl Reader {
             template.insert(metadata::CREATED_AT, created_at.clone());
             template.insert(METADATA_BINLOG_POSITION, binlog_position.clone());
             template.insert(metadata::SOURCE_CONNECTOR_ID, self.id.clone());
+            let positions = SnapshotPositions::new(from, &name);
             let mut offset = 0usize;
             let mut rows_read = 0u64;
             loop {
@@ -611,17 +612,14 @@ impl Reader {
                         after.insert(column.name.clone(), to_value(kind, value));
                     }
                     let key = key_of(&schema, &after);
-                    let position = MyPosition::Snapshot {
-                        row: row_number,
-                        start: from.clone(),
-                        table: name.clone(),
-                        key: if order.is_empty() {
-                            Vec::new()
+                    let position = positions.encode(
+                        row_number,
+                        if order.is_empty() {
+                            &[]
                         } else {
-                            last.clone().unwrap_or_default()
+                            last.as_deref().unwrap_or_default()
                         },
-                    }
-                    .encode();
+                    );
                     row_number += 1;
                     rows_read += 1;
                     batch.push(Record {
@@ -807,8 +805,21 @@ impl Reader {
                             RowsEventData::DeleteRowsEvent(_)
                             | RowsEventData::DeleteRowsEventV1(_) => Operation::Delete,
                         };
-                    let created_at = (i128::from(header.timestamp()) * 1_000_000_000).to_string();
                     let binlog_position = format!("{file}:{begin}");
+                    let mut template = Metadata::new();
+                    if tracked {
+                        template.insert(metadata::COLLECTION, table_name.clone());
+                        template.insert(
+                            metadata::CREATED_AT,
+                            (i128::from(header.timestamp()) * 1_000_000_000).to_string(),
+                        );
+                        template.insert(metadata::READ_AT, unix_nanos_now().to_string());
+                        template.insert(METADATA_BINLOG_POSITION, binlog_position.clone());
+                        if let Some(gtid) = &txn.gtid {
+                            template.insert(METADATA_GTID, gtid.clone());
+                        }
+                        template.insert(metadata::SOURCE_CONNECTOR_ID, self.id.clone());
+                    }
                     for row in rows.rows(tme) {
                         let index = txn.index;
                         txn.index += 1;
@@ -830,9 +841,7 @@ impl Reader {
                                 index,
                             }
                             .encode(),
-                            &created_at,
-                            &binlog_position,
-                            txn.gtid.as_deref(),
+                            template.clone(),
                         );
                         batch.push(record);
                         if batch.len() >= self.batch_size {
@@ -879,7 +888,6 @@ impl Reader {
     }
 
     /// One row change as a record.
-    #[allow(clippy::too_many_arguments)]
     fn change(
         &self,
         table: &str,
@@ -887,9 +895,7 @@ impl Reader {
         before: Option<BinlogRow>,
         after: Option<BinlogRow>,
         position: Position,
-        created_at: &str,
-        binlog_position: &str,
-        gtid: Option<&str>,
+        meta: Metadata,
     ) -> Record {
         let schema = self
             .by_name
@@ -903,15 +909,6 @@ impl Reader {
                 .or(before.as_ref())
                 .and_then(|row| key_of(s, row))
         });
-        let mut meta = Metadata::new();
-        meta.insert(metadata::COLLECTION, table.to_owned());
-        meta.insert(metadata::CREATED_AT, created_at.to_owned());
-        meta.insert(metadata::READ_AT, unix_nanos_now().to_string());
-        meta.insert(METADATA_BINLOG_POSITION, binlog_position.to_owned());
-        if let Some(gtid) = gtid {
-            meta.insert(METADATA_GTID, gtid.to_owned());
-        }
-        meta.insert(metadata::SOURCE_CONNECTOR_ID, self.id.clone());
         Record {
             position,
             operation,
