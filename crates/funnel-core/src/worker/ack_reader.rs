@@ -11,7 +11,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::config::WorkerStats;
-use super::settle::{Delivery, LedgerEvent, Tally, push_origin};
+use super::settle::{Delivery, LedgerEvent, Tally};
 use super::stage::{Shared, unless_cancelled};
 use crate::dlq::NackedRecord;
 use crate::error::Error;
@@ -98,6 +98,9 @@ pub(super) async fn ack_reader_stage(
         };
         let mut bytes = 0;
         let received = acks.len();
+        // Where this call's acks of the front write began: they are settled together,
+        // a stretch of consecutive origins at a time.
+        let mut settled_from = None;
         for ack in acks {
             if pending.writes.is_empty() {
                 // The writer may not have queued the write these acks are for yet.
@@ -123,6 +126,7 @@ pub(super) async fn ack_reader_stage(
             };
             let delivery = &written.delivery;
             let index = *cursor;
+            let from = *settled_from.get_or_insert(index);
             let record = &delivery.batch.records()[index];
             let origin = delivery.batch.origins()[index];
             if record.position != ack.position {
@@ -139,7 +143,6 @@ pub(super) async fn ack_reader_stage(
                 .as_ref()
                 .and_then(|sizes| sizes.get(index))
                 .map_or_else(|| record.size_hint(), |&size| size as usize);
-            push_origin(&mut tally.settled, origin, 1);
             if let Some(error) = ack.error {
                 let nacked = NackedRecord {
                     record: delivery.batch.dlq_record(index).clone(),
@@ -153,8 +156,15 @@ pub(super) async fn ack_reader_stage(
             *cursor += 1;
             pending.waiting -= 1;
             if *cursor == written.range.end {
+                let origins = &delivery.batch.origins()[from..*cursor];
+                tally.settled.extend(origins, 1);
+                settled_from = None;
                 pending.writes.pop_front();
             }
+        }
+        if let (Some(from), Some((written, cursor))) = (settled_from, pending.writes.front()) {
+            let origins = &written.delivery.batch.origins()[from..*cursor];
+            tally.settled.extend(origins, 1);
         }
         destination.metrics.observe(started, received, bytes);
         WorkerStats::add(&shared.stats.written, received);
