@@ -23,11 +23,13 @@ impl Position {
     }
 
     /// The raw bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
     /// True when the position is unset (no bytes).
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -165,11 +167,13 @@ static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
 impl Metadata {
     /// An empty, present metadata map (serialized as `{}`).
+    #[inline]
     pub fn new() -> Self {
         Self(Repr::Empty)
     }
 
     /// No metadata map at all (serialized as `null`).
+    #[inline]
     pub fn none() -> Self {
         Self(Repr::Nil)
     }
@@ -330,6 +334,7 @@ impl Data {
 
     /// An approximation of the data's size in bytes: the length of raw data, or of
     /// the structured data's keys and scalar values.
+    #[inline]
     pub fn size_hint(&self) -> usize {
         match self {
             Self::Raw(b) => b.len(),
@@ -396,6 +401,7 @@ impl Record {
 
     /// Approximate size of key and payload in bytes (what Conduit's `connector_bytes`
     /// metric measures; also what byte credits count).
+    #[inline]
     pub fn size_hint(&self) -> usize {
         let size = |data: &Option<Data>| data.as_ref().map_or(0, Data::size_hint);
         size(&self.key) + size(&self.payload.before) + size(&self.payload.after)
