@@ -154,3 +154,51 @@ fi
 echo "setup-services: RabbitMQ ready on 127.0.0.1:5672"
 # NATS with JetStream on 127.0.0.1:4222, max_payload 8 MB (scripts/nats-server.sh).
 "$(dirname "$0")/nats-server.sh" ensure
+
+# Mosquitto (127.0.0.1:1883, anonymous): the mqtt connector's tests. Its defaults drop
+# QoS 1 messages: a client gets at most 20 unacknowledged messages in flight, and a
+# session holds at most 1000 more (beyond that the broker discards them, even for a
+# persistent session). Funnel acknowledges only after delivery, so this lifts both
+# limits in a drop-in file (max_queued_messages 0 = no limit) and restarts the broker
+# once when they change; a broker that is down is started.
+MQ_CONF=/etc/mosquitto/mosquitto.conf
+MQ_DIR=/etc/mosquitto/conf.d
+if ! command -v mosquitto >/dev/null 2>&1; then
+    echo "setup-services: installing mosquitto"
+    apt-get install -y mosquitto mosquitto-clients >/dev/null
+fi
+mkdir -p "$MQ_DIR"
+MQ_WANT='# Written by funnel scripts/setup-services.sh: never drop QoS 1/2 messages.
+max_inflight_messages 1000
+max_queued_messages 0'
+mq_changed=false
+if [ "$(cat "$MQ_DIR/funnel.conf" 2>/dev/null)" != "$MQ_WANT" ]; then
+    printf '%s\n' "$MQ_WANT" >"$MQ_DIR/funnel.conf"
+    mq_changed=true
+fi
+if ! grep -qs "^include_dir $MQ_DIR" "$MQ_CONF"; then
+    printf '\ninclude_dir %s\n' "$MQ_DIR" >>"$MQ_CONF"
+    mq_changed=true
+fi
+mq_pid="$(cat /run/mosquitto/mosquitto.pid 2>/dev/null || true)"
+if ! port_open 1883; then
+    echo "setup-services: Mosquitto is down, starting it"
+    mkdir -p /run/mosquitto /var/lib/mosquitto /var/log/mosquitto
+    chown mosquitto: /run/mosquitto /var/lib/mosquitto /var/log/mosquitto 2>/dev/null || true
+    mosquitto -d -c "$MQ_CONF"
+    port_wait 1883
+elif [ "$mq_changed" = true ] && [ -n "$mq_pid" ]; then
+    # A reload (SIGHUP) does not lift the limits for Mosquitto 2.0.11: restart it. With
+    # `persistence true` the sessions survive the restart.
+    echo "setup-services: Mosquitto limits changed; restarting it"
+    kill "$mq_pid"
+    for _ in $(seq 1 30); do
+        port_open 1883 || break
+        sleep 1
+    done
+    mkdir -p /run/mosquitto
+    chown mosquitto: /run/mosquitto 2>/dev/null || true
+    mosquitto -d -c "$MQ_CONF"
+    port_wait 1883
+fi
+echo "setup-services: Mosquitto ready on 127.0.0.1:1883"

@@ -10,6 +10,7 @@
 //! | `postgres` | yes | yes | `postgres` (feature `postgres`, on by default) |
 //! | `rabbitmq` | yes | yes | `rabbitmq` (feature `rabbitmq`, on by default) |
 //! | `nats` | yes | yes | `nats` (JetStream; feature `nats`, on by default) |
+//! | `mqtt` | yes | yes | `mqtt` (feature `mqtt`, on by default) |
 //!
 //! [`components`] is the connectors' part of the registry table: one
 //! [`Component`] per source and per destination, declared in its module (`SOURCE`,
@@ -34,6 +35,8 @@ pub mod file;
 pub mod fuzzing;
 pub mod generator;
 pub mod log;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "nats")]
@@ -87,6 +90,10 @@ pub fn components() -> Vec<Component> {
         nats::SOURCE,
         #[cfg(feature = "nats")]
         nats::DESTINATION,
+        #[cfg(feature = "mqtt")]
+        mqtt::SOURCE,
+        #[cfg(feature = "mqtt")]
+        mqtt::DESTINATION,
     ]
 }
 
