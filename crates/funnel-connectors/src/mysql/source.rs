@@ -111,7 +111,10 @@ impl MysqlSource {
         let who = &self.who;
         let server = self.config.dsn.address();
         let row: Option<(Option<String>, Option<String>, Option<String>)> = conn
-            .query_first("SELECT CAST(@@log_bin AS CHAR), @@binlog_format, @@binlog_row_image")
+            .query_first(
+                "SELECT CAST(@@GLOBAL.log_bin AS CHAR), @@GLOBAL.binlog_format, \
+                 @@GLOBAL.binlog_row_image",
+            )
             .await
             .map_err(|e| {
                 conn::error(
@@ -120,26 +123,14 @@ impl MysqlSource {
                 )
             })?;
         let (log_bin, format, image) = row.unwrap_or_default();
-        let fix = "(in the server's configuration: log_bin, binlog_format = ROW, \
-                   binlog_row_image = FULL, server_id; then restart it)";
-        if !matches!(log_bin.as_deref(), Some("1" | "ON")) {
-            return Err(ConnectorError::config(format!(
-                "{who}: the binary log of {server} is off; the source reads it {fix}"
-            )));
+        match binlog_problem(log_bin.as_deref(), format.as_deref(), image.as_deref()) {
+            Some(problem) => Err(ConnectorError::config(format!(
+                "{who}: {problem} on {server} (set log_bin, binlog_format = ROW, \
+                 binlog_row_image = FULL and server_id in the server's configuration, then \
+                 restart it)"
+            ))),
+            None => Ok(()),
         }
-        if format.as_deref() != Some("ROW") {
-            return Err(ConnectorError::config(format!(
-                "{who}: the binary log of {server} is in {} format; the source needs ROW {fix}",
-                format.unwrap_or_default()
-            )));
-        }
-        if image.as_deref() != Some("FULL") {
-            return Err(ConnectorError::config(format!(
-                "{who}: binlog_row_image of {server} is {}; the source needs FULL {fix}",
-                image.unwrap_or_default()
-            )));
-        }
-        Ok(())
     }
 
     /// The configured tables with their schemas.
@@ -241,6 +232,31 @@ impl MysqlSource {
             )))
         }
     }
+}
+
+/// What keeps the server's binlog (`log_bin`, `binlog_format`, `binlog_row_image`)
+/// from feeding the source, if anything.
+fn binlog_problem(
+    log_bin: Option<&str>,
+    format: Option<&str>,
+    image: Option<&str>,
+) -> Option<String> {
+    if !matches!(log_bin, Some("1" | "ON")) {
+        return Some("the binary log is off; the source reads it".to_owned());
+    }
+    if !format.is_some_and(|f| f.eq_ignore_ascii_case("ROW")) {
+        return Some(format!(
+            "the binary log is in {} format; the source needs ROW",
+            format.unwrap_or("no")
+        ));
+    }
+    if !image.is_some_and(|i| i.eq_ignore_ascii_case("FULL")) {
+        return Some(format!(
+            "binlog_row_image is {}; the source needs FULL (whole rows before and after)",
+            image.unwrap_or("unset")
+        ));
+    }
+    None
 }
 
 /// Starts a consistent-snapshot transaction on `conn`; returns the binlog coordinates
@@ -1040,4 +1056,55 @@ fn uuid_text(sid: &[u8; 16]) -> String {
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binlog_off_in_statement_format_or_without_full_rows_is_refused_with_what_to_set() {
+        assert_eq!(binlog_problem(Some("1"), Some("ROW"), Some("FULL")), None);
+        let off = binlog_problem(Some("0"), Some("ROW"), Some("FULL")).unwrap();
+        assert!(off.contains("binary log is off"), "{off}");
+        let statement = binlog_problem(Some("1"), Some("STATEMENT"), Some("FULL")).unwrap();
+        assert!(
+            statement.contains("STATEMENT format; the source needs ROW"),
+            "{statement}"
+        );
+        let mixed = binlog_problem(Some("ON"), Some("MIXED"), Some("FULL")).unwrap();
+        assert!(mixed.contains("MIXED"), "{mixed}");
+        let minimal = binlog_problem(Some("1"), Some("ROW"), Some("MINIMAL")).unwrap();
+        assert!(minimal.contains("binlog_row_image is MINIMAL"), "{minimal}");
+    }
+
+    #[test]
+    fn snapshot_pages_continue_after_the_last_key_in_key_order() {
+        let (sql, params) = page_query("`t`", &["`a`".into()], &["`a`".into()], None, 10, 0);
+        assert_eq!(sql, "SELECT `a` FROM `t` ORDER BY `a` LIMIT 10");
+        assert_eq!(params, Params::Empty);
+        let last = [KeyValue::Int(1), KeyValue::Bytes(b"x".to_vec())];
+        let (sql, params) = page_query(
+            "`t`",
+            &["`a`".into(), "`b`".into()],
+            &["`a`".into(), "`b`".into()],
+            Some(&last),
+            10,
+            0,
+        );
+        assert_eq!(
+            sql,
+            "SELECT `a`, `b` FROM `t` WHERE (`a` > ?) OR (`a` = ? AND `b` > ?) ORDER BY `a`, `b` LIMIT 10"
+        );
+        assert_eq!(
+            params,
+            Params::Positional(vec![
+                mysql_async::Value::Int(1),
+                mysql_async::Value::Int(1),
+                mysql_async::Value::Bytes(b"x".to_vec())
+            ])
+        );
+        let (sql, _) = page_query("`t`", &["`a`".into()], &[], None, 10, 20);
+        assert_eq!(sql, "SELECT `a` FROM `t` LIMIT 10 OFFSET 20");
+    }
 }
