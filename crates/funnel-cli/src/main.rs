@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use funnel_core::{ComponentKind, WorkerStats};
-use funnel_runtime::{Overview, PipelineStatus, Supervisor, SupervisorOptions};
+use funnel_runtime::{Backoff, Overview, PipelineStatus, Supervisor, SupervisorOptions};
 use funnel_store::{MemoryStore, RedbStore, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 mod reload;
+mod settings;
 
 #[derive(Parser)]
 #[command(
@@ -144,14 +145,23 @@ enum LsCommand {
     Ls,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum DbType {
     Redb,
+    #[value(alias = "inmemory")]
     Memory,
+    /// Conduit's stores: accepted, and redb is used instead (with a warning).
+    #[value(hide = true)]
+    Badger,
+    #[value(hide = true)]
+    Sqlite,
+    #[value(hide = true)]
+    Postgres,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
+    #[value(alias = "cli")]
     Text,
     Json,
 }
@@ -161,27 +171,80 @@ struct RunArgs {
     /// A pipeline file or a directory of them.
     #[arg(
         long = "pipelines.path",
+        alias = "pipelines",
         env = "FUNNEL_PIPELINES_PATH",
         default_value = "./pipelines"
     )]
     pipelines_path: PathBuf,
     /// Exit once every pipeline is finished (0) or one is degraded (1).
-    #[arg(long = "pipelines.exit-on-done", env = "FUNNEL_PIPELINES_EXIT_ON_DONE")]
+    #[arg(long = "pipelines.exit-on-done", env = "FUNNEL_PIPELINES_EXIT_ON_DONE", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     exit_on_done: bool,
-    /// Exit with 1 as soon as a pipeline is degraded.
+    /// Exit with 1 as soon as a pipeline is degraded, or at startup when a pipeline
+    /// file is invalid (Conduit's `exit-on-error` is another name for it).
     #[arg(
         long = "pipelines.exit-on-degraded",
-        env = "FUNNEL_PIPELINES_EXIT_ON_DEGRADED"
+        alias = "pipelines.exit-on-error",
+        env = "FUNNEL_PIPELINES_EXIT_ON_DEGRADED",
+        num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new()
     )]
     exit_on_degraded: bool,
     /// Treat an unset `${VAR}` in a pipeline file as an error.
-    #[arg(long = "pipelines.strict-env", env = "FUNNEL_PIPELINES_STRICT_ENV")]
+    #[arg(long = "pipelines.strict-env", env = "FUNNEL_PIPELINES_STRICT_ENV", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     strict_env: bool,
     /// Reload pipeline files when they change (polled every second): a changed file
     /// restarts only its pipelines, a removed one stops them, a new one starts them.
-    /// SIGHUP reloads with or without it.
-    #[arg(long = "pipelines.watch", env = "FUNNEL_PIPELINES_WATCH")]
+    /// SIGHUP reloads with or without it. Conduit's `--dev` is another name for it.
+    #[arg(
+        long = "pipelines.watch",
+        aliases = ["dev", "dev.enabled"],
+        env = "FUNNEL_PIPELINES_WATCH",
+        num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new()
+    )]
     watch: bool,
+    /// The first restart delay after a transient error (a Go duration).
+    #[arg(
+        long = "pipelines.error-recovery.min-delay",
+        env = "FUNNEL_PIPELINES_ERROR_RECOVERY_MIN_DELAY",
+        default_value = "1s",
+        value_parser = parse_go_duration
+    )]
+    recovery_min_delay: Duration,
+    /// The longest restart delay (a Go duration).
+    #[arg(
+        long = "pipelines.error-recovery.max-delay",
+        env = "FUNNEL_PIPELINES_ERROR_RECOVERY_MAX_DELAY",
+        default_value = "10m",
+        value_parser = parse_go_duration
+    )]
+    recovery_max_delay: Duration,
+    /// How much each restart delay grows over the previous one (at least 0).
+    #[arg(
+        long = "pipelines.error-recovery.backoff-factor",
+        env = "FUNNEL_PIPELINES_ERROR_RECOVERY_BACKOFF_FACTOR",
+        default_value = "2"
+    )]
+    recovery_factor: f64,
+    /// Restarts before a pipeline is degraded: -1 retries forever, 0 never restarts.
+    #[arg(
+        long = "pipelines.error-recovery.max-retries",
+        env = "FUNNEL_PIPELINES_ERROR_RECOVERY_MAX_RETRIES",
+        default_value = "-1",
+        allow_negative_numbers = true
+    )]
+    recovery_max_retries: i64,
+    /// How long after its delay a restart still counts towards max-retries and the
+    /// backoff (a Go duration).
+    #[arg(
+        long = "pipelines.error-recovery.max-retries-window",
+        env = "FUNNEL_PIPELINES_ERROR_RECOVERY_MAX_RETRIES_WINDOW",
+        default_value = "5m",
+        value_parser = parse_go_duration
+    )]
+    recovery_window: Duration,
+    /// Conduit's configuration file (default `./conduit.yaml`); its settings lose to
+    /// `funnel.yaml` and to `CONDUIT_*` variables.
+    #[arg(long = "config.path", env = "CONDUIT_CONFIG_PATH", value_name = "FILE")]
+    conduit_config: Option<PathBuf>,
     /// Where positions are kept.
     #[arg(
         long = "db.type",
@@ -206,7 +269,11 @@ struct RunArgs {
         value_parser = parse_go_duration
     )]
     stall_threshold: Duration,
-    /// Address of the HTTP API (health, readiness, metrics); empty to disable it.
+    /// Serve the HTTP API (false: no API, whatever `api.http.address` says).
+    #[arg(long = "api.enabled", env = "FUNNEL_API_ENABLED", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    api_enabled: bool,
+    /// Address of the HTTP API (health, readiness, metrics); empty to disable it;
+    /// `:8080` (Conduit's form) means every interface.
     #[arg(
         long = "api.http.address",
         env = "FUNNEL_API_HTTP_ADDRESS",
@@ -216,7 +283,7 @@ struct RunArgs {
     /// trace, debug, info, warn or error.
     #[arg(long = "log.level", env = "FUNNEL_LOG_LEVEL", default_value = "info")]
     log_level: String,
-    /// Log as text or as JSON lines.
+    /// Log as text (Conduit's `cli`) or as JSON lines.
     #[arg(
         long = "log.format",
         env = "FUNNEL_LOG_FORMAT",
@@ -237,61 +304,25 @@ fn parse_go_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Reads `funnel.yaml` (or `$FUNNEL_CONFIG_PATH`) into defaults of `funnel run`'s
-/// flags, so flags and `FUNNEL_*` variables still win over it.
-fn command_with_file_defaults() -> Result<clap::Command, String> {
-    let command = Cli::command();
-    let path = std::env::var_os("FUNNEL_CONFIG_PATH")
-        .map_or_else(|| PathBuf::from("./funnel.yaml"), PathBuf::from);
-    if !path.exists() {
-        return Ok(command);
-    }
-    let settings = funnel_config::engine_settings(&path).map_err(|e| e.to_string())?;
-    let Some(run) = command.find_subcommand("run") else {
-        return Ok(command);
-    };
-    let mut defaults = Vec::new();
-    let mut unknown = Vec::new();
-    for s in settings {
-        let id = run
-            .get_arguments()
-            .find(|a| a.get_long() == Some(s.key.as_str()))
-            .map(|a| a.get_id().clone());
-        match id {
-            Some(id) => defaults.push((id, s.value)),
-            None => unknown.push(format!(
-                "{}: {}: unknown setting (see funnel run --help)",
-                s.location, s.key
-            )),
-        }
-    }
-    if !unknown.is_empty() {
-        return Err(unknown.join("\n"));
-    }
-    Ok(command.mut_subcommand("run", |mut run| {
-        for (id, value) in defaults {
-            // Read once at start; the few bytes live as long as the process.
-            let value: &'static str = Box::leak(value.into_boxed_str());
-            run = run.mut_arg(id, |a| a.default_value(value));
-        }
-        run
-    }))
-}
-
 fn main() -> std::process::ExitCode {
-    let command = match command_with_file_defaults() {
-        Ok(command) => command,
+    let prepared = match settings::prepare(Cli::command(), &settings::Environment::current()) {
+        Ok(prepared) => prepared,
         Err(errors) => {
             eprintln!("{errors}");
             return std::process::ExitCode::from(1);
         }
     };
-    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+    let matches = prepared.command.get_matches();
+    let mut ignored = prepared.ignored;
+    if let Some(run) = matches.subcommand_matches("run") {
+        ignored.extend(settings::ignored_flags(run));
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(args, ignored, &prepared.unknown),
         Command::Pipelines {
             command: PipelinesCommand::Validate { path, check },
         } => validate(&path, check),
@@ -610,8 +641,45 @@ fn print_settings<'a>(settings: impl Iterator<Item = &'a funnel_core::SettingSpe
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<u8> {
+fn run(mut args: RunArgs, mut ignored: Vec<String>, unknown: &[String]) -> anyhow::Result<u8> {
     init_logging(&args.log_level, args.log_format)?;
+    if matches!(
+        args.db_type,
+        DbType::Badger | DbType::Sqlite | DbType::Postgres
+    ) {
+        let name = args
+            .db_type
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        ignored.push(format!(
+            "db.type {name} (positions are kept in redb at {})",
+            args.db_path.display()
+        ));
+        args.db_type = DbType::Redb;
+    }
+    if !ignored.is_empty() {
+        warn!(
+            "ignored Conduit settings that mean nothing in Funnel: {}",
+            ignored.join(", ")
+        );
+    }
+    if !unknown.is_empty() {
+        warn!("ignored unknown settings: {}", unknown.join(", "));
+    }
+    if args.recovery_min_delay > args.recovery_max_delay {
+        bail!(
+            "--pipelines.error-recovery.min-delay ({:?}) must not be above max-delay ({:?})",
+            args.recovery_min_delay,
+            args.recovery_max_delay
+        );
+    }
+    if args.recovery_factor.is_nan() || args.recovery_factor < 0.0 {
+        bail!("--pipelines.error-recovery.backoff-factor must be 0 or more");
+    }
+    if args.recovery_max_retries < -1 {
+        bail!("--pipelines.error-recovery.max-retries must be -1 (forever) or more");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -636,29 +704,43 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     }
     let store: Arc<dyn Store> = match args.db_type {
         DbType::Memory => Arc::new(MemoryStore::new()),
-        DbType::Redb => Arc::new(RedbStore::open(&args.db_path).with_context(|| {
-            format!("cannot open the position store {}", args.db_path.display())
-        })?),
+        DbType::Redb | DbType::Badger | DbType::Sqlite | DbType::Postgres => {
+            Arc::new(RedbStore::open(&args.db_path).with_context(|| {
+                format!("cannot open the position store {}", args.db_path.display())
+            })?)
+        }
     };
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| warn!(error = %e, "metrics are disabled"))
         .ok();
 
-    let supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
+    let options = SupervisorOptions {
+        backoff: Backoff {
+            min_delay: args.recovery_min_delay,
+            max_delay: args.recovery_max_delay,
+            factor: args.recovery_factor,
+            max_retries: args.recovery_max_retries,
+            max_retries_window: args.recovery_window,
+        },
+        ..SupervisorOptions::default()
+    };
+    let supervisor = Supervisor::new(Arc::clone(&store), options);
     supervisor.apply(provision).await;
     let mut watch = reload::Watch::new(&args.pipelines_path);
     let overview = supervisor.overview();
     let api_shutdown = CancellationToken::new();
-    let api = if args.api_address.is_empty() {
+    let api = if args.api_address.is_empty() || !args.api_enabled {
         None
     } else {
-        let address: SocketAddr = args.api_address.parse().with_context(|| {
-            format!(
-                "--api.http.address {:?} is not an address like 127.0.0.1:8080",
-                args.api_address
-            )
-        })?;
+        let address: SocketAddr = settings::listen_address(&args.api_address)
+            .parse()
+            .with_context(|| {
+                format!(
+                    "--api.http.address {:?} is not an address like 127.0.0.1:8080",
+                    args.api_address
+                )
+            })?;
         let state = funnel_api::ApiState {
             pipelines: Arc::new(ApiPipelines {
                 overview: Arc::clone(&overview),
@@ -896,5 +978,41 @@ fn print_progress(states: &[Arc<funnel_runtime::PipelineState>], elapsed: Durati
             WorkerStats::get(&s.stats.dlq),
             read as f64 / secs
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(std::iter::once("funnel").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            Command::Run(args) => args,
+            _ => panic!("not run"),
+        }
+    }
+
+    #[test]
+    fn conduits_other_names_for_funnel_flags_are_accepted() {
+        let args = run_args(&[
+            "run",
+            "--pipelines",
+            "./p",
+            "--pipelines.exit-on-error=true",
+            "--dev",
+            "--db.type",
+            "inmemory",
+            "--log.format",
+            "cli",
+            "--api.enabled=false",
+        ]);
+        assert_eq!(args.pipelines_path, Path::new("./p"));
+        assert!(args.exit_on_degraded && args.watch && !args.api_enabled);
+        assert!(args.db_type == DbType::Memory);
+        assert!(matches!(args.log_format, LogFormat::Text));
+        let args = run_args(&["run", "--dev.enabled=false", "--pipelines.exit-on-done=1"]);
+        assert!(!args.watch && args.exit_on_done);
     }
 }
