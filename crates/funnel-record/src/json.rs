@@ -441,24 +441,6 @@ static ESCAPE: [u8; 256] = {
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-/// True when none of the eight bytes of `w` needs the [`ESCAPE`] table: each is
-/// printable ASCII other than `"`, `\`, `<`, `>` and `&`. Bytes from 0x80 on go to the
-/// table (only 0xE2 may start an escape). A true answer is exact; a false one may be
-/// wrong (a borrow between bytes), which only costs the byte-by-byte path.
-#[inline]
-fn plain8(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte below 0x20 wraps to 0xE0 or more; one from 0x80 on has its top bit.
-    let control_or_high = (w.wrapping_sub(ONES * 0x20) | w) & HIGH;
-    // A byte equal to `c` is a zero byte of `w ^ c...c`.
-    let has = |c: u8| {
-        let v = w ^ (ONES * u64::from(c));
-        v.wrapping_sub(ONES) & !v & HIGH
-    };
-    control_or_high | has(b'"') | has(b'\\') | has(b'<') | has(b'>') | has(b'&') == 0
-}
-
 /// Writes the body of a JSON string (no quotes), escaping like Go's `encoding/json`
 /// with HTML escaping on, in its `goccy/go-json` form (`\b` and `\f` as `\u0008` and
 /// `\u000c`).
@@ -467,13 +449,6 @@ fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        // Eight plain bytes at a time: most of a string needs no escaping.
-        if let Some(chunk) = bytes[i..].first_chunk::<8>()
-            && plain8(u64::from_le_bytes(*chunk))
-        {
-            i += 8;
-            continue;
-        }
         let b = bytes[i];
         match ESCAPE[usize::from(b)] {
             NO => i += 1,
@@ -751,85 +726,6 @@ impl Doc<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The escaping as it was before it looked at eight bytes at a time: one table
-    /// lookup per byte.
-    fn write_escaped_bytewise(out: &mut Vec<u8>, s: &str) {
-        let bytes = s.as_bytes();
-        let mut start = 0;
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            match ESCAPE[usize::from(b)] {
-                NO => i += 1,
-                LINE_SEP => {
-                    if let [0x80, last @ (0xA8 | 0xA9)] =
-                        bytes.get(i + 1..i + 3).unwrap_or_default()
-                    {
-                        out.extend_from_slice(&bytes[start..i]);
-                        out.extend_from_slice(b"\\u202");
-                        out.push(HEX_DIGITS[usize::from(last & 0x0F)]);
-                        i += 3;
-                        start = i;
-                    } else {
-                        i += 1;
-                    }
-                }
-                HEX => {
-                    out.extend_from_slice(&bytes[start..i]);
-                    out.extend_from_slice(b"\\u00");
-                    out.push(HEX_DIGITS[usize::from(b >> 4)]);
-                    out.push(HEX_DIGITS[usize::from(b & 0x0F)]);
-                    i += 1;
-                    start = i;
-                }
-                letter => {
-                    out.extend_from_slice(&bytes[start..i]);
-                    out.push(b'\\');
-                    out.push(letter);
-                    i += 1;
-                    start = i;
-                }
-            }
-        }
-        out.extend_from_slice(&bytes[start..]);
-    }
-
-    #[test]
-    fn escaping_eight_bytes_at_a_time_writes_what_one_byte_at_a_time_did() {
-        let mut specials: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
-        specials.extend(
-            [
-                "\u{2028}",
-                "\u{2029}",
-                "\u{2027}",
-                "\u{20ac}",
-                "é",
-                "\u{1f600}",
-                "\u{7f}",
-                "\u{80}",
-            ]
-            .map(str::to_owned),
-        );
-        for special in &specials {
-            for before in 0..20 {
-                for after in [0, 1, 7, 8, 9, 17] {
-                    let text = format!("{}{special}{}", "a".repeat(before), "Zz9 ".repeat(after));
-                    let (mut fast, mut slow) = (Vec::new(), Vec::new());
-                    write_escaped(&mut fast, &text);
-                    write_escaped_bytewise(&mut slow, &text);
-                    assert_eq!(fast, slow, "{text:?}");
-                }
-            }
-        }
-        for (a, b) in [("<", ">"), ("\n", "&"), ("\"", "\\"), ("\u{1f}", " ")] {
-            let text = format!("{a}0123456{b}0123456{a}{b}");
-            let (mut fast, mut slow) = (Vec::new(), Vec::new());
-            write_escaped(&mut fast, &text);
-            write_escaped_bytewise(&mut slow, &text);
-            assert_eq!(fast, slow, "{text:?}");
-        }
-    }
 
     fn float_json(f: f64) -> String {
         String::from_utf8(Value::Float(f).to_json()).unwrap()
