@@ -688,7 +688,7 @@ fn run(mut args: RunArgs, mut ignored: Vec<String>, unknown: &[String]) -> anyho
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
-    let provision = match reload::load(&args.pipelines_path, args.strict_env) {
+    let provision = match reload::load(&args.pipelines_path, args.strict_env, true) {
         Ok(p) => p,
         Err(errors) => {
             eprintln!("{errors}");
@@ -806,7 +806,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         };
         if reload_now {
             watch.loaded();
-            match reload::load(&args.pipelines_path, args.strict_env) {
+            match reload::load(&args.pipelines_path, args.strict_env, false) {
                 Ok(provision) => {
                     let report = supervisor.apply(provision).await;
                     info!(

@@ -25,10 +25,10 @@ const DEFAULT_PATH: &str = "./pipelines";
 ///
 /// # Errors
 ///
-/// When `path` itself cannot be read (a missing default `./pipelines` gives nothing to
-/// run instead).
-pub(crate) fn load(path: &Path, strict_env: bool) -> Result<Provision, String> {
-    if !path.exists() && path == Path::new(DEFAULT_PATH) {
+/// When `path` itself cannot be read; at startup a missing default `./pipelines` gives
+/// nothing to run instead (at a reload it is an error: nothing is stopped for it).
+pub(crate) fn load(path: &Path, strict_env: bool, startup: bool) -> Result<Provision, String> {
+    if startup && !path.exists() && path == Path::new(DEFAULT_PATH) {
         warn!(path = %path.display(), "no pipelines directory; nothing to run");
         return Ok(Provision::empty());
     }

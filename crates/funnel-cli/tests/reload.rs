@@ -333,6 +333,25 @@ fn sighup_reloads_the_files_a_new_file_starts_a_pipeline_and_a_removed_file_stop
     // first was drained and stays stopped: it writes nothing more.
     let first = funnel.positions("first");
     assert_exactly_once(&first, "first");
+    // A reload that cannot read the pipelines path changes nothing.
+    std::fs::write(
+        dir.path().join("pipelines/third.yaml"),
+        pipeline("third", -1, 1000, "t"),
+    )
+    .unwrap();
+    funnel.signal("HUP");
+    funnel.wait_log("third starts", "new pipeline, started pipeline=third", 1);
+    std::fs::rename(dir.path().join("pipelines"), dir.path().join("gone")).unwrap();
+    funnel.signal("HUP");
+    funnel.wait_log(
+        "the failed reload is reported",
+        "cannot reload the pipeline files, nothing changed",
+        1,
+    );
+    let before = funnel.positions("third").len();
+    wait_until_blocking("third keeps running", WAIT, || {
+        funnel.positions("third").len() > before + 100
+    });
     let (code, log) = funnel.stop();
     assert_eq!(code, Some(0), "SIGHUP must not stop funnel: {log}");
     assert_eq!(

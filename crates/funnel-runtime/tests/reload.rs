@@ -277,3 +277,106 @@ async fn a_removed_file_stops_its_pipeline_and_a_new_file_starts_one() {
     assert_eq!(positions(dir.path(), "new"), (1..=300).collect::<Vec<_>>());
     supervisor.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_edit_stops_and_starts_the_pipeline_and_a_pipeline_moved_to_another_file_is_untouched()
+ {
+    let (dir, files, supervisor) = setup();
+    let text = pipeline(dir.path(), "p", -1, 1000, "d");
+    std::fs::write(files.join("a.yaml"), &text).unwrap();
+    supervisor
+        .apply(provision(&files, &options()).unwrap())
+        .await;
+    wait_status(&supervisor, "p", PipelineStatus::Running).await;
+    let state = supervisor.states()[0].clone();
+
+    // Moved to another file, a comment above it: the same configuration, untouched.
+    std::fs::remove_file(files.join("a.yaml")).unwrap();
+    std::fs::write(files.join("b.yaml"), format!("# moved\n{text}")).unwrap();
+    let report = supervisor
+        .apply(provision(&files, &options()).unwrap())
+        .await;
+    assert_eq!(report, funnel_runtime::ReloadReport::default());
+    assert_eq!(state.current(), PipelineStatus::Running);
+    assert_eq!(state.file(), Some(files.join("b.yaml")));
+
+    let stopped = text.replace(
+        "    description: d\n",
+        "    status: stopped\n    description: d\n",
+    );
+    std::fs::write(files.join("b.yaml"), &stopped).unwrap();
+    let report = supervisor
+        .apply(provision(&files, &options()).unwrap())
+        .await;
+    assert_eq!(report.restarted, ["p"]);
+    assert_eq!(state.current(), PipelineStatus::Stopped);
+    let when_stopped = positions(dir.path(), "p").len();
+
+    std::fs::write(files.join("b.yaml"), &text).unwrap();
+    supervisor
+        .apply(provision(&files, &options()).unwrap())
+        .await;
+    wait_status(&supervisor, "p", PipelineStatus::Running).await;
+    funnel_test_utils::wait_until("p writes again", WAIT, || {
+        positions(dir.path(), "p").len() > when_stopped + 100
+    })
+    .await;
+    supervisor.shutdown().await;
+    assert_exactly_once(&positions(dir.path(), "p"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degraded_pipeline_whose_file_is_fixed_is_started_again_and_an_unchanged_one_stays_degraded()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
+    let files = dir.path().join("pipelines");
+    // Its destination needs a directory where a file is: it cannot open, and with no
+    // retries it is degraded at once.
+    std::fs::write(dir.path().join("out"), "not a directory").unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let options_no_retries = SupervisorOptions {
+        backoff: funnel_runtime::Backoff {
+            max_retries: 0,
+            ..funnel_runtime::Backoff::default()
+        },
+        ..SupervisorOptions::default()
+    };
+    let supervisor = Supervisor::new(store, options_no_retries);
+    let broken = pipeline(dir.path(), "p", 200, 0, "d");
+    std::fs::write(files.join("p.yaml"), &broken).unwrap();
+    supervisor
+        .apply(provision(&files, &options()).unwrap())
+        .await;
+    let state = supervisor.states()[0].clone();
+    let mut rx = state.status.subscribe();
+    tokio::time::timeout(
+        WAIT,
+        rx.wait_for(|s| matches!(s, PipelineStatus::Degraded(_))),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let report = supervisor
+        .apply(provision(&files, &options()).unwrap())
+        .await;
+    assert!(report.restarted.is_empty());
+    assert!(matches!(state.current(), PipelineStatus::Degraded(_)));
+
+    let fixed_out = dir.path().join("fixed.jsonl");
+    let fixed = broken.replace(
+        &dir.path().join("out/p.jsonl").display().to_string(),
+        &fixed_out.display().to_string(),
+    );
+    std::fs::write(files.join("p.yaml"), fixed).unwrap();
+    let report = supervisor
+        .apply(provision(&files, &options()).unwrap())
+        .await;
+    assert_eq!(report.restarted, ["p"]);
+    wait_status(&supervisor, "p", PipelineStatus::Finished).await;
+    assert_eq!(
+        std::fs::read_to_string(&fixed_out).unwrap().lines().count(),
+        200
+    );
+    supervisor.shutdown().await;
+}
