@@ -12,6 +12,7 @@
 //! | [`disk`] | the disk filling up (a small tmpfs; needs root) |
 //! | [`store`] | the store file corrupted |
 //! | [`input`] | the file source's input rotated, truncated, replaced or deleted |
+//! | [`brokers`] | SIGKILL with a publisher running, and the broker restarting, for RabbitMQ and MQTT |
 //!
 //! Drills that need PostgreSQL (127.0.0.1:5432) or MariaDB (127.0.0.1:3306, see
 //! `scripts/setup-services.sh`) are
@@ -23,6 +24,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod brokers;
 mod disk;
 mod harness;
 mod input;

@@ -5,7 +5,7 @@
 use crate::{my, pg};
 
 /// One connector of pipeline `p`, its settings as YAML strings.
-fn connector(id: &str, kind: &str, plugin: &str, settings: &[(&str, &str)]) -> String {
+pub(crate) fn connector(id: &str, kind: &str, plugin: &str, settings: &[(&str, &str)]) -> String {
     let mut yaml =
         format!("      - id: {id}\n        type: {kind}\n        plugin: builtin:{plugin}\n");
     if !settings.is_empty() {
