@@ -270,6 +270,8 @@ fn the_registry_lists_every_builtin_with_its_settings() {
             ("rabbitmq", ComponentKind::Destination),
             ("nats", ComponentKind::Source),
             ("nats", ComponentKind::Destination),
+            ("mqtt", ComponentKind::Source),
+            ("mqtt", ComponentKind::Destination),
         ]
     );
     for component in &table {
