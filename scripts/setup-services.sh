@@ -152,6 +152,7 @@ if ! port_open 5672; then
     port_wait 5672
 fi
 echo "setup-services: RabbitMQ ready on 127.0.0.1:5672"
+
 # NATS with JetStream on 127.0.0.1:4222, max_payload 8 MB (scripts/nats-server.sh).
 "$(dirname "$0")/nats-server.sh" ensure
 
@@ -202,3 +203,6 @@ elif [ "$mq_changed" = true ] && [ -n "$mq_pid" ]; then
     port_wait 1883
 fi
 echo "setup-services: Mosquitto ready on 127.0.0.1:1883"
+
+# Redis on 127.0.0.1:6379 (scripts/redis-server.sh).
+"$(dirname "$0")/redis-server.sh" ensure

@@ -11,6 +11,7 @@
 //! | `rabbitmq` | yes | yes | `rabbitmq` (feature `rabbitmq`, on by default) |
 //! | `nats` | yes | yes | `nats` (JetStream; feature `nats`, on by default) |
 //! | `mqtt` | yes | yes | `mqtt` (feature `mqtt`, on by default) |
+//! | `redis` | yes | yes | `redis` (streams and pub/sub; feature `redis`, on by default) |
 //!
 //! [`components`] is the connectors' part of the registry table: one
 //! [`Component`] per source and per destination, declared in its module (`SOURCE`,
@@ -47,6 +48,8 @@ pub mod postgres;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
 pub mod rate;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod settings;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub mod sql;
@@ -94,6 +97,10 @@ pub fn components() -> Vec<Component> {
         mqtt::SOURCE,
         #[cfg(feature = "mqtt")]
         mqtt::DESTINATION,
+        #[cfg(feature = "redis")]
+        redis::SOURCE,
+        #[cfg(feature = "redis")]
+        redis::DESTINATION,
     ]
 }
 

@@ -272,6 +272,8 @@ fn the_registry_lists_every_builtin_with_its_settings() {
             ("nats", ComponentKind::Destination),
             ("mqtt", ComponentKind::Source),
             ("mqtt", ComponentKind::Destination),
+            ("redis", ComponentKind::Source),
+            ("redis", ComponentKind::Destination),
         ]
     );
     for component in &table {

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Broker connector benchmarks: the release `funnel` binary against the NATS
+# (127.0.0.1:4222, JetStream) and Redis (127.0.0.1:6379) servers, 1 KB messages
+# (bench/payload-1k.txt), next to each broker's own client on the same server, one
+# after the other:
+#
+#   nats  -> noop:  a stream of N messages, read by builtin:nats into builtin:noop;
+#                   baseline `nats_bench sub` (a pull consumer acking each message,
+#                   crates/funnel-connectors/examples/nats_bench.rs; `nats bench` is not
+#                   packaged here);
+#   gen   -> nats:  builtin:generator (N records) into builtin:nats; baseline
+#                   `nats_bench pub` (publishes with up to 4096 publish acks awaited);
+#   redis -> noop:  a stream of N entries, read by builtin:redis (XREAD) into noop;
+#                   baseline `redis-benchmark` running XREAD COUNT 1000 over it
+#                   (entries/s = requests/s x 1000);
+#   gen   -> redis: generator into builtin:redis (XADD); baseline `redis-benchmark`
+#                   running XADD with the same 1 KB value, pipelined 100 deep.
+#
+# Funnel's time runs from starting `funnel run` until the pipeline's acked-records
+# counter reaches N (start-up included).
+#
+#   bench/brokers.sh                 all four, N=200000
+#   N=100000 ONLY=nats bench/brokers.sh   (or ONLY=redis)
+#   BIN=/path/to/funnel bench/brokers.sh  another binary (no build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N="${N:-200000}"
+PORT="${PORT:-18091}"
+ONLY="${ONLY:-}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/funnel/target}"
+if [ -z "${BIN:-}" ]; then
+    cargo build --release --quiet -p funnel-cli
+    BIN="$CARGO_TARGET_DIR/release/funnel"
+fi
+cargo build --release --quiet -p funnel-connectors --example nats_bench
+NATS_BENCH="$CARGO_TARGET_DIR/release/examples/nats_bench"
+PAYLOAD="$PWD/bench/payload-1k.txt"
+WORK="$(mktemp -d)"
+TAG="b$$"
+cleanup() {
+    [ -n "${FUNNEL_PID:-}" ] && kill "$FUNNEL_PID" 2>/dev/null || true
+    [ -n "${STREAM:-}" ] && "$NATS_BENCH" rm nats://127.0.0.1:4222 "$STREAM" >/dev/null 2>&1 || true
+    redis-cli -h 127.0.0.1 del "bench:$TAG:in" "bench:$TAG:out" "bench:$TAG:base" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+acked() {
+    { curl -s "http://127.0.0.1:$PORT/metrics" 2>/dev/null || true; } |
+        awk '/^funnel_pipeline_records_acked_total/ { s += $NF } END { printf "%d", s }'
+}
+
+# run NAME SOURCE-BLOCK DESTINATION-BLOCK: funnel until N acked.
+run() {
+    mkdir -p "$WORK/$1/pipelines"
+    cat >"$WORK/$1/pipelines/p.yaml" <<YAML
+version: "2.2"
+pipelines:
+  - id: $1
+    status: running
+    connectors:
+      - id: src
+        type: source
+$2
+      - id: dst
+        type: destination
+$3
+YAML
+    (cd "$WORK/$1" && exec "$BIN" run --db.type memory --api.http.address "127.0.0.1:$PORT" 2>"$WORK/$1.log") &
+    FUNNEL_PID=$!
+    local start end
+    start="$(date +%s.%N)"
+    while [ "$(acked)" -lt "$N" ]; do
+        if ! kill -0 "$FUNNEL_PID" 2>/dev/null; then
+            echo "funnel exited early:" >&2; cat "$WORK/$1.log" >&2; exit 1
+        fi
+        sleep 0.05
+    done
+    end="$(date +%s.%N)"
+    local cpu
+    cpu="$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$FUNNEL_PID/stat")"
+    kill "$FUNNEL_PID"; wait "$FUNNEL_PID" || true; FUNNEL_PID=""
+    python3 -c "s=$end-$start; print(f'funnel $1: {$N:,} records in {s:.2f} s = {$N/s:,.0f} records/s = {$N*1000/s/1e6:.1f} MB/s; funnel CPU {$cpu} s')"
+    echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+GEN="        plugin: builtin:generator
+        settings:
+          format.type: file
+          format.options.path: $PAYLOAD
+          recordCount: \"$N\""
+NOOP="        plugin: builtin:noop"
+
+if [ "$ONLY" != redis ]; then
+    scripts/nats-server.sh ensure >/dev/null
+    STREAM="BENCH_$TAG"
+    echo "nats: filling stream $STREAM with $N messages (baseline publish)"
+    "$NATS_BENCH" pub nats://127.0.0.1:4222 "$STREAM" "bench.$TAG.in" "$N" "$PAYLOAD"
+    "$NATS_BENCH" sub nats://127.0.0.1:4222 "$STREAM" "$N"
+    run nats_noop "        plugin: builtin:nats
+        settings:
+          urls: nats://127.0.0.1:4222
+          stream: $STREAM
+          subject: bench.$TAG.in" "$NOOP"
+    run gen_nats "$GEN" "        plugin: builtin:nats
+        settings:
+          urls: nats://127.0.0.1:4222
+          subject: bench.$TAG.out"
+    "$NATS_BENCH" pub nats://127.0.0.1:4222 "$STREAM" "bench.$TAG.base" "$N" "$PAYLOAD"
+fi
+
+if [ "$ONLY" != nats ]; then
+    scripts/redis-server.sh ensure >/dev/null
+    VALUE="$(cat "$PAYLOAD")"
+    echo "redis: filling bench:$TAG:in with $N entries (redis-benchmark XADD)"
+    redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "bench:$TAG:in" '*' data "$VALUE" | tr '\r' '\n' | tail -1
+    echo "redis-benchmark XREAD COUNT 1000 (x1000 entries per request):"
+    redis-benchmark -h 127.0.0.1 -q -n $((N / 1000 * 5)) -c 1 XREAD COUNT 1000 STREAMS "bench:$TAG:in" 0 | tr '\r' '\n' | tail -1
+    run redis_noop "        plugin: builtin:redis
+        settings:
+          redis.host: 127.0.0.1
+          redis.key: bench:$TAG:in
+          mode: stream" "$NOOP"
+    run gen_redis "$GEN" "        plugin: builtin:redis
+        settings:
+          redis.host: 127.0.0.1
+          redis.key: bench:$TAG:out
+          mode: stream"
+    echo "redis-benchmark XADD (1 KB value, pipelined 100):"
+    redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "bench:$TAG:base" '*' data "$VALUE" | tr '\r' '\n' | tail -1
+fi

@@ -1,0 +1,303 @@
+//! Redis settings: parsing and validation (no I/O).
+
+use std::time::Duration;
+
+use funnel_core::SettingsReader;
+use funnel_core::typed::{FromSetting, SettingsStruct};
+
+use crate::settings::{sdk_destination, sdk_source};
+use crate::{Settings, SettingsError};
+
+/// `mode`: what `redis.key` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `pubsub`: a pub/sub channel (at most once).
+    PubSub,
+    /// `stream`: a stream.
+    Stream,
+}
+
+impl FromSetting for Mode {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match raw {
+            "pubsub" => Ok(Self::PubSub),
+            "stream" => Ok(Self::Stream),
+            _ => Err(format!("{raw:?} value must be one of: pubsub, stream")),
+        }
+    }
+}
+
+/// `redis.port`: a TCP port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Port(pub u16);
+
+impl FromSetting for Port {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        raw.parse::<u16>()
+            .map(Self)
+            .map_err(|_| format!("{raw:?} is not a port number"))
+    }
+}
+
+/// A parsed key template; two are equal when their texts are.
+#[derive(Clone, Debug)]
+pub struct KeyTemplate(pub funnel_template::Template);
+
+impl PartialEq for KeyTemplate {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.source() == other.0.source()
+    }
+}
+
+impl FromSetting for KeyTemplate {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("the key is empty".to_owned());
+        }
+        funnel_template::Template::parse(raw)
+            .map(Self)
+            .map_err(|e| format!("{raw:?}: the key template does not parse: {e}"))
+    }
+}
+
+funnel_core::settings! {
+    /// How the Redis source and destination connect (Conduit's names).
+    pub struct RedisConnectionSettings {
+        /// Host of the Redis server.
+        pub host: String = "redis.host" (default "localhost"),
+        /// Port of the Redis server.
+        pub port: Port = "redis.port" (default "6379"),
+        /// Database number.
+        pub database: i64 = "redis.database" (default "0"),
+        /// User name (Redis 6 ACL; empty: the default user).
+        pub username: Option<String> = "redis.username",
+        /// Password.
+        pub password: Option<String> = "redis.password",
+        /// What redis.key names: pubsub (a channel) or stream.
+        pub mode: Mode = "mode" (default "pubsub"),
+    }
+}
+
+funnel_core::settings! {
+    /// The Redis source's own settings.
+    pub struct RedisSourceSettings {
+        /// The stream to read, or the channel to subscribe to.
+        pub key: String = "redis.key",
+        /// Longest wait of one blocking read of the stream (Go duration).
+        pub polling_period: Duration = "pollingPeriod" (default "1s"),
+        /// Funnel extension: read the stream as this consumer group (XREADGROUP,
+        /// XACK after delivery); empty: plain XREAD from the saved ID.
+        pub group: Option<String> = "stream.group",
+        /// Funnel extension: consumer name in the group (default: the connector ID).
+        pub consumer: Option<String> = "stream.consumer",
+        /// Funnel extension: entries pending this long with another consumer of the
+        /// group are claimed (XAUTOCLAIM); 0 turns claiming off.
+        pub claim_idle: Duration = "stream.claimIdle" (default "30s"),
+    }
+}
+
+funnel_core::settings! {
+    /// The Redis destination's own settings.
+    pub struct RedisDestinationSettings {
+        /// Stream to add to, or channel to publish on: a name, or a Go template
+        /// rendered per record.
+        pub key: KeyTemplate = "redis.key",
+        /// Funnel extension: trim the stream to about this many entries on each add
+        /// (XADD MAXLEN ~); 0 keeps every entry.
+        pub max_len: usize = "stream.maxLen" (default "0"),
+    }
+}
+
+/// How to connect, validated.
+#[derive(Clone, Debug)]
+pub struct RedisConnection {
+    /// `redis.host`.
+    pub host: String,
+    /// `redis.port`.
+    pub port: u16,
+    /// `redis.database`.
+    pub database: i64,
+    /// `redis.username`.
+    pub username: Option<String>,
+    /// `redis.password`.
+    pub password: Option<String>,
+}
+
+impl RedisConnection {
+    /// `host:port`, for messages.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// The validated settings of a Redis source.
+#[derive(Clone, Debug)]
+pub struct RedisSourceConfig {
+    /// The connection.
+    pub connection: RedisConnection,
+    /// `mode`.
+    pub mode: Mode,
+    /// `redis.key`.
+    pub key: String,
+    /// `pollingPeriod`.
+    pub polling_period: Duration,
+    /// `stream.group`.
+    pub group: Option<String>,
+    /// `stream.consumer`.
+    pub consumer: Option<String>,
+    /// `stream.claimIdle` (`None`: no claiming).
+    pub claim_idle: Option<Duration>,
+    /// Records per read at most (`sdk.batch.size`, default 1000).
+    pub batch_size: usize,
+}
+
+/// The validated settings of a Redis destination.
+#[derive(Clone, Debug)]
+pub struct RedisDestinationConfig {
+    /// The connection.
+    pub connection: RedisConnection,
+    /// `mode`.
+    pub mode: Mode,
+    /// `redis.key`.
+    pub key: funnel_template::Template,
+    /// `stream.maxLen` (0: no trimming).
+    pub max_len: usize,
+}
+
+fn parse<T: SettingsStruct>(
+    settings: &Settings,
+    sdk: impl FnOnce(&mut SettingsReader<'_>) -> usize,
+) -> Result<(RedisConnectionSettings, T, usize), Vec<SettingsError>> {
+    let mut reader = SettingsReader::new(settings);
+    let batch = sdk(&mut reader);
+    let conn = RedisConnectionSettings::read(&mut reader);
+    let own = T::read(&mut reader);
+    reader.finish()?;
+    // `finish` fails whenever a field failed to read, so both are set here.
+    match (conn, own) {
+        (Some(conn), Some(own)) => Ok((conn, own, batch)),
+        _ => Err(Vec::new()),
+    }
+}
+
+fn connection(c: RedisConnectionSettings) -> RedisConnection {
+    RedisConnection {
+        host: c.host,
+        port: c.port.0,
+        database: c.database,
+        username: c.username.filter(|u| !u.is_empty()),
+        password: c.password.filter(|p| !p.is_empty()),
+    }
+}
+
+/// Parses and validates Redis source settings. Pure: nothing is connected.
+///
+/// # Errors
+///
+/// Every invalid setting, each with its key.
+pub fn validate_source(settings: &Settings) -> Result<RedisSourceConfig, Vec<SettingsError>> {
+    let (conn, own, batch_size) =
+        parse::<RedisSourceSettings>(settings, |reader| sdk_source(reader).batch_size)?;
+    let mut errors = Vec::new();
+    if own.key.is_empty() {
+        errors.push(SettingsError::new("redis.key", "the key is empty"));
+    }
+    if own.polling_period.is_zero() {
+        errors.push(SettingsError::new("pollingPeriod", "must be longer than 0"));
+    }
+    let mode = conn.mode;
+    if mode == Mode::PubSub && own.group.as_deref().is_some_and(|g| !g.is_empty()) {
+        errors.push(SettingsError::new(
+            "stream.group",
+            "a consumer group needs mode: stream",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(RedisSourceConfig {
+        connection: connection(conn),
+        mode,
+        key: own.key,
+        polling_period: own.polling_period,
+        group: own.group.filter(|g| !g.is_empty()),
+        consumer: own.consumer.filter(|c| !c.is_empty()),
+        claim_idle: Some(own.claim_idle).filter(|d| !d.is_zero()),
+        batch_size,
+    })
+}
+
+/// Parses and validates Redis destination settings. Pure: nothing is connected.
+///
+/// # Errors
+///
+/// Every invalid setting, each with its key.
+pub fn validate_destination(
+    settings: &Settings,
+) -> Result<RedisDestinationConfig, Vec<SettingsError>> {
+    let (conn, own, _) = parse::<RedisDestinationSettings>(settings, |reader| {
+        sdk_destination(reader);
+        0
+    })?;
+    Ok(RedisDestinationConfig {
+        mode: conn.mode,
+        connection: connection(conn),
+        key: own.key.0,
+        max_len: own.max_len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use funnel_core::settings_of as settings;
+
+    #[test]
+    fn defaults_follow_conduit() {
+        let c = validate_source(&settings(&[("redis.key", "events")])).unwrap();
+        assert_eq!(c.connection.address(), "localhost:6379");
+        assert_eq!(c.connection.database, 0);
+        assert_eq!(c.mode, Mode::PubSub);
+        assert_eq!(c.polling_period, Duration::from_secs(1));
+        assert_eq!(c.group, None);
+        assert_eq!(c.claim_idle, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn bad_settings_are_all_reported_with_their_keys() {
+        let errors = validate_source(&settings(&[
+            ("redis.port", "high"),
+            ("mode", "list"),
+            ("pollingPeriod", "soon"),
+            ("surprise", "1"),
+        ]))
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.setting.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "redis.port",
+                "mode",
+                "redis.key",
+                "pollingPeriod",
+                "surprise"
+            ]
+        );
+        let errors = validate_source(&settings(&[("redis.key", "events"), ("stream.group", "g")]))
+            .unwrap_err();
+        assert_eq!(errors[0].setting, "stream.group");
+    }
+
+    #[test]
+    fn the_destination_key_may_be_a_template() {
+        let c = validate_destination(&settings(&[
+            ("redis.key", "out:{{ .Metadata.table }}"),
+            ("mode", "stream"),
+            ("stream.maxLen", "1000"),
+        ]))
+        .unwrap();
+        assert_eq!(c.key.as_literal(), None);
+        assert_eq!(c.max_len, 1000);
+    }
+}

@@ -1,0 +1,111 @@
+//! Connecting to Redis: a client from the settings, errors that name the connector
+//! and the server.
+
+use std::time::Duration;
+
+use funnel_core::ConnectorError;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+
+use super::config::RedisConnection;
+
+/// How long connecting may take before it fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `text` with every byte that is not unreserved in a URL percent-encoded.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The client for `connection` (no I/O).
+///
+/// # Errors
+///
+/// A configuration error when the settings do not make a Redis URL.
+pub(crate) fn client(
+    connection: &RedisConnection,
+    who: &str,
+) -> Result<redis::Client, ConnectorError> {
+    let auth = match (&connection.username, &connection.password) {
+        (Some(user), Some(password)) => format!("{}:{}@", encode(user), encode(password)),
+        (Some(user), None) => format!("{}@", encode(user)),
+        (None, Some(password)) => format!(":{}@", encode(password)),
+        (None, None) => String::new(),
+    };
+    let host = if connection.host.contains(':') {
+        format!("[{}]", connection.host)
+    } else {
+        connection.host.clone()
+    };
+    let url = format!(
+        "redis://{auth}{host}:{}/{}",
+        connection.port, connection.database
+    );
+    redis::Client::open(url).map_err(|e| {
+        ConnectorError::config(format!(
+            "{who}: the settings do not make a Redis address ({}): {e}",
+            connection.address()
+        ))
+    })
+}
+
+/// Connects, with replies allowed to take `response` (a blocking read waits longer
+/// than the default half second).
+///
+/// # Errors
+///
+/// A configuration error for refused credentials, a transient one when the server
+/// cannot be reached; each names `who` and the server.
+pub(crate) async fn connect(
+    client: &redis::Client,
+    connection: &RedisConnection,
+    who: &str,
+    response: Duration,
+) -> Result<MultiplexedConnection, ConnectorError> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(response));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| error(who, connection, &e))
+}
+
+/// A connection error as a connector error naming `who` and the server.
+pub(crate) fn error(
+    who: &str,
+    connection: &RedisConnection,
+    e: &redis::RedisError,
+) -> ConnectorError {
+    let message = format!(
+        "{who}: cannot connect to Redis at {}: {e}",
+        connection.address()
+    );
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || e.to_string().contains("WRONGPASS")
+        || e.to_string().contains("NOAUTH")
+    {
+        ConnectorError::config(message)
+    } else {
+        ConnectorError::transient(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_and_password_are_percent_encoded_in_the_url() {
+        assert_eq!(encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
+        assert_eq!(encode("plain-1"), "plain-1");
+    }
+}
