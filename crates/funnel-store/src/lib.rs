@@ -1,5 +1,6 @@
 //! Where Funnel keeps what must survive a restart: the last committed position of
-//! every source.
+//! every source, and the pipelines created through the API (as documents the store
+//! does not read).
 //!
 //! [`Store`] is the interface; [`RedbStore`] (an embedded, crash-safe file, the
 //! default) and [`MemoryStore`] (nothing survives the process) implement it.
@@ -154,6 +155,28 @@ pub trait Store: Send + Sync {
     ///
     /// When the store cannot be written.
     async fn delete_pipeline(&self, pipeline: &str) -> Result<(), StoreError>;
+
+    /// Every pipeline document (a pipeline created through the API), as `(pipeline,
+    /// document)`, by pipeline.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read, or a document fails its checksum.
+    async fn documents(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Durably records `document` as the document of `pipeline`, replacing any.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written.
+    async fn set_document(&self, pipeline: &str, document: &[u8]) -> Result<(), StoreError>;
+
+    /// Forgets the document of `pipeline`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written.
+    async fn delete_document(&self, pipeline: &str) -> Result<(), StoreError>;
 }
 
 pub(crate) fn key(pipeline: &str, connector: &str) -> String {
@@ -164,6 +187,7 @@ pub(crate) fn key(pipeline: &str, connector: &str) -> String {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     positions: Mutex<HashMap<String, Position>>,
+    documents: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -220,6 +244,33 @@ impl Store for MemoryStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|k, _| !k.starts_with(&prefix));
+        Ok(())
+    }
+
+    async fn documents(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let documents = self
+            .documents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(documents
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn set_document(&self, pipeline: &str, document: &[u8]) -> Result<(), StoreError> {
+        self.documents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(pipeline.to_owned(), document.to_vec());
+        Ok(())
+    }
+
+    async fn delete_document(&self, pipeline: &str) -> Result<(), StoreError> {
+        self.documents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(pipeline);
         Ok(())
     }
 }

@@ -22,6 +22,9 @@ use crate::{FORMAT_VERSION, Store, StoreError, key};
 
 pub(crate) const POSITIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("positions");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Pipelines created through the API: pipeline ID to its document, checksummed like a
+/// position.
+pub(crate) const DOCUMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("documents");
 
 /// Runs `f`, turning a panic into [`StoreError::Corrupt`]: redb may panic on a file
 /// that was changed behind its back.
@@ -274,6 +277,8 @@ pub(crate) fn read_all(db: &Database, path: &Path, checked: bool) -> Result<Entr
 enum Request {
     Set(String, Position, oneshot::Sender<Result<(), StoreError>>),
     Delete(String, oneshot::Sender<Result<(), StoreError>>),
+    SetDocument(String, Vec<u8>, oneshot::Sender<Result<(), StoreError>>),
+    DeleteDocument(String, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// The embedded store (`--db.type redb`, `./funnel.db` by default): one redb file.
@@ -415,7 +420,10 @@ fn write_loop(db: &Database, path: &Path, rx: &mpsc::Receiver<Request>) {
                 Err(e) => Err(e.clone()),
             };
             let tx = match request {
-                Request::Set(_, _, tx) | Request::Delete(_, tx) => tx,
+                Request::Set(_, _, tx)
+                | Request::Delete(_, tx)
+                | Request::SetDocument(_, _, tx)
+                | Request::DeleteDocument(_, tx) => tx,
             };
             // The caller may have gone away; nothing to tell it then.
             let _ = tx.send(reply);
@@ -450,6 +458,24 @@ fn commit(db: &Database, batch: &[Request]) -> Result<(), redb::Error> {
                         table.remove(k.as_str())?;
                     }
                 }
+                Request::SetDocument(..) | Request::DeleteDocument(..) => {}
+            }
+        }
+    }
+    {
+        let mut documents = write.open_table(DOCUMENTS)?;
+        for request in batch {
+            match request {
+                Request::SetDocument(pipeline, document, _) => {
+                    documents.insert(
+                        pipeline.as_str(),
+                        format::encode(pipeline, document).as_slice(),
+                    )?;
+                }
+                Request::DeleteDocument(pipeline, _) => {
+                    documents.remove(pipeline.as_str())?;
+                }
+                Request::Set(..) | Request::Delete(..) => {}
             }
         }
     }
@@ -507,6 +533,45 @@ impl Store for RedbStore {
     async fn delete_pipeline(&self, pipeline: &str) -> Result<(), StoreError> {
         let prefix = format!("{pipeline}\u{0}");
         self.request(move |tx| Request::Delete(prefix, tx)).await
+    }
+
+    async fn documents(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        guarded(&self.path, "reading pipeline documents", || {
+            let err = |e: redb::Error| storage_error(&self.path, e);
+            let read = self.db.begin_read().map_err(|e| err(e.into()))?;
+            let table = match read.open_table(DOCUMENTS) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(err(e.into())),
+            };
+            let mut found = Vec::new();
+            for entry in table.iter().map_err(|e| err(e.into()))? {
+                let (k, v) = entry.map_err(|e| err(e.into()))?;
+                let document =
+                    format::decode(k.value(), v.value()).map_err(|why| StoreError::Corrupt {
+                        path: self.path.clone(),
+                        detail: format!(
+                            "the document of pipeline {:?} is damaged: {why}",
+                            k.value()
+                        ),
+                    })?;
+                found.push((k.value().to_owned(), document.to_vec()));
+            }
+            Ok(found)
+        })
+    }
+
+    async fn set_document(&self, pipeline: &str, document: &[u8]) -> Result<(), StoreError> {
+        let pipeline = pipeline.to_owned();
+        let document = document.to_vec();
+        self.request(move |tx| Request::SetDocument(pipeline, document, tx))
+            .await
+    }
+
+    async fn delete_document(&self, pipeline: &str) -> Result<(), StoreError> {
+        let pipeline = pipeline.to_owned();
+        self.request(move |tx| Request::DeleteDocument(pipeline, tx))
+            .await
     }
 }
 
