@@ -1,6 +1,11 @@
-//! Funnel's HTTP API: `/healthz`, `/readyz` and `/metrics`.
+//! Funnel's HTTP API: Conduit's `/v1` API, `/info`, `/openapi`, `/healthz`, `/readyz`
+//! and `/metrics`.
 //!
-//! - `GET /healthz`: 200 while the process serves requests.
+//! - `/v1/...`: pipelines, connectors, processors and plugins in Conduit's JSON shape
+//!   (see [`model`]); errors are `google.rpc.Status` objects ([`Status`]); `?pretty`
+//!   indents. The OpenAPI document at `/openapi` is generated from the handlers.
+//! - `GET /healthz`: `{"status":"SERVING"}` while the process serves requests;
+//!   `?service=` names one of Conduit's services.
 //! - `GET /readyz`: 200 once every pipeline has started (running, finished or stopped
 //!   on purpose), 503 with the pipelines that are not (starting, recovering, degraded),
 //!   are stalled (running with records in flight of which none was acknowledged for
@@ -9,13 +14,19 @@
 //! - `GET /metrics`: every metric in Prometheus text format.
 //!
 //! A connection that sends no complete request header within [`HEADER_READ_TIMEOUT`]
-//! is closed, so idle and half-open connections do not pile up.
+//! is closed, so idle and half-open connections do not pile up. A body over
+//! [`MAX_BODY_BYTES`] is refused; with a token ([`Security`]) every request but the
+//! probes needs it; CORS is closed unless origins are allowed.
 //!
 //! It knows the small [`Pipelines`] interface and nothing else: it must never depend on
 //! the runtime, the connectors or the processors (`funnel run` implements the
 //! interface).
 
+mod error;
+pub mod model;
+mod security;
 mod stall;
+mod v1;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,7 +43,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use error::Status;
+pub use security::{MAX_BODY_BYTES, Security};
 pub use stall::StallWatch;
+pub use v1::{ApiDoc, SERVICES};
+
+/// A boxed future, for the object-safe [`Pipelines`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How long a connection may take to send a request's header (the first one, or the
 /// next one on a kept-alive connection) before it is closed.
@@ -70,6 +87,91 @@ pub trait Pipelines: Send + Sync + 'static {
     /// The connectors of running pipelines that fail their connection test, one line
     /// each (empty when every test passes).
     fn failing_checks(&self) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>>;
+
+    /// Every pipeline, in the API's shape, by ID.
+    fn pipelines(&self) -> Vec<model::Pipeline> {
+        Vec::new()
+    }
+
+    /// Every connector of every pipeline.
+    fn connectors(&self) -> Vec<model::Connector> {
+        Vec::new()
+    }
+
+    /// Every processor of every pipeline and connector.
+    fn processors(&self) -> Vec<model::Processor> {
+        Vec::new()
+    }
+
+    /// The connector plugins this instance has.
+    fn connector_plugins(&self) -> Vec<model::ConnectorPlugin> {
+        Vec::new()
+    }
+
+    /// The processor plugins this instance has.
+    fn processor_plugins(&self) -> Vec<model::ProcessorPlugin> {
+        Vec::new()
+    }
+
+    /// Starts pipeline `id`.
+    fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Status>> {
+        Box::pin(async move { Err(Status::unimplemented(format!("cannot start {id}"))) })
+    }
+
+    /// Stops pipeline `id`: gracefully, or at once with `force`; returns once it is
+    /// stopped.
+    fn stop<'a>(&'a self, id: &'a str, force: bool) -> BoxFuture<'a, Result<(), Status>> {
+        let _ = force;
+        Box::pin(async move { Err(Status::unimplemented(format!("cannot stop {id}"))) })
+    }
+
+    /// Creates a pipeline, stopped and with no connectors.
+    fn create_pipeline(
+        &self,
+        config: model::PipelineConfig,
+    ) -> BoxFuture<'_, Result<model::Pipeline, Status>> {
+        let _ = config;
+        Box::pin(async { Err(Status::unimplemented("cannot create pipelines")) })
+    }
+
+    /// Changes the name and description of pipeline `id`.
+    fn update_pipeline<'a>(
+        &'a self,
+        id: &'a str,
+        config: model::PipelineConfig,
+    ) -> BoxFuture<'a, Result<model::Pipeline, Status>> {
+        let _ = config;
+        Box::pin(async move { Err(Status::unimplemented(format!("cannot update {id}"))) })
+    }
+
+    /// Deletes pipeline `id`.
+    fn delete_pipeline<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Status>> {
+        Box::pin(async move { Err(Status::unimplemented(format!("cannot delete {id}"))) })
+    }
+
+    /// Adds a connector to a pipeline.
+    fn create_connector(
+        &self,
+        request: model::CreateConnectorRequest,
+    ) -> BoxFuture<'_, Result<model::Connector, Status>> {
+        let _ = request;
+        Box::pin(async { Err(Status::unimplemented("cannot create connectors")) })
+    }
+
+    /// Changes connector `id`.
+    fn update_connector<'a>(
+        &'a self,
+        id: &'a str,
+        request: model::UpdateConnectorRequest,
+    ) -> BoxFuture<'a, Result<model::Connector, Status>> {
+        let _ = request;
+        Box::pin(async move { Err(Status::unimplemented(format!("cannot update {id}"))) })
+    }
+
+    /// Removes connector `id`.
+    fn delete_connector<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Status>> {
+        Box::pin(async move { Err(Status::unimplemented(format!("cannot delete {id}"))) })
+    }
 }
 
 /// What the API serves.
@@ -81,15 +183,26 @@ pub struct ApiState {
     pub metrics: Option<PrometheusHandle>,
     /// Which running pipelines have stopped making progress.
     pub stall: Arc<StallWatch>,
+    /// The token and CORS origins.
+    pub security: Arc<Security>,
 }
 
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
+    let security = Arc::clone(&state.security);
+    let api = Arc::clone(&state.pipelines);
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(v1::routes(api))
+        .fallback(v1::not_found)
+        .layer(axum::middleware::from_fn(v1::pretty))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            security,
+            security::guard,
+        ))
 }
 
 /// Samples every pipeline's progress into `state.stall`.
@@ -103,6 +216,11 @@ fn observe(state: &ApiState) -> Vec<PipelineView> {
     views
 }
 
+/// Whether every pipeline runs (or is done) and the connectors of the running ones
+/// pass their connection test; 503 naming those that do not.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "ready", content_type = "text/plain"),
+    (status = 503, description = "not ready: what is not", content_type = "text/plain")))]
 async fn readyz(State(state): State<ApiState>) -> (StatusCode, String) {
     let mut not_ready: Vec<String> = observe(&state)
         .into_iter()
@@ -129,6 +247,9 @@ async fn readyz(State(state): State<ApiState>) -> (StatusCode, String) {
     }
 }
 
+/// Every metric in Prometheus text format.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus text", content_type = "text/plain")))]
 async fn metrics(State(state): State<ApiState>) -> (StatusCode, String) {
     match &state.metrics {
         Some(handle) => (StatusCode::OK, handle.render()),
@@ -238,6 +359,7 @@ mod tests {
             pipelines: Arc::new(Fixed(pipelines, failing)),
             metrics: None,
             stall: Arc::new(StallWatch::new(Duration::from_secs(60))),
+            security: Arc::default(),
         }
     }
 
@@ -275,6 +397,7 @@ mod tests {
             pipelines: Arc::new(Fixed(Vec::new(), Vec::new())),
             metrics: None,
             stall: Arc::new(StallWatch::new(Duration::from_secs(60))),
+            security: Arc::default(),
         }
     }
 

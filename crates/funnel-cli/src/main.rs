@@ -7,6 +7,8 @@
 //! and `--pipelines.exit-on-degraded` (or `exit-on-done`) is set; 2 for bad usage; 130
 //! when a second signal forces the exit. SIGHUP reloads the pipeline files.
 
+mod control;
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -280,6 +282,31 @@ struct RunArgs {
         default_value = "127.0.0.1:8080"
     )]
     api_address: String,
+    /// The token every API request but /healthz and /readyz must carry
+    /// (`Authorization: Bearer <token>`); needed to serve the API on an address other
+    /// than loopback.
+    #[arg(
+        long = "api.auth.token",
+        env = "FUNNEL_API_AUTH_TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<String>,
+    /// A file holding the API token (surrounding whitespace is ignored), instead of
+    /// --api.auth.token.
+    #[arg(
+        long = "api.auth.token-file",
+        env = "FUNNEL_API_AUTH_TOKEN_FILE",
+        conflicts_with = "api_token"
+    )]
+    api_token_file: Option<PathBuf>,
+    /// Origins allowed to call the API from a browser, comma-separated (`*` for any);
+    /// none by default.
+    #[arg(
+        long = "api.http.cors.allowed-origins",
+        env = "FUNNEL_API_HTTP_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    api_cors_allowed_origins: Vec<String>,
     /// trace, debug, info, warn or error.
     #[arg(long = "log.level", env = "FUNNEL_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -725,34 +752,47 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         },
         ..SupervisorOptions::default()
     };
-    let supervisor = Supervisor::new(Arc::clone(&store), options);
+    let address: Option<SocketAddr> = if args.api_address.is_empty() || !args.api_enabled {
+        None
+    } else {
+        Some(
+            settings::listen_address(&args.api_address)
+                .parse()
+                .with_context(|| {
+                    format!(
+                        "--api.http.address {:?} is not an address like 127.0.0.1:8080",
+                        args.api_address
+                    )
+                })?,
+        )
+    };
+    let security = match address {
+        Some(address) => api_security(&args, address)?,
+        None => funnel_api::Security::default(),
+    };
+    let supervisor = Arc::new(Supervisor::new(Arc::clone(&store), options));
     supervisor.apply(provision).await;
+    let control = control::Control::start(Arc::clone(&supervisor), Arc::clone(&store))
+        .await
+        .context("cannot read the pipelines kept in the store")?;
     let mut watch = reload::Watch::new(&args.pipelines_path);
     let overview = supervisor.overview();
     let api_shutdown = CancellationToken::new();
-    let api = if args.api_address.is_empty() || !args.api_enabled {
-        None
-    } else {
-        let address: SocketAddr = settings::listen_address(&args.api_address)
-            .parse()
-            .with_context(|| {
-                format!(
-                    "--api.http.address {:?} is not an address like 127.0.0.1:8080",
-                    args.api_address
-                )
-            })?;
-        let state = funnel_api::ApiState {
-            pipelines: Arc::new(ApiPipelines {
-                overview: Arc::clone(&overview),
-            }),
-            metrics,
-            stall: Arc::new(funnel_api::StallWatch::new(args.stall_threshold)),
-        };
-        Some(
-            funnel_api::serve(address, state, api_shutdown.clone())
-                .await
-                .with_context(|| format!("cannot serve the API on {address}"))?,
-        )
+    let api = match address {
+        None => None,
+        Some(address) => {
+            let state = funnel_api::ApiState {
+                pipelines: control.clone(),
+                metrics,
+                stall: Arc::new(funnel_api::StallWatch::new(args.stall_threshold)),
+                security: Arc::new(security),
+            };
+            Some(
+                funnel_api::serve(address, state, api_shutdown.clone())
+                    .await
+                    .with_context(|| format!("cannot serve the API on {address}"))?,
+            )
+        }
     };
 
     let started = Instant::now();
@@ -877,6 +917,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         );
     }
     // The last holder of the store closes it (the redb store finishes its writes).
+    drop(control);
     drop(supervisor);
     drop(store);
     Ok(code)
@@ -901,64 +942,37 @@ fn degraded_or_invalid(overview: &Overview) -> bool {
             .any(|s| matches!(s.current(), PipelineStatus::Degraded(_)))
 }
 
-/// What the API sees of `funnel run`'s pipelines: their statuses and totals, the
-/// pipeline files that could not be used, and the connection tests of the connectors
-/// of the running pipelines.
-struct ApiPipelines {
-    overview: Arc<Overview>,
-}
-
-impl funnel_api::Pipelines for ApiPipelines {
-    fn views(&self) -> Vec<funnel_api::PipelineView> {
-        let pipelines = self.overview.pipelines().into_iter().map(|p| {
-            let phase = match p.current() {
-                PipelineStatus::Running => funnel_api::Phase::Running,
-                PipelineStatus::Finished | PipelineStatus::Stopped => funnel_api::Phase::Done,
-                PipelineStatus::Recovering => funnel_api::Phase::NotReady(match p.recovery() {
-                    Some(r) => format!("recovering, {}", r.describe()),
-                    None => "recovering".to_owned(),
-                }),
-                other => funnel_api::Phase::NotReady(other.name().to_owned()),
-            };
-            funnel_api::PipelineView {
-                id: p.id.clone(),
-                phase,
-                read: WorkerStats::get(&p.stats.read),
-                acked: WorkerStats::get(&p.stats.acked),
-            }
-        });
-        // A file that could not be used is not ready, named with its first error.
-        let failures = self
-            .overview
-            .failures()
-            .into_iter()
-            .map(|f| funnel_api::PipelineView {
-                id: f.file.display().to_string(),
-                phase: funnel_api::Phase::NotReady(f.to_string()),
-                read: 0,
-                acked: 0,
-            });
-        pipelines.chain(failures).collect()
+/// The API's token and CORS origins; refuses an address other than loopback without
+/// a token.
+fn api_security(args: &RunArgs, address: SocketAddr) -> anyhow::Result<funnel_api::Security> {
+    let token = match (&args.api_token, &args.api_token_file) {
+        (Some(token), _) => Some(token.trim().to_owned()),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the API token file {}", file.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
     }
-
-    fn failing_checks(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send + '_>> {
-        Box::pin(async move {
-            let running: Vec<funnel_config::PipelineConfig> = self
-                .overview
-                .pipelines()
-                .iter()
-                .filter(|s| s.current() == PipelineStatus::Running)
-                .map(|s| s.config().as_ref().clone())
-                .collect();
-            funnel_runtime::registry::check(&running)
-                .await
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        })
+    .filter(|t| !t.is_empty());
+    if token.is_none() && !address.ip().is_loopback() {
+        bail!(
+            "refusing to serve the API on {address} without a token: anyone who reaches that \
+             address could stop and change pipelines. Set one with --api.auth.token, \
+             --api.auth.token-file or FUNNEL_API_AUTH_TOKEN, or serve the API on a loopback \
+             address (the default 127.0.0.1:8080)"
+        );
     }
+    Ok(funnel_api::Security {
+        token,
+        cors_allowed_origins: args
+            .api_cors_allowed_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect(),
+    })
 }
 
 fn print_progress(states: &[Arc<funnel_runtime::PipelineState>], elapsed: Duration) {

@@ -464,6 +464,70 @@ impl Supervisor {
         true
     }
 
+    /// Stops pipeline `id` at once (reads, processor calls, writes and acks in progress
+    /// are interrupted; what was not acknowledged is read again on the next start) and
+    /// waits for it; it stays listed as `stopped`. False when there is no such pipeline.
+    pub async fn abort_pipeline(&self, id: &str) -> bool {
+        let _one_at_a_time = self.changes.lock().await;
+        let task = {
+            let mut managed = self.managed();
+            let Some(entry) = managed.iter_mut().find(|m| m.state.id == id) else {
+                return false;
+            };
+            entry.stop.cancel();
+            for stopper in entry
+                .state
+                .stoppers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+            {
+                stopper.abort();
+            }
+            entry.task.take()
+        };
+        join(task).await;
+        true
+    }
+
+    /// Starts `pipeline`, provisioned from no file: a new pipeline, or one with the ID
+    /// of a pipeline that is not running, which then runs this configuration (its
+    /// positions kept) with its state and totals. False when a pipeline with its ID is
+    /// running.
+    pub async fn start_configured(&self, mut pipeline: PipelineConfig) -> bool {
+        let _one_at_a_time = self.changes.lock().await;
+        pipeline.status = funnel_config::PipelineStatus::Running;
+        let mut managed = self.managed();
+        if let Some(entry) = managed.iter_mut().find(|m| m.state.id == pipeline.id) {
+            if entry.task.as_ref().is_some_and(|t| !t.is_finished()) {
+                return false;
+            }
+            entry.config = pipeline;
+            entry.file = None;
+            self.launch(entry);
+            return true;
+        }
+        drop(managed);
+        self.start_from(pipeline, None);
+        true
+    }
+
+    /// Removes pipeline `id`, which must not be running. False when there is no such
+    /// pipeline or it runs.
+    pub async fn remove_pipeline(&self, id: &str) -> bool {
+        let _one_at_a_time = self.changes.lock().await;
+        let mut managed = self.managed();
+        let Some(i) = managed.iter().position(|m| m.state.id == id) else {
+            return false;
+        };
+        if managed[i].task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return false;
+        }
+        managed.remove(i);
+        self.publish(&managed);
+        true
+    }
+
     /// Makes the running pipelines what `provision` says: pipelines new in the files are
     /// started, pipelines whose configuration changed (in anything but where it is
     /// written) are drained and started again with the new one (their positions are

@@ -459,3 +459,79 @@ async fn a_stop_that_outlasts_the_grace_period_aborts_a_processor_stuck_in_a_cal
     assert_eq!(store.position("p", "gen").await.unwrap(), None);
     server.abort();
 }
+
+fn endless(id: &str, dir: &Path) -> funnel_config::PipelineConfig {
+    let text = format!(
+        r#"version: "2.2"
+pipelines:
+  - id: {id}
+    connectors:
+      - id: gen
+        type: source
+        plugin: builtin:generator
+        settings:
+          format.type: raw
+          format.options.id: int
+          rate: "2000"
+      - id: out
+        type: destination
+        plugin: builtin:file
+        settings:
+          path: {dir}/{id}.jsonl
+"#,
+        dir = dir.display()
+    );
+    pipelines(&text).remove(0)
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_from_no_file_is_stopped_restarted_aborted_and_removed_while_the_other_runs_on()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let supervisor = Supervisor::new(Arc::clone(&store), SupervisorOptions::default());
+    assert!(supervisor.start_configured(endless("a", dir.path())).await);
+    supervisor.start(endless("b", dir.path()));
+    let a = Arc::clone(&supervisor.states()[0]);
+    let b = Arc::clone(&supervisor.states()[1]);
+    let (a_out, b_out) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    funnel_test_utils::wait_until("both write", Duration::from_secs(20), || {
+        lines(&a_out) > 0 && lines(&b_out) > 0
+    })
+    .await;
+    // Running: not started twice.
+    assert!(!supervisor.start_configured(endless("a", dir.path())).await);
+    assert!(!supervisor.remove_pipeline("a").await);
+
+    assert!(supervisor.stop_pipeline("a").await);
+    assert_eq!(a.current(), PipelineStatus::Stopped);
+    let stopped_at = lines(&a_out);
+    let b_then = lines(&b_out);
+    funnel_test_utils::wait_until("b runs on", Duration::from_secs(20), || {
+        lines(&b_out) > b_then + 100
+    })
+    .await;
+    assert_eq!(b.current(), PipelineStatus::Running);
+    assert_eq!(lines(&a_out), stopped_at, "a wrote after it stopped");
+
+    // Started again: it goes on from its committed position.
+    assert!(supervisor.start_configured(endless("a", dir.path())).await);
+    funnel_test_utils::wait_until("a writes again", Duration::from_secs(20), || {
+        lines(&a_out) > stopped_at + 100
+    })
+    .await;
+    assert!(store.position("a", "gen").await.unwrap().is_some());
+
+    // By force: stopped at once.
+    assert!(supervisor.abort_pipeline("a").await);
+    assert_eq!(a.current(), PipelineStatus::Stopped);
+    assert!(!supervisor.abort_pipeline("nope").await);
+    assert!(supervisor.remove_pipeline("a").await);
+    assert_eq!(supervisor.states().len(), 1);
+    supervisor.shutdown().await;
+    assert_eq!(b.current(), PipelineStatus::Stopped);
+}

@@ -1,0 +1,475 @@
+//! The `/v1` routes, `/info`, `/healthz` and `/openapi`: Conduit's HTTP API over the
+//! [`Pipelines`] interface.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+use crate::error::Status;
+use crate::model::{
+    Connector, ConnectorList, ConnectorPlugin, ConnectorPluginList, CreateConnectorRequest, Empty,
+    Health, Info, Pipeline, PipelineList, PipelineRequest, Processor, ProcessorList,
+    ProcessorPlugin, ProcessorPluginList, StopRequest, UpdateConnectorRequest,
+};
+use crate::{MAX_BODY_BYTES, Pipelines};
+
+type Api = Arc<dyn Pipelines>;
+type Answer<T> = Result<Json<T>, Status>;
+
+/// The services `/healthz?service=` knows, as Conduit registers them.
+pub const SERVICES: [&str; 5] = [
+    "PipelineService",
+    "ConnectorService",
+    "ProcessorService",
+    "ConnectorPluginService",
+    "ProcessorPluginService",
+];
+
+/// A JSON body; a body that is not one is a `google.rpc.Status` error.
+pub(crate) struct JsonBody<T>(T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    8
+                } else {
+                    3
+                };
+                let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    format!("the request body is larger than {MAX_BODY_BYTES} bytes")
+                } else {
+                    rejection.body_text()
+                };
+                Err((status, Json(Status::new(code, message))).into_response())
+            }
+        }
+    }
+}
+
+/// Query of `GET /v1/pipelines` and the plugin lists.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(default)]
+pub(crate) struct NameFilter {
+    /// Only those whose name contains this text.
+    name: Option<String>,
+}
+
+/// Query of `GET /v1/connectors`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(default)]
+pub(crate) struct ConnectorFilter {
+    /// Only the connectors of this pipeline.
+    pipeline_id: Option<String>,
+}
+
+/// Query of `GET /v1/processors`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(default)]
+pub(crate) struct ProcessorFilter {
+    /// Only the processors attached to these pipelines or connectors (comma-separated).
+    parent_ids: Option<String>,
+}
+
+/// Query of `GET /healthz`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(default)]
+pub(crate) struct HealthQuery {
+    /// One service to check (`PipelineService`, `ConnectorService`,
+    /// `ProcessorService`, `ConnectorPluginService`, `ProcessorPluginService`).
+    service: Option<String>,
+}
+
+fn contains(name: &str, filter: Option<&String>) -> bool {
+    filter.is_none_or(|f| name.contains(f.as_str()))
+}
+
+fn pipeline(api: &Api, id: &str) -> Result<Pipeline, Status> {
+    api.pipelines()
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| Status::not_found(format!("pipeline {id:?} not found")))
+}
+
+/// List the pipelines.
+#[utoipa::path(get, path = "/v1/pipelines", params(NameFilter),
+    responses((status = 200, body = PipelineList), (status = "default", body = Status)))]
+pub(crate) async fn list_pipelines(
+    State(api): State<Api>,
+    Query(q): Query<NameFilter>,
+) -> Json<PipelineList> {
+    let pipelines = api
+        .pipelines()
+        .into_iter()
+        .filter(|p| contains(&p.config.name, q.name.as_ref()))
+        .collect();
+    Json(PipelineList { pipelines })
+}
+
+/// Create a pipeline (with no connectors yet; it starts stopped).
+#[utoipa::path(post, path = "/v1/pipelines", request_body = PipelineRequest,
+    responses((status = 200, body = Pipeline), (status = "default", body = Status)))]
+pub(crate) async fn create_pipeline(
+    State(api): State<Api>,
+    JsonBody(req): JsonBody<PipelineRequest>,
+) -> Answer<Pipeline> {
+    api.create_pipeline(req.config).await.map(Json)
+}
+
+/// Get a pipeline.
+#[utoipa::path(get, path = "/v1/pipelines/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Pipeline), (status = "default", body = Status)))]
+pub(crate) async fn get_pipeline(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Answer<Pipeline> {
+    pipeline(&api, &id).map(Json)
+}
+
+/// Change a pipeline's name and description.
+#[utoipa::path(put, path = "/v1/pipelines/{id}", params(("id" = String, Path)),
+    request_body = PipelineRequest,
+    responses((status = 200, body = Pipeline), (status = "default", body = Status)))]
+pub(crate) async fn update_pipeline(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<PipelineRequest>,
+) -> Answer<Pipeline> {
+    api.update_pipeline(&id, req.config).await.map(Json)
+}
+
+/// Delete a stopped pipeline created through the API, with its connectors.
+#[utoipa::path(delete, path = "/v1/pipelines/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Empty), (status = "default", body = Status)))]
+pub(crate) async fn delete_pipeline(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Answer<Empty> {
+    api.delete_pipeline(&id).await.map(|()| Json(Empty {}))
+}
+
+/// Start a pipeline.
+#[utoipa::path(post, path = "/v1/pipelines/{id}/start", params(("id" = String, Path)),
+    responses((status = 200, body = Empty), (status = "default", body = Status)))]
+pub(crate) async fn start_pipeline(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Answer<Empty> {
+    api.start(&id).await.map(|()| Json(Empty {}))
+}
+
+/// Stop a pipeline: gracefully (every record in flight delivered), or at once with
+/// `force`.
+#[utoipa::path(post, path = "/v1/pipelines/{id}/stop", params(("id" = String, Path)),
+    request_body = StopRequest,
+    responses((status = 200, body = Empty), (status = "default", body = Status)))]
+pub(crate) async fn stop_pipeline(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer<Empty> {
+    let force = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        serde_json::from_slice::<StopRequest>(&body)
+            .map_err(|e| Status::invalid_argument(format!("the request body: {e}")))?
+            .force
+    };
+    api.stop(&id, force).await.map(|()| Json(Empty {}))
+}
+
+/// List the connectors.
+#[utoipa::path(get, path = "/v1/connectors", params(ConnectorFilter),
+    responses((status = 200, body = ConnectorList), (status = "default", body = Status)))]
+pub(crate) async fn list_connectors(
+    State(api): State<Api>,
+    Query(q): Query<ConnectorFilter>,
+) -> Json<ConnectorList> {
+    let connectors = api
+        .connectors()
+        .into_iter()
+        .filter(|c| q.pipeline_id.as_ref().is_none_or(|p| *p == c.pipeline_id))
+        .collect();
+    Json(ConnectorList { connectors })
+}
+
+/// Add a connector to a stopped pipeline created through the API.
+#[utoipa::path(post, path = "/v1/connectors", request_body = CreateConnectorRequest,
+    responses((status = 200, body = Connector), (status = "default", body = Status)))]
+pub(crate) async fn create_connector(
+    State(api): State<Api>,
+    JsonBody(req): JsonBody<CreateConnectorRequest>,
+) -> Answer<Connector> {
+    api.create_connector(req).await.map(Json)
+}
+
+/// Get a connector.
+#[utoipa::path(get, path = "/v1/connectors/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Connector), (status = "default", body = Status)))]
+pub(crate) async fn get_connector(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Answer<Connector> {
+    api.connectors()
+        .into_iter()
+        .find(|c| c.id == id)
+        .map(Json)
+        .ok_or_else(|| Status::not_found(format!("connector {id:?} not found")))
+}
+
+/// Change a connector's settings (its pipeline must be stopped and created through
+/// the API).
+#[utoipa::path(put, path = "/v1/connectors/{id}", params(("id" = String, Path)),
+    request_body = UpdateConnectorRequest,
+    responses((status = 200, body = Connector), (status = "default", body = Status)))]
+pub(crate) async fn update_connector(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateConnectorRequest>,
+) -> Answer<Connector> {
+    api.update_connector(&id, req).await.map(Json)
+}
+
+/// Remove a connector from a stopped pipeline created through the API.
+#[utoipa::path(delete, path = "/v1/connectors/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Empty), (status = "default", body = Status)))]
+pub(crate) async fn delete_connector(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Answer<Empty> {
+    api.delete_connector(&id).await.map(|()| Json(Empty {}))
+}
+
+/// List the connector plugins with their parameters.
+#[utoipa::path(get, path = "/v1/connectors/plugins", params(NameFilter),
+    responses((status = 200, body = ConnectorPluginList), (status = "default", body = Status)))]
+pub(crate) async fn list_connector_plugins(
+    State(api): State<Api>,
+    Query(q): Query<NameFilter>,
+) -> Json<ConnectorPluginList> {
+    let plugins: Vec<ConnectorPlugin> = api
+        .connector_plugins()
+        .into_iter()
+        .filter(|p| contains(&p.name, q.name.as_ref()))
+        .collect();
+    Json(ConnectorPluginList { plugins })
+}
+
+/// List the processors.
+#[utoipa::path(get, path = "/v1/processors", params(ProcessorFilter),
+    responses((status = 200, body = ProcessorList), (status = "default", body = Status)))]
+pub(crate) async fn list_processors(
+    State(api): State<Api>,
+    Query(q): Query<ProcessorFilter>,
+) -> Json<ProcessorList> {
+    let parents: Option<Vec<&str>> = q
+        .parent_ids
+        .as_deref()
+        .map(|ids| ids.split(',').filter(|s| !s.is_empty()).collect());
+    let processors = api
+        .processors()
+        .into_iter()
+        .filter(|p| {
+            parents
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&p.parent.id.as_str()))
+        })
+        .collect();
+    Json(ProcessorList { processors })
+}
+
+/// Get a processor.
+#[utoipa::path(get, path = "/v1/processors/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Processor), (status = "default", body = Status)))]
+pub(crate) async fn get_processor(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Answer<Processor> {
+    api.processors()
+        .into_iter()
+        .find(|p| p.id == id)
+        .map(Json)
+        .ok_or_else(|| Status::not_found(format!("processor {id:?} not found")))
+}
+
+/// List the processor plugins with their parameters.
+#[utoipa::path(get, path = "/v1/processors/plugins", params(NameFilter),
+    responses((status = 200, body = ProcessorPluginList), (status = "default", body = Status)))]
+pub(crate) async fn list_processor_plugins(
+    State(api): State<Api>,
+    Query(q): Query<NameFilter>,
+) -> Json<ProcessorPluginList> {
+    let plugins: Vec<ProcessorPlugin> = api
+        .processor_plugins()
+        .into_iter()
+        .filter(|p| contains(&p.name, q.name.as_ref()))
+        .collect();
+    Json(ProcessorPluginList { plugins })
+}
+
+/// Funnel's version, operating system and architecture.
+#[utoipa::path(get, path = "/info", responses((status = 200, body = Info)))]
+pub(crate) async fn info() -> Json<Info> {
+    Json(Info {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        os: std::env::consts::OS.to_owned(),
+        arch: std::env::consts::ARCH.to_owned(),
+    })
+}
+
+/// Whether the process, or one of its services, serves requests.
+#[utoipa::path(get, path = "/healthz", params(HealthQuery),
+    responses((status = 200, body = Health), (status = "default", body = Status)))]
+pub(crate) async fn healthz(Query(q): Query<HealthQuery>) -> Answer<Health> {
+    match q.service.as_deref() {
+        None | Some("") => {}
+        Some(s) if SERVICES.contains(&s) => {}
+        Some(s) => {
+            return Err(Status::not_found(format!(
+                "unknown service {s:?}; known: {}",
+                SERVICES.join(", ")
+            )));
+        }
+    }
+    Ok(Json(Health {
+        status: "SERVING".to_owned(),
+    }))
+}
+
+/// The OpenAPI document of this API.
+#[utoipa::path(get, path = "/openapi", responses((status = 200, description = "OpenAPI 3.1 JSON")))]
+pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// The API's OpenAPI document, generated from the handlers above.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Funnel API",
+        description = "Conduit's HTTP API, served by Funnel."
+    ),
+    paths(
+        list_pipelines,
+        create_pipeline,
+        get_pipeline,
+        update_pipeline,
+        delete_pipeline,
+        start_pipeline,
+        stop_pipeline,
+        list_connectors,
+        create_connector,
+        get_connector,
+        update_connector,
+        delete_connector,
+        list_connector_plugins,
+        list_processors,
+        get_processor,
+        list_processor_plugins,
+        info,
+        healthz,
+        openapi,
+        crate::readyz,
+        crate::metrics
+    ),
+    components(schemas(Status))
+)]
+pub struct ApiDoc;
+
+/// The routes of this module.
+pub(crate) fn routes(api: Api) -> Router {
+    Router::new()
+        .route("/v1/pipelines", get(list_pipelines).post(create_pipeline))
+        .route(
+            "/v1/pipelines/{id}",
+            get(get_pipeline)
+                .put(update_pipeline)
+                .delete(delete_pipeline),
+        )
+        .route("/v1/pipelines/{id}/start", post(start_pipeline))
+        .route("/v1/pipelines/{id}/stop", post(stop_pipeline))
+        .route(
+            "/v1/connectors",
+            get(list_connectors).post(create_connector),
+        )
+        .route("/v1/connectors/plugins", get(list_connector_plugins))
+        .route(
+            "/v1/connectors/{id}",
+            get(get_connector)
+                .put(update_connector)
+                .delete(delete_connector),
+        )
+        .route("/v1/processors", get(list_processors))
+        .route("/v1/processors/plugins", get(list_processor_plugins))
+        .route("/v1/processors/{id}", get(get_processor))
+        .route("/info", get(info))
+        .route("/healthz", get(healthz))
+        .route("/openapi", get(openapi))
+        .with_state(api)
+}
+
+/// Indents JSON answers when the URL has `?pretty` or the request accepts
+/// `application/json+pretty`.
+pub(crate) async fn pretty(request: Request, next: Next) -> Response {
+    let wants = request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "pretty" || kv.starts_with("pretty="))
+    }) || request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/json+pretty"));
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"application/json"));
+    if !wants || !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Status::internal("cannot read the answer").into_response();
+    };
+    let text = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .and_then(|v| serde_json::to_vec_pretty(&v))
+        .unwrap_or_else(|_| bytes.to_vec());
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(text))
+}
+
+/// A `google.rpc.Status` 404 for every path no route serves.
+pub(crate) async fn not_found(request: Request) -> Status {
+    Status::not_found(format!(
+        "no route {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
