@@ -715,6 +715,13 @@ fn run(mut args: RunArgs, mut ignored: Vec<String>, unknown: &[String]) -> anyho
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
+    // Listening before any pipeline starts: a signal sent once records flow is never
+    // met by its default action (a hang-up would end the process).
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    // A hang-up reloads the pipeline files (with or without --pipelines.watch).
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
     let provision = match reload::load(&args.pipelines_path, args.strict_env, true) {
         Ok(p) => p,
         Err(errors) => {
@@ -799,11 +806,6 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     let progress = std::io::stderr().is_terminal();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut watch_ticker = tokio::time::interval(reload::WATCH_INTERVAL);
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    // A hang-up reloads the pipeline files (with or without --pipelines.watch).
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("cannot listen for SIGHUP")?;
     let mut code = 0;
     let mut all_done = Box::pin(all_terminal(supervisor.states()));
     loop {
