@@ -257,7 +257,8 @@ async fn metrics(State(state): State<ApiState>) -> (StatusCode, String) {
     }
 }
 
-/// Serves the API on `address` until `shutdown` is cancelled.
+/// Serves the API on `address` until `shutdown` is cancelled; logs the address it
+/// listens on (the port the system chose, for port 0).
 ///
 /// # Errors
 ///
@@ -268,6 +269,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(address).await?;
+    // The bound address: with port 0 the system picks one, and this line tells which.
+    let address = listener.local_addr()?;
     tracing::info!(%address, "API listening");
     Ok(tokio::spawn(serve_on(
         listener,

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use funnel_record::Record;
+use funnel_test_utils::http;
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
 
@@ -382,22 +383,6 @@ fn funnel_yaml_sets_defaults_that_flags_override() {
     );
 }
 
-fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Some((code, body))
-}
-
 #[test]
 fn the_api_answers_health_readiness_and_prometheus_metrics() {
     let env = Env::new(&generator_pipeline(-1, 1000));
@@ -412,8 +397,8 @@ fn the_api_answers_health_readiness_and_prometheus_metrics() {
     let start = Instant::now();
     let mut ready = None;
     while start.elapsed() < Duration::from_secs(20) {
-        if let Some((200, _)) = http_get(&address, "/healthz")
-            && let Some((200, body)) = http_get(&address, "/readyz")
+        if let Some((200, _)) = http::get(&address, "/healthz")
+            && let Some((200, body)) = http::get(&address, "/readyz")
         {
             ready = Some(body);
             break;
@@ -426,7 +411,7 @@ fn the_api_answers_health_readiness_and_prometheus_metrics() {
         "/metrics shows records read and their execution duration",
         Duration::from_secs(20),
         || {
-            let (code, body) = http_get(&address, "/metrics").unwrap();
+            let (code, body) = http::get(&address, "/metrics").unwrap();
             assert_eq!(code, 200);
             metrics = body;
             metrics.contains("funnel_pipeline_records_read_total{pipeline=\"p\"")
@@ -597,7 +582,7 @@ fn a_webhook_whose_server_stops_answering_makes_readyz_report_stalled_and_cannot
     let start = Instant::now();
     let mut answer = None;
     while start.elapsed() < Duration::from_secs(20) {
-        if let Some((503, body)) = http_get(&address, "/readyz")
+        if let Some((503, body)) = http::get(&address, "/readyz")
             && body.contains("stalled")
         {
             answer = Some(body);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use funnel_test_utils::http;
 use funnel_test_utils::pg::psql;
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
@@ -121,6 +122,27 @@ pipelines:
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("funnel.log")).unwrap_or_default()
+    }
+
+    /// The address the API of the last `funnel` started listens on, from its log line
+    /// (it binds a free port); waits for the line.
+    fn api_address(&self) -> String {
+        let mut address = None;
+        funnel_test_utils::wait_until_blocking(
+            "funnel logs its API address",
+            Duration::from_secs(30),
+            || {
+                address = self
+                    .log()
+                    .lines()
+                    .rev()
+                    .filter(|line| line.contains("API listening"))
+                    .find_map(|line| line.split("address=").nth(1))
+                    .map(|a| a.split_whitespace().next().unwrap_or_default().to_owned());
+                address.is_some()
+            },
+        );
+        address.unwrap_or_default()
     }
 }
 
@@ -242,9 +264,20 @@ fn pg_to_pg_survives_kills(exactly_once: bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Let the engine commit the snapshot's last position: a restart in the snapshot
-    // is at-least-once (see docs/connectors.md), the change stream is exactly-once.
-    std::thread::sleep(Duration::from_secs(2));
+    // Wait until the engine has committed the snapshot's last position (a record is
+    // counted acked once its position is committed): a restart in the snapshot is
+    // at-least-once (see docs/connectors.md), the change stream is exactly-once.
+    let address = names.api_address();
+    let pipeline = format!("pipeline=\"pgpg_{p}\"");
+    funnel_test_utils::wait_until_blocking(
+        "the snapshot's 3000 records are acked",
+        Duration::from_secs(60),
+        || {
+            http::get(&address, "/metrics").is_some_and(|(_, metrics)| {
+                http::metric(&metrics, "funnel_pipeline_records_acked_total", &pipeline) >= 3000.0
+            })
+        },
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut seed = std::time::SystemTime::now()

@@ -415,7 +415,19 @@ async fn a_restart_resumes_mid_snapshot_and_mid_stream_without_loss_or_duplicate
     let changes = read_n(&*source, 80).await;
     assert!(changes.iter().all(|r| r.operation == Operation::Update));
     source.ack(&[changes[49].position.clone()]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await; // a status update goes out
+    // The ack reaches the server (a status update): the slot's confirmed flush LSN is
+    // now the commit LSN of the acked change's transaction, and a restart streams that
+    // transaction again.
+    let lsn = changes[49].metadata.get(postgres::METADATA_LSN).unwrap();
+    let flushed = format!(
+        "SELECT coalesce(confirmed_flush_lsn >= '{lsn}'::pg_lsn, false) FROM pg_replication_slots \
+         WHERE slot_name = '{}'",
+        names.slot()
+    );
+    funnel_test_utils::wait_for("the ack reaches the slot", PATIENCE, || async {
+        pg.query_one(&flushed, &[]).await.unwrap().get::<_, bool>(0)
+    })
+    .await;
     source.teardown().await.unwrap();
 
     let source = open_source(&s, Some(changes[49].position.clone())).await;

@@ -2,11 +2,13 @@
 //! driven by a per-record plan, the stop-and-wait reference executor the pipelined
 //! worker is compared with, the connector compliance suite ([`compliance`]) every
 //! connector's integration test runs, helpers for running records through a
-//! processor ([`results`]), and pipeline files written by code ([`yaml`]).
+//! processor ([`results`]), pipeline files written by code ([`yaml`]), and a GET for
+//! the API of a running `funnel` ([`http`]).
 //!
 //! Nothing here is for production use; `publish = false`.
 
 pub mod compliance;
+pub mod http;
 pub mod memory;
 pub mod pg;
 pub mod plan;
@@ -16,4 +18,4 @@ pub mod wait;
 pub mod yaml;
 
 pub use memory::{FnProcessor, MemoryDestination, MemorySource};
-pub use wait::{wait_until, wait_until_blocking};
+pub use wait::{wait_for, wait_until, wait_until_blocking};

@@ -19,6 +19,27 @@ pub async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut
     }
 }
 
+/// [`wait_until`] for a condition that must be awaited (a query, say): awaits
+/// `condition()` every 10 ms on the tokio clock until it is true.
+///
+/// # Panics
+///
+/// When `condition` still does not hold after `timeout`.
+pub async fn wait_for<F: Future<Output = bool>>(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let holds = condition().await;
+        if holds_by(what, deadline, holds) {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// [`wait_until`] for a test without a runtime: checks `condition` every 10 ms on this
 /// thread.
 ///
@@ -34,7 +55,11 @@ pub fn wait_until_blocking(what: &str, timeout: Duration, mut condition: impl Fn
 
 /// Whether `condition` holds now; fails the test when it does not and `deadline` passed.
 fn holds(what: &str, deadline: Instant, condition: &mut impl FnMut() -> bool) -> bool {
-    let holds = condition();
+    holds_by(what, deadline, condition())
+}
+
+/// `holds`; fails the test when it is false and `deadline` passed.
+fn holds_by(what: &str, deadline: Instant, holds: bool) -> bool {
     assert!(
         holds || Instant::now() < deadline,
         "timed out waiting until {what}"
