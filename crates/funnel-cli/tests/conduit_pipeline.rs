@@ -107,11 +107,7 @@ fn a_conduit_pipeline_with_builtin_and_javascript_processors_writes_what_conduit
                 || child.try_wait().unwrap().is_some()
         },
     );
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    funnel_test_utils::process::signal(&child, "TERM");
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(20));

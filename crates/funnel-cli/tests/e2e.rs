@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use funnel_record::Record;
-use funnel_test_utils::http;
+use funnel_test_utils::connectors::written_positions;
+use funnel_test_utils::process::signal;
+use funnel_test_utils::{http, yaml};
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
 
@@ -33,11 +34,14 @@ impl Env {
     }
 
     fn command(&self, extra: &[&str]) -> Command {
+        self.command_at("127.0.0.1:0", extra)
+    }
+
+    /// `funnel run` with `extra` arguments and its API on `address`.
+    fn command_at(&self, address: &str, extra: &[&str]) -> Command {
         let mut c = Command::new(FUNNEL);
         c.current_dir(self.dir.path())
-            .arg("run")
-            .arg("--api.http.address")
-            .arg("127.0.0.1:0")
+            .args(["run", "--api.http.address", address])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -57,19 +61,7 @@ impl Env {
     /// Generator positions found in the output file, in file order. Only complete
     /// lines count: a running funnel may be in the middle of writing the last one.
     fn output_positions(&self) -> Vec<u64> {
-        let text = std::fs::read_to_string(self.path("out.jsonl")).unwrap_or_default();
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        complete
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let r = Record::from_json(l.as_bytes()).expect("an OpenCDC JSON line");
-                String::from_utf8(r.position.as_bytes().to_vec())
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            })
-            .collect()
+        written_positions(&self.path("out.jsonl"))
     }
 }
 
@@ -91,38 +83,36 @@ fn wait_with_timeout(mut child: Child, timeout: Duration) -> std::process::Outpu
     }
 }
 
-fn generator_pipeline(count: i64, rate: u64) -> String {
-    format!(
-        r#"version: "2.2"
-pipelines:
-  - id: p
-    status: running
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          format.options.id: int
-          format.options.name: string
-          recordCount: "{count}"
-          rate: "{rate}"
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: ./out.jsonl
-"#
+/// Pipeline `id` with `fields` (`status`), from a generator of `count` records at
+/// `rate` per second through `processors` to the file `out`.
+fn generator_to_file(
+    id: &str,
+    fields: &[(&str, &str)],
+    (count, rate): (i64, u64),
+    out: &str,
+    processors: &[String],
+) -> String {
+    yaml::pipeline(
+        id,
+        fields,
+        &[
+            yaml::generator("gen", count, rate),
+            yaml::file_destination("out", out),
+        ],
+        processors,
     )
 }
 
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+/// A file with pipeline `p`: a generator of `count` records at `rate` per second to
+/// `./out.jsonl`.
+fn generator_pipeline(count: i64, rate: u64) -> String {
+    yaml::file(&[generator_to_file(
+        "p",
+        &[],
+        (count, rate),
+        "./out.jsonl",
+        &[],
+    )])
 }
 
 fn assert_complete(positions: &[u64], n: u64) -> usize {
@@ -247,21 +237,20 @@ fn records_survive_twenty_kills_with_duplicates_within_the_in_flight_bound() {
 
 #[test]
 fn validate_lists_every_error_with_its_location_and_exits_one() {
-    let env = Env::new(
-        r#"version: "2.2"
-pipelines:
-  - id: p
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          recordCount: "many"
-      - id: out
-        type: destination
-        plugin: builtin:nosuch
-"#,
-    );
+    let env = Env::new(&yaml::file(&[yaml::pipeline(
+        "p",
+        &[],
+        &[
+            yaml::connector(
+                "gen",
+                "source",
+                "builtin:generator",
+                &[("recordCount", "many")],
+            ),
+            yaml::connector("out", "destination", "builtin:nosuch", &[]),
+        ],
+        &[],
+    )]));
     let out = Command::new(FUNNEL)
         .current_dir(env.dir.path())
         .args(["pipelines", "validate", "pipelines"])
@@ -277,30 +266,20 @@ pipelines:
 
 #[test]
 fn validate_check_runs_the_connection_tests_and_names_the_connectors_that_fail_them() {
-    let env = Env::new(
-        r#"version: "2.2"
-pipelines:
-  - id: p
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          format.options.id: int
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: ./missing/out.jsonl
-      - id: db
-        type: destination
-        plugin: builtin:postgres
-        settings:
-          url: postgres://funnel@127.0.0.1:1/funnel
-          table: t
-"#,
-    );
+    let db = [
+        ("url", "postgres://funnel@127.0.0.1:1/funnel"),
+        ("table", "t"),
+    ];
+    let env = Env::new(&yaml::file(&[yaml::pipeline(
+        "p",
+        &[],
+        &[
+            yaml::generator("gen", -1, 0),
+            yaml::file_destination("out", "./missing/out.jsonl"),
+            yaml::connector("db", "destination", "builtin:postgres", &db),
+        ],
+        &[],
+    )]));
     // Without --check the file is valid: nothing is reached.
     let (code, stdout, stderr) = funnel_in(&env, &["pipelines", "validate", "pipelines"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -329,26 +308,22 @@ pipelines:
 #[test]
 fn init_writes_a_pipeline_that_validates_and_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(FUNNEL)
-        .current_dir(dir.path())
-        .args(["pipelines", "init", "demo"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(FUNNEL)
-        .current_dir(dir.path())
-        .args(["pipelines", "validate"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for args in [
+        &["pipelines", "init", "demo"][..],
+        &["pipelines", "validate"],
+    ] {
+        let out = Command::new(FUNNEL)
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "funnel {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let _ = Path::new("unused");
 }
 
@@ -387,25 +362,15 @@ fn funnel_yaml_sets_defaults_that_flags_override() {
 fn the_api_answers_health_readiness_and_prometheus_metrics() {
     let env = Env::new(&generator_pipeline(-1, 1000));
     let address = format!("127.0.0.1:{}", 20_000 + std::process::id() % 20_000);
-    let mut c = Command::new(FUNNEL);
-    c.current_dir(env.dir.path())
-        .args(["run", "--api.http.address", &address])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    let start = Instant::now();
-    let mut ready = None;
-    while start.elapsed() < Duration::from_secs(20) {
-        if let Some((200, _)) = http::get(&address, "/healthz")
-            && let Some((200, body)) = http::get(&address, "/readyz")
-        {
-            ready = Some(body);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(ready.as_deref(), Some("ready\n"));
+    let child = env.command_at(&address, &[]).spawn().unwrap();
+    funnel_test_utils::wait_until_blocking(
+        "/healthz answers ok and /readyz ready",
+        Duration::from_secs(20),
+        || {
+            matches!(http::get(&address, "/healthz"), Some((200, _)))
+                && http::get(&address, "/readyz") == Some((200, "ready\n".to_owned()))
+        },
+    );
     let mut metrics = String::new();
     funnel_test_utils::wait_until_blocking(
         "/metrics shows records read and their execution duration",
@@ -486,17 +451,16 @@ fn a_corrupt_store_that_is_empty_stops_funnel_run_naming_the_file_and_store_repa
 #[test]
 fn pipelines_delete_against_the_wrong_store_refuses_creates_nothing_and_asks_before_dropping() {
     // A second pipeline that never ran: the store holds nothing of it.
-    let never_run = generator_pipeline(1, 0).replace(
-        "  - id: p\n    status: running",
-        "  - id: never-run\n    status: stopped",
-    );
-    let never_run = never_run
-        .split_once("pipelines:\n")
-        .unwrap()
-        .1
-        .replace("out.jsonl", "other.jsonl");
-    let pipelines = generator_pipeline(50, 0) + &never_run;
-    let env = Env::new(&pipelines);
+    let env = Env::new(&yaml::file(&[
+        generator_to_file("p", &[], (50, 0), "./out.jsonl", &[]),
+        generator_to_file(
+            "never-run",
+            &[("status", "stopped")],
+            (1, 0),
+            "./other.jsonl",
+            &[],
+        ),
+    ]));
     assert!(env.run_to_end().status.success());
 
     // A store that does not exist is neither created nor taken for an empty one.
@@ -561,38 +525,28 @@ fn a_webhook_whose_server_stops_answering_makes_readyz_report_stalled_and_cannot
             held.push(stream);
         }
     });
-    let pipeline = generator_pipeline(-1, 100).replace(
-        "    connectors:\n",
-        &format!(
-            "    processors:\n      - id: hook\n        plugin: webhook.http\n        \
-             settings:\n          request.url: {url}\n          request.timeout: 4s\n    \
-             connectors:\n"
-        ),
+    let hook = yaml::processor(
+        "hook",
+        "webhook.http",
+        &[],
+        &[("request.url", &url), ("request.timeout", "4s")],
     );
-    let env = Env::new(&pipeline);
+    let env = Env::new(&yaml::file(&[generator_to_file(
+        "p",
+        &[],
+        (-1, 100),
+        "./out.jsonl",
+        &[hook],
+    )]));
     let address = format!("127.0.0.1:{}", 20_000 + (std::process::id() + 7) % 20_000);
-    let mut c = Command::new(FUNNEL);
-    c.current_dir(env.dir.path())
-        .args(["run", "--api.http.address", &address])
-        .args(["--pipelines.stall-threshold", "1s"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    let start = Instant::now();
-    let mut answer = None;
-    while start.elapsed() < Duration::from_secs(20) {
-        if let Some((503, body)) = http::get(&address, "/readyz")
-            && body.contains("stalled")
-        {
-            answer = Some(body);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        answer.as_deref().is_some_and(|b| b.contains("p: stalled")),
-        "/readyz never reported the stall: {answer:?}"
+    let child = env
+        .command_at(&address, &["--pipelines.stall-threshold", "1s"])
+        .spawn()
+        .unwrap();
+    funnel_test_utils::wait_until_blocking(
+        "/readyz reports the stall",
+        Duration::from_secs(20),
+        || matches!(http::get(&address, "/readyz"), Some((503, body)) if body.contains("p: stalled")),
     );
     let stopping = Instant::now();
     signal(&child, "TERM");

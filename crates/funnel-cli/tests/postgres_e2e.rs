@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use funnel_test_utils::http;
 use funnel_test_utils::pg::psql;
+use funnel_test_utils::{http, process, yaml};
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -88,36 +88,29 @@ impl Names {
     }
 
     /// Writes the pipeline `<tag>_<prefix>`: the source table, with this test's slot
-    /// and publication, to the destination `dst` (its plugin and settings lines).
+    /// and publication, to `dst` (a [`yaml::connector`] with id `dst`).
     fn write_pipeline(&self, tag: &str, dst: &str) {
         let (src, p) = (self.src(), &self.prefix);
-        let pipeline = format!(
-            r#"version: "2.2"
-pipelines:
-  - id: {tag}_{p}
-    status: running
-    connectors:
-      - id: src
-        type: source
-        plugin: builtin:postgres
-        settings:
-          url: {URL}
-          tables: {src}
-          logrepl.slotName: {p}_slot
-          logrepl.publicationName: {p}_pub
-      - id: dst
-        type: destination
-{dst}"#
+        let (slot, publication) = (format!("{p}_slot"), format!("{p}_pub"));
+        let source = yaml::connector(
+            "src",
+            "source",
+            "builtin:postgres",
+            &[
+                ("url", URL),
+                ("tables", &src),
+                ("logrepl.slotName", &slot),
+                ("logrepl.publicationName", &publication),
+            ],
         );
+        let id = format!("{tag}_{p}");
+        let pipeline = yaml::file(&[yaml::pipeline(&id, &[], &[source, dst.to_owned()], &[])]);
         std::fs::write(self.dir.path().join("pipelines/p.yaml"), pipeline).unwrap();
     }
 
     /// [`Names::write_pipeline`] to the file `./out.jsonl`.
     fn write_pg_to_file_pipeline(&self, tag: &str) {
-        self.write_pipeline(
-            tag,
-            "        plugin: builtin:file\n        settings:\n          path: ./out.jsonl\n",
-        );
+        self.write_pipeline(tag, &yaml::file_destination("dst", "./out.jsonl"));
     }
 
     fn log(&self) -> String {
@@ -161,12 +154,7 @@ impl Drop for Names {
 }
 
 fn kill(child: &mut Child, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    process::signal(child, signal);
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         assert!(
@@ -245,13 +233,18 @@ fn pg_to_pg_survives_kills(exactly_once: bool) {
          INSERT INTO {src} SELECT g, md5(g::text), nextval('{p}_ver') FROM generate_series(1, 3000) g;"
     ))
     .unwrap();
-    names.write_pipeline(
-        "pgpg",
-        &format!(
-            "        plugin: builtin:postgres\n        settings:\n          url: {URL}\n          \
-             table: {dst}\n          exactlyOnce: \"{exactly_once}\"\n"
-        ),
+    let exactly_once_text = exactly_once.to_string();
+    let destination = yaml::connector(
+        "dst",
+        "destination",
+        "builtin:postgres",
+        &[
+            ("url", URL),
+            ("table", &dst),
+            ("exactlyOnce", &exactly_once_text),
+        ],
     );
+    names.write_pipeline("pgpg", &destination);
 
     // The snapshot first, so that kills land in the change stream.
     let mut child = names.spawn();

@@ -9,35 +9,23 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use funnel_record::Record;
-use funnel_test_utils::wait_until_blocking;
+use funnel_test_utils::connectors::written_positions;
+use funnel_test_utils::{http, process, wait_until_blocking, yaml};
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
 const WAIT: Duration = Duration::from_secs(60);
 
 /// A generator -> file pipeline `id` writing `<id>.jsonl`.
 fn pipeline(id: &str, count: i64, rate: u64, description: &str) -> String {
-    format!(
-        r#"version: "2.2"
-pipelines:
-  - id: {id}
-    description: {description}
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          format.options.id: int
-          recordCount: "{count}"
-          rate: "{rate}"
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: ./{id}.jsonl
-"#
-    )
+    yaml::file(&[yaml::pipeline(
+        id,
+        &[("description", description)],
+        &[
+            yaml::generator("gen", count, rate),
+            yaml::file_destination("out", &format!("./{id}.jsonl")),
+        ],
+        &[],
+    )])
 }
 
 /// A running `funnel run` and everything it logged so far.
@@ -97,28 +85,11 @@ impl Funnel {
     }
 
     fn readyz(&self) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&self.address).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            stream,
-            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let code = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-        Some((code, body))
+        http::get(&self.address, "/readyz")
     }
 
     fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        process::signal(&self.child, sig);
     }
 
     /// Stops it with SIGTERM; its exit code and log.
@@ -142,18 +113,7 @@ impl Funnel {
 
 /// Generator positions written by pipeline `id`, complete lines only.
 fn positions(dir: &Path, id: &str) -> Vec<u64> {
-    let text = std::fs::read_to_string(dir.join(format!("{id}.jsonl"))).unwrap_or_default();
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    complete
-        .lines()
-        .map(|l| {
-            let r = Record::from_json(l.as_bytes()).unwrap();
-            String::from_utf8(r.position.as_bytes().to_vec())
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect()
+    written_positions(&dir.join(format!("{id}.jsonl")))
 }
 
 fn setup(files: &[(&str, String)]) -> tempfile::TempDir {

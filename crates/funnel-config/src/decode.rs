@@ -386,11 +386,20 @@ impl Ctx<'_> {
         }
     }
 
-    fn pipeline(&mut self, item: &Item<'_>) -> PipelineConfig {
-        let path = item.path.as_str();
-        let v1 = self.version.is_v1();
-        let known = if v1 { PIPELINE_V1 } else { PIPELINE_V2 };
-        let fields = self.fields(item.node, path, known, "a mapping (a pipeline)");
+    /// The fields of `item` (a pipeline, connector or processor: `known` are its field
+    /// names in versions 1.x and 2.x), where each was written, and its id.
+    fn element<'n>(
+        &mut self,
+        item: &Item<'n>,
+        known: (&[&str], &[&str]),
+        expected: &str,
+    ) -> (Fields<'n>, BTreeMap<String, Location>, String) {
+        let known = if self.version.is_v1() {
+            known.0
+        } else {
+            known.1
+        };
+        let fields = self.fields(item.node, &item.path, known, expected);
         let mut field_locations = BTreeMap::new();
         for (name, _, value) in &fields.entries {
             field_locations.insert((*name).to_owned(), self.loc(value.pos));
@@ -399,6 +408,14 @@ impl Ctx<'_> {
         if let Some(pos) = id_pos {
             field_locations.insert("id".to_owned(), self.loc(pos));
         }
+        (fields, field_locations, id)
+    }
+
+    fn pipeline(&mut self, item: &Item<'_>) -> PipelineConfig {
+        let path = item.path.as_str();
+        let v1 = self.version.is_v1();
+        let (fields, field_locations, id) =
+            self.element(item, (PIPELINE_V1, PIPELINE_V2), "a mapping (a pipeline)");
         let location = self.loc(item.node.pos);
 
         let status = match fields.get("status") {
@@ -460,20 +477,11 @@ impl Ctx<'_> {
 
     fn connector(&mut self, item: &Item<'_>) -> ConnectorConfig {
         let path = item.path.as_str();
-        let known = if self.version.is_v1() {
-            CONNECTOR_V1
-        } else {
-            CONNECTOR_V2
-        };
-        let fields = self.fields(item.node, path, known, "a mapping (a connector)");
-        let mut field_locations = BTreeMap::new();
-        for (name, _, value) in &fields.entries {
-            field_locations.insert((*name).to_owned(), self.loc(value.pos));
-        }
-        let (id, id_pos) = self.id(item, &fields);
-        if let Some(pos) = id_pos {
-            field_locations.insert("id".to_owned(), self.loc(pos));
-        }
+        let (fields, field_locations, id) = self.element(
+            item,
+            (CONNECTOR_V1, CONNECTOR_V2),
+            "a mapping (a connector)",
+        );
 
         let type_setting = join(path, "type");
         let kind = match fields.get("type") {
@@ -548,16 +556,11 @@ impl Ctx<'_> {
     fn processor(&mut self, item: &Item<'_>) -> ProcessorConfig {
         let path = item.path.as_str();
         let v1 = self.version.is_v1();
-        let known = if v1 { PROCESSOR_V1 } else { PROCESSOR_V2 };
-        let fields = self.fields(item.node, path, known, "a mapping (a processor)");
-        let mut field_locations = BTreeMap::new();
-        for (name, _, value) in &fields.entries {
-            field_locations.insert((*name).to_owned(), self.loc(value.pos));
-        }
-        let (id, id_pos) = self.id(item, &fields);
-        if let Some(pos) = id_pos {
-            field_locations.insert("id".to_owned(), self.loc(pos));
-        }
+        let (fields, mut field_locations, id) = self.element(
+            item,
+            (PROCESSOR_V1, PROCESSOR_V2),
+            "a mapping (a processor)",
+        );
 
         // `type` is the plugin in 1.x, 2.0 and 2.1; 2.2 renamed it `plugin`.
         if !v1 {

@@ -156,14 +156,12 @@ fn check_pipeline(p: &PipelineConfig, errors: &mut Vec<ConfigError>) {
                 ));
             }
             if let Some(first) = seen.get(c.id.as_str()) {
-                errors.push(invalid(
+                errors.push(duplicate_id(
+                    ("connector", "a pipeline"),
+                    &c.id,
+                    first,
                     at,
                     id_setting,
-                    format!(
-                        "duplicate connector id {:?}: already used at {}; connector ids must be unique within a pipeline",
-                        c.id,
-                        place(first, at)
-                    ),
                 ));
             } else {
                 seen.insert(&c.id, at);
@@ -188,6 +186,25 @@ fn check_pipeline(p: &PipelineConfig, errors: &mut Vec<ConfigError>) {
     check_processors(&p.processors, errors);
 }
 
+/// The error about `id` of `setting`, written at `at` and already used at `first`:
+/// ids of a `kind` (connector, processor) must be unique within their `scope`.
+fn duplicate_id(
+    (kind, scope): (&str, &str),
+    id: &str,
+    first: &Location,
+    at: &Location,
+    setting: String,
+) -> ConfigError {
+    invalid(
+        at,
+        setting,
+        format!(
+            "duplicate {kind} id {id:?}: already used at {}; {kind} ids must be unique within {scope}",
+            place(first, at)
+        ),
+    )
+}
+
 fn check_processors(processors: &[ProcessorConfig], errors: &mut Vec<ConfigError>) {
     let mut seen: HashMap<&str, &Location> = HashMap::new();
     for proc in processors {
@@ -200,15 +217,8 @@ fn check_processors(processors: &[ProcessorConfig], errors: &mut Vec<ConfigError
                 "missing: every processor needs an id".to_owned(),
             ));
         } else if let Some(first) = seen.get(proc.id.as_str()) {
-            errors.push(invalid(
-                at,
-                id_setting,
-                format!(
-                    "duplicate processor id {:?}: already used at {}; processor ids must be unique within their list",
-                    proc.id,
-                    place(first, at)
-                ),
-            ));
+            let what = ("processor", "their list");
+            errors.push(duplicate_id(what, &proc.id, first, at, id_setting));
         } else {
             seen.insert(&proc.id, at);
         }

@@ -10,12 +10,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
-use funnel_core::{Destination, DestinationAck, Retry, Source};
+use funnel_core::{Destination, Retry, Source};
 use funnel_record::{Data, Metadata, Operation, Position, Record};
 use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
+use funnel_test_utils::connectors::{ack_n, read_exactly};
 
 const PATIENCE: Duration = Duration::from_secs(5);
 
@@ -46,35 +47,6 @@ async fn open_destination(path: &Path) -> Arc<dyn Destination> {
     let destination = destination("file", "p:out", &path_settings(path)).unwrap();
     destination.open().await.unwrap();
     destination
-}
-
-/// Reads until `n` records arrived.
-async fn read_n(source: &dyn Source, n: usize) -> Vec<Record> {
-    let mut records = Vec::new();
-    while records.len() < n {
-        let batch = tokio::time::timeout(PATIENCE, source.read())
-            .await
-            .expect("no record in time")
-            .unwrap()
-            .expect("a batch");
-        records.extend(batch);
-    }
-    assert_eq!(records.len(), n, "more records than expected");
-    records
-}
-
-/// Collects acks until `n` arrived.
-async fn ack_n(destination: &dyn Destination, n: usize) -> Vec<DestinationAck> {
-    let mut acks = Vec::new();
-    while acks.len() < n {
-        let batch = tokio::time::timeout(PATIENCE, destination.ack())
-            .await
-            .expect("no ack in time")
-            .unwrap();
-        assert!(!batch.is_empty(), "ack returned an empty list");
-        acks.extend(batch);
-    }
-    acks
 }
 
 fn append(path: &Path, text: &str) {
@@ -287,7 +259,7 @@ async fn file_source_reads_lines_with_byte_offset_positions() {
     let path = dir.path().join("in.txt");
     std::fs::write(&path, "hello\nworld\n\nlast\n").unwrap();
     let source = open_source(&path, None).await;
-    let records = read_n(&*source, 4).await;
+    let records = read_exactly(&*source, 4).await;
     assert_eq!(
         lines(&records),
         triples(&[
@@ -316,7 +288,7 @@ async fn file_source_resumes_after_the_offset_it_was_given() {
     let path = dir.path().join("in.txt");
     std::fs::write(&path, "hello\nworld\n\nlast\n").unwrap();
     let source = open_source(&path, Some("12")).await;
-    let records = read_n(&*source, 2).await;
+    let records = read_exactly(&*source, 2).await;
     // Line numbers keep counting from the start of the file.
     assert_eq!(
         lines(&records),
@@ -331,7 +303,7 @@ async fn file_source_picks_up_appended_lines_once_they_are_complete() {
     std::fs::write(&path, "one\n").unwrap();
     let source = open_source(&path, None).await;
     assert_eq!(
-        lines(&read_n(&*source, 1).await),
+        lines(&read_exactly(&*source, 1).await),
         triples(&[("4", "1", "one")])
     );
 
@@ -340,7 +312,7 @@ async fn file_source_picks_up_appended_lines_once_they_are_complete() {
     assert!(partial.is_err(), "a line without its newline was emitted");
     append(&path, "o\nthree\n");
     assert_eq!(
-        lines(&read_n(&*source, 2).await),
+        lines(&read_exactly(&*source, 2).await),
         triples(&[("8", "2", "two"), ("14", "3", "three")])
     );
 }
@@ -354,7 +326,7 @@ async fn file_source_waits_for_a_missing_file() {
     assert!(early.is_err());
     append(&path, "here\n");
     assert_eq!(
-        lines(&read_n(&*source, 1).await),
+        lines(&read_exactly(&*source, 1).await),
         triples(&[("5", "1", "here")])
     );
 }
@@ -366,7 +338,7 @@ async fn file_source_reads_a_file_shorter_than_its_position_from_the_start() {
     std::fs::write(&path, "a\n").unwrap();
     let source = open_source(&path, Some("100")).await;
     assert_eq!(
-        lines(&read_n(&*source, 1).await),
+        lines(&read_exactly(&*source, 1).await),
         triples(&[("2", "1", "a")])
     );
 }
@@ -409,7 +381,7 @@ async fn file_source_read_is_cancel_safe() {
         append(&path, &format!("line {i}\n"));
     }
     let rest = 5 - records.len();
-    records.extend(read_n(&*source, rest).await);
+    records.extend(read_exactly(&*source, rest).await);
     let keys: Vec<String> = lines(&records).into_iter().map(|(_, k, _)| k).collect();
     assert_eq!(keys, ["1", "2", "3", "4", "5"]);
 }
@@ -422,7 +394,7 @@ async fn file_source_and_destination_round_trip_records() {
     std::fs::write(&input, "alpha\nbeta\n").unwrap();
     let source = open_source(&input, None).await;
     let destination = open_destination(&output).await;
-    let records = read_n(&*source, 2).await;
+    let records = read_exactly(&*source, 2).await;
     destination.write(&records).await.unwrap();
     ack_n(&*destination, 2).await;
     let decoded: Vec<Record> = std::fs::read_to_string(&output)
@@ -600,14 +572,14 @@ async fn file_source_finishes_a_rotated_file_then_reads_the_new_one_from_its_sta
     let rotated = dir.path().join("in.txt.1");
     std::fs::write(&path, "old 1\nold 2\n").unwrap();
     let source = open_source(&path, None).await;
-    assert_eq!(texts(&read_n(&*source, 2).await), ["old 1", "old 2"]);
+    assert_eq!(texts(&read_exactly(&*source, 2).await), ["old 1", "old 2"]);
 
     // `mv in.txt in.txt.1`; the writer, still holding the old file, adds two lines
     // (the last without newline) before it reopens `in.txt`.
     std::fs::rename(&path, &rotated).unwrap();
     append(&rotated, "old 3\nold 4");
     append(&path, "new 1\nnew 2\n");
-    let records = read_n(&*source, 4).await;
+    let records = read_exactly(&*source, 4).await;
     assert_eq!(
         lines(&records),
         triples(&[
@@ -625,12 +597,12 @@ async fn file_source_finishes_a_rotated_file_then_reads_the_new_one_from_its_sta
 async fn file_source_reads_a_file_replaced_by_rename_from_its_start() {
     let (dir, path) = input_file("1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n");
     let source = open_source(&path, None).await;
-    read_n(&*source, 10).await;
+    read_exactly(&*source, 10).await;
     let fresh = dir.path().join("fresh.txt");
     std::fs::write(&fresh, "a\nb\n").unwrap();
     std::fs::rename(&fresh, &path).unwrap();
     assert_eq!(
-        lines(&read_n(&*source, 2).await),
+        lines(&read_exactly(&*source, 2).await),
         triples(&[("2", "1", "a"), ("4", "2", "b")])
     );
 }
@@ -639,11 +611,11 @@ async fn file_source_reads_a_file_replaced_by_rename_from_its_start() {
 async fn file_source_reads_a_file_rewritten_in_place_from_its_start() {
     let (_dir, path) = input_file("first line\nsecond line\n");
     let source = open_source(&path, None).await;
-    read_n(&*source, 2).await;
+    read_exactly(&*source, 2).await;
     // `seq 30 > in.txt`: truncated and rewritten, longer than before, same inode.
     let text: String = (1..=30).map(|i| format!("{i}\n")).collect();
     std::fs::write(&path, &text).unwrap();
-    let records = read_n(&*source, 30).await;
+    let records = read_exactly(&*source, 30).await;
     let expected: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
     assert_eq!(texts(&records), expected);
     assert_eq!(lines(&records)[0].1, "1");
@@ -653,7 +625,7 @@ async fn file_source_reads_a_file_rewritten_in_place_from_its_start() {
 async fn file_source_restarts_from_zero_when_the_file_is_truncated() {
     let (_dir, path) = input_file("alpha\nbeta\n");
     let source = open_source(&path, None).await;
-    read_n(&*source, 2).await;
+    read_exactly(&*source, 2).await;
     std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
@@ -662,7 +634,7 @@ async fn file_source_restarts_from_zero_when_the_file_is_truncated() {
         .unwrap();
     append(&path, "z\n");
     assert_eq!(
-        lines(&read_n(&*source, 1).await),
+        lines(&read_exactly(&*source, 1).await),
         triples(&[("2", "1", "z")])
     );
 }
@@ -671,7 +643,7 @@ async fn file_source_restarts_from_zero_when_the_file_is_truncated() {
 async fn file_source_reports_a_deleted_input() {
     let (_dir, path) = input_file("one\n");
     let source = open_source(&path, None).await;
-    read_n(&*source, 1).await;
+    read_exactly(&*source, 1).await;
     // Lines written before the deletion are still read from the open file.
     append(&path, "two\n");
     std::fs::remove_file(&path).unwrap();
@@ -694,7 +666,7 @@ async fn file_source_reports_a_deleted_input() {
 async fn file_source_resumes_in_a_file_rotated_while_it_was_stopped() {
     let (dir, path) = input_file("a\nb\n");
     let source = open_source(&path, None).await;
-    let records = read_n(&*source, 2).await;
+    let records = read_exactly(&*source, 2).await;
     source.teardown().await.unwrap();
 
     // While stopped: one more line, then rotation and a new file.
@@ -704,7 +676,7 @@ async fn file_source_resumes_in_a_file_rotated_while_it_was_stopped() {
 
     let resumed = source_with(&path, &[], Some(records[1].position.clone()));
     resumed.open().await.unwrap();
-    let more = read_n(&*resumed, 2).await;
+    let more = read_exactly(&*resumed, 2).await;
     assert_eq!(lines(&more), triples(&[("6", "3", "c"), ("4", "1", "new")]));
     assert!(records[1].position < more[0].position);
     assert!(more[0].position < more[1].position);
@@ -714,12 +686,12 @@ async fn file_source_resumes_in_a_file_rotated_while_it_was_stopped() {
 async fn file_source_resumes_in_the_same_file_after_a_restart() {
     let (_dir, path) = input_file("a\nb\n");
     let source = open_source(&path, None).await;
-    let records = read_n(&*source, 2).await;
+    let records = read_exactly(&*source, 2).await;
     source.teardown().await.unwrap();
     let resumed = source_with(&path, &[], Some(records[0].position.clone()));
     resumed.open().await.unwrap();
     assert_eq!(
-        lines(&read_n(&*resumed, 1).await),
+        lines(&read_exactly(&*resumed, 1).await),
         triples(&[("4", "2", "b")])
     );
 }
@@ -732,7 +704,7 @@ async fn file_source_nacks_a_line_longer_than_max_record_size_and_reads_on() {
     std::fs::write(&path, format!("short\n{long}\nafter\n")).unwrap();
     let source = source_with(&path, &[("maxRecordSize", "10")], None);
     source.open().await.unwrap();
-    let records = read_n(&*source, 3).await;
+    let records = read_exactly(&*source, 3).await;
     let error_of = |r: &Record| r.metadata.get("funnel.read.error").map(str::to_owned);
     assert_eq!(error_of(&records[0]), None);
     let error = error_of(&records[1]).expect("the long line is marked unreadable");
@@ -758,7 +730,7 @@ async fn file_source_skips_a_stream_without_newline_in_bounded_memory() {
         assert!(pending.is_err(), "a record before the newline");
     }
     append(&path, "\nok\n");
-    let records = read_n(&*source, 2).await;
+    let records = read_exactly(&*source, 2).await;
     let error = records[0].metadata.get("funnel.read.error").unwrap();
     assert!(error.contains("4194304 bytes"), "{error}");
     assert_eq!(lines(&records[1..]), triples(&[("4194308", "2", "ok")]));

@@ -14,6 +14,7 @@ use funnel_record::{Data, Payload, Position, Record};
 use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, Support, run_destination_compliance,
 };
+use funnel_test_utils::connectors::ack_n;
 use tracing::Level;
 
 fn settings(pairs: &[(&str, &str)]) -> Settings {
@@ -48,21 +49,6 @@ async fn write_and_ack_in_order(
         .collect();
     let acks = ack_n(destination, written.len()).await;
     assert_eq!(positions(&acks), written);
-    acks
-}
-
-/// Collects acks until `n` arrived, checking that none is an empty list.
-async fn ack_n(destination: &dyn Destination, n: usize) -> Vec<DestinationAck> {
-    let mut acks = Vec::new();
-    while acks.len() < n {
-        let batch = tokio::time::timeout(Duration::from_secs(5), destination.ack())
-            .await
-            .expect("no ack in time")
-            .unwrap();
-        assert!(!batch.is_empty());
-        acks.extend(batch);
-    }
-    assert_eq!(acks.len(), n);
     acks
 }
 

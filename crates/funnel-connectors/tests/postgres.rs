@@ -19,6 +19,7 @@ use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
+use funnel_test_utils::connectors::read_n;
 use tokio_postgres::NoTls;
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -122,20 +123,6 @@ async fn open_source(settings: &Settings, resume: Option<Position>) -> Arc<dyn S
     let source = source("postgres", "p:pg", settings, resume).unwrap();
     source.open().await.unwrap();
     source
-}
-
-/// Reads until `n` records arrived.
-async fn read_n(source: &dyn Source, n: usize) -> Vec<Record> {
-    let mut records = Vec::new();
-    while records.len() < n {
-        let batch = tokio::time::timeout(PATIENCE, source.read())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records arrived in time", records.len()))
-            .unwrap()
-            .expect("a batch");
-        records.extend(batch);
-    }
-    records
 }
 
 /// Asserts that nothing more arrives for a moment.

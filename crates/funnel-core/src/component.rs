@@ -253,34 +253,31 @@ impl Registry {
         let build = self.lookup(name, ComponentKind::Source, pick!(Build::Source))?;
         build(id, settings, resume)
     }
+}
 
+/// The [`Registry`] methods that build a component of one kind from its ID and
+/// settings alone (destinations and processors; a source also takes where to resume).
+macro_rules! build_from_settings {
+    ($($(#[$doc:meta])* $method:ident: $kind:ident -> $built:ty;)*) => {
+        impl Registry {
+            $(
+                $(#[$doc])*
+                ///
+                /// # Errors
+                ///
+                /// An unknown plugin (about `plugin`), or every invalid setting.
+                pub fn $method(&self, name: &str, id: &str, settings: &Settings) -> Built<$built> {
+                    let build = self.lookup(name, ComponentKind::$kind, pick!(Build::$kind))?;
+                    build(id, settings)
+                }
+            )*
+        }
+    };
+}
+
+build_from_settings! {
     /// Builds destination `name`.
-    ///
-    /// # Errors
-    ///
-    /// An unknown plugin (about `plugin`), or every invalid setting.
-    pub fn destination(
-        &self,
-        name: &str,
-        id: &str,
-        settings: &Settings,
-    ) -> Built<Arc<dyn Destination>> {
-        let build = self.lookup(name, ComponentKind::Destination, pick!(Build::Destination))?;
-        build(id, settings)
-    }
-
+    destination: Destination -> Arc<dyn Destination>;
     /// Builds processor `name`.
-    ///
-    /// # Errors
-    ///
-    /// An unknown plugin (about `plugin`), or every invalid setting.
-    pub fn processor(
-        &self,
-        name: &str,
-        id: &str,
-        settings: &Settings,
-    ) -> Built<Box<dyn Processor>> {
-        let build = self.lookup(name, ComponentKind::Processor, pick!(Build::Processor))?;
-        build(id, settings)
-    }
+    processor: Processor -> Box<dyn Processor>;
 }

@@ -172,17 +172,17 @@ impl funnel_core::Destination for ScriptedAcks {
     }
 }
 
-/// Writes ten records to a destination answering with `chunks` of acks, one chunk
-/// per `ack` call; the error that ends the write.
-/// The message of the error a destination task returns when its destination acks
-/// ten records with `chunks`.
-async fn scripted_ack_error(chunks: Vec<Vec<DestinationAck>>) -> String {
+/// Checks that writing ten records to a destination answering with `chunks` of acks,
+/// one chunk per `ack` call, fails with an error saying `expected` (`case` names the
+/// check when it fails).
+async fn assert_ack_error(case: &str, chunks: Vec<Vec<DestinationAck>>, expected: &str) {
     let d = ScriptedAcks(std::sync::Mutex::new(chunks));
-    DestinationTask::new("dest", Arc::new(d))
+    let err = DestinationTask::new("dest", Arc::new(d))
         .process(&mut Batch::new(records(10)))
         .await
         .unwrap_err()
-        .to_string()
+        .to_string();
+    assert!(err.contains(expected), "{case}: {err}");
 }
 
 fn acks(range: std::ops::Range<usize>) -> Vec<DestinationAck> {
@@ -231,41 +231,32 @@ async fn acks_may_arrive_in_several_chunks() {
 }
 
 #[tokio::test]
-async fn an_ack_out_of_order_is_an_error_naming_both_positions() {
-    let err = scripted_ack_error(vec![acks(0..3), acks(4..5)]).await;
-    assert!(
-        err.ends_with(
-            r#"failed to validate acks: received unexpected ack, expected position "3" but got "4""#
+async fn every_ack_protocol_violation_is_an_error_saying_what_went_wrong() {
+    let cases = [
+        (
+            "an ack out of order names both positions",
+            vec![acks(0..3), acks(4..5)],
+            r#"failed to validate acks: received unexpected ack, expected position "3" but got "4""#,
         ),
-        "{err}"
-    );
-}
-
-#[tokio::test]
-async fn more_acks_than_records_is_an_error() {
-    let err = scripted_ack_error(vec![acks(0..11)]).await;
-    assert!(
-        err.ends_with("failed to validate acks: received 11 acks, but expected at most 10"),
-        "{err}"
-    );
-}
-
-#[tokio::test]
-async fn an_empty_ack_list_is_an_error_not_a_silent_success() {
-    let err = scripted_ack_error(vec![acks(0..9), Vec::new()]).await;
-    assert!(
-        err.contains("received 0 acks, but 1 records are waiting"),
-        "{err}"
-    );
-}
-
-#[tokio::test]
-async fn a_failed_ack_stream_is_an_error_counting_the_records_waiting() {
-    let err = scripted_ack_error(vec![acks(0..9)]).await;
-    assert!(
-        err.contains("failed to receive acks for 1 records from destination: no more acks"),
-        "{err}"
-    );
+        (
+            "more acks than records",
+            vec![acks(0..11)],
+            "failed to validate acks: received 11 acks, but expected at most 10",
+        ),
+        (
+            "an empty ack list is not a silent success",
+            vec![acks(0..9), Vec::new()],
+            "received 0 acks, but 1 records are waiting",
+        ),
+        (
+            "a failed ack stream counts the records waiting",
+            vec![acks(0..9)],
+            "failed to receive acks for 1 records from destination: no more acks",
+        ),
+    ];
+    for (case, chunks, expected) in cases {
+        assert_ack_error(case, chunks, expected).await;
+    }
 }
 
 #[tokio::test]

@@ -51,7 +51,7 @@ use jaq_core::{Compiler, Ctx, Vars, data::JustLut};
 use jaq_json::{Num, Val};
 
 use crate::settings::{PayloadSideField, parse, processor};
-use crate::{Settings, SettingsError};
+use crate::{Built, Settings};
 
 /// `jq` in the registry table.
 pub(crate) const COMPONENT: Component = processor::<JqSettings>(
@@ -113,10 +113,7 @@ impl FromSetting for Program {
 /// # Errors
 ///
 /// A missing or invalid `filter`, an invalid `field`, unknown settings.
-pub(crate) fn build(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build(id: &str, settings: &Settings) -> Built {
     let JqSettings { filter, field } = parse(settings)?;
     Ok(Box::new(Jq {
         id: id.to_owned(),

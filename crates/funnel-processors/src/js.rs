@@ -74,7 +74,7 @@ use rquickjs::{
 };
 
 use crate::settings::{parse_checked, processor};
-use crate::{Settings, SettingsError};
+use crate::{Built, Settings};
 
 /// `custom.javascript` in the registry table.
 pub(crate) const COMPONENT: Component = processor::<JavaScriptSettings>(
@@ -122,10 +122,7 @@ enum Source {
 /// # Errors
 ///
 /// Neither or both of `script` and `script.path`; unknown settings.
-pub(crate) fn build(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build(id: &str, settings: &Settings) -> Built {
     let source = parse_checked(settings, |own: JavaScriptSettings, reader| {
         match (own.script, own.path) {
             (Some(_), Some(_)) => {

@@ -26,6 +26,9 @@ mod settings;
 
 pub use condition::{build_configured, with_condition};
 
+/// What building a processor gives: the processor, or every invalid setting.
+pub(crate) type Built = funnel_core::component::Built<Box<dyn Processor>>;
+
 /// Every built-in processor: the processors' part of the registry table, one entry per
 /// processor, sorted by name, each declared next to its code (name, summary, settings,
 /// build).

@@ -11,36 +11,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use funnel_config::LoadOptions;
-use funnel_record::Record;
 use funnel_runtime::{PipelineStatus, Supervisor, SupervisorOptions, provision};
 use funnel_store::{MemoryStore, Store};
+use funnel_test_utils::connectors::written_positions;
+use funnel_test_utils::yaml;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A generator -> file pipeline `id` writing `out/<id>.jsonl`.
 fn pipeline(dir: &Path, id: &str, count: i64, rate: u64, description: &str) -> String {
-    format!(
-        r#"version: "2.2"
-pipelines:
-  - id: {id}
-    description: {description}
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          format.options.id: int
-          recordCount: "{count}"
-          rate: "{rate}"
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: {out}
-"#,
-        out = dir.join(format!("out/{id}.jsonl")).display()
-    )
+    let out = dir.join(format!("out/{id}.jsonl")).display().to_string();
+    yaml::file(&[yaml::pipeline(
+        id,
+        &[("description", description)],
+        &[
+            yaml::generator("gen", count, rate),
+            yaml::file_destination("out", &out),
+        ],
+        &[],
+    )])
 }
 
 fn options() -> LoadOptions {
@@ -49,18 +38,7 @@ fn options() -> LoadOptions {
 
 /// Generator positions written by pipeline `id`, complete lines only.
 fn positions(dir: &Path, id: &str) -> Vec<u64> {
-    let text = std::fs::read_to_string(dir.join(format!("out/{id}.jsonl"))).unwrap_or_default();
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    complete
-        .lines()
-        .map(|l| {
-            let r = Record::from_json(l.as_bytes()).unwrap();
-            String::from_utf8(r.position.as_bytes().to_vec())
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect()
+    written_positions(&dir.join(format!("out/{id}.jsonl")))
 }
 
 /// Every position from 1 to the highest written exactly once, in order.

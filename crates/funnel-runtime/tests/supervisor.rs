@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use funnel_runtime::{Backoff, PipelineStatus, Supervisor, SupervisorOptions};
+use funnel_runtime::{Backoff, PipelineState, PipelineStatus, Supervisor, SupervisorOptions};
 use funnel_store::{MemoryStore, Store};
 use funnel_test_utils::yaml;
 
@@ -30,6 +30,19 @@ fn with_backoff(backoff: Backoff) -> SupervisorOptions {
     SupervisorOptions {
         backoff,
         ..SupervisorOptions::default()
+    }
+}
+
+/// Waits (20 s at most; a pipeline restarting forever fails the test) until every
+/// pipeline of `supervisor` has ended, and returns the error `state`'s pipeline is
+/// degraded with.
+async fn degraded(supervisor: &Supervisor, state: &PipelineState) -> Arc<funnel_runtime::Error> {
+    tokio::time::timeout(Duration::from_secs(20), supervisor.wait_terminal())
+        .await
+        .expect("every pipeline ended");
+    match state.current() {
+        PipelineStatus::Degraded(error) => error,
+        other => panic!("expected degraded, got {other:?}"),
     }
 }
 
@@ -95,30 +108,23 @@ async fn a_failing_pipeline_recovers_with_backoff_then_degrades_while_the_others
             // The pending restart is shown while recovering.
             && watched.recovery().is_none_or(|r| r.attempt >= 1 && r.describe().starts_with("restart "))
     });
-    tokio::time::timeout(Duration::from_secs(20), supervisor.wait_terminal())
-        .await
-        .expect("every pipeline ended");
+    let e = degraded(&supervisor, &bad).await;
     assert!(
         recovering.await.unwrap(),
         "the failing pipeline never went recovering"
     );
-    match bad.current() {
-        PipelineStatus::Degraded(e) => {
-            assert!(
-                matches!(
-                    *e,
-                    funnel_runtime::Error::RetriesExhausted { attempts: 2, .. }
-                ),
-                "{e}"
-            );
-            assert!(
-                e.to_string()
-                    .starts_with("failed to recover pipeline after 2 attempts"),
-                "{e}"
-            );
-        }
-        other => panic!("expected degraded, got {other:?}"),
-    }
+    assert!(
+        matches!(
+            *e,
+            funnel_runtime::Error::RetriesExhausted { attempts: 2, .. }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("failed to recover pipeline after 2 attempts"),
+        "{e}"
+    );
     let good = &supervisor.states()[1];
     assert_eq!(good.current(), PipelineStatus::Finished);
     let lines = std::fs::read_to_string(dir.path().join("good.jsonl")).unwrap();
@@ -217,12 +223,7 @@ async fn a_fatal_error_degrades_at_once_and_keeps_the_typed_error() {
             .map(|s| s.name())
             .unwrap_or("closed")
     });
-    tokio::time::timeout(Duration::from_secs(20), supervisor.wait_terminal())
-        .await
-        .expect("the pipeline ended");
-    let PipelineStatus::Degraded(error) = state.current() else {
-        panic!("expected degraded, got {:?}", state.current());
-    };
+    let error = degraded(&supervisor, &state).await;
     let funnel_runtime::Error::Worker(funnel_core::Error::Open { task, source }) = &*error else {
         panic!("expected the destination's open error, got {error:?}");
     };
@@ -295,27 +296,20 @@ async fn a_bad_record_under_the_default_dlq_degrades_the_pipeline_and_what_follo
     }
     let state = Arc::clone(&supervisor.states()[0]);
     // Retried forever by default; a record failing the same way degrades it instead.
-    tokio::time::timeout(Duration::from_secs(20), supervisor.wait_terminal())
-        .await
-        .expect("the pipeline restarted forever");
-    match state.current() {
-        PipelineStatus::Degraded(e) => {
-            assert!(
-                matches!(
-                    *e,
-                    funnel_runtime::Error::RecordKeepsFailing { failures: 3, .. }
-                ),
-                "{e}"
-            );
-            let text = e.to_string();
-            assert!(text.contains("this record is refused"), "{text}");
-            assert!(
-                text.contains(&format!("file {}, line 3", input.display())),
-                "{text}"
-            );
-        }
-        other => panic!("expected degraded, got {other:?}"),
-    }
+    let e = degraded(&supervisor, &state).await;
+    assert!(
+        matches!(
+            *e,
+            funnel_runtime::Error::RecordKeepsFailing { failures: 3, .. }
+        ),
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(text.contains("this record is refused"), "{text}");
+    assert!(
+        text.contains(&format!("file {}, line 3", input.display())),
+        "{text}"
+    );
     supervisor.shutdown().await;
     // The records before it, each once over three runs; nothing after it (I4).
     assert_eq!(payloads(&out), ["a", "b"]);
@@ -379,15 +373,7 @@ async fn a_processor_call_longer_than_its_timeout_fails_the_run_with_the_timeout
     }
     let state = Arc::clone(&supervisor.states()[0]);
     let started = std::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(20), supervisor.wait_terminal())
-        .await
-        .expect("the pipeline ended");
-    let PipelineStatus::Degraded(error) = state.current() else {
-        panic!(
-            "expected the timeout to degrade the pipeline, got {:?}",
-            state.current()
-        );
-    };
+    let error = degraded(&supervisor, &state).await;
     let funnel_runtime::Error::RetriesExhausted { last, .. } = &*error else {
         panic!("expected the retries to run out, got {error:?}");
     };

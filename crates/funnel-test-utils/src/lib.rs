@@ -1,17 +1,20 @@
 //! Test helpers for Funnel: in-memory connectors with fault injection, processors
 //! driven by a per-record plan, the stop-and-wait reference executor the pipelined
 //! worker is compared with, the connector compliance suite ([`compliance`]) every
-//! connector's integration test runs, helpers for running records through a
+//! connector's integration test runs, reading and acking a real connector with a
+//! deadline ([`connectors`]), helpers for running records through a
 //! processor ([`results`]), pipeline files written by code ([`yaml`]), and a GET for
-//! the API of a running `funnel` ([`http`]).
+//! the API of ([`http`]) and signals to ([`process`]) a running `funnel`.
 //!
 //! Nothing here is for production use; `publish = false`.
 
 pub mod compliance;
+pub mod connectors;
 pub mod http;
 pub mod memory;
 pub mod pg;
 pub mod plan;
+pub mod process;
 pub mod reference;
 pub mod results;
 pub mod wait;

@@ -55,6 +55,29 @@ pub fn connector(id: &str, kind: &str, plugin: &str, settings: &[(&str, &str)]) 
     item(id, &[("type", kind), ("plugin", plugin)], settings)
 }
 
+/// A generator source `id` of raw records with an integer `id` field, positioned 1, 2,
+/// ...: `count` records (`-1`: without end) at `rate` per second (`0`: as fast as it
+/// can).
+pub fn generator(id: &str, count: i64, rate: u64) -> String {
+    let (count, rate) = (count.to_string(), rate.to_string());
+    connector(
+        id,
+        "source",
+        "builtin:generator",
+        &[
+            ("format.type", "raw"),
+            ("format.options.id", "int"),
+            ("recordCount", &count),
+            ("rate", &rate),
+        ],
+    )
+}
+
+/// A file destination `id` writing OpenCDC JSON lines to `path`.
+pub fn file_destination(id: &str, path: &str) -> String {
+    connector(id, "destination", "builtin:file", &[("path", path)])
+}
+
 /// One pipeline processor of a [`pipeline`], with its plain `fields` (`condition`,
 /// `workers`, `timeout`).
 pub fn processor(

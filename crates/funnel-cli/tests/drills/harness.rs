@@ -169,12 +169,7 @@ impl Funnel {
     pub(crate) fn signal(&mut self, signal: &str, drill: &Drill) -> ExitStatus {
         let child = self.child.as_ref().unwrap();
         drill.mark(&format!("SIG{signal}"));
-        let sent = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -{signal} failed");
+        funnel_test_utils::process::signal(child, signal);
         self.wait(Duration::from_secs(60), drill)
     }
 

@@ -2,36 +2,19 @@
 //! `p`, source `src` and destination `dst`. A new connector adds its source or
 //! destination here and its pairs to the drills of each fault.
 
+use funnel_test_utils::yaml;
+
 use crate::{my, pg};
 
-/// One connector of pipeline `p`, its settings as YAML strings.
+/// One connector of pipeline `p`: builtin `plugin` with `settings`.
 pub(crate) fn connector(id: &str, kind: &str, plugin: &str, settings: &[(&str, &str)]) -> String {
-    let mut yaml =
-        format!("      - id: {id}\n        type: {kind}\n        plugin: builtin:{plugin}\n");
-    if !settings.is_empty() {
-        yaml.push_str("        settings:\n");
-    }
-    for (key, value) in settings {
-        yaml.push_str(&format!("          {key}: {value:?}\n"));
-    }
-    yaml
+    yaml::connector(id, kind, &format!("builtin:{plugin}"), settings)
 }
 
 /// The generator source: `count` records (`-1`: without end) at `rate` per second
 /// (`0`: as fast as it can), with positions `1`, `2`, ...
 pub(crate) fn generator(count: i64, rate: u64) -> String {
-    let (count, rate) = (count.to_string(), rate.to_string());
-    connector(
-        "src",
-        "source",
-        "generator",
-        &[
-            ("format.type", "raw"),
-            ("format.options.id", "int"),
-            ("recordCount", &count),
-            ("rate", &rate),
-        ],
-    )
+    yaml::generator("src", count, rate)
 }
 
 /// The file source on `path` (relative to the drill's directory).
@@ -41,7 +24,7 @@ pub(crate) fn file_source(path: &str) -> String {
 
 /// The file destination writing OpenCDC JSON lines to `path`.
 pub(crate) fn file_destination(path: &str) -> String {
-    connector("dst", "destination", "file", &[("path", path)])
+    yaml::file_destination("dst", path)
 }
 
 /// The log destination, at `info`.
@@ -107,9 +90,12 @@ pub(crate) fn mysql_destination(id: &str, table: &str, exactly_once: bool) -> St
 
 /// Pipeline `p` from `source` to `destination`.
 pub(crate) fn pipeline(source: &str, destination: &str) -> String {
-    format!(
-        "version: \"2.2\"\npipelines:\n  - id: p\n    status: running\n    connectors:\n{source}{destination}"
-    )
+    yaml::file(&[yaml::pipeline(
+        "p",
+        &[],
+        &[source.to_owned(), destination.to_owned()],
+        &[],
+    )])
 }
 
 /// Pipeline `p` from a generator of `count` records at `rate` per second to the file

@@ -17,7 +17,7 @@ use funnel_core::{Component, ProcessedRecord, Processor};
 use funnel_record::{Data, FieldPath, FieldRef, Record, Value, go};
 
 use crate::settings::{NotPositionField, parse, path_error, processor};
-use crate::{Settings, SettingsError};
+use crate::{Built, Settings};
 
 use super::{Label, RecordProcessor, boxed, bytes_value, go_data_type};
 
@@ -47,29 +47,15 @@ funnel_core::settings! {
 }
 
 /// Validates the settings and builds `base64.decode`.
-pub(crate) fn build_decode(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build_decode(id: &str, settings: &Settings) -> Built {
     let field = parse::<DecodeSettings>(settings)?.field.0;
-    Ok(boxed(Base64 {
-        label: Label::new("base64.decode", id),
-        field,
-        encode: false,
-    }))
+    Ok(Base64::boxed("base64.decode", id, field, false))
 }
 
 /// Validates the settings and builds `base64.encode`.
-pub(crate) fn build_encode(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build_encode(id: &str, settings: &Settings) -> Built {
     let field = parse::<EncodeSettings>(settings)?.field.0;
-    Ok(boxed(Base64 {
-        label: Label::new("base64.encode", id),
-        field,
-        encode: true,
-    }))
+    Ok(Base64::boxed("base64.encode", id, field, true))
 }
 
 struct Base64 {
@@ -85,6 +71,15 @@ enum Input {
 }
 
 impl Base64 {
+    /// Processor `id` of `plugin`, encoding (or decoding) `field`.
+    fn boxed(plugin: &'static str, id: &str, field: FieldPath, encode: bool) -> Box<dyn Processor> {
+        boxed(Self {
+            label: Label::new(plugin, id),
+            field,
+            encode,
+        })
+    }
+
     fn input(&self, record: &Record) -> Result<Option<Input>, String> {
         let found = record.get(&self.field).map_err(|e| path_error(&e))?;
         Ok(Some(match found {

@@ -8,13 +8,13 @@
 //! |---|---|---|
 //! | `count` | required | Number of clones to add; must be greater than 0. |
 
-use funnel_core::{Component, ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord};
 use funnel_record::Record;
 
 use funnel_core::typed::FromSetting;
 
 use crate::settings::{parse, processor};
-use crate::{Settings, SettingsError};
+use crate::{Built, Settings};
 
 use super::{RecordProcessor, boxed};
 
@@ -56,10 +56,7 @@ funnel_core::settings! {
 }
 
 /// Validates the settings and builds the processor.
-pub(crate) fn build(
-    _id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build(_id: &str, settings: &Settings) -> Built {
     let count = parse::<CloneSettings>(settings)?.count.0;
     Ok(boxed(Clone { count }))
 }

@@ -12,12 +12,12 @@
 //! The message is the record's error as written, without the processor ID in front,
 //! so the dead-letter queue shows exactly what the pipeline author wrote.
 
-use funnel_core::{Component, ProcessedRecord, Processor, RecordError};
+use funnel_core::{Component, ProcessedRecord, RecordError};
 use funnel_record::Record;
 use funnel_template::Template;
 
 use crate::settings::{parse, processor, template_setting};
-use crate::{Settings, SettingsError};
+use crate::{Built, Settings};
 
 use super::{Label, RecordProcessor, boxed};
 
@@ -43,10 +43,7 @@ funnel_core::settings! {
 }
 
 /// Validates the settings and builds the processor.
-pub(crate) fn build(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build(id: &str, settings: &Settings) -> Built {
     let template = parse::<ErrorSettings>(settings)?.message.0;
     Ok(boxed(ErrorProcessor {
         label: Label::new("error", id),

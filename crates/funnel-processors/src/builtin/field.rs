@@ -40,14 +40,14 @@
 //! `bool` or even `time` fails, since that text parses as none of them (as in Conduit).
 
 use funnel_core::typed::FromSetting;
-use funnel_core::{Component, ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord};
 use funnel_record::{Data, FieldPath, FieldRef, Record, Target, Timestamp, Value, go};
 use funnel_template::Template;
 
 use crate::settings::{
     KeyOrPayloadField, NotPositionField, parse, path_error, processor, template_setting,
 };
-use crate::{Settings, SettingsError};
+use crate::{Built, Settings};
 
 use super::time::parse_rfc3339;
 use super::{Label, RecordProcessor, boxed};
@@ -80,10 +80,7 @@ template_setting!(
 );
 
 /// Validates the settings and builds `field.set`.
-pub(crate) fn build_set(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build_set(id: &str, settings: &Settings) -> Built {
     let SetSettings { field, value } = parse(settings)?;
     Ok(boxed(SetField {
         label: Label::new("field.set", id),
@@ -192,10 +189,7 @@ impl FromSetting for RenameMapping {
 }
 
 /// Validates the settings and builds `field.rename`.
-pub(crate) fn build_rename(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build_rename(id: &str, settings: &Settings) -> Built {
     let mapping = parse::<RenameSettings>(settings)?.mapping.0;
     Ok(boxed(RenameField {
         label: Label::new("field.rename", id),
@@ -266,10 +260,7 @@ impl FromSetting for ExcludedFields {
 }
 
 /// Validates the settings and builds `field.exclude`.
-pub(crate) fn build_exclude(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build_exclude(id: &str, settings: &Settings) -> Built {
     let fields = parse::<ExcludeSettings>(settings)?.fields.0;
     Ok(boxed(ExcludeFields {
         label: Label::new("field.exclude", id),
@@ -343,10 +334,7 @@ impl FromSetting for Kind {
 }
 
 /// Validates the settings and builds `field.convert`.
-pub(crate) fn build_convert(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build_convert(id: &str, settings: &Settings) -> Built {
     let ConvertSettings { field, kind } = parse(settings)?;
     Ok(boxed(ConvertField {
         label: Label::new("field.convert", id),

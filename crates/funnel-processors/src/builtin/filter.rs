@@ -7,11 +7,11 @@
 //!
 //! None, besides the `sdk.schema.*` settings every processor accepts (no effect).
 
-use funnel_core::{Component, ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord};
 use funnel_record::Record;
 
 use crate::settings::{parse, processor};
-use crate::{Settings, SettingsError};
+use crate::{Built, Settings};
 
 use super::{RecordProcessor, boxed};
 
@@ -28,10 +28,7 @@ funnel_core::settings! {
 }
 
 /// Validates the settings and builds the processor.
-pub(crate) fn build(
-    _id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build(_id: &str, settings: &Settings) -> Built {
     parse::<FilterSettings>(settings)?;
     Ok(boxed(Filter))
 }

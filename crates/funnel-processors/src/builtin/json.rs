@@ -16,11 +16,11 @@
 //! payload side becomes raw data, a nested field a string. A missing value is left
 //! alone. `json.decode` of a time fails (`unexpected data type time.Time`), as in Conduit.
 
-use funnel_core::{Component, ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord};
 use funnel_record::{Data, FieldPath, FieldRef, Record, Value, go};
 
 use crate::settings::{PayloadSideField, parse, path_error, processor};
-use crate::{Settings, SettingsError};
+use crate::{Built, Settings};
 
 use super::{Label, RecordProcessor, boxed};
 
@@ -45,10 +45,7 @@ funnel_core::settings! {
 }
 
 /// Validates the settings and builds `json.decode`.
-pub(crate) fn build_decode(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build_decode(id: &str, settings: &Settings) -> Built {
     let field = parse::<JsonSettings>(settings)?.field.0;
     Ok(boxed(JsonDecode {
         label: Label::new("json.decode", id),
@@ -57,10 +54,7 @@ pub(crate) fn build_decode(
 }
 
 /// Validates the settings and builds `json.encode`.
-pub(crate) fn build_encode(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build_encode(id: &str, settings: &Settings) -> Built {
     let field = parse::<JsonSettings>(settings)?.field.0;
     Ok(boxed(JsonEncode {
         label: Label::new("json.encode", id),

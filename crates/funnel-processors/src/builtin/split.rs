@@ -10,11 +10,11 @@
 //! |---|---|---|
 //! | `field` | required | Reference to the array field; must be under `.Key` or `.Payload`. |
 
-use funnel_core::{Component, ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord};
 use funnel_record::{FieldPath, FieldRef, Record, Value};
 
 use crate::settings::{KeyOrPayloadField, parse, path_error, processor};
-use crate::{Settings, SettingsError};
+use crate::{Built, Settings};
 
 use super::{Label, RecordProcessor, boxed};
 
@@ -38,10 +38,7 @@ funnel_core::settings! {
 }
 
 /// Validates the settings and builds the processor.
-pub(crate) fn build(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build(id: &str, settings: &Settings) -> Built {
     let field = parse::<SplitSettings>(settings)?.field.0;
     Ok(boxed(Split {
         label: Label::new("split", id),

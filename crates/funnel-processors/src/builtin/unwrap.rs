@@ -25,13 +25,13 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use funnel_core::{Component, ProcessedRecord, Processor};
+use funnel_core::{Component, ProcessedRecord};
 use funnel_record::{
     Data, FieldPath, FieldRef, Metadata, Operation, Payload, Record, StructuredData, Value, go,
 };
 
 use crate::settings::{PayloadField, parse, path_error, processor};
-use crate::{Settings, SettingsError};
+use crate::{Built, Settings};
 
 use super::{Label, RecordProcessor, boxed};
 
@@ -70,35 +70,21 @@ enum Format {
 }
 
 /// Validates the settings and builds `unwrap.opencdc`.
-pub(crate) fn build_opencdc(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build_opencdc(id: &str, settings: &Settings) -> Built {
     build(id, settings, Format::OpenCdc, "unwrap.opencdc")
 }
 
 /// Validates the settings and builds `unwrap.debezium`.
-pub(crate) fn build_debezium(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build_debezium(id: &str, settings: &Settings) -> Built {
     build(id, settings, Format::Debezium, "unwrap.debezium")
 }
 
 /// Validates the settings and builds `unwrap.kafkaconnect`.
-pub(crate) fn build_kafkaconnect(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build_kafkaconnect(id: &str, settings: &Settings) -> Built {
     build(id, settings, Format::KafkaConnect, "unwrap.kafkaconnect")
 }
 
-fn build(
-    id: &str,
-    settings: &Settings,
-    format: Format,
-    plugin: &'static str,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+fn build(id: &str, settings: &Settings, format: Format, plugin: &'static str) -> Built {
     let field = parse::<UnwrapSettings>(settings)?.field.0;
     Ok(boxed(Unwrap {
         label: Label::new(plugin, id),

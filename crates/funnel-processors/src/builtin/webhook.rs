@@ -46,7 +46,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::settings::{
     AnyField, GoDuration, GoFloat, SettingsReader, parse_checked, path_error, processor,
 };
-use crate::{Settings, SettingsError};
+use crate::{Built, Settings};
 
 use super::Label;
 
@@ -177,10 +177,7 @@ impl FromSetting for RequestTimeout {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Validates the settings and builds the processor. No connection is made.
-pub(crate) fn build(
-    id: &str,
-    settings: &Settings,
-) -> Result<Box<dyn Processor>, Vec<SettingsError>> {
+pub(crate) fn build(id: &str, settings: &Settings) -> Built {
     let (own, headers) = parse_checked(settings, |own: WebhookSettings, reader| {
         let headers = read_headers(reader, &own.headers, own.content_type.as_deref());
         let same_field = own.response_status.as_ref().map(|s| s.0.as_str())
@@ -664,6 +661,16 @@ mod tests {
         (format!("http://{addr}"), calls)
     }
 
+    /// Processor `w` calling `path` of a fresh [`server`], with
+    /// `extra` settings; and the server's count of `/flaky` calls.
+    async fn hook(path: &str, extra: &[(&str, &str)]) -> (Box<dyn Processor>, Arc<AtomicUsize>) {
+        let (base, calls) = server().await;
+        let url = format!("{base}{path}");
+        let mut pairs = vec![("request.url", url.as_str())];
+        pairs.extend_from_slice(extra);
+        (build("w", &settings(&pairs)).unwrap(), calls)
+    }
+
     fn after(result: &ProcessedRecord) -> String {
         match result {
             ProcessedRecord::Single(r) => match &r.payload.after {
@@ -676,16 +683,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_default_request_sends_the_record_as_json_and_stores_the_response() {
-        let (base, _) = server().await;
-        let url = format!("{base}/echo");
-        let mut p = build(
-            "w",
-            &settings(&[
-                ("request.url", url.as_str()),
-                ("response.status", ".Metadata.status"),
-            ]),
-        )
-        .unwrap();
+        let (mut p, _) = hook("/echo", &[("response.status", ".Metadata.status")]).await;
         let record = Record::new("pos", "hi");
         let out = p.process(std::slice::from_ref(&record)).await;
         let expected_json = String::from_utf8(record.to_json()).unwrap();
@@ -701,20 +699,17 @@ mod tests {
 
     #[tokio::test]
     async fn templated_url_body_method_and_headers_are_used_per_record_of_a_batch() {
-        let (base, _) = server().await;
-        let url = format!("{base}/{{{{ .Metadata.path }}}}");
-        let mut p = build(
-            "w",
-            &settings(&[
-                ("request.url", url.as_str()),
+        let (mut p, _) = hook(
+            "/{{ .Metadata.path }}",
+            &[
                 ("request.method", "POST"),
                 ("request.body", "name={{ .Payload.After.name }}"),
                 ("headers.X-Token", "secret"),
                 ("headers.Content-Type", "text/plain"),
                 ("response.body", ".Payload.After.response"),
-            ]),
+            ],
         )
-        .unwrap();
+        .await;
         let make = |name: &str| {
             let mut r = Record::new(name, "");
             r.metadata.insert("path", "echo");
@@ -742,9 +737,7 @@ mod tests {
 
     #[tokio::test]
     async fn templated_query_strings_are_sorted_and_escaped_like_go() {
-        let (base, _) = server().await;
-        let url = format!("{base}/query?b={{{{ .Metadata.v }}}}&a=1");
-        let mut p = build("w", &settings(&[("request.url", url.as_str())])).unwrap();
+        let (mut p, _) = hook("/query?b={{ .Metadata.v }}&a=1", &[]).await;
         let mut record = Record::new("p", "");
         record.metadata.insert("v", "x%20y");
         let out = p.process(&[record]).await;
@@ -753,18 +746,15 @@ mod tests {
 
     #[tokio::test]
     async fn server_errors_are_retried_with_backoff_until_they_succeed() {
-        let (base, calls) = server().await;
-        let url = format!("{base}/flaky");
-        let mut p = build(
-            "w",
-            &settings(&[
-                ("request.url", url.as_str()),
+        let (mut p, calls) = hook(
+            "/flaky",
+            &[
                 ("backoffRetry.count", "3"),
                 ("backoffRetry.min", "1ms"),
                 ("backoffRetry.max", "5ms"),
-            ]),
+            ],
         )
-        .unwrap();
+        .await;
         let out = p.process(&[Record::new("p", "")]).await;
         assert_eq!(after(&out[0]), "up");
         assert_eq!(calls.load(Ordering::SeqCst), 3);
@@ -772,17 +762,11 @@ mod tests {
 
     #[tokio::test]
     async fn server_errors_fail_the_record_once_retries_are_used_up() {
-        let (base, _) = server().await;
-        let url = format!("{base}/status/503");
-        let mut p = build(
-            "w",
-            &settings(&[
-                ("request.url", url.as_str()),
-                ("backoffRetry.count", "1"),
-                ("backoffRetry.min", "1ms"),
-            ]),
+        let (mut p, _) = hook(
+            "/status/503",
+            &[("backoffRetry.count", "1"), ("backoffRetry.min", "1ms")],
         )
-        .unwrap();
+        .await;
         let out = p
             .process(&[Record::new("p", ""), Record::new("q", "")])
             .await;
@@ -802,16 +786,7 @@ mod tests {
 
     #[tokio::test]
     async fn client_errors_are_responses_stored_like_any_other() {
-        let (base, _) = server().await;
-        let url = format!("{base}/status/404");
-        let mut p = build(
-            "w",
-            &settings(&[
-                ("request.url", url.as_str()),
-                ("response.status", ".Metadata.code"),
-            ]),
-        )
-        .unwrap();
+        let (mut p, _) = hook("/status/404", &[("response.status", ".Metadata.code")]).await;
         let out = p.process(&[Record::new("p", "")]).await;
         assert_eq!(after(&out[0]), "status 404");
     }
