@@ -22,6 +22,7 @@
 #   bench/brokers.sh                 all four, N=200000
 #   N=100000 ONLY=nats bench/brokers.sh   (or ONLY=redis)
 #   BIN=/path/to/funnel bench/brokers.sh  another binary (no build)
+#   NATS_BENCH=/path/to/nats_bench ...    a built baseline client (no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,8 +34,13 @@ if [ -z "${BIN:-}" ]; then
     cargo build --release --quiet -p funnel-cli
     BIN="$CARGO_TARGET_DIR/release/funnel"
 fi
-cargo build --release --quiet -p funnel-connectors --example nats_bench
-NATS_BENCH="$CARGO_TARGET_DIR/release/examples/nats_bench"
+if [ -z "${NATS_BENCH:-}" ]; then
+    # Only the nats family: the example needs nothing else, and a default-feature
+    # build of funnel-connectors would compile every connector family again.
+    cargo build --release --quiet -p funnel-connectors --no-default-features \
+        --features nats --example nats_bench
+    NATS_BENCH="$CARGO_TARGET_DIR/release/examples/nats_bench"
+fi
 PAYLOAD="$PWD/bench/payload-1k.txt"
 WORK="$(mktemp -d)"
 TAG="b$$"
