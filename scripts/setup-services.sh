@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Prepares the services and tools the tests use. Idempotent; run as root in CI.
+# Kafka: tansu, built once and started on 127.0.0.1:9092 (at the end).
 #
 # PostgreSQL (127.0.0.1:5432, user postgres): the postgres connector's logical
 # replication needs `wal_level = logical`. When the server runs with another level, this
@@ -206,3 +207,44 @@ echo "setup-services: Mosquitto ready on 127.0.0.1:1883"
 
 # Redis on 127.0.0.1:6379 (scripts/redis-server.sh).
 "$(dirname "$0")/redis-server.sh" ensure
+# Kafka: no broker is packaged for this machine, so the kafka connector's tests run
+# against tansu (a Kafka-protocol broker in Rust) with its SQLite storage, on
+# 127.0.0.1:9092. It is built once (10 to 15 minutes on 2 cores) into
+# ~/.cache/funnel/tools/tansu and kept there; the broker is started when the port is
+# free and its data lives in ~/.cache/funnel/tansu.
+TANSU_VERSION=0.6.0
+TANSU_ROOT="$HOME/.cache/funnel/tools/tansu"
+TANSU="$TANSU_ROOT/bin/tansu"
+TANSU_DATA="$HOME/.cache/funnel/tansu"
+KAFKA_PORT=9092
+
+kafka_up() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null
+}
+
+if [ ! -x "$TANSU" ]; then
+    echo "setup-services: installing tansu $TANSU_VERSION (a Kafka-protocol broker) into $TANSU_ROOT"
+    CARGO_TARGET_DIR="$HOME/.cache/funnel/tansu-target" CARGO_INCREMENTAL=0 \
+        cargo install --root "$TANSU_ROOT" tansu --locked --version "$TANSU_VERSION" \
+        --features dynostore,libsql
+fi
+if ! kafka_up; then
+    echo "setup-services: starting tansu on 127.0.0.1:$KAFKA_PORT (data in $TANSU_DATA)"
+    mkdir -p "$TANSU_DATA"
+    setsid nohup "$TANSU" broker \
+        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://localhost:$KAFKA_PORT" \
+        --storage-engine "sqlite://$TANSU_DATA/tansu.db" \
+        >>"$TANSU_DATA/tansu.log" 2>&1 </dev/null &
+    for _ in $(seq 1 60); do
+        if kafka_up; then
+            break
+        fi
+        sleep 1
+    done
+    if ! kafka_up; then
+        echo "setup-services: tansu does not accept connections on 127.0.0.1:$KAFKA_PORT; see $TANSU_DATA/tansu.log" >&2
+        exit 1
+    fi
+fi
+echo "setup-services: Kafka (tansu) ready on 127.0.0.1:$KAFKA_PORT"

@@ -12,6 +12,7 @@
 //! | `nats` | yes | yes | `nats` (JetStream; feature `nats`, on by default) |
 //! | `mqtt` | yes | yes | `mqtt` (feature `mqtt`, on by default) |
 //! | `redis` | yes | yes | `redis` (streams and pub/sub; feature `redis`, on by default) |
+//! | `kafka` | yes | yes | `kafka` (feature `kafka`, off by default) |
 //!
 //! [`components`] is the connectors' part of the registry table: one
 //! [`Component`] per source and per destination, declared in its module (`SOURCE`,
@@ -35,6 +36,8 @@ pub mod file;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod generator;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod log;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
@@ -75,6 +78,10 @@ pub fn components() -> Vec<Component> {
         file::SOURCE,
         file::DESTINATION,
         generator::SOURCE,
+        #[cfg(feature = "kafka")]
+        kafka::SOURCE,
+        #[cfg(feature = "kafka")]
+        kafka::DESTINATION,
         log::DESTINATION,
         noop::DESTINATION,
         #[cfg(feature = "postgres")]

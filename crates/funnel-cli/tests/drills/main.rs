@@ -13,6 +13,7 @@
 //! | [`store`] | the store file corrupted |
 //! | [`input`] | the file source's input rotated, truncated, replaced or deleted |
 //! | [`brokers`] | SIGKILL with a publisher running, and the broker restarting, for RabbitMQ and MQTT |
+//! | `kafka` | kafka pipelines under SIGKILL, a group split over two processes, bad input (feature `kafka`) |
 //!
 //! Drills that need PostgreSQL (127.0.0.1:5432) or MariaDB (127.0.0.1:3306, see
 //! `scripts/setup-services.sh`) are
@@ -28,6 +29,8 @@ mod brokers;
 mod disk;
 mod harness;
 mod input;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod kill;
 mod my;
 mod pg;

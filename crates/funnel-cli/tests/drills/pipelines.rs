@@ -68,6 +68,21 @@ pub(crate) fn mysql_source(table: &str) -> String {
             ("dsn", my::DSN),
             ("tables", table),
             ("sdk.batch.size", "50"),
+/// The kafka source reading `topic` from its start as the consumer group `group`,
+/// committing offsets every `commit_size` acked records.
+#[cfg(feature = "kafka")]
+pub(crate) fn kafka_source(topic: &str, group: &str, commit_size: usize) -> String {
+    let commit_size = commit_size.to_string();
+    connector(
+        "src",
+        "source",
+        "kafka",
+        &[
+            ("servers", crate::kafka::SERVERS),
+            ("topics", topic),
+            ("groupID", group),
+            ("readFromBeginning", "true"),
+            ("commitOffsetsSize", &commit_size),
         ],
     )
 }
@@ -84,6 +99,18 @@ pub(crate) fn mysql_destination(id: &str, table: &str, exactly_once: bool) -> St
             ("dsn", my::DSN),
             ("table", table),
             ("exactlyOnce", exactly_once),
+/// The kafka destination writing to `topic`, zstd-compressed (the test broker cannot
+/// read snappy, the default).
+#[cfg(feature = "kafka")]
+pub(crate) fn kafka_destination(topic: &str) -> String {
+    connector(
+        "dst",
+        "destination",
+        "kafka",
+        &[
+            ("servers", crate::kafka::SERVERS),
+            ("topic", topic),
+            ("compression", "zstd"),
         ],
     )
 }

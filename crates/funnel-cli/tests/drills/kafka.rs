@@ -1,0 +1,356 @@
+//! Kafka pipelines in the real `funnel` binary against the broker on 127.0.0.1:9092
+//! (tansu, started by `scripts/setup-services.sh`): a three-partition topic to a file
+//! with a restart, one consumer group split over two processes (one killed), a
+//! generator -> kafka -> file chain through ten SIGKILLs, and bad input. Each drill
+//! makes its own topics and groups (unique names). Without a broker the drills are
+//! skipped, except under `CI=true`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use funnel_connectors::kafka::create_topic;
+use funnel_connectors::kafka::rdkafka::ClientConfig;
+use funnel_connectors::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use funnel_record::{Data, Record};
+
+use crate::harness::{Drill, Rng, assert_nothing_lost, assert_says, skip, tail};
+use crate::pipelines::{file_destination, generator, kafka_destination, kafka_source, pipeline};
+
+/// The test broker.
+pub(crate) const SERVERS: &str = "127.0.0.1:9092";
+
+/// The engine's records in flight per pipeline, at most (the worker's default).
+const IN_FLIGHT: usize = 2048;
+
+fn broker() -> bool {
+    match std::net::TcpStream::connect_timeout(&SERVERS.parse().unwrap(), Duration::from_secs(2)) {
+        Ok(_) => true,
+        Err(e) => {
+            skip("a Kafka broker on 127.0.0.1:9092", &e.to_string());
+            false
+        }
+    }
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("funnel-drill-{tag}-{}-{nanos}", std::process::id())
+}
+
+/// A new topic of `partitions` partitions.
+fn topic(tag: &str, partitions: i32) -> String {
+    let name = unique(tag);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(create_topic(SERVERS, &name, partitions))
+        .unwrap();
+    name
+}
+
+/// Produces the messages `m{i:06}` for `range`, keyed by `i` so they spread over the
+/// partitions.
+fn produce(topic: &str, range: std::ops::Range<u64>) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", SERVERS)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    for i in range {
+        let key = format!("k{i}");
+        let value = value(i);
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+fn value(i: u64) -> String {
+    format!("m{i:06}")
+}
+
+/// Complete lines in the drill's file `name` (cheap to poll).
+fn lines(drill: &Drill, name: &str) -> usize {
+    std::fs::read(drill.path(name))
+        .unwrap_or_default()
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+fn raw_text(record: &Record) -> String {
+    match &record.payload.after {
+        Some(Data::Raw(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        other => panic!("payload.after is not raw: {other:?}"),
+    }
+}
+
+fn partition_and_offset(record: &Record) -> (i32, i64) {
+    let get = |key: &str| record.metadata.get(key).unwrap().parse().unwrap();
+    (get("kafka.partition") as i32, get("kafka.offset"))
+}
+
+/// Asserts that offsets grow within each partition, in file order.
+fn assert_partition_order(records: &[Record]) {
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for record in records {
+        let (partition, offset) = partition_and_offset(record);
+        if let Some(&before) = last.get(&partition) {
+            assert!(
+                offset > before,
+                "partition {partition}: offset {offset} written after {before}"
+            );
+        }
+        last.insert(partition, offset);
+    }
+}
+
+#[test]
+fn a_three_partition_topic_reaches_a_file_once_each_in_partition_order_and_a_restart_resumes() {
+    if !broker() {
+        return;
+    }
+    const N: u64 = 100_000;
+    let name = topic("hundredk", 3);
+    let group = unique("group");
+    produce(&name, 0..N);
+    let drill = Drill::new(&pipeline(
+        &kafka_source(&name, &group, 1000),
+        &file_destination("./out.jsonl"),
+    ));
+    let mut funnel = drill.start(&[]);
+    drill.wait_for(
+        "100k messages in the file",
+        Duration::from_secs(300),
+        || lines(&drill, "out.jsonl") >= N as usize,
+    );
+    funnel.signal("TERM", &drill);
+    let records = drill.records("out.jsonl");
+    let got: Vec<String> = records.iter().map(raw_text).collect();
+    let distinct: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(distinct.len(), got.len(), "a message came twice");
+    assert_nothing_lost("kafka 100k", (0..N).map(value), &got, &drill);
+    assert_partition_order(&records);
+    let partitions: BTreeSet<i32> = records.iter().map(|r| partition_and_offset(r).0).collect();
+    assert_eq!(partitions.len(), 3);
+
+    // A restart resumes from the committed offsets: the new messages, nothing twice.
+    produce(&name, N..N + 1000);
+    let mut funnel = drill.start(&[]);
+    drill.wait_for(
+        "the new messages in the file",
+        Duration::from_secs(120),
+        || lines(&drill, "out.jsonl") >= (N + 1000) as usize,
+    );
+    funnel.signal("TERM", &drill);
+    let records = drill.records("out.jsonl");
+    let got: Vec<String> = records.iter().map(raw_text).collect();
+    assert_eq!(
+        got.len(),
+        (N + 1000) as usize,
+        "nothing is read twice after a stop"
+    );
+    assert_nothing_lost("kafka restart", (0..N + 1000).map(value), &got, &drill);
+    assert_partition_order(&records);
+}
+
+#[test]
+fn two_funnels_in_one_group_split_the_partitions_and_one_takes_over_after_the_other_is_killed() {
+    if !broker() {
+        return;
+    }
+    let name = topic("group", 4);
+    let group = unique("group");
+    let p = pipeline(
+        &kafka_source(&name, &group, 100),
+        &file_destination("./out.jsonl"),
+    );
+    let (a, b) = (Drill::new(&p), Drill::new(&p));
+    let _run_a = a.start(&[]);
+    a.wait_for(
+        "the first funnel has partitions",
+        Duration::from_secs(120),
+        || a.log().contains("partitions assigned: funnel"),
+    );
+    let mut run_b = b.start(&[]);
+    b.wait_for(
+        "the second funnel has partitions",
+        Duration::from_secs(120),
+        || b.log().contains("partitions assigned: funnel"),
+    );
+    produce(&name, 0..20_000);
+    let both = |a: &Drill, b: &Drill| lines(a, "out.jsonl") + lines(b, "out.jsonl");
+    a.wait_for("both funnels write", Duration::from_secs(120), || {
+        both(&a, &b) >= 20_000
+    });
+    let from_a: Vec<String> = a.records("out.jsonl").iter().map(raw_text).collect();
+    let from_b: Vec<String> = b.records("out.jsonl").iter().map(raw_text).collect();
+    assert!(
+        !from_a.is_empty() && !from_b.is_empty(),
+        "one funnel read everything: a {} b {}\n{}",
+        from_a.len(),
+        from_b.len(),
+        tail(&b.log())
+    );
+    let set_a: BTreeSet<&String> = from_a.iter().collect();
+    assert!(
+        from_b.iter().all(|m| !set_a.contains(m)),
+        "a message went to both funnels"
+    );
+
+    run_b.signal("KILL", &b);
+    produce(&name, 20_000..30_000);
+    // The group gives b's partitions to a once b's session times out.
+    a.wait_for(
+        "the surviving funnel has every message",
+        Duration::from_secs(240),
+        || {
+            let got: BTreeSet<String> = a
+                .records("out.jsonl")
+                .iter()
+                .chain(b.records("out.jsonl").iter())
+                .map(raw_text)
+                .collect();
+            got.len() >= 30_000
+        },
+    );
+    let mut got: Vec<String> = a.records("out.jsonl").iter().map(raw_text).collect();
+    got.extend(b.records("out.jsonl").iter().map(raw_text));
+    assert_nothing_lost("kafka group takeover", (0..30_000).map(value), &got, &a);
+    let later: BTreeSet<i32> = a
+        .records("out.jsonl")
+        .iter()
+        .filter(|r| raw_text(r) >= value(20_000))
+        .map(|r| partition_and_offset(r).0)
+        .collect();
+    assert_eq!(later.len(), 4, "the survivor reads every partition");
+}
+
+/// Two pipelines in one file: `p1` from `source1` to `destination1`, `p2` likewise.
+fn two_pipelines(source1: &str, destination1: &str, source2: &str, destination2: &str) -> String {
+    format!(
+        "version: \"2.2\"\npipelines:\n  - id: p1\n    status: running\n    connectors:\n{source1}{destination1}  - id: p2\n    status: running\n    connectors:\n{source2}{destination2}"
+    )
+}
+
+/// The generator position carried by a message the kafka source read: its value is the
+/// generator's record as OpenCDC JSON.
+fn generated_position(record: &Record) -> u64 {
+    let inner = match &record.payload.after {
+        Some(Data::Raw(bytes)) => Record::from_json(bytes).unwrap(),
+        other => panic!("payload.after is not raw: {other:?}"),
+    };
+    std::str::from_utf8(inner.position.as_bytes())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn generator_to_kafka_to_file_loses_nothing_through_ten_sigkills() {
+    if !broker() {
+        return;
+    }
+    const N: u64 = 30_000;
+    const KILLS: usize = 10;
+    const COMMIT_SIZE: usize = 200;
+    let name = topic("chain", 3);
+    let group = unique("group");
+    let drill = Drill::new(&two_pipelines(
+        &generator(N as i64, 3000),
+        &kafka_destination(&name),
+        &kafka_source(&name, &group, COMMIT_SIZE),
+        &file_destination("./out.jsonl"),
+    ));
+    let mut rng = Rng::new("kafka_chain_kill");
+    let mut funnel = drill.start(&[]);
+    for _ in 0..KILLS {
+        std::thread::sleep(Duration::from_millis(rng.between(500, 2500)));
+        funnel.signal("KILL", &drill);
+        funnel = drill.start(&[]);
+    }
+    drill.wait_for(
+        "every generated record in the file",
+        Duration::from_secs(300),
+        || {
+            lines(&drill, "out.jsonl") >= N as usize
+                && drill
+                    .records("out.jsonl")
+                    .iter()
+                    .map(generated_position)
+                    .collect::<BTreeSet<u64>>()
+                    .len()
+                    >= N as usize
+        },
+    );
+    funnel.signal("TERM", &drill);
+    let got: Vec<u64> = drill
+        .records("out.jsonl")
+        .iter()
+        .map(generated_position)
+        .collect();
+    assert_nothing_lost("generator -> kafka -> file", 1..=N, &got, &drill);
+    // The documented bound: per crash, the kafka source reads again what was acked
+    // since its last commit (below commitOffsetsSize, plus the last ack) and what was
+    // in flight; the generator -> kafka pipeline writes again what was in flight.
+    let duplicates = got.len() - N as usize;
+    let bound = KILLS * (COMMIT_SIZE + 3 * IN_FLIGHT);
+    eprintln!("kafka chain: {duplicates} duplicates through {KILLS} kills (bound {bound})");
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates through {KILLS} kills, more than the bound {bound}"
+    );
+}
+
+#[test]
+fn a_pipeline_reading_an_unknown_topic_says_which_topic_and_connector() {
+    if !broker() {
+        return;
+    }
+    let missing = unique("missing");
+    let drill = Drill::new(&pipeline(
+        &kafka_source(&missing, &unique("group"), 100),
+        &file_destination("./out.jsonl"),
+    ));
+    let _funnel = drill.start(&[]);
+    drill.wait_for("the error is logged", Duration::from_secs(60), || {
+        drill.log().contains("does not exist")
+    });
+    assert_says(
+        "unknown topic",
+        &drill.log(),
+        &["kafka source p:src", &missing, "does not exist"],
+    );
+}
+
+#[test]
+fn a_pipeline_writing_to_unreachable_servers_names_the_connector_and_the_reason() {
+    let drill = Drill::new(&pipeline(
+        &generator(10, 0),
+        &kafka_destination("t").replace(SERVERS, "127.0.0.1:1"),
+    ));
+    let _funnel = drill.start(&[]);
+    drill.wait_for("the error is logged", Duration::from_secs(90), || {
+        drill.log().contains("cannot get the cluster's metadata")
+    });
+    assert_says(
+        "unreachable servers",
+        &drill.log(),
+        &[
+            "kafka destination p:dst",
+            "cannot get the cluster's metadata",
+        ],
+    );
+}

@@ -1,0 +1,247 @@
+//! The `kafka` source and destination (cargo feature `kafka`, off by default),
+//! compatible with Conduit's builtin kafka connector, over librdkafka (`rdkafka`). The
+//! user documentation is the kafka section of `docs/connectors.md`.
+//!
+//! # Settings both halves share
+//!
+//! | Setting | Default | Meaning |
+//! |---|---|---|
+//! | `servers` | — (required) | Comma list of bootstrap servers, `host:port`. |
+//! | `clientID` | `conduit-connector-kafka` | Client id sent to the brokers. |
+//! | `tls.enabled` | `false` | Connect with TLS. |
+//! | `caCert` | system CAs | CA certificate (PEM text) of the brokers. |
+//! | `clientCert`, `clientKey` | — | Client certificate and key (PEM text), for mutual TLS; both or neither. |
+//! | `insecureSkipVerify` | `false` | Do not verify the brokers' certificates (testing only). |
+//! | `saslMechanism` | `PLAIN` | `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`. |
+//! | `saslUsername`, `saslPassword` | — | SASL credentials; setting them turns SASL on. |
+//!
+//! # Source
+//!
+//! | Setting | Default | Meaning |
+//! |---|---|---|
+//! | `topics` | — (required) | Comma list of topics; `topic` is accepted as the former spelling. |
+//! | `groupID` | from the resume position, else `funnel-<connector id>` | Consumer group. |
+//! | `readFromBeginning` | `false` | A partition without a committed offset starts at its oldest message (else at new ones). |
+//! | `commitOffsetsDelay` | `5s` | Longest time acked offsets wait before they are committed. |
+//! | `commitOffsetsSize` | `1000` | Acked records that make a commit at once. |
+//! | `retryGroupJoinErrors` | `true` | `false`: an error joining the group fails the read. |
+//!
+//! **Records.** Operation `create`; key: the message key (raw; none without one);
+//! `payload.after`: the value (raw). Metadata: the message headers, then
+//! `opencdc.collection` (the topic), `kafka.partition`, `kafka.offset`,
+//! `opencdc.createdAt` (the message timestamp, in nanoseconds), `opencdc.readAt` and
+//! `conduit.source.connector.id`.
+//!
+//! **Positions** are Conduit's JSON: `{"groupID":"g","topic":"t","partition":0,"offset":42}`.
+//! Order is kept per partition (a batch may mix partitions).
+//!
+//! **Guarantee.** Offsets are committed to the group only for acked records: the
+//! engine acks after the position store commit, and each ack moves the partition's
+//! offset to one past the acked message; commits go every `commitOffsetsSize` acked
+//! records or `commitOffsetsDelay`, whichever is first, and at teardown. A crash
+//! re-reads at most what was acked since the last commit (plus what was in flight),
+//! never skips. After a restart, records of the resume position's partition at or
+//! before it are skipped. When partitions are revoked by a rebalance, what was acked of
+//! them is committed at once and later acks of them are not committed (the new owner
+//! reads them again); assigned partitions resume from the committed offset.
+//!
+//! # Destination
+//!
+//! | Setting | Default | Meaning |
+//! |---|---|---|
+//! | `topic` | `{{ index .Metadata "opencdc.collection" }}` | A topic, or a Go template rendered per record. |
+//! | `acks` | `all` | `none`, `one` or `all`; `all` makes the producer idempotent. |
+//! | `compression` | `snappy` | `none`, `gzip`, `snappy`, `lz4` or `zstd`. |
+//! | `batchBytes` | `1000012` | Largest message and message batch, in bytes. |
+//! | `deliveryTimeout` | `0` (librdkafka's 5 minutes) | How long a message may take to be delivered. |
+//!
+//! The record key is the message key (raw bytes; a structured key as JSON), the
+//! metadata become headers, and the value is the record in `sdk.record.format`
+//! (`opencdc/json`). A record is acked after its delivery report says the broker has
+//! it. A record the broker or the client refuses (too large, unknown topic, invalid)
+//! is nacked with the reason; a delivery that fails otherwise (timeout, broker gone)
+//! fails the destination, so the pipeline restarts and writes again what was not acked.
+
+mod config;
+mod destination;
+mod position;
+mod source;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use funnel_core::ConnectorError;
+use funnel_core::component::{Build, Component};
+use funnel_core::typed::SettingsStruct;
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::consumer::Consumer;
+
+pub use config::{
+    Acks, BatchBytes, Compression, DEFAULT_CLIENT_ID, KafkaCommon, KafkaCommonSettings,
+    KafkaDestinationConfig, KafkaDestinationSettings, KafkaSourceConfig, KafkaSourceSettings,
+    SaslMechanism, Servers, TopicName, Topics, validate_destination, validate_source,
+};
+pub use destination::KafkaDestination;
+pub use position::KafkaPosition;
+pub use source::{KafkaSource, METADATA_OFFSET, METADATA_PARTITION};
+
+/// The Kafka client library the connectors use, for tools and tests that talk to the
+/// cluster directly.
+pub use rdkafka;
+
+/// How long `open` and the connection checks wait for the cluster's metadata.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asks the cluster for its metadata: `Err` naming the servers when they cannot be
+/// reached (or refuse the credentials).
+pub(crate) fn check_reachable<C: ClientContext>(
+    client: &Client<C>,
+    who: &str,
+) -> Result<(), ConnectorError> {
+    client
+        .fetch_metadata(None, METADATA_TIMEOUT)
+        .map(drop)
+        .map_err(|e| unreachable(who, &e))
+}
+
+fn unreachable(who: &str, error: &rdkafka::error::KafkaError) -> ConnectorError {
+    ConnectorError::transient(format!(
+        "{who}: cannot get the cluster's metadata from the servers within {}s: {error} \
+         (check `servers`, TLS and SASL settings, and that the brokers are up)",
+        METADATA_TIMEOUT.as_secs()
+    ))
+}
+
+/// Checks that the servers answer and that every one of `topics` exists.
+pub(crate) fn check_topics<C: ClientContext>(
+    client: &Client<C>,
+    who: &str,
+    topics: &[String],
+) -> Result<(), ConnectorError> {
+    let metadata = client
+        .fetch_metadata(None, METADATA_TIMEOUT)
+        .map_err(|e| unreachable(who, &e))?;
+    let known: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.name())
+        .collect();
+    let missing: Vec<&str> = topics
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !known.contains(t))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ConnectorError::config(format!(
+            "{who}: topic {} does not exist on the cluster (setting `topics`; create it, \
+             the source does not)",
+            missing.join(", ")
+        )))
+    }
+}
+
+/// Creates `topic` with `partitions` partitions (replication factor 1) on the cluster
+/// at `servers` (comma list); a topic that already exists is left as it is.
+///
+/// # Errors
+///
+/// When the cluster cannot be reached or refuses the topic.
+pub async fn create_topic(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), ConnectorError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let who = format!("creating kafka topic {topic}");
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .map_err(|e| ConnectorError::config(format!("{who}: {e}")))?;
+    let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &options,
+        )
+        .await
+        .map_err(|e| ConnectorError::transient(format!("{who}: {e}")))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(ConnectorError::transient(format!("{who}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The kafka source in the registry: its check reaches the servers and finds the
+/// topics.
+pub const SOURCE: Component = Component::new(
+    "kafka",
+    "Reads Kafka topics as a consumer group member; offsets are committed after acks.",
+    &[
+        KafkaCommonSettings::SPEC,
+        KafkaSourceSettings::SPEC,
+        crate::SDK_SOURCE_SETTINGS,
+    ],
+    Build::Source(|id, settings, resume| {
+        let config = validate_source(settings)?;
+        Ok(Arc::new(KafkaSource::new(id, config, resume)))
+    }),
+)
+.with_check(|id, settings| {
+    Box::pin(async move {
+        let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
+        let who = format!("kafka source {id}");
+        tokio::task::spawn_blocking(move || {
+            let client: rdkafka::consumer::BaseConsumer = config
+                .common
+                .client_config()
+                .create()
+                .map_err(|e| ConnectorError::config(format!("{who}: {e}")))?;
+            check_topics(client.client(), &who, &config.topics)
+        })
+        .await
+        .map_err(|e| ConnectorError::internal(e.to_string()))?
+    })
+});
+
+/// The kafka destination in the registry: its check reaches the servers.
+pub const DESTINATION: Component = Component::new(
+    "kafka",
+    "Writes records to Kafka topics with an idempotent producer; acks after delivery.",
+    &[
+        KafkaCommonSettings::SPEC,
+        KafkaDestinationSettings::SPEC,
+        crate::SDK_DESTINATION_SETTINGS,
+    ],
+    Build::Destination(|id, settings| {
+        let config = validate_destination(settings)?;
+        Ok(crate::paced(
+            settings,
+            Arc::new(KafkaDestination::new(id, config)),
+        ))
+    }),
+)
+.with_check(|id, settings| {
+    Box::pin(async move {
+        let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
+        let who = format!("kafka destination {id}");
+        tokio::task::spawn_blocking(move || {
+            let client: rdkafka::consumer::BaseConsumer = config
+                .common
+                .client_config()
+                .create()
+                .map_err(|e| ConnectorError::config(format!("{who}: {e}")))?;
+            check_reachable(client.client(), &who)
+        })
+        .await
+        .map_err(|e| ConnectorError::internal(e.to_string()))?
+    })
+});
