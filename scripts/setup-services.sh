@@ -231,11 +231,11 @@ fi
 if ! kafka_up; then
     echo "setup-services: starting tansu on 127.0.0.1:$KAFKA_PORT (data in $TANSU_DATA)"
     mkdir -p "$TANSU_DATA"
-    setsid nohup "$TANSU" broker \
+    # tansu reads the path of a sqlite:// URL relative to its working directory.
+    (cd "$TANSU_DATA" && exec setsid "$TANSU" broker \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://localhost:$KAFKA_PORT" \
-        --storage-engine "sqlite://$TANSU_DATA/tansu.db" \
-        >>"$TANSU_DATA/tansu.log" 2>&1 </dev/null &
+        --storage-engine "sqlite://tansu.db") >>"$TANSU_DATA/tansu.log" 2>&1 </dev/null &
     for _ in $(seq 1 60); do
         if kafka_up; then
             break

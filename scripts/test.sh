@@ -19,11 +19,10 @@ cargo clippy -p funnel-connectors -p funnel-runtime -p funnel-cli --features kaf
 # Services for the integration tests (PostgreSQL with wal_level=logical); idempotent.
 scripts/setup-services.sh
 cargo test --workspace --locked
-# The kafka connector against the broker setup-services.sh started (tansu), the
-# registry with it, and its drills (SIGKILLs, a group over two processes).
+# The kafka connector against the broker setup-services.sh started (tansu), and the
+# registry with it.
 cargo test -p funnel-connectors --features kafka --locked --test kafka
 cargo test -p funnel-runtime --features kafka --locked --test registry
-cargo test -p funnel-cli --features kafka --locked --test drills kafka::
 # Every fuzz target for a bounded time (60 s each by default), from its corpus in the
 # repo; the fuzz crate is linted in its own target directory.
 CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/funnel/fuzz-target}" \

@@ -601,7 +601,7 @@ impl Source for KafkaSource {
             // The reader commits what was acked and closes the consumer; a broker that
             // does not answer must not hold the pipeline's stop for long.
             let waited = tokio::task::spawn_blocking(move || {
-                let _ = done.recv_timeout(Duration::from_millis(2500));
+                let _ = done.recv_timeout(Duration::from_secs(2));
             });
             let _ = waited.await;
         }
