@@ -207,6 +207,7 @@ echo "setup-services: Mosquitto ready on 127.0.0.1:1883"
 
 # Redis on 127.0.0.1:6379 (scripts/redis-server.sh).
 "$(dirname "$0")/redis-server.sh" ensure
+
 # Kafka: no broker is packaged for this machine, so the kafka connector's tests run
 # against tansu (a Kafka-protocol broker in Rust) with its SQLite storage, on
 # 127.0.0.1:9092. It is built once (10 to 15 minutes on 2 cores) into

@@ -68,6 +68,26 @@ pub(crate) fn mysql_source(table: &str) -> String {
             ("dsn", my::DSN),
             ("tables", table),
             ("sdk.batch.size", "50"),
+        ],
+    )
+}
+
+/// A mysql destination `id` writing into `table` (by the record key), with
+/// `exactlyOnce` as given.
+pub(crate) fn mysql_destination(id: &str, table: &str, exactly_once: bool) -> String {
+    let exactly_once = if exactly_once { "true" } else { "false" };
+    connector(
+        id,
+        "destination",
+        "mysql",
+        &[
+            ("dsn", my::DSN),
+            ("table", table),
+            ("exactlyOnce", exactly_once),
+        ],
+    )
+}
+
 /// The kafka source reading `topic` from its start as the consumer group `group`,
 /// committing offsets every `commit_size` acked records.
 #[cfg(feature = "kafka")]
@@ -87,18 +107,6 @@ pub(crate) fn kafka_source(topic: &str, group: &str, commit_size: usize) -> Stri
     )
 }
 
-/// A mysql destination `id` writing into `table` (by the record key), with
-/// `exactlyOnce` as given.
-pub(crate) fn mysql_destination(id: &str, table: &str, exactly_once: bool) -> String {
-    let exactly_once = if exactly_once { "true" } else { "false" };
-    connector(
-        id,
-        "destination",
-        "mysql",
-        &[
-            ("dsn", my::DSN),
-            ("table", table),
-            ("exactlyOnce", exactly_once),
 /// The kafka destination writing to `topic`, zstd-compressed (the test broker cannot
 /// read snappy, the default).
 #[cfg(feature = "kafka")]
