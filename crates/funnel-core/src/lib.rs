@@ -41,7 +41,7 @@ pub use error::{BoxError, ConnectorError, Error, ErrorKind, RecordError, Result,
 pub use order::Order;
 pub use parallel::Parallel;
 pub use plugin::{
-    Destination, DestinationAck, PositionCommitter, ProcessedRecord, Processor, Source,
+    Destination, DestinationAck, PositionCommitter, ProcessedRecord, Processor, Source, WriteFence,
 };
 pub use shared::SharedDestination;
 pub use spec::{SettingSpec, Settings, SettingsError, SettingsReader, record_reads, settings_of};

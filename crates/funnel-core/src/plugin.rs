@@ -83,6 +83,17 @@ impl DestinationAck {
     }
 }
 
+/// Whether this process may still write for a pipeline: in a cluster, the lease on the
+/// pipeline it holds (see `docs/cluster.md`). Checked before every write; once it says
+/// no, it never says yes again.
+pub trait WriteFence: Send + Sync {
+    /// True while writes are allowed.
+    fn permits(&self) -> bool;
+
+    /// Why writes are refused, for the error a refused write returns.
+    fn refusal(&self) -> String;
+}
+
 /// A destination of records.
 ///
 /// # Contract
@@ -123,6 +134,15 @@ pub trait Destination: Send + Sync {
     ///
     /// When tearing down fails.
     async fn teardown(&self) -> Result<(), ConnectorError>;
+
+    /// Makes the destination check `fence` right before each of its own writes to the
+    /// external system, for a destination that writes after [`write`](Self::write)
+    /// returned (on a thread of its own, say): a write refused there fails the
+    /// destination. The engine checks the fence before every `write` call anyway; the
+    /// default does nothing more.
+    fn fence(&self, fence: std::sync::Arc<dyn WriteFence>) {
+        let _ = fence;
+    }
 }
 
 /// What a processor made of one input record.

@@ -3,9 +3,14 @@
 //! does not read).
 //!
 //! [`Store`] is the interface; [`RedbStore`] (an embedded, crash-safe file, the
-//! default) and [`MemoryStore`] (nothing survives the process) implement it.
-//! [`StoreCommitter`] plugs a store into the engine, which commits a position before
-//! acking it to its source (DESIGN.md I1).
+//! default), [`PostgresStore`] (a table in PostgreSQL, with the cargo feature
+//! `postgres`, shared by several `funnel` processes) and [`MemoryStore`] (nothing
+//! survives the process) implement it. [`StoreCommitter`] plugs a store into the
+//! engine, which commits a position before acking it to its source (DESIGN.md I1).
+//!
+//! For several processes sharing one store, [`Leases`] (the PostgreSQL store) says
+//! which process runs which pipeline, and a [`Fence`] makes every position commit
+//! conditional on still holding the pipeline's lease.
 //!
 //! A damaged store is never read as if it were fine: the redb file carries a format
 //! header and every position a checksum, both verified, and a panic of the storage
@@ -14,9 +19,12 @@
 //!
 //! This crate must never depend on configuration, connectors or the runtime.
 
+mod fence;
 mod format;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[cfg(feature = "postgres")]
+mod postgres_store;
 mod redb_store;
 mod repair;
 
@@ -28,6 +36,9 @@ use async_trait::async_trait;
 use funnel_core::{ConnectorError, PositionCommitter};
 use funnel_record::Position;
 
+pub use fence::{Fence, Lease, Leases};
+#[cfg(feature = "postgres")]
+pub use postgres_store::{DEFAULT_TABLE, PostgresStore};
 pub use redb_store::RedbStore;
 pub use repair::{CheckReport, RepairReport, check, repair};
 
@@ -85,6 +96,49 @@ pub enum StoreError {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
+    /// The database holding the store could not be reached or refused a statement.
+    #[error("store {store}: {detail}")]
+    Database {
+        /// The store (`postgres table conduit_kv_store at 127.0.0.1:5432`).
+        store: String,
+        /// What went wrong, with the server's message.
+        detail: String,
+    },
+    /// A row of a store table is damaged: it fails its checksum, or the format row is
+    /// missing or from a newer Funnel.
+    #[error(
+        "the store {store} is corrupt: {detail}. Stop funnel, then restore the table from \
+         a backup, or delete the damaged row (a source whose position is deleted starts \
+         again from its beginning)"
+    )]
+    CorruptTable {
+        /// The store (`postgres table conduit_kv_store at 127.0.0.1:5432`).
+        store: String,
+        /// What is damaged.
+        detail: String,
+    },
+    /// A fenced commit was refused: this process no longer holds the pipeline's lease
+    /// (it expired, or another process took it over).
+    #[error(
+        "pipeline {pipeline}: the lease of epoch {epoch} is no longer held by {owner}; \
+         another instance runs the pipeline now, so this one stops it"
+    )]
+    Fenced {
+        /// The pipeline.
+        pipeline: String,
+        /// The instance that committed.
+        owner: String,
+        /// The lease epoch it committed under.
+        epoch: i64,
+    },
+    /// The store cannot do this (leases and fenced commits need the PostgreSQL store).
+    #[error("the {store} store cannot {what}; use --db.type postgres")]
+    Unsupported {
+        /// The kind of store.
+        store: &'static str,
+        /// What was asked of it.
+        what: &'static str,
+    },
 }
 
 impl StoreError {
@@ -110,7 +164,7 @@ impl StoreError {
             Self::Corrupt { detail, .. } => Self::Corrupt { path, detail },
             Self::Missing { .. } => Self::Missing { path },
             Self::Io { source, .. } => Self::Io { path, source },
-            Self::Closed => Self::Closed,
+            other => other,
         }
     }
 }
@@ -177,6 +231,36 @@ pub trait Store: Send + Sync {
     ///
     /// When the store cannot be written.
     async fn delete_document(&self, pipeline: &str) -> Result<(), StoreError>;
+
+    /// Like [`set_position`](Self::set_position), but only while `fence` still holds
+    /// its lease, checked in the same statement that writes the position: a process
+    /// that lost the lease cannot overwrite the position of the one that took it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fenced`] when the lease is no longer held,
+    /// [`StoreError::Unsupported`] for a store without leases, and those of
+    /// `set_position`.
+    async fn set_position_fenced(
+        &self,
+        pipeline: &str,
+        connector: &str,
+        position: &Position,
+        fence: &Fence,
+    ) -> Result<(), StoreError> {
+        let _ = (pipeline, connector, position, fence);
+        Err(StoreError::Unsupported {
+            store: "this",
+            what: "commit a position under a lease",
+        })
+    }
+
+    /// How many write transactions (round trips to the database) the store made so
+    /// far, for stores that count them: group commit makes it lower than the number of
+    /// writes asked for.
+    fn write_round_trips(&self) -> Option<u64> {
+        None
+    }
 }
 
 pub(crate) fn key(pipeline: &str, connector: &str) -> String {
@@ -280,6 +364,7 @@ pub struct StoreCommitter {
     store: Arc<dyn Store>,
     pipeline: String,
     connector: String,
+    fence: Option<Arc<Fence>>,
 }
 
 impl StoreCommitter {
@@ -293,17 +378,39 @@ impl StoreCommitter {
             store,
             pipeline: pipeline.into(),
             connector: connector.into(),
+            fence: None,
         }
+    }
+
+    /// Commits only under `fence` (see [`Store::set_position_fenced`]).
+    #[must_use]
+    pub fn fenced(mut self, fence: Arc<Fence>) -> Self {
+        self.fence = Some(fence);
+        self
     }
 }
 
 #[async_trait]
 impl PositionCommitter for StoreCommitter {
     async fn commit(&self, position: &Position) -> Result<(), ConnectorError> {
-        self.store
-            .set_position(&self.pipeline, &self.connector, position)
-            .await
-            .map_err(ConnectorError::transient)
+        let committed = match &self.fence {
+            None => {
+                self.store
+                    .set_position(&self.pipeline, &self.connector, position)
+                    .await
+            }
+            Some(fence) => {
+                // No round trip once the lease is known to be lost.
+                fence.check()?;
+                self.store
+                    .set_position_fenced(&self.pipeline, &self.connector, position, fence)
+                    .await
+            }
+        };
+        committed.map_err(|e| match e {
+            StoreError::Fenced { .. } | StoreError::Unsupported { .. } => ConnectorError::fatal(e),
+            e => ConnectorError::transient(e),
+        })
     }
 }
 
@@ -312,63 +419,6 @@ mod tests {
     use super::*;
     use crate::redb_store::META;
     use redb::Database;
-
-    #[tokio::test]
-    async fn a_committed_position_survives_reopening_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("funnel.db");
-        {
-            let store = RedbStore::open(&path).unwrap();
-            assert_eq!(store.position("p", "src").await.unwrap(), None);
-            store.set_position("p", "src", &"41".into()).await.unwrap();
-            store.set_position("p", "src", &"42".into()).await.unwrap();
-            store.set_position("q", "src", &"7".into()).await.unwrap();
-            store.close();
-        }
-        let store = RedbStore::open(&path).unwrap();
-        assert_eq!(store.position("p", "src").await.unwrap(), Some("42".into()));
-        assert_eq!(store.position("q", "src").await.unwrap(), Some("7".into()));
-    }
-
-    #[tokio::test]
-    async fn concurrent_commits_all_land() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(RedbStore::open(dir.path().join("s.db")).unwrap());
-        let mut tasks = Vec::new();
-        for i in 0..50 {
-            let store = Arc::clone(&store);
-            tasks.push(tokio::spawn(async move {
-                store
-                    .set_position(&format!("p{i}"), "src", &i.to_string().into())
-                    .await
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap().unwrap();
-        }
-        for i in 0..50 {
-            assert_eq!(
-                store.position(&format!("p{i}"), "src").await.unwrap(),
-                Some(i.to_string().into())
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn deleting_a_pipeline_forgets_only_its_positions() {
-        for store in [
-            Arc::new(MemoryStore::new()) as Arc<dyn Store>,
-            Arc::new(RedbStore::open(tempfile::tempdir().unwrap().keep().join("s.db")).unwrap()),
-        ] {
-            store.set_position("p", "a", &"1".into()).await.unwrap();
-            store.set_position("p", "b", &"2".into()).await.unwrap();
-            store.set_position("pq", "a", &"3".into()).await.unwrap();
-            store.delete_pipeline("p").await.unwrap();
-            assert_eq!(store.position("p", "a").await.unwrap(), None);
-            assert_eq!(store.position("p", "b").await.unwrap(), None);
-            assert_eq!(store.position("pq", "a").await.unwrap(), Some("3".into()));
-        }
-    }
 
     #[tokio::test]
     async fn a_store_from_a_newer_funnel_is_refused_with_a_clear_message() {
@@ -413,13 +463,5 @@ mod tests {
             panic!("creating a store in a missing directory must fail with an I/O error");
         };
         assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
-    }
-
-    #[tokio::test]
-    async fn the_memory_store_keeps_the_last_position() {
-        let store = MemoryStore::new();
-        store.set_position("p", "s", &"1".into()).await.unwrap();
-        store.set_position("p", "s", &"2".into()).await.unwrap();
-        assert_eq!(store.position("p", "s").await.unwrap(), Some("2".into()));
     }
 }

@@ -7,7 +7,7 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use async_trait::async_trait;
@@ -292,6 +292,7 @@ pub struct RedbStore {
     db: Arc<Database>,
     writer: Mutex<Option<mpsc::Sender<Request>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    transactions: Arc<AtomicU64>,
 }
 
 impl RedbStore {
@@ -335,15 +336,18 @@ impl RedbStore {
         let (tx, rx) = mpsc::channel();
         let writer_db = Arc::clone(&db);
         let writer_path = path.clone();
+        let transactions = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&transactions);
         let thread = std::thread::Builder::new()
             .name("funnel-store".into())
-            .spawn(move || write_loop(&writer_db, &writer_path, &rx))
+            .spawn(move || write_loop(&writer_db, &writer_path, &rx, &counted))
             .map_err(|e| StoreError::io(&path, e))?;
         Ok(Self {
             path,
             db,
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            transactions,
         })
     }
 
@@ -405,12 +409,13 @@ impl Drop for RedbStore {
     }
 }
 
-fn write_loop(db: &Database, path: &Path, rx: &mpsc::Receiver<Request>) {
+fn write_loop(db: &Database, path: &Path, rx: &mpsc::Receiver<Request>, transactions: &AtomicU64) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
+        transactions.fetch_add(1, Ordering::Relaxed);
         let result = guarded(path, "writing positions", || {
             commit(db, &batch).map_err(|e| storage_error(path, e))
         });
@@ -572,6 +577,10 @@ impl Store for RedbStore {
         let pipeline = pipeline.to_owned();
         self.request(move |tx| Request::DeleteDocument(pipeline, tx))
             .await
+    }
+
+    fn write_round_trips(&self) -> Option<u64> {
+        Some(self.transactions.load(Ordering::Relaxed))
     }
 }
 
