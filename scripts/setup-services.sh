@@ -156,6 +156,12 @@ echo "setup-services: RabbitMQ ready on 127.0.0.1:5672"
 
 # NATS with JetStream on 127.0.0.1:4222, max_payload 8 MB (scripts/nats-server.sh).
 "$(dirname "$0")/nats-server.sh" ensure
+# The nats credential and TLS tests start servers of their own with nats-server and
+# make their certificates with the openssl command.
+if ! command -v openssl >/dev/null 2>&1; then
+    echo "setup-services: installing openssl"
+    apt-get install -y openssl >/dev/null
+fi
 
 # Mosquitto (127.0.0.1:1883, anonymous): the mqtt connector's tests. Its defaults drop
 # QoS 1 messages: a client gets at most 20 unacknowledged messages in flight, and a

@@ -3,7 +3,8 @@
 //! client library as the connector, and nothing of Funnel.
 //!
 //!   nats_bench pub <url> <stream> <subject> <count> <payload file>
-//!       creates the stream (file storage) when missing and publishes <count>
+//!       creates the stream (file storage, storing every subject under the parent
+//!       of <subject>: `a.b.>` for `a.b.in`) when missing and publishes <count>
 //!       messages, up to 4096 awaiting their publish ack;
 //!   nats_bench sub <url> <stream> <count>
 //!       reads <count> messages with a durable pull consumer from the start of the
@@ -38,9 +39,14 @@ async fn main() {
             let subject = args[4].clone();
             count = args[5].parse().unwrap();
             let payload = bytes::Bytes::from(std::fs::read(&args[6]).unwrap());
+            // The stream stores every subject under the parent of <subject>, so
+            // other runs publish to siblings of it (`bench.x.in`, `bench.x.out`).
+            let parent = subject
+                .rsplit_once('.')
+                .map_or(subject.as_str(), |(p, _)| p);
             js.get_or_create_stream(stream::Config {
                 name,
-                subjects: vec![format!("{subject}.>"), subject.clone()],
+                subjects: vec![format!("{parent}.>")],
                 ..Default::default()
             })
             .await

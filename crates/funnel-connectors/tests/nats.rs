@@ -14,13 +14,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{destination, nats, source};
-use funnel_core::{Destination, DestinationAck, Source};
+use funnel_core::{Destination, Source};
 use funnel_record::{Metadata, Position, Record, metadata};
 use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
-use support::{PATIENCE, TestStream, URL, client, raw, read_n, settings};
+use funnel_test_utils::connectors::{ack_n, read_n};
+use futures::StreamExt;
+use support::{TestStream, URL, client, payload_of_json, raw, settings};
 
 /// A stream of its own for each check; the source reads it with `sdk.batch.size` 10.
 struct NatsBackend {
@@ -72,8 +74,8 @@ impl DestinationBackend for NatsBackend {
         self.stream
             .messages()
             .await
-            .into_iter()
-            .map(|m| m.payload)
+            .iter()
+            .map(|m| payload_of_json(&m.payload))
             .collect()
     }
 }
@@ -256,19 +258,6 @@ fn record_with(position: &str, payload: &str, meta: &[(&str, &str)]) -> Record {
     record
 }
 
-async fn acks(d: &dyn Destination, n: usize) -> Vec<DestinationAck> {
-    let mut acks = Vec::new();
-    while acks.len() < n {
-        acks.extend(
-            tokio::time::timeout(PATIENCE, d.ack())
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
-    acks
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_thousand_records_are_stored_once_with_headers_and_written_again_are_not_stored_twice()
  {
@@ -288,7 +277,7 @@ async fn fifty_thousand_records_are_stored_once_with_headers_and_written_again_a
     for chunk in records.chunks(1000) {
         d.write(chunk).await.unwrap();
     }
-    let got = acks(&*d, 50_000).await;
+    let got = ack_n(&*d, 50_000).await;
     assert!(got.iter().all(|a| a.error.is_none()));
     assert!(
         got.iter()
@@ -301,13 +290,13 @@ async fn fifty_thousand_records_are_stored_once_with_headers_and_written_again_a
     let d = stream.destination("pipe:dfifty", &[]);
     d.open().await.unwrap();
     d.write(&records[49_000..]).await.unwrap();
-    acks(&*d, 1000).await;
+    ack_n(&*d, 1000).await;
     d.teardown().await.unwrap();
 
     let messages = stream.messages().await;
     assert_eq!(messages.len(), 50_000);
-    assert_eq!(messages[0].payload, "record 0");
-    assert_eq!(messages[49_999].payload, "record 49999");
+    assert_eq!(payload_of_json(&messages[0].payload), "record 0");
+    assert_eq!(payload_of_json(&messages[49_999].payload), "record 49999");
     let headers = &messages[7].headers;
     assert_eq!(headers.get("table").map(|v| v.as_str()), Some("t1"));
     assert_eq!(
@@ -318,6 +307,78 @@ async fn fifty_thousand_records_are_stored_once_with_headers_and_written_again_a
         let name: &str = name.as_ref();
         name != "bad name"
     }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_one_kilobyte_records_written_while_acks_are_read_all_get_acked() {
+    // What the engine does, at the size of the benchmark: one task writes batches
+    // without waiting for acks, another collects them. Publish acks awaited in the
+    // wrong place, a full in-flight window or a lost wake-up would stop the acks; each
+    // ack call must bring some within PATIENCE, and all must come within the deadline.
+    const N: usize = 100_000;
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "big").await;
+    let body = "x".repeat(1000);
+    let d = stream.destination("pipe:big", &[]);
+    d.open().await.unwrap();
+    let writer = {
+        let d = Arc::clone(&d);
+        tokio::spawn(async move {
+            for start in (0..N).step_by(1000) {
+                let batch: Vec<Record> = (start..start + 1000)
+                    .map(|i| record_with(&format!("{i:08}"), &body, &[]))
+                    .collect();
+                d.write(&batch).await.unwrap();
+            }
+        })
+    };
+    let got = tokio::time::timeout(std::time::Duration::from_secs(600), ack_n(&*d, N))
+        .await
+        .expect("not every record was acked within 600 s");
+    writer.await.unwrap();
+    assert!(got.iter().all(|a| a.error.is_none()));
+    assert_eq!(
+        got.last().unwrap().position,
+        Position::from(format!("{:08}", N - 1))
+    );
+    d.teardown().await.unwrap();
+    let info = stream
+        .js
+        .get_stream(&stream.name)
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap();
+    assert_eq!(info.state.messages, N as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_record_is_published_as_its_opencdc_json_like_the_other_destinations() {
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "json").await;
+    let mut record = record_with("p1", "the body", &[("table", "users")]);
+    record.key = Some(funnel_record::Data::Raw(Bytes::from_static(b"user-1")));
+    record.operation = funnel_record::Operation::Update;
+    let d = stream.destination("pipe:json", &[("sdk.record.format", "opencdc/json")]);
+    d.open().await.unwrap();
+    d.write(std::slice::from_ref(&record)).await.unwrap();
+    assert!(ack_n(&*d, 1).await[0].error.is_none());
+    d.teardown().await.unwrap();
+    let messages = stream.messages().await;
+    let published = Record::from_json(&messages[0].payload).unwrap();
+    assert_eq!(published, record);
+    // Another record format is refused when the pipeline is built.
+    let refused = destination(
+        "nats",
+        "pipe:json",
+        &settings(&[
+            ("urls", URL),
+            ("subject", "x"),
+            ("sdk.record.format", "debezium/json"),
+        ]),
+    );
+    assert!(refused.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +395,7 @@ async fn a_subject_template_routes_each_record_and_a_failing_one_nacks_only_that
     ])
     .await
     .unwrap();
-    let got = acks(&*d, 3).await;
+    let got = ack_n(&*d, 3).await;
     assert!(got[0].error.is_none() && got[2].error.is_none());
     let error = got[1]
         .error
@@ -419,4 +480,104 @@ async fn unreachable_server_missing_stream_and_unstored_subject_fail_with_clear_
         error.contains("nats destination p:out") && error.contains("ft.nobody.stores.this"),
         "{error}"
     );
+}
+
+/// A subject of its own for a core-NATS test (no stream stores it).
+fn core_subject(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("ftcore.{tag}.{}.{nanos}", std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pubsub_source_reads_a_core_subject_without_a_stream_in_publish_order() {
+    let Some(client) = client().await else { return };
+    let prefix = core_subject("src");
+    let s = settings(&[
+        ("urls", URL),
+        ("mode", "pubsub"),
+        ("subject", &format!("{prefix}.>")),
+        ("bufferSize", "20000"),
+    ]);
+    let source = source("nats", "pipe:core", &s, None).unwrap();
+    source.open().await.unwrap();
+    let payloads = numbered(10_000);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "first");
+    client
+        .publish_with_headers(format!("{prefix}.a"), headers, payloads[0].clone())
+        .await
+        .unwrap();
+    for p in &payloads[1..] {
+        client
+            .publish(format!("{prefix}.a"), p.clone())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let records = read_n(&*source, 10_000).await;
+    let got: Vec<Bytes> = records.iter().map(raw).collect();
+    assert!(got == payloads, "messages were lost, repeated or reordered");
+    assert_eq!(
+        records[0].metadata.get(metadata::COLLECTION),
+        Some(format!("{prefix}.a").as_str())
+    );
+    assert_eq!(
+        records[0].key,
+        Some(funnel_record::Data::Raw(Bytes::from_static(b"first")))
+    );
+    assert!(records.windows(2).all(|w| w[0].position < w[1].position));
+    // Nothing to acknowledge: acks succeed and change nothing.
+    source
+        .ack(&[records[9_999].position.clone()])
+        .await
+        .unwrap();
+    source.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pubsub_destination_publishes_opencdc_json_to_core_subscribers_without_a_stream() {
+    let Some(client) = client().await else { return };
+    let prefix = core_subject("dst");
+    let mut subscriber = client.subscribe(format!("{prefix}.>")).await.unwrap();
+    client.flush().await.unwrap();
+    let template = format!("{prefix}.{{{{ .Metadata.table }}}}");
+    let d = destination(
+        "nats",
+        "pipe:core",
+        &settings(&[("urls", URL), ("mode", "pubsub"), ("subject", &template)]),
+    )
+    .unwrap();
+    d.open().await.unwrap();
+    let records: Vec<Record> = (0..1000)
+        .map(|i| record_with(&format!("{i:04}"), &format!("r{i}"), &[("table", "t")]))
+        .collect();
+    d.write(&records[..500]).await.unwrap();
+    d.write(&[record_with("x", "no table", &[])]).await.unwrap();
+    d.write(&records[500..]).await.unwrap();
+    let acks = ack_n(&*d, 1001).await;
+    assert!(
+        acks[500].error.is_some(),
+        "a record without a subject is nacked"
+    );
+    assert_eq!(acks.iter().filter(|a| a.error.is_none()).count(), 1000);
+    d.teardown().await.unwrap();
+    for (i, want) in records.iter().enumerate() {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(30), subscriber.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {i} of 1000 messages arrived"))
+            .unwrap();
+        assert_eq!(message.subject.as_str(), format!("{prefix}.t"));
+        assert_eq!(&Record::from_json(&message.payload).unwrap(), want);
+        assert_eq!(
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("table"))
+                .map(|v| v.as_str()),
+            Some("t")
+        );
+    }
 }

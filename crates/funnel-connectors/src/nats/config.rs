@@ -32,6 +32,27 @@ impl FromSetting for Urls {
     }
 }
 
+/// `mode`: JetStream (acked, at least once) or plain core-NATS subjects (at most once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `jetstream`: a stream read with a durable consumer; publishes confirmed by the
+    /// stream.
+    JetStream,
+    /// `pubsub`: core NATS subscribe and publish; nothing is stored or acked, so
+    /// messages can be lost (at most once).
+    PubSub,
+}
+
+impl FromSetting for Mode {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match raw {
+            "jetstream" => Ok(Self::JetStream),
+            "pubsub" => Ok(Self::PubSub),
+            _ => Err(format!("{raw:?} value must be one of: jetstream, pubsub")),
+        }
+    }
+}
+
 /// `deliverPolicy`: where a new consumer starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeliverPolicy {
@@ -139,10 +160,14 @@ funnel_core::settings! {
 funnel_core::settings! {
     /// The NATS JetStream source's own settings.
     pub struct NatsSourceSettings {
-        /// Subject filter of the consumer (wildcards allowed); must be in the stream.
+        /// jetstream (a stream, acked after delivery) or pubsub (core NATS
+        /// subscribe, at most once).
+        pub mode: Mode = "mode" (default "jetstream"),
+        /// Subject filter of the consumer, or the subject to subscribe to (wildcards
+        /// allowed); with jetstream it must be in the stream.
         pub subject: String = "subject",
-        /// Name of the stream to read.
-        pub stream: String = "stream",
+        /// Name of the stream to read (required with mode jetstream).
+        pub stream: Option<String> = "stream",
         /// Name of the durable pull consumer (default: funnel- and the connector ID).
         pub durable: Option<String> = "durable",
         /// Accepted for compatibility: the source uses a pull consumer, which has no
@@ -162,6 +187,9 @@ funnel_core::settings! {
 funnel_core::settings! {
     /// The NATS JetStream destination's own settings.
     pub struct NatsDestinationSettings {
+        /// jetstream (acked after the stream stored the message) or pubsub (core
+        /// NATS publish, acked once sent: at most once).
+        pub mode: Mode = "mode" (default "jetstream"),
         /// Subject to publish to: a name, or a Go template rendered per record.
         pub subject: SubjectTemplate = "subject" (default "{{ index .Metadata \"opencdc.collection\" }}"),
         /// Publish attempts after a failed one (no publish ack in time).
@@ -197,9 +225,11 @@ pub struct NatsConnection {
 pub struct NatsSourceConfig {
     /// The connection.
     pub connection: NatsConnection,
-    /// `subject`: the consumer's filter subject.
+    /// `mode`.
+    pub mode: Mode,
+    /// `subject`: the consumer's filter subject, or the subject subscribed to.
     pub subject: String,
-    /// `stream`.
+    /// `stream` (empty with mode pubsub).
     pub stream: String,
     /// `durable` (default `funnel-<connector ID>`, filled in by the connector).
     pub durable: Option<String>,
@@ -218,6 +248,8 @@ pub struct NatsSourceConfig {
 pub struct NatsDestinationConfig {
     /// The connection.
     pub connection: NatsConnection,
+    /// `mode`.
+    pub mode: Mode,
     /// `subject`.
     pub subject: funnel_template::Template,
     /// `retryAttempts`.
@@ -288,16 +320,21 @@ pub fn validate_source(settings: &Settings) -> Result<NatsSourceConfig, Vec<Sett
     if own.subject.trim().is_empty() {
         errors.push(SettingsError::new("subject", "the subject is empty"));
     }
-    if own.stream.trim().is_empty() {
-        errors.push(SettingsError::new("stream", "the stream name is empty"));
+    let stream = own.stream.unwrap_or_default();
+    if own.mode == Mode::JetStream && stream.trim().is_empty() {
+        errors.push(SettingsError::new(
+            "stream",
+            "is required with mode jetstream (the stream to read)",
+        ));
     }
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(NatsSourceConfig {
         connection,
+        mode: own.mode,
         subject: own.subject,
-        stream: own.stream,
+        stream,
         durable: own.durable.filter(|d| !d.is_empty()),
         deliver_policy: own.deliver_policy,
         ack_policy: own.ack_policy,
@@ -326,6 +363,7 @@ pub fn validate_destination(
     }
     Ok(NatsDestinationConfig {
         connection,
+        mode: own.mode,
         subject: own.subject.0,
         retry_attempts: own.retry_attempts,
         retry_wait: own.retry_wait,
@@ -371,13 +409,35 @@ mod tests {
             [
                 "urls",
                 "subject",
-                "stream",
                 "deliverPolicy",
                 "ackPolicy",
                 "bufferSize",
                 "surprise"
             ]
         );
+    }
+
+    #[test]
+    fn a_stream_is_required_with_jetstream_and_not_with_pubsub() {
+        let errors = validate_source(&settings(&[
+            ("urls", "nats://127.0.0.1:4222"),
+            ("subject", "orders.>"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errors[0].setting, "stream");
+        let c = validate_source(&settings(&[
+            ("urls", "nats://127.0.0.1:4222"),
+            ("subject", "orders.>"),
+            ("mode", "pubsub"),
+        ]))
+        .unwrap();
+        assert_eq!(c.mode, Mode::PubSub);
+        let errors = validate_destination(&settings(&[
+            ("urls", "nats://127.0.0.1:4222"),
+            ("mode", "core"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errors[0].setting, "mode");
     }
 
     #[test]

@@ -40,6 +40,16 @@ pub(crate) async fn connect(
     who: &str,
     default_name: &str,
 ) -> Result<async_nats::Client, ConnectorError> {
+    connect_with(connection, who, default_name, |options| options).await
+}
+
+/// [`connect`] with the client options changed by `more` (a subscription's buffer).
+pub(crate) async fn connect_with(
+    connection: &NatsConnection,
+    who: &str,
+    default_name: &str,
+    more: impl FnOnce(ConnectOptions) -> ConnectOptions,
+) -> Result<async_nats::Client, ConnectorError> {
     let servers = servers(connection);
     let mut options = ConnectOptions::new()
         .name(connection.name.as_deref().unwrap_or(default_name))
@@ -108,7 +118,22 @@ pub(crate) async fn connect(
         .iter()
         .filter_map(|url| url.parse().ok())
         .collect();
-    options.connect(addresses).await.map_err(|e| {
+    // The client does not read credentials from the URL itself: user and password
+    // (or a token alone) of the first URL that has them.
+    if connection.credentials_file.is_none()
+        && connection.nkey_path.is_none()
+        && let Some((user, password)) = addresses
+            .iter()
+            .find_map(|a| a.username().map(|user| (user, a.password())))
+    {
+        options = match password {
+            Some(password) => {
+                options.user_and_password(percent_decoded(user), percent_decoded(password))
+            }
+            None => options.token(percent_decoded(user)),
+        };
+    }
+    more(options).connect(addresses).await.map_err(|e| {
         let message = format!("{who}: cannot connect to NATS at {servers}: {e}");
         match e.kind() {
             ConnectErrorKind::Authentication
@@ -120,9 +145,39 @@ pub(crate) async fn connect(
     })
 }
 
+/// `text` with each `%XX` escape of a URL replaced by its byte.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_credentials_are_percent_decoded() {
+        assert_eq!(percent_decoded("p%40ss%3Aword"), "p@ss:word");
+        assert_eq!(percent_decoded("plain%"), "plain%");
+    }
 
     #[test]
     fn server_names_in_messages_leave_out_credentials() {

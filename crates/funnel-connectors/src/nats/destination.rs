@@ -12,7 +12,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_core::{ConnectorError, Destination, DestinationAck, RecordError};
-use funnel_record::{Data, Position, Record, Value};
+use funnel_record::{Position, Record};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -76,52 +76,55 @@ impl NatsDestination {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The subject of `record`, or why there is none.
-    fn subject(&self, record: &Record) -> Result<String, String> {
-        if let Some(literal) = self.config.subject.as_literal() {
-            return Ok(literal.to_owned());
-        }
-        match self.config.subject.render(record) {
-            Ok(subject) if !valid_subject(&subject) => Err(format!(
-                "{}: the subject template rendered {subject:?}, which is not a subject to \
-                 publish to (setting `subject`)",
-                self.who
-            )),
-            Ok(subject) => Ok(subject),
-            Err(e) => Err(format!(
-                "{}: the subject template failed (setting `subject`): {e}",
-                self.who
-            )),
-        }
-    }
-
-    /// The message for `record`: its raw payload (a structured one as JSON), its
-    /// metadata as headers, and a message ID from the connector and the position for
-    /// the stream's de-duplication.
+    /// The message for `record`: the record in `sdk.record.format` (OpenCDC JSON, as
+    /// the other destinations write it), its metadata as headers, and a message ID
+    /// from the connector and the position for the stream's de-duplication.
     fn message(&self, record: &Record) -> PublishMessage {
-        let payload = match &record.payload.after {
-            Some(Data::Raw(bytes)) => bytes.clone(),
-            Some(Data::Structured(map)) => Bytes::from(Value::Map(map.clone()).to_json()),
-            None => Bytes::new(),
-        };
-        let mut headers = HeaderMap::new();
-        for (name, value) in record.metadata.iter() {
-            // JetStream's own headers are not copied from metadata.
-            if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
-                continue;
-            }
-            if name.contains(char::is_whitespace) {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_str(name) {
-                headers.insert(name, value);
-            }
-        }
         PublishMessage::build()
-            .payload(payload)
-            .headers(headers)
+            .payload(Bytes::from(record.to_json()))
+            .headers(headers(record))
             .message_id(message_id(&self.id, &record.position))
     }
+}
+
+/// The subject of `record` from the `subject` template, or why there is none; `who`
+/// names the connector.
+pub(crate) fn subject_of(
+    who: &str,
+    template: &funnel_template::Template,
+    record: &Record,
+) -> Result<String, String> {
+    if let Some(literal) = template.as_literal() {
+        return Ok(literal.to_owned());
+    }
+    match template.render(record) {
+        Ok(subject) if !valid_subject(&subject) => Err(format!(
+            "{who}: the subject template rendered {subject:?}, which is not a subject to \
+             publish to (setting `subject`)"
+        )),
+        Ok(subject) => Ok(subject),
+        Err(e) => Err(format!(
+            "{who}: the subject template failed (setting `subject`): {e}"
+        )),
+    }
+}
+
+/// The headers of `record`: its metadata, without JetStream's own `Nats-*` headers
+/// and keys that are not header names.
+pub(crate) fn headers(record: &Record) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in record.metadata.iter() {
+        if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
+            continue;
+        }
+        if name.contains(char::is_whitespace) {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_str(name) {
+            headers.insert(name, value);
+        }
+    }
+    headers
 }
 
 /// Whether `subject` can be published to: dot-separated non-empty tokens without
@@ -264,7 +267,7 @@ impl Destination for NatsDestination {
             return Err(ConnectorError::transient(failure));
         }
         for record in records {
-            let item = match self.subject(record) {
+            let item = match subject_of(&self.who, &self.config.subject, record) {
                 Ok(subject) => {
                     let message = self.message(record);
                     let ack = js

@@ -19,7 +19,8 @@
 //!
 //! | Setting | Default | Meaning |
 //! |---|---|---|
-//! | `stream` | — (required) | Stream to read. |
+//! | `mode` | `jetstream` | `jetstream`, or `pubsub`: a core-NATS subscription, at most once ([`NatsPubSubSource`]). |
+//! | `stream` | — (required with `jetstream`) | Stream to read. |
 //! | `subject` | — (required) | Filter subject of the consumer (wildcards allowed). |
 //! | `durable` | `funnel-<connector ID>` | Durable pull consumer's name. |
 //! | `deliverPolicy` | `all` | Where a consumer starts without a saved position: `all` or `new`. |
@@ -52,11 +53,13 @@
 //!
 //! | Setting | Default | Meaning |
 //! |---|---|---|
+//! | `mode` | `jetstream` | `jetstream`, or `pubsub`: core-NATS publishes acked once flushed, at most once ([`NatsPubSubDestination`]). |
 //! | `subject` | `{{ index .Metadata "opencdc.collection" }}` | Subject, or a Go template rendered per record. |
 //! | `retryAttempts` | `3` | Publishes again after a missing publish ack, this often. |
 //! | `retryWait` | `5s` | Wait before publishing again. |
 //!
-//! Each record is published with its raw payload (structured payloads as JSON), its
+//! Each record is published as its OpenCDC JSON (`sdk.record.format`, Conduit's
+//! default and the only format supported, as for the other destinations), its
 //! metadata as headers (keys that are not valid header names, and `Nats-*` keys, are
 //! left out) and `Nats-Msg-Id` = `<connector ID>/<position>`, so the stream stores a
 //! record written again after a restart once (within the stream's duplicate window,
@@ -70,6 +73,7 @@
 
 mod config;
 mod conn;
+mod core;
 mod destination;
 mod source;
 
@@ -79,10 +83,11 @@ use funnel_core::component::{Build, Component};
 use funnel_core::typed::SettingsStruct;
 
 pub use config::{
-    AckPolicy, BufferSize, DeliverPolicy, NatsConnection, NatsConnectionSettings,
+    AckPolicy, BufferSize, DeliverPolicy, Mode, NatsConnection, NatsConnectionSettings,
     NatsDestinationConfig, NatsDestinationSettings, NatsSourceConfig, NatsSourceSettings,
     SubjectTemplate, Urls, validate_destination, validate_source,
 };
+pub use core::{NatsPubSubDestination, NatsPubSubSource};
 pub use destination::NatsDestination;
 pub use source::NatsSource;
 
@@ -104,7 +109,10 @@ pub const SOURCE: Component = Component::new(
     ],
     Build::Source(|id, settings, resume| {
         let config = validate_source(settings)?;
-        Ok(Arc::new(NatsSource::new(id, config, resume)))
+        Ok(match config.mode {
+            Mode::JetStream => Arc::new(NatsSource::new(id, config, resume)),
+            Mode::PubSub => Arc::new(NatsPubSubSource::new(id, config)),
+        })
     }),
 )
 .with_check(|id, settings| {
@@ -112,6 +120,9 @@ pub const SOURCE: Component = Component::new(
         let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
         let who = format!("nats source {id}");
         let client = conn::connect(&config.connection, &who, &id).await?;
+        if config.mode == Mode::PubSub {
+            return Ok(());
+        }
         async_nats::jetstream::new(client)
             .get_stream(&config.stream)
             .await
@@ -137,10 +148,11 @@ pub const DESTINATION: Component = Component::new(
     ],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
-        Ok(crate::paced(
-            settings,
-            Arc::new(NatsDestination::new(id, config)),
-        ))
+        let destination: Arc<dyn funnel_core::Destination> = match config.mode {
+            Mode::JetStream => Arc::new(NatsDestination::new(id, config)),
+            Mode::PubSub => Arc::new(NatsPubSubDestination::new(id, config)),
+        };
+        Ok(crate::paced(settings, destination))
     }),
 )
 .with_check(|id, settings| {

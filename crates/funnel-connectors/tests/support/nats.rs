@@ -170,23 +170,14 @@ impl Drop for TestStream {
     }
 }
 
+/// The payload of the record a destination published as OpenCDC JSON.
+pub fn payload_of_json(body: &[u8]) -> Bytes {
+    raw(&Record::from_json(body).expect("an OpenCDC JSON record"))
+}
+
 pub fn raw(record: &Record) -> Bytes {
     match &record.payload.after {
         Some(Data::Raw(bytes)) => bytes.clone(),
         other => panic!("expected raw data, got {other:?}"),
     }
-}
-
-/// Reads until `n` records arrived (failing after `PATIENCE` without one).
-pub async fn read_n(source: &dyn Source, n: usize) -> Vec<Record> {
-    let mut records = Vec::new();
-    while records.len() < n {
-        let batch = tokio::time::timeout(PATIENCE, source.read())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records arrived in time", records.len()))
-            .unwrap()
-            .expect("a batch");
-        records.extend(batch);
-    }
-    records
 }
