@@ -12,12 +12,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
-use funnel_core::{Destination, DestinationAck, Source};
+use funnel_core::{Destination, Source};
 use funnel_record::{Data, Metadata, Position, Record, metadata};
 use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
+use funnel_test_utils::connectors::{ack_n, read_n};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
@@ -238,19 +239,6 @@ async fn the_stream_destination_passes_the_destination_compliance_suite() {
     assert!(report.skipped.is_empty(), "{report:?}");
 }
 
-async fn read_n(source: &dyn Source, n: usize) -> Vec<Record> {
-    let mut records = Vec::new();
-    while records.len() < n {
-        let batch = tokio::time::timeout(PATIENCE, source.read())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records arrived in time", records.len()))
-            .unwrap()
-            .expect("a batch");
-        records.extend(batch);
-    }
-    records
-}
-
 fn numbered(n: usize) -> Vec<Bytes> {
     (0..n)
         .map(|i| Bytes::from(format!("entry {i:06}")))
@@ -397,19 +385,6 @@ fn record(position: &str, after: &str, table: Option<&str>) -> Record {
     r
 }
 
-async fn acks(d: &dyn Destination, n: usize) -> Vec<DestinationAck> {
-    let mut acks = Vec::new();
-    while acks.len() < n {
-        acks.extend(
-            tokio::time::timeout(PATIENCE, d.ack())
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
-    acks
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_thousand_records_are_added_as_entries_json_objects_as_fields_and_max_len_trims() {
     let Some(key) = Key::new("dfifty").await else {
@@ -429,7 +404,7 @@ async fn fifty_thousand_records_are_added_as_entries_json_objects_as_fields_and_
     for chunk in records.chunks(1000) {
         d.write(chunk).await.unwrap();
     }
-    let got = acks(&*d, 50_000).await;
+    let got = ack_n(&*d, 50_000).await;
     assert!(got.iter().all(|a| a.error.is_none()));
     d.teardown().await.unwrap();
     let entries = key.entries().await;
@@ -451,7 +426,7 @@ async fn fifty_thousand_records_are_added_as_entries_json_objects_as_fields_and_
     .unwrap();
     d.open().await.unwrap();
     d.write(&records[..5000]).await.unwrap();
-    acks(&*d, 5000).await;
+    ack_n(&*d, 5000).await;
     d.teardown().await.unwrap();
     let left = trimmed.entries().await.len();
     assert!(
@@ -484,7 +459,7 @@ async fn a_key_template_routes_each_record_and_a_refused_record_is_nacked_alone(
     ])
     .await
     .unwrap();
-    let got = acks(&*d, 4).await;
+    let got = ack_n(&*d, 4).await;
     assert!(got[0].error.is_none() && got[3].error.is_none());
     assert!(
         got[1]
@@ -564,4 +539,96 @@ async fn unreachable_server_wrong_password_and_a_key_of_another_type_fail_with_c
         error.contains(&key.name) && error.contains("string"),
         "{error}"
     );
+}
+
+fn keyed(key: &str, operation: funnel_record::Operation, after: &str) -> Record {
+    let mut r = record(key, after, None);
+    r.key = Some(Data::Raw(Bytes::from(key.to_owned())));
+    r.operation = operation;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyvalue_mode_sets_updates_and_deletes_the_key_of_each_record_in_order() {
+    use funnel_record::Operation::{Create, Delete, Update};
+    let Some(key) = Key::new("kv").await else {
+        return;
+    };
+    let prefix = format!("{}:", key.name);
+    let d = destination(
+        "redis",
+        "pipe:kv",
+        &settings(&[
+            ("redis.host", "127.0.0.1"),
+            ("mode", "keyvalue"),
+            ("redis.key", &prefix),
+        ]),
+    )
+    .unwrap();
+    d.open().await.unwrap();
+    let mut records: Vec<Record> = (0..1000)
+        .map(|i| keyed(&format!("k{i}"), Create, &format!("v{i}")))
+        .collect();
+    records.extend((0..500).map(|i| keyed(&format!("k{i}"), Update, &format!("w{i}"))));
+    records.extend((500..1000).map(|i| keyed(&format!("k{i}"), Delete, "")));
+    let mut keyless = record("none", "no key", None);
+    keyless.key = None;
+    records.insert(1200, keyless);
+    for chunk in records.chunks(500) {
+        d.write(chunk).await.unwrap();
+    }
+    let acks = ack_n(&*d, records.len()).await;
+    assert!(
+        acks[1200].error.is_some(),
+        "a record without a key is nacked"
+    );
+    assert_eq!(acks.iter().filter(|a| a.error.is_none()).count(), 2000);
+    d.teardown().await.unwrap();
+
+    let mut con = key.con.clone();
+    let updated: Option<String> = con.get(format!("{prefix}k7")).await.unwrap();
+    assert_eq!(updated.as_deref(), Some("w7"));
+    let deleted: Option<String> = con.get(format!("{prefix}k700")).await.unwrap();
+    assert_eq!(deleted, None);
+    let live: Vec<String> = con.keys(format!("{prefix}*")).await.unwrap();
+    assert_eq!(live.len(), 500);
+    let _: () = con.del(live).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyvalue_mode_with_hash_values_stores_exactly_the_fields_of_the_last_write() {
+    use funnel_record::Operation::{Create, Delete, Update};
+    let Some(key) = Key::new("kvhash").await else {
+        return;
+    };
+    let d = destination(
+        "redis",
+        "pipe:kvh",
+        &settings(&[
+            ("redis.host", "127.0.0.1"),
+            ("mode", "keyvalue"),
+            ("keyvalue.valueType", "hash"),
+        ]),
+    )
+    .unwrap();
+    d.open().await.unwrap();
+    let other = format!("{}:other", key.name);
+    d.write(&[
+        keyed(&key.name, Create, r#"{"a":"1","b":"2"}"#),
+        keyed(&key.name, Update, r#"{"a":"3"}"#),
+        keyed(&other, Create, "plain"),
+        keyed(&other, Delete, ""),
+    ])
+    .await
+    .unwrap();
+    assert!(ack_n(&*d, 4).await.iter().all(|a| a.error.is_none()));
+    d.teardown().await.unwrap();
+    let mut con = key.con.clone();
+    let fields: std::collections::BTreeMap<String, String> = con.hgetall(&key.name).await.unwrap();
+    assert_eq!(
+        fields,
+        std::collections::BTreeMap::from([("a".to_owned(), "3".to_owned())])
+    );
+    let exists: bool = con.exists(&other).await.unwrap();
+    assert!(!exists);
 }

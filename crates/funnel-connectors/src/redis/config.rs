@@ -15,6 +15,9 @@ pub enum Mode {
     PubSub,
     /// `stream`: a stream.
     Stream,
+    /// `keyvalue` (destination only, a Funnel extension): each record sets or deletes
+    /// the Redis key named by its record key.
+    KeyValue,
 }
 
 impl FromSetting for Mode {
@@ -22,7 +25,29 @@ impl FromSetting for Mode {
         match raw {
             "pubsub" => Ok(Self::PubSub),
             "stream" => Ok(Self::Stream),
-            _ => Err(format!("{raw:?} value must be one of: pubsub, stream")),
+            "keyvalue" => Ok(Self::KeyValue),
+            _ => Err(format!(
+                "{raw:?} value must be one of: pubsub, stream, keyvalue"
+            )),
+        }
+    }
+}
+
+/// `keyvalue.valueType`: how `mode: keyvalue` stores a record's payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueType {
+    /// `string`: `SET key <payload>`.
+    String,
+    /// `hash`: `DEL key` then `HSET key <fields>`, the fields as a stream entry's.
+    Hash,
+}
+
+impl FromSetting for ValueType {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match raw {
+            "string" => Ok(Self::String),
+            "hash" => Ok(Self::Hash),
+            _ => Err(format!("{raw:?} value must be one of: string, hash")),
         }
     }
 }
@@ -73,7 +98,8 @@ funnel_core::settings! {
         pub username: Option<String> = "redis.username",
         /// Password.
         pub password: Option<String> = "redis.password",
-        /// What redis.key names: pubsub (a channel) or stream.
+        /// What redis.key names: pubsub (a channel) or stream; keyvalue (destination
+        /// only): keys named by the record keys.
         pub mode: Mode = "mode" (default "pubsub"),
     }
 }
@@ -100,8 +126,11 @@ funnel_core::settings! {
     /// The Redis destination's own settings.
     pub struct RedisDestinationSettings {
         /// Stream to add to, or channel to publish on: a name, or a Go template
-        /// rendered per record.
-        pub key: KeyTemplate = "redis.key",
+        /// rendered per record; with mode keyvalue, an optional prefix of every key.
+        pub key: Option<KeyTemplate> = "redis.key",
+        /// Funnel extension, mode keyvalue: string (SET the payload) or hash (HSET
+        /// its fields).
+        pub value_type: ValueType = "keyvalue.valueType" (default "string"),
         /// Funnel extension: trim the stream to about this many entries on each add
         /// (XADD MAXLEN ~); 0 keeps every entry.
         pub max_len: usize = "stream.maxLen" (default "0"),
@@ -158,10 +187,12 @@ pub struct RedisDestinationConfig {
     pub connection: RedisConnection,
     /// `mode`.
     pub mode: Mode,
-    /// `redis.key`.
-    pub key: funnel_template::Template,
+    /// `redis.key` (only `None` with mode keyvalue: no prefix).
+    pub key: Option<funnel_template::Template>,
     /// `stream.maxLen` (0: no trimming).
     pub max_len: usize,
+    /// `keyvalue.valueType`.
+    pub value_type: ValueType,
 }
 
 fn parse<T: SettingsStruct>(
@@ -206,6 +237,12 @@ pub fn validate_source(settings: &Settings) -> Result<RedisSourceConfig, Vec<Set
         errors.push(SettingsError::new("pollingPeriod", "must be longer than 0"));
     }
     let mode = conn.mode;
+    if mode == Mode::KeyValue {
+        errors.push(SettingsError::new(
+            "mode",
+            "keyvalue is for the destination only; a source reads a stream or a channel",
+        ));
+    }
     if mode == Mode::PubSub && own.group.as_deref().is_some_and(|g| !g.is_empty()) {
         errors.push(SettingsError::new(
             "stream.group",
@@ -239,11 +276,18 @@ pub fn validate_destination(
         sdk_destination(reader);
         0
     })?;
+    if conn.mode != Mode::KeyValue && own.key.is_none() {
+        return Err(vec![SettingsError::new(
+            "redis.key",
+            "is required with mode stream or pubsub",
+        )]);
+    }
     Ok(RedisDestinationConfig {
         mode: conn.mode,
         connection: connection(conn),
-        key: own.key.0,
+        key: own.key.map(|k| k.0),
         max_len: own.max_len,
+        value_type: own.value_type,
     })
 }
 
@@ -297,7 +341,23 @@ mod tests {
             ("stream.maxLen", "1000"),
         ]))
         .unwrap();
-        assert_eq!(c.key.as_literal(), None);
+        assert_eq!(c.key.unwrap().as_literal(), None);
         assert_eq!(c.max_len, 1000);
+    }
+
+    #[test]
+    fn keyvalue_is_for_destinations_and_needs_no_key() {
+        let c = validate_destination(&settings(&[
+            ("mode", "keyvalue"),
+            ("keyvalue.valueType", "hash"),
+        ]))
+        .unwrap();
+        assert!(c.key.is_none());
+        assert_eq!(c.value_type, ValueType::Hash);
+        let errors = validate_destination(&settings(&[("mode", "stream")])).unwrap_err();
+        assert_eq!(errors[0].setting, "redis.key");
+        let errors =
+            validate_source(&settings(&[("redis.key", "k"), ("mode", "keyvalue")])).unwrap_err();
+        assert_eq!(errors[0].setting, "mode");
     }
 }

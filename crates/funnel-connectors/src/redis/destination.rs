@@ -1,15 +1,15 @@
-//! The Redis destination: XADD to a stream (or PUBLISH on a channel), one pipeline per
-//! batch, each record acked after its reply.
+//! The Redis destination: XADD to a stream, PUBLISH on a channel, or SET/HSET/DEL by
+//! record key; one pipeline per batch, each record acked after its replies.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_core::{ConnectorError, Destination, DestinationAck, RecordError};
-use funnel_record::{Data, Record, Value};
+use funnel_record::{Data, Operation, Record, Value};
 use redis::aio::MultiplexedConnection;
 
-use super::config::{Mode, RedisDestinationConfig};
+use super::config::{Mode, RedisDestinationConfig, ValueType};
 use super::conn;
 use crate::ack::AckQueue;
 
@@ -38,11 +38,15 @@ impl RedisDestination {
         }
     }
 
+    /// `redis.key` rendered for `record` (empty without one).
     fn key(&self, record: &Record) -> Result<String, String> {
-        if let Some(literal) = self.config.key.as_literal() {
+        let Some(template) = &self.config.key else {
+            return Ok(String::new());
+        };
+        if let Some(literal) = template.as_literal() {
             return Ok(literal.to_owned());
         }
-        match self.config.key.render(record) {
+        match template.render(record) {
             Ok(key) if key.is_empty() || key.contains("<no value>") => Err(format!(
                 "{}: the key template rendered {key:?} (setting `redis.key`)",
                 self.who
@@ -50,6 +54,56 @@ impl RedisDestination {
             Ok(key) => Ok(key),
             Err(e) => Err(format!(
                 "{}: the key template failed (setting `redis.key`): {e}",
+                self.who
+            )),
+        }
+    }
+
+    /// Adds the commands of `record` in mode keyvalue to `pipe`: the key is `prefix`
+    /// and the record key; returns how many commands, or why there are none.
+    fn key_value(
+        &self,
+        pipe: &mut redis::Pipeline,
+        prefix: String,
+        record: &Record,
+    ) -> Result<usize, String> {
+        let mut key = prefix.into_bytes();
+        match &record.key {
+            Some(Data::Raw(bytes)) if !bytes.is_empty() => key.extend_from_slice(bytes),
+            Some(Data::Structured(map)) => key.extend(Value::Map(map.clone()).to_json()),
+            _ => {
+                return Err(format!(
+                    "{}: the record has no key, which names the Redis key in mode keyvalue",
+                    self.who
+                ));
+            }
+        }
+        match record.operation {
+            Operation::Delete => {
+                pipe.cmd("DEL").arg(&key);
+                Ok(1)
+            }
+            Operation::Create | Operation::Update | Operation::Snapshot => {
+                match self.config.value_type {
+                    ValueType::String => {
+                        pipe.cmd("SET")
+                            .arg(&key)
+                            .arg(payload_bytes(record).as_ref());
+                        Ok(1)
+                    }
+                    ValueType::Hash => {
+                        pipe.cmd("DEL").arg(&key);
+                        let cmd = pipe.cmd("HSET").arg(&key);
+                        for (field, value) in fields(record) {
+                            cmd.arg(field).arg(value.as_ref());
+                        }
+                        Ok(2)
+                    }
+                }
+            }
+            Operation::Other(n) => Err(format!(
+                "{}: operation {n} is not one mode keyvalue can write (create, update, \
+                 snapshot or delete)",
                 self.who
             )),
         }
@@ -108,7 +162,7 @@ impl Destination for RedisDestination {
         let c = &self.config;
         let client = conn::client(&c.connection, &self.who)?;
         let mut con = conn::connect(&client, &c.connection, &self.who, RESPONSE_TIMEOUT).await?;
-        if let (Mode::Stream, Some(key)) = (c.mode, c.key.as_literal()) {
+        if let (Mode::Stream, Some(key)) = (c.mode, c.key.as_ref().and_then(|k| k.as_literal())) {
             let kind: String = redis::cmd("TYPE")
                 .arg(key)
                 .query_async(&mut con)
@@ -135,10 +189,13 @@ impl Destination for RedisDestination {
         };
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        // Per record: the index of its command in the pipeline, or why it has none.
-        let mut plan: Vec<Result<(), String>> = Vec::with_capacity(records.len());
+        // Per record: how many commands it has in the pipeline, or why it has none.
+        let mut plan: Vec<Result<usize, String>> = Vec::with_capacity(records.len());
         for record in records {
             match self.key(record) {
+                Ok(key) if self.config.mode == Mode::KeyValue => {
+                    plan.push(self.key_value(&mut pipe, key, record));
+                }
                 Ok(key) => {
                     match self.config.mode {
                         Mode::Stream => {
@@ -151,13 +208,13 @@ impl Destination for RedisDestination {
                                 cmd.arg(field).arg(value.as_ref());
                             }
                         }
-                        Mode::PubSub => {
+                        Mode::PubSub | Mode::KeyValue => {
                             pipe.cmd("PUBLISH")
                                 .arg(&key)
                                 .arg(payload_bytes(record).as_ref());
                         }
                     }
-                    plan.push(Ok(()));
+                    plan.push(Ok(1));
                 }
                 Err(message) => plan.push(Err(message)),
             }
@@ -181,19 +238,31 @@ impl Destination for RedisDestination {
                 Err(message) => {
                     acks.push(DestinationAck::nack(position, RecordError::msg(message)))
                 }
-                Ok(()) => match replies.next() {
-                    Some(Ok(_)) => acks.push(DestinationAck::ok(position)),
-                    Some(Err(e)) => acks.push(DestinationAck::nack(
-                        position,
-                        RecordError::msg(format!("{}: Redis refused the record: {e}", self.who)),
-                    )),
-                    None => {
-                        return Err(ConnectorError::transient(format!(
-                            "{}: Redis sent fewer replies than commands",
-                            self.who
-                        )));
+                Ok(commands) => {
+                    let mut refused = None;
+                    for _ in 0..commands {
+                        match replies.next() {
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => refused = refused.or(Some(e)),
+                            None => {
+                                return Err(ConnectorError::transient(format!(
+                                    "{}: Redis sent fewer replies than commands",
+                                    self.who
+                                )));
+                            }
+                        }
                     }
-                },
+                    acks.push(match refused {
+                        None => DestinationAck::ok(position),
+                        Some(e) => DestinationAck::nack(
+                            position,
+                            RecordError::msg(format!(
+                                "{}: Redis refused the record: {e}",
+                                self.who
+                            )),
+                        ),
+                    });
+                }
             }
         }
         self.acks.push(acks);

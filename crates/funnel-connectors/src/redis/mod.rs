@@ -44,6 +44,11 @@
 //! |---|---|---|
 //! | `redis.key` | — (required) | Stream (or channel): a name or a Go template rendered per record. |
 //! | `stream.maxLen` | `0` | Funnel extension: `XADD ... MAXLEN ~ n`; `0`: no trimming. |
+//! | `keyvalue.valueType` | `string` | Funnel extension, `mode: keyvalue`: `string` (`SET`) or `hash` (`DEL` + `HSET`). |
+//!
+//! With `mode: keyvalue` (destination only) each record writes the Redis key made of
+//! the `redis.key` prefix (optional) and its record key: `SET`/`HSET` for create,
+//! update and snapshot, `DEL` for delete, in the same per-batch pipeline.
 //!
 //! Each batch is one pipeline of `XADD <key> * <fields>` (or `PUBLISH`); each record is
 //! acked after its reply. The fields are those of a structured payload or of a raw
@@ -66,8 +71,8 @@ use funnel_core::typed::SettingsStruct;
 
 pub use config::{
     KeyTemplate, Mode, Port, RedisConnection, RedisConnectionSettings, RedisDestinationConfig,
-    RedisDestinationSettings, RedisSourceConfig, RedisSourceSettings, validate_destination,
-    validate_source,
+    RedisDestinationSettings, RedisSourceConfig, RedisSourceSettings, ValueType,
+    validate_destination, validate_source,
 };
 pub use destination::{DATA_FIELD, RedisDestination};
 pub use source::RedisSource;

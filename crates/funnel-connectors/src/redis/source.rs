@@ -423,7 +423,8 @@ impl Source for RedisSource {
         };
         let (tx, rx) = mpsc::channel(c.batch_size.max(16));
         let task = match (c.mode, c.group.clone()) {
-            (Mode::PubSub, _) => tokio::spawn(reader.run_pubsub(tx)),
+            // `keyvalue` is refused for sources by validation.
+            (Mode::PubSub | Mode::KeyValue, _) => tokio::spawn(reader.run_pubsub(tx)),
             (Mode::Stream, None) => tokio::spawn(reader.run_stream(last, tx)),
             (Mode::Stream, Some(group)) => tokio::spawn(reader.run_group(group, tx)),
         };
