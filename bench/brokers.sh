@@ -23,6 +23,8 @@
 #   N=100000 ONLY=nats bench/brokers.sh   (or ONLY=redis)
 #   BIN=/path/to/funnel bench/brokers.sh  another binary (no build)
 #   NATS_BENCH=/path/to/nats_bench ...    a built baseline client (no build)
+#   LIMIT=300 ...                     seconds a run may take before the script fails
+#                                     and prints the end of funnel's log
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,50 +54,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-acked() {
-    { curl -s "http://127.0.0.1:$PORT/metrics" 2>/dev/null || true; } |
-        awk '/^funnel_pipeline_records_acked_total/ { s += $NF } END { printf "%d", s }'
-}
+# shellcheck source=bench/lib.sh
+. "$PWD/bench/lib.sh"
 
-# run NAME SOURCE-BLOCK DESTINATION-BLOCK: funnel until N acked.
-run() {
-    mkdir -p "$WORK/$1/pipelines"
-    cat >"$WORK/$1/pipelines/p.yaml" <<YAML
-version: "2.2"
-pipelines:
-  - id: $1
-    status: running
-    connectors:
-      - id: src
-        type: source
-$2
-      - id: dst
-        type: destination
-$3
-YAML
-    (cd "$WORK/$1" && exec "$BIN" run --db.type memory --api.http.address "127.0.0.1:$PORT" 2>"$WORK/$1.log") &
-    FUNNEL_PID=$!
-    local start end
-    start="$(date +%s.%N)"
-    while [ "$(acked)" -lt "$N" ]; do
-        if ! kill -0 "$FUNNEL_PID" 2>/dev/null; then
-            echo "funnel exited early:" >&2; cat "$WORK/$1.log" >&2; exit 1
-        fi
-        sleep 0.05
-    done
-    end="$(date +%s.%N)"
-    local cpu
-    cpu="$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$FUNNEL_PID/stat")"
-    kill "$FUNNEL_PID"; wait "$FUNNEL_PID" || true; FUNNEL_PID=""
-    python3 -c "s=$end-$start; print(f'funnel $1: {$N:,} records in {s:.2f} s = {$N/s:,.0f} records/s = {$N*1000/s/1e6:.1f} MB/s; funnel CPU {$cpu} s')"
-    echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-}
-
-GEN="        plugin: builtin:generator
-        settings:
-          format.type: file
-          format.options.path: $PAYLOAD
-          recordCount: \"$N\""
+GEN="$(gen_block)"
 NOOP="        plugin: builtin:noop"
 
 if [ "$ONLY" != redis ]; then

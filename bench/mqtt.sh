@@ -52,14 +52,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-acked() {
-    { curl -s "http://127.0.0.1:$PORT/metrics" 2>/dev/null || true; } |
-        awk '/^funnel_pipeline_records_acked_total/ { s += $NF } END { printf "%d", s }'
-}
-
-broker_cpu() {
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$(pgrep -x mosquitto | head -1)/stat"
-}
+BROKER_PROC=mosquitto
+# shellcheck source=bench/lib.sh
+. "$PWD/bench/lib.sh"
 
 session() { # client-id topic: a persistent QoS 1 subscription, then disconnect
     mosquitto_sub -h "$HOST" -i "$1" -c -q 1 -t "$2" -E
@@ -85,41 +80,6 @@ read_session() { # client-id topic: the N queued messages
     mosquitto_sub -h "$HOST" -i "$1" -c -q 1 -t "$2" -C "$N" >/dev/null
 }
 
-# run NAME SOURCE-BLOCK DESTINATION-BLOCK: funnel until N acked.
-run() {
-    mkdir -p "$WORK/$1/pipelines"
-    cat >"$WORK/$1/pipelines/p.yaml" <<YAML
-version: "2.2"
-pipelines:
-  - id: $1
-    status: running
-    connectors:
-      - id: src
-        type: source
-$2
-      - id: dst
-        type: destination
-$3
-YAML
-    local start end cpu b0 b1
-    b0="$(broker_cpu)"
-    start="$(date +%s.%N)"
-    (cd "$WORK/$1" && exec "$BIN" run --db.type memory --api.http.address "127.0.0.1:$PORT" 2>"$WORK/$1.log") &
-    FUNNEL_PID=$!
-    while [ "$(acked)" -lt "$N" ]; do
-        if ! kill -0 "$FUNNEL_PID" 2>/dev/null; then
-            echo "funnel exited early:" >&2; cat "$WORK/$1.log" >&2; exit 1
-        fi
-        sleep 0.05
-    done
-    end="$(date +%s.%N)"
-    b1="$(broker_cpu)"
-    cpu="$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$FUNNEL_PID/stat")"
-    kill "$FUNNEL_PID"; wait "$FUNNEL_PID" || true; FUNNEL_PID=""
-    python3 -c "s=$end-$start; print(f'funnel $1: {$N:,} records in {s:.2f} s = {$N/s:,.0f} records/s = {$N*1000/s/1e6:.1f} MB/s; funnel CPU $cpu s; broker CPU {$b1-$b0:.2f} s')"
-    echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-}
-
 echo "mqtt: N=$N, topics $T/*"
 session "bench-$TAG-sub" "$T/base"
 timed "mosquitto_pub -l -q 1 (base pub)" publish "$T/base"
@@ -134,11 +94,7 @@ run mqtt_noop "        plugin: builtin:mqtt
           topic: $T/in" "        plugin: builtin:noop"
 
 session "bench-$TAG-out" "$T/out"
-run gen_mqtt "        plugin: builtin:generator
-        settings:
-          format.type: file
-          format.options.path: $PAYLOAD
-          recordCount: \"$N\"" "        plugin: builtin:mqtt
+run gen_mqtt "$(gen_block)" "        plugin: builtin:mqtt
         settings:
           url: tcp://$HOST:1883
           clientId: bench-$TAG-fout

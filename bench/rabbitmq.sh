@@ -46,14 +46,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-acked() {
-    { curl -s "http://127.0.0.1:$PORT/metrics" 2>/dev/null || true; } |
-        awk '/^funnel_pipeline_records_acked_total/ { s += $NF } END { printf "%d", s }'
-}
-
-broker_cpu() {
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$(pgrep -x beam.smp | head -1)/stat"
-}
+BROKER_PROC=beam.smp
+# shellcheck source=bench/lib.sh
+. "$PWD/bench/lib.sh"
 
 # base WHAT COMMAND...: a client run, with the broker's CPU time and the load.
 base() {
@@ -62,41 +57,6 @@ base() {
     "${@:2}"
     b1="$(broker_cpu)"
     echo "  ($1) broker CPU $(awk -v a="$b0" -v b="$b1" 'BEGIN { printf "%.2f", b - a }') s; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-}
-
-# run NAME SOURCE-BLOCK DESTINATION-BLOCK: funnel until N acked.
-run() {
-    mkdir -p "$WORK/$1/pipelines"
-    cat >"$WORK/$1/pipelines/p.yaml" <<YAML
-version: "2.2"
-pipelines:
-  - id: $1
-    status: running
-    connectors:
-      - id: src
-        type: source
-$2
-      - id: dst
-        type: destination
-$3
-YAML
-    local start end cpu b0 b1
-    b0="$(broker_cpu)"
-    start="$(date +%s.%N)"
-    (cd "$WORK/$1" && exec "$BIN" run --db.type memory --api.http.address "127.0.0.1:$PORT" 2>"$WORK/$1.log") &
-    FUNNEL_PID=$!
-    while [ "$(acked)" -lt "$N" ]; do
-        if ! kill -0 "$FUNNEL_PID" 2>/dev/null; then
-            echo "funnel exited early:" >&2; cat "$WORK/$1.log" >&2; exit 1
-        fi
-        sleep 0.05
-    done
-    end="$(date +%s.%N)"
-    b1="$(broker_cpu)"
-    cpu="$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$FUNNEL_PID/stat")"
-    kill "$FUNNEL_PID"; wait "$FUNNEL_PID" || true; FUNNEL_PID=""
-    python3 -c "s=$end-$start; print(f'funnel $1: {$N:,} records in {s:.2f} s = {$N/s:,.0f} records/s = {$N*1000/s/1e6:.1f} MB/s; funnel CPU $cpu s; broker CPU {$b1-$b0:.2f} s')"
-    echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 echo "rabbitmq: N=$N, queues bench_${TAG}_*"
@@ -108,11 +68,7 @@ run rabbitmq_noop "        plugin: builtin:rabbitmq
         settings:
           url: $URL
           queue.name: bench_${TAG}_in" "        plugin: builtin:noop"
-run gen_rabbitmq "        plugin: builtin:generator
-        settings:
-          format.type: file
-          format.options.path: $PAYLOAD
-          recordCount: \"$N\"" "        plugin: builtin:rabbitmq
+run gen_rabbitmq "$(gen_block)" "        plugin: builtin:rabbitmq
         settings:
           url: $URL
           queue.name: bench_${TAG}_out"

@@ -190,13 +190,48 @@ async fn acks(d: &dyn Destination, n: usize) -> Vec<DestinationAck> {
 // ---------------------------------------------------------------------------------
 // The compliance suite.
 
-struct RabbitSource {
+/// A queue of its own for one compliance check, and a connection of its own.
+struct Rabbit {
     conn: Connection,
     queue: Queue,
 }
 
+/// Makes a [`Rabbit`] for each compliance check, and deletes the queues at the end.
+struct Queues {
+    conn: Arc<Connection>,
+    names: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Queues {
+    fn new(conn: Connection) -> Self {
+        Self {
+            conn: Arc::new(conn),
+            names: Arc::new(std::sync::Mutex::new(Vec::new())),
+        }
+    }
+
+    fn backend(&self, check: &'static str) -> impl Future<Output = Rabbit> + use<> {
+        let (conn, names) = (Arc::clone(&self.conn), Arc::clone(&self.names));
+        async move {
+            let c = Connection::connect(URL, ConnectionProperties::default())
+                .await
+                .unwrap();
+            let queue = Queue::new(&conn, &check.replace([' ', ','], "-")).await;
+            names.lock().unwrap().push(queue.name.clone());
+            Rabbit { conn: c, queue }
+        }
+    }
+
+    async fn delete(self) {
+        let names = self.names.lock().unwrap().clone();
+        for name in names {
+            Queue { name }.delete(&self.conn).await;
+        }
+    }
+}
+
 #[async_trait]
-impl SourceBackend for RabbitSource {
+impl SourceBackend for Rabbit {
     fn build(&self, _resume: Option<Position>) -> Arc<dyn Source> {
         source(
             "rabbitmq",
@@ -219,39 +254,19 @@ impl SourceBackend for RabbitSource {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_source_passes_the_source_compliance_suite() {
     let Some(conn) = connect().await else { return };
-    let conn = Arc::new(conn);
-    let queues = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let queues = Queues::new(conn);
     let capabilities = SourceCapabilities {
         input: Support::Yes,
         exact_resume: Support::Yes,
     };
-    let report = run_source_compliance("rabbitmq source", capabilities, |check| {
-        let conn = Arc::clone(&conn);
-        let queues = Arc::clone(&queues);
-        async move {
-            let c = Connection::connect(URL, ConnectionProperties::default())
-                .await
-                .unwrap();
-            let queue = Queue::new(&conn, &check.replace([' ', ','], "-")).await;
-            queues.lock().unwrap().push(queue.name.clone());
-            RabbitSource { conn: c, queue }
-        }
-    })
-    .await;
+    let report =
+        run_source_compliance("rabbitmq source", capabilities, |c| queues.backend(c)).await;
     assert!(report.skipped.is_empty(), "{report:?}");
-    let names = queues.lock().unwrap().clone();
-    for name in names {
-        Queue { name }.delete(&conn).await;
-    }
-}
-
-struct RabbitDestination {
-    conn: Connection,
-    queue: Queue,
+    queues.delete().await;
 }
 
 #[async_trait]
-impl DestinationBackend for RabbitDestination {
+impl DestinationBackend for Rabbit {
     fn build(&self) -> Arc<dyn Destination> {
         destination(
             "rabbitmq",
@@ -270,29 +285,15 @@ impl DestinationBackend for RabbitDestination {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_destination_passes_the_destination_compliance_suite() {
     let Some(conn) = connect().await else { return };
-    let conn = Arc::new(conn);
-    let queues = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let queues = Queues::new(conn);
     let capabilities = DestinationCapabilities {
         readback: Support::Yes,
     };
-    let report = run_destination_compliance("rabbitmq destination", capabilities, |check| {
-        let conn = Arc::clone(&conn);
-        let queues = Arc::clone(&queues);
-        async move {
-            let c = Connection::connect(URL, ConnectionProperties::default())
-                .await
-                .unwrap();
-            let queue = Queue::new(&conn, &check.replace([' ', ','], "-")).await;
-            queues.lock().unwrap().push(queue.name.clone());
-            RabbitDestination { conn: c, queue }
-        }
-    })
-    .await;
+    let report =
+        run_destination_compliance("rabbitmq destination", capabilities, |c| queues.backend(c))
+            .await;
     assert!(report.skipped.is_empty(), "{report:?}");
-    let names = queues.lock().unwrap().clone();
-    for name in names {
-        Queue { name }.delete(&conn).await;
-    }
+    queues.delete().await;
 }
 
 // ---------------------------------------------------------------------------------
