@@ -20,6 +20,11 @@
 #   MODE=aa RUNS=5 bench/run.sh bench/pipelines/noop-structured.yaml
 #   MODE=half-rate bench/run.sh bench/pipelines/noop-structured.yaml
 #   LATENCY=false bench/run.sh        without the latency histogram
+#   STORE=redb bench/run.sh bench/pipelines/file-structured.yaml    positions in redb
+#   STORE=postgres bench/run.sh ...   positions in the local PostgreSQL (PG=... to change)
+#
+# STORE is where positions are committed: memory (default), redb (a file in the run's
+# directory) or postgres (a table of its own per run, dropped afterwards).
 #
 # A workload whose pipeline does not validate (e.g. a processor this build does not
 # have yet) is skipped with a note.
@@ -30,6 +35,8 @@ MODE="${MODE:-max}"
 RUNS="${RUNS:-3}"
 RECORDS="${RECORDS:-1000000}"
 LATENCY="${LATENCY:-true}"
+STORE="${STORE:-memory}"
+PG="${PG:-postgres://postgres@127.0.0.1:5432/test}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/funnel/target}"
 if [ -z "${FUNNEL_BIN:-}" ]; then
     cargo build --release --quiet --bin funnel
@@ -53,6 +60,33 @@ bench_env() { # out rate
         BENCH_RATE="$2" BENCH_LATENCY="$LATENCY"
 }
 
+# The PostgreSQL store table of the run whose directory is `out`.
+store_table() { # out
+    echo "bench_store_$(basename "$1" | tr -c 'a-zA-Z0-9\n' _ | tr 'A-Z' 'a-z')"
+}
+
+# The store flags of a run whose directory is `out`.
+store_args() { # out
+    case "$STORE" in
+    memory) echo --db.type memory ;;
+    redb) echo --db.type redb --db.redb.path "$1/funnel.db" ;;
+    postgres) echo --db.type postgres --db.postgres.connection-string "$PG" \
+        --db.postgres.table "$(store_table "$1")" ;;
+    *)
+        echo "STORE must be memory, redb or postgres (got $STORE)" >&2
+        exit 2
+        ;;
+    esac
+}
+
+# Drops the PostgreSQL store tables of the run whose directory is `out`.
+drop_store() { # out
+    [ "$STORE" = postgres ] || return 0
+    local table
+    table="$(store_table "$1")"
+    psql "$PG" -q -c "DROP TABLE IF EXISTS $table, ${table}_leases, ${table}_instances" >/dev/null
+}
+
 # Runs a pipeline once at `rate` (0: unlimited); prints
 # "records/s MB/s rss_mb cpu_s count p50_ms p99_ms p999_ms" (latencies "-" if absent).
 run_once() { # pipeline rate
@@ -61,7 +95,7 @@ run_once() { # pipeline rate
     # shellcheck disable=SC2046
     env $(bench_env "$out" "$rate") /usr/bin/time -v -o "$out/time.txt" \
         "$BIN" run --pipelines.path "$pipeline" --pipelines.exit-on-done \
-        --db.type memory --api.http.address "" 2>"$out/log.txt" || {
+        $(store_args "$out") --api.http.address "" 2>"$out/log.txt" || {
         echo "$(basename "$pipeline" .yaml): funnel failed, log:" >&2
         cat "$out/log.txt" >&2
         rm -rf "$out"
@@ -77,6 +111,7 @@ run_once() { # pipeline rate
         count=$((acked / sinks))
         bytes=0
     fi
+    drop_store "$out"
     python3 - "$out/time.txt" "$out/log.txt" "$count" "$bytes" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()

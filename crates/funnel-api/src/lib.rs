@@ -113,6 +113,11 @@ pub trait Pipelines: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Who runs which pipeline, when this instance is part of a fleet.
+    fn cluster(&self) -> Option<model::Cluster> {
+        None
+    }
+
     /// Starts pipeline `id`.
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Status>> {
         Box::pin(async move { Err(Status::unimplemented(format!("cannot start {id}"))) })
@@ -237,14 +242,40 @@ async fn readyz(State(state): State<ApiState>) -> (StatusCode, String) {
         })
         .collect();
     not_ready.extend(state.pipelines.failing_checks().await);
+    let placement = state
+        .pipelines
+        .cluster()
+        .map(|c| placement(&c))
+        .unwrap_or_default();
     if not_ready.is_empty() {
-        (StatusCode::OK, "ready\n".into())
+        (StatusCode::OK, format!("ready\n{placement}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", not_ready.join(", ")),
+            format!("not ready: {}\n{placement}", not_ready.join(", ")),
         )
     }
+}
+
+/// Which instance runs which pipeline, one line each, for `/readyz`.
+fn placement(cluster: &model::Cluster) -> String {
+    let mut text = format!(
+        "instance {} of {} live: {}\n",
+        cluster.instance,
+        cluster.instances.len(),
+        cluster.instances.join(", ")
+    );
+    for p in &cluster.pipelines {
+        let runs = if p.instance.is_empty() {
+            "no instance (waiting for a claim)".to_owned()
+        } else if p.instance == cluster.instance {
+            format!("{} (this instance, epoch {})", p.instance, p.epoch)
+        } else {
+            format!("{} (epoch {})", p.instance, p.epoch)
+        };
+        text.push_str(&format!("pipeline {} runs on {runs}\n", p.id));
+    }
+    text
 }
 
 /// Every metric in Prometheus text format.

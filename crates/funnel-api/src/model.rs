@@ -381,3 +381,27 @@ pub struct ProcessorPluginList {
 /// An answer with nothing to say (`{}`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Empty {}
+
+/// `GET /v1/cluster`: who runs what in a fleet of instances sharing one store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    /// This instance.
+    pub instance: String,
+    /// Every live instance, sorted.
+    pub instances: Vec<String>,
+    /// Every pipeline of the fleet, by ID.
+    pub pipelines: Vec<ClusterPipeline>,
+}
+
+/// One pipeline of a [`Cluster`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPipeline {
+    /// The pipeline's ID.
+    pub id: String,
+    /// The instance running it; empty when none holds its lease.
+    pub instance: String,
+    /// How many times its lease was claimed.
+    pub epoch: i64,
+}

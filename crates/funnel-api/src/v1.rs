@@ -17,9 +17,10 @@ use utoipa::OpenApi;
 
 use crate::error::Status;
 use crate::model::{
-    Connector, ConnectorList, ConnectorPlugin, ConnectorPluginList, CreateConnectorRequest, Empty,
-    Health, Info, Pipeline, PipelineList, PipelineRequest, Processor, ProcessorList,
-    ProcessorPlugin, ProcessorPluginList, StopRequest, UpdateConnectorRequest,
+    Cluster, Connector, ConnectorList, ConnectorPlugin, ConnectorPluginList,
+    CreateConnectorRequest, Empty, Health, Info, Pipeline, PipelineList, PipelineRequest,
+    Processor, ProcessorList, ProcessorPlugin, ProcessorPluginList, StopRequest,
+    UpdateConnectorRequest,
 };
 use crate::{MAX_BODY_BYTES, Pipelines};
 
@@ -340,6 +341,15 @@ pub(crate) async fn info() -> Json<Info> {
     })
 }
 
+/// Who runs which pipeline in a fleet of instances sharing one store (404 when this
+/// instance is not part of one).
+#[utoipa::path(get, path = "/v1/cluster", responses((status = 200, body = Cluster), (status = "default", body = Status)))]
+pub(crate) async fn cluster(State(api): State<Api>) -> Answer<Cluster> {
+    api.cluster().map(Json).ok_or_else(|| {
+        Status::not_found("this instance is not part of a fleet (see --cluster.enabled)")
+    })
+}
+
 /// Whether the process, or one of its services, serves requests.
 #[utoipa::path(get, path = "/healthz", params(HealthQuery),
     responses((status = 200, body = Health), (status = "default", body = Status)))]
@@ -390,6 +400,7 @@ pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         get_processor,
         list_processor_plugins,
         info,
+        cluster,
         healthz,
         openapi,
         crate::readyz,
@@ -426,6 +437,7 @@ pub(crate) fn routes(api: Api) -> Router {
         .route("/v1/processors/plugins", get(list_processor_plugins))
         .route("/v1/processors/{id}", get(get_processor))
         .route("/info", get(info))
+        .route("/v1/cluster", get(cluster))
         .route("/healthz", get(healthz))
         .route("/openapi", get(openapi))
         .with_state(api)

@@ -126,6 +126,8 @@ fn check_id(what: &str, id: &str) -> Result<(), Status> {
 /// the supervisor's overview) and those created through the API (their documents).
 pub(crate) struct Control {
     supervisor: Arc<Supervisor>,
+    /// This instance's part in a fleet (`--cluster.enabled`).
+    cluster: Option<Arc<funnel_runtime::cluster::Cluster>>,
     overview: Arc<Overview>,
     documents: Mutex<BTreeMap<String, Document>>,
     store: Arc<dyn Store>,
@@ -138,6 +140,7 @@ impl Control {
     pub(crate) async fn start(
         supervisor: Arc<Supervisor>,
         store: Arc<dyn Store>,
+        cluster: Option<Arc<funnel_runtime::cluster::Cluster>>,
     ) -> Result<Arc<Self>, funnel_store::StoreError> {
         let overview = supervisor.overview();
         let mut documents = BTreeMap::new();
@@ -167,6 +170,7 @@ impl Control {
         }
         Ok(Arc::new(Self {
             supervisor,
+            cluster,
             overview,
             documents: Mutex::new(documents),
             store,
@@ -359,6 +363,23 @@ impl funnel_api::Pipelines for Control {
                 acked: 0,
             });
         pipelines.chain(failures).collect()
+    }
+
+    fn cluster(&self) -> Option<model::Cluster> {
+        let view = self.cluster.as_ref()?.view();
+        Some(model::Cluster {
+            instance: view.instance,
+            instances: view.instances,
+            pipelines: view
+                .leases
+                .into_iter()
+                .map(|l| model::ClusterPipeline {
+                    id: l.pipeline,
+                    instance: l.owner.unwrap_or_default(),
+                    epoch: l.epoch,
+                })
+                .collect(),
+        })
     }
 
     fn failing_checks(&self) -> BoxFuture<'_, Vec<String>> {

@@ -40,7 +40,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every pipeline in the pipelines path.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Work with pipeline files.
     Pipelines {
         #[command(subcommand)]
@@ -152,13 +152,14 @@ enum DbType {
     Redb,
     #[value(alias = "inmemory")]
     Memory,
+    /// A table in PostgreSQL (`--db.postgres.*`), which several `funnel` processes can
+    /// share (`--cluster.enabled`).
+    Postgres,
     /// Conduit's stores: accepted, and redb is used instead (with a warning).
     #[value(hide = true)]
     Badger,
     #[value(hide = true)]
     Sqlite,
-    #[value(hide = true)]
-    Postgres,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -262,6 +263,50 @@ struct RunArgs {
         default_value = "./funnel.db"
     )]
     db_path: PathBuf,
+    /// The PostgreSQL store's database (`postgres://user:pass@host:5432/db` or
+    /// `host=... user=... dbname=...`), for `--db.type postgres`.
+    #[arg(
+        long = "db.postgres.connection-string",
+        env = "FUNNEL_DB_POSTGRES_CONNECTION_STRING",
+        hide_env_values = true
+    )]
+    db_postgres_connection: Option<String>,
+    /// The PostgreSQL store's table, created if missing (with `<table>_leases` and
+    /// `<table>_instances` beside it).
+    #[arg(
+        long = "db.postgres.table",
+        env = "FUNNEL_DB_POSTGRES_TABLE",
+        default_value = "conduit_kv_store"
+    )]
+    db_postgres_table: String,
+    /// Run as one instance of a fleet sharing the PostgreSQL store: each pipeline of
+    /// the (same) pipeline files runs on one instance at a time, under a lease (see
+    /// docs/cluster.md).
+    #[arg(long = "cluster.enabled", env = "FUNNEL_CLUSTER_ENABLED", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    cluster_enabled: bool,
+    /// This instance's name in the fleet, unique among the instances (default: the
+    /// host name and the process ID).
+    #[arg(long = "cluster.instance-id", env = "FUNNEL_CLUSTER_INSTANCE_ID")]
+    cluster_instance: Option<String>,
+    /// How long a pipeline lease lasts without renewal: after an instance dies, its
+    /// pipelines resume elsewhere within this plus one renewal interval (a Go
+    /// duration).
+    #[arg(
+        long = "cluster.lease-duration",
+        env = "FUNNEL_CLUSTER_LEASE_DURATION",
+        default_value = "10s",
+        value_parser = parse_go_duration
+    )]
+    cluster_lease: Duration,
+    /// How often an instance renews its leases and evens out the pipelines (a Go
+    /// duration; at most a third of the lease duration).
+    #[arg(
+        long = "cluster.renew-interval",
+        env = "FUNNEL_CLUSTER_RENEW_INTERVAL",
+        default_value = "2s",
+        value_parser = parse_go_duration
+    )]
+    cluster_renew: Duration,
     /// How long a running pipeline may hold records in flight without acknowledging
     /// any before /readyz reports it stalled (a Go duration).
     #[arg(
@@ -349,7 +394,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => e.exit(),
     };
     let result = match cli.command {
-        Command::Run(args) => run(args, ignored, &prepared.unknown),
+        Command::Run(args) => run(*args, ignored, &prepared.unknown),
         Command::Pipelines {
             command: PipelinesCommand::Validate { path, check },
         } => validate(&path, check),
@@ -670,10 +715,7 @@ fn print_settings<'a>(settings: impl Iterator<Item = &'a funnel_core::SettingSpe
 
 fn run(mut args: RunArgs, mut ignored: Vec<String>, unknown: &[String]) -> anyhow::Result<u8> {
     init_logging(&args.log_level, args.log_format)?;
-    if matches!(
-        args.db_type,
-        DbType::Badger | DbType::Sqlite | DbType::Postgres
-    ) {
+    if matches!(args.db_type, DbType::Badger | DbType::Sqlite) {
         let name = args
             .db_type
             .to_possible_value()
@@ -700,6 +742,31 @@ fn run(mut args: RunArgs, mut ignored: Vec<String>, unknown: &[String]) -> anyho
             args.recovery_min_delay,
             args.recovery_max_delay
         );
+    }
+    if args.cluster_enabled {
+        if args.db_type != DbType::Postgres {
+            bail!(
+                "--cluster.enabled needs the store every instance shares: --db.type postgres \
+                 with --db.postgres.connection-string"
+            );
+        }
+        if args.exit_on_done {
+            bail!(
+                "--cluster.enabled and --pipelines.exit-on-done do not go together: an \
+                 instance does not know when the pipelines of the others are done"
+            );
+        }
+        if args.cluster_renew.saturating_mul(3) > args.cluster_lease {
+            bail!(
+                "--cluster.renew-interval ({:?}) must be at most a third of \
+                 --cluster.lease-duration ({:?}), so a lease is renewed well before it expires",
+                args.cluster_renew,
+                args.cluster_lease
+            );
+        }
+    }
+    if args.db_type == DbType::Postgres && args.db_postgres_connection.is_none() {
+        bail!("--db.type postgres needs --db.postgres.connection-string");
     }
     if args.recovery_factor.is_nan() || args.recovery_factor < 0.0 {
         bail!("--pipelines.error-recovery.backoff-factor must be 0 or more");
@@ -736,20 +803,17 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         error!("a pipeline file is invalid and --pipelines.exit-on-degraded is set, exiting");
         return Ok(1);
     }
-    let store: Arc<dyn Store> = match args.db_type {
-        DbType::Memory => Arc::new(MemoryStore::new()),
-        DbType::Redb | DbType::Badger | DbType::Sqlite | DbType::Postgres => {
-            Arc::new(RedbStore::open(&args.db_path).with_context(|| {
-                format!("cannot open the position store {}", args.db_path.display())
-            })?)
-        }
-    };
+    let (store, leases) = open_store(&args).await?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| warn!(error = %e, "metrics are disabled"))
         .ok();
 
+    let fences = args
+        .cluster_enabled
+        .then(|| Arc::new(funnel_runtime::cluster::Fences::default()));
     let options = SupervisorOptions {
+        fences: fences.clone(),
         backoff: Backoff {
             min_delay: args.recovery_min_delay,
             max_delay: args.recovery_max_delay,
@@ -779,9 +843,32 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     };
     let supervisor = Arc::new(Supervisor::new(Arc::clone(&store), options));
     supervisor.apply(provision).await;
-    let control = control::Control::start(Arc::clone(&supervisor), Arc::clone(&store))
-        .await
-        .context("cannot read the pipelines kept in the store")?;
+    let cluster = match (fences, leases) {
+        (Some(fences), Some(leases)) => {
+            let instance = args
+                .cluster_instance
+                .clone()
+                .unwrap_or_else(default_instance);
+            info!(instance, lease = ?args.cluster_lease, renew = ?args.cluster_renew, "joining the fleet");
+            let cluster = funnel_runtime::cluster::Cluster::new(
+                funnel_runtime::cluster::ClusterOptions {
+                    instance,
+                    lease: args.cluster_lease,
+                    renew: args.cluster_renew,
+                },
+                leases,
+                Arc::clone(&supervisor),
+                fences,
+            );
+            cluster.start();
+            Some(cluster)
+        }
+        _ => None,
+    };
+    let control =
+        control::Control::start(Arc::clone(&supervisor), Arc::clone(&store), cluster.clone())
+            .await
+            .context("cannot read the pipelines kept in the store")?;
     let mut watch = reload::Watch::new(&args.pipelines_path);
     let overview = supervisor.overview();
     let api_shutdown = CancellationToken::new();
@@ -875,7 +962,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         eprintln!("forced exit");
         std::process::exit(130);
     });
-    supervisor.shutdown().await;
+    match &cluster {
+        Some(cluster) => cluster.shutdown().await,
+        None => supervisor.shutdown().await,
+    }
     api_shutdown.cancel();
     if let Some(api) = api {
         let _ = api.await;
@@ -923,6 +1013,47 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     drop(supervisor);
     drop(store);
     Ok(code)
+}
+
+/// Opens the store `--db.type` names; the PostgreSQL store also keeps the leases of a
+/// fleet.
+async fn open_store(
+    args: &RunArgs,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<dyn funnel_store::Leases>>)> {
+    match args.db_type {
+        DbType::Memory => Ok((Arc::new(MemoryStore::new()), None)),
+        DbType::Redb | DbType::Badger | DbType::Sqlite => {
+            let store = RedbStore::open(&args.db_path).with_context(|| {
+                format!("cannot open the position store {}", args.db_path.display())
+            })?;
+            Ok((Arc::new(store), None))
+        }
+        #[cfg(feature = "postgres")]
+        DbType::Postgres => {
+            let connection = args.db_postgres_connection.as_deref().unwrap_or_default();
+            let store = Arc::new(
+                funnel_store::PostgresStore::open(connection, &args.db_postgres_table)
+                    .await
+                    .context("cannot open the position store")?,
+            );
+            let leases: Arc<dyn funnel_store::Leases> = store.clone();
+            Ok((store, Some(leases)))
+        }
+        #[cfg(not(feature = "postgres"))]
+        DbType::Postgres => {
+            bail!("this funnel was built without the PostgreSQL store (cargo feature postgres)")
+        }
+    }
+}
+
+/// This instance's default name in a fleet: the host name and the process ID.
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "funnel".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Ends once every pipeline of `states` is in a terminal status.
@@ -1005,7 +1136,7 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("funnel").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{e}"));
         match cli.command {
-            Command::Run(args) => args,
+            Command::Run(args) => *args,
             _ => panic!("not run"),
         }
     }

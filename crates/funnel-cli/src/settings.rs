@@ -36,8 +36,6 @@ enum Takes {
 /// warning. `db.type` values other than Funnel's are handled by `--db.type` itself.
 const CONDUIT_ONLY: &[(&str, Takes)] = &[
     ("db.badger.path", Takes::Value),
-    ("db.postgres.connection-string", Takes::Value),
-    ("db.postgres.table", Takes::Value),
     ("db.sqlite.path", Takes::Value),
     ("db.sqlite.table", Takes::Value),
     ("api.grpc.address", Takes::Value),
@@ -70,7 +68,6 @@ const CONDUIT_ONLY: &[(&str, Takes)] = &[
 /// `conduit.yaml` and `CONDUIT_*` variables beyond [`CONDUIT_ONLY`].
 const CONDUIT_ONLY_FAMILIES: &[&str] = &[
     "db.badger.",
-    "db.postgres.",
     "db.sqlite.",
     "api.grpc.",
     "schema-registry.",

@@ -18,6 +18,20 @@ pub const RECORDS_ACKED: &str = "funnel_pipeline_records_acked_total";
 pub const NEXT_RESTART: &str = "funnel_pipeline_next_restart_timestamp_seconds";
 /// Restarts of a pipeline after transient errors. Labels: `pipeline`.
 pub const RESTARTS: &str = "funnel_pipeline_restarts_total";
+
+// What an instance of a cluster records (`--cluster.enabled`).
+/// Pipeline leases this instance holds now.
+pub const LEASES_HELD: &str = "funnel_cluster_leases_held";
+/// Pipeline leases this instance claimed. Labels: `pipeline`.
+pub const LEASES_CLAIMED: &str = "funnel_cluster_leases_claimed_total";
+/// Pipeline leases this instance lost (expired before a renewal, or taken over): the
+/// pipeline was stopped at once. Labels: `pipeline`.
+pub const LEASES_LOST: &str = "funnel_cluster_leases_lost_total";
+/// Pipelines this instance handed over to even out the load (drained, committed,
+/// released). Labels: `pipeline`.
+pub const REBALANCES: &str = "funnel_cluster_rebalances_total";
+/// Live instances of the cluster, as this instance last saw them.
+pub const INSTANCES: &str = "funnel_cluster_instances";
 /// Time per record spent writing to the DLQ (seconds). Labels: `pipeline`, `dlq`.
 pub const DLQ_EXECUTION_DURATION: &str = "funnel_dlq_execution_duration_seconds";
 /// Bytes written to the DLQ. Labels: `pipeline`, `dlq`.

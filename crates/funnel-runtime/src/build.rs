@@ -13,7 +13,9 @@ use funnel_core::{
     ComponentKind, DestinationTask, Dlq, ErrorKind, Order, ProcessorTask, Retry, Settings,
     SettingsError, SharedDestination, SourceTask, Task, Worker, WorkerConfig, WorkerStats,
 };
-use funnel_store::{Store, StoreCommitter};
+use funnel_store::{Fence, Store, StoreCommitter};
+
+use crate::fenced::Fenced;
 
 use crate::registry::{plugin_name, registry};
 
@@ -103,6 +105,22 @@ pub async fn build(
     store: &Arc<dyn Store>,
     stats: &Arc<WorkerStats>,
 ) -> Result<Vec<SourceWorker>, BuildError> {
+    build_fenced(pipeline, store, stats, None).await
+}
+
+/// [`build`], with every position commit made under `fence` and every write to a
+/// destination (the dead-letter queues' too) checked against it, when there is one:
+/// the pipeline runs under a lease (see `docs/cluster.md`).
+///
+/// # Errors
+///
+/// Those of [`build`].
+pub async fn build_fenced(
+    pipeline: &PipelineConfig,
+    store: &Arc<dyn Store>,
+    stats: &Arc<WorkerStats>,
+    fence: Option<&Arc<Fence>>,
+) -> Result<Vec<SourceWorker>, BuildError> {
     let invalid = |component: &str| {
         let component = component.to_owned();
         move |errors| BuildError::Settings {
@@ -120,9 +138,12 @@ pub async fn build(
         let dest_id = format!("{}:{}", pipeline.id, d.id);
         let component = format!("connector {dest_id}");
         let name = plugin(&d.plugin).map_err(invalid(&component))?;
-        let connector = registry()
-            .destination(name, &dest_id, &d.settings)
-            .map_err(invalid(&component))?;
+        let connector = Fenced::wrap(
+            registry()
+                .destination(name, &dest_id, &d.settings)
+                .map_err(invalid(&component))?,
+            fence,
+        );
         destinations.push((dest_id, d, SharedDestination::new(connector)));
     }
     let mut workers = Vec::new();
@@ -170,9 +191,12 @@ pub async fn build(
         let dlq_id = format!("dlq-{source_id}");
         let component = format!("connector {dlq_id}");
         let dlq_name = plugin(&pipeline.dlq.plugin).map_err(invalid(&component))?;
-        let dlq_destination = registry()
-            .destination(dlq_name, &dlq_id, &pipeline.dlq.settings)
-            .map_err(invalid(&component))?;
+        let dlq_destination = Fenced::wrap(
+            registry()
+                .destination(dlq_name, &dlq_id, &pipeline.dlq.settings)
+                .map_err(invalid(&component))?,
+            fence,
+        );
         let dlq = Dlq::new(
             dlq_id,
             dlq_destination,
@@ -181,11 +205,14 @@ pub async fn build(
         );
         let config = WorkerConfig {
             pipeline_id: pipeline.id.clone(),
-            committer: Some(Arc::new(StoreCommitter::new(
-                Arc::clone(store),
-                pipeline.id.clone(),
-                source.id.clone(),
-            ))),
+            committer: Some(Arc::new({
+                let committer =
+                    StoreCommitter::new(Arc::clone(store), pipeline.id.clone(), source.id.clone());
+                match fence {
+                    Some(fence) => committer.fenced(Arc::clone(fence)),
+                    None => committer,
+                }
+            })),
             stats: Arc::clone(stats),
             ..WorkerConfig::default()
         };

@@ -7,6 +7,8 @@
 //! - [`processors`]: a declared processor, with its `condition` and `workers`;
 //! - [`provision`]: the pipelines the pipeline files ask for, file by file, and the
 //!   files that cannot be used (one bad file never stops the others);
+//! - [`cluster`]: several `funnel` processes sharing one PostgreSQL store, each
+//!   pipeline on one of them at a time under a lease;
 //! - [`supervisor`]: runs pipelines side by side and isolated, restarts them with
 //!   backoff after transient errors, degrades them after fatal ones, stops them
 //!   gracefully, and applies reloaded pipeline files (only what changed restarts);
@@ -16,7 +18,9 @@
 //! top of it.
 
 pub mod build;
+pub mod cluster;
 mod error;
+mod fenced;
 pub mod processors;
 pub mod provision;
 mod reference;

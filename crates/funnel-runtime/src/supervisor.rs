@@ -27,7 +27,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::build::build;
+use crate::build::build_fenced;
+use crate::cluster::Fences;
 use crate::error::Error;
 use crate::provision::{LoadFailure, Provision};
 use funnel_core::telemetry::{NEXT_RESTART, RESTARTS};
@@ -193,6 +194,10 @@ pub struct SupervisorOptions {
     /// longest Conduit waits for a pipeline to stop). What an abort leaves unreleased is
     /// read again on the next start.
     pub stop_grace: Duration,
+    /// In a cluster (see [`Cluster`](crate::cluster::Cluster)): the leases this process
+    /// holds. A pipeline runs only under its lease; without one it is only registered
+    /// (`stopped`), and it stops, rather than restarts, once the lease is lost.
+    pub fences: Option<Arc<Fences>>,
 }
 
 impl Default for SupervisorOptions {
@@ -201,6 +206,7 @@ impl Default for SupervisorOptions {
             backoff: Backoff::default(),
             record_failures: 3,
             stop_grace: Duration::from_secs(30),
+            fences: None,
         }
     }
 }
@@ -415,6 +421,13 @@ impl Supervisor {
             Arc::new(entry.config.clone());
         *state.file.lock().unwrap_or_else(PoisonError::into_inner) = entry.file.clone();
         if entry.config.status == funnel_config::PipelineStatus::Stopped {
+            state.set(PipelineStatus::Stopped);
+            return;
+        }
+        if let Some(fences) = &self.options.fences
+            && fences.get(&entry.state.id).is_none()
+        {
+            // Another instance runs it, or will once it claims it.
             state.set(PipelineStatus::Stopped);
             return;
         }
@@ -735,7 +748,34 @@ async fn supervise(
     let mut restarts = Restarts::default();
     let mut repeated = RepeatedRecord::default();
     loop {
-        match run_once(&pipeline, &store, &shutdown, options.stop_grace, &state).await {
+        let fence = match &options.fences {
+            None => None,
+            Some(fences) => match fences.get(&pipeline.id) {
+                Some(fence) => Some(fence),
+                None => {
+                    info!(pipeline = %pipeline.id, "pipeline stopped: this instance does not hold its lease");
+                    state.set(PipelineStatus::Stopped);
+                    return;
+                }
+            },
+        };
+        let outcome = run_once(
+            &pipeline,
+            &store,
+            &shutdown,
+            options.stop_grace,
+            &state,
+            fence.as_ref(),
+        )
+        .await;
+        if let (Outcome::Failed(error), Some(fence)) = (&outcome, &fence)
+            && !funnel_core::WriteFence::permits(fence.as_ref())
+        {
+            warn!(pipeline = %pipeline.id, %error, epoch = fence.epoch(), "pipeline stopped: its lease is lost, another instance takes it over");
+            state.set(PipelineStatus::Stopped);
+            return;
+        }
+        match outcome {
             Outcome::Finished => {
                 info!(pipeline = %pipeline.id, "pipeline finished: every source is exhausted");
                 state.set(PipelineStatus::Finished);
@@ -804,8 +844,9 @@ async fn run_once(
     shutdown: &CancellationToken,
     stop_grace: Duration,
     state: &Arc<PipelineState>,
+    fence: Option<&Arc<funnel_store::Fence>>,
 ) -> Outcome {
-    let mut workers = match build(pipeline, store, &state.stats).await {
+    let mut workers = match build_fenced(pipeline, store, &state.stats, fence).await {
         Ok(workers) => workers,
         Err(e) => return Outcome::Failed(e.into()),
     };

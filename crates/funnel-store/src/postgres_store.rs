@@ -180,6 +180,9 @@ impl Connection {
 /// The PostgreSQL store (`--db.type postgres`): see the module documentation.
 pub struct PostgresStore {
     connection: Arc<Connection>,
+    /// Leases have a connection of their own, so a renewal never waits behind a batch
+    /// of position writes.
+    lease_connection: Connection,
     sql: Arc<Sql>,
     leases: String,
     instances: String,
@@ -221,6 +224,11 @@ impl PostgresStore {
             config.connect_timeout(Duration::from_secs(10));
         }
         let store = format!("postgres table {table} at {}", address(&config));
+        let lease_connection = Connection {
+            config: config.clone(),
+            store: store.clone(),
+            client: AsyncMutex::new(None),
+        };
         let connection = Arc::new(Connection {
             config,
             store,
@@ -264,6 +272,7 @@ impl PostgresStore {
         ));
         Ok(Self {
             connection,
+            lease_connection,
             sql,
             leases,
             instances,
@@ -658,7 +667,7 @@ fn millis(d: Duration) -> f64 {
 #[async_trait]
 impl Leases for PostgresStore {
     async fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<Vec<String>, StoreError> {
-        let client = self.connection.client().await?;
+        let client = self.lease_connection.client().await?;
         let statement = format!(
             "WITH up AS (
                  INSERT INTO {t} (instance, expires_at)
@@ -674,12 +683,15 @@ impl Leases for PostgresStore {
         let rows = client
             .query(&statement, &[&instance, &millis(ttl)])
             .await
-            .map_err(|e| self.connection.error("cannot record this instance", &e))?;
+            .map_err(|e| {
+                self.lease_connection
+                    .error("cannot record this instance", &e)
+            })?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn leave(&self, instance: &str) -> Result<(), StoreError> {
-        let client = self.connection.client().await?;
+        let client = self.lease_connection.client().await?;
         client
             .execute(
                 &format!("DELETE FROM {} WHERE instance = $1", self.instances),
@@ -687,7 +699,10 @@ impl Leases for PostgresStore {
             )
             .await
             .map(|_| ())
-            .map_err(|e| self.connection.error("cannot remove this instance", &e))
+            .map_err(|e| {
+                self.lease_connection
+                    .error("cannot remove this instance", &e)
+            })
     }
 
     async fn claim(
@@ -700,7 +715,7 @@ impl Leases for PostgresStore {
         if candidates.is_empty() || max == 0 {
             return Ok(Vec::new());
         }
-        let client = self.connection.client().await?;
+        let client = self.lease_connection.client().await?;
         let statement = format!(
             "UPDATE {t} SET owner = $2, epoch = epoch + 1,
                  expires_at = now() + $3::float8 * interval '1 millisecond'
@@ -724,11 +739,11 @@ impl Leases for PostgresStore {
                 &[&candidates],
             )
             .await
-            .map_err(|e| self.connection.error("cannot claim pipelines", &e))?;
+            .map_err(|e| self.lease_connection.error("cannot claim pipelines", &e))?;
         let rows = client
             .query(&statement, &[&candidates, &instance, &millis(ttl), &limit])
             .await
-            .map_err(|e| self.connection.error("cannot claim pipelines", &e))?;
+            .map_err(|e| self.lease_connection.error("cannot claim pipelines", &e))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
@@ -741,7 +756,7 @@ impl Leases for PostgresStore {
         if held.is_empty() {
             return Ok(Vec::new());
         }
-        let client = self.connection.client().await?;
+        let client = self.lease_connection.client().await?;
         let statement = format!(
             "UPDATE {t} l SET expires_at = now() + $4::float8 * interval '1 millisecond'
              FROM unnest($2::text[], $3::int8[]) AS h(pipeline, epoch)
@@ -755,12 +770,12 @@ impl Leases for PostgresStore {
         let rows = client
             .query(&statement, &[&instance, &pipelines, &epochs, &millis(ttl)])
             .await
-            .map_err(|e| self.connection.error("cannot renew leases", &e))?;
+            .map_err(|e| self.lease_connection.error("cannot renew leases", &e))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     async fn release(&self, instance: &str, pipeline: &str, epoch: i64) -> Result<(), StoreError> {
-        let client = self.connection.client().await?;
+        let client = self.lease_connection.client().await?;
         client
             .execute(
                 &format!(
@@ -772,11 +787,11 @@ impl Leases for PostgresStore {
             )
             .await
             .map(|_| ())
-            .map_err(|e| self.connection.error("cannot release a lease", &e))
+            .map_err(|e| self.lease_connection.error("cannot release a lease", &e))
     }
 
     async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
-        let client = self.connection.client().await?;
+        let client = self.lease_connection.client().await?;
         let rows = client
             .query(
                 &format!(
@@ -787,7 +802,7 @@ impl Leases for PostgresStore {
                 &[],
             )
             .await
-            .map_err(|e| self.connection.error("cannot read leases", &e))?;
+            .map_err(|e| self.lease_connection.error("cannot read leases", &e))?;
         Ok(rows
             .iter()
             .map(|r| Lease {

@@ -49,9 +49,12 @@ impl Drill {
             .open(self.path("funnel.log"))
             .unwrap();
         let mut c = Command::new(FUNNEL);
-        c.current_dir(self.dir.path())
-            .args(["run", "--api.http.address", "127.0.0.1:0"])
-            .args(&self.args)
+        c.current_dir(self.dir.path()).arg("run");
+        // An API on a port of its own, unless the run names one.
+        if !extra.contains(&"--api.http.address") {
+            c.args(["--api.http.address", "127.0.0.1:0"]);
+        }
+        c.args(&self.args)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -61,9 +64,19 @@ impl Drill {
 
     /// Starts `funnel run`; it follows its inputs until stopped.
     pub(crate) fn start(&self, extra: &[&str]) -> Funnel {
-        self.mark("funnel run");
+        self.start_with_env(extra, &[])
+    }
+
+    /// Starts `funnel run` with the environment variables `env` added.
+    pub(crate) fn start_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Funnel {
+        self.mark(&format!("funnel run {} {env:?}", extra.join(" ")));
         Funnel {
-            child: Some(self.command(extra).spawn().unwrap()),
+            child: Some(
+                self.command(extra)
+                    .envs(env.iter().copied())
+                    .spawn()
+                    .unwrap(),
+            ),
         }
     }
 
@@ -165,6 +178,13 @@ pub(crate) struct Funnel {
 }
 
 impl Funnel {
+    /// Sends `signal` (`STOP`, `CONT`) and returns at once.
+    pub(crate) fn send(&self, signal: &str, drill: &Drill) {
+        let child = self.child.as_ref().unwrap();
+        drill.mark(&format!("SIG{signal} to {}", child.id()));
+        funnel_test_utils::process::signal(child, signal);
+    }
+
     /// Sends `signal` (`KILL`, `TERM`) and waits until the process is gone.
     pub(crate) fn signal(&mut self, signal: &str, drill: &Drill) -> ExitStatus {
         let child = self.child.as_ref().unwrap();

@@ -13,6 +13,7 @@
 //! | [`store`] | the store file corrupted |
 //! | [`input`] | the file source's input rotated, truncated, replaced or deleted |
 //! | [`brokers`] | SIGKILL with a publisher running, and the broker restarting, for RabbitMQ and MQTT |
+//! | [`cluster`] | three instances on one PostgreSQL store: SIGKILL, SIGSTOP past the lease, SIGTERM |
 //! | `kafka` | kafka pipelines under SIGKILL, a group split over two processes, bad input (feature `kafka`) |
 //!
 //! Drills that need PostgreSQL (127.0.0.1:5432) or MariaDB (127.0.0.1:3306, see
@@ -26,6 +27,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod brokers;
+mod cluster;
 mod disk;
 mod harness;
 mod input;

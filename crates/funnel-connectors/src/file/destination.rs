@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use funnel_core::{ConnectorError, Destination, DestinationAck};
+use funnel_core::{ConnectorError, Destination, DestinationAck, WriteFence};
 use funnel_record::{Position, Record};
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,6 +34,9 @@ pub struct FileDestination {
     spare: Arc<Mutex<Vec<Vec<u8>>>>,
     /// Encoded bytes per record of the last batch: the next buffer's first reservation.
     bytes_per_record: AtomicUsize,
+    /// Checked by the writer thread right before each write (a pipeline run under a
+    /// lease).
+    fence: Mutex<Option<Arc<dyn WriteFence>>>,
 }
 
 /// Cuts off a last line without its newline: what a crash (SIGKILL, power loss) in the
@@ -93,6 +96,7 @@ impl FileDestination {
             acks: Arc::new(AckQueue::new()),
             spare: Arc::default(),
             bytes_per_record: AtomicUsize::new(0),
+            fence: Mutex::new(None),
         }
     }
 
@@ -128,10 +132,20 @@ impl Destination for FileDestination {
         let acks = Arc::clone(&self.acks);
         let spare = Arc::clone(&self.spare);
         let path = self.config.path.clone();
+        let fence = self
+            .fence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         std::thread::Builder::new()
             .name("funnel-file-writer".into())
             .spawn(move || {
-                write_loop(file, target, &path, receiver, &acks, &spare);
+                let place = Place {
+                    target,
+                    path: &path,
+                    fence: fence.as_deref(),
+                };
+                write_loop(file, &place, receiver, &acks, &spare);
                 let _ = done_sender.send(());
             })
             .map_err(|e| {
@@ -178,6 +192,10 @@ impl Destination for FileDestination {
 
     async fn ack(&self) -> Result<Vec<DestinationAck>, ConnectorError> {
         self.acks.next().await
+    }
+
+    fn fence(&self, fence: Arc<dyn WriteFence>) {
+        *self.fence.lock().unwrap_or_else(PoisonError::into_inner) = Some(fence);
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
@@ -234,16 +252,24 @@ fn open_file(path: &Path) -> Result<(File, Target), ConnectorError> {
     Ok((file, target))
 }
 
+/// Where the writer thread writes, and what must permit each write.
+struct Place<'a> {
+    target: Target,
+    path: &'a Path,
+    fence: Option<&'a dyn WriteFence>,
+}
+
 /// The writer thread: appends batches, syncs (regular files), then acks them, until the
-/// channel closes or an I/O error stops it.
+/// channel closes, an I/O error stops it, or the fence refuses a write (checked right
+/// before each one, so a process paused past its lease writes nothing when it wakes).
 fn write_loop(
     mut file: File,
-    target: Target,
-    path: &Path,
+    place: &Place<'_>,
     mut jobs: mpsc::Receiver<Job>,
     acks: &AckQueue,
     spare: &Mutex<Vec<Vec<u8>>>,
 ) {
+    let (target, path) = (place.target, place.path);
     // The length of the file that is known to be whole lines, to cut back to on failure.
     let mut durable = match file.metadata() {
         Ok(_) if target == Target::Stream => 0,
@@ -264,6 +290,16 @@ fn write_loop(
                 }
                 Err(_) => break,
             }
+        }
+        if let Some(fence) = place.fence
+            && !fence.permits()
+        {
+            acks.fail(format!(
+                "file {}: not written: {}",
+                path.display(),
+                fence.refusal()
+            ));
+            return;
         }
         let written = group
             .iter()

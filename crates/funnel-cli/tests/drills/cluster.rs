@@ -1,0 +1,576 @@
+//! The failover drill: three `funnel run` instances on one PostgreSQL store and one
+//! pipelines directory of six generator -> file pipelines, each record tagged with the
+//! instance that wrote it. Each round SIGKILLs one instance, SIGSTOPs another past its
+//! leases and SIGCONTs it, and SIGTERMs a third, starting replacements as an operator
+//! would. At the end every output file must hold every record; its records must come
+//! in runs that go back (write a position again) only where a lease was lost, never
+//! where one was handed over gracefully; and the writers of the runs must follow the
+//! order in which the leases were claimed, so an instance that lost a lease wrote
+//! nothing after the next owner claimed it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use funnel_test_utils::yaml;
+
+use crate::harness::{Drill, Funnel, Rng};
+use crate::pg;
+
+const PIPELINES: usize = 6;
+const LEASE: Duration = Duration::from_secs(2);
+const RENEW: Duration = Duration::from_millis(500);
+const ROUNDS: usize = 5;
+
+/// `count` pipelines: a generator without end at `rate` per second, tagged by the
+/// instance, into `out-<n>.jsonl`.
+fn pipelines(count: usize, rate: u64) -> String {
+    let pipelines: Vec<String> = (0..count)
+        .map(|n| {
+            yaml::pipeline(
+                &format!("p{n}"),
+                &[],
+                &[
+                    yaml::generator("src", -1, rate),
+                    yaml::file_destination("dst", &format!("out-{n}.jsonl")),
+                ],
+                &[yaml::processor(
+                    "tag",
+                    "field.set",
+                    &[],
+                    &[("field", ".Metadata.owner"), ("value", "${DRILL_INSTANCE}")],
+                )],
+            )
+        })
+        .collect();
+    yaml::file(&pipelines)
+}
+
+/// The fleet: the drill, its store table, and the instances running now.
+struct Fleet {
+    drill: Drill,
+    table: String,
+    instances: BTreeMap<String, Funnel>,
+    started: usize,
+}
+
+impl Fleet {
+    fn start_instance(&mut self) -> String {
+        self.start_instance_with(&[])
+    }
+
+    /// Starts the next instance with `extra` flags.
+    fn start_instance_with(&mut self, extra: &[&str]) -> String {
+        let name = format!("i{}", self.started);
+        self.started += 1;
+        let mut args = vec![
+            "--db.type",
+            "postgres",
+            "--db.postgres.connection-string",
+            pg::URL,
+            "--db.postgres.table",
+            self.table.as_str(),
+            "--cluster.enabled",
+            "--cluster.instance-id",
+            name.as_str(),
+            "--cluster.lease-duration",
+            "2s",
+            "--cluster.renew-interval",
+            "500ms",
+        ];
+        args.extend_from_slice(extra);
+        let funnel = self
+            .drill
+            .start_with_env(&args, &[("DRILL_INSTANCE", name.as_str())]);
+        self.instances.insert(name.clone(), funnel);
+        name
+    }
+
+    /// Who holds each pipeline's lease now (expired leases are held by nobody).
+    fn owners(&self) -> BTreeMap<String, Option<String>> {
+        let rows = pg::sql(&format!(
+            "SELECT pipeline, CASE WHEN expires_at > now() THEN owner END FROM {}_leases",
+            self.table
+        ))
+        .unwrap();
+        rows.lines()
+            .filter_map(|line| line.split_once('|'))
+            .map(|(p, o)| (p.to_owned(), (!o.is_empty()).then(|| o.to_owned())))
+            .collect()
+    }
+
+    /// The pipelines `instance` holds now.
+    fn held_by(&self, instance: &str) -> Vec<String> {
+        self.owners()
+            .into_iter()
+            .filter(|(_, o)| o.as_deref() == Some(instance))
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    /// The writer of the last whole record in pipeline `p`'s output, and the output's
+    /// size in bytes (only the end of the file is read: it is polled often).
+    fn last_writer(&self, p: &str) -> (Option<String>, u64) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = std::fs::File::open(self.drill.path(&format!("out-{}.jsonl", &p[1..])))
+        else {
+            return (None, 0);
+        };
+        let size = file.metadata().unwrap().len();
+        let from = size.saturating_sub(16 * 1024);
+        file.seek(SeekFrom::Start(from)).unwrap();
+        let mut tail = Vec::new();
+        file.read_to_end(&mut tail).unwrap();
+        let whole = tail
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(&tail[..0], |end| &tail[..end]);
+        let last = whole
+            .rsplit(|&b| b == b'\n')
+            .next()
+            .filter(|l| !l.is_empty());
+        let owner = last.and_then(|line| {
+            let record = funnel_record::Record::from_json(line).ok()?;
+            record.metadata.get("owner").map(str::to_owned)
+        });
+        (owner, size)
+    }
+
+    /// Waits until every pipeline is held by a running instance, none holds more than
+    /// ⌈pipelines / instances⌉ + 1, and every pipeline's latest record was written by
+    /// its holder.
+    fn wait_settled(&self, what: &str) {
+        self.wait_spread(
+            what,
+            PIPELINES,
+            PIPELINES.div_ceil(self.instances.len()) + 1,
+        );
+    }
+
+    /// Waits until each of `pipelines` pipelines is held by a running instance that
+    /// wrote its latest record, and no instance holds more than `share`.
+    fn wait_spread(&self, what: &str, pipelines: usize, share: usize) {
+        self.drill
+            .wait_for(what, LEASE * 10 + Duration::from_secs(20), || {
+                let owners = self.owners();
+                if owners.len() < pipelines {
+                    return false;
+                }
+                let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+                for (p, owner) in &owners {
+                    let Some(owner) = owner.as_deref() else {
+                        return false;
+                    };
+                    if !self.instances.contains_key(owner) {
+                        return false;
+                    }
+                    *count.entry(owner).or_default() += 1;
+                    if self.last_writer(p).0.as_deref() != Some(owner) {
+                        return false;
+                    }
+                }
+                count.values().all(|&n| n <= share)
+            });
+    }
+
+    /// Waits until each of `pipelines` has a record written by an instance other than
+    /// `gone`; how long that took from `since`.
+    fn wait_taken_over(&self, pipelines: &[String], gone: &str, since: Instant) -> Duration {
+        self.drill.wait_for(
+            &format!("the pipelines {pipelines:?} of {gone} resume elsewhere"),
+            LEASE * 5 + Duration::from_secs(10),
+            || {
+                pipelines.iter().all(|p| {
+                    let (writer, _) = self.last_writer(p);
+                    writer.is_some_and(|w| w != gone)
+                })
+            },
+        );
+        since.elapsed()
+    }
+}
+
+/// Every claim and release of a lease, in order: a trigger on the lease table logs them.
+fn create_history(table: &str) {
+    pg::sql(&format!(
+        "DROP TABLE IF EXISTS {table}_leases, {table}_history;
+         CREATE TABLE {table}_leases (
+             pipeline text PRIMARY KEY,
+             owner text,
+             epoch bigint NOT NULL DEFAULT 0,
+             expires_at timestamptz NOT NULL DEFAULT '-infinity'
+         );
+         CREATE TABLE {table}_history (
+             id bigserial PRIMARY KEY, pipeline text, owner text, epoch bigint, event text
+         );
+         CREATE FUNCTION {table}_log() RETURNS trigger AS $$ BEGIN
+             IF NEW.epoch <> OLD.epoch THEN
+                 INSERT INTO {table}_history (pipeline, owner, epoch, event)
+                 VALUES (NEW.pipeline, NEW.owner, NEW.epoch, 'claim');
+             ELSIF NEW.owner IS NULL AND OLD.owner IS NOT NULL THEN
+                 INSERT INTO {table}_history (pipeline, owner, epoch, event)
+                 VALUES (NEW.pipeline, OLD.owner, NEW.epoch, 'release');
+             END IF;
+             RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER {table}_log AFTER UPDATE ON {table}_leases
+             FOR EACH ROW EXECUTE FUNCTION {table}_log();"
+    ))
+    .unwrap();
+}
+
+/// One lease of a pipeline's history: its owner, and whether it was given back
+/// gracefully (released) rather than lost.
+#[derive(Debug)]
+struct Tenure {
+    owner: String,
+    released: bool,
+}
+
+fn history(table: &str, pipeline: &str) -> Vec<Tenure> {
+    let rows = pg::sql(&format!(
+        "SELECT owner, event FROM {table}_history WHERE pipeline = '{pipeline}' ORDER BY id"
+    ))
+    .unwrap();
+    let mut tenures: Vec<Tenure> = Vec::new();
+    for (owner, event) in rows.lines().filter_map(|l| l.split_once('|')) {
+        match event {
+            "claim" => tenures.push(Tenure {
+                owner: owner.to_owned(),
+                released: false,
+            }),
+            _ => {
+                if let Some(last) = tenures.last_mut().filter(|t| t.owner == owner) {
+                    last.released = true;
+                }
+            }
+        }
+    }
+    tenures
+}
+
+/// A run of records written by one instance, positions one after the other.
+#[derive(Debug)]
+struct Run {
+    owner: String,
+    first: u64,
+    last: u64,
+}
+
+/// Checks pipeline `n`'s output against its lease history.
+fn check_output(fleet: &Fleet, n: usize) {
+    let pipeline = format!("p{n}");
+    let records = fleet.drill.records(&format!("out-{n}.jsonl"));
+    let mut runs: Vec<Run> = Vec::new();
+    for record in &records {
+        let position: u64 = std::str::from_utf8(record.position.as_bytes())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let owner = record.metadata.get("owner").unwrap_or("?").to_owned();
+        match runs.last_mut() {
+            Some(run) if run.owner == owner && position == run.last + 1 => run.last = position,
+            _ => runs.push(Run {
+                owner,
+                first: position,
+                last: position,
+            }),
+        }
+    }
+    let tenures = history(&fleet.table, &pipeline);
+    let context = || format!("{pipeline}: runs {runs:?}, leases {tenures:?}");
+    assert_eq!(runs.first().map(|r| r.first), Some(1), "{}", context());
+    // The writers follow the order of the claims: match each run to the earliest
+    // tenure of its owner at or after the previous run's.
+    let mut tenure = 0;
+    let mut highest = 0;
+    for (i, run) in runs.iter().enumerate() {
+        let start = tenure;
+        let found = (start..tenures.len()).find(|&t| tenures[t].owner == run.owner);
+        let Some(found) = found else {
+            panic!(
+                "run {i} was written by {} after its lease was taken over: {}",
+                run.owner,
+                context()
+            );
+        };
+        if i > 0 {
+            assert!(
+                run.first <= highest + 1,
+                "records {}..{} were never written: {}",
+                highest + 1,
+                run.first - 1,
+                context()
+            );
+            // After a graceful hand-over the next owner starts right after the last
+            // record written; after a lost lease it may write some again.
+            let previous = &runs[i - 1];
+            if found != tenure && tenures[tenure].released {
+                assert_eq!(
+                    run.first,
+                    previous.last + 1,
+                    "run {i} does not continue right after a graceful hand-over: {}",
+                    context()
+                );
+            }
+        }
+        tenure = found;
+        highest = highest.max(run.last);
+    }
+}
+
+/// A loopback port free now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The sample of an unlabelled metric.
+fn gauge(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The sum of a per-pipeline metric over `pipelines`.
+fn per_pipeline(metrics: &str, name: &str, pipelines: &[String]) -> f64 {
+    pipelines
+        .iter()
+        .map(|p| funnel_test_utils::http::metric(metrics, name, &format!("pipeline=\"{p}\"")))
+        .sum()
+}
+
+/// `/readyz`, `/v1/cluster` and the lease metrics say which instance runs which
+/// pipeline, and count claims, hand-overs and lost leases; a fleet needs the
+/// PostgreSQL store.
+#[test]
+fn readyz_the_api_and_the_metrics_show_which_instance_runs_which_pipeline() {
+    let Some(_server) = pg::server() else {
+        return;
+    };
+    let table = format!("drill_cluster_view_{}", std::process::id());
+    let _ = pg::sql(&format!(
+        "DROP TABLE IF EXISTS {table}, {table}_leases, {table}_instances"
+    ));
+    let mut fleet = Fleet {
+        drill: Drill::new(&pipelines(4, 50)),
+        table,
+        instances: BTreeMap::new(),
+        started: 0,
+    };
+    let (a, b) = (free_port(), free_port());
+    let (a_address, b_address) = (format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}"));
+    let get = |address: &str, path: &str| {
+        funnel_test_utils::http::get(address, path)
+            .unwrap_or_else(|| panic!("GET {path} from {address}: no answer"))
+    };
+    let first = fleet.start_instance_with(&["--api.http.address", &a_address]);
+    fleet.wait_spread("one instance runs all four pipelines", 4, 4);
+    let second = fleet.start_instance_with(&["--api.http.address", &b_address]);
+    fleet.wait_spread("two instances run two pipelines each", 4, 2);
+    let all: Vec<String> = (0..4).map(|n| format!("p{n}")).collect();
+    let metrics = get(&a_address, "/metrics").1;
+    assert_eq!(
+        gauge(&metrics, "funnel_cluster_leases_held"),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        gauge(&metrics, "funnel_cluster_instances"),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        per_pipeline(&metrics, "funnel_cluster_leases_claimed_total", &all),
+        4.0
+    );
+    assert_eq!(
+        per_pipeline(&metrics, "funnel_cluster_rebalances_total", &all),
+        2.0,
+        "the first instance handed two pipelines over: {metrics}"
+    );
+    let (code, ready) = get(&b_address, "/readyz");
+    assert_eq!(code, 200, "{ready}");
+    assert!(
+        ready.contains(&format!("instance {second} of 2 live: {first}, {second}")),
+        "{ready}"
+    );
+    for p in fleet.held_by(&second) {
+        assert!(
+            ready.contains(&format!("pipeline {p} runs on {second} (this instance")),
+            "{ready}"
+        );
+    }
+    let (code, cluster) = get(&a_address, "/v1/cluster");
+    assert_eq!(code, 200, "{cluster}");
+    let cluster: serde_json::Value = serde_json::from_str(&cluster).unwrap();
+    assert_eq!(cluster["instance"], first.as_str());
+    assert_eq!(cluster["instances"], serde_json::json!([first, second]));
+    let owners = fleet.owners();
+    for p in cluster["pipelines"].as_array().unwrap() {
+        let id = p["id"].as_str().unwrap();
+        assert_eq!(p["instance"].as_str(), owners[id].as_deref(), "{cluster}");
+    }
+    // Paused past its leases: the other takes them; once woken, it counts them lost.
+    let held = fleet.held_by(&second);
+    fleet.instances[&second].send("STOP", &fleet.drill);
+    fleet.drill.wait_for(
+        "the first instance runs all four again",
+        Duration::from_secs(30),
+        || fleet.held_by(&first).len() == 4,
+    );
+    fleet.instances[&second].send("CONT", &fleet.drill);
+    fleet.drill.wait_for(
+        "the woken instance counts its leases lost",
+        Duration::from_secs(20),
+        || {
+            let metrics = get(&b_address, "/metrics").1;
+            per_pipeline(&metrics, "funnel_cluster_leases_lost_total", &held) >= held.len() as f64
+        },
+    );
+    let (code, _) = get(&a_address, "/v1/cluster");
+    assert_eq!(code, 200);
+    let names: Vec<String> = fleet.instances.keys().cloned().collect();
+    for name in names {
+        let mut funnel = fleet.instances.remove(&name).unwrap();
+        funnel.signal("TERM", &fleet.drill);
+    }
+    let _ = pg::sql(&format!(
+        "DROP TABLE IF EXISTS {t}, {t}_leases, {t}_instances",
+        t = fleet.table
+    ));
+}
+
+/// `--cluster.enabled` without the PostgreSQL store, or with a renewal interval that is
+/// not well inside the lease, is refused before anything starts.
+#[test]
+fn a_fleet_needs_the_postgres_store_and_a_renewal_well_inside_the_lease() {
+    let drill = Drill::new(&pipelines(1, 10));
+    let (status, text) = drill.funnel(&["run", "--cluster.enabled", "--db.type", "memory"]);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("--db.type postgres"), "{text}");
+    let (status, text) = drill.funnel(&[
+        "run",
+        "--cluster.enabled",
+        "--db.type",
+        "postgres",
+        "--db.postgres.connection-string",
+        pg::URL,
+        "--cluster.lease-duration",
+        "2s",
+        "--cluster.renew-interval",
+        "1s",
+    ]);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("at most a third of"), "{text}");
+}
+
+/// Three instances, five rounds of SIGKILL, SIGSTOP past the lease and SIGTERM; every
+/// record of every pipeline in its output, none written by an instance after it lost
+/// its lease, none written twice after a graceful hand-over.
+#[test]
+fn a_fleet_of_three_loses_no_record_through_kills_pauses_and_graceful_stops() {
+    let Some(_server) = pg::server() else {
+        return;
+    };
+    let mut rng = Rng::new("cluster");
+    let table = format!(
+        "drill_cluster_{}_{}",
+        std::process::id(),
+        rng.between(0, 1 << 30)
+    );
+    create_history(&table);
+    let mut fleet = Fleet {
+        drill: Drill::new(&pipelines(PIPELINES, 200)),
+        table,
+        instances: BTreeMap::new(),
+        started: 0,
+    };
+    for _ in 0..3 {
+        fleet.start_instance();
+    }
+    fleet.wait_settled("all six pipelines run, spread over three instances");
+    let mut failovers = Vec::new();
+    for round in 0..ROUNDS {
+        let names: Vec<String> = fleet.instances.keys().cloned().collect();
+        let pick = |rng: &mut Rng, names: &[String]| {
+            names[usize::try_from(rng.between(0, names.len() as u64 - 1)).unwrap()].clone()
+        };
+        // SIGKILL: its pipelines resume elsewhere within lease + renewal.
+        let killed = pick(&mut rng, &names);
+        let held = fleet.held_by(&killed);
+        fleet
+            .drill
+            .mark(&format!("round {round}: SIGKILL {killed} holding {held:?}"));
+        let mut funnel = fleet.instances.remove(&killed).unwrap();
+        let since = Instant::now();
+        funnel.signal("KILL", &fleet.drill);
+        let took = fleet.wait_taken_over(&held, &killed, since);
+        failovers.push(took);
+        fleet.start_instance();
+        fleet.wait_settled(&format!("round {round}: settled after SIGKILL of {killed}"));
+
+        // SIGSTOP past the lease, then SIGCONT: it must write nothing after that.
+        let names: Vec<String> = fleet.instances.keys().cloned().collect();
+        let paused = pick(&mut rng, &names);
+        let held = fleet.held_by(&paused);
+        fleet
+            .drill
+            .mark(&format!("round {round}: SIGSTOP {paused} holding {held:?}"));
+        fleet.instances[&paused].send("STOP", &fleet.drill);
+        fleet.wait_taken_over(&held, &paused, Instant::now());
+        let sizes: Vec<u64> = held.iter().map(|p| fleet.last_writer(p).1).collect();
+        fleet.instances[&paused].send("CONT", &fleet.drill);
+        // The others keep writing what they took over.
+        fleet.drill.wait_for(
+            &format!("round {round}: the pipelines of {paused} go on elsewhere"),
+            Duration::from_secs(20),
+            || {
+                held.iter()
+                    .zip(&sizes)
+                    .all(|(p, &n)| fleet.last_writer(p).1 > n + 10_000)
+            },
+        );
+        fleet.wait_settled(&format!("round {round}: settled after SIGCONT of {paused}"));
+
+        // SIGTERM: a graceful hand-over.
+        let names: Vec<String> = fleet.instances.keys().cloned().collect();
+        let stopped = pick(&mut rng, &names);
+        fleet
+            .drill
+            .mark(&format!("round {round}: SIGTERM {stopped}"));
+        let mut funnel = fleet.instances.remove(&stopped).unwrap();
+        let status = funnel.signal("TERM", &fleet.drill);
+        assert!(status.success(), "a graceful stop exits 0: {status}");
+        fleet.wait_settled(&format!(
+            "round {round}: settled after SIGTERM of {stopped}"
+        ));
+        fleet.start_instance();
+        fleet.wait_settled(&format!("round {round}: settled with three instances"));
+    }
+    let names: Vec<String> = fleet.instances.keys().cloned().collect();
+    for name in names {
+        let mut funnel = fleet.instances.remove(&name).unwrap();
+        funnel.signal("TERM", &fleet.drill);
+    }
+    for n in 0..PIPELINES {
+        check_output(&fleet, n);
+    }
+    // Lease + renewal, and time for a loaded machine to start the pipeline.
+    let limit = LEASE + RENEW * 2 + Duration::from_secs(3);
+    eprintln!("drill cluster: failover times {failovers:?} (lease {LEASE:?}, renewal {RENEW:?})");
+    for took in &failovers {
+        assert!(
+            *took <= limit,
+            "a killed instance's pipelines resumed after {took:?}, more than {limit:?}"
+        );
+    }
+    let _ = pg::sql(&format!(
+        "DROP TABLE IF EXISTS {t}, {t}_leases, {t}_instances, {t}_history;
+         DROP FUNCTION IF EXISTS {t}_log()",
+        t = fleet.table
+    ));
+}

@@ -1,0 +1,476 @@
+//! Several `funnel` processes, one fleet: each pipeline runs on exactly one instance at
+//! a time, under a lease kept in the shared store (`docs/cluster.md`).
+//!
+//! Every instance reads the same pipeline files; the store holds only positions and
+//! leases. Two loops run per instance:
+//!
+//! - the **renewer**, every renewal interval, extends every lease it holds in one
+//!   statement and moves each lease's local deadline to the time the renewal was sent
+//!   plus the lease duration, less a tenth. A lease the store no longer extends (taken
+//!   over) or whose local deadline passed (the database unreachable, the process
+//!   paused) is lost: its fence is revoked at once (every later write and commit of the
+//!   pipeline fails) and the pipeline is aborted.
+//! - the **balancer**, on the same interval, records the instance as alive, counts the
+//!   live instances, and claims unowned or expired leases up to its fair share
+//!   (⌈pipelines / instances⌉), or hands pipelines over above it: drained, committed,
+//!   then released, so the next owner starts at once and reads nothing twice.
+//!
+//! A graceful stop drains every pipeline, then releases every lease and leaves the
+//! fleet.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use funnel_core::WriteFence;
+use funnel_core::telemetry::{INSTANCES, LEASES_CLAIMED, LEASES_HELD, LEASES_LOST, REBALANCES};
+use funnel_store::{Fence, Lease, Leases};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::supervisor::Supervisor;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Critical sections only read or replace entries: a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The leases this instance holds, by pipeline: what the supervisor may run.
+#[derive(Debug, Default)]
+pub struct Fences {
+    held: Mutex<HashMap<String, Arc<Fence>>>,
+}
+
+impl Fences {
+    /// The fence of `pipeline`, while this instance holds its lease.
+    pub fn get(&self, pipeline: &str) -> Option<Arc<Fence>> {
+        lock(&self.held)
+            .get(pipeline)
+            .filter(|f| f.permits())
+            .cloned()
+    }
+
+    fn insert(&self, fence: Arc<Fence>) {
+        lock(&self.held).insert(fence.pipeline().to_owned(), fence);
+    }
+
+    fn remove(&self, pipeline: &str) {
+        if let Some(fence) = lock(&self.held).remove(pipeline) {
+            fence.revoke();
+        }
+    }
+}
+
+/// How an instance takes part in the fleet.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// This instance's name, unique in the fleet.
+    pub instance: String,
+    /// How long a lease lasts without renewal (default 10 s).
+    pub lease: Duration,
+    /// How often leases are renewed and the load evened out (default 2 s); well below
+    /// `lease`.
+    pub renew: Duration,
+}
+
+/// Who runs what, as this instance last saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    /// This instance.
+    pub instance: String,
+    /// Every live instance, sorted.
+    pub instances: Vec<String>,
+    /// Every lease, by pipeline.
+    pub leases: Vec<Lease>,
+}
+
+impl ClusterView {
+    /// The instance running `pipeline`, if any runs it.
+    pub fn owner(&self, pipeline: &str) -> Option<&str> {
+        self.leases
+            .iter()
+            .find(|l| l.pipeline == pipeline)
+            .and_then(|l| l.owner.as_deref())
+    }
+}
+
+/// A lease this instance holds.
+struct Held {
+    fence: Arc<Fence>,
+    /// Being handed over: drained, then released.
+    releasing: bool,
+    /// Its pipeline was started under it.
+    started: bool,
+}
+
+/// This instance's part in the fleet: see the module documentation.
+pub struct Cluster {
+    options: ClusterOptions,
+    leases: Arc<dyn Leases>,
+    supervisor: Arc<Supervisor>,
+    fences: Arc<Fences>,
+    held: Mutex<BTreeMap<String, Held>>,
+    /// Pipelines whose lease was lost and that are being aborted: not claimed again
+    /// until that is done.
+    aborting: Arc<Mutex<HashSet<String>>>,
+    view: Mutex<ClusterView>,
+    balancing: CancellationToken,
+    renewing: CancellationToken,
+    renewer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    balancer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Hand-overs in progress.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// This instance in the fleet of `leases`, running its pipelines in `supervisor`,
+    /// which must have been made with `fences` in its options. Nothing happens until
+    /// [`start`](Self::start).
+    pub fn new(
+        options: ClusterOptions,
+        leases: Arc<dyn Leases>,
+        supervisor: Arc<Supervisor>,
+        fences: Arc<Fences>,
+    ) -> Arc<Self> {
+        let view = ClusterView {
+            instance: options.instance.clone(),
+            ..ClusterView::default()
+        };
+        Arc::new(Self {
+            options,
+            leases,
+            supervisor,
+            fences,
+            held: Mutex::new(BTreeMap::new()),
+            aborting: Arc::default(),
+            view: Mutex::new(view),
+            balancing: CancellationToken::new(),
+            renewing: CancellationToken::new(),
+            renewer: Mutex::new(None),
+            balancer: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// This instance's name.
+    pub fn instance(&self) -> &str {
+        &self.options.instance
+    }
+
+    /// Who runs what, as of the last balancing round.
+    pub fn view(&self) -> ClusterView {
+        lock(&self.view).clone()
+    }
+
+    /// Starts renewing and balancing.
+    pub fn start(self: &Arc<Self>) {
+        let renewer = {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(this.options.renew);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = this.renewing.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    this.renew_once().await;
+                }
+            })
+        };
+        let balancer = {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(this.options.renew);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut round = 0u64;
+                loop {
+                    tokio::select! {
+                        () = this.balancing.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    // The first round only announces this instance, so that instances
+                    // started together share the pipelines from the start.
+                    this.balance_once(round > 0).await;
+                    round += 1;
+                }
+            })
+        };
+        *lock(&self.renewer) = Some(renewer);
+        *lock(&self.balancer) = Some(balancer);
+    }
+
+    /// The local deadline of a lease extended by a statement sent at `sent`: a tenth of
+    /// the lease before the database lets another instance claim it.
+    fn deadline(&self, sent: Instant) -> Instant {
+        sent + self.options.lease - self.options.lease / 10
+    }
+
+    async fn renew_once(self: &Arc<Self>) {
+        let held: Vec<(String, i64)> = lock(&self.held)
+            .iter()
+            .map(|(p, h)| (p.clone(), h.fence.epoch()))
+            .collect();
+        if !held.is_empty() {
+            let sent = Instant::now();
+            // A slow answer still extends the lease from when it was sent; only one
+            // that cannot arrive before the lease lapses is given up on.
+            let renewed = tokio::time::timeout(
+                self.options.lease / 2,
+                self.leases
+                    .renew(&self.options.instance, &held, self.options.lease),
+            )
+            .await;
+            match renewed {
+                Ok(Ok(still)) => {
+                    let deadline = self.deadline(sent);
+                    for (pipeline, epoch) in &held {
+                        if still.iter().any(|(p, e)| p == pipeline && e == epoch) {
+                            if let Some(h) = lock(&self.held).get(pipeline) {
+                                h.fence.extend(deadline);
+                            }
+                        } else {
+                            self.lose(pipeline, "the store did not renew it: it expired or another instance took it over");
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %e, "cannot renew the leases; the pipelines stop if their leases expire first")
+                }
+                Err(_) => {
+                    warn!(timeout = ?self.options.renew, "renewing the leases took too long; the pipelines stop if their leases expire first")
+                }
+            }
+        }
+        self.drop_lapsed();
+        metrics::gauge!(LEASES_HELD).set(lock(&self.held).len() as f64);
+    }
+
+    /// Loses every lease whose local deadline has passed.
+    fn drop_lapsed(self: &Arc<Self>) {
+        let lapsed: Vec<String> = lock(&self.held)
+            .iter()
+            .filter(|(_, h)| !h.fence.permits())
+            .map(|(p, _)| p.clone())
+            .collect();
+        for pipeline in lapsed {
+            self.lose(&pipeline, "it expired before it could be renewed");
+        }
+    }
+
+    /// Stops `pipeline` at once: its lease is gone.
+    fn lose(self: &Arc<Self>, pipeline: &str, why: &str) {
+        let Some(held) = lock(&self.held).remove(pipeline) else {
+            return;
+        };
+        held.fence.revoke();
+        self.fences.remove(pipeline);
+        metrics::counter!(LEASES_LOST, "pipeline" => pipeline.to_owned()).increment(1);
+        warn!(
+            pipeline,
+            epoch = held.fence.epoch(),
+            "lease lost ({why}): stopping the pipeline at once"
+        );
+        lock(&self.aborting).insert(pipeline.to_owned());
+        let supervisor = Arc::clone(&self.supervisor);
+        let aborting = Arc::clone(&self.aborting);
+        let pipeline = pipeline.to_owned();
+        tokio::spawn(async move {
+            supervisor.abort_pipeline(&pipeline).await;
+            lock(&aborting).remove(&pipeline);
+        });
+    }
+
+    /// The pipelines every instance should run between them: those of the pipeline
+    /// files that are not configured `stopped`.
+    fn desired(&self) -> Vec<String> {
+        let mut desired: Vec<String> = self
+            .supervisor
+            .states()
+            .iter()
+            .filter(|s| s.file().is_some())
+            .filter(|s| s.config().status == funnel_config::PipelineStatus::Running)
+            .map(|s| s.id.clone())
+            .collect();
+        desired.sort();
+        desired
+    }
+
+    async fn balance_once(self: &Arc<Self>, claim: bool) {
+        let me = self.options.instance.clone();
+        // A lease that lapsed (the process was paused, say) is not counted as held.
+        self.drop_lapsed();
+        let instances = match self.leases.heartbeat(&me, self.options.lease).await {
+            Ok(instances) => instances,
+            Err(e) => {
+                warn!(error = %e, "cannot reach the store to balance pipelines");
+                return;
+            }
+        };
+        metrics::gauge!(INSTANCES).set(instances.len() as f64);
+        let desired = self.desired();
+        // Held leases of pipelines no longer in any file are given back.
+        let gone: Vec<String> = lock(&self.held)
+            .iter()
+            .filter(|(p, h)| !h.releasing && !desired.contains(p))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for pipeline in gone {
+            self.hand_over(&pipeline);
+        }
+        let share = desired.len().div_ceil(instances.len().max(1));
+        let running = lock(&self.held).values().filter(|h| !h.releasing).count();
+        if claim && running < share {
+            let aborting = lock(&self.aborting).clone();
+            let candidates: Vec<String> = {
+                let held = lock(&self.held);
+                desired
+                    .iter()
+                    .filter(|p| !held.contains_key(*p) && !aborting.contains(*p))
+                    .cloned()
+                    .collect()
+            };
+            let sent = Instant::now();
+            match self
+                .leases
+                .claim(&me, &candidates, share - running, self.options.lease)
+                .await
+            {
+                Ok(claimed) => {
+                    for (pipeline, epoch) in claimed {
+                        let fence =
+                            Arc::new(Fence::new(&pipeline, &me, epoch, self.deadline(sent)));
+                        self.fences.insert(Arc::clone(&fence));
+                        metrics::counter!(LEASES_CLAIMED, "pipeline" => pipeline.clone())
+                            .increment(1);
+                        info!(pipeline, epoch, "lease claimed: starting the pipeline");
+                        lock(&self.held).insert(
+                            pipeline,
+                            Held {
+                                fence,
+                                releasing: false,
+                                started: false,
+                            },
+                        );
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot claim pipelines"),
+            }
+        } else if running > share {
+            // Above the fair share: hand over the excess, the last ones by name.
+            let excess: Vec<String> = lock(&self.held)
+                .iter()
+                .filter(|(_, h)| !h.releasing)
+                .map(|(p, _)| p.clone())
+                .rev()
+                .take(running - share)
+                .collect();
+            for pipeline in excess {
+                info!(
+                    pipeline,
+                    share, "handing the pipeline over to even out the load"
+                );
+                metrics::counter!(REBALANCES, "pipeline" => pipeline.clone()).increment(1);
+                self.hand_over(&pipeline);
+            }
+        }
+        // Start what was claimed (again, if it could not start before).
+        let to_start: Vec<String> = lock(&self.held)
+            .iter()
+            .filter(|(_, h)| !h.releasing && !h.started)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for pipeline in to_start {
+            if self.supervisor.start_pipeline(&pipeline).await
+                && let Some(h) = lock(&self.held).get_mut(&pipeline)
+            {
+                h.started = true;
+            }
+        }
+        metrics::gauge!(LEASES_HELD).set(lock(&self.held).len() as f64);
+        if let Ok(leases) = self.leases.leases().await {
+            *lock(&self.view) = ClusterView {
+                instance: me,
+                instances,
+                leases,
+            };
+        }
+    }
+
+    /// Drains `pipeline`, then releases its lease (in the background; the lease is
+    /// renewed until then).
+    fn hand_over(self: &Arc<Self>, pipeline: &str) {
+        let epoch = {
+            let mut held = lock(&self.held);
+            let Some(h) = held.get_mut(pipeline) else {
+                return;
+            };
+            h.releasing = true;
+            h.fence.epoch()
+        };
+        let this = Arc::clone(self);
+        let pipeline = pipeline.to_owned();
+        let task = tokio::spawn(async move {
+            this.supervisor.stop_pipeline(&pipeline).await;
+            this.release(&pipeline, epoch).await;
+        });
+        lock(&self.tasks).push(task);
+    }
+
+    /// Gives the lease of `pipeline` back, if it is still held under `epoch`.
+    async fn release(&self, pipeline: &str, epoch: i64) {
+        let held = {
+            let mut held = lock(&self.held);
+            match held.get(pipeline) {
+                Some(h) if h.fence.epoch() == epoch => held.remove(pipeline),
+                _ => None,
+            }
+        };
+        let Some(held) = held else {
+            return;
+        };
+        self.fences.remove(pipeline);
+        held.fence.revoke();
+        match self
+            .leases
+            .release(&self.options.instance, pipeline, epoch)
+            .await
+        {
+            Ok(()) => info!(pipeline, epoch, "lease released"),
+            Err(e) => {
+                warn!(pipeline, error = %e, "cannot release the lease; it expires by itself");
+            }
+        }
+    }
+
+    /// Stops gracefully: no more claims, every pipeline drained and committed, then
+    /// every lease released and this instance gone from the fleet.
+    pub async fn shutdown(&self) {
+        self.balancing.cancel();
+        let balancer = lock(&self.balancer).take();
+        if let Some(balancer) = balancer {
+            let _ = balancer.await;
+        }
+        // The renewer keeps the leases while the pipelines drain.
+        self.supervisor.shutdown().await;
+        let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+        let held: Vec<(String, i64)> = lock(&self.held)
+            .iter()
+            .map(|(p, h)| (p.clone(), h.fence.epoch()))
+            .collect();
+        for (pipeline, epoch) in held {
+            self.release(&pipeline, epoch).await;
+        }
+        if let Err(e) = self.leases.leave(&self.options.instance).await {
+            warn!(error = %e, "cannot remove this instance from the store; it expires by itself");
+        }
+        self.renewing.cancel();
+        let renewer = lock(&self.renewer).take();
+        if let Some(renewer) = renewer {
+            let _ = renewer.await;
+        }
+    }
+}
