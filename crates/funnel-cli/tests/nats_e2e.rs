@@ -7,12 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use funnel_record::{Data, Record};
+use funnel_test_utils::{process, yaml};
 use futures::StreamExt;
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
@@ -67,7 +68,6 @@ impl Env {
             }))
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("pipelines")).unwrap();
         Some(Self {
             dir,
             runtime,
@@ -77,37 +77,21 @@ impl Env {
         })
     }
 
+    /// Writes pipeline `p` from connector `src` to connector `dst` (each from
+    /// `yaml::connector`).
     fn write_pipeline(&self, source: &str, destination: &str) {
-        let pipeline = format!(
-            r#"version: "2.2"
-pipelines:
-  - id: p
-    status: running
-    connectors:
-      - id: src
-        type: source
-{source}      - id: dst
-        type: destination
-{destination}"#
-        );
-        std::fs::write(self.dir.path().join("pipelines/p.yaml"), pipeline).unwrap();
+        let connectors = [source.to_owned(), destination.to_owned()];
+        let file = yaml::file(&[yaml::pipeline(
+            "p",
+            &[("status", "running")],
+            &connectors,
+            &[],
+        )]);
+        process::write_pipelines(self.dir.path(), &file);
     }
 
     fn command(&self, extra: &[&str]) -> Command {
-        let mut c = Command::new(FUNNEL);
-        c.current_dir(self.dir.path())
-            .args(["run", "--api.http.address", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.path().join("funnel.log"))
-                    .unwrap(),
-            ));
-        c
+        process::funnel_run(FUNNEL, self.dir.path(), extra)
     }
 
     fn spawn(&self) -> Child {
@@ -115,7 +99,7 @@ pipelines:
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("funnel.log")).unwrap_or_default()
+        process::funnel_log(self.dir.path())
     }
 
     /// Stream sequences (the source's positions) in the output file, in file order;
@@ -249,21 +233,29 @@ fn kill(child: &mut Child, signal: &str) {
 }
 
 fn source_block(env: &Env) -> String {
-    format!(
-        "        plugin: builtin:nats\n        settings:\n          urls: {URL}\n          \
-         stream: {}\n          subject: {}.>\n",
-        env.stream, env.prefix
+    let subject = format!("{}.>", env.prefix);
+    yaml::connector(
+        "src",
+        "source",
+        "builtin:nats",
+        &[
+            ("urls", URL),
+            ("stream", &env.stream),
+            ("subject", &subject),
+        ],
     )
 }
 
-const FILE: &str = "        plugin: builtin:file\n        settings:\n          path: ./out.jsonl\n";
+fn file() -> String {
+    yaml::file_destination("dst", "./out.jsonl")
+}
 
 #[test]
 fn a_nats_to_file_pipeline_loses_nothing_through_sigkills_and_repeats_nothing_after_sigterm() {
     const N: u64 = 30_000;
     let Some(env) = Env::new("kill") else { return };
     let t0 = Instant::now();
-    env.write_pipeline(&source_block(&env), FILE);
+    env.write_pipeline(&source_block(&env), &file());
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -336,15 +328,14 @@ fn a_nats_to_file_pipeline_loses_nothing_through_sigkills_and_repeats_nothing_af
 fn fifty_thousand_generated_records_written_to_nats_are_all_in_the_stream_once() {
     const N: usize = 50_000;
     let Some(env) = Env::new("gen") else { return };
+    let subject = format!("{}.gen", env.prefix);
     env.write_pipeline(
-        &format!(
-            "        plugin: builtin:generator\n        settings:\n          format.type: raw\n          \
-             format.options.id: int\n          recordCount: \"{N}\"\n"
-        ),
-        &format!(
-            "        plugin: builtin:nats\n        settings:\n          urls: {URL}\n          \
-             subject: {}.gen\n",
-            env.prefix
+        &yaml::generator("src", N as i64, 0),
+        &yaml::connector(
+            "dst",
+            "destination",
+            "builtin:nats",
+            &[("urls", URL), ("subject", &subject)],
         ),
     );
     let out = env.command(&["--pipelines.exit-on-done"]).output().unwrap();

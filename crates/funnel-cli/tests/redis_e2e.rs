@@ -7,10 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use funnel_record::{Data, Record};
+use funnel_test_utils::{process, yaml};
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
 const URL: &str = "redis://127.0.0.1:6379/";
@@ -39,7 +40,6 @@ impl Env {
             .unwrap()
             .subsec_nanos();
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("pipelines")).unwrap();
         Some(Self {
             dir,
             key: format!("fe2e:{tag}:{}:{nanos}", std::process::id()),
@@ -50,41 +50,25 @@ impl Env {
         redis::Client::open(URL).unwrap().get_connection().unwrap()
     }
 
+    /// Writes pipeline `p` from connector `src` to connector `dst` (each from
+    /// `yaml::connector`).
     fn write_pipeline(&self, source: &str, destination: &str) {
-        let pipeline = format!(
-            r#"version: "2.2"
-pipelines:
-  - id: p
-    status: running
-    connectors:
-      - id: src
-        type: source
-{source}      - id: dst
-        type: destination
-{destination}"#
-        );
-        std::fs::write(self.dir.path().join("pipelines/p.yaml"), pipeline).unwrap();
+        let connectors = [source.to_owned(), destination.to_owned()];
+        let file = yaml::file(&[yaml::pipeline(
+            "p",
+            &[("status", "running")],
+            &connectors,
+            &[],
+        )]);
+        process::write_pipelines(self.dir.path(), &file);
     }
 
     fn command(&self, extra: &[&str]) -> Command {
-        let mut c = Command::new(FUNNEL);
-        c.current_dir(self.dir.path())
-            .args(["run", "--api.http.address", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.path().join("funnel.log"))
-                    .unwrap(),
-            ));
-        c
+        process::funnel_run(FUNNEL, self.dir.path(), extra)
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("funnel.log")).unwrap_or_default()
+        process::funnel_log(self.dir.path())
     }
 
     /// The numbers of the entries in the output file, in file order (complete lines).
@@ -167,7 +151,19 @@ fn kill(child: &mut Child, signal: &str) {
     }
 }
 
-const FILE: &str = "        plugin: builtin:file\n        settings:\n          path: ./out.jsonl\n";
+/// The redis connector `id` of `kind` on stream `key`.
+fn redis_stream(id: &str, kind: &str, key: &str) -> String {
+    yaml::connector(
+        id,
+        kind,
+        "builtin:redis",
+        &[
+            ("redis.host", "127.0.0.1"),
+            ("redis.key", key),
+            ("mode", "stream"),
+        ],
+    )
+}
 
 #[test]
 fn a_redis_stream_to_file_pipeline_loses_nothing_through_sigkills_and_repeats_nothing_after_sigterm()
@@ -175,12 +171,8 @@ fn a_redis_stream_to_file_pipeline_loses_nothing_through_sigkills_and_repeats_no
     const N: u64 = 30_000;
     let Some(env) = Env::new("kill") else { return };
     env.write_pipeline(
-        &format!(
-            "        plugin: builtin:redis\n        settings:\n          redis.host: 127.0.0.1\n          \
-             redis.key: {}\n          mode: stream\n",
-            env.key
-        ),
-        FILE,
+        &redis_stream("src", "source", &env.key),
+        &yaml::file_destination("dst", "./out.jsonl"),
     );
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -246,16 +238,19 @@ fn a_redis_stream_to_file_pipeline_loses_nothing_through_sigkills_and_repeats_no
 fn fifty_thousand_generated_records_written_to_redis_are_all_in_the_stream() {
     const N: usize = 50_000;
     let Some(env) = Env::new("gen") else { return };
+    let count = N.to_string();
     env.write_pipeline(
-        &format!(
-            "        plugin: builtin:generator\n        settings:\n          format.type: structured\n          \
-             format.options.id: int\n          recordCount: \"{N}\"\n"
+        &yaml::connector(
+            "src",
+            "source",
+            "builtin:generator",
+            &[
+                ("format.type", "structured"),
+                ("format.options.id", "int"),
+                ("recordCount", &count),
+            ],
         ),
-        &format!(
-            "        plugin: builtin:redis\n        settings:\n          redis.host: 127.0.0.1\n          \
-             redis.key: {}\n          mode: stream\n",
-            env.key
-        ),
+        &redis_stream("dst", "destination", &env.key),
     );
     let out = env.command(&["--pipelines.exit-on-done"]).output().unwrap();
     assert!(out.status.success(), "{}", env.log());
