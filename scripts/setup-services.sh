@@ -214,6 +214,30 @@ echo "setup-services: Mosquitto ready on 127.0.0.1:1883"
 # Redis on 127.0.0.1:6379 (scripts/redis-server.sh).
 "$(dirname "$0")/redis-server.sh" ensure
 
+# The dashboard's browser test (crates/funnel-cli/tests/dashboard.rs): Debian's
+# chromium, node and npm, and playwright-core (which drives a browser it is given and
+# downloads none) installed once into ~/.cache/funnel/browser.
+PLAYWRIGHT_VERSION=1.65.2
+BROWSER_TOOLS="$HOME/.cache/funnel/browser"
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null ||
+        { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null; }
+}
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "setup-services: installing chromium"
+    apt_install chromium
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    echo "setup-services: installing node and npm"
+    apt_install nodejs npm
+fi
+if [ "$(node -p "require('$BROWSER_TOOLS/node_modules/playwright-core/package.json').version" 2>/dev/null)" != "$PLAYWRIGHT_VERSION" ]; then
+    echo "setup-services: installing playwright-core $PLAYWRIGHT_VERSION into $BROWSER_TOOLS"
+    mkdir -p "$BROWSER_TOOLS"
+    npm install --prefix "$BROWSER_TOOLS" --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_VERSION"
+fi
+echo "setup-services: chromium and playwright-core ready for the browser test"
+
 # Kafka: no broker is packaged for this machine, so the kafka connector's tests run
 # against tansu (a Kafka-protocol broker in Rust) with its SQLite storage, on
 # 127.0.0.1:9092. It is built once (10 to 15 minutes on 2 cores) into

@@ -11,7 +11,11 @@
 //!   are stalled (running with records in flight of which none was acknowledged for
 //!   the stall threshold: a stage that hangs), or have a connector failing its
 //!   connection test.
-//! - `GET /metrics`: every metric in Prometheus text format.
+//! - `/v1/connectors/{id}/inspect`, `/v1/processors/{id}/inspect-in|-out`: WebSockets
+//!   streaming the records passing there, one OpenCDC JSON text message each.
+//! - `GET /`: the dashboard (see the `ui` module), built into the binary.
+//! - `GET /metrics`: every metric in Prometheus text format, Funnel's and Conduit's
+//!   names.
 //!
 //! A connection that sends no complete request header within [`HEADER_READ_TIMEOUT`]
 //! is closed, so idle and half-open connections do not pile up. A body over
@@ -23,9 +27,12 @@
 //! interface).
 
 mod error;
+mod gauges;
+mod inspect;
 pub mod model;
 mod security;
 mod stall;
+mod ui;
 mod v1;
 
 use std::future::Future;
@@ -44,6 +51,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Status;
+pub use gauges::install_recorder;
 pub use security::{MAX_BODY_BYTES, Security};
 pub use stall::StallWatch;
 pub use v1::{ApiDoc, SERVICES};
@@ -77,6 +85,23 @@ pub struct PipelineView {
     pub read: u64,
     /// Records acknowledged so far.
     pub acked: u64,
+}
+
+/// Where an inspector session watches records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InspectPoint {
+    /// What a connector reads or is given to write.
+    Connector,
+    /// What goes into a processor.
+    ProcessorIn,
+    /// What a processor hands on.
+    ProcessorOut,
+}
+
+/// An open inspector session.
+pub trait Inspection: Send {
+    /// The next record passing, as OpenCDC JSON; `None` once the session ended.
+    fn next(&mut self) -> BoxFuture<'_, Option<String>>;
 }
 
 /// What the API needs to know of the pipelines.
@@ -116,6 +141,13 @@ pub trait Pipelines: Send + Sync + 'static {
     /// Who runs which pipeline, when this instance is part of a fleet.
     fn cluster(&self) -> Option<model::Cluster> {
         None
+    }
+
+    /// Opens an inspector session on component `id` (a connector, or a processor) at
+    /// `point`; a not-found status when there is no such component.
+    fn inspect(&self, id: &str, point: InspectPoint) -> Result<Box<dyn Inspection>, Status> {
+        let _ = point;
+        Err(Status::unimplemented(format!("cannot inspect {id}")))
     }
 
     /// Starts pipeline `id`.
@@ -201,6 +233,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(v1::routes(api))
+        .merge(ui::routes())
         .fallback(v1::not_found)
         .layer(axum::middleware::from_fn(v1::pretty))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -283,7 +316,10 @@ fn placement(cluster: &model::Cluster) -> String {
     (status = 200, description = "Prometheus text", content_type = "text/plain")))]
 async fn metrics(State(state): State<ApiState>) -> (StatusCode, String) {
     match &state.metrics {
-        Some(handle) => (StatusCode::OK, handle.render()),
+        Some(handle) => {
+            gauges::set(state.pipelines.as_ref());
+            (StatusCode::OK, handle.render())
+        }
         None => (StatusCode::NOT_FOUND, "metrics are disabled\n".into()),
     }
 }
@@ -341,7 +377,10 @@ pub async fn serve_on(
                     builder
                         .timer(TokioTimer::new())
                         .header_read_timeout(header_read_timeout);
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    // With upgrades: the inspector's WebSockets.
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
                     let mut connection = std::pin::pin!(connection);
                     tokio::select! {
                         result = connection.as_mut() => {

@@ -1,8 +1,10 @@
 //! Who may call the API: the bearer token, the request body limit and CORS.
 //!
-//! With a token set, every request but the probes (`/healthz`, `/readyz`) must carry
+//! With a token set, every request but the probes (`/healthz`, `/readyz`) and the
+//! dashboard's page and assets must carry
 //! `Authorization: Bearer <token>`; the comparison takes the same time whatever the
-//! token sent. Cross-origin requests are refused (no CORS headers) unless their origin
+//! token sent. A WebSocket upgrade may carry it as `?access_token=<token>` instead,
+//! since a browser cannot set headers on a WebSocket. Cross-origin requests are refused (no CORS headers) unless their origin
 //! is allowed.
 
 use axum::extract::{Request, State};
@@ -41,6 +43,33 @@ impl Security {
         bool::from(sent.as_bytes().ct_eq(token.as_bytes()))
     }
 
+    /// Whether `request` carries the token: in its `Authorization` header, or (for a
+    /// WebSocket upgrade only) in its `access_token` query parameter.
+    pub(crate) fn authorized_request(&self, request: &Request) -> bool {
+        if self.authorized(request.headers()) {
+            return true;
+        }
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let upgrade = request
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        let sent = request
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("access_token="))
+            .map(percent_decode);
+        match (upgrade, sent) {
+            (true, Some(sent)) => bool::from(sent.as_bytes().ct_eq(token.as_bytes())),
+            _ => false,
+        }
+    }
+
     /// The origin to echo in `Access-Control-Allow-Origin`, when `origin` is allowed.
     fn allowed_origin(&self, origin: &HeaderValue) -> Option<HeaderValue> {
         let text = origin.to_str().ok()?;
@@ -49,6 +78,32 @@ impl Security {
             .any(|o| o == "*" || o == text)
             .then(|| origin.clone())
     }
+}
+
+/// `%XX` escapes and `+` decoded; an invalid escape is kept as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Paths that answer without a token: the liveness and readiness probes.
@@ -88,7 +143,9 @@ pub(crate) async fn guard(
         }
         return response;
     }
-    if !is_probe(request.uri().path()) && !security.authorized(request.headers()) {
+    let path = request.uri().path();
+    let public = is_probe(path) || crate::ui::is_dashboard(path);
+    if !public && !security.authorized_request(&request) {
         let mut response = Status::unauthenticated(
             "this API needs a token: send the header `Authorization: Bearer <token>` with \
              the token funnel was started with (--api.auth.token)",
@@ -134,5 +191,23 @@ mod tests {
         assert!(!s.authorized(&bearer("s3cret-token")));
         assert!(!s.authorized(&HeaderMap::new()));
         assert!(Security::default().authorized(&HeaderMap::new()));
+    }
+
+    fn request(uri: &str, websocket: bool) -> Request {
+        let mut builder = Request::builder().uri(uri);
+        if websocket {
+            builder = builder.header(header::UPGRADE, "websocket");
+        }
+        builder.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_websocket_upgrade_may_carry_the_token_in_its_query_and_nothing_else_may() {
+        let s = with_token("s3cret/token");
+        assert!(s.authorized_request(&request("/x?access_token=s3cret%2Ftoken", true)));
+        assert!(s.authorized_request(&request("/x?a=1&access_token=s3cret/token", true)));
+        assert!(!s.authorized_request(&request("/x?access_token=s3cret", true)));
+        assert!(!s.authorized_request(&request("/x?access_token=s3cret/token", false)));
+        assert!(!s.authorized_request(&request("/x", true)));
     }
 }

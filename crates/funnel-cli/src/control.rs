@@ -333,6 +333,14 @@ fn parameters<'a>(
 }
 
 impl funnel_api::Pipelines for Control {
+    fn inspect(
+        &self,
+        id: &str,
+        point: funnel_api::InspectPoint,
+    ) -> Result<Box<dyn funnel_api::Inspection>, Status> {
+        crate::inspect::open(self, id, point)
+    }
+
     fn views(&self) -> Vec<funnel_api::PipelineView> {
         let pipelines = self.overview.pipelines().into_iter().map(|p| {
             let phase = match p.current() {

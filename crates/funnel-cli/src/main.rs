@@ -8,12 +8,14 @@
 //! when a second signal forces the exit. SIGHUP reloads the pipeline files.
 
 mod control;
+mod inspect;
+mod progress;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -61,6 +63,10 @@ enum Command {
         #[command(subcommand)]
         command: LsCommand,
     },
+    /// Watch the records passing a connector or a processor of a running funnel, live
+    /// (through its API's inspector): pretty JSON on a terminal, one line each
+    /// otherwise.
+    Inspect(inspect::InspectArgs),
 }
 
 #[derive(Subcommand)]
@@ -417,6 +423,7 @@ fn main() -> std::process::ExitCode {
         Command::Store {
             command: StoreCommand::Repair { db_path },
         } => store_repair(&db_path),
+        Command::Inspect(args) => inspect::inspect(&args),
         Command::Connectors {
             command: LsCommand::Ls,
         } => {
@@ -439,17 +446,25 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Whether `funnel run` draws live status lines: only with text logs on a terminal.
+fn shows_progress(format: LogFormat) -> bool {
+    matches!(format, LogFormat::Text) && std::io::stderr().is_terminal()
+}
+
 fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
         format!("--log.level {level:?} is not a level (trace, debug, info, warn, error)")
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        // Through the status lines' writer, which keeps them below the log.
+        LogFormat::Text if shows_progress(format) => {
+            builder.with_writer(progress::LogWriter).init();
+        }
+        LogFormat::Text => builder.with_writer(std::io::stderr).init(),
+        LogFormat::Json => builder.with_writer(std::io::stderr).json().init(),
     }
     Ok(())
 }
@@ -804,8 +819,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(1);
     }
     let (store, leases) = open_store(&args).await?;
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
+    let metrics = funnel_api::install_recorder()
         .map_err(|e| warn!(error = %e, "metrics are disabled"))
         .ok();
 
@@ -889,8 +903,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         }
     };
 
-    let started = Instant::now();
-    let progress = std::io::stderr().is_terminal();
+    let drawing = shows_progress(args.log_format).then(|| {
+        let supervisor = Arc::clone(&supervisor);
+        progress::Drawing::start(move || supervisor.states())
+    });
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut watch_ticker = tokio::time::interval(reload::WATCH_INTERVAL);
     let mut code = 0;
@@ -915,9 +931,6 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
             }
             _ = ticker.tick() => {
                 let states = supervisor.states();
-                if progress {
-                    print_progress(&states, started.elapsed());
-                }
                 let degraded = states.iter().any(|s| matches!(s.current(), PipelineStatus::Degraded(_)));
                 if degraded && (args.exit_on_degraded) {
                     error!("a pipeline is degraded, exiting");
@@ -965,6 +978,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     match &cluster {
         Some(cluster) => cluster.shutdown().await,
         None => supervisor.shutdown().await,
+    }
+    if let Some(drawing) = drawing {
+        drawing.finish().await;
     }
     api_shutdown.cancel();
     if let Some(api) = api {
@@ -1106,26 +1122,6 @@ fn api_security(args: &RunArgs, address: SocketAddr) -> anyhow::Result<funnel_ap
             .filter(|o| !o.is_empty())
             .collect(),
     })
-}
-
-fn print_progress(states: &[Arc<funnel_runtime::PipelineState>], elapsed: Duration) {
-    let secs = elapsed.as_secs_f64().max(0.001);
-    for s in states {
-        let read = WorkerStats::get(&s.stats.read);
-        let restart = s
-            .recovery()
-            .map(|r| format!(" ({})", r.describe()))
-            .unwrap_or_default();
-        eprintln!(
-            "{:<24} {:<10} read {:>10} written {:>10} dlq {:>6} {:>10.0} rec/s{restart}",
-            s.id,
-            s.current().name(),
-            read,
-            WorkerStats::get(&s.stats.written),
-            WorkerStats::get(&s.stats.dlq),
-            read as f64 / secs
-        );
-    }
 }
 
 #[cfg(test)]

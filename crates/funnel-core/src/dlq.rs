@@ -20,7 +20,10 @@ use metrics::{Counter, Histogram, counter, histogram};
 use crate::error::{Error, RecordError, Result};
 use crate::plugin::Destination;
 use crate::task::{DestinationTask, check_acks};
-use crate::telemetry::{DLQ_BYTES, DLQ_EXECUTION_DURATION, RECORDS_DLQ};
+use crate::telemetry::{
+    Binding, CONDUIT_DLQ_BYTES, CONDUIT_DLQ_EXECUTION_DURATION, DLQ_BYTES, DLQ_EXECUTION_DURATION,
+    RECORDS_DLQ,
+};
 
 /// A nacked record on its way to the DLQ.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,6 +123,8 @@ pub struct Dlq {
     duration: Histogram,
     bytes: Histogram,
     records: Counter,
+    conduit_duration: Histogram,
+    conduit_bytes: Histogram,
 }
 
 impl Dlq {
@@ -140,12 +145,30 @@ impl Dlq {
             duration: Histogram::noop(),
             bytes: Histogram::noop(),
             records: Counter::noop(),
+            conduit_duration: Histogram::noop(),
+            conduit_bytes: Histogram::noop(),
             id,
         }
     }
 
-    pub(crate) fn bind_pipeline(&mut self, pipeline: &str) {
-        let labels = [("pipeline", pipeline.to_owned()), ("dlq", self.id.clone())];
+    /// Names the DLQ destination's plugin (Conduit's `plugin` metric label).
+    #[must_use]
+    pub fn with_plugin(mut self, plugin: impl Into<String>) -> Self {
+        self.destination = self.destination.with_plugin(plugin);
+        self
+    }
+
+    pub(crate) fn bind_pipeline(&mut self, to: Binding<'_>) {
+        let conduit = [
+            ("pipeline_name", to.name.to_owned()),
+            ("plugin", self.destination.plugin().to_owned()),
+        ];
+        self.conduit_duration = histogram!(CONDUIT_DLQ_EXECUTION_DURATION, &conduit);
+        self.conduit_bytes = histogram!(CONDUIT_DLQ_BYTES, &conduit);
+        let labels = [
+            ("pipeline", to.pipeline.to_owned()),
+            ("dlq", self.id.clone()),
+        ];
         self.duration = histogram!(DLQ_EXECUTION_DURATION, &labels);
         self.bytes = histogram!(DLQ_BYTES, &labels);
         self.records = counter!(RECORDS_DLQ, &labels);
@@ -256,10 +279,13 @@ impl Dlq {
             }
         }
         let bytes: usize = envelopes.iter().map(Record::size_hint).sum();
-        self.duration
-            .record(started.elapsed().as_secs_f64() / envelopes.len() as f64);
+        let per_record = started.elapsed().as_secs_f64() / envelopes.len() as f64;
+        self.duration.record(per_record);
         self.bytes.record(bytes as f64);
         self.records.increment(envelopes.len() as u64);
+        self.conduit_duration.record(per_record);
+        self.conduit_bytes
+            .record(bytes as f64 / envelopes.len() as f64);
         (envelopes.len(), Ok(()))
     }
 }

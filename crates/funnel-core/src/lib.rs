@@ -22,6 +22,7 @@ mod chain;
 pub mod component;
 mod dlq;
 mod error;
+pub mod inspect;
 mod ledger;
 mod order;
 mod parallel;

@@ -54,6 +54,13 @@ pub trait Source: Send + Sync {
     ///
     /// When tearing down fails.
     async fn teardown(&self) -> Result<(), ConnectorError>;
+
+    /// How many records the source knows are still waiting to be read (its lag), when
+    /// it knows: a generator with a `recordCount` knows how many it has still to make.
+    /// Asked once per batch read, so it must be cheap. The default knows nothing.
+    fn backlog(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The acknowledgement of one written record.

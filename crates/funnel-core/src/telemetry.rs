@@ -3,8 +3,12 @@
 //! Names follow Conduit's with the `funnel_` prefix. Labels stay low-cardinality:
 //! pipeline, connector or processor ID, plugin type. Everything is recorded per batch,
 //! never per record, on the hot path.
+//!
+//! Beside them the same measurements go out under Conduit's own names and labels (the
+//! `CONDUIT_*` constants: `pipeline_name` and `plugin` labels, fixed histogram
+//! buckets), so dashboards built for Conduit keep working.
 
-use metrics::{Counter, Histogram, counter, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 // What a pipeline and its DLQ record.
 /// Time from reading a record to acking it at the source (seconds), one sample per
@@ -50,12 +54,106 @@ pub const RECORDS_READ: &str = "funnel_pipeline_records_read_total";
 /// Records acked by a destination. Labels: `pipeline`, `component_id`.
 pub const RECORDS_WRITTEN: &str = "funnel_pipeline_records_written_total";
 
+// Conduit's names and labels.
+/// The version. Labels: `version`.
+pub const CONDUIT_INFO: &str = "conduit_info";
+/// Pipelines per status (`running`, `systemstopped`, `userstopped`, `degraded`,
+/// `recovering`). Labels: `status`.
+pub const CONDUIT_PIPELINES: &str = "conduit_pipelines";
+/// A pipeline's status: 1 running, 2 stopped by the system, 3 stopped by the user,
+/// 4 degraded, 5 recovering. Labels: `pipeline_name`.
+pub const CONDUIT_PIPELINE_STATUS: &str = "conduit_pipeline_status";
+/// Restarts of a recovering pipeline (no `conduit_` prefix, as in Conduit). Labels:
+/// `pipeline_name`.
+pub const CONDUIT_PIPELINE_RECOVERING: &str = "pipeline_recovering_count";
+/// Connectors per type. Labels: `type` (`source` | `destination`).
+pub const CONDUIT_CONNECTORS: &str = "conduit_connectors";
+/// Processors per plugin. Labels: `type` (the plugin name).
+pub const CONDUIT_PROCESSORS: &str = "conduit_processors";
+/// Open inspector sessions. Labels: `component_id`.
+pub const CONDUIT_INSPECTOR_SESSIONS: &str = "conduit_inspector_sessions";
+/// Records an inspector session dropped because its client was slow. Labels:
+/// `component_id`.
+pub const CONDUIT_INSPECTOR_DROPPED: &str = "conduit_inspector_dropped_records_total";
+/// Bytes per record read or written (one sample per batch: its mean). Labels:
+/// `pipeline_name`, `plugin`, `type`. Buckets [`BYTES_BUCKETS`].
+pub const CONDUIT_CONNECTOR_BYTES: &str = "conduit_connector_bytes";
+/// Bytes per record written to the DLQ. Labels: `pipeline_name`, `plugin`.
+pub const CONDUIT_DLQ_BYTES: &str = "conduit_dlq_bytes";
+/// Time from reading a record to acking it (seconds). Labels: `pipeline_name`.
+pub const CONDUIT_PIPELINE_EXECUTION_DURATION: &str = "conduit_pipeline_execution_duration_seconds";
+/// Time per record of a read or an ack chunk (seconds). Labels: `pipeline_name`,
+/// `plugin`, `type`.
+pub const CONDUIT_CONNECTOR_EXECUTION_DURATION: &str =
+    "conduit_connector_execution_duration_seconds";
+/// Time per record in a processor (seconds). Labels: `pipeline_name`, `processor` (the
+/// plugin name).
+pub const CONDUIT_PROCESSOR_EXECUTION_DURATION: &str =
+    "conduit_processor_execution_duration_seconds";
+/// Time per record written to the DLQ (seconds). Labels: `pipeline_name`, `plugin`.
+pub const CONDUIT_DLQ_EXECUTION_DURATION: &str = "conduit_dlq_execution_duration_seconds";
+
+// Funnel's inspector and source metrics.
+/// Records an inspector session dropped because its client was slow. Labels:
+/// `component_id`.
+pub const INSPECTOR_DROPPED: &str = "funnel_inspector_dropped_records_total";
+/// Open inspector sessions. Labels: `component_id`.
+pub const INSPECTOR_SESSIONS: &str = "funnel_inspector_sessions";
+/// How far a source is behind what its system holds, in records, where the source
+/// knows (records still to produce, for a generator with a `recordCount`). Labels:
+/// `pipeline`, `component_id`.
+pub const SOURCE_LAG: &str = "funnel_source_lag_records";
+
+/// Buckets of Conduit's byte histograms: 1 KiB to 2 MiB, doubling.
+pub const BYTES_BUCKETS: [f64; 12] = [
+    1024.0,
+    2048.0,
+    4096.0,
+    8192.0,
+    16384.0,
+    32768.0,
+    65536.0,
+    131_072.0,
+    262_144.0,
+    524_288.0,
+    1_048_576.0,
+    2_097_152.0,
+];
+/// Buckets of Conduit's duration histograms (seconds).
+pub const DURATION_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// Conduit's status number of a pipeline status named as [`CONDUIT_PIPELINES`] labels
+/// it (`running` is 1 ... `recovering` is 5); `None` for others.
+pub fn conduit_status_code(status: &str) -> Option<u8> {
+    Some(match status {
+        "running" => 1,
+        "systemstopped" => 2,
+        "userstopped" => 3,
+        "degraded" => 4,
+        "recovering" => 5,
+        _ => return None,
+    })
+}
+
+/// Where a task's measurements go: the pipeline's ID and name, the plugin.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Binding<'a> {
+    /// The pipeline's ID (Funnel's `pipeline` label).
+    pub(crate) pipeline: &'a str,
+    /// The pipeline's name (Conduit's `pipeline_name` label).
+    pub(crate) name: &'a str,
+}
+
 /// The handles a source or destination task records into.
 #[derive(Clone)]
 pub(crate) struct ConnectorMetrics {
     pub(crate) duration: Histogram,
     pub(crate) bytes: Histogram,
     pub(crate) records: Counter,
+    conduit_duration: Histogram,
+    conduit_bytes: Histogram,
+    /// The source's backlog ([`SOURCE_LAG`]); unused for a destination.
+    pub(crate) lag: Gauge,
 }
 
 impl ConnectorMetrics {
@@ -66,10 +164,19 @@ impl ConnectorMetrics {
             duration: Histogram::noop(),
             bytes: Histogram::noop(),
             records: Counter::noop(),
+            conduit_duration: Histogram::noop(),
+            conduit_bytes: Histogram::noop(),
+            lag: Gauge::noop(),
         }
     }
 
-    pub(crate) fn new(pipeline: &str, kind: &'static str, id: &str) -> Self {
+    pub(crate) fn new(to: Binding<'_>, kind: &'static str, id: &str, plugin: &str) -> Self {
+        let pipeline = to.pipeline;
+        let conduit = [
+            ("pipeline_name", to.name.to_owned()),
+            ("plugin", plugin.to_owned()),
+            ("type", kind.to_owned()),
+        ];
         let labels = [
             ("pipeline", pipeline.to_owned()),
             ("type", kind.to_owned()),
@@ -79,15 +186,21 @@ impl ConnectorMetrics {
             ("pipeline", pipeline.to_owned()),
             ("component_id", id.to_owned()),
         ];
-        let records = if kind == "source" {
-            counter!(RECORDS_READ, &counted)
+        let (records, lag) = if kind == "source" {
+            (
+                counter!(RECORDS_READ, &counted),
+                gauge!(SOURCE_LAG, &counted),
+            )
         } else {
-            counter!(RECORDS_WRITTEN, &counted)
+            (counter!(RECORDS_WRITTEN, &counted), Gauge::noop())
         };
         Self {
             duration: histogram!(CONNECTOR_EXECUTION_DURATION, &labels),
             bytes: histogram!(CONNECTOR_BYTES, &labels),
             records,
+            conduit_duration: histogram!(CONDUIT_CONNECTOR_EXECUTION_DURATION, &conduit),
+            conduit_bytes: histogram!(CONDUIT_CONNECTOR_BYTES, &conduit),
+            lag,
         }
     }
 
@@ -96,10 +209,12 @@ impl ConnectorMetrics {
         if records == 0 {
             return;
         }
-        self.duration
-            .record(started.elapsed().as_secs_f64() / records as f64);
+        let per_record = started.elapsed().as_secs_f64() / records as f64;
+        self.duration.record(per_record);
         self.bytes.record(bytes as f64);
         self.records.increment(records as u64);
+        self.conduit_duration.record(per_record);
+        self.conduit_bytes.record(bytes as f64 / records as f64);
     }
 }
 
@@ -109,7 +224,8 @@ pub const PROCESSOR_EXECUTION_DURATION: &str = "funnel_processor_execution_durat
 /// The handle a processor task records into.
 #[derive(Clone)]
 pub(crate) struct ProcessorMetrics {
-    pub(crate) duration: Histogram,
+    duration: Histogram,
+    conduit_duration: Histogram,
 }
 
 impl ProcessorMetrics {
@@ -117,16 +233,28 @@ impl ProcessorMetrics {
     pub(crate) fn unbound() -> Self {
         Self {
             duration: Histogram::noop(),
+            conduit_duration: Histogram::noop(),
         }
     }
 
-    pub(crate) fn new(pipeline: &str, id: &str) -> Self {
+    pub(crate) fn new(to: Binding<'_>, id: &str, plugin: &str) -> Self {
         let labels = [
-            ("pipeline", pipeline.to_owned()),
+            ("pipeline", to.pipeline.to_owned()),
             ("processor", id.to_owned()),
+        ];
+        let conduit = [
+            ("pipeline_name", to.name.to_owned()),
+            ("processor", plugin.to_owned()),
         ];
         Self {
             duration: histogram!(PROCESSOR_EXECUTION_DURATION, &labels),
+            conduit_duration: histogram!(CONDUIT_PROCESSOR_EXECUTION_DURATION, &conduit),
         }
+    }
+
+    /// Records one call's time per record.
+    pub(crate) fn record(&self, per_record: f64) {
+        self.duration.record(per_record);
+        self.conduit_duration.record(per_record);
     }
 }

@@ -165,15 +165,25 @@ pub async fn build_fenced(
         let connector = registry()
             .source(name, &source_id, &source.settings, resume)
             .map_err(invalid(&component))?;
-        let mut tasks: Vec<Task> = vec![SourceTask::new(source_id.clone(), connector).into()];
+        let mut tasks: Vec<Task> = vec![
+            SourceTask::new(source_id.clone(), connector)
+                .with_plugin(source.plugin.clone())
+                .into(),
+        ];
         // order[i]: the tasks after task i.
         let mut order = vec![Vec::new()];
-        let trunk = source.processors.iter().chain(&pipeline.processors);
-        for proc in trunk {
+        // Each processor with its parent's ID (its API ID is `parent:processor`).
+        let trunk = (source.processors.iter().map(|p| (source_id.as_str(), p))).chain(
+            pipeline
+                .processors
+                .iter()
+                .map(|p| (pipeline.id.as_str(), p)),
+        );
+        for (parent, proc) in trunk {
             let last = tasks.len() - 1;
             order[last].push(tasks.len());
             order.push(Vec::new());
-            tasks.push(processor_task(&pipeline.id, proc)?);
+            tasks.push(processor_task(&pipeline.id, parent, proc)?);
         }
         let fan_out = tasks.len() - 1;
         for (dest_id, d, shared) in &destinations {
@@ -182,11 +192,15 @@ pub async fn build_fenced(
                 order[prev].push(tasks.len());
                 prev = tasks.len();
                 order.push(Vec::new());
-                tasks.push(processor_task(&pipeline.id, proc)?);
+                tasks.push(processor_task(&pipeline.id, dest_id, proc)?);
             }
             order[prev].push(tasks.len());
             order.push(Vec::new());
-            tasks.push(DestinationTask::new(dest_id.clone(), shared.handle()).into());
+            tasks.push(
+                DestinationTask::new(dest_id.clone(), shared.handle())
+                    .with_plugin(d.plugin.clone())
+                    .into(),
+            );
         }
         let dlq_id = format!("dlq-{source_id}");
         let component = format!("connector {dlq_id}");
@@ -202,9 +216,11 @@ pub async fn build_fenced(
             dlq_destination,
             pipeline.dlq.window_size,
             pipeline.dlq.window_nack_threshold,
-        );
+        )
+        .with_plugin(pipeline.dlq.plugin.clone());
         let config = WorkerConfig {
             pipeline_id: pipeline.id.clone(),
+            pipeline_name: pipeline.name.clone(),
             committer: Some(Arc::new({
                 let committer =
                     StoreCommitter::new(Arc::clone(store), pipeline.id.clone(), source.id.clone());
@@ -311,9 +327,10 @@ fn cleanups(pipeline: &PipelineConfig) -> Result<Vec<(String, Cleanup, &Settings
 }
 
 /// The task running processor `proc` of pipeline `pipeline`, each call bounded by the
-/// processor's `timeout` when it has one.
+/// processor's `timeout` when it has one, inspected as `parent:processor` (its API ID).
 fn processor_task(
     pipeline: &str,
+    parent: &str,
     proc: &funnel_config::ProcessorConfig,
 ) -> Result<Task, BuildError> {
     let processor =
@@ -324,6 +341,8 @@ fn processor_task(
         })?;
     Ok(ProcessorTask::new(proc.id.clone(), processor)
         .with_timeout(proc.timeout)
+        .with_plugin(proc.plugin.clone())
+        .with_inspect_id(&format!("{parent}:{}", proc.id))
         .into())
 }
 

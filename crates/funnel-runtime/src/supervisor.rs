@@ -31,7 +31,7 @@ use crate::build::build_fenced;
 use crate::cluster::Fences;
 use crate::error::Error;
 use crate::provision::{LoadFailure, Provision};
-use funnel_core::telemetry::{NEXT_RESTART, RESTARTS};
+use funnel_core::telemetry::{CONDUIT_PIPELINE_RECOVERING, NEXT_RESTART, RESTARTS};
 
 /// Where a pipeline is in its life.
 ///
@@ -279,6 +279,8 @@ impl PipelineState {
             .map_or(0.0, |d| d.as_secs_f64());
         metrics::gauge!(NEXT_RESTART, "pipeline" => self.id.clone()).set(at);
         metrics::counter!(RESTARTS, "pipeline" => self.id.clone()).increment(1);
+        metrics::counter!(CONDUIT_PIPELINE_RECOVERING, "pipeline_name" => self.config().name.clone())
+            .increment(1);
         *self.recovery.lock().unwrap_or_else(PoisonError::into_inner) = Some(recovery);
         self.set(PipelineStatus::Recovering);
     }

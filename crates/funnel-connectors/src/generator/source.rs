@@ -179,6 +179,12 @@ impl Source for GeneratorSource {
     async fn teardown(&self) -> Result<(), ConnectorError> {
         Ok(())
     }
+
+    fn backlog(&self) -> Option<u64> {
+        let count = self.config.record_count?;
+        let next = self.lock().as_ref()?.next;
+        Some((count + 1).saturating_sub(next))
+    }
 }
 
 /// Reads a position the generator emitted: a decimal record number.

@@ -8,28 +8,48 @@ use tracing::debug;
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
+use crate::inspect::{Point, Tap, inspector};
 use crate::plugin::{Destination, DestinationAck};
-use crate::telemetry::ConnectorMetrics;
+use crate::telemetry::{Binding, ConnectorMetrics};
 
 /// Writes batches to a [`Destination`] and matches its acks.
 pub struct DestinationTask {
     id: String,
     destination: Arc<dyn Destination>,
+    /// The plugin name (a metric label).
+    plugin: String,
     pub(crate) metrics: ConnectorMetrics,
+    /// The records written, for the inspector.
+    tap: Arc<Tap>,
 }
 
 impl DestinationTask {
     /// A task writing to `destination`.
     pub fn new(id: impl Into<String>, destination: Arc<dyn Destination>) -> Self {
+        let id = id.into();
         Self {
             metrics: ConnectorMetrics::unbound(),
-            id: id.into(),
+            tap: inspector().tap(&id, Point::Connector),
+            id,
             destination,
+            plugin: String::new(),
         }
     }
 
-    pub(super) fn bind_pipeline(&mut self, pipeline: &str) {
-        self.metrics = ConnectorMetrics::new(pipeline, "destination", &self.id);
+    /// Names the destination's plugin (Conduit's `plugin` metric label).
+    #[must_use]
+    pub fn with_plugin(mut self, plugin: impl Into<String>) -> Self {
+        self.plugin = plugin.into();
+        self
+    }
+
+    /// The plugin name given with [`with_plugin`](Self::with_plugin).
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    pub(crate) fn bind_pipeline(&mut self, to: Binding<'_>) {
+        self.metrics = ConnectorMetrics::new(to, "destination", &self.id, &self.plugin);
     }
 
     /// The task's ID (the destination connector's ID).
@@ -79,6 +99,7 @@ impl DestinationTask {
     ///
     /// [`Error::Write`] when the destination refuses the write.
     pub async fn write(&self, records: &[Record]) -> Result<()> {
+        self.tap.send(records);
         self.destination
             .write(records)
             .await

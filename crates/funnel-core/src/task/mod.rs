@@ -12,8 +12,9 @@ use tracing::debug;
 
 use crate::batch::Batch;
 use crate::error::{ConnectorError, Error, Result};
+use crate::inspect::{Point, Tap, inspector};
 use crate::plugin::Source;
-use crate::telemetry::ConnectorMetrics;
+use crate::telemetry::{Binding, ConnectorMetrics};
 
 mod destination;
 mod processor;
@@ -42,11 +43,13 @@ impl Task {
         }
     }
 
-    pub(crate) fn bind_pipeline(&mut self, pipeline: &str) {
+    pub(crate) fn bind_pipeline(&mut self, to: Binding<'_>) {
         match self {
-            Self::Source(t) => t.metrics = ConnectorMetrics::new(pipeline, "source", &t.id),
-            Self::Processor(t) => t.bind_pipeline(pipeline),
-            Self::Destination(t) => t.bind_pipeline(pipeline),
+            Self::Source(t) => {
+                t.metrics = ConnectorMetrics::new(to, "source", &t.id, &t.plugin);
+            }
+            Self::Processor(t) => t.bind_pipeline(to),
+            Self::Destination(t) => t.bind_pipeline(to),
         }
     }
 }
@@ -74,7 +77,11 @@ pub struct SourceTask {
     id: String,
     source: Arc<dyn Source>,
     next_origin: u64,
+    /// The plugin name (a metric label).
+    plugin: String,
     metrics: ConnectorMetrics,
+    /// The records read, for the inspector.
+    tap: Arc<Tap>,
 }
 
 impl SourceTask {
@@ -83,10 +90,19 @@ impl SourceTask {
         let id = id.into();
         Self {
             metrics: ConnectorMetrics::unbound(),
+            tap: inspector().tap(&id, Point::Connector),
             id,
             source,
             next_origin: 0,
+            plugin: String::new(),
         }
+    }
+
+    /// Names the source's plugin (Conduit's `plugin` metric label).
+    #[must_use]
+    pub fn with_plugin(mut self, plugin: impl Into<String>) -> Self {
+        self.plugin = plugin.into();
+        self
     }
 
     /// The task's ID (the source connector's ID).
@@ -166,13 +182,23 @@ impl SourceTask {
 
     /// A batch of `records`, numbered after every record read before.
     pub(crate) fn number(&mut self, records: Vec<Record>) -> Batch {
+        self.tap.send(&records);
         let batch = Batch::with_origin_base(records, self.next_origin);
         self.next_origin += batch.len() as u64;
         batch
     }
 
-    /// Records the metrics of a read that started at `started`.
-    pub(crate) fn observe_read(&self, started: Instant, records: usize, bytes: usize) {
+    /// Records the metrics of a read that started at `started`; returns the source's
+    /// backlog when it knows it (and sets its gauge).
+    pub(crate) fn observe_read(
+        &self,
+        started: Instant,
+        records: usize,
+        bytes: usize,
+    ) -> Option<u64> {
         self.metrics.observe(started, records, bytes);
+        let backlog = self.source.backlog()?;
+        self.metrics.lag.set(backlog as f64);
+        Some(backlog)
     }
 }

@@ -1,5 +1,6 @@
 //! [`ProcessorTask`]: one processor call per batch, its results mapped onto the batch.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use funnel_record::Record;
@@ -8,8 +9,9 @@ use tracing::{debug, warn};
 
 use crate::batch::{Batch, RecordFlag};
 use crate::error::{Error, Result};
+use crate::inspect::{Point, Tap, inspector};
 use crate::plugin::{ProcessedRecord, Processor};
-use crate::telemetry::ProcessorMetrics;
+use crate::telemetry::{Binding, ProcessorMetrics};
 
 /// Runs a [`Processor`] over the active records of a batch and maps its results onto
 /// the batch.
@@ -25,7 +27,11 @@ pub struct ProcessorTask {
     /// `None` once abandoned to a call that overran or was interrupted.
     processor: Option<Box<dyn Processor>>,
     timeout: Option<Duration>,
+    /// The plugin name (a metric label).
+    plugin: String,
     metrics: ProcessorMetrics,
+    /// The records going in and coming out, for the inspector.
+    taps: [Arc<Tap>; 2],
 }
 
 /// What a call on a thread of its own hands back.
@@ -40,7 +46,28 @@ impl ProcessorTask {
             id,
             processor: Some(processor),
             timeout: None,
+            plugin: String::new(),
+            taps: [Tap::unwatched(), Tap::unwatched()],
         }
+    }
+
+    /// Lets the inspector watch the records going in and out of the processor under
+    /// `id` (the processor's API ID: `pipeline:processor` or
+    /// `pipeline:connector:processor`).
+    #[must_use]
+    pub fn with_inspect_id(mut self, id: &str) -> Self {
+        self.taps = [
+            inspector().tap(id, Point::ProcessorIn),
+            inspector().tap(id, Point::ProcessorOut),
+        ];
+        self
+    }
+
+    /// Names the processor's plugin (Conduit's `processor` metric label).
+    #[must_use]
+    pub fn with_plugin(mut self, plugin: impl Into<String>) -> Self {
+        self.plugin = plugin.into();
+        self
     }
 
     /// Bounds every call of the processor by `timeout` (`None`, the default: no bound).
@@ -63,8 +90,8 @@ impl ProcessorTask {
         self.processor.as_mut().ok_or(abandoned)
     }
 
-    pub(super) fn bind_pipeline(&mut self, pipeline: &str) {
-        self.metrics = ProcessorMetrics::new(pipeline, &self.id);
+    pub(super) fn bind_pipeline(&mut self, to: Binding<'_>) {
+        self.metrics = ProcessorMetrics::new(to, &self.id, &self.plugin);
     }
 
     /// The task's ID (the processor's ID).
@@ -174,9 +201,11 @@ impl ProcessorTask {
         // The processor works on the records in place: directly in the batch when
         // none is filtered, otherwise moved out (not copied) and back.
         let output = if let Some(records) = batch.records_mut_if_all_active() {
+            self.taps[0].send(records);
             self.call(records).await?
         } else {
             let mut records: Vec<Record> = active.iter().map(|&p| batch.take_at(p)).collect();
+            self.taps[0].send(&records);
             let output = self.call(&mut records).await;
             for (&p, record) in active.iter().zip(records) {
                 batch.set_at(p, record);
@@ -204,7 +233,7 @@ impl ProcessorTask {
             });
         }
         let per_record = started.elapsed().as_secs_f64() / output.len() as f64;
-        self.metrics.duration.record(per_record);
+        self.metrics.record(per_record);
         // Walk from the end so that a split or filter never moves an index still to be
         // handled; physical indices were taken before any change.
         for &p in active[output.len()..].iter().rev() {
@@ -227,6 +256,9 @@ impl ProcessorTask {
                     _ => batch.split_at(p, pieces),
                 },
             }
+        }
+        if self.taps[1].is_watched() {
+            self.taps[1].send(&batch.active_records());
         }
         Ok(())
     }

@@ -11,6 +11,8 @@ use crate::plugin::PositionCommitter;
 pub struct WorkerConfig {
     /// The pipeline's ID (a metric label).
     pub pipeline_id: String,
+    /// The pipeline's name (Conduit's `pipeline_name` metric label); empty: the ID.
+    pub pipeline_name: String,
     /// At most this many source records read but not yet released (plus one batch).
     pub max_records_in_flight: usize,
     /// At most this many bytes (key + payload) read but not yet released (plus one
@@ -37,11 +39,39 @@ pub struct WorkerStats {
     pub acked: AtomicU64,
     /// Records written to the DLQ.
     pub dlq: AtomicU64,
+    /// What the source last said of its backlog (see [`Source::backlog`]), plus one; 0
+    /// while it has said nothing. Read it with [`backlog`](Self::backlog).
+    ///
+    /// [`Source::backlog`]: crate::plugin::Source::backlog
+    backlog: AtomicU64,
+}
+
+impl WorkerConfig {
+    /// The pipeline's name: [`pipeline_name`](Self::pipeline_name), or the ID when
+    /// that is empty.
+    pub fn name(&self) -> &str {
+        if self.pipeline_name.is_empty() {
+            &self.pipeline_id
+        } else {
+            &self.pipeline_name
+        }
+    }
 }
 
 impl WorkerStats {
     pub(super) fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The records the source knows are still to be read, if it knows (with several
+    /// sources sharing these totals: what the last one to read said).
+    pub fn backlog(&self) -> Option<u64> {
+        self.backlog.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    pub(super) fn set_backlog(&self, backlog: u64) {
+        self.backlog
+            .store(backlog.saturating_add(1), Ordering::Relaxed);
     }
 
     /// Reads a counter.
@@ -54,6 +84,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             pipeline_id: "pipeline".into(),
+            pipeline_name: String::new(),
             // Two batches of the default size (1,000) plus the one being read: enough to
             // keep reading, writing and acking overlapped, while bounding memory where
             // `size_hint` undercounts it (a ~400 B structured record costs ~7 KB of heap:
@@ -72,6 +103,7 @@ impl std::fmt::Debug for WorkerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerConfig")
             .field("pipeline_id", &self.pipeline_id)
+            .field("pipeline_name", &self.pipeline_name)
             .field("max_records_in_flight", &self.max_records_in_flight)
             .field("max_bytes_in_flight", &self.max_bytes_in_flight)
             .field("retry", &self.retry)

@@ -118,7 +118,11 @@ impl Worker {
     /// [`Error::InvalidOrder`] when the order is not a valid pipeline (see
     /// [`Order`]).
     pub fn new(tasks: Vec<Task>, order: Order, dlq: Dlq, config: WorkerConfig) -> Result<Self> {
-        let tasks = Tasks::new(tasks, &order, dlq, &config.pipeline_id)?;
+        let binding = crate::telemetry::Binding {
+            pipeline: &config.pipeline_id,
+            name: config.name(),
+        };
+        let tasks = Tasks::new(tasks, &order, dlq, binding)?;
         Ok(Self {
             ids: tasks.ids(),
             source: SourceHandle::new(
@@ -277,6 +281,7 @@ impl Worker {
             dlq,
             committer: self.config.committer.clone(),
             pipeline: self.config.pipeline_id.clone(),
+            pipeline_name: self.config.name().to_owned(),
         };
         let s = Arc::clone(&shared);
         stages.push(Box::pin(async move {

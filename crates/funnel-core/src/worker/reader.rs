@@ -150,7 +150,9 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
             })
             .collect();
         let bytes: usize = sizes.iter().map(|&b| b as usize).sum();
-        source.observe_read(started, slots.len(), bytes);
+        if let Some(backlog) = source.observe_read(started, slots.len(), bytes) {
+            shared.stats.set_backlog(backlog);
+        }
         shared.credits.take(slots.len(), bytes);
         WorkerStats::add(&shared.stats.read, slots.len());
 

@@ -17,7 +17,9 @@ use crate::dlq::Dlq;
 use crate::error::{Error, Result};
 use crate::ledger::{Ledger, Released};
 use crate::plugin::{PositionCommitter, Source};
-use crate::telemetry::{PIPELINE_EXECUTION_DURATION, RECORDS_ACKED};
+use crate::telemetry::{
+    CONDUIT_PIPELINE_EXECUTION_DURATION, PIPELINE_EXECUTION_DURATION, RECORDS_ACKED,
+};
 
 /// What the ledger stage releases to; it owns the DLQ while the run lasts.
 pub(super) struct Release {
@@ -26,10 +28,12 @@ pub(super) struct Release {
     pub(super) dlq: Dlq,
     pub(super) committer: Option<Arc<dyn PositionCommitter>>,
     pub(super) pipeline: String,
+    pub(super) pipeline_name: String,
 }
 
 struct LedgerMetrics {
     latency: Histogram,
+    conduit_latency: Histogram,
     acked: Counter,
 }
 
@@ -47,6 +51,7 @@ pub(super) async fn ledger_stage(
 async fn settle_all(to: &mut Release, mut rx: mpsc::Receiver<LedgerEvent>, shared: &Shared) {
     let metrics = LedgerMetrics {
         latency: histogram!(PIPELINE_EXECUTION_DURATION, "pipeline" => to.pipeline.clone()),
+        conduit_latency: histogram!(CONDUIT_PIPELINE_EXECUTION_DURATION, "pipeline_name" => to.pipeline_name.clone()),
         acked: counter!(RECORDS_ACKED, "pipeline" => to.pipeline.clone(), "component_id" => to.source_id.clone()),
     };
     let mut ledger = Ledger::default();
@@ -178,7 +183,9 @@ async fn release(
     if flushed.is_ok() {
         metrics.acked.increment(acked as u64);
         WorkerStats::add(&shared.stats.acked, acked);
-        metrics.latency.record(run.oldest.elapsed().as_secs_f64());
+        let latency = run.oldest.elapsed().as_secs_f64();
+        metrics.latency.record(latency);
+        metrics.conduit_latency.record(latency);
         shared.credits.give_back(count, run.bytes);
         shared.released_through(through);
     }

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::order::Order;
 use crate::plugin::Source;
 use crate::task::{DestinationTask, ProcessorTask, SourceTask, Task};
+use crate::telemetry::Binding;
 
 /// One branch: the destination's own processors, then the destination (shared by the
 /// branch's writer and ack reader).
@@ -68,7 +69,7 @@ impl Tasks {
         tasks: Vec<Task>,
         order: &Order,
         mut dlq: Dlq,
-        pipeline: &str,
+        pipeline: Binding<'_>,
     ) -> Result<Self> {
         let topology = order.topology(&tasks)?;
         let mut tasks: Vec<Option<Task>> = tasks

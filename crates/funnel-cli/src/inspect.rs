@@ -1,0 +1,214 @@
+//! The record inspector, both ends: the sessions `funnel run` opens for the API's
+//! inspector WebSockets, and `funnel inspect`, which watches one over the API and
+//! prints the records.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use funnel_api::{BoxFuture, InspectPoint, Inspection, Pipelines, Status};
+use funnel_core::inspect::{Point, SESSION_BUFFER, Subscription, inspector};
+use futures::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+
+/// `funnel inspect`: watch the records passing a connector or a processor.
+#[derive(clap::Args)]
+pub(crate) struct InspectArgs {
+    /// The connector's ID (`pipeline:connector`) or the processor's
+    /// (`pipeline:processor`, `pipeline:connector:processor`), as the API lists them.
+    component_id: String,
+    /// Stop after this many records (0: watch until interrupted).
+    #[arg(long, default_value_t = 0)]
+    limit: u64,
+    /// For a processor: watch the records going in instead of those coming out.
+    #[arg(long = "in")]
+    input: bool,
+    /// Address of the running funnel's HTTP API.
+    #[arg(
+        long = "api.http.address",
+        env = "FUNNEL_API_HTTP_ADDRESS",
+        default_value = "127.0.0.1:8080"
+    )]
+    api_address: String,
+    /// The API token, when funnel runs with one.
+    #[arg(
+        long = "api.auth.token",
+        env = "FUNNEL_API_AUTH_TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<String>,
+    /// A file holding the API token, instead of --api.auth.token.
+    #[arg(
+        long = "api.auth.token-file",
+        env = "FUNNEL_API_AUTH_TOKEN_FILE",
+        conflicts_with = "api_token"
+    )]
+    api_token_file: Option<PathBuf>,
+}
+
+/// Opens a session for the API: `id` must be a connector (for
+/// [`InspectPoint::Connector`]) or a processor (otherwise) that `pipelines` knows.
+pub(crate) fn open(
+    pipelines: &dyn Pipelines,
+    id: &str,
+    point: InspectPoint,
+) -> Result<Box<dyn Inspection>, Status> {
+    let (known, what, point) = match point {
+        InspectPoint::Connector => (
+            pipelines.connectors().iter().any(|c| c.id == id),
+            "connector",
+            Point::Connector,
+        ),
+        InspectPoint::ProcessorIn => (
+            pipelines.processors().iter().any(|p| p.id == id),
+            "processor",
+            Point::ProcessorIn,
+        ),
+        InspectPoint::ProcessorOut => (
+            pipelines.processors().iter().any(|p| p.id == id),
+            "processor",
+            Point::ProcessorOut,
+        ),
+    };
+    if !known {
+        return Err(Status::not_found(format!("{what} {id:?} not found")));
+    }
+    Ok(Box::new(Session(inspector().subscribe(
+        id,
+        point,
+        SESSION_BUFFER,
+    ))))
+}
+
+/// A session, its records encoded as OpenCDC JSON on the API's side.
+struct Session(Subscription);
+
+impl Inspection for Session {
+    fn next(&mut self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move {
+            let record = self.0.recv().await?;
+            Some(String::from_utf8_lossy(&record.to_json()).into_owned())
+        })
+    }
+}
+
+/// Runs `funnel inspect`: prints each record (pretty JSON on a terminal, one line each
+/// otherwise) until `--limit` records or an interrupt. Exit code 0, or 1 when the
+/// component is unknown or the API cannot be reached.
+pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(watch(args))
+}
+
+async fn watch(args: &InspectArgs) -> anyhow::Result<u8> {
+    let token = match (&args.api_token, &args.api_token_file) {
+        (Some(t), _) => Some(t.trim().to_owned()),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the API token file {}", file.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    let id = encode_segment(&args.component_id);
+    let base = format!("ws://{}", args.api_address);
+    let mut candidates = vec![format!("{base}/v1/connectors/{id}/inspect")];
+    let side = if args.input {
+        "inspect-in"
+    } else {
+        "inspect-out"
+    };
+    candidates.push(format!("{base}/v1/processors/{id}/{side}"));
+    let mut socket = None;
+    for url in &candidates {
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .with_context(|| format!("{url} is not a URL"))?;
+        if let Some(token) = &token {
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the API token holds characters a header cannot")?;
+            request.headers_mut().insert("authorization", value);
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((s, _)) => {
+                socket = Some(s);
+                break;
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response))
+                if response.status() == StatusCode::NOT_FOUND =>
+            {
+                continue;
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response))
+                if response.status() == StatusCode::UNAUTHORIZED =>
+            {
+                bail!(
+                    "the API at {} needs a token: pass --api.auth.token or set \
+                     FUNNEL_API_AUTH_TOKEN",
+                    args.api_address
+                );
+            }
+            Err(e) => bail!("cannot reach the API at {}: {e}", args.api_address),
+        }
+    }
+    let Some(mut socket) = socket else {
+        bail!(
+            "no connector or processor {:?}: `GET /v1/connectors` and `GET /v1/processors` \
+             list the IDs",
+            args.component_id
+        );
+    };
+    let pretty = std::io::stdout().is_terminal();
+    let mut stdout = std::io::stdout().lock();
+    let mut printed = 0u64;
+    loop {
+        let message = tokio::select! {
+            m = socket.next() => m,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => bail!("the inspector connection failed: {e}"),
+        };
+        let line = if pretty {
+            serde_json::from_str::<serde_json::Value>(text.as_str())
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or_else(|_| text.to_string())
+        } else {
+            text.to_string()
+        };
+        if writeln!(stdout, "{line}").is_err() {
+            // The reader went away (a closed pipe): done.
+            break;
+        }
+        printed += 1;
+        if args.limit > 0 && printed >= args.limit {
+            break;
+        }
+    }
+    let _ = stdout.flush();
+    let _ = socket.close(None).await;
+    Ok(0)
+}
+
+/// `text` with what a URL path segment cannot hold percent-encoded.
+fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.:~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

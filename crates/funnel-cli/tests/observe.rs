@@ -1,0 +1,556 @@
+//! End-to-end: what an operator watches of a running `funnel run`: `/metrics` under
+//! Conduit's names, the record inspector, the terminal status line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use funnel_test_utils::process::signal;
+use funnel_test_utils::{http, wait_until_blocking, yaml};
+
+const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
+
+/// One sample of the text exposition format: name, labels, value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// The text exposition format, parsed: the `# TYPE` of each family and every sample.
+/// Panics on a line that is not in the format.
+fn parse_exposition(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
+    let mut types = BTreeMap::new();
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(comment) = line.strip_prefix('#') {
+            let words: Vec<&str> = comment.split_whitespace().collect();
+            if words.first() == Some(&"TYPE") {
+                assert_eq!(words.len(), 3, "bad TYPE line {line:?}");
+                types.insert(words[1].to_owned(), words[2].to_owned());
+            }
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value in {line:?}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|e| panic!("{line:?}: {e}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            None => (series, BTreeMap::new()),
+            Some((name, rest)) => {
+                let body = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels in {line:?}"));
+                (name, parse_labels(body, line))
+            }
+        };
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    (types, samples)
+}
+
+/// `a="x",b="y"` with `\"`, `\\` and `\n` escapes.
+fn parse_labels(body: &str, line: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once("=\"")
+            .unwrap_or_else(|| panic!("bad label in {line:?}"));
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => panic!("bad escape in {line:?}"),
+                },
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => panic!("unterminated label value in {line:?}"),
+            }
+        };
+        labels.insert(key.to_owned(), value);
+        rest = after[end + 1..]
+            .strip_prefix(',')
+            .unwrap_or(&after[end + 1..]);
+    }
+    labels
+}
+
+/// The samples called `name` whose labels include every one of `want`.
+fn find<'a>(samples: &'a [Sample], name: &str, want: &[(&str, &str)]) -> Vec<&'a Sample> {
+    samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect()
+}
+
+/// A directory with `pipelines/p.yaml` holding `file`.
+fn pipelines_dir(file: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
+    std::fs::write(dir.path().join("pipelines/p.yaml"), file).unwrap();
+    dir
+}
+
+/// A loopback address with a port free now.
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// `funnel run` in `dir` with its API on `address`, stderr piped.
+fn run_with_api(dir: &Path, address: &str, extra: &[&str]) -> Child {
+    Command::new(FUNNEL)
+        .current_dir(dir)
+        .args(["run", "--db.type", "memory", "--api.http.address", address])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops `child` with SIGTERM and checks it exits 0.
+fn stop(child: Child) {
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn metrics_carry_conduits_names_and_labels_beside_funnels_own() {
+    let file = yaml::file(&[yaml::pipeline(
+        "orders",
+        &[("name", "Orders sync")],
+        &[
+            yaml::generator("gen", -1, 2000),
+            yaml::connector("out", "destination", "builtin:noop", &[]),
+        ],
+        &[yaml::processor(
+            "touch",
+            "field.set",
+            &[],
+            &[("field", ".Metadata.touched"), ("value", "yes")],
+        )],
+    )]);
+    let dir = pipelines_dir(&file);
+    let address = free_address();
+    let child = run_with_api(dir.path(), &address, &[]);
+    let mut text = String::new();
+    wait_until_blocking(
+        "/metrics holds the Conduit-named histograms",
+        Duration::from_secs(60),
+        || {
+            let Some((200, body)) = http::get(&address, "/metrics") else {
+                return false;
+            };
+            text = body;
+            text.contains("conduit_connector_bytes_bucket")
+                && text.contains("conduit_pipeline_execution_duration_seconds_bucket")
+                && text.contains("conduit_processor_execution_duration_seconds_bucket")
+        },
+    );
+    let (types, samples) = parse_exposition(&text);
+    for (family, kind) in [
+        ("conduit_info", "gauge"),
+        ("conduit_pipelines", "gauge"),
+        ("conduit_pipeline_status", "gauge"),
+        ("conduit_connectors", "gauge"),
+        ("conduit_processors", "gauge"),
+        ("conduit_connector_bytes", "histogram"),
+        ("conduit_connector_execution_duration_seconds", "histogram"),
+        ("conduit_pipeline_execution_duration_seconds", "histogram"),
+        ("conduit_processor_execution_duration_seconds", "histogram"),
+        ("funnel_pipeline_records_read_total", "counter"),
+    ] {
+        assert_eq!(
+            types.get(family).map(String::as_str),
+            Some(kind),
+            "{family}"
+        );
+    }
+    let name = ("pipeline_name", "Orders sync");
+    let one = |metric: &str, labels: &[(&str, &str)]| -> f64 {
+        let found = find(&samples, metric, labels);
+        assert_eq!(found.len(), 1, "{metric} {labels:?}: {found:?}");
+        found[0].value
+    };
+    assert_eq!(one("conduit_pipeline_status", &[name]), 1.0);
+    assert_eq!(one("conduit_pipelines", &[("status", "running")]), 1.0);
+    assert_eq!(one("conduit_pipelines", &[("status", "degraded")]), 0.0);
+    assert_eq!(one("conduit_connectors", &[("type", "source")]), 1.0);
+    assert_eq!(one("conduit_connectors", &[("type", "destination")]), 1.0);
+    assert_eq!(one("conduit_processors", &[("type", "field.set")]), 1.0);
+    assert_eq!(
+        one("conduit_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        1.0
+    );
+    let source = [name, ("plugin", "builtin:generator"), ("type", "source")];
+    let buckets: Vec<&str> = find(&samples, "conduit_connector_bytes_bucket", &source)
+        .iter()
+        .map(|s| s.labels["le"].as_str())
+        .collect();
+    assert_eq!(
+        buckets,
+        [
+            "1024", "2048", "4096", "8192", "16384", "32768", "65536", "131072", "262144",
+            "524288", "1048576", "2097152", "+Inf"
+        ]
+    );
+    assert!(one("conduit_connector_bytes_count", &source) > 0.0);
+    let destination = [name, ("plugin", "builtin:noop"), ("type", "destination")];
+    assert!(
+        one(
+            "conduit_connector_execution_duration_seconds_count",
+            &destination
+        ) > 0.0
+    );
+    assert!(one("conduit_pipeline_execution_duration_seconds_count", &[name]) > 0.0);
+    assert!(
+        one(
+            "conduit_processor_execution_duration_seconds_count",
+            &[name, ("processor", "field.set")]
+        ) > 0.0
+    );
+    // Funnel's own series stay, labelled by pipeline ID.
+    assert!(
+        one(
+            "funnel_pipeline_records_read_total",
+            &[("pipeline", "orders")]
+        ) > 0.0
+    );
+    stop(child);
+}
+
+/// A WebSocket on the inspector endpoint `path` of the API at `address`.
+type Socket = tokio_tungstenite::tungstenite::WebSocket<
+    tokio_tungstenite::tungstenite::stream::MaybeTlsStream<std::net::TcpStream>,
+>;
+
+fn inspect(address: &str, path: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let (socket, _) = tokio_tungstenite::tungstenite::connect(format!("ws://{address}{path}"))?;
+    if let tokio_tungstenite::tungstenite::stream::MaybeTlsStream::Plain(tcp) = socket.get_ref() {
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    }
+    Ok(socket)
+}
+
+/// The next `n` records on `socket`, each parsed from its text message.
+fn next_records(socket: &mut Socket, n: usize) -> Vec<serde_json::Value> {
+    let mut records = Vec::new();
+    while records.len() < n {
+        match socket.read().unwrap() {
+            tokio_tungstenite::tungstenite::Message::Text(text) => {
+                records.push(serde_json::from_str(text.as_str()).unwrap());
+            }
+            other => assert!(other.is_ping() || other.is_pong(), "{other:?}"),
+        }
+    }
+    records
+}
+
+/// A record's position (base64 in OpenCDC JSON) as text.
+fn position_of(record: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    let encoded = record["position"].as_str().unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// The HTTP status an inspector upgrade on `path` is refused with.
+fn refused_with(address: &str, path: &str) -> u16 {
+    match inspect(address, path) {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("{path}: {e}"),
+        Ok(_) => panic!("{path}: upgraded"),
+    }
+}
+
+/// A generator -> field.set -> noop pipeline `p`: the generator makes `rate` records a
+/// second (0: as fast as it can).
+fn touched_pipeline(rate: u64) -> String {
+    yaml::file(&[yaml::pipeline(
+        "p",
+        &[],
+        &[
+            yaml::generator("gen", -1, rate),
+            yaml::connector("out", "destination", "builtin:noop", &[]),
+        ],
+        &[yaml::processor(
+            "touch",
+            "field.set",
+            &[],
+            &[("field", ".Metadata.touched"), ("value", "yes")],
+        )],
+    )])
+}
+
+#[test]
+fn the_inspector_streams_the_records_passing_connectors_and_processors_as_opencdc_json() {
+    let dir = pipelines_dir(&touched_pipeline(500));
+    let address = free_address();
+    let child = run_with_api(dir.path(), &address, &[]);
+    wait_until_blocking("the API answers", Duration::from_secs(30), || {
+        matches!(http::get(&address, "/healthz"), Some((200, _)))
+    });
+
+    let mut source = inspect(&address, "/v1/connectors/p:gen/inspect").unwrap();
+    let read = next_records(&mut source, 5);
+    let positions: Vec<u64> = read
+        .iter()
+        .map(|r| position_of(r).parse().unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[1] == w[0] + 1),
+        "{positions:?}"
+    );
+    assert_eq!(read[0]["operation"], "create", "{}", read[0]);
+    assert!(read[0]["metadata"].get("touched").is_none(), "{}", read[0]);
+
+    let mut into = inspect(&address, "/v1/processors/p:touch/inspect-in").unwrap();
+    for r in next_records(&mut into, 3) {
+        assert!(r["metadata"].get("touched").is_none(), "{r}");
+    }
+    let mut out = inspect(&address, "/v1/processors/p:touch/inspect-out").unwrap();
+    for r in next_records(&mut out, 3) {
+        assert_eq!(r["metadata"]["touched"], "yes", "{r}");
+    }
+    let mut sink = inspect(&address, "/v1/connectors/p:out/inspect").unwrap();
+    for r in next_records(&mut sink, 3) {
+        assert_eq!(r["metadata"]["touched"], "yes", "{r}");
+    }
+
+    assert_eq!(refused_with(&address, "/v1/connectors/p:nope/inspect"), 404);
+    assert_eq!(
+        refused_with(&address, "/v1/processors/p:gen/inspect-out"),
+        404
+    );
+    let (_, metrics) = http::get(&address, "/metrics").unwrap();
+    assert_eq!(
+        http::metric(
+            &metrics,
+            "funnel_inspector_sessions",
+            "component_id=\"p:gen\""
+        ),
+        1.0,
+        "{metrics}"
+    );
+    drop((source, into, out, sink));
+    stop(child);
+}
+
+#[test]
+fn a_client_that_reads_nothing_makes_records_drop_and_never_holds_the_pipeline_back() {
+    let dir = pipelines_dir(&touched_pipeline(0));
+    let address = free_address();
+    let child = run_with_api(dir.path(), &address, &[]);
+    wait_until_blocking("the API answers", Duration::from_secs(30), || {
+        matches!(http::get(&address, "/healthz"), Some((200, _)))
+    });
+    // Opened, then never read from.
+    let idle = inspect(&address, "/v1/connectors/p:gen/inspect").unwrap();
+    let read_at_open = || {
+        let (_, m) = http::get(&address, "/metrics").unwrap();
+        (
+            http::metric(&m, "funnel_pipeline_records_read_total", "pipeline=\"p\""),
+            http::metric(
+                &m,
+                "funnel_inspector_dropped_records_total",
+                "component_id=\"p:gen\"",
+            ),
+        )
+    };
+    let (start, _) = read_at_open();
+    wait_until_blocking(
+        "the pipeline reads 300,000 records past the idle session, dropping for it",
+        Duration::from_secs(120),
+        || {
+            let (read, dropped) = read_at_open();
+            read > start + 300_000.0 && dropped > 0.0
+        },
+    );
+    drop(idle);
+    stop(child);
+}
+
+#[test]
+fn the_inspector_needs_the_token_and_takes_it_from_the_query_of_a_websocket() {
+    let dir = pipelines_dir(&touched_pipeline(200));
+    let address = free_address();
+    let child = run_with_api(dir.path(), &address, &["--api.auth.token", "t0ken"]);
+    wait_until_blocking("the API answers", Duration::from_secs(30), || {
+        matches!(http::get(&address, "/healthz"), Some((200, _)))
+    });
+    assert_eq!(refused_with(&address, "/v1/connectors/p:gen/inspect"), 401);
+    assert_eq!(
+        refused_with(&address, "/v1/connectors/p:gen/inspect?access_token=wrong"),
+        401
+    );
+    let mut socket = inspect(&address, "/v1/connectors/p:gen/inspect?access_token=t0ken").unwrap();
+    assert_eq!(next_records(&mut socket, 1).len(), 1);
+
+    // `funnel inspect` sends it as a bearer header.
+    let out = Command::new(FUNNEL)
+        .args([
+            "inspect",
+            "p:touch",
+            "--limit",
+            "3",
+            "--api.http.address",
+            &address,
+        ])
+        .env("FUNNEL_API_AUTH_TOKEN", "t0ken")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines.iter().all(|r| r["metadata"]["touched"] == "yes"),
+        "{stdout}"
+    );
+
+    let out = Command::new(FUNNEL)
+        .args([
+            "inspect",
+            "p:gen",
+            "--limit",
+            "1",
+            "--api.http.address",
+            &address,
+        ])
+        .env_remove("FUNNEL_API_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs a token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(socket);
+    stop(child);
+}
+
+/// A generator of `count` records at 1,000 a second into noop: a few seconds of run.
+fn counted_pipeline(count: i64) -> String {
+    yaml::file(&[yaml::pipeline(
+        "counted",
+        &[],
+        &[
+            yaml::generator("gen", count, 1000),
+            yaml::connector("out", "destination", "builtin:noop", &[]),
+        ],
+        &[],
+    )])
+}
+
+const RUN_TO_END: [&str; 6] = [
+    "run",
+    "--db.type",
+    "memory",
+    "--api.http.address",
+    "127.0.0.1:0",
+    "--pipelines.exit-on-done",
+];
+
+#[test]
+fn on_a_terminal_funnel_run_redraws_a_status_line_with_a_progress_bar_below_the_log() {
+    let dir = pipelines_dir(&counted_pipeline(3000));
+    // `script` runs funnel on a pseudo-terminal and copies what it shows to stdout.
+    // 200 columns: wide enough for the whole line with its bar.
+    let command = format!(
+        "stty cols 200 rows 50; exec {FUNNEL} {}",
+        RUN_TO_END.join(" ")
+    );
+    let out = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("`script` (util-linux) runs programs on a pseudo-terminal");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    // Redrawn in place: erased, then drawn again.
+    assert!(screen.matches("\r\x1b[2K").count() >= 4, "{screen:?}");
+    let status: Vec<&str> = screen
+        .split("\r\x1b[2K")
+        .filter(|s| s.starts_with("counted "))
+        .collect();
+    assert!(status.len() >= 4, "{screen:?}");
+    let mid = status
+        .iter()
+        .find(|s| s.contains("ETA"))
+        .unwrap_or_else(|| panic!("no line with an ETA in {status:?}"));
+    assert!(mid.contains("running") && mid.contains("rec/s"), "{mid}");
+    assert!(mid.contains("lag") && mid.contains("%  ETA "), "{mid}");
+    assert!(
+        status
+            .iter()
+            .any(|s| s.contains("[####################] 100%  done")),
+        "{status:?}"
+    );
+    // The log lines are there too, each whole on its line.
+    assert!(screen.contains("pipeline summary"), "{screen:?}");
+}
+
+#[test]
+fn piped_output_of_funnel_run_holds_no_control_characters() {
+    let dir = pipelines_dir(&counted_pipeline(1500));
+    let out = Command::new(FUNNEL)
+        .args(RUN_TO_END)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let all = [out.stdout, out.stderr].concat();
+    let text = String::from_utf8_lossy(&all);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("pipeline summary"), "{text}");
+    assert!(
+        !all.iter().any(|&b| b.is_ascii_control() && b != b'\n'),
+        "{text:?}"
+    );
+}
