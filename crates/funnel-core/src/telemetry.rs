@@ -152,8 +152,10 @@ pub(crate) struct ConnectorMetrics {
     pub(crate) records: Counter,
     conduit_duration: Histogram,
     conduit_bytes: Histogram,
-    /// The source's backlog ([`SOURCE_LAG`]); unused for a destination.
-    pub(crate) lag: Gauge,
+    /// The source's backlog ([`SOURCE_LAG`]), registered at its first value: a source
+    /// that never knows its backlog has no series. Empty labels: not a source.
+    lag: std::sync::OnceLock<Gauge>,
+    lag_labels: Vec<(&'static str, String)>,
 }
 
 impl ConnectorMetrics {
@@ -166,7 +168,8 @@ impl ConnectorMetrics {
             records: Counter::noop(),
             conduit_duration: Histogram::noop(),
             conduit_bytes: Histogram::noop(),
-            lag: Gauge::noop(),
+            lag: std::sync::OnceLock::new(),
+            lag_labels: Vec::new(),
         }
     }
 
@@ -186,13 +189,10 @@ impl ConnectorMetrics {
             ("pipeline", pipeline.to_owned()),
             ("component_id", id.to_owned()),
         ];
-        let (records, lag) = if kind == "source" {
-            (
-                counter!(RECORDS_READ, &counted),
-                gauge!(SOURCE_LAG, &counted),
-            )
+        let (records, lag_labels) = if kind == "source" {
+            (counter!(RECORDS_READ, &counted), counted.to_vec())
         } else {
-            (counter!(RECORDS_WRITTEN, &counted), Gauge::noop())
+            (counter!(RECORDS_WRITTEN, &counted), Vec::new())
         };
         Self {
             duration: histogram!(CONNECTOR_EXECUTION_DURATION, &labels),
@@ -200,8 +200,19 @@ impl ConnectorMetrics {
             records,
             conduit_duration: histogram!(CONDUIT_CONNECTOR_EXECUTION_DURATION, &conduit),
             conduit_bytes: histogram!(CONDUIT_CONNECTOR_BYTES, &conduit),
-            lag,
+            lag: std::sync::OnceLock::new(),
+            lag_labels,
         }
+    }
+
+    /// Sets the source's backlog gauge (registering it the first time).
+    pub(crate) fn set_lag(&self, backlog: u64) {
+        if self.lag_labels.is_empty() {
+            return;
+        }
+        self.lag
+            .get_or_init(|| gauge!(SOURCE_LAG, &self.lag_labels))
+            .set(backlog as f64);
     }
 
     /// Records one call that handled `records` records of `bytes` bytes.

@@ -198,7 +198,7 @@ impl SourceTask {
     ) -> Option<u64> {
         self.metrics.observe(started, records, bytes);
         let backlog = self.source.backlog()?;
-        self.metrics.lag.set(backlog as f64);
+        self.metrics.set_lag(backlog);
         Some(backlog)
     }
 }
