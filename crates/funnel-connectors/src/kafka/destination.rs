@@ -15,6 +15,7 @@ use rdkafka::{ClientContext, Message};
 use tokio::sync::Notify;
 
 use super::config::{KafkaDestinationConfig, TopicName};
+use super::{LastError, Reasons};
 use crate::ack::AckQueue;
 
 /// A Kafka destination (see the [module docs](super)).
@@ -47,9 +48,20 @@ struct Order {
 }
 
 /// The producer context: turns delivery reports into acks.
-struct Reports(Arc<Shared>);
+struct Reports(Arc<Shared>, LastError);
 
-impl ClientContext for Reports {}
+impl ClientContext for Reports {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!("{}: {error}: {reason}", self.0.who);
+        self.1.set(&error, reason);
+    }
+}
+
+impl Reasons for Reports {
+    fn last_error(&self) -> &LastError {
+        &self.1
+    }
+}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = usize;
@@ -272,12 +284,12 @@ fn headers(record: &Record) -> Option<OwnedHeaders> {
 #[async_trait]
 impl Destination for KafkaDestination {
     async fn open(&self) -> Result<(), ConnectorError> {
-        let context = Reports(Arc::clone(&self.reports));
+        let context = Reports(Arc::clone(&self.reports), LastError::default());
         let producer: ThreadedProducer<Reports> = self
             .config
             .producer_config()
             .create_with_context(context)
-            .map_err(|e| ConnectorError::config(format!("{}: {e}", self.who)))?;
+            .map_err(|e| super::client_error(&self.who, &e))?;
         // Ask for the cluster's metadata once, so unreachable servers or refused
         // credentials fail `open` with a clear error instead of the first write.
         let checked = {

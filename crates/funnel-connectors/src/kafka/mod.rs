@@ -67,7 +67,7 @@ mod destination;
 mod position;
 mod source;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use funnel_core::ConnectorError;
@@ -75,6 +75,7 @@ use funnel_core::component::{Build, Component};
 use funnel_core::typed::SettingsStruct;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 
 pub use config::{
     Acks, BatchBytes, Compression, DEFAULT_CLIENT_ID, KafkaCommon, KafkaCommonSettings,
@@ -92,35 +93,106 @@ pub use rdkafka;
 /// How long `open` and the connection checks wait for the cluster's metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The last error librdkafka reported about a connection (a TLS handshake or a SASL
+/// authentication that failed, say), kept by a client's context: a request that only
+/// fails with "timed out" is reported with it.
+#[derive(Default)]
+pub(crate) struct LastError(Mutex<Option<String>>);
+
+impl LastError {
+    pub(crate) fn set(&self, error: &KafkaError, reason: &str) {
+        let text = if reason.is_empty() {
+            error.to_string()
+        } else {
+            reason.to_owned()
+        };
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A client context that keeps the [`LastError`] of its connections.
+pub(crate) trait Reasons: ClientContext {
+    /// The last connection error.
+    fn last_error(&self) -> &LastError;
+}
+
+/// The context of the clients that only check the settings (the registry's checks).
+#[derive(Default)]
+pub(crate) struct Check(LastError);
+
+impl ClientContext for Check {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.set(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Check {}
+
+impl Reasons for Check {
+    fn last_error(&self) -> &LastError {
+        &self.0
+    }
+}
+
+/// A client could not be made from the settings: the error names the setting when
+/// librdkafka names its own key for it (a certificate that is not PEM, say).
+pub(crate) fn client_error(who: &str, error: &KafkaError) -> ConnectorError {
+    let text = error.to_string();
+    let setting = [
+        ("ssl.ca", "caCert"),
+        ("ssl.certificate", "clientCert"),
+        ("ssl.key", "clientKey"),
+        ("sasl.", "saslMechanism, saslUsername, saslPassword"),
+    ]
+    .into_iter()
+    .find(|(key, _)| text.contains(key))
+    .map(|(_, setting)| format!(" (setting `{setting}`)"))
+    .unwrap_or_default();
+    ConnectorError::config(format!("{who}: {text}{setting}"))
+}
+
 /// Asks the cluster for its metadata: `Err` naming the servers when they cannot be
 /// reached (or refuse the credentials).
-pub(crate) fn check_reachable<C: ClientContext>(
+pub(crate) fn check_reachable<C: Reasons>(
     client: &Client<C>,
     who: &str,
 ) -> Result<(), ConnectorError> {
     client
         .fetch_metadata(None, METADATA_TIMEOUT)
         .map(drop)
-        .map_err(|e| unreachable(who, &e))
+        .map_err(|e| unreachable(client, who, &e))
 }
 
-fn unreachable(who: &str, error: &rdkafka::error::KafkaError) -> ConnectorError {
+fn unreachable<C: Reasons>(client: &Client<C>, who: &str, error: &KafkaError) -> ConnectorError {
+    let reason = client
+        .context()
+        .last_error()
+        .get()
+        .map(|r| format!("; the last connection error: {r}"))
+        .unwrap_or_default();
     ConnectorError::transient(format!(
-        "{who}: cannot get the cluster's metadata from the servers within {}s: {error} \
+        "{who}: cannot get the cluster's metadata from the servers within {}s: {error}{reason} \
          (check `servers`, TLS and SASL settings, and that the brokers are up)",
         METADATA_TIMEOUT.as_secs()
     ))
 }
 
 /// Checks that the servers answer and that every one of `topics` exists.
-pub(crate) fn check_topics<C: ClientContext>(
+pub(crate) fn check_topics<C: Reasons>(
     client: &Client<C>,
     who: &str,
     topics: &[String],
 ) -> Result<(), ConnectorError> {
     let metadata = client
         .fetch_metadata(None, METADATA_TIMEOUT)
-        .map_err(|e| unreachable(who, &e))?;
+        .map_err(|e| unreachable(client, who, &e))?;
     let known: Vec<&str> = metadata
         .topics()
         .iter()
@@ -200,11 +272,11 @@ pub const SOURCE: Component = Component::new(
         let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
         let who = format!("kafka source {id}");
         tokio::task::spawn_blocking(move || {
-            let client: rdkafka::consumer::BaseConsumer = config
+            let client: rdkafka::consumer::BaseConsumer<Check> = config
                 .common
                 .client_config()
-                .create()
-                .map_err(|e| ConnectorError::config(format!("{who}: {e}")))?;
+                .create_with_context(Check::default())
+                .map_err(|e| client_error(&who, &e))?;
             check_topics(client.client(), &who, &config.topics)
         })
         .await
@@ -234,11 +306,11 @@ pub const DESTINATION: Component = Component::new(
         let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
         let who = format!("kafka destination {id}");
         tokio::task::spawn_blocking(move || {
-            let client: rdkafka::consumer::BaseConsumer = config
+            let client: rdkafka::consumer::BaseConsumer<Check> = config
                 .common
                 .client_config()
-                .create()
-                .map_err(|e| ConnectorError::config(format!("{who}: {e}")))?;
+                .create_with_context(Check::default())
+                .map_err(|e| client_error(&who, &e))?;
             check_reachable(client.client(), &who)
         })
         .await

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::config::KafkaSourceConfig;
 use super::position::{KafkaPosition, PositionWriter};
+use super::{LastError, Reasons};
 use crate::util::unix_nanos_now;
 
 /// Metadata key holding the partition a message was read from.
@@ -71,7 +72,7 @@ struct CommitState {
     sent: HashMap<Partition, i64>,
     /// Acked records since the last commit.
     since: usize,
-    /// When the last commit was sent.
+    /// When the last commit was sent (or the source opened).
     last: Option<Instant>,
 }
 
@@ -151,7 +152,7 @@ impl Commits {
 }
 
 /// The consumer context: rebalances and commit results.
-struct Group(Arc<Commits>);
+struct Group(Arc<Commits>, LastError);
 
 impl ClientContext for Group {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
@@ -166,6 +167,13 @@ impl ClientContext for Group {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!("{}: {error}: {reason}", self.0.who);
+        self.1.set(&error, reason);
+    }
+}
+
+impl Reasons for Group {
+    fn last_error(&self) -> &LastError {
+        &self.1
     }
 }
 
@@ -462,13 +470,17 @@ impl Source for KafkaSource {
             who: self.who.clone(),
             size: self.config.commit_offsets_size,
             delay: self.config.commit_offsets_delay,
-            state: Mutex::default(),
+            // The delay runs from the start: the first acks wait for it too.
+            state: Mutex::new(CommitState {
+                last: Some(Instant::now()),
+                ..CommitState::default()
+            }),
         });
         let consumer: BaseConsumer<Group> = self
             .config
             .consumer_config(&group)
-            .create_with_context(Group(Arc::clone(&commits)))
-            .map_err(|e| ConnectorError::config(format!("{}: {e}", self.who)))?;
+            .create_with_context(Group(Arc::clone(&commits), LastError::default()))
+            .map_err(|e| super::client_error(&self.who, &e))?;
         let consumer = Arc::new(consumer);
         let checked = {
             let consumer = Arc::clone(&consumer);
