@@ -5,7 +5,8 @@
 # PostgreSQL (127.0.0.1:5432, user postgres): the postgres connector's logical
 # replication needs `wal_level = logical`. When the server runs with another level, this
 # sets it with ALTER SYSTEM and restarts the cluster, then waits until it accepts
-# connections again. A server that is down is started.
+# connections again. A server that is down is started. TLS is turned on with a
+# certificate signed by a CA made once in ~/.cache/funnel/pg-tls.
 set -euo pipefail
 
 # cargo-fuzz, for scripts/fuzz.sh (the libFuzzer targets in fuzz/); installed once into
@@ -56,7 +57,37 @@ if command -v psql >/dev/null 2>&1; then
     if ! psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc "select 1 from pg_database where datname = 'test'" | grep -q 1; then
         psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc 'CREATE DATABASE test' >/dev/null
     fi
-    echo "setup-services: PostgreSQL ready (wal_level=$(psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc 'show wal_level'))"
+    # TLS for the postgres connector's sslmode tests: a CA of our own and a server
+    # certificate it signs for 127.0.0.1 and localhost, made once under
+    # ~/.cache/funnel/pg-tls (the tests trust ca.crt with sslrootcert), copied where the
+    # server can read them, and set with ALTER SYSTEM (ssl settings take a reload).
+    PG_TLS="$HOME/.cache/funnel/pg-tls"
+    if [ ! -s "$PG_TLS/server.crt" ] || [ ! -s "$PG_TLS/ca.crt" ]; then
+        echo "setup-services: making a CA and a server certificate for PostgreSQL in $PG_TLS"
+        mkdir -p "$PG_TLS"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Funnel test CA" \
+            -keyout "$PG_TLS/ca.key" -out "$PG_TLS/ca.crt" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+            -keyout "$PG_TLS/server.key" -out "$PG_TLS/server.csr" 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$PG_TLS/server.ext"
+        openssl x509 -req -in "$PG_TLS/server.csr" -CA "$PG_TLS/ca.crt" -CAkey "$PG_TLS/ca.key" \
+            -CAcreateserial -days 3650 -extfile "$PG_TLS/server.ext" -out "$PG_TLS/server.crt" 2>/dev/null
+    fi
+    pg_data="$(psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc 'show data_directory')"
+    pg_cert="$pg_data/funnel-server.crt"
+    pg_key="$pg_data/funnel-server.key"
+    if ! cmp -s "$PG_TLS/server.crt" "$pg_cert" || \
+        [ "$(psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc 'show ssl_cert_file')" != "$pg_cert" ] || \
+        [ "$(psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc 'show ssl')" != "on" ]; then
+        echo "setup-services: turning on TLS in PostgreSQL with the certificate from $PG_TLS"
+        install -o postgres -g postgres -m 0644 "$PG_TLS/server.crt" "$pg_cert"
+        install -o postgres -g postgres -m 0600 "$PG_TLS/server.key" "$pg_key"
+        psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc "ALTER SYSTEM SET ssl_cert_file = '$pg_cert'" >/dev/null
+        psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc "ALTER SYSTEM SET ssl_key_file = '$pg_key'" >/dev/null
+        psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc "ALTER SYSTEM SET ssl = on" >/dev/null
+        psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc 'SELECT pg_reload_conf()' >/dev/null
+    fi
+    echo "setup-services: PostgreSQL ready (wal_level=$(psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc 'show wal_level'), ssl=$(psql -h "$PG_HOST" -U "$PG_USER" -d postgres -tAc 'show ssl'))"
 fi
 
 # MariaDB (127.0.0.1:3306, user root without password, database `test`): the mysql

@@ -12,6 +12,7 @@
 //! | `nats` | yes | yes | `nats` (JetStream; feature `nats`, on by default) |
 //! | `mqtt` | yes | yes | `mqtt` (feature `mqtt`, on by default) |
 //! | `redis` | yes | yes | `redis` (streams and pub/sub; feature `redis`, on by default) |
+//! | `http` | yes | yes | `http` (webhook receiver and HTTP client; feature `http`, on by default) |
 //! | `kafka` | yes | yes | `kafka` (feature `kafka`, off by default) |
 //!
 //! [`components`] is the connectors' part of the registry table: one
@@ -36,6 +37,8 @@ pub mod file;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod generator;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod log;
@@ -78,6 +81,10 @@ pub fn components() -> Vec<Component> {
         file::SOURCE,
         file::DESTINATION,
         generator::SOURCE,
+        #[cfg(feature = "http")]
+        http::SOURCE,
+        #[cfg(feature = "http")]
+        http::DESTINATION,
         #[cfg(feature = "kafka")]
         kafka::SOURCE,
         #[cfg(feature = "kafka")]

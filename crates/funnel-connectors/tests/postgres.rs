@@ -1056,3 +1056,101 @@ async fn the_destination_passes_the_destination_compliance_suite() {
 async fn the_exactly_once_destination_passes_the_destination_compliance_suite() {
     destination_compliance(true).await;
 }
+
+/// The CA that signed the local server's certificate (made by
+/// `scripts/setup-services.sh`), or `None` (skip) without it, except under `CI=true`.
+fn server_ca() -> Option<String> {
+    let path = format!(
+        "{}/.cache/funnel/pg-tls/ca.crt",
+        std::env::var("HOME").unwrap_or_default()
+    );
+    if std::path::Path::new(&path).exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "no CA at {path}: run scripts/setup-services.sh"
+    );
+    eprintln!("skipping: no CA at {path} (run scripts/setup-services.sh)");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sslmode_the_source_and_destination_use_tls_and_verify_the_server_as_asked() {
+    let Some(pg) = connect().await else { return };
+    let Some(ca) = server_ca() else { return };
+    let mut names = Names::new("tls");
+    let t = names.table("t");
+    pg.batch_execute(&format!(
+        "CREATE TABLE {t} (id int PRIMARY KEY, v text); INSERT INTO {t} VALUES (1, 'a'), (2, 'b')"
+    ))
+    .await
+    .unwrap();
+
+    // verify-full: the snapshot and the replication stream, both over TLS.
+    let url = format!("{URL}?sslmode=verify-full&sslrootcert={ca}");
+    let id = format!("p:{}", names.prefix);
+    let s = source_settings(&names, &t, &[("url", &url)]);
+    let src = source("postgres", &id, &s, None).unwrap();
+    src.open().await.unwrap();
+    assert_eq!(read_n(&*src, 2).await.len(), 2);
+    pg.batch_execute(&format!("INSERT INTO {t} VALUES (3, 'c')"))
+        .await
+        .unwrap();
+    let live = read_n(&*src, 1).await;
+    assert_eq!(id_of(&live[0]), 3);
+    let encrypted = funnel_test_utils::pg::psql(&format!(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE s.ssl AND a.application_name = 'funnel {id}'"
+    ))
+    .unwrap();
+    assert_eq!(encrypted, "1", "the replication stream is not encrypted");
+    src.teardown().await.unwrap();
+
+    // require: encrypted, the certificate not checked.
+    let d = destination(
+        "postgres",
+        "p:out",
+        &settings(&[("url", &format!("{URL}?sslmode=require")), ("table", &t)]),
+    )
+    .unwrap();
+    d.open().await.unwrap();
+    d.write(&[record(
+        "1",
+        Operation::Create,
+        &t,
+        Some(4),
+        &[("id", Value::Int(4)), ("v", Value::String("d".into()))],
+    )])
+    .await
+    .unwrap();
+    assert_eq!(acks(&*d, 1).await[0].error, None);
+    d.teardown().await.unwrap();
+    let v = funnel_test_utils::pg::psql(&format!("SELECT v FROM {t} WHERE id = 4")).unwrap();
+    assert_eq!(v, "d");
+
+    // A CA made here did not sign the server's certificate: verify-ca fails, naming
+    // the connector and the certificate problem.
+    let other = funnel_test_utils::tls::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, &other.ca_pem).unwrap();
+    let d = destination(
+        "postgres",
+        "p:out",
+        &settings(&[
+            (
+                "url",
+                &format!("{URL}?sslmode=verify-ca&sslrootcert={}", other_ca.display()),
+            ),
+            ("table", &t),
+        ]),
+    )
+    .unwrap();
+    let e = d.open().await.expect_err("a server signed by another CA");
+    let text = e.to_string();
+    assert!(
+        text.contains("postgres destination p:out") && text.to_lowercase().contains("certificate"),
+        "{text}"
+    );
+}

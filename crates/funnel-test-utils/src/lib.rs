@@ -17,6 +17,8 @@ pub mod plan;
 pub mod process;
 pub mod reference;
 pub mod results;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wait;
 pub mod yaml;
 

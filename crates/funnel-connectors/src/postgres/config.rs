@@ -23,6 +23,8 @@ pub struct PostgresSourceConfig {
     pub url: String,
     /// The parsed connection settings.
     pub(crate) pg: tokio_postgres::Config,
+    /// TLS: `sslmode` and `sslrootcert` of the URL.
+    pub(crate) tls: super::tls::Tls,
     /// `tables` (required): a comma list, or `*`.
     pub tables: Tables,
     /// `snapshotMode` (`initial`): take a snapshot before streaming changes.
@@ -50,6 +52,8 @@ pub struct PostgresDestinationConfig {
     pub url: String,
     /// The parsed connection settings.
     pub(crate) pg: tokio_postgres::Config,
+    /// TLS: `sslmode` and `sslrootcert` of the URL.
+    pub(crate) tls: super::tls::Tls,
     /// `table` (`{{ index .Metadata "opencdc.collection" }}`).
     pub table: TableName,
     /// `key`: the key columns (default: the fields of the record's key).
@@ -66,6 +70,8 @@ pub struct PgUrl {
     pub raw: String,
     /// Parsed.
     pub(crate) pg: tokio_postgres::Config,
+    /// `sslmode` and `sslrootcert`.
+    pub(crate) tls: super::tls::Tls,
 }
 
 impl PartialEq for PgUrl {
@@ -76,14 +82,19 @@ impl PartialEq for PgUrl {
 
 impl FromSetting for PgUrl {
     fn from_setting(raw: &str) -> Result<Self, String> {
-        match tokio_postgres::Config::from_str(raw) {
+        let (rest, tls) = super::tls::split(raw)?;
+        match tokio_postgres::Config::from_str(&rest) {
             Ok(pg) if pg.get_hosts().is_empty() => {
                 Err("the URL names no host (postgres://user@host:5432/db)".to_owned())
             }
-            Ok(pg) => Ok(Self {
-                raw: raw.to_owned(),
-                pg,
-            }),
+            Ok(mut pg) => {
+                pg.ssl_mode(tls.tokio_mode());
+                Ok(Self {
+                    raw: raw.to_owned(),
+                    pg,
+                    tls,
+                })
+            }
             Err(e) => Err(format!(
                 "not a PostgreSQL connection URL ({e}); use postgres://user:password@host:5432/database"
             )),
@@ -242,6 +253,7 @@ pub fn validate_source(settings: &Settings) -> Result<PostgresSourceConfig, Vec<
     Ok(PostgresSourceConfig {
         url: own.url.raw,
         pg: own.url.pg,
+        tls: own.url.tls,
         tables: own.tables,
         snapshot: own.snapshot_mode.0,
         publication: own.publication.0,
@@ -281,6 +293,7 @@ pub fn validate_destination(
     Ok(PostgresDestinationConfig {
         url: own.url.raw,
         pg: own.url.pg,
+        tls: own.url.tls,
         table: own.table,
         key: own.key.unwrap_or_default().0,
         exactly_once: own.exactly_once,

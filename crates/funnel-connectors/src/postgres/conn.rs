@@ -8,7 +8,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::config::Tables;
+use super::tls::{SslMode, Tls};
 use super::types::{SESSION_OPTIONS, quote_ident};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// `host:port` of the first host of `pg`, for messages.
 pub(crate) fn address(pg: &Config) -> String {
@@ -101,14 +103,27 @@ pub(crate) fn error(context: &str, e: tokio_postgres::Error) -> ConnectorError {
 /// # Errors
 ///
 /// Unreachable server (transient), bad credentials or database (fatal).
-pub(crate) async fn connect(pg: &Config, who: &str) -> Result<Client, ConnectorError> {
+pub(crate) async fn connect(pg: &Config, tls: &Tls, who: &str) -> Result<Client, ConnectorError> {
     let mut pg = pg.clone();
     pg.options(SESSION_OPTIONS);
     pg.application_name("funnel");
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(std::time::Duration::from_secs(10));
     }
-    let (client, connection) = pg.connect(NoTls).await.map_err(|e| {
+    let connected = match tls.mode {
+        SslMode::Disable => pg.connect(NoTls).await.map(|(client, connection)| {
+            tokio::spawn(run(connection));
+            client
+        }),
+        _ => {
+            let connector = MakeRustlsConnect::new(tls.client_config(who)?);
+            pg.connect(connector).await.map(|(client, connection)| {
+                tokio::spawn(run(connection));
+                client
+            })
+        }
+    };
+    let client = connected.map_err(|e| {
         let user = pg.get_user().unwrap_or("?");
         let context = match e.code() {
             Some(c) if c.code().starts_with("28") => {
@@ -124,12 +139,14 @@ pub(crate) async fn connect(pg: &Config, who: &str) -> Result<Client, ConnectorE
         };
         error(&context, e)
     })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "postgres connection ended");
-        }
-    });
     Ok(client)
+}
+
+/// Drives a connection until the client is dropped.
+async fn run<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "postgres connection ended");
+    }
 }
 
 /// A table the source reads.

@@ -469,7 +469,7 @@ fn insert(table: &Table, row: &BTreeMap<String, Value>, key: &[String]) -> Resul
 impl Destination for PostgresDestination {
     async fn open(&self) -> Result<(), ConnectorError> {
         let who = &self.who;
-        let client = conn::connect(&self.config.pg, who).await?;
+        let client = conn::connect(&self.config.pg, &self.config.tls, who).await?;
         let mut skip_until = None;
         if self.config.exactly_once {
             let created = client

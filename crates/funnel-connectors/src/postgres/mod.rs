@@ -6,7 +6,7 @@
 //!
 //! | Setting | Default | Meaning |
 //! |---|---|---|
-//! | `url` | — (required) | `postgres://user:password@host:5432/database` (or key=value). TLS is not supported yet. |
+//! | `url` | — (required) | `postgres://user:password@host:5432/database` (or key=value). TLS as libpq: `sslmode` (disable, the default; allow, prefer, require, verify-ca, verify-full) and `sslrootcert` in the URL (see `tls`). |
 //! | `tables` | — (required) | Comma list of tables (`name` or `schema.name`), or `*` for every table. |
 //! | `snapshotMode` | `initial` | `initial`: read every row first; `never`: only changes. |
 //! | `cdcMode` | `auto` | `auto` or `logrepl`: both stream with logical replication. |
@@ -83,6 +83,7 @@ mod destination;
 mod pgoutput;
 mod position;
 mod source;
+mod tls;
 mod types;
 
 /// The private decoders, for [`crate::fuzzing`].
@@ -105,6 +106,7 @@ pub use config::{
 pub use destination::{POSITIONS_TABLE, PostgresDestination};
 pub use position::compare_positions;
 pub use source::PostgresSource;
+pub use tls::{SslMode, Tls};
 
 use funnel_core::ConnectorError;
 
@@ -171,7 +173,7 @@ pub const SOURCE: Component = Component::new(
 .with_check(|id, settings| {
     Box::pin(async move {
         let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
-        conn::connect(&config.pg, &format!("postgres source {id}"))
+        conn::connect(&config.pg, &config.tls, &format!("postgres source {id}"))
             .await
             .map(drop)
     })
@@ -200,8 +202,12 @@ pub const DESTINATION: Component = Component::new(
 .with_check(|id, settings| {
     Box::pin(async move {
         let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
-        conn::connect(&config.pg, &format!("postgres destination {id}"))
-            .await
-            .map(drop)
+        conn::connect(
+            &config.pg,
+            &config.tls,
+            &format!("postgres destination {id}"),
+        )
+        .await
+        .map(drop)
     })
 });

@@ -18,7 +18,7 @@ use funnel_record::{
 };
 use futures::StreamExt;
 use pgwire_replication::{
-    Lsn, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig,
+    Lsn, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -111,6 +111,7 @@ impl PostgresSource {
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .unwrap_or_default();
         let database = pg.get_dbname().unwrap_or(user);
+        let tls = self.config.tls.replication(&host);
         let mut cfg = ReplicationConfig::new(
             host,
             user,
@@ -120,7 +121,7 @@ impl PostgresSource {
             self.config.publication.as_str(),
         )
         .with_port(pg.get_ports().first().copied().unwrap_or(5432))
-        .with_tls(TlsConfig::disabled());
+        .with_tls(tls);
         cfg.status_interval = Duration::from_secs(1);
         cfg.idle_wakeup_interval = Duration::from_secs(5);
         cfg.options = Some(SESSION_OPTIONS.to_owned());
@@ -377,7 +378,7 @@ impl Source for PostgresSource {
                 PgPosition::decode(p).map_err(|m| ConnectorError::data(format!("{who}: {m}")))?,
             ),
         };
-        let client = conn::connect(&self.config.pg, &who).await?;
+        let client = conn::connect(&self.config.pg, &self.config.tls, &who).await?;
         let level: String = client
             .query_one("SHOW wal_level", &[])
             .await
@@ -1049,7 +1050,7 @@ pub(crate) async fn cleanup(config: &PostgresSourceConfig, id: &str) -> Result<(
     if !config.auto_cleanup {
         return Ok(());
     }
-    let client = conn::connect(&config.pg, &who).await?;
+    let client = conn::connect(&config.pg, &config.tls, &who).await?;
     let slot = &config.slot;
     let mut attempts = 0;
     loop {

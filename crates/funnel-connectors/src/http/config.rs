@@ -1,0 +1,357 @@
+//! HTTP settings: parsing and validation (no I/O).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use funnel_core::typed::{FromSetting, Prefixed};
+use funnel_template::Template;
+
+use crate::settings::{parse_destination, parse_source};
+use crate::{Settings, SettingsError};
+
+/// `address`: where the source listens (`host:port`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddress(pub SocketAddr);
+
+impl FromSetting for ListenAddress {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        raw.trim()
+            .parse()
+            .map(Self)
+            .map_err(|_| format!("{raw:?} is not an address to listen on (127.0.0.1:8080)"))
+    }
+}
+
+/// A size in bytes, more than 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl FromSetting for ByteSize {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match raw.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Self(n)),
+            _ => Err(format!(
+                "{raw:?} should be a number of bytes greater than 0"
+            )),
+        }
+    }
+}
+
+/// A duration greater than 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Positive(pub Duration);
+
+impl FromSetting for Positive {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match Duration::from_setting(raw)? {
+            d if d.is_zero() => Err(format!("{raw:?} should be greater than 0")),
+            d => Ok(Self(d)),
+        }
+    }
+}
+
+/// `method`: an HTTP method.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Method(pub reqwest::Method);
+
+impl FromSetting for Method {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        reqwest::Method::from_bytes(raw.as_bytes())
+            .map(Self)
+            .map_err(|_| format!("{raw:?} is not an HTTP method"))
+    }
+}
+
+/// A parsed Go template; two are equal when their texts are.
+#[derive(Clone, Debug)]
+pub struct TemplateText(pub Template);
+
+impl PartialEq for TemplateText {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.source() == other.0.source()
+    }
+}
+
+impl FromSetting for TemplateText {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        Template::parse(raw)
+            .map(Self)
+            .map_err(|e| format!("{raw:?}: the template does not parse: {e}"))
+    }
+}
+
+/// `batch.format`: how records share a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchFormat {
+    /// `none`: one request per record, its body the record.
+    None,
+    /// `json`: one request per run of records with the same URL and headers, its body
+    /// a JSON array of the records.
+    Json,
+    /// `ndjson`: as `json`, one record per line.
+    Ndjson,
+}
+
+impl FromSetting for BatchFormat {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match raw {
+            "none" => Ok(Self::None),
+            "json" => Ok(Self::Json),
+            "ndjson" => Ok(Self::Ndjson),
+            _ => Err(format!("{raw:?} value must be one of: none, json, ndjson")),
+        }
+    }
+}
+
+funnel_core::settings! {
+    /// The HTTP source's own settings.
+    pub struct HttpSourceSettings {
+        /// Address to listen on (host:port); loopback by default.
+        pub address: ListenAddress = "address" (default "127.0.0.1:8080"),
+        /// A bearer token every request must carry (Authorization: Bearer <token>).
+        pub bearer_token: Option<String> = "auth.bearerToken",
+        /// A secret to check HMAC-SHA256 signatures of request bodies with.
+        pub hmac_secret: Option<String> = "auth.hmacSecret",
+        /// Header holding the signature, as sha256=<hex> or bare hex.
+        pub hmac_header: String = "auth.hmacHeader" (default "X-Signature-256"),
+        /// Largest request body accepted, in bytes; a larger one is answered 413.
+        pub max_body_size: ByteSize = "maxBodySize" (default "10485760"),
+        /// Requests whose records wait for the pipeline at most.
+        pub buffer_size: ByteSize = "bufferSize" (default "64"),
+        /// How long a request waits for room in the buffer before it is answered 503
+        /// with Retry-After (Go duration).
+        pub backpressure_timeout: Positive = "backpressureTimeout" (default "5s"),
+    }
+}
+
+funnel_core::settings! {
+    /// The HTTP destination's own settings.
+    pub struct HttpDestinationSettings {
+        /// URL of the requests: a Go template rendered per record.
+        pub url: TemplateText = "url",
+        /// HTTP method of the requests.
+        pub method: Method = "method" (default "POST"),
+        /// Request headers, each a Go template rendered per record
+        /// (headers.Authorization).
+        pub headers: Prefixed = "headers.*",
+        /// How records share a request: none (one per record), json (a JSON array) or
+        /// ndjson (a record per line).
+        pub batch_format: BatchFormat = "batch.format" (default "none"),
+        /// Attempts after a failed request (connection error, timeout, 5xx or 429)
+        /// before the destination fails.
+        pub retry_max: usize = "retry.max" (default "10"),
+        /// Wait before the first retry; it doubles with each retry (Go duration).
+        pub retry_min_wait: Duration = "retry.minWait" (default "100ms"),
+        /// Longest wait between retries, unless the server asks for longer with
+        /// Retry-After (Go duration).
+        pub retry_max_wait: Duration = "retry.maxWait" (default "10s"),
+        /// Longest wait for one request and its response (Go duration).
+        pub timeout: Positive = "timeout" (default "30s"),
+        /// A CA certificate (PEM) trusted for https URLs, besides the system's.
+        pub ca_cert_path: Option<PathBuf> = "tls.caCertPath",
+    }
+}
+
+/// The validated settings of an HTTP source.
+#[derive(Clone, Debug)]
+pub struct HttpSourceConfig {
+    /// `address`.
+    pub address: SocketAddr,
+    /// `auth.bearerToken`.
+    pub bearer_token: Option<String>,
+    /// `auth.hmacSecret`.
+    pub hmac_secret: Option<String>,
+    /// `auth.hmacHeader`.
+    pub hmac_header: String,
+    /// `maxBodySize`.
+    pub max_body_size: usize,
+    /// `bufferSize`.
+    pub buffer_size: usize,
+    /// `backpressureTimeout`.
+    pub backpressure_timeout: Duration,
+    /// Records per read at most (`sdk.batch.size`, default 1000); a request is never
+    /// split across reads.
+    pub batch_size: usize,
+}
+
+/// The validated settings of an HTTP destination.
+#[derive(Clone, Debug)]
+pub struct HttpDestinationConfig {
+    /// `url`.
+    pub url: Template,
+    /// `method`.
+    pub method: reqwest::Method,
+    /// `headers.*`: name and template.
+    pub headers: Vec<(reqwest::header::HeaderName, Template)>,
+    /// `batch.format`.
+    pub batch_format: BatchFormat,
+    /// `retry.max`.
+    pub retry_max: usize,
+    /// `retry.minWait`.
+    pub retry_min_wait: Duration,
+    /// `retry.maxWait`.
+    pub retry_max_wait: Duration,
+    /// `timeout`.
+    pub timeout: Duration,
+    /// `tls.caCertPath`.
+    pub ca_cert_path: Option<PathBuf>,
+}
+
+/// Parses and validates HTTP source settings. Pure: nothing is bound.
+///
+/// # Errors
+///
+/// Every invalid setting, each with its key.
+pub fn validate_source(settings: &Settings) -> Result<HttpSourceConfig, Vec<SettingsError>> {
+    let (own, sdk) = parse_source::<HttpSourceSettings>(settings)?;
+    let mut errors = Vec::new();
+    if own.bearer_token.as_deref() == Some("") {
+        errors.push(SettingsError::new("auth.bearerToken", "the token is empty"));
+    }
+    if own.hmac_secret.as_deref() == Some("") {
+        errors.push(SettingsError::new("auth.hmacSecret", "the secret is empty"));
+    }
+    if reqwest::header::HeaderName::from_bytes(own.hmac_header.as_bytes()).is_err() {
+        errors.push(SettingsError::new(
+            "auth.hmacHeader",
+            format!("{:?} is not a header name", own.hmac_header),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(HttpSourceConfig {
+        address: own.address.0,
+        bearer_token: own.bearer_token,
+        hmac_secret: own.hmac_secret,
+        hmac_header: own.hmac_header,
+        max_body_size: own.max_body_size.0,
+        buffer_size: own.buffer_size.0,
+        backpressure_timeout: own.backpressure_timeout.0,
+        batch_size: sdk.batch_size,
+    })
+}
+
+/// Parses and validates HTTP destination settings. Pure: nothing is connected.
+///
+/// # Errors
+///
+/// Every invalid setting, each with its key.
+pub fn validate_destination(
+    settings: &Settings,
+) -> Result<HttpDestinationConfig, Vec<SettingsError>> {
+    let own = parse_destination::<HttpDestinationSettings>(settings)?;
+    let mut errors = Vec::new();
+    if let Some(url) = own.url.0.as_literal() {
+        match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            Ok(u) => errors.push(SettingsError::new(
+                "url",
+                format!(
+                    "{url:?}: unsupported scheme {:?} (use http or https)",
+                    u.scheme()
+                ),
+            )),
+            Err(e) => errors.push(SettingsError::new("url", format!("{url:?}: {e}"))),
+        }
+    }
+    let mut headers = Vec::new();
+    for (name, value) in own.headers.0 {
+        let key = format!("headers.{name}");
+        match (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            Template::parse(&value),
+        ) {
+            (Ok(name), Ok(template)) => headers.push((name, template)),
+            (Err(_), _) => errors.push(SettingsError::new(
+                key,
+                format!("{name:?} is not a header name"),
+            )),
+            (_, Err(e)) => errors.push(SettingsError::new(
+                key,
+                format!("{value:?}: the template does not parse: {e}"),
+            )),
+        }
+    }
+    if own.retry_min_wait > own.retry_max_wait {
+        errors.push(SettingsError::new(
+            "retry.minWait",
+            "is longer than retry.maxWait",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(HttpDestinationConfig {
+        url: own.url.0,
+        method: own.method.0,
+        headers,
+        batch_format: own.batch_format,
+        retry_max: own.retry_max,
+        retry_min_wait: own.retry_min_wait,
+        retry_max_wait: own.retry_max_wait,
+        timeout: own.timeout.0,
+        ca_cert_path: own.ca_cert_path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use funnel_core::settings_of as settings;
+
+    #[test]
+    fn the_source_listens_on_loopback_by_default() {
+        let c = validate_source(&settings(&[])).unwrap();
+        assert_eq!(c.address.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.max_body_size, 10 * 1024 * 1024);
+        assert_eq!(c.hmac_header, "X-Signature-256");
+        assert_eq!(c.backpressure_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_source_settings_are_all_reported_with_their_keys() {
+        let errors = validate_source(&settings(&[
+            ("address", "everywhere"),
+            ("maxBodySize", "0"),
+            ("backpressureTimeout", "0s"),
+            ("surprise", "1"),
+        ]))
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.setting.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["address", "maxBodySize", "backpressureTimeout", "surprise"]
+        );
+    }
+
+    #[test]
+    fn the_destination_needs_a_url_and_checks_a_literal_one() {
+        let errors = validate_destination(&settings(&[])).unwrap_err();
+        assert_eq!(errors[0].setting, "url");
+        let errors = validate_destination(&settings(&[("url", "ftp://x/")])).unwrap_err();
+        assert!(
+            errors[0].message.contains("unsupported scheme"),
+            "{errors:?}"
+        );
+        let errors = validate_destination(&settings(&[
+            ("url", "http://127.0.0.1/{{ .Key }}"),
+            ("headers.Bad Name", "x"),
+            ("retry.minWait", "1m"),
+        ]))
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.setting.as_str()).collect();
+        assert_eq!(keys, ["headers.Bad Name", "retry.minWait"]);
+    }
+
+    #[test]
+    fn destination_defaults_post_one_record_per_request() {
+        let c = validate_destination(&settings(&[("url", "https://example.com/in")])).unwrap();
+        assert_eq!(c.method, reqwest::Method::POST);
+        assert_eq!(c.batch_format, BatchFormat::None);
+        assert_eq!(c.retry_max, 10);
+        assert_eq!(c.timeout, Duration::from_secs(30));
+    }
+}

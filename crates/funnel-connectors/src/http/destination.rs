@@ -1,0 +1,382 @@
+//! The HTTP destination: a request per record, or per run of records bound for the
+//! same URL and headers; retried with backoff on connection errors, timeouts, 5xx and
+//! 429; each record acked after its request got a 2xx.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use funnel_core::{ConnectorError, Destination, DestinationAck, RecordError};
+use funnel_record::Record;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use tokio_util::sync::CancellationToken;
+
+use super::config::{BatchFormat, HttpDestinationConfig};
+use crate::ack::AckQueue;
+
+/// The longest `Retry-After` honoured; a server asking for more is asked again then.
+const MOST_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// How much of a refusing response's body goes into the record's error.
+const MOST_ERROR_TEXT: usize = 512;
+
+/// An HTTP destination. No I/O until [`Destination::open`].
+pub struct HttpDestination {
+    who: String,
+    config: HttpDestinationConfig,
+    acks: AckQueue,
+    running: Mutex<Option<(reqwest::Client, CancellationToken)>>,
+}
+
+/// One request: its records, where it goes and what it carries.
+struct Request<'a> {
+    records: &'a [Record],
+    url: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Why a request did not succeed.
+enum Failure {
+    /// The server refused the records (a 4xx other than 429, or another status):
+    /// they are nacked with this text.
+    Refused(String),
+    /// Retries are used up, or the destination stopped: the destination fails.
+    GaveUp(String),
+}
+
+/// What one attempt got.
+enum Attempt {
+    Done,
+    Refused(String),
+    /// Worth another try, after at least the server's `Retry-After`.
+    Retry(String, Option<Duration>),
+}
+
+impl HttpDestination {
+    /// A destination for connector `id` with validated settings.
+    pub fn new(id: &str, config: HttpDestinationConfig) -> Self {
+        Self {
+            who: format!("http destination {id}"),
+            config,
+            acks: AckQueue::new(),
+            running: Mutex::new(None),
+        }
+    }
+
+    fn running(&self) -> Option<(reqwest::Client, CancellationToken)> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The URL and headers of `record`, or why its templates failed.
+    fn target(&self, record: &Record) -> Result<(String, HeaderMap), String> {
+        let url =
+            self.config.url.render(record).map_err(|e| {
+                format!("{}: the url template failed (setting `url`): {e}", self.who)
+            })?;
+        let mut headers = HeaderMap::new();
+        for (name, template) in &self.config.headers {
+            let value = template
+                .render(record)
+                .map_err(|e| format!("{}: the template of headers.{name} failed: {e}", self.who))?;
+            let value = HeaderValue::from_str(&value).map_err(|_| {
+                format!(
+                    "{}: headers.{name} rendered {value:?}, not a header value",
+                    self.who
+                )
+            })?;
+            headers.insert(name.clone(), value);
+        }
+        if !headers.contains_key(CONTENT_TYPE) {
+            let content_type = match self.config.batch_format {
+                BatchFormat::Ndjson => "application/x-ndjson",
+                BatchFormat::None | BatchFormat::Json => "application/json",
+            };
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
+        Ok((url, headers))
+    }
+
+    fn body(&self, records: &[Record]) -> Bytes {
+        match self.config.batch_format {
+            BatchFormat::None => Bytes::from(
+                records
+                    .iter()
+                    .map(Record::to_json)
+                    .collect::<Vec<_>>()
+                    .concat(),
+            ),
+            BatchFormat::Json => {
+                let mut out = Vec::with_capacity(records.len() * 256);
+                out.push(b'[');
+                for (i, record) in records.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&record.to_json());
+                }
+                out.push(b']');
+                Bytes::from(out)
+            }
+            BatchFormat::Ndjson => {
+                let mut out = Vec::with_capacity(records.len() * 256);
+                for record in records {
+                    out.extend_from_slice(&record.to_json());
+                    out.push(b'\n');
+                }
+                Bytes::from(out)
+            }
+        }
+    }
+
+    /// One attempt of `request`.
+    async fn attempt(&self, client: &reqwest::Client, request: &Request<'_>) -> Attempt {
+        let method: &Method = &self.config.method;
+        let sent = client
+            .request(method.clone(), &request.url)
+            .headers(request.headers.clone())
+            .body(request.body.clone())
+            .timeout(self.config.timeout)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) if e.is_builder() => {
+                return Attempt::Refused(format!(
+                    "{}: {method} {}: {}",
+                    self.who,
+                    request.url,
+                    chain(&e)
+                ));
+            }
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    format!(
+                        "no answer within {:?} (setting `timeout`)",
+                        self.config.timeout
+                    )
+                } else {
+                    chain(&e)
+                };
+                return Attempt::Retry(
+                    format!("{}: {method} {}: {what}", self.who, request.url),
+                    None,
+                );
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            // Read the body, so the connection can be used again.
+            let _ = response.bytes().await;
+            return Attempt::Done;
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s).min(MOST_RETRY_AFTER));
+        let text = response.text().await.unwrap_or_default();
+        let text = text.trim();
+        let text = match text.char_indices().nth(MOST_ERROR_TEXT) {
+            Some((cut, _)) => format!("{}...", &text[..cut]),
+            None => text.to_owned(),
+        };
+        let message = format!(
+            "{}: {method} {} answered {status}: {text}",
+            self.who, request.url
+        );
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            Attempt::Retry(message, retry_after)
+        } else {
+            Attempt::Refused(message)
+        }
+    }
+
+    /// Sends `request` until it succeeds, is refused, or the retries are used up.
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        stop: &CancellationToken,
+        request: &Request<'_>,
+    ) -> Result<(), Failure> {
+        let stopped = || Failure::GaveUp(format!("{}: stopped while sending", self.who));
+        let mut wait = self.config.retry_min_wait;
+        let mut retries = 0;
+        loop {
+            let attempt = tokio::select! {
+                biased;
+                () = stop.cancelled() => return Err(stopped()),
+                attempt = self.attempt(client, request) => attempt,
+            };
+            match attempt {
+                Attempt::Done => return Ok(()),
+                Attempt::Refused(text) => return Err(Failure::Refused(text)),
+                Attempt::Retry(text, retry_after) => {
+                    if retries >= self.config.retry_max {
+                        return Err(Failure::GaveUp(format!(
+                            "{text} (gave up after {retries} retries, setting `retry.max`)"
+                        )));
+                    }
+                    let pause = retry_after.map_or(wait, |asked| asked.max(wait));
+                    tracing::warn!(connector = %self.who, error = %text, wait_ms = pause.as_millis() as u64, "HTTP request failed; retrying.");
+                    tokio::select! {
+                        biased;
+                        () = stop.cancelled() => return Err(stopped()),
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    wait = (wait * 2).min(self.config.retry_max_wait);
+                    retries += 1;
+                }
+            }
+        }
+    }
+}
+
+/// An error with its sources (`connection refused` sits a few levels down).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// A client trusting the system's CAs and `ca_cert_path`, if set.
+pub(crate) fn client(
+    who: &str,
+    ca_cert_path: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, ConnectorError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent("funnel")
+        .connect_timeout(timeout.min(Duration::from_secs(10)));
+    if let Some(path) = ca_cert_path {
+        let pem = std::fs::read(path).map_err(|e| {
+            ConnectorError::config(format!(
+                "{who}: cannot read the CA certificate {} (setting `tls.caCertPath`): {e}",
+                path.display()
+            ))
+        })?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            ConnectorError::config(format!(
+                "{who}: {} is not a PEM certificate (setting `tls.caCertPath`): {e}",
+                path.display()
+            ))
+        })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| {
+        ConnectorError::config(format!("{who}: cannot make an HTTP client: {}", chain(&e)))
+    })
+}
+
+#[async_trait]
+impl Destination for HttpDestination {
+    async fn open(&self) -> Result<(), ConnectorError> {
+        let client = client(
+            &self.who,
+            self.config.ca_cert_path.as_deref(),
+            self.config.timeout,
+        )?;
+        *self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((client, CancellationToken::new()));
+        Ok(())
+    }
+
+    async fn write(&self, records: &[Record]) -> Result<(), ConnectorError> {
+        let Some((client, stop)) = self.running() else {
+            return Err(ConnectorError::transient(format!(
+                "{}: write before open or after teardown",
+                self.who
+            )));
+        };
+        if let Some(failure) = self.acks.failure() {
+            return Err(ConnectorError::transient(failure));
+        }
+        let mut start = 0;
+        while start < records.len() {
+            let (url, headers) = match self.target(&records[start]) {
+                Ok(target) => target,
+                Err(text) => {
+                    self.acks.push([DestinationAck::nack(
+                        records[start].position.clone(),
+                        RecordError::msg(text),
+                    )]);
+                    start += 1;
+                    continue;
+                }
+            };
+            let mut end = start + 1;
+            if self.config.batch_format != BatchFormat::None {
+                while end < records.len()
+                    && self
+                        .target(&records[end])
+                        .is_ok_and(|(u, h)| u == url && h == headers)
+                {
+                    end += 1;
+                }
+            }
+            let group = &records[start..end];
+            let request = Request {
+                records: group,
+                body: self.body(group),
+                url,
+                headers,
+            };
+            match self.send(&client, &stop, &request).await {
+                Ok(()) => self.acks.push_ok(request.records),
+                Err(Failure::Refused(text)) => {
+                    let error = RecordError::msg(text);
+                    self.acks.push(
+                        group
+                            .iter()
+                            .map(|r| DestinationAck::nack(r.position.clone(), error.clone())),
+                    );
+                }
+                Err(Failure::GaveUp(text)) => {
+                    self.acks.fail(text.clone());
+                    return Err(ConnectorError::transient(text));
+                }
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    async fn ack(&self) -> Result<Vec<DestinationAck>, ConnectorError> {
+        self.acks.next().await
+    }
+
+    async fn teardown(&self) -> Result<(), ConnectorError> {
+        if let Some((_, stop)) = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            stop.cancel();
+        }
+        self.acks.close(format!("{}: torn down", self.who));
+        Ok(())
+    }
+}
+
+impl Drop for HttpDestination {
+    fn drop(&mut self) {
+        if let Some((_, stop)) = self.running() {
+            stop.cancel();
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! An `https` test server with a CA made in the test (feature `tls`): a self-signed CA,
+//! a certificate it signs for `localhost` and `127.0.0.1`, and an axum router served
+//! over rustls with it on 127.0.0.1. Clients trust the CA through its PEM file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// A test CA and a server certificate it signed.
+pub struct TestCa {
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    /// The server's certificate chain (DER).
+    chain: Vec<CertificateDer<'static>>,
+    /// The server's key (PKCS #8 DER).
+    key: Vec<u8>,
+}
+
+impl TestCa {
+    /// A new CA and a certificate for `localhost` and `127.0.0.1` signed by it.
+    ///
+    /// # Panics
+    ///
+    /// When key generation fails.
+    pub fn new() -> Self {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "Funnel test CA");
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("a CA key"))
+            .expect("a self-signed CA");
+        let server_key = KeyPair::generate().expect("a server key");
+        let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("server parameters")
+            .signed_by(&server_key, &ca)
+            .expect("a server certificate");
+        Self {
+            ca_pem: ca.pem(),
+            chain: vec![server.der().clone(), ca.der().clone()],
+            key: server_key.serialize_der(),
+        }
+    }
+
+    /// The server side: a rustls configuration (ring) with the server certificate.
+    ///
+    /// # Panics
+    ///
+    /// When rustls refuses the certificate.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone()));
+        // ring, as the connectors use (its deprecation is about post-quantum exchange).
+        #[allow(deprecated)]
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(self.chain.clone(), key)
+        .expect("the server certificate");
+        Arc::new(config)
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An axum router served over `https` on 127.0.0.1, with the CA's PEM in a file.
+pub struct HttpsServer {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// The PEM file of the CA that signed its certificate.
+    pub ca_path: PathBuf,
+    _dir: tempfile::TempDir,
+    task: JoinHandle<()>,
+}
+
+impl HttpsServer {
+    /// Serves `router` over `https` with a new [`TestCa`].
+    ///
+    /// # Panics
+    ///
+    /// When the server cannot listen or the CA file cannot be written.
+    pub async fn start(router: axum::Router) -> Self {
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().expect("a directory for the CA");
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, &ca.ca_pem).expect("the CA file");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let address = listener.local_addr().expect("the address");
+        let tls = TlsListener {
+            listener,
+            acceptor: TlsAcceptor::from(ca.server_config()),
+        };
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(tls, router).await;
+        });
+        Self {
+            address,
+            ca_path,
+            _dir: dir,
+            task,
+        }
+    }
+
+    /// `https://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.address)
+    }
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A TCP listener whose connections go through a TLS handshake first; a failed
+/// handshake (a client that does not trust the CA) is dropped.
+struct TlsListener {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, peer)) = self.listener.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
