@@ -2,6 +2,9 @@
 //! a certificate it signs for `localhost` and `127.0.0.1`, and an axum router served
 //! over rustls with it on 127.0.0.1. Clients trust the CA through its PEM file.
 
+// Test setup: a failure to make a key or a certificate fails the test at once.
+#![allow(clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -330,17 +330,17 @@ async fn handle(State(inbox): State<Arc<Inbox>>, request: Request) -> Response {
         return response;
     }
     let (parts, body) = request.into_parts();
-    if let Some(token) = &inbox.config.bearer_token {
-        if !bearer_matches(&parts.headers, token) {
-            let mut response = answer(
-                StatusCode::UNAUTHORIZED,
-                format!("{who}: missing or wrong bearer token (setting `auth.bearerToken`)\n"),
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
+    if let Some(token) = &inbox.config.bearer_token
+        && !bearer_matches(&parts.headers, token)
+    {
+        let mut response = answer(
+            StatusCode::UNAUTHORIZED,
+            format!("{who}: missing or wrong bearer token (setting `auth.bearerToken`)\n"),
+        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
     }
     let body = match read_body(body, inbox.config.max_body_size).await {
         Ok(body) => body,
