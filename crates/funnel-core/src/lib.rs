@@ -45,7 +45,9 @@ pub use plugin::{
     Destination, DestinationAck, PositionCommitter, ProcessedRecord, Processor, Source, WriteFence,
 };
 pub use shared::SharedDestination;
-pub use spec::{SettingSpec, Settings, SettingsError, SettingsReader, record_reads, settings_of};
+pub use spec::{
+    SettingSpec, SettingType, Settings, SettingsError, SettingsReader, record_reads, settings_of,
+};
 pub use task::{DestinationTask, ProcessorTask, SourceTask, Task};
 pub use worker::{Stopper, Worker, WorkerConfig, WorkerStats};
 

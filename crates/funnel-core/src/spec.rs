@@ -47,6 +47,40 @@ pub struct SettingSpec {
     pub required: bool,
     /// What the setting does.
     pub description: &'static str,
+    /// The kind of value it takes.
+    pub kind: SettingType,
+}
+
+/// The kind of value a setting takes, as Conduit's parameter specs name them
+/// (`TYPE_STRING`, `TYPE_INT`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingType {
+    /// Text (and anything without a more precise kind).
+    String,
+    /// A whole number.
+    Int,
+    /// A number.
+    Float,
+    /// `true` or `false` (Go's spellings).
+    Bool,
+    /// A path.
+    File,
+    /// A Go duration (`250ms`, `1m30s`).
+    Duration,
+}
+
+impl SettingType {
+    /// Conduit's name of the kind: `string`, `int`, `float`, `bool`, `file`, `duration`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Int => "int",
+            Self::Float => "float",
+            Self::Bool => "bool",
+            Self::File => "file",
+            Self::Duration => "duration",
+        }
+    }
 }
 
 /// Reads plugin settings, remembering which keys were asked for and every error found.

@@ -18,13 +18,16 @@ use std::time::Duration;
 
 use funnel_record::go;
 
-use crate::spec::{SettingSpec, Settings, SettingsError, SettingsReader};
+use crate::spec::{SettingSpec, SettingType, Settings, SettingsError, SettingsReader};
 
 /// A value one setting parses to, from its string form.
 pub trait FromSetting: Sized {
     /// True for a type whose setting may be left out without a default (an
     /// [`Option`]); every other setting without a default is required.
     const OPTIONAL: bool = false;
+
+    /// The kind of value the setting takes, as the parameter specs report it.
+    const KIND: SettingType = SettingType::String;
 
     /// Parses `raw` (never empty: an empty value counts as unset).
     ///
@@ -65,6 +68,7 @@ pub trait FromSetting: Sized {
 
 impl<T: FromSetting> FromSetting for Option<T> {
     const OPTIONAL: bool = true;
+    const KIND: SettingType = T::KIND;
 
     fn from_setting(raw: &str) -> Result<Self, String> {
         T::from_setting(raw).map(Some)
@@ -82,12 +86,16 @@ impl FromSetting for String {
 }
 
 impl FromSetting for PathBuf {
+    const KIND: SettingType = SettingType::File;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         Ok(PathBuf::from(raw))
     }
 }
 
 impl FromSetting for i64 {
+    const KIND: SettingType = SettingType::Int;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         raw.trim()
             .parse()
@@ -96,6 +104,8 @@ impl FromSetting for i64 {
 }
 
 impl FromSetting for usize {
+    const KIND: SettingType = SettingType::Int;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         let value = i64::from_setting(raw)?;
         usize::try_from(value).map_err(|_| format!("{value} should be greater or equal to 0"))
@@ -103,6 +113,8 @@ impl FromSetting for usize {
 }
 
 impl FromSetting for bool {
+    const KIND: SettingType = SettingType::Bool;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         go::parse_bool(raw).ok_or_else(|| format!("{raw:?} value is not a bool"))
     }
@@ -113,6 +125,8 @@ impl FromSetting for bool {
 pub struct NonNegative(pub f64);
 
 impl FromSetting for NonNegative {
+    const KIND: SettingType = SettingType::Float;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         match raw.trim().parse::<f64>() {
             Ok(v) if v.is_finite() && v >= 0.0 => Ok(Self(v)),
@@ -123,6 +137,8 @@ impl FromSetting for NonNegative {
 }
 
 impl FromSetting for Duration {
+    const KIND: SettingType = SettingType::Duration;
+
     /// A non-negative duration in Go's `time.ParseDuration` syntax (`250ms`, `1m30s`;
     /// a bare `0` is zero).
     fn from_setting(raw: &str) -> Result<Self, String> {
@@ -259,6 +275,7 @@ macro_rules! settings {
                         required: $crate::settings!(@default $($default)?).is_none()
                             && !<$ty as $crate::typed::FromSetting>::OPTIONAL,
                         description: $crate::typed::description(concat!($($doc),*)),
+                        kind: <$ty as $crate::typed::FromSetting>::KIND,
                     },
                 )*
             ];

@@ -22,6 +22,7 @@ const fn sdk_schema(name: &'static str) -> SettingSpec {
         default: Some("true"),
         required: false,
         description: NO_SCHEMA_MIDDLEWARE,
+        kind: funnel_core::SettingType::Bool,
     }
 }
 
@@ -135,6 +136,8 @@ pub(crate) struct GoFloat(pub(crate) f64);
 
 #[cfg(feature = "webhook")]
 impl FromSetting for GoFloat {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Float;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         match raw.parse::<f64>() {
             Ok(v) if !v.is_nan() => Ok(Self(v)),
@@ -151,6 +154,8 @@ pub(crate) struct GoDuration(pub(crate) std::time::Duration);
 
 #[cfg(feature = "webhook")]
 impl FromSetting for GoDuration {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Duration;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         match funnel_record::go::parse_duration(raw).map(u64::try_from) {
             Ok(Ok(nanos)) => Ok(Self(std::time::Duration::from_nanos(nanos))),

@@ -188,6 +188,8 @@ impl FromSetting for Compression {
 pub struct BatchBytes(pub usize);
 
 impl FromSetting for BatchBytes {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         match usize::from_setting(raw)? {
             n @ 1000..=1_000_000_000 => Ok(Self(n)),

@@ -79,6 +79,8 @@ impl BrokerUrl {
 pub struct Qos(pub u8);
 
 impl FromSetting for Qos {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         match raw.trim() {
             "0" => Ok(Self(0)),

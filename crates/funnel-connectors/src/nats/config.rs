@@ -100,6 +100,8 @@ impl FromSetting for AckPolicy {
 pub struct BufferSize(pub usize);
 
 impl FromSetting for BufferSize {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         match raw.parse::<usize>() {
             Ok(n) if n >= 64 => Ok(Self(n)),

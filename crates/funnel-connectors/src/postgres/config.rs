@@ -188,6 +188,8 @@ impl FromSetting for SlotName {
 pub struct Positive(pub usize);
 
 impl FromSetting for Positive {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         match usize::from_setting(raw)? {
             0 => Err("must be greater than 0".to_owned()),

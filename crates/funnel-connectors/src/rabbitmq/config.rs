@@ -65,6 +65,8 @@ impl FromSetting for RoutingKey {
 pub struct DeliveryMode(pub u8);
 
 impl FromSetting for DeliveryMode {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         match raw.trim() {
             "1" => Ok(Self(1)),
@@ -79,6 +81,8 @@ impl FromSetting for DeliveryMode {
 pub struct Priority(pub u8);
 
 impl FromSetting for Priority {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         match raw.trim().parse::<u8>() {
             Ok(n) if n <= 9 => Ok(Self(n)),
@@ -92,6 +96,8 @@ impl FromSetting for Priority {
 pub struct Prefetch(pub u16);
 
 impl FromSetting for Prefetch {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         raw.trim()
             .parse::<u16>()

@@ -57,6 +57,8 @@ impl FromSetting for ValueType {
 pub struct Port(pub u16);
 
 impl FromSetting for Port {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         raw.parse::<u16>()
             .map(Self)

@@ -33,6 +33,8 @@ const INDEX_KEY: &str = "clone.index";
 pub(crate) struct PositiveCount(pub(crate) usize);
 
 impl FromSetting for PositiveCount {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         let n: i64 = raw
             .parse()

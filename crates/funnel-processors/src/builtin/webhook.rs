@@ -132,6 +132,8 @@ impl FromSetting for HttpMethod {
 pub(crate) struct RetryCount(f64);
 
 impl FromSetting for RetryCount {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Float;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         let GoFloat(count) = GoFloat::from_setting(raw)?;
         if count <= -1.0 {
@@ -148,6 +150,8 @@ impl FromSetting for RetryCount {
 pub(crate) struct RetryFactor(f64);
 
 impl FromSetting for RetryFactor {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Float;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         let GoFloat(factor) = GoFloat::from_setting(raw)?;
         if factor <= 0.0 {
@@ -164,6 +168,8 @@ impl FromSetting for RetryFactor {
 pub(crate) struct RequestTimeout(Duration);
 
 impl FromSetting for RequestTimeout {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Duration;
+
     fn from_setting(raw: &str) -> Result<Self, String> {
         let GoDuration(timeout) = GoDuration::from_setting(raw)?;
         if timeout.is_zero() {
