@@ -6,11 +6,13 @@
 //!   indents. The OpenAPI document at `/openapi` is generated from the handlers.
 //! - `GET /healthz`: `{"status":"SERVING"}` while the process serves requests;
 //!   `?service=` names one of Conduit's services.
-//! - `GET /readyz`: 200 once every pipeline has started (running, finished or stopped
-//!   on purpose), 503 with the pipelines that are not (starting, recovering, degraded),
+//! - `GET /readyz`: Conduit's newer shape, `{"status":"ready","pipelines":{total,
+//!   running, degraded, degradedPipelines, invalidFiles}, "notReady":[...]}`: 200 once
+//!   every pipeline has started (running, finished or stopped on purpose), 503
+//!   (`not_ready`) naming the pipelines that are not (starting, recovering, degraded),
 //!   are stalled (running with records in flight of which none was acknowledged for
-//!   the stall threshold: a stage that hangs), or have a connector failing its
-//!   connection test.
+//!   the stall threshold: a stage that hangs), the pipeline files that could not be
+//!   used, and the connectors failing their connection test.
 //! - `/v1/connectors/{id}/inspect`, `/v1/processors/{id}/inspect-in|-out`: WebSockets
 //!   streaming the records passing there, one OpenCDC JSON text message each.
 //! - `GET /`: the dashboard (see the `ui` module), built into the binary.
@@ -70,6 +72,8 @@ pub enum Phase {
     Running,
     /// Finished or stopped on purpose: ready.
     Done,
+    /// Stopped by an error that needs a person: not ready, with the error.
+    Degraded(String),
     /// Not ready, with a word or two saying why (`recovering, next attempt at ...`).
     NotReady(String),
 }
@@ -116,6 +120,58 @@ pub trait Pipelines: Send + Sync + 'static {
     /// Every pipeline, in the API's shape, by ID.
     fn pipelines(&self) -> Vec<model::Pipeline> {
         Vec::new()
+    }
+
+    /// The pipeline files that could not be used.
+    fn invalid_files(&self) -> Vec<model::InvalidFile> {
+        Vec::new()
+    }
+
+    /// The dead-letter queue of pipeline `id`.
+    fn dead_letter_queue(&self, id: &str) -> Result<model::DeadLetterQueue, Status> {
+        Err(Status::unimplemented(format!(
+            "no dead-letter queue of {id} here"
+        )))
+    }
+
+    /// Replaces the dead-letter queue of pipeline `id`.
+    fn update_dead_letter_queue<'a>(
+        &'a self,
+        id: &'a str,
+        dlq: model::DeadLetterQueue,
+    ) -> BoxFuture<'a, Result<model::DeadLetterQueue, Status>> {
+        let _ = dlq;
+        Box::pin(async move { Err(Status::unimplemented(format!("cannot update {id}"))) })
+    }
+
+    /// Checks a connector's plugin and settings without adding it anywhere.
+    fn validate_connector(&self, request: model::ValidateConnectorRequest) -> Result<(), Status> {
+        let _ = request;
+        Err(Status::unimplemented("cannot validate connectors"))
+    }
+
+    /// Adds a processor to a pipeline or a connector.
+    fn create_processor(
+        &self,
+        request: model::CreateProcessorRequest,
+    ) -> BoxFuture<'_, Result<model::Processor, Status>> {
+        let _ = request;
+        Box::pin(async { Err(Status::unimplemented("cannot create processors")) })
+    }
+
+    /// Changes processor `id`.
+    fn update_processor<'a>(
+        &'a self,
+        id: &'a str,
+        request: model::UpdateProcessorRequest,
+    ) -> BoxFuture<'a, Result<model::Processor, Status>> {
+        let _ = request;
+        Box::pin(async move { Err(Status::unimplemented(format!("cannot update {id}"))) })
+    }
+
+    /// Removes processor `id`.
+    fn delete_processor<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Status>> {
+        Box::pin(async move { Err(Status::unimplemented(format!("cannot delete {id}"))) })
     }
 
     /// Every connector of every pipeline.
@@ -255,60 +311,61 @@ fn observe(state: &ApiState) -> Vec<PipelineView> {
 }
 
 /// Whether every pipeline runs (or is done) and the connectors of the running ones
-/// pass their connection test; 503 naming those that do not.
+/// pass their connection test, in Conduit's newer shape
+/// (`{"status":"ready","pipelines":{...}}`); 503 naming what is not.
 #[utoipa::path(get, path = "/readyz", responses(
-    (status = 200, description = "ready", content_type = "text/plain"),
-    (status = 503, description = "not ready: what is not", content_type = "text/plain")))]
-async fn readyz(State(state): State<ApiState>) -> (StatusCode, String) {
-    let mut not_ready: Vec<String> = observe(&state)
-        .into_iter()
-        .filter_map(|p| match p.phase {
-            Phase::Running => state.stall.stalled_for(&p.id).map(|idle| {
-                format!(
-                    "{}: stalled (records in flight, none acknowledged for {}s)",
-                    p.id,
-                    idle.as_secs()
-                )
-            }),
-            Phase::Done => None,
-            Phase::NotReady(why) => Some(format!("{}: {why}", p.id)),
-        })
-        .collect();
-    not_ready.extend(state.pipelines.failing_checks().await);
-    let placement = state
-        .pipelines
-        .cluster()
-        .map(|c| placement(&c))
-        .unwrap_or_default();
-    if not_ready.is_empty() {
-        (StatusCode::OK, format!("ready\n{placement}"))
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n{placement}", not_ready.join(", ")),
-        )
+    (status = 200, description = "ready", body = model::Readiness),
+    (status = 503, description = "not ready: what is not", body = model::Readiness)))]
+async fn readyz(State(state): State<ApiState>) -> (StatusCode, axum::Json<model::Readiness>) {
+    let views = observe(&state);
+    let invalid_files = state.pipelines.invalid_files();
+    let mut counts = model::ReadyPipelines {
+        total: views.len() as u64,
+        ..model::ReadyPipelines::default()
+    };
+    let mut not_ready = Vec::new();
+    for p in views {
+        match p.phase {
+            Phase::Running => {
+                counts.running += 1;
+                if let Some(idle) = state.stall.stalled_for(&p.id) {
+                    not_ready.push(format!(
+                        "{}: stalled (records in flight, none acknowledged for {}s)",
+                        p.id,
+                        idle.as_secs()
+                    ));
+                }
+            }
+            Phase::Done => {}
+            Phase::Degraded(why) => {
+                counts.degraded += 1;
+                counts.degraded_pipelines.push(p.id.clone());
+                not_ready.push(format!("{}: degraded: {why}", p.id));
+            }
+            Phase::NotReady(why) => not_ready.push(format!("{}: {why}", p.id)),
+        }
     }
-}
-
-/// Which instance runs which pipeline, one line each, for `/readyz`.
-fn placement(cluster: &model::Cluster) -> String {
-    let mut text = format!(
-        "instance {} of {} live: {}\n",
-        cluster.instance,
-        cluster.instances.len(),
-        cluster.instances.join(", ")
+    not_ready.extend(
+        invalid_files
+            .iter()
+            .map(|f| format!("{}: {}", f.file, f.error)),
     );
-    for p in &cluster.pipelines {
-        let runs = if p.instance.is_empty() {
-            "no instance (waiting for a claim)".to_owned()
-        } else if p.instance == cluster.instance {
-            format!("{} (this instance, epoch {})", p.instance, p.epoch)
-        } else {
-            format!("{} (epoch {})", p.instance, p.epoch)
-        };
-        text.push_str(&format!("pipeline {} runs on {runs}\n", p.id));
-    }
-    text
+    counts.invalid_files = invalid_files;
+    not_ready.extend(state.pipelines.failing_checks().await);
+    let (code, status) = if not_ready.is_empty() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    };
+    (
+        code,
+        axum::Json(model::Readiness {
+            status: status.to_owned(),
+            pipelines: counts,
+            not_ready,
+            cluster: state.pipelines.cluster(),
+        }),
+    )
 }
 
 /// Every metric in Prometheus text format.
@@ -442,10 +499,11 @@ mod tests {
             vec![view("a", Phase::Running), view("b", Phase::Done)],
             Vec::new(),
         );
-        assert_eq!(
-            readyz(State(state)).await,
-            (StatusCode::OK, "ready\n".into())
-        );
+        let (code, axum::Json(body)) = readyz(State(state)).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body.status, "ready");
+        assert_eq!((body.pipelines.total, body.pipelines.running), (2, 1));
+        assert!(body.not_ready.is_empty());
     }
 
     #[tokio::test]
@@ -457,11 +515,15 @@ mod tests {
             ],
             vec!["pipeline a: connector db: connection refused".into()],
         );
-        let (status, body) = readyz(State(state)).await;
+        let (status, axum::Json(body)) = readyz(State(state)).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body.status, "not_ready");
         assert_eq!(
-            body,
-            "not ready: b: recovering, pipeline a: connector db: connection refused\n"
+            body.not_ready,
+            [
+                "b: recovering",
+                "pipeline a: connector db: connection refused"
+            ]
         );
     }
 

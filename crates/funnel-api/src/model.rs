@@ -344,6 +344,117 @@ pub struct Health {
 pub struct PipelineList {
     /// The pipelines, by ID.
     pub pipelines: Vec<Pipeline>,
+    /// The pipeline files that could not be used, each with its first error (a Funnel
+    /// addition).
+    #[serde(default)]
+    pub invalid_files: Vec<InvalidFile>,
+}
+
+/// A pipeline file that could not be used: its pipelines do not run (or keep running
+/// their previous configuration, after a reload).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvalidFile {
+    /// The file.
+    pub file: String,
+    /// The line of its first error (1-based; 0 for the whole file).
+    pub line: u64,
+    /// The column of its first error (1-based; 0 for the whole file).
+    pub column: u64,
+    /// Its first error, `file:line:column: setting: message`, and how many more.
+    pub error: String,
+    /// Its pipelines that keep running their previous configuration.
+    pub kept_pipelines: Vec<String>,
+}
+
+/// `GET /readyz`: Conduit's newer shape, with what is not ready.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    /// `ready` (HTTP 200) or `not_ready` (HTTP 503).
+    pub status: String,
+    /// The pipelines.
+    pub pipelines: ReadyPipelines,
+    /// Every reason it is not ready, one line each: a pipeline starting, recovering,
+    /// degraded or stalled, a pipeline file that could not be used, a connector failing
+    /// its connection test (a Funnel addition).
+    pub not_ready: Vec<String>,
+    /// With `--cluster.enabled`: the live instances and which runs which pipeline
+    /// (a Funnel addition).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cluster: Option<Cluster>,
+}
+
+/// The pipeline counts of [`Readiness`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyPipelines {
+    /// Every pipeline.
+    pub total: u64,
+    /// Those running.
+    pub running: u64,
+    /// Those degraded.
+    pub degraded: u64,
+    /// The IDs of those degraded.
+    pub degraded_pipelines: Vec<String>,
+    /// The pipeline files that could not be used (a Funnel addition).
+    pub invalid_files: Vec<InvalidFile>,
+}
+
+/// A pipeline's dead-letter queue: where records that fail are written, and how many
+/// failures stop the pipeline.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DeadLetterQueue {
+    /// A destination plugin, such as `builtin:log` (empty: `builtin:log`).
+    pub plugin: String,
+    /// Its settings.
+    pub settings: BTreeMap<String, String>,
+    /// How many of the last acks and nacks are looked at (0: every nack goes to the
+    /// queue and none stops the pipeline).
+    pub window_size: u64,
+    /// How many nacks the window tolerates; one more stops the pipeline.
+    pub window_nack_threshold: u64,
+}
+
+/// `POST /v1/connectors/validate`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidateConnectorRequest {
+    /// Source or destination.
+    #[serde(rename = "type")]
+    pub kind: ConnectorType,
+    /// Its plugin, such as `builtin:file`.
+    pub plugin: String,
+    /// Its name and settings.
+    #[serde(default)]
+    pub config: ConnectorConfig,
+}
+
+/// `POST /v1/processors`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateProcessorRequest {
+    /// Its plugin, such as `field.set` or `builtin:field.set`.
+    pub plugin: String,
+    /// The pipeline or connector to attach it to.
+    pub parent: ProcessorParent,
+    /// Its settings.
+    #[serde(default)]
+    pub config: ProcessorConfig,
+    /// The condition a record must meet to be processed (empty: every record).
+    #[serde(default)]
+    pub condition: String,
+}
+
+/// `PUT /v1/processors/{id}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UpdateProcessorRequest {
+    /// Its new settings.
+    pub config: ProcessorConfig,
+    /// Its new condition (empty: every record).
+    pub condition: String,
 }
 
 /// `GET /v1/connectors`.

@@ -18,9 +18,9 @@ use utoipa::OpenApi;
 use crate::error::Status;
 use crate::model::{
     Cluster, Connector, ConnectorList, ConnectorPlugin, ConnectorPluginList,
-    CreateConnectorRequest, Empty, Health, Info, Pipeline, PipelineList, PipelineRequest,
-    Processor, ProcessorList, ProcessorPlugin, ProcessorPluginList, StopRequest,
-    UpdateConnectorRequest,
+    CreateConnectorRequest, CreateProcessorRequest, DeadLetterQueue, Empty, Health, Info, Pipeline,
+    PipelineList, PipelineRequest, Processor, ProcessorList, ProcessorPlugin, ProcessorPluginList,
+    StopRequest, UpdateConnectorRequest, UpdateProcessorRequest, ValidateConnectorRequest,
 };
 use crate::{MAX_BODY_BYTES, Pipelines};
 
@@ -127,7 +127,10 @@ pub(crate) async fn list_pipelines(
         .into_iter()
         .filter(|p| contains(&p.config.name, q.name.as_ref()))
         .collect();
-    Json(PipelineList { pipelines })
+    Json(PipelineList {
+        pipelines,
+        invalid_files: api.invalid_files(),
+    })
 }
 
 /// Create a pipeline (with no connectors yet; it starts stopped).
@@ -200,6 +203,38 @@ pub(crate) async fn stop_pipeline(
             .force
     };
     api.stop(&id, force).await.map(|()| Json(Empty {}))
+}
+
+/// Get a pipeline's dead-letter queue.
+#[utoipa::path(get, path = "/v1/pipelines/{id}/dead-letter-queue", params(("id" = String, Path)),
+    responses((status = 200, body = DeadLetterQueue), (status = "default", body = Status)))]
+pub(crate) async fn get_dead_letter_queue(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Answer<DeadLetterQueue> {
+    api.dead_letter_queue(&id).map(Json)
+}
+
+/// Replace the dead-letter queue of a stopped pipeline created through the API.
+#[utoipa::path(put, path = "/v1/pipelines/{id}/dead-letter-queue", params(("id" = String, Path)),
+    request_body = DeadLetterQueue,
+    responses((status = 200, body = DeadLetterQueue), (status = "default", body = Status)))]
+pub(crate) async fn update_dead_letter_queue(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    JsonBody(dlq): JsonBody<DeadLetterQueue>,
+) -> Answer<DeadLetterQueue> {
+    api.update_dead_letter_queue(&id, dlq).await.map(Json)
+}
+
+/// Check a connector's plugin and settings without adding it anywhere.
+#[utoipa::path(post, path = "/v1/connectors/validate", request_body = ValidateConnectorRequest,
+    responses((status = 200, body = Empty), (status = "default", body = Status)))]
+pub(crate) async fn validate_connector(
+    State(api): State<Api>,
+    JsonBody(req): JsonBody<ValidateConnectorRequest>,
+) -> Answer<Empty> {
+    api.validate_connector(req).map(|()| Json(Empty {}))
 }
 
 /// List the connectors.
@@ -316,6 +351,39 @@ pub(crate) async fn get_processor(
         .ok_or_else(|| Status::not_found(format!("processor {id:?} not found")))
 }
 
+/// Add a processor to a stopped pipeline created through the API, or to one of its
+/// connectors.
+#[utoipa::path(post, path = "/v1/processors", request_body = CreateProcessorRequest,
+    responses((status = 200, body = Processor), (status = "default", body = Status)))]
+pub(crate) async fn create_processor(
+    State(api): State<Api>,
+    JsonBody(req): JsonBody<CreateProcessorRequest>,
+) -> Answer<Processor> {
+    api.create_processor(req).await.map(Json)
+}
+
+/// Change a processor's settings and condition.
+#[utoipa::path(put, path = "/v1/processors/{id}", params(("id" = String, Path)),
+    request_body = UpdateProcessorRequest,
+    responses((status = 200, body = Processor), (status = "default", body = Status)))]
+pub(crate) async fn update_processor(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateProcessorRequest>,
+) -> Answer<Processor> {
+    api.update_processor(&id, req).await.map(Json)
+}
+
+/// Remove a processor.
+#[utoipa::path(delete, path = "/v1/processors/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Empty), (status = "default", body = Status)))]
+pub(crate) async fn delete_processor(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Answer<Empty> {
+    api.delete_processor(&id).await.map(|()| Json(Empty {}))
+}
+
 /// List the processor plugins with their parameters.
 #[utoipa::path(get, path = "/v1/processors/plugins", params(NameFilter),
     responses((status = 200, body = ProcessorPluginList), (status = "default", body = Status)))]
@@ -390,14 +458,20 @@ pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         delete_pipeline,
         start_pipeline,
         stop_pipeline,
+        get_dead_letter_queue,
+        update_dead_letter_queue,
         list_connectors,
         create_connector,
+        validate_connector,
         get_connector,
         update_connector,
         delete_connector,
         list_connector_plugins,
         list_processors,
+        create_processor,
         get_processor,
+        update_processor,
+        delete_processor,
         list_processor_plugins,
         info,
         cluster,
@@ -423,6 +497,11 @@ pub(crate) fn routes(api: Api) -> Router {
         .route("/v1/pipelines/{id}/start", post(start_pipeline))
         .route("/v1/pipelines/{id}/stop", post(stop_pipeline))
         .route(
+            "/v1/pipelines/{id}/dead-letter-queue",
+            get(get_dead_letter_queue).put(update_dead_letter_queue),
+        )
+        .route("/v1/connectors/validate", post(validate_connector))
+        .route(
             "/v1/connectors",
             get(list_connectors).post(create_connector),
         )
@@ -433,9 +512,17 @@ pub(crate) fn routes(api: Api) -> Router {
                 .put(update_connector)
                 .delete(delete_connector),
         )
-        .route("/v1/processors", get(list_processors))
+        .route(
+            "/v1/processors",
+            get(list_processors).post(create_processor),
+        )
         .route("/v1/processors/plugins", get(list_processor_plugins))
-        .route("/v1/processors/{id}", get(get_processor))
+        .route(
+            "/v1/processors/{id}",
+            get(get_processor)
+                .put(update_processor)
+                .delete(delete_processor),
+        )
         .route(
             "/v1/connectors/{id}/inspect",
             get(crate::inspect::connector),

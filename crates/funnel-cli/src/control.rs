@@ -32,9 +32,39 @@ pub(crate) struct Document {
     /// started again on the next run.
     running: bool,
     connectors: Vec<DocumentConnector>,
+    /// Pipeline processors.
+    #[serde(default)]
+    processors: Vec<DocumentProcessor>,
+    /// The dead-letter queue, when set through the API (otherwise the default one).
+    #[serde(default)]
+    dlq: Option<model::DeadLetterQueue>,
     /// Unix seconds.
     created_at: i64,
     updated_at: i64,
+}
+
+/// A processor of a [`Document`] or of one of its connectors.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DocumentProcessor {
+    id: String,
+    plugin: String,
+    settings: BTreeMap<String, String>,
+    workers: u32,
+    condition: String,
+}
+
+impl DocumentProcessor {
+    fn to_file(&self) -> serde_json::Value {
+        let mut value = serde_json::json!({
+            "id": self.id, "plugin": self.plugin, "settings": self.settings,
+            "workers": self.workers.max(1),
+        });
+        if !self.condition.is_empty() {
+            value["condition"] = self.condition.clone().into();
+        }
+        value
+    }
 }
 
 /// A connector of a [`Document`].
@@ -48,6 +78,8 @@ struct DocumentConnector {
     plugin: String,
     name: String,
     settings: BTreeMap<String, String>,
+    #[serde(default)]
+    processors: Vec<DocumentProcessor>,
 }
 
 impl Document {
@@ -60,17 +92,27 @@ impl Document {
                 serde_json::json!({
                     "id": c.id, "type": c.kind, "plugin": c.plugin, "name": c.name,
                     "settings": c.settings,
+                    "processors": c.processors.iter().map(DocumentProcessor::to_file).collect::<Vec<_>>(),
                 })
             })
             .collect();
-        serde_json::json!({
-            "version": "2.2",
-            "pipelines": [{
-                "id": self.id, "status": status, "name": self.name,
-                "description": self.description, "connectors": connectors,
-            }],
-        })
-        .to_string()
+        let mut pipeline = serde_json::json!({
+            "id": self.id, "status": status, "name": self.name,
+            "description": self.description, "connectors": connectors,
+            "processors": self.processors.iter().map(DocumentProcessor::to_file).collect::<Vec<_>>(),
+        });
+        if let Some(dlq) = &self.dlq {
+            let plugin = if dlq.plugin.is_empty() {
+                "builtin:log"
+            } else {
+                dlq.plugin.as_str()
+            };
+            pipeline["dead-letter-queue"] = serde_json::json!({
+                "plugin": plugin, "settings": dlq.settings, "window-size": dlq.window_size,
+                "window-nack-threshold": dlq.window_nack_threshold,
+            });
+        }
+        serde_json::json!({"version": "2.2", "pipelines": [pipeline]}).to_string()
     }
 
     /// Its configuration, checked as a pipeline file's is (plugins and settings), as
@@ -286,6 +328,103 @@ impl Control {
     }
 }
 
+impl Control {
+    /// The API pipeline holding processor `id` (`<pipeline>:<processor>` or
+    /// `<pipeline>:<connector>:<processor>`), stopped: the document, the index of the
+    /// connector (none for a pipeline processor) and of the processor.
+    fn processor_owner(&self, id: &str) -> Result<(Document, Option<usize>, usize), Status> {
+        use funnel_api::Pipelines;
+        let processor = self
+            .processors()
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| Status::not_found(format!("processor {id:?} not found")))?;
+        let pipeline = match processor.parent.kind {
+            model::ParentType::Pipeline => processor.parent.id.clone(),
+            model::ParentType::Connector => self.connector(&processor.parent.id)?.pipeline_id,
+        };
+        let document = self.editable(&pipeline)?;
+        let found = |list: &[DocumentProcessor], parent: &str| {
+            list.iter().position(|p| format!("{parent}:{}", p.id) == id)
+        };
+        if let Some(index) = found(&document.processors, &document.id) {
+            return Ok((document, None, index));
+        }
+        for (c, connector) in document.connectors.iter().enumerate() {
+            if let Some(index) = found(
+                &connector.processors,
+                &format!("{pipeline}:{}", connector.id),
+            ) {
+                return Ok((document, Some(c), index));
+            }
+        }
+        Err(Status::not_found(format!("processor {id:?} not found")))
+    }
+
+    fn processor(&self, id: &str) -> Result<model::Processor, Status> {
+        use funnel_api::Pipelines;
+        self.processors()
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| Status::not_found(format!("processor {id:?} not found")))
+    }
+}
+
+/// The connector plugins built into this binary, in the API's shape.
+pub(crate) fn connector_plugins() -> Vec<model::ConnectorPlugin> {
+    let mut plugins: BTreeMap<String, model::ConnectorPlugin> = BTreeMap::new();
+    for c in funnel_runtime::registry::registry().components() {
+        let params = match c.kind() {
+            ComponentKind::Processor => continue,
+            _ => parameters(c.settings()),
+        };
+        let name = format!("builtin:{}", c.name);
+        let plugin = plugins
+            .entry(name.clone())
+            .or_insert_with(|| model::ConnectorPlugin {
+                name,
+                summary: c.summary.to_owned(),
+                description: c.summary.to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                author: "Funnel".to_owned(),
+                source_params: BTreeMap::new(),
+                destination_params: BTreeMap::new(),
+            });
+        if c.kind() == ComponentKind::Source {
+            plugin.source_params = params;
+        } else {
+            plugin.destination_params = params;
+        }
+    }
+    plugins.into_values().collect()
+}
+
+/// The processor plugins built into this binary, in the API's shape.
+pub(crate) fn processor_plugins() -> Vec<model::ProcessorPlugin> {
+    funnel_runtime::registry::registry()
+        .components()
+        .iter()
+        .filter(|c| c.kind() == ComponentKind::Processor)
+        .map(|c| model::ProcessorPlugin {
+            name: format!("builtin:{}", c.name),
+            summary: c.summary.to_owned(),
+            description: c.summary.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            author: "Funnel".to_owned(),
+            parameters: parameters(c.settings()),
+        })
+        .collect()
+}
+
+fn dlq_of(dlq: &funnel_config::DlqConfig) -> model::DeadLetterQueue {
+    model::DeadLetterQueue {
+        plugin: dlq.plugin.clone(),
+        settings: dlq.settings.clone(),
+        window_size: dlq.window_size as u64,
+        window_nack_threshold: dlq.window_nack_threshold as u64,
+    }
+}
+
 fn status_of(state: Option<&Arc<PipelineState>>) -> model::PipelineState {
     let (status, error) = match state.map(|s| s.current()) {
         None | Some(PipelineStatus::Stopped | PipelineStatus::Finished) => {
@@ -324,7 +463,14 @@ fn parameters<'a>(
                 model::Parameter {
                     description: s.description.to_owned(),
                     default: s.default.unwrap_or_default().to_owned(),
-                    kind: model::ParameterType::String,
+                    kind: match s.kind {
+                        funnel_core::SettingType::String => model::ParameterType::String,
+                        funnel_core::SettingType::Int => model::ParameterType::Int,
+                        funnel_core::SettingType::Float => model::ParameterType::Float,
+                        funnel_core::SettingType::Bool => model::ParameterType::Bool,
+                        funnel_core::SettingType::File => model::ParameterType::File,
+                        funnel_core::SettingType::Duration => model::ParameterType::Duration,
+                    },
                     validations,
                 },
             )
@@ -350,6 +496,7 @@ impl funnel_api::Pipelines for Control {
                     Some(r) => format!("recovering, {}", r.describe()),
                     None => "recovering".to_owned(),
                 }),
+                PipelineStatus::Degraded(e) => funnel_api::Phase::Degraded(e.to_string()),
                 other => funnel_api::Phase::NotReady(other.name().to_owned()),
             };
             funnel_api::PipelineView {
@@ -359,18 +506,24 @@ impl funnel_api::Pipelines for Control {
                 acked: WorkerStats::get(&p.stats.acked),
             }
         });
-        // A file that could not be used is not ready, named with its first error.
-        let failures = self
-            .overview
+        pipelines.collect()
+    }
+
+    fn invalid_files(&self) -> Vec<model::InvalidFile> {
+        self.overview
             .failures()
             .into_iter()
-            .map(|f| funnel_api::PipelineView {
-                id: f.file.display().to_string(),
-                phase: funnel_api::Phase::NotReady(f.to_string()),
-                read: 0,
-                acked: 0,
-            });
-        pipelines.chain(failures).collect()
+            .map(|f| {
+                let at = f.errors.iter().next().map(|e| e.location.clone());
+                model::InvalidFile {
+                    file: f.file.display().to_string(),
+                    line: at.as_ref().map_or(0, |l| l.line as u64),
+                    column: at.as_ref().map_or(0, |l| l.column as u64),
+                    error: f.to_string(),
+                    kept_pipelines: f.kept.clone(),
+                }
+            })
+            .collect()
     }
 
     fn cluster(&self) -> Option<model::Cluster> {
@@ -464,7 +617,11 @@ impl funnel_api::Pipelines for Control {
                     .iter()
                     .map(|c| format!("{}:{}", d.id, c.id))
                     .collect(),
-                processor_ids: Vec::new(),
+                processor_ids: d
+                    .processors
+                    .iter()
+                    .map(|p| format!("{}:{}", d.id, p.id))
+                    .collect(),
                 provisioned_by: ProvisionedBy::Api,
                 created_at: rfc3339(d.created_at),
                 updated_at: rfc3339(d.updated_at),
@@ -575,47 +732,140 @@ impl funnel_api::Pipelines for Control {
     }
 
     fn connector_plugins(&self) -> Vec<model::ConnectorPlugin> {
-        let mut plugins: BTreeMap<String, model::ConnectorPlugin> = BTreeMap::new();
-        for c in funnel_runtime::registry::registry().components() {
-            let params = match c.kind() {
-                ComponentKind::Processor => continue,
-                _ => parameters(c.settings()),
-            };
-            let name = format!("builtin:{}", c.name);
-            let plugin = plugins
-                .entry(name.clone())
-                .or_insert_with(|| model::ConnectorPlugin {
-                    name,
-                    summary: c.summary.to_owned(),
-                    description: c.summary.to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    author: "Funnel".to_owned(),
-                    source_params: BTreeMap::new(),
-                    destination_params: BTreeMap::new(),
-                });
-            if c.kind() == ComponentKind::Source {
-                plugin.source_params = params;
-            } else {
-                plugin.destination_params = params;
-            }
-        }
-        plugins.into_values().collect()
+        connector_plugins()
     }
 
     fn processor_plugins(&self) -> Vec<model::ProcessorPlugin> {
-        funnel_runtime::registry::registry()
-            .components()
-            .iter()
-            .filter(|c| c.kind() == ComponentKind::Processor)
-            .map(|c| model::ProcessorPlugin {
-                name: format!("builtin:{}", c.name),
-                summary: c.summary.to_owned(),
-                description: c.summary.to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                author: "Funnel".to_owned(),
-                parameters: parameters(c.settings()),
-            })
-            .collect()
+        processor_plugins()
+    }
+
+    fn dead_letter_queue(&self, id: &str) -> Result<model::DeadLetterQueue, Status> {
+        self.configs()
+            .into_iter()
+            .find(|(c, ..)| c.id == id)
+            .map(|(c, ..)| dlq_of(&c.dlq))
+            .ok_or_else(|| Status::not_found(format!("pipeline {id:?} not found")))
+    }
+
+    fn update_dead_letter_queue<'a>(
+        &'a self,
+        id: &'a str,
+        dlq: model::DeadLetterQueue,
+    ) -> BoxFuture<'a, Result<model::DeadLetterQueue, Status>> {
+        Box::pin(async move {
+            let mut document = self.editable(id)?;
+            document.dlq = Some(dlq);
+            let config = document.config("stopped")?;
+            self.replace(document).await?;
+            Ok(dlq_of(&config.dlq))
+        })
+    }
+
+    fn validate_connector(&self, request: model::ValidateConnectorRequest) -> Result<(), Status> {
+        let name = if request.config.name.is_empty() {
+            "connector".to_owned()
+        } else {
+            request.config.name
+        };
+        check_id("the connector name", &name)?;
+        let document = Document {
+            id: "validate".to_owned(),
+            name: "validate".to_owned(),
+            description: String::new(),
+            running: false,
+            connectors: vec![DocumentConnector {
+                id: name.clone(),
+                kind: match request.kind {
+                    model::ConnectorType::Source => "source".to_owned(),
+                    model::ConnectorType::Destination => "destination".to_owned(),
+                },
+                plugin: request.plugin,
+                name,
+                settings: request.config.settings,
+                processors: Vec::new(),
+            }],
+            processors: Vec::new(),
+            dlq: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        document.config("stopped").map(drop)
+    }
+
+    fn create_processor(
+        &self,
+        request: model::CreateProcessorRequest,
+    ) -> BoxFuture<'_, Result<model::Processor, Status>> {
+        Box::pin(async move {
+            let parent = request.parent.id.clone();
+            let (mut document, connector) = match request.parent.kind {
+                model::ParentType::Pipeline => (self.editable(&parent)?, None),
+                model::ParentType::Connector => {
+                    let (document, index) = self.connector_owner(&parent)?;
+                    (document, Some(index))
+                }
+            };
+            let list = match connector {
+                None => &mut document.processors,
+                Some(c) => &mut document.connectors[c].processors,
+            };
+            // Its ID within its parent: the plugin's name, numbered when taken.
+            let base = request.plugin.trim_start_matches("builtin:").replace(
+                |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '.',
+                "-",
+            );
+            let id = (1..)
+                .map(|n| {
+                    if n == 1 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{n}")
+                    }
+                })
+                .find(|id| !list.iter().any(|p| &p.id == id))
+                .unwrap_or_default();
+            list.push(DocumentProcessor {
+                id: id.clone(),
+                plugin: request.plugin,
+                settings: request.config.settings,
+                workers: request.config.workers,
+                condition: request.condition,
+            });
+            document.config("stopped")?;
+            self.replace(document).await?;
+            self.processor(&format!("{parent}:{id}"))
+        })
+    }
+
+    fn update_processor<'a>(
+        &'a self,
+        id: &'a str,
+        request: model::UpdateProcessorRequest,
+    ) -> BoxFuture<'a, Result<model::Processor, Status>> {
+        Box::pin(async move {
+            let (mut document, connector, index) = self.processor_owner(id)?;
+            let processor = match connector {
+                None => &mut document.processors[index],
+                Some(c) => &mut document.connectors[c].processors[index],
+            };
+            processor.settings = request.config.settings;
+            processor.workers = request.config.workers;
+            processor.condition = request.condition;
+            document.config("stopped")?;
+            self.replace(document).await?;
+            self.processor(id)
+        })
+    }
+
+    fn delete_processor<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Status>> {
+        Box::pin(async move {
+            let (mut document, connector, index) = self.processor_owner(id)?;
+            match connector {
+                None => document.processors.remove(index),
+                Some(c) => document.connectors[c].processors.remove(index),
+            };
+            self.replace(document).await
+        })
     }
 
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Status>> {
@@ -695,6 +945,8 @@ impl funnel_api::Pipelines for Control {
                 description: config.description,
                 running: false,
                 connectors: Vec::new(),
+                processors: Vec::new(),
+                dlq: None,
                 created_at: at,
                 updated_at: at,
             };
@@ -776,6 +1028,7 @@ impl funnel_api::Pipelines for Control {
                 plugin: request.plugin,
                 name: id.clone(),
                 settings: request.config.settings,
+                processors: Vec::new(),
             });
             document.config("stopped")?;
             let pipeline = document.id.clone();

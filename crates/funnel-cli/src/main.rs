@@ -1,15 +1,21 @@
-//! `funnel`: run Conduit pipeline files.
+//! `funnel`: run Conduit pipeline files, and ask a running instance about them.
 //!
-//! Exit codes: 0 after a graceful stop (SIGINT or SIGTERM) or when every pipeline is
+//! Every command but `run` prints through [`output`] (text, or with `--json` one
+//! envelope) and exits 0 ok, 1 runtime, 2 validation, 3 environment. `run`'s exit
+//! codes: 0 after a graceful stop (SIGINT or SIGTERM) or when every pipeline is
 //! done with `--pipelines.exit-on-done`; 1 when the pipelines path cannot be read, the
 //! store or the API address cannot be opened, a pipeline file is invalid and
 //! `--pipelines.exit-on-degraded` is set, or a pipeline is degraded (or a file invalid)
-//! and `--pipelines.exit-on-degraded` (or `exit-on-done`) is set; 2 for bad usage; 130
+//! and `--pipelines.exit-on-degraded` (or `exit-on-done`) is set; 2 for bad usage or a
+//! configuration file that cannot be used; 130
 //! when a second signal forces the exit. SIGHUP reloads the pipeline files.
 
 mod control;
 mod inspect;
 mod progress;
+mod output;
+mod remote;
+mod scaffold;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -19,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use funnel_core::{ComponentKind, WorkerStats};
+use funnel_core::WorkerStats;
 use funnel_runtime::{Backoff, Overview, PipelineStatus, Supervisor, SupervisorOptions};
 use funnel_store::{MemoryStore, RedbStore, Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -35,6 +41,10 @@ mod settings;
     about = "A streaming data pipeline engine that runs Conduit pipelines."
 )]
 struct Cli {
+    /// Print one JSON object, `{command, ok, summary, result, error}`, instead of text
+    /// (every command but `run`).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,8 +53,23 @@ struct Cli {
 enum Command {
     /// Run every pipeline in the pipelines path.
     Run(Box<RunArgs>),
-    /// Work with pipeline files.
+    /// Write funnel.yaml with every setting at its default, and the pipelines/ and
+    /// connectors/ folders.
+    Init {
+        /// The directory to write them in.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Print the resolved configuration: what `funnel run` with the same flags would
+    /// use.
+    Config(Box<RunArgs>),
+    /// Print funnel's version.
+    Version,
+    /// Pipelines: files (validate, init, delete) and those of a running instance (ls,
+    /// describe, start, stop).
     Pipelines {
+        #[command(flatten)]
+        remote: remote::Remote,
         #[command(subcommand)]
         command: PipelinesCommand,
     },
@@ -53,15 +78,33 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
-    /// Built-in connectors.
+    /// The connectors of a running instance (`ls --plugins`: its connector plugins).
     Connectors {
+        #[command(flatten)]
+        remote: remote::Remote,
         #[command(subcommand)]
-        command: LsCommand,
+        command: InstancesCommand,
     },
-    /// Built-in processors.
+    /// The processors of a running instance (`ls --plugins`: its processor plugins).
     Processors {
+        #[command(flatten)]
+        remote: remote::Remote,
         #[command(subcommand)]
-        command: LsCommand,
+        command: InstancesCommand,
+    },
+    /// The connector plugins of a running instance, with their parameters.
+    ConnectorPlugins {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+    /// The processor plugins of a running instance, with their parameters.
+    ProcessorPlugins {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: PluginsCommand,
     },
     /// Watch the records passing a connector or a processor of a running funnel, live
     /// (through its API's inspector): pretty JSON on a terminal, one line each
@@ -71,13 +114,37 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PipelinesCommand {
-    /// Check pipeline files; lists every error and exits 1 if there is any.
+    /// List the pipelines of a running instance.
+    #[command(alias = "list")]
+    Ls,
+    /// Show a pipeline of a running instance, with its connectors and processors.
+    #[command(alias = "desc")]
+    Describe {
+        /// The pipeline's ID.
+        id: String,
+    },
+    /// Start a pipeline of a running instance.
+    Start {
+        /// The pipeline's ID.
+        id: String,
+    },
+    /// Stop a pipeline of a running instance: every record in flight is delivered
+    /// first (answers once it is stopped).
+    Stop {
+        /// The pipeline's ID.
+        id: String,
+        /// Stop at once; the records in flight are read again at the next start.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check pipeline files; lists every error and exits 2 if there is any.
     Validate {
         /// A pipeline file or a directory of them.
         #[arg(default_value = "./pipelines")]
         path: PathBuf,
         /// Also run every connector's connection test (the postgres connectors reach
-        /// their server, the file destination finds its directory).
+        /// their server, the file destination finds its directory); exits 3 when one
+        /// fails.
         #[arg(long)]
         check: bool,
     },
@@ -109,13 +176,61 @@ enum PipelinesCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
-    /// Write a working generator -> file pipeline file.
+    /// Write a pipeline file: with no --source or --destination a working generator ->
+    /// file pipeline; with them, every setting of the chosen plugins with its
+    /// description, type and whether it is required.
     Init {
         /// The pipeline's ID (also the file name).
         name: String,
         /// Directory to write it to.
         #[arg(long = "pipelines.path", default_value = "./pipelines")]
         path: PathBuf,
+        /// The source plugin (`generator` or `builtin:generator`; default generator).
+        #[arg(long)]
+        source: Option<String>,
+        /// The destination plugin (default log).
+        #[arg(long)]
+        destination: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum InstancesCommand {
+    /// List them.
+    #[command(alias = "list")]
+    Ls {
+        /// Only those of this pipeline (connectors) or attached to this pipeline or
+        /// connector (processors).
+        #[arg(long = "pipeline-id", alias = "parent-id")]
+        parent: Option<String>,
+        /// List the plugins built into this funnel instead (no running instance
+        /// needed): what `connectors ls` and `processors ls` listed before they listed
+        /// instances; `connector-plugins ls` asks the running instance.
+        #[arg(long, conflicts_with = "parent")]
+        plugins: bool,
+    },
+    /// Show one.
+    #[command(alias = "desc")]
+    Describe {
+        /// Its ID (`<pipeline>:<connector>`).
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// List them.
+    #[command(alias = "list")]
+    Ls {
+        /// Only those whose name contains this.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show one with every parameter.
+    #[command(alias = "desc")]
+    Describe {
+        /// Its name (`builtin:` may be left out).
+        name: String,
     },
 }
 
@@ -145,12 +260,6 @@ enum StoreCommand {
         )]
         db_path: PathBuf,
     },
-}
-
-#[derive(Subcommand)]
-enum LsCommand {
-    /// List them with their settings.
-    Ls,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -382,61 +491,116 @@ fn parse_go_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The subcommand words of `matches` (`pipelines ls`), for the `--json` envelope.
+fn command_name(mut matches: &clap::ArgMatches) -> String {
+    let mut words = Vec::new();
+    while let Some((word, sub)) = matches.subcommand() {
+        words.push(word);
+        matches = sub;
+    }
+    words.join(" ")
+}
+
 fn main() -> std::process::ExitCode {
-    let prepared = match settings::prepare(Cli::command(), &settings::Environment::current()) {
-        Ok(prepared) => prepared,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return std::process::ExitCode::from(1);
-        }
+    let env = settings::Environment::current();
+    let json = env.args.iter().any(|a| a == "--json");
+    // Before the arguments are parsed: the leading words of the command line.
+    let words: Vec<&str> = env
+        .args
+        .iter()
+        .take_while(|a| !a.starts_with('-'))
+        .take(2)
+        .map(String::as_str)
+        .collect();
+    let fail = |failure: output::Failure| {
+        std::process::ExitCode::from(output::emit(&words.join(" "), json, &Err(failure)))
     };
-    let matches = prepared.command.get_matches();
+    let prepared = match settings::prepare(Cli::command(), &env) {
+        Ok(prepared) => prepared,
+        Err(errors) => return fail(output::Failure::validation(errors)),
+    };
+    let command = prepared.command;
+    let matches = match command
+        .clone()
+        .try_get_matches_from(std::iter::once("funnel".to_owned()).chain(env.args.iter().cloned()))
+    {
+        Ok(matches) => matches,
+        Err(e) if json && e.use_stderr() => {
+            return fail(output::Failure::validation(e.render().to_string()));
+        }
+        Err(e) => e.exit(),
+    };
     let mut ignored = prepared.ignored;
     if let Some(run) = matches.subcommand_matches("run") {
         ignored.extend(settings::ignored_flags(run));
     }
+    let name = command_name(&matches);
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let result = match cli.command {
-        Command::Run(args) => run(*args, ignored, &prepared.unknown),
-        Command::Pipelines {
-            command: PipelinesCommand::Validate { path, check },
-        } => validate(&path, check),
-        Command::Pipelines {
-            command: PipelinesCommand::Init { name, path },
-        } => init(&name, &path),
-        Command::Pipelines {
-            command:
-                PipelinesCommand::Delete {
-                    id,
-                    path,
-                    db_path,
-                    force,
-                    yes,
-                },
-        } => delete(&id, &path, &db_path, force, yes),
+    let outcome = match cli.command {
+        Command::Run(args) => return legacy(run(*args, ignored, &prepared.unknown)),
+        Command::Init { path } => {
+            let defaults = Cli::command();
+            match defaults.find_subcommand("run") {
+                Some(run) => scaffold::init(run, &path),
+                None => Err(output::Failure::runtime("no run command")),
+            }
+        }
+        Command::Config(_) => match (
+            command.find_subcommand("config"),
+            matches.subcommand_matches("config"),
+        ) {
+            (Some(config), Some(config_matches)) => scaffold::config(config, config_matches),
+            _ => Err(output::Failure::runtime("no config command")),
+        },
+        Command::Version => scaffold::version(),
+        Command::Pipelines { remote, command } => match command {
+            PipelinesCommand::Ls => remote::pipelines_ls(&remote),
+            PipelinesCommand::Describe { id } => remote::pipelines_describe(&remote, &id),
+            PipelinesCommand::Start { id } => remote::pipelines_start_stop(&remote, &id, None),
+            PipelinesCommand::Stop { id, force } => {
+                remote::pipelines_start_stop(&remote, &id, Some(force))
+            }
+            PipelinesCommand::Validate { path, check } => validate(&path, check),
+            PipelinesCommand::Init {
+                name,
+                path,
+                source: None,
+                destination: None,
+            } => init(&name, &path),
+            PipelinesCommand::Init {
+                name,
+                path,
+                source,
+                destination,
+            } => scaffold::pipeline_init(&name, &path, source.as_deref(), destination.as_deref()),
+            PipelinesCommand::Delete {
+                id,
+                path,
+                db_path,
+                force,
+                yes,
+            } => delete(&id, &path, &db_path, force, yes, cli.json),
+        },
         Command::Store {
             command: StoreCommand::Check { db_path },
         } => store_check(&db_path),
         Command::Store {
             command: StoreCommand::Repair { db_path },
         } => store_repair(&db_path),
-        Command::Inspect(args) => inspect::inspect(&args),
-        Command::Connectors {
-            command: LsCommand::Ls,
-        } => {
-            components_ls(&[ComponentKind::Source, ComponentKind::Destination]);
-            Ok(0)
-        }
-        Command::Processors {
-            command: LsCommand::Ls,
-        } => {
-            components_ls(&[ComponentKind::Processor]);
-            Ok(0)
-        }
+        Command::Inspect(args) => return legacy(inspect::inspect(&args)),
+        Command::Connectors { remote, command } => instances(&remote, "connectors", command),
+        Command::Processors { remote, command } => instances(&remote, "processors", command),
+        Command::ConnectorPlugins { remote, command } => plugins(&remote, "connectors", command),
+        Command::ProcessorPlugins { remote, command } => plugins(&remote, "processors", command),
     };
+    std::process::ExitCode::from(output::emit(&name, cli.json, &outcome))
+}
+
+/// The exit code of `run`, which prints its own output.
+fn legacy(result: anyhow::Result<u8>) -> std::process::ExitCode {
     match result {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
@@ -449,6 +613,34 @@ fn main() -> std::process::ExitCode {
 /// Whether `funnel run` draws live status lines: only with text logs on a terminal.
 fn shows_progress(format: LogFormat) -> bool {
     matches!(format, LogFormat::Text) && std::io::stderr().is_terminal()
+}
+
+/// `funnel connectors ...` and `funnel processors ...`.
+fn instances(api: &remote::Remote, collection: &str, command: InstancesCommand) -> output::Outcome {
+    match command {
+        // What `connectors ls` did before it listed instances: this binary's plugins,
+        // no instance needed.
+        InstancesCommand::Ls { plugins: true, .. } => {
+            Ok(remote::plugin_list(if collection == "connectors" {
+                serde_json::json!({ "plugins": control::connector_plugins() })
+            } else {
+                serde_json::json!({ "plugins": control::processor_plugins() })
+            }))
+        }
+        InstancesCommand::Ls { parent, .. } if collection == "connectors" => {
+            remote::connectors_ls(api, parent.as_deref())
+        }
+        InstancesCommand::Ls { parent, .. } => remote::processors_ls(api, parent.as_deref()),
+        InstancesCommand::Describe { id } => remote::describe(api, collection, &id),
+    }
+}
+
+/// `funnel connector-plugins ...` and `funnel processor-plugins ...`.
+fn plugins(api: &remote::Remote, collection: &str, command: PluginsCommand) -> output::Outcome {
+    match command {
+        PluginsCommand::Ls { name } => remote::plugins_ls(api, collection, name.as_deref()),
+        PluginsCommand::Describe { name } => remote::plugins_describe(api, collection, &name),
+    }
 }
 
 fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
@@ -483,50 +675,48 @@ fn load(path: &Path, strict_env: bool) -> Result<Vec<funnel_config::PipelineConf
     Ok(loaded.pipelines)
 }
 
-fn validate(path: &Path, check: bool) -> anyhow::Result<u8> {
-    let pipelines = match load(path, false) {
-        Ok(pipelines) => pipelines,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return Ok(1);
-        }
-    };
-    println!(
+fn validate(path: &Path, check: bool) -> output::Outcome {
+    let pipelines = load(path, false).map_err(output::Failure::validation)?;
+    let ids: Vec<&str> = pipelines.iter().map(|p| p.id.as_str()).collect();
+    let mut summary = format!(
         "{} pipeline(s) valid in {}",
         pipelines.len(),
         path.display()
     );
-    if !check {
-        return Ok(0);
+    let mut result = serde_json::json!({"path": path.display().to_string(), "pipelines": ids});
+    if check {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let failures = runtime.block_on(funnel_runtime::registry::check(&pipelines));
+        if !failures.is_empty() {
+            let lines: Vec<String> = failures.iter().map(ToString::to_string).collect();
+            return Err(output::Failure::environment(lines.join("\n")));
+        }
+        summary.push_str("; every connector passed its connection test");
+        result["checked"] = true.into();
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let failures = runtime.block_on(funnel_runtime::registry::check(&pipelines));
-    for failure in &failures {
-        eprintln!("{failure}");
-    }
-    if failures.is_empty() {
-        println!("every connector passed its connection test");
-        Ok(0)
-    } else {
-        Ok(1)
-    }
+    Ok(output::Done::new(summary, result, output::View::Summary))
 }
 
-fn init(name: &str, dir: &Path) -> anyhow::Result<u8> {
+fn init(name: &str, dir: &Path) -> output::Outcome {
     let valid = !name.is_empty()
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
     if !valid {
-        bail!("pipeline name {name:?} may only hold letters, digits, '-', '_', '.' and ':'");
+        return Err(output::Failure::validation(format!(
+            "pipeline name {name:?} may only hold letters, digits, '-', '_', '.' and ':'"
+        )));
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let file = dir.join(format!("{name}.yaml"));
     if file.exists() {
-        bail!("{} already exists", file.display());
+        return Err(output::Failure::runtime(format!(
+            "{} already exists; not overwritten",
+            file.display()
+        )));
     }
     let text = format!(
         "version: \"2.2\"\n\
@@ -551,45 +741,36 @@ fn init(name: &str, dir: &Path) -> anyhow::Result<u8> {
                    path: ./{name}.out.jsonl\n"
     );
     std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
-    println!(
-        "wrote {}; run it with: funnel run --pipelines.path {}",
-        file.display(),
-        dir.display()
-    );
-    Ok(0)
-}
-
-/// `funnel connectors ls` and `funnel processors ls`: the registry's components of
-/// those kinds, each with its settings.
-fn components_ls(kinds: &[ComponentKind]) {
-    for component in funnel_runtime::registry::registry().components() {
-        if !kinds.contains(&component.kind()) {
-            continue;
-        }
-        println!(
-            "builtin:{} ({}): {}",
-            component.name,
-            component.kind().name(),
-            component.summary
-        );
-        print_settings(component.settings());
-    }
+    Ok(output::Done::new(
+        format!(
+            "wrote {}; run it with: funnel run --pipelines.path {}",
+            file.display(),
+            dir.display()
+        ),
+        serde_json::json!({"file": file.display().to_string()}),
+        output::View::Summary,
+    ))
 }
 
 /// `funnel pipelines delete`: checks the store holds the pipeline, says what it will
-/// drop and asks, then cleans up the pipeline's sources and forgets its positions.
-fn delete(id: &str, path: &Path, db_path: &Path, force: bool, yes: bool) -> anyhow::Result<u8> {
+/// drop and asks (on a terminal, without `--json`), then cleans up the pipeline's
+/// sources and forgets its positions.
+fn delete(
+    id: &str,
+    path: &Path,
+    db_path: &Path,
+    force: bool,
+    yes: bool,
+    json: bool,
+) -> output::Outcome {
+    use output::Failure;
     init_logging("warn", LogFormat::Text)?;
-    let pipelines = match load(path, false) {
-        Ok(p) => p,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return Ok(1);
-        }
-    };
+    let pipelines = load(path, false).map_err(Failure::validation)?;
     let Some(pipeline) = pipelines.into_iter().find(|p| p.id == id) else {
-        eprintln!("no pipeline {id:?} in {}", path.display());
-        return Ok(1);
+        return Err(Failure::runtime(format!(
+            "no pipeline {id:?} in {}",
+            path.display()
+        )));
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -600,52 +781,66 @@ fn delete(id: &str, path: &Path, db_path: &Path, force: bool, yes: bool) -> anyh
         Ok(store) => Arc::new(store),
         Err(StoreError::Missing { .. }) if force => Arc::new(MemoryStore::new()),
         Err(e @ StoreError::Missing { .. }) => {
-            eprintln!(
+            return Err(Failure::runtime(format!(
                 "refusing to delete pipeline {id}: {e}. Pass --force to delete it anyway \
                  (what its sources keep outside Funnel is dropped)."
-            );
-            return Ok(1);
+            )));
         }
         Err(e) => {
-            return Err(e)
-                .with_context(|| format!("cannot open the position store {}", db_path.display()));
+            return Err(Failure::runtime(format!(
+                "cannot open the position store {}: {e}",
+                db_path.display()
+            )));
         }
     };
-    let positions = runtime.block_on(store.positions(id))?;
+    let positions = runtime
+        .block_on(store.positions(id))
+        .map_err(anyhow::Error::from)?;
     if positions.is_empty() && !force {
-        eprintln!(
+        return Err(Failure::runtime(format!(
             "refusing to delete pipeline {id}: the store {} holds no position of it, so it is \
              probably not the store `funnel run` used for it (see --db.redb.path). Deleting \
              would drop what its sources keep outside Funnel (a replication slot, whose \
              changes would be lost) with nothing to show for it. Pass --force to delete it \
              anyway.",
             db_path.display()
-        );
-        return Ok(1);
+        )));
     }
-    let mut plan = funnel_runtime::build::delete_plan(&pipeline)?;
+    let mut plan = funnel_runtime::build::delete_plan(&pipeline)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
     plan.extend(positions.iter().map(|(connector, _)| {
         format!(
             "{id}:{connector}: forget its position in {}",
             db_path.display()
         )
     }));
-    println!("deleting pipeline {id} will:");
-    for line in &plan {
-        println!("  - {line}");
+    if !json {
+        println!("deleting pipeline {id} will:");
+        for line in &plan {
+            println!("  - {line}");
+        }
     }
-    if !yes && !confirm()? {
-        return Ok(1);
+    if !yes {
+        let asked = !json && confirm()?;
+        if !asked {
+            return Err(Failure::runtime(format!(
+                "not deleted: not confirmed (stdin is no terminal to ask on, or the answer \
+                 was not yes); pass --yes to delete (it would: {})",
+                plan.join("; ")
+            )));
+        }
     }
-    let cleaned = runtime.block_on(funnel_runtime::build::delete(&pipeline, &store))?;
-    for connector in cleaned {
-        println!("{connector}: cleaned up");
-    }
-    println!(
-        "pipeline {id} deleted (positions removed from {})",
-        db_path.display()
-    );
-    Ok(0)
+    let cleaned = runtime
+        .block_on(funnel_runtime::build::delete(&pipeline, &store))
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    Ok(output::Done::new(
+        format!(
+            "pipeline {id} deleted (positions removed from {})",
+            db_path.display()
+        ),
+        serde_json::json!({"done": plan, "cleanedUp": cleaned.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+        output::View::Summary,
+    ))
 }
 
 /// Asks on the terminal whether to go on; false (with the reason on stderr) when the
@@ -653,7 +848,6 @@ fn delete(id: &str, path: &Path, db_path: &Path, force: bool, yes: bool) -> anyh
 fn confirm() -> anyhow::Result<bool> {
     use std::io::{BufRead, Write};
     if !std::io::stdin().is_terminal() {
-        eprintln!("not deleted: stdin is not a terminal to confirm on; pass --yes to delete");
         return Ok(false);
     }
     print!("delete? [y/N] ");
@@ -665,67 +859,55 @@ fn confirm() -> anyhow::Result<bool> {
         .lock()
         .read_line(&mut answer)
         .context("cannot read the answer")?;
-    let yes = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
-    if !yes {
-        eprintln!("not deleted");
-    }
-    Ok(yes)
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
-/// `funnel store check`: 0 when the store is intact, 1 with what is damaged.
-fn store_check(db_path: &Path) -> anyhow::Result<u8> {
-    match funnel_store::check(db_path) {
-        Ok(report) => {
-            println!(
-                "store {} is intact: {} position(s)",
-                db_path.display(),
-                report.positions.len()
-            );
-            for (pipeline, connector) in report.positions {
-                println!("  {pipeline}:{connector}");
-            }
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(1)
-        }
-    }
+/// `funnel store check`: the positions when the store is intact, 1 with what is
+/// damaged.
+fn store_check(db_path: &Path) -> output::Outcome {
+    let report =
+        funnel_store::check(db_path).map_err(|e| output::Failure::runtime(e.to_string()))?;
+    let positions: Vec<String> = report
+        .positions
+        .iter()
+        .map(|(pipeline, connector)| format!("{pipeline}:{connector}"))
+        .collect();
+    Ok(output::Done::new(
+        format!(
+            "store {} is intact: {} position(s)",
+            db_path.display(),
+            positions.len()
+        ),
+        serde_json::json!({"positions": positions}),
+        output::View::Tree,
+    ))
 }
 
 /// `funnel store repair`: keeps a backup, then every intact position.
-fn store_repair(db_path: &Path) -> anyhow::Result<u8> {
+fn store_repair(db_path: &Path) -> output::Outcome {
     let report = funnel_store::repair(db_path)
         .with_context(|| format!("cannot repair the store {}", db_path.display()))?;
-    println!("the damaged file is kept as {}", report.backup.display());
-    if let Some(why) = &report.unreadable {
-        println!("nothing could be read from it: {why}");
-    }
-    for kept in &report.kept {
-        println!("kept the position of {kept}");
-    }
-    for dropped in &report.dropped {
-        println!("dropped the position of {dropped}: that source starts again from its beginning");
-    }
-    println!(
-        "store {} repaired: {} position(s) kept, {} dropped",
-        db_path.display(),
-        report.kept.len(),
-        report.dropped.len()
-    );
-    Ok(0)
-}
-
-/// One line per setting: name, whether it is required, its default, what it does.
-fn print_settings<'a>(settings: impl Iterator<Item = &'a funnel_core::SettingSpec>) {
-    for s in settings {
-        let default = s
-            .default
-            .map(|d| format!(" (default {d:?})"))
-            .unwrap_or_default();
-        let required = if s.required { " required" } else { "" };
-        println!("  {}{required}{default}: {}", s.name, s.description);
-    }
+    let result = serde_json::json!({
+        "backup": report.backup.display().to_string(),
+        "unreadable": report.unreadable.as_ref().map(ToString::to_string),
+        "kept": report.kept.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "dropped": report.dropped.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    });
+    Ok(output::Done::new(
+        format!(
+            "store {} repaired: {} position(s) kept, {} dropped (those sources start again \
+             from their beginning); the damaged file is kept as {}",
+            db_path.display(),
+            report.kept.len(),
+            report.dropped.len(),
+            report.backup.display()
+        ),
+        result,
+        output::View::Tree,
+    ))
 }
 
 fn run(mut args: RunArgs, mut ignored: Vec<String>, unknown: &[String]) -> anyhow::Result<u8> {

@@ -163,7 +163,7 @@ impl Environment {
 /// A configuration file that cannot be read or parsed, a `--config.path` that does not
 /// exist, and unknown keys in `funnel.yaml`; one line each.
 pub(crate) fn prepare(command: Command, env: &Environment) -> Result<Prepared, String> {
-    let command = command.mut_subcommand("run", add_conduit_flags);
+    let command = for_run_and_config(command, add_conduit_flags);
     let Some(run) = command.find_subcommand("run") else {
         return Ok(Prepared {
             command,
@@ -275,11 +275,14 @@ pub(crate) fn prepare(command: Command, env: &Environment) -> Result<Prepared, S
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
-    let command = command.mut_subcommand("run", |mut run| {
-        for (id, value) in defaults {
-            // Read once at start; the few bytes live as long as the process.
-            let value: &'static str = Box::leak(value.into_boxed_str());
-            run = run.mut_arg(id, |a| a.default_value(value));
+    // Read once at start; the few bytes live as long as the process.
+    let defaults: Vec<(clap::Id, &'static str)> = defaults
+        .into_iter()
+        .map(|(id, value)| (id, &*Box::leak(value.into_boxed_str())))
+        .collect();
+    let command = for_run_and_config(command, |mut run| {
+        for (id, value) in &defaults {
+            run = run.mut_arg(id, |a| a.default_value(*value));
         }
         run
     });
@@ -288,6 +291,17 @@ pub(crate) fn prepare(command: Command, env: &Environment) -> Result<Prepared, S
         ignored,
         unknown,
     })
+}
+
+/// `command` with `change` applied to its `run` subcommand and to `config` (which
+/// takes the same settings and prints them), when it has them.
+fn for_run_and_config(mut command: Command, change: impl Fn(Command) -> Command) -> Command {
+    for name in ["run", "config"] {
+        if command.find_subcommand(name).is_some() {
+            command = command.mut_subcommand(name, &change);
+        }
+    }
+    command
 }
 
 /// The settings of a configuration file as dotted keys; nothing when it does not exist.

@@ -303,3 +303,513 @@ fn the_api_on_a_non_loopback_address_needs_a_token() {
         stop(funnel);
     }
 }
+
+/// `funnel --json ARGS` in `dir`: its exit code and its envelope, checked to have
+/// every field and to agree with the exit code.
+fn cli(dir: &Path, args: &[&str]) -> (i32, Value) {
+    let out = Command::new(FUNNEL)
+        .current_dir(dir)
+        .arg("--json")
+        .args(args)
+        .env_remove("FUNNEL_API_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let envelope: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: not one JSON object ({e}): {stdout:?} {stderr}"));
+    for field in ["command", "ok", "summary", "result", "error"] {
+        assert!(
+            envelope.get(field).is_some(),
+            "{args:?}: no {field}: {envelope}"
+        );
+    }
+    assert_eq!(envelope["ok"], code == 0, "{args:?}: {envelope}");
+    if code == 0 {
+        assert_eq!(envelope["error"], Value::Null, "{args:?}: {envelope}");
+    } else {
+        assert_eq!(envelope["error"]["exitCode"], code, "{args:?}: {envelope}");
+        assert_eq!(envelope["result"], Value::Null, "{args:?}: {envelope}");
+    }
+    (code, envelope)
+}
+
+/// A pipeline file with a pipeline processor, and a file with an error on line 9.
+fn files_for_the_cli(dir: &Path) {
+    use funnel_test_utils::yaml;
+    std::fs::create_dir(dir.join("pipelines")).unwrap();
+    let good = yaml::file(&[yaml::pipeline(
+        "p",
+        &[],
+        &[
+            yaml::generator("gen", -1, 200),
+            yaml::file_destination("out", "./p.jsonl"),
+        ],
+        &[yaml::processor(
+            "tag",
+            "field.set",
+            &[],
+            &[("field", ".Metadata.via"), ("value", "file")],
+        )],
+    )]);
+    std::fs::write(dir.join("pipelines/p.yaml"), good).unwrap();
+    let bad = yaml::file(&[yaml::pipeline(
+        "bad",
+        &[],
+        &[yaml::connector(
+            "gen",
+            "source",
+            "builtin:generator",
+            &[("recordCount", "many")],
+        )],
+        &[],
+    )]);
+    std::fs::write(dir.join("pipelines/bad.yaml"), bad).unwrap();
+}
+
+#[test]
+fn every_command_against_a_running_instance_answers_the_json_envelope_with_the_exit_code_of_the_table()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    files_for_the_cli(dir.path());
+    let port = free_port();
+    let token = "cli-token-0123456789";
+    let funnel = spawn(dir.path(), port, &["--api.auth.token", token]);
+    wait_healthy(port);
+    let address = format!("127.0.0.1:{port}");
+    let remote = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--api.address", &address, "--api.auth.token", token]);
+        cli(dir.path(), &all)
+    };
+
+    let (code, ls) = remote(&["pipelines", "ls"]);
+    assert_eq!(code, 0, "{ls}");
+    assert_eq!(ls["command"], "pipelines ls");
+    assert_eq!(ls["result"]["pipelines"][0]["id"], "p");
+    // The bad file is listed with its line.
+    let invalid = &ls["result"]["invalidFiles"][0];
+    assert!(
+        invalid["file"].as_str().unwrap().ends_with("bad.yaml"),
+        "{ls}"
+    );
+    assert_eq!(invalid["line"], 9, "{ls}");
+    // As text: a table, then the bad file with its line.
+    let out = Command::new(FUNNEL)
+        .current_dir(dir.path())
+        .args([
+            "pipelines",
+            "ls",
+            "--api.address",
+            &address,
+            "--api.auth.token",
+            token,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("ID  "), "{text}");
+    assert!(
+        text.contains("STATUS_RUNNING") && text.contains("bad.yaml:9:"),
+        "{text}"
+    );
+    // The address from the environment.
+    let out = Command::new(FUNNEL)
+        .current_dir(dir.path())
+        .args(["--json", "pipelines", "ls"])
+        .env("FUNNEL_API_ADDRESS", &address)
+        .env("FUNNEL_API_AUTH_TOKEN", token)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (code, described) = remote(&["pipelines", "describe", "p"]);
+    assert_eq!(code, 0, "{described}");
+    assert_eq!(
+        described["result"]["connectors"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(described["result"]["processors"][0]["id"], "p:tag");
+    assert_eq!(remote(&["pipelines", "describe", "nope"]).0, 1);
+
+    let (code, stopped) = remote(&["pipelines", "stop", "p"]);
+    assert_eq!(code, 0, "{stopped}");
+    assert_eq!(stopped["result"]["state"]["status"], "STATUS_STOPPED");
+    // Not running: the API refuses, a runtime failure.
+    assert_eq!(remote(&["pipelines", "stop", "p"]).0, 1);
+    let (code, started) = remote(&["pipelines", "start", "p"]);
+    assert_eq!(code, 0, "{started}");
+    assert_eq!(started["result"]["state"]["status"], "STATUS_RUNNING");
+    let (code, forced) = remote(&["pipelines", "stop", "p", "--force"]);
+    assert_eq!(
+        (code, forced["result"]["state"]["status"].as_str()),
+        (0, Some("STATUS_STOPPED"))
+    );
+    assert_eq!(remote(&["pipelines", "start", "p"]).0, 0);
+
+    let (code, connectors) = remote(&["connectors", "ls", "--pipeline-id", "p"]);
+    assert_eq!(code, 0, "{connectors}");
+    let ids: Vec<&str> = connectors["result"]["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["p:gen", "p:out"]);
+    let (code, source) = remote(&["connectors", "describe", "p:gen"]);
+    assert_eq!(
+        (code, source["result"]["plugin"].as_str()),
+        (0, Some("builtin:generator"))
+    );
+    assert_eq!(remote(&["connectors", "describe", "p:nope"]).0, 1);
+
+    let (code, processors) = remote(&["processors", "ls", "--parent-id", "p"]);
+    assert_eq!(
+        (code, processors["result"]["processors"][0]["id"].as_str()),
+        (0, Some("p:tag"))
+    );
+    let (code, tag) = remote(&["processors", "describe", "p:tag"]);
+    assert_eq!(
+        (code, tag["result"]["config"]["settings"]["value"].as_str()),
+        (0, Some("file"))
+    );
+
+    let (code, plugins) = remote(&["connector-plugins", "ls", "--name", "file"]);
+    assert_eq!(code, 0, "{plugins}");
+    assert_eq!(
+        plugins["result"]["plugins"][0]["name"], "builtin:file",
+        "{plugins}"
+    );
+    assert_eq!(
+        plugins["result"]["plugins"].as_array().unwrap().len(),
+        1,
+        "{plugins}"
+    );
+    let (code, generator) = remote(&["connector-plugins", "describe", "generator"]);
+    assert_eq!(code, 0, "{generator}");
+    // Parameters carry their real types.
+    let params = &generator["result"]["sourceParams"];
+    assert_eq!(params["rate"]["type"], "TYPE_FLOAT", "{params}");
+    assert_eq!(params["recordCount"]["type"], "TYPE_INT", "{params}");
+    assert_eq!(params["readTime"]["type"], "TYPE_DURATION", "{params}");
+    assert_eq!(params["format.type"]["type"], "TYPE_STRING", "{params}");
+    assert_eq!(remote(&["connector-plugins", "describe", "nosuch"]).0, 1);
+    let (code, processor_plugins) = remote(&["processor-plugins", "ls"]);
+    assert_eq!(code, 0, "{processor_plugins}");
+    let (code, field_set) = remote(&["processor-plugins", "describe", "field.set"]);
+    assert_eq!(code, 0, "{field_set}");
+    assert!(
+        field_set["result"]["parameters"]["field"]["validations"][0]["type"] == "TYPE_REQUIRED"
+    );
+
+    // A bad argument is a validation failure, enveloped too.
+    let (code, usage) = remote(&["pipelines", "describe"]);
+    assert_eq!(code, 2, "{usage}");
+    // Without the token the instance cannot be used: an environment failure.
+    let (code, denied) = cli(dir.path(), &["pipelines", "ls", "--api.address", &address]);
+    assert_eq!(code, 3, "{denied}");
+
+    // /readyz, in Conduit's newer shape, names the bad file and its line.
+    let (code, body) = call(port, "GET", "/readyz", None, None).unwrap();
+    assert_eq!(code, 503, "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["status"], "not_ready");
+    assert_eq!(ready["pipelines"]["total"], 1, "{ready}");
+    assert_eq!(ready["pipelines"]["running"], 1, "{ready}");
+    assert_eq!(ready["pipelines"]["invalidFiles"][0]["line"], 9, "{ready}");
+    assert!(body.contains("bad.yaml:9:"), "{body}");
+    stop(funnel);
+
+    // Nothing listens any more: every command that needs the instance exits with 3.
+    for args in [
+        &["pipelines", "ls"][..],
+        &["pipelines", "describe", "p"],
+        &["pipelines", "start", "p"],
+        &["pipelines", "stop", "p"],
+        &["connectors", "ls"],
+        &["connectors", "describe", "p:gen"],
+        &["processors", "ls"],
+        &["processors", "describe", "p:tag"],
+        &["connector-plugins", "ls"],
+        &["connector-plugins", "describe", "file"],
+        &["processor-plugins", "ls"],
+        &["processor-plugins", "describe", "field.set"],
+    ] {
+        let (code, envelope) = remote(args);
+        assert_eq!(code, 3, "{args:?}: {envelope}");
+        assert_eq!(envelope["error"]["kind"], "environment");
+    }
+    // What `connectors ls` listed before, this binary's plugins, needs no instance.
+    let (code, plugins) = remote(&["connectors", "ls", "--plugins"]);
+    assert_eq!(code, 0, "{plugins}");
+    let names: Vec<&str> = plugins["result"]["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"builtin:file"), "{names:?}");
+    let (code, plugins) = remote(&["processors", "ls", "--plugins"]);
+    assert_eq!(code, 0, "{plugins}");
+    assert!(
+        plugins["result"]["plugins"][0]["parameters"].is_object(),
+        "{plugins}"
+    );
+}
+
+#[test]
+fn the_commands_without_an_instance_answer_the_json_envelope_and_init_writes_files_that_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, version) = cli(dir.path(), &["version"]);
+    assert_eq!(code, 0, "{version}");
+    assert_eq!(version["result"]["version"], env!("CARGO_PKG_VERSION"));
+
+    // init: funnel.yaml with every default, the folders; never overwritten.
+    let (code, init) = cli(dir.path(), &["init"]);
+    assert_eq!(code, 0, "{init}");
+    assert!(dir.path().join("pipelines").is_dir() && dir.path().join("connectors").is_dir());
+    let written = std::fs::read_to_string(dir.path().join("funnel.yaml")).unwrap();
+    assert!(written.contains("  stall-threshold: \"2m\""), "{written}");
+    assert_eq!(cli(dir.path(), &["init"]).0, 1);
+    assert_eq!(cli(dir.path(), &["init", "--path", "elsewhere"]).0, 0);
+    assert!(dir.path().join("elsewhere/funnel.yaml").is_file());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("funnel.yaml")).unwrap(),
+        written
+    );
+    // The file it wrote is read (an unknown key would fail) and resolves to the defaults.
+    let (code, config) = cli(dir.path(), &["config"]);
+    assert_eq!(code, 0, "{config}");
+    assert_eq!(config["result"]["api.http.address"], "127.0.0.1:8080");
+    assert_eq!(config["result"]["pipelines.stall-threshold"], "2m");
+    let (code, config) = cli(dir.path(), &["config", "--db.type", "memory"]);
+    assert_eq!(
+        (code, config["result"]["db.type"].as_str()),
+        (0, Some("memory"))
+    );
+    std::fs::write(dir.path().join("funnel.yaml"), "colour: red\n").unwrap();
+    assert_eq!(cli(dir.path(), &["config"]).0, 2);
+    std::fs::remove_file(dir.path().join("funnel.yaml")).unwrap();
+
+    // pipelines init with plugins: every parameter, commented; the file validates.
+    let (code, made) = cli(
+        dir.path(),
+        &[
+            "pipelines",
+            "init",
+            "made",
+            "--source",
+            "generator",
+            "--destination",
+            "builtin:file",
+        ],
+    );
+    assert_eq!(code, 0, "{made}");
+    assert_eq!(made["result"]["valid"], true, "{made}");
+    let text = std::fs::read_to_string(dir.path().join("pipelines/made.yaml")).unwrap();
+    assert!(text.contains("# type: float"), "{text}");
+    assert!(text.contains("# type: file, required"), "{text}");
+    assert!(
+        text.contains("recordCount: \"-1\"") || text.contains("recordCount:"),
+        "{text}"
+    );
+    let (code, valid) = cli(dir.path(), &["pipelines", "validate"]);
+    assert_eq!(code, 0, "{valid}");
+    assert_eq!(valid["result"]["pipelines"], json!(["made"]));
+    assert_eq!(
+        cli(
+            dir.path(),
+            &["pipelines", "init", "made", "--source", "generator"]
+        )
+        .0,
+        1
+    );
+    assert_eq!(
+        cli(
+            dir.path(),
+            &["pipelines", "init", "x", "--source", "nosuch"]
+        )
+        .0,
+        2
+    );
+    // An invalid file is a validation failure.
+    std::fs::write(
+        dir.path().join("pipelines/made.yaml"),
+        "version: \"2.2\"\npipelines: 3\n",
+    )
+    .unwrap();
+    assert_eq!(cli(dir.path(), &["pipelines", "validate"]).0, 2);
+    // store check on a store that is not there.
+    assert_eq!(
+        cli(dir.path(), &["store", "check", "--db.redb.path", "none.db"]).0,
+        1
+    );
+}
+
+#[test]
+fn a_dead_letter_queue_and_processors_changed_through_the_api_apply_to_the_records_and_are_kept_after_a_restart()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
+    std::fs::write(dir.path().join("pipelines/p.yaml"), FILE_PIPELINE).unwrap();
+    let port = free_port();
+    let funnel = spawn(dir.path(), port, &[]);
+    wait_healthy(port);
+    let ok = |method: &str, path: &str, body: Option<Value>| {
+        let (code, answer) = json_call(port, method, path, body);
+        assert_eq!(code, 200, "{method} {path}: {answer}");
+        answer
+    };
+    let refused = |method: &str, path: &str, body: Value, status: (u16, i64)| {
+        let (code, answer) = json_call(port, method, path, Some(body));
+        assert_eq!(
+            (code, answer["code"].as_i64().unwrap()),
+            status,
+            "{method} {path}: {answer}"
+        );
+        answer["message"].as_str().unwrap().to_owned()
+    };
+    ok(
+        "POST",
+        "/v1/pipelines",
+        Some(json!({"config": {"name": "q"}})),
+    );
+
+    // The dead-letter queue: Conduit's defaults, replaced on an API pipeline only.
+    let dlq = ok("GET", "/v1/pipelines/q/dead-letter-queue", None);
+    assert_eq!(
+        dlq,
+        json!({"plugin": "builtin:log", "settings": {"level": "warn", "message": "record delivery failed"},
+               "windowSize": 1, "windowNackThreshold": 0})
+    );
+    ok("GET", "/v1/pipelines/from-file/dead-letter-queue", None);
+    let to_file =
+        json!({"plugin": "builtin:file", "settings": {"path": "./dlq.jsonl"}, "windowSize": 0});
+    refused(
+        "PUT",
+        "/v1/pipelines/from-file/dead-letter-queue",
+        to_file.clone(),
+        (400, 9),
+    );
+    let message = refused(
+        "PUT",
+        "/v1/pipelines/q/dead-letter-queue",
+        json!({"plugin": "builtin:file", "settings": {"colour": "red"}}),
+        (400, 3),
+    );
+    assert!(message.contains("colour"), "{message}");
+    let dlq = ok("PUT", "/v1/pipelines/q/dead-letter-queue", Some(to_file));
+    assert_eq!(
+        (dlq["plugin"].as_str(), dlq["windowSize"].as_u64()),
+        (Some("builtin:file"), Some(0))
+    );
+
+    // A connector is validated without being added.
+    let connector = |settings: Value| json!({"type": "TYPE_DESTINATION", "plugin": "builtin:file", "config": {"name": "out", "settings": settings}});
+    assert_eq!(
+        ok(
+            "POST",
+            "/v1/connectors/validate",
+            Some(connector(json!({"path": "./q.jsonl"})))
+        ),
+        json!({})
+    );
+    let message = refused(
+        "POST",
+        "/v1/connectors/validate",
+        connector(json!({"path": "./q.jsonl", "colour": "red"})),
+        (400, 3),
+    );
+    assert!(message.contains("colour"), "{message}");
+    assert!(ok("GET", "/v1/connectors?pipeline_id=q", None)["connectors"] == json!([]));
+
+    let source = json!({"type": "TYPE_SOURCE", "plugin": "builtin:generator", "pipelineId": "q",
+        "config": {"name": "gen", "settings": {"format.type": "raw", "format.options.id": "int", "rate": "2000"}}});
+    ok("POST", "/v1/connectors", Some(source));
+    let mut out = connector(json!({"path": "./q.jsonl"}));
+    out["pipelineId"] = "q".into();
+    ok("POST", "/v1/connectors", Some(out));
+
+    // Processors on the pipeline and on a connector; changed; refused on a file pipeline.
+    let set = |parent: (&str, &str), field: &str, value: &str| {
+        json!({"plugin": "field.set", "parent": {"type": parent.0, "id": parent.1},
+               "config": {"settings": {"field": field, "value": value}, "workers": 1}})
+    };
+    let created = ok(
+        "POST",
+        "/v1/processors",
+        Some(set(("TYPE_PIPELINE", "q"), ".Metadata.via", "api")),
+    );
+    assert_eq!(created["id"], "q:field.set");
+    assert_eq!(
+        created["parent"],
+        json!({"type": "TYPE_PIPELINE", "id": "q"})
+    );
+    let created = ok(
+        "POST",
+        "/v1/processors",
+        Some(set(("TYPE_CONNECTOR", "q:out"), ".Metadata.dest", "out")),
+    );
+    assert_eq!(created["id"], "q:out:field.set");
+    let message = refused(
+        "POST",
+        "/v1/processors",
+        set(("TYPE_PIPELINE", "q"), ".Position", "x"),
+        (400, 3),
+    );
+    assert!(message.contains("field"), "{message}");
+    refused(
+        "POST",
+        "/v1/processors",
+        set(("TYPE_PIPELINE", "from-file"), ".Metadata.a", "b"),
+        (400, 9),
+    );
+    let changed = ok(
+        "PUT",
+        "/v1/processors/q:field.set",
+        Some(json!({"config": {"settings": {"field": ".Metadata.via", "value": "api-2"}}})),
+    );
+    assert_eq!(changed["config"]["settings"]["value"], "api-2");
+    assert_eq!(
+        ok("GET", "/v1/pipelines/q", None)["processorIds"],
+        json!(["q:field.set"])
+    );
+
+    ok("POST", "/v1/pipelines/q/start", None);
+    let sink = dir.path().join("q.jsonl");
+    wait_until_blocking("records reach the sink", Duration::from_secs(30), || {
+        !lines(&sink).is_empty()
+    });
+    let record: Value = serde_json::from_str(&lines(&sink)[0]).unwrap();
+    assert_eq!(record["metadata"]["via"], "api-2", "{record}");
+    assert_eq!(record["metadata"]["dest"], "out", "{record}");
+    // Running: not changed.
+    refused("DELETE", "/v1/processors/q:field.set", json!({}), (400, 9));
+    ok("POST", "/v1/pipelines/q/stop", None);
+    stop(funnel);
+
+    // After a restart the queue and the processors are there.
+    let funnel = spawn(dir.path(), port, &[]);
+    wait_healthy(port);
+    let dlq = ok("GET", "/v1/pipelines/q/dead-letter-queue", None);
+    assert_eq!(dlq["plugin"], "builtin:file");
+    let processors = ok("GET", "/v1/processors?parent_ids=q,q:out", None);
+    let ids: Vec<&str> = processors["processors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["q:field.set", "q:out:field.set"]);
+    ok("DELETE", "/v1/processors/q:field.set", None);
+    let (code, _) = json_call(port, "GET", "/v1/processors/q:field.set", None);
+    assert_eq!(code, 404);
+    stop(funnel);
+}
