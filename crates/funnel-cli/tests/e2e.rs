@@ -236,7 +236,7 @@ fn records_survive_twenty_kills_with_duplicates_within_the_in_flight_bound() {
 }
 
 #[test]
-fn validate_lists_every_error_with_its_location_and_exits_one() {
+fn validate_lists_every_error_with_its_location_and_exits_two() {
     let env = Env::new(&yaml::file(&[yaml::pipeline(
         "p",
         &[],
