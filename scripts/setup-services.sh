@@ -310,3 +310,8 @@ if ! kafka_up; then
     fi
 fi
 echo "setup-services: Kafka (tansu) ready on 127.0.0.1:$KAFKA_PORT"
+
+# S3 (moto's server mode from PyPI in a virtualenv under ~/.cache/funnel) on
+# 127.0.0.1:4566, and one that checks credentials on 127.0.0.1:4567
+# (scripts/s3-server.sh).
+"$(dirname "$0")/s3-server.sh" ensure

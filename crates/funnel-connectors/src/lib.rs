@@ -13,6 +13,7 @@
 //! | `mqtt` | yes | yes | `mqtt` (feature `mqtt`, on by default) |
 //! | `redis` | yes | yes | `redis` (streams and pub/sub; feature `redis`, on by default) |
 //! | `http` | yes | yes | `http` (webhook receiver and HTTP client; feature `http`, on by default) |
+//! | `s3` | yes | yes | `s3` (feature `s3`, on by default) |
 //! | `kafka` | yes | yes | `kafka` (feature `kafka`, off by default) |
 //!
 //! [`components`] is the connectors' part of the registry table: one
@@ -56,6 +57,8 @@ pub mod rabbitmq;
 pub mod rate;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "s3")]
+pub mod s3;
 mod settings;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub mod sql;
@@ -115,6 +118,10 @@ pub fn components() -> Vec<Component> {
         redis::SOURCE,
         #[cfg(feature = "redis")]
         redis::DESTINATION,
+        #[cfg(feature = "s3")]
+        s3::SOURCE,
+        #[cfg(feature = "s3")]
+        s3::DESTINATION,
     ]
 }
 

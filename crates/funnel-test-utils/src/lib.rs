@@ -19,6 +19,8 @@ pub mod reference;
 pub mod results;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod wait;
 pub mod yaml;
 
