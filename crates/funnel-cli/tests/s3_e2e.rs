@@ -55,10 +55,6 @@ impl Env {
     fn write_pipelines(&self, n: i64, rate: u64) {
         let to_s3 = self.s3(&[("prefix", "mid/"), ("sdk.batch.size", "100")]);
         let from_s3 = self.s3(&[("prefix", "mid/"), ("pollingPeriod", "200ms")]);
-        let pairs = |s: &[(String, String)]| -> Vec<(String, String)> { s.to_vec() };
-        let refs = |s: &[(String, String)]| -> Vec<(&str, &str)> {
-            s.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-        };
         let (to_s3, from_s3) = (pairs(&to_s3), pairs(&from_s3));
         let file = yaml::file(&[
             yaml::pipeline(
@@ -66,7 +62,7 @@ impl Env {
                 &[("status", "running")],
                 &[
                     yaml::generator("gen", n, rate),
-                    yaml::connector("s3out", "destination", "builtin:s3", &refs(&to_s3)),
+                    yaml::connector("s3out", "destination", "builtin:s3", &to_s3),
                 ],
                 &[],
             ),
@@ -74,7 +70,7 @@ impl Env {
                 "down",
                 &[("status", "running")],
                 &[
-                    yaml::connector("s3in", "source", "builtin:s3", &refs(&from_s3)),
+                    yaml::connector("s3in", "source", "builtin:s3", &from_s3),
                     yaml::file_destination("out", "./out.jsonl"),
                 ],
                 &[],
@@ -166,6 +162,14 @@ impl Env {
 
 /// The generator positions of the OpenCDC JSON lines in an object's content (none for
 /// content that is not, such as an object the test put).
+/// Settings as the YAML helpers take them.
+fn pairs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
+    settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
 fn generator_positions(content: &Bytes) -> Vec<u64> {
     content
         .split(|b| *b == b'\n')
