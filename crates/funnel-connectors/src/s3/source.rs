@@ -128,7 +128,7 @@ impl Reader {
                 keys.insert(entry.key.clone());
             }
             let new = if first {
-                !self.cursor.is_read(&version) && !(snapshot && entry.deleted)
+                !(self.cursor.is_read(&version) || (snapshot && entry.deleted))
             } else {
                 !self.known.contains(&version)
             };
