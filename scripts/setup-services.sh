@@ -269,6 +269,20 @@ if [ "$(node -p "require('$BROWSER_TOOLS/node_modules/playwright-core/package.js
 fi
 echo "setup-services: chromium and playwright-core ready for the browser test"
 
+# Conduit's Python connector SDK, for the standalone connector tests (the plugins
+# crate's fixtures are Python connectors written with it): a virtualenv in
+# ~/.cache/funnel/conduit-py, made once and kept. The tests find its interpreter at
+# ~/.cache/funnel/conduit-py/bin/python (or $FUNNEL_CONDUIT_PYTHON).
+CONDUIT_SDK_VERSION=0.1.0.dev1
+CONDUIT_VENV="$HOME/.cache/funnel/conduit-py"
+if ! "$CONDUIT_VENV/bin/python" -c 'import conduit' 2>/dev/null \
+    || ! "$CONDUIT_VENV/bin/pip" show conduit-connector-sdk 2>/dev/null | grep -qx "Version: $CONDUIT_SDK_VERSION"; then
+    echo "setup-services: installing conduit-connector-sdk $CONDUIT_SDK_VERSION into $CONDUIT_VENV"
+    python3 -m venv "$CONDUIT_VENV"
+    "$CONDUIT_VENV/bin/pip" install --quiet "conduit-connector-sdk==$CONDUIT_SDK_VERSION"
+fi
+echo "setup-services: Conduit Python SDK ready in $CONDUIT_VENV"
+
 # Kafka: no broker is packaged for this machine, so the kafka connector's tests run
 # against tansu (a Kafka-protocol broker in Rust) with its SQLite storage, on
 # 127.0.0.1:9092. It is built once (10 to 15 minutes on 2 cores) into

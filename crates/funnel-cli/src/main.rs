@@ -16,6 +16,7 @@ mod progress;
 mod output;
 mod remote;
 mod scaffold;
+mod plugins;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -147,6 +148,8 @@ enum PipelinesCommand {
         /// fails.
         #[arg(long)]
         check: bool,
+        #[command(flatten)]
+        connectors: plugins::ConnectorsArgs,
     },
     /// Delete a pipeline: its sources release what they keep outside Funnel (the
     /// postgres source drops its replication slot and publication when
@@ -175,6 +178,8 @@ enum PipelinesCommand {
         /// Do not ask for confirmation (needed when stdin is not a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+        #[command(flatten)]
+        connectors: plugins::ConnectorsArgs,
     },
     /// Write a pipeline file: with no --source or --destination a working generator ->
     /// file pipeline; with them, every setting of the chosen plugins with its
@@ -478,6 +483,8 @@ struct RunArgs {
         default_value = "text"
     )]
     log_format: LogFormat,
+    #[command(flatten)]
+    connectors: plugins::ConnectorsArgs,
 }
 
 /// A positive Go duration (`90s`, `2m`), for flags.
@@ -563,7 +570,11 @@ fn main() -> std::process::ExitCode {
             PipelinesCommand::Stop { id, force } => {
                 remote::pipelines_start_stop(&remote, &id, Some(force))
             }
-            PipelinesCommand::Validate { path, check } => validate(&path, check),
+            PipelinesCommand::Validate {
+                path,
+                check,
+                connectors,
+            } => validate(&path, check, &connectors),
             PipelinesCommand::Init {
                 name,
                 path,
@@ -582,7 +593,8 @@ fn main() -> std::process::ExitCode {
                 db_path,
                 force,
                 yes,
-            } => delete(&id, &path, &db_path, force, yes, cli.json),
+                connectors,
+            } => delete(&id, &path, &db_path, force, yes, cli.json, &connectors),
         },
         Command::Store {
             command: StoreCommand::Check { db_path },
@@ -675,7 +687,16 @@ fn load(path: &Path, strict_env: bool) -> Result<Vec<funnel_config::PipelineConf
     Ok(loaded.pipelines)
 }
 
-fn validate(path: &Path, check: bool) -> output::Outcome {
+/// A single-threaded async runtime for the commands that are not `run`.
+fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn validate(path: &Path, check: bool, connectors: &plugins::ConnectorsArgs) -> output::Outcome {
+    small_runtime()?.block_on(connectors.discover("info"));
     let pipelines = load(path, false).map_err(output::Failure::validation)?;
     let ids: Vec<&str> = pipelines.iter().map(|p| p.id.as_str()).collect();
     let mut summary = format!(
@@ -762,9 +783,11 @@ fn delete(
     force: bool,
     yes: bool,
     json: bool,
+    connectors: &plugins::ConnectorsArgs,
 ) -> output::Outcome {
     use output::Failure;
     init_logging("warn", LogFormat::Text)?;
+    small_runtime()?.block_on(connectors.discover("warn"));
     let pipelines = load(path, false).map_err(Failure::validation)?;
     let Some(pipeline) = pipelines.into_iter().find(|p| p.id == id) else {
         return Err(Failure::runtime(format!(
@@ -772,10 +795,6 @@ fn delete(
             path.display()
         )));
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     // Never created here: a mistyped path must not look like an empty store.
     let store: Arc<dyn Store> = match RedbStore::open_existing(db_path) {
         Ok(store) => Arc::new(store),
@@ -979,6 +998,8 @@ fn run(mut args: RunArgs, mut ignored: Vec<String>, unknown: &[String]) -> anyho
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
+    // The plugins a pipeline file may name must be known before the files are read.
+    args.connectors.discover(&args.log_level).await;
     // Listening before any pipeline starts: a signal sent once records flow is never
     // met by its default action (a hang-up would end the process).
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

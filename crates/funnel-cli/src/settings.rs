@@ -33,7 +33,7 @@ enum Takes {
 }
 
 /// Conduit `run` settings that mean nothing in Funnel: accepted and ignored, with a
-/// warning. `db.type` values other than Funnel's are handled by `--db.type` itself.
+/// warning (`connectors.*` only in a build without standalone connector plugins). `db.type` values other than Funnel's are handled by `--db.type` itself.
 const CONDUIT_ONLY: &[(&str, Takes)] = &[
     ("db.badger.path", Takes::Value),
     ("db.sqlite.path", Takes::Value),
@@ -79,6 +79,10 @@ const CONDUIT_ONLY_FAMILIES: &[&str] = &[
 
 /// Whether `key` is a Conduit setting that means nothing in Funnel.
 fn conduit_only(key: &str) -> bool {
+    // With standalone connector plugins, `connectors.*` are flags of `run`.
+    if cfg!(feature = "standalone") && key.starts_with("connectors.") {
+        return false;
+    }
     CONDUIT_ONLY.iter().any(|(name, _)| *name == key)
         || CONDUIT_ONLY_FAMILIES.iter().any(|f| key.starts_with(f))
 }
@@ -458,7 +462,7 @@ mod tests {
                 "--preview.pipeline-arch-v2",
             ],
             &[
-                ("CONDUIT_CONNECTORS_PATH", "./connectors"),
+                ("CONDUIT_DB_SQLITE_PATH", "./conduit.sqlite"),
                 ("CONDUIT_PROCESSORS_EGRESS_ALLOW", "x"),
                 ("CONDUIT_SOMETHING_ELSE", "y"),
             ],
@@ -468,7 +472,7 @@ mod tests {
         assert!(ignored.contains("conduit.yaml:3:11)"), "{ignored}");
         assert!(ignored.contains("install.policy ("), "{ignored}");
         assert!(
-            ignored.contains("connectors.path (CONDUIT_CONNECTORS_PATH)"),
+            ignored.contains("db.sqlite.path (CONDUIT_DB_SQLITE_PATH)"),
             "{ignored}"
         );
         assert!(

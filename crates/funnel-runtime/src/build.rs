@@ -17,7 +17,7 @@ use funnel_store::{Fence, Store, StoreCommitter};
 
 use crate::fenced::Fenced;
 
-use crate::registry::{plugin_name, registry};
+use crate::registry::{self, Resolved, registry};
 
 /// Why a pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -137,10 +137,8 @@ pub async fn build_fenced(
     {
         let dest_id = format!("{}:{}", pipeline.id, d.id);
         let component = format!("connector {dest_id}");
-        let name = plugin(&d.plugin).map_err(invalid(&component))?;
         let connector = Fenced::wrap(
-            registry()
-                .destination(name, &dest_id, &d.settings)
+            registry::destination(&d.plugin, &dest_id, &d.settings)
                 .map_err(invalid(&component))?,
             fence,
         );
@@ -161,9 +159,7 @@ pub async fn build_fenced(
             })?;
         let source_id = format!("{}:{}", pipeline.id, source.id);
         let component = format!("connector {source_id}");
-        let name = plugin(&source.plugin).map_err(invalid(&component))?;
-        let connector = registry()
-            .source(name, &source_id, &source.settings, resume)
+        let connector = registry::source(&source.plugin, &source_id, &source.settings, resume)
             .map_err(invalid(&component))?;
         let mut tasks: Vec<Task> = vec![
             SourceTask::new(source_id.clone(), connector)
@@ -204,10 +200,8 @@ pub async fn build_fenced(
         }
         let dlq_id = format!("dlq-{source_id}");
         let component = format!("connector {dlq_id}");
-        let dlq_name = plugin(&pipeline.dlq.plugin).map_err(invalid(&component))?;
         let dlq_destination = Fenced::wrap(
-            registry()
-                .destination(dlq_name, &dlq_id, &pipeline.dlq.settings)
+            registry::destination(&pipeline.dlq.plugin, &dlq_id, &pipeline.dlq.settings)
                 .map_err(invalid(&component))?,
             fence,
         );
@@ -308,18 +302,20 @@ fn cleanups(pipeline: &PipelineConfig) -> Result<Vec<(String, Cleanup, &Settings
     let mut found = Vec::new();
     for source in pipeline.sources() {
         let id = format!("{}:{}", pipeline.id, source.id);
-        let component = plugin(&source.plugin)
-            .and_then(|name| {
-                registry()
-                    .find(name, ComponentKind::Source)
-                    .map_err(|e| vec![e])
+        let component = registry::resolve(&source.plugin)
+            .map_err(|m| SettingsError::new("plugin", m))
+            .and_then(|resolved| match resolved {
+                Resolved::Builtin(name) => registry().find(name, ComponentKind::Source).map(Some),
+                // A standalone plugin's own cleanup (LifecycleOnDeleted) is not called.
+                #[cfg(feature = "standalone")]
+                Resolved::Standalone(_) => Ok(None),
             })
-            .map_err(|errors| BuildError::Settings {
+            .map_err(|e| BuildError::Settings {
                 pipeline: pipeline.id.clone(),
                 component: format!("connector {id}"),
-                errors,
+                errors: vec![e],
             })?;
-        if let Some(cleanup) = component.cleanup {
+        if let Some(cleanup) = component.and_then(|c| c.cleanup) {
             found.push((id, cleanup, &source.settings));
         }
     }
@@ -350,9 +346,4 @@ fn processor_task(
 fn join(errors: &[SettingsError]) -> String {
     let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
     list.join("; ")
-}
-
-/// The bare plugin name of `reference`, or the error about the setting `plugin`.
-fn plugin(reference: &str) -> Result<&str, Vec<SettingsError>> {
-    plugin_name(reference).map_err(|message| vec![SettingsError::new("plugin", message)])
 }

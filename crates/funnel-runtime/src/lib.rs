@@ -28,6 +28,9 @@ pub mod registry;
 pub mod supervisor;
 
 pub use error::Error;
+/// The standalone connector plugin host, for the command line to set up.
+#[cfg(feature = "standalone")]
+pub use funnel_plugins;
 pub use provision::{LoadFailure, Provision, Provisioned, provision};
 pub use supervisor::{
     Backoff, Overview, PipelineState, PipelineStatus, Recovery, ReloadReport, Restarts, Supervisor,

@@ -6,14 +6,22 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use funnel_core::{Component, ComponentKind, ConnectorError, Registry};
+use std::sync::Arc;
+
+use funnel_core::{
+    Built, Component, ComponentKind, ConnectorError, Destination, Registry, Settings,
+    SettingsError, Source,
+};
+use funnel_record::Position;
 
 use funnel_config::{
     ConfigError, ConfigErrorKind, ConfigErrors, ConnectorKind, Location, PipelineConfig,
     PipelineStatus,
 };
 
-pub use crate::reference::plugin_name;
+pub use crate::reference::{Resolved, plugin_name, resolve};
+#[cfg(feature = "standalone")]
+pub use crate::reference::{set_standalone, standalone};
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry::new(components()));
 
@@ -29,6 +37,62 @@ pub fn components() -> Vec<Component> {
 /// The registry of [`components`], built once.
 pub fn registry() -> &'static Registry {
     &REGISTRY
+}
+
+/// Builds the source connector `reference` names (a built-in or a standalone plugin)
+/// for connector `id`, resuming after `resume`. No I/O: a standalone plugin's
+/// settings are checked against its specification, and the plugin starts on `open`.
+///
+/// # Errors
+///
+/// An unknown plugin (about `plugin`), or every invalid setting.
+pub fn source(
+    reference: &str,
+    id: &str,
+    settings: &Settings,
+    resume: Option<Position>,
+) -> Built<Arc<dyn Source>> {
+    match resolve(reference).map_err(|m| vec![SettingsError::new("plugin", m)])? {
+        Resolved::Builtin(name) => registry().source(name, id, settings, resume),
+        #[cfg(feature = "standalone")]
+        Resolved::Standalone(spec) => {
+            let errors = spec.validate(true, settings);
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+            let options = standalone()
+                .map(|c| c.options().clone())
+                .unwrap_or_default();
+            Ok(Arc::new(funnel_plugins::PluginSource::new(
+                spec, id, settings, resume, &options,
+            )))
+        }
+    }
+}
+
+/// Builds the destination connector `reference` names (a built-in or a standalone
+/// plugin) for connector `id`. No I/O (see [`source`]).
+///
+/// # Errors
+///
+/// An unknown plugin (about `plugin`), or every invalid setting.
+pub fn destination(reference: &str, id: &str, settings: &Settings) -> Built<Arc<dyn Destination>> {
+    match resolve(reference).map_err(|m| vec![SettingsError::new("plugin", m)])? {
+        Resolved::Builtin(name) => registry().destination(name, id, settings),
+        #[cfg(feature = "standalone")]
+        Resolved::Standalone(spec) => {
+            let errors = spec.validate(false, settings);
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+            let options = standalone()
+                .map(|c| c.options().clone())
+                .unwrap_or_default();
+            Ok(Arc::new(funnel_plugins::PluginDestination::new(
+                spec, id, settings, &options,
+            )))
+        }
+    }
 }
 
 fn error(location: &Location, setting: String, message: impl Into<String>) -> ConfigError {
@@ -54,25 +118,12 @@ pub fn validate(pipelines: &[PipelineConfig]) -> Result<(), ConfigErrors> {
                 ConnectorKind::Source => sources += 1,
                 ConnectorKind::Destination => destinations += 1,
             }
-            let name = match plugin_name(&c.plugin) {
-                Ok(name) => name,
-                Err(message) => {
-                    errors.push(error(
-                        c.field_location("plugin"),
-                        format!("{path}.plugin"),
-                        message,
-                    ));
-                    continue;
-                }
-            };
             let full_id = format!("{}:{}", p.id, c.id);
             let built = match c.kind {
-                ConnectorKind::Source => registry()
-                    .source(name, &full_id, &c.settings, None)
-                    .map(drop),
-                ConnectorKind::Destination => registry()
-                    .destination(name, &full_id, &c.settings)
-                    .map(drop),
+                ConnectorKind::Source => source(&c.plugin, &full_id, &c.settings, None).map(drop),
+                ConnectorKind::Destination => {
+                    destination(&c.plugin, &full_id, &c.settings).map(drop)
+                }
             };
             if let Err(problems) = built {
                 for problem in problems {
@@ -97,30 +148,28 @@ pub fn validate(pipelines: &[PipelineConfig]) -> Result<(), ConfigErrors> {
         for proc in &p.processors {
             check_processor(proc, &mut errors);
         }
-        match plugin_name(&p.dlq.plugin) {
-            Ok(name) => {
-                if let Err(problems) =
-                    registry().destination(name, &format!("{}-dlq", p.id), &p.dlq.settings)
-                {
-                    for problem in problems {
-                        let location = p
-                            .dlq
-                            .setting_locations
-                            .get(&problem.setting)
-                            .unwrap_or(&p.dlq.location);
-                        errors.push(error(
-                            location,
-                            format!("{}.settings.{}", p.dlq.path, problem.setting),
-                            problem.message,
-                        ));
-                    }
+        if let Err(problems) = destination(&p.dlq.plugin, &format!("{}-dlq", p.id), &p.dlq.settings)
+        {
+            for problem in problems {
+                if problem.setting == "plugin" {
+                    errors.push(error(
+                        &p.dlq.location,
+                        format!("{}.plugin", p.dlq.path),
+                        problem.message,
+                    ));
+                    continue;
                 }
+                let location = p
+                    .dlq
+                    .setting_locations
+                    .get(&problem.setting)
+                    .unwrap_or(&p.dlq.location);
+                errors.push(error(
+                    location,
+                    format!("{}.settings.{}", p.dlq.path, problem.setting),
+                    problem.message,
+                ));
             }
-            Err(message) => errors.push(error(
-                &p.dlq.location,
-                format!("{}.plugin", p.dlq.path),
-                message,
-            )),
         }
         if p.status == PipelineStatus::Running {
             if sources == 0 {
@@ -214,9 +263,13 @@ pub async fn check(pipelines: &[PipelineConfig]) -> Vec<CheckFailure> {
             &p.dlq.settings,
         ));
         for (id, plugin, kind, settings) in connectors.chain(dlq) {
-            let Some(check) = plugin_name(plugin)
+            let Some(check) = resolve(plugin)
                 .ok()
-                .and_then(|name| registry().find(name, kind).ok())
+                .and_then(|resolved| match resolved {
+                    Resolved::Builtin(name) => registry().find(name, kind).ok(),
+                    #[cfg(feature = "standalone")]
+                    Resolved::Standalone(_) => None,
+                })
                 .and_then(|component| component.check)
             else {
                 continue;

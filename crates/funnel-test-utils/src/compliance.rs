@@ -172,6 +172,14 @@ pub trait DestinationBackend: Send + Sync {
         Record::new(position, payload)
     }
 
+    /// The largest payload the destination takes, when it is below
+    /// [`LARGE_RECORD_BYTES`]: the "empty and large records" check writes a payload of
+    /// that size instead. A Conduit plugin written in Python receives gRPC messages of
+    /// at most 4 MiB, whatever its host does.
+    fn max_payload_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// The payloads the backend holds, in write order. Only called when
     /// [`DestinationCapabilities::readback`] is `Yes`.
     async fn written(&self) -> Vec<Bytes> {
@@ -349,11 +357,16 @@ fn payloads(tag: &str, range: std::ops::Range<usize>) -> Vec<Bytes> {
 
 /// A payload of [`LARGE_RECORD_BYTES`] ASCII bytes starting with `tag`.
 fn large(tag: &str) -> Bytes {
-    let mut bytes = Vec::with_capacity(LARGE_RECORD_BYTES);
+    large_of(tag, LARGE_RECORD_BYTES)
+}
+
+/// A payload of `size` ASCII bytes starting with `tag`.
+fn large_of(tag: &str, size: usize) -> Bytes {
+    let mut bytes = Vec::with_capacity(size);
     bytes.extend_from_slice(tag.as_bytes());
     let pattern = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    while bytes.len() < LARGE_RECORD_BYTES {
-        let n = (LARGE_RECORD_BYTES - bytes.len()).min(pattern.len());
+    while bytes.len() < size {
+        let n = (size - bytes.len()).min(pattern.len());
         bytes.extend_from_slice(&pattern[..n]);
     }
     Bytes::from(bytes)
@@ -913,10 +926,14 @@ async fn destination_ordered<B: DestinationBackend>(d: &mut Dest<'_, B>) {
 /// An empty payload and a large one, acked without error and held whole.
 async fn destination_empty_and_large<B: DestinationBackend>(d: &mut Dest<'_, B>) {
     let destination = d.open().await;
+    let size = d
+        .backend
+        .max_payload_bytes()
+        .map_or(LARGE_RECORD_BYTES, |max| max.min(LARGE_RECORD_BYTES));
     let payloads = [
         Bytes::from_static(b"small"),
         Bytes::new(),
-        large("large "),
+        large_of("large ", size),
         Bytes::from_static(b"last"),
     ];
     d.write_and_ack(&*destination, &payloads).await;

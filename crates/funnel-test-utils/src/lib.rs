@@ -9,6 +9,7 @@
 //! Nothing here is for production use; `publish = false`.
 
 pub mod compliance;
+pub mod conduit;
 pub mod connectors;
 pub mod http;
 pub mod memory;

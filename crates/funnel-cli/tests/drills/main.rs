@@ -14,6 +14,7 @@
 //! | [`input`] | the file source's input rotated, truncated, replaced or deleted |
 //! | [`brokers`] | SIGKILL with a publisher running, and the broker restarting, for RabbitMQ and MQTT |
 //! | [`cluster`] | three instances on one PostgreSQL store: SIGKILL, SIGSTOP past the lease, SIGTERM |
+//! | [`plugins`] | SIGKILL with a Conduit standalone source plugin (Python SDK); delivery, resume and validation through plugins (feature `standalone`) |
 //! | `kafka` | kafka pipelines under SIGKILL, a group split over two processes, bad input (feature `kafka`) |
 //!
 //! Drills that need PostgreSQL (127.0.0.1:5432) or MariaDB (127.0.0.1:3306, see
@@ -37,5 +38,7 @@ mod kill;
 mod my;
 mod pg;
 mod pipelines;
+#[cfg(feature = "standalone")]
+mod plugins;
 mod service;
 mod store;

@@ -1,0 +1,75 @@
+//! Conduit's standalone connector plugins: where they are, the limits they run with,
+//! and their discovery at startup (`funnel run`, `funnel pipelines validate`,
+//! `funnel pipelines delete`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The settings of standalone connector plugins.
+#[derive(Clone, Debug, clap::Args)]
+pub(crate) struct ConnectorsArgs {
+    /// The directory of standalone connector plugins (Conduit's); each executable in
+    /// it is asked for its specification at startup.
+    #[arg(
+        long = "connectors.path",
+        env = "FUNNEL_CONNECTORS_PATH",
+        default_value = "./connectors"
+    )]
+    pub(crate) connectors_path: PathBuf,
+    /// The largest gRPC message a standalone plugin accepts, in bytes
+    /// (`CONDUIT_CONNECTOR_MAX_RECEIVE_RECORD_SIZE`).
+    #[arg(
+        long = "connectors.max-receive-record-size",
+        env = "FUNNEL_CONNECTORS_MAX_RECEIVE_RECORD_SIZE",
+        default_value = "4194304"
+    )]
+    pub(crate) connectors_max_receive_record_size: u64,
+    /// How long one call to a standalone plugin (Configure, Open, Stop, Teardown, a
+    /// lifecycle event, Specify) may take before its connector fails (a Go duration).
+    #[arg(
+        long = "connectors.call-timeout",
+        env = "FUNNEL_CONNECTORS_CALL_TIMEOUT",
+        default_value = "1m",
+        value_parser = crate::parse_go_duration
+    )]
+    pub(crate) connectors_call_timeout: Duration,
+}
+
+impl ConnectorsArgs {
+    /// Finds the plugins of the connectors directory and makes them the ones pipelines
+    /// can use. `log_level` is the level plugins log at.
+    #[cfg(feature = "standalone")]
+    pub(crate) async fn discover(&self, log_level: &str) {
+        use funnel_runtime::funnel_plugins::schema::SchemaServer;
+        use funnel_runtime::funnel_plugins::{Catalogue, HostOptions};
+        let level = log_level
+            .split(',')
+            .find(|part| !part.contains('='))
+            .unwrap_or("info")
+            .to_ascii_lowercase();
+        let level = match level.as_str() {
+            "trace" | "debug" | "info" | "warn" | "error" => level,
+            _ => "info".to_owned(),
+        };
+        let mut options = HostOptions {
+            call_timeout: self.connectors_call_timeout,
+            log_level: level,
+            max_receive_record_size: self.connectors_max_receive_record_size,
+            ..HostOptions::default()
+        };
+        // Served before discovery, as Conduit does: every plugin gets its address.
+        match SchemaServer::new(options.tokens.clone()).serve().await {
+            Ok(address) => options.utilities_target = address.to_string(),
+            Err(e) => tracing::warn!(
+                "cannot serve the schema service to standalone connectors: {e}; a plugin that \
+                 registers schemas will fail"
+            ),
+        }
+        let catalogue = Catalogue::discover(&self.connectors_path, &options).await;
+        funnel_runtime::registry::set_standalone(catalogue);
+    }
+
+    /// Without the `standalone` feature there is nothing to find.
+    #[cfg(not(feature = "standalone"))]
+    pub(crate) async fn discover(&self, _log_level: &str) {}
+}

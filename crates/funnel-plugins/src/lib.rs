@@ -1,0 +1,85 @@
+//! Funnel as a host for Conduit's standalone connector plugins.
+//!
+//! A standalone connector is an executable that speaks Conduit's connector protocol
+//! (v2) over gRPC after a go-plugin handshake on its stdout. This crate:
+//!
+//! - [`pb`]: the protocol's messages and services, generated from `proto/` (written
+//!   from Conduit's wire contract: same packages, names, field numbers and types);
+//! - [`process`]: launching a plugin with the environment Conduit gives it, the
+//!   handshake, the connection, its stdout and stderr turned into log lines, and its
+//!   shutdown (the whole process group; nothing outlives Funnel, even a SIGKILL);
+//! - [`spec`] and [`catalogue`]: discovery of the plugins in the connectors directory,
+//!   their specifications, references (`standalone:name@version`), and the settings
+//!   checks their specifications allow;
+//! - [`source`] and [`destination`]: a plugin driven as a Funnel
+//!   [`Source`](funnel_core::Source) or [`Destination`](funnel_core::Destination);
+//! - [`schema`]: the schema service plugins call back into.
+
+pub mod catalogue;
+pub mod destination;
+mod lifecycle;
+pub mod process;
+mod record;
+pub mod schema;
+pub mod source;
+pub mod spec;
+
+pub use catalogue::{Catalogue, PluginRef};
+pub use destination::PluginDestination;
+pub use process::{HostOptions, PluginError, PluginProcess};
+pub use source::PluginSource;
+pub use spec::PluginSpec;
+
+/// The generated protocol code, one module per protobuf package.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod pb {
+    /// `connector.v2`: the specifier, source and destination services.
+    pub mod connector {
+        /// Protocol version 2.
+        pub mod v2 {
+            tonic::include_proto!("connector.v2");
+        }
+    }
+    /// `opencdc.v1`: records.
+    pub mod opencdc {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("opencdc.v1");
+        }
+    }
+    /// `config.v1`: parameters of a specification.
+    pub mod config {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("config.v1");
+        }
+    }
+    /// `schema.v1`: schemas.
+    pub mod schema {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("schema.v1");
+        }
+    }
+    /// `connutils.v1`: the schema service the host serves.
+    pub mod connutils {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("connutils.v1");
+        }
+    }
+    /// `plugin`: go-plugin's controller and stdio services.
+    pub mod plugin {
+        tonic::include_proto!("plugin");
+    }
+    /// `grpc.health.v1`: the health check.
+    pub mod grpc {
+        /// Health.
+        pub mod health {
+            /// Version 1.
+            pub mod v1 {
+                tonic::include_proto!("grpc.health.v1");
+            }
+        }
+    }
+}
