@@ -82,7 +82,7 @@ pub(crate) enum Answers<T> {
     /// The call, still waiting for the plugin.
     Pending(JoinHandle<Result<Streaming<T>, Status>>),
     /// The stream.
-    Ready(Streaming<T>),
+    Ready(Box<Streaming<T>>),
     /// Closed.
     Closed,
 }
@@ -105,7 +105,7 @@ impl<T> Answers<T> {
                             return Err(Status::internal(format!("the Run call failed: {e}")));
                         }
                     };
-                    *self = Self::Ready(stream);
+                    *self = Self::Ready(Box::new(stream));
                 }
                 Self::Ready(stream) => return stream.message().await,
                 Self::Closed => return Ok(None),
