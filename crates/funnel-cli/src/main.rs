@@ -12,11 +12,11 @@
 
 mod control;
 mod inspect;
-mod progress;
 mod output;
+mod plugins;
+mod progress;
 mod remote;
 mod scaffold;
-mod plugins;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -787,7 +787,8 @@ fn delete(
 ) -> output::Outcome {
     use output::Failure;
     init_logging("warn", LogFormat::Text)?;
-    small_runtime()?.block_on(connectors.discover("warn"));
+    let runtime = small_runtime()?;
+    runtime.block_on(connectors.discover("warn"));
     let pipelines = load(path, false).map_err(Failure::validation)?;
     let Some(pipeline) = pipelines.into_iter().find(|p| p.id == id) else {
         return Err(Failure::runtime(format!(

@@ -138,8 +138,7 @@ pub async fn build_fenced(
         let dest_id = format!("{}:{}", pipeline.id, d.id);
         let component = format!("connector {dest_id}");
         let connector = Fenced::wrap(
-            registry::destination(&d.plugin, &dest_id, &d.settings)
-                .map_err(invalid(&component))?,
+            registry::destination(&d.plugin, &dest_id, &d.settings).map_err(invalid(&component))?,
             fence,
         );
         destinations.push((dest_id, d, SharedDestination::new(connector)));

@@ -18,10 +18,10 @@ pub mod plan;
 pub mod process;
 pub mod reference;
 pub mod results;
-#[cfg(feature = "tls")]
-pub mod tls;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wait;
 pub mod yaml;
 
