@@ -263,7 +263,9 @@ mod tests {
 
     #[test]
     fn a_tree_indents_nested_objects_and_joins_lists_of_scalars() {
-        let result = json!({"id": "p", "config": {"name": "n"}, "ids": ["a", "b"]});
+        // Keys in sorted order, so the expectation holds whether or not serde_json keeps
+        // insertion order (its `preserve_order` feature, which other crates turn on).
+        let result = json!({"config": {"name": "n"}, "id": "p", "ids": ["a", "b"]});
         assert_eq!(
             render(&result, &View::Tree),
             "config:\n  name: n\nid: p\nids: a, b\n"
