@@ -145,7 +145,11 @@ fn a_conduit_deployment_with_its_conduit_yaml_and_run_flags_starts_funnel_with_w
     // The standalone plugin host reads the plugin directory and the message limit, so
     // neither is among the ignored settings.
     for read in ["connectors.path", "connectors.max-receive-record-size"] {
-        assert!(!warnings[0].contains(read), "{read} is read: {}", warnings[0]);
+        assert!(
+            !warnings[0].contains(read),
+            "{read} is read: {}",
+            warnings[0]
+        );
     }
     // `--log.format cli` is the text format, not JSON.
     assert!(warnings[0].contains(" WARN "), "{}", warnings[0]);
