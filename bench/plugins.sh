@@ -2,7 +2,8 @@
 # Standalone connector plugins: records/s through a Python plugin source (Conduit's
 # Python SDK, crates/funnel-test-utils/fixtures/conduit/bench_source.py, 100-byte raw
 # payloads) -> builtin noop, and builtin generator -> a Python no-op plugin destination
-# (noop_destination.py). For each: records/s counted at the sink, and the CPU seconds of
+# (noop_destination.py), next to the same pipeline with built-in connectors only
+# (generator -> noop, the same 100-byte payloads). For each: records/s counted at the sink, and the CPU seconds of
 # the `funnel` process alone (utime+stime from /proc/<pid>/stat, the plugin excluded)
 # per million records, i.e. the host's own cost per record. Medians over RUNS runs.
 #
@@ -86,10 +87,10 @@ YAML
     rm -rf "$dir"
 }
 
-# generator (RECORDS, 100-byte payloads) -> plugin no-op destination; prints
-# "records/s cpu_s_per_million".
+# generator (RECORDS, 100-byte payloads) -> $1 (default: the plugin no-op
+# destination); prints "records/s cpu_s_per_million".
 destination_case() {
-    local dir cpu start end
+    local dir cpu start end plugin="${1:-standalone:pynoop}"
     dir="$(mktemp -d)"
     install_plugin "$dir/connectors" pynoop noop_destination.py
     mkdir -p "$dir/pipelines"
@@ -107,7 +108,7 @@ pipelines:
           recordCount: "$RECORDS"
       - id: dst
         type: destination
-        plugin: standalone:pynoop
+        plugin: $plugin
 YAML
     start=$(date +%s.%N)
     cpu="$(run_funnel "$dir" 0)"
@@ -116,6 +117,9 @@ YAML
         'BEGIN { printf "%.0f %.2f\n", c / (e - s), cpu * 1000000 / c }'
     rm -rf "$dir"
 }
+
+# The same with built-in connectors only: generator -> noop.
+builtin_case() { destination_case builtin:noop; }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
@@ -130,7 +134,9 @@ report() { # name case
 echo "funnel: $BIN; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 report "python plugin source -> noop" source_case
 report "generator -> python plugin destination" destination_case
+report "generator -> noop (built-in only)" builtin_case
 if [ "$MODE" = aa ]; then
     report "python plugin source -> noop (A')" source_case
     report "generator -> python plugin destination (A')" destination_case
+    report "generator -> noop (built-in only) (A')" builtin_case
 fi
