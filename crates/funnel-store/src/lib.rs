@@ -1,6 +1,7 @@
 //! Where Funnel keeps what must survive a restart: the last committed position of
-//! every source, and the pipelines created through the API (as documents the store
-//! does not read).
+//! every source, the pipelines created through the API (as documents the store does
+//! not read), and entries of other state by kind (the last active configuration of
+//! standalone connector plugins, the schemas they registered).
 //!
 //! [`Store`] is the interface; [`RedbStore`] (an embedded, crash-safe file, the
 //! default), [`PostgresStore`] (a table in PostgreSQL, with the cargo feature
@@ -232,6 +233,41 @@ pub trait Store: Send + Sync {
     /// When the store cannot be written.
     async fn delete_document(&self, pipeline: &str) -> Result<(), StoreError>;
 
+    /// Every entry of `kind` (a namespace such as `plugins.lastActive`), as `(key,
+    /// value)`, by key.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read, or an entry fails its checksum.
+    async fn entries(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// The entry `key` of `kind`, if any.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`entries`](Self::entries).
+    async fn entry(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .entries(kind)
+            .await?
+            .into_iter()
+            .find_map(|(k, v)| (k == key).then_some(v)))
+    }
+
+    /// Durably records `value` as the entry `key` of `kind`, replacing any.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written.
+    async fn set_entry(&self, kind: &str, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Forgets the entry `key` of `kind`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written.
+    async fn delete_entry(&self, kind: &str, key: &str) -> Result<(), StoreError>;
+
     /// Like [`set_position`](Self::set_position), but only while `fence` still holds
     /// its lease, checked in the same statement that writes the position: a process
     /// that lost the lease cannot overwrite the position of the one that took it.
@@ -272,6 +308,8 @@ pub(crate) fn key(pipeline: &str, connector: &str) -> String {
 pub struct MemoryStore {
     positions: Mutex<HashMap<String, Position>>,
     documents: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+    /// Entries by `key(kind, key)`.
+    entries: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -355,6 +393,31 @@ impl Store for MemoryStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(pipeline);
+        Ok(())
+    }
+
+    async fn entries(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = key(kind, "");
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(entries
+            .range(prefix.clone()..)
+            .map_while(|(k, v)| Some((k.strip_prefix(&prefix)?.to_owned(), v.clone())))
+            .collect())
+    }
+
+    async fn set_entry(&self, kind: &str, entry: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key(kind, entry), value.to_vec());
+        Ok(())
+    }
+
+    async fn delete_entry(&self, kind: &str, entry: &str) -> Result<(), StoreError> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key(kind, entry));
         Ok(())
     }
 }

@@ -6,7 +6,8 @@
 //! - `<table>` (Conduit's `conduit_kv_store` by default), Conduit's layout `key text
 //!   primary key, value bytea`; Funnel's rows have keys starting `funnel:` (a
 //!   position `funnel:position:<pipeline>\x01<connector>`, a pipeline document
-//!   `funnel:document:<pipeline>`, the format row `funnel:format`). Each value is
+//!   `funnel:document:<pipeline>`, an entry `funnel:entry:<kind>\x01<key>`, the
+//!   format row `funnel:format`). Each value is
 //!   `crc32 || bytes` as in the redb store, the checksum covering the key and the
 //!   bytes, verified on every read and for every position on open.
 //! - `<table>_leases`: `pipeline, owner, epoch, expires_at`, one row per pipeline.
@@ -42,11 +43,17 @@ pub const DEFAULT_TABLE: &str = "conduit_kv_store";
 
 const POSITION_PREFIX: &str = "funnel:position:";
 const DOCUMENT_PREFIX: &str = "funnel:document:";
+const ENTRY_PREFIX: &str = "funnel:entry:";
 const FORMAT_KEY: &str = "funnel:format";
 
 /// The row key of a position; pipeline and connector IDs never hold `\x01`.
 fn position_key(pipeline: &str, connector: &str) -> String {
     format!("{POSITION_PREFIX}{pipeline}\u{1}{connector}")
+}
+
+/// The row key prefix of the entries of `kind`; kinds never hold `\x01`.
+fn entry_prefix(kind: &str) -> String {
+    format!("{ENTRY_PREFIX}{kind}\u{1}")
 }
 
 fn pipeline_prefix(pipeline: &str) -> String {
@@ -651,6 +658,29 @@ impl Store for PostgresStore {
 
     async fn delete_document(&self, pipeline: &str) -> Result<(), StoreError> {
         let key = format!("{DOCUMENT_PREFIX}{pipeline}");
+        self.request(move |reply| Request::Delete(key, reply)).await
+    }
+
+    async fn entries(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = entry_prefix(kind);
+        let mut found = Vec::new();
+        for (stored_key, value) in self.scan(&prefix).await? {
+            let name = stored_key.strip_prefix(&prefix).unwrap_or(&stored_key);
+            let what = format!("{kind} entry {name:?}");
+            let value = self.decode(&stored_key, &what, &value)?;
+            found.push((name.to_owned(), value));
+        }
+        Ok(found)
+    }
+
+    async fn set_entry(&self, kind: &str, entry: &str, value: &[u8]) -> Result<(), StoreError> {
+        let key = format!("{}{entry}", entry_prefix(kind));
+        let value = format::encode(&key, value);
+        self.upsert(key, value, None).await
+    }
+
+    async fn delete_entry(&self, kind: &str, entry: &str) -> Result<(), StoreError> {
+        let key = format!("{}{entry}", entry_prefix(kind));
         self.request(move |reply| Request::Delete(key, reply)).await
     }
 

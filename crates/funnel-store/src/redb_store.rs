@@ -25,6 +25,8 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 /// Pipelines created through the API: pipeline ID to its document, checksummed like a
 /// position.
 pub(crate) const DOCUMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("documents");
+/// Entries by kind: `kind\0key` to the value, checksummed like a position.
+pub(crate) const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
 
 /// Runs `f`, turning a panic into [`StoreError::Corrupt`]: redb may panic on a file
 /// that was changed behind its back.
@@ -279,6 +281,8 @@ enum Request {
     Delete(String, oneshot::Sender<Result<(), StoreError>>),
     SetDocument(String, Vec<u8>, oneshot::Sender<Result<(), StoreError>>),
     DeleteDocument(String, oneshot::Sender<Result<(), StoreError>>),
+    SetEntry(String, Vec<u8>, oneshot::Sender<Result<(), StoreError>>),
+    DeleteEntry(String, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// The embedded store (`--db.type redb`, `./funnel.db` by default): one redb file.
@@ -428,7 +432,9 @@ fn write_loop(db: &Database, path: &Path, rx: &mpsc::Receiver<Request>, transact
                 Request::Set(_, _, tx)
                 | Request::Delete(_, tx)
                 | Request::SetDocument(_, _, tx)
-                | Request::DeleteDocument(_, tx) => tx,
+                | Request::DeleteDocument(_, tx)
+                | Request::SetEntry(_, _, tx)
+                | Request::DeleteEntry(_, tx) => tx,
             };
             // The caller may have gone away; nothing to tell it then.
             let _ = tx.send(reply);
@@ -440,18 +446,20 @@ fn commit(db: &Database, batch: &[Request]) -> Result<(), redb::Error> {
     let mut write = db.begin_write()?;
     write.set_durability(Durability::Immediate)?;
     {
-        let mut table = write.open_table(POSITIONS)?;
+        let mut positions = write.open_table(POSITIONS)?;
+        let mut documents = write.open_table(DOCUMENTS)?;
+        let mut entries = write.open_table(ENTRIES)?;
         for request in batch {
             match request {
                 Request::Set(key, position, _) => {
-                    table.insert(
+                    positions.insert(
                         key.as_str(),
                         format::encode(key, position.as_bytes()).as_slice(),
                     )?;
                 }
                 Request::Delete(prefix, _) => {
                     let mut keys = Vec::new();
-                    for entry in table.range(prefix.as_str()..)? {
+                    for entry in positions.range(prefix.as_str()..)? {
                         let (k, _) = entry?;
                         let k = k.value();
                         if !k.starts_with(prefix.as_str()) {
@@ -460,17 +468,9 @@ fn commit(db: &Database, batch: &[Request]) -> Result<(), redb::Error> {
                         keys.push(k.to_owned());
                     }
                     for k in keys {
-                        table.remove(k.as_str())?;
+                        positions.remove(k.as_str())?;
                     }
                 }
-                Request::SetDocument(..) | Request::DeleteDocument(..) => {}
-            }
-        }
-    }
-    {
-        let mut documents = write.open_table(DOCUMENTS)?;
-        for request in batch {
-            match request {
                 Request::SetDocument(pipeline, document, _) => {
                     documents.insert(
                         pipeline.as_str(),
@@ -480,7 +480,12 @@ fn commit(db: &Database, batch: &[Request]) -> Result<(), redb::Error> {
                 Request::DeleteDocument(pipeline, _) => {
                     documents.remove(pipeline.as_str())?;
                 }
-                Request::Set(..) | Request::Delete(..) => {}
+                Request::SetEntry(key, value, _) => {
+                    entries.insert(key.as_str(), format::encode(key, value).as_slice())?;
+                }
+                Request::DeleteEntry(key, _) => {
+                    entries.remove(key.as_str())?;
+                }
             }
         }
     }
@@ -577,6 +582,45 @@ impl Store for RedbStore {
         let pipeline = pipeline.to_owned();
         self.request(move |tx| Request::DeleteDocument(pipeline, tx))
             .await
+    }
+
+    async fn entries(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = key(kind, "");
+        guarded(&self.path, "reading entries", || {
+            let err = |e: redb::Error| storage_error(&self.path, e);
+            let read = self.db.begin_read().map_err(|e| err(e.into()))?;
+            let table = match read.open_table(ENTRIES) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(err(e.into())),
+            };
+            let mut found = Vec::new();
+            for entry in table.range(prefix.as_str()..).map_err(|e| err(e.into()))? {
+                let (k, v) = entry.map_err(|e| err(e.into()))?;
+                let Some(name) = k.value().strip_prefix(prefix.as_str()) else {
+                    break;
+                };
+                let value =
+                    format::decode(k.value(), v.value()).map_err(|why| StoreError::Corrupt {
+                        path: self.path.clone(),
+                        detail: format!("the {kind} entry {name:?} is damaged: {why}"),
+                    })?;
+                found.push((name.to_owned(), value.to_vec()));
+            }
+            Ok(found)
+        })
+    }
+
+    async fn set_entry(&self, kind: &str, entry: &str, value: &[u8]) -> Result<(), StoreError> {
+        let key = key(kind, entry);
+        let value = value.to_vec();
+        self.request(move |tx| Request::SetEntry(key, value, tx))
+            .await
+    }
+
+    async fn delete_entry(&self, kind: &str, entry: &str) -> Result<(), StoreError> {
+        let key = key(kind, entry);
+        self.request(move |tx| Request::DeleteEntry(key, tx)).await
     }
 
     fn write_round_trips(&self) -> Option<u64> {

@@ -136,6 +136,39 @@ mod suite {
         assert_eq!(store.positions("a").await.unwrap(), Vec::new());
     }
 
+    pub(super) async fn entries_are_kept_by_kind_replaced_and_deleted_apart_from_the_rest(
+        subject: &dyn Subject,
+    ) {
+        let store = subject.open().await;
+        assert_eq!(store.entries("k").await.unwrap(), Vec::new());
+        store.set_entry("k", "b", b"2").await.unwrap();
+        store.set_entry("k", "a", b"first").await.unwrap();
+        store.set_entry("k", "a", b"second").await.unwrap();
+        store.set_entry("kk", "a", b"other kind").await.unwrap();
+        store.set_position("k", "a", &"1".into()).await.unwrap();
+        assert_eq!(
+            store.entries("k").await.unwrap(),
+            [
+                ("a".to_owned(), b"second".to_vec()),
+                ("b".to_owned(), b"2".to_vec())
+            ]
+        );
+        assert_eq!(store.entry("k", "b").await.unwrap(), Some(b"2".to_vec()));
+        assert_eq!(store.entry("k", "c").await.unwrap(), None);
+        store.delete_entry("k", "b").await.unwrap();
+        store.delete_entry("k", "never").await.unwrap();
+        assert_eq!(
+            store.entries("k").await.unwrap(),
+            [("a".to_owned(), b"second".to_vec())]
+        );
+        assert_eq!(
+            store.entries("kk").await.unwrap(),
+            [("a".to_owned(), b"other kind".to_vec())]
+        );
+        assert_eq!(store.documents().await.unwrap(), Vec::new());
+        assert_eq!(store.position("k", "a").await.unwrap(), Some("1".into()));
+    }
+
     pub(super) async fn concurrent_commits_all_land_in_fewer_round_trips_than_commits(
         subject: &dyn Subject,
     ) {
@@ -169,13 +202,16 @@ mod suite {
         }
     }
 
-    pub(super) async fn positions_and_documents_survive_reopening_the_store(subject: &dyn Subject) {
+    pub(super) async fn positions_documents_and_entries_survive_reopening_the_store(
+        subject: &dyn Subject,
+    ) {
         {
             let store = subject.open().await;
             store.set_position("p", "src", &"41".into()).await.unwrap();
             store.set_position("p", "src", &"42".into()).await.unwrap();
             store.set_position("q", "src", &"7".into()).await.unwrap();
             store.set_document("p", b"document").await.unwrap();
+            store.set_entry("schemas", "s", b"schema").await.unwrap();
         }
         let store = subject.open().await;
         assert_eq!(store.position("p", "src").await.unwrap(), Some("42".into()));
@@ -183,6 +219,10 @@ mod suite {
         assert_eq!(
             store.documents().await.unwrap(),
             [("p".to_owned(), b"document".to_vec())]
+        );
+        assert_eq!(
+            store.entries("schemas").await.unwrap(),
+            [("s".to_owned(), b"schema".to_vec())]
         );
     }
 
@@ -256,6 +296,12 @@ macro_rules! suite {
             }
 
             #[tokio::test(flavor = "multi_thread")]
+            async fn entries_are_kept_by_kind_replaced_and_deleted_apart_from_the_rest() {
+                suite::entries_are_kept_by_kind_replaced_and_deleted_apart_from_the_rest(&$subject)
+                    .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
             async fn concurrent_commits_all_land_in_fewer_round_trips_than_commits() {
                 suite::concurrent_commits_all_land_in_fewer_round_trips_than_commits(&$subject)
                     .await;
@@ -269,8 +315,8 @@ macro_rules! suite {
             suite!(common, $subject, all);
 
             #[tokio::test(flavor = "multi_thread")]
-            async fn positions_and_documents_survive_reopening_the_store() {
-                suite::positions_and_documents_survive_reopening_the_store(&$subject).await;
+            async fn positions_documents_and_entries_survive_reopening_the_store() {
+                suite::positions_documents_and_entries_survive_reopening_the_store(&$subject).await;
             }
 
             #[tokio::test(flavor = "multi_thread")]
