@@ -8,62 +8,43 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
+
+#[path = "support/sql.rs"]
+mod support;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
-use funnel_core::{Destination, DestinationAck, Source};
-use funnel_record::{Data, Metadata, Operation, Position, Record, Value};
+use funnel_core::Source;
+use funnel_record::{Data, Operation, Position, Record, Value};
 use funnel_test_utils::compliance::{
-    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
-    run_destination_compliance, run_source_compliance,
+    SourceBackend, SourceCapabilities, Support, run_source_compliance,
 };
+use funnel_test_utils::connectors::read_n;
 use mysql_async::prelude::Queryable;
+use support::{
+    Names, SqlTable, assert_increasing, assert_only_refused_records_nacked, assert_quiet, field,
+    id_of, mixed_batch, record, replayed_lines, settings, write_with_a_replay,
+};
 
 const DSN: &str = "root@tcp(127.0.0.1:3306)/test";
 const URL: &str = "mysql://root@127.0.0.1:3306/test";
-const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Unique names for one test, and their removal when it ends (even on panic).
-struct Names {
-    prefix: String,
-    tables: Vec<String>,
-}
-
-impl Names {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        Self {
-            prefix: format!("fmy_{tag}_{}_{nanos}", std::process::id()),
-            tables: Vec::new(),
-        }
-    }
-
-    fn table(&mut self, name: &str) -> String {
-        let t = format!("{}_{name}", self.prefix);
-        self.tables.push(t.clone());
-        t
-    }
-}
-
-impl Drop for Names {
-    fn drop(&mut self) {
+/// Unique names for one test, whose tables and positions are removed when it ends.
+fn fresh_names(tag: &str) -> Names {
+    Names::new("fmy", tag, |names| {
         let mut sql = String::new();
-        for t in &self.tables {
+        for t in &names.tables {
             sql.push_str(&format!("DROP TABLE IF EXISTS {t}; "));
         }
         sql.push_str(&format!(
             "DELETE FROM funnel_positions WHERE connector_id LIKE '{}%';",
-            self.prefix
+            names.prefix
         ));
         let _ = std::process::Command::new("mysql")
             .args(["-h", "127.0.0.1", "-u", "root", "test", "-e", &sql])
             .output();
-    }
+    })
 }
 
 /// A connection for setting up and checking, or `None` (skip) without a server.
@@ -89,61 +70,12 @@ async fn connect() -> Option<mysql_async::Conn> {
     }
 }
 
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-fn record(
-    position: &str,
-    op: Operation,
-    table: &str,
-    key: Option<i64>,
-    after: &[(&str, Value)],
-) -> Record {
-    let mut metadata = Metadata::new();
-    metadata.insert("opencdc.collection", table);
-    Record {
-        position: Position::from(position),
-        operation: op,
-        metadata,
-        key: key
-            .map(|k| Data::Structured([("id".to_owned(), Value::Int(k))].into_iter().collect())),
-        payload: funnel_record::Payload {
-            before: None,
-            after: (!after.is_empty()).then(|| {
-                Data::Structured(
-                    after
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                        .collect(),
-                )
-            }),
-        },
-    }
-}
-
-async fn acks(d: &dyn Destination, n: usize) -> Vec<DestinationAck> {
-    let mut acks = Vec::new();
-    while acks.len() < n {
-        acks.extend(
-            tokio::time::timeout(PATIENCE, d.ack())
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
-    acks
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_destination_upserts_deletes_inserts_and_nacks_only_the_record_the_server_refuses() {
     let Some(mut my) = connect().await else {
         return;
     };
-    let mut names = Names::new("dest");
+    let mut names = fresh_names("dest");
     let t = names.table("t");
     let log = names.table("log");
     my.query_drop(format!(
@@ -159,6 +91,25 @@ async fn the_destination_upserts_deletes_inserts_and_nacks_only_the_record_the_s
     )
     .unwrap();
     d.open().await.unwrap();
+    let mut batch = mixed_batch(
+        &t,
+        &log,
+        &[
+            ("at", Value::String("2024-01-02T03:04:05.123456Z".into())),
+            (
+                "amount",
+                Value::String("12345678901234567890.0123456789".into()),
+            ),
+            ("raw", Value::Bytes(Bytes::from_static(&[0, 255]))),
+        ],
+    );
+    batch.push(record(
+        "7a",
+        Operation::Create,
+        &t,
+        Some(3),
+        &[("id", Value::Int(3)), ("name", Value::String("c".into()))],
+    ));
     let mut key_change = record(
         "8",
         Operation::Update,
@@ -172,104 +123,9 @@ async fn the_destination_upserts_deletes_inserts_and_nacks_only_the_record_the_s
     key_change.payload.before = Some(Data::Structured(
         [("id".to_owned(), Value::Int(3))].into_iter().collect(),
     ));
-    let batch = vec![
-        record(
-            "1",
-            Operation::Snapshot,
-            &t,
-            Some(1),
-            &[("id", Value::Int(1)), ("name", Value::String("a".into()))],
-        ),
-        record(
-            "2",
-            Operation::Create,
-            &t,
-            Some(2),
-            &[("id", Value::Int(2)), ("name", Value::String("b".into()))],
-        ),
-        record(
-            "3",
-            Operation::Update,
-            &t,
-            Some(1),
-            &[
-                ("id", Value::Int(1)),
-                ("name", Value::String("a2".into())),
-                (
-                    "doc",
-                    Value::Map([("k".to_owned(), Value::Int(1))].into_iter().collect()),
-                ),
-                ("at", Value::String("2024-01-02T03:04:05.123456Z".into())),
-                (
-                    "amount",
-                    Value::String("12345678901234567890.0123456789".into()),
-                ),
-                ("raw", Value::Bytes(Bytes::from_static(&[0, 255]))),
-            ],
-        ),
-        record(
-            "4",
-            Operation::Create,
-            &t,
-            Some(3),
-            &[
-                ("id", Value::Int(3)),
-                ("n", Value::String("not a number".into())),
-            ],
-        ),
-        record("5", Operation::Delete, &t, Some(2), &[]),
-        record(
-            "6",
-            Operation::Create,
-            &log,
-            None,
-            &[("line", Value::String("keyless".into()))],
-        ),
-        record(
-            "7",
-            Operation::Create,
-            &format!("{t}_nope"),
-            Some(9),
-            &[("id", Value::Int(9))],
-        ),
-        record(
-            "7a",
-            Operation::Create,
-            &t,
-            Some(3),
-            &[("id", Value::Int(3)), ("name", Value::String("c".into()))],
-        ),
-        key_change,
-    ];
-    d.write(&batch).await.unwrap();
-    let acks = acks(&*d, batch.len()).await;
-    let failed: Vec<(&str, String)> = acks
-        .iter()
-        .filter_map(|a| {
-            a.error.as_ref().map(|e| {
-                (
-                    std::str::from_utf8(a.position.as_bytes()).unwrap(),
-                    e.to_string(),
-                )
-            })
-        })
-        .collect();
-    assert_eq!(failed.len(), 2, "{failed:?}");
-    assert_eq!(failed[0].0, "4");
-    assert!(
-        failed[0].1.contains(&format!(
-            "mysql destination {}:out: table {t}:",
-            names.prefix
-        )) && failed[0].1.contains("Incorrect integer value"),
-        "{}",
-        failed[0].1
-    );
-    assert_eq!(failed[1].0, "7");
-    assert!(failed[1].1.contains("does not exist"), "{}", failed[1].1);
-    assert_eq!(
-        acks.iter().map(|a| a.position.clone()).collect::<Vec<_>>(),
-        batch.iter().map(|r| r.position.clone()).collect::<Vec<_>>()
-    );
+    batch.push(key_change);
+    let who = format!("mysql destination {}:out", names.prefix);
+    assert_only_refused_records_nacked(&*d, &batch, &who, &t, "Incorrect integer value").await;
     type Row = (
         i32,
         Option<String>,
@@ -312,7 +168,7 @@ async fn exactly_once_mode_skips_records_already_written_before_a_restart() {
     let Some(mut my) = connect().await else {
         return;
     };
-    let mut names = Names::new("once");
+    let mut names = fresh_names("once");
     let log = names.table("log");
     my.query_drop(format!(
         "CREATE TABLE {log} (n int AUTO_INCREMENT PRIMARY KEY, line text)"
@@ -321,38 +177,12 @@ async fn exactly_once_mode_skips_records_already_written_before_a_restart() {
     .unwrap();
     let id = format!("{}:out", names.prefix);
     let s = settings(&[("dsn", DSN), ("table", &log), ("exactlyOnce", "true")]);
-    let line = |p: &str| {
-        record(
-            p,
-            Operation::Create,
-            &log,
-            None,
-            &[("line", Value::String(format!("line {p}")))],
-        )
-    };
-
-    let d = destination("mysql", &id, &s).unwrap();
-    d.open().await.unwrap();
-    let first: Vec<Record> = (1..=10).map(|i| line(&i.to_string())).collect();
-    d.write(&first).await.unwrap();
-    assert!(acks(&*d, 10).await.iter().all(|a| a.error.is_none()));
-    d.teardown().await.unwrap();
-
-    // After a crash the engine replays from its own last position (say 6): 7..=10 were
-    // written already and are skipped; 11 and 12 are new.
-    let d = destination("mysql", &id, &s).unwrap();
-    d.open().await.unwrap();
-    let replay: Vec<Record> = (7..=12).map(|i| line(&i.to_string())).collect();
-    d.write(&replay).await.unwrap();
-    assert!(acks(&*d, 6).await.iter().all(|a| a.error.is_none()));
+    let d = write_with_a_replay("mysql", &id, &s, &log).await;
     let lines: Vec<String> = my
         .query(format!("SELECT line FROM {log} ORDER BY n"))
         .await
         .unwrap();
-    assert_eq!(
-        lines,
-        (1..=12).map(|i| format!("line {i}")).collect::<Vec<_>>()
-    );
+    assert_eq!(lines, replayed_lines());
     let stored: Option<Vec<u8>> = my
         .exec_first(
             "SELECT position FROM funnel_positions WHERE connector_id = ?",
@@ -405,7 +235,7 @@ struct MyBackend {
 impl MyBackend {
     async fn new(id_type: &str) -> Self {
         let mut my = connect().await.expect("MariaDB was reachable a moment ago");
-        let mut names = Names::new("cmp");
+        let mut names = fresh_names("cmp");
         let table = names.table("t");
         my.query_drop(format!(
             "CREATE TABLE {table} (id {id_type} PRIMARY KEY, v longtext)"
@@ -414,6 +244,23 @@ impl MyBackend {
         .unwrap();
         let _ = my.disconnect().await;
         Self { names, table }
+    }
+}
+
+#[async_trait]
+impl SqlTable for MyBackend {
+    const PLUGIN: &'static str = "mysql";
+
+    fn settings(&self) -> Settings {
+        settings(&[("dsn", DSN)])
+    }
+
+    fn names(&self) -> &Names {
+        &self.names
+    }
+
+    fn table(&self) -> &str {
+        &self.table
     }
 
     async fn values(&self) -> Vec<Bytes> {
@@ -427,62 +274,11 @@ impl MyBackend {
     }
 }
 
-/// The destination writes rows of the backend's table, named by the records'
-/// `opencdc.collection` (the default `table`).
-struct MyDestinationBackend {
-    backend: MyBackend,
-    exactly_once: bool,
-}
-
-#[async_trait]
-impl DestinationBackend for MyDestinationBackend {
-    fn build(&self) -> Arc<dyn Destination> {
-        let exactly_once = if self.exactly_once { "true" } else { "false" };
-        let settings = settings(&[("dsn", DSN), ("exactlyOnce", exactly_once)]);
-        let id = format!("{}:out", self.backend.names.prefix);
-        destination("mysql", &id, &settings).unwrap()
-    }
-
-    fn record(&self, position: Position, payload: Bytes) -> Record {
-        let id: i64 = std::str::from_utf8(position.as_bytes())
-            .unwrap()
-            .parse()
-            .unwrap();
-        let text = String::from_utf8(payload.to_vec()).unwrap();
-        record(
-            std::str::from_utf8(position.as_bytes()).unwrap(),
-            Operation::Create,
-            &self.backend.table,
-            Some(id),
-            &[("id", Value::Int(id)), ("v", Value::String(text))],
-        )
-    }
-
-    async fn written(&self) -> Vec<Bytes> {
-        self.backend.values().await
-    }
-}
-
 async fn destination_compliance(exactly_once: bool) {
     if connect().await.is_none() {
         return;
     }
-    let capabilities = DestinationCapabilities {
-        readback: Support::Yes,
-    };
-    let connector = if exactly_once {
-        "mysql destination (exactlyOnce)"
-    } else {
-        "mysql destination"
-    };
-    let report = run_destination_compliance(connector, capabilities, |_| async move {
-        MyDestinationBackend {
-            backend: MyBackend::new("bigint").await,
-            exactly_once,
-        }
-    })
-    .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    support::destination_compliance(exactly_once, || MyBackend::new("bigint")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,64 +303,13 @@ async fn open_source(settings: &Settings, resume: Option<Position>) -> Arc<dyn S
     source
 }
 
-/// Reads until `n` records arrived.
-async fn read_n(source: &dyn Source, n: usize) -> Vec<Record> {
-    let mut records = Vec::new();
-    while records.len() < n {
-        let batch = tokio::time::timeout(PATIENCE, source.read())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records arrived in time", records.len()))
-            .unwrap()
-            .expect("a batch");
-        records.extend(batch);
-    }
-    records
-}
-
-/// Asserts that nothing more arrives for a moment.
-async fn assert_quiet(source: &dyn Source) {
-    if let Ok(batch) = tokio::time::timeout(Duration::from_millis(700), source.read()).await {
-        panic!(
-            "unexpected records: {:?}",
-            batch.map(|b| b.map(|b| b.len()))
-        );
-    }
-}
-
-fn field<'r>(data: &'r Option<Data>, name: &str) -> &'r Value {
-    match data {
-        Some(Data::Structured(d)) => d
-            .get(name)
-            .unwrap_or_else(|| panic!("no field {name} in {d:?}")),
-        other => panic!("not structured: {other:?}"),
-    }
-}
-
-fn id_of(record: &Record) -> i64 {
-    match field(&record.key, "id") {
-        Value::Int(i) => *i,
-        other => panic!("id is {other:?}"),
-    }
-}
-
-fn assert_increasing(records: &[Record]) {
-    for pair in records.windows(2) {
-        assert!(
-            pair[0].position.as_bytes() < pair[1].position.as_bytes(),
-            "positions out of order: {:?} then {:?}",
-            pair[0].position,
-            pair[1].position
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_of_ten_thousand_rows_then_live_changes_arrive_once_in_commit_order_with_mapped_types()
  {
     let Some(mut my) = connect().await else {
         return;
     };
-    let mut names = Names::new("flow");
+    let mut names = fresh_names("flow");
     let t = names.table("items");
     let other = names.table("other");
     my.query_drop(format!(
@@ -737,7 +482,7 @@ async fn a_restart_resumes_mid_snapshot_and_mid_stream_without_loss_or_duplicate
     let Some(mut my) = connect().await else {
         return;
     };
-    let mut names = Names::new("resume");
+    let mut names = fresh_names("resume");
     let t = names.table("t");
     my.query_drop(format!(
         "CREATE TABLE {t} (id int PRIMARY KEY, v text);
@@ -838,7 +583,7 @@ async fn bad_servers_credentials_tables_and_positions_fail_with_clear_messages()
     )
     .await;
     assert!(e.to_string().contains("check the user and password"), "{e}");
-    let mut names = Names::new("bad");
+    let mut names = fresh_names("bad");
     let t = names.table("t");
     let keyless = names.table("keyless");
     my.query_drop(format!(

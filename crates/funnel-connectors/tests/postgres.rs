@@ -10,72 +10,57 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "support/sql.rs"]
+mod support;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, postgres, source};
-use funnel_core::{Destination, DestinationAck, Retry, Source};
-use funnel_record::{Data, Metadata, Operation, Position, Record, StructuredData, Value};
+use funnel_core::{Retry, Source};
+use funnel_record::{Data, Operation, Position, Record, StructuredData, Value};
 use funnel_test_utils::compliance::{
-    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
-    run_destination_compliance, run_source_compliance,
+    SourceBackend, SourceCapabilities, Support, run_source_compliance,
 };
-use funnel_test_utils::connectors::read_n;
+use funnel_test_utils::connectors::{ack_n, read_n};
+use support::{
+    Names, SqlTable, assert_increasing, assert_only_refused_records_nacked, assert_quiet, field,
+    id_of, mixed_batch, record, replayed_lines, settings, write_with_a_replay,
+};
 use tokio_postgres::NoTls;
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Unique names for one test, and their removal when it ends (even on panic).
-struct Names {
-    prefix: String,
-    tables: Vec<String>,
+/// Unique names for one test, whose tables, slot, publication and positions are
+/// removed when it ends.
+fn fresh_names(tag: &str) -> Names {
+    Names::new("fpg", tag, |names| {
+        let mut sql = format!(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{0}' AND active_pid IS NOT NULL; \
+             SELECT pg_sleep(0.2); \
+             SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{0}'; \
+             DROP PUBLICATION IF EXISTS {1};",
+            names.slot(),
+            names.publication()
+        );
+        for t in &names.tables {
+            sql.push_str(&format!(" DROP TABLE IF EXISTS {t};"));
+        }
+        sql.push_str(&format!(
+            " DELETE FROM funnel_positions WHERE connector_id LIKE '{}%';",
+            names.prefix
+        ));
+        let _ = funnel_test_utils::pg::psql(&sql);
+    })
 }
 
 impl Names {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        Self {
-            prefix: format!("fpg_{tag}_{}_{nanos}", std::process::id()),
-            tables: Vec::new(),
-        }
-    }
-
-    fn table(&mut self, name: &str) -> String {
-        let t = format!("{}_{name}", self.prefix);
-        self.tables.push(t.clone());
-        t
-    }
-
     fn slot(&self) -> String {
         format!("{}_slot", self.prefix)
     }
 
     fn publication(&self) -> String {
         format!("{}_pub", self.prefix)
-    }
-}
-
-impl Drop for Names {
-    fn drop(&mut self) {
-        let mut sql = format!(
-            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{0}' AND active_pid IS NOT NULL; \
-             SELECT pg_sleep(0.2); \
-             SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{0}'; \
-             DROP PUBLICATION IF EXISTS {1};",
-            self.slot(),
-            self.publication()
-        );
-        for t in &self.tables {
-            sql.push_str(&format!(" DROP TABLE IF EXISTS {t};"));
-        }
-        sql.push_str(&format!(
-            " DELETE FROM funnel_positions WHERE connector_id LIKE '{}%';",
-            self.prefix
-        ));
-        let _ = funnel_test_utils::pg::psql(&sql);
     }
 }
 
@@ -101,13 +86,6 @@ async fn connect() -> Option<tokio_postgres::Client> {
     }
 }
 
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 fn source_settings(names: &Names, tables: &str, extra: &[(&str, &str)]) -> Settings {
     let mut s = settings(&[
         ("url", URL),
@@ -125,16 +103,6 @@ async fn open_source(settings: &Settings, resume: Option<Position>) -> Arc<dyn S
     source
 }
 
-/// Asserts that nothing more arrives for a moment.
-async fn assert_quiet(source: &dyn Source) {
-    if let Ok(batch) = tokio::time::timeout(Duration::from_millis(700), source.read()).await {
-        panic!(
-            "unexpected records: {:?}",
-            batch.map(|b| b.map(|b| b.len()))
-        );
-    }
-}
-
 fn after(record: &Record) -> &StructuredData {
     match &record.payload.after {
         Some(Data::Structured(d)) => d,
@@ -142,39 +110,11 @@ fn after(record: &Record) -> &StructuredData {
     }
 }
 
-fn field<'r>(data: &'r Option<Data>, name: &str) -> &'r Value {
-    match data {
-        Some(Data::Structured(d)) => d
-            .get(name)
-            .unwrap_or_else(|| panic!("no field {name} in {d:?}")),
-        other => panic!("not structured: {other:?}"),
-    }
-}
-
-fn id_of(record: &Record) -> i64 {
-    match field(&record.key, "id") {
-        Value::Int(i) => *i,
-        other => panic!("id is {other:?}"),
-    }
-}
-
-fn assert_increasing(records: &[Record]) {
-    for pair in records.windows(2) {
-        assert!(
-            postgres::compare_positions(pair[0].position.as_bytes(), pair[1].position.as_bytes())
-                .is_lt(),
-            "positions out of order: {:?} then {:?}",
-            pair[0].position,
-            pair[1].position
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_of_ten_thousand_rows_then_live_changes_arrive_once_in_commit_order_with_mapped_types()
  {
     let Some(pg) = connect().await else { return };
-    let mut names = Names::new("flow");
+    let mut names = fresh_names("flow");
     let t = names.table("items");
     let full = names.table("full");
     pg.batch_execute(&format!(
@@ -362,7 +302,7 @@ async fn a_snapshot_of_ten_thousand_rows_then_live_changes_arrive_once_in_commit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_mid_snapshot_and_mid_stream_without_loss_or_duplicates() {
     let Some(pg) = connect().await else { return };
-    let mut names = Names::new("resume");
+    let mut names = fresh_names("resume");
     let t = names.table("rows");
     pg.batch_execute(&format!(
         "CREATE TABLE {t} (id int PRIMARY KEY, v text);
@@ -444,7 +384,7 @@ async fn a_restart_resumes_mid_snapshot_and_mid_stream_without_loss_or_duplicate
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escaped_text_reads_back_as_written_and_the_snapshot_maps_like_the_stream() {
     let Some(pg) = connect().await else { return };
-    let mut names = Names::new("escape");
+    let mut names = fresh_names("escape");
     let t = names.table("texts");
     let texts = [
         "a\tb",
@@ -523,7 +463,7 @@ async fn escaped_text_reads_back_as_written_and_the_snapshot_maps_like_the_strea
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_drops_the_slot_and_the_publication_unless_auto_cleanup_is_off() {
     let Some(pg) = connect().await else { return };
-    let mut names = Names::new("clean");
+    let mut names = fresh_names("clean");
     let t = names.table("t");
     pg.batch_execute(&format!("CREATE TABLE {t} (id int PRIMARY KEY)"))
         .await
@@ -561,7 +501,7 @@ async fn cleanup_drops_the_slot_and_the_publication_unless_auto_cleanup_is_off()
 async fn unreachable_server_bad_credentials_missing_table_and_dropped_slot_fail_with_clear_messages()
  {
     let Some(pg) = connect().await else { return };
-    let mut names = Names::new("errors");
+    let mut names = fresh_names("errors");
     let t = names.table("t");
     pg.batch_execute(&format!("CREATE TABLE {t} (id int PRIMARY KEY)"))
         .await
@@ -628,52 +568,10 @@ async fn unreachable_server_bad_credentials_missing_table_and_dropped_slot_fail_
     );
 }
 
-fn record(
-    position: &str,
-    op: Operation,
-    table: &str,
-    key: Option<i64>,
-    after: &[(&str, Value)],
-) -> Record {
-    let mut metadata = Metadata::new();
-    metadata.insert("opencdc.collection", table);
-    Record {
-        position: Position::from(position),
-        operation: op,
-        metadata,
-        key: key
-            .map(|k| Data::Structured([("id".to_owned(), Value::Int(k))].into_iter().collect())),
-        payload: funnel_record::Payload {
-            before: None,
-            after: (!after.is_empty()).then(|| {
-                Data::Structured(
-                    after
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                        .collect(),
-                )
-            }),
-        },
-    }
-}
-
-async fn acks(d: &dyn Destination, n: usize) -> Vec<DestinationAck> {
-    let mut acks = Vec::new();
-    while acks.len() < n {
-        acks.extend(
-            tokio::time::timeout(PATIENCE, d.ack())
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
-    acks
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_destination_upserts_deletes_inserts_and_nacks_only_the_record_postgres_refuses() {
     let Some(pg) = connect().await else { return };
-    let mut names = Names::new("dest");
+    let mut names = fresh_names("dest");
     let t = names.table("t");
     let log = names.table("log");
     pg.batch_execute(&format!(
@@ -689,97 +587,10 @@ async fn the_destination_upserts_deletes_inserts_and_nacks_only_the_record_postg
     )
     .unwrap();
     d.open().await.unwrap();
-    let batch = vec![
-        record(
-            "1",
-            Operation::Snapshot,
-            &t,
-            Some(1),
-            &[("id", Value::Int(1)), ("name", Value::String("a".into()))],
-        ),
-        record(
-            "2",
-            Operation::Create,
-            &t,
-            Some(2),
-            &[("id", Value::Int(2)), ("name", Value::String("b".into()))],
-        ),
-        record(
-            "3",
-            Operation::Update,
-            &t,
-            Some(1),
-            &[
-                ("id", Value::Int(1)),
-                ("name", Value::String("a2".into())),
-                (
-                    "doc",
-                    Value::Map([("k".to_owned(), Value::Int(1))].into_iter().collect()),
-                ),
-            ],
-        ),
-        record(
-            "4",
-            Operation::Create,
-            &t,
-            Some(3),
-            &[
-                ("id", Value::Int(3)),
-                ("n", Value::String("not a number".into())),
-            ],
-        ),
-        record("5", Operation::Delete, &t, Some(2), &[]),
-        record(
-            "6",
-            Operation::Create,
-            &log,
-            None,
-            &[("line", Value::String("keyless".into()))],
-        ),
-        record(
-            "7",
-            Operation::Create,
-            &format!("{t}_nope"),
-            Some(9),
-            &[("id", Value::Int(9))],
-        ),
-    ];
-    d.write(&batch).await.unwrap();
-    let acks = acks(&*d, 7).await;
-    let failed: Vec<(&str, String)> = acks
-        .iter()
-        .filter_map(|a| {
-            a.error.as_ref().map(|e| {
-                (
-                    std::str::from_utf8(a.position.as_bytes()).unwrap(),
-                    e.to_string(),
-                )
-            })
-        })
-        .collect();
-    assert_eq!(failed.len(), 2, "{failed:?}");
-    assert_eq!(failed[0].0, "4");
-    assert!(
-        failed[0].1.contains(&format!(
-            "postgres destination {}:out: table {t}:",
-            names.prefix
-        )),
-        "{}",
-        failed[0].1
-    );
-    assert!(
-        failed[0]
-            .1
-            .contains("invalid input syntax for type integer"),
-        "{}",
-        failed[0].1
-    );
-    assert_eq!(failed[1].0, "7");
-    assert!(failed[1].1.contains("does not exist"), "{}", failed[1].1);
-    assert_eq!(
-        acks.iter().map(|a| a.position.clone()).collect::<Vec<_>>(),
-        batch.iter().map(|r| r.position.clone()).collect::<Vec<_>>()
-    );
+    let batch = mixed_batch(&t, &log, &[]);
+    let who = format!("postgres destination {}:out", names.prefix);
+    let refusal = "invalid input syntax for type integer";
+    assert_only_refused_records_nacked(&*d, &batch, &who, &t, refusal).await;
     let rows: Vec<(i32, Option<String>, Option<String>)> = pg
         .query(
             &format!("SELECT id, name, doc::text FROM {t} ORDER BY id"),
@@ -806,7 +617,7 @@ async fn the_destination_upserts_deletes_inserts_and_nacks_only_the_record_postg
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_template_names_each_records_table() {
     let Some(pg) = connect().await else { return };
-    let mut names = Names::new("tmpl");
+    let mut names = fresh_names("tmpl");
     let t = names.table("t");
     pg.batch_execute(&format!(
         "CREATE TABLE {t}_copy (id int PRIMARY KEY, name text)"
@@ -834,7 +645,7 @@ async fn a_table_template_names_each_records_table() {
         &[("id", Value::Int(1)), ("name", Value::String("a".into()))],
     )];
     d.write(&batch).await.unwrap();
-    let acked = acks(&*d, 1).await;
+    let acked = ack_n(&*d, 1).await;
     assert!(acked[0].error.is_none(), "{:?}", acked[0].error);
     let name: String = pg
         .query_one(&format!("SELECT name FROM {t}_copy WHERE id = 1"), &[])
@@ -851,37 +662,14 @@ async fn a_table_template_names_each_records_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_mode_skips_records_already_written_before_a_restart() {
     let Some(pg) = connect().await else { return };
-    let mut names = Names::new("once");
+    let mut names = fresh_names("once");
     let log = names.table("log");
     pg.batch_execute(&format!("CREATE TABLE {log} (line text)"))
         .await
         .unwrap();
     let id = format!("{}:out", names.prefix);
     let s = settings(&[("url", URL), ("table", &log), ("exactlyOnce", "true")]);
-    let line = |p: &str| {
-        record(
-            p,
-            Operation::Create,
-            &log,
-            None,
-            &[("line", Value::String(format!("line {p}")))],
-        )
-    };
-
-    let d = destination("postgres", &id, &s).unwrap();
-    d.open().await.unwrap();
-    let first: Vec<Record> = (1..=10).map(|i| line(&i.to_string())).collect();
-    d.write(&first).await.unwrap();
-    assert!(acks(&*d, 10).await.iter().all(|a| a.error.is_none()));
-    d.teardown().await.unwrap();
-
-    // After a crash the engine replays from its own last position (say 6): 7..=10 were
-    // written already and are skipped; 11 and 12 are new.
-    let d = destination("postgres", &id, &s).unwrap();
-    d.open().await.unwrap();
-    let replay: Vec<Record> = (7..=12).map(|i| line(&i.to_string())).collect();
-    d.write(&replay).await.unwrap();
-    assert!(acks(&*d, 6).await.iter().all(|a| a.error.is_none()));
+    let d = write_with_a_replay("postgres", &id, &s, &log).await;
     let lines: Vec<String> = pg
         .query(&format!("SELECT line FROM {log} ORDER BY ctid"), &[])
         .await
@@ -889,10 +677,7 @@ async fn exactly_once_mode_skips_records_already_written_before_a_restart() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(
-        lines,
-        (1..=12).map(|i| format!("line {i}")).collect::<Vec<_>>()
-    );
+    assert_eq!(lines, replayed_lines());
     let stored: Vec<u8> = pg
         .query_one(
             "SELECT position FROM funnel_positions WHERE connector_id = $1",
@@ -918,7 +703,7 @@ impl PgBackend {
         let pg = connect()
             .await
             .expect("PostgreSQL was reachable a moment ago");
-        let mut names = Names::new("cmp");
+        let mut names = fresh_names("cmp");
         let table = names.table("t");
         let create = format!("CREATE TABLE {table} (id {id_type} PRIMARY KEY, v text)");
         pg.batch_execute(&create).await.unwrap();
@@ -979,44 +764,25 @@ async fn the_source_passes_the_source_compliance_suite() {
     assert!(report.skipped.is_empty(), "{report:?}");
 }
 
-/// The destination writes rows of the backend's table, named by the records'
-/// `opencdc.collection` (the default `table`).
-struct PgDestinationBackend {
-    backend: PgBackend,
-    exactly_once: bool,
-}
-
 #[async_trait]
-impl DestinationBackend for PgDestinationBackend {
-    fn build(&self) -> Arc<dyn Destination> {
-        let exactly_once = if self.exactly_once { "true" } else { "false" };
-        let settings = settings(&[("url", URL), ("exactlyOnce", exactly_once)]);
-        let id = format!("{}:out", self.backend.names.prefix);
-        destination("postgres", &id, &settings).unwrap()
+impl SqlTable for PgBackend {
+    const PLUGIN: &'static str = "postgres";
+
+    fn settings(&self) -> Settings {
+        settings(&[("url", URL)])
     }
 
-    fn record(&self, position: Position, payload: Bytes) -> Record {
-        let id: i64 = std::str::from_utf8(position.as_bytes())
-            .unwrap()
-            .parse()
-            .unwrap();
-        let text = String::from_utf8(payload.to_vec()).unwrap();
-        record(
-            std::str::from_utf8(position.as_bytes()).unwrap(),
-            Operation::Create,
-            &self.backend.table,
-            Some(id),
-            &[("id", Value::Int(id)), ("v", Value::String(text))],
-        )
+    fn names(&self) -> &Names {
+        &self.names
     }
 
-    async fn written(&self) -> Vec<Bytes> {
-        self.backend
-            .pg
-            .query(
-                &format!("SELECT v FROM {} ORDER BY id", self.backend.table),
-                &[],
-            )
+    fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn values(&self) -> Vec<Bytes> {
+        self.pg
+            .query(&format!("SELECT v FROM {} ORDER BY id", self.table), &[])
             .await
             .unwrap()
             .iter()
@@ -1029,22 +795,7 @@ async fn destination_compliance(exactly_once: bool) {
     if connect().await.is_none() {
         return;
     }
-    let capabilities = DestinationCapabilities {
-        readback: Support::Yes,
-    };
-    let connector = if exactly_once {
-        "postgres destination (exactlyOnce)"
-    } else {
-        "postgres destination"
-    };
-    let report = run_destination_compliance(connector, capabilities, |_| async move {
-        PgDestinationBackend {
-            backend: PgBackend::new("bigint").await,
-            exactly_once,
-        }
-    })
-    .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    support::destination_compliance(exactly_once, || PgBackend::new("bigint")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1079,7 +830,7 @@ fn server_ca() -> Option<String> {
 async fn with_sslmode_the_source_and_destination_use_tls_and_verify_the_server_as_asked() {
     let Some(pg) = connect().await else { return };
     let Some(ca) = server_ca() else { return };
-    let mut names = Names::new("tls");
+    let mut names = fresh_names("tls");
     let t = names.table("t");
     pg.batch_execute(&format!(
         "CREATE TABLE {t} (id int PRIMARY KEY, v text); INSERT INTO {t} VALUES (1, 'a'), (2, 'b')"
@@ -1124,7 +875,7 @@ async fn with_sslmode_the_source_and_destination_use_tls_and_verify_the_server_a
     )])
     .await
     .unwrap();
-    assert_eq!(acks(&*d, 1).await[0].error, None);
+    assert_eq!(ack_n(&*d, 1).await[0].error, None);
     d.teardown().await.unwrap();
     let v = funnel_test_utils::pg::psql(&format!("SELECT v FROM {t} WHERE id = 4")).unwrap();
     assert_eq!(v, "d");

@@ -5,6 +5,7 @@ use regex::Regex;
 
 use crate::settings::{parse_destination, parse_source};
 use crate::sql::TableName;
+pub use crate::sql::{Columns, Positive};
 use crate::{Settings, SettingsError};
 
 /// A MySQL data source name: Go's `user:password@tcp(host:port)/database?...` (what
@@ -235,36 +236,6 @@ impl FromSetting for Tables {
     }
 }
 
-/// A count that must be at least 1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Positive(pub usize);
-
-impl FromSetting for Positive {
-    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
-
-    fn from_setting(raw: &str) -> Result<Self, String> {
-        match usize::from_setting(raw)? {
-            0 => Err("must be greater than 0".to_owned()),
-            n => Ok(Self(n)),
-        }
-    }
-}
-
-/// A comma list of column names.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Columns(pub Vec<String>);
-
-impl FromSetting for Columns {
-    fn from_setting(raw: &str) -> Result<Self, String> {
-        Ok(Self(
-            raw.split(',')
-                .map(|c| c.trim().to_owned())
-                .filter(|c| !c.is_empty())
-                .collect(),
-        ))
-    }
-}
-
 funnel_core::settings! {
     /// The mysql source's own settings (the SDK ones come on top).
     pub struct MysqlSourceSettings {
@@ -370,6 +341,17 @@ pub struct MysqlDestinationConfig {
     pub exactly_once: bool,
 }
 
+impl MysqlDestinationConfig {
+    /// What the shared SQL destination reads of these settings.
+    pub(crate) fn rules(&self) -> crate::sql::destination::Rules {
+        crate::sql::destination::Rules {
+            table: self.table.clone(),
+            key: self.key.clone(),
+            exactly_once: self.exactly_once,
+        }
+    }
+}
+
 /// Parses and validates mysql destination settings. Pure: nothing is connected.
 ///
 /// # Errors
@@ -395,28 +377,26 @@ mod tests {
 
     #[test]
     fn go_dsns_and_urls_parse_to_the_same_connection() {
+        let parts = |d: &Dsn| {
+            (
+                d.user.clone(),
+                d.password.clone(),
+                d.host.clone(),
+                d.port,
+                d.database.clone(),
+            )
+        };
+        let expected = (
+            "app".to_owned(),
+            "s3cr%et".to_owned(),
+            "db.local".to_owned(),
+            3307,
+            "shop".to_owned(),
+        );
         let go = parse_dsn("app:s3cr%et@tcp(db.local:3307)/shop?parseTime=true").unwrap();
-        assert_eq!(
-            (
-                go.user.as_str(),
-                go.password.as_str(),
-                go.host.as_str(),
-                go.port,
-                go.database.as_str()
-            ),
-            ("app", "s3cr%et", "db.local", 3307, "shop")
-        );
+        assert_eq!(parts(&go), expected);
         let url = parse_dsn("mysql://app:s3cr%25et@db.local:3307/shop").unwrap();
-        assert_eq!(
-            (
-                url.user.as_str(),
-                url.password.as_str(),
-                url.host.as_str(),
-                url.port,
-                url.database.as_str()
-            ),
-            ("app", "s3cr%et", "db.local", 3307, "shop")
-        );
+        assert_eq!(parts(&url), expected);
         let bare = parse_dsn("root@tcp(127.0.0.1)/test").unwrap();
         assert_eq!((bare.port, bare.password.as_str()), (3306, ""));
         assert!(parse_dsn("root@tcp(127.0.0.1:3306)/").is_err());

@@ -77,11 +77,12 @@ use std::sync::Arc;
 use funnel_core::component::{Build, Component};
 use funnel_core::typed::SettingsStruct;
 
+pub use crate::sql::destination::POSITIONS_TABLE;
 pub use config::{
     Columns, Dsn, MysqlDestinationConfig, MysqlDestinationSettings, MysqlSourceConfig,
     MysqlSourceSettings, Positive, Tables, validate_destination, validate_source,
 };
-pub use destination::{MysqlDestination, POSITIONS_TABLE};
+use destination::MysqlDestination;
 pub use source::MysqlSource;
 
 /// Metadata key holding where a record was read in the binlog (`file:position` of its

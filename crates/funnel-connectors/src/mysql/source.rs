@@ -8,7 +8,7 @@
 //! to tell it, since the position alone says where to resume.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,22 +22,18 @@ use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Params, Row};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
 use super::config::MysqlSourceConfig;
 use super::conn::{self, TableSchema};
 use super::position::{Coordinates, KeyValue, MyPosition, SnapshotPositions};
 use super::types::{Kind, quote_ident, to_value};
 use super::{METADATA_BINLOG_POSITION, METADATA_GTID};
+use crate::sql::reader::{BatchSender, ReaderTask, snapshot_record};
 use crate::util::unix_nanos_now;
 
-/// Batches waiting for `read`, at most.
-const QUEUED_BATCHES: usize = 4;
 /// How often the server sends a heartbeat on an idle binlog stream.
 const HEARTBEAT: Duration = Duration::from_secs(1);
-
-type Batches = mpsc::Receiver<Result<Vec<Record>, ConnectorError>>;
 
 /// A MySQL / MariaDB source (see the [module docs](super)).
 pub struct MysqlSource {
@@ -45,23 +41,7 @@ pub struct MysqlSource {
     who: String,
     config: MysqlSourceConfig,
     resume: Option<Position>,
-    batches: tokio::sync::Mutex<Option<Batches>>,
-    running: Mutex<Option<Running>>,
-}
-
-/// The handle of the reader task.
-struct Running {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Running {
-    /// A source dropped without `teardown` stops its reader at once, which closes its
-    /// connections, as the end of a killed process would.
-    fn drop(&mut self) {
-        self.stop.send_replace(true);
-        self.task.abort();
-    }
+    reader: ReaderTask,
 }
 
 /// A table the source reads.
@@ -101,8 +81,7 @@ impl MysqlSource {
             id: id.to_owned(),
             config,
             resume,
-            batches: tokio::sync::Mutex::new(None),
-            running: Mutex::new(None),
+            reader: ReaderTask::new(&format!("mysql source {id}"), Duration::from_secs(2)),
         }
     }
 
@@ -361,12 +340,8 @@ fn server_id() -> u32 {
 impl Source for MysqlSource {
     async fn open(&self) -> Result<(), ConnectorError> {
         let who = self.who.clone();
-        let resume = match &self.resume {
-            None => None,
-            Some(p) => Some(
-                MyPosition::decode(p).map_err(|m| ConnectorError::data(format!("{who}: {m}")))?,
-            ),
-        };
+        let resume = (self.resume.as_ref().map(MyPosition::decode).transpose())
+            .map_err(|m| ConnectorError::data(format!("{who}: {m}")))?;
         let mut conn = conn::connect(&self.config.dsn, &who).await?;
         self.check_binlog(&mut conn).await?;
         // Needs REPLICATION CLIENT (BINLOG MONITOR on MariaDB): fail early when missing.
@@ -407,54 +382,31 @@ impl Source for MysqlSource {
             }
         };
 
-        let (tx, rx) = mpsc::channel(QUEUED_BATCHES);
-        let (stop, stop_rx) = watch::channel(false);
-        let reader = Reader {
-            id: self.id.clone(),
-            who: who.clone(),
-            config: self.config.clone(),
-            by_name: tables
-                .iter()
-                .enumerate()
-                .map(|(i, t)| (t.name.clone(), i))
-                .collect(),
-            tables,
-            conn,
-            tx,
-            stop: stop_rx,
-            batch_size: self.config.batch_size.max(1),
-        };
-        let task = tokio::spawn(async move {
-            let tx = reader.tx.clone();
-            let mut stop = reader.stop.clone();
-            if let Err(e) = reader.run(start).await {
-                tokio::select! {
-                    biased;
-                    _ = stop.wait_for(|stopped| *stopped) => {}
-                    _ = tx.send(Err(e)) => {}
-                }
-            }
-        });
-        *self.batches.lock().await = Some(rx);
-        *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running { stop, task });
+        self.reader
+            .start((), |tx, stop| {
+                let reader = Reader {
+                    id: self.id.clone(),
+                    who: who.clone(),
+                    config: self.config.clone(),
+                    by_name: tables
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| (t.name.clone(), i))
+                        .collect(),
+                    tables,
+                    conn,
+                    tx,
+                    stop,
+                    batch_size: self.config.batch_size.max(1),
+                };
+                reader.run(start)
+            })
+            .await;
         Ok(())
     }
 
     async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
-        let mut batches = self.batches.lock().await;
-        let Some(rx) = batches.as_mut() else {
-            return Err(ConnectorError::internal(format!(
-                "{}: read before open",
-                self.who
-            )));
-        };
-        match rx.recv().await {
-            Some(result) => result.map(Some),
-            None => Err(ConnectorError::transient(format!(
-                "{}: the reader stopped",
-                self.who
-            ))),
-        }
+        self.reader.read().await
     }
 
     async fn ack(&self, _positions: &[Position]) -> Result<(), ConnectorError> {
@@ -464,18 +416,8 @@ impl Source for MysqlSource {
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(mut running) = running {
-            running.stop.send_replace(true);
-            // The reader stops at its next step; one stuck on the server is aborted
-            // when `running` drops.
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut running.task).await;
-        }
-        *self.batches.lock().await = None;
+        // The reader stops at its next step; one stuck on the server is aborted.
+        self.reader.stop().await;
         Ok(())
     }
 }
@@ -489,7 +431,7 @@ struct Reader {
     by_name: HashMap<String, usize>,
     /// Catalog look-ups (schemas after DDL).
     conn: Conn,
-    tx: mpsc::Sender<Result<Vec<Record>, ConnectorError>>,
+    tx: BatchSender,
     stop: watch::Receiver<bool>,
     batch_size: usize,
 }
@@ -501,6 +443,23 @@ struct Txn {
     /// Row changes up to this index were delivered before a restart.
     skip: Option<u32>,
     gtid: Option<String>,
+}
+
+impl Txn {
+    /// The transaction starting at `begin` in `file`, after this one; when both are
+    /// the transaction a resume starts in, it keeps the rows to skip.
+    fn next(&self, file: &str, begin: u64, gtid: Option<String>) -> Txn {
+        let same = self.start.file == file && self.start.pos == begin;
+        Txn {
+            start: Coordinates {
+                file: file.to_owned(),
+                pos: begin,
+            },
+            index: 0,
+            skip: self.skip.filter(|_| same),
+            gtid,
+        }
+    }
 }
 
 impl Reader {
@@ -638,16 +597,7 @@ impl Reader {
                     );
                     row_number += 1;
                     rows_read += 1;
-                    batch.push(Record {
-                        position,
-                        operation: Operation::Snapshot,
-                        metadata: template.clone(),
-                        key,
-                        payload: Payload {
-                            before: None,
-                            after: Some(Data::Structured(after)),
-                        },
-                    });
+                    batch.push(snapshot_record(position, &template, key, after));
                     if batch.len() >= self.batch_size {
                         let full =
                             std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
@@ -765,15 +715,8 @@ impl Reader {
                 }
                 EventData::FormatDescriptionEvent(_) => strip_checksum = false,
                 EventData::GtidEvent(gtid) => {
-                    txn = Txn {
-                        start: Coordinates {
-                            file: file.clone(),
-                            pos: begin,
-                        },
-                        index: 0,
-                        skip: resume_skip(&txn, &file, begin),
-                        gtid: Some(format!("{}:{}", uuid_text(&gtid.sid()), gtid.gno())),
-                    };
+                    let gtid = format!("{}:{}", uuid_text(&gtid.sid()), gtid.gno());
+                    txn = txn.next(&file, begin, Some(gtid));
                 }
                 EventData::QueryEvent(query) => {
                     let text = query.query();
@@ -783,15 +726,7 @@ impl Reader {
                             // A BEGIN after a GTID event belongs to the GTID's transaction.
                             let gtid_started = txn.gtid.is_some() && txn.index == 0;
                             if !gtid_started {
-                                txn = Txn {
-                                    start: Coordinates {
-                                        file: file.clone(),
-                                        pos: begin,
-                                    },
-                                    index: 0,
-                                    skip: resume_skip(&txn, &file, begin),
-                                    gtid: None,
-                                };
+                                txn = txn.next(&file, begin, None);
                             }
                         }
                     } else if !trimmed.eq_ignore_ascii_case("COMMIT") {
@@ -940,14 +875,6 @@ impl Reader {
             },
         }
     }
-}
-
-/// The resume skip for a transaction starting at `file`:`begin`: the saved index when
-/// it is the saved transaction.
-fn resume_skip(previous: &Txn, file: &str, begin: u64) -> Option<u32> {
-    previous
-        .skip
-        .filter(|_| previous.start.file == file && previous.start.pos == begin)
 }
 
 /// A row of the binlog as structured data: column names from the binlog's metadata

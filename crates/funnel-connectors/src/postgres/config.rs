@@ -43,7 +43,7 @@ pub struct PostgresSourceConfig {
     pub batch_size: usize,
 }
 
-pub use crate::sql::TableName;
+pub use crate::sql::{Columns, Positive, TableName};
 
 /// The validated settings of a postgres destination.
 #[derive(Clone, Debug)]
@@ -183,36 +183,6 @@ impl FromSetting for SlotName {
     }
 }
 
-/// A count that must be at least 1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Positive(pub usize);
-
-impl FromSetting for Positive {
-    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
-
-    fn from_setting(raw: &str) -> Result<Self, String> {
-        match usize::from_setting(raw)? {
-            0 => Err("must be greater than 0".to_owned()),
-            n => Ok(Self(n)),
-        }
-    }
-}
-
-/// A comma list of column names.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Columns(pub Vec<String>);
-
-impl FromSetting for Columns {
-    fn from_setting(raw: &str) -> Result<Self, String> {
-        Ok(Self(
-            raw.split(',')
-                .map(|c| c.trim().to_owned())
-                .filter(|c| !c.is_empty())
-                .collect(),
-        ))
-    }
-}
-
 fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -280,6 +250,17 @@ funnel_core::settings! {
         /// Funnel extension: store the last written position in funnel_positions in the
         /// same transaction and skip records it covers after a restart.
         pub exactly_once: bool = "exactlyOnce" (default "false"),
+    }
+}
+
+impl PostgresDestinationConfig {
+    /// What the shared SQL destination reads of these settings.
+    pub(crate) fn rules(&self) -> crate::sql::destination::Rules {
+        crate::sql::destination::Rules {
+            table: self.table.clone(),
+            key: self.key.clone(),
+            exactly_once: self.exactly_once,
+        }
     }
 }
 
@@ -355,23 +336,10 @@ mod tests {
     }
 
     #[test]
-    fn the_table_setting_is_a_name_or_a_metadata_lookup() {
+    fn the_table_setting_defaults_to_a_lookup_of_the_collection_metadata() {
         assert_eq!(
             table_name(PostgresDestinationSettings::SPEC[1].default.unwrap()),
             Ok(TableName::Metadata("opencdc.collection".into()))
         );
-        assert_eq!(
-            table_name("{{ .Metadata.table }}"),
-            Ok(TableName::Metadata("table".into()))
-        );
-        assert_eq!(
-            table_name("public.t"),
-            Ok(TableName::Literal("public.t".into()))
-        );
-        assert!(matches!(
-            table_name("{{ printf \"%s_copy\" (index .Metadata \"opencdc.collection\") }}"),
-            Ok(TableName::Template(_))
-        ));
-        assert!(table_name("{{ printf ").is_err());
     }
 }

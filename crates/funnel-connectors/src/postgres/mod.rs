@@ -98,12 +98,13 @@ use std::sync::Arc;
 
 use funnel_core::component::{Build, Cleanup, Component};
 
+pub use crate::sql::destination::POSITIONS_TABLE;
 pub use config::{
     CdcMode, Columns, PgUrl, Positive, PostgresDestinationConfig, PostgresDestinationSettings,
     PostgresSourceConfig, PostgresSourceSettings, PublicationName, SlotName, SnapshotMode,
     TableName, Tables, validate_destination, validate_source,
 };
-pub use destination::{POSITIONS_TABLE, PostgresDestination};
+use destination::PostgresDestination;
 pub use position::compare_positions;
 pub use source::PostgresSource;
 pub use tls::{SslMode, Tls};

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,8 +19,7 @@ use futures::StreamExt;
 use pgwire_replication::{
     Lsn, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent,
 };
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use super::METADATA_LSN;
@@ -31,16 +29,13 @@ use super::copy::{CopyLines, TextRow};
 use super::pgoutput::{self, Cell, Message};
 use super::position::{PgPosition, SnapshotPositions};
 use super::types::{SESSION_OPTIONS, TypeMap, quote_ident, quote_literal};
+use crate::sql::reader::{BatchSender, ReaderTask, snapshot_record};
 use crate::util::unix_nanos_now;
 
-/// Batches waiting for `read`, at most.
-const QUEUED_BATCHES: usize = 4;
 /// A change waits at most this long for more changes to fill its batch.
 const LINGER: Duration = Duration::from_millis(5);
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-
-type Batches = mpsc::Receiver<Result<Vec<Record>, ConnectorError>>;
 
 /// A PostgreSQL source (see the [module docs](super)).
 pub struct PostgresSource {
@@ -48,25 +43,9 @@ pub struct PostgresSource {
     who: String,
     config: PostgresSourceConfig,
     resume: Option<Position>,
-    batches: tokio::sync::Mutex<Option<Batches>>,
-    running: Mutex<Option<Running>>,
-}
-
-/// The handle of the reader task.
-struct Running {
-    acked: watch::Sender<Option<(u64, u32)>>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Running {
-    /// A source dropped without `teardown` (its pipeline was aborted) stops its reader
-    /// at once, which closes the replication connection and frees the slot for the
-    /// next source, as the end of a killed process would.
-    fn drop(&mut self) {
-        self.stop.send_replace(true);
-        self.task.abort();
-    }
+    /// The reader task, and beside it where to send the last acked change (commit
+    /// LSN, index).
+    reader: ReaderTask<watch::Sender<Option<(u64, u32)>>>,
 }
 
 /// What the reader does first.
@@ -92,8 +71,7 @@ impl PostgresSource {
             id: id.to_owned(),
             config,
             resume,
-            batches: tokio::sync::Mutex::new(None),
-            running: Mutex::new(None),
+            reader: ReaderTask::new(&format!("postgres source {id}"), Duration::from_secs(5)),
         }
     }
 
@@ -372,12 +350,8 @@ impl PostgresSource {
 impl Source for PostgresSource {
     async fn open(&self) -> Result<(), ConnectorError> {
         let who = self.who.clone();
-        let resume = match &self.resume {
-            None => None,
-            Some(p) => Some(
-                PgPosition::decode(p).map_err(|m| ConnectorError::data(format!("{who}: {m}")))?,
-            ),
-        };
+        let resume = (self.resume.as_ref().map(PgPosition::decode).transpose())
+            .map_err(|m| ConnectorError::data(format!("{who}: {m}")))?;
         let client = conn::connect(&self.config.pg, &self.config.tls, &who).await?;
         let level: String = client
             .query_one("SHOW wal_level", &[])
@@ -408,59 +382,35 @@ impl Source for PostgresSource {
             }
         };
 
-        let (tx, rx) = mpsc::channel(QUEUED_BATCHES);
         let (acked, acked_rx) = watch::channel(None);
-        let (stop, stop_rx) = watch::channel(false);
         let resume_change = match resume {
             Some(PgPosition::Change { commit_lsn, index }) => Some((commit_lsn, index)),
             _ => None,
         };
-        let reader = Reader {
-            id: self.id.clone(),
-            who: who.clone(),
-            config: self.config.clone(),
-            replication: self.replication_config(),
-            types: TypeMap::new(arrays),
-            by_oid: tables.iter().map(|t| (t.oid, t.clone())).collect(),
-            tables,
-            client,
-            tx,
-            acked: acked_rx,
-            stop: stop_rx,
-            resume_change,
-        };
-        let task = tokio::spawn(async move {
-            let tx = reader.tx.clone();
-            let mut stop = reader.stop.clone();
-            if let Err(e) = reader.run(start).await {
-                tokio::select! {
-                    biased;
-                    _ = stop.wait_for(|stopped| *stopped) => {}
-                    _ = tx.send(Err(e)) => {}
-                }
-            }
-        });
-        *self.batches.lock().await = Some(rx);
-        *self.running.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Running { acked, stop, task });
+        self.reader
+            .start(acked, |tx, stop| {
+                let reader = Reader {
+                    id: self.id.clone(),
+                    who: who.clone(),
+                    config: self.config.clone(),
+                    replication: self.replication_config(),
+                    types: TypeMap::new(arrays),
+                    by_oid: tables.iter().map(|t| (t.oid, t.clone())).collect(),
+                    tables,
+                    client,
+                    tx,
+                    acked: acked_rx,
+                    stop,
+                    resume_change,
+                };
+                reader.run(start)
+            })
+            .await;
         Ok(())
     }
 
     async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
-        let mut batches = self.batches.lock().await;
-        let Some(rx) = batches.as_mut() else {
-            return Err(ConnectorError::internal(format!(
-                "{}: read before open",
-                self.who
-            )));
-        };
-        match rx.recv().await {
-            Some(result) => result.map(Some),
-            None => Err(ConnectorError::transient(format!(
-                "{}: the reader stopped",
-                self.who
-            ))),
-        }
+        self.reader.read().await
     }
 
     async fn ack(&self, positions: &[Position]) -> Result<(), ConnectorError> {
@@ -469,27 +419,18 @@ impl Source for PostgresSource {
         };
         let position = PgPosition::decode(last)
             .map_err(|m| ConnectorError::internal(format!("{}: ack: {m}", self.who)))?;
-        if let PgPosition::Change { commit_lsn, index } = position
-            && let Some(running) = &*self.running.lock().unwrap_or_else(PoisonError::into_inner)
-        {
-            running.acked.send_replace(Some((commit_lsn, index)));
+        if let PgPosition::Change { commit_lsn, index } = position {
+            self.reader.beside(|acked| {
+                acked.send_replace(Some((commit_lsn, index)));
+            });
         }
         Ok(())
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(mut running) = running {
-            running.stop.send_replace(true);
-            // The reader stops at its next step (a full queue does not hold it); a
-            // reader stuck on the server is aborted when `running` drops.
-            let _ = tokio::time::timeout(Duration::from_secs(5), &mut running.task).await;
-        }
-        *self.batches.lock().await = None;
+        // The reader stops at its next step (a full queue does not hold it); a reader
+        // stuck on the server is aborted.
+        self.reader.stop().await;
         Ok(())
     }
 }
@@ -505,7 +446,7 @@ struct Reader {
     by_oid: HashMap<u32, TableInfo>,
     /// A regular connection: snapshot reads and catalog look-ups.
     client: Client,
-    tx: mpsc::Sender<Result<Vec<Record>, ConnectorError>>,
+    tx: BatchSender,
     acked: watch::Receiver<Option<(u64, u32)>>,
     stop: watch::Receiver<bool>,
     /// Changes at or before this (commit LSN, index) were delivered before a restart.
@@ -713,16 +654,7 @@ impl Reader {
                         key_index.iter().map(|&i| row.get(i).unwrap_or_default()),
                     );
                     let key = key_data(&after, &table.key);
-                    batch.push(Record {
-                        position: record_position,
-                        operation: Operation::Snapshot,
-                        metadata: template.clone(),
-                        key,
-                        payload: Payload {
-                            before: None,
-                            after: Some(Data::Structured(after)),
-                        },
-                    });
+                    batch.push(snapshot_record(record_position, &template, key, after));
                     row_number += 1;
                     if batch.len() >= batch_size {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));

@@ -1,10 +1,45 @@
-//! What the SQL destinations (postgres, mysql) share: the `table` setting, the record
-//! key as columns, and the order of source positions for their exactly-once mode.
+//! What the SQL connectors (postgres, mysql) share: the `table` setting, the record
+//! key as columns, the order of source positions for their exactly-once mode, the
+//! destination's batch rules (`destination`) and the source's reader task
+//! (`reader`).
+
+pub(crate) mod destination;
+pub(crate) mod reader;
 
 use std::cmp::Ordering;
 
 use funnel_core::typed::FromSetting;
 use funnel_record::{Data, Record, StructuredData, Value};
+
+/// A count that must be at least 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Positive(pub usize);
+
+impl FromSetting for Positive {
+    const KIND: funnel_core::SettingType = funnel_core::SettingType::Int;
+
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        match usize::from_setting(raw)? {
+            0 => Err("must be greater than 0".to_owned()),
+            n => Ok(Self(n)),
+        }
+    }
+}
+
+/// A comma list of column names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Columns(pub Vec<String>);
+
+impl FromSetting for Columns {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        Ok(Self(
+            raw.split(',')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect(),
+        ))
+    }
+}
 
 /// Where a destination writes a record.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,143 @@
+//! A source's reader task, as the SQL sources run it: a task reads the server and
+//! sends batches through a short queue; `read` takes the next one; `teardown` tells
+//! the task to stop and waits for it a moment; a source dropped without `teardown`
+//! stops its task at once, which closes its connections, as the end of a killed
+//! process would.
+
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use funnel_core::ConnectorError;
+use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, StructuredData};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Batches waiting for `read`, at most.
+const QUEUED_BATCHES: usize = 4;
+
+/// Where the reader task sends its batches (and the error that ends it).
+pub(crate) type BatchSender = mpsc::Sender<Result<Vec<Record>, ConnectorError>>;
+
+type Batches = mpsc::Receiver<Result<Vec<Record>, ConnectorError>>;
+
+/// The reader task of a source, and `H`, what the source keeps beside it while it runs.
+pub(crate) struct ReaderTask<H = ()> {
+    who: String,
+    /// How long `teardown` waits for the task to stop before aborting it.
+    grace: Duration,
+    batches: tokio::sync::Mutex<Option<Batches>>,
+    running: Mutex<Option<Running<H>>>,
+}
+
+/// The handle of the running task.
+struct Running<H> {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    // Only the postgres source keeps something beside its task.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    beside: H,
+}
+
+impl<H> Drop for Running<H> {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        self.task.abort();
+    }
+}
+
+impl<H> ReaderTask<H> {
+    /// No task yet; `who` starts the messages, `grace` is how long `stop` waits.
+    pub(crate) fn new(who: &str, grace: Duration) -> Self {
+        Self {
+            who: who.to_owned(),
+            grace,
+            batches: tokio::sync::Mutex::new(None),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Starts the task `run(batches, stop)`, keeping `beside` while it runs. An error
+    /// `run` returns is the next `read`'s, unless the task was told to stop.
+    pub(crate) async fn start<F, Fut>(&self, beside: H, run: F)
+    where
+        F: FnOnce(BatchSender, watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = Result<(), ConnectorError>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(QUEUED_BATCHES);
+        let (stop, mut stop_rx) = watch::channel(false);
+        let reader = run(tx.clone(), stop_rx.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = reader.await {
+                tokio::select! {
+                    biased;
+                    _ = stop_rx.wait_for(|stopped| *stopped) => {}
+                    _ = tx.send(Err(e)) => {}
+                }
+            }
+        });
+        *self.batches.lock().await = Some(rx);
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Running { stop, task, beside });
+    }
+
+    /// Calls `f` with what is kept beside the task, while it runs.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn beside(&self, f: impl FnOnce(&H)) {
+        if let Some(running) = &*self.running.lock().unwrap_or_else(PoisonError::into_inner) {
+            f(&running.beside);
+        }
+    }
+
+    /// The next batch from the task.
+    pub(crate) async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
+        let mut batches = self.batches.lock().await;
+        let Some(rx) = batches.as_mut() else {
+            return Err(ConnectorError::internal(format!(
+                "{}: read before open",
+                self.who
+            )));
+        };
+        match rx.recv().await {
+            Some(result) => result.map(Some),
+            None => Err(ConnectorError::transient(format!(
+                "{}: the reader stopped",
+                self.who
+            ))),
+        }
+    }
+
+    /// Tells the task to stop and waits for it at most the grace period; a task stuck
+    /// on the server is aborted then.
+    pub(crate) async fn stop(&self) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut running) = running {
+            running.stop.send_replace(true);
+            let _ = tokio::time::timeout(self.grace, &mut running.task).await;
+        }
+        *self.batches.lock().await = None;
+    }
+}
+
+/// A snapshot row as a record.
+pub(crate) fn snapshot_record(
+    position: Position,
+    metadata: &Metadata,
+    key: Option<Data>,
+    row: StructuredData,
+) -> Record {
+    Record {
+        position,
+        operation: Operation::Snapshot,
+        metadata: metadata.clone(),
+        key,
+        payload: Payload {
+            before: None,
+            after: Some(Data::Structured(row)),
+        },
+    }
+}
