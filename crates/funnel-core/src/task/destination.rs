@@ -8,53 +8,45 @@ use tracing::debug;
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::inspect::{Point, Tap, inspector};
 use crate::plugin::{Destination, DestinationAck};
-use crate::telemetry::{Binding, ConnectorMetrics};
+use crate::telemetry::Binding;
+
+use super::Connector;
 
 /// Writes batches to a [`Destination`] and matches its acks.
 pub struct DestinationTask {
-    id: String,
+    pub(crate) connector: Connector,
     destination: Arc<dyn Destination>,
-    /// The plugin name (a metric label).
-    plugin: String,
-    pub(crate) metrics: ConnectorMetrics,
-    /// The records written, for the inspector.
-    tap: Arc<Tap>,
 }
 
 impl DestinationTask {
     /// A task writing to `destination`.
     pub fn new(id: impl Into<String>, destination: Arc<dyn Destination>) -> Self {
-        let id = id.into();
         Self {
-            metrics: ConnectorMetrics::unbound(),
-            tap: inspector().tap(&id, Point::Connector),
-            id,
+            connector: Connector::new(id.into()),
             destination,
-            plugin: String::new(),
         }
     }
 
     /// Names the destination's plugin (Conduit's `plugin` metric label).
     #[must_use]
     pub fn with_plugin(mut self, plugin: impl Into<String>) -> Self {
-        self.plugin = plugin.into();
+        self.connector.plugin = plugin.into();
         self
     }
 
     /// The plugin name given with [`with_plugin`](Self::with_plugin).
     pub fn plugin(&self) -> &str {
-        &self.plugin
+        &self.connector.plugin
     }
 
     pub(crate) fn bind_pipeline(&mut self, to: Binding<'_>) {
-        self.metrics = ConnectorMetrics::new(to, "destination", &self.id, &self.plugin);
+        self.connector.bind_pipeline(to, "destination");
     }
 
     /// The task's ID (the destination connector's ID).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.connector.id
     }
 
     /// The destination.
@@ -68,15 +60,15 @@ impl DestinationTask {
     ///
     /// [`Error::Open`] when the destination fails to open.
     pub async fn open(&self) -> Result<()> {
-        debug!(connector_id = %self.id, "opening destination");
+        debug!(connector_id = %self.connector.id, "opening destination");
         self.destination
             .open()
             .await
             .map_err(|source| Error::Open {
-                task: self.id.clone(),
+                task: self.connector.id.clone(),
                 source,
             })?;
-        debug!(connector_id = %self.id, "destination open");
+        debug!(connector_id = %self.connector.id, "destination open");
         Ok(())
     }
 
@@ -88,7 +80,7 @@ impl DestinationTask {
     pub async fn close(&self) -> Result<()> {
         let torn_down = self.destination.teardown().await;
         torn_down.map_err(|source| Error::Teardown {
-            task: self.id.clone(),
+            task: self.connector.id.clone(),
             source,
         })
     }
@@ -99,12 +91,12 @@ impl DestinationTask {
     ///
     /// [`Error::Write`] when the destination refuses the write.
     pub async fn write(&self, records: &[Record]) -> Result<()> {
-        self.tap.send(records);
+        self.connector.tap.send(records);
         self.destination
             .write(records)
             .await
             .map_err(|source| Error::Write {
-                task: self.id.clone(),
+                task: self.connector.id.clone(),
                 count: records.len(),
                 source,
             })
@@ -120,7 +112,7 @@ impl DestinationTask {
             .ack()
             .await
             .map_err(|source| Error::ReceiveAcks {
-                task: self.id.clone(),
+                task: self.connector.id.clone(),
                 count: waiting,
                 source,
             })
@@ -145,12 +137,12 @@ impl DestinationTask {
             let started = Instant::now();
             let acks = self.next_acks(records.len() - cursor).await?;
             let expected = records[cursor..].iter().map(|r| &r.position);
-            check_acks(&self.id, &acks, expected)?;
+            check_acks(&self.connector.id, &acks, expected)?;
             let bytes = records[cursor..cursor + acks.len()]
                 .iter()
                 .map(Record::size_hint)
                 .sum();
-            self.metrics.observe(started, acks.len(), bytes);
+            self.connector.metrics.observe(started, acks.len(), bytes);
             let received = acks.len();
             // End to start: a nack may spread over a split record's pieces.
             for (k, ack) in acks.into_iter().enumerate().rev() {

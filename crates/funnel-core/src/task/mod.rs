@@ -45,9 +45,7 @@ impl Task {
 
     pub(crate) fn bind_pipeline(&mut self, to: Binding<'_>) {
         match self {
-            Self::Source(t) => {
-                t.metrics = ConnectorMetrics::new(to, "source", &t.id, &t.plugin);
-            }
+            Self::Source(t) => t.connector.bind_pipeline(to, "source"),
             Self::Processor(t) => t.bind_pipeline(to),
             Self::Destination(t) => t.bind_pipeline(to),
         }
@@ -72,42 +70,61 @@ impl From<DestinationTask> for Task {
     }
 }
 
+/// What a source task and a destination task both keep about their connector.
+pub(crate) struct Connector {
+    /// The connector's ID.
+    pub(crate) id: String,
+    /// The plugin name (a metric label).
+    pub(crate) plugin: String,
+    pub(crate) metrics: ConnectorMetrics,
+    /// The records read or written, for the inspector.
+    pub(crate) tap: Arc<Tap>,
+}
+
+impl Connector {
+    /// Connector `id`, its metrics not bound to a pipeline yet.
+    pub(crate) fn new(id: String) -> Self {
+        Self {
+            metrics: ConnectorMetrics::unbound(),
+            tap: inspector().tap(&id, Point::Connector),
+            id,
+            plugin: String::new(),
+        }
+    }
+
+    /// Binds the metrics to a pipeline, as a `kind` (`source`, `destination`).
+    pub(crate) fn bind_pipeline(&mut self, to: Binding<'_>, kind: &'static str) {
+        self.metrics = ConnectorMetrics::new(to, kind, &self.id, &self.plugin);
+    }
+}
+
 /// Reads batches from a [`Source`] and numbers their records.
 pub struct SourceTask {
-    id: String,
+    connector: Connector,
     source: Arc<dyn Source>,
     next_origin: u64,
-    /// The plugin name (a metric label).
-    plugin: String,
-    metrics: ConnectorMetrics,
-    /// The records read, for the inspector.
-    tap: Arc<Tap>,
 }
 
 impl SourceTask {
     /// A task reading from `source`.
     pub fn new(id: impl Into<String>, source: Arc<dyn Source>) -> Self {
-        let id = id.into();
         Self {
-            metrics: ConnectorMetrics::unbound(),
-            tap: inspector().tap(&id, Point::Connector),
-            id,
+            connector: Connector::new(id.into()),
             source,
             next_origin: 0,
-            plugin: String::new(),
         }
     }
 
     /// Names the source's plugin (Conduit's `plugin` metric label).
     #[must_use]
     pub fn with_plugin(mut self, plugin: impl Into<String>) -> Self {
-        self.plugin = plugin.into();
+        self.connector.plugin = plugin.into();
         self
     }
 
     /// The task's ID (the source connector's ID).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.connector.id
     }
 
     /// The source.
@@ -121,12 +138,12 @@ impl SourceTask {
     ///
     /// [`Error::Open`] when the source fails to open.
     pub async fn open(&self) -> Result<()> {
-        debug!(connector_id = %self.id, "opening source");
+        debug!(connector_id = %self.connector.id, "opening source");
         self.source.open().await.map_err(|source| Error::Open {
-            task: self.id.clone(),
+            task: self.connector.id.clone(),
             source,
         })?;
-        debug!(connector_id = %self.id, "source open");
+        debug!(connector_id = %self.connector.id, "source open");
         Ok(())
     }
 
@@ -165,7 +182,7 @@ impl SourceTask {
         read: std::result::Result<Option<Vec<Record>>, ConnectorError>,
     ) -> Result<Option<Vec<Record>>> {
         let read = read.map_err(|source| Error::Read {
-            task: self.id.clone(),
+            task: self.connector.id.clone(),
             source,
         })?;
         let Some(records) = read else {
@@ -173,7 +190,7 @@ impl SourceTask {
         };
         if let Some(index) = records.iter().position(|r| r.position.is_empty()) {
             return Err(Error::EmptyPosition {
-                task: self.id.clone(),
+                task: self.connector.id.clone(),
                 index,
             });
         }
@@ -182,7 +199,7 @@ impl SourceTask {
 
     /// A batch of `records`, numbered after every record read before.
     pub(crate) fn number(&mut self, records: Vec<Record>) -> Batch {
-        self.tap.send(&records);
+        self.connector.tap.send(&records);
         let batch = Batch::with_origin_base(records, self.next_origin);
         self.next_origin += batch.len() as u64;
         batch
@@ -196,9 +213,9 @@ impl SourceTask {
         records: usize,
         bytes: usize,
     ) -> Option<u64> {
-        self.metrics.observe(started, records, bytes);
+        self.connector.metrics.observe(started, records, bytes);
         let backlog = self.source.backlog()?;
-        self.metrics.set_lag(backlog);
+        self.connector.metrics.set_lag(backlog);
         Some(backlog)
     }
 }

@@ -166,7 +166,10 @@ pub(super) async fn ack_reader_stage(
             let origins = &written.delivery.batch.origins()[from..*cursor];
             tally.settled.extend(origins, 1);
         }
-        destination.metrics.observe(started, received, bytes);
+        destination
+            .connector
+            .metrics
+            .observe(started, received, bytes);
         WorkerStats::add(&shared.stats.written, received);
         if !shared.send(&ledger, LedgerEvent::Tally(tally)).await {
             return;
