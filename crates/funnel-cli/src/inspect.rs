@@ -3,7 +3,6 @@
 //! prints the records.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use funnel_api::{BoxFuture, InspectPoint, Inspection, Pipelines, Status};
@@ -12,6 +11,8 @@ use futures::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+
+use crate::remote::{Remote, encode};
 
 /// `funnel inspect`: watch the records passing a connector or a processor.
 #[derive(clap::Args)]
@@ -25,27 +26,10 @@ pub(crate) struct InspectArgs {
     /// For a processor: watch the records going in instead of those coming out.
     #[arg(long = "in")]
     input: bool,
-    /// Address of the running funnel's HTTP API.
-    #[arg(
-        long = "api.http.address",
-        env = "FUNNEL_API_HTTP_ADDRESS",
-        default_value = "127.0.0.1:8080"
-    )]
-    api_address: String,
-    /// The API token, when funnel runs with one.
-    #[arg(
-        long = "api.auth.token",
-        env = "FUNNEL_API_AUTH_TOKEN",
-        hide_env_values = true
-    )]
-    api_token: Option<String>,
-    /// A file holding the API token, instead of --api.auth.token.
-    #[arg(
-        long = "api.auth.token-file",
-        env = "FUNNEL_API_AUTH_TOKEN_FILE",
-        conflicts_with = "api_token"
-    )]
-    api_token_file: Option<PathBuf>,
+    // The running funnel's API: `--api.address` (or `--api.http.address`) and its
+    // token.
+    #[command(flatten)]
+    remote: Remote,
 }
 
 /// Opens a session for the API: `id` must be a connector (for
@@ -106,18 +90,11 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<u8> {
 }
 
 async fn watch(args: &InspectArgs) -> anyhow::Result<u8> {
-    let token = match (&args.api_token, &args.api_token_file) {
-        (Some(t), _) => Some(t.trim().to_owned()),
-        (None, Some(file)) => Some(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read the API token file {}", file.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        (None, None) => None,
-    };
-    let id = encode_segment(&args.component_id);
-    let base = format!("ws://{}", args.api_address);
+    let failed = |f: crate::output::Failure| anyhow::anyhow!(f.message);
+    let token = args.remote.token().map_err(failed)?;
+    let address = args.remote.host().map_err(failed)?;
+    let id = encode(&args.component_id);
+    let base = format!("ws://{address}");
     let mut candidates = vec![format!("{base}/v1/connectors/{id}/inspect")];
     let side = if args.input {
         "inspect-in"
@@ -152,10 +129,10 @@ async fn watch(args: &InspectArgs) -> anyhow::Result<u8> {
                 bail!(
                     "the API at {} needs a token: pass --api.auth.token or set \
                      FUNNEL_API_AUTH_TOKEN",
-                    args.api_address
+                    address
                 );
             }
-            Err(e) => bail!("cannot reach the API at {}: {e}", args.api_address),
+            Err(e) => bail!("cannot reach the API at {address}: {e}"),
         }
     }
     let Some(mut socket) = socket else {
@@ -198,17 +175,4 @@ async fn watch(args: &InspectArgs) -> anyhow::Result<u8> {
     let _ = stdout.flush();
     let _ = socket.close(None).await;
     Ok(0)
-}
-
-/// `text` with what a URL path segment cannot hold percent-encoded.
-fn encode_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.:~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

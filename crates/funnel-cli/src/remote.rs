@@ -20,6 +20,7 @@ pub(crate) struct Remote {
     /// `http://host:port`).
     #[arg(
         long = "api.address",
+        visible_alias = "api.http.address",
         env = "FUNNEL_API_ADDRESS",
         default_value = "127.0.0.1:8080",
         global = true
@@ -33,10 +34,19 @@ pub(crate) struct Remote {
         global = true
     )]
     token: Option<String>,
+    /// A file holding the API's token (surrounding whitespace is ignored), instead of
+    /// --api.auth.token.
+    #[arg(
+        long = "api.auth.token-file",
+        env = "FUNNEL_API_AUTH_TOKEN_FILE",
+        conflicts_with = "token",
+        global = true
+    )]
+    token_file: Option<std::path::PathBuf>,
 }
 
 /// A path segment with everything but unreserved characters and `:` percent-encoded.
-fn encode(segment: &str) -> String {
+pub(crate) fn encode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| {
@@ -65,7 +75,7 @@ fn dechunk(mut body: &str) -> String {
 
 impl Remote {
     /// `host:port` to connect to.
-    fn host(&self) -> Result<String, Failure> {
+    pub(crate) fn host(&self) -> Result<String, Failure> {
         let address = self.address.trim().trim_end_matches('/');
         if address.starts_with("https://") {
             return Err(Failure::validation(format!(
@@ -79,6 +89,22 @@ impl Remote {
         } else {
             address.to_owned()
         })
+    }
+
+    /// The token to send: `--api.auth.token`, or what `--api.auth.token-file` holds.
+    pub(crate) fn token(&self) -> Result<Option<String>, Failure> {
+        match (&self.token, &self.token_file) {
+            (Some(t), _) => Ok(Some(t.trim().to_owned())),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|t| Some(t.trim().to_owned()))
+                .map_err(|e| {
+                    Failure::environment(format!(
+                        "cannot read the API token file {}: {e}",
+                        file.display()
+                    ))
+                }),
+            (None, None) => Ok(None),
+        }
     }
 
     /// One request; the JSON answer, or why there is none.
@@ -101,9 +127,8 @@ impl Remote {
             .map_err(unreachable)?;
         let body = body.map(Value::to_string).unwrap_or_default();
         let auth = self
-            .token
-            .as_ref()
-            .map(|t| format!("Authorization: Bearer {}\r\n", t.trim()))
+            .token()?
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         write!(
             stream,
@@ -359,6 +384,7 @@ mod tests {
         let remote = |address: &str| Remote {
             address: address.to_owned(),
             token: None,
+            token_file: None,
         };
         assert_eq!(remote(":8080").host().unwrap(), "127.0.0.1:8080");
         assert_eq!(remote("http://h:1/").host().unwrap(), "h:1");

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use funnel_test_utils::process::{self, stop};
 use funnel_test_utils::wait_until_blocking;
 use serde_json::{Value, json};
 
@@ -61,13 +62,7 @@ fn json_call(port: u16, method: &str, path: &str, body: Option<Value>) -> (u16, 
 }
 
 fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Child {
-    Command::new(FUNNEL)
-        .current_dir(dir)
-        .args(["run", "--api.http.address", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    process::funnel_command(FUNNEL, dir, &format!("127.0.0.1:{port}"), extra)
         .spawn()
         .unwrap()
 }
@@ -76,19 +71,6 @@ fn wait_healthy(port: u16) {
     wait_until_blocking("the API answers", Duration::from_secs(30), || {
         matches!(call(port, "GET", "/healthz", None, None), Some((200, _)))
     });
-}
-
-fn stop(child: Child) -> String {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    stderr
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -280,13 +262,8 @@ fn the_api_on_a_non_loopback_address_needs_a_token() {
     let token = "t0ken-for-the-api-0123456789";
     std::fs::write(dir.path().join("token"), format!("{token}\n")).unwrap();
     for how in ["env", "file"] {
-        let mut command = Command::new(FUNNEL);
-        command
-            .current_dir(dir.path())
-            .args(["run", "--api.http.address", &address, "--db.type", "memory"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut command =
+            process::funnel_command(FUNNEL, dir.path(), &address, &["--db.type", "memory"]);
         if how == "env" {
             command.env("FUNNEL_API_AUTH_TOKEN", token);
         } else {
@@ -422,6 +399,21 @@ fn every_command_against_a_running_instance_answers_the_json_envelope_with_the_e
         .args(["--json", "pipelines", "ls"])
         .env("FUNNEL_API_ADDRESS", &address)
         .env("FUNNEL_API_AUTH_TOKEN", token)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The token from a file, the address under `funnel run`'s flag name.
+    std::fs::write(dir.path().join("token"), format!("{token}\n")).unwrap();
+    let out = Command::new(FUNNEL)
+        .current_dir(dir.path())
+        .args(["--json", "pipelines", "ls", "--api.http.address", &address])
+        .args(["--api.auth.token-file", "token"])
+        .env_remove("FUNNEL_API_AUTH_TOKEN")
         .output()
         .unwrap();
     assert_eq!(

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use funnel_test_utils::connectors::written_positions;
-use funnel_test_utils::process::signal;
+use funnel_test_utils::process::{self, signal};
 use funnel_test_utils::{http, yaml};
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
@@ -39,14 +39,7 @@ impl Env {
 
     /// `funnel run` with `extra` arguments and its API on `address`.
     fn command_at(&self, address: &str, extra: &[&str]) -> Command {
-        let mut c = Command::new(FUNNEL);
-        c.current_dir(self.dir.path())
-            .args(["run", "--api.http.address", address])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        c
+        process::funnel_command(FUNNEL, self.dir.path(), address, extra)
     }
 
     fn run_to_end(&self) -> std::process::Output {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use funnel_test_utils::process::signal;
+use funnel_test_utils::process::{self, free_address, stop};
 use funnel_test_utils::{http, wait_until_blocking, yaml};
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
@@ -117,34 +117,13 @@ fn pipelines_dir(file: &str) -> tempfile::TempDir {
     dir
 }
 
-/// A loopback address with a port free now.
-fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
 /// `funnel run` in `dir` with its API on `address`, stderr piped.
 fn run_with_api(dir: &Path, address: &str, extra: &[&str]) -> Child {
-    Command::new(FUNNEL)
-        .current_dir(dir)
-        .args(["run", "--db.type", "memory", "--api.http.address", address])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    let mut args = vec!["--db.type", "memory"];
+    args.extend_from_slice(extra);
+    process::funnel_command(FUNNEL, dir, address, &args)
         .spawn()
         .unwrap()
-}
-
-/// Stops `child` with SIGTERM and checks it exits 0.
-fn stop(child: Child) {
-    signal(&child, "TERM");
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -430,7 +409,7 @@ fn the_inspector_needs_the_token_and_takes_it_from_the_query_of_a_websocket() {
             "p:touch",
             "--limit",
             "3",
-            "--api.http.address",
+            "--api.address",
             &address,
         ])
         .env("FUNNEL_API_AUTH_TOKEN", "t0ken")
@@ -472,6 +451,29 @@ fn the_inspector_needs_the_token_and_takes_it_from_the_query_of_a_websocket() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // ... or reads it from a file.
+    std::fs::write(dir.path().join("token"), "t0ken\n").unwrap();
+    let out = Command::new(FUNNEL)
+        .args([
+            "inspect",
+            "p:gen",
+            "--limit",
+            "1",
+            "--api.address",
+            &address,
+        ])
+        .arg("--api.auth.token-file")
+        .arg(dir.path().join("token"))
+        .env_remove("FUNNEL_API_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
     drop(socket);
     stop(child);
 }
