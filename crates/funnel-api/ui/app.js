@@ -89,6 +89,9 @@ function totals(samples) {
       case "funnel_source_lag_records":
         add(`lag:${component}`, s.value);
         break;
+      case "funnel_source_lag_bytes":
+        add(`lagbytes:${component}`, s.value);
+        break;
       default:
     }
   }
@@ -120,6 +123,17 @@ function rates(now, values) {
 }
 
 const number = (n) => Math.round(n).toLocaleString("en-US");
+
+// Bytes in B, KB, MB or GB (powers of 1,000).
+function bytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i += 1;
+  }
+  return `${i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
+}
 
 function sparkline(key) {
   const history = state.history.get(key) || [];
@@ -222,8 +236,11 @@ function update(pipelines, values, perSecond) {
       const id = el.dataset.rate;
       const rate = perSecond.get(`component:${id}`);
       const lag = values.get(`lag:${id}`);
+      const lagBytes = values.get(`lagbytes:${id}`);
       el.textContent =
-        rate === undefined ? "–" : `${number(rate)} rec/s${lag === undefined ? "" : ` · lag ${number(lag)}`}`;
+        (rate === undefined ? "–" : `${number(rate)} rec/s`) +
+        (lag === undefined ? "" : ` · lag ${number(lag)}`) +
+        (lagBytes === undefined ? "" : ` · lag ${bytes(lagBytes)}`);
       $(`[data-spark="${CSS.escape(id)}"]`, card).innerHTML = sparkline(`component:${id}`);
     }
   }

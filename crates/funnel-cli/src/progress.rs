@@ -189,7 +189,7 @@ impl Rates {
             }
             _ => 0.0,
         };
-        status_line(
+        let line = status_line(
             &state.id,
             state.current().name(),
             rate,
@@ -197,7 +197,8 @@ impl Rates {
             WorkerStats::get(&stats.read),
             WorkerStats::get(&stats.dlq),
             stats.backlog(),
-        )
+        );
+        with_lag_bytes(line, stats.lag_bytes())
     }
 }
 
@@ -237,6 +238,31 @@ fn status_line(
         }
     }
     line
+}
+
+/// `line` with the lag in bytes appended, when the source knows it (a replication
+/// slot's).
+fn with_lag_bytes(mut line: String, lag: Option<u64>) -> String {
+    if let Some(bytes) = lag {
+        line.push_str(&format!("  lag {:>9}", size(bytes)));
+    }
+    line
+}
+
+/// Bytes in B, KB, MB, GB or TB (powers of 1,000), one decimal above B.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// `n` with thousands separated by commas.
@@ -286,6 +312,16 @@ mod tests {
         assert!(
             line.ends_with("[####################] 100%  done"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn a_known_lag_in_bytes_is_shown_in_units_after_the_line() {
+        assert_eq!(with_lag_bytes("p".into(), None), "p");
+        assert_eq!(with_lag_bytes("p".into(), Some(512)), "p  lag     512 B");
+        assert_eq!(
+            with_lag_bytes("p".into(), Some(12_345_678)),
+            "p  lag   12.3 MB"
         );
     }
 

@@ -16,7 +16,7 @@ mod support;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, postgres, source};
-use funnel_core::{Retry, Source};
+use funnel_core::{LagReport, Retry, Source, WorkerStats};
 use funnel_record::{Data, Operation, Position, Record, StructuredData, Value};
 use funnel_test_utils::compliance::{
     SourceBackend, SourceCapabilities, Support, run_source_compliance,
@@ -458,6 +458,51 @@ async fn escaped_text_reads_back_as_written_and_the_snapshot_maps_like_the_strea
     assert_eq!(streamed, snapshotted);
     source.teardown().await.unwrap();
     drop(pg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slots_lag_in_bytes_rises_with_unacked_changes_and_falls_once_they_are_acked() {
+    let Some(pg) = connect().await else { return };
+    let mut names = fresh_names("lag");
+    let t = names.table("t");
+    pg.batch_execute(&format!("CREATE TABLE {t} (id int PRIMARY KEY, body text)"))
+        .await
+        .unwrap();
+    let settings = source_settings(&names, &t, &[]);
+    let source = source("postgres", "p:pg", &settings, None).unwrap();
+    let stats = Arc::new(WorkerStats::default());
+    source.report_lag(LagReport::new("p", "p:pg", Some(Arc::clone(&stats))));
+    source.open().await.unwrap();
+    funnel_test_utils::wait_until("the slot's lag is reported", PATIENCE, || {
+        stats.lag_bytes().is_some()
+    })
+    .await;
+
+    // 5,000 rows of 1,600 bytes (below the TOAST threshold: written out in the WAL).
+    const ROWS: usize = 5000;
+    const WAL: u64 = 8_000_000;
+    pg.batch_execute(&format!(
+        "INSERT INTO {t} SELECT g, repeat(md5(g::text), 50) FROM generate_series(1, {ROWS}) g"
+    ))
+    .await
+    .unwrap();
+    funnel_test_utils::wait_until(
+        "the lag counts the 8 MB of changes read by nobody",
+        PATIENCE,
+        || stats.lag_bytes().is_some_and(|b| b >= WAL),
+    )
+    .await;
+
+    let records = read_n(source.as_ref(), ROWS).await;
+    let positions: Vec<Position> = records.iter().map(|r| r.position.clone()).collect();
+    source.ack(&positions).await.unwrap();
+    funnel_test_utils::wait_until(
+        "the lag falls below the changes once they are acked",
+        Duration::from_secs(60),
+        || stats.lag_bytes().is_some_and(|b| b < WAL),
+    )
+    .await;
+    source.teardown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,8 @@ pub use error::{BoxError, ConnectorError, Error, ErrorKind, RecordError, Result,
 pub use order::Order;
 pub use parallel::Parallel;
 pub use plugin::{
-    Destination, DestinationAck, PositionCommitter, ProcessedRecord, Processor, Source, WriteFence,
+    Destination, DestinationAck, LagReport, PositionCommitter, ProcessedRecord, Processor, Source,
+    WriteFence,
 };
 pub use shared::SharedDestination;
 pub use spec::{

@@ -61,6 +61,62 @@ pub trait Source: Send + Sync {
     fn backlog(&self) -> Option<u64> {
         None
     }
+
+    /// Hands the source where to report how many bytes it is behind its system (a
+    /// PostgreSQL replication slot's WAL not yet confirmed, say), once, before
+    /// [`open`](Source::open), when the source's worker is built. A source that can
+    /// tell keeps `lag` and sets it whenever it learns, independently of reads (so the
+    /// figure stays true while the pipeline is idle or held back); the default ignores
+    /// it.
+    fn report_lag(&self, lag: LagReport) {
+        let _ = lag;
+    }
+}
+
+/// Where a source reports how many bytes it is behind its system (see
+/// [`Source::report_lag`]): the `funnel_source_lag_bytes` gauge and the worker's
+/// running totals (for the status lines of `funnel run`). Cheap to clone and to set.
+#[derive(Clone)]
+pub struct LagReport {
+    gauge: metrics::Gauge,
+    stats: Option<std::sync::Arc<crate::WorkerStats>>,
+}
+
+impl LagReport {
+    /// A report into the gauge labelled with `pipeline` and `component_id`, and into
+    /// `stats` when given.
+    pub fn new(
+        pipeline: &str,
+        component_id: &str,
+        stats: Option<std::sync::Arc<crate::WorkerStats>>,
+    ) -> Self {
+        Self {
+            gauge: crate::telemetry::source_lag_bytes(pipeline, component_id),
+            stats,
+        }
+    }
+
+    /// A report that goes nowhere (for tests and sources run outside a worker).
+    pub fn noop() -> Self {
+        Self {
+            gauge: metrics::Gauge::noop(),
+            stats: None,
+        }
+    }
+
+    /// Sets the lag: the source is `bytes` behind.
+    pub fn set_bytes(&self, bytes: u64) {
+        self.gauge.set(bytes as f64);
+        if let Some(stats) = &self.stats {
+            stats.set_lag_bytes(bytes);
+        }
+    }
+}
+
+impl std::fmt::Debug for LagReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LagReport").finish_non_exhaustive()
+    }
 }
 
 /// The acknowledgement of one written record.

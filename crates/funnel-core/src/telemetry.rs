@@ -103,6 +103,20 @@ pub const INSPECTOR_SESSIONS: &str = "funnel_inspector_sessions";
 /// knows (records still to produce, for a generator with a `recordCount`). Labels:
 /// `pipeline`, `component_id`.
 pub const SOURCE_LAG: &str = "funnel_source_lag_records";
+/// How far a source is behind its system, in bytes, where the source knows (the WAL a
+/// PostgreSQL replication slot holds that the source has not confirmed; see
+/// [`Source::report_lag`](crate::Source::report_lag)). Labels: `pipeline`,
+/// `component_id`.
+pub const SOURCE_LAG_BYTES: &str = "funnel_source_lag_bytes";
+
+/// The [`SOURCE_LAG_BYTES`] gauge of one source.
+pub(crate) fn source_lag_bytes(pipeline: &str, component_id: &str) -> Gauge {
+    gauge!(
+        SOURCE_LAG_BYTES,
+        "pipeline" => pipeline.to_owned(),
+        "component_id" => component_id.to_owned()
+    )
+}
 
 /// Buckets of Conduit's byte histograms: 1 KiB to 2 MiB, doubling.
 pub const BYTES_BUCKETS: [f64; 12] = [

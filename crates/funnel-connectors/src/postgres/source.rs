@@ -8,10 +8,11 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use funnel_core::{ConnectorError, Source};
+use funnel_core::{ConnectorError, LagReport, Source};
 use funnel_record::{
     Data, Metadata, Operation, Payload, Position, Record, StructuredData, metadata,
 };
@@ -34,6 +35,8 @@ use crate::util::unix_nanos_now;
 
 /// A change waits at most this long for more changes to fill its batch.
 const LINGER: Duration = Duration::from_millis(5);
+/// How often the slot's lag is read from the server.
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
@@ -46,6 +49,8 @@ pub struct PostgresSource {
     /// The reader task, and beside it where to send the last acked change (commit
     /// LSN, index).
     reader: ReaderTask<watch::Sender<Option<(u64, u32)>>>,
+    /// Where the slot's lag goes, when the engine asked for it.
+    lag: Mutex<Option<LagReport>>,
 }
 
 /// What the reader does first.
@@ -72,6 +77,7 @@ impl PostgresSource {
             config,
             resume,
             reader: ReaderTask::new(&format!("postgres source {id}"), Duration::from_secs(5)),
+            lag: Mutex::new(None),
         }
     }
 
@@ -387,8 +393,23 @@ impl Source for PostgresSource {
             Some(PgPosition::Change { commit_lsn, index }) => Some((commit_lsn, index)),
             _ => None,
         };
+        let lag = self
+            .lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         self.reader
             .start(acked, |tx, stop| {
+                if let Some(report) = lag {
+                    // Ends when the reader is told to stop (or dropped).
+                    let watcher = LagWatcher {
+                        id: self.id.clone(),
+                        who: who.clone(),
+                        config: self.config.clone(),
+                        report,
+                    };
+                    tokio::spawn(watcher.run(stop.clone()));
+                }
                 let reader = Reader {
                     id: self.id.clone(),
                     who: who.clone(),
@@ -427,11 +448,79 @@ impl Source for PostgresSource {
         Ok(())
     }
 
+    /// Reads the slot's lag (`pg_current_wal_lsn()` minus the slot's
+    /// `confirmed_flush_lsn`) every second on a connection of its own while the source
+    /// is open.
+    fn report_lag(&self, lag: LagReport) {
+        *self.lag.lock().unwrap_or_else(PoisonError::into_inner) = Some(lag);
+    }
+
     async fn teardown(&self) -> Result<(), ConnectorError> {
         // The reader stops at its next step (a full queue does not hold it); a reader
         // stuck on the server is aborted.
         self.reader.stop().await;
         Ok(())
+    }
+}
+
+/// Reads how far the slot is behind the server's WAL, in bytes, every
+/// [`LAG_INTERVAL`], and reports it; reconnects after a failure.
+struct LagWatcher {
+    id: String,
+    who: String,
+    config: PostgresSourceConfig,
+    report: LagReport,
+}
+
+impl LagWatcher {
+    /// The WAL written since what the slot confirmed (on a standby, the WAL replayed).
+    const QUERY: &'static str = "SELECT pg_wal_lsn_diff(\
+         CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, \
+         confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $1";
+
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut client: Option<Client> = None;
+        let mut warned = false;
+        let mut tick = tokio::time::interval(LAG_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|stopped| *stopped) => return,
+                _ = tick.tick() => {}
+            }
+            match self.read(&mut client).await {
+                Ok(Some(bytes)) => {
+                    self.report.set_bytes(bytes);
+                    warned = false;
+                }
+                // No slot yet, or one that has confirmed nothing: nothing to say.
+                Ok(None) => {}
+                Err(e) => {
+                    client = None;
+                    if !warned {
+                        tracing::warn!(connector = %self.id, error = %e, "cannot read the replication slot's lag");
+                        warned = true;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read(&self, client: &mut Option<Client>) -> Result<Option<u64>, ConnectorError> {
+        if client.is_none() {
+            *client = Some(conn::connect(&self.config.pg, &self.config.tls, &self.who).await?);
+        }
+        let Some(connected) = client.as_ref() else {
+            return Ok(None);
+        };
+        let row = connected
+            .query_opt(Self::QUERY, &[&self.config.slot])
+            .await
+            .map_err(|e| conn::error(&format!("{}: slot lag", self.who), e))?;
+        Ok(row
+            .and_then(|r| r.get::<_, Option<i64>>(0))
+            .map(|bytes| u64::try_from(bytes).unwrap_or(0)))
     }
 }
 

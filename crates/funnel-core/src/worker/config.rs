@@ -44,6 +44,11 @@ pub struct WorkerStats {
     ///
     /// [`Source::backlog`]: crate::plugin::Source::backlog
     backlog: AtomicU64,
+    /// What the source last said of its lag in bytes (see [`Source::report_lag`]),
+    /// plus one; 0 while it has said nothing. Read it with [`lag_bytes`](Self::lag_bytes).
+    ///
+    /// [`Source::report_lag`]: crate::plugin::Source::report_lag
+    lag_bytes: AtomicU64,
 }
 
 impl WorkerConfig {
@@ -72,6 +77,17 @@ impl WorkerStats {
     pub(super) fn set_backlog(&self, backlog: u64) {
         self.backlog
             .store(backlog.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// How many bytes the source is behind its system, if it knows (see
+    /// [`LagReport`](crate::LagReport)).
+    pub fn lag_bytes(&self) -> Option<u64> {
+        self.lag_bytes.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    pub(crate) fn set_lag_bytes(&self, bytes: u64) {
+        self.lag_bytes
+            .store(bytes.saturating_add(1), Ordering::Relaxed);
     }
 
     /// Reads a counter.

@@ -123,6 +123,11 @@ impl Worker {
             name: config.name(),
         };
         let tasks = Tasks::new(tasks, &order, dlq, binding)?;
+        tasks.source.source().report_lag(crate::LagReport::new(
+            &config.pipeline_id,
+            tasks.source.id(),
+            Some(Arc::clone(&config.stats)),
+        ));
         Ok(Self {
             ids: tasks.ids(),
             source: SourceHandle::new(
