@@ -58,6 +58,11 @@ trap cleanup EXIT
 . "$PWD/bench/lib.sh"
 
 GEN="$(gen_block)"
+
+# rate: the last line of redis-benchmark -q, without the command (and its 1 KB value).
+rate() {
+    tr '\r' '\n' | tail -1 | sed 's/.*: \([0-9.]* requests per second\)/\1/'
+}
 NOOP="        plugin: builtin:noop"
 
 if [ "$ONLY" != redis ]; then
@@ -82,9 +87,9 @@ if [ "$ONLY" != nats ]; then
     scripts/redis-server.sh ensure >/dev/null
     VALUE="$(cat "$PAYLOAD")"
     echo "redis: filling bench:$TAG:in with $N entries (redis-benchmark XADD)"
-    redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "bench:$TAG:in" '*' data "$VALUE" | tr '\r' '\n' | tail -1
+    redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "bench:$TAG:in" '*' data "$VALUE" | rate
     echo "redis-benchmark XREAD COUNT 1000 (x1000 entries per request):"
-    redis-benchmark -h 127.0.0.1 -q -n $((N / 1000 * 5)) -c 1 XREAD COUNT 1000 STREAMS "bench:$TAG:in" 0 | tr '\r' '\n' | tail -1
+    redis-benchmark -h 127.0.0.1 -q -n $((N / 1000 * 5)) -c 1 XREAD COUNT 1000 STREAMS "bench:$TAG:in" 0 | rate
     run redis_noop "        plugin: builtin:redis
         settings:
           redis.host: 127.0.0.1
@@ -96,5 +101,5 @@ if [ "$ONLY" != nats ]; then
           redis.key: bench:$TAG:out
           mode: stream"
     echo "redis-benchmark XADD (1 KB value, pipelined 100):"
-    redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "bench:$TAG:base" '*' data "$VALUE" | tr '\r' '\n' | tail -1
+    redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "bench:$TAG:base" '*' data "$VALUE" | rate
 fi

@@ -19,9 +19,10 @@ use futures::StreamExt;
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
 const URL: &str = "nats://127.0.0.1:4222";
 
-/// The source's `bufferSize` default: the consumer's `max_ack_pending`, so at most
-/// this many records are read and not committed when funnel is killed.
-const REPLAY_BOUND: usize = 1024;
+/// The consumer's `max_ack_pending` with the source's defaults (`bufferSize` 1024 plus
+/// 4096 for the engine's records in flight), so at most this many records are read and
+/// not committed when funnel is killed.
+const REPLAY_BOUND: usize = 1024 + 4096;
 
 struct Env {
     dir: tempfile::TempDir,

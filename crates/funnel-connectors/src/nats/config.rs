@@ -180,8 +180,8 @@ funnel_core::settings! {
         /// How released messages are acked: explicit (each), all (the last of each
         /// released prefix) or none.
         pub ack_policy: AckPolicy = "ackPolicy" (default "explicit"),
-        /// Messages pulled ahead of the pipeline, and the consumer's max_ack_pending
-        /// (at least 64).
+        /// Messages pulled ahead of the pipeline (at least 64); the consumer's
+        /// max_ack_pending is this plus 4096.
         pub buffer_size: BufferSize = "bufferSize" (default "1024"),
     }
 }

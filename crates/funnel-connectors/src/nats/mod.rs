@@ -25,7 +25,7 @@
 //! | `durable` | `funnel-<connector ID>` | Durable pull consumer's name. |
 //! | `deliverPolicy` | `all` | Where a consumer starts without a saved position: `all` or `new`. |
 //! | `ackPolicy` | `explicit` | `explicit` (each message), `all` (the last of each released prefix), `none`. |
-//! | `bufferSize` | `1024` | Messages pulled ahead, and the consumer's `max_ack_pending` (at least 64). |
+//! | `bufferSize` | `1024` | Messages pulled ahead (at least 64); the consumer's `max_ack_pending` is this plus 4096. |
 //! | `deliverSubject` | — | Accepted for compatibility; a pull consumer has none. |
 //!
 //! **Records.** `payload.after`: the message body (raw). Key: the `Nats-Msg-Id` header,
@@ -42,10 +42,11 @@
 //!
 //! **Guarantee.** Messages are acked to the server in [`Source::ack`], which the engine
 //! calls after the position is committed, so the consumer's ack floor never passes a
-//! message Funnel has not delivered. `bufferSize` bounds the messages read and not
-//! acked (`max_ack_pending`), so the server stops delivering when the pipeline is
-//! behind. A message the server delivers again in the same run (its ack wait of 60 s
-//! passed while the pipeline held it) is skipped by its sequence. On connection loss
+//! message Funnel has not delivered. `bufferSize` plus room for the engine's records in
+//! flight (4096) bound the messages read and not acked (`max_ack_pending`), so the
+//! server stops delivering when the pipeline is behind. A message the server delivers
+//! again in the same run (its ack wait of 60 s passed while the pipeline held it) is
+//! skipped by its sequence. On connection loss
 //! the client reconnects with backoff and pulling goes on; when the consumer is gone
 //! it is made again after the last message read.
 //!

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_core::{ConnectorError, Source};
 use funnel_record::{Data, Metadata, Position, Record, metadata};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -34,8 +34,15 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Longest wait between attempts to create the consumer again.
 const MOST_BACKOFF: Duration = Duration::from_secs(5);
 
-/// A message read, with what acks it, or the error that stopped reading.
-type Item = Result<(Record, u64, Acker), ConnectorError>;
+/// Messages read together (at most `sdk.batch.size`), each with its stream sequence and
+/// what acks it, or the error that stopped reading.
+type Item = Result<(Vec<Record>, Vec<(u64, Acker)>), ConnectorError>;
+
+/// What the consumer's `max_ack_pending` allows beyond `bufferSize`: the records the
+/// engine holds in flight with its default credits (2,048), a batch being read past
+/// them and one being acked. The engine's credits, not the server, then hold reading
+/// back; a smaller window makes the server wait for acks while the pipeline idles.
+const ENGINE_WINDOW: usize = 4096;
 
 /// A NATS JetStream source. No I/O until [`Source::open`].
 pub struct NatsSource {
@@ -46,8 +53,6 @@ pub struct NatsSource {
     resume: Option<Position>,
     /// Messages read by the background task, in stream order.
     queue: tokio::sync::Mutex<Option<mpsc::Receiver<Item>>>,
-    /// An error met after records were taken for a batch: returned by the next read.
-    pending_error: Mutex<Option<ConnectorError>>,
     /// Read and not yet acknowledged, in read order: stream sequence and acker.
     unacked: Mutex<VecDeque<(u64, Acker)>>,
     running: Mutex<Option<Running>>,
@@ -73,7 +78,6 @@ impl NatsSource {
             durable,
             resume,
             queue: tokio::sync::Mutex::new(None),
-            pending_error: Mutex::new(None),
             unacked: Mutex::new(VecDeque::new()),
             running: Mutex::new(None),
         }
@@ -165,24 +169,35 @@ impl Reader {
                 .await
             {
                 Ok(mut messages) => {
-                    while let Some(item) = messages.next().await {
+                    let mut records = Vec::new();
+                    let mut acks = Vec::new();
+                    let mut next = messages.next().await;
+                    while let Some(item) = next {
                         match item {
                             Ok(message) => {
                                 failing_since = None;
                                 backoff = Duration::from_millis(100);
-                                let Some((record, seq, acker)) = self.record(message) else {
-                                    continue;
-                                };
-                                // A redelivery of a message this run already read.
-                                if seq <= last {
-                                    continue;
+                                // Not a redelivery of a message this run already read.
+                                if let Some((record, seq, acker)) = self.record(message)
+                                    && seq > last
+                                {
+                                    records.push(record);
+                                    acks.push((seq, acker));
+                                    last = seq;
                                 }
-                                if tx.send(Ok((record, seq, acker))).await.is_err() {
-                                    return;
-                                }
-                                last = seq;
                             }
                             Err(e) => {
+                                if !records.is_empty()
+                                    && tx
+                                        .send(Ok((
+                                            std::mem::take(&mut records),
+                                            std::mem::take(&mut acks),
+                                        )))
+                                        .await
+                                        .is_err()
+                                {
+                                    return;
+                                }
                                 tracing::warn!(connector = %self.id, error = %e, "Reading from NATS failed; going on.");
                                 if self.gave_up(&mut failing_since, &tx, &e.to_string()).await {
                                     return;
@@ -197,6 +212,33 @@ impl Reader {
                                 }
                             }
                         }
+                        // Messages already received join the batch; the batch goes
+                        // out when none is ready or it is full.
+                        let ready = if records.len() < self.batch {
+                            messages.next().now_or_never()
+                        } else {
+                            None
+                        };
+                        next = match ready {
+                            Some(item) => item,
+                            None => {
+                                if !records.is_empty()
+                                    && tx
+                                        .send(Ok((
+                                            std::mem::take(&mut records),
+                                            std::mem::take(&mut acks),
+                                        )))
+                                        .await
+                                        .is_err()
+                                {
+                                    return;
+                                }
+                                messages.next().await
+                            }
+                        };
+                    }
+                    if !records.is_empty() && tx.send(Ok((records, acks))).await.is_err() {
+                        return;
                     }
                 }
                 Err(e) => {
@@ -322,7 +364,7 @@ impl Source for NatsSource {
                 AckPolicy::None => consumer::AckPolicy::None,
             },
             ack_wait: ACK_WAIT,
-            max_ack_pending: i64::try_from(c.buffer_size).unwrap_or(i64::MAX),
+            max_ack_pending: i64::try_from(c.buffer_size + ENGINE_WINDOW).unwrap_or(i64::MAX),
             ..PullConfig::default()
         };
         let give_up_after = c.connection.max_reconnects.map(|n| {
@@ -355,7 +397,8 @@ impl Source for NatsSource {
         }
         .map_err(|e| ConnectorError::config(e.to_string()))?;
         let last = start.map_or(0, |s| s - 1);
-        let (tx, rx) = mpsc::channel(c.buffer_size);
+        // Batches of up to `batch` messages: `bufferSize` messages in all.
+        let (tx, rx) = mpsc::channel(c.buffer_size.div_ceil(c.batch_size.max(1)).max(2));
         let task = tokio::spawn(reader.run(consumer, last, tx));
         *self.queue.lock().await = Some(rx);
         if let Some(old) = Self::lock(&self.running).replace(Running { task, client }) {
@@ -366,9 +409,6 @@ impl Source for NatsSource {
     }
 
     async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
-        if let Some(error) = Self::lock(&self.pending_error).take() {
-            return Err(error);
-        }
         let mut guard = self.queue.lock().await;
         let Some(rx) = guard.as_mut() else {
             return Err(ConnectorError::transient(format!(
@@ -376,28 +416,10 @@ impl Source for NatsSource {
                 self.who
             )));
         };
-        let first = rx.recv().await.ok_or_else(|| {
+        let (records, acks) = rx.recv().await.ok_or_else(|| {
             ConnectorError::transient(format!("{}: the source was torn down", self.who))
         })??;
-        let mut records = Vec::with_capacity(self.config.batch_size.min(256));
-        let mut unacked = Vec::with_capacity(records.capacity());
-        let (record, seq, acker) = first;
-        records.push(record);
-        unacked.push((seq, acker));
-        while records.len() < self.config.batch_size {
-            match rx.try_recv() {
-                Ok(Ok((record, seq, acker))) => {
-                    records.push(record);
-                    unacked.push((seq, acker));
-                }
-                Ok(Err(e)) => {
-                    *Self::lock(&self.pending_error) = Some(e);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        Self::lock(&self.unacked).extend(unacked);
+        Self::lock(&self.unacked).extend(acks);
         Ok(Some(records))
     }
 

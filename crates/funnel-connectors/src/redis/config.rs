@@ -1,5 +1,6 @@
 //! Redis settings: parsing and validation (no I/O).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use funnel_core::SettingsReader;
@@ -103,6 +104,16 @@ funnel_core::settings! {
         /// What redis.key names: pubsub (a channel) or stream; keyvalue (destination
         /// only): keys named by the record keys.
         pub mode: Mode = "mode" (default "pubsub"),
+        /// Funnel extension: connect with TLS (rediss://).
+        pub tls_enabled: bool = "tls.enabled" (default "false"),
+        /// Funnel extension: path to the CA certificate (PEM) that signed the server's
+        /// certificate (default: the system's roots); needs tls.enabled.
+        pub ca_cert: Option<PathBuf> = "tls.caCert",
+        /// Funnel extension: path to the client certificate (PEM); needs tls.enabled
+        /// and tls.clientKey.
+        pub client_cert: Option<PathBuf> = "tls.clientCert",
+        /// Funnel extension: path to the client certificate's key (PEM).
+        pub client_key: Option<PathBuf> = "tls.clientKey",
     }
 }
 
@@ -152,6 +163,12 @@ pub struct RedisConnection {
     pub username: Option<String>,
     /// `redis.password`.
     pub password: Option<String>,
+    /// `tls.enabled`.
+    pub tls: bool,
+    /// `tls.caCert`.
+    pub ca_cert: Option<PathBuf>,
+    /// `tls.clientCert` and `tls.clientKey`.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
 }
 
 impl RedisConnection {
@@ -213,13 +230,42 @@ fn parse<T: SettingsStruct>(
     }
 }
 
-fn connection(c: RedisConnectionSettings) -> RedisConnection {
+/// The validated connection; the TLS settings' mistakes go to `errors`.
+fn connection(c: RedisConnectionSettings, errors: &mut Vec<SettingsError>) -> RedisConnection {
+    let client_auth = match (c.client_cert, c.client_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (cert, _) => {
+            errors.push(SettingsError::new(
+                if cert.is_some() {
+                    "tls.clientKey"
+                } else {
+                    "tls.clientCert"
+                },
+                "tls.clientCert and tls.clientKey go together: set both or neither",
+            ));
+            None
+        }
+    };
+    if !c.tls_enabled {
+        for (key, set) in [
+            ("tls.caCert", c.ca_cert.is_some()),
+            ("tls.clientCert", client_auth.is_some()),
+        ] {
+            if set {
+                errors.push(SettingsError::new(key, "needs tls.enabled: true"));
+            }
+        }
+    }
     RedisConnection {
         host: c.host,
         port: c.port.0,
         database: c.database,
         username: c.username.filter(|u| !u.is_empty()),
         password: c.password.filter(|p| !p.is_empty()),
+        tls: c.tls_enabled,
+        ca_cert: c.ca_cert,
+        client_auth,
     }
 }
 
@@ -231,14 +277,15 @@ fn connection(c: RedisConnectionSettings) -> RedisConnection {
 pub fn validate_source(settings: &Settings) -> Result<RedisSourceConfig, Vec<SettingsError>> {
     let (conn, own, batch_size) =
         parse::<RedisSourceSettings>(settings, |reader| sdk_source(reader).batch_size)?;
+    let mode = conn.mode;
     let mut errors = Vec::new();
+    let connection = connection(conn, &mut errors);
     if own.key.is_empty() {
         errors.push(SettingsError::new("redis.key", "the key is empty"));
     }
     if own.polling_period.is_zero() {
         errors.push(SettingsError::new("pollingPeriod", "must be longer than 0"));
     }
-    let mode = conn.mode;
     if mode == Mode::KeyValue {
         errors.push(SettingsError::new(
             "mode",
@@ -255,7 +302,7 @@ pub fn validate_source(settings: &Settings) -> Result<RedisSourceConfig, Vec<Set
         return Err(errors);
     }
     Ok(RedisSourceConfig {
-        connection: connection(conn),
+        connection,
         mode,
         key: own.key,
         polling_period: own.polling_period,
@@ -278,15 +325,21 @@ pub fn validate_destination(
         sdk_destination(reader);
         0
     })?;
-    if conn.mode != Mode::KeyValue && own.key.is_none() {
-        return Err(vec![SettingsError::new(
+    let mode = conn.mode;
+    let mut errors = Vec::new();
+    let connection = connection(conn, &mut errors);
+    if mode != Mode::KeyValue && own.key.is_none() {
+        errors.push(SettingsError::new(
             "redis.key",
             "is required with mode stream or pubsub",
-        )]);
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     Ok(RedisDestinationConfig {
-        mode: conn.mode,
-        connection: connection(conn),
+        mode,
+        connection,
         key: own.key.map(|k| k.0),
         max_len: own.max_len,
         value_type: own.value_type,
@@ -345,6 +398,32 @@ mod tests {
         .unwrap();
         assert_eq!(c.key.unwrap().as_literal(), None);
         assert_eq!(c.max_len, 1000);
+    }
+
+    #[test]
+    fn tls_files_need_tls_enabled_and_the_client_certificate_needs_its_key() {
+        let c = validate_source(&settings(&[
+            ("redis.key", "k"),
+            ("tls.enabled", "true"),
+            ("tls.caCert", "/ca.pem"),
+            ("tls.clientCert", "/c.pem"),
+            ("tls.clientKey", "/c.key"),
+        ]))
+        .unwrap();
+        assert!(c.connection.tls);
+        assert_eq!(c.connection.ca_cert, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(
+            c.connection.client_auth,
+            Some((PathBuf::from("/c.pem"), PathBuf::from("/c.key")))
+        );
+        let errors = validate_destination(&settings(&[
+            ("redis.key", "k"),
+            ("tls.caCert", "/ca.pem"),
+            ("tls.clientCert", "/c.pem"),
+        ]))
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.setting.as_str()).collect();
+        assert_eq!(keys, ["tls.clientKey", "tls.caCert"]);
     }
 
     #[test]

@@ -25,11 +25,12 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-/// The client for `connection` (no I/O).
+/// The client for `connection` (no I/O besides reading the TLS files).
 ///
 /// # Errors
 ///
-/// A configuration error when the settings do not make a Redis URL.
+/// A configuration error when the settings do not make a Redis URL, or a TLS file
+/// cannot be read.
 pub(crate) fn client(
     connection: &RedisConnection,
     who: &str,
@@ -45,13 +46,60 @@ pub(crate) fn client(
     } else {
         connection.host.clone()
     };
+    let scheme = if connection.tls { "rediss" } else { "redis" };
     let url = format!(
-        "redis://{auth}{host}:{}/{}",
+        "{scheme}://{auth}{host}:{}/{}",
         connection.port, connection.database
     );
-    redis::Client::open(url).map_err(|e| {
+    let bad_address = |e: redis::RedisError| {
         ConnectorError::config(format!(
             "{who}: the settings do not make a Redis address ({}): {e}",
+            connection.address()
+        ))
+    };
+    if !connection.tls {
+        return redis::Client::open(url).map_err(bad_address);
+    }
+    // redis-rs builds its TLS configuration with the process's default rustls
+    // provider: ring, as the other connectors use (several providers are compiled in,
+    // so none is the default until one is installed; a second install is refused,
+    // which changes nothing).
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |setting: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            ConnectorError::config(format!(
+                "{who}: cannot read {setting} {}: {e}",
+                path.display()
+            ))
+        })
+    };
+    let root_cert = connection
+        .ca_cert
+        .as_deref()
+        .map(|path| read("tls.caCert", path))
+        .transpose()?;
+    let client_tls = match &connection.client_auth {
+        Some((cert, key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("tls.clientCert", cert)?,
+            client_key: read("tls.clientKey", key)?,
+        }),
+        None => None,
+    };
+    if root_cert.is_none() && client_tls.is_none() {
+        // The system's roots.
+        return redis::Client::open(url).map_err(bad_address);
+    }
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| {
+        ConnectorError::config(format!(
+            "{who}: the TLS settings for Redis at {} do not work: {e}",
             connection.address()
         ))
     })

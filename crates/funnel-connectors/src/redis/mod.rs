@@ -12,6 +12,9 @@
 //! | `redis.database` | `0` | Database number. |
 //! | `redis.username`, `redis.password` | — | Credentials (ACL user, or the password alone). |
 //! | `mode` | `pubsub` | What `redis.key` names: `pubsub` (a channel) or `stream`. |
+//! | `tls.enabled` | `false` | Funnel extension: connect with TLS (`rediss://`). |
+//! | `tls.caCert` | — | Funnel extension: the CA (PEM) that signed the server's certificate; default: the system's roots. |
+//! | `tls.clientCert`, `tls.clientKey` | — | Funnel extension: a client certificate and its key (PEM). |
 //!
 //! # Source
 //!

@@ -1,8 +1,10 @@
 //! The Redis source: a stream read with XREAD from the saved entry ID, or as a
 //! consumer group (XREADGROUP, XACK after delivery, XAUTOCLAIM of entries a dead
-//! consumer left); or a pub/sub channel, at most once. A background task reads into a
-//! bounded queue.
+//! consumer left); or a pub/sub channel, at most once. A background task reads whole
+//! batches (one stream read each, the next read already on its way) into a bounded
+//! queue.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -11,9 +13,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_core::{ConnectorError, Source};
 use funnel_record::{Data, Metadata, Position, Record, metadata};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use redis::Value;
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -24,7 +27,12 @@ use crate::util::unix_nanos_now;
 /// Longest wait between attempts to reconnect.
 const MOST_BACKOFF: Duration = Duration::from_secs(5);
 
-type Item = Result<Record, ConnectorError>;
+/// A batch read by the background task (at most `sdk.batch.size` records), or the
+/// error that stopped it.
+type Item = Result<Vec<Record>, ConnectorError>;
+
+/// Batches read ahead of the pipeline (each up to `sdk.batch.size` records).
+const READ_AHEAD: usize = 2;
 
 /// A Redis source. No I/O until [`Source::open`].
 pub struct RedisSource {
@@ -34,7 +42,6 @@ pub struct RedisSource {
     consumer: String,
     resume: Option<Position>,
     queue: tokio::sync::Mutex<Option<mpsc::Receiver<Item>>>,
-    pending_error: Mutex<Option<ConnectorError>>,
     /// Entry IDs read and not yet acknowledged (consumer group mode), so a claim of
     /// one of them is not read twice.
     unacked: std::sync::Arc<Mutex<HashSet<String>>>,
@@ -64,7 +71,6 @@ impl RedisSource {
             consumer,
             resume,
             queue: tokio::sync::Mutex::new(None),
-            pending_error: Mutex::new(None),
             unacked: std::sync::Arc::default(),
             running: Mutex::new(None),
         }
@@ -86,6 +92,97 @@ fn entry_id(id: &str) -> bool {
     )
 }
 
+/// The text of a field name or value in an entry.
+fn text(value: &Value) -> Cow<'_, str> {
+    match value {
+        // `from_utf8` checks ASCII a word at a time; `from_utf8_lossy` byte by byte.
+        Value::BulkString(b) => match std::str::from_utf8(b) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(b),
+        },
+        Value::SimpleString(s) => Cow::Borrowed(s),
+        Value::Int(n) => Cow::Owned(n.to_string()),
+        other => Cow::Owned(format!("{other:?}")),
+    }
+}
+
+/// Appends `text` as a JSON string, as serde_json writes it. Text without a character
+/// that JSON escapes (control characters, `"` and `\`: the usual case) is copied as it
+/// is, which is several times faster than serde_json's byte-by-byte escaping.
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    // Whole chunks without an early exit, so that the compiler compares many bytes at
+    // once.
+    let plain = bytes.chunks(64).all(|chunk| {
+        chunk.iter().fold(true, |plain, &b| {
+            plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+        })
+    });
+    if plain {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+    } else {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
+}
+
+/// The entries of an `XREAD`/`XREADGROUP` reply, in stream order, each as its ID and
+/// its flat list of fields and values; read straight from the reply, without a map per
+/// entry. A nil reply (the blocking read timed out) has none.
+fn entries(reply: Value) -> Vec<(String, Vec<Value>)> {
+    let streams = match reply {
+        Value::Array(streams) | Value::Set(streams) => streams,
+        // RESP3: a map of stream name to entries.
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| Value::Array(vec![k, v]))
+            .collect(),
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let Value::Array(mut parts) = stream else {
+            continue;
+        };
+        let Some(Value::Array(items)) = parts.pop() else {
+            continue;
+        };
+        out.reserve(items.len());
+        for item in items {
+            let Value::Array(mut pair) = item else {
+                continue;
+            };
+            // [id, [field, value, ...]]; the fields are nil for an entry deleted
+            // while pending.
+            let fields = match pair.pop() {
+                Some(Value::Array(fields)) => fields,
+                _ => Vec::new(),
+            };
+            let id = match pair.pop() {
+                Some(Value::BulkString(id)) => String::from_utf8(id)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                Some(Value::SimpleString(id)) => id,
+                _ => continue,
+            };
+            out.push((id, fields));
+        }
+    }
+    out
+}
+
+/// A read started on its own task, stopped when dropped (with the reader task that
+/// owns it).
+struct ReadAhead(JoinHandle<redis::RedisResult<Value>>);
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What the reader task needs.
 struct Reader {
     who: String,
@@ -94,35 +191,66 @@ struct Reader {
     consumer: String,
     client: redis::Client,
     unacked: std::sync::Arc<Mutex<HashSet<String>>>,
+    /// The record key of every record: the stream name.
+    key: Bytes,
 }
 
 impl Reader {
-    fn record(&self, entry: &StreamId) -> Record {
-        let fields: BTreeMap<&str, String> = entry
-            .map
-            .iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                    redis::Value::SimpleString(s) => s.clone(),
-                    redis::Value::Int(n) => n.to_string(),
-                    other => format!("{other:?}"),
-                };
-                (k.as_str(), text)
-            })
-            .collect();
-        let payload = serde_json::to_vec(&fields).unwrap_or_default();
+    /// The record of entry `id` with its flat `fields`; `base` holds the metadata all
+    /// records of a batch share.
+    fn record(&self, id: String, fields: &[Value], base: &Metadata) -> Record {
+        let mut map: BTreeMap<Cow<'_, str>, Cow<'_, str>> = BTreeMap::new();
+        let mut size = 2;
+        for pair in fields.chunks_exact(2) {
+            let (k, v) = (text(&pair[0]), text(&pair[1]));
+            size += k.len() + v.len() + 6;
+            map.insert(k, v);
+        }
+        let mut payload = Vec::with_capacity(size + size / 8);
+        payload.push(b'{');
+        for (i, (k, v)) in map.iter().enumerate() {
+            if i > 0 {
+                payload.push(b',');
+            }
+            push_json_string(&mut payload, k);
+            payload.push(b':');
+            push_json_string(&mut payload, v);
+        }
+        payload.push(b'}');
+        let mut meta = base.clone();
+        let created = created_at(&id).unwrap_or_else(|| unix_nanos_now() as i128);
+        meta.insert(metadata::CREATED_AT, created.to_string());
+        meta.insert(METADATA_ID, id.as_str());
+        let mut record = Record::new(Position::from(id), payload);
+        record.metadata = meta;
+        record.key = Some(Data::Raw(self.key.clone()));
+        record
+    }
+
+    /// The metadata every record of a batch read now shares.
+    fn base_metadata(&self) -> Metadata {
         let mut meta = Metadata::new();
         meta.insert(metadata::COLLECTION, self.config.key.as_str());
-        meta.insert(METADATA_ID, entry.id.as_str());
-        let created = created_at(&entry.id).unwrap_or_else(|| unix_nanos_now() as i128);
-        meta.insert(metadata::CREATED_AT, created.to_string());
         meta.insert(metadata::READ_AT, unix_nanos_now().to_string());
         meta.insert(metadata::SOURCE_CONNECTOR_ID, self.id.as_str());
-        let mut record = Record::new(Position::from(entry.id.clone()), payload);
-        record.metadata = meta;
-        record.key = Some(Data::Raw(Bytes::from(self.config.key.clone())));
-        record
+        meta
+    }
+
+    /// The records of `entries`; in a consumer group, only those not read and
+    /// unacknowledged already (which it marks read).
+    fn records(&self, entries: Vec<(String, Vec<Value>)>, group: bool) -> Vec<Record> {
+        let base = self.base_metadata();
+        let mut records = Vec::with_capacity(entries.len());
+        let mut unacked = group.then(|| lock(&self.unacked));
+        for (id, fields) in entries {
+            if let Some(unacked) = unacked.as_mut()
+                && !unacked.insert(id.clone())
+            {
+                continue;
+            }
+            records.push(self.record(id, &fields, &base));
+        }
+        records
     }
 
     /// A connection for blocking reads, retried with backoff until it works or the
@@ -145,30 +273,51 @@ impl Reader {
         }
     }
 
-    /// XREAD from `last` (exclusive) on.
-    async fn run_stream(self, mut last: String, tx: mpsc::Sender<Item>) {
+    /// Starts `XREAD COUNT <batch> BLOCK <polling period> STREAMS <key> <last>` on its
+    /// own task, so that the next batch is on its way while this one is turned into
+    /// records.
+    fn start_read(&self, con: &MultiplexedConnection, last: &str) -> ReadAhead {
         let block = u64::try_from(self.config.polling_period.as_millis()).unwrap_or(u64::MAX);
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(self.config.batch_size)
+            .arg("BLOCK")
+            .arg(block)
+            .arg("STREAMS")
+            .arg(&self.config.key)
+            .arg(last);
+        let mut con = con.clone();
+        ReadAhead(tokio::spawn(async move {
+            cmd.query_async::<Value>(&mut con).await
+        }))
+    }
+
+    /// XREAD from `last` (exclusive) on, one read ahead.
+    async fn run_stream(self, mut last: String, tx: mpsc::Sender<Item>) {
         let Some(mut con) = self.connection(&tx).await else {
             return;
         };
+        let mut next = self.start_read(&con, &last);
         loop {
-            let reply: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(self.config.batch_size)
-                .arg("BLOCK")
-                .arg(block)
-                .arg("STREAMS")
-                .arg(&self.config.key)
-                .arg(&last)
-                .query_async(&mut con)
-                .await;
+            let reply = match (&mut next.0).await {
+                Ok(reply) => reply,
+                Err(e) => Err(redis::RedisError::from(std::io::Error::other(
+                    e.to_string(),
+                ))),
+            };
             match reply {
                 Ok(reply) => {
-                    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                        if tx.send(Ok(self.record(&entry))).await.is_err() {
-                            return;
-                        }
-                        last = entry.id;
+                    let entries = entries(reply);
+                    if let Some((id, _)) = entries.last() {
+                        last.clone_from(id);
+                    }
+                    next = self.start_read(&con, &last);
+                    if entries.is_empty() {
+                        continue;
+                    }
+                    let records = self.records(entries, false);
+                    if tx.send(Ok(records)).await.is_err() {
+                        return;
                     }
                 }
                 Err(e) => {
@@ -178,6 +327,7 @@ impl Reader {
                         return;
                     };
                     con = c;
+                    next = self.start_read(&con, &last);
                 }
             }
         }
@@ -199,14 +349,21 @@ impl Reader {
             {
                 last_claim = Some(Instant::now());
                 match self.claim(&mut con, &group, idle).await {
-                    Ok(entries) => {
-                        for entry in entries {
-                            if !self.fresh(&entry.id) {
-                                continue;
-                            }
-                            if tx.send(Ok(self.record(&entry))).await.is_err() {
-                                return;
-                            }
+                    Ok(claimed) => {
+                        let entries = claimed
+                            .into_iter()
+                            .map(|entry| {
+                                let fields = entry
+                                    .map
+                                    .into_iter()
+                                    .flat_map(|(k, v)| [Value::BulkString(k.into_bytes()), v])
+                                    .collect();
+                                (entry.id, fields)
+                            })
+                            .collect();
+                        let records = self.records(entries, true);
+                        if !records.is_empty() && tx.send(Ok(records)).await.is_err() {
+                            return;
                         }
                     }
                     Err(e) => {
@@ -226,28 +383,19 @@ impl Reader {
             cmd.arg("STREAMS")
                 .arg(&self.config.key)
                 .arg(pending.as_deref().unwrap_or(">"));
-            let reply: redis::RedisResult<Option<StreamReadReply>> =
-                cmd.query_async(&mut con).await;
+            let reply: redis::RedisResult<Value> = cmd.query_async(&mut con).await;
             match reply {
                 Ok(reply) => {
-                    let entries: Vec<StreamId> = reply
-                        .into_iter()
-                        .flat_map(|r| r.keys)
-                        .flat_map(|k| k.ids)
-                        .collect();
+                    let entries = entries(reply);
                     if pending.is_some() {
                         match entries.last() {
-                            Some(last) => pending = Some(last.id.clone()),
+                            Some((id, _)) => pending = Some(id.clone()),
                             None => pending = None,
                         }
                     }
-                    for entry in entries {
-                        if !self.fresh(&entry.id) {
-                            continue;
-                        }
-                        if tx.send(Ok(self.record(&entry))).await.is_err() {
-                            return;
-                        }
+                    let records = self.records(entries, true);
+                    if !records.is_empty() && tx.send(Ok(records)).await.is_err() {
+                        return;
                     }
                 }
                 Err(e) => {
@@ -266,11 +414,6 @@ impl Reader {
                 }
             }
         }
-    }
-
-    /// Whether `id` is not read and unacknowledged already; marks it read.
-    fn fresh(&self, id: &str) -> bool {
-        lock(&self.unacked).insert(id.to_owned())
     }
 
     async fn claim(
@@ -300,8 +443,26 @@ impl Reader {
         }
     }
 
+    /// The record of a pub/sub message, the `n`th of this run.
+    fn message(&self, message: &redis::Msg, n: u64) -> Record {
+        let now = unix_nanos_now();
+        let mut meta = Metadata::new();
+        meta.insert(metadata::COLLECTION, message.get_channel_name());
+        meta.insert(metadata::CREATED_AT, now.to_string());
+        meta.insert(metadata::READ_AT, now.to_string());
+        meta.insert(metadata::SOURCE_CONNECTOR_ID, self.id.as_str());
+        let mut record = Record::new(
+            Position::from(format!("{}_{now}_{n}", self.config.key)),
+            Bytes::copy_from_slice(message.get_payload_bytes()),
+        );
+        record.metadata = meta;
+        record.key = Some(Data::Raw(self.key.clone()));
+        record
+    }
+
     /// SUBSCRIBE; resubscribes after a lost connection (what was published
-    /// meanwhile is lost: pub/sub is at most once).
+    /// meanwhile is lost: pub/sub is at most once). Messages that arrived together
+    /// go out as one batch.
     async fn run_pubsub(self, tx: mpsc::Sender<Item>) {
         let mut backoff = Duration::from_millis(100);
         let mut n: u64 = 0;
@@ -318,19 +479,17 @@ impl Reader {
                     let mut messages = pubsub.into_on_message();
                     while let Some(message) = messages.next().await {
                         n += 1;
-                        let now = unix_nanos_now();
-                        let mut meta = Metadata::new();
-                        meta.insert(metadata::COLLECTION, message.get_channel_name());
-                        meta.insert(metadata::CREATED_AT, now.to_string());
-                        meta.insert(metadata::READ_AT, now.to_string());
-                        meta.insert(metadata::SOURCE_CONNECTOR_ID, self.id.as_str());
-                        let mut record = Record::new(
-                            Position::from(format!("{}_{now}_{n}", self.config.key)),
-                            Bytes::copy_from_slice(message.get_payload_bytes()),
-                        );
-                        record.metadata = meta;
-                        record.key = Some(Data::Raw(Bytes::from(self.config.key.clone())));
-                        if tx.send(Ok(record)).await.is_err() {
+                        let mut batch = vec![self.message(&message, n)];
+                        while batch.len() < self.config.batch_size {
+                            match messages.next().now_or_never() {
+                                Some(Some(message)) => {
+                                    n += 1;
+                                    batch.push(self.message(&message, n));
+                                }
+                                _ => break,
+                            }
+                        }
+                        if tx.send(Ok(batch)).await.is_err() {
                             return;
                         }
                     }
@@ -420,8 +579,9 @@ impl Source for RedisSource {
             consumer: self.consumer.clone(),
             client,
             unacked: std::sync::Arc::clone(&self.unacked),
+            key: Bytes::from(c.key.clone()),
         };
-        let (tx, rx) = mpsc::channel(c.batch_size.max(16));
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
         let task = match (c.mode, c.group.clone()) {
             // `keyvalue` is refused for sources by validation.
             (Mode::PubSub | Mode::KeyValue, _) => tokio::spawn(reader.run_pubsub(tx)),
@@ -436,9 +596,6 @@ impl Source for RedisSource {
     }
 
     async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
-        if let Some(error) = lock(&self.pending_error).take() {
-            return Err(error);
-        }
         let mut guard = self.queue.lock().await;
         let Some(rx) = guard.as_mut() else {
             return Err(ConnectorError::transient(format!(
@@ -446,20 +603,9 @@ impl Source for RedisSource {
                 self.who
             )));
         };
-        let first = rx.recv().await.ok_or_else(|| {
+        let records = rx.recv().await.ok_or_else(|| {
             ConnectorError::transient(format!("{}: the source was torn down", self.who))
         })??;
-        let mut records = vec![first];
-        while records.len() < self.config.batch_size {
-            match rx.try_recv() {
-                Ok(Ok(record)) => records.push(record),
-                Ok(Err(e)) => {
-                    *lock(&self.pending_error) = Some(e);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
         Ok(Some(records))
     }
 
@@ -512,6 +658,43 @@ impl Drop for RedisSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_are_written_as_serde_json_writes_them() {
+        for text in [
+            "",
+            "plain base64+/=",
+            "quote \" and backslash \\",
+            "tab\tnewline\n\u{1}",
+            "unicode é ✓ \u{7f}",
+            &"x".repeat(200),
+            &format!("{}\"", "y".repeat(130)),
+        ] {
+            let mut ours = Vec::new();
+            push_json_string(&mut ours, text);
+            assert_eq!(ours, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_reply_gives_its_entries_in_order_with_their_fields() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("events"),
+            Value::Array(vec![
+                Value::Array(vec![
+                    bulk("1-1"),
+                    Value::Array(vec![bulk("b"), bulk("2"), bulk("a"), bulk("1")]),
+                ]),
+                Value::Array(vec![bulk("1-2"), Value::Nil]),
+            ]),
+        ])]);
+        let entries = entries(reply);
+        assert_eq!(entries.len(), 2);
+        assert_eq!((entries[0].0.as_str(), entries[0].1.len()), ("1-1", 4));
+        assert_eq!((entries[1].0.as_str(), entries[1].1.len()), ("1-2", 0));
+        assert!(super::entries(Value::Nil).is_empty());
+    }
 
     #[test]
     fn entry_ids_carry_their_time() {
