@@ -324,6 +324,12 @@ if ! kafka_up; then
     fi
 fi
 echo "setup-services: Kafka (tansu) ready on 127.0.0.1:$KAFKA_PORT"
+# tansu has no TLS listener: the kafka TLS tests put socat (with OpenSSL) in front of a
+# private tansu of their own, with certificates they make.
+if ! command -v socat >/dev/null 2>&1; then
+    echo "setup-services: installing socat"
+    apt_install socat
+fi
 
 # S3 (moto's server mode from PyPI in a virtualenv under ~/.cache/funnel) on
 # 127.0.0.1:4566, and one that checks credentials on 127.0.0.1:4567

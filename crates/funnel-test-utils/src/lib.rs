@@ -4,7 +4,8 @@
 //! connector's integration test runs, reading and acking a real connector with a
 //! deadline ([`connectors`]), helpers for running records through a
 //! processor ([`results`]), pipeline files written by code ([`yaml`]), and a GET for
-//! the API of ([`http`]) and signals to ([`process`]) a running `funnel`.
+//! the API of ([`http`]) and signals to ([`process`]) a running `funnel`, and private
+//! Kafka-protocol brokers that a test may stop or put behind TLS ([`tansu`]).
 //!
 //! Nothing here is for production use; `publish = false`.
 
@@ -20,6 +21,7 @@ pub mod reference;
 pub mod results;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod tansu;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod wait;
