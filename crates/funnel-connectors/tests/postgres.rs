@@ -461,6 +461,33 @@ async fn escaped_text_reads_back_as_written_and_the_snapshot_maps_like_the_strea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_the_snapshot_the_source_knows_how_many_rows_are_left_and_zero_once_it_is_done() {
+    let Some(pg) = connect().await else { return };
+    let mut names = fresh_names("left");
+    let t = names.table("t");
+    let u = names.table("u");
+    pg.batch_execute(&format!(
+        "CREATE TABLE {t} (id int PRIMARY KEY); INSERT INTO {t} SELECT g FROM generate_series(1, 15000) g;
+         CREATE TABLE {u} (id int PRIMARY KEY); INSERT INTO {u} SELECT g FROM generate_series(1, 5000) g;"
+    ))
+    .await
+    .unwrap();
+    let s = source_settings(&names, &format!("{t},{u}"), &[("sdk.batch.size", "500")]);
+    let source = open_source(&s, None).await;
+    funnel_test_utils::wait_until("the snapshot's rows are counted", PATIENCE, || {
+        source.backlog().is_some()
+    })
+    .await;
+    read_n(&*source, 500).await;
+    // The reader runs at most a few batches ahead of the reads.
+    let left = source.backlog().unwrap();
+    assert!((16_000..20_000).contains(&left), "{left} rows left");
+    read_n(&*source, 19_500).await;
+    funnel_test_utils::wait_until("no row is left", PATIENCE, || source.backlog() == Some(0)).await;
+    source.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_slots_lag_in_bytes_rises_with_unacked_changes_and_falls_once_they_are_acked() {
     let Some(pg) = connect().await else { return };
     let mut names = fresh_names("lag");

@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,6 +52,8 @@ pub struct PostgresSource {
     reader: ReaderTask<watch::Sender<Option<(u64, u32)>>>,
     /// Where the slot's lag goes, when the engine asked for it.
     lag: Mutex<Option<LagReport>>,
+    /// Rows of the snapshot not yet handed on, plus one; 0 outside a snapshot.
+    snapshot_left: Arc<AtomicU64>,
 }
 
 /// What the reader does first.
@@ -78,6 +81,7 @@ impl PostgresSource {
             resume,
             reader: ReaderTask::new(&format!("postgres source {id}"), Duration::from_secs(5)),
             lag: Mutex::new(None),
+            snapshot_left: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -423,6 +427,7 @@ impl Source for PostgresSource {
                     acked: acked_rx,
                     stop,
                     resume_change,
+                    snapshot_left: Arc::clone(&self.snapshot_left),
                 };
                 reader.run(start)
             })
@@ -446,6 +451,12 @@ impl Source for PostgresSource {
             });
         }
         Ok(())
+    }
+
+    /// During the snapshot: its rows not yet read (each table is counted when the
+    /// snapshot starts). After it: 0, the snapshot being done.
+    fn backlog(&self) -> Option<u64> {
+        self.snapshot_left.load(Ordering::Relaxed).checked_sub(1)
     }
 
     /// Reads the slot's lag (`pg_current_wal_lsn()` minus the slot's
@@ -540,6 +551,8 @@ struct Reader {
     stop: watch::Receiver<bool>,
     /// Changes at or before this (commit LSN, index) were delivered before a restart.
     resume_change: Option<(u64, u32)>,
+    /// Rows of the snapshot not yet sent, plus one (see [`Source::backlog`]).
+    snapshot_left: Arc<AtomicU64>,
 }
 
 /// A relation as the stream describes it.
@@ -622,6 +635,15 @@ impl Reader {
         }
     }
 
+    /// Counts `n` snapshot rows as sent.
+    fn sent_snapshot_rows(&self, n: usize) {
+        let _ = self
+            .snapshot_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                (left > 1).then(|| left.saturating_sub(n as u64).max(1))
+            });
+    }
+
     /// Reads every table in one repeatable-read transaction (in the exported snapshot
     /// when there is one). False when the source stopped meanwhile.
     async fn snapshot(
@@ -661,17 +683,46 @@ impl Reader {
             None => 0,
         };
         let tables = self.tables[first..].to_vec();
+        // After the resumed row in the first table, everything in the others.
+        let filters: Vec<String> = tables
+            .iter()
+            .enumerate()
+            .map(|(i, table)| {
+                if i == 0
+                    && start_table.is_some()
+                    && !table.key.is_empty()
+                    && start_key.len() == table.key.len()
+                {
+                    let key_cols = table
+                        .key
+                        .iter()
+                        .map(|k| quote_ident(k))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let values = start_key
+                        .iter()
+                        .map(|k| quote_literal(k))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    format!(" WHERE ({key_cols}) > ({values})")
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
+        // The rows to read, for the progress of the snapshot (`backlog`).
+        let mut total = 0u64;
+        for (table, filter) in tables.iter().zip(&filters) {
+            let counted = self
+                .client
+                .query_one(&format!("SELECT count(*) FROM {}{filter}", table.sql), &[])
+                .await
+                .map_err(|e| sql_error(&format!("cannot count table {}", table.qualified), e))?;
+            total += u64::try_from(counted.get::<_, i64>(0)).unwrap_or(0);
+        }
+        self.snapshot_left.store(total + 1, Ordering::Relaxed);
         let created_at = unix_nanos_now().to_string();
-        for (i, table) in tables.iter().enumerate() {
-            let resume_key = if i == 0
-                && start_table.is_some()
-                && !table.key.is_empty()
-                && start_key.len() == table.key.len()
-            {
-                Some(start_key.clone())
-            } else {
-                None
-            };
+        for (table, filter) in tables.iter().zip(&filters) {
             let columns = table
                 .columns
                 .iter()
@@ -684,15 +735,7 @@ impl Reader {
                 .map(|k| quote_ident(k))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let mut query = format!("COPY (SELECT {columns} FROM {}", table.sql);
-            if let Some(key) = &resume_key {
-                let values = key
-                    .iter()
-                    .map(|k| quote_literal(k))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                query.push_str(&format!(" WHERE ({key_cols}) > ({values})"));
-            }
+            let mut query = format!("COPY (SELECT {columns} FROM {}{filter}", table.sql);
             if !table.key.is_empty() {
                 query.push_str(&format!(" ORDER BY {key_cols}"));
             }
@@ -747,9 +790,11 @@ impl Reader {
                     row_number += 1;
                     if batch.len() >= batch_size {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                        let sent = full.len();
                         if !self.send(full).await {
                             return Ok(false);
                         }
+                        self.sent_snapshot_rows(sent);
                         template.insert(metadata::READ_AT, unix_nanos_now().to_string());
                     }
                 }
@@ -760,9 +805,11 @@ impl Reader {
                     table.qualified
                 )));
             }
+            let sent = batch.len();
             if !batch.is_empty() && !self.send(batch).await {
                 return Ok(false);
             }
+            self.sent_snapshot_rows(sent);
             tracing::info!(connector = %self.id, table = %table.qualified, rows = row_number, "snapshot of table done");
         }
         self.client
