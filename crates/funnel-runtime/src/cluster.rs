@@ -18,7 +18,7 @@
 //! A graceful stop drains every pipeline, then releases every lease and leaves the
 //! fleet.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -28,37 +28,12 @@ use funnel_store::{Fence, Lease, Leases};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use crate::fenced::Fences;
 use crate::supervisor::Supervisor;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Critical sections only read or replace entries: a poisoned lock is still usable.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The leases this instance holds, by pipeline: what the supervisor may run.
-#[derive(Debug, Default)]
-pub struct Fences {
-    held: Mutex<HashMap<String, Arc<Fence>>>,
-}
-
-impl Fences {
-    /// The fence of `pipeline`, while this instance holds its lease.
-    pub fn get(&self, pipeline: &str) -> Option<Arc<Fence>> {
-        lock(&self.held)
-            .get(pipeline)
-            .filter(|f| f.permits())
-            .cloned()
-    }
-
-    fn insert(&self, fence: Arc<Fence>) {
-        lock(&self.held).insert(fence.pipeline().to_owned(), fence);
-    }
-
-    fn remove(&self, pipeline: &str) {
-        if let Some(fence) = lock(&self.held).remove(pipeline) {
-            fence.revoke();
-        }
-    }
 }
 
 /// How an instance takes part in the fleet.

@@ -56,18 +56,29 @@ pub fn source(
         Resolved::Builtin(name) => registry().source(name, id, settings, resume),
         #[cfg(feature = "standalone")]
         Resolved::Standalone(spec) => {
-            let errors = spec.validate(true, settings);
-            if !errors.is_empty() {
-                return Err(errors);
-            }
-            let options = standalone()
-                .map(|c| c.options().clone())
-                .unwrap_or_default();
+            let options = host_options(&spec, true, settings)?;
             Ok(Arc::new(funnel_plugins::PluginSource::new(
                 spec, id, settings, resume, &options,
             )))
         }
     }
+}
+
+/// The options a standalone plugin runs with, once its specification accepts
+/// `settings` (as a source, or a destination).
+#[cfg(feature = "standalone")]
+fn host_options(
+    spec: &funnel_plugins::PluginSpec,
+    source: bool,
+    settings: &Settings,
+) -> Built<funnel_plugins::HostOptions> {
+    let errors = spec.validate(source, settings);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(standalone()
+        .map(|c| c.options().clone())
+        .unwrap_or_default())
 }
 
 /// Builds the destination connector `reference` names (a built-in or a standalone
@@ -81,13 +92,7 @@ pub fn destination(reference: &str, id: &str, settings: &Settings) -> Built<Arc<
         Resolved::Builtin(name) => registry().destination(name, id, settings),
         #[cfg(feature = "standalone")]
         Resolved::Standalone(spec) => {
-            let errors = spec.validate(false, settings);
-            if !errors.is_empty() {
-                return Err(errors);
-            }
-            let options = standalone()
-                .map(|c| c.options().clone())
-                .unwrap_or_default();
+            let options = host_options(&spec, false, settings)?;
             Ok(Arc::new(funnel_plugins::PluginDestination::new(
                 spec, id, settings, &options,
             )))

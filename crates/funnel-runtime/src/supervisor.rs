@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::build::build_fenced;
-use crate::cluster::Fences;
 use crate::error::Error;
+use crate::fenced::Fences;
 use crate::provision::{LoadFailure, Provision};
 use funnel_core::telemetry::{CONDUIT_PIPELINE_RECOVERING, NEXT_RESTART, RESTARTS};
 
@@ -448,6 +448,12 @@ impl Supervisor {
     /// committed) and waits for it; it stays listed as `stopped`. False when there is
     /// no such pipeline.
     pub async fn stop_pipeline(&self, id: &str) -> bool {
+        self.halt(id, Stopper::stop).await
+    }
+
+    /// Cancels pipeline `id`, tells each of its workers `how` to stop, and waits for
+    /// it. False when there is no such pipeline.
+    async fn halt(&self, id: &str, how: fn(&Stopper)) -> bool {
         let _one_at_a_time = self.changes.lock().await;
         let task = {
             let mut managed = self.managed();
@@ -455,7 +461,7 @@ impl Supervisor {
                 return false;
             };
             entry.stop.cancel();
-            stop_workers(&entry.state);
+            each_worker(&entry.state, how);
             entry.task.take()
         };
         join(task).await;
@@ -483,26 +489,7 @@ impl Supervisor {
     /// are interrupted; what was not acknowledged is read again on the next start) and
     /// waits for it; it stays listed as `stopped`. False when there is no such pipeline.
     pub async fn abort_pipeline(&self, id: &str) -> bool {
-        let _one_at_a_time = self.changes.lock().await;
-        let task = {
-            let mut managed = self.managed();
-            let Some(entry) = managed.iter_mut().find(|m| m.state.id == id) else {
-                return false;
-            };
-            entry.stop.cancel();
-            for stopper in entry
-                .state
-                .stoppers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-            {
-                stopper.abort();
-            }
-            entry.task.take()
-        };
-        join(task).await;
-        true
+        self.halt(id, Stopper::abort).await
     }
 
     /// Starts `pipeline`, provisioned from no file: a new pipeline, or one with the ID
@@ -688,16 +675,21 @@ impl Supervisor {
     }
 }
 
-/// Asks the workers of a running pipeline to stop reading and drain.
-fn stop_workers(state: &PipelineState) {
+/// Tells each worker of a running pipeline `how` to stop.
+fn each_worker(state: &PipelineState, how: fn(&Stopper)) {
     for stopper in state
         .stoppers
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
     {
-        stopper.stop();
+        how(stopper);
     }
+}
+
+/// Asks the workers of a running pipeline to stop reading and drain.
+fn stop_workers(state: &PipelineState) {
+    each_worker(state, Stopper::stop);
 }
 
 /// Waits for a pipeline's task, if it has one.
