@@ -535,6 +535,15 @@ impl LagWatcher {
     }
 }
 
+/// `names`, each quoted by `quote`, joined with commas.
+fn joined(names: &[String], quote: fn(&str) -> String) -> String {
+    names
+        .iter()
+        .map(|n| quote(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The reader task's state.
 struct Reader {
     id: String,
@@ -693,17 +702,8 @@ impl Reader {
                     && !table.key.is_empty()
                     && start_key.len() == table.key.len()
                 {
-                    let key_cols = table
-                        .key
-                        .iter()
-                        .map(|k| quote_ident(k))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let values = start_key
-                        .iter()
-                        .map(|k| quote_literal(k))
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    let key_cols = joined(&table.key, quote_ident);
+                    let values = joined(&start_key, quote_literal);
                     format!(" WHERE ({key_cols}) > ({values})")
                 } else {
                     String::new()
@@ -729,15 +729,9 @@ impl Reader {
                 .map(|(n, _)| quote_ident(n))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let key_cols = table
-                .key
-                .iter()
-                .map(|k| quote_ident(k))
-                .collect::<Vec<_>>()
-                .join(", ");
             let mut query = format!("COPY (SELECT {columns} FROM {}{filter}", table.sql);
             if !table.key.is_empty() {
-                query.push_str(&format!(" ORDER BY {key_cols}"));
+                query.push_str(&format!(" ORDER BY {}", joined(&table.key, quote_ident)));
             }
             query.push_str(") TO STDOUT");
             let read_error = |e: tokio_postgres::Error| {
