@@ -82,6 +82,29 @@ struct DocumentConnector {
     processors: Vec<DocumentProcessor>,
 }
 
+impl DocumentConnector {
+    /// A connector named `id` (its name too), without processors.
+    fn new(
+        id: String,
+        kind: model::ConnectorType,
+        plugin: String,
+        settings: BTreeMap<String, String>,
+    ) -> Self {
+        let kind = match kind {
+            model::ConnectorType::Source => "source",
+            model::ConnectorType::Destination => "destination",
+        };
+        Self {
+            name: id.clone(),
+            id,
+            kind: kind.to_owned(),
+            plugin,
+            settings,
+            processors: Vec::new(),
+        }
+    }
+}
+
 impl Document {
     /// The document as a pipeline file: JSON, which the YAML loader reads.
     fn to_file(&self, status: &str) -> String {
@@ -149,6 +172,12 @@ fn rfc3339(secs: i64) -> String {
 }
 
 /// A pipeline ID or connector name: 1 to 128 of `[A-Za-z0-9-_.]`.
+/// The IDs of a pipeline's connectors or processors, as the API gives them:
+/// `<pipeline>:<id>`.
+fn qualified<'a>(pipeline: &str, ids: impl Iterator<Item = &'a String>) -> Vec<String> {
+    ids.map(|id| format!("{pipeline}:{id}")).collect()
+}
+
 fn check_id(what: &str, id: &str) -> Result<(), Status> {
     let valid = !id.is_empty()
         && id.len() <= 128
@@ -289,6 +318,14 @@ impl Control {
             )));
         }
         Ok(document)
+    }
+
+    /// Checks a changed document (it must make a valid pipeline), saves it and puts it
+    /// in place; returns its pipeline configuration.
+    async fn replace_valid(&self, document: Document) -> Result<PipelineConfig, Status> {
+        let config = document.config("stopped")?;
+        self.replace(document).await?;
+        Ok(config)
     }
 
     /// Saves a changed document and puts it in place.
@@ -585,16 +622,8 @@ impl funnel_api::Pipelines for Control {
                     name: config.name.clone(),
                     description: config.description.clone(),
                 },
-                connector_ids: config
-                    .connectors
-                    .iter()
-                    .map(|c| format!("{}:{}", s.id, c.id))
-                    .collect(),
-                processor_ids: config
-                    .processors
-                    .iter()
-                    .map(|p| format!("{}:{}", s.id, p.id))
-                    .collect(),
+                connector_ids: qualified(&s.id, config.connectors.iter().map(|c| &c.id)),
+                processor_ids: qualified(&s.id, config.processors.iter().map(|p| &p.id)),
                 provisioned_by: ProvisionedBy::Config,
                 created_at: rfc3339(self.started_at),
                 updated_at: rfc3339(self.started_at),
@@ -612,16 +641,8 @@ impl funnel_api::Pipelines for Control {
                     name: d.name.clone(),
                     description: d.description.clone(),
                 },
-                connector_ids: d
-                    .connectors
-                    .iter()
-                    .map(|c| format!("{}:{}", d.id, c.id))
-                    .collect(),
-                processor_ids: d
-                    .processors
-                    .iter()
-                    .map(|p| format!("{}:{}", d.id, p.id))
-                    .collect(),
+                connector_ids: qualified(&d.id, d.connectors.iter().map(|c| &c.id)),
+                processor_ids: qualified(&d.id, d.processors.iter().map(|p| &p.id)),
                 provisioned_by: ProvisionedBy::Api,
                 created_at: rfc3339(d.created_at),
                 updated_at: rfc3339(d.updated_at),
@@ -755,8 +776,7 @@ impl funnel_api::Pipelines for Control {
         Box::pin(async move {
             let mut document = self.editable(id)?;
             document.dlq = Some(dlq);
-            let config = document.config("stopped")?;
-            self.replace(document).await?;
+            let config = self.replace_valid(document).await?;
             Ok(dlq_of(&config.dlq))
         })
     }
@@ -773,17 +793,12 @@ impl funnel_api::Pipelines for Control {
             name: "validate".to_owned(),
             description: String::new(),
             running: false,
-            connectors: vec![DocumentConnector {
-                id: name.clone(),
-                kind: match request.kind {
-                    model::ConnectorType::Source => "source".to_owned(),
-                    model::ConnectorType::Destination => "destination".to_owned(),
-                },
-                plugin: request.plugin,
+            connectors: vec![DocumentConnector::new(
                 name,
-                settings: request.config.settings,
-                processors: Vec::new(),
-            }],
+                request.kind,
+                request.plugin,
+                request.config.settings,
+            )],
             processors: Vec::new(),
             dlq: None,
             created_at: 0,
@@ -831,8 +846,7 @@ impl funnel_api::Pipelines for Control {
                 workers: request.config.workers,
                 condition: request.condition,
             });
-            document.config("stopped")?;
-            self.replace(document).await?;
+            self.replace_valid(document).await?;
             self.processor(&format!("{parent}:{id}"))
         })
     }
@@ -851,8 +865,7 @@ impl funnel_api::Pipelines for Control {
             processor.settings = request.config.settings;
             processor.workers = request.config.workers;
             processor.condition = request.condition;
-            document.config("stopped")?;
-            self.replace(document).await?;
+            self.replace_valid(document).await?;
             self.processor(id)
         })
     }
@@ -1019,20 +1032,14 @@ impl funnel_api::Pipelines for Control {
                     document.id
                 )));
             }
-            document.connectors.push(DocumentConnector {
-                id: id.clone(),
-                kind: match request.kind {
-                    model::ConnectorType::Source => "source".to_owned(),
-                    model::ConnectorType::Destination => "destination".to_owned(),
-                },
-                plugin: request.plugin,
-                name: id.clone(),
-                settings: request.config.settings,
-                processors: Vec::new(),
-            });
-            document.config("stopped")?;
+            document.connectors.push(DocumentConnector::new(
+                id.clone(),
+                request.kind,
+                request.plugin,
+                request.config.settings,
+            ));
             let pipeline = document.id.clone();
-            self.replace(document).await?;
+            self.replace_valid(document).await?;
             self.connector(&format!("{pipeline}:{id}"))
         })
     }
@@ -1052,8 +1059,7 @@ impl funnel_api::Pipelines for Control {
             if !request.plugin.is_empty() {
                 connector.plugin = request.plugin;
             }
-            document.config("stopped")?;
-            self.replace(document).await?;
+            self.replace_valid(document).await?;
             self.connector(id)
         })
     }

@@ -71,18 +71,7 @@ impl Names {
     }
 
     fn spawn(&self) -> Child {
-        Command::new(FUNNEL)
-            .current_dir(self.dir.path())
-            .args(["run", "--api.http.address", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.path().join("funnel.log"))
-                    .unwrap(),
-            ))
+        process::funnel_run(FUNNEL, self.dir.path(), &[])
             .spawn()
             .unwrap()
     }
@@ -114,7 +103,7 @@ impl Names {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("funnel.log")).unwrap_or_default()
+        process::funnel_log(self.dir.path())
     }
 
     /// The address the API of the last `funnel` started listens on, from its log line

@@ -62,14 +62,8 @@ const PIPELINE_V2: &[&str] = &[
     "processors",
     "dead-letter-queue",
 ];
-const PIPELINE_V1: &[&str] = &[
-    "status",
-    "name",
-    "description",
-    "connectors",
-    "processors",
-    "dead-letter-queue",
-];
+/// v1 keys pipelines by their ID: the same keys but `id`.
+const PIPELINE_V1: &[&str] = PIPELINE_V2.split_at(1).1;
 const CONNECTOR_V2: &[&str] = &["id", "type", "plugin", "name", "settings", "processors"];
 const CONNECTOR_V1: &[&str] = &["type", "plugin", "name", "settings", "processors"];
 const PROCESSOR_V2: &[&str] = &[

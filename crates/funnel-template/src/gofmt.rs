@@ -299,34 +299,14 @@ fn fmt_one(out: &mut String, verb: char, spec: &Spec, v: &V<'_>) {
                     s.push(' ');
                 }
                 let a = i.unsigned_abs();
-                match verb {
-                    'd' => {
-                        let _ = write!(s, "{a}");
-                    }
-                    'b' => {
-                        let _ = write!(s, "{a:b}");
-                    }
-                    'o' => {
-                        if spec.sharp {
-                            s.push('0');
-                        }
-                        let _ = write!(s, "{a:o}");
-                    }
-                    'O' => {
-                        let _ = write!(s, "0o{a:o}");
-                    }
-                    'x' => {
-                        if spec.sharp {
-                            s.push_str("0x");
-                        }
-                        let _ = write!(s, "{a:x}");
-                    }
-                    'X' => {
-                        if spec.sharp {
-                            s.push_str("0X");
-                        }
-                        let _ = write!(s, "{a:X}");
-                    }
+                let sharp = |prefix: &'static str| if spec.sharp { prefix } else { "" };
+                let _ = match verb {
+                    'd' => write!(s, "{a}"),
+                    'b' => write!(s, "{a:b}"),
+                    'o' => write!(s, "{}{a:o}", sharp("0")),
+                    'O' => write!(s, "0o{a:o}"),
+                    'x' => write!(s, "{}{a:x}", sharp("0x")),
+                    'X' => write!(s, "{}{a:X}", sharp("0X")),
                     'c' => {
                         s.clear();
                         s.push(
@@ -335,12 +315,13 @@ fn fmt_one(out: &mut String, verb: char, spec: &Spec, v: &V<'_>) {
                                 .and_then(char::from_u32)
                                 .unwrap_or('\u{FFFD}'),
                         );
+                        Ok(())
                     }
                     _ => {
                         s.clear();
-                        let _ = write!(s, "U+{a:04X}");
+                        write!(s, "U+{a:04X}")
                     }
-                }
+                };
                 pad(out, &s, spec, verb != 'c' && verb != 'U');
             } else if let (Some(b), 'x' | 'X') = (bytes_of(v), verb) {
                 let s: String = b
