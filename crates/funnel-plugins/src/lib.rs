@@ -13,9 +13,13 @@
 //!   checks their specifications allow;
 //! - [`source`] and [`destination`]: a plugin driven as a Funnel
 //!   [`Source`](funnel_core::Source) or [`Destination`](funnel_core::Destination);
-//! - [`schema`]: the schema service plugins call back into.
+//! - [`state`]: a connector's last active configuration, kept in Funnel's store for
+//!   the lifecycle events;
+//! - [`schema`]: the schema service plugins call back into, its schemas kept in
+//!   Funnel's store.
 
 pub mod catalogue;
+mod connector;
 pub mod destination;
 mod lifecycle;
 pub mod process;
@@ -23,12 +27,14 @@ mod record;
 pub mod schema;
 pub mod source;
 pub mod spec;
+pub mod state;
 
 pub use catalogue::{Catalogue, PluginRef};
 pub use destination::PluginDestination;
 pub use process::{HostOptions, PluginError, PluginProcess};
 pub use source::PluginSource;
 pub use spec::PluginSpec;
+pub use state::{LastActive, Role};
 
 /// The generated protocol code, one module per protobuf package.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

@@ -1,5 +1,6 @@
-//! What sources and destinations share: calls with a deadline, the error mapping, and
-//! the `Run` stream's answers, which arrive once the plugin sends its first message.
+//! What sources and destinations share below [`Connector`](crate::connector): calls
+//! with a deadline, the error mapping, and the `Run` stream's answers, which arrive
+//! once the plugin sends its first message.
 
 use std::future::Future;
 use std::time::Duration;
@@ -39,10 +40,10 @@ pub(crate) async fn call<T>(
     diagnostics: &Diagnostics,
     what: &str,
     deadline: Duration,
-    future: impl Future<Output = Result<tonic::Response<T>, Status>>,
+    future: impl Future<Output = Result<T, Status>>,
 ) -> Result<Result<T, Status>, ConnectorError> {
     match tokio::time::timeout(deadline, future).await {
-        Ok(answer) => Ok(answer.map(tonic::Response::into_inner)),
+        Ok(answer) => Ok(answer),
         Err(_) => Err(ConnectorError::transient(
             diagnostics.failure(format!("{what}: no answer within {deadline:?}")),
         )),
@@ -55,7 +56,7 @@ pub(crate) async fn call_ok<T>(
     diagnostics: &Diagnostics,
     what: &str,
     deadline: Duration,
-    future: impl Future<Output = Result<tonic::Response<T>, Status>>,
+    future: impl Future<Output = Result<T, Status>>,
 ) -> Result<T, ConnectorError> {
     call(diagnostics, what, deadline, future)
         .await?
@@ -67,7 +68,7 @@ pub(crate) async fn lifecycle<T>(
     diagnostics: &Diagnostics,
     what: &str,
     deadline: Duration,
-    future: impl Future<Output = Result<tonic::Response<T>, Status>>,
+    future: impl Future<Output = Result<T, Status>>,
 ) -> Result<(), ConnectorError> {
     match call(diagnostics, what, deadline, future).await? {
         Ok(_) => Ok(()),

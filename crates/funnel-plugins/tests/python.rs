@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use funnel_core::{Destination, Settings, Source};
 use funnel_plugins::spec::{Check, ParamType};
-use funnel_plugins::{Catalogue, HostOptions, PluginDestination, PluginSource, PluginSpec};
+use funnel_plugins::state::LAST_ACTIVE;
+use funnel_plugins::{
+    Catalogue, HostOptions, LastActive, PluginDestination, PluginSource, PluginSpec, Role,
+};
 use funnel_record::{Position, Record};
+use funnel_store::{MemoryStore, Store};
 use funnel_test_utils::conduit;
 use funnel_test_utils::connectors::{ack_n, read_exactly};
 use funnel_test_utils::wait_until;
@@ -266,4 +270,91 @@ async fn a_plugin_that_nacks_every_record_gives_each_record_its_error() {
     }
     destination.teardown().await.unwrap();
     gone(&spec.path).await;
+}
+
+/// The lifecycle calls a fixture recorded in `path`, one JSON object each.
+fn lifecycle_calls(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_connectors_are_told_created_once_updated_on_a_changed_config_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("lifecycle.jsonl");
+    let env = [("FUNNEL_TEST_LIFECYCLE_LOG", calls.to_str().unwrap())];
+    let connectors = dir.path().join("connectors");
+    conduit::install_with_env(&connectors, "counter", "counter_source.py", &env);
+    conduit::install_with_env(&connectors, "collect", "collect_destination.py", &env);
+    let catalogue = Catalogue::discover(&connectors, &options()).await;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let counter = spec(&catalogue, "counter");
+    let source_state = LastActive::new(Arc::clone(&store), "p:src");
+    let run_source = async |config: &Settings| {
+        let source = PluginSource::new(Arc::clone(&counter), "p:src", config, None, &options())
+            .with_last_active(source_state.clone());
+        source.open().await.unwrap();
+        source.teardown().await.unwrap();
+        gone(&counter.path).await;
+    };
+    let first = settings(&[("count", "5")]);
+    run_source(&first).await;
+    run_source(&first).await;
+    let second = settings(&[("count", "7")]);
+    run_source(&second).await;
+    let config = |c: &Settings| serde_json::to_value(c).unwrap();
+    assert_eq!(
+        lifecycle_calls(&calls),
+        [
+            serde_json::json!({"event": "created", "config": config(&first)}),
+            serde_json::json!({"event": "updated", "before": config(&first), "after": config(&second)}),
+        ],
+        "created on the first run, nothing on an unchanged one, updated on a changed one"
+    );
+    assert!(
+        source_state
+            .delete(&counter, Role::Source, &options())
+            .await
+            .unwrap()
+    );
+    gone(&counter.path).await;
+    assert_eq!(
+        lifecycle_calls(&calls)[2],
+        serde_json::json!({"event": "deleted", "config": config(&second)})
+    );
+    assert_eq!(store.entries(LAST_ACTIVE).await.unwrap(), Vec::new());
+    assert!(
+        !source_state
+            .delete(&counter, Role::Source, &options())
+            .await
+            .unwrap(),
+        "a connector deleted (or never started) is not told again"
+    );
+
+    let collect = spec(&catalogue, "collect");
+    let out = dir.path().join("out.jsonl");
+    let config_out = settings(&[("path", out.to_str().unwrap())]);
+    let destination_state = LastActive::new(Arc::clone(&store), "p:dst");
+    let destination =
+        PluginDestination::new(Arc::clone(&collect), "p:dst", &config_out, &options())
+            .with_last_active(destination_state.clone());
+    destination.open().await.unwrap();
+    destination.teardown().await.unwrap();
+    assert!(
+        destination_state
+            .delete(&collect, Role::Destination, &options())
+            .await
+            .unwrap()
+    );
+    gone(&collect.path).await;
+    assert_eq!(
+        lifecycle_calls(&calls)[3..],
+        [
+            serde_json::json!({"event": "created", "config": config(&config_out)}),
+            serde_json::json!({"event": "deleted", "config": config(&config_out)}),
+        ]
+    );
 }
