@@ -366,6 +366,27 @@ impl Control {
 }
 
 impl Control {
+    /// Tells the standalone plugin running connector `connector` of the API pipeline
+    /// `document` that it is deleted, when it ever started (`LifecycleOnDeleted` with
+    /// its last active configuration, which is then forgotten).
+    async fn delete_plugin_connector(
+        &self,
+        document: &Document,
+        connector: &str,
+    ) -> Result<(), Status> {
+        // A document that no longer checks (a plugin gone) has nothing to tell.
+        let Ok(config) = document.config("stopped") else {
+            return Ok(());
+        };
+        let Some(found) = config.connectors.iter().find(|c| c.id == connector) else {
+            return Ok(());
+        };
+        funnel_runtime::build::delete_connector(&config, found, &self.store)
+            .await
+            .map(drop)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+
     /// The API pipeline holding processor `id` (`<pipeline>:<processor>` or
     /// `<pipeline>:<connector>:<processor>`), stopped: the document, the index of the
     /// connector (none for a pipeline processor) and of the processor.
@@ -407,8 +428,79 @@ impl Control {
     }
 }
 
-/// The connector plugins built into this binary, in the API's shape.
+/// The connector plugins of this process, in the API's shape: those built in, then the
+/// standalone plugins found in the connectors directory.
 pub(crate) fn connector_plugins() -> Vec<model::ConnectorPlugin> {
+    let mut plugins = builtin_connector_plugins();
+    #[cfg(feature = "standalone")]
+    plugins.extend(standalone_connector_plugins());
+    plugins
+}
+
+/// The standalone connector plugins found in the connectors directory, by name then
+/// version, with the parameters their specifications declare.
+#[cfg(feature = "standalone")]
+fn standalone_connector_plugins() -> Vec<model::ConnectorPlugin> {
+    use funnel_runtime::funnel_plugins::spec::{Check, Param, ParamType};
+    let parameters = |params: &Option<BTreeMap<String, Param>>| {
+        params
+            .iter()
+            .flatten()
+            .map(|(name, p)| {
+                let validations = p
+                    .checks
+                    .iter()
+                    .map(|check| {
+                        let (kind, value) = match check {
+                            Check::Required => ("TYPE_REQUIRED", String::new()),
+                            Check::GreaterThan(bound) => ("TYPE_GREATER_THAN", bound.to_string()),
+                            Check::LessThan(bound) => ("TYPE_LESS_THAN", bound.to_string()),
+                            Check::Inclusion(list) => ("TYPE_INCLUSION", list.join(",")),
+                            Check::Exclusion(list) => ("TYPE_EXCLUSION", list.join(",")),
+                            Check::Regex(regex) => ("TYPE_REGEX", regex.as_str().to_owned()),
+                        };
+                        model::Validation {
+                            kind: kind.to_owned(),
+                            value,
+                        }
+                    })
+                    .collect();
+                let kind = match p.kind {
+                    ParamType::Unspecified | ParamType::String => model::ParameterType::String,
+                    ParamType::Int => model::ParameterType::Int,
+                    ParamType::Float => model::ParameterType::Float,
+                    ParamType::Bool => model::ParameterType::Bool,
+                    ParamType::File => model::ParameterType::File,
+                    ParamType::Duration => model::ParameterType::Duration,
+                };
+                let parameter = model::Parameter {
+                    description: p.description.clone(),
+                    default: p.default.clone(),
+                    kind,
+                    validations,
+                };
+                (name.clone(), parameter)
+            })
+            .collect()
+    };
+    funnel_runtime::registry::standalone()
+        .map(|catalogue| catalogue.plugins())
+        .unwrap_or_default()
+        .iter()
+        .map(|spec| model::ConnectorPlugin {
+            name: spec.full_name(),
+            summary: spec.summary.clone(),
+            description: spec.description.clone(),
+            version: spec.version.clone(),
+            author: spec.author.clone(),
+            source_params: parameters(&spec.source_params),
+            destination_params: parameters(&spec.destination_params),
+        })
+        .collect()
+}
+
+/// The connector plugins built into this binary, in the API's shape.
+fn builtin_connector_plugins() -> Vec<model::ConnectorPlugin> {
     let mut plugins: BTreeMap<String, model::ConnectorPlugin> = BTreeMap::new();
     for c in funnel_runtime::registry::registry().components() {
         let params = match c.kind() {
@@ -1002,7 +1094,11 @@ impl funnel_api::Pipelines for Control {
 
     fn delete_pipeline<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Status>> {
         Box::pin(async move {
-            self.editable(id)?;
+            let document = self.editable(id)?;
+            for connector in &document.connectors {
+                self.delete_plugin_connector(&document, &connector.id)
+                    .await?;
+            }
             self.store
                 .delete_document(id)
                 .await
@@ -1067,6 +1163,8 @@ impl funnel_api::Pipelines for Control {
     fn delete_connector<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Status>> {
         Box::pin(async move {
             let (mut document, index) = self.connector_owner(id)?;
+            let connector = document.connectors[index].id.clone();
+            self.delete_plugin_connector(&document, &connector).await?;
             document.connectors.remove(index);
             self.replace(document).await
         })

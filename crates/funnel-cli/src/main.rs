@@ -208,11 +208,13 @@ enum InstancesCommand {
         /// connector (processors).
         #[arg(long = "pipeline-id", alias = "parent-id")]
         parent: Option<String>,
-        /// List the plugins built into this funnel instead (no running instance
-        /// needed): what `connectors ls` and `processors ls` listed before they listed
-        /// instances; `connector-plugins ls` asks the running instance.
+        /// List the plugins of this funnel instead (no running instance needed): the
+        /// built-in ones and, for connectors, the standalone plugins found in
+        /// --connectors.path; `connector-plugins ls` asks the running instance.
         #[arg(long, conflicts_with = "parent")]
         plugins: bool,
+        #[command(flatten)]
+        connectors: plugins::ConnectorsArgs,
     },
     /// Show one.
     #[command(alias = "desc")]
@@ -632,13 +634,18 @@ fn instances(api: &remote::Remote, collection: &str, command: InstancesCommand) 
     match command {
         // What `connectors ls` did before it listed instances: this binary's plugins,
         // no instance needed.
-        InstancesCommand::Ls { plugins: true, .. } => {
-            Ok(remote::plugin_list(if collection == "connectors" {
-                serde_json::json!({ "plugins": control::connector_plugins() })
-            } else {
-                serde_json::json!({ "plugins": control::processor_plugins() })
-            }))
-        }
+        InstancesCommand::Ls {
+            plugins: true,
+            connectors,
+            ..
+        } => Ok(remote::plugin_list(if collection == "connectors" {
+            // A plugin that cannot be loaded says why on stderr.
+            init_logging("warn", LogFormat::Text)?;
+            small_runtime()?.block_on(connectors.discover("warn"));
+            serde_json::json!({ "plugins": control::connector_plugins() })
+        } else {
+            serde_json::json!({ "plugins": control::processor_plugins() })
+        })),
         InstancesCommand::Ls { parent, .. } if collection == "connectors" => {
             remote::connectors_ls(api, parent.as_deref())
         }
@@ -788,7 +795,7 @@ fn delete(
     use output::Failure;
     init_logging("warn", LogFormat::Text)?;
     let runtime = small_runtime()?;
-    runtime.block_on(connectors.discover("warn"));
+    let host = runtime.block_on(connectors.discover("warn"));
     let pipelines = load(path, false).map_err(Failure::validation)?;
     let Some(pipeline) = pipelines.into_iter().find(|p| p.id == id) else {
         return Err(Failure::runtime(format!(
@@ -813,10 +820,17 @@ fn delete(
             )));
         }
     };
+    // A plugin told it is deleted may look up its schemas.
+    runtime.block_on(host.attach(&store));
     let positions = runtime
         .block_on(store.positions(id))
         .map_err(anyhow::Error::from)?;
-    if positions.is_empty() && !force {
+    let plugin_plan = runtime
+        .block_on(funnel_runtime::build::delete_plan_plugins(
+            &pipeline, &store,
+        ))
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    if positions.is_empty() && plugin_plan.is_empty() && !force {
         return Err(Failure::runtime(format!(
             "refusing to delete pipeline {id}: the store {} holds no position of it, so it is \
              probably not the store `funnel run` used for it (see --db.redb.path). Deleting \
@@ -828,6 +842,7 @@ fn delete(
     }
     let mut plan = funnel_runtime::build::delete_plan(&pipeline)
         .map_err(|e| Failure::runtime(e.to_string()))?;
+    plan.extend(plugin_plan);
     plan.extend(positions.iter().map(|(connector, _)| {
         format!(
             "{id}:{connector}: forget its position in {}",
@@ -1000,7 +1015,7 @@ fn run(mut args: RunArgs, mut ignored: Vec<String>, unknown: &[String]) -> anyho
 
 async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     // The plugins a pipeline file may name must be known before the files are read.
-    args.connectors.discover(&args.log_level).await;
+    let host = args.connectors.discover(&args.log_level).await;
     // Listening before any pipeline starts: a signal sent once records flow is never
     // met by its default action (a hang-up would end the process).
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -1023,6 +1038,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(1);
     }
     let (store, leases) = open_store(&args).await?;
+    host.attach(&store).await;
     let metrics = funnel_api::install_recorder()
         .map_err(|e| warn!(error = %e, "metrics are disabled"))
         .ok();

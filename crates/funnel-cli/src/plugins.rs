@@ -35,11 +35,36 @@ pub(crate) struct ConnectorsArgs {
     pub(crate) connectors_call_timeout: Duration,
 }
 
+/// What discovery leaves running: the schema service, whose schemas go to the store
+/// once it is open.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Host {
+    #[cfg(feature = "standalone")]
+    schemas: Option<funnel_runtime::funnel_plugins::schema::SchemaServer>,
+}
+
+impl Host {
+    /// Keeps the schemas plugins register in `store` (those it holds are served).
+    pub(crate) async fn attach(&self, store: &std::sync::Arc<dyn funnel_store::Store>) {
+        #[cfg(feature = "standalone")]
+        if let Some(schemas) = &self.schemas
+            && let Err(e) = schemas.attach(std::sync::Arc::clone(store)).await
+        {
+            tracing::warn!(
+                "the schemas of standalone connectors cannot be read from the store: {e}; \
+                 new ones are kept in memory only"
+            );
+        }
+        #[cfg(not(feature = "standalone"))]
+        let _ = store;
+    }
+}
+
 impl ConnectorsArgs {
     /// Finds the plugins of the connectors directory and makes them the ones pipelines
     /// can use. `log_level` is the level plugins log at.
     #[cfg(feature = "standalone")]
-    pub(crate) async fn discover(&self, log_level: &str) {
+    pub(crate) async fn discover(&self, log_level: &str) -> Host {
         use funnel_runtime::funnel_plugins::schema::SchemaServer;
         use funnel_runtime::funnel_plugins::{Catalogue, HostOptions};
         let level = log_level
@@ -58,18 +83,28 @@ impl ConnectorsArgs {
             ..HostOptions::default()
         };
         // Served before discovery, as Conduit does: every plugin gets its address.
-        match SchemaServer::new(options.tokens.clone()).serve().await {
-            Ok(address) => options.utilities_target = address.to_string(),
-            Err(e) => tracing::warn!(
-                "cannot serve the schema service to standalone connectors: {e}; a plugin that \
-                 registers schemas will fail"
-            ),
-        }
+        let schemas = SchemaServer::new(options.tokens.clone());
+        let served = match schemas.clone().serve().await {
+            Ok(address) => {
+                options.utilities_target = address.to_string();
+                Some(schemas)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot serve the schema service to standalone connectors: {e}; a plugin \
+                     that registers schemas will fail"
+                );
+                None
+            }
+        };
         let catalogue = Catalogue::discover(&self.connectors_path, &options).await;
         funnel_runtime::registry::set_standalone(catalogue);
+        Host { schemas: served }
     }
 
     /// Without the `standalone` feature there is nothing to find.
     #[cfg(not(feature = "standalone"))]
-    pub(crate) async fn discover(&self, _log_level: &str) {}
+    pub(crate) async fn discover(&self, _log_level: &str) -> Host {
+        Host::default()
+    }
 }

@@ -805,3 +805,80 @@ fn a_dead_letter_queue_and_processors_changed_through_the_api_apply_to_the_recor
     assert_eq!(code, 404);
     stop(funnel);
 }
+
+#[test]
+fn standalone_plugins_are_listed_by_the_api_and_told_when_their_api_connector_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("lifecycle.jsonl");
+    funnel_test_utils::conduit::install_with_env(
+        &dir.path().join("connectors"),
+        "collect",
+        "collect_destination.py",
+        &[("FUNNEL_TEST_LIFECYCLE_LOG", calls.to_str().unwrap())],
+    );
+    let port = free_port();
+    let funnel = spawn(dir.path(), port, &[]);
+    wait_healthy(port);
+    let (code, listed) = json_call(port, "GET", "/v1/connectors/plugins?name=collect", None);
+    assert_eq!(code, 200, "{listed}");
+    assert_eq!(
+        listed["plugins"][0]["name"], "standalone:collect@v0.2.0",
+        "{listed}"
+    );
+    assert_eq!(
+        listed["plugins"][0]["destinationParams"]["path"]["validations"][0]["type"],
+        "TYPE_REQUIRED",
+        "{listed}"
+    );
+
+    let (code, body) = json_call(
+        port,
+        "POST",
+        "/v1/pipelines",
+        Some(json!({"config": {"name": "lifecycle"}})),
+    );
+    assert_eq!(code, 200, "{body}");
+    let source = json!({"type": "TYPE_SOURCE", "plugin": "builtin:generator", "pipelineId": "lifecycle",
+        "config": {"name": "gen", "settings": {"format.type": "raw", "format.options.id": "int", "recordCount": "5"}}});
+    let (code, body) = json_call(port, "POST", "/v1/connectors", Some(source));
+    assert_eq!(code, 200, "{body}");
+    let destination = json!({"type": "TYPE_DESTINATION", "plugin": "standalone:collect", "pipelineId": "lifecycle",
+        "config": {"name": "out", "settings": {"path": "./collected.jsonl"}}});
+    let (code, body) = json_call(port, "POST", "/v1/connectors", Some(destination));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = json_call(port, "POST", "/v1/pipelines/lifecycle/start", None);
+    assert_eq!(code, 200, "{body}");
+    let collected = dir.path().join("collected.jsonl");
+    wait_until_blocking("5 records collected", Duration::from_secs(60), || {
+        lines(&collected).len() >= 5
+    });
+    let (code, body) = json_call(
+        port,
+        "POST",
+        "/v1/pipelines/lifecycle/stop",
+        Some(json!({"force": false})),
+    );
+    assert_eq!(code, 200, "{body}");
+    wait_until_blocking("the pipeline stopped", Duration::from_secs(30), || {
+        let (_, p) = json_call(port, "GET", "/v1/pipelines/lifecycle", None);
+        p["state"]["status"] == "STATUS_STOPPED"
+    });
+    let (code, body) = json_call(port, "DELETE", "/v1/connectors/lifecycle:out", None);
+    assert_eq!(code, 200, "{body}");
+    let events: Vec<Value> = lines(&calls)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["event"], "created");
+    assert_eq!(events[1]["event"], "deleted");
+    assert_eq!(events[1]["config"]["path"], "./collected.jsonl");
+    let (code, body) = json_call(port, "DELETE", "/v1/pipelines/lifecycle", None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        lines(&calls).len(),
+        2,
+        "a deleted connector is not told again"
+    );
+    stop(funnel);
+}

@@ -138,7 +138,8 @@ pub async fn build_fenced(
         let dest_id = format!("{}:{}", pipeline.id, d.id);
         let component = format!("connector {dest_id}");
         let connector = Fenced::wrap(
-            registry::destination(&d.plugin, &dest_id, &d.settings).map_err(invalid(&component))?,
+            registry::destination(&d.plugin, &dest_id, &d.settings, Some(store))
+                .map_err(invalid(&component))?,
             fence,
         );
         destinations.push((dest_id, d, SharedDestination::new(connector)));
@@ -158,8 +159,14 @@ pub async fn build_fenced(
             })?;
         let source_id = format!("{}:{}", pipeline.id, source.id);
         let component = format!("connector {source_id}");
-        let connector = registry::source(&source.plugin, &source_id, &source.settings, resume)
-            .map_err(invalid(&component))?;
+        let connector = registry::source(
+            &source.plugin,
+            &source_id,
+            &source.settings,
+            resume,
+            Some(store),
+        )
+        .map_err(invalid(&component))?;
         let mut tasks: Vec<Task> = vec![
             SourceTask::new(source_id.clone(), connector)
                 .with_plugin(source.plugin.clone())
@@ -200,7 +207,7 @@ pub async fn build_fenced(
         let dlq_id = format!("dlq-{source_id}");
         let component = format!("connector {dlq_id}");
         let dlq_destination = Fenced::wrap(
-            registry::destination(&pipeline.dlq.plugin, &dlq_id, &pipeline.dlq.settings)
+            registry::destination(&pipeline.dlq.plugin, &dlq_id, &pipeline.dlq.settings, None)
                 .map_err(invalid(&component))?,
             fence,
         );
@@ -240,10 +247,11 @@ pub async fn build_fenced(
 }
 
 /// Deletes `pipeline`: every source releases what it keeps outside Funnel (a
-/// PostgreSQL replication slot and publication, say), then the pipeline's positions are
-/// removed from `store`, so a pipeline created again with the same ID starts from
-/// scratch. The pipeline must not be running. Returns the IDs of the connectors that
-/// cleaned something up.
+/// PostgreSQL replication slot and publication, say), every standalone plugin
+/// connector that ever started is told (`LifecycleOnDeleted`, see
+/// [`delete_connector`]), then the pipeline's positions are removed from `store`, so
+/// a pipeline created again with the same ID starts from scratch. The pipeline must
+/// not be running. Returns the IDs of the connectors that cleaned something up.
 ///
 /// # Errors
 ///
@@ -264,6 +272,11 @@ pub async fn delete(
             })?;
         cleaned.push(id);
     }
+    for connector in &pipeline.connectors {
+        if delete_connector(pipeline, connector, store).await? {
+            cleaned.push(format!("{}:{}", pipeline.id, connector.id));
+        }
+    }
     store
         .delete_pipeline(&pipeline.id)
         .await
@@ -272,6 +285,100 @@ pub async fn delete(
             source,
         })?;
     Ok(cleaned)
+}
+
+/// Deletes `connector` of `pipeline` when a standalone plugin runs it and it ever
+/// started (it has a last active configuration in `store`): the plugin is started and
+/// given `LifecycleOnDeleted` with that configuration, as Conduit does, and the
+/// configuration is forgotten. Returns whether the plugin was told. Built-in
+/// connectors have nothing to do here.
+///
+/// # Errors
+///
+/// An unknown plugin, or the plugin or the store failing (the configuration is kept,
+/// so the deletion can be retried).
+pub async fn delete_connector(
+    pipeline: &PipelineConfig,
+    connector: &funnel_config::ConnectorConfig,
+    store: &Arc<dyn Store>,
+) -> Result<bool, BuildError> {
+    #[cfg(feature = "standalone")]
+    {
+        use funnel_plugins::{LastActive, Role};
+        let id = format!("{}:{}", pipeline.id, connector.id);
+        let spec = match registry::resolve(&connector.plugin) {
+            Ok(Resolved::Standalone(spec)) => spec,
+            Ok(Resolved::Builtin(_)) => return Ok(false),
+            Err(message) => {
+                return Err(BuildError::Settings {
+                    pipeline: pipeline.id.clone(),
+                    component: format!("connector {id}"),
+                    errors: vec![SettingsError::new("plugin", message)],
+                });
+            }
+        };
+        let options = registry::standalone()
+            .map(|c| c.options().clone())
+            .unwrap_or_default();
+        let last_active = LastActive::new(Arc::clone(store), &id);
+        let role = match connector.kind {
+            ConnectorKind::Source => Role::Source,
+            ConnectorKind::Destination => Role::Destination,
+        };
+        last_active
+            .delete(&spec, role, &options)
+            .await
+            .map_err(|source| BuildError::Cleanup {
+                pipeline: pipeline.id.clone(),
+                connector: id,
+                source,
+            })
+    }
+    #[cfg(not(feature = "standalone"))]
+    {
+        let _ = (pipeline, connector, store);
+        Ok(false)
+    }
+}
+
+/// What [`delete`] tells standalone plugins, one line per connector that ever started,
+/// for a person to confirm first.
+///
+/// # Errors
+///
+/// When the store cannot be read.
+pub async fn delete_plan_plugins(
+    pipeline: &PipelineConfig,
+    store: &Arc<dyn Store>,
+) -> Result<Vec<String>, BuildError> {
+    #[cfg(feature = "standalone")]
+    {
+        let mut plan = Vec::new();
+        for connector in &pipeline.connectors {
+            let id = format!("{}:{}", pipeline.id, connector.id);
+            let started = store
+                .entry(funnel_plugins::state::LAST_ACTIVE, &id)
+                .await
+                .map_err(|source| BuildError::Store {
+                    pipeline: pipeline.id.clone(),
+                    source,
+                })?
+                .is_some();
+            if started {
+                plan.push(format!(
+                    "{id}: tell its plugin {} it is deleted (LifecycleOnDeleted) and forget \
+                     its last active configuration",
+                    connector.plugin
+                ));
+            }
+        }
+        Ok(plan)
+    }
+    #[cfg(not(feature = "standalone"))]
+    {
+        let _ = (pipeline, store);
+        Ok(Vec::new())
+    }
 }
 
 /// What [`delete`] would release outside Funnel, one line per resource, for a person
@@ -305,7 +412,7 @@ fn cleanups(pipeline: &PipelineConfig) -> Result<Vec<(String, Cleanup, &Settings
             .map_err(|m| SettingsError::new("plugin", m))
             .and_then(|resolved| match resolved {
                 Resolved::Builtin(name) => registry().find(name, ComponentKind::Source).map(Some),
-                // A standalone plugin's own cleanup (LifecycleOnDeleted) is not called.
+                // A standalone plugin's is `delete_connector`.
                 #[cfg(feature = "standalone")]
                 Resolved::Standalone(_) => Ok(None),
             })

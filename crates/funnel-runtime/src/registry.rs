@@ -13,6 +13,7 @@ use funnel_core::{
     SettingsError, Source,
 };
 use funnel_record::Position;
+use funnel_store::Store;
 
 use funnel_config::{
     ConfigError, ConfigErrorKind, ConfigErrors, ConnectorKind, Location, PipelineConfig,
@@ -42,6 +43,8 @@ pub fn registry() -> &'static Registry {
 /// Builds the source connector `reference` names (a built-in or a standalone plugin)
 /// for connector `id`, resuming after `resume`. No I/O: a standalone plugin's
 /// settings are checked against its specification, and the plugin starts on `open`.
+/// With `store`, a standalone plugin gets the lifecycle events (`OnCreated`,
+/// `OnUpdated`) from the last active configuration kept there.
 ///
 /// # Errors
 ///
@@ -51,15 +54,22 @@ pub fn source(
     id: &str,
     settings: &Settings,
     resume: Option<Position>,
+    store: Option<&Arc<dyn Store>>,
 ) -> Built<Arc<dyn Source>> {
+    #[cfg(not(feature = "standalone"))]
+    let _ = store;
     match resolve(reference).map_err(|m| vec![SettingsError::new("plugin", m)])? {
         Resolved::Builtin(name) => registry().source(name, id, settings, resume),
         #[cfg(feature = "standalone")]
         Resolved::Standalone(spec) => {
             let options = host_options(&spec, true, settings)?;
-            Ok(Arc::new(funnel_plugins::PluginSource::new(
-                spec, id, settings, resume, &options,
-            )))
+            let source = funnel_plugins::PluginSource::new(spec, id, settings, resume, &options);
+            Ok(Arc::new(match store {
+                Some(store) => {
+                    source.with_last_active(funnel_plugins::LastActive::new(Arc::clone(store), id))
+                }
+                None => source,
+            }))
         }
     }
 }
@@ -82,20 +92,31 @@ fn host_options(
 }
 
 /// Builds the destination connector `reference` names (a built-in or a standalone
-/// plugin) for connector `id`. No I/O (see [`source`]).
+/// plugin) for connector `id`. No I/O; `store` as for [`source`] (none for a
+/// dead-letter queue, which gets no lifecycle events).
 ///
 /// # Errors
 ///
 /// An unknown plugin (about `plugin`), or every invalid setting.
-pub fn destination(reference: &str, id: &str, settings: &Settings) -> Built<Arc<dyn Destination>> {
+pub fn destination(
+    reference: &str,
+    id: &str,
+    settings: &Settings,
+    store: Option<&Arc<dyn Store>>,
+) -> Built<Arc<dyn Destination>> {
+    #[cfg(not(feature = "standalone"))]
+    let _ = store;
     match resolve(reference).map_err(|m| vec![SettingsError::new("plugin", m)])? {
         Resolved::Builtin(name) => registry().destination(name, id, settings),
         #[cfg(feature = "standalone")]
         Resolved::Standalone(spec) => {
             let options = host_options(&spec, false, settings)?;
-            Ok(Arc::new(funnel_plugins::PluginDestination::new(
-                spec, id, settings, &options,
-            )))
+            let destination = funnel_plugins::PluginDestination::new(spec, id, settings, &options);
+            Ok(Arc::new(match store {
+                Some(store) => destination
+                    .with_last_active(funnel_plugins::LastActive::new(Arc::clone(store), id)),
+                None => destination,
+            }))
         }
     }
 }
@@ -125,9 +146,11 @@ pub fn validate(pipelines: &[PipelineConfig]) -> Result<(), ConfigErrors> {
             }
             let full_id = format!("{}:{}", p.id, c.id);
             let built = match c.kind {
-                ConnectorKind::Source => source(&c.plugin, &full_id, &c.settings, None).map(drop),
+                ConnectorKind::Source => {
+                    source(&c.plugin, &full_id, &c.settings, None, None).map(drop)
+                }
                 ConnectorKind::Destination => {
-                    destination(&c.plugin, &full_id, &c.settings).map(drop)
+                    destination(&c.plugin, &full_id, &c.settings, None).map(drop)
                 }
             };
             if let Err(problems) = built {
@@ -153,8 +176,12 @@ pub fn validate(pipelines: &[PipelineConfig]) -> Result<(), ConfigErrors> {
         for proc in &p.processors {
             check_processor(proc, &mut errors);
         }
-        if let Err(problems) = destination(&p.dlq.plugin, &format!("{}-dlq", p.id), &p.dlq.settings)
-        {
+        if let Err(problems) = destination(
+            &p.dlq.plugin,
+            &format!("{}-dlq", p.id),
+            &p.dlq.settings,
+            None,
+        ) {
             for problem in problems {
                 if problem.setting == "plugin" {
                     errors.push(error(

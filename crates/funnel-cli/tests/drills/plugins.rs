@@ -177,6 +177,25 @@ fn conduits_standalone_connector_example_loads_once_its_connector_is_in_the_dire
     let (status, out) =
         drill.funnel(&[&["pipelines", "validate", "./pipelines"][..], &mine].concat());
     assert!(status.success(), "{out}");
+    // Listed beside the built-in connectors, with its parameters.
+    let (status, out) =
+        drill.funnel(&[&["--json", "connectors", "ls", "--plugins"][..], &mine].concat());
+    assert!(status.success(), "{out}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let plugins = listed["result"]["plugins"].as_array().unwrap();
+    let chaos = plugins
+        .iter()
+        .find(|p| p["name"] == "standalone:chaos@v0.1.0")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(chaos["sourceParams"]["count"]["type"], "TYPE_INT");
+    assert_eq!(chaos["sourceParams"]["count"]["default"], "3");
+    assert!(plugins.iter().any(|p| p["name"] == "builtin:file"), "{out}");
+    let (status, out) = drill.funnel(&["connectors", "ls", "--plugins"]);
+    assert!(status.success(), "{out}");
+    assert!(
+        !out.contains("standalone:chaos"),
+        "not in the default directory: {out}"
+    );
 }
 
 #[test]
@@ -266,5 +285,58 @@ fn a_plugin_that_never_answers_configure_fails_its_pipeline_after_the_call_timeo
         "{}",
         tail(&log)
     );
+    no_plugin_left(&drill, &plugin);
+}
+
+#[test]
+fn a_python_destination_is_told_created_then_updated_then_deleted_by_pipelines_delete() {
+    let drill = Drill::new(&pipeline(
+        &generator(10, 0),
+        &collect_destination("./a.jsonl"),
+    ));
+    let calls = drill.path("lifecycle.jsonl");
+    let plugin = conduit::install_with_env(
+        &drill.path("connectors"),
+        "collect",
+        "collect_destination.py",
+        &[("FUNNEL_TEST_LIFECYCLE_LOG", calls.to_str().unwrap())],
+    );
+    let recorded = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    for _ in 0..2 {
+        let (status, log) = drill.run_to_end(&[]);
+        assert!(status.success(), "{}", tail(&log));
+    }
+    let events = recorded();
+    assert_eq!(events.len(), 1, "created once, then nothing: {events:?}");
+    assert_eq!(events[0]["event"], "created");
+    assert_eq!(events[0]["config"]["path"], "./a.jsonl");
+    std::fs::write(
+        drill.path("pipelines/p.yaml"),
+        pipeline(&generator(10, 0), &collect_destination("./b.jsonl")),
+    )
+    .unwrap();
+    let (status, log) = drill.run_to_end(&[]);
+    assert!(status.success(), "{}", tail(&log));
+    let events = recorded();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1]["event"], "updated");
+    assert_eq!(events[1]["before"]["path"], "./a.jsonl");
+    assert_eq!(events[1]["after"]["path"], "./b.jsonl");
+    let (status, out) = drill.funnel(&["pipelines", "delete", "p", "--yes"]);
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("LifecycleOnDeleted"),
+        "the plan says so: {out}"
+    );
+    let events = recorded();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events[2]["event"], "deleted");
+    assert_eq!(events[2]["config"]["path"], "./b.jsonl");
     no_plugin_left(&drill, &plugin);
 }
