@@ -431,9 +431,9 @@ impl Control {
 /// The connector plugins of this process, in the API's shape: those built in, then the
 /// standalone plugins found in the connectors directory.
 pub(crate) fn connector_plugins() -> Vec<model::ConnectorPlugin> {
-    let mut plugins = builtin_connector_plugins();
+    let plugins = builtin_connector_plugins();
     #[cfg(feature = "standalone")]
-    plugins.extend(standalone_connector_plugins());
+    let plugins = [plugins, standalone_connector_plugins()].concat();
     plugins
 }
 
