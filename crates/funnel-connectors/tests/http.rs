@@ -350,6 +350,379 @@ async fn an_address_in_use_is_an_error_naming_the_connector_and_address() {
     );
 }
 
+/// The files of a test CA's server certificate and key, and the CA to trust.
+struct ServerFiles {
+    _dir: tempfile::TempDir,
+    cert: String,
+    key: String,
+    ca: reqwest::Certificate,
+}
+
+fn server_files() -> ServerFiles {
+    let ca = funnel_test_utils::tls::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("server.pem");
+    let key = dir.path().join("server.key");
+    std::fs::write(&cert, &ca.server_chain_pem).unwrap();
+    std::fs::write(&key, &ca.server_key_pem).unwrap();
+    ServerFiles {
+        cert: cert.to_str().unwrap().to_owned(),
+        key: key.to_str().unwrap().to_owned(),
+        ca: reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap(),
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_and_key_the_source_serves_https_to_clients_trusting_its_ca() {
+    let files = server_files();
+    let source = source(
+        "pipe:in",
+        &[
+            ("address", "127.0.0.1:0"),
+            ("tls.certPath", &files.cert),
+            ("tls.keyPath", &files.key),
+        ],
+    );
+    source.open().await.unwrap();
+    let address = source.local_addr().unwrap();
+
+    // A client trusting the test CA (and only it) posts over https.
+    let trusting = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(files.ca.clone())
+        .build()
+        .unwrap();
+    let post = tokio::spawn(
+        trusting
+            .post(format!("https://{address}/secure"))
+            .header("content-type", "application/json")
+            .body("{\"over\":\"tls\"}")
+            .send(),
+    );
+    let records = read_n(&*source, 1).await;
+    assert_eq!(raw(&records[0]), "{\"over\":\"tls\"}");
+    assert_eq!(
+        records[0].metadata.get(http::METADATA_PATH),
+        Some("/secure")
+    );
+    source.ack(&[records[0].position.clone()]).await.unwrap();
+    let response = post.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+
+    // A client that does not trust the CA is refused in the handshake, and plain http
+    // to the same port gets no answer: neither gets a record in.
+    let untrusting = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let error = untrusting
+        .post(format!("https://{address}/secure"))
+        .body("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.is_connect(), "{error:?}");
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .post(format!("http://{address}/secure"))
+        .body("nope")
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain http was answered: {plain:?}");
+
+    // The server still serves trusting clients after those.
+    let again = tokio::spawn(
+        trusting
+            .post(format!("https://{address}/again"))
+            .body("raw")
+            .send(),
+    );
+    let records = read_n(&*source, 1).await;
+    assert_eq!(raw(&records[0]), "raw");
+    source.ack(&[records[0].position.clone()]).await.unwrap();
+    assert_eq!(again.await.unwrap().unwrap().status(), 200);
+    source.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_certificate_or_key_fails_open_naming_the_setting_and_file() {
+    let files = server_files();
+    let missing = "/nonexistent/funnel-http-cert.pem";
+    for (cert, key, setting, path) in [
+        (missing, files.key.as_str(), "tls.certPath", missing),
+        (files.cert.as_str(), missing, "tls.keyPath", missing),
+        // A key file without a key in it.
+        (
+            files.cert.as_str(),
+            files.cert.as_str(),
+            "tls.keyPath",
+            files.cert.as_str(),
+        ),
+    ] {
+        let source = build_source(
+            "http",
+            "pipe:in",
+            &settings(&[
+                ("address", "127.0.0.1:0"),
+                ("tls.certPath", cert),
+                ("tls.keyPath", key),
+            ]),
+            None,
+        )
+        .unwrap();
+        let error = source.open().await.unwrap_err().to_string();
+        assert!(
+            error.contains("http source pipe:in")
+                && error.contains(setting)
+                && error.contains(path),
+            "{error}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Source, polling mode.
+
+/// A paged API on 127.0.0.1: `GET /items?after=K&limit=L` answers the items with ids
+/// over K (all without `after`), at most L, and `next`: the last id given (absent
+/// when none). Requests without `Authorization: Bearer s3cret` get 401. It records
+/// each request's query.
+struct Api {
+    address: std::net::SocketAddr,
+    items: Arc<Mutex<Vec<u64>>>,
+    queries: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Api {
+    async fn start(items: u64) -> Self {
+        let items = Arc::new(Mutex::new((0..items).collect::<Vec<u64>>()));
+        let queries = Arc::new(Mutex::new(Vec::new()));
+        let router = axum::Router::new().route(
+            "/items",
+            axum::routing::get({
+                let (items, queries) = (Arc::clone(&items), Arc::clone(&queries));
+                move |request: axum::extract::Request| {
+                    let (items, queries) = (Arc::clone(&items), Arc::clone(&queries));
+                    async move {
+                        let authorized = request
+                            .headers()
+                            .get("authorization")
+                            .is_some_and(|v| v == "Bearer s3cret");
+                        if !authorized {
+                            return (StatusCode::UNAUTHORIZED, "who are you?".to_owned());
+                        }
+                        let query = request.uri().query().unwrap_or("").to_owned();
+                        queries.lock().unwrap().push(query.clone());
+                        let param = |name: &str| {
+                            query
+                                .split('&')
+                                .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                                .map(|v| v.parse::<u64>().unwrap())
+                        };
+                        let limit = usize::try_from(param("limit").unwrap_or(100)).unwrap();
+                        let page: Vec<u64> = items
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .copied()
+                            .filter(|id| param("after").is_none_or(|after| *id > after))
+                            .take(limit)
+                            .collect();
+                        let mut body = serde_json::json!({
+                            "items": page.iter().map(|id| serde_json::json!({"id": id})).collect::<Vec<_>>(),
+                        });
+                        if let Some(last) = page.last() {
+                            body["next"] = serde_json::json!(last.to_string());
+                        }
+                        (StatusCode::OK, body.to_string())
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            address,
+            items,
+            queries,
+            task,
+        }
+    }
+
+    fn add(&self, ids: std::ops::Range<u64>) {
+        self.items.lock().unwrap().extend(ids);
+    }
+
+    fn queries(&self) -> Vec<String> {
+        self.queries.lock().unwrap().clone()
+    }
+
+    /// A polling source on this API, resuming after `resume`.
+    fn source(&self, resume: Option<Position>, extra: &[(&str, &str)]) -> Arc<dyn Source> {
+        let url = format!("http://{}/items", self.address);
+        let mut pairs = vec![
+            ("url", url.as_str()),
+            ("params.limit", "10"),
+            ("headers.Authorization", "Bearer s3cret"),
+            ("response.records", "/items"),
+            ("response.cursor", "/next"),
+            ("cursor.param", "after"),
+            ("pollingPeriod", "200ms"),
+        ];
+        pairs.extend_from_slice(extra);
+        build_source("http", "pipe:poll", &settings(&pairs), resume).unwrap()
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn id(record: &Record) -> u64 {
+    let value: serde_json::Value = serde_json::from_slice(&raw(record)).unwrap();
+    value["id"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_follows_the_cursor_page_by_page_and_then_waits_for_new_items() {
+    let api = Api::start(25).await;
+    let source = api.source(None, &[]);
+    source.open().await.unwrap();
+    let records = read_n(&*source, 25).await;
+    assert_eq!(
+        records.iter().map(id).collect::<Vec<_>>(),
+        (0..25).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        records[0].metadata.get(http::METADATA_URL),
+        Some(format!("http://{}/items?limit=10", api.address).as_str())
+    );
+    // Pages one after the other, each asking after the last id of the one before.
+    assert_eq!(
+        api.queries(),
+        ["limit=10", "limit=10&after=9", "limit=10&after=19"]
+    );
+    // Nothing new: the source asks again with the same cursor every pollingPeriod,
+    // and new items come in when they are there.
+    let reading = tokio::spawn({
+        let source = Arc::clone(&source);
+        async move { read_n(&*source, 5).await }
+    });
+    wait_until("two polls with nothing new", PATIENCE, || {
+        api.queries().len() >= 5
+    })
+    .await;
+    assert!(!reading.is_finished());
+    api.add(25..30);
+    let more = reading.await.unwrap();
+    assert_eq!(
+        more.iter().map(id).collect::<Vec<_>>(),
+        (25..30).collect::<Vec<_>>()
+    );
+    assert!(
+        api.queries()[3..].iter().all(|q| q == "limit=10&after=24"),
+        "{:?}",
+        api.queries()
+    );
+    source.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_poller_reads_on_after_its_position_without_rereading_or_skipping() {
+    let api = Api::start(25).await;
+    let first = api.source(None, &[]);
+    first.open().await.unwrap();
+    let records = read_n(&*first, 25).await;
+    first.teardown().await.unwrap();
+
+    // From the middle of a page: that page again, from the record after.
+    let mid = api.source(Some(records[12].position.clone()), &[]);
+    mid.open().await.unwrap();
+    let again = read_n(&*mid, 12).await;
+    assert_eq!(
+        again.iter().map(id).collect::<Vec<_>>(),
+        (13..25).collect::<Vec<_>>()
+    );
+    mid.teardown().await.unwrap();
+
+    // From the last record of a page: the next cursor, so new items only.
+    api.add(25..28);
+    let last = api.source(Some(records[24].position.clone()), &[]);
+    last.open().await.unwrap();
+    let fresh = read_n(&*last, 3).await;
+    assert_eq!(fresh.iter().map(id).collect::<Vec<_>>(), [25, 26, 27]);
+    assert_eq!(
+        api.queries().last().map(String::as_str),
+        Some("limit=10&after=24")
+    );
+    last.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_response_settings_each_poll_is_one_record_of_the_whole_body() {
+    let api = Api::start(3).await;
+    let url = format!("http://{}/items", api.address);
+    let source = build_source(
+        "http",
+        "pipe:poll",
+        &settings(&[
+            ("url", &url),
+            ("headers", "Authorization: Bearer s3cret"),
+            ("pollingPeriod", "100ms"),
+        ]),
+        None,
+    )
+    .unwrap();
+    source.open().await.unwrap();
+    let records = read_n(&*source, 2).await;
+    for record in &records {
+        let body: serde_json::Value = serde_json::from_slice(&raw(record)).unwrap();
+        assert_eq!(body["items"].as_array().unwrap().len(), 3);
+    }
+    source.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_poll_is_a_fatal_error_naming_the_connector_url_and_status() {
+    let api = Api::start(1).await;
+    let source = api.source(None, &[("headers.Authorization", "Bearer wrong")]);
+    source.open().await.unwrap();
+    let error = source.read().await.unwrap_err();
+    assert_eq!(error.retry(), funnel_core::Retry::Fatal);
+    let text = error.to_string();
+    assert!(
+        text.contains("http source pipe:poll")
+            && text.contains(&format!("{}/items", api.address))
+            && text.contains("401")
+            && text.contains("who are you?"),
+        "{text}"
+    );
+    let unreachable = build_source(
+        "http",
+        "pipe:poll",
+        &settings(&[("url", &format!("http://127.0.0.1:{}/x", free_port()))]),
+        None,
+    )
+    .unwrap();
+    unreachable.open().await.unwrap();
+    let error = unreachable.read().await.unwrap_err();
+    assert_eq!(error.retry(), funnel_core::Retry::Transient);
+    assert!(
+        error.to_string().contains("http source pipe:poll"),
+        "{error}"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Destination.
 

@@ -20,6 +20,10 @@ use tokio_rustls::server::TlsStream;
 pub struct TestCa {
     /// The CA certificate, PEM.
     pub ca_pem: String,
+    /// The server's certificate and then the CA's, PEM (a `tls.certPath` file).
+    pub server_chain_pem: String,
+    /// The server's private key, PKCS #8 PEM (a `tls.keyPath` file).
+    pub server_key_pem: String,
     /// The server's certificate chain (DER).
     chain: Vec<CertificateDer<'static>>,
     /// The server's key (PKCS #8 DER).
@@ -46,6 +50,8 @@ impl TestCa {
             .expect("a server certificate");
         Self {
             ca_pem: ca.pem(),
+            server_chain_pem: format!("{}{}", server.pem(), ca.pem()),
+            server_key_pem: server_key.serialize_pem(),
             chain: vec![server.der().clone(), ca.der().clone()],
             key: server_key.serialize_der(),
         }

@@ -122,6 +122,41 @@ funnel_core::settings! {
         /// How long a request waits for room in the buffer before it is answered 503
         /// with Retry-After (Go duration).
         pub backpressure_timeout: Positive = "backpressureTimeout" (default "5s"),
+        /// The server's certificate chain (PEM): with tls.keyPath, the source serves
+        /// https instead of http.
+        pub tls_cert_path: Option<PathBuf> = "tls.certPath",
+        /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of tls.certPath.
+        pub tls_key_path: Option<PathBuf> = "tls.keyPath",
+        /// Polling mode: the URL to GET every pollingPeriod (instead of listening).
+        pub url: Option<String> = "url",
+        /// Polling mode: the HTTP method (GET).
+        pub method: String = "method" (default "GET"),
+        /// Polling mode: request headers as Conduit writes them, Name:value pairs
+        /// separated by commas.
+        pub headers_list: Option<String> = "headers",
+        /// Polling mode: one request header each (headers.Authorization).
+        pub headers: Prefixed = "headers.*",
+        /// Polling mode: query parameters added to the URL (params.since).
+        pub params: Prefixed = "params.*",
+        /// Polling mode: how long to wait between requests that brought nothing new
+        /// (Go duration).
+        pub polling_period: Positive = "pollingPeriod" (default "5m"),
+        /// Polling mode: JSON pointer to the array of records in a response; unset,
+        /// the whole response is one record.
+        pub response_records: Option<String> = "response.records",
+        /// Polling mode: JSON pointer to the cursor of the next request in a response.
+        pub response_cursor: Option<String> = "response.cursor",
+        /// Polling mode: the query parameter the cursor is sent in.
+        pub cursor_param: String = "cursor.param" (default "cursor"),
+        /// Polling mode: longest wait for a response (Go duration).
+        pub timeout: Positive = "timeout" (default "30s"),
+        /// Polling mode: a CA certificate (PEM) trusted for https URLs, besides the
+        /// system's.
+        pub ca_cert_path: Option<PathBuf> = "tls.caCertPath",
+        /// Conduit's JavaScript request hook; not supported (use response.cursor).
+        pub script_get_request_data: Option<String> = "script.getRequestData",
+        /// Conduit's JavaScript response hook; not supported (use response.records).
+        pub script_parse_response: Option<String> = "script.parseResponse",
     }
 }
 
@@ -170,9 +205,43 @@ pub struct HttpSourceConfig {
     pub buffer_size: usize,
     /// `backpressureTimeout`.
     pub backpressure_timeout: Duration,
+    /// `tls.certPath` and `tls.keyPath`: serve https with this certificate chain and key.
+    pub tls: Option<ServerTls>,
+    /// `url` and the polling settings: poll that URL instead of listening.
+    pub poll: Option<PollConfig>,
     /// Records per read at most (`sdk.batch.size`, default 1000); a request is never
     /// split across reads.
     pub batch_size: usize,
+}
+
+/// The certificate and key files the source serves https with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerTls {
+    /// `tls.certPath`: the certificate chain, PEM, the server's certificate first.
+    pub cert_path: PathBuf,
+    /// `tls.keyPath`: its private key, PEM.
+    pub key_path: PathBuf,
+}
+
+/// The settings of the source's polling mode (`url` set).
+#[derive(Clone, Debug)]
+pub struct PollConfig {
+    /// `url` with the `params.*` added.
+    pub url: reqwest::Url,
+    /// `headers` and `headers.*`.
+    pub headers: reqwest::header::HeaderMap,
+    /// `pollingPeriod`.
+    pub polling_period: Duration,
+    /// `response.records`: a JSON pointer (`/data/items`).
+    pub records: Option<String>,
+    /// `response.cursor`: a JSON pointer (`/next`).
+    pub cursor: Option<String>,
+    /// `cursor.param`.
+    pub cursor_param: String,
+    /// `timeout`.
+    pub timeout: Duration,
+    /// `tls.caCertPath`.
+    pub ca_cert_path: Option<PathBuf>,
 }
 
 /// The validated settings of an HTTP destination.
@@ -218,6 +287,53 @@ pub fn validate_source(settings: &Settings) -> Result<HttpSourceConfig, Vec<Sett
             format!("{:?} is not a header name", own.hmac_header),
         ));
     }
+    let tls = match (own.tls_cert_path.clone(), own.tls_key_path.clone()) {
+        (Some(cert_path), Some(key_path)) => Some(ServerTls {
+            cert_path,
+            key_path,
+        }),
+        (None, None) => None,
+        (cert, _) => {
+            errors.push(SettingsError::new(
+                if cert.is_some() {
+                    "tls.keyPath"
+                } else {
+                    "tls.certPath"
+                },
+                "tls.certPath and tls.keyPath go together: set both or neither",
+            ));
+            None
+        }
+    };
+    for (key, given) in [
+        ("script.getRequestData", &own.script_get_request_data),
+        ("script.parseResponse", &own.script_parse_response),
+    ] {
+        if given.is_some() {
+            errors.push(SettingsError::new(
+                key,
+                "JavaScript hooks are not supported: use response.records, response.cursor and cursor.param",
+            ));
+        }
+    }
+    let poll = match own.url.as_deref() {
+        None => {
+            for (key, set) in [
+                ("response.records", own.response_records.is_some()),
+                ("response.cursor", own.response_cursor.is_some()),
+                ("params.*", !own.params.0.is_empty()),
+            ] {
+                if set {
+                    errors.push(SettingsError::new(
+                        key,
+                        "only means something with url (polling)",
+                    ));
+                }
+            }
+            None
+        }
+        Some(url) => poll_config(url, &own, &mut errors),
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -229,7 +345,114 @@ pub fn validate_source(settings: &Settings) -> Result<HttpSourceConfig, Vec<Sett
         max_body_size: own.max_body_size.0,
         buffer_size: own.buffer_size.0,
         backpressure_timeout: own.backpressure_timeout.0,
+        tls,
+        poll,
         batch_size: sdk.batch_size,
+    })
+}
+
+/// The polling settings, each error pushed with its key.
+fn poll_config(
+    url: &str,
+    own: &HttpSourceSettings,
+    errors: &mut Vec<SettingsError>,
+) -> Option<PollConfig> {
+    let mut parsed = match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+        Ok(u) => {
+            errors.push(SettingsError::new(
+                "url",
+                format!(
+                    "{url:?}: unsupported scheme {:?} (use http or https)",
+                    u.scheme()
+                ),
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(SettingsError::new("url", format!("{url:?}: {e}")));
+            None
+        }
+    };
+    if !own.method.eq_ignore_ascii_case("GET") {
+        errors.push(SettingsError::new(
+            "method",
+            format!("{:?}: the source polls with GET only", own.method),
+        ));
+    }
+    if let Some(u) = &mut parsed
+        && !own.params.0.is_empty()
+    {
+        let mut query = u.query_pairs_mut();
+        for (name, value) in &own.params.0 {
+            query.append_pair(name, value);
+        }
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    let listed = own
+        .headers_list
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| match pair.split_once(':') {
+            Some((name, value)) => Ok((name.trim().to_owned(), value.trim().to_owned())),
+            None => Err(pair.to_owned()),
+        });
+    let named = own
+        .headers
+        .0
+        .iter()
+        .map(|(n, v)| Ok((n.clone(), v.clone())));
+    for header in listed.chain(named) {
+        let (name, value) = match header {
+            Ok(pair) => pair,
+            Err(pair) => {
+                errors.push(SettingsError::new(
+                    "headers",
+                    format!("{pair:?} is not Name:value"),
+                ));
+                continue;
+            }
+        };
+        match (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(&value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => errors.push(SettingsError::new(
+                "headers",
+                format!("{name:?}: {value:?} is not a header"),
+            )),
+        }
+    }
+    for (key, pointer) in [
+        ("response.records", &own.response_records),
+        ("response.cursor", &own.response_cursor),
+    ] {
+        if let Some(p) = pointer
+            && !(p.is_empty() || p.starts_with('/'))
+        {
+            errors.push(SettingsError::new(
+                key,
+                format!("{p:?} is not a JSON pointer (/data/items)"),
+            ));
+        }
+    }
+    if own.cursor_param.trim().is_empty() {
+        errors.push(SettingsError::new("cursor.param", "the name is empty"));
+    }
+    Some(PollConfig {
+        url: parsed?,
+        headers,
+        polling_period: own.polling_period.0,
+        records: own.response_records.clone(),
+        cursor: own.response_cursor.clone(),
+        cursor_param: own.cursor_param.clone(),
+        timeout: own.timeout.0,
+        ca_cert_path: own.ca_cert_path.clone(),
     })
 }
 
@@ -325,6 +548,88 @@ mod tests {
             keys,
             ["address", "maxBodySize", "backpressureTimeout", "surprise"]
         );
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_refused_and_both_turn_tls_on() {
+        let errors = validate_source(&settings(&[("tls.certPath", "/c.pem")])).unwrap_err();
+        assert_eq!(errors[0].setting, "tls.keyPath");
+        let errors = validate_source(&settings(&[("tls.keyPath", "/k.pem")])).unwrap_err();
+        assert_eq!(errors[0].setting, "tls.certPath");
+        let c = validate_source(&settings(&[
+            ("tls.certPath", "/c.pem"),
+            ("tls.keyPath", "/k.pem"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(ServerTls {
+                cert_path: "/c.pem".into(),
+                key_path: "/k.pem".into(),
+            })
+        );
+        assert_eq!(validate_source(&settings(&[])).unwrap().tls, None);
+    }
+
+    #[test]
+    fn a_url_turns_on_polling_with_params_and_headers_in_both_forms() {
+        let c = validate_source(&settings(&[
+            ("url", "http://127.0.0.1:9/items?fixed=1"),
+            ("params.since", "2024-01-01"),
+            ("headers", "X-One: 1, X-Two:2"),
+            ("headers.Authorization", "Bearer t"),
+            ("pollingPeriod", "2s"),
+            ("response.records", "/items"),
+            ("response.cursor", "/next"),
+            ("cursor.param", "after"),
+        ]))
+        .unwrap();
+        let poll = c.poll.unwrap();
+        assert_eq!(
+            poll.url.as_str(),
+            "http://127.0.0.1:9/items?fixed=1&since=2024-01-01"
+        );
+        assert_eq!(poll.headers["x-one"], "1");
+        assert_eq!(poll.headers["x-two"], "2");
+        assert_eq!(poll.headers["authorization"], "Bearer t");
+        assert_eq!(poll.polling_period, Duration::from_secs(2));
+        assert_eq!(poll.records.as_deref(), Some("/items"));
+        assert_eq!(poll.cursor.as_deref(), Some("/next"));
+        assert_eq!(poll.cursor_param, "after");
+        let defaults = validate_source(&settings(&[("url", "https://api.example.com/")]))
+            .unwrap()
+            .poll
+            .unwrap();
+        assert_eq!(defaults.polling_period, Duration::from_secs(300));
+        assert_eq!(defaults.cursor_param, "cursor");
+        assert_eq!(defaults.timeout, Duration::from_secs(30));
+        assert!(validate_source(&settings(&[])).unwrap().poll.is_none());
+    }
+
+    #[test]
+    fn bad_polling_settings_and_conduits_javascript_hooks_are_refused_with_their_keys() {
+        let errors = validate_source(&settings(&[
+            ("url", "ftp://x/"),
+            ("method", "POST"),
+            ("headers", "no-colon"),
+            ("response.cursor", "next"),
+            ("script.parseResponse", "parse.js"),
+        ]))
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.setting.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "script.parseResponse",
+                "url",
+                "method",
+                "headers",
+                "response.cursor"
+            ]
+        );
+        let errors = validate_source(&settings(&[("response.cursor", "/next")])).unwrap_err();
+        assert_eq!(errors[0].setting, "response.cursor");
+        assert!(errors[0].message.contains("url"), "{errors:?}");
     }
 
     #[test]

@@ -239,7 +239,7 @@ impl HttpDestination {
 }
 
 /// An error with its sources (`connection refused` sits a few levels down).
-fn chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(inner) = source {

@@ -12,6 +12,10 @@
 //! | `maxBodySize` | `10485760` | Largest body in bytes; a larger one gets 413. |
 //! | `bufferSize` | `64` | Requests whose records wait for the pipeline at most. |
 //! | `backpressureTimeout` | `5s` | How long a request waits for room before it gets 503 with `Retry-After: 1`. |
+//! | `tls.certPath` | — | Certificate chain (PEM) to serve `https` with; needs `tls.keyPath`. |
+//! | `tls.keyPath` | — | Its private key (PEM: PKCS#8, PKCS#1 or SEC1). |
+//!
+//! With `tls.certPath` and `tls.keyPath` set the source serves `https` only.
 //!
 //! Requests are `POST`s to any path. **The content type decides the records**:
 //! `application/json` (or `application/*+json`): the body is one JSON document, one
@@ -31,6 +35,29 @@
 //!
 //! **Position**: `<run>-<sequence>`; the source keeps nothing across restarts (the
 //! senders hold what was not answered 2xx), so a resume position is ignored.
+//!
+//! # Source, polling mode
+//!
+//! With `url` set the source does not listen: it sends `GET url` (plus `params.*`)
+//! and makes records of the response, as Conduit's http connector does.
+//!
+//! | Setting | Default | Meaning |
+//! |---|---|---|
+//! | `url` | — | URL to poll; `http` or `https`. |
+//! | `method` | `GET` | Only `GET`. |
+//! | `headers` | — | Request headers as Conduit writes them: `Name:value` pairs separated by commas. |
+//! | `headers.*` | — | One request header each (`headers.Authorization`). |
+//! | `params.*` | — | Query parameters added to the URL (`params.since`). |
+//! | `pollingPeriod` | `5m` | Wait between requests that brought nothing new. |
+//! | `response.records` | — | JSON pointer to the array of records in a response (`/data`); unset, the whole response is one record. |
+//! | `response.cursor` | — | JSON pointer to the cursor of the next request in a response (`/next`); a string or number. |
+//! | `cursor.param` | `cursor` | Query parameter the cursor is sent in. |
+//! | `timeout` | `30s` | Longest wait for a response. |
+//! | `tls.caCertPath` | — | A CA certificate (PEM) trusted for `https`, besides the system's. |
+//!
+//! Conduit's `script.getRequestData` and `script.parseResponse` (JavaScript) are
+//! refused: `response.records`, `response.cursor` and `cursor.param` do their common
+//! job. See [`HttpPollSource`] for the position.
 //!
 //! # Destination
 //!
@@ -56,8 +83,10 @@
 
 mod config;
 mod destination;
+mod poll;
 mod signature;
 mod source;
+mod tls;
 
 use std::sync::Arc;
 
@@ -66,9 +95,10 @@ use funnel_core::typed::SettingsStruct;
 
 pub use config::{
     BatchFormat, HttpDestinationConfig, HttpDestinationSettings, HttpSourceConfig,
-    HttpSourceSettings, validate_destination, validate_source,
+    HttpSourceSettings, PollConfig, ServerTls, validate_destination, validate_source,
 };
 pub use destination::HttpDestination;
+pub use poll::{HttpPollSource, METADATA_URL};
 pub use signature::sign;
 pub use source::HttpSource;
 
@@ -78,11 +108,19 @@ pub const METADATA_PATH: &str = "http.path";
 /// The HTTP source in the registry.
 pub const SOURCE: Component = Component::new(
     "http",
-    "Receives records in HTTP POST requests, answering each after its records are delivered.",
+    "Receives records in HTTP POST requests, answering each after its records are delivered; or polls a URL.",
     &[HttpSourceSettings::SPEC, crate::SDK_SOURCE_SETTINGS],
-    Build::Source(|id, settings, _resume| {
+    Build::Source(|id, settings, resume| {
         let config = validate_source(settings)?;
-        Ok(Arc::new(HttpSource::new(id, config)))
+        Ok(match config.poll.clone() {
+            Some(poll) => Arc::new(HttpPollSource::new(
+                id,
+                poll,
+                config.batch_size,
+                resume.as_ref(),
+            )),
+            None => Arc::new(HttpSource::new(id, config)),
+        })
     }),
 );
 

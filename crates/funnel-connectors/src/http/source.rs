@@ -107,6 +107,20 @@ impl HttpSource {
     }
 }
 
+/// Serves `app` on `listener` until `stop`, answering what is in flight first.
+fn serve<L>(listener: L, app: axum::Router, stop: CancellationToken, who: String) -> JoinHandle<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::warn!(connector = %who, error = %e, "The HTTP server stopped.");
+        }
+    })
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -165,15 +179,14 @@ impl Source for HttpSource {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&inbox));
-        let shutdown = stop.clone();
-        let who = self.who.clone();
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::warn!(connector = %who, error = %e, "The HTTP server stopped.");
+        let server = match &self.config.tls {
+            None => serve(listener, app, stop.clone(), self.who.clone()),
+            Some(tls) => {
+                let acceptor = super::tls::acceptor(tls, &self.who)?;
+                let listener = super::tls::TlsListener::new(listener, acceptor, stop.clone());
+                serve(listener, app, stop.clone(), self.who.clone())
             }
-        });
+        };
         *self.queue.lock().await = Some(rx);
         let previous = lock(&self.running).replace(Running {
             server,
@@ -185,7 +198,12 @@ impl Source for HttpSource {
             old.stop.cancel();
             old.server.abort();
         }
-        tracing::info!(connector = %self.id, address = %local, "Listening for HTTP requests.");
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(connector = %self.id, address = %local, scheme, "Listening for HTTP requests.");
         Ok(())
     }
 
