@@ -868,9 +868,13 @@ fn delete(
     let cleaned = runtime
         .block_on(funnel_runtime::build::delete(&pipeline, &store))
         .map_err(|e| Failure::runtime(e.to_string()))?;
+    let cleaned_up: String = cleaned
+        .iter()
+        .map(|connector| format!("{connector}: cleaned up; "))
+        .collect();
     Ok(output::Done::new(
         format!(
-            "pipeline {id} deleted (positions removed from {})",
+            "pipeline {id} deleted ({cleaned_up}positions removed from {})",
             db_path.display()
         ),
         serde_json::json!({"done": plan, "cleanedUp": cleaned.iter().map(ToString::to_string).collect::<Vec<_>>()}),
