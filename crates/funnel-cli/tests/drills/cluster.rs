@@ -372,6 +372,13 @@ fn readyz_the_api_and_the_metrics_show_which_instance_runs_which_pipeline() {
     let second = fleet.start_instance_with(&["--api.http.address", &b_address]);
     fleet.wait_spread("two instances run two pipelines each", 4, 2);
     let all: Vec<String> = (0..4).map(|n| format!("p{n}")).collect();
+    // The lease table shows the spread first; the instance's gauges follow on its next
+    // lease round.
+    fleet.drill.wait_for(
+        "the first instance's metrics show the two leases it kept",
+        LEASE * 4,
+        || gauge(&get(&a_address, "/metrics").1, "funnel_cluster_leases_held") == 2.0,
+    );
     let metrics = get(&a_address, "/metrics").1;
     assert_eq!(
         gauge(&metrics, "funnel_cluster_leases_held"),
