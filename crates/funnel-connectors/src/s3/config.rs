@@ -335,6 +335,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "aws.accessKeyId",
                 "aws.secretAccessKey",
                 "aws.region",
                 "aws.endpoint",
