@@ -1,9 +1,8 @@
 //! The MQTT source: a persistent session with manual acknowledgements; `ack` sends the
-//! PUBACKs of the released messages, in order, and `teardown` waits until the broker
-//! has taken them.
+//! PUBACKs of the released messages, in order.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,8 +43,6 @@ struct Open {
     incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<Incoming>>,
     /// Messages read and not yet acknowledged, by sequence number, in read order.
     unacked: Mutex<VecDeque<(u64, Publish)>>,
-    /// PUBACKs were queued after the last barrier.
-    acked_since_barrier: AtomicBool,
     /// Barriers (UNSUBSCRIBE of a topic nobody subscribes to) sent so far.
     barriers_sent: AtomicU64,
     /// UNSUBACKs received so far: the broker has handled everything sent before.
@@ -210,7 +207,6 @@ impl Source for MqttSource {
             client,
             incoming: tokio::sync::Mutex::new(rx),
             unacked: Mutex::new(VecDeque::new()),
-            acked_since_barrier: AtomicBool::new(false),
             barriers_sent: AtomicU64::new(0),
             barriers_done: acks_rx,
             events: Mutex::new(Some(task)),
@@ -291,45 +287,30 @@ impl Source for MqttSource {
         for publish in &released {
             open.client.ack(publish).await.map_err(|_| lost())?;
         }
-        // The PUBACKs are queued for the connection, in order; they are not waited
-        // for here (a round trip per release would cap the rate at the broker's
-        // in-flight window per round trip). `teardown` waits until the broker has
-        // taken them; a connection lost before that makes the broker send the
-        // messages again (at least once).
-        if !released.is_empty() {
-            open.acked_since_barrier.store(true, Ordering::Release);
+        if released.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // A PUBACK written just before the connection drops can be discarded unread by
+        // the broker (a socket closed with unread data resets). The broker handles a
+        // client's packets in order, so the UNSUBACK of an UNSUBSCRIBE sent after the
+        // PUBACKs says it has handled them: only then has the source acknowledged.
+        open.client
+            .unsubscribe(format!("funnel/ack-barrier/{}", self.prefix))
+            .await
+            .map_err(|_| lost())?;
+        let target = open.barriers_sent.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut done = open.barriers_done.clone();
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => Err(ConnectorError::transient(format!("{}: torn down", self.who))),
+            result = done.wait_for(|n| *n >= target) => result.map(drop).map_err(|_| lost()),
+        }
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
         self.stop.cancel();
         let open = lock(&self.state).take();
         if let Some(open) = open {
-            // A PUBACK written just before the connection closes can be discarded
-            // unread by the broker (a socket closed with unread data resets). The
-            // broker handles a client's packets in order, so the UNSUBACK of an
-            // UNSUBSCRIBE sent after the PUBACKs says it has taken them: a graceful
-            // stop leaves no duplicates.
-            if open.acked_since_barrier.swap(false, Ordering::AcqRel) {
-                let barrier = async {
-                    open.client
-                        .unsubscribe(format!("funnel/ack-barrier/{}", self.prefix))
-                        .await
-                        .ok()?;
-                    let target = open.barriers_sent.fetch_add(1, Ordering::Relaxed) + 1;
-                    let mut done = open.barriers_done.clone();
-                    done.wait_for(|n| *n >= target).await.ok().map(drop)
-                };
-                if tokio::time::timeout(CLOSE_TIMEOUT, barrier)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_none()
-                {
-                    tracing::warn!(connector = %self.id, "The MQTT broker did not confirm the last acknowledgements; their messages may be delivered again.");
-                }
-            }
             // A DISCONNECT keeps the persistent session: what was not acknowledged is
             // sent again to the next connection with this client ID.
             let _ = open.client.try_disconnect();
