@@ -4,6 +4,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+/// Installs ring as the process's default rustls provider, for clients that build their
+/// TLS configuration from the default (async-nats, redis-rs). Several providers are
+/// compiled into the workspace, so none is the default until one is installed; a second
+/// install is refused, which changes nothing.
+#[cfg(any(feature = "nats", feature = "redis"))]
+pub(crate) fn install_default_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Writes `n` as decimal ASCII into `buf` and returns the digits (no allocation).
 pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();

@@ -133,6 +133,8 @@ pub(crate) async fn connect_with(
             None => options.token(percent_decoded(user)),
         };
     }
+    // async-nats builds its TLS configuration with the process's default rustls provider.
+    crate::util::install_default_crypto_provider();
     more(options).connect(addresses).await.map_err(|e| {
         let message = format!("{who}: cannot connect to NATS at {servers}: {e}");
         match e.kind() {

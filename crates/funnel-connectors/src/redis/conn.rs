@@ -60,12 +60,8 @@ pub(crate) fn client(
     if !connection.tls {
         return redis::Client::open(url).map_err(bad_address);
     }
-    // redis-rs builds its TLS configuration with the process's default rustls
-    // provider: ring, as the other connectors use (several providers are compiled in,
-    // so none is the default until one is installed; a second install is refused,
-    // which changes nothing).
-    #[allow(deprecated)]
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // redis-rs builds its TLS configuration with the process's default rustls provider.
+    crate::util::install_default_crypto_provider();
     let read = |setting: &str, path: &std::path::Path| {
         std::fs::read(path).map_err(|e| {
             ConnectorError::config(format!(
