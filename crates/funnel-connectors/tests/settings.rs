@@ -260,6 +260,8 @@ fn the_registry_lists_every_builtin_with_its_settings() {
             ("file", ComponentKind::Source),
             ("file", ComponentKind::Destination),
             ("generator", ComponentKind::Source),
+            ("http", ComponentKind::Source),
+            ("http", ComponentKind::Destination),
             ("log", ComponentKind::Destination),
             ("noop", ComponentKind::Destination),
             ("postgres", ComponentKind::Source),
@@ -274,6 +276,8 @@ fn the_registry_lists_every_builtin_with_its_settings() {
             ("mqtt", ComponentKind::Destination),
             ("redis", ComponentKind::Source),
             ("redis", ComponentKind::Destination),
+            ("s3", ComponentKind::Source),
+            ("s3", ComponentKind::Destination),
         ]
     );
     for component in &table {
