@@ -10,6 +10,9 @@ use bytes::Bytes;
 /// install is refused, which changes nothing.
 #[cfg(any(feature = "nats", feature = "redis"))]
 pub(crate) fn install_default_crypto_provider() {
+    // ring's provider is deprecated only for lacking post-quantum key exchange; it is
+    // the one every connector here uses.
+    #[allow(deprecated)]
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
