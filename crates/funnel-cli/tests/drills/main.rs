@@ -13,6 +13,7 @@
 //! | [`store`] | the store file corrupted |
 //! | [`input`] | the file source's input rotated, truncated, replaced or deleted |
 //! | [`brokers`] | SIGKILL with a publisher running, and the broker restarting, for RabbitMQ and MQTT |
+//! | [`http`] | SIGKILL with senders posting to the http source and sending again what got no 2xx |
 //! | [`cluster`] | three instances on one PostgreSQL store: SIGKILL, SIGSTOP past the lease, SIGTERM |
 //! | [`plugins`] | SIGKILL with a Conduit standalone source plugin (Python SDK); delivery, resume and validation through plugins (feature `standalone`) |
 //! | `kafka` | kafka pipelines under SIGKILL, a group split over two processes, bad input (feature `kafka`) |
@@ -31,6 +32,7 @@ mod brokers;
 mod cluster;
 mod disk;
 mod harness;
+mod http;
 mod input;
 #[cfg(feature = "kafka")]
 mod kafka;
