@@ -26,6 +26,7 @@ use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
+use funnel_test_utils::tansu::{PrivateBroker, ProxyTls};
 
 const SERVERS: &str = "127.0.0.1:9092";
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -137,7 +138,16 @@ fn messages(topic: &str) -> Vec<Message> {
 
 /// Writes `records` with a new destination of `extra` settings and returns the acks.
 async fn write(extra: &[(&str, &str)], records: &[Record]) -> Vec<DestinationAck> {
-    let mut pairs = vec![("servers", SERVERS), ("compression", "none")];
+    write_at(SERVERS, extra, records).await
+}
+
+/// [`write`] to the brokers at `servers`.
+async fn write_at(
+    servers: &str,
+    extra: &[(&str, &str)],
+    records: &[Record],
+) -> Vec<DestinationAck> {
+    let mut pairs = vec![("servers", servers), ("compression", "none")];
     pairs.extend_from_slice(extra);
     let d = destination("kafka", "p:out", &settings(&pairs)).unwrap();
     d.open().await.unwrap();
@@ -493,7 +503,58 @@ async fn offsets_are_committed_only_for_acked_records_and_a_new_member_resumes_t
     s.teardown().await.unwrap();
 }
 
-#[ignore = "fails against tansu 0.6, not yet diagnosed"]
+/// Keyed messages `m{i}` for `range`, spread over the partitions by their keys.
+fn keyed(range: std::ops::Range<usize>) -> Vec<Record> {
+    range
+        .map(|i| {
+            let mut r = Record::new(format!("{i}"), Bytes::from(format!("m{i}")));
+            r.key = Some(Data::Raw(Bytes::from(format!("key{i}"))));
+            r
+        })
+        .collect()
+}
+
+/// What one member read: the payloads and the partitions they came from.
+#[derive(Default)]
+struct Seen {
+    payloads: std::collections::BTreeSet<Bytes>,
+    partitions: std::collections::BTreeSet<String>,
+}
+
+impl Seen {
+    /// Acks `batch` on `s` and keeps what it holds.
+    async fn take(&mut self, s: &dyn Source, batch: Vec<Record>) {
+        let positions: Vec<Position> = batch.iter().map(|r| r.position.clone()).collect();
+        s.ack(&positions).await.unwrap();
+        for r in &batch {
+            self.payloads.insert(inner(r));
+            self.partitions
+                .insert(r.metadata.get("kafka.partition").unwrap().to_owned());
+        }
+    }
+}
+
+/// Reads from `a` and `b` until together they hold every payload of `want`.
+async fn read_both(a: &dyn Source, b: &dyn Source, want: &[Record]) -> (Seen, Seen) {
+    let want: std::collections::BTreeSet<Bytes> = want.iter().map(raw).collect();
+    let (mut seen_a, mut seen_b) = (Seen::default(), Seen::default());
+    let deadline = std::time::Instant::now() + PATIENCE * 2;
+    while !want.is_subset(&(&seen_a.payloads | &seen_b.payloads)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a {} b {} of {}",
+            seen_a.payloads.len(),
+            seen_b.payloads.len(),
+            want.len()
+        );
+        tokio::select! {
+            batch = a.read() => seen_a.take(a, batch.unwrap().unwrap()).await,
+            batch = b.read() => seen_b.take(b, batch.unwrap().unwrap()).await,
+        }
+    }
+    (seen_a, seen_b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_of_one_group_split_the_partitions_and_one_takes_over_when_the_other_leaves() {
     if !broker() {
@@ -520,73 +581,54 @@ async fn two_members_of_one_group_split_the_partitions_and_one_takes_over_when_t
     let b = build("p:b");
     a.open().await.unwrap();
     b.open().await.unwrap();
-    // Keys spread the messages over the partitions.
-    let records: Vec<Record> = (0..200)
-        .map(|i| {
-            let mut r = Record::new(format!("{i}"), Bytes::from(format!("m{i}")));
-            r.key = Some(Data::Raw(Bytes::from(format!("key{i}"))));
-            r
-        })
-        .collect();
-    write(&[("topic", &name)], &records).await;
-    let mut seen_a = std::collections::BTreeSet::new();
-    let mut seen_b = std::collections::BTreeSet::new();
-    let deadline = std::time::Instant::now() + PATIENCE * 2;
-    while seen_a.len() + seen_b.len() < 200 {
+    // Delivery is at least once: while the group rebalances (b joining after a had
+    // every partition), a partition's unacked records may be read by both. Once the
+    // group is stable, each partition has one reader: waves of messages are written
+    // until one wave is read by both members from disjoint partitions.
+    let deadline = std::time::Instant::now() + PATIENCE * 3;
+    let mut next = 0;
+    let mut acked_by_b = std::collections::BTreeSet::new();
+    loop {
+        let wave = keyed(next..next + 100);
+        next += 100;
+        write(&[("topic", &name)], &wave).await;
+        let (seen_a, seen_b) = read_both(&*a, &*b, &wave).await;
+        acked_by_b.extend(seen_b.payloads.iter().cloned());
+        if !seen_a.partitions.is_empty()
+            && !seen_b.partitions.is_empty()
+            && seen_a.partitions.is_disjoint(&seen_b.partitions)
+        {
+            assert!(seen_a.payloads.is_disjoint(&seen_b.payloads));
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "a {} b {}",
-            seen_a.len(),
-            seen_b.len()
+            "the members never split the partitions: a read {:?}, b read {:?}",
+            seen_a.partitions,
+            seen_b.partitions
         );
-        tokio::select! {
-            batch = a.read() => {
-                let batch = batch.unwrap().unwrap();
-                let p: Vec<Position> = batch.iter().map(|r| r.position.clone()).collect();
-                a.ack(&p).await.unwrap();
-                seen_a.extend(batch.iter().map(inner));
-            }
-            batch = b.read() => {
-                let batch = batch.unwrap().unwrap();
-                let p: Vec<Position> = batch.iter().map(|r| r.position.clone()).collect();
-                b.ack(&p).await.unwrap();
-                seen_b.extend(batch.iter().map(inner));
-            }
-        }
     }
-    assert!(
-        !seen_a.is_empty() && !seen_b.is_empty(),
-        "both members read"
-    );
-    assert!(seen_a.is_disjoint(&seen_b), "no partition is read twice");
-    // b leaves; a gets its partitions and reads what is written next, on all four.
+    // b leaves (committing what it acked); a gets its partitions and reads what is
+    // written next, on all four, and nothing b had acked.
     b.teardown().await.unwrap();
-    let more: Vec<Record> = (200..260)
-        .map(|i| {
-            let mut r = Record::new(format!("{i}"), Bytes::from(format!("m{i}")));
-            r.key = Some(Data::Raw(Bytes::from(format!("key{i}"))));
-            r
-        })
-        .collect();
+    let more = keyed(next..next + 60);
     write(&[("topic", &name)], &more).await;
-    let mut later = std::collections::BTreeSet::new();
-    while later.len() < 60 {
+    let want: std::collections::BTreeSet<Bytes> = more.iter().map(raw).collect();
+    let mut later = Seen::default();
+    while !want.is_subset(&later.payloads) {
         let batch = tokio::time::timeout(PATIENCE, a.read())
             .await
             .expect("the remaining member reads every partition")
             .unwrap()
             .unwrap();
-        let p: Vec<Position> = batch.iter().map(|r| r.position.clone()).collect();
-        a.ack(&p).await.unwrap();
-        for r in &batch {
-            let payload = inner(r);
-            assert!(
-                !seen_a.contains(&payload) && !seen_b.contains(&payload),
-                "{payload:?} again"
-            );
-            later.insert(payload);
-        }
+        later.take(&*a, batch).await;
     }
+    assert_eq!(later.partitions.len(), 4, "{:?}", later.partitions);
+    assert!(
+        later.payloads.is_disjoint(&acked_by_b),
+        "read again after b acked them and left: {:?}",
+        later.payloads.intersection(&acked_by_b).collect::<Vec<_>>()
+    );
     a.teardown().await.unwrap();
 }
 
@@ -681,4 +723,956 @@ async fn a_record_for_an_unknown_topic_is_nacked_naming_the_topic() {
     let error = acks[0].error.as_ref().expect("nacked").to_string();
     assert!(error.contains(&missing), "{error}");
     assert!(acks[1].error.is_none(), "{acks:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// Settings that must have an effect.
+
+/// A client of `group` that reads the group's committed offsets of `topic`.
+struct Committed {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl Committed {
+    fn new(servers: &str, group: &str, topic: &str) -> Self {
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", servers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        Self {
+            consumer,
+            topic: topic.to_owned(),
+        }
+    }
+
+    /// The committed offset of `partition`, `None` before the first commit.
+    fn get(&self, partition: i32) -> Option<i64> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.topic, partition);
+        let got = self
+            .consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .unwrap();
+        match got.find_partition(&self.topic, partition).unwrap().offset() {
+            Offset::Offset(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    async fn wait_for(&self, partition: i32, offset: i64) -> std::time::Instant {
+        funnel_test_utils::wait::wait_until(
+            &format!("offset {offset} committed"),
+            PATIENCE,
+            || self.get(partition) == Some(offset),
+        )
+        .await;
+        std::time::Instant::now()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_offsets_size_commits_as_soon_as_that_many_records_are_acked_and_not_before() {
+    if !broker() {
+        return;
+    }
+    let name = topic("size", 1).await;
+    write(&[("topic", &name)], &numbered(12)).await;
+    let group = unique("g");
+    let s = source(
+        "kafka",
+        "p:in",
+        &settings(&[
+            ("servers", SERVERS),
+            ("topics", &name),
+            ("groupID", &group),
+            ("readFromBeginning", "true"),
+            ("commitOffsetsSize", "5"),
+            // Never due by time: only the size commits before teardown.
+            ("commitOffsetsDelay", "1h"),
+        ]),
+        None,
+    )
+    .unwrap();
+    s.open().await.unwrap();
+    let records = read_n(&*s, 12).await;
+    let committed = Committed::new(SERVERS, &group, &name);
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, record) in records.iter().enumerate() {
+        s.ack(std::slice::from_ref(&record.position)).await.unwrap();
+        let acked = i as i64 + 1;
+        if acked % 5 == 0 {
+            committed.wait_for(0, acked).await;
+        }
+        seen.insert(committed.get(0));
+    }
+    assert!(
+        seen.iter().all(|c| matches!(c, None | Some(5 | 10))),
+        "commits only at every 5th ack: {seen:?}"
+    );
+    // Teardown commits the rest.
+    s.teardown().await.unwrap();
+    committed.wait_for(0, 12).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_offsets_delay_holds_acked_offsets_back_until_it_passes_then_commits_them() {
+    if !broker() {
+        return;
+    }
+    let name = topic("delay", 1).await;
+    write(&[("topic", &name)], &numbered(6)).await;
+    let group = unique("g");
+    let s = source(
+        "kafka",
+        "p:in",
+        &settings(&[
+            ("servers", SERVERS),
+            ("topics", &name),
+            ("groupID", &group),
+            ("readFromBeginning", "true"),
+            // Never due by size: only the delay commits.
+            ("commitOffsetsSize", "1000000"),
+            ("commitOffsetsDelay", "2s"),
+        ]),
+        None,
+    )
+    .unwrap();
+    s.open().await.unwrap();
+    let records = read_n(&*s, 6).await;
+    let committed = Committed::new(SERVERS, &group, &name);
+    let positions: Vec<Position> = records.iter().map(|r| r.position.clone()).collect();
+    s.ack(&positions[..3]).await.unwrap();
+    let first = committed.wait_for(0, 3).await;
+    // Acked right after a commit: committed one delay after it, with no other ack.
+    s.ack(&positions[3..]).await.unwrap();
+    let second = committed.wait_for(0, 6).await;
+    let gap = second - first;
+    assert!(
+        gap >= Duration::from_millis(1500) && gap < Duration::from_millis(4500),
+        "the second commit came {gap:?} after the first (commitOffsetsDelay 2s)"
+    );
+    s.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_from_beginning_false_reads_only_messages_written_after_the_member_joined() {
+    if !broker() {
+        return;
+    }
+    let name = topic("latest", 1).await;
+    let old: Vec<Record> = (0..5)
+        .map(|i| Record::new(format!("{i}"), Bytes::from(format!("old{i}"))))
+        .collect();
+    write(&[("topic", &name)], &old).await;
+    let s = source(
+        "kafka",
+        "p:in",
+        &settings(&[("servers", SERVERS), ("topics", &name)]),
+        None,
+    )
+    .unwrap();
+    s.open().await.unwrap();
+    // Until the member has its partition, new messages may be missed too: write one
+    // at a time until one is read.
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut n = 0;
+    while got.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no new message read");
+        write(
+            &[("topic", &name)],
+            &[Record::new(format!("n{n}"), Bytes::from(format!("new{n}")))],
+        )
+        .await;
+        n += 1;
+        if let Ok(batch) = tokio::time::timeout(Duration::from_secs(2), s.read()).await {
+            got.extend(batch.unwrap().unwrap().iter().map(inner));
+        }
+    }
+    assert!(
+        got.iter().all(|v| v.starts_with(b"new")),
+        "an old message was read: {got:?}"
+    );
+    s.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_reads_every_topic_of_a_comma_list_and_topic_is_the_former_spelling() {
+    if !broker() {
+        return;
+    }
+    let (one, two) = (topic("list1", 1).await, topic("list2", 1).await);
+    write(&[("topic", &one)], &numbered(3)).await;
+    write(&[("topic", &two)], &numbered(4)).await;
+    for key in ["topics", "topic"] {
+        let list = format!("{one}, {two}");
+        let s = source(
+            "kafka",
+            "p:in",
+            &settings(&[
+                ("servers", SERVERS),
+                (key, &list),
+                ("groupID", &unique("g")),
+                ("readFromBeginning", "true"),
+            ]),
+            None,
+        )
+        .unwrap();
+        s.open().await.unwrap();
+        let records = read_n(&*s, 7).await;
+        let per_topic = |t: &str| {
+            records
+                .iter()
+                .filter(|r| r.metadata.get("opencdc.collection") == Some(t))
+                .count()
+        };
+        assert_eq!((per_topic(&one), per_topic(&two)), (3, 4), "{key}");
+        s.teardown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_template_sends_each_record_to_the_topic_it_renders() {
+    if !broker() {
+        return;
+    }
+    let base = unique("tmpl");
+    let (a, b) = (format!("{base}-a"), format!("{base}-b"));
+    create_topic(SERVERS, &a, 1).await.unwrap();
+    create_topic(SERVERS, &b, 1).await.unwrap();
+    let records: Vec<Record> = ["a", "b", "a"]
+        .iter()
+        .enumerate()
+        .map(|(i, suffix)| {
+            let mut r = Record::new(format!("{i}"), Bytes::from(format!("m{i}")));
+            r.metadata.insert("suffix", *suffix);
+            r
+        })
+        .collect();
+    let template = format!("{base}-{{{{ index .Metadata \"suffix\" }}}}");
+    let acks = write(&[("topic", &template)], &records).await;
+    assert!(acks.iter().all(|a| a.error.is_none()), "{acks:?}");
+    let (in_a, in_b) = tokio::task::spawn_blocking(move || (messages(&a), messages(&b)))
+        .await
+        .unwrap();
+    assert_eq!((in_a.len(), in_b.len()), (2, 1));
+}
+
+/// A member of `group` reading `topic` with the cooperative-sticky assignor only, once
+/// it has the partitions: members that offer only eager assignors cannot join.
+fn cooperative_member(group: &str, topic: &str) -> BaseConsumer {
+    let member: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", SERVERS)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create()
+        .unwrap();
+    member.subscribe(&[topic]).unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while member.assignment().unwrap().count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the member got no partition"
+        );
+        let _ = member.poll(Duration::from_millis(100));
+    }
+    member
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_group_join_errors_false_fails_the_read_when_the_group_refuses_the_member() {
+    if !broker() {
+        return;
+    }
+    let name = topic("join", 1).await;
+    let group = unique("g");
+    let member = cooperative_member(&group, &name);
+    let build = |retry: &str| {
+        source(
+            "kafka",
+            "p:in",
+            &settings(&[
+                ("servers", SERVERS),
+                ("topics", &name),
+                ("groupID", &group),
+                ("readFromBeginning", "true"),
+                ("retryGroupJoinErrors", retry),
+            ]),
+            None,
+        )
+        .unwrap()
+    };
+    let s = build("false");
+    s.open().await.unwrap();
+    let error = tokio::time::timeout(PATIENCE, s.read())
+        .await
+        .expect("the read fails in time")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("kafka source p:in"), "{error}");
+    assert!(
+        error.contains("joining the consumer group failed"),
+        "{error}"
+    );
+    s.teardown().await.unwrap();
+
+    // Retrying, the source joins once the other member has left, and reads.
+    let s = build("true");
+    s.open().await.unwrap();
+    write(&[("topic", &name)], &numbered(3)).await;
+    tokio::task::spawn_blocking(move || {
+        member.unsubscribe();
+        drop(member);
+    })
+    .await
+    .unwrap();
+    let records = read_n(&*s, 3).await;
+    assert_eq!(records.len(), 3);
+    s.teardown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// What the connectors send on the wire: a private broker behind a proxy that keeps
+// the requests.
+
+/// One Kafka request a client sent: API key and version, client id and the body after
+/// the header's client id.
+struct Request {
+    key: i16,
+    version: i16,
+    client_id: String,
+    body: Vec<u8>,
+}
+
+/// API keys of the requests the tests look for.
+const PRODUCE: i16 = 0;
+const SASL_HANDSHAKE: i16 = 17;
+const API_VERSIONS: i16 = 18;
+const INIT_PRODUCER_ID: i16 = 22;
+const SASL_AUTHENTICATE: i16 = 36;
+
+/// A TCP proxy on 127.0.0.1:`listen` forwarding to 127.0.0.1:`upstream`, keeping
+/// what clients send on each connection.
+struct Recorder {
+    connections: Arc<std::sync::Mutex<Vec<Sent>>>,
+}
+
+/// What a client sent on one connection.
+type Sent = Arc<std::sync::Mutex<Vec<u8>>>;
+
+impl Recorder {
+    fn start(listen: u16, upstream: u16) -> Self {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind(("127.0.0.1", listen)).unwrap();
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&connections);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+                kept.lock().unwrap().push(Arc::clone(&sent));
+                let (mut from_client, mut to_server) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0; 64 * 1024];
+                    while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                        sent.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if to_server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_server.shutdown(Shutdown::Both);
+                });
+                let (mut from_server, mut to_client) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        Self { connections }
+    }
+
+    /// The requests of each connection so far, in order.
+    fn connections(&self) -> Vec<Vec<Request>> {
+        let connections = self.connections.lock().unwrap();
+        connections
+            .iter()
+            .map(|sent| parse_requests(&sent.lock().unwrap()))
+            .collect()
+    }
+
+    /// Every request of the client `client_id`.
+    fn requests_of(&self, client_id: &str) -> Vec<Request> {
+        self.connections()
+            .into_iter()
+            .flatten()
+            .filter(|r| r.client_id == client_id)
+            .collect()
+    }
+}
+
+fn parse_requests(mut bytes: &[u8]) -> Vec<Request> {
+    let mut out = Vec::new();
+    while bytes.len() >= 4 {
+        let size = i32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+        if bytes.len() < 4 + size || size < 10 {
+            break;
+        }
+        let frame = &bytes[4..4 + size];
+        let key = i16::from_be_bytes([frame[0], frame[1]]);
+        let version = i16::from_be_bytes([frame[2], frame[3]]);
+        let id_len = i16::from_be_bytes([frame[8], frame[9]]);
+        let id_len = usize::try_from(id_len).unwrap_or(0);
+        out.push(Request {
+            key,
+            version,
+            client_id: String::from_utf8_lossy(&frame[10..10 + id_len]).into_owned(),
+            body: frame[10 + id_len..].to_vec(),
+        });
+        bytes = &bytes[4 + size..];
+    }
+    out
+}
+
+fn uvarint(bytes: &[u8], mut at: usize) -> (u64, usize) {
+    let (mut value, mut shift) = (0u64, 0);
+    loop {
+        let b = bytes[at];
+        at += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return (value, at);
+        }
+        shift += 7;
+    }
+}
+
+impl Request {
+    /// The `acks` field of a produce request (v3 and later).
+    fn acks(&self) -> i16 {
+        let b = &self.body;
+        let at = if self.version >= 9 {
+            // Flexible versions: the header's tagged fields, then a compact nullable
+            // transactional id.
+            let (_, at) = uvarint(b, 0);
+            let (len, at) = uvarint(b, at);
+            at + usize::try_from(len.saturating_sub(1)).unwrap()
+        } else {
+            let len = i16::from_be_bytes([b[0], b[1]]);
+            2 + usize::try_from(len).unwrap_or(0)
+        };
+        i16::from_be_bytes([b[at], b[at + 1]])
+    }
+
+    fn contains(&self, needle: &[u8]) -> bool {
+        self.body.windows(needle.len()).any(|w| w == needle)
+    }
+}
+
+/// A private broker whose advertised address is a [`Recorder`] in front of it, so
+/// every connection of its clients goes through the recorder; `None` (the test is
+/// skipped) when tansu is not installed.
+fn recorded_broker() -> Option<(PrivateBroker, Recorder)> {
+    let listen = funnel_test_utils::tansu::free_port();
+    let Some(broker) = PrivateBroker::start_advertising(listen) else {
+        private_broker_missing();
+        return None;
+    };
+    let recorder = Recorder::start(listen, broker.port);
+    Some((broker, recorder))
+}
+
+/// Skips a test that needs a private tansu (or fails it under CI).
+fn private_broker_missing() {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "tansu is not installed (run scripts/setup-services.sh)"
+    );
+    eprintln!("skipping: tansu is not installed (run scripts/setup-services.sh)");
+}
+
+/// Creates `topic` through the client configuration `config` (TLS, say).
+async fn create_topic_with(config: &ClientConfig, topic: &str, partitions: i32) {
+    use funnel_connectors::kafka::rdkafka::admin::{
+        AdminClient, AdminOptions, NewTopic, TopicReplication,
+    };
+    use funnel_connectors::kafka::rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = config.create().unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &options,
+        )
+        .await
+        .unwrap();
+    for result in results {
+        result.unwrap();
+    }
+}
+
+/// Writes `records` to `topic` through the connectors' settings `pairs` (servers,
+/// TLS, SASL...) and reads them back with a source of the same settings: the values
+/// read, in order.
+async fn round_trip(pairs: &[(&str, &str)], topic: &str, records: &[Record]) -> Vec<Bytes> {
+    let mut out = pairs.to_vec();
+    out.extend_from_slice(&[("topic", topic), ("compression", "none")]);
+    let d = destination("kafka", "p:out", &settings(&out)).unwrap();
+    d.open().await.unwrap();
+    d.write(records).await.unwrap();
+    let mut acks = Vec::new();
+    while acks.len() < records.len() {
+        acks.extend(
+            tokio::time::timeout(PATIENCE, d.ack())
+                .await
+                .expect("acks in time")
+                .unwrap(),
+        );
+    }
+    assert!(acks.iter().all(|a| a.error.is_none()), "{acks:?}");
+    d.teardown().await.unwrap();
+    let group = unique("g");
+    let mut inp = pairs.to_vec();
+    inp.extend_from_slice(&[
+        ("topics", topic),
+        ("groupID", &group),
+        ("readFromBeginning", "true"),
+    ]);
+    let s = source("kafka", "p:in", &settings(&inp), None).unwrap();
+    s.open().await.unwrap();
+    let got: Vec<Bytes> = read_n(&*s, records.len()).await.iter().map(inner).collect();
+    s.teardown().await.unwrap();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_id_names_every_request_and_acks_sets_the_produce_requests_acks() {
+    let Some((broker, recorder)) = recorded_broker() else {
+        return;
+    };
+    let servers = broker.servers();
+    let name = unique("acks");
+    create_topic(&broker.plain_servers(), &name, 1)
+        .await
+        .unwrap();
+    for (acks, wire) in [("none", 0), ("one", 1), ("all", -1)] {
+        let client = format!("funnel-acks-{acks}");
+        let got = write_at(
+            &servers,
+            &[("topic", &name), ("acks", acks), ("clientID", &client)],
+            &numbered(3),
+        )
+        .await;
+        assert!(got.iter().all(|a| a.error.is_none()), "{acks}: {got:?}");
+        let requests = recorder.requests_of(&client);
+        let produced: Vec<i16> = requests
+            .iter()
+            .filter(|r| r.key == PRODUCE)
+            .map(Request::acks)
+            .collect();
+        assert!(!produced.is_empty(), "{acks}: no produce request");
+        assert!(
+            produced.iter().all(|&a| a == wire),
+            "acks {acks}: the produce requests ask for {produced:?}"
+        );
+        // acks: all makes the producer idempotent: it asks for a producer id.
+        let idempotent = requests.iter().any(|r| r.key == INIT_PRODUCER_ID);
+        assert_eq!(idempotent, acks == "all", "acks {acks}: InitProducerId");
+    }
+    // Without clientID, Conduit's.
+    let default = write_at(&servers, &[("topic", &name)], &numbered(1)).await;
+    assert!(default[0].error.is_none());
+    assert!(
+        !recorder.requests_of("conduit-connector-kafka").is_empty(),
+        "the default client id is Conduit's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_shrinks_the_produce_requests_with_gzip_lz4_and_zstd() {
+    let Some((broker, recorder)) = recorded_broker() else {
+        return;
+    };
+    let name = unique("codec");
+    create_topic(&broker.plain_servers(), &name, 1)
+        .await
+        .unwrap();
+    let records: Vec<Record> = (0..200)
+        .map(|i| Record::new(format!("{i}"), Bytes::from("compressible ".repeat(150))))
+        .collect();
+    let mut sizes = Vec::new();
+    for codec in ["none", "gzip", "lz4", "zstd"] {
+        let client = format!("funnel-codec-{codec}");
+        let acks = write_at(
+            &broker.servers(),
+            &[
+                ("topic", &name),
+                ("compression", codec),
+                ("clientID", &client),
+            ],
+            &records,
+        )
+        .await;
+        assert!(acks.iter().all(|a| a.error.is_none()), "{codec}: {acks:?}");
+        let bytes: usize = recorder
+            .requests_of(&client)
+            .iter()
+            .filter(|r| r.key == PRODUCE)
+            .map(|r| r.body.len())
+            .sum();
+        sizes.push((codec, bytes));
+    }
+    let plain = sizes[0].1;
+    assert!(plain > 200 * 1950, "{sizes:?}");
+    for &(codec, bytes) in &sizes[1..] {
+        assert!(bytes * 5 < plain, "{codec} does not compress: {sizes:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plain_authenticates_every_connection_with_the_username_and_password() {
+    let Some((broker, recorder)) = recorded_broker() else {
+        return;
+    };
+    let name = unique("plain");
+    create_topic(&broker.plain_servers(), &name, 1)
+        .await
+        .unwrap();
+    let servers = broker.servers();
+    let pairs = [
+        ("servers", servers.as_str()),
+        ("clientID", "funnel-sasl-plain"),
+        ("saslMechanism", "PLAIN"),
+        ("saslUsername", "funnel-user"),
+        ("saslPassword", "funnel-secret"),
+    ];
+    let got = round_trip(&pairs, &name, &numbered(3)).await;
+    assert_eq!(got.len(), 3);
+    let mut connections = 0;
+    for connection in recorder.connections() {
+        let ours: Vec<&Request> = connection
+            .iter()
+            .filter(|r| r.client_id == "funnel-sasl-plain")
+            .collect();
+        let Some(first) = ours.iter().find(|r| r.key != API_VERSIONS) else {
+            continue;
+        };
+        connections += 1;
+        assert_eq!(
+            first.key, SASL_HANDSHAKE,
+            "the first request after ApiVersions"
+        );
+        assert!(first.contains(b"PLAIN"));
+        let auth = connection
+            .iter()
+            .find(|r| r.key == SASL_AUTHENTICATE)
+            .expect("a SaslAuthenticate request");
+        assert!(auth.contains(b"\0funnel-user\0funnel-secret"));
+    }
+    assert!(
+        connections >= 2,
+        "the destination's and the source's connections"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_timeout_fails_the_destination_when_the_broker_is_gone_that_long() {
+    let Some(mut broker) = PrivateBroker::start() else {
+        private_broker_missing();
+        return;
+    };
+    let name = unique("timeout");
+    create_topic(&broker.servers(), &name, 1).await.unwrap();
+    let d = destination(
+        "kafka",
+        "p:out",
+        &settings(&[
+            ("servers", &broker.servers()),
+            ("topic", &name),
+            ("compression", "none"),
+            ("deliveryTimeout", "2s"),
+        ]),
+    )
+    .unwrap();
+    d.open().await.unwrap();
+    broker.kill();
+    let started = std::time::Instant::now();
+    d.write(&numbered(1)).await.unwrap();
+    // librdkafka's default would wait 5 minutes; 2 s fails the destination soon.
+    let error = tokio::time::timeout(Duration::from_secs(30), d.ack())
+        .await
+        .expect("the delivery fails within the timeout")
+        .unwrap_err()
+        .to_string();
+    assert!(started.elapsed() >= Duration::from_secs(1), "{error}");
+    assert!(error.contains("kafka destination p:out"), "{error}");
+    assert!(error.to_lowercase().contains("timed out"), "{error}");
+    d.teardown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// SCRAM, with users made on the shared broker by `tansu user create`.
+
+/// Makes the SCRAM user `name` with `password` on the shared broker; `false` (the
+/// test is skipped) when tansu is not installed.
+fn scram_user(mechanism: &str, name: &str, password: &str) -> bool {
+    let Some(tansu) = funnel_test_utils::tansu::tansu_binary() else {
+        private_broker_missing();
+        return false;
+    };
+    let out = std::process::Command::new(tansu)
+        .args([
+            "user",
+            "create",
+            "--broker",
+            "tcp://127.0.0.1:9092",
+            "--mechanism",
+            mechanism,
+            name,
+            password,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tansu user create: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_with_the_right_password_reads_and_writes_and_a_wrong_one_fails_open_with_the_reason()
+{
+    if !broker() {
+        return;
+    }
+    for (mechanism, tool) in [("SCRAM-SHA-256", "scram256"), ("SCRAM-SHA-512", "scram512")] {
+        let user = unique("user");
+        if !scram_user(tool, &user, "right-password") {
+            return;
+        }
+        let name = topic("scram", 1).await;
+        let pairs = [
+            ("servers", SERVERS),
+            ("saslMechanism", mechanism),
+            ("saslUsername", user.as_str()),
+            ("saslPassword", "right-password"),
+        ];
+        let got = round_trip(&pairs, &name, &numbered(2)).await;
+        assert_eq!(got, [Bytes::from("m0"), Bytes::from("m1")], "{mechanism}");
+
+        let wrong = settings(&[
+            ("servers", SERVERS),
+            ("topics", &name),
+            ("saslMechanism", mechanism),
+            ("saslUsername", &user),
+            ("saslPassword", "wrong-password"),
+        ]);
+        let s = source("kafka", "p:in", &wrong, None).unwrap();
+        let error = s.open().await.unwrap_err().to_string();
+        assert!(error.contains("kafka source p:in"), "{mechanism}: {error}");
+        assert!(
+            error.to_lowercase().contains("authentication"),
+            "{mechanism}: {error}"
+        );
+        let d = destination(
+            "kafka",
+            "p:out",
+            &settings(&[
+                ("servers", SERVERS),
+                ("saslMechanism", mechanism),
+                ("saslUsername", &user),
+                ("saslPassword", "wrong-password"),
+            ]),
+        )
+        .unwrap();
+        let error = d.open().await.unwrap_err().to_string();
+        assert!(
+            error.contains("kafka destination p:out"),
+            "{mechanism}: {error}"
+        );
+        assert!(
+            error.to_lowercase().contains("authentication"),
+            "{mechanism}: {error}"
+        );
+        d.teardown().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// TLS: a private broker behind a TLS proxy (socat with OpenSSL) that it advertises,
+// with a CA made here.
+
+/// A CA, a server certificate it signed for `localhost`, and a client certificate it
+/// signed, as PEM text and files.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: String,
+    client_cert: String,
+    client_key: String,
+}
+
+impl Pki {
+    fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Funnel kafka test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&server_key, &ca)
+            .unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client
+            .distinguished_name
+            .push(DnType::CommonName, "funnel-client");
+        let client = client.signed_by(&client_key, &ca).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("server.pem"), server.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).unwrap();
+        Self {
+            ca: ca.pem(),
+            client_cert: client.pem(),
+            client_key: client_key.serialize_pem(),
+            dir,
+        }
+    }
+
+    /// The proxy's files; `mutual`: clients need a certificate of this CA.
+    fn proxy(&self, mutual: bool) -> ProxyTls {
+        ProxyTls {
+            cert: self.dir.path().join("server.pem"),
+            key: self.dir.path().join("server.key"),
+            client_ca: mutual.then(|| self.dir.path().join("ca.pem")),
+        }
+    }
+
+    /// A librdkafka client configuration for the proxy (to make topics).
+    fn admin(&self, servers: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", servers)
+            .set("security.protocol", "ssl")
+            .set("ssl.ca.pem", &self.ca)
+            .set("ssl.certificate.pem", &self.client_cert)
+            .set("ssl.key.pem", &self.client_key);
+        config
+    }
+}
+
+/// A private broker behind a TLS proxy with `pki`'s certificates; `None` (the test is
+/// skipped) when tansu is not installed.
+fn tls_broker(pki: &Pki, mutual: bool) -> Option<PrivateBroker> {
+    let broker = PrivateBroker::start_tls(pki.proxy(mutual));
+    if broker.is_none() {
+        private_broker_missing();
+    }
+    broker
+}
+
+/// Opens a source of `pairs` reading `topic`: its error, if it fails.
+async fn open_error(pairs: &[(&str, &str)], topic: &str) -> Option<String> {
+    let mut all = pairs.to_vec();
+    all.push(("topics", topic));
+    let s = source("kafka", "p:in", &settings(&all), None).unwrap();
+    let result = s.open().await;
+    s.teardown().await.unwrap();
+    result.err().map(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_ca_cert_reads_and_writes_and_without_it_the_certificate_is_refused() {
+    let pki = Pki::new();
+    let Some(broker) = tls_broker(&pki, false) else {
+        return;
+    };
+    let servers = broker.servers();
+    let name = unique("tls");
+    create_topic_with(&pki.admin(&servers), &name, 1).await;
+    let tls = [
+        ("servers", servers.as_str()),
+        ("tls.enabled", "true"),
+        ("caCert", pki.ca.as_str()),
+    ];
+    let got = round_trip(&tls, &name, &numbered(3)).await;
+    assert_eq!(got.len(), 3);
+
+    // The system CAs do not know this CA.
+    let error = open_error(&[("servers", &servers), ("tls.enabled", "true")], &name)
+        .await
+        .expect("a certificate of an unknown CA is refused");
+    assert!(error.contains("kafka source p:in"), "{error}");
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    // Without TLS the proxy does not answer the Kafka protocol.
+    let error = open_error(&[("servers", &servers)], &name)
+        .await
+        .expect("a plain connection to a TLS listener fails");
+    assert!(
+        error.contains("cannot get the cluster's metadata"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_skip_verify_accepts_a_certificate_of_an_unknown_ca() {
+    let pki = Pki::new();
+    let Some(broker) = tls_broker(&pki, false) else {
+        return;
+    };
+    let servers = broker.servers();
+    let name = unique("insecure");
+    create_topic_with(&pki.admin(&servers), &name, 1).await;
+    let insecure = [
+        ("servers", servers.as_str()),
+        ("tls.enabled", "true"),
+        ("insecureSkipVerify", "true"),
+    ];
+    let got = round_trip(&insecure, &name, &numbered(2)).await;
+    assert_eq!(got.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_reads_and_writes_with_the_client_certificate_and_fails_without_it() {
+    let pki = Pki::new();
+    let Some(broker) = tls_broker(&pki, true) else {
+        return;
+    };
+    let servers = broker.servers();
+    let name = unique("mtls");
+    create_topic_with(&pki.admin(&servers), &name, 1).await;
+    let mutual = [
+        ("servers", servers.as_str()),
+        ("tls.enabled", "true"),
+        ("caCert", pki.ca.as_str()),
+        ("clientCert", pki.client_cert.as_str()),
+        ("clientKey", pki.client_key.as_str()),
+    ];
+    let got = round_trip(&mutual, &name, &numbered(3)).await;
+    assert_eq!(got.len(), 3);
+
+    let error = open_error(&mutual[..3], &name)
+        .await
+        .expect("the proxy refuses a client without a certificate");
+    assert!(error.contains("kafka source p:in"), "{error}");
+    assert!(
+        error.contains("cannot get the cluster's metadata"),
+        "{error}"
+    );
 }

@@ -1,9 +1,10 @@
 //! Kafka pipelines in the real `funnel` binary against the broker on 127.0.0.1:9092
 //! (tansu, started by `scripts/setup-services.sh`): a three-partition topic to a file
 //! with a restart, one consumer group split over two processes (one killed), a
-//! generator -> kafka -> file chain through ten SIGKILLs, and bad input. Each drill
-//! makes its own topics and groups (unique names). Without a broker the drills are
-//! skipped, except under `CI=true`.
+//! generator -> kafka -> file chain through ten SIGKILLs, the broker killed and
+//! restarted under a running chain (a private tansu on a port and data directory of its
+//! own), and bad input. Each drill makes its own topics and groups (unique names).
+//! Without a broker the drills are skipped, except under `CI=true`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -353,4 +354,133 @@ fn a_pipeline_writing_to_unreachable_servers_names_the_connector_and_the_reason(
             "cannot get the cluster's metadata",
         ],
     );
+}
+
+#[test]
+fn generator_to_kafka_to_file_loses_nothing_when_the_broker_is_killed_and_restarted_mid_stream() {
+    let Some(mut broker) = funnel_test_utils::tansu::PrivateBroker::start() else {
+        skip("tansu (scripts/setup-services.sh)", "not installed");
+        return;
+    };
+    const N: u64 = 20_000;
+    let servers = broker.servers();
+    let name = unique("restart");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(create_topic(&servers, &name, 3))
+        .unwrap();
+    let group = unique("group");
+    let drill = Drill::new(
+        &two_pipelines(
+            &generator(N as i64, 2000),
+            &kafka_destination(&name),
+            &kafka_source(&name, &group, 200),
+            &file_destination("./out.jsonl"),
+        )
+        .replace(SERVERS, &servers),
+    );
+    let mut rng = Rng::new("kafka_broker_restart");
+    let mut funnel = drill.start(&[]);
+    for round in 0..2 {
+        let at = (round + 1) * N as usize / 4 + rng.between(0, 2000) as usize;
+        drill.wait_for(
+            "records flowing before the broker dies",
+            Duration::from_secs(120),
+            || lines(&drill, "out.jsonl") >= at,
+        );
+        drill.mark(&format!(
+            "tansu killed at {} lines",
+            lines(&drill, "out.jsonl")
+        ));
+        broker.kill();
+        std::thread::sleep(Duration::from_millis(rng.between(1000, 4000)));
+        broker.restart();
+        drill.mark("tansu restarted");
+    }
+    drill.wait_for(
+        "every generated record in the file",
+        Duration::from_secs(300),
+        || {
+            lines(&drill, "out.jsonl") >= N as usize
+                && drill
+                    .records("out.jsonl")
+                    .iter()
+                    .map(generated_position)
+                    .collect::<BTreeSet<u64>>()
+                    .len()
+                    >= N as usize
+        },
+    );
+    funnel.signal("TERM", &drill);
+    let got: Vec<u64> = drill
+        .records("out.jsonl")
+        .iter()
+        .map(generated_position)
+        .collect();
+    assert_nothing_lost(
+        "generator -> kafka (restarted) -> file",
+        1..=N,
+        &got,
+        &drill,
+    );
+    // Nothing was acked before the broker had it: every generated record is in the
+    // topic itself (the generator does not produce an acked record again).
+    let in_topic: BTreeSet<u64> = topic_messages(&servers, &name)
+        .iter()
+        .map(|value| {
+            let record = Record::from_json(value).unwrap();
+            std::str::from_utf8(record.position.as_bytes())
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let missing: Vec<u64> = (1..=N).filter(|p| !in_topic.contains(p)).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "acked but not in the topic (first 10): {missing:?}\n{}",
+        tail(&drill.log())
+    );
+}
+
+/// The values of every message in `topic` (all partitions, up to their end now).
+fn topic_messages(servers: &str, topic: &str) -> Vec<Vec<u8>> {
+    use funnel_connectors::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+    use funnel_connectors::kafka::rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    let mut remaining = 0;
+    for partition in metadata.topics()[0].partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
+            .unwrap();
+        remaining += high - low;
+        list.add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while remaining > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {} messages of {topic}, {remaining} missing",
+            out.len()
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            out.push(message.unwrap().payload().unwrap_or_default().to_vec());
+            remaining -= 1;
+        }
+    }
+    out
 }

@@ -16,7 +16,7 @@
 //! | [`http`] | SIGKILL with senders posting to the http source and sending again what got no 2xx |
 //! | [`cluster`] | three instances on one PostgreSQL store: SIGKILL, SIGSTOP past the lease, SIGTERM |
 //! | [`plugins`] | SIGKILL with a Conduit standalone source plugin (Python SDK); delivery, resume and validation through plugins (feature `standalone`) |
-//! | `kafka` | kafka pipelines under SIGKILL, a group split over two processes, bad input (feature `kafka`) |
+//! | `kafka` | kafka pipelines under SIGKILL, a group split over two processes, the broker killed and restarted mid-stream, bad input (feature `kafka`) |
 //!
 //! Drills that need PostgreSQL (127.0.0.1:5432) or MariaDB (127.0.0.1:3306, see
 //! `scripts/setup-services.sh`) are
