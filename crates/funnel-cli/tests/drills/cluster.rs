@@ -401,14 +401,22 @@ fn readyz_the_api_and_the_metrics_show_which_instance_runs_which_pipeline() {
     );
     let (code, ready) = get(&b_address, "/readyz");
     assert_eq!(code, 200, "{ready}");
-    assert!(
-        ready.contains(&format!("instance {second} of 2 live: {first}, {second}")),
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["cluster"]["instance"], second.as_str(), "{ready}");
+    assert_eq!(
+        ready["cluster"]["instances"],
+        serde_json::json!([first, second]),
         "{ready}"
     );
     for p in fleet.held_by(&second) {
         assert!(
-            ready.contains(&format!("pipeline {p} runs on {second} (this instance")),
-            "{ready}"
+            ready["cluster"]["pipelines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|entry| entry["id"] == p.as_str() && entry["instance"] == second.as_str()),
+            "pipeline {p} runs on {second}: {ready}"
         );
     }
     let (code, cluster) = get(&a_address, "/v1/cluster");
