@@ -310,38 +310,33 @@ mod tests {
         Position::from(serde_json::to_vec(place).unwrap())
     }
 
-    #[test]
-    fn a_restart_after_the_last_record_of_a_response_asks_for_the_next_cursor() {
+    /// A source restarted after record `i` of a three-record response asked with
+    /// cursor `a`, whose next cursor was `b`.
+    fn resumed_after(i: usize) -> HttpPollSource {
         let place = Place {
             c: Some("a".into()),
-            i: 2,
+            i,
             n: 3,
             next: Some("b".into()),
         };
-        let source = HttpPollSource::new(
+        HttpPollSource::new(
             "p:in",
             config(Some("/items"), Some("/next")),
             10,
             Some(&position(&place)),
-        );
+        )
+    }
+
+    #[test]
+    fn a_restart_after_the_last_record_of_a_response_asks_for_the_next_cursor() {
+        let source = resumed_after(2);
         let state = source.state.try_lock().unwrap();
         assert_eq!((state.cursor.as_deref(), state.read), (Some("b"), 0));
     }
 
     #[test]
     fn a_restart_inside_a_response_asks_for_it_again_and_skips_what_was_read() {
-        let place = Place {
-            c: Some("a".into()),
-            i: 0,
-            n: 3,
-            next: Some("b".into()),
-        };
-        let source = HttpPollSource::new(
-            "p:in",
-            config(Some("/items"), Some("/next")),
-            10,
-            Some(&position(&place)),
-        );
+        let source = resumed_after(0);
         let state = source.state.try_lock().unwrap();
         assert_eq!((state.cursor.as_deref(), state.read), (Some("a"), 1));
         assert_eq!(
