@@ -366,6 +366,26 @@ async fn file_source_reads_in_batches_of_sdk_batch_size() {
 }
 
 #[tokio::test]
+async fn file_source_reads_every_line_of_a_file_of_many_blocks_in_order() {
+    // 5 MB: several of the source's 1 MiB blocks, with lines across their borders.
+    let expected: Vec<String> = (0..20_000)
+        .map(|i| format!("{i}:{}", "x".repeat(i * 7 % 500)))
+        .collect();
+    let mut text = expected.join("\n");
+    text.push('\n');
+    let (_dir, path) = input_file(&text);
+    let source = source_with(&path, &[], None);
+    source.open().await.unwrap();
+    let records = read_exactly(&*source, expected.len()).await;
+    assert_eq!(texts(&records), expected);
+    let mut end = 0;
+    for (record, line) in records.iter().zip(&expected) {
+        end += line.len() + 1;
+        assert_eq!(offset(&record.position), end.to_string());
+    }
+}
+
+#[tokio::test]
 async fn file_source_read_is_cancel_safe() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("in.txt");
