@@ -62,6 +62,15 @@ pub mod s3;
 mod settings;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub mod sql;
+#[cfg(any(
+    feature = "http",
+    feature = "kafka",
+    feature = "mqtt",
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "redis"
+))]
+pub mod tls;
 mod util;
 
 use std::sync::Arc;

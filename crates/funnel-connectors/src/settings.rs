@@ -144,9 +144,22 @@ pub(crate) fn sdk_source(reader: &mut SettingsReader<'_>) -> SdkSource {
 pub(crate) fn parse_source<T: SettingsStruct>(
     settings: &Settings,
 ) -> Result<(T, SdkSource), Vec<SettingsError>> {
+    parse_source_with(settings, T::read)
+}
+
+/// [`parse_source`] for a source whose own settings `read` reads (several structs, as
+/// [`both`] does).
+///
+/// # Errors
+///
+/// Every invalid setting, each with its key; unknown keys last.
+pub(crate) fn parse_source_with<T>(
+    settings: &Settings,
+    read: impl FnOnce(&mut SettingsReader<'_>) -> Option<T>,
+) -> Result<(T, SdkSource), Vec<SettingsError>> {
     let mut reader = SettingsReader::new(settings);
     let sdk = sdk_source(&mut reader);
-    let own = T::read(&mut reader);
+    let own = read(&mut reader);
     reader.finish()?;
     // `finish` fails whenever a field failed to read, so `own` is set here.
     own.map(|own| (own, sdk)).ok_or_else(Vec::new)
@@ -161,12 +174,35 @@ pub(crate) fn parse_source<T: SettingsStruct>(
 pub(crate) fn parse_destination<T: SettingsStruct>(
     settings: &Settings,
 ) -> Result<T, Vec<SettingsError>> {
+    parse_destination_with(settings, T::read)
+}
+
+/// [`parse_destination`] for a destination whose own settings `read` reads (several
+/// structs, as [`both`] does).
+///
+/// # Errors
+///
+/// Every invalid setting, each with its key; unknown keys last.
+pub(crate) fn parse_destination_with<T>(
+    settings: &Settings,
+    read: impl FnOnce(&mut SettingsReader<'_>) -> Option<T>,
+) -> Result<T, Vec<SettingsError>> {
     let mut reader = SettingsReader::new(settings);
     sdk_destination(&mut reader);
-    let own = T::read(&mut reader);
+    let own = read(&mut reader);
     reader.finish()?;
     // `finish` fails whenever a field failed to read, so `own` is set here.
     own.ok_or_else(Vec::new)
+}
+
+/// Reads `A`, then `B` (a connection's settings and a connector's own, say): both,
+/// so that the mistakes of each are recorded; `None` when either has one.
+pub(crate) fn both<A: SettingsStruct, B: SettingsStruct>(
+    reader: &mut SettingsReader<'_>,
+) -> Option<(A, B)> {
+    let a = A::read(reader);
+    let b = B::read(reader);
+    a.zip(b)
 }
 
 /// Reads and checks the SDK settings of a destination.

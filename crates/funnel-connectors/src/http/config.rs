@@ -8,6 +8,7 @@ use funnel_core::typed::{FromSetting, Prefixed};
 use funnel_template::Template;
 
 use crate::settings::{parse_destination, parse_source};
+use crate::tls::client_pair;
 use crate::{Settings, SettingsError};
 
 /// `address`: where the source listens (`host:port`).
@@ -287,24 +288,16 @@ pub fn validate_source(settings: &Settings) -> Result<HttpSourceConfig, Vec<Sett
             format!("{:?} is not a header name", own.hmac_header),
         ));
     }
-    let tls = match (own.tls_cert_path.clone(), own.tls_key_path.clone()) {
-        (Some(cert_path), Some(key_path)) => Some(ServerTls {
-            cert_path,
-            key_path,
-        }),
-        (None, None) => None,
-        (cert, _) => {
-            errors.push(SettingsError::new(
-                if cert.is_some() {
-                    "tls.keyPath"
-                } else {
-                    "tls.certPath"
-                },
-                "tls.certPath and tls.keyPath go together: set both or neither",
-            ));
-            None
-        }
-    };
+    let tls = client_pair(
+        own.tls_cert_path.clone(),
+        own.tls_key_path.clone(),
+        ["tls.certPath", "tls.keyPath"],
+        &mut errors,
+    )
+    .map(|(cert_path, key_path)| ServerTls {
+        cert_path,
+        key_path,
+    });
     for (key, given) in [
         ("script.getRequestData", &own.script_get_request_data),
         ("script.parseResponse", &own.script_parse_response),

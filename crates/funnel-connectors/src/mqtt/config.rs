@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use funnel_core::SettingsReader;
 use funnel_core::typed::{FromSetting, SettingsStruct};
 
-use crate::settings::{sdk_destination, sdk_source};
+use crate::settings::{both, parse_destination_with, parse_source_with};
+use crate::tls::TlsFileSettings;
 use crate::{Settings, SettingsError};
 
 /// A broker address: `tcp://host:1883` or `mqtt://user:password@host:1883`
@@ -164,14 +164,6 @@ funnel_core::settings! {
         pub password: Option<String> = "password",
         /// Keep-alive interval (Go duration).
         pub keep_alive: Duration = "keepAlive" (default "30s"),
-        /// Connect with TLS (also implied by an ssl:// or mqtts:// URL).
-        pub tls_enabled: bool = "tls.enabled" (default "false"),
-        /// Path to the CA certificate (PEM) that signed the broker's certificate.
-        pub ca_cert: Option<PathBuf> = "tls.caCert",
-        /// Path to the client certificate (PEM).
-        pub client_cert: Option<PathBuf> = "tls.clientCert",
-        /// Path to the client key (PEM).
-        pub client_key: Option<PathBuf> = "tls.clientKey",
     }
 }
 
@@ -247,33 +239,20 @@ pub struct MqttDestinationConfig {
 
 fn connection(
     own: MqttConnectionSettings,
+    tls: TlsFileSettings,
     default_id: String,
     errors: &mut Vec<SettingsError>,
 ) -> Connection {
-    let client_auth = match (own.client_cert, own.client_key) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        (cert, _) => {
-            errors.push(SettingsError::new(
-                if cert.is_some() {
-                    "tls.clientKey"
-                } else {
-                    "tls.clientCert"
-                },
-                "tls.clientCert and tls.clientKey go together: set both or neither",
-            ));
-            None
-        }
-    };
+    let tls = tls.validate(errors);
     Connection {
-        tls: own.tls_enabled || own.url.tls,
+        tls: tls.enabled || own.url.tls,
         username: own.username.or_else(|| own.url.username.clone()),
         password: own.password.or_else(|| own.url.password.clone()),
         client_id: own.client_id.unwrap_or(default_id),
         keep_alive: own.keep_alive,
         url: own.url,
-        ca_cert: own.ca_cert,
-        client_auth,
+        ca_cert: tls.ca_cert,
+        client_auth: tls.client_auth,
     }
 }
 
@@ -302,17 +281,12 @@ pub fn validate_source(
     id: &str,
     settings: &Settings,
 ) -> Result<MqttSourceConfig, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let sdk = sdk_source(&mut reader);
-    let conn = MqttConnectionSettings::read(&mut reader);
-    let subscription = MqttSubscriptionSettings::read(&mut reader);
-    reader.finish()?;
-    // `finish` fails whenever a field failed to read, so both are set here.
-    let (Some(conn), Some(subscription)) = (conn, subscription) else {
-        return Err(Vec::new());
-    };
+    let (((conn, tls), subscription), sdk) = parse_source_with(settings, |reader| {
+        both::<MqttConnectionSettings, TlsFileSettings>(reader)
+            .zip(MqttSubscriptionSettings::read(reader))
+    })?;
     let mut errors = Vec::new();
-    let connection = connection(conn, default_client_id(id, ""), &mut errors);
+    let connection = connection(conn, tls, default_client_id(id, ""), &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -332,15 +306,10 @@ pub fn validate_destination(
     id: &str,
     settings: &Settings,
 ) -> Result<MqttDestinationConfig, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    sdk_destination(&mut reader);
-    let conn = MqttConnectionSettings::read(&mut reader);
-    let publish = MqttPublishSettings::read(&mut reader);
-    reader.finish()?;
-    // `finish` fails whenever a field failed to read, so both are set here.
-    let (Some(conn), Some(publish)) = (conn, publish) else {
-        return Err(Vec::new());
-    };
+    let ((conn, tls), publish) = parse_destination_with(settings, |reader| {
+        both::<MqttConnectionSettings, TlsFileSettings>(reader)
+            .zip(MqttPublishSettings::read(reader))
+    })?;
     let mut errors = Vec::new();
     if let Some(topic) = publish.topic.0.as_literal()
         && (topic.is_empty() || topic.contains(['+', '#']))
@@ -350,7 +319,7 @@ pub fn validate_destination(
             format!("{topic:?}: a topic to publish to is not empty and has no wildcards"),
         ));
     }
-    let connection = connection(conn, default_client_id(id, "-out"), &mut errors);
+    let connection = connection(conn, tls, default_client_id(id, "-out"), &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }

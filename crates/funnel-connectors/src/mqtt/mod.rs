@@ -80,6 +80,7 @@ pub const SOURCE: Component = Component::new(
     "Subscribes to MQTT topics in a persistent session, acknowledging messages after they are delivered.",
     &[
         MqttConnectionSettings::SPEC,
+        crate::tls::TlsFileSettings::SPEC,
         MqttSubscriptionSettings::SPEC,
         crate::SDK_SOURCE_SETTINGS,
     ],
@@ -101,6 +102,7 @@ pub const DESTINATION: Component = Component::new(
     "Publishes records to an MQTT broker, acknowledged after the broker's PUBACK.",
     &[
         MqttConnectionSettings::SPEC,
+        crate::tls::TlsFileSettings::SPEC,
         MqttPublishSettings::SPEC,
         crate::SDK_DESTINATION_SETTINGS,
     ],

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use funnel_core::SettingsReader;
-use funnel_core::typed::{FromSetting, SettingsStruct};
+use funnel_core::typed::FromSetting;
 
-use crate::settings::{sdk_destination, sdk_source};
+use crate::settings::{both, parse_destination_with, parse_source_with};
+use crate::tls::client_pair;
 use crate::{Settings, SettingsError};
 
 /// `urls`: one or more server URLs, comma separated (`nats://user:pass@host:4222`).
@@ -261,24 +261,12 @@ pub struct NatsDestinationConfig {
 }
 
 fn connection(own: NatsConnectionSettings, errors: &mut Vec<SettingsError>) -> NatsConnection {
-    let client_cert = match (own.tls_client_cert_path, own.tls_client_private_key_path) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        (Some(_), None) => {
-            errors.push(SettingsError::new(
-                "tls.clientPrivateKeyPath",
-                "is required when tls.clientCertPath is set",
-            ));
-            None
-        }
-        (None, Some(_)) => {
-            errors.push(SettingsError::new(
-                "tls.clientCertPath",
-                "is required when tls.clientPrivateKeyPath is set",
-            ));
-            None
-        }
-    };
+    let client_cert = client_pair(
+        own.tls_client_cert_path,
+        own.tls_client_private_key_path,
+        ["tls.clientCertPath", "tls.clientPrivateKeyPath"],
+        errors,
+    );
     NatsConnection {
         urls: own.urls.0,
         name: own.connection_name.filter(|n| !n.is_empty()),
@@ -291,32 +279,14 @@ fn connection(own: NatsConnectionSettings, errors: &mut Vec<SettingsError>) -> N
     }
 }
 
-/// Reads the connection settings and `T` (and the SDK settings through `sdk`),
-/// refusing every other key.
-fn parse<T: SettingsStruct>(
-    settings: &Settings,
-    sdk: impl FnOnce(&mut SettingsReader<'_>) -> usize,
-) -> Result<(NatsConnectionSettings, T, usize), Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let batch = sdk(&mut reader);
-    let conn = NatsConnectionSettings::read(&mut reader);
-    let own = T::read(&mut reader);
-    reader.finish()?;
-    // `finish` fails whenever a field failed to read, so both are set here.
-    match (conn, own) {
-        (Some(conn), Some(own)) => Ok((conn, own, batch)),
-        _ => Err(Vec::new()),
-    }
-}
-
 /// Parses and validates NATS JetStream source settings. Pure: nothing is connected.
 ///
 /// # Errors
 ///
 /// Every invalid setting, each with its key.
 pub fn validate_source(settings: &Settings) -> Result<NatsSourceConfig, Vec<SettingsError>> {
-    let (conn, own, batch_size) =
-        parse::<NatsSourceSettings>(settings, |reader| sdk_source(reader).batch_size)?;
+    let ((conn, own), sdk) =
+        parse_source_with(settings, both::<NatsConnectionSettings, NatsSourceSettings>)?;
     let mut errors = Vec::new();
     let connection = connection(conn, &mut errors);
     if own.subject.trim().is_empty() {
@@ -341,7 +311,7 @@ pub fn validate_source(settings: &Settings) -> Result<NatsSourceConfig, Vec<Sett
         deliver_policy: own.deliver_policy,
         ack_policy: own.ack_policy,
         buffer_size: own.buffer_size.0,
-        batch_size,
+        batch_size: sdk.batch_size,
     })
 }
 
@@ -354,10 +324,10 @@ pub fn validate_source(settings: &Settings) -> Result<NatsSourceConfig, Vec<Sett
 pub fn validate_destination(
     settings: &Settings,
 ) -> Result<NatsDestinationConfig, Vec<SettingsError>> {
-    let (conn, own, _) = parse::<NatsDestinationSettings>(settings, |reader| {
-        sdk_destination(reader);
-        0
-    })?;
+    let (conn, own) = parse_destination_with(
+        settings,
+        both::<NatsConnectionSettings, NatsDestinationSettings>,
+    )?;
     let mut errors = Vec::new();
     let connection = connection(conn, &mut errors);
     if !errors.is_empty() {

@@ -1,11 +1,9 @@
 //! RabbitMQ settings: parsing and validation (no I/O).
 
-use std::path::PathBuf;
+use funnel_core::typed::FromSetting;
 
-use funnel_core::SettingsReader;
-use funnel_core::typed::{FromSetting, SettingsStruct};
-
-use crate::settings::{sdk_destination, sdk_source};
+use crate::settings::{both, parse_destination_with, parse_source_with};
+use crate::tls::{TlsFileSettings, TlsFiles};
 use crate::{Settings, SettingsError};
 
 /// An AMQP URL (`amqp://user:password@host:5672/vhost`), checked for its scheme.
@@ -127,14 +125,6 @@ funnel_core::settings! {
         /// The RabbitMQ server's URL: amqp://user:password@host:5672/vhost (the
         /// credentials and the virtual host, percent-encoded, are part of it).
         pub url: AmqpUrl = "url",
-        /// Whether to connect with TLS (the URL's scheme becomes amqps).
-        pub tls_enabled: bool = "tls.enabled" (default "false"),
-        /// Path to the CA certificate (PEM) that signed the server's certificate.
-        pub ca_cert: Option<PathBuf> = "tls.caCert",
-        /// Path to the client certificate (PEM), for client-certificate authentication.
-        pub client_cert: Option<PathBuf> = "tls.clientCert",
-        /// Path to the client certificate's private key (PEM, PKCS#8).
-        pub client_key: Option<PathBuf> = "tls.clientKey",
     }
 }
 
@@ -223,26 +213,13 @@ funnel_core::settings! {
     }
 }
 
-/// TLS files, read at open.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// CA certificate (PEM).
-    pub ca_cert: Option<PathBuf>,
-    /// Client certificate (PEM).
-    pub client_cert: Option<PathBuf>,
-    /// Client key (PEM).
-    pub client_key: Option<PathBuf>,
-}
-
 /// Where to connect.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Connection {
     /// `url`.
     pub url: AmqpUrl,
-    /// `tls.enabled`.
-    pub tls: bool,
-    /// `tls.*` files.
-    pub files: TlsFiles,
+    /// `tls.*`, read at open.
+    pub tls: TlsFiles,
 }
 
 /// The validated settings of a RabbitMQ source.
@@ -279,25 +256,14 @@ pub struct RabbitmqDestinationConfig {
     pub publish: RabbitmqPublishSettings,
 }
 
-fn connection(own: RabbitmqConnectionSettings, errors: &mut Vec<SettingsError>) -> Connection {
-    if own.client_cert.is_some() != own.client_key.is_some() {
-        errors.push(SettingsError::new(
-            if own.client_cert.is_some() {
-                "tls.clientKey"
-            } else {
-                "tls.clientCert"
-            },
-            "tls.clientCert and tls.clientKey go together: set both or neither",
-        ));
-    }
+fn connection(
+    own: RabbitmqConnectionSettings,
+    tls: TlsFileSettings,
+    errors: &mut Vec<SettingsError>,
+) -> Connection {
     Connection {
         url: own.url,
-        tls: own.tls_enabled,
-        files: TlsFiles {
-            ca_cert: own.ca_cert,
-            client_cert: own.client_cert,
-            client_key: own.client_key,
-        },
+        tls: tls.validate(errors),
     }
 }
 
@@ -307,18 +273,14 @@ fn connection(own: RabbitmqConnectionSettings, errors: &mut Vec<SettingsError>) 
 ///
 /// Every invalid setting, each with its key.
 pub fn validate_source(settings: &Settings) -> Result<RabbitmqSourceConfig, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let sdk = sdk_source(&mut reader);
-    let conn = RabbitmqConnectionSettings::read(&mut reader);
-    let queue = RabbitmqQueueSettings::read(&mut reader);
-    let consumer = RabbitmqConsumerSettings::read(&mut reader);
-    reader.finish()?;
-    // `finish` fails whenever a field failed to read, so all three are set here.
-    let (Some(conn), Some(queue), Some(consumer)) = (conn, queue, consumer) else {
-        return Err(Vec::new());
-    };
+    let (((conn, tls), (queue, consumer)), sdk) = parse_source_with(settings, |reader| {
+        both::<RabbitmqConnectionSettings, TlsFileSettings>(reader)
+            .zip(both::<RabbitmqQueueSettings, RabbitmqConsumerSettings>(
+                reader,
+            ))
+    })?;
     let mut errors = Vec::new();
-    let connection = connection(conn, &mut errors);
+    let connection = connection(conn, tls, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -338,18 +300,14 @@ pub fn validate_source(settings: &Settings) -> Result<RabbitmqSourceConfig, Vec<
 pub fn validate_destination(
     settings: &Settings,
 ) -> Result<RabbitmqDestinationConfig, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    sdk_destination(&mut reader);
-    let conn = RabbitmqConnectionSettings::read(&mut reader);
-    let queue = RabbitmqQueueSettings::read(&mut reader);
-    let publish = RabbitmqPublishSettings::read(&mut reader);
-    reader.finish()?;
-    // `finish` fails whenever a field failed to read, so all three are set here.
-    let (Some(conn), Some(queue), Some(publish)) = (conn, queue, publish) else {
-        return Err(Vec::new());
-    };
+    let ((conn, tls), (queue, publish)) = parse_destination_with(settings, |reader| {
+        both::<RabbitmqConnectionSettings, TlsFileSettings>(reader)
+            .zip(both::<RabbitmqQueueSettings, RabbitmqPublishSettings>(
+                reader,
+            ))
+    })?;
     let mut errors = Vec::new();
-    let connection = connection(conn, &mut errors);
+    let connection = connection(conn, tls, &mut errors);
     if publish.immediate {
         errors.push(SettingsError::new(
             "delivery.immediate",

@@ -21,7 +21,7 @@ pub(crate) async fn connect(
 ) -> Result<Connection, ConnectorError> {
     let server = config.url.address();
     let tls = tls_config(config, who)?;
-    let url = config.url.for_connection(config.tls);
+    let url = config.url.for_connection(config.tls.enabled);
     let runtime = lapin::runtime::default_runtime()
         .map_err(|e| ConnectorError::internal(format!("{who}: no tokio runtime for lapin: {e}")))?;
     let properties = ConnectionProperties::default().with_connection_name(who.to_owned().into());
@@ -42,7 +42,7 @@ fn tls_config(config: &config::Connection, who: &str) -> Result<OwnedTLSConfig, 
             ConnectorError::config(format!("{who}: cannot read {key} {}: {e}", path.display()))
         })
     };
-    let files = &config.files;
+    let files = &config.tls;
     let cert_chain = match &files.ca_cert {
         Some(path) => Some(String::from_utf8(read("tls.caCert", path)?).map_err(|_| {
             ConnectorError::config(format!(
@@ -52,12 +52,12 @@ fn tls_config(config: &config::Connection, who: &str) -> Result<OwnedTLSConfig, 
         })?),
         None => None,
     };
-    let identity = match (&files.client_cert, &files.client_key) {
-        (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+    let identity = match &files.client_auth {
+        Some((cert, key)) => Some(OwnedIdentity::PKCS8 {
             pem: read("tls.clientCert", cert)?,
             key: read("tls.clientKey", key)?,
         }),
-        _ => None,
+        None => None,
     };
     Ok(OwnedTLSConfig {
         identity,

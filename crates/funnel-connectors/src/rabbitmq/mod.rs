@@ -100,6 +100,7 @@ pub const SOURCE: Component = Component::new(
     "Consumes a RabbitMQ queue (AMQP 0-9-1), acknowledging messages after they are delivered.",
     &[
         RabbitmqConnectionSettings::SPEC,
+        crate::tls::TlsFileSettings::SPEC,
         RabbitmqQueueSettings::SPEC,
         RabbitmqConsumerSettings::SPEC,
         crate::SDK_SOURCE_SETTINGS,
@@ -127,6 +128,7 @@ pub const DESTINATION: Component = Component::new(
     "Publishes records to RabbitMQ (AMQP 0-9-1) with publisher confirms.",
     &[
         RabbitmqConnectionSettings::SPEC,
+        crate::tls::TlsFileSettings::SPEC,
         RabbitmqQueueSettings::SPEC,
         RabbitmqPublishSettings::SPEC,
         crate::SDK_DESTINATION_SETTINGS,

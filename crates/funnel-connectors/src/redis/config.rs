@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use funnel_core::SettingsReader;
 use funnel_core::typed::{FromSetting, SettingsStruct};
 
-use crate::settings::{sdk_destination, sdk_source};
+use crate::settings::{both, parse_destination_with, parse_source_with};
+use crate::tls::TlsFileSettings;
 use crate::{Settings, SettingsError};
 
 /// `mode`: what `redis.key` names.
@@ -104,16 +104,6 @@ funnel_core::settings! {
         /// What redis.key names: pubsub (a channel) or stream; keyvalue (destination
         /// only): keys named by the record keys.
         pub mode: Mode = "mode" (default "pubsub"),
-        /// Funnel extension: connect with TLS (rediss://).
-        pub tls_enabled: bool = "tls.enabled" (default "false"),
-        /// Funnel extension: path to the CA certificate (PEM) that signed the server's
-        /// certificate (default: the system's roots); needs tls.enabled.
-        pub ca_cert: Option<PathBuf> = "tls.caCert",
-        /// Funnel extension: path to the client certificate (PEM); needs tls.enabled
-        /// and tls.clientKey.
-        pub client_cert: Option<PathBuf> = "tls.clientCert",
-        /// Funnel extension: path to the client certificate's key (PEM).
-        pub client_key: Option<PathBuf> = "tls.clientKey",
     }
 }
 
@@ -214,43 +204,17 @@ pub struct RedisDestinationConfig {
     pub value_type: ValueType,
 }
 
-fn parse<T: SettingsStruct>(
-    settings: &Settings,
-    sdk: impl FnOnce(&mut SettingsReader<'_>) -> usize,
-) -> Result<(RedisConnectionSettings, T, usize), Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let batch = sdk(&mut reader);
-    let conn = RedisConnectionSettings::read(&mut reader);
-    let own = T::read(&mut reader);
-    reader.finish()?;
-    // `finish` fails whenever a field failed to read, so both are set here.
-    match (conn, own) {
-        (Some(conn), Some(own)) => Ok((conn, own, batch)),
-        _ => Err(Vec::new()),
-    }
-}
-
 /// The validated connection; the TLS settings' mistakes go to `errors`.
-fn connection(c: RedisConnectionSettings, errors: &mut Vec<SettingsError>) -> RedisConnection {
-    let client_auth = match (c.client_cert, c.client_key) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        (cert, _) => {
-            errors.push(SettingsError::new(
-                if cert.is_some() {
-                    "tls.clientKey"
-                } else {
-                    "tls.clientCert"
-                },
-                "tls.clientCert and tls.clientKey go together: set both or neither",
-            ));
-            None
-        }
-    };
-    if !c.tls_enabled {
+fn connection(
+    c: RedisConnectionSettings,
+    tls: TlsFileSettings,
+    errors: &mut Vec<SettingsError>,
+) -> RedisConnection {
+    let tls = tls.validate(errors);
+    if !tls.enabled {
         for (key, set) in [
-            ("tls.caCert", c.ca_cert.is_some()),
-            ("tls.clientCert", client_auth.is_some()),
+            ("tls.caCert", tls.ca_cert.is_some()),
+            ("tls.clientCert", tls.client_auth.is_some()),
         ] {
             if set {
                 errors.push(SettingsError::new(key, "needs tls.enabled: true"));
@@ -263,9 +227,9 @@ fn connection(c: RedisConnectionSettings, errors: &mut Vec<SettingsError>) -> Re
         database: c.database,
         username: c.username.filter(|u| !u.is_empty()),
         password: c.password.filter(|p| !p.is_empty()),
-        tls: c.tls_enabled,
-        ca_cert: c.ca_cert,
-        client_auth,
+        tls: tls.enabled,
+        ca_cert: tls.ca_cert,
+        client_auth: tls.client_auth,
     }
 }
 
@@ -275,11 +239,13 @@ fn connection(c: RedisConnectionSettings, errors: &mut Vec<SettingsError>) -> Re
 ///
 /// Every invalid setting, each with its key.
 pub fn validate_source(settings: &Settings) -> Result<RedisSourceConfig, Vec<SettingsError>> {
-    let (conn, own, batch_size) =
-        parse::<RedisSourceSettings>(settings, |reader| sdk_source(reader).batch_size)?;
+    let (((conn, tls), own), sdk) = parse_source_with(settings, |reader| {
+        both::<RedisConnectionSettings, TlsFileSettings>(reader)
+            .zip(RedisSourceSettings::read(reader))
+    })?;
     let mode = conn.mode;
     let mut errors = Vec::new();
-    let connection = connection(conn, &mut errors);
+    let connection = connection(conn, tls, &mut errors);
     if own.key.is_empty() {
         errors.push(SettingsError::new("redis.key", "the key is empty"));
     }
@@ -309,7 +275,7 @@ pub fn validate_source(settings: &Settings) -> Result<RedisSourceConfig, Vec<Set
         group: own.group.filter(|g| !g.is_empty()),
         consumer: own.consumer.filter(|c| !c.is_empty()),
         claim_idle: Some(own.claim_idle).filter(|d| !d.is_zero()),
-        batch_size,
+        batch_size: sdk.batch_size,
     })
 }
 
@@ -321,13 +287,13 @@ pub fn validate_source(settings: &Settings) -> Result<RedisSourceConfig, Vec<Set
 pub fn validate_destination(
     settings: &Settings,
 ) -> Result<RedisDestinationConfig, Vec<SettingsError>> {
-    let (conn, own, _) = parse::<RedisDestinationSettings>(settings, |reader| {
-        sdk_destination(reader);
-        0
+    let ((conn, tls), own) = parse_destination_with(settings, |reader| {
+        both::<RedisConnectionSettings, TlsFileSettings>(reader)
+            .zip(RedisDestinationSettings::read(reader))
     })?;
     let mode = conn.mode;
     let mut errors = Vec::new();
-    let connection = connection(conn, &mut errors);
+    let connection = connection(conn, tls, &mut errors);
     if mode != Mode::KeyValue && own.key.is_none() {
         errors.push(SettingsError::new(
             "redis.key",

@@ -89,6 +89,7 @@ pub const SOURCE: Component = Component::new(
     "Reads a Redis stream (XREAD, or a consumer group acked after delivery) or a pub/sub channel.",
     &[
         RedisConnectionSettings::SPEC,
+        crate::tls::TlsFileSettings::SPEC,
         RedisSourceSettings::SPEC,
         crate::SDK_SOURCE_SETTINGS,
     ],
@@ -119,6 +120,7 @@ pub const DESTINATION: Component = Component::new(
     "Adds records to a Redis stream (XADD) or publishes them on a channel, acked after the reply.",
     &[
         RedisConnectionSettings::SPEC,
+        crate::tls::TlsFileSettings::SPEC,
         RedisDestinationSettings::SPEC,
         crate::SDK_DESTINATION_SETTINGS,
     ],

@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use funnel_core::SettingsReader;
-use funnel_core::typed::{FromSetting, SettingsStruct};
+use funnel_core::typed::FromSetting;
 
-use crate::settings::{sdk_destination, sdk_source};
+use crate::settings::{both, parse_destination_with, parse_source_with};
 use crate::{Settings, SettingsError};
 
 /// `aws.endpoint`: an `http://` or `https://` URL.
@@ -213,32 +212,14 @@ fn connection(own: S3ConnectionSettings, errors: &mut Vec<SettingsError>) -> S3C
     }
 }
 
-/// Reads the connection settings and `T` (and the SDK settings through `sdk`),
-/// refusing every other key.
-fn parse<T: SettingsStruct>(
-    settings: &Settings,
-    sdk: impl FnOnce(&mut SettingsReader<'_>) -> usize,
-) -> Result<(S3ConnectionSettings, T, usize), Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let batch = sdk(&mut reader);
-    let conn = S3ConnectionSettings::read(&mut reader);
-    let own = T::read(&mut reader);
-    reader.finish()?;
-    // `finish` fails whenever a field failed to read, so both are set here.
-    match (conn, own) {
-        (Some(conn), Some(own)) => Ok((conn, own, batch)),
-        _ => Err(Vec::new()),
-    }
-}
-
 /// Parses and validates S3 source settings. Pure: nothing is connected.
 ///
 /// # Errors
 ///
 /// Every invalid setting, each with its key.
 pub fn validate_source(settings: &Settings) -> Result<S3SourceConfig, Vec<SettingsError>> {
-    let (conn, own, batch_size) =
-        parse::<S3SourceSettings>(settings, |reader| sdk_source(reader).batch_size)?;
+    let ((conn, own), sdk) =
+        parse_source_with(settings, both::<S3ConnectionSettings, S3SourceSettings>)?;
     let mut errors = Vec::new();
     let connection = connection(conn, &mut errors);
     if own.polling_period.is_zero() {
@@ -254,7 +235,7 @@ pub fn validate_source(settings: &Settings) -> Result<S3SourceConfig, Vec<Settin
         connection,
         polling_period: own.polling_period,
         lookback: own.lookback,
-        batch_size,
+        batch_size: sdk.batch_size,
     })
 }
 
@@ -266,10 +247,10 @@ pub fn validate_source(settings: &Settings) -> Result<S3SourceConfig, Vec<Settin
 pub fn validate_destination(
     settings: &Settings,
 ) -> Result<S3DestinationConfig, Vec<SettingsError>> {
-    let (conn, own, _) = parse::<S3DestinationSettings>(settings, |reader| {
-        sdk_destination(reader);
-        0
-    })?;
+    let (conn, own) = parse_destination_with(
+        settings,
+        both::<S3ConnectionSettings, S3DestinationSettings>,
+    )?;
     let mut errors = Vec::new();
     let connection = connection(conn, &mut errors);
     if !errors.is_empty() {
