@@ -16,6 +16,15 @@ pub(crate) fn install_default_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Locks `mutex`, using a poisoned one as it is: the connectors' critical sections
+/// (a push, a pop, an assignment) leave their data consistent even when a panic cuts
+/// one short.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Writes `n` as decimal ASCII into `buf` and returns the digits (no allocation).
 pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();

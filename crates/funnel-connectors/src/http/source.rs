@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::METADATA_PATH;
 use super::config::HttpSourceConfig;
+use crate::util::lock;
 use crate::util::unix_nanos_now;
 
 /// What a request waiting for room is told to wait before sending again (seconds).
@@ -119,12 +120,6 @@ where
             tracing::warn!(connector = %who, error = %e, "The HTTP server stopped.");
         }
     })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The sequence of a position of this run (`None` for another run's).

@@ -1,6 +1,7 @@
 //! Client options, TLS, connecting, and error messages naming connector and broker.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use funnel_core::ConnectorError;
 use rumqttc::{
@@ -9,8 +10,10 @@ use rumqttc::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::task::JoinHandle;
 
 use super::config::Connection;
+use crate::util::lock;
 
 /// Largest packet in either direction (MQTT's own limit is 256 MiB).
 const MAX_PACKET: usize = 256 * 1024 * 1024;
@@ -120,5 +123,42 @@ pub(crate) fn error(e: &ConnectionError, who: &str, what: &str) -> ConnectorErro
             | ConnectReturnCode::RefusedProtocolVersion,
         ) => ConnectorError::config(message),
         _ => ConnectorError::transient(message),
+    }
+}
+
+/// How long closing waits for the DISCONNECT to go out.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The task that polls a connection's event loop; aborted when dropped.
+pub(crate) struct EventTask(Mutex<Option<JoinHandle<()>>>);
+
+impl EventTask {
+    /// Owns `task`.
+    pub(crate) fn new(task: JoinHandle<()>) -> Self {
+        Self(Mutex::new(Some(task)))
+    }
+
+    /// Disconnects `client` and waits for the task to see the connection end: at
+    /// most [`CLOSE_TIMEOUT`] and half a second, after which it is aborted.
+    pub(crate) async fn close(&self, client: &AsyncClient) {
+        let _ = client.try_disconnect();
+        let task = lock(&self.0).take();
+        if let Some(task) = task {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_millis(500), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for EventTask {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.0).take() {
+            task.abort();
+        }
     }
 }

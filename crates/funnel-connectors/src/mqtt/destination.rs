@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use funnel_core::{ConnectorError, Destination, DestinationAck, RecordError};
@@ -11,11 +10,9 @@ use funnel_record::{Position, Record};
 use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet};
 
 use super::config::MqttDestinationConfig;
-use super::conn;
+use super::conn::{self, CLOSE_TIMEOUT, EventTask};
 use crate::ack::AckQueue;
-
-/// How long `teardown` waits for the DISCONNECT to go out.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::util::lock;
 
 /// An MQTT destination; see the [module docs](super).
 pub struct MqttDestination {
@@ -28,22 +25,7 @@ pub struct MqttDestination {
 
 struct Open {
     client: AsyncClient,
-    events: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        if let Some(task) = lock(&self.events).take() {
-            task.abort();
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section leaves the data consistent: a poisoned lock is usable.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    events: EventTask,
 }
 
 /// A written record on its way to being acknowledged.
@@ -206,7 +188,7 @@ impl Destination for MqttDestination {
         ));
         *lock(&self.state) = Some(Arc::new(Open {
             client,
-            events: Mutex::new(Some(task)),
+            events: EventTask::new(task),
         }));
         Ok(())
     }
@@ -263,17 +245,7 @@ impl Destination for MqttDestination {
         self.acks.close(format!("{}: torn down", self.who));
         let open = lock(&self.state).take();
         if let Some(open) = open {
-            let _ = open.client.try_disconnect();
-            let task = lock(&open.events).take();
-            if let Some(task) = task {
-                let abort = task.abort_handle();
-                if tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_millis(500), task)
-                    .await
-                    .is_err()
-                {
-                    abort.abort();
-                }
-            }
+            open.events.close(&open.client).await;
         }
         Ok(())
     }

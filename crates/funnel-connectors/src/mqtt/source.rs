@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use funnel_core::{ConnectorError, Source};
@@ -17,11 +16,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::MqttSourceConfig;
-use super::conn;
+use super::conn::{self, CLOSE_TIMEOUT, EventTask};
+use crate::util::lock;
 use crate::util::unix_nanos_now;
-
-/// How long `teardown` waits for the DISCONNECT to go out.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 static SESSIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -47,22 +44,7 @@ struct Open {
     barriers_sent: AtomicU64,
     /// UNSUBACKs received so far: the broker has handled everything sent before.
     barriers_done: tokio::sync::watch::Receiver<u64>,
-    events: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        if let Some(task) = lock(&self.events).take() {
-            task.abort();
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section is a push, a pop or an assignment: a poisoned lock is usable.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    events: EventTask,
 }
 
 /// Polls the event loop, forwarding incoming messages, until the connection ends.
@@ -209,7 +191,7 @@ impl Source for MqttSource {
             unacked: Mutex::new(VecDeque::new()),
             barriers_sent: AtomicU64::new(0),
             barriers_done: acks_rx,
-            events: Mutex::new(Some(task)),
+            events: EventTask::new(task),
         }));
         Ok(())
     }
@@ -313,17 +295,7 @@ impl Source for MqttSource {
         if let Some(open) = open {
             // A DISCONNECT keeps the persistent session: what was not acknowledged is
             // sent again to the next connection with this client ID.
-            let _ = open.client.try_disconnect();
-            let task = lock(&open.events).take();
-            if let Some(task) = task {
-                let abort = task.abort_handle();
-                if tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_millis(500), task)
-                    .await
-                    .is_err()
-                {
-                    abort.abort();
-                }
-            }
+            open.events.close(&open.client).await;
         }
         Ok(())
     }

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::Subscriber;
 use async_trait::async_trait;
-use bytes::Bytes;
 use funnel_core::{ConnectorError, Destination, DestinationAck, RecordError, Source};
-use funnel_record::{Data, Metadata, Position, Record, metadata};
+use funnel_record::{Metadata, Position, Record, metadata};
 use futures::{FutureExt, StreamExt};
 
 use super::config::{NatsDestinationConfig, NatsSourceConfig};
 use super::conn;
 use super::destination::{headers, subject_of};
+use super::source::header_metadata;
 use crate::ack::AckQueue;
 use crate::util::unix_nanos_now;
 
@@ -53,18 +53,7 @@ impl NatsPubSubSource {
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
         let position = format!("{:020}-{n:020}", self.opened.load(Ordering::Relaxed));
         let mut meta = Metadata::new();
-        let mut key = None;
-        if let Some(headers) = &message.headers {
-            for (name, values) in headers.iter() {
-                if let Some(value) = values.first() {
-                    let name: &str = name.as_ref();
-                    if name == "Nats-Msg-Id" {
-                        key = Some(Data::Raw(Bytes::copy_from_slice(value.as_str().as_bytes())));
-                    }
-                    meta.insert(name, value.as_str());
-                }
-            }
-        }
+        let key = header_metadata(message.headers.as_ref(), &mut meta);
         meta.insert(metadata::COLLECTION, message.subject.as_str());
         meta.insert(metadata::READ_AT, read_at);
         meta.insert(metadata::SOURCE_CONNECTOR_ID, self.id.as_str());
@@ -83,24 +72,21 @@ impl Source for NatsPubSubSource {
             options.subscription_capacity(c.buffer_size)
         })
         .await?;
-        let subscriber = client.subscribe(c.subject.clone()).await.map_err(|e| {
+        let cannot_subscribe = |e: &dyn std::fmt::Display| {
             ConnectorError::transient(format!(
                 "{}: cannot subscribe to {} on {}: {e}",
                 self.who,
                 c.subject,
                 conn::servers(&c.connection)
             ))
-        })?;
+        };
+        let subscriber = client
+            .subscribe(c.subject.clone())
+            .await
+            .map_err(|e| cannot_subscribe(&e))?;
         // The subscription is in place on the server once the client's buffer is
         // flushed: what is published from now on is delivered.
-        client.flush().await.map_err(|e| {
-            ConnectorError::transient(format!(
-                "{}: cannot subscribe to {} on {}: {e}",
-                self.who,
-                c.subject,
-                conn::servers(&c.connection)
-            ))
-        })?;
+        client.flush().await.map_err(|e| cannot_subscribe(&e))?;
         let opened = u64::try_from(unix_nanos_now()).unwrap_or_default();
         self.opened.store(opened, Ordering::Relaxed);
         self.count.store(0, Ordering::Relaxed);

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::config::{AckPolicy, DeliverPolicy, NatsSourceConfig};
 use super::{METADATA_SEQUENCE, METADATA_STREAM, conn};
-use crate::util::unix_nanos_now;
+use crate::util::{lock, unix_nanos_now};
 
 /// How long the server waits for an ack before delivering a message again (the
 /// source skips a message it already read in this run, so this only paces
@@ -87,12 +87,6 @@ impl NatsSource {
     pub fn durable(&self) -> &str {
         &self.durable
     }
-
-    fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        mutex
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 /// `funnel-` and the connector ID, with the characters a consumer name cannot hold
@@ -121,6 +115,39 @@ fn sequence(who: &str, position: &Position) -> Result<u64, ConnectorError> {
                 "{who}: {position} is not a position of this source (a stream sequence)"
             ))
         })
+}
+
+/// Puts the first value of each of a message's `headers` in `meta`; the record key is
+/// its `Nats-Msg-Id`, when it has one.
+pub(super) fn header_metadata(
+    headers: Option<&async_nats::HeaderMap>,
+    meta: &mut Metadata,
+) -> Option<Data> {
+    let mut key = None;
+    for (name, values) in headers.into_iter().flat_map(|h| h.iter()) {
+        if let Some(value) = values.first() {
+            let name: &str = name.as_ref();
+            if name == "Nats-Msg-Id" {
+                key = Some(Data::Raw(Bytes::copy_from_slice(value.as_str().as_bytes())));
+            }
+            meta.insert(name, value.as_str());
+        }
+    }
+    key
+}
+
+/// Sends the batch gathered so far, if there is one, leaving `records` and `acks`
+/// empty; false when nobody receives any more.
+async fn flush(
+    tx: &mpsc::Sender<Item>,
+    records: &mut Vec<Record>,
+    acks: &mut Vec<(u64, Acker)>,
+) -> bool {
+    records.is_empty()
+        || tx
+            .send(Ok((std::mem::take(records), std::mem::take(acks))))
+            .await
+            .is_ok()
 }
 
 /// What the reader task needs.
@@ -187,15 +214,7 @@ impl Reader {
                                 }
                             }
                             Err(e) => {
-                                if !records.is_empty()
-                                    && tx
-                                        .send(Ok((
-                                            std::mem::take(&mut records),
-                                            std::mem::take(&mut acks),
-                                        )))
-                                        .await
-                                        .is_err()
-                                {
+                                if !flush(&tx, &mut records, &mut acks).await {
                                     return;
                                 }
                                 tracing::warn!(connector = %self.id, error = %e, "Reading from NATS failed; going on.");
@@ -222,22 +241,14 @@ impl Reader {
                         next = match ready {
                             Some(item) => item,
                             None => {
-                                if !records.is_empty()
-                                    && tx
-                                        .send(Ok((
-                                            std::mem::take(&mut records),
-                                            std::mem::take(&mut acks),
-                                        )))
-                                        .await
-                                        .is_err()
-                                {
+                                if !flush(&tx, &mut records, &mut acks).await {
                                     return;
                                 }
                                 messages.next().await
                             }
                         };
                     }
-                    if !records.is_empty() && tx.send(Ok((records, acks))).await.is_err() {
+                    if !flush(&tx, &mut records, &mut acks).await {
                         return;
                     }
                 }
@@ -297,18 +308,7 @@ impl Reader {
         };
         let (message, acker) = message.split();
         let mut meta = Metadata::new();
-        let mut key = None;
-        if let Some(headers) = &message.headers {
-            for (name, values) in headers.iter() {
-                if let Some(value) = values.first() {
-                    let name: &str = name.as_ref();
-                    if name == "Nats-Msg-Id" {
-                        key = Some(Data::Raw(Bytes::copy_from_slice(value.as_str().as_bytes())));
-                    }
-                    meta.insert(name, value.as_str());
-                }
-            }
-        }
+        let key = header_metadata(message.headers.as_ref(), &mut meta);
         meta.insert(metadata::COLLECTION, message.subject.as_str());
         meta.insert(METADATA_SEQUENCE, seq.to_string());
         meta.insert(
@@ -401,7 +401,7 @@ impl Source for NatsSource {
         let (tx, rx) = mpsc::channel(c.buffer_size.div_ceil(c.batch_size.max(1)).max(2));
         let task = tokio::spawn(reader.run(consumer, last, tx));
         *self.queue.lock().await = Some(rx);
-        if let Some(old) = Self::lock(&self.running).replace(Running { task, client }) {
+        if let Some(old) = lock(&self.running).replace(Running { task, client }) {
             old.task.abort();
         }
         tracing::info!(connector = %self.id, stream = %c.stream, consumer = %self.durable, start = ?start, "Reading from NATS JetStream.");
@@ -419,7 +419,7 @@ impl Source for NatsSource {
         let (records, acks) = rx.recv().await.ok_or_else(|| {
             ConnectorError::transient(format!("{}: the source was torn down", self.who))
         })??;
-        Self::lock(&self.unacked).extend(acks);
+        lock(&self.unacked).extend(acks);
         Ok(Some(records))
     }
 
@@ -429,7 +429,7 @@ impl Source for NatsSource {
         };
         let last = sequence(&self.who, last)?;
         let released: Vec<(u64, Acker)> = {
-            let mut unacked = Self::lock(&self.unacked);
+            let mut unacked = lock(&self.unacked);
             let n = unacked.iter().take_while(|(seq, _)| *seq <= last).count();
             unacked.drain(..n).collect()
         };
@@ -447,20 +447,20 @@ impl Source for NatsSource {
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
-        let running = Self::lock(&self.running).take();
+        let running = lock(&self.running).take();
         if let Some(running) = running {
             running.task.abort();
             // Send the acks still buffered, without waiting long for a dead server.
             let _ = tokio::time::timeout(Duration::from_secs(1), running.client.flush()).await;
         }
-        Self::lock(&self.unacked).clear();
+        lock(&self.unacked).clear();
         Ok(())
     }
 }
 
 impl Drop for NatsSource {
     fn drop(&mut self) {
-        if let Some(running) = Self::lock(&self.running).take() {
+        if let Some(running) = lock(&self.running).take() {
             running.task.abort();
         }
     }

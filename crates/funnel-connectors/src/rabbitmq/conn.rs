@@ -116,6 +116,22 @@ pub(crate) fn short(
     })
 }
 
+/// Opens a channel on `connection` (to `server`, for messages).
+///
+/// # Errors
+///
+/// As [`classify`] says.
+pub(crate) async fn channel(
+    connection: &Connection,
+    who: &str,
+    server: &str,
+) -> Result<Channel, ConnectorError> {
+    connection
+        .create_channel()
+        .await
+        .map_err(|e| classify(&e, format!("{who}: cannot open a channel on {server}: {e}")))
+}
+
 /// The class of a lapin error: a protocol error the server sent because of what we
 /// asked (access refused, not found, precondition failed, not allowed) is a
 /// configuration error, everything else (I/O, a closed connection) transient.

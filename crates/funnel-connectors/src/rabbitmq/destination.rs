@@ -257,12 +257,7 @@ impl Destination for RabbitmqDestination {
     async fn open(&self) -> Result<(), ConnectorError> {
         let server = self.server();
         let connection = conn::connect(&self.config.connection, &self.who).await?;
-        let channel = connection.create_channel().await.map_err(|e| {
-            conn::classify(
-                &e,
-                format!("{}: cannot open a channel on {server}: {e}", self.who),
-            )
-        })?;
+        let channel = conn::channel(&connection, &self.who, &server).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await

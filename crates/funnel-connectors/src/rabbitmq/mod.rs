@@ -85,9 +85,7 @@ async fn check(
     let server = connection.url.address();
     let conn = conn::connect(connection, who).await?;
     if !queue.declare {
-        let channel = conn.create_channel().await.map_err(|e| {
-            conn::classify(&e, format!("{who}: cannot open a channel on {server}: {e}"))
-        })?;
+        let channel = conn::channel(&conn, who, &server).await?;
         conn::declare_queue(&channel, queue, who, &server).await?;
     }
     let _ = conn.close(200, "check".into()).await;

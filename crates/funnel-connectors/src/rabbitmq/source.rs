@@ -187,12 +187,7 @@ impl Source for RabbitmqSource {
     async fn open(&self) -> Result<(), ConnectorError> {
         let server = self.server();
         let connection = conn::connect(&self.config.connection, &self.who).await?;
-        let channel = connection.create_channel().await.map_err(|e| {
-            conn::classify(
-                &e,
-                format!("{}: cannot open a channel on {server}: {e}", self.who),
-            )
-        })?;
+        let channel = conn::channel(&connection, &self.who, &server).await?;
         let consumer = &self.config.consumer;
         if !consumer.auto_ack {
             channel

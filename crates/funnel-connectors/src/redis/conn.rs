@@ -101,6 +101,18 @@ pub(crate) fn client(
     })
 }
 
+/// The registry's connection check: connects with replies allowed 5 s.
+///
+/// # Errors
+///
+/// As [`client`] and [`connect`].
+pub(crate) async fn check(connection: &RedisConnection, who: &str) -> Result<(), ConnectorError> {
+    let client = client(connection, who)?;
+    connect(&client, connection, who, Duration::from_secs(5))
+        .await
+        .map(drop)
+}
+
 /// Connects, with replies allowed to take `response` (a blocking read waits longer
 /// than the default half second).
 ///

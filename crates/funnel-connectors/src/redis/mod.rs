@@ -101,16 +101,7 @@ pub const SOURCE: Component = Component::new(
 .with_check(|id, settings| {
     Box::pin(async move {
         let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
-        let who = format!("redis source {id}");
-        let client = conn::client(&config.connection, &who)?;
-        conn::connect(
-            &client,
-            &config.connection,
-            &who,
-            std::time::Duration::from_secs(5),
-        )
-        .await
-        .map(drop)
+        conn::check(&config.connection, &format!("redis source {id}")).await
     })
 });
 
@@ -135,15 +126,6 @@ pub const DESTINATION: Component = Component::new(
 .with_check(|id, settings| {
     Box::pin(async move {
         let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
-        let who = format!("redis destination {id}");
-        let client = conn::client(&config.connection, &who)?;
-        conn::connect(
-            &client,
-            &config.connection,
-            &who,
-            std::time::Duration::from_secs(5),
-        )
-        .await
-        .map(drop)
+        conn::check(&config.connection, &format!("redis destination {id}")).await
     })
 });

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::config::{Mode, RedisSourceConfig};
 use super::{METADATA_ID, conn};
+use crate::util::lock;
 use crate::util::unix_nanos_now;
 
 /// Longest wait between attempts to reconnect.
@@ -52,12 +53,6 @@ struct Running {
     task: JoinHandle<()>,
     /// For XACK (consumer group mode).
     acks: Option<MultiplexedConnection>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl RedisSource {

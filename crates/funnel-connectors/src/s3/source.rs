@@ -19,6 +19,7 @@ use super::client::{Bucket, Entry};
 use super::config::S3SourceConfig;
 use super::position::{Cursor, Version};
 use super::{METADATA_BUCKET, METADATA_ETAG, METADATA_VERSION};
+use crate::util::lock;
 use crate::util::unix_nanos_now;
 
 /// Records fetched ahead of the pipeline, at most. Each holds its whole object, so
@@ -56,12 +57,6 @@ impl S3Source {
             pending_error: Mutex::new(None),
             task: Mutex::new(None),
         }
-    }
-
-    fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        mutex
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -312,14 +307,14 @@ impl Source for S3Source {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(reader.run(first, self.resume.is_none(), tx));
         *self.queue.lock().await = Some(rx);
-        if let Some(old) = Self::lock(&self.task).replace(task) {
+        if let Some(old) = lock(&self.task).replace(task) {
             old.abort();
         }
         Ok(())
     }
 
     async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
-        if let Some(error) = Self::lock(&self.pending_error).take() {
+        if let Some(error) = lock(&self.pending_error).take() {
             return Err(error);
         }
         let mut guard = self.queue.lock().await;
@@ -337,7 +332,7 @@ impl Source for S3Source {
             match rx.try_recv() {
                 Ok(Ok(record)) => records.push(record),
                 Ok(Err(e)) => {
-                    *Self::lock(&self.pending_error) = Some(e);
+                    *lock(&self.pending_error) = Some(e);
                     break;
                 }
                 Err(_) => break,
@@ -352,7 +347,7 @@ impl Source for S3Source {
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
-        if let Some(task) = Self::lock(&self.task).take() {
+        if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
         Ok(())
@@ -361,7 +356,7 @@ impl Source for S3Source {
 
 impl Drop for S3Source {
     fn drop(&mut self) {
-        if let Some(task) = Self::lock(&self.task).take() {
+        if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
     }
