@@ -44,6 +44,26 @@ pub async fn ack_n(destination: &dyn Destination, n: usize) -> Vec<DestinationAc
     .await
 }
 
+/// Reads from `source` until `n` records arrived, acking each batch as it comes (as
+/// the engine does); each read and each ack within [`PATIENCE`].
+///
+/// # Panics
+///
+/// As [`read_n`], and when an ack fails or takes longer than [`PATIENCE`].
+pub async fn read_and_ack(source: &dyn Source, n: usize) -> Vec<Record> {
+    let mut records = Vec::with_capacity(n);
+    while records.len() < n {
+        let batch = read_n(source, 1).await;
+        let positions: Vec<_> = batch.iter().map(|r| r.position.clone()).collect();
+        tokio::time::timeout(PATIENCE, source.ack(&positions))
+            .await
+            .unwrap_or_else(|_| panic!("an ack took longer than {PATIENCE:?}"))
+            .unwrap_or_else(|e| panic!("ack failed: {e}"));
+        records.extend(batch);
+    }
+    records
+}
+
 /// Calls `next` until `n` items (`what`) arrived in all, each call within
 /// [`PATIENCE`].
 async fn gather<T, F: Future<Output = Vec<T>>>(
@@ -72,26 +92,69 @@ pub async fn read_exactly(source: &dyn Source, n: usize) -> Vec<Record> {
     records
 }
 
-/// The generator positions (`1`, `2`, ...) of the records in the OpenCDC JSON lines
-/// file at `path`, in file order; none when it does not exist yet. Only complete lines
-/// count: a running `funnel` may be in the middle of writing the last one.
+/// The records in the OpenCDC JSON lines file at `path`, in file order; none when it
+/// does not exist yet. Only complete lines count: a running `funnel` may be in the
+/// middle of writing the last one.
 ///
 /// # Panics
 ///
-/// When a line is not an OpenCDC record or its position is not a number.
-pub fn written_positions(path: &std::path::Path) -> Vec<u64> {
+/// When a line is not an OpenCDC record.
+pub fn written_records(path: &std::path::Path) -> Vec<Record> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let complete = text.rfind('\n').map_or("", |end| &text[..end]);
     complete
         .lines()
         .filter(|line| !line.is_empty())
         .map(|line| {
-            let record = Record::from_json(line.as_bytes())
-                .unwrap_or_else(|e| panic!("not an OpenCDC JSON line ({e}): {line}"));
-            std::str::from_utf8(record.position.as_bytes())
-                .ok()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or_else(|| panic!("not a generator position: {}", record.position))
+            Record::from_json(line.as_bytes())
+                .unwrap_or_else(|e| panic!("not an OpenCDC JSON line ({e}): {line}"))
         })
         .collect()
+}
+
+/// The position of `record` as a number (a generator's `1`, `2`, ..., a stream
+/// sequence).
+///
+/// # Panics
+///
+/// When the position is not a number.
+pub fn numbered_position(record: &Record) -> u64 {
+    std::str::from_utf8(record.position.as_bytes())
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a numbered position: {}", record.position))
+}
+
+/// The generator positions (`1`, `2`, ...) of the records [`written_records`] finds
+/// at `path`.
+///
+/// # Panics
+///
+/// When a line is not an OpenCDC record or its position is not a number.
+pub fn written_positions(path: &std::path::Path) -> Vec<u64> {
+    written_records(path)
+        .iter()
+        .map(numbered_position)
+        .collect()
+}
+
+/// Checks what a pipeline delivered at least once through crashes: `positions` (each
+/// `1..=n` that was written, in output order) holds nothing beyond `n`, and repeats
+/// at most `max_repeats` of them; returns how many it repeats.
+///
+/// # Panics
+///
+/// When a position is beyond `n` or more than `max_repeats` are repeated.
+pub fn assert_repeats_at_most(positions: &[u64], n: u64, max_repeats: usize) -> usize {
+    let distinct: std::collections::BTreeSet<u64> = positions.iter().copied().collect();
+    assert!(
+        distinct.iter().all(|p| (1..=n).contains(p)),
+        "positions beyond {n}"
+    );
+    let repeats = positions.len() - distinct.len();
+    assert!(
+        repeats <= max_repeats,
+        "{repeats} repeated positions, more than {max_repeats}"
+    );
+    repeats
 }

@@ -2,10 +2,11 @@
 //! driven by a per-record plan, the stop-and-wait reference executor the pipelined
 //! worker is compared with, the connector compliance suite ([`compliance`]) every
 //! connector's integration test runs, reading and acking a real connector with a
-//! deadline ([`connectors`]), helpers for running records through a
-//! processor ([`results`]), pipeline files written by code ([`yaml`]), and a GET for
-//! the API of ([`http`]) and signals to ([`process`]) a running `funnel`, and private
-//! Kafka-protocol brokers that a test may stop or put behind TLS ([`tansu`]).
+//! deadline ([`connectors`]), names no other test uses ([`name`]), helpers for running
+//! records through a processor ([`results`]), pipeline files written by code
+//! ([`yaml`]), a GET for the API of ([`http`]) and runs of and signals to
+//! ([`process`]) a running `funnel`, TLS certificates made in the test ([`tls`]), and
+//! private Kafka-protocol brokers that a test may stop or put behind TLS ([`tansu`]).
 //!
 //! Nothing here is for production use; `publish = false`.
 
@@ -14,6 +15,7 @@ pub mod conduit;
 pub mod connectors;
 pub mod http;
 pub mod memory;
+pub mod name;
 pub mod pg;
 pub mod plan;
 pub mod process;
@@ -29,3 +31,18 @@ pub mod yaml;
 
 pub use memory::{FnProcessor, MemoryDestination, MemorySource};
 pub use wait::{wait_for, wait_until, wait_until_blocking};
+
+/// Skips a test because `missing` (a server that is not reachable, a program that is
+/// not installed) is not there: says so on stderr. Under `CI=true`, where
+/// `scripts/setup-services.sh` set everything up, fails the test instead.
+///
+/// # Panics
+///
+/// When `CI` is `true`.
+pub fn skip_without(missing: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{missing} (run scripts/setup-services.sh)"
+    );
+    eprintln!("skipping: {missing}");
+}

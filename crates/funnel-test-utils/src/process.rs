@@ -1,8 +1,10 @@
 //! Starting `funnel run` in a test's directory, reading its log, signalling and
-//! stopping it.
+//! stopping it; starting a server of the test's own (`nats-server`, `redis-server`) on
+//! a free port.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// Sends signal `sig` (`TERM`, `KILL`, `HUP`) to `child`, as `kill -<sig>` would.
 ///
@@ -18,6 +20,37 @@ pub fn signal(child: &Child, sig: &str) {
     assert!(status.success(), "kill -{sig} {} failed", child.id());
 }
 
+/// [`signal`], then waits up to 30 s for `child` to exit.
+///
+/// # Panics
+///
+/// When the signal cannot be sent, or `child` is still running after 30 s.
+pub fn signal_and_wait(child: &mut Child, sig: &str) {
+    signal(child, sig);
+    crate::wait_until_blocking(
+        &format!("funnel exits after SIG{sig}"),
+        Duration::from_secs(30),
+        || {
+            child
+                .try_wait()
+                .unwrap_or_else(|e| panic!("cannot wait for funnel: {e}"))
+                .is_some()
+        },
+    );
+}
+
+/// A port of 127.0.0.1 that is free now.
+///
+/// # Panics
+///
+/// When no port can be bound.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+        .port()
+}
+
 /// A loopback address (`127.0.0.1:port`) with a port that is free now, for a
 /// `funnel run` whose API a test calls.
 ///
@@ -25,10 +58,65 @@ pub fn signal(child: &Child, sig: &str) {
 ///
 /// When no port can be bound.
 pub fn free_address() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
-        .to_string()
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// Whether `program` runs (`program --version`); a test skips without it, and fails
+/// under `CI=true`.
+///
+/// # Panics
+///
+/// When `program` is missing and `CI` is `true`.
+pub fn installed(program: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        crate::skip_without(&format!("{program} is not installed"));
+    }
+    found
+}
+
+/// A server process of the test's own listening on 127.0.0.1:`port`, killed when
+/// dropped.
+pub struct Server {
+    /// Where it listens.
+    pub port: u16,
+    child: Child,
+}
+
+impl Server {
+    /// Spawns `command` (told to listen on `port`, from [`free_port`]) with no output,
+    /// and waits up to 20 s until the port accepts connections.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be spawned or does not listen in time.
+    pub fn start(mut command: Command, port: u16) -> Self {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let server = Self { port, child };
+        crate::wait_until_blocking(
+            &format!("{program} listens on port {port}"),
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `funnel run` with `dir` as its working directory (where `pipelines/` is read
@@ -88,6 +176,147 @@ pub fn stop(child: Child) -> String {
 /// What the runs [`funnel_run`] started in `dir` logged so far.
 pub fn funnel_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("funnel.log")).unwrap_or_default()
+}
+
+/// A directory of its own where a test runs `funnel run` again and again: its pipeline
+/// file is `pipelines/p.yaml`, and every run appends what it logs to `funnel.log`.
+/// Removed when dropped.
+pub struct RunDir {
+    bin: String,
+    dir: tempfile::TempDir,
+}
+
+impl RunDir {
+    /// A new directory for runs of the `funnel` binary `bin`.
+    ///
+    /// # Panics
+    ///
+    /// When the directory cannot be made.
+    pub fn new(bin: &str) -> Self {
+        Self {
+            bin: bin.to_owned(),
+            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a directory: {e}")),
+        }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes the pipeline file: `yaml`, from [`crate::yaml::file`].
+    pub fn write_pipelines(&self, yaml: &str) {
+        write_pipelines(self.path(), yaml);
+    }
+
+    /// Writes a pipeline file of one running pipeline `p` from connector `source` to
+    /// connector `destination` (each from [`crate::yaml::connector`]).
+    pub fn write_pipeline(&self, source: &str, destination: &str) {
+        let connectors = [source.to_owned(), destination.to_owned()];
+        self.write_pipelines(&crate::yaml::file(&[crate::yaml::pipeline(
+            "p",
+            &[("status", "running")],
+            &connectors,
+            &[],
+        )]));
+    }
+
+    /// `funnel run` here with `extra` arguments (see [`funnel_run`]).
+    pub fn command(&self, extra: &[&str]) -> Command {
+        funnel_run(&self.bin, self.path(), extra)
+    }
+
+    /// Starts `funnel run` here.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be started.
+    pub fn spawn(&self) -> Child {
+        self.command(&[])
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin))
+    }
+
+    /// What the runs logged so far.
+    pub fn log(&self) -> String {
+        funnel_log(self.path())
+    }
+
+    /// Waits until `done` gives a value, checking every 200 ms; fails the test naming
+    /// `what`, with the log, when `timeout` passes first.
+    ///
+    /// # Panics
+    ///
+    /// When `done` still gives nothing after `timeout`.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(value) = done() {
+                return value;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting until {what}; funnel logged:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Kills `child` (SIGKILL) `kills` times, each after a pause of `pause` plus a random
+/// part of `spread`, starting it again with `spawn` each time; returns the last one
+/// started. The random seed comes from the clock and is printed (`DRILL_SEED=`).
+pub fn kill_at_random(
+    mut child: Child,
+    kills: usize,
+    pause: Duration,
+    spread: Duration,
+    mut spawn: impl FnMut() -> Child,
+) -> Child {
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("DRILL_SEED={seed}");
+    let spread = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX).max(1);
+    for _ in 0..kills {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(pause + Duration::from_millis(seed % spread));
+        signal_and_wait(&mut child, "KILL");
+        child = spawn();
+    }
+    child
+}
+
+/// Restarts a shared service the way an operator would: `scripts/<name>-server.sh stop`,
+/// then `start` (`name`: `nats`, `redis`).
+///
+/// # Panics
+///
+/// When the script cannot be run or fails.
+pub fn restart_service(name: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/");
+    let script = format!("{script}{name}-server.sh");
+    for action in ["stop", "start"] {
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(action)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+        assert!(
+            out.status.success(),
+            "{name}-server.sh {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// Writes `yaml` (a pipeline file, see [`crate::yaml`]) as `dir/pipelines/p.yaml`.

@@ -45,11 +45,9 @@ pub async fn available() -> bool {
     .await
     .is_ok_and(|r| r.is_ok());
     if !up {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the S3 test server is not reachable at {ENDPOINT} (run scripts/setup-services.sh)"
-        );
-        eprintln!("skipping: the S3 test server is not reachable at {ENDPOINT}");
+        crate::skip_without(&format!(
+            "the S3 test server is not reachable at {ENDPOINT}"
+        ));
     }
     up
 }

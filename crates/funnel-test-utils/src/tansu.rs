@@ -6,7 +6,7 @@
 //! The shared broker on 127.0.0.1:9092 is for everything else: these are for tests
 //! that must stop a broker or listen with TLS.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,17 +26,7 @@ pub fn tansu_binary() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// A free TCP port on 127.0.0.1 (free when this returns; the caller binds it soon).
-///
-/// # Panics
-///
-/// When no port can be bound.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
+pub use crate::process::free_port;
 
 /// Whether something accepts connections on 127.0.0.1:`port`.
 pub fn port_open(port: u16) -> bool {

@@ -1,12 +1,14 @@
-//! An `https` test server with a CA made in the test (feature `tls`): a self-signed CA,
-//! a certificate it signs for `localhost` and `127.0.0.1`, and an axum router served
-//! over rustls with it on 127.0.0.1. Clients trust the CA through its PEM file.
+//! TLS with a CA made in the test (feature `tls`): a self-signed CA, a server
+//! certificate it signs for `localhost` and `127.0.0.1` and a client certificate
+//! ([`TestCa`]), the same as PEM files for a server the test starts ([`PemFiles`]), and
+//! an axum router served over rustls with them on 127.0.0.1 ([`HttpsServer`]). Clients
+//! trust the CA through its PEM file.
 
 // Test setup: a failure to make a key or a certificate fails the test at once.
 #![allow(clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -16,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// A test CA and a server certificate it signed.
+/// A test CA, and a server and a client certificate it signed.
 pub struct TestCa {
     /// The CA certificate, PEM.
     pub ca_pem: String,
@@ -24,6 +26,10 @@ pub struct TestCa {
     pub server_chain_pem: String,
     /// The server's private key, PKCS #8 PEM (a `tls.keyPath` file).
     pub server_key_pem: String,
+    /// A client certificate (common name `funnel`), PEM, for servers that ask for one.
+    pub client_pem: String,
+    /// The client certificate's private key, PKCS #8 PEM.
+    pub client_key_pem: String,
     /// The server's certificate chain (DER).
     chain: Vec<CertificateDer<'static>>,
     /// The server's key (PKCS #8 DER).
@@ -31,7 +37,8 @@ pub struct TestCa {
 }
 
 impl TestCa {
-    /// A new CA and a certificate for `localhost` and `127.0.0.1` signed by it.
+    /// A new CA, a certificate for `localhost` and `127.0.0.1` and a client
+    /// certificate, both signed by it.
     ///
     /// # Panics
     ///
@@ -48,10 +55,18 @@ impl TestCa {
             .expect("server parameters")
             .signed_by(&server_key, &ca)
             .expect("a server certificate");
+        let client_key = KeyPair::generate().expect("a client key");
+        let mut client = CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+        client.distinguished_name.push(DnType::CommonName, "funnel");
+        let client = client
+            .signed_by(&client_key, &ca)
+            .expect("a client certificate");
         Self {
             ca_pem: ca.pem(),
             server_chain_pem: format!("{}{}", server.pem(), ca.pem()),
             server_key_pem: server_key.serialize_pem(),
+            client_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
             chain: vec![server.der().clone(), ca.der().clone()],
             key: server_key.serialize_der(),
         }
@@ -79,6 +94,59 @@ impl TestCa {
 }
 
 impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A [`TestCa`] as PEM files in a directory of their own (removed when dropped), for a
+/// server the test starts and for the connector's `tls.*` settings.
+pub struct PemFiles {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The server's certificate and then the CA's.
+    pub server_cert: PathBuf,
+    /// The server's private key.
+    pub server_key: PathBuf,
+    /// The client certificate.
+    pub client_cert: PathBuf,
+    /// The client certificate's private key.
+    pub client_key: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl PemFiles {
+    /// A new [`TestCa`] written to `ca.pem`, `server.pem`, `server.key`, `client.pem` and
+    /// `client.key`.
+    ///
+    /// # Panics
+    ///
+    /// When a key cannot be made or a file cannot be written.
+    pub fn new() -> Self {
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().expect("a directory for the certificates");
+        let write = |name: &str, pem: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).expect("a PEM file");
+            path
+        };
+        Self {
+            ca: write("ca.pem", &ca.ca_pem),
+            server_cert: write("server.pem", &ca.server_chain_pem),
+            server_key: write("server.key", &ca.server_key_pem),
+            client_cert: write("client.pem", &ca.client_pem),
+            client_key: write("client.key", &ca.client_key_pem),
+            dir,
+        }
+    }
+
+    /// The directory the files are in (a server may keep its own files there too).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for PemFiles {
     fn default() -> Self {
         Self::new()
     }
