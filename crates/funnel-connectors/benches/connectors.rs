@@ -17,18 +17,12 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use funnel_connectors::{Settings, destination, source};
+use funnel_core::settings_of as settings;
 use funnel_core::{Destination, Source};
 use funnel_record::Record;
 use tokio::runtime::Runtime;
 
 const BATCH: usize = 1000;
-
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
+use funnel_core::settings_of as settings;
 use funnel_core::{Destination, Retry, Source};
 use funnel_record::{Data, Metadata, Operation, Position, Record};
 use funnel_test_utils::compliance::{
@@ -19,13 +20,6 @@ use funnel_test_utils::compliance::{
 use funnel_test_utils::connectors::{ack_n, read_exactly};
 
 const PATIENCE: Duration = Duration::from_secs(5);
-
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
 
 fn path_settings(path: &Path) -> Settings {
     settings(&[("path", path.to_str().unwrap())])

@@ -7,19 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use funnel_connectors::{Settings, source};
+use funnel_connectors::source;
+use funnel_core::settings_of as settings;
 use funnel_core::{Retry, Source};
 use funnel_record::{Data, Operation, Position, Record, Value};
 use funnel_test_utils::compliance::{
     SourceBackend, SourceCapabilities, Support, run_source_compliance,
 };
-
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
 
 /// A generator built from `pairs`, resuming from `resume`, not opened.
 fn built(pairs: &[(&str, &str)], resume: Option<&str>) -> Arc<dyn Source> {

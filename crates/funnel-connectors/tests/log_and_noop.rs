@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, noop};
+use funnel_core::settings_of as settings;
 use funnel_core::{Destination, DestinationAck};
 use funnel_record::{Data, Payload, Position, Record};
 use funnel_test_utils::compliance::{
@@ -16,13 +17,6 @@ use funnel_test_utils::compliance::{
 };
 use funnel_test_utils::connectors::ack_n;
 use tracing::Level;
-
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
 
 fn records(range: std::ops::RangeInclusive<u32>) -> Vec<Record> {
     range

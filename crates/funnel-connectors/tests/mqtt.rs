@@ -12,30 +12,21 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
+use funnel_core::settings_of as settings;
 use funnel_core::{Destination, ErrorKind, Source};
 use funnel_record::{Data, Position, Record};
 use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
+use funnel_test_utils::connectors::{ack_n, read_and_ack, read_n};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const URL: &str = "tcp://127.0.0.1:1883";
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("funnel-test-{tag}-{}-{nanos}", std::process::id())
-}
-
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    funnel_test_utils::name::unique("funnel-test", tag, '-')
 }
 
 fn options(client_id: &str, clean: bool) -> MqttOptions {
@@ -51,11 +42,7 @@ async fn broker() -> bool {
     match tokio::net::TcpStream::connect("127.0.0.1:1883").await {
         Ok(_) => true,
         Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "Mosquitto is not reachable at {URL}: {e} (run scripts/setup-services.sh)"
-            );
-            eprintln!("skipping: Mosquitto is not reachable at {URL}: {e}");
+            funnel_test_utils::skip_without(&format!("Mosquitto is not reachable at {URL}: {e}"));
             false
         }
     }
@@ -299,20 +286,11 @@ async fn fifty_thousand_messages_published_by_a_client_are_read_once_in_order_th
         let payloads = payloads.clone();
         async move { publish(&topic, &payloads).await }
     });
-    let mut got = Vec::with_capacity(payloads.len());
-    while got.len() < payloads.len() {
-        let batch = tokio::time::timeout(PATIENCE, source.read())
-            .await
-            .unwrap_or_else(|_| panic!("read timed out after {} records", got.len()))
-            .unwrap()
-            .unwrap();
-        let positions: Vec<Position> = batch.iter().map(|r| r.position.clone()).collect();
-        got.extend(batch.iter().map(raw));
-        tokio::time::timeout(PATIENCE, source.ack(&positions))
-            .await
-            .unwrap_or_else(|_| panic!("ack timed out after {} records", got.len()))
-            .unwrap();
-    }
+    let got: Vec<Bytes> = read_and_ack(&*source, payloads.len())
+        .await
+        .iter()
+        .map(raw)
+        .collect();
     publisher.await.unwrap();
     assert!(
         got == payloads,
@@ -332,10 +310,7 @@ async fn a_record_carries_the_payload_and_topic_and_unacked_messages_come_again(
     publish(&backend.topic, &payloads).await;
     let first = source("mqtt", "pipe:mqtt", &backend.settings(&[]), None).unwrap();
     first.open().await.unwrap();
-    let mut records = Vec::new();
-    while records.len() < 10 {
-        records.extend(first.read().await.unwrap().unwrap());
-    }
+    let records = read_n(&*first, 10).await;
     let meta = &records[0].metadata;
     assert_eq!(meta.get("opencdc.collection"), Some(backend.topic.as_str()));
     assert_eq!(meta.get("mqtt.qos"), Some("1"));
@@ -345,16 +320,7 @@ async fn a_record_carries_the_payload_and_topic_and_unacked_messages_come_again(
     drop(first);
     let second = source("mqtt", "pipe:mqtt", &backend.settings(&[]), None).unwrap();
     second.open().await.unwrap();
-    let mut again = Vec::new();
-    while again.len() < 6 {
-        again.extend(
-            tokio::time::timeout(PATIENCE, second.read())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap(),
-        );
-    }
+    let again = read_n(&*second, 6).await;
     let bodies: Vec<Bytes> = again.iter().map(raw).collect();
     assert_eq!(bodies, payloads[4..]);
     second.teardown().await.unwrap();
@@ -391,15 +357,7 @@ async fn the_destination_publishes_to_a_templated_topic_with_retain_and_nacks_a_
         records.push(r);
     }
     d.write(&records).await.unwrap();
-    let mut acks = Vec::new();
-    while acks.len() < 3 {
-        acks.extend(
-            tokio::time::timeout(PATIENCE, d.ack())
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
+    let acks = ack_n(&*d, 3).await;
     assert!(
         acks[0].error.is_none() && acks[2].error.is_none(),
         "{acks:?}"

@@ -60,11 +60,7 @@ async fn connect() -> Option<mysql_async::Conn> {
             Some(conn)
         }
         Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "MariaDB is not reachable at {URL}: {e} (run scripts/setup-services.sh)"
-            );
-            eprintln!("skipping: MariaDB is not reachable at {URL}: {e}");
+            funnel_test_utils::skip_without(&format!("MariaDB is not reachable at {URL}: {e}"));
             None
         }
     }

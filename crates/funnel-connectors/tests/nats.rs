@@ -20,13 +20,22 @@ use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
-use funnel_test_utils::connectors::{ack_n, read_n};
+use funnel_test_utils::connectors::{ack_n, read_and_ack, read_n};
 use futures::StreamExt;
 use support::{TestStream, URL, client, payload_of_json, raw, settings};
 
 /// A stream of its own for each check; the source reads it with `sdk.batch.size` 10.
 struct NatsBackend {
     stream: TestStream,
+}
+
+impl NatsBackend {
+    /// A backend with a new stream tagged `tag`.
+    async fn new(client: &async_nats::Client, tag: &str) -> Self {
+        Self {
+            stream: TestStream::new(client, tag).await,
+        }
+    }
 }
 
 #[async_trait]
@@ -53,12 +62,7 @@ async fn the_source_passes_the_source_compliance_suite() {
         exact_resume: Support::Yes,
     };
     let report = run_source_compliance("nats source", capabilities, |_| {
-        let client = client.clone();
-        async move {
-            NatsBackend {
-                stream: TestStream::new(&client, "src").await,
-            }
-        }
+        NatsBackend::new(&client, "src")
     })
     .await;
     assert!(report.skipped.is_empty(), "{report:?}");
@@ -87,12 +91,7 @@ async fn the_destination_passes_the_destination_compliance_suite() {
         readback: Support::Yes,
     };
     let report = run_destination_compliance("nats destination", capabilities, |_| {
-        let client = client.clone();
-        async move {
-            NatsBackend {
-                stream: TestStream::new(&client, "dst").await,
-            }
-        }
+        NatsBackend::new(&client, "dst")
     })
     .await;
     assert!(report.skipped.is_empty(), "{report:?}");
@@ -132,13 +131,7 @@ async fn fifty_thousand_messages_published_by_the_nats_client_are_read_once_in_o
             }
         })
     };
-    let mut records = Vec::with_capacity(50_000);
-    while records.len() < 50_000 {
-        let batch = read_n(&*source, 1).await;
-        let positions: Vec<Position> = batch.iter().map(|r| r.position.clone()).collect();
-        source.ack(&positions).await.unwrap();
-        records.extend(batch);
-    }
+    let records = read_and_ack(&*source, 50_000).await;
     publisher.await.unwrap();
     assert_eq!(records.len(), 50_000);
     let got: Vec<Bytes> = records.iter().map(raw).collect();
@@ -484,11 +477,7 @@ async fn unreachable_server_missing_stream_and_unstored_subject_fail_with_clear_
 
 /// A subject of its own for a core-NATS test (no stream stores it).
 fn core_subject(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("ftcore.{tag}.{}.{nanos}", std::process::id())
+    funnel_test_utils::name::unique("ftcore", tag, '.')
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

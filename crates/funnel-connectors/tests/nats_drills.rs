@@ -10,30 +10,14 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use funnel_core::DestinationAck;
 use funnel_record::{Position, Record};
+use funnel_test_utils::connectors::read_and_ack;
+use funnel_test_utils::process::restart_service;
 use support::{PATIENCE, TestStream, client, payload_of_json, raw};
-
-/// Stops the NATS server and starts it again, as an operator's restart would.
-fn restart_nats() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/nats-server.sh");
-    for action in ["stop", "start"] {
-        let out = Command::new("bash")
-            .arg(script)
-            .arg(action)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nats-server.sh {action}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
 
 /// Publishes `payload` with message ID `id` until the stream confirms it (the
 /// message ID keeps a retried publish from being stored twice).
@@ -89,22 +73,17 @@ async fn a_nats_restart_while_reading_with_a_publisher_running_loses_and_repeats
             }
         })
     };
-    let mut got: Vec<Bytes> = Vec::with_capacity(N);
-    let mut restarted = false;
-    while got.len() < N {
-        if !restarted && got.len() >= N / 4 {
-            tokio::task::spawn_blocking(restart_nats).await.unwrap();
-            restarted = true;
-        }
-        let batch = tokio::time::timeout(PATIENCE, source.read())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {N} messages arrived", got.len()))
-            .unwrap()
-            .unwrap();
-        let positions: Vec<Position> = batch.iter().map(|r| r.position.clone()).collect();
-        source.ack(&positions).await.unwrap();
-        got.extend(batch.iter().map(raw));
-    }
+    // A quarter read and acked, then the restart, then the rest.
+    let mut got: Vec<Bytes> = read_and_ack(&*source, N / 4)
+        .await
+        .iter()
+        .map(raw)
+        .collect();
+    tokio::task::spawn_blocking(|| restart_service("nats"))
+        .await
+        .unwrap();
+    let rest = read_and_ack(&*source, N.saturating_sub(got.len())).await;
+    got.extend(rest.iter().map(raw));
     publisher.await.unwrap();
     let want: Vec<Bytes> = (0..N).map(|i| Bytes::from(format!("m{i:06}"))).collect();
     assert!(
@@ -158,7 +137,9 @@ async fn a_nats_restart_while_writing_fails_the_destination_or_goes_on_and_a_rew
                 written = end;
             }
             if !restarted && acked >= N / 4 {
-                tokio::task::spawn_blocking(restart_nats).await.unwrap();
+                tokio::task::spawn_blocking(|| restart_service("nats"))
+                    .await
+                    .unwrap();
                 restarted = true;
             }
             match tokio::time::timeout(PATIENCE, d.ack()).await.unwrap() {

@@ -8,17 +8,18 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
-use funnel_core::{Destination, DestinationAck, ErrorKind, Source};
+use funnel_core::settings_of as settings;
+use funnel_core::{Destination, ErrorKind, Source};
 use funnel_record::{Data, Position, Record};
 use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
+use funnel_test_utils::connectors::{ack_n, read_and_ack, read_n};
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
     QueueDeleteOptions,
@@ -27,18 +28,13 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A connection for setting up and checking, or `None` (skip) without a server.
 async fn connect() -> Option<Connection> {
     match Connection::connect(URL, ConnectionProperties::default()).await {
         Ok(conn) => Some(conn),
         Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "RabbitMQ is not reachable at {URL}: {e} (run scripts/setup-services.sh)"
-            );
-            eprintln!("skipping: RabbitMQ is not reachable at {URL}: {e}");
+            funnel_test_utils::skip_without(&format!("RabbitMQ is not reachable at {URL}: {e}"));
             None
         }
     }
@@ -46,18 +42,7 @@ async fn connect() -> Option<Connection> {
 
 /// A queue name no other test (or engineer sharing the server) uses.
 fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("funnel-test-{tag}-{}-{nanos}", std::process::id())
-}
-
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    funnel_test_utils::name::unique("funnel-test", tag, '-')
 }
 
 /// A queue, deleted when dropped.
@@ -160,31 +145,6 @@ fn raw(record: &Record) -> Bytes {
 fn payload_of_json(body: &[u8]) -> Bytes {
     let record = Record::from_json(body).unwrap();
     raw(&record)
-}
-
-async fn read_n(source: &dyn Source, n: usize) -> Vec<Record> {
-    let mut records = Vec::new();
-    while records.len() < n {
-        let batch = tokio::time::timeout(PATIENCE, source.read())
-            .await
-            .expect("read timed out")
-            .unwrap()
-            .unwrap();
-        records.extend(batch);
-    }
-    records
-}
-
-async fn acks(d: &dyn Destination, n: usize) -> Vec<DestinationAck> {
-    let mut acks = Vec::new();
-    while acks.len() < n {
-        let batch = tokio::time::timeout(PATIENCE, d.ack())
-            .await
-            .expect("ack timed out")
-            .unwrap();
-        acks.extend(batch);
-    }
-    acks
 }
 
 // ---------------------------------------------------------------------------------
@@ -315,17 +275,11 @@ async fn fifty_thousand_messages_published_by_a_client_are_read_once_in_queue_or
     )
     .unwrap();
     source.open().await.unwrap();
-    let mut got = Vec::with_capacity(payloads.len());
-    while got.len() < payloads.len() {
-        let batch = tokio::time::timeout(PATIENCE, source.read())
-            .await
-            .expect("read timed out")
-            .unwrap()
-            .unwrap();
-        let positions: Vec<Position> = batch.iter().map(|r| r.position.clone()).collect();
-        got.extend(batch.iter().map(raw));
-        source.ack(&positions).await.unwrap();
-    }
+    let got: Vec<Bytes> = read_and_ack(&*source, payloads.len())
+        .await
+        .iter()
+        .map(raw)
+        .collect();
     assert!(
         got == payloads,
         "the records differ from what was published, or their order does"
@@ -458,7 +412,7 @@ async fn the_destination_publishes_json_records_with_headers_through_an_exchange
         records.push(r);
     }
     d.write(&records).await.unwrap();
-    let got = acks(&*d, 3).await;
+    let got = ack_n(&*d, 3).await;
     assert!(got[0].error.is_none() && got[2].error.is_none(), "{got:?}");
     let error = got[1]
         .error

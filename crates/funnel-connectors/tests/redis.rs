@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
+use funnel_core::settings_of as settings;
 use funnel_core::{Destination, Source};
 use funnel_record::{Data, Metadata, Position, Record, metadata};
 use funnel_test_utils::compliance::{
@@ -38,21 +39,10 @@ async fn connect() -> Option<MultiplexedConnection> {
     match result {
         Ok(con) => Some(con),
         Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "Redis is not reachable at {URL}: {e} (run scripts/setup-services.sh)"
-            );
-            eprintln!("skipping: Redis is not reachable at {URL}: {e}");
+            funnel_test_utils::skip_without(&format!("Redis is not reachable at {URL}: {e}"));
             None
         }
     }
-}
-
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
 }
 
 /// A key of its own (`ft:<tag>:<pid>:<nanos>`), deleted when dropped.
@@ -64,12 +54,8 @@ struct Key {
 impl Key {
     async fn new(tag: &str) -> Option<Self> {
         let con = connect().await?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
         Some(Self {
-            name: format!("ft:{tag}:{}:{nanos}", std::process::id()),
+            name: funnel_test_utils::name::unique("ft", tag, ':'),
             con,
         })
     }
@@ -86,15 +72,18 @@ impl Key {
 
     /// XADDs one entry per payload (field `payload`).
     async fn add(&self, payloads: &[Bytes]) {
-        let mut pipe = redis::pipe();
-        for p in payloads {
-            pipe.cmd("XADD")
-                .arg(&self.name)
-                .arg("*")
-                .arg("payload")
-                .arg(p.as_ref());
-        }
-        let _: () = pipe.query_async(&mut self.con.clone()).await.unwrap();
+        xadd(self.con.clone(), &self.name, payloads).await;
+    }
+
+    /// How many entries of the stream are pending in consumer group `group`.
+    async fn pending(&self, group: &str) -> i64 {
+        let pending: (i64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
+            .arg(&self.name)
+            .arg(group)
+            .query_async(&mut self.con.clone())
+            .await
+            .unwrap();
+        pending.0
     }
 
     /// Every entry: ID and fields.
@@ -120,6 +109,19 @@ impl Key {
     }
 }
 
+/// XADDs one entry per payload (field `payload`) to stream `name`.
+async fn xadd(mut con: MultiplexedConnection, name: &str, payloads: &[Bytes]) {
+    let mut pipe = redis::pipe();
+    for p in payloads {
+        pipe.cmd("XADD")
+            .arg(name)
+            .arg("*")
+            .arg("payload")
+            .arg(p.as_ref());
+    }
+    let _: () = pipe.query_async(&mut con).await.unwrap();
+}
+
 impl Drop for Key {
     fn drop(&mut self) {
         if let Ok(mut con) = redis::Client::open(URL).and_then(|c| c.get_connection()) {
@@ -140,6 +142,16 @@ fn payload(record: &Record) -> Bytes {
 struct StreamBackend {
     key: Key,
     extra: Vec<(&'static str, &'static str)>,
+}
+
+impl StreamBackend {
+    /// A backend with a new key tagged `tag`, its source built with `extra` settings.
+    async fn new(tag: &str, extra: &[(&'static str, &'static str)]) -> Self {
+        Self {
+            key: Key::new(tag).await.unwrap(),
+            extra: extra.to_vec(),
+        }
+    }
 }
 
 #[async_trait]
@@ -168,11 +180,8 @@ async fn the_stream_source_passes_the_source_compliance_suite() {
         input: Support::Yes,
         exact_resume: Support::Yes,
     };
-    let report = run_source_compliance("redis source (XREAD)", capabilities, |_| async {
-        StreamBackend {
-            key: Key::new("src").await.unwrap(),
-            extra: Vec::new(),
-        }
+    let report = run_source_compliance("redis source (XREAD)", capabilities, |_| {
+        StreamBackend::new("src", &[])
     })
     .await;
     assert!(report.skipped.is_empty(), "{report:?}");
@@ -191,11 +200,9 @@ async fn the_consumer_group_source_passes_the_source_compliance_suite() {
              docs say)",
         ),
     };
-    let report = run_source_compliance("redis source (consumer group)", capabilities, |_| async {
-        StreamBackend {
-            key: Key::new("grp").await.unwrap(),
-            extra: vec![("stream.group", "funnel"), ("stream.consumer", "c1")],
-        }
+    let group = [("stream.group", "funnel"), ("stream.consumer", "c1")];
+    let report = run_source_compliance("redis source (consumer group)", capabilities, |_| {
+        StreamBackend::new("grp", &group)
     })
     .await;
     assert!(report.skipped.is_empty(), "{report:?}");
@@ -229,11 +236,8 @@ async fn the_stream_destination_passes_the_destination_compliance_suite() {
     let capabilities = DestinationCapabilities {
         readback: Support::Yes,
     };
-    let report = run_destination_compliance("redis destination", capabilities, |_| async {
-        StreamBackend {
-            key: Key::new("dst").await.unwrap(),
-            extra: Vec::new(),
-        }
+    let report = run_destination_compliance("redis destination", capabilities, |_| {
+        StreamBackend::new("dst", &[])
     })
     .await;
     assert!(report.skipped.is_empty(), "{report:?}");
@@ -263,15 +267,7 @@ async fn fifty_thousand_entries_added_by_a_redis_client_are_read_once_in_order_w
         );
         tokio::spawn(async move {
             for chunk in rest.chunks(500) {
-                let mut pipe = redis::pipe();
-                for p in chunk {
-                    pipe.cmd("XADD")
-                        .arg(&name)
-                        .arg("*")
-                        .arg("payload")
-                        .arg(p.as_ref());
-                }
-                let _: () = pipe.query_async(&mut con.clone()).await.unwrap();
+                xadd(con.clone(), &name, chunk).await;
             }
         })
     };
@@ -313,13 +309,7 @@ async fn a_group_source_acks_only_released_entries_and_claims_those_a_dead_consu
     dead.ack(&[records[0].position.clone()]).await.unwrap();
     drop(dead);
     // One XACKed, three pending with the dead consumer.
-    let pending: (i64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
-        .arg(&key.name)
-        .arg("g")
-        .query_async(&mut key.con.clone())
-        .await
-        .unwrap();
-    assert_eq!(pending.0, 3);
+    assert_eq!(key.pending("g").await, 3);
     let claims = [
         ("stream.group", "g"),
         ("stream.consumer", "alive"),
@@ -333,13 +323,7 @@ async fn a_group_source_acks_only_released_entries_and_claims_those_a_dead_consu
     let positions: Vec<Position> = claimed.iter().map(|r| r.position.clone()).collect();
     alive.ack(&positions).await.unwrap();
     alive.teardown().await.unwrap();
-    let pending: (i64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
-        .arg(&key.name)
-        .arg("g")
-        .query_async(&mut key.con.clone())
-        .await
-        .unwrap();
-    assert_eq!(pending.0, 0, "everything released was XACKed");
+    assert_eq!(key.pending("g").await, 0, "everything released was XACKed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

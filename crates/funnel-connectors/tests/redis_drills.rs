@@ -8,12 +8,12 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
 use funnel_record::{Data, Position, Record};
+use funnel_test_utils::process::restart_service;
 
 const URL: &str = "redis://127.0.0.1:6379/";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -21,53 +21,26 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// Held by each drill: a restart wipes the server, so drills take turns.
 static DRILL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn restart_redis() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/redis-server.sh");
-    for action in ["stop", "start"] {
-        let out = Command::new("bash")
-            .arg(script)
-            .arg(action)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "redis-server.sh {action}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 fn available() -> bool {
     match redis::Client::open(URL).and_then(|c| c.get_connection()) {
         Ok(_) => true,
         Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "Redis is not reachable at {URL}: {e} (run scripts/setup-services.sh)"
-            );
-            eprintln!("skipping: Redis is not reachable at {URL}: {e}");
+            funnel_test_utils::skip_without(&format!("Redis is not reachable at {URL}: {e}"));
             false
         }
     }
 }
 
 fn key(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("ft:{tag}:{}:{nanos}", std::process::id())
+    funnel_test_utils::name::unique("ft", tag, ':')
 }
 
 fn settings(key: &str) -> Settings {
-    [
+    funnel_core::settings_of(&[
         ("redis.host", "127.0.0.1"),
         ("redis.key", key),
         ("mode", "stream"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect()
+    ])
 }
 
 /// XADDs `payload` (field `payload`), retrying while the server is down.
@@ -122,7 +95,9 @@ async fn a_redis_restart_while_reading_is_survived_and_what_is_added_after_it_is
                     .unwrap();
                 got.extend(batch.iter().map(payload));
             }
-            tokio::task::spawn_blocking(restart_redis).await.unwrap();
+            tokio::task::spawn_blocking(|| restart_service("redis"))
+                .await
+                .unwrap();
         }
         let (key, p) = (key.clone(), p.clone());
         tokio::task::spawn_blocking(move || add(&key, &p))
@@ -170,7 +145,9 @@ async fn a_redis_restart_while_writing_fails_the_write_and_a_new_destination_wri
             .unwrap()
             .len();
     }
-    tokio::task::spawn_blocking(restart_redis).await.unwrap();
+    tokio::task::spawn_blocking(|| restart_service("redis"))
+        .await
+        .unwrap();
     // What the engine does after a failed write: a new destination, the write again.
     let mut d = d;
     let start = Instant::now();

@@ -1,192 +1,66 @@
 //! The redis connector over TLS: each test starts its own `redis-server` on free ports
 //! of 127.0.0.1 (plain TCP off, TLS on), with a certificate signed by a CA the test
-//! makes with the `openssl` command, and stops it at the end. Without the binaries the
-//! tests are skipped, except under `CI=true`.
+//! makes, and stops it at the end. Without the binary the tests are skipped, except
+//! under `CI=true`.
 
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
 use funnel_core::ErrorKind;
+use funnel_core::settings_of as settings;
 use funnel_record::{Data, Position, Record};
 use funnel_test_utils::connectors::{ack_n, read_n};
-use funnel_test_utils::wait_until_blocking;
+use funnel_test_utils::process::{Server, free_port, installed};
+use funnel_test_utils::tls::PemFiles;
 
 const REDIS_SERVER: &str = "redis-server";
 
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+/// Starts a `redis-server` that speaks only TLS with the certificates of `files` on a
+/// free port; `clients_need_certificates`: `--tls-auth-clients yes` (else `no`).
+fn redis_server(files: &PemFiles, clients_need_certificates: bool) -> Server {
+    let port = free_port();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let mut command = Command::new(REDIS_SERVER);
+    command
+        .args(["--bind", "127.0.0.1", "--port", "0"])
+        .args(["--tls-port", &port.to_string()])
+        .args(["--tls-cert-file", &path(&files.server_cert)])
+        .args(["--tls-key-file", &path(&files.server_key)])
+        .args(["--tls-ca-cert-file", &path(&files.ca)])
+        .args([
+            "--tls-auth-clients",
+            if clients_need_certificates {
+                "yes"
+            } else {
+                "no"
+            },
+        ])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &path(files.dir()),
+        ]);
+    Server::start(command, port)
 }
 
-/// Whether `program` runs; a missing one skips the test (fails it under `CI=true`).
-fn available(program: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{program} is not installed (run scripts/setup-services.sh)"
-        );
-        eprintln!("skipping: {program} is not installed");
-    }
-    found
-}
-
-/// Runs `openssl` with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Makes `<name>.key` and `<name>.pem` in `dir`, signed by `ca.pem`, for `subject`,
-/// with the extensions `ext`.
-fn signed(dir: &Path, name: &str, subject: &str, ext: &str) {
-    let (key, csr, pem, extfile) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.pem"),
-        format!("{name}.ext"),
-    );
-    openssl(
-        dir,
-        &[
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key, "-out", &csr,
-        ],
-    );
-    std::fs::write(dir.join(&extfile), ext).unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &extfile,
-            "-out",
-            &pem,
-        ],
-    );
-}
-
-/// A CA (`ca.pem`), a server certificate it signed for 127.0.0.1 (`server.pem`,
-/// `server.key`) and a client certificate (`client.pem`, `client.key`) in `dir`.
-fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=funnel test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    signed(
-        dir,
-        "server",
-        "/CN=127.0.0.1",
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    );
-    signed(dir, "client", "/CN=funnel", "extendedKeyUsage=clientAuth\n");
-}
-
-/// A `redis-server` of the test's own that speaks only TLS, stopped when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    /// Makes the certificates and starts `redis-server` on a free port;
-    /// `clients_need_certificates`: `--tls-auth-clients yes` (else `no`).
-    fn start(clients_need_certificates: bool) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        certificates(dir.path());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let file = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-        let child = Command::new(REDIS_SERVER)
-            .args(["--bind", "127.0.0.1", "--port", "0"])
-            .args(["--tls-port", &port.to_string()])
-            .args(["--tls-cert-file", &file("server.pem")])
-            .args(["--tls-key-file", &file("server.key")])
-            .args(["--tls-ca-cert-file", &file("ca.pem")])
-            .args([
-                "--tls-auth-clients",
-                if clients_need_certificates {
-                    "yes"
-                } else {
-                    "no"
-                },
-            ])
-            .args(["--save", "", "--appendonly", "no", "--dir", &file("")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until_blocking("redis-server listens", Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Self { child, port, dir }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The connection settings `conn`, and the stream the tests write and read.
+fn stream_settings(conn: &[(&str, &str)]) -> Settings {
+    let mut s = settings(conn);
+    s.extend(settings(&[("mode", "stream"), ("redis.key", "tls:events")]));
+    s
 }
 
 /// Writes `n` records to a stream through the destination with `conn` settings and
 /// reads them back with the source.
 async fn round_trip(conn: &[(&str, &str)], n: usize) {
-    let mut s = settings(conn);
-    s.extend(settings(&[("mode", "stream"), ("redis.key", "tls:events")]));
+    let s = stream_settings(conn);
     let dst = destination("redis", "p:out", &s).unwrap();
     dst.open().await.unwrap();
     let records: Vec<Record> = (0..n)
@@ -207,12 +81,13 @@ async fn round_trip(conn: &[(&str, &str)], n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_the_servers_ca_works_and_without_it_is_an_error_naming_connector_and_server() {
-    if !available(REDIS_SERVER) || !available("openssl") {
+    if !installed(REDIS_SERVER) {
         return;
     }
-    let server = Server::start(false);
+    let files = PemFiles::new();
+    let server = redis_server(&files, false);
     let port = server.port.to_string();
-    let ca = server.file("ca.pem");
+    let ca = &files.ca;
     let conn = [
         ("redis.host", "127.0.0.1"),
         ("redis.port", port.as_str()),
@@ -223,8 +98,7 @@ async fn tls_with_the_servers_ca_works_and_without_it_is_an_error_naming_connect
     round_trip(&with_ca, 100).await;
 
     // The system's roots do not know the test's CA.
-    let mut s = settings(&conn);
-    s.extend(settings(&[("mode", "stream"), ("redis.key", "tls:events")]));
+    let s = stream_settings(&conn);
     let error = destination("redis", "p:out", &s)
         .unwrap()
         .open()
@@ -237,12 +111,7 @@ async fn tls_with_the_servers_ca_works_and_without_it_is_an_error_naming_connect
     );
 
     // Plain TCP to a TLS port does not get an answer it understands.
-    let s = settings(&[
-        ("redis.host", "127.0.0.1"),
-        ("redis.port", port.as_str()),
-        ("mode", "stream"),
-        ("redis.key", "tls:events"),
-    ]);
+    let s = stream_settings(&[("redis.host", "127.0.0.1"), ("redis.port", port.as_str())]);
     let error = source("redis", "p:in", &s, None)
         .unwrap()
         .open()
@@ -253,16 +122,13 @@ async fn tls_with_the_servers_ca_works_and_without_it_is_an_error_naming_connect
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_requires_client_certificates_accepts_the_configured_one() {
-    if !available(REDIS_SERVER) || !available("openssl") {
+    if !installed(REDIS_SERVER) {
         return;
     }
-    let server = Server::start(true);
+    let files = PemFiles::new();
+    let server = redis_server(&files, true);
     let port = server.port.to_string();
-    let (ca, cert, key) = (
-        server.file("ca.pem"),
-        server.file("client.pem"),
-        server.file("client.key"),
-    );
+    let (ca, cert, key) = (&files.ca, &files.client_cert, &files.client_key);
     let conn = [
         ("redis.host", "127.0.0.1"),
         ("redis.port", port.as_str()),
@@ -275,8 +141,7 @@ async fn a_server_that_requires_client_certificates_accepts_the_configured_one()
     round_trip(&with_cert, 10).await;
 
     // Without the client certificate the server ends the handshake.
-    let mut s = settings(&conn);
-    s.extend(settings(&[("mode", "stream"), ("redis.key", "tls:events")]));
+    let s = stream_settings(&conn);
     let error = source("redis", "p:in", &s, None)
         .unwrap()
         .open()
@@ -292,8 +157,7 @@ async fn a_server_that_requires_client_certificates_accepts_the_configured_one()
     let mut missing = conn.to_vec();
     missing.push(("tls.clientCert", cert.to_str().unwrap()));
     missing.push(("tls.clientKey", "/nonexistent/client.key"));
-    let mut s = settings(&missing);
-    s.extend(settings(&[("mode", "stream"), ("redis.key", "tls:events")]));
+    let s = stream_settings(&missing);
     let error = source("redis", "p:in", &s, None)
         .unwrap()
         .open()

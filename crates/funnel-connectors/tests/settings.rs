@@ -7,13 +7,7 @@ use funnel_connectors::{
     destination, source,
 };
 use funnel_core::ComponentKind;
-
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
+use funnel_core::settings_of as settings;
 
 fn source_errors(plugin: &str, pairs: &[(&str, &str)]) -> Vec<SettingsError> {
     match source(plugin, "p:c", &settings(pairs), None) {

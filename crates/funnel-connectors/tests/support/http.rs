@@ -15,7 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use funnel_connectors::http::{HttpSource, validate_source};
-use funnel_core::Settings;
+pub(crate) use funnel_core::settings_of as settings;
+pub(crate) use funnel_test_utils::process::free_port;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -119,23 +120,6 @@ async fn answer(State(state): State<ServerState>, request: Request) -> Response 
             .insert("retry-after", seconds.to_string().parse().unwrap());
     }
     response
-}
-
-/// A free port on 127.0.0.1 (bound and released).
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Settings from pairs.
-pub(crate) fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
 }
 
 /// An http source built from `pairs` (plus nothing else).

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
+pub use funnel_core::settings_of as settings;
 use funnel_core::{Destination, Source};
 use funnel_record::{Data, Position, Record};
 
@@ -21,21 +22,10 @@ pub async fn client() -> Option<async_nats::Client> {
     match async_nats::connect(URL).await {
         Ok(client) => Some(client),
         Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "NATS is not reachable at {URL}: {e} (run scripts/setup-services.sh)"
-            );
-            eprintln!("skipping: NATS is not reachable at {URL}: {e}");
+            funnel_test_utils::skip_without(&format!("NATS is not reachable at {URL}: {e}"));
             None
         }
     }
-}
-
-pub fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
 }
 
 /// A stream of its own (`FT_<tag>_<pid>_<nanos>`, subjects `<subject prefix>.>`),
@@ -49,12 +39,8 @@ pub struct TestStream {
 
 impl TestStream {
     pub async fn new(client: &async_nats::Client, tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("FT_{tag}_{}_{nanos}", std::process::id());
-        let prefix = format!("ft.{tag}.{}.{nanos}", std::process::id());
+        let name = funnel_test_utils::name::unique("FT", tag, '_');
+        let prefix = funnel_test_utils::name::unique("ft", tag, '.');
         let js = jetstream::new(client.clone());
         js.create_stream(stream::Config {
             name: name.clone(),

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::sql::compare_positions;
 use funnel_connectors::{Settings, destination};
+pub(crate) use funnel_core::settings_of as settings;
 use funnel_core::{Destination, DestinationAck, Source};
 use funnel_record::{Data, Metadata, Operation, Position, Record, Value};
 use funnel_test_utils::compliance::{
@@ -51,14 +52,6 @@ impl Drop for Names {
     fn drop(&mut self) {
         (self.drop)(self);
     }
-}
-
-/// Settings from key/value pairs.
-pub(crate) fn settings(pairs: &[(&str, &str)]) -> Settings {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
 }
 
 /// A record for `table` (its `opencdc.collection`), keyed `{"id": key}`, with `after`
