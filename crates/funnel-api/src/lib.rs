@@ -144,10 +144,14 @@ pub trait Pipelines: Send + Sync + 'static {
         Box::pin(async move { Err(Status::unimplemented(format!("cannot update {id}"))) })
     }
 
-    /// Checks a connector's plugin and settings without adding it anywhere.
-    fn validate_connector(&self, request: model::ValidateConnectorRequest) -> Result<(), Status> {
+    /// Checks a connector's plugin and settings without adding it anywhere, and runs
+    /// its plugin's connection test when it has one.
+    fn validate_connector(
+        &self,
+        request: model::ValidateConnectorRequest,
+    ) -> BoxFuture<'_, Result<(), Status>> {
         let _ = request;
-        Err(Status::unimplemented("cannot validate connectors"))
+        Box::pin(async { Err(Status::unimplemented("cannot validate connectors")) })
     }
 
     /// Adds a processor to a pipeline or a connector.

@@ -227,14 +227,15 @@ pub(crate) async fn update_dead_letter_queue(
     api.update_dead_letter_queue(&id, dlq).await.map(Json)
 }
 
-/// Check a connector's plugin and settings without adding it anywhere.
+/// Check a connector's plugin and settings without adding it anywhere, and run its
+/// plugin's connection test when it has one.
 #[utoipa::path(post, path = "/v1/connectors/validate", request_body = ValidateConnectorRequest,
     responses((status = 200, body = Empty), (status = "default", body = Status)))]
 pub(crate) async fn validate_connector(
     State(api): State<Api>,
     JsonBody(req): JsonBody<ValidateConnectorRequest>,
 ) -> Answer<Empty> {
-    api.validate_connector(req).map(|()| Json(Empty {}))
+    api.validate_connector(req).await.map(|()| Json(Empty {}))
 }
 
 /// List the connectors.

@@ -873,30 +873,44 @@ impl funnel_api::Pipelines for Control {
         })
     }
 
-    fn validate_connector(&self, request: model::ValidateConnectorRequest) -> Result<(), Status> {
-        let name = if request.config.name.is_empty() {
-            "connector".to_owned()
-        } else {
-            request.config.name
-        };
-        check_id("the connector name", &name)?;
-        let document = Document {
-            id: "validate".to_owned(),
-            name: "validate".to_owned(),
-            description: String::new(),
-            running: false,
-            connectors: vec![DocumentConnector::new(
-                name,
-                request.kind,
-                request.plugin,
-                request.config.settings,
-            )],
-            processors: Vec::new(),
-            dlq: None,
-            created_at: 0,
-            updated_at: 0,
-        };
-        document.config("stopped").map(drop)
+    fn validate_connector(
+        &self,
+        request: model::ValidateConnectorRequest,
+    ) -> BoxFuture<'_, Result<(), Status>> {
+        Box::pin(async move {
+            let name = if request.config.name.is_empty() {
+                "connector".to_owned()
+            } else {
+                request.config.name
+            };
+            check_id("the connector name", &name)?;
+            let document = Document {
+                id: "validate".to_owned(),
+                name: "validate".to_owned(),
+                description: String::new(),
+                running: false,
+                connectors: vec![DocumentConnector::new(
+                    name,
+                    request.kind,
+                    request.plugin,
+                    request.config.settings,
+                )],
+                processors: Vec::new(),
+                dlq: None,
+                created_at: 0,
+                updated_at: 0,
+            };
+            // The settings as the plugin reads them, then its connection test.
+            let config = document.config("stopped")?;
+            let failures = funnel_runtime::registry::check(std::slice::from_ref(&config)).await;
+            match failures.into_iter().find(|f| f.connector != "dlq") {
+                None => Ok(()),
+                Some(failure) => Err(Status::failed_precondition(format!(
+                    "connector {}: the connection test failed: {}",
+                    failure.connector, failure.error
+                ))),
+            }
+        })
     }
 
     fn create_processor(

@@ -720,6 +720,18 @@ fn a_dead_letter_queue_and_processors_changed_through_the_api_apply_to_the_recor
         (400, 3),
     );
     assert!(message.contains("colour"), "{message}");
+    // Valid settings, and the plugin's connection test runs: the file destination's
+    // directory must be there.
+    let message = refused(
+        "POST",
+        "/v1/connectors/validate",
+        connector(json!({"path": "./missing/q.jsonl"})),
+        (400, 9),
+    );
+    assert!(
+        message.contains("connection test") && message.contains("missing"),
+        "{message}"
+    );
     assert!(ok("GET", "/v1/connectors?pipeline_id=q", None)["connectors"] == json!([]));
 
     let source = json!({"type": "TYPE_SOURCE", "plugin": "builtin:generator", "pipelineId": "q",
