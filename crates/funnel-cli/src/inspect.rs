@@ -4,7 +4,6 @@
 
 use std::io::{IsTerminal, Write};
 
-use anyhow::{Context, bail};
 use funnel_api::{BoxFuture, InspectPoint, Inspection, Pipelines, Status};
 use funnel_core::inspect::{Point, SESSION_BUFFER, Subscription, inspector};
 use futures::StreamExt;
@@ -12,6 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
+use crate::output::{Done, Failure, Outcome, View};
 use crate::remote::{Remote, encode};
 
 /// `funnel inspect`: watch the records passing a connector or a processor.
@@ -78,21 +78,22 @@ impl Inspection for Session {
     }
 }
 
-/// Runs `funnel inspect`: prints each record (pretty JSON on a terminal, one line each
-/// otherwise) until `--limit` records or an interrupt. Exit code 0, or 1 when the
-/// component is unknown or the API cannot be reached.
-pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<u8> {
+/// Runs `funnel inspect` until `--limit` records, the end of the session or an
+/// interrupt. Without `json` each record is printed as it comes (pretty JSON on a
+/// terminal, one line each otherwise); with it the records are the envelope's
+/// `result.records`. Fails as every command does: 3 when the API cannot be reached or
+/// wants a token, 1 when the component is unknown or the session breaks.
+pub(crate) fn inspect(args: &InspectArgs, json: bool) -> Outcome {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the runtime")?;
-    runtime.block_on(watch(args))
+        .map_err(|e| Failure::environment(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(watch(args, json))
 }
 
-async fn watch(args: &InspectArgs) -> anyhow::Result<u8> {
-    let failed = |f: crate::output::Failure| anyhow::anyhow!(f.message);
-    let token = args.remote.token().map_err(failed)?;
-    let address = args.remote.host().map_err(failed)?;
+async fn watch(args: &InspectArgs, json: bool) -> Outcome {
+    let token = args.remote.token()?;
+    let address = args.remote.host()?;
     let id = encode(&args.component_id);
     let base = format!("ws://{address}");
     let mut candidates = vec![format!("{base}/v1/connectors/{id}/inspect")];
@@ -107,10 +108,11 @@ async fn watch(args: &InspectArgs) -> anyhow::Result<u8> {
         let mut request = url
             .as_str()
             .into_client_request()
-            .with_context(|| format!("{url} is not a URL"))?;
+            .map_err(|e| Failure::validation(format!("{url} is not a URL: {e}")))?;
         if let Some(token) = &token {
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .context("the API token holds characters a header cannot")?;
+            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                Failure::validation("the API token holds characters a header cannot")
+            })?;
             request.headers_mut().insert("authorization", value);
         }
         match tokio_tungstenite::connect_async(request).await {
@@ -126,24 +128,28 @@ async fn watch(args: &InspectArgs) -> anyhow::Result<u8> {
             Err(tokio_tungstenite::tungstenite::Error::Http(response))
                 if response.status() == StatusCode::UNAUTHORIZED =>
             {
-                bail!(
-                    "the API at {} needs a token: pass --api.auth.token or set \
-                     FUNNEL_API_AUTH_TOKEN",
-                    address
-                );
+                return Err(Failure::environment(format!(
+                    "the API at {address} needs a token: pass --api.auth.token or set \
+                     FUNNEL_API_AUTH_TOKEN"
+                )));
             }
-            Err(e) => bail!("cannot reach the API at {address}: {e}"),
+            Err(e) => {
+                return Err(Failure::environment(format!(
+                    "cannot reach the API at {address}: {e}"
+                )));
+            }
         }
     }
     let Some(mut socket) = socket else {
-        bail!(
+        return Err(Failure::runtime(format!(
             "no connector or processor {:?}: `GET /v1/connectors` and `GET /v1/processors` \
              list the IDs",
             args.component_id
-        );
+        )));
     };
-    let pretty = std::io::stdout().is_terminal();
+    let pretty = !json && std::io::stdout().is_terminal();
     let mut stdout = std::io::stdout().lock();
+    let mut records = Vec::new();
     let mut printed = 0u64;
     loop {
         let message = tokio::select! {
@@ -154,18 +160,29 @@ async fn watch(args: &InspectArgs) -> anyhow::Result<u8> {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Close(_))) | None => break,
             Some(Ok(_)) => continue,
-            Some(Err(e)) => bail!("the inspector connection failed: {e}"),
+            Some(Err(e)) => {
+                return Err(Failure::runtime(format!(
+                    "the inspector connection failed: {e}"
+                )));
+            }
         };
-        let line = if pretty {
-            serde_json::from_str::<serde_json::Value>(text.as_str())
-                .and_then(|v| serde_json::to_string_pretty(&v))
-                .unwrap_or_else(|_| text.to_string())
+        if json {
+            records.push(
+                serde_json::from_str::<serde_json::Value>(text.as_str())
+                    .unwrap_or_else(|_| serde_json::Value::String(text.to_string())),
+            );
         } else {
-            text.to_string()
-        };
-        if writeln!(stdout, "{line}").is_err() {
-            // The reader went away (a closed pipe): done.
-            break;
+            let line = if pretty {
+                serde_json::from_str::<serde_json::Value>(text.as_str())
+                    .and_then(|v| serde_json::to_string_pretty(&v))
+                    .unwrap_or_else(|_| text.to_string())
+            } else {
+                text.to_string()
+            };
+            if writeln!(stdout, "{line}").is_err() {
+                // The reader went away (a closed pipe): done.
+                break;
+            }
         }
         printed += 1;
         if args.limit > 0 && printed >= args.limit {
@@ -174,5 +191,9 @@ async fn watch(args: &InspectArgs) -> anyhow::Result<u8> {
     }
     let _ = stdout.flush();
     let _ = socket.close(None).await;
-    Ok(0)
+    Ok(Done::new(
+        format!("{printed} record(s) of {}", args.component_id),
+        serde_json::json!({ "records": records }),
+        View::Streamed,
+    ))
 }

@@ -604,7 +604,7 @@ fn main() -> std::process::ExitCode {
         Command::Store {
             command: StoreCommand::Repair { db_path },
         } => store_repair(&db_path),
-        Command::Inspect(args) => return legacy(inspect::inspect(&args)),
+        Command::Inspect(args) => inspect::inspect(&args, cli.json),
         Command::Connectors { remote, command } => instances(&remote, "connectors", command),
         Command::Processors { remote, command } => instances(&remote, "processors", command),
         Command::ConnectorPlugins { remote, command } => plugins(&remote, "connectors", command),

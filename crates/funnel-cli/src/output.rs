@@ -85,6 +85,9 @@ impl From<anyhow::Error> for Failure {
 pub(crate) enum View {
     /// Only the summary.
     Summary,
+    /// The result was printed as it came (records, one by one); the summary goes to
+    /// stderr, so stdout holds only what was streamed.
+    Streamed,
     /// The result as an indented tree of `key: value` lines.
     Tree,
     /// The array at JSON pointer `rows` of the result as a table: one column per
@@ -140,6 +143,7 @@ pub(crate) fn emit(command: &str, json: bool, outcome: &Outcome) -> u8 {
         println!("{}", envelope(command, outcome));
     } else {
         match outcome {
+            Ok(done) if matches!(done.view, View::Streamed) => eprintln!("{}", done.summary),
             Ok(done) => {
                 let text = render(&done.result, &done.view);
                 if !text.is_empty() {
@@ -172,7 +176,7 @@ fn scalar(value: &Value) -> String {
 /// `result` as text for a person.
 pub(crate) fn render(result: &Value, view: &View) -> String {
     match view {
-        View::Summary => String::new(),
+        View::Summary | View::Streamed => String::new(),
         View::Tree => {
             let mut out = String::new();
             tree(result, 0, &mut out);

@@ -501,11 +501,33 @@ fn every_command_against_a_running_instance_answers_the_json_envelope_with_the_e
         field_set["result"]["parameters"]["field"]["validations"][0]["type"] == "TYPE_REQUIRED"
     );
 
+    // The inspector: with --json the records it saw are the result.
+    let (code, watched) = remote(&["inspect", "p:gen", "--limit", "2"]);
+    assert_eq!(code, 0, "{watched}");
+    assert_eq!(watched["command"], "inspect");
+    let records = watched["result"]["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{watched}");
+    assert!(records[0]["position"].is_string(), "{watched}");
+    let (code, unknown) = remote(&["inspect", "p:nope", "--limit", "1"]);
+    assert_eq!(code, 1, "{unknown}");
+
     // A bad argument is a validation failure, enveloped too.
     let (code, usage) = remote(&["pipelines", "describe"]);
     assert_eq!(code, 2, "{usage}");
     // Without the token the instance cannot be used: an environment failure.
     let (code, denied) = cli(dir.path(), &["pipelines", "ls", "--api.address", &address]);
+    assert_eq!(code, 3, "{denied}");
+    let (code, denied) = cli(
+        dir.path(),
+        &[
+            "inspect",
+            "p:gen",
+            "--limit",
+            "1",
+            "--api.address",
+            &address,
+        ],
+    );
     assert_eq!(code, 3, "{denied}");
 
     // /readyz, in Conduit's newer shape, names the bad file and its line.
@@ -533,6 +555,7 @@ fn every_command_against_a_running_instance_answers_the_json_envelope_with_the_e
         &["connector-plugins", "describe", "file"],
         &["processor-plugins", "ls"],
         &["processor-plugins", "describe", "field.set"],
+        &["inspect", "p:gen", "--limit", "1"],
     ] {
         let (code, envelope) = remote(args);
         assert_eq!(code, 3, "{args:?}: {envelope}");
@@ -554,6 +577,45 @@ fn every_command_against_a_running_instance_answers_the_json_envelope_with_the_e
         plugins["result"]["plugins"][0]["parameters"].is_object(),
         "{plugins}"
     );
+
+    // The commands on the stopped instance's store.
+    let (code, check) = cli(dir.path(), &["store", "check"]);
+    assert_eq!(code, 0, "{check}");
+    assert_eq!(check["command"], "store check");
+    assert!(
+        check["result"]["positions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("p:gen")),
+        "{check}"
+    );
+    // A bad pipeline file beside it: nothing is deleted, a validation failure.
+    assert_eq!(cli(dir.path(), &["pipelines", "delete", "p", "--yes"]).0, 2);
+    std::fs::remove_file(dir.path().join("pipelines/bad.yaml")).unwrap();
+    // Without --yes it never asks: it names what it would drop, and drops nothing.
+    let (code, refused) = cli(dir.path(), &["pipelines", "delete", "p"]);
+    assert_eq!(code, 1, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("p:gen: forget its position"),
+        "{refused}"
+    );
+    assert_eq!(
+        cli(dir.path(), &["pipelines", "delete", "nope", "--yes"]).0,
+        1
+    );
+    let (code, deleted) = cli(dir.path(), &["pipelines", "delete", "p", "--yes"]);
+    assert_eq!(code, 0, "{deleted}");
+    assert_eq!(deleted["command"], "pipelines delete");
+    assert!(deleted["result"]["done"].is_array(), "{deleted}");
+    let (code, check) = cli(dir.path(), &["store", "check"]);
+    assert_eq!((code, check["result"]["positions"].clone()), (0, json!([])));
+    let (code, repaired) = cli(dir.path(), &["store", "repair"]);
+    assert_eq!(code, 0, "{repaired}");
+    assert_eq!(repaired["command"], "store repair");
+    assert_eq!(repaired["result"]["dropped"], json!([]), "{repaired}");
 }
 
 #[test]

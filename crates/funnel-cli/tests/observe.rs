@@ -445,7 +445,11 @@ fn the_inspector_needs_the_token_and_takes_it_from_the_query_of_a_websocket() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the API wants a token: an environment failure"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("needs a token"),
         "{}",
