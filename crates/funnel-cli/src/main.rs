@@ -1271,8 +1271,17 @@ async fn open_store(
         #[cfg(feature = "postgres")]
         DbType::Postgres => {
             let connection = args.db_postgres_connection.as_deref().unwrap_or_default();
+            // TLS as the postgres connectors do it: sslmode and sslrootcert.
+            let (config, connect) =
+                funnel_connectors::postgres::client_setup(connection, "the position store")
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot open the position store: --db.postgres.connection-string \
+                             is not a connection string: {e}"
+                        )
+                    })?;
             let store = Arc::new(
-                funnel_store::PostgresStore::open(connection, &args.db_postgres_table)
+                funnel_store::PostgresStore::open_with(config, &args.db_postgres_table, connect)
                     .await
                     .context("cannot open the position store")?,
             );

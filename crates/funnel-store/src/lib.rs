@@ -39,7 +39,7 @@ use funnel_record::Position;
 
 pub use fence::{Fence, Lease, Leases};
 #[cfg(feature = "postgres")]
-pub use postgres_store::{DEFAULT_TABLE, PostgresStore};
+pub use postgres_store::{Connect, DEFAULT_TABLE, PostgresStore};
 pub use redb_store::RedbStore;
 pub use repair::{CheckReport, RepairReport, check, repair};
 

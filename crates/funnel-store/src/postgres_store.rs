@@ -22,9 +22,15 @@
 //! epoch it was committed under and has not expired, checked in that statement with
 //! the lease row locked (`FOR SHARE`), so a claim cannot slip in between.
 //!
-//! No TLS, as for the postgres connectors.
+//! # TLS
+//!
+//! [`PostgresStore::open`] connects without TLS; [`PostgresStore::open_with`] takes the
+//! function that opens each connection, so `funnel run` connects as the postgres
+//! connectors do (`sslmode` and `sslrootcert` in the connection string).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -139,9 +145,32 @@ impl Sql {
     }
 }
 
+/// Opens one connection with `config` (with TLS or without), running it on a task of
+/// its own until its client is dropped; a failure is described in words.
+pub type Connect = Arc<
+    dyn Fn(&Config) -> Pin<Box<dyn Future<Output = Result<Client, String>> + Send>> + Send + Sync,
+>;
+
+/// [`Connect`] without TLS.
+fn plain() -> Connect {
+    Arc::new(|config: &Config| {
+        let config = config.clone();
+        Box::pin(async move {
+            let (client, connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "store connection ended");
+                }
+            });
+            Ok(client)
+        })
+    })
+}
+
 /// One connection, opened again when it breaks.
 struct Connection {
     config: Config,
+    connect: Connect,
     store: String,
     client: AsyncMutex<Option<Arc<Client>>>,
 }
@@ -154,16 +183,12 @@ impl Connection {
         {
             return Ok(Arc::clone(c));
         }
-        let (c, connection) = self
-            .config
-            .connect(NoTls)
+        let c = (self.connect)(&self.config)
             .await
-            .map_err(|e| self.error("cannot connect", &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "store connection ended");
-            }
-        });
+            .map_err(|detail| StoreError::Database {
+                store: self.store.clone(),
+                detail: format!("cannot connect: {detail}"),
+            })?;
         let c = Arc::new(c);
         *client = Some(Arc::clone(&c));
         Ok(c)
@@ -216,16 +241,29 @@ impl PostgresStore {
     /// cannot be reached or written, [`StoreError::CorruptTable`] for a damaged
     /// position or format row, or one from a newer Funnel.
     pub async fn open(connection_string: &str, table: &str) -> Result<Self, StoreError> {
-        let mut config: Config =
-            connection_string
-                .parse()
-                .map_err(|e: tokio_postgres::Error| StoreError::Database {
-                    store: format!("postgres table {table}"),
-                    detail: format!(
-                        "--db.postgres.connection-string is not a connection string: {}",
-                        describe(&e)
-                    ),
-                })?;
+        let config: Config = connection_string
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Database {
+                store: format!("postgres table {table}"),
+                detail: format!(
+                    "--db.postgres.connection-string is not a connection string: {}",
+                    describe(&e)
+                ),
+            })?;
+        Self::open_with(config, table, plain()).await
+    }
+
+    /// As [`open`](Self::open), with `config` parsed already and each connection opened
+    /// by `connect` (with TLS, say).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub async fn open_with(
+        mut config: Config,
+        table: &str,
+        connect: Connect,
+    ) -> Result<Self, StoreError> {
         config.application_name("funnel");
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
@@ -233,11 +271,13 @@ impl PostgresStore {
         let store = format!("postgres table {table} at {}", address(&config));
         let lease_connection = Connection {
             config: config.clone(),
+            connect: Arc::clone(&connect),
             store: store.clone(),
             client: AsyncMutex::new(None),
         };
         let connection = Arc::new(Connection {
             config,
+            connect,
             store,
             client: AsyncMutex::new(None),
         });

@@ -494,6 +494,75 @@ fn a_fleet_needs_the_postgres_store_and_a_renewal_well_inside_the_lease() {
     assert!(text.contains("at most a third of"), "{text}");
 }
 
+/// The PostgreSQL store connects as the postgres connectors do: `sslmode` and
+/// `sslrootcert` in the connection string. With the CA that signed the server's
+/// certificate a run commits its positions; with another CA it is refused at start,
+/// naming the certificate problem, which only a TLS handshake can meet.
+#[test]
+fn the_postgres_store_connects_over_tls_and_verifies_the_server_as_the_connectors_do() {
+    let Some(_server) = pg::server() else {
+        return;
+    };
+    let ca = format!(
+        "{}/.cache/funnel/pg-tls/ca.crt",
+        std::env::var("HOME").unwrap_or_default()
+    );
+    if !std::path::Path::new(&ca).exists() {
+        crate::harness::skip("the server's CA (scripts/setup-services.sh makes it)", &ca);
+        return;
+    }
+    let table = format!("drill_store_tls_{}", std::process::id());
+    let drill = Drill::new(&yaml::file(&[yaml::pipeline(
+        "p",
+        &[],
+        &[
+            yaml::generator("src", 100, 0),
+            yaml::file_destination("dst", "out.jsonl"),
+        ],
+        &[],
+    )]));
+    let store = |url: &str| {
+        [
+            "--db.type".to_owned(),
+            "postgres".to_owned(),
+            "--db.postgres.connection-string".to_owned(),
+            url.to_owned(),
+            "--db.postgres.table".to_owned(),
+            table.clone(),
+        ]
+    };
+    let other = funnel_test_utils::tls::TestCa::new();
+    let other_ca = drill.path("other-ca.pem");
+    std::fs::write(&other_ca, &other.ca_pem).unwrap();
+    let refused = store(&format!(
+        "{}?sslmode=verify-ca&sslrootcert={}",
+        pg::URL,
+        other_ca.display()
+    ));
+    let refused: Vec<&str> = refused.iter().map(String::as_str).collect();
+    let (status, log) = drill.run_to_end(&refused);
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("position store") && log.to_lowercase().contains("certificate"),
+        "{log}"
+    );
+    assert!(!drill.path("out.jsonl").exists(), "a pipeline ran: {log}");
+
+    let verified = store(&format!("{}?sslmode=verify-full&sslrootcert={ca}", pg::URL));
+    let verified: Vec<&str> = verified.iter().map(String::as_str).collect();
+    let (status, log) = drill.run_to_end(&verified);
+    assert!(status.success(), "{log}");
+    assert_eq!(drill.records("out.jsonl").len(), 100);
+    let positions = pg::sql(&format!(
+        "SELECT count(*) FROM {table} WHERE key LIKE 'funnel:position:p%'"
+    ))
+    .unwrap();
+    assert_eq!(positions, "1", "the position was not committed to {table}");
+    let _ = pg::sql(&format!(
+        "DROP TABLE IF EXISTS {table}, {table}_leases, {table}_instances"
+    ));
+}
+
 /// Three instances, five rounds of SIGKILL, SIGSTOP past the lease and SIGTERM; every
 /// record of every pipeline in its output, none written by an instance after it lost
 /// its lease, none written twice after a graceful hand-over.

@@ -309,3 +309,55 @@ pub(crate) async fn array_types(
         .map(|r| (r.get::<_, i64>(0) as u32, r.get::<_, i64>(1) as u32))
         .collect())
 }
+
+/// Opens one connection with a configuration, running it on a task of its own until
+/// its client is dropped; a failure is described in words.
+pub type ConnectFn = std::sync::Arc<
+    dyn Fn(
+            &Config,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Client, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// For another user of PostgreSQL (the position store): the connection string `raw` (a
+/// URL or key=value pairs, with `sslmode` and `sslrootcert` as the connectors take
+/// them) as tokio-postgres's configuration, and a function opening connections with
+/// its TLS settings, as the connectors do. `who` names the user in TLS errors.
+///
+/// # Errors
+///
+/// An unknown `sslmode`, or a string that is no connection string.
+pub fn client_setup(raw: &str, who: &str) -> Result<(Config, ConnectFn), String> {
+    let (rest, tls) = super::tls::split(raw)?;
+    let mut pg: Config = rest
+        .parse()
+        .map_err(|e: tokio_postgres::Error| describe(&e))?;
+    pg.ssl_mode(tls.tokio_mode());
+    let who = who.to_owned();
+    let connect: ConnectFn = std::sync::Arc::new(move |config: &Config| {
+        let (config, tls, who) = (config.clone(), tls.clone(), who.clone());
+        Box::pin(async move {
+            let client = match tls.mode {
+                SslMode::Disable => {
+                    let (client, connection) =
+                        config.connect(NoTls).await.map_err(|e| describe(&e))?;
+                    tokio::spawn(run(connection));
+                    client
+                }
+                _ => {
+                    let rustls = tls.client_config(&who).map_err(|e| e.to_string())?;
+                    let (client, connection) = config
+                        .connect(MakeRustlsConnect::new(rustls))
+                        .await
+                        .map_err(|e| describe(&e))?;
+                    tokio::spawn(run(connection));
+                    client
+                }
+            };
+            Ok(client)
+        })
+    });
+    Ok((pg, connect))
+}

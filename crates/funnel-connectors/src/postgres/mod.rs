@@ -104,6 +104,7 @@ pub use config::{
     PostgresSourceConfig, PostgresSourceSettings, PublicationName, SlotName, SnapshotMode,
     TableName, Tables, validate_destination, validate_source,
 };
+pub use conn::{ConnectFn, client_setup};
 use destination::PostgresDestination;
 pub use position::compare_positions;
 pub use source::PostgresSource;
