@@ -589,14 +589,24 @@ fn a_fleet_of_three_loses_no_record_through_kills_pauses_and_graceful_stops() {
     }
     fleet.wait_settled("all six pipelines run, spread over three instances");
     let mut failovers = Vec::new();
+    let pick = |rng: &mut Rng, names: &[String]| {
+        names[usize::try_from(rng.between(0, names.len() as u64 - 1)).unwrap()].clone()
+    };
+    // The instances running at least one pipeline: a kill or a pause of an idle one
+    // would prove nothing (a settled fleet may leave a new instance idle).
+    let busy = |fleet: &Fleet| -> Vec<String> {
+        fleet
+            .instances
+            .keys()
+            .filter(|name| !fleet.held_by(name).is_empty())
+            .cloned()
+            .collect()
+    };
     for round in 0..ROUNDS {
-        let names: Vec<String> = fleet.instances.keys().cloned().collect();
-        let pick = |rng: &mut Rng, names: &[String]| {
-            names[usize::try_from(rng.between(0, names.len() as u64 - 1)).unwrap()].clone()
-        };
         // SIGKILL: its pipelines resume elsewhere within lease + renewal.
-        let killed = pick(&mut rng, &names);
+        let killed = pick(&mut rng, &busy(&fleet));
         let held = fleet.held_by(&killed);
+        assert!(!held.is_empty(), "round {round}: {killed} runs nothing");
         fleet
             .drill
             .mark(&format!("round {round}: SIGKILL {killed} holding {held:?}"));
@@ -609,9 +619,9 @@ fn a_fleet_of_three_loses_no_record_through_kills_pauses_and_graceful_stops() {
         fleet.wait_settled(&format!("round {round}: settled after SIGKILL of {killed}"));
 
         // SIGSTOP past the lease, then SIGCONT: it must write nothing after that.
-        let names: Vec<String> = fleet.instances.keys().cloned().collect();
-        let paused = pick(&mut rng, &names);
+        let paused = pick(&mut rng, &busy(&fleet));
         let held = fleet.held_by(&paused);
+        assert!(!held.is_empty(), "round {round}: {paused} runs nothing");
         fleet
             .drill
             .mark(&format!("round {round}: SIGSTOP {paused} holding {held:?}"));
