@@ -323,3 +323,57 @@ fn sighup_reloads_the_files_a_new_file_starts_a_pipeline_and_a_removed_file_stop
         "first wrote after it was removed"
     );
 }
+
+#[test]
+fn a_watched_edit_tells_a_standalone_destination_on_updated_with_its_old_and_new_settings() {
+    let plugged = |path: &str| {
+        yaml::file(&[yaml::pipeline(
+            "plugged",
+            &[],
+            &[
+                yaml::generator("gen", -1, 200),
+                yaml::connector("dst", "destination", "collect", &[("path", path)]),
+            ],
+            &[],
+        )])
+    };
+    let dir = setup(&[("plugged.yaml", plugged("./a.jsonl"))]);
+    let calls = dir.path().join("lifecycle.jsonl");
+    funnel_test_utils::conduit::install_with_env(
+        &dir.path().join("connectors"),
+        "collect",
+        "collect_destination.py",
+        &[("FUNNEL_TEST_LIFECYCLE_LOG", calls.to_str().unwrap())],
+    );
+    let written = |name: &str| {
+        std::fs::read_to_string(dir.path().join(name))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let funnel = Funnel::start(dir.path(), &["--pipelines.watch"]);
+    wait_until_blocking("records reach a.jsonl", WAIT, || written("a.jsonl") > 0);
+    std::fs::write(
+        dir.path().join("pipelines/plugged.yaml"),
+        plugged("./b.jsonl"),
+    )
+    .unwrap();
+    funnel.wait_log(
+        "the edit is applied",
+        "pipeline configuration changed, restarted pipeline=plugged",
+        1,
+    );
+    wait_until_blocking("records reach b.jsonl", WAIT, || written("b.jsonl") > 0);
+    let (code, log) = funnel.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&calls)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["event"], "created");
+    assert_eq!(events[1]["event"], "updated", "{events:?}");
+    assert_eq!(events[1]["before"]["path"], "./a.jsonl");
+    assert_eq!(events[1]["after"]["path"], "./b.jsonl");
+}
