@@ -90,8 +90,8 @@ pub(crate) struct Opened {
 }
 
 /// Opens the redb file at `path` with redb's own integrity check (the checksum of
-/// every page), creating it when it is missing and `create` is set. An empty file is
-/// refused: it is a store that lost its content, not a new one.
+/// every page), creating it (see [`create_store`]) when it is missing and `create` is
+/// set. An empty file is refused: it is a store that lost its content, not a new one.
 pub(crate) fn open_database(path: &Path, create: bool) -> Result<Opened, StoreError> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -100,15 +100,8 @@ pub(crate) fn open_database(path: &Path, create: bool) -> Result<Opened, StoreEr
                     path: path.to_path_buf(),
                 });
             }
-            let db = guarded(path, "creating the file", || {
-                Database::builder()
-                    .create(path)
-                    .map_err(|e| storage_error(path, e))
-            })?;
-            Ok(Opened {
-                db,
-                fell_back: false,
-            })
+            create_store(path)?;
+            open_database(path, false)
         }
         Err(e) => Err(StoreError::io(path, e)),
         Ok(meta) if !meta.is_file() => Err(StoreError::io(
@@ -141,6 +134,54 @@ pub(crate) fn open_database(path: &Path, create: bool) -> Result<Opened, StoreEr
             })
         }
     }
+}
+
+/// The temporary file a new store at `path` is made in: `<name>.creating`, beside it.
+pub(crate) fn creating_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".creating");
+    path.with_file_name(name)
+}
+
+/// Creates a new, empty store at `path` in one step, so that a process killed while
+/// creating it never leaves a file there that is not a whole store (which the next
+/// start would refuse as damaged). The store, format header included, is made and
+/// synced under [`creating_path`], then linked to `path`, and the directory synced. A
+/// file left at the temporary path by a creation that was killed is made anew; when
+/// another process created `path` meanwhile, its store is kept.
+fn create_store(path: &Path) -> Result<(), StoreError> {
+    let creating = creating_path(path);
+    match std::fs::remove_file(&creating) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(StoreError::io(&creating, e));
+        }
+        _ => {}
+    }
+    {
+        let db = guarded(path, "creating the file", || {
+            Database::builder()
+                .create(&creating)
+                .map_err(|e| storage_error(path, e))
+        })?;
+        // A new file has no header and no positions: this writes the header, with
+        // immediate durability (synced to disk).
+        guarded(path, "writing the format header", || prepare(&db, path))?;
+    }
+    let linked = match std::fs::hard_link(&creating, path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A file system without hard links: `path` was missing a moment ago.
+        Err(_) => std::fs::rename(&creating, path),
+        Ok(()) => Ok(()),
+    };
+    let _ = std::fs::remove_file(&creating);
+    linked.map_err(|e| StoreError::io(path, e))?;
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(directory)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(directory, e))
 }
 
 /// The format header of an open file.

@@ -294,3 +294,27 @@ async fn checking_or_opening_for_delete_never_creates_a_store() {
     ));
     assert!(!path.exists());
 }
+
+#[tokio::test]
+async fn a_new_store_appears_whole_and_a_creation_cut_short_before_is_made_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.db");
+    // What a process killed while creating the store leaves: a partial file under the
+    // temporary name, none under the store's.
+    let creating = dir.path().join("funnel.db.creating");
+    std::fs::write(&creating, b"redb\x1a\x0a\xa9\x0d\x0a half a header").unwrap();
+    store_with(&path, &[("p", "src", "7")]).await;
+    assert!(!creating.exists(), "the temporary file was left behind");
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(
+        store.position("p", "src").await.unwrap(),
+        Some(Position::from(b"7".to_vec()))
+    );
+    store.close();
+    drop(store);
+    // The store file holds the format header from the start.
+    let db = Database::open(&path).unwrap();
+    let read = db.begin_read().unwrap();
+    let meta = read.open_table(META).unwrap();
+    assert!(meta.get("magic").unwrap().is_some());
+}
