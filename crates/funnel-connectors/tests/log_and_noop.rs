@@ -101,6 +101,55 @@ async fn log_destination_logs_each_record_as_opencdc_json_and_acks_in_order() {
     destination.teardown().await.unwrap();
 }
 
+/// A log sink that keeps each `write` call apart.
+#[derive(Clone, Default)]
+struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Write for Writes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().push(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the kill drills count on (`funnel-cli/tests/drills/kill.rs`): a record's line
+/// is whole in the log, written with a single `write`, before the record is acked.
+/// A process killed mid-line therefore never acked that record, and a line of the log
+/// never holds a piece of another.
+#[tokio::test]
+async fn log_destination_acks_a_record_only_after_its_whole_line_went_out_in_one_write() {
+    let writes = Writes::default();
+    let writer = writes.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let destination = destination("log", "p:log", &Settings::new()).unwrap();
+    destination.open().await.unwrap();
+    let batch = records(1..=50);
+    destination.write(&batch).await.unwrap();
+    // Everything the acks will report is in the log already, one write per record.
+    let written = writes.0.lock().unwrap().clone();
+    let acks = ack_n(&*destination, batch.len()).await;
+    assert_eq!(written.len(), batch.len());
+    for ((chunk, record), ack) in written.iter().zip(&batch).zip(&acks) {
+        let line = std::str::from_utf8(chunk).unwrap();
+        assert!(
+            line.ends_with('\n') && line.matches('\n').count() == 1,
+            "not one whole line: {line:?}"
+        );
+        let (_, logged) = line.trim_end().split_once(" record=").unwrap();
+        assert_eq!(Record::from_json(logged.as_bytes()).unwrap(), *record);
+        assert_eq!(ack.position, record.position);
+    }
+    destination.teardown().await.unwrap();
+}
+
 #[tokio::test]
 async fn log_destination_below_the_log_filter_logs_nothing_but_still_acks() {
     let (captured, _guard) = capture_logs(Level::INFO);

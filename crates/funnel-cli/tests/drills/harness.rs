@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -111,14 +111,26 @@ impl Drill {
         std::fs::read_to_string(self.path("funnel.log")).unwrap_or_default()
     }
 
-    /// Notes `what` in the log, so a failure shows where each fault came.
+    /// Notes `what` in the log, so a failure shows where each fault came. The note is
+    /// one `write` to the file opened for appending, so it cannot take in a line of a
+    /// running `funnel` (which appends each of its lines with one `write` too); written
+    /// in pieces, a note could have a record line land between them and hide it. The
+    /// note starts a line of its own even after a line a SIGKILL cut short (a `funnel`
+    /// line is only unfinished when its writer died).
     pub(crate) fn mark(&self, what: &str) {
         let mut log = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(self.path("funnel.log"))
             .unwrap();
-        writeln!(log, "==== drill: {what}").unwrap();
+        let mut last = [0u8];
+        let unfinished = log.seek(SeekFrom::End(-1)).is_ok()
+            && log.read_exact(&mut last).is_ok()
+            && last[0] != b'\n';
+        let newline = if unfinished { "\n" } else { "" };
+        log.write_all(format!("{newline}==== drill: {what}\n").as_bytes())
+            .unwrap();
     }
 
     /// Waits until `done` holds, at most `timeout`; a failure names `what` and shows
@@ -338,4 +350,52 @@ pub(crate) fn append_lines(path: &Path, lines: impl IntoIterator<Item = String>)
         .open(path)
         .unwrap();
     file.write_all(text.as_bytes()).unwrap();
+}
+
+/// The drill's notes share `funnel.log` with a running `funnel`, which appends a line
+/// for every record it logs: each note must stay a line of its own, or a record line
+/// written into the middle of one would no longer read as a record.
+#[test]
+fn marks_stay_lines_of_their_own_while_funnel_logs_records_into_the_same_file() {
+    const MARKS: usize = 10_000;
+    let drill = Drill::new(&crate::pipelines::pipeline(
+        &crate::pipelines::generator(-1, 0),
+        &crate::pipelines::log_destination(),
+    ))
+    .with_args(&["--log.format", "json"]);
+    let mut funnel = drill.start(&[]);
+    drill.wait_for("funnel logs records", Duration::from_secs(60), || {
+        drill.log().matches("\"record\"").count() > 1000
+    });
+    for i in 0..MARKS {
+        drill.mark(&format!("note {i}"));
+    }
+    funnel.signal("TERM", &drill);
+    let log = drill.log();
+    let whole: BTreeSet<&str> = log
+        .lines()
+        .filter_map(|line| line.strip_prefix("==== drill: note "))
+        .collect();
+    let broken: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("==== drill: ") && !line.starts_with("==== drill: "))
+        .chain(log.lines().filter(|line| {
+            line.strip_prefix("==== drill: ")
+                .is_some_and(|rest| rest.contains('{'))
+        }))
+        .collect();
+    let missing = (0..MARKS)
+        .filter(|i| !whole.contains(i.to_string().as_str()))
+        .count();
+    assert!(
+        broken.is_empty() && missing == 0,
+        "{missing} of {MARKS} notes are not a line of their own; lines mixing a note and \
+         funnel's output:\n{}",
+        broken
+            .iter()
+            .take(5)
+            .map(|l| l.chars().take(300).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -16,8 +16,14 @@
 //! # Guarantee
 //!
 //! None beyond the log itself: a record is acknowledged, in write order, as soon as it
-//! was handed to the logger. Conduit uses this connector as its default dead-letter
-//! queue (at `warn`, message `record delivery failed`).
+//! was handed to the logger. Handing it over writes its line: `funnel`'s logger writes
+//! each event to stderr with one `write` before `write` here returns, so an
+//! acknowledged record's line is whole in the log (not synced to disk: a process kill
+//! cannot lose it, a machine crash can). A process killed in the middle of that
+//! `write` leaves the start of the line, never finished nor mended; that record was not
+//! acknowledged, so it is read and logged again, whole, after the restart. Conduit uses
+//! this connector as its default dead-letter queue (at `warn`, message
+//! `record delivery failed`).
 
 mod config;
 mod destination;
