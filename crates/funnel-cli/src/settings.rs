@@ -30,6 +30,8 @@ enum Takes {
     Value,
     /// `--flag`, `--flag=true` or `--flag=false`.
     Bool,
+    /// `--flag value`, as often as wanted (a Go string slice).
+    List,
 }
 
 /// Conduit `run` settings that mean nothing in Funnel: accepted and ignored, with a
@@ -62,6 +64,8 @@ const CONDUIT_ONLY: &[(&str, Takes)] = &[
     ("dev.memprofile", Takes::Value),
     ("dev.blockprofile", Takes::Value),
     ("dev.json", Takes::Bool),
+    ("processors.egress.enabled", Takes::Bool),
+    ("processors.egress.allow", Takes::List),
 ];
 
 /// Families of Conduit settings that mean nothing in Funnel, for keys in
@@ -343,6 +347,7 @@ fn add_conduit_flags(mut run: Command) -> Command {
         let arg = Arg::new(*name).long(*name).hide(true);
         let arg = match takes {
             Takes::Value => arg.num_args(1),
+            Takes::List => arg.num_args(1).action(clap::ArgAction::Append),
             Takes::Bool => arg
                 .num_args(0..=1)
                 .require_equals(true)
@@ -490,11 +495,21 @@ mod tests {
                 "--api.grpc.address",
                 ":8084",
                 "--preview.pipeline-arch-v2",
+                "--processors.egress.enabled",
+                "--processors.egress.allow",
+                "http://127.0.0.1:11434",
+                "--processors.egress.allow",
+                "http://127.0.0.1:8000",
             ])
             .unwrap();
         assert_eq!(
             ignored_flags(matches.subcommand_matches("run").unwrap()),
-            ["--api.grpc.address", "--preview.pipeline-arch-v2"]
+            [
+                "--api.grpc.address",
+                "--preview.pipeline-arch-v2",
+                "--processors.egress.enabled",
+                "--processors.egress.allow"
+            ]
         );
     }
 
