@@ -8,21 +8,50 @@
 //!
 //! The restart drills stop and start the shared local broker (`rabbitmqctl shutdown`
 //! then `rabbitmq-server -detached`; Mosquitto by the PID in its pid file, then
-//! `mosquitto -d`): they are designed for it, and hold the broker's lock so no other
-//! drill of this suite uses it meanwhile. Without a broker the drills are skipped,
-//! except under `CI=true`.
+//! `mosquitto -d`): they are designed for it, and hold the brokers' lock (a file lock,
+//! so also against the broker drills of another test process) so no other drill of
+//! this suite uses a broker meanwhile. A loaded machine may take minutes to restart
+//! RabbitMQ: the drills wait for the broker with a deadline of [`BROKER_RESTART`], and
+//! cap Funnel's restart delay at [`RESTART_MAX_DELAY`] so that once the broker is back,
+//! they wait on Funnel and not on a backoff that doubled all the while the broker was
+//! down. Without a broker the drills are skipped, except under `CI=true`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Drill, Rng, after_text, assert_nothing_lost, assert_says, skip};
 use crate::pipelines::{connector, file_destination, pipeline};
 
-/// Held by every broker drill, so a restart drill runs alone.
-static BROKERS: Mutex<()> = Mutex::new(());
+/// Held by every broker drill, so a restart drill runs alone: an exclusive lock on a
+/// file in the temporary directory, released when dropped.
+struct BrokerLock(#[allow(dead_code)] std::fs::File);
+
+/// Waits for the brokers' lock.
+fn lock_brokers() -> BrokerLock {
+    let path = std::env::temp_dir().join("funnel-drill-brokers.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    file.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    BrokerLock(file)
+}
+
+/// How long a broker may take to go away or to come back: on a loaded machine
+/// RabbitMQ's shutdown and boot each take minutes, not seconds.
+const BROKER_RESTART: Duration = Duration::from_secs(300);
+
+/// The longest restart delay (`--pipelines.error-recovery.max-delay`) of Funnel in the
+/// restart drills. By default the delay doubles on every failed restart up to 10
+/// minutes: a broker down for two minutes would leave Funnel waiting over a minute
+/// more after the broker is back. An operator whose broker restarts caps it alike.
+const RESTART_MAX_DELAY: &str = "2s";
 
 fn unique(tag: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -36,16 +65,22 @@ fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
+/// Waits until the broker's `port` is `open` (or closed), at most [`BROKER_RESTART`].
 fn wait_port(port: u16, open: bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let start = Instant::now();
     while port_open(port) != open {
         assert!(
-            Instant::now() < deadline,
-            "port {port} did not {} within 90 s",
+            start.elapsed() < BROKER_RESTART,
+            "port {port} did not {} within {BROKER_RESTART:?}",
             if open { "open" } else { "close" }
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!(
+        "port {port} {} after {:?}",
+        if open { "open" } else { "closed" },
+        start.elapsed()
+    );
 }
 
 /// The line of message `i`.
@@ -81,8 +116,8 @@ impl Publisher {
 
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-fn rabbit() -> Option<MutexGuard<'static, ()>> {
-    let guard = BROKERS.lock().unwrap_or_else(PoisonError::into_inner);
+fn rabbit() -> Option<BrokerLock> {
+    let guard = lock_brokers();
     if port_open(5672) {
         Some(guard)
     } else {
@@ -216,8 +251,8 @@ fn delete_queue(queue: &str) {
 // ---------------------------------------------------------------------------------
 // Mosquitto.
 
-fn mosquitto() -> Option<MutexGuard<'static, ()>> {
-    let guard = BROKERS.lock().unwrap_or_else(PoisonError::into_inner);
+fn mosquitto() -> Option<BrokerLock> {
+    let guard = lock_brokers();
     if port_open(1883) {
         Some(guard)
     } else {
@@ -441,14 +476,19 @@ fn mqtt_to_file_loses_no_message_through_sigkills_while_a_publisher_runs() {
 /// Runs `restart` under a pipeline fed by `publisher`; everything published before,
 /// during and after is written, and the log says the pipeline restarted with backoff.
 fn restart_drill(name: &str, drill: &Drill, publisher: Publisher, restart: impl FnOnce()) {
-    let mut funnel = drill.start(&[]);
+    let mut funnel = drill.start(&["--pipelines.error-recovery.max-delay", RESTART_MAX_DELAY]);
     drill.wait_for(
         "the first messages are written",
         Duration::from_secs(60),
         || numbers(drill).len() >= 200,
     );
     drill.mark("restarting the broker");
+    let restarting = Instant::now();
     restart();
+    drill.mark(&format!(
+        "the broker is back after {:?}",
+        restarting.elapsed()
+    ));
     let resumed = publisher.published() + 200;
     drill.wait_for(
         "publishing goes on after the restart",
