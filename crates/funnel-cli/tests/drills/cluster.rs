@@ -60,13 +60,18 @@ impl Fleet {
 
     /// Starts the next instance with `extra` flags.
     fn start_instance_with(&mut self, extra: &[&str]) -> String {
+        self.start_instance_at(pg::URL, extra)
+    }
+
+    /// Starts the next instance reaching the store at `url`, with `extra` flags.
+    fn start_instance_at(&mut self, url: &str, extra: &[&str]) -> String {
         let name = format!("i{}", self.started);
         self.started += 1;
         let mut args = vec![
             "--db.type",
             "postgres",
             "--db.postgres.connection-string",
-            pg::URL,
+            url,
             "--db.postgres.table",
             self.table.as_str(),
             "--cluster.enabled",
@@ -560,6 +565,133 @@ fn the_postgres_store_connects_over_tls_and_verifies_the_server_as_the_connector
     assert_eq!(positions, "1", "the position was not committed to {table}");
     let _ = pg::sql(&format!(
         "DROP TABLE IF EXISTS {table}, {table}_leases, {table}_instances"
+    ));
+}
+
+/// A TCP forwarder to the local PostgreSQL that can be cut: every connection through
+/// it closed, and new ones closed as soon as they are accepted (the database
+/// unreachable for whoever uses it, and for nobody else).
+struct Proxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start() -> Self {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Self {
+            port,
+            cut: std::sync::Arc::default(),
+            open: std::sync::Arc::default(),
+        };
+        let (cut, open) = (proxy.cut.clone(), proxy.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", 5432)) else {
+                    continue;
+                };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                let mut open = open.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        proxy
+    }
+
+    /// Cuts every connection and refuses new ones, or lets them through again.
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+        if cut {
+            for stream in self.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// An instance that can no longer reach the database keeps running but stops its
+/// pipelines once its leases run out: another instance takes them over within lease +
+/// renewal, the cut-off one writes nothing after that, and once the database is back
+/// the fleet evens out again with every record in every output.
+#[test]
+fn an_instance_cut_off_from_the_database_stops_writing_once_its_leases_run_out_and_nothing_is_lost()
+{
+    let Some(_server) = pg::server() else {
+        return;
+    };
+    let table = format!("drill_cluster_cut_{}", std::process::id());
+    create_history(&table);
+    let mut fleet = Fleet {
+        drill: Drill::new(&pipelines(2, 200)),
+        table,
+        instances: BTreeMap::new(),
+        started: 0,
+    };
+    let proxy = Proxy::start();
+    let through = format!("postgres://postgres@127.0.0.1:{}/test", proxy.port);
+    let cut_off = fleet.start_instance_at(&through, &[]);
+    fleet.wait_spread("the first instance runs both pipelines", 2, 2);
+    let held = fleet.held_by(&cut_off);
+    fleet
+        .drill
+        .mark(&format!("cutting {cut_off} off the database"));
+    let since = Instant::now();
+    proxy.set_cut(true);
+    fleet.start_instance();
+    let took = fleet.wait_taken_over(&held, &cut_off, since);
+    let limit = LEASE + RENEW * 2 + Duration::from_secs(3);
+    assert!(
+        took <= limit,
+        "taken over after {took:?}, more than {limit:?}"
+    );
+    let sizes: Vec<u64> = held.iter().map(|p| fleet.last_writer(p).1).collect();
+    fleet.drill.wait_for(
+        "the new owner goes on writing",
+        Duration::from_secs(20),
+        || {
+            held.iter()
+                .zip(&sizes)
+                .all(|(p, &n)| fleet.last_writer(p).1 > n + 10_000)
+        },
+    );
+    fleet
+        .drill
+        .mark(&format!("{cut_off} reaches the database again"));
+    proxy.set_cut(false);
+    fleet.wait_spread("the fleet evens out again", 2, 1);
+    let names: Vec<String> = fleet.instances.keys().cloned().collect();
+    for name in names {
+        let mut funnel = fleet.instances.remove(&name).unwrap();
+        let status = funnel.signal("TERM", &fleet.drill);
+        assert!(
+            status.success(),
+            "{name} exits 0 after a graceful stop: {status}"
+        );
+    }
+    for n in 0..2 {
+        check_output(&fleet, n);
+    }
+    eprintln!("drill cluster: a cut-off instance's pipelines resumed elsewhere after {took:?}");
+    let _ = pg::sql(&format!(
+        "DROP TABLE IF EXISTS {t}, {t}_leases, {t}_instances, {t}_history;
+         DROP FUNCTION IF EXISTS {t}_log()",
+        t = fleet.table
     ));
 }
 

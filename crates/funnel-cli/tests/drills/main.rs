@@ -14,7 +14,7 @@
 //! | [`input`] | the file source's input rotated, truncated, replaced or deleted |
 //! | [`brokers`] | SIGKILL with a publisher running, and the broker restarting, for RabbitMQ and MQTT |
 //! | [`http`] | SIGKILL with senders posting to the http source and sending again what got no 2xx |
-//! | [`cluster`] | three instances on one PostgreSQL store: SIGKILL, SIGSTOP past the lease, SIGTERM |
+//! | [`cluster`] | three instances on one PostgreSQL store: SIGKILL, SIGSTOP past the lease, SIGTERM; one instance cut off from the database |
 //! | [`plugins`] | SIGKILL with a Conduit standalone source plugin (Python SDK); delivery, resume and validation through plugins (feature `standalone`) |
 //! | `kafka` | kafka pipelines under SIGKILL, a group split over two processes, the broker killed and restarted mid-stream, bad input (feature `kafka`) |
 //!
