@@ -198,6 +198,7 @@ impl Rates {
             WorkerStats::get(&stats.dlq),
             stats.backlog(),
         );
+        let line = with_lag_records(line, stats.backlog(), stats.lag_records());
         with_lag_bytes(line, stats.lag_bytes())
     }
 }
@@ -236,6 +237,16 @@ fn status_line(
                 line.push_str(&format!("  ETA {}", clock(left as f64 / rate)));
             }
         }
+    }
+    line
+}
+
+/// `line` with the lag in records of an open-ended stream appended (a Kafka
+/// consumer's, over its partitions), when the source knows it and has no backlog (which
+/// shows its lag already, with a bar).
+fn with_lag_records(mut line: String, backlog: Option<u64>, lag: Option<u64>) -> String {
+    if let (None, Some(records)) = (backlog, lag) {
+        line.push_str(&format!("  lag {:>9}", group(records)));
     }
     line
 }
@@ -313,6 +324,17 @@ mod tests {
             line.ends_with("[####################] 100%  done"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn a_known_lag_in_records_of_a_stream_is_shown_without_a_bar() {
+        assert_eq!(with_lag_records("p".into(), None, None), "p");
+        assert_eq!(
+            with_lag_records("p".into(), None, Some(12_345)),
+            "p  lag    12,345"
+        );
+        // A source with a backlog shows it (and its bar) already.
+        assert_eq!(with_lag_records("p".into(), Some(5), Some(12_345)), "p");
     }
 
     #[test]

@@ -1680,3 +1680,110 @@ async fn mutual_tls_reads_and_writes_with_the_client_certificate_and_fails_witho
         "{error}"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Lag.
+
+/// The `funnel_source_lag_records` series of `component` in `text` (Prometheus
+/// exposition): partition label and value.
+fn lag_series(text: &str, component: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("funnel_source_lag_records{") else {
+            continue;
+        };
+        let (labels, value) = rest.rsplit_once("} ").unwrap();
+        if !labels.contains(&format!("component_id=\"{component}\"")) {
+            continue;
+        }
+        let partition = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("partition=\""))
+            .unwrap()
+            .trim_end_matches('"')
+            .to_owned();
+        out.insert(partition, value.parse().unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_lag_per_partition_counts_the_backlog_and_falls_to_zero_as_records_are_read() {
+    if !broker() {
+        return;
+    }
+    use funnel_core::{LagReport, WorkerStats};
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
+    let name = topic("lag", 3).await;
+    const BACKLOG: usize = 600;
+    write(&[("topic", &name)], &keyed(0..BACKLOG)).await;
+    let s = source(
+        "kafka",
+        "p:lag",
+        &settings(&[
+            ("servers", SERVERS),
+            ("topics", &name),
+            ("groupID", &unique("g")),
+            ("readFromBeginning", "true"),
+            ("sdk.batch.size", "50"),
+        ]),
+        None,
+    )
+    .unwrap();
+    let stats = Arc::new(WorkerStats::default());
+    s.report_lag(LagReport::new(
+        "lag-test",
+        "p:lag",
+        Some(Arc::clone(&stats)),
+    ));
+    s.open().await.unwrap();
+
+    // Nothing read by the engine yet (whatever the reader fetched ahead counts).
+    funnel_test_utils::wait_until("the lag is the whole backlog", PATIENCE, || {
+        stats.lag_records() == Some(BACKLOG as u64)
+    })
+    .await;
+    let series = lag_series(&metrics.render(), "p:lag");
+    assert_eq!(
+        series.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["0", "1", "2"],
+        "one series per partition: {series:?}"
+    );
+    assert_eq!(series.values().sum::<f64>(), BACKLOG as f64, "{series:?}");
+    assert!(
+        series.values().all(|&v| v > 0.0),
+        "the keys spread the backlog over every partition: {series:?}"
+    );
+
+    // Read (not yet acked): the lag falls by what the engine read.
+    let first = read_n(&*s, 200).await;
+    let left = (BACKLOG - first.len()) as u64;
+    funnel_test_utils::wait_until("the lag falls by what was read", PATIENCE, || {
+        stats.lag_records() == Some(left)
+    })
+    .await;
+    let rest = read_n(&*s, BACKLOG - first.len()).await;
+    let positions: Vec<Position> = first
+        .iter()
+        .chain(&rest)
+        .map(|r| r.position.clone())
+        .collect();
+    s.ack(&positions).await.unwrap();
+    funnel_test_utils::wait_until("the lag is 0 once everything is read", PATIENCE, || {
+        stats.lag_records() == Some(0)
+    })
+    .await;
+    let series = lag_series(&metrics.render(), "p:lag");
+    assert_eq!(series.len(), 3, "{series:?}");
+    assert!(series.values().all(|&v| v == 0.0), "{series:?}");
+
+    // New messages are lag again while nobody reads them.
+    write(&[("topic", &name)], &keyed(BACKLOG..BACKLOG + 30)).await;
+    funnel_test_utils::wait_until("new messages count as lag", PATIENCE, || {
+        stats.lag_records() == Some(30)
+    })
+    .await;
+    s.teardown().await.unwrap();
+}

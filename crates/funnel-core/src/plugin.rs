@@ -62,8 +62,9 @@ pub trait Source: Send + Sync {
         None
     }
 
-    /// Hands the source where to report how many bytes it is behind its system (a
-    /// PostgreSQL replication slot's WAL not yet confirmed, say), once, before
+    /// Hands the source where to report how far it is behind its system, in bytes (a
+    /// PostgreSQL replication slot's WAL not yet confirmed, say) or in records per
+    /// part (a Kafka partition's messages not yet read), once, before
     /// [`open`](Source::open), when the source's worker is built. A source that can
     /// tell keeps `lag` and sets it whenever it learns, independently of reads (so the
     /// figure stays true while the pipeline is idle or held back); the default ignores
@@ -73,13 +74,17 @@ pub trait Source: Send + Sync {
     }
 }
 
-/// Where a source reports how many bytes it is behind its system (see
-/// [`Source::report_lag`]): the `funnel_source_lag_bytes` gauge and the worker's
-/// running totals (for the status lines of `funnel run`). Cheap to clone and to set.
+/// Where a source reports how far it is behind its system (see
+/// [`Source::report_lag`]): the `funnel_source_lag_bytes` and
+/// `funnel_source_lag_records` gauges and the worker's running totals (for the status
+/// lines of `funnel run`). Cheap to clone and to set.
 #[derive(Clone)]
 pub struct LagReport {
     gauge: metrics::Gauge,
     stats: Option<std::sync::Arc<crate::WorkerStats>>,
+    /// The pipeline and the source's component ID, for the gauges per part; `None`:
+    /// a report that goes nowhere.
+    labels: Option<std::sync::Arc<(String, String)>>,
 }
 
 impl LagReport {
@@ -93,6 +98,10 @@ impl LagReport {
         Self {
             gauge: crate::telemetry::source_lag_bytes(pipeline, component_id),
             stats,
+            labels: Some(std::sync::Arc::new((
+                pipeline.to_owned(),
+                component_id.to_owned(),
+            ))),
         }
     }
 
@@ -101,6 +110,7 @@ impl LagReport {
         Self {
             gauge: metrics::Gauge::noop(),
             stats: None,
+            labels: None,
         }
     }
 
@@ -109,6 +119,27 @@ impl LagReport {
         self.gauge.set(bytes as f64);
         if let Some(stats) = &self.stats {
             stats.set_lag_bytes(bytes);
+        }
+    }
+
+    /// Sets the lag in records of a source read in parts (Kafka partitions): one
+    /// `funnel_source_lag_records` series per part, labelled with the part's `labels`
+    /// beside `pipeline` and `component_id` (a partition: `topic` and `partition`),
+    /// and their sum in the worker's totals. Call it with every part the source reads
+    /// now; a part it no longer reads (a partition revoked) is best set to 0 once, so
+    /// that its series does not keep a figure another reader now owns.
+    pub fn set_records_by<L: AsRef<[(&'static str, String)]>>(&self, parts: &[(L, u64)]) {
+        let Some(labels) = &self.labels else {
+            return;
+        };
+        let mut total = 0u64;
+        for (part, records) in parts {
+            crate::telemetry::source_part_lag(&labels.0, &labels.1, part.as_ref())
+                .set(*records as f64);
+            total = total.saturating_add(*records);
+        }
+        if let Some(stats) = &self.stats {
+            stats.set_lag_records(total);
         }
     }
 }

@@ -101,7 +101,9 @@ pub const INSPECTOR_DROPPED: &str = "funnel_inspector_dropped_records_total";
 pub const INSPECTOR_SESSIONS: &str = "funnel_inspector_sessions";
 /// How far a source is behind what its system holds, in records, where the source
 /// knows (records still to produce, for a generator with a `recordCount`). Labels:
-/// `pipeline`, `component_id`.
+/// `pipeline`, `component_id`; a source read in parts has one series per part, with
+/// the part's labels beside those (a Kafka partition: `topic`, `partition`; see
+/// [`LagReport::set_records_by`](crate::LagReport::set_records_by)).
 pub const SOURCE_LAG: &str = "funnel_source_lag_records";
 /// How far a source is behind its system, in bytes, where the source knows (the WAL a
 /// PostgreSQL replication slot holds that the source has not confirmed; see
@@ -116,6 +118,20 @@ pub(crate) fn source_lag_bytes(pipeline: &str, component_id: &str) -> Gauge {
         "pipeline" => pipeline.to_owned(),
         "component_id" => component_id.to_owned()
     )
+}
+
+/// The [`SOURCE_LAG`] gauge of one part of a source: `pipeline`, `component_id` and
+/// the part's `labels`.
+pub(crate) fn source_part_lag(
+    pipeline: &str,
+    component_id: &str,
+    labels: &[(&'static str, String)],
+) -> Gauge {
+    let mut all = Vec::with_capacity(labels.len() + 2);
+    all.push(("pipeline", pipeline.to_owned()));
+    all.push(("component_id", component_id.to_owned()));
+    all.extend(labels.iter().cloned());
+    gauge!(SOURCE_LAG, &all)
 }
 
 /// Buckets of Conduit's byte histograms: 1 KiB to 2 MiB, doubling.

@@ -45,6 +45,10 @@
 //! them is committed at once and later acks of them are not committed (the new owner
 //! reads them again); assigned partitions resume from the committed offset.
 //!
+//! **Lag.** Every second (with a [`LagReport`](funnel_core::LagReport)) the source
+//! reports, per partition it owns, the high watermark minus the next offset the engine
+//! is to read (see the `lag` module).
+//!
 //! # Destination
 //!
 //! | Setting | Default | Meaning |
@@ -64,6 +68,7 @@
 
 mod config;
 mod destination;
+mod lag;
 mod position;
 mod source;
 

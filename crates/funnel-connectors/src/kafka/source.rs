@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use funnel_core::{ConnectorError, Source};
+use funnel_core::{ConnectorError, LagReport, Source};
 use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, metadata};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -31,10 +31,11 @@ const READ_AHEAD: usize = 4;
 const POLL: Duration = Duration::from_millis(100);
 
 /// A topic and partition.
-type Partition = (String, i32);
+pub(crate) type Partition = (String, i32);
 
-/// What the reader thread hands to `read`: a batch, or the error that stopped it.
-type Batch = Result<Vec<Record>, ConnectorError>;
+/// What the reader thread hands to `read`: a batch and, per partition in it, the
+/// offset after its last message; or the error that stopped it.
+type Batch = Result<(Vec<Record>, Vec<(Partition, i64)>), ConnectorError>;
 
 /// A Kafka source (see the [module docs](super)).
 pub struct KafkaSource {
@@ -45,6 +46,8 @@ pub struct KafkaSource {
     running: Mutex<Option<Running>>,
     batches: tokio::sync::Mutex<Option<mpsc::Receiver<Batch>>>,
     closed: watch::Sender<bool>,
+    /// Where the consumer lag goes, when the source runs in a worker.
+    lag: Mutex<Option<LagReport>>,
 }
 
 /// The consumer and its reader thread.
@@ -54,8 +57,9 @@ struct Running {
     done: Option<std::sync::mpsc::Receiver<()>>,
 }
 
-/// Offsets acked by the engine and not yet committed to the group.
-struct Commits {
+/// Offsets acked by the engine and not yet committed to the group, and what the
+/// engine read of each partition (for the lag).
+pub(crate) struct Commits {
     who: String,
     size: usize,
     delay: Duration,
@@ -63,9 +67,15 @@ struct Commits {
 }
 
 #[derive(Default)]
-struct CommitState {
+pub(crate) struct CommitState {
     /// Partitions this member owns now.
-    assigned: HashSet<Partition>,
+    pub(crate) assigned: HashSet<Partition>,
+    /// Next offset for the engine to read per partition: one past the last message
+    /// `read` returned since the partition was assigned.
+    pub(crate) handed: HashMap<Partition, i64>,
+    /// The offset of the first message the reader fetched per partition since it was
+    /// assigned (where the engine starts).
+    pub(crate) first: HashMap<Partition, i64>,
     /// Next offset to read per partition: one past the last acked message.
     acked: HashMap<Partition, i64>,
     /// What was last sent in a commit per partition.
@@ -77,7 +87,7 @@ struct CommitState {
 }
 
 impl Commits {
-    fn state(&self) -> MutexGuard<'_, CommitState> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, CommitState> {
         // Critical sections update maps in place and stay consistent.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -152,7 +162,7 @@ impl Commits {
 }
 
 /// The consumer context: rebalances and commit results.
-struct Group(Arc<Commits>, LastError);
+pub(crate) struct Group(Arc<Commits>, LastError);
 
 impl ClientContext for Group {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
@@ -204,6 +214,8 @@ impl ConsumerContext for Group {
             state.assigned.remove(partition);
             state.acked.remove(partition);
             state.sent.remove(partition);
+            state.handed.remove(partition);
+            state.first.remove(partition);
         }
         tracing::info!(
             "{}: partitions revoked: {}",
@@ -224,7 +236,14 @@ impl ConsumerContext for Group {
                 self.0.who,
                 describe(assigned.iter())
             );
-            self.0.state().assigned.extend(assigned);
+            let mut state = self.0.state();
+            for partition in &assigned {
+                // Read again from the committed offset: what was read before counts
+                // for nothing.
+                state.handed.remove(partition);
+                state.first.remove(partition);
+            }
+            state.assigned.extend(assigned);
         }
     }
 
@@ -286,6 +305,7 @@ impl KafkaSource {
             running: Mutex::new(None),
             batches: tokio::sync::Mutex::new(None),
             closed: watch::channel(false).0,
+            lag: Mutex::new(None),
         }
     }
 
@@ -303,6 +323,21 @@ impl KafkaSource {
 
     fn running(&self) -> MutexGuard<'_, Option<Running>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes that the engine has read up to `next` (per partition), for the lag.
+    fn handed(&self, next: &[(Partition, i64)]) {
+        let running = self.running();
+        let Some(running) = running.as_ref() else {
+            return;
+        };
+        let mut state = running.consumer.context().0.state();
+        for (partition, at) in next {
+            // A batch read before its partition was revoked counts for nothing.
+            if state.assigned.contains(partition) {
+                state.handed.insert(partition.clone(), *at);
+            }
+        }
     }
 
     fn stopped(&self) -> ConnectorError {
@@ -362,16 +397,43 @@ impl Reader {
                     None => break,
                 }
             }
+            let next = self.next_offsets(&messages);
             let records = self.records(&messages);
             drop(messages);
             if records.is_empty() {
                 continue;
             }
-            if self.batches.blocking_send(Ok(records)).is_err() {
+            if self.batches.blocking_send(Ok((records, next))).is_err() {
                 break;
             }
         }
         self.finish();
+    }
+
+    /// Per partition in `messages`, the offset after its last one; notes the first
+    /// offset fetched of a partition since it was assigned.
+    fn next_offsets(&self, messages: &[BorrowedMessage<'_>]) -> Vec<(Partition, i64)> {
+        let mut next: Vec<(Partition, i64)> = Vec::new();
+        for m in messages {
+            match next
+                .iter_mut()
+                .find(|((t, p), _)| *p == m.partition() && t == m.topic())
+            {
+                Some((_, at)) => *at = m.offset() + 1,
+                None => next.push(((m.topic().to_owned(), m.partition()), m.offset() + 1)),
+            }
+        }
+        let mut state = self.commits.state();
+        for (partition, _) in &next {
+            if !state.first.contains_key(partition) && state.assigned.contains(partition) {
+                let first = messages
+                    .iter()
+                    .find(|m| m.partition() == partition.1 && m.topic() == partition.0)
+                    .map_or(0, Message::offset);
+                state.first.insert(partition.clone(), first);
+            }
+        }
+        next
     }
 
     /// Commits what was acked and closes the consumer (leaving the group).
@@ -513,6 +575,30 @@ impl Source for KafkaSource {
             resume: self.resume.clone(),
             retry_group_join_errors: self.config.retry_group_join_errors,
         };
+        let lag = self
+            .lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(report) = lag {
+            let watch = super::lag::LagWatch {
+                who: self.who.clone(),
+                consumer: Arc::downgrade(&consumer),
+                commits: Arc::clone(&reader.commits),
+                stop: Arc::clone(&stop),
+                report,
+                read_from_beginning: self.config.read_from_beginning,
+            };
+            std::thread::Builder::new()
+                .name("kafka-lag".to_owned())
+                .spawn(move || watch.run())
+                .map_err(|e| {
+                    ConnectorError::internal(format!(
+                        "{}: cannot start the lag measurement: {e}",
+                        self.who
+                    ))
+                })?;
+        }
         std::thread::Builder::new()
             .name("kafka-source".to_owned())
             .spawn(move || {
@@ -553,7 +639,10 @@ impl Source for KafkaSource {
             biased;
             _ = closed.changed() => Err(self.stopped()),
             batch = receiver.recv() => match batch {
-                Some(Ok(records)) => Ok(Some(records)),
+                Some(Ok((records, next))) => {
+                    self.handed(&next);
+                    Ok(Some(records))
+                }
                 Some(Err(error)) => Err(error),
                 None => Err(ConnectorError::transient(format!("{}: the reader stopped", self.who))),
             },
@@ -597,6 +686,10 @@ impl Source for KafkaSource {
             commits.commit(&consumer, false);
         }
         Ok(())
+    }
+
+    fn report_lag(&self, lag: LagReport) {
+        *self.lag.lock().unwrap_or_else(PoisonError::into_inner) = Some(lag);
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {

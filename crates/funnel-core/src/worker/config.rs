@@ -49,6 +49,11 @@ pub struct WorkerStats {
     ///
     /// [`Source::report_lag`]: crate::plugin::Source::report_lag
     lag_bytes: AtomicU64,
+    /// What the source last said of its lag in records, summed over its parts (see
+    /// [`LagReport::set_records_by`]), plus one; 0 while it has said nothing.
+    ///
+    /// [`LagReport::set_records_by`]: crate::LagReport::set_records_by
+    lag_records: AtomicU64,
 }
 
 impl WorkerConfig {
@@ -88,6 +93,18 @@ impl WorkerStats {
     pub(crate) fn set_lag_bytes(&self, bytes: u64) {
         self.lag_bytes
             .store(bytes.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// How many records the source is behind its system, if it says so while it reads
+    /// an open-ended stream (a Kafka consumer's lag, summed over its partitions; see
+    /// [`LagReport::set_records_by`](crate::LagReport::set_records_by)).
+    pub fn lag_records(&self) -> Option<u64> {
+        self.lag_records.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    pub(crate) fn set_lag_records(&self, records: u64) {
+        self.lag_records
+            .store(records.saturating_add(1), Ordering::Relaxed);
     }
 
     /// Reads a counter.
