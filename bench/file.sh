@@ -30,7 +30,7 @@ LIMIT="${LIMIT:-120}"
 BENCH_CACHE="${BENCH_CACHE:-$HOME/.cache/funnel/bench}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/funnel/target}"
 if [ -z "${FUNNEL_BIN:-}" ]; then
-    cargo build --release --quiet -p funnel-cli --no-default-features
+    cargo build --release --quiet -p funnel-cli --no-default-features --features jemalloc
     FUNNEL_BIN="$CARGO_TARGET_DIR/release/funnel"
 fi
 WORK="$(mktemp -d)"

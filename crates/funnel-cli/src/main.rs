@@ -35,6 +35,18 @@ use tracing::{error, info, warn};
 mod reload;
 mod settings;
 
+/// The global allocator: mimalloc with the `mimalloc` feature (see
+/// docs/PERFORMANCE.md, *Allocator*).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The global allocator: jemalloc with one arena, the default `jemalloc` feature
+/// (glibc's malloc without it; see docs/PERFORMANCE.md, *Allocator*).
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "funnel",
