@@ -6,14 +6,15 @@
 #![cfg(feature = "nats")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
-use funnel_record::{Data, Record};
-use funnel_test_utils::{process, yaml};
+use funnel_record::Data;
+use funnel_test_utils::connectors::{assert_repeats_at_most, numbered_position, written_records};
+use funnel_test_utils::name::unique;
+use funnel_test_utils::process::{RunDir, kill_at_random, signal_and_wait};
+use funnel_test_utils::yaml;
 use futures::StreamExt;
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
@@ -25,7 +26,7 @@ const URL: &str = "nats://127.0.0.1:4222";
 const REPLAY_BOUND: usize = 1024 + 4096;
 
 struct Env {
-    dir: tempfile::TempDir,
+    dir: RunDir,
     runtime: tokio::runtime::Runtime,
     js: jetstream::Context,
     stream: String,
@@ -43,20 +44,12 @@ impl Env {
         let client = match runtime.block_on(async_nats::connect(URL)) {
             Ok(client) => client,
             Err(e) => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "NATS is not reachable at {URL}: {e} (run scripts/setup-services.sh)"
-                );
-                eprintln!("skipping: NATS is not reachable at {URL}: {e}");
+                funnel_test_utils::skip_without(&format!("NATS is not reachable at {URL}: {e}"));
                 return None;
             }
         };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let stream = format!("FE2E_{tag}_{}_{nanos}", std::process::id());
-        let prefix = format!("fe2e.{tag}.{}.{nanos}", std::process::id());
+        let stream = unique("FE2E", tag, '_');
+        let prefix = unique("fe2e", tag, '.');
         let js = {
             let _inside = runtime.enter();
             jetstream::new(client)
@@ -68,9 +61,8 @@ impl Env {
                 ..Default::default()
             }))
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
         Some(Self {
-            dir,
+            dir: RunDir::new(FUNNEL),
             runtime,
             js,
             stream,
@@ -78,45 +70,13 @@ impl Env {
         })
     }
 
-    /// Writes pipeline `p` from connector `src` to connector `dst` (each from
-    /// `yaml::connector`).
-    fn write_pipeline(&self, source: &str, destination: &str) {
-        let connectors = [source.to_owned(), destination.to_owned()];
-        let file = yaml::file(&[yaml::pipeline(
-            "p",
-            &[("status", "running")],
-            &connectors,
-            &[],
-        )]);
-        process::write_pipelines(self.dir.path(), &file);
-    }
-
-    fn command(&self, extra: &[&str]) -> Command {
-        process::funnel_run(FUNNEL, self.dir.path(), extra)
-    }
-
-    fn spawn(&self) -> Child {
-        self.command(&[]).spawn().unwrap()
-    }
-
-    fn log(&self) -> String {
-        process::funnel_log(self.dir.path())
-    }
-
     /// Stream sequences (the source's positions) in the output file, in file order;
     /// only complete lines count.
     fn output_positions(&self) -> Vec<u64> {
-        let text = std::fs::read_to_string(self.dir.path().join("out.jsonl")).unwrap_or_default();
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        complete
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let r = Record::from_json(l.as_bytes()).expect("an OpenCDC JSON line");
-                let seq: u64 = std::str::from_utf8(r.position.as_bytes())
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+        written_records(&self.dir.path().join("out.jsonl"))
+            .iter()
+            .map(|r| {
+                let seq = numbered_position(r);
                 match &r.payload.after {
                     Some(Data::Raw(body)) => {
                         assert_eq!(body, &body_of(seq), "the body of message {seq}");
@@ -130,21 +90,15 @@ impl Env {
 
     /// Waits until the output holds every sequence up to `n`.
     fn wait_for_output(&self, n: u64) -> Vec<u64> {
-        let start = Instant::now();
-        loop {
-            let positions = self.output_positions();
-            let seen: std::collections::HashSet<u64> = positions.iter().copied().collect();
-            if (1..=n).all(|p| seen.contains(&p)) {
-                return positions;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "the output never held all {n} messages ({} lines): {}",
-                positions.len(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.dir.wait_for(
+            &format!("the output holds all {n} messages"),
+            Duration::from_secs(120),
+            || {
+                let positions = self.output_positions();
+                let seen: std::collections::HashSet<u64> = positions.iter().copied().collect();
+                (1..=n).all(|p| seen.contains(&p)).then_some(positions)
+            },
+        )
     }
 
     /// Publishes messages `from..to` (stream sequences `from+1..=to`), each with a
@@ -216,23 +170,6 @@ fn body_of(seq: u64) -> Bytes {
     Bytes::from(format!("message {seq:08}"))
 }
 
-fn kill(child: &mut Child, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "funnel did not exit after SIG{signal}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn source_block(env: &Env) -> String {
     let subject = format!("{}.>", env.prefix);
     yaml::connector(
@@ -256,48 +193,27 @@ fn a_nats_to_file_pipeline_loses_nothing_through_sigkills_and_repeats_nothing_af
     const N: u64 = 30_000;
     let Some(env) = Env::new("kill") else { return };
     let t0 = Instant::now();
-    env.write_pipeline(&source_block(&env), &file());
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    env.dir.write_pipeline(&source_block(&env), &file());
     // A publisher runs while funnel is killed five times at random moments.
-    let kills = std::thread::scope(|scope| {
+    let kills = 5;
+    let positions = std::thread::scope(|scope| {
         let env = &env;
         let publisher = scope.spawn(move || env.publish(0, N, Duration::from_millis(15)));
-        let mut kills = 0;
-        let mut child = env.spawn();
-        while kills < 5 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            std::thread::sleep(Duration::from_millis(400 + seed % 1200));
-            kill(&mut child, "KILL");
-            kills += 1;
-            child = env.spawn();
-        }
+        let mut child = kill_at_random(
+            env.dir.spawn(),
+            kills,
+            Duration::from_millis(400),
+            Duration::from_millis(1200),
+            || env.dir.spawn(),
+        );
         publisher.join().unwrap();
         eprintln!("{:?} published and killed {kills} times", t0.elapsed());
         let positions = env.wait_for_output(N);
         eprintln!("{:?} all {N} written", t0.elapsed());
-        kill(&mut child, "TERM");
-        (kills, positions)
+        signal_and_wait(&mut child, "TERM");
+        positions
     });
-    let (kills, positions) = kills;
-    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
-    for p in &positions {
-        *counts.entry(*p).or_default() += 1;
-    }
-    assert!(
-        counts.keys().all(|p| (1..=N).contains(p)),
-        "positions beyond {N}"
-    );
-    let duplicates = positions.len() - counts.len();
-    assert!(
-        duplicates <= kills * REPLAY_BOUND,
-        "{duplicates} duplicates after {kills} kills exceed {REPLAY_BOUND} per kill"
-    );
+    let duplicates = assert_repeats_at_most(&positions, N, kills * REPLAY_BOUND);
 
     // Graceful stops: two more runs, each stopped by SIGTERM with messages flowing;
     // nothing after the first N comes twice, and all of it is there in order.
@@ -305,18 +221,18 @@ fn a_nats_to_file_pipeline_loses_nothing_through_sigkills_and_repeats_nothing_af
     let before = positions.len();
     let mut published = N;
     for _ in 0..2 {
-        let mut child = env.spawn();
+        let mut child = env.dir.spawn();
         env.publish(published, published + 2000, Duration::ZERO);
         published += 2000;
         env.wait_for_output(published);
         eprintln!("{:?} run written", t0.elapsed());
         env.publish(published, published + 500, Duration::ZERO);
         published += 500;
-        kill(&mut child, "TERM");
+        signal_and_wait(&mut child, "TERM");
     }
-    let mut child = env.spawn();
+    let mut child = env.dir.spawn();
     let positions = env.wait_for_output(published);
-    kill(&mut child, "TERM");
+    signal_and_wait(&mut child, "TERM");
 
     assert_eq!(
         positions[before..],
@@ -330,7 +246,7 @@ fn fifty_thousand_generated_records_written_to_nats_are_all_in_the_stream_once()
     const N: usize = 50_000;
     let Some(env) = Env::new("gen") else { return };
     let subject = format!("{}.gen", env.prefix);
-    env.write_pipeline(
+    env.dir.write_pipeline(
         &yaml::generator("src", N as i64, 0),
         &yaml::connector(
             "dst",
@@ -339,8 +255,12 @@ fn fifty_thousand_generated_records_written_to_nats_are_all_in_the_stream_once()
             &[("urls", URL), ("subject", &subject)],
         ),
     );
-    let out = env.command(&["--pipelines.exit-on-done"]).output().unwrap();
-    assert!(out.status.success(), "{}", env.log());
+    let out = env
+        .dir
+        .command(&["--pipelines.exit-on-done"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", env.dir.log());
     let messages = env.read_back(N);
     let ids: std::collections::BTreeSet<&str> =
         messages.iter().map(|(id, _)| id.as_str()).collect();

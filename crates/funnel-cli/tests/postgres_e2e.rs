@@ -6,13 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use funnel_test_utils::pg::psql;
-use funnel_test_utils::{http, process, yaml};
+use funnel_test_utils::process::{RunDir, kill_at_random, signal_and_wait};
+use funnel_test_utils::{http, yaml};
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -21,11 +22,7 @@ fn server_available() -> bool {
     match psql("SELECT 1") {
         Ok(_) => true,
         Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "PostgreSQL is not reachable: {e} (run scripts/setup-services.sh)"
-            );
-            eprintln!("skipping: PostgreSQL is not reachable: {e}");
+            funnel_test_utils::skip_without(&format!("PostgreSQL is not reachable: {e}"));
             false
         }
     }
@@ -33,7 +30,7 @@ fn server_available() -> bool {
 
 struct Names {
     prefix: String,
-    dir: tempfile::TempDir,
+    dir: RunDir,
 }
 
 impl Names {
@@ -50,15 +47,9 @@ impl Names {
     }
 
     fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("pipelines")).unwrap();
         Self {
-            prefix: format!("fe2e_{tag}_{}_{nanos}", std::process::id()),
-            dir,
+            prefix: funnel_test_utils::name::unique("fe2e", tag, '_'),
+            dir: RunDir::new(FUNNEL),
         }
     }
 
@@ -68,12 +59,6 @@ impl Names {
 
     fn dst(&self) -> String {
         format!("{}_dst", self.prefix)
-    }
-
-    fn spawn(&self) -> Child {
-        process::funnel_run(FUNNEL, self.dir.path(), &[])
-            .spawn()
-            .unwrap()
     }
 
     /// Writes the pipeline `<tag>_<prefix>`: the source table, with this test's slot
@@ -94,16 +79,12 @@ impl Names {
         );
         let id = format!("{tag}_{p}");
         let pipeline = yaml::file(&[yaml::pipeline(&id, &[], &[source, dst.to_owned()], &[])]);
-        std::fs::write(self.dir.path().join("pipelines/p.yaml"), pipeline).unwrap();
+        self.dir.write_pipelines(&pipeline);
     }
 
     /// [`Names::write_pipeline`] to the file `./out.jsonl`.
     fn write_pg_to_file_pipeline(&self, tag: &str) {
         self.write_pipeline(tag, &yaml::file_destination("dst", "./out.jsonl"));
-    }
-
-    fn log(&self) -> String {
-        process::funnel_log(self.dir.path())
     }
 
     /// The address the API of the last `funnel` started listens on, from its log line
@@ -115,6 +96,7 @@ impl Names {
             Duration::from_secs(30),
             || {
                 address = self
+                    .dir
                     .log()
                     .lines()
                     .rev()
@@ -139,18 +121,6 @@ impl Drop for Names {
              DROP SEQUENCE IF EXISTS {p}_ver; DROP FUNCTION IF EXISTS {p}_log_fn(); \
              DELETE FROM funnel_positions WHERE connector_id LIKE 'pgpg_{p}%';"
         ));
-    }
-}
-
-fn kill(child: &mut Child, signal: &str) {
-    process::signal(child, signal);
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "funnel did not exit after SIG{signal}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -236,16 +206,12 @@ fn pg_to_pg_survives_kills(exactly_once: bool) {
     names.write_pipeline("pgpg", &destination);
 
     // The snapshot first, so that kills land in the change stream.
-    let mut child = names.spawn();
-    let start = Instant::now();
-    while psql(&format!("SELECT count(*) FROM {dst}")).unwrap() != "3000" {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "snapshot not written: {}",
-            names.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = names.dir.spawn();
+    names
+        .dir
+        .wait_for("the snapshot is written", Duration::from_secs(60), || {
+            (psql(&format!("SELECT count(*) FROM {dst}")).unwrap() == "3000").then_some(())
+        });
     // Wait until the engine has committed the snapshot's last position (a record is
     // counted acked once its position is committed): a restart in the snapshot is
     // at-least-once (see docs/connectors.md), the change stream is exactly-once.
@@ -262,41 +228,34 @@ fn pg_to_pg_survives_kills(exactly_once: bool) {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let mut seed = std::time::SystemTime::now()
+    let dml_seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let dml = std::thread::scope(|scope| {
-        let (names, stop, dml_seed) = (&names, &stop, seed);
+        .as_nanos() as u64;
+    let (dml, mut child) = std::thread::scope(|scope| {
+        let (names, stop) = (&names, &stop);
         let writer = scope.spawn(move || random_dml(names, stop, dml_seed));
-        for _ in 0..6 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            std::thread::sleep(Duration::from_millis(300 + seed % 1500));
-            kill(&mut child, "KILL");
-            child = names.spawn();
-        }
+        let child = kill_at_random(
+            child,
+            6,
+            Duration::from_millis(300),
+            Duration::from_millis(1500),
+            || names.dir.spawn(),
+        );
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
-        writer.join().unwrap()
+        (writer.join().unwrap(), child)
     });
     assert!(dml > 10, "only {dml} transactions ran");
 
     // The pipeline catches up: the destination equals the source.
-    let start = Instant::now();
     let want = fingerprint(&src);
-    while fingerprint(&dst) != want {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the destination never matched the source ({} vs {want}): {}",
-            fingerprint(&dst),
-            names.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    kill(&mut child, "TERM");
+    names.dir.wait_for(
+        &format!("the destination matches the source ({want})"),
+        Duration::from_secs(120),
+        || (fingerprint(&dst) == want).then_some(()),
+    );
+    signal_and_wait(&mut child, "TERM");
     if exactly_once {
         let duplicates = psql(&format!(
             "SELECT count(*) - count(DISTINCT (id, ver)) FROM {p}_log"
@@ -348,17 +307,13 @@ fn deleting_a_pipeline_drops_its_slot_and_publication_and_forgets_its_positions(
             == "1"
     };
 
-    let mut child = names.spawn();
-    let start = Instant::now();
-    while lines() < 100 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "snapshot not written: {}",
-            names.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kill(&mut child, "TERM");
+    let mut child = names.dir.spawn();
+    names
+        .dir
+        .wait_for("the snapshot is written", Duration::from_secs(60), || {
+            (lines() >= 100).then_some(())
+        });
+    signal_and_wait(&mut child, "TERM");
     assert!(slot_exists() && publication_exists());
 
     // Pointed at a store that does not hold the pipeline, delete refuses and drops
@@ -409,18 +364,13 @@ fn deleting_a_pipeline_drops_its_slot_and_publication_and_forgets_its_positions(
     assert!(!publication_exists(), "the publication is dropped");
 
     // The positions are gone: the same pipeline starts again with a fresh snapshot.
-    let mut child = names.spawn();
-    let start = Instant::now();
-    while lines() < 200 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no second snapshot: {} lines; {}",
-            lines(),
-            names.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kill(&mut child, "TERM");
+    let mut child = names.dir.spawn();
+    names.dir.wait_for(
+        "a second snapshot is written",
+        Duration::from_secs(60),
+        || (lines() >= 200).then_some(()),
+    );
+    signal_and_wait(&mut child, "TERM");
 }
 
 #[test]

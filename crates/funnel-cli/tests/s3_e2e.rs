@@ -7,19 +7,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use funnel_record::{Data, Record};
-use funnel_test_utils::process::signal;
+use funnel_test_utils::connectors::{numbered_position, written_records};
+use funnel_test_utils::process::{RunDir, kill_at_random, signal_and_wait};
 use funnel_test_utils::s3::{TestBucket, available};
 use funnel_test_utils::yaml;
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
 
 struct Env {
-    dir: tempfile::TempDir,
+    dir: RunDir,
     runtime: tokio::runtime::Runtime,
     bucket: TestBucket,
 }
@@ -37,10 +37,8 @@ impl Env {
             return None;
         }
         let bucket = runtime.block_on(TestBucket::new(tag, true));
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("pipelines")).unwrap();
         Some(Self {
-            dir,
+            dir: RunDir::new(FUNNEL),
             runtime,
             bucket,
         })
@@ -76,40 +74,15 @@ impl Env {
                 &[],
             ),
         ]);
-        std::fs::write(self.dir.path().join("pipelines/p.yaml"), file).unwrap();
-    }
-
-    fn spawn(&self) -> Child {
-        Command::new(FUNNEL)
-            .current_dir(self.dir.path())
-            .args(["run", "--api.http.address", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.path().join("funnel.log"))
-                    .unwrap(),
-            ))
-            .spawn()
-            .unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("funnel.log")).unwrap_or_default()
+        self.dir.write_pipelines(&file);
     }
 
     /// The objects in the output, in file order: (object key, generator positions in
     /// it, or for an object the test put, its content). Only complete lines count.
     fn output(&self) -> Vec<(String, Vec<u64>)> {
-        let text = std::fs::read_to_string(self.dir.path().join("out.jsonl")).unwrap_or_default();
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        complete
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|line| {
-                let record = Record::from_json(line.as_bytes()).expect("an OpenCDC JSON line");
+        written_records(&self.dir.path().join("out.jsonl"))
+            .iter()
+            .map(|record| {
                 let key = match &record.key {
                     Some(Data::Raw(k)) => String::from_utf8(k.to_vec()).unwrap(),
                     other => panic!("not a raw key: {other:?}"),
@@ -125,38 +98,28 @@ impl Env {
 
     /// Waits until the output holds every generator position up to `n`.
     fn wait_for_all(&self, n: u64) -> Vec<(String, Vec<u64>)> {
-        let start = Instant::now();
-        loop {
-            let output = self.output();
-            let seen: BTreeSet<u64> = output.iter().flat_map(|(_, p)| p.iter().copied()).collect();
-            if (1..=n).all(|p| seen.contains(&p)) {
-                return output;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(180),
-                "the output never held all {n} records ({} of them): {}",
-                seen.len(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.dir.wait_for(
+            &format!("the output holds all {n} records"),
+            Duration::from_secs(180),
+            || {
+                let output = self.output();
+                let seen: BTreeSet<u64> =
+                    output.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+                (1..=n).all(|p| seen.contains(&p)).then_some(output)
+            },
+        )
     }
 
     /// Waits until the output holds object `key`.
     fn wait_for_object(&self, key: &str) -> Vec<(String, Vec<u64>)> {
-        let start = Instant::now();
-        loop {
-            let output = self.output();
-            if output.iter().any(|(k, _)| k == key) {
-                return output;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "object {key} never reached the output: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.dir.wait_for(
+            &format!("object {key} reaches the output"),
+            Duration::from_secs(60),
+            || {
+                let output = self.output();
+                output.iter().any(|(k, _)| k == key).then_some(output)
+            },
+        )
     }
 }
 
@@ -175,25 +138,8 @@ fn generator_positions(content: &Bytes) -> Vec<u64> {
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .filter_map(|l| Record::from_json(l).ok())
-        .map(|r| {
-            std::str::from_utf8(r.position.as_bytes())
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
+        .map(|r| numbered_position(&r))
         .collect()
-}
-
-fn kill(child: &mut Child, sig: &str) {
-    signal(child, sig);
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "funnel did not exit after SIG{sig}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -202,23 +148,14 @@ fn generator_to_s3_to_s3_to_file_loses_nothing_through_sigkills_and_a_restart_re
     let Some(env) = Env::new("kill") else { return };
     let t0 = Instant::now();
     env.write_pipelines(N as i64, 400);
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("DRILL_SEED={seed}");
-    let mut child = env.spawn();
-    let mut kills = 0;
-    while kills < 5 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(500 + seed % 1500));
-        kill(&mut child, "KILL");
-        kills += 1;
-        child = env.spawn();
-    }
+    let kills = 5;
+    let mut child = kill_at_random(
+        env.dir.spawn(),
+        kills,
+        Duration::from_millis(500),
+        Duration::from_millis(1500),
+        || env.dir.spawn(),
+    );
     let output = env.wait_for_all(N);
     eprintln!(
         "{:?} all {N} records through after {kills} kills",
@@ -244,16 +181,16 @@ fn generator_to_s3_to_s3_to_file_loses_nothing_through_sigkills_and_a_restart_re
     // A graceful stop, then a restart: the source reads nothing it read before, and an
     // object added while it was stopped, with a key sorting before every other, is
     // read; so is one added while it runs.
-    kill(&mut child, "TERM");
+    signal_and_wait(&mut child, "TERM");
     let before = env.output().len();
     env.runtime
         .block_on(env.bucket.put("mid/0-early", Bytes::from_static(b"early")));
-    let mut child = env.spawn();
+    let mut child = env.dir.spawn();
     let output = env.wait_for_object("mid/0-early");
     env.runtime
         .block_on(env.bucket.put("mid/zz-late", Bytes::from_static(b"late")));
     let output_late = env.wait_for_object("mid/zz-late");
-    kill(&mut child, "TERM");
+    signal_and_wait(&mut child, "TERM");
     let after: Vec<&str> = output_late[before..]
         .iter()
         .map(|(k, _)| k.as_str())
