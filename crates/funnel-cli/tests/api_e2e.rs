@@ -7,20 +7,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use funnel_test_utils::process::{self, stop};
-use funnel_test_utils::wait_until_blocking;
+use funnel_test_utils::process::{self, free_port, stop};
+use funnel_test_utils::{wait_until_blocking, yaml};
 use serde_json::{Value, json};
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
-
-/// A loopback port free now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One HTTP/1.1 request; (status, body), or None when nothing answers.
 fn call(
@@ -61,6 +52,39 @@ fn json_call(port: u16, method: &str, path: &str, body: Option<Value>) -> (u16, 
     (code, value)
 }
 
+/// A request that must succeed (200): its JSON body.
+fn ok_call(port: u16, method: &str, path: &str, body: Option<Value>) -> Value {
+    let (code, body) = json_call(port, method, path, body);
+    assert_eq!(code, 200, "{method} {path}: {body}");
+    body
+}
+
+/// A request that must fail with HTTP status and gRPC code `expected`: its JSON body.
+fn refused_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    expected: (u16, i64),
+) -> Value {
+    let (code, body) = json_call(port, method, path, body);
+    assert_eq!(
+        (code, body["code"].as_i64()),
+        (expected.0, Some(expected.1)),
+        "{method} {path}: {body}"
+    );
+    body
+}
+
+/// The `id` of each object of the JSON list `list`.
+fn ids_of(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect()
+}
+
 fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Child {
     process::funnel_command(FUNNEL, dir, &format!("127.0.0.1:{port}"), extra)
         .spawn()
@@ -79,66 +103,54 @@ fn lines(path: &Path) -> Vec<String> {
     complete.lines().map(str::to_owned).collect()
 }
 
-const FILE_PIPELINE: &str = r#"version: "2.2"
-pipelines:
-  - id: from-file
-    status: stopped
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          format.options.id: int
-          recordCount: "10"
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: ./from-file.jsonl
-"#;
+/// A stopped pipeline `from-file`: 10 generated records to `./from-file.jsonl`.
+fn file_pipeline() -> String {
+    yaml::file(&[yaml::pipeline(
+        "from-file",
+        &[("status", "stopped")],
+        &[
+            yaml::generator("gen", 10, 0),
+            yaml::file_destination("out", "./from-file.jsonl"),
+        ],
+        &[],
+    )])
+}
 
 #[test]
 fn a_pipeline_created_through_the_api_runs_stops_and_is_found_again_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
-    std::fs::write(dir.path().join("pipelines/p.yaml"), FILE_PIPELINE).unwrap();
+    process::write_pipelines(dir.path(), &file_pipeline());
     let port = free_port();
     let funnel = spawn(dir.path(), port, &[]);
     wait_healthy(port);
 
-    let (code, created) = json_call(
+    let created = ok_call(
         port,
         "POST",
         "/v1/pipelines",
         Some(json!({"config": {"name": "orders", "description": "made over HTTP"}})),
     );
-    assert_eq!(code, 200, "{created}");
     assert_eq!(created["id"], "orders");
     assert_eq!(created["state"]["status"], "STATUS_STOPPED");
     assert_eq!(created["provisionedBy"], "PROVISIONED_BY_API");
     let source = json!({"type": "TYPE_SOURCE", "plugin": "builtin:generator", "pipelineId": "orders",
         "config": {"name": "gen", "settings": {"format.type": "raw", "format.options.id": "int", "rate": "2000"}}});
-    let (code, body) = json_call(port, "POST", "/v1/connectors", Some(source));
-    assert_eq!(code, 200, "{body}");
+    ok_call(port, "POST", "/v1/connectors", Some(source));
     // A setting the plugin does not have is refused with its name.
     let bad = json!({"type": "TYPE_DESTINATION", "plugin": "builtin:file", "pipelineId": "orders",
         "config": {"name": "out", "settings": {"path": "./orders.jsonl", "colour": "red"}}});
-    let (code, body) = json_call(port, "POST", "/v1/connectors", Some(bad));
-    assert_eq!((code, body["code"].as_i64()), (400, Some(3)), "{body}");
+    let body = refused_call(port, "POST", "/v1/connectors", Some(bad), (400, 3));
     assert!(
         body["message"].as_str().unwrap().contains("colour"),
         "{body}"
     );
     let destination = json!({"type": "TYPE_DESTINATION", "plugin": "builtin:file", "pipelineId": "orders",
         "config": {"name": "out", "settings": {"path": "./orders.jsonl"}}});
-    let (code, body) = json_call(port, "POST", "/v1/connectors", Some(destination));
-    assert_eq!(code, 200, "{body}");
+    let body = ok_call(port, "POST", "/v1/connectors", Some(destination));
     assert_eq!(body["id"], "orders:out");
     assert_eq!(body["type"], "TYPE_DESTINATION");
 
-    let (code, body) = json_call(port, "POST", "/v1/pipelines/orders/start", None);
-    assert_eq!(code, 200, "{body}");
+    ok_call(port, "POST", "/v1/pipelines/orders/start", None);
     let out = dir.path().join("orders.jsonl");
     wait_until_blocking("records reach the sink", Duration::from_secs(30), || {
         lines(&out).len() >= 500
@@ -146,16 +158,14 @@ fn a_pipeline_created_through_the_api_runs_stops_and_is_found_again_after_a_rest
     let (_, running) = json_call(port, "GET", "/v1/pipelines/orders", None);
     assert_eq!(running["state"]["status"], "STATUS_RUNNING");
     // Running: neither deleted nor changed.
-    let (code, body) = json_call(port, "DELETE", "/v1/pipelines/orders", None);
-    assert_eq!((code, body["code"].as_i64()), (400, Some(9)), "{body}");
+    refused_call(port, "DELETE", "/v1/pipelines/orders", None, (400, 9));
 
-    let (code, body) = json_call(
+    ok_call(
         port,
         "POST",
         "/v1/pipelines/orders/stop",
         Some(json!({"force": false})),
     );
-    assert_eq!(code, 200, "{body}");
     let (_, stopped) = json_call(port, "GET", "/v1/pipelines/orders", None);
     assert_eq!(stopped["state"]["status"], "STATUS_STOPPED");
     let written = lines(&out).len();
@@ -163,39 +173,34 @@ fn a_pipeline_created_through_the_api_runs_stops_and_is_found_again_after_a_rest
 
     // The destination now writes elsewhere.
     let update = json!({"config": {"name": "out", "settings": {"path": "./orders-2.jsonl"}}});
-    let (code, body) = json_call(port, "PUT", "/v1/connectors/orders:out", Some(update));
-    assert_eq!(code, 200, "{body}");
+    let body = ok_call(port, "PUT", "/v1/connectors/orders:out", Some(update));
     assert_eq!(body["config"]["settings"]["path"], "./orders-2.jsonl");
 
     // A file pipeline is read-only.
-    let (code, body) = json_call(port, "DELETE", "/v1/pipelines/from-file", None);
-    assert_eq!((code, body["code"].as_i64()), (400, Some(9)), "{body}");
+    let body = refused_call(port, "DELETE", "/v1/pipelines/from-file", None, (400, 9));
     assert!(body["message"].as_str().unwrap().contains("file"), "{body}");
-    let (code, body) = json_call(port, "DELETE", "/v1/connectors/from-file:out", None);
-    assert_eq!((code, body["code"].as_i64()), (400, Some(9)), "{body}");
-    let (code, body) = json_call(port, "GET", "/v1/pipelines/nope", None);
-    assert_eq!((code, body["code"].as_i64()), (404, Some(5)), "{body}");
+    refused_call(
+        port,
+        "DELETE",
+        "/v1/connectors/from-file:out",
+        None,
+        (400, 9),
+    );
+    refused_call(port, "GET", "/v1/pipelines/nope", None, (404, 5));
     stop(funnel);
 
     // After a restart it is there, stopped, with its changed connector; started, it
     // goes on from its committed position into the new file.
     let funnel = spawn(dir.path(), port, &[]);
     wait_healthy(port);
-    let (code, found) = json_call(port, "GET", "/v1/pipelines/orders", None);
-    assert_eq!(code, 200, "{found}");
+    let found = ok_call(port, "GET", "/v1/pipelines/orders", None);
     assert_eq!(found["state"]["status"], "STATUS_STOPPED");
     assert_eq!(found["config"]["description"], "made over HTTP");
     assert_eq!(found["connectorIds"], json!(["orders:gen", "orders:out"]));
     let (_, list) = json_call(port, "GET", "/v1/pipelines", None);
-    let ids: Vec<&str> = list["pipelines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
+    let ids = ids_of(&list["pipelines"]);
     assert_eq!(ids, ["from-file", "orders"]);
-    let (code, body) = json_call(port, "POST", "/v1/pipelines/orders/start", None);
-    assert_eq!(code, 200, "{body}");
+    ok_call(port, "POST", "/v1/pipelines/orders/start", None);
     let out2 = dir.path().join("orders-2.jsonl");
     wait_until_blocking(
         "records reach the new sink",
@@ -215,15 +220,13 @@ fn a_pipeline_created_through_the_api_runs_stops_and_is_found_again_after_a_rest
         "not resumed from its position"
     );
     // Stopped at once with force.
-    let (code, body) = json_call(
+    ok_call(
         port,
         "POST",
         "/v1/pipelines/orders/stop",
         Some(json!({"force": true})),
     );
-    assert_eq!(code, 200, "{body}");
-    let (code, body) = json_call(port, "DELETE", "/v1/pipelines/orders", None);
-    assert_eq!(code, 200, "{body}");
+    ok_call(port, "DELETE", "/v1/pipelines/orders", None);
     let (code, _) = json_call(port, "GET", "/v1/pipelines/orders", None);
     assert_eq!(code, 404);
     stop(funnel);
@@ -711,24 +714,16 @@ fn the_commands_without_an_instance_answer_the_json_envelope_and_init_writes_fil
 fn a_dead_letter_queue_and_processors_changed_through_the_api_apply_to_the_records_and_are_kept_after_a_restart()
  {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
-    std::fs::write(dir.path().join("pipelines/p.yaml"), FILE_PIPELINE).unwrap();
+    process::write_pipelines(dir.path(), &file_pipeline());
     let port = free_port();
     let funnel = spawn(dir.path(), port, &[]);
     wait_healthy(port);
-    let ok = |method: &str, path: &str, body: Option<Value>| {
-        let (code, answer) = json_call(port, method, path, body);
-        assert_eq!(code, 200, "{method} {path}: {answer}");
-        answer
-    };
+    let ok = |method: &str, path: &str, body: Option<Value>| ok_call(port, method, path, body);
     let refused = |method: &str, path: &str, body: Value, status: (u16, i64)| {
-        let (code, answer) = json_call(port, method, path, Some(body));
-        assert_eq!(
-            (code, answer["code"].as_i64().unwrap()),
-            status,
-            "{method} {path}: {answer}"
-        );
-        answer["message"].as_str().unwrap().to_owned()
+        refused_call(port, method, path, Some(body), status)["message"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     ok(
         "POST",
@@ -867,12 +862,7 @@ fn a_dead_letter_queue_and_processors_changed_through_the_api_apply_to_the_recor
     let dlq = ok("GET", "/v1/pipelines/q/dead-letter-queue", None);
     assert_eq!(dlq["plugin"], "builtin:file");
     let processors = ok("GET", "/v1/processors?parent_ids=q,q:out", None);
-    let ids: Vec<&str> = processors["processors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
+    let ids = ids_of(&processors["processors"]);
     assert_eq!(ids, ["q:field.set", "q:out:field.set"]);
     ok("DELETE", "/v1/processors/q:field.set", None);
     let (code, _) = json_call(port, "GET", "/v1/processors/q:field.set", None);
@@ -893,8 +883,7 @@ fn standalone_plugins_are_listed_by_the_api_and_told_when_their_api_connector_is
     let port = free_port();
     let funnel = spawn(dir.path(), port, &[]);
     wait_healthy(port);
-    let (code, listed) = json_call(port, "GET", "/v1/connectors/plugins?name=collect", None);
-    assert_eq!(code, 200, "{listed}");
+    let listed = ok_call(port, "GET", "/v1/connectors/plugins?name=collect", None);
     assert_eq!(
         listed["plugins"][0]["name"], "standalone:collect@v0.2.0",
         "{listed}"
@@ -905,40 +894,34 @@ fn standalone_plugins_are_listed_by_the_api_and_told_when_their_api_connector_is
         "{listed}"
     );
 
-    let (code, body) = json_call(
+    ok_call(
         port,
         "POST",
         "/v1/pipelines",
         Some(json!({"config": {"name": "lifecycle"}})),
     );
-    assert_eq!(code, 200, "{body}");
     let source = json!({"type": "TYPE_SOURCE", "plugin": "builtin:generator", "pipelineId": "lifecycle",
         "config": {"name": "gen", "settings": {"format.type": "raw", "format.options.id": "int", "recordCount": "5"}}});
-    let (code, body) = json_call(port, "POST", "/v1/connectors", Some(source));
-    assert_eq!(code, 200, "{body}");
+    ok_call(port, "POST", "/v1/connectors", Some(source));
     let destination = json!({"type": "TYPE_DESTINATION", "plugin": "standalone:collect", "pipelineId": "lifecycle",
         "config": {"name": "out", "settings": {"path": "./collected.jsonl"}}});
-    let (code, body) = json_call(port, "POST", "/v1/connectors", Some(destination));
-    assert_eq!(code, 200, "{body}");
-    let (code, body) = json_call(port, "POST", "/v1/pipelines/lifecycle/start", None);
-    assert_eq!(code, 200, "{body}");
+    ok_call(port, "POST", "/v1/connectors", Some(destination));
+    ok_call(port, "POST", "/v1/pipelines/lifecycle/start", None);
     let collected = dir.path().join("collected.jsonl");
     wait_until_blocking("5 records collected", Duration::from_secs(60), || {
         lines(&collected).len() >= 5
     });
-    let (code, body) = json_call(
+    ok_call(
         port,
         "POST",
         "/v1/pipelines/lifecycle/stop",
         Some(json!({"force": false})),
     );
-    assert_eq!(code, 200, "{body}");
     wait_until_blocking("the pipeline stopped", Duration::from_secs(30), || {
         let (_, p) = json_call(port, "GET", "/v1/pipelines/lifecycle", None);
         p["state"]["status"] == "STATUS_STOPPED"
     });
-    let (code, body) = json_call(port, "DELETE", "/v1/connectors/lifecycle:out", None);
-    assert_eq!(code, 200, "{body}");
+    ok_call(port, "DELETE", "/v1/connectors/lifecycle:out", None);
     let events: Vec<Value> = lines(&calls)
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -947,8 +930,7 @@ fn standalone_plugins_are_listed_by_the_api_and_told_when_their_api_connector_is
     assert_eq!(events[0]["event"], "created");
     assert_eq!(events[1]["event"], "deleted");
     assert_eq!(events[1]["config"]["path"], "./collected.jsonl");
-    let (code, body) = json_call(port, "DELETE", "/v1/pipelines/lifecycle", None);
-    assert_eq!(code, 200, "{body}");
+    ok_call(port, "DELETE", "/v1/pipelines/lifecycle", None);
     assert_eq!(
         lines(&calls).len(),
         2,

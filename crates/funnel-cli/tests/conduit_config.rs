@@ -6,28 +6,20 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use funnel_test_utils::yaml;
+
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
 
 fn pipeline(count: u64) -> String {
-    format!(
-        r#"version: "2.2"
-pipelines:
-  - id: p
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          format.options.id: int
-          recordCount: "{count}"
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: ./out.jsonl
-"#
-    )
+    yaml::file(&[yaml::pipeline(
+        "p",
+        &[],
+        &[
+            yaml::generator("gen", count as i64, 0),
+            yaml::file_destination("out", "./out.jsonl"),
+        ],
+        &[],
+    )])
 }
 
 /// A Conduit deployment: `conduit.yaml` with every group of Conduit's settings, and a

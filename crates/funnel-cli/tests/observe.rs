@@ -112,8 +112,7 @@ fn find<'a>(samples: &'a [Sample], name: &str, want: &[(&str, &str)]) -> Vec<&'a
 /// A directory with `pipelines/p.yaml` holding `file`.
 fn pipelines_dir(file: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
-    std::fs::write(dir.path().join("pipelines/p.yaml"), file).unwrap();
+    process::write_pipelines(dir.path(), file);
     dir
 }
 
@@ -126,22 +125,20 @@ fn run_with_api(dir: &Path, address: &str, extra: &[&str]) -> Child {
         .unwrap()
 }
 
+/// [`run_with_api`] on a free address, once its API answers: the child and the
+/// address.
+fn answering(dir: &Path, extra: &[&str]) -> (Child, String) {
+    let address = free_address();
+    let child = run_with_api(dir, &address, extra);
+    wait_until_blocking("the API answers", Duration::from_secs(30), || {
+        matches!(http::get(&address, "/healthz"), Some((200, _)))
+    });
+    (child, address)
+}
+
 #[test]
 fn metrics_carry_conduits_names_and_labels_beside_funnels_own() {
-    let file = yaml::file(&[yaml::pipeline(
-        "orders",
-        &[("name", "Orders sync")],
-        &[
-            yaml::generator("gen", -1, 2000),
-            yaml::connector("out", "destination", "builtin:noop", &[]),
-        ],
-        &[yaml::processor(
-            "touch",
-            "field.set",
-            &[],
-            &[("field", ".Metadata.touched"), ("value", "yes")],
-        )],
-    )]);
+    let file = touched_pipeline("orders", &[("name", "Orders sync")], 2000);
     let dir = pipelines_dir(&file);
     let address = free_address();
     let child = run_with_api(dir.path(), &address, &[]);
@@ -279,12 +276,12 @@ fn refused_with(address: &str, path: &str) -> u16 {
     }
 }
 
-/// A generator -> field.set -> noop pipeline `p`: the generator makes `rate` records a
-/// second (0: as fast as it can).
-fn touched_pipeline(rate: u64) -> String {
+/// A generator -> field.set -> noop pipeline `id` with plain `fields`: the generator
+/// makes `rate` records a second (0: as fast as it can).
+fn touched_pipeline(id: &str, fields: &[(&str, &str)], rate: u64) -> String {
     yaml::file(&[yaml::pipeline(
-        "p",
-        &[],
+        id,
+        fields,
         &[
             yaml::generator("gen", -1, rate),
             yaml::connector("out", "destination", "builtin:noop", &[]),
@@ -300,12 +297,8 @@ fn touched_pipeline(rate: u64) -> String {
 
 #[test]
 fn the_inspector_streams_the_records_passing_connectors_and_processors_as_opencdc_json() {
-    let dir = pipelines_dir(&touched_pipeline(500));
-    let address = free_address();
-    let child = run_with_api(dir.path(), &address, &[]);
-    wait_until_blocking("the API answers", Duration::from_secs(30), || {
-        matches!(http::get(&address, "/healthz"), Some((200, _)))
-    });
+    let dir = pipelines_dir(&touched_pipeline("p", &[], 500));
+    let (child, address) = answering(dir.path(), &[]);
 
     let mut source = inspect(&address, "/v1/connectors/p:gen/inspect").unwrap();
     let read = next_records(&mut source, 5);
@@ -354,12 +347,8 @@ fn the_inspector_streams_the_records_passing_connectors_and_processors_as_opencd
 
 #[test]
 fn a_client_that_reads_nothing_makes_records_drop_and_never_holds_the_pipeline_back() {
-    let dir = pipelines_dir(&touched_pipeline(0));
-    let address = free_address();
-    let child = run_with_api(dir.path(), &address, &[]);
-    wait_until_blocking("the API answers", Duration::from_secs(30), || {
-        matches!(http::get(&address, "/healthz"), Some((200, _)))
-    });
+    let dir = pipelines_dir(&touched_pipeline("p", &[], 0));
+    let (child, address) = answering(dir.path(), &[]);
     // Opened, then never read from.
     let idle = inspect(&address, "/v1/connectors/p:gen/inspect").unwrap();
     let read_at_open = || {
@@ -388,12 +377,8 @@ fn a_client_that_reads_nothing_makes_records_drop_and_never_holds_the_pipeline_b
 
 #[test]
 fn the_inspector_needs_the_token_and_takes_it_from_the_query_of_a_websocket() {
-    let dir = pipelines_dir(&touched_pipeline(200));
-    let address = free_address();
-    let child = run_with_api(dir.path(), &address, &["--api.auth.token", "t0ken"]);
-    wait_until_blocking("the API answers", Duration::from_secs(30), || {
-        matches!(http::get(&address, "/healthz"), Some((200, _)))
-    });
+    let dir = pipelines_dir(&touched_pipeline("p", &[], 200));
+    let (child, address) = answering(dir.path(), &["--api.auth.token", "t0ken"]);
     assert_eq!(refused_with(&address, "/v1/connectors/p:gen/inspect"), 401);
     assert_eq!(
         refused_with(&address, "/v1/connectors/p:gen/inspect?access_token=wrong"),

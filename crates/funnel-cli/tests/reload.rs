@@ -38,13 +38,7 @@ struct Funnel {
 
 impl Funnel {
     fn start(dir: &Path, extra: &[&str]) -> Self {
-        // A free port: bound, then released for funnel to take.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
+        let address = funnel_test_utils::process::free_address();
         let mut child = Command::new(FUNNEL)
             .current_dir(dir)
             .args(["run", "--db.type", "redb", "--api.http.address", &address])

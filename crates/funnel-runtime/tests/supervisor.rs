@@ -447,26 +447,16 @@ async fn a_stop_that_outlasts_the_grace_period_aborts_a_processor_stuck_in_a_cal
 }
 
 fn endless(id: &str, dir: &Path) -> funnel_config::PipelineConfig {
-    let text = format!(
-        r#"version: "2.2"
-pipelines:
-  - id: {id}
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: raw
-          format.options.id: int
-          rate: "2000"
-      - id: out
-        type: destination
-        plugin: builtin:file
-        settings:
-          path: {dir}/{id}.jsonl
-"#,
-        dir = dir.display()
-    );
+    let out = format!("{}/{id}.jsonl", dir.display());
+    let text = yaml::file(&[yaml::pipeline(
+        id,
+        &[],
+        &[
+            yaml::generator("gen", -1, 2000),
+            yaml::file_destination("out", &out),
+        ],
+        &[],
+    )]);
     pipelines(&text).remove(0)
 }
 

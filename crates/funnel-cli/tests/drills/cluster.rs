@@ -325,15 +325,6 @@ fn check_output(fleet: &Fleet, n: usize) {
     }
 }
 
-/// A loopback port free now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The sample of an unlabelled metric.
 fn gauge(metrics: &str, name: &str) -> f64 {
     metrics
@@ -368,7 +359,10 @@ fn readyz_the_api_and_the_metrics_show_which_instance_runs_which_pipeline() {
         instances: BTreeMap::new(),
         started: 0,
     };
-    let (a, b) = (free_port(), free_port());
+    let (a, b) = (
+        funnel_test_utils::process::free_port(),
+        funnel_test_utils::process::free_port(),
+    );
     let (a_address, b_address) = (format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}"));
     let get = |address: &str, path: &str| {
         funnel_test_utils::http::get(address, path)

@@ -27,15 +27,6 @@ const SENDERS: u64 = 8;
 /// flight.
 const KILLS: u64 = 5;
 
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The id of the record on an output line, from its `{"id":N}` payload.
 fn id_of(text: &str) -> u64 {
     let value: serde_json::Value =
@@ -103,7 +94,7 @@ fn post(port: u16, body: &str) -> Option<u16> {
 #[test]
 fn http_source_delivers_every_record_of_retrying_senders_through_sigkills_and_answers_2xx_only_after_delivery()
  {
-    let port = free_port();
+    let port = funnel_test_utils::process::free_port();
     let address = format!("127.0.0.1:{port}");
     let drill = Drill::new(&pipeline(
         &connector(

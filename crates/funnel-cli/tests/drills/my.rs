@@ -57,11 +57,7 @@ pub(crate) struct Table {
 impl Table {
     /// A new table `{name} {columns}` for the drill `tag`.
     pub(crate) fn new(tag: &str, columns: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("drill_{tag}_{}_{nanos}", std::process::id());
+        let name = funnel_test_utils::name::unique("drill", tag, '_');
         sql(&format!("CREATE TABLE {name} {columns}")).unwrap();
         Self { name }
     }

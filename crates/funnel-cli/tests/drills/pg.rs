@@ -82,11 +82,7 @@ pub(crate) struct Table {
 impl Table {
     /// A new, empty table for the drill `tag`.
     pub(crate) fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("drill_{tag}_{}_{nanos}", std::process::id());
+        let name = funnel_test_utils::name::unique("drill", tag, '_');
         sql(&format!(
             "CREATE TABLE {name} (id bigint PRIMARY KEY, v text)"
         ))
