@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -114,22 +114,16 @@ impl Drill {
     /// Notes `what` in the log, so a failure shows where each fault came. The note is
     /// one `write` to the file opened for appending, so it cannot take in a line of a
     /// running `funnel` (which appends each of its lines with one `write` too); written
-    /// in pieces, a note could have a record line land between them and hide it. The
-    /// note starts a line of its own even after a line a SIGKILL cut short (a `funnel`
-    /// line is only unfinished when its writer died).
+    /// in pieces, a note could have a record line land between them and hide it. After
+    /// a line a SIGKILL cut short, the next note (that the run exited) follows it on the
+    /// same line.
     pub(crate) fn mark(&self, what: &str) {
         let mut log = OpenOptions::new()
             .create(true)
-            .read(true)
             .append(true)
             .open(self.path("funnel.log"))
             .unwrap();
-        let mut last = [0u8];
-        let unfinished = log.seek(SeekFrom::End(-1)).is_ok()
-            && log.read_exact(&mut last).is_ok()
-            && last[0] != b'\n';
-        let newline = if unfinished { "\n" } else { "" };
-        log.write_all(format!("{newline}==== drill: {what}\n").as_bytes())
+        log.write_all(format!("==== drill: {what}\n").as_bytes())
             .unwrap();
     }
 

@@ -114,11 +114,14 @@ fn generator_to_log_loses_no_record_through_sigkills() {
             shorten(line)
         );
     }
+    let logged: std::collections::BTreeSet<u64> = read.positions.iter().copied().collect();
     assert!(
         read.unreadable.is_empty(),
         "drill generator_to_log_kill: {} lines of the log are neither a drill mark, nor a \
-         JSON event of Funnel's, nor torn by a SIGKILL (line number: text):\n{}",
+         JSON event of Funnel's, nor torn by a SIGKILL ({} of {N} records are not in the \
+         log in a whole line; line number: text):\n{}",
         read.unreadable.len(),
+        (1..=N).filter(|p| !logged.contains(p)).count(),
         read.unreadable
             .iter()
             .take(20)
@@ -181,12 +184,23 @@ struct ReadLog {
 
 /// Sorts every line of a drill's log (see [`ReadLog`]). A line that is not a mark nor
 /// a JSON event counts as torn only when it starts like one of Funnel's JSON events
-/// and the next line is the drill's note that the run was killed; a mark holding a
-/// JSON event, and an empty line, are unreadable.
+/// and ends in the drill's note that the run was killed (written after the cut line,
+/// so on the same line); a mark holding a JSON event, and an empty line, are
+/// unreadable.
 fn read_log(log: &str) -> ReadLog {
     let lines: Vec<&str> = log.lines().collect();
     let mut read = ReadLog::default();
     for (i, line) in lines.iter().enumerate() {
+        if let Some(at) = line.find(KILLED).filter(|&at| at > 0) {
+            let (cut, note) = line.split_at(at);
+            if cut.starts_with('{') && !note[MARK.len()..].contains(MARK) {
+                read.torn.push(cut.to_owned());
+                read.marks += 1;
+            } else {
+                read.unreadable.push((i + 1, (*line).to_owned()));
+            }
+            continue;
+        }
         if line.starts_with(MARK) {
             // A note with a JSON event in it would hide the event.
             if line.contains("{\"") {
@@ -208,17 +222,34 @@ fn read_log(log: &str) -> ReadLog {
             }
             Some(Err(())) => read.unreadable.push((i + 1, (*line).to_owned())),
             None if serde_json::from_str::<serde_json::Value>(line).is_ok() => read.events += 1,
-            None if line.starts_with('{')
-                && lines
-                    .get(i + 1)
-                    .is_some_and(|next| next.starts_with(KILLED)) =>
-            {
-                read.torn.push((*line).to_owned());
-            }
             None => read.unreadable.push((i + 1, (*line).to_owned())),
         }
     }
     read
+}
+
+#[test]
+fn the_log_reader_counts_a_line_cut_by_a_sigkill_as_torn_and_anything_else_unreadable_as_such() {
+    let record = Record::new("7", b"x".to_vec());
+    let json = String::from_utf8(record.to_json()).unwrap();
+    let line = serde_json::json!({ "fields": { "record": json } }).to_string();
+    let log = [
+        "==== drill: funnel run  []".to_owned(),
+        line.clone(),
+        "{\"level\":\"INFO\",\"fields\":{\"message\":\"started\"}}".to_owned(),
+        "==== drill: SIGKILL".to_owned(),
+        format!("{}{KILLED} (SIGKILL)", &line[..20]),
+        format!("==== drill: SIGKILL{line}"),
+        String::new(),
+        format!("{}==== drill: funnel exited: exit status: 0", &line[..20]),
+    ]
+    .join("\n");
+    let read = read_log(&log);
+    assert_eq!(read.positions, [7]);
+    assert_eq!((read.events, read.marks), (1, 3));
+    assert_eq!(read.torn, [line[..20].to_owned()]);
+    let unreadable: Vec<usize> = read.unreadable.iter().map(|(n, _)| *n).collect();
+    assert_eq!(unreadable, [6, 7, 8]);
 }
 
 /// How every line the drill itself writes into the log starts.
