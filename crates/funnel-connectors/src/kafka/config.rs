@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use funnel_core::SettingsReader;
-use funnel_core::typed::{FromSetting, SettingsStruct};
+use funnel_core::typed::FromSetting;
 use rdkafka::ClientConfig;
 
-use crate::settings::{sdk_destination, sdk_source};
+use crate::settings::{both, parse_destination_with, parse_source_with};
+use crate::tls::client_pair;
 use crate::{Settings, SettingsError};
 
 /// The client id librdkafka announces when `clientID` is not set (Conduit's).
@@ -416,21 +416,15 @@ pub struct KafkaDestinationConfig {
 
 fn common(own: KafkaCommonSettings, errors: &mut Vec<SettingsError>) -> KafkaCommon {
     let tls = own.tls_enabled.then(|| Tls {
-        ca_cert: own.ca_cert.clone(),
-        client: own.client_cert.clone().zip(own.client_key.clone()),
+        ca_cert: own.ca_cert,
+        client: client_pair(
+            own.client_cert,
+            own.client_key,
+            ["clientCert", "clientKey"],
+            errors,
+        ),
         insecure_skip_verify: own.insecure_skip_verify,
     });
-    if own.tls_enabled && own.client_cert.is_some() != own.client_key.is_some() {
-        let key = if own.client_cert.is_some() {
-            "clientKey"
-        } else {
-            "clientCert"
-        };
-        errors.push(SettingsError::new(
-            key,
-            "clientCert and clientKey go together: set both or neither",
-        ));
-    }
     let sasl = match (own.sasl_username, own.sasl_password) {
         (Some(username), Some(password)) => Some(Sasl {
             mechanism: own.sasl_mechanism.unwrap_or(SaslMechanism::Plain),
@@ -467,15 +461,8 @@ fn common(own: KafkaCommonSettings, errors: &mut Vec<SettingsError>) -> KafkaCom
 ///
 /// Every invalid setting, each with its key.
 pub fn validate_source(settings: &Settings) -> Result<KafkaSourceConfig, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    let sdk = sdk_source(&mut reader);
-    let shared = KafkaCommonSettings::read(&mut reader);
-    let own = KafkaSourceSettings::read(&mut reader);
-    reader.finish()?;
-    // `finish` fails whenever a field failed to read, so both are set here.
-    let (Some(shared), Some(own)) = (shared, own) else {
-        return Err(Vec::new());
-    };
+    let ((shared, own), sdk) =
+        parse_source_with(settings, both::<KafkaCommonSettings, KafkaSourceSettings>)?;
     let mut errors = Vec::new();
     let common = common(shared, &mut errors);
     let topics = match (own.topics, own.topic) {
@@ -518,14 +505,10 @@ pub fn validate_source(settings: &Settings) -> Result<KafkaSourceConfig, Vec<Set
 pub fn validate_destination(
     settings: &Settings,
 ) -> Result<KafkaDestinationConfig, Vec<SettingsError>> {
-    let mut reader = SettingsReader::new(settings);
-    sdk_destination(&mut reader);
-    let shared = KafkaCommonSettings::read(&mut reader);
-    let own = KafkaDestinationSettings::read(&mut reader);
-    reader.finish()?;
-    let (Some(shared), Some(own)) = (shared, own) else {
-        return Err(Vec::new());
-    };
+    let (shared, own) = parse_destination_with(
+        settings,
+        both::<KafkaCommonSettings, KafkaDestinationSettings>,
+    )?;
     let mut errors = Vec::new();
     let common = common(shared, &mut errors);
     if !errors.is_empty() {
