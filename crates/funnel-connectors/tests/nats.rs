@@ -161,14 +161,7 @@ async fn fifty_thousand_messages_published_by_the_nats_client_are_read_once_in_o
 
     // Everything was acked: the consumer's ack floor is the last message, and a source
     // without a saved position starts after it.
-    let info = stream
-        .js
-        .get_stream(&stream.name)
-        .await
-        .unwrap()
-        .consumer_info("fifty")
-        .await
-        .unwrap();
+    let info = stream.handle().await.consumer_info("fifty").await.unwrap();
     assert_eq!(info.ack_floor.stream_sequence, 50_000);
     stream
         .publish(&subject, &[Bytes::from_static(b"after")])
@@ -335,14 +328,7 @@ async fn a_hundred_thousand_one_kilobyte_records_written_while_acks_are_read_all
         Position::from(format!("{:08}", N - 1))
     );
     d.teardown().await.unwrap();
-    let info = stream
-        .js
-        .get_stream(&stream.name)
-        .await
-        .unwrap()
-        .get_info()
-        .await
-        .unwrap();
+    let info = stream.handle().await.get_info().await.unwrap();
     assert_eq!(info.state.messages, N as u64);
 }
 

@@ -298,24 +298,22 @@ async fn a_group_source_acks_only_released_entries_and_claims_those_a_dead_consu
         return;
     };
     key.add(&numbered(4)).await;
-    let group = [
-        ("stream.group", "g"),
-        ("stream.consumer", "dead"),
-        ("stream.claimIdle", "0"),
-    ];
-    let dead = source("redis", "pipe:a", &key.settings(&group), None).unwrap();
+    // Consumer `name` of group g, claiming entries idle for `claim_idle`.
+    let consumer = |name, claim_idle| {
+        key.settings(&[
+            ("stream.group", "g"),
+            ("stream.consumer", name),
+            ("stream.claimIdle", claim_idle),
+        ])
+    };
+    let dead = source("redis", "pipe:a", &consumer("dead", "0"), None).unwrap();
     dead.open().await.unwrap();
     let records = read_n(&*dead, 4).await;
     dead.ack(&[records[0].position.clone()]).await.unwrap();
     drop(dead);
     // One XACKed, three pending with the dead consumer.
     assert_eq!(key.pending("g").await, 3);
-    let claims = [
-        ("stream.group", "g"),
-        ("stream.consumer", "alive"),
-        ("stream.claimIdle", "100ms"),
-    ];
-    let alive = source("redis", "pipe:b", &key.settings(&claims), None).unwrap();
+    let alive = source("redis", "pipe:b", &consumer("alive", "100ms"), None).unwrap();
     alive.open().await.unwrap();
     let claimed = read_n(&*alive, 3).await;
     let got: Vec<Bytes> = claimed.iter().map(payload).collect();

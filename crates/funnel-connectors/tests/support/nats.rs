@@ -77,9 +77,14 @@ impl TestStream {
         }
     }
 
+    /// The stream, as the server has it now.
+    pub async fn handle(&self) -> stream::Stream {
+        self.js.get_stream(&self.name).await.unwrap()
+    }
+
     /// Every message in the stream, in order: subject, headers and payload.
     pub async fn messages(&self) -> Vec<async_nats::jetstream::message::StreamMessage> {
-        let stream = self.js.get_stream(&self.name).await.unwrap();
+        let stream = self.handle().await;
         let last = stream.get_info().await.unwrap().state.last_sequence;
         let mut out = Vec::new();
         for seq in 1..=last {
