@@ -1618,7 +1618,7 @@ async fn open_error(pairs: &[(&str, &str)], topic: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "through the socat TLS proxy the metadata request fails (BrokerTransportFailure) while the mutual TLS test passes; not yet diagnosed"]
+#[ignore = "the round trip with caCert through the socat proxy passes; what fails is the error without caCert: open fails with BrokerTransportFailure and no reason naming the certificate (librdkafka's handshake failure reaches neither the error nor the log callback of the consumer during open)"]
 async fn tls_with_the_ca_cert_reads_and_writes_and_without_it_the_certificate_is_refused() {
     let pki = Pki::new();
     let Some(broker) = tls_broker(&pki, false) else {
