@@ -116,6 +116,9 @@ impl Publisher {
 
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// How long the drill's own RabbitMQ client waits for any one answer of the broker.
+const RABBIT_CALL: Duration = Duration::from_secs(5);
+
 fn rabbit() -> Option<BrokerLock> {
     let guard = lock_brokers();
     if port_open(5672) {
@@ -170,39 +173,43 @@ fn rabbit_publisher(queue: &str, pause: Duration, after: u64) -> Publisher {
         move || {
             runtime().block_on(async move {
                 while !stop.load(Ordering::SeqCst) {
-                    let Ok(conn) = lapin::Connection::connect(
-                        AMQP_URL,
-                        lapin::ConnectionProperties::default(),
-                    )
-                    .await
-                    else {
+                    // Every broker call has a deadline: a broker that goes away can leave
+                    // a connect or a confirm unanswered, and the publisher must go on
+                    // with a new connection once it is back.
+                    let opened = tokio::time::timeout(RABBIT_CALL, async {
+                        let conn = lapin::Connection::connect(
+                            AMQP_URL,
+                            lapin::ConnectionProperties::default(),
+                        )
+                        .await?;
+                        let channel = conn.create_channel().await?;
+                        channel
+                            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+                            .await?;
+                        Ok::<_, lapin::Error>((conn, channel))
+                    })
+                    .await;
+                    let Ok(Ok((conn, channel))) = opened else {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     };
-                    let Ok(channel) = conn.create_channel().await else {
-                        continue;
-                    };
-                    if channel
-                        .confirm_select(lapin::options::ConfirmSelectOptions::default())
-                        .await
-                        .is_err()
-                    {
-                        continue;
-                    }
                     while !stop.load(Ordering::SeqCst) {
                         let next = confirmed.load(Ordering::SeqCst) + 1;
-                        let sent = channel
-                            .basic_publish(
-                                "".into(),
-                                queue.as_str().into(),
-                                lapin::options::BasicPublishOptions::default(),
-                                message(next).as_bytes(),
-                                lapin::BasicProperties::default().with_delivery_mode(2),
-                            )
-                            .await;
-                        let Ok(confirm) = sent else { break };
-                        match confirm.await {
-                            Ok(c) if c.is_ack() => {
+                        let acked = tokio::time::timeout(RABBIT_CALL, async {
+                            channel
+                                .basic_publish(
+                                    "".into(),
+                                    queue.as_str().into(),
+                                    lapin::options::BasicPublishOptions::default(),
+                                    message(next).as_bytes(),
+                                    lapin::BasicProperties::default().with_delivery_mode(2),
+                                )
+                                .await?
+                                .await
+                        })
+                        .await;
+                        match acked {
+                            Ok(Ok(c)) if c.is_ack() => {
                                 confirmed.store(next, Ordering::SeqCst);
                             }
                             _ => break,
