@@ -190,6 +190,7 @@ fn rabbit_publisher(queue: &str, pause: Duration, after: u64) -> Publisher {
                     })
                     .await;
                     let Ok(Ok((conn, channel))) = opened else {
+                        eprintln!("publisher: cannot open a channel: {opened:?}");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     };
@@ -212,7 +213,10 @@ fn rabbit_publisher(queue: &str, pause: Duration, after: u64) -> Publisher {
                             Ok(Ok(c)) if c.is_ack() => {
                                 confirmed.store(next, Ordering::SeqCst);
                             }
-                            _ => break,
+                            other => {
+                                eprintln!("publisher: message {next} not confirmed: {other:?}");
+                                break;
+                            }
                         }
                         tokio::time::sleep(pause).await;
                     }
