@@ -220,7 +220,8 @@ fn rabbit_publisher(queue: &str, pause: Duration, after: u64) -> Publisher {
                         }
                         tokio::time::sleep(pause).await;
                     }
-                    let _ = conn.close(200, "ok".into()).await;
+                    // A connection the broker reset may never answer its close.
+                    let _ = tokio::time::timeout(RABBIT_CALL, conn.close(200, "ok".into())).await;
                 }
             });
         }
