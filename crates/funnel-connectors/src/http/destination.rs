@@ -67,10 +67,7 @@ impl HttpDestination {
     }
 
     fn running(&self) -> Option<(reqwest::Client, CancellationToken)> {
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::util::lock(&self.running).clone()
     }
 
     /// The URL and headers of `record`, or why its templates failed.
@@ -287,11 +284,7 @@ impl Destination for HttpDestination {
             self.config.ca_cert_path.as_deref(),
             self.config.timeout,
         )?;
-        *self
-            .running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((client, CancellationToken::new()));
+        *crate::util::lock(&self.running) = Some((client, CancellationToken::new()));
         Ok(())
     }
 
@@ -360,12 +353,7 @@ impl Destination for HttpDestination {
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
-        if let Some((_, stop)) = self
-            .running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
+        if let Some((_, stop)) = crate::util::lock(&self.running).take() {
             stop.cancel();
         }
         self.acks.close(format!("{}: torn down", self.who));

@@ -90,16 +90,9 @@ impl HttpPollSource {
     }
 
     fn client(&self) -> Result<reqwest::Client, ConnectorError> {
-        self.client
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| {
-                ConnectorError::transient(format!(
-                    "{}: read before open or after teardown",
-                    self.who
-                ))
-            })
+        crate::util::lock(&self.client).clone().ok_or_else(|| {
+            ConnectorError::transient(format!("{}: read before open or after teardown", self.who))
+        })
     }
 
     /// The URL of a request with `cursor`.
@@ -235,10 +228,7 @@ impl Source for HttpPollSource {
             self.config.ca_cert_path.as_deref(),
             self.config.timeout,
         )?;
-        *self
-            .client
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(client);
+        *crate::util::lock(&self.client) = Some(client);
         tracing::info!(connector = %self.id, url = %self.config.url, "Polling over HTTP.");
         Ok(())
     }
@@ -279,10 +269,7 @@ impl Source for HttpPollSource {
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
-        self.client
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        crate::util::lock(&self.client).take();
         Ok(())
     }
 }
