@@ -93,9 +93,7 @@ impl AckQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock leaves the queue consistent (every critical
         // section is a single push, drain or set), so a poisoned lock is still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::util::lock(&self.state)
     }
 }
 

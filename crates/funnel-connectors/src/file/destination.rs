@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use funnel_core::{ConnectorError, Destination, DestinationAck, WriteFence};
@@ -103,7 +103,7 @@ impl FileDestination {
     fn writer(&self) -> MutexGuard<'_, Option<Writer>> {
         // Critical sections only take or replace the handle, so a poisoned lock is
         // still usable.
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::util::lock(&self.writer)
     }
 
     fn stopped(&self) -> ConnectorError {
@@ -132,11 +132,7 @@ impl Destination for FileDestination {
         let acks = Arc::clone(&self.acks);
         let spare = Arc::clone(&self.spare);
         let path = self.config.path.clone();
-        let fence = self
-            .fence
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let fence = crate::util::lock(&self.fence).clone();
         std::thread::Builder::new()
             .name("funnel-file-writer".into())
             .spawn(move || {
@@ -195,7 +191,7 @@ impl Destination for FileDestination {
     }
 
     fn fence(&self, fence: Arc<dyn WriteFence>) {
-        *self.fence.lock().unwrap_or_else(PoisonError::into_inner) = Some(fence);
+        *crate::util::lock(&self.fence) = Some(fence);
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
@@ -350,7 +346,7 @@ fn write_loop(
 
 fn lock(spare: &Mutex<Vec<Vec<u8>>>) -> MutexGuard<'_, Vec<Vec<u8>>> {
     // Critical sections only push or pop a buffer: a poisoned lock is still usable.
-    spare.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::util::lock(spare)
 }
 
 fn open_error(path: &Path, e: std::io::Error) -> ConnectorError {

@@ -4,7 +4,7 @@ use std::fs::{File, Metadata as FileMetadata};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -118,7 +118,7 @@ impl FileSource {
 fn lock(state: &Mutex<Tail>) -> MutexGuard<'_, Tail> {
     // Every critical section leaves `Tail` consistent (offsets move with the buffer in
     // one step), so a poisoned lock is still usable.
-    state.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::util::lock(state)
 }
 
 #[async_trait]

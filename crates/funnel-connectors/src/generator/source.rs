@@ -1,6 +1,6 @@
 //! The generator source.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,7 +39,7 @@ impl GeneratorSource {
     fn lock(&self) -> MutexGuard<'_, Option<Running>> {
         // Every critical section leaves `Running` consistent (state changes only after
         // a batch is fully built), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::util::lock(&self.state)
     }
 }
 

@@ -2,7 +2,7 @@
 //! delivery report.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -114,7 +114,7 @@ impl Shared {
     fn order(&self) -> MutexGuard<'_, Order> {
         // Critical sections only push, fill or pop slots, so a poisoned lock is still
         // consistent.
-        self.order.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::util::lock(&self.order)
     }
 
     /// Records the outcome of record `seq` and releases the acks now in order.
@@ -164,7 +164,7 @@ impl KafkaDestination {
     }
 
     fn producer(&self) -> MutexGuard<'_, Option<ThreadedProducer<Reports>>> {
-        self.producer.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::util::lock(&self.producer)
     }
 
     /// The topic of `record`, or why it has none.

@@ -72,7 +72,7 @@ mod lag;
 mod position;
 mod source;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use funnel_core::ConnectorError;
@@ -111,14 +111,11 @@ impl LastError {
         } else {
             reason.to_owned()
         };
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
+        *crate::util::lock(&self.0) = Some(text);
     }
 
     fn get(&self) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        crate::util::lock(&self.0).clone()
     }
 }
 
@@ -144,6 +141,25 @@ impl Reasons for Check {
     fn last_error(&self) -> &LastError {
         &self.0
     }
+}
+
+/// Makes a client of `common`'s settings that only checks them, and runs `check` with
+/// it and `who` (the connector, for messages) on a blocking thread: librdkafka's
+/// metadata requests block.
+async fn with_check_client(
+    common: &KafkaCommon,
+    who: String,
+    check: impl FnOnce(&Client<Check>, &str) -> Result<(), ConnectorError> + Send + 'static,
+) -> Result<(), ConnectorError> {
+    let client_config = common.client_config();
+    tokio::task::spawn_blocking(move || {
+        let client: rdkafka::consumer::BaseConsumer<Check> = client_config
+            .create_with_context(Check::default())
+            .map_err(|e| client_error(&who, &e))?;
+        check(client.client(), &who)
+    })
+    .await
+    .map_err(|e| ConnectorError::internal(e.to_string()))?
 }
 
 /// A client could not be made from the settings: the error names the setting when
@@ -275,17 +291,13 @@ pub const SOURCE: Component = Component::new(
 .with_check(|id, settings| {
     Box::pin(async move {
         let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
-        let who = format!("kafka source {id}");
-        tokio::task::spawn_blocking(move || {
-            let client: rdkafka::consumer::BaseConsumer<Check> = config
-                .common
-                .client_config()
-                .create_with_context(Check::default())
-                .map_err(|e| client_error(&who, &e))?;
-            check_topics(client.client(), &who, &config.topics)
-        })
+        let topics = config.topics;
+        with_check_client(
+            &config.common,
+            format!("kafka source {id}"),
+            move |client, who| check_topics(client, who, &topics),
+        )
         .await
-        .map_err(|e| ConnectorError::internal(e.to_string()))?
     })
 });
 
@@ -309,16 +321,11 @@ pub const DESTINATION: Component = Component::new(
 .with_check(|id, settings| {
     Box::pin(async move {
         let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
-        let who = format!("kafka destination {id}");
-        tokio::task::spawn_blocking(move || {
-            let client: rdkafka::consumer::BaseConsumer<Check> = config
-                .common
-                .client_config()
-                .create_with_context(Check::default())
-                .map_err(|e| client_error(&who, &e))?;
-            check_reachable(client.client(), &who)
-        })
+        with_check_client(
+            &config.common,
+            format!("kafka destination {id}"),
+            check_reachable,
+        )
         .await
-        .map_err(|e| ConnectorError::internal(e.to_string()))?
     })
 });

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -89,7 +89,7 @@ pub(crate) struct CommitState {
 impl Commits {
     pub(crate) fn state(&self) -> MutexGuard<'_, CommitState> {
         // Critical sections update maps in place and stay consistent.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::util::lock(&self.state)
     }
 
     /// The acked offsets not yet sent, of partitions this member owns (all of them
@@ -322,7 +322,7 @@ impl KafkaSource {
     }
 
     fn running(&self) -> MutexGuard<'_, Option<Running>> {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::util::lock(&self.running)
     }
 
     /// Notes that the engine has read up to `next` (per partition), for the lag.
@@ -575,11 +575,7 @@ impl Source for KafkaSource {
             resume: self.resume.clone(),
             retry_group_join_errors: self.config.retry_group_join_errors,
         };
-        let lag = self
-            .lag
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let lag = crate::util::lock(&self.lag).clone();
         if let Some(report) = lag {
             let watch = super::lag::LagWatch {
                 who: self.who.clone(),
@@ -689,7 +685,7 @@ impl Source for KafkaSource {
     }
 
     fn report_lag(&self, lag: LagReport) {
-        *self.lag.lock().unwrap_or_else(PoisonError::into_inner) = Some(lag);
+        *crate::util::lock(&self.lag) = Some(lag);
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {

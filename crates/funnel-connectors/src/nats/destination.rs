@@ -71,9 +71,7 @@ impl NatsDestination {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::util::lock(&self.running)
     }
 
     /// The message for `record`: the record in `sdk.record.format` (OpenCDC JSON, as

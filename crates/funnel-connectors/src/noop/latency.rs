@@ -6,7 +6,7 @@
 //! on records its first batch; with the setting off the destinations never call in
 //! here. A batch takes the clock once and the histogram's lock once.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use funnel_record::{Record, metadata};
@@ -65,7 +65,7 @@ pub fn latency_summary() -> Option<LatencySummary> {
 
 fn lock() -> MutexGuard<'static, Option<Latencies>> {
     // Every critical section is one histogram update: a poisoned lock is still usable.
-    HISTOGRAM.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::util::lock(&HISTOGRAM)
 }
 
 /// The `opencdc.readAt` of `record` in Unix nanoseconds, if it has a valid one.

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -397,11 +397,7 @@ impl Source for PostgresSource {
             Some(PgPosition::Change { commit_lsn, index }) => Some((commit_lsn, index)),
             _ => None,
         };
-        let lag = self
-            .lag
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let lag = crate::util::lock(&self.lag).clone();
         self.reader
             .start(acked, |tx, stop| {
                 if let Some(report) = lag {
@@ -463,7 +459,7 @@ impl Source for PostgresSource {
     /// `confirmed_flush_lsn`) every second on a connection of its own while the source
     /// is open.
     fn report_lag(&self, lag: LagReport) {
-        *self.lag.lock().unwrap_or_else(PoisonError::into_inner) = Some(lag);
+        *crate::util::lock(&self.lag) = Some(lag);
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {

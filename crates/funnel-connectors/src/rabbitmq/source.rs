@@ -62,9 +62,7 @@ impl RabbitmqSource {
 
     fn state(&self) -> std::sync::MutexGuard<'_, Option<Arc<Open>>> {
         // Each critical section is one assignment or clone: a poisoned lock is usable.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::util::lock(&self.state)
     }
 
     fn open_state(&self) -> Result<Arc<Open>, ConnectorError> {

@@ -78,9 +78,7 @@ impl S3Destination {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::util::lock(&self.running)
     }
 
     /// The next object name: prefix, UTC time to the microsecond, this run's ID and a

@@ -5,7 +5,7 @@
 //! process would.
 
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use funnel_core::ConnectorError;
@@ -77,14 +77,13 @@ impl<H> ReaderTask<H> {
             }
         });
         *self.batches.lock().await = Some(rx);
-        *self.running.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Running { stop, task, beside });
+        *crate::util::lock(&self.running) = Some(Running { stop, task, beside });
     }
 
     /// Calls `f` with what is kept beside the task, while it runs.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn beside(&self, f: impl FnOnce(&H)) {
-        if let Some(running) = &*self.running.lock().unwrap_or_else(PoisonError::into_inner) {
+        if let Some(running) = &*crate::util::lock(&self.running) {
             f(&running.beside);
         }
     }
@@ -110,11 +109,7 @@ impl<H> ReaderTask<H> {
     /// Tells the task to stop and waits for it at most the grace period; a task stuck
     /// on the server is aborted then.
     pub(crate) async fn stop(&self) {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let running = crate::util::lock(&self.running).take();
         if let Some(mut running) = running {
             running.stop.send_replace(true);
             let _ = tokio::time::timeout(self.grace, &mut running.task).await;
