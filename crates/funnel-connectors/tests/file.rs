@@ -14,7 +14,7 @@ use funnel_core::settings_of as settings;
 use funnel_core::{Destination, Retry, Source};
 use funnel_record::{Data, Metadata, Operation, Position, Record};
 use funnel_test_utils::compliance::{
-    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
+    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities,
     run_destination_compliance, run_source_compliance,
 };
 use funnel_test_utils::connectors::{ack_n, read_exactly};
@@ -528,27 +528,22 @@ impl DestinationBackend for FileBackend {
 
 #[tokio::test]
 async fn file_source_passes_the_source_compliance_suite() {
-    let capabilities = SourceCapabilities {
-        input: Support::Yes,
-        exact_resume: Support::Yes,
-    };
-    let report = run_source_compliance("file source", capabilities, |_| async {
+    run_source_compliance("file source", SourceCapabilities::FULL, |_| async {
         FileBackend::new()
     })
-    .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    .await
+    .assert_complete();
 }
 
 #[tokio::test]
 async fn file_destination_passes_the_destination_compliance_suite() {
-    let capabilities = DestinationCapabilities {
-        readback: Support::Yes,
-    };
-    let report = run_destination_compliance("file destination", capabilities, |_| async {
-        FileBackend::new()
-    })
-    .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    run_destination_compliance(
+        "file destination",
+        DestinationCapabilities::FULL,
+        |_| async { FileBackend::new() },
+    )
+    .await
+    .assert_complete();
 }
 
 /// A temporary directory holding `in.txt` with `text`.

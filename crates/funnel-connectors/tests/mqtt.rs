@@ -16,7 +16,7 @@ use funnel_core::settings_of as settings;
 use funnel_core::{Destination, ErrorKind, Source};
 use funnel_record::{Data, Position, Record};
 use funnel_test_utils::compliance::{
-    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
+    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities,
     run_destination_compliance, run_source_compliance,
 };
 use funnel_test_utils::connectors::{ack_n, read_and_ack, read_n};
@@ -164,11 +164,7 @@ async fn the_source_passes_the_source_compliance_suite() {
         return;
     }
     let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let capabilities = SourceCapabilities {
-        input: Support::Yes,
-        exact_resume: Support::Yes,
-    };
-    let report = run_source_compliance("mqtt source", capabilities, |_| {
+    let report = run_source_compliance("mqtt source", SourceCapabilities::FULL, |_| {
         let ids = Arc::clone(&ids);
         async move {
             let backend = MqttSourceBackend::new().await;
@@ -177,7 +173,7 @@ async fn the_source_passes_the_source_compliance_suite() {
         }
     })
     .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    report.assert_complete();
     let ids = ids.lock().unwrap().clone();
     for id in ids {
         end_session(&id).await;
@@ -236,21 +232,19 @@ async fn the_destination_passes_the_destination_compliance_suite() {
         return;
     }
     let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let capabilities = DestinationCapabilities {
-        readback: Support::Yes,
-    };
-    let report = run_destination_compliance("mqtt destination", capabilities, |_| {
-        let ids = Arc::clone(&ids);
-        async move {
-            let topic = unique("dst");
-            let reader = unique("r");
-            session(&reader, &topic).await;
-            ids.lock().unwrap().push(reader.clone());
-            MqttDestinationBackend { topic, reader }
-        }
-    })
-    .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    let report =
+        run_destination_compliance("mqtt destination", DestinationCapabilities::FULL, |_| {
+            let ids = Arc::clone(&ids);
+            async move {
+                let topic = unique("dst");
+                let reader = unique("r");
+                session(&reader, &topic).await;
+                ids.lock().unwrap().push(reader.clone());
+                MqttDestinationBackend { topic, reader }
+            }
+        })
+        .await;
+    report.assert_complete();
     let ids = ids.lock().unwrap().clone();
     for id in ids {
         end_session(&id).await;

@@ -17,10 +17,12 @@ use funnel_connectors::{destination, nats, source};
 use funnel_core::{Destination, Source};
 use funnel_record::{Metadata, Position, Record, metadata};
 use funnel_test_utils::compliance::{
-    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
+    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities,
     run_destination_compliance, run_source_compliance,
 };
-use funnel_test_utils::connectors::{ack_n, read_and_ack, read_n};
+use funnel_test_utils::connectors::{
+    ack_n, destination_open_error, read_and_ack, read_n, source_open_error,
+};
 use futures::StreamExt;
 use support::{TestStream, URL, client, payload_of_json, raw, settings};
 
@@ -57,15 +59,11 @@ impl SourceBackend for NatsBackend {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_source_passes_the_source_compliance_suite() {
     let Some(client) = client().await else { return };
-    let capabilities = SourceCapabilities {
-        input: Support::Yes,
-        exact_resume: Support::Yes,
-    };
-    let report = run_source_compliance("nats source", capabilities, |_| {
+    run_source_compliance("nats source", SourceCapabilities::FULL, |_| {
         NatsBackend::new(&client, "src")
     })
-    .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    .await
+    .assert_complete();
 }
 
 #[async_trait]
@@ -87,14 +85,11 @@ impl DestinationBackend for NatsBackend {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_destination_passes_the_destination_compliance_suite() {
     let Some(client) = client().await else { return };
-    let capabilities = DestinationCapabilities {
-        readback: Support::Yes,
-    };
-    let report = run_destination_compliance("nats destination", capabilities, |_| {
+    run_destination_compliance("nats destination", DestinationCapabilities::FULL, |_| {
         NatsBackend::new(&client, "dst")
     })
-    .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    .await
+    .assert_complete();
 }
 
 fn numbered(n: usize) -> Vec<Bytes> {
@@ -407,12 +402,7 @@ async fn unreachable_server_missing_stream_and_unstored_subject_fail_with_clear_
         ("stream", &stream.name),
         ("subject", "x"),
     ]);
-    let error = source("nats", "p:in", &unreachable, None)
-        .unwrap()
-        .open()
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = source_open_error(&*source("nats", "p:in", &unreachable, None).unwrap()).await;
     assert!(
         error.contains("nats source p:in") && error.contains("nats://127.0.0.1:1"),
         "{error}"
@@ -423,12 +413,7 @@ async fn unreachable_server_missing_stream_and_unstored_subject_fail_with_clear_
         ("stream", "FT_NO_SUCH_STREAM"),
         ("subject", "x"),
     ]);
-    let error = source("nats", "p:in", &missing, None)
-        .unwrap()
-        .open()
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = source_open_error(&*source("nats", "p:in", &missing, None).unwrap()).await;
     assert!(
         error.contains("nats source p:in")
             && error.contains("FT_NO_SUCH_STREAM")
@@ -437,24 +422,14 @@ async fn unreachable_server_missing_stream_and_unstored_subject_fail_with_clear_
     );
 
     let foreign = stream.source_settings("bad", &[("subject", "elsewhere.>")]);
-    let error = source("nats", "p:in", &foreign, None)
-        .unwrap()
-        .open()
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = source_open_error(&*source("nats", "p:in", &foreign, None).unwrap()).await;
     assert!(
         error.contains(&stream.name) && error.contains("elsewhere.>"),
         "{error}"
     );
 
     let unstored = settings(&[("urls", URL), ("subject", "ft.nobody.stores.this")]);
-    let error = destination("nats", "p:out", &unstored)
-        .unwrap()
-        .open()
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = destination_open_error(&*destination("nats", "p:out", &unstored).unwrap()).await;
     assert!(
         error.contains("nats destination p:out") && error.contains("ft.nobody.stores.this"),
         "{error}"

@@ -16,7 +16,7 @@ use funnel_core::settings_of as settings;
 use funnel_core::{Destination, ErrorKind, Source};
 use funnel_record::{Data, Position, Record};
 use funnel_test_utils::compliance::{
-    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
+    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities,
     run_destination_compliance, run_source_compliance,
 };
 use funnel_test_utils::connectors::{ack_n, read_and_ack, read_n};
@@ -215,13 +215,11 @@ impl SourceBackend for Rabbit {
 async fn the_source_passes_the_source_compliance_suite() {
     let Some(conn) = connect().await else { return };
     let queues = Queues::new(conn);
-    let capabilities = SourceCapabilities {
-        input: Support::Yes,
-        exact_resume: Support::Yes,
-    };
-    let report =
-        run_source_compliance("rabbitmq source", capabilities, |c| queues.backend(c)).await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    run_source_compliance("rabbitmq source", SourceCapabilities::FULL, |c| {
+        queues.backend(c)
+    })
+    .await
+    .assert_complete();
     queues.delete().await;
 }
 
@@ -246,13 +244,11 @@ impl DestinationBackend for Rabbit {
 async fn the_destination_passes_the_destination_compliance_suite() {
     let Some(conn) = connect().await else { return };
     let queues = Queues::new(conn);
-    let capabilities = DestinationCapabilities {
-        readback: Support::Yes,
-    };
-    let report =
-        run_destination_compliance("rabbitmq destination", capabilities, |c| queues.backend(c))
-            .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    run_destination_compliance("rabbitmq destination", DestinationCapabilities::FULL, |c| {
+        queues.backend(c)
+    })
+    .await
+    .assert_complete();
     queues.delete().await;
 }
 

@@ -19,7 +19,7 @@ use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
-use funnel_test_utils::connectors::{ack_n, read_n};
+use funnel_test_utils::connectors::{ack_n, destination_open_error, read_n, source_open_error};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
@@ -176,15 +176,11 @@ async fn the_stream_source_passes_the_source_compliance_suite() {
     if connect().await.is_none() {
         return;
     }
-    let capabilities = SourceCapabilities {
-        input: Support::Yes,
-        exact_resume: Support::Yes,
-    };
-    let report = run_source_compliance("redis source (XREAD)", capabilities, |_| {
+    run_source_compliance("redis source (XREAD)", SourceCapabilities::FULL, |_| {
         StreamBackend::new("src", &[])
     })
-    .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    .await
+    .assert_complete();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,11 +197,11 @@ async fn the_consumer_group_source_passes_the_source_compliance_suite() {
         ),
     };
     let group = [("stream.group", "funnel"), ("stream.consumer", "c1")];
-    let report = run_source_compliance("redis source (consumer group)", capabilities, |_| {
+    run_source_compliance("redis source (consumer group)", capabilities, |_| {
         StreamBackend::new("grp", &group)
     })
-    .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    .await
+    .assert_complete();
 }
 
 #[async_trait]
@@ -233,14 +229,11 @@ async fn the_stream_destination_passes_the_destination_compliance_suite() {
     if connect().await.is_none() {
         return;
     }
-    let capabilities = DestinationCapabilities {
-        readback: Support::Yes,
-    };
-    let report = run_destination_compliance("redis destination", capabilities, |_| {
+    run_destination_compliance("redis destination", DestinationCapabilities::FULL, |_| {
         StreamBackend::new("dst", &[])
     })
-    .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    .await
+    .assert_complete();
 }
 
 fn numbered(n: usize) -> Vec<Bytes> {
@@ -487,36 +480,22 @@ async fn unreachable_server_wrong_password_and_a_key_of_another_type_fail_with_c
         ("redis.key", "k"),
         ("mode", "stream"),
     ]);
-    let error = source("redis", "p:in", &unreachable, None)
-        .unwrap()
-        .open()
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = source_open_error(&*source("redis", "p:in", &unreachable, None).unwrap()).await;
     assert!(
         error.contains("redis source p:in") && error.contains("127.0.0.1:1"),
         "{error}"
     );
 
     let wrong = key.settings(&[("redis.password", "not-the-password")]);
-    let error = destination("redis", "p:out", &wrong)
-        .unwrap()
-        .open()
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = destination_open_error(&*destination("redis", "p:out", &wrong).unwrap()).await;
     assert!(
         error.contains("redis destination p:out") && error.contains("127.0.0.1:6379"),
         "{error}"
     );
 
     let _: () = key.con.clone().set(&key.name, "a string").await.unwrap();
-    let error = source("redis", "p:in", &key.settings(&[]), None)
-        .unwrap()
-        .open()
-        .await
-        .unwrap_err()
-        .to_string();
+    let error =
+        source_open_error(&*source("redis", "p:in", &key.settings(&[]), None).unwrap()).await;
     assert!(
         error.contains(&key.name) && error.contains("string"),
         "{error}"

@@ -16,7 +16,7 @@ use funnel_connectors::{Settings, destination, s3, source};
 use funnel_core::{Destination, Source};
 use funnel_record::{Data, Operation, Position, Record, metadata};
 use funnel_test_utils::compliance::{
-    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
+    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities,
     run_destination_compliance, run_source_compliance,
 };
 use funnel_test_utils::connectors::{ack_n, read_exactly, read_n};
@@ -116,12 +116,9 @@ async fn the_source_passes_the_source_compliance_suite() {
     if !available().await {
         return;
     }
-    let capabilities = SourceCapabilities {
-        input: Support::Yes,
-        exact_resume: Support::Yes,
-    };
-    let report = run_source_compliance("s3 source", capabilities, S3Backend::new).await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    run_source_compliance("s3 source", SourceCapabilities::FULL, S3Backend::new)
+        .await
+        .assert_complete();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,11 +126,13 @@ async fn the_destination_passes_the_destination_compliance_suite() {
     if !available().await {
         return;
     }
-    let capabilities = DestinationCapabilities {
-        readback: Support::Yes,
-    };
-    let report = run_destination_compliance("s3 destination", capabilities, S3Backend::new).await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    run_destination_compliance(
+        "s3 destination",
+        DestinationCapabilities::FULL,
+        S3Backend::new,
+    )
+    .await
+    .assert_complete();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,6 +112,21 @@ pub struct DestinationCapabilities {
     pub readback: Support,
 }
 
+impl SourceCapabilities {
+    /// Records can be added and resumes are exact: every source check runs.
+    pub const FULL: Self = Self {
+        input: Support::Yes,
+        exact_resume: Support::Yes,
+    };
+}
+
+impl DestinationCapabilities {
+    /// What was written can be read back: every destination check runs.
+    pub const FULL: Self = Self {
+        readback: Support::Yes,
+    };
+}
+
 /// What a compliance run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
@@ -122,6 +137,15 @@ pub struct Report {
 }
 
 impl Report {
+    /// Asserts that every check ran: none was skipped.
+    ///
+    /// # Panics
+    ///
+    /// When a check was skipped.
+    pub fn assert_complete(&self) {
+        assert!(self.skipped.is_empty(), "checks were skipped: {self:?}");
+    }
+
     fn record(&mut self, check: &'static str, support: Support) -> bool {
         match support {
             Support::Yes => {

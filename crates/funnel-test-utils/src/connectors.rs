@@ -92,6 +92,30 @@ pub async fn read_exactly(source: &dyn Source, n: usize) -> Vec<Record> {
     records
 }
 
+/// What opening `source` fails with, as text.
+///
+/// # Panics
+///
+/// When it opens.
+pub async fn source_open_error(source: &dyn Source) -> String {
+    match source.open().await {
+        Ok(()) => panic!("the source opened"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// What opening `destination` fails with, as text.
+///
+/// # Panics
+///
+/// When it opens.
+pub async fn destination_open_error(destination: &dyn Destination) -> String {
+    match destination.open().await {
+        Ok(()) => panic!("the destination opened"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// The records in the OpenCDC JSON lines file at `path`, in file order; none when it
 /// does not exist yet. Only complete lines count: a running `funnel` may be in the
 /// middle of writing the last one.

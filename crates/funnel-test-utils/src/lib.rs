@@ -2,14 +2,16 @@
 //! driven by a per-record plan, the stop-and-wait reference executor the pipelined
 //! worker is compared with, the connector compliance suite ([`compliance`]) every
 //! connector's integration test runs, reading and acking a real connector with a
-//! deadline ([`connectors`]), names no other test uses ([`name`]), helpers for running
-//! records through a processor ([`results`]), pipeline files written by code
-//! ([`yaml`]), a GET for the API of ([`http`]) and runs of and signals to
-//! ([`process`]) a running `funnel`, TLS certificates made in the test ([`tls`]), and
-//! private Kafka-protocol brokers that a test may stop or put behind TLS ([`tansu`]).
+//! deadline ([`connectors`]), names no other test uses ([`name`]), the clock as
+//! records carry it ([`clock`]), helpers for running records through a processor
+//! ([`results`]), pipeline files written by code ([`yaml`]), a GET for the API of
+//! ([`http`]) and runs of and signals to ([`process`]) a running `funnel`, TLS
+//! certificates made in the test ([`tls`]), and private Kafka-protocol brokers that a
+//! test may stop or put behind TLS ([`tansu`]).
 //!
 //! Nothing here is for production use; `publish = false`.
 
+pub mod clock;
 pub mod compliance;
 pub mod conduit;
 pub mod connectors;

@@ -9,10 +9,7 @@
 ///
 /// When the clock is before 1970.
 pub fn unique(prefix: &str, tag: &str, sep: char) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_else(|e| panic!("the clock is before 1970: {e}"))
-        .as_nanos();
+    let nanos = crate::clock::unix_nanos();
     format!("{prefix}{sep}{tag}{sep}{}{sep}{nanos}", std::process::id())
 }
 

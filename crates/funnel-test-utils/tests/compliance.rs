@@ -230,11 +230,7 @@ impl DestinationBackend for Backend {
 }
 
 async fn source_suite(fault: Fault) {
-    let capabilities = SourceCapabilities {
-        input: Support::Yes,
-        exact_resume: Support::Yes,
-    };
-    let report = run_source_compliance("list", capabilities, |_| async move {
+    let report = run_source_compliance("list", SourceCapabilities::FULL, |_| async move {
         Backend(Store::new(fault))
     })
     .await;
@@ -242,13 +238,11 @@ async fn source_suite(fault: Fault) {
 }
 
 async fn destination_suite(fault: Fault) {
-    let capabilities = DestinationCapabilities {
-        readback: Support::Yes,
-    };
-    let report = run_destination_compliance("list", capabilities, |_| async move {
-        Backend(Store::new(fault))
-    })
-    .await;
+    let report =
+        run_destination_compliance("list", DestinationCapabilities::FULL, |_| async move {
+            Backend(Store::new(fault))
+        })
+        .await;
     assert_eq!(report.ran.len(), 6, "{report:?}");
 }
 

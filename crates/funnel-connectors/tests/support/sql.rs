@@ -13,7 +13,7 @@ pub(crate) use funnel_core::settings_of as settings;
 use funnel_core::{Destination, DestinationAck, Source};
 use funnel_record::{Data, Metadata, Operation, Position, Record, Value};
 use funnel_test_utils::compliance::{
-    DestinationBackend, DestinationCapabilities, Support, run_destination_compliance,
+    DestinationBackend, DestinationCapabilities, run_destination_compliance,
 };
 use funnel_test_utils::connectors::ack_n;
 
@@ -322,20 +322,17 @@ where
     T: SqlTable,
     F: Future<Output = T> + Send + 'static,
 {
-    let capabilities = DestinationCapabilities {
-        readback: Support::Yes,
-    };
     let connector = if exactly_once {
         format!("{} destination (exactlyOnce)", T::PLUGIN)
     } else {
         format!("{} destination", T::PLUGIN)
     };
-    let report = run_destination_compliance(&connector, capabilities, |_| async move {
+    run_destination_compliance(&connector, DestinationCapabilities::FULL, |_| async move {
         SqlDestinationBackend {
             backend: backend().await,
             exactly_once,
         }
     })
-    .await;
-    assert!(report.skipped.is_empty(), "{report:?}");
+    .await
+    .assert_complete();
 }
