@@ -1539,7 +1539,7 @@ async fn open_error(pairs: &[(&str, &str)], topic: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the round trip with caCert through the socat proxy passes; what fails is the error without caCert: open fails with BrokerTransportFailure and no reason naming the certificate (librdkafka's handshake failure reaches neither the error nor the log callback of the consumer during open)"]
+#[ignore = "the round trip with caCert through the socat proxy passes; the error without caCert through this proxy is not yet checked against tansu (the certificate error itself is tested without a broker, above)"]
 async fn tls_with_the_ca_cert_reads_and_writes_and_without_it_the_certificate_is_refused() {
     let pki = Pki::new();
     let Some((_broker, servers, name)) = tls_topic(&pki, false, "tls").await else {
@@ -1563,6 +1563,52 @@ async fn tls_with_the_ca_cert_reads_and_writes_and_without_it_the_certificate_is
         error.contains("cannot get the cluster's metadata"),
         "{error}"
     );
+}
+
+/// Opens a destination of `pairs` (and tears it down): its error, if it fails.
+async fn destination_error(pairs: &[(&str, &str)]) -> Option<String> {
+    let d = destination("kafka", "p:out", &settings(pairs)).unwrap();
+    let result = d.open().await;
+    d.teardown().await.unwrap();
+    result.err().map(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_certificate_the_client_does_not_trust_fails_open_naming_the_certificate() {
+    // Only the TLS handshake is at stake: a port that presents a certificate of a CA
+    // made here, and speaks no Kafka (the handshake fails before any request).
+    let ca = funnel_test_utils::tls::TestCa::new();
+    let port = funnel_test_utils::tls::TlsPort::start(&ca).await;
+    let servers = format!("127.0.0.1:{}", port.address.port());
+    let other = funnel_test_utils::tls::TestCa::new();
+    let system_cas = [("servers", servers.as_str()), ("tls.enabled", "true")];
+    let another_ca = [
+        ("servers", servers.as_str()),
+        ("tls.enabled", "true"),
+        ("caCert", other.ca_pem.as_str()),
+    ];
+    let (source_system, source_other, destination_system) = tokio::join!(
+        open_error(&system_cas, "t"),
+        open_error(&another_ca, "t"),
+        destination_error(&system_cas),
+    );
+    for (what, error, who) in [
+        ("source, system CAs", source_system, "kafka source p:in"),
+        ("source, another CA", source_other, "kafka source p:in"),
+        (
+            "destination, system CAs",
+            destination_system,
+            "kafka destination p:out",
+        ),
+    ] {
+        let error = error.unwrap_or_else(|| panic!("{what}: open succeeds"));
+        assert!(error.contains(who), "{what}: {error}");
+        assert!(
+            error.contains("certificate verify failed"),
+            "{what}: {error}"
+        );
+        assert!(error.contains("`caCert`"), "{what}: {error}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

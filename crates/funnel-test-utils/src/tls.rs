@@ -202,6 +202,44 @@ impl Drop for HttpsServer {
     }
 }
 
+/// A port on 127.0.0.1 that answers every connection with a TLS handshake (the
+/// [`TestCa`]'s server certificate for `localhost` and `127.0.0.1`) and then closes it:
+/// for tests of what a client says about a certificate it refuses, before any protocol
+/// of its own is spoken.
+pub struct TlsPort {
+    /// Where it listens.
+    pub address: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl TlsPort {
+    /// Listens with `ca`'s server certificate.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot listen.
+    pub async fn start(ca: &TestCa) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let address = listener.local_addr().expect("the address");
+        let acceptor = TlsAcceptor::from(ca.server_config());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = acceptor.accept(stream).await;
+                });
+            }
+        });
+        Self { address, task }
+    }
+}
+
+impl Drop for TlsPort {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A TCP listener whose connections go through a TLS handshake first; a failed
 /// handshake (a client that does not trust the CA) is dropped.
 struct TlsListener {

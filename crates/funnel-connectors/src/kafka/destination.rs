@@ -295,7 +295,11 @@ impl Destination for KafkaDestination {
         let checked = {
             let producer = producer.clone();
             let who = self.who.clone();
-            tokio::task::spawn_blocking(move || super::check_reachable(producer.client(), &who))
+            // The producer's own thread polls it: its events reach the context as they
+            // come.
+            tokio::task::spawn_blocking(move || {
+                super::check_reachable(producer.client(), &|| (), &who)
+            })
         };
         *self.producer() = Some(producer);
         match checked.await {

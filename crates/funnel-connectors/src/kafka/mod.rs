@@ -79,8 +79,9 @@ use funnel_core::ConnectorError;
 use funnel_core::component::{Build, Component};
 use funnel_core::typed::SettingsStruct;
 use rdkafka::client::{Client, ClientContext};
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 pub use config::{
     Acks, BatchBytes, Compression, DEFAULT_CLIENT_ID, KafkaCommon, KafkaCommonSettings,
@@ -98,24 +99,59 @@ pub use rdkafka;
 /// How long `open` and the connection checks wait for the cluster's metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// At most how many queued events (error events, log lines) [`deliver_events`] hands
+/// to a consumer's context.
+const QUEUED_EVENTS: usize = 4096;
+
 /// The last error librdkafka reported about a connection (a TLS handshake or a SASL
 /// authentication that failed, say), kept by a client's context: a request that only
 /// fails with "timed out" is reported with it.
+///
+/// A refusal (TLS or authentication) is kept apart from other connection errors and
+/// preferred to them: a client tries every address of a name in turn, and a
+/// "connection refused" of one it does not listen on (`::1` for `localhost`, say)
+/// must not hide the certificate the other refused.
 #[derive(Default)]
-pub(crate) struct LastError(Mutex<Option<String>>);
+pub(crate) struct LastError(Mutex<Errors>);
+
+#[derive(Default)]
+struct Errors {
+    refusal: Option<String>,
+    last: Option<String>,
+}
 
 impl LastError {
+    /// Keeps `error` with librdkafka's `reason`, unless it only says that every broker
+    /// is down: that follows the error that says why, which is kept.
     pub(crate) fn set(&self, error: &KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+            return;
+        }
         let text = if reason.is_empty() {
             error.to_string()
         } else {
             reason.to_owned()
         };
-        *crate::util::lock(&self.0) = Some(text);
+        let refusal = matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::SSL
+                    | RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+            )
+        );
+        let mut errors = crate::util::lock(&self.0);
+        if refusal {
+            errors.refusal = Some(text);
+        } else {
+            errors.last = Some(text);
+        }
     }
 
     fn get(&self) -> Option<String> {
-        crate::util::lock(&self.0).clone()
+        let errors = crate::util::lock(&self.0);
+        errors.refusal.clone().or_else(|| errors.last.clone())
     }
 }
 
@@ -144,19 +180,19 @@ impl Reasons for Check {
 }
 
 /// Makes a client of `common`'s settings that only checks them, and runs `check` with
-/// it and `who` (the connector, for messages) on a blocking thread: librdkafka's
-/// metadata requests block.
+/// it, what hands its queued events to its context ([`deliver_events`]) and `who` (the
+/// connector, for messages) on a blocking thread: librdkafka's metadata requests block.
 async fn with_check_client(
     common: &KafkaCommon,
     who: String,
-    check: impl FnOnce(&Client<Check>, &str) -> Result<(), ConnectorError> + Send + 'static,
+    check: impl FnOnce(&Client<Check>, &dyn Fn(), &str) -> Result<(), ConnectorError> + Send + 'static,
 ) -> Result<(), ConnectorError> {
     let client_config = common.client_config();
     tokio::task::spawn_blocking(move || {
-        let client: rdkafka::consumer::BaseConsumer<Check> = client_config
+        let client: BaseConsumer<Check> = client_config
             .create_with_context(Check::default())
             .map_err(|e| client_error(&who, &e))?;
-        check(client.client(), &who)
+        check(client.client(), &|| deliver_events(&client), &who)
     })
     .await
     .map_err(|e| ConnectorError::internal(e.to_string()))?
@@ -179,24 +215,45 @@ pub(crate) fn client_error(who: &str, error: &KafkaError) -> ConnectorError {
     ConnectorError::config(format!("{who}: {text}{setting}"))
 }
 
+/// Hands the events waiting in `consumer`'s queue (librdkafka's error events and log
+/// lines) to its context. They wait there until the consumer is polled, and nothing
+/// polls it while `open` waits for the metadata: without this, a refused TLS handshake
+/// would never reach the [`LastError`]. Call it before the consumer subscribes (a poll
+/// would take its messages).
+pub(crate) fn deliver_events<C: ConsumerContext>(consumer: &BaseConsumer<C>) {
+    // A zero-timeout poll handles one event at most and answers `None` both for an
+    // empty queue and for an event it handled itself (a log line), so the loop cannot
+    // stop at the first `None`; polling an empty queue costs microseconds.
+    for _ in 0..QUEUED_EVENTS {
+        let _ = consumer.poll(Duration::ZERO);
+    }
+}
+
 /// Asks the cluster for its metadata: `Err` naming the servers when they cannot be
-/// reached (or refuse the credentials).
+/// reached (or refuse the credentials). `deliver` hands the client's queued events to
+/// its context (see [`deliver_events`]) before the error is made.
 pub(crate) fn check_reachable<C: Reasons>(
     client: &Client<C>,
+    deliver: &dyn Fn(),
     who: &str,
 ) -> Result<(), ConnectorError> {
     client
         .fetch_metadata(None, METADATA_TIMEOUT)
         .map(drop)
-        .map_err(|e| unreachable(client, who, &e))
+        .map_err(|e| unreachable(client, deliver, who, &e))
 }
 
-fn unreachable<C: Reasons>(client: &Client<C>, who: &str, error: &KafkaError) -> ConnectorError {
-    let reason = client
-        .context()
-        .last_error()
-        .get()
-        .map(|r| format!("; the last connection error: {r}"))
+fn unreachable<C: Reasons>(
+    client: &Client<C>,
+    deliver: &dyn Fn(),
+    who: &str,
+    error: &KafkaError,
+) -> ConnectorError {
+    deliver();
+    let last = client.context().last_error().get();
+    let reason = last
+        .as_deref()
+        .map(|r| format!("; the last connection error: {r}{}", hint(r)))
         .unwrap_or_default();
     ConnectorError::transient(format!(
         "{who}: cannot get the cluster's metadata from the servers within {}s: {error}{reason} \
@@ -205,15 +262,27 @@ fn unreachable<C: Reasons>(client: &Client<C>, who: &str, error: &KafkaError) ->
     ))
 }
 
-/// Checks that the servers answer and that every one of `topics` exists.
+/// The settings to look at for a connection error of librdkafka's.
+fn hint(reason: &str) -> &'static str {
+    if reason.contains("certificate verify failed") {
+        " (the brokers' certificate is not signed by a CA the client trusts: set `caCert` \
+         to the CA that signed it, or `insecureSkipVerify` for testing)"
+    } else {
+        ""
+    }
+}
+
+/// Checks that the servers answer and that every one of `topics` exists; `deliver`
+/// as for [`check_reachable`].
 pub(crate) fn check_topics<C: Reasons>(
     client: &Client<C>,
+    deliver: &dyn Fn(),
     who: &str,
     topics: &[String],
 ) -> Result<(), ConnectorError> {
     let metadata = client
         .fetch_metadata(None, METADATA_TIMEOUT)
-        .map_err(|e| unreachable(client, who, &e))?;
+        .map_err(|e| unreachable(client, deliver, who, &e))?;
     let known: Vec<&str> = metadata
         .topics()
         .iter()
@@ -295,7 +364,7 @@ pub const SOURCE: Component = Component::new(
         with_check_client(
             &config.common,
             format!("kafka source {id}"),
-            move |client, who| check_topics(client, who, &topics),
+            move |client, deliver, who| check_topics(client, deliver, who, &topics),
         )
         .await
     })

@@ -549,7 +549,12 @@ impl Source for KafkaSource {
             let who = self.who.clone();
             let topics = self.config.topics.clone();
             tokio::task::spawn_blocking(move || {
-                super::check_topics(consumer.client(), &who, &topics)
+                super::check_topics(
+                    consumer.client(),
+                    &|| super::deliver_events(&consumer),
+                    &who,
+                    &topics,
+                )
             })
         };
         match checked.await {
