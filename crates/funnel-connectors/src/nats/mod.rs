@@ -42,7 +42,9 @@
 //!
 //! **Guarantee.** Messages are acked to the server in [`Source::ack`], which the engine
 //! calls after the position is committed, so the consumer's ack floor never passes a
-//! message Funnel has not delivered. `bufferSize` plus room for the engine's records in
+//! message Funnel has not delivered. The last ack of each call waits for the server's
+//! reply, so once `ack` returns every ack it sent is on the consumer's ack floor (a
+//! graceful stop leaves nothing to be sent again). `bufferSize` plus room for the engine's records in
 //! flight (4096) bound the messages read and not acked (`max_ack_pending`), so the
 //! server stops delivering when the pipeline is behind. A message the server delivers
 //! again in the same run (its ack wait of 60 s passed while the pipeline held it) is

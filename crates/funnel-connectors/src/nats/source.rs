@@ -438,10 +438,17 @@ impl Source for NatsSource {
             AckPolicy::All => released.last().map(|(_, a)| a).into_iter().collect(),
             AckPolicy::None => Vec::new(),
         };
-        for acker in to_ack {
-            acker.ack().await.map_err(|e| {
-                ConnectorError::transient(format!("{}: cannot ack a message: {e}", self.who))
-            })?;
+        let cannot_ack =
+            |e| ConnectorError::transient(format!("{}: cannot ack a message: {e}", self.who));
+        // Every ack but the last is sent without a reply; the last one waits for the
+        // server's confirmation. The server handles a consumer's acks in the order they
+        // arrive, so when `ack` returns, all of them are on the consumer's ack floor: a
+        // next owner of the consumer (a restart, another instance) is not sent them again.
+        if let Some((last, rest)) = to_ack.split_last() {
+            for acker in rest {
+                acker.ack().await.map_err(cannot_ack)?;
+            }
+            last.double_ack().await.map_err(cannot_ack)?;
         }
         Ok(())
     }
