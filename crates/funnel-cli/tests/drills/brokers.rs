@@ -54,11 +54,7 @@ const BROKER_RESTART: Duration = Duration::from_secs(300);
 const RESTART_MAX_DELAY: &str = "2s";
 
 fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("funnel-drill-{tag}-{}-{nanos}", std::process::id())
+    funnel_test_utils::name::unique("funnel-drill", tag, '-')
 }
 
 fn port_open(port: u16) -> bool {

@@ -14,7 +14,7 @@ use funnel_connectors::kafka::rdkafka::ClientConfig;
 use funnel_connectors::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use funnel_record::{Data, Record};
 
-use crate::harness::{Drill, Rng, assert_nothing_lost, assert_says, skip, tail};
+use crate::harness::{Drill, Funnel, Rng, assert_nothing_lost, assert_says, skip, tail};
 use crate::pipelines::{file_destination, generator, kafka_destination, kafka_source, pipeline};
 
 /// The test broker.
@@ -34,21 +34,22 @@ fn broker() -> bool {
 }
 
 fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("funnel-drill-{tag}-{}-{nanos}", std::process::id())
+    funnel_test_utils::name::unique("funnel-drill", tag, '-')
 }
 
 /// A new topic of `partitions` partitions.
 fn topic(tag: &str, partitions: i32) -> String {
+    topic_at(SERVERS, tag, partitions)
+}
+
+/// A new topic of `partitions` partitions on the brokers at `servers`.
+fn topic_at(servers: &str, tag: &str, partitions: i32) -> String {
     let name = unique(tag);
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(create_topic(SERVERS, &name, partitions))
+        .block_on(create_topic(servers, &name, partitions))
         .unwrap();
     name
 }
@@ -259,6 +260,31 @@ fn generated_position(record: &Record) -> u64 {
         .unwrap()
 }
 
+/// Waits until `out.jsonl` holds every generated position `1..=n`, stops `funnel`, and
+/// returns the positions the file holds, in file order, once [`assert_nothing_lost`]
+/// has checked them as `chain`.
+fn every_generated_record(drill: &Drill, mut funnel: Funnel, n: u64, chain: &str) -> Vec<u64> {
+    let positions = || -> Vec<u64> {
+        drill
+            .records("out.jsonl")
+            .iter()
+            .map(generated_position)
+            .collect()
+    };
+    drill.wait_for(
+        "every generated record in the file",
+        Duration::from_secs(300),
+        || {
+            lines(drill, "out.jsonl") >= n as usize
+                && positions().into_iter().collect::<BTreeSet<u64>>().len() >= n as usize
+        },
+    );
+    funnel.signal("TERM", drill);
+    let got = positions();
+    assert_nothing_lost(chain, 1..=n, &got, drill);
+    got
+}
+
 #[test]
 fn generator_to_kafka_to_file_loses_nothing_through_ten_sigkills() {
     if !broker() {
@@ -282,27 +308,7 @@ fn generator_to_kafka_to_file_loses_nothing_through_ten_sigkills() {
         funnel.signal("KILL", &drill);
         funnel = drill.start(&[]);
     }
-    drill.wait_for(
-        "every generated record in the file",
-        Duration::from_secs(300),
-        || {
-            lines(&drill, "out.jsonl") >= N as usize
-                && drill
-                    .records("out.jsonl")
-                    .iter()
-                    .map(generated_position)
-                    .collect::<BTreeSet<u64>>()
-                    .len()
-                    >= N as usize
-        },
-    );
-    funnel.signal("TERM", &drill);
-    let got: Vec<u64> = drill
-        .records("out.jsonl")
-        .iter()
-        .map(generated_position)
-        .collect();
-    assert_nothing_lost("generator -> kafka -> file", 1..=N, &got, &drill);
+    let got = every_generated_record(&drill, funnel, N, "generator -> kafka -> file");
     // The documented bound: per crash, the kafka source reads again what was acked
     // since its last commit (below commitOffsetsSize, plus the last ack) and what was
     // in flight; the generator -> kafka pipeline writes again what was in flight.
@@ -364,13 +370,7 @@ fn generator_to_kafka_to_file_loses_nothing_when_the_broker_is_killed_and_restar
     };
     const N: u64 = 20_000;
     let servers = broker.servers();
-    let name = unique("restart");
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(create_topic(&servers, &name, 3))
-        .unwrap();
+    let name = topic_at(&servers, "restart", 3);
     let group = unique("group");
     let drill = Drill::new(
         &two_pipelines(
@@ -382,7 +382,7 @@ fn generator_to_kafka_to_file_loses_nothing_when_the_broker_is_killed_and_restar
         .replace(SERVERS, &servers),
     );
     let mut rng = Rng::new("kafka_broker_restart");
-    let mut funnel = drill.start(&[]);
+    let funnel = drill.start(&[]);
     for round in 0..2 {
         let at = (round + 1) * N as usize / 4 + rng.between(0, 2000) as usize;
         drill.wait_for(
@@ -399,32 +399,7 @@ fn generator_to_kafka_to_file_loses_nothing_when_the_broker_is_killed_and_restar
         broker.restart();
         drill.mark("tansu restarted");
     }
-    drill.wait_for(
-        "every generated record in the file",
-        Duration::from_secs(300),
-        || {
-            lines(&drill, "out.jsonl") >= N as usize
-                && drill
-                    .records("out.jsonl")
-                    .iter()
-                    .map(generated_position)
-                    .collect::<BTreeSet<u64>>()
-                    .len()
-                    >= N as usize
-        },
-    );
-    funnel.signal("TERM", &drill);
-    let got: Vec<u64> = drill
-        .records("out.jsonl")
-        .iter()
-        .map(generated_position)
-        .collect();
-    assert_nothing_lost(
-        "generator -> kafka (restarted) -> file",
-        1..=N,
-        &got,
-        &drill,
-    );
+    every_generated_record(&drill, funnel, N, "generator -> kafka (restarted) -> file");
     // Nothing was acked before the broker had it: every generated record is in the
     // topic itself (the generator does not produce an acked record again).
     let in_topic: BTreeSet<u64> = topic_messages(&servers, &name)
