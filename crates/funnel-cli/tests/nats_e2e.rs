@@ -6,14 +6,16 @@
 #![cfg(feature = "nats")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use funnel_record::Data;
-use funnel_test_utils::connectors::{assert_repeats_at_most, numbered_position, written_records};
+use funnel_test_utils::connectors::{numbered_position, written_records};
 use funnel_test_utils::name::unique;
-use funnel_test_utils::process::{RunDir, kill_at_random, signal_and_wait};
+use funnel_test_utils::process::{
+    NumberedFeed, RunDir, loses_nothing_through_kills_and_repeats_nothing_after_term,
+};
 use funnel_test_utils::yaml;
 use futures::StreamExt;
 
@@ -70,62 +72,6 @@ impl Env {
         })
     }
 
-    /// Stream sequences (the source's positions) in the output file, in file order;
-    /// only complete lines count.
-    fn output_positions(&self) -> Vec<u64> {
-        written_records(&self.dir.path().join("out.jsonl"))
-            .iter()
-            .map(|r| {
-                let seq = numbered_position(r);
-                match &r.payload.after {
-                    Some(Data::Raw(body)) => {
-                        assert_eq!(body, &body_of(seq), "the body of message {seq}");
-                    }
-                    other => panic!("not a raw payload: {other:?}"),
-                }
-                seq
-            })
-            .collect()
-    }
-
-    /// Waits until the output holds every sequence up to `n`.
-    fn wait_for_output(&self, n: u64) -> Vec<u64> {
-        self.dir.wait_for(
-            &format!("the output holds all {n} messages"),
-            Duration::from_secs(120),
-            || {
-                let positions = self.output_positions();
-                let seen: std::collections::HashSet<u64> = positions.iter().copied().collect();
-                (1..=n).all(|p| seen.contains(&p)).then_some(positions)
-            },
-        )
-    }
-
-    /// Publishes messages `from..to` (stream sequences `from+1..=to`), each with a
-    /// message ID so that a retried publish is stored once.
-    fn publish(&self, from: u64, to: u64, pause_every_100: Duration) {
-        let subject = format!("{}.in", self.prefix);
-        self.runtime.block_on(async {
-            for chunk_start in (from..to).step_by(100) {
-                let mut acks = Vec::new();
-                for i in chunk_start..(chunk_start + 100).min(to) {
-                    let mut headers = async_nats::HeaderMap::new();
-                    headers.insert("Nats-Msg-Id", format!("m{i}").as_str());
-                    let ack = self
-                        .js
-                        .publish_with_headers(subject.clone(), headers, body_of(i + 1))
-                        .await
-                        .unwrap();
-                    acks.push(ack);
-                }
-                for ack in acks {
-                    ack.await.unwrap();
-                }
-                tokio::time::sleep(pause_every_100).await;
-            }
-        });
-    }
-
     /// Every message of the stream, read with an ephemeral consumer: (message ID,
     /// payload).
     fn read_back(&self, n: usize) -> Vec<(String, Bytes)> {
@@ -156,6 +102,55 @@ impl Env {
             }
             out
         })
+    }
+}
+
+impl NumberedFeed for Env {
+    fn dir(&self) -> &RunDir {
+        &self.dir
+    }
+
+    /// Publishes messages `from..to` (stream sequences `from+1..=to`), each with a
+    /// message ID so that a retried publish is stored once.
+    fn add(&self, from: u64, to: u64, pause_every_100: Duration) {
+        let subject = format!("{}.in", self.prefix);
+        self.runtime.block_on(async {
+            for chunk_start in (from..to).step_by(100) {
+                let mut acks = Vec::new();
+                for i in chunk_start..(chunk_start + 100).min(to) {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("Nats-Msg-Id", format!("m{i}").as_str());
+                    let ack = self
+                        .js
+                        .publish_with_headers(subject.clone(), headers, body_of(i + 1))
+                        .await
+                        .unwrap();
+                    acks.push(ack);
+                }
+                for ack in acks {
+                    ack.await.unwrap();
+                }
+                tokio::time::sleep(pause_every_100).await;
+            }
+        });
+    }
+
+    /// Stream sequences (the source's positions) in the output file, in file order;
+    /// only complete lines count.
+    fn output(&self) -> Vec<u64> {
+        written_records(&self.dir.path().join("out.jsonl"))
+            .iter()
+            .map(|r| {
+                let seq = numbered_position(r);
+                match &r.payload.after {
+                    Some(Data::Raw(body)) => {
+                        assert_eq!(body, &body_of(seq), "the body of message {seq}");
+                    }
+                    other => panic!("not a raw payload: {other:?}"),
+                }
+                seq
+            })
+            .collect()
     }
 }
 
@@ -192,53 +187,9 @@ fn file() -> String {
 fn a_nats_to_file_pipeline_loses_nothing_through_sigkills_and_repeats_nothing_after_sigterm() {
     const N: u64 = 30_000;
     let Some(env) = Env::new("kill") else { return };
-    let t0 = Instant::now();
     env.dir.write_pipeline(&source_block(&env), &file());
     // A publisher runs while funnel is killed five times at random moments.
-    let kills = 5;
-    let positions = std::thread::scope(|scope| {
-        let env = &env;
-        let publisher = scope.spawn(move || env.publish(0, N, Duration::from_millis(15)));
-        let mut child = kill_at_random(
-            env.dir.spawn(),
-            kills,
-            Duration::from_millis(400),
-            Duration::from_millis(1200),
-            || env.dir.spawn(),
-        );
-        publisher.join().unwrap();
-        eprintln!("{:?} published and killed {kills} times", t0.elapsed());
-        let positions = env.wait_for_output(N);
-        eprintln!("{:?} all {N} written", t0.elapsed());
-        signal_and_wait(&mut child, "TERM");
-        positions
-    });
-    let duplicates = assert_repeats_at_most(&positions, N, kills * REPLAY_BOUND);
-
-    // Graceful stops: two more runs, each stopped by SIGTERM with messages flowing;
-    // nothing after the first N comes twice, and all of it is there in order.
-    eprintln!("{duplicates} duplicates after {kills} kills");
-    let before = positions.len();
-    let mut published = N;
-    for _ in 0..2 {
-        let mut child = env.dir.spawn();
-        env.publish(published, published + 2000, Duration::ZERO);
-        published += 2000;
-        env.wait_for_output(published);
-        eprintln!("{:?} run written", t0.elapsed());
-        env.publish(published, published + 500, Duration::ZERO);
-        published += 500;
-        signal_and_wait(&mut child, "TERM");
-    }
-    let mut child = env.dir.spawn();
-    let positions = env.wait_for_output(published);
-    signal_and_wait(&mut child, "TERM");
-
-    assert_eq!(
-        positions[before..],
-        (N + 1..=published).collect::<Vec<_>>()[..],
-        "after SIGTERM a restart repeated or lost messages"
-    );
+    loses_nothing_through_kills_and_repeats_nothing_after_term(&env, N, 5, REPLAY_BOUND);
 }
 
 #[test]

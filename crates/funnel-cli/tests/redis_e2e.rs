@@ -6,12 +6,13 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use funnel_record::Data;
-use funnel_test_utils::connectors::{assert_repeats_at_most, written_records};
-use funnel_test_utils::process::{RunDir, kill_at_random, signal_and_wait};
+use funnel_test_utils::connectors::written_records;
+use funnel_test_utils::process::{
+    NumberedFeed, RunDir, loses_nothing_through_kills_and_repeats_nothing_after_term,
+};
 use funnel_test_utils::yaml;
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
@@ -41,32 +42,11 @@ impl Env {
     fn con(&self) -> redis::Connection {
         redis::Client::open(URL).unwrap().get_connection().unwrap()
     }
+}
 
-    /// The numbers of the entries in the output file, in file order (complete lines).
-    fn output(&self) -> Vec<u64> {
-        written_records(&self.dir.path().join("out.jsonl"))
-            .iter()
-            .map(|r| {
-                let Some(Data::Raw(json)) = &r.payload.after else {
-                    panic!("not raw")
-                };
-                let fields: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_slice(json).unwrap();
-                fields["n"].as_str().unwrap().parse().unwrap()
-            })
-            .collect()
-    }
-
-    fn wait_for_output(&self, n: u64) -> Vec<u64> {
-        self.dir.wait_for(
-            &format!("the output holds all {n} entries"),
-            Duration::from_secs(120),
-            || {
-                let out = self.output();
-                let seen: HashSet<u64> = out.iter().copied().collect();
-                (1..=n).all(|p| seen.contains(&p)).then_some(out)
-            },
-        )
+impl NumberedFeed for Env {
+    fn dir(&self) -> &RunDir {
+        &self.dir
     }
 
     /// XADDs entries `from+1..=to` (field `n`), 100 per pipeline.
@@ -86,6 +66,21 @@ impl Env {
             i = (i + 100).min(to);
             std::thread::sleep(pause_every_100);
         }
+    }
+
+    /// The numbers of the entries in the output file, in file order (complete lines).
+    fn output(&self) -> Vec<u64> {
+        written_records(&self.dir.path().join("out.jsonl"))
+            .iter()
+            .map(|r| {
+                let Some(Data::Raw(json)) = &r.payload.after else {
+                    panic!("not raw")
+                };
+                let fields: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(json).unwrap();
+                fields["n"].as_str().unwrap().parse().unwrap()
+            })
+            .collect()
     }
 }
 
@@ -118,44 +113,7 @@ fn a_redis_stream_to_file_pipeline_loses_nothing_through_sigkills_and_repeats_no
         &redis_stream("src", "source", &env.key),
         &yaml::file_destination("dst", "./out.jsonl"),
     );
-    let kills = 5;
-    let positions = std::thread::scope(|scope| {
-        let env = &env;
-        let adder = scope.spawn(move || env.add(0, N, Duration::from_millis(15)));
-        let mut child = kill_at_random(
-            env.dir.spawn(),
-            kills,
-            Duration::from_millis(400),
-            Duration::from_millis(1200),
-            || env.dir.spawn(),
-        );
-        adder.join().unwrap();
-        let positions = env.wait_for_output(N);
-        signal_and_wait(&mut child, "TERM");
-        positions
-    });
-    assert_repeats_at_most(&positions, N, kills * REPLAY_BOUND);
-
-    // Graceful stops: nothing after the first N comes twice, and all of it in order.
-    let before = positions.len();
-    let mut added = N;
-    for _ in 0..2 {
-        let mut child = env.dir.spawn();
-        env.add(added, added + 2000, Duration::ZERO);
-        added += 2000;
-        env.wait_for_output(added);
-        env.add(added, added + 500, Duration::ZERO);
-        added += 500;
-        signal_and_wait(&mut child, "TERM");
-    }
-    let mut child = env.dir.spawn();
-    let positions = env.wait_for_output(added);
-    signal_and_wait(&mut child, "TERM");
-    assert_eq!(
-        positions[before..],
-        (N + 1..=added).collect::<Vec<_>>()[..],
-        "after SIGTERM a restart repeated or lost entries"
-    );
+    loses_nothing_through_kills_and_repeats_nothing_after_term(&env, N, 5, REPLAY_BOUND);
 }
 
 #[test]

@@ -296,6 +296,98 @@ pub fn kill_at_random(
     child
 }
 
+/// The input and output of an end-to-end test of a source feeding a file: inputs are
+/// numbered from 1, and the output gives back the numbers it holds.
+pub trait NumberedFeed: Sync {
+    /// Where `funnel` runs.
+    fn dir(&self) -> &RunDir;
+
+    /// Adds the inputs `from+1..=to`, pausing `pause_every_100` after every 100.
+    fn add(&self, from: u64, to: u64, pause_every_100: Duration);
+
+    /// The numbers in the output, in output order; only complete records count.
+    fn output(&self) -> Vec<u64>;
+}
+
+/// Waits (at most 120 s) until the output of `feed` holds every number up to `n`, and
+/// returns it.
+///
+/// # Panics
+///
+/// When it does not in time.
+pub fn wait_for_numbers(feed: &impl NumberedFeed, n: u64) -> Vec<u64> {
+    feed.dir().wait_for(
+        &format!("the output holds all {n} inputs"),
+        Duration::from_secs(120),
+        || {
+            let out = feed.output();
+            let seen: std::collections::HashSet<u64> = out.iter().copied().collect();
+            (1..=n).all(|p| seen.contains(&p)).then_some(out)
+        },
+    )
+}
+
+/// The crash drill of a source feeding a file. First `n` inputs are added while
+/// `funnel` is killed (SIGKILL) `kills` times at random moments: the output holds
+/// every one, and repeats at most `kills * replay_bound`. Then two runs are stopped by
+/// SIGTERM with inputs flowing, and a last run reads what is left: nothing after the
+/// first `n` comes twice, and all of it comes in order.
+///
+/// # Panics
+///
+/// When an input is lost, repeated beyond those bounds, or out of order, or `funnel`
+/// does not get there in time.
+pub fn loses_nothing_through_kills_and_repeats_nothing_after_term(
+    feed: &impl NumberedFeed,
+    n: u64,
+    kills: usize,
+    replay_bound: usize,
+) {
+    let dir = feed.dir();
+    let t0 = std::time::Instant::now();
+    let positions = std::thread::scope(|scope| {
+        let adder = scope.spawn(move || feed.add(0, n, Duration::from_millis(15)));
+        let mut child = kill_at_random(
+            dir.spawn(),
+            kills,
+            Duration::from_millis(400),
+            Duration::from_millis(1200),
+            || dir.spawn(),
+        );
+        adder
+            .join()
+            .unwrap_or_else(|_| panic!("adding the inputs failed"));
+        eprintln!("{:?} added and killed {kills} times", t0.elapsed());
+        let positions = wait_for_numbers(feed, n);
+        eprintln!("{:?} all {n} written", t0.elapsed());
+        signal_and_wait(&mut child, "TERM");
+        positions
+    });
+    let duplicates = crate::connectors::assert_repeats_at_most(&positions, n, kills * replay_bound);
+    eprintln!("{duplicates} duplicates after {kills} kills");
+
+    let before = positions.len();
+    let mut added = n;
+    for _ in 0..2 {
+        let mut child = dir.spawn();
+        feed.add(added, added + 2000, Duration::ZERO);
+        added += 2000;
+        wait_for_numbers(feed, added);
+        eprintln!("{:?} run written", t0.elapsed());
+        feed.add(added, added + 500, Duration::ZERO);
+        added += 500;
+        signal_and_wait(&mut child, "TERM");
+    }
+    let mut child = dir.spawn();
+    let positions = wait_for_numbers(feed, added);
+    signal_and_wait(&mut child, "TERM");
+    assert_eq!(
+        positions[before..],
+        (n + 1..=added).collect::<Vec<_>>()[..],
+        "after SIGTERM a restart repeated or lost inputs"
+    );
+}
+
 /// Restarts a shared service the way an operator would: `scripts/<name>-server.sh stop`,
 /// then `start` (`name`: `nats`, `redis`).
 ///
