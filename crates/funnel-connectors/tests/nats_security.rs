@@ -15,7 +15,7 @@ use funnel_connectors::{destination, source};
 use funnel_core::ErrorKind;
 use funnel_core::settings_of as settings;
 use funnel_record::{Data, Position, Record};
-use funnel_test_utils::connectors::{ack_n, read_n};
+use funnel_test_utils::connectors::{ack_n, destination_open_error, read_n};
 use funnel_test_utils::process::{Server, free_port, installed};
 use funnel_test_utils::tls::PemFiles;
 
@@ -131,12 +131,7 @@ async fn tls_with_the_servers_ca_works_and_without_it_is_a_configuration_error()
 
     // The system's roots do not know the test's CA.
     let s = settings(&[("urls", &url), ("mode", "pubsub"), ("subject", "sec.tls")]);
-    let error = destination("nats", "p:out", &s)
-        .unwrap()
-        .open()
-        .await
-        .unwrap_err();
-    let text = error.to_string();
+    let text = destination_open_error(&*destination("nats", "p:out", &s).unwrap()).await;
     assert!(
         text.contains("nats destination p:out") && text.contains(&url),
         "{text}"

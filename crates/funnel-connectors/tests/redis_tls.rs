@@ -13,7 +13,7 @@ use funnel_connectors::{Settings, destination, source};
 use funnel_core::ErrorKind;
 use funnel_core::settings_of as settings;
 use funnel_record::{Data, Position, Record};
-use funnel_test_utils::connectors::{ack_n, read_n};
+use funnel_test_utils::connectors::{ack_n, destination_open_error, read_n, source_open_error};
 use funnel_test_utils::process::{Server, free_port, installed};
 use funnel_test_utils::tls::PemFiles;
 
@@ -50,6 +50,18 @@ fn redis_server(files: &PemFiles, clients_need_certificates: bool) -> Server {
     Server::start(command, port)
 }
 
+/// The certificates and a [`redis_server`] of them, and its port; `None` (the test is
+/// skipped) when `redis-server` is not installed.
+fn tls_server(clients_need_certificates: bool) -> Option<(PemFiles, Server, String)> {
+    if !installed(REDIS_SERVER) {
+        return None;
+    }
+    let files = PemFiles::new();
+    let server = redis_server(&files, clients_need_certificates);
+    let port = server.port.to_string();
+    Some((files, server, port))
+}
+
 /// The connection settings `conn`, and the stream the tests write and read.
 fn stream_settings(conn: &[(&str, &str)]) -> Settings {
     let mut s = settings(conn);
@@ -81,12 +93,9 @@ async fn round_trip(conn: &[(&str, &str)], n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_the_servers_ca_works_and_without_it_is_an_error_naming_connector_and_server() {
-    if !installed(REDIS_SERVER) {
+    let Some((files, _server, port)) = tls_server(false) else {
         return;
-    }
-    let files = PemFiles::new();
-    let server = redis_server(&files, false);
-    let port = server.port.to_string();
+    };
     let ca = &files.ca;
     let conn = [
         ("redis.host", "127.0.0.1"),
@@ -99,12 +108,7 @@ async fn tls_with_the_servers_ca_works_and_without_it_is_an_error_naming_connect
 
     // The system's roots do not know the test's CA.
     let s = stream_settings(&conn);
-    let error = destination("redis", "p:out", &s)
-        .unwrap()
-        .open()
-        .await
-        .unwrap_err();
-    let text = error.to_string();
+    let text = destination_open_error(&*destination("redis", "p:out", &s).unwrap()).await;
     assert!(
         text.contains("redis destination p:out") && text.contains(&format!("127.0.0.1:{port}")),
         "{text}"
@@ -112,22 +116,15 @@ async fn tls_with_the_servers_ca_works_and_without_it_is_an_error_naming_connect
 
     // Plain TCP to a TLS port does not get an answer it understands.
     let s = stream_settings(&[("redis.host", "127.0.0.1"), ("redis.port", port.as_str())]);
-    let error = source("redis", "p:in", &s, None)
-        .unwrap()
-        .open()
-        .await
-        .unwrap_err();
-    assert!(error.to_string().contains("redis source p:in"), "{error}");
+    let error = source_open_error(&*source("redis", "p:in", &s, None).unwrap()).await;
+    assert!(error.contains("redis source p:in"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_requires_client_certificates_accepts_the_configured_one() {
-    if !installed(REDIS_SERVER) {
+    let Some((files, _server, port)) = tls_server(true) else {
         return;
-    }
-    let files = PemFiles::new();
-    let server = redis_server(&files, true);
-    let port = server.port.to_string();
+    };
     let (ca, cert, key) = (&files.ca, &files.client_cert, &files.client_key);
     let conn = [
         ("redis.host", "127.0.0.1"),
@@ -142,12 +139,7 @@ async fn a_server_that_requires_client_certificates_accepts_the_configured_one()
 
     // Without the client certificate the server ends the handshake.
     let s = stream_settings(&conn);
-    let error = source("redis", "p:in", &s, None)
-        .unwrap()
-        .open()
-        .await
-        .unwrap_err();
-    let text = error.to_string();
+    let text = source_open_error(&*source("redis", "p:in", &s, None).unwrap()).await;
     assert!(
         text.contains("redis source p:in") && text.contains(&format!("127.0.0.1:{port}")),
         "{text}"
