@@ -20,6 +20,7 @@ use funnel_test_utils::compliance::{
     run_destination_compliance, run_source_compliance,
 };
 use funnel_test_utils::connectors::{ack_n, read_and_ack, read_n};
+use lapin::message::BasicGetMessage;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
     QueueDeleteOptions,
@@ -103,20 +104,29 @@ impl Queue {
         let _ = channel.close(200, "ok".into()).await;
     }
 
-    /// The bodies in the queue, in order, left in it (fetched without ack, then
-    /// requeued when the channel closes).
+    /// The bodies in the queue, in order, left in it.
     async fn peek(&self, conn: &Connection) -> Vec<Bytes> {
+        self.get_all(conn, false)
+            .await
+            .iter()
+            .map(|m| Bytes::from(m.delivery.data.clone()))
+            .collect()
+    }
+
+    /// The messages in the queue, in order: taken off it when `no_ack`, else left in
+    /// it (fetched without ack, then requeued when the channel closes).
+    async fn get_all(&self, conn: &Connection, no_ack: bool) -> Vec<BasicGetMessage> {
         let channel = conn.create_channel().await.unwrap();
-        let mut bodies = Vec::new();
+        let mut messages = Vec::new();
         while let Some(message) = channel
-            .basic_get(self.name.as_str().into(), BasicGetOptions { no_ack: false })
+            .basic_get(self.name.as_str().into(), BasicGetOptions { no_ack })
             .await
             .unwrap()
         {
-            bodies.push(Bytes::from(message.delivery.data.clone()));
+            messages.push(message);
         }
         let _ = channel.close(200, "ok".into()).await;
-        bodies
+        messages
     }
 
     async fn delete(&self, conn: &Connection) {
@@ -132,6 +142,40 @@ fn source_settings(queue: &str, extra: &[(&str, &str)]) -> Settings {
     let mut s = settings(&[("url", URL), ("queue.name", queue)]);
     s.extend(settings(extra));
     s
+}
+
+/// An open source `pipe:amqp` of `queue` with the default settings.
+async fn open_source(queue: &Queue) -> Arc<dyn Source> {
+    let source = source(
+        "rabbitmq",
+        "pipe:amqp",
+        &source_settings(&queue.name, &[]),
+        None,
+    )
+    .unwrap();
+    source.open().await.unwrap();
+    source
+}
+
+/// A destination `pipe:out` publishing through the direct exchange `exchange`
+/// (auto-deleted) bound to `queue`, with `extra` settings.
+fn exchange_destination(
+    queue: &Queue,
+    exchange: &str,
+    extra: &[(&str, &str)],
+) -> Arc<dyn Destination> {
+    let mut pairs = vec![
+        ("exchange.name", exchange),
+        ("exchange.type", "direct"),
+        ("exchange.autoDelete", "true"),
+    ];
+    pairs.extend_from_slice(extra);
+    destination(
+        "rabbitmq",
+        "pipe:out",
+        &source_settings(&queue.name, &pairs),
+    )
+    .unwrap()
 }
 
 fn raw(record: &Record) -> Bytes {
@@ -263,14 +307,7 @@ async fn fifty_thousand_messages_published_by_a_client_are_read_once_in_queue_or
         .map(|i| Bytes::from(format!("m{i:05}")))
         .collect();
     queue.publish(&conn, &payloads, &[]).await;
-    let source = source(
-        "rabbitmq",
-        "pipe:amqp",
-        &source_settings(&queue.name, &[]),
-        None,
-    )
-    .unwrap();
-    source.open().await.unwrap();
+    let source = open_source(&queue).await;
     let got: Vec<Bytes> = read_and_ack(&*source, payloads.len())
         .await
         .iter()
@@ -299,14 +336,7 @@ async fn a_record_carries_the_body_message_id_headers_properties_and_queue() {
             &[("tenant", "t1")],
         )
         .await;
-    let source = source(
-        "rabbitmq",
-        "pipe:amqp",
-        &source_settings(&queue.name, &[]),
-        None,
-    )
-    .unwrap();
-    source.open().await.unwrap();
+    let source = open_source(&queue).await;
     let record = read_n(&*source, 1).await.remove(0);
     assert_eq!(raw(&record), Bytes::from_static(b"{\"a\":1}"));
     assert_eq!(record.key, Some(Data::Raw(Bytes::from_static(b"m0"))));
@@ -366,38 +396,18 @@ async fn the_destination_publishes_json_records_with_headers_through_an_exchange
     let exchange = unique("exchange");
     // A first destination with a fixed routing key declares the exchange and binds the
     // queue with "orders"; a templated key then routes by metadata.
-    let fixed = destination(
-        "rabbitmq",
-        "pipe:out",
-        &source_settings(
-            &queue.name,
-            &[
-                ("exchange.name", &exchange),
-                ("exchange.type", "direct"),
-                ("exchange.autoDelete", "true"),
-                ("routingKey", "orders"),
-            ],
-        ),
-    )
-    .unwrap();
+    let fixed = exchange_destination(&queue, &exchange, &[("routingKey", "orders")]);
     fixed.open().await.unwrap();
     fixed.teardown().await.unwrap();
-    let d = destination(
-        "rabbitmq",
-        "pipe:out",
-        &source_settings(
-            &queue.name,
-            &[
-                ("exchange.name", &exchange),
-                ("exchange.type", "direct"),
-                ("exchange.autoDelete", "true"),
-                ("routingKey", "{{ index .Metadata \"table\" }}"),
-                ("delivery.mandatory", "true"),
-                ("delivery.appID", "funnel-test"),
-            ],
-        ),
-    )
-    .unwrap();
+    let d = exchange_destination(
+        &queue,
+        &exchange,
+        &[
+            ("routingKey", "{{ index .Metadata \"table\" }}"),
+            ("delivery.mandatory", "true"),
+            ("delivery.appID", "funnel-test"),
+        ],
+    );
     d.open().await.unwrap();
     let mut records = Vec::new();
     for (i, table) in ["orders", "nowhere", "orders"].iter().enumerate() {
@@ -417,15 +427,7 @@ async fn the_destination_publishes_json_records_with_headers_through_an_exchange
     assert!(error.to_string().contains("no queue took it"), "{error}");
     d.teardown().await.unwrap();
 
-    let channel = conn.create_channel().await.unwrap();
-    let mut messages = Vec::new();
-    while let Some(m) = channel
-        .basic_get(queue.name.as_str().into(), BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-    {
-        messages.push(m);
-    }
+    let messages = queue.get_all(&conn, true).await;
     assert_eq!(messages.len(), 2);
     let first = &messages[0].delivery;
     assert_eq!(payload_of_json(&first.data), Bytes::from_static(b"body 0"));
