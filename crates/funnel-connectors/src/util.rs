@@ -4,6 +4,26 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+/// A spawned task that is aborted when this is dropped: a connector dropped without a
+/// teardown, or a task replaced by a new `open`, stops its background work.
+#[cfg(any(feature = "nats", feature = "redis", feature = "s3"))]
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+#[cfg(any(feature = "nats", feature = "redis", feature = "s3"))]
+impl AbortOnDrop {
+    /// Aborts the task now.
+    pub(crate) fn abort(&self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(any(feature = "nats", feature = "redis", feature = "s3"))]
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Installs ring as the process's default rustls provider, for clients that build their
 /// TLS configuration from the default (async-nats, redis-rs). Several providers are
 /// compiled into the workspace, so none is the default until one is installed; a second

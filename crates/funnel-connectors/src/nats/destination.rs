@@ -14,11 +14,11 @@ use bytes::Bytes;
 use funnel_core::{ConnectorError, Destination, DestinationAck, RecordError};
 use funnel_record::{Position, Record};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::config::NatsDestinationConfig;
 use super::conn;
 use crate::ack::AckQueue;
+use crate::util::AbortOnDrop;
 
 /// Publishes in flight (sent, publish ack not yet received) at most.
 const MAX_IN_FLIGHT: usize = 4096;
@@ -55,7 +55,7 @@ struct Running {
     js: Context,
     client: async_nats::Client,
     sender: mpsc::UnboundedSender<Pending>,
-    task: JoinHandle<()>,
+    task: AbortOnDrop,
 }
 
 impl NatsDestination {
@@ -244,7 +244,7 @@ impl Destination for NatsDestination {
             js,
             client,
             sender,
-            task,
+            task: AbortOnDrop(task),
         }) {
             old.task.abort();
         }
@@ -311,14 +311,6 @@ impl Destination for NatsDestination {
             let _ = tokio::time::timeout(Duration::from_secs(1), running.client.flush()).await;
         }
         Ok(())
-    }
-}
-
-impl Drop for NatsDestination {
-    fn drop(&mut self) {
-        if let Some(running) = self.lock().take() {
-            running.task.abort();
-        }
     }
 }
 

@@ -16,11 +16,10 @@ use funnel_core::{ConnectorError, Source};
 use funnel_record::{Data, Metadata, Position, Record, metadata};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::config::{AckPolicy, DeliverPolicy, NatsSourceConfig};
 use super::{METADATA_SEQUENCE, METADATA_STREAM, conn};
-use crate::util::{lock, unix_nanos_now};
+use crate::util::{AbortOnDrop, lock, unix_nanos_now};
 
 /// How long the server waits for an ack before delivering a message again (the
 /// source skips a message it already read in this run, so this only paces
@@ -59,7 +58,7 @@ pub struct NatsSource {
 }
 
 struct Running {
-    task: JoinHandle<()>,
+    task: AbortOnDrop,
     client: async_nats::Client,
 }
 
@@ -401,7 +400,10 @@ impl Source for NatsSource {
         let (tx, rx) = mpsc::channel(c.buffer_size.div_ceil(c.batch_size.max(1)).max(2));
         let task = tokio::spawn(reader.run(consumer, last, tx));
         *self.queue.lock().await = Some(rx);
-        if let Some(old) = lock(&self.running).replace(Running { task, client }) {
+        if let Some(old) = lock(&self.running).replace(Running {
+            task: AbortOnDrop(task),
+            client,
+        }) {
             old.task.abort();
         }
         tracing::info!(connector = %self.id, stream = %c.stream, consumer = %self.durable, start = ?start, "Reading from NATS JetStream.");
@@ -462,14 +464,6 @@ impl Source for NatsSource {
         }
         lock(&self.unacked).clear();
         Ok(())
-    }
-}
-
-impl Drop for NatsSource {
-    fn drop(&mut self) {
-        if let Some(running) = lock(&self.running).take() {
-            running.task.abort();
-        }
     }
 }
 

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::config::{Mode, RedisSourceConfig};
 use super::{METADATA_ID, conn};
+use crate::util::AbortOnDrop;
 use crate::util::lock;
 use crate::util::unix_nanos_now;
 
@@ -50,7 +51,7 @@ pub struct RedisSource {
 }
 
 struct Running {
-    task: JoinHandle<()>,
+    task: AbortOnDrop,
     /// For XACK (consumer group mode).
     acks: Option<MultiplexedConnection>,
 }
@@ -584,7 +585,10 @@ impl Source for RedisSource {
             (Mode::Stream, Some(group)) => tokio::spawn(reader.run_group(group, tx)),
         };
         *self.queue.lock().await = Some(rx);
-        if let Some(old) = lock(&self.running).replace(Running { task, acks }) {
+        if let Some(old) = lock(&self.running).replace(Running {
+            task: AbortOnDrop(task),
+            acks,
+        }) {
             old.task.abort();
         }
         Ok(())
@@ -639,14 +643,6 @@ impl Source for RedisSource {
             running.task.abort();
         }
         Ok(())
-    }
-}
-
-impl Drop for RedisSource {
-    fn drop(&mut self) {
-        if let Some(running) = lock(&self.running).take() {
-            running.task.abort();
-        }
     }
 }
 

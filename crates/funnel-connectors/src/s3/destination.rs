@@ -14,11 +14,11 @@ use futures::stream::FuturesOrdered;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::client::Bucket;
 use super::config::{Compression, S3DestinationConfig};
 use crate::ack::AckQueue;
+use crate::util::AbortOnDrop;
 
 /// Objects larger than this are uploaded in parts (S3's smallest part is 5 MiB).
 pub(crate) const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
@@ -59,7 +59,7 @@ pub struct S3Destination {
 
 struct Running {
     jobs: mpsc::Sender<Job>,
-    task: JoinHandle<()>,
+    task: AbortOnDrop,
 }
 
 impl S3Destination {
@@ -206,7 +206,10 @@ impl Destination for S3Destination {
         bucket.check().await?;
         let (jobs, receiver) = mpsc::channel(QUEUED);
         let task = tokio::spawn(uploads(Arc::new(bucket), receiver, Arc::clone(&self.acks)));
-        if let Some(old) = self.lock().replace(Running { jobs, task }) {
+        if let Some(old) = self.lock().replace(Running {
+            jobs,
+            task: AbortOnDrop(task),
+        }) {
             old.task.abort();
         }
         tracing::info!(connector = %self.id, bucket = %self.config.connection.bucket, prefix = %self.config.connection.prefix, run = %self.run, "Writing to S3.");
@@ -254,14 +257,6 @@ impl Destination for S3Destination {
             running.task.abort();
         }
         Ok(())
-    }
-}
-
-impl Drop for S3Destination {
-    fn drop(&mut self) {
-        if let Some(running) = self.lock().take() {
-            running.task.abort();
-        }
     }
 }
 

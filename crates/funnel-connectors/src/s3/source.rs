@@ -13,12 +13,12 @@ use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, metada
 use futures::StreamExt;
 use object_store::{GetOptions, ObjectStore, path::Path};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::client::{Bucket, Entry};
 use super::config::S3SourceConfig;
 use super::position::{Cursor, Version};
 use super::{METADATA_BUCKET, METADATA_ETAG, METADATA_VERSION};
+use crate::util::AbortOnDrop;
 use crate::util::lock;
 use crate::util::unix_nanos_now;
 
@@ -41,7 +41,7 @@ pub struct S3Source {
     queue: tokio::sync::Mutex<Option<mpsc::Receiver<Item>>>,
     /// An error met after records were taken for a batch: returned by the next read.
     pending_error: Mutex<Option<ConnectorError>>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    task: Mutex<Option<AbortOnDrop>>,
 }
 
 impl S3Source {
@@ -307,7 +307,7 @@ impl Source for S3Source {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(reader.run(first, self.resume.is_none(), tx));
         *self.queue.lock().await = Some(rx);
-        if let Some(old) = lock(&self.task).replace(task) {
+        if let Some(old) = lock(&self.task).replace(AbortOnDrop(task)) {
             old.abort();
         }
         Ok(())
@@ -351,13 +351,5 @@ impl Source for S3Source {
             task.abort();
         }
         Ok(())
-    }
-}
-
-impl Drop for S3Source {
-    fn drop(&mut self) {
-        if let Some(task) = lock(&self.task).take() {
-            task.abort();
-        }
     }
 }
