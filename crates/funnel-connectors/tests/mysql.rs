@@ -661,7 +661,7 @@ impl SourceBackend for MySourceBackend {
 
     fn payload(&self, record: &Record) -> Bytes {
         match field(&record.payload.after, "v") {
-            Value::String(text) => Bytes::from(text.clone()),
+            Value::String(text) => Bytes::copy_from_slice(text.as_bytes()),
             other => panic!("v is {other:?}"),
         }
     }

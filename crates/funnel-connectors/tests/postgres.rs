@@ -401,15 +401,15 @@ async fn escaped_text_reads_back_as_written_and_the_snapshot_maps_like_the_strea
     let snapshot = read_n(&*source, texts.len()).await;
     for (i, (record, text)) in snapshot.iter().zip(texts).enumerate() {
         let row = after(record);
-        assert_eq!(row["k"], Value::String(format!("{i}{text}")));
-        assert_eq!(row["v"], Value::String(text.to_owned()), "row {i}");
+        assert_eq!(row["k"], Value::String(format!("{i}{text}").into()));
+        assert_eq!(row["v"], Value::String(text.into()), "row {i}");
         assert_eq!(
             row["raw"],
             Value::Bytes(bytes::Bytes::copy_from_slice(text.as_bytes()))
         );
         assert_eq!(
             row["arr"],
-            Value::Array(vec![Value::String(text.to_owned()), Value::Null])
+            Value::Array(vec![Value::String(text.into()), Value::Null])
         );
         assert_eq!(row["n"], Value::Null);
     }
@@ -797,7 +797,7 @@ impl SourceBackend for PgBackend {
 
     fn payload(&self, record: &Record) -> Bytes {
         match &after(record)["v"] {
-            Value::String(text) => Bytes::from(text.clone()),
+            Value::String(text) => Bytes::copy_from_slice(text.as_bytes()),
             other => panic!("v is {other:?}"),
         }
     }

@@ -334,7 +334,7 @@ pub fn record_map(record: &Record) -> funnel_record::StructuredData {
         None => Value::Null,
         Some(m) => Value::Map(
             m.iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .map(|(k, v)| (k.clone(), Value::String(v.as_str().into())))
                 .collect(),
         ),
     };
@@ -345,7 +345,7 @@ pub fn record_map(record: &Record) -> funnel_record::StructuredData {
     map.insert("position".into(), Value::Bytes(record.position.0.clone()));
     map.insert(
         "operation".into(),
-        Value::String(record.operation.to_string()),
+        Value::String(record.operation.to_string().into()),
     );
     map.insert("metadata".into(), meta);
     map.insert("key".into(), data(&record.key));

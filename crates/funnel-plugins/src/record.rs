@@ -71,7 +71,7 @@ fn value_from_wire(value: prost_types::Value) -> Value {
     match value.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::NumberValue(n)) => Value::Float(n),
-        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::StringValue(s)) => Value::String(s.into()),
         Some(Kind::BoolValue(b)) => Value::Bool(b),
         Some(Kind::StructValue(s)) => Value::Map(struct_from_wire(s)),
         Some(Kind::ListValue(l)) => {
@@ -109,7 +109,7 @@ fn value_to_wire(value: &Value) -> prost_types::Value {
         Value::Int(n) => Kind::NumberValue(*n as f64),
         Value::Uint(n) => Kind::NumberValue(*n as f64),
         Value::Float(n) => Kind::NumberValue(*n),
-        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::String(s) => Kind::StringValue(s.to_string()),
         Value::Bytes(b) => Kind::StringValue(base64::engine::general_purpose::STANDARD.encode(b)),
         Value::Time(t) => Kind::StringValue(t.to_rfc3339()),
         Value::Array(items) => Kind::ListValue(prost_types::ListValue {

@@ -39,7 +39,7 @@ fn structured(i: usize) -> Data {
     Data::Structured(
         [
             ("id".to_owned(), Value::Int(i as i64)),
-            ("customer".to_owned(), Value::String("ann".to_owned())),
+            ("customer".to_owned(), Value::String("ann".into())),
             ("total".to_owned(), Value::Float(12.5)),
             ("paid".to_owned(), Value::Bool(true)),
         ]

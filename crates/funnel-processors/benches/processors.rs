@@ -32,9 +32,9 @@ fn records(matching_every: usize) -> Vec<Record> {
             );
             r.payload.after = Some(Data::Structured(
                 [
-                    ("foo".to_owned(), Value::String(format!("value-{i}"))),
+                    ("foo".to_owned(), Value::String(format!("value-{i}").into())),
                     ("id".to_owned(), Value::Int(i as i64)),
-                    ("name".to_owned(), Value::String("a name".to_owned())),
+                    ("name".to_owned(), Value::String("a name".into())),
                 ]
                 .into_iter()
                 .collect(),

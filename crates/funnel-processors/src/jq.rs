@@ -376,7 +376,7 @@ fn value_to_val(value: &Value) -> Val {
         Value::Int(i) => Val::Num(Num::from_integral(*i)),
         Value::Uint(u) => Val::Num(Num::from_integral(*u)),
         Value::Float(f) => Val::from(*f),
-        Value::String(s) => Val::from(s.clone()),
+        Value::String(s) => Val::from(s.to_string()),
         Value::Bytes(b) => Val::byte_str(b.clone()),
         // jq has no time type: a time is its RFC 3339 text (`fromdate` reads it).
         Value::Time(t) => Val::from(t.to_rfc3339()),
@@ -391,7 +391,7 @@ fn val_to_value(val: &Val) -> Result<Value, String> {
         Val::Null => Value::Null,
         Val::Bool(b) => Value::Bool(*b),
         Val::Num(n) => num_to_value(n),
-        Val::TStr(s) => Value::String(String::from_utf8_lossy(s).into_owned()),
+        Val::TStr(s) => Value::String(String::from_utf8_lossy(s).into()),
         Val::BStr(b) => Value::Bytes(Bytes::clone(b)),
         Val::Arr(items) => Value::Array(items.iter().map(val_to_value).collect::<Result<_, _>>()?),
         Val::Obj(map) => {

@@ -971,7 +971,7 @@ fn value_from_js(value: &rquickjs::Value<'_>, depth: usize) -> Result<Value, Con
     if let Some(text) = value.as_string() {
         return text
             .to_string()
-            .map(Value::String)
+            .map(|s| Value::String(s.into()))
             .map_err(|e| ConvertError::new(e.to_string()));
     }
     if let Some(b) = value.as_bool() {

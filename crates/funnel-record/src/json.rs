@@ -732,7 +732,7 @@ mod tests {
     }
 
     fn string_json(s: &str) -> String {
-        String::from_utf8(Value::String(s.to_owned()).to_json()).unwrap()
+        String::from_utf8(Value::String(s.into()).to_json()).unwrap()
     }
 
     fn structured(entries: &[(&str, Value)]) -> Data {
@@ -881,7 +881,7 @@ mod tests {
             decoded.payload.after,
             Some(structured(&[(
                 "t",
-                Value::String("2024-01-02T12:34:56.123456789Z".to_owned())
+                Value::String("2024-01-02T12:34:56.123456789Z".into())
             )]))
         );
         assert_eq!(record.size_hint(), 1 + 12);

@@ -27,6 +27,7 @@ pub mod time;
 pub use json::{DecodeError, JsonOptions};
 pub use path::{DataSlot, FieldPath, FieldRef, PathError, Target};
 pub use record::{Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value};
+pub use smol_str::SmolStr;
 pub use time::Timestamp;
 
 /// Well-known metadata keys (Conduit's `opencdc.*` and `conduit.*` names).

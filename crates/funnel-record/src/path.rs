@@ -515,7 +515,7 @@ impl Record {
             Target::Data(slot) => {
                 *self.slot_mut(*slot) = match value {
                     Value::Null => None,
-                    Value::String(text) => Some(Data::Raw(Bytes::from(text))),
+                    Value::String(text) => Some(Data::Raw(Bytes::from(String::from(text)))),
                     Value::Bytes(bytes) => Some(Data::Raw(bytes)),
                     Value::Map(map) => Some(Data::Structured(map)),
                     other => return Err(unexpected("a string, bytes, a map or null", &other)),
@@ -743,7 +743,7 @@ mod tests {
     }
 
     fn string(s: &str) -> Value {
-        Value::String(s.to_owned())
+        Value::String(s.into())
     }
 
     fn record_with_after(after: StructuredData) -> Record {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use smol_str::SmolStr;
 
 use crate::time::Timestamp;
 
@@ -299,8 +300,10 @@ pub enum Value {
     Uint(u64),
     /// A floating point number.
     Float(f64),
-    /// A string.
-    String(String),
+    /// A string: up to 23 bytes inline, longer ones shared between clones, so that
+    /// building or cloning a record's short strings allocates nothing (see [`SmolStr`];
+    /// [`SmolStr::new_static`] wraps a `&'static str` without copying it).
+    String(SmolStr),
     /// Bytes (written as base64 in JSON, like Go's `[]byte`).
     Bytes(Bytes),
     /// A UTC instant with nanosecond precision, like a Go `time.Time` in Conduit's

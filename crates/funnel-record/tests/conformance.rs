@@ -229,7 +229,7 @@ fn value_from_notation(json: &Json) -> Value {
             (None, None, Some(f)) => Value::Float(f),
             _ => Value::Null,
         },
-        Json::String(s) => Value::String(s.clone()),
+        Json::String(s) => Value::String(s.clone().into()),
         Json::Array(items) => Value::Array(items.iter().map(value_from_notation).collect()),
         Json::Object(map) => Value::Map(
             map.iter()

@@ -70,7 +70,7 @@ fn record(i: usize, k: &str, k2: &str, items: usize) -> Record {
         "items".to_owned(),
         Value::Array((0..items as i64).map(Value::Int).collect()),
     );
-    after.insert("name".to_owned(), Value::String(format!("n{i}")));
+    after.insert("name".to_owned(), Value::String(format!("n{i}").into()));
     r.payload.after = Some(Data::Structured(after));
     r
 }

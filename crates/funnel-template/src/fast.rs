@@ -463,7 +463,7 @@ mod tests {
             ("half", Value::Float(0.5)),
             ("t", Value::Bool(true)),
             ("null", Value::Null),
-            ("empty", Value::String(String::new())),
+            ("empty", Value::String(funnel_record::SmolStr::default())),
             ("flag", Value::String("true".into())),
             ("list", Value::Array(vec![Value::Int(1), Value::Int(2)])),
             (

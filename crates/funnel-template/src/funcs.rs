@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use funnel_record::{Data, Value};
+use funnel_record::{Data, SmolStr, Value};
 
 use crate::gofmt;
 use crate::gotime::Time;
@@ -234,9 +234,7 @@ impl Func {
             F::Uuidv4 => V::string(uuid::Uuid::new_v4().to_string()),
             F::SplitList => {
                 let (sep, s) = (string_arg(&a[0])?, string_arg(&a[1])?);
-                let parts: Vec<Value> = go_split(s, sep)
-                    .map(|p| Value::String(p.to_owned()))
-                    .collect();
+                let parts: Vec<Value> = go_split(s, sep).map(|p| Value::String(p.into())).collect();
                 V::Owned(Rc::new(Value::Array(parts)))
             }
             F::Join => {
@@ -249,7 +247,7 @@ impl Func {
                 for pair in a.chunks(2) {
                     let v = pair
                         .get(1)
-                        .map_or(Value::String(String::new()), V::to_value);
+                        .map_or(Value::String(SmolStr::default()), V::to_value);
                     m.insert(strval(&pair[0]), v);
                 }
                 V::Owned(Rc::new(Value::Map(m)))

@@ -77,7 +77,7 @@ impl<'a> V<'a> {
             Value::Int(i) => V::Int(i),
             Value::Uint(u) => V::Uint(u),
             Value::Float(f) => V::Float(f),
-            Value::String(s) => V::String(s.into()),
+            Value::String(s) => V::String(Rc::from(s.as_str())),
             Value::Time(t) => V::Time(Time::from(t)),
             other => V::Owned(Rc::new(other)),
         }
@@ -163,7 +163,10 @@ impl<'a> V<'a> {
             V::Record(r) => {
                 let mut m = BTreeMap::new();
                 m.insert("position".into(), Value::Bytes(r.position.0.clone()));
-                m.insert("operation".into(), Value::String(r.operation.to_string()));
+                m.insert(
+                    "operation".into(),
+                    Value::String(r.operation.to_string().into()),
+                );
                 m.insert("metadata".into(), V::Metadata(&r.metadata).to_value());
                 m.insert("key".into(), V::Data(r.key.as_ref()).to_value());
                 m.insert("payload".into(), V::Payload(&r.payload).to_value());
@@ -176,12 +179,12 @@ impl<'a> V<'a> {
                 Value::Map(m)
             }
             V::Position(p) => Value::Bytes(p.0.clone()),
-            V::Operation(o) => Value::String(o.to_string()),
+            V::Operation(o) => Value::String(o.to_string().into()),
             V::Metadata(m) => match m.as_map() {
                 None => Value::Null,
                 Some(m) => Value::Map(
                     m.iter()
-                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .map(|(k, v)| (k.clone(), Value::String(v.as_str().into())))
                         .collect(),
                 ),
             },
@@ -191,8 +194,8 @@ impl<'a> V<'a> {
             V::Int(i) => Value::Int(*i),
             V::Uint(u) => Value::Uint(*u),
             V::Float(f) => Value::Float(*f),
-            V::Str(s) => Value::String((*s).to_owned()),
-            V::String(s) => Value::String(s.to_string()),
+            V::Str(s) => Value::String((*s).into()),
+            V::String(s) => Value::String((**s).into()),
             V::Bytes(b) => Value::Bytes(bytes::Bytes::copy_from_slice(b)),
             V::List(l) => Value::Array(l.to_vec()),
             V::Map(m) => Value::Map((*m).clone()),

@@ -36,7 +36,7 @@ fn record() -> Record {
             ])),
         ),
         ("json", Value::String(r#"{"a":1,"b":[true,null]}"#.into())),
-        ("empty", Value::String(String::new())),
+        ("empty", Value::String(funnel_record::SmolStr::default())),
     ])));
     r
 }

@@ -315,8 +315,8 @@ impl PayloadKind {
                 for (value, field_type) in map.values_mut().zip(types) {
                     *value = match field_type {
                         FieldType::Int => Value::Int((rng.next_u64() >> 1) as i64),
-                        FieldType::String => Value::String(rng.word().to_owned()),
-                        FieldType::Time => Value::String(time_text.unwrap_or_default().to_owned()),
+                        FieldType::String => Value::String(rng.word().into()),
+                        FieldType::Time => Value::String(time_text.unwrap_or_default().into()),
                         FieldType::Bool => Value::Bool(rng.next_u64() & 1 == 1),
                         FieldType::Duration => Value::Int(rng.below(3_600_000_000_000) as i64),
                     };

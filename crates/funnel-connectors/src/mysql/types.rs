@@ -161,43 +161,46 @@ pub(crate) fn to_value(kind: &Kind, value: My) -> Value {
         (Kind::Year, My::Bytes(b)) => std::str::from_utf8(&b)
             .ok()
             .and_then(|t| t.parse().ok())
-            .map_or_else(|| Value::String(lossy(b)), Value::Int),
+            .map_or_else(|| Value::String(lossy(b).into()), Value::Int),
         (Kind::Float, My::Float(f)) => Value::Float(f32_to_f64(f)),
         (Kind::Float | Kind::Double, My::Double(d)) => Value::Float(d),
         (Kind::Double, My::Float(f)) => Value::Float(f64::from(f)),
-        (Kind::Date, My::Date(y, m, d, ..)) => Value::String(format!("{y:04}-{m:02}-{d:02}")),
+        (Kind::Date, My::Date(y, m, d, ..)) => {
+            Value::String(format!("{y:04}-{m:02}-{d:02}").into())
+        }
         (Kind::DateTime | Kind::Timestamp, My::Date(y, mo, d, h, mi, s, us)) => {
-            Value::String(datetime(i64::from(y), mo, d, h, mi, s, us))
+            Value::String(datetime(i64::from(y), mo, d, h, mi, s, us).into())
         }
         // TIMESTAMP in the binlog: Unix seconds, with a fraction.
         (Kind::Timestamp, My::Bytes(b)) => {
             let text = lossy(b);
-            Value::String(timestamp_text(&text).unwrap_or(text))
+            Value::String(timestamp_text(&text).unwrap_or(text).into())
         }
         (Kind::Timestamp, My::Int(i)) => {
             let text = i.to_string();
-            Value::String(timestamp_text(&text).unwrap_or(text))
+            Value::String(timestamp_text(&text).unwrap_or(text).into())
         }
         (Kind::Time, My::Time(negative, days, h, m, s, us)) => {
             let hours = u64::from(days) * 24 + u64::from(h);
             let sign = if negative { "-" } else { "" };
-            Value::String(format!("{sign}{hours:02}:{m:02}:{s:02}{}", fraction(us)))
+            Value::String(format!("{sign}{hours:02}:{m:02}:{s:02}{}", fraction(us)).into())
         }
         (Kind::Text { latin1 }, My::Bytes(b)) => Value::String(if *latin1 {
             b.iter().map(|&c| char::from(c)).collect()
         } else {
-            lossy(b)
+            lossy(b).into()
         }),
-        (Kind::Decimal, My::Bytes(b)) => Value::String(lossy(b)),
+        (Kind::Decimal, My::Bytes(b)) => Value::String(lossy(b).into()),
         (Kind::Enum(values), My::Int(i)) => Value::String(
             usize::try_from(i - 1)
                 .ok()
                 .and_then(|i| values.get(i))
                 .cloned()
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into(),
         ),
         (Kind::Enum(_) | Kind::Set(_), My::Bytes(b)) if is_text_list(kind, &b) => {
-            Value::String(lossy(b))
+            Value::String(lossy(b).into())
         }
         (Kind::Set(values), My::Bytes(b)) => {
             let mut bits = 0u64;
@@ -210,7 +213,7 @@ pub(crate) fn to_value(kind: &Kind, value: My) -> Value {
                 .filter(|(i, _)| bits & (1 << i) != 0)
                 .map(|(_, v)| v.as_str())
                 .collect();
-            Value::String(names.join(","))
+            Value::String(names.join(",").into())
         }
         (Kind::Bit, My::Bytes(b)) => {
             let mut n = 0u64;
@@ -221,13 +224,13 @@ pub(crate) fn to_value(kind: &Kind, value: My) -> Value {
         }
         (Kind::Json, My::Bytes(b)) => match Value::from_json(&b) {
             Ok(v) => v,
-            Err(_) => Value::String(lossy(b)),
+            Err(_) => Value::String(lossy(b).into()),
         },
         (Kind::Binary | Kind::Other, My::Bytes(b)) => Value::Bytes(Bytes::from(b)),
         // Anything the mapping did not expect (a column type changed under a running
         // source): the value as it came.
         (_, My::Bytes(b)) => match String::from_utf8(b) {
-            Ok(s) => Value::String(s),
+            Ok(s) => Value::String(s.into()),
             Err(e) => Value::Bytes(Bytes::from(e.into_bytes())),
         },
         (_, My::Int(i)) => Value::Int(i),
@@ -235,12 +238,12 @@ pub(crate) fn to_value(kind: &Kind, value: My) -> Value {
         (_, My::Float(f)) => Value::Float(f32_to_f64(f)),
         (_, My::Double(d)) => Value::Float(d),
         (_, My::Date(y, mo, d, h, mi, s, us)) => {
-            Value::String(datetime(i64::from(y), mo, d, h, mi, s, us))
+            Value::String(datetime(i64::from(y), mo, d, h, mi, s, us).into())
         }
         (_, My::Time(negative, days, h, m, s, us)) => {
             let hours = u64::from(days) * 24 + u64::from(h);
             let sign = if negative { "-" } else { "" };
-            Value::String(format!("{sign}{hours:02}:{m:02}:{s:02}{}", fraction(us)))
+            Value::String(format!("{sign}{hours:02}:{m:02}:{s:02}{}", fraction(us)).into())
         }
     }
 }
@@ -339,7 +342,7 @@ pub(crate) fn to_param(kind: Option<&Kind>, value: &Value) -> My {
         Value::Float(f) => My::Double(*f),
         Value::String(s) => match kind {
             Some(Kind::DateTime | Kind::Timestamp) => My::Bytes(sql_datetime(s).into_bytes()),
-            _ => My::Bytes(s.clone().into_bytes()),
+            _ => My::Bytes(s.as_bytes().to_vec()),
         },
         Value::Bytes(b) => My::Bytes(b.to_vec()),
         Value::Time(t) => {

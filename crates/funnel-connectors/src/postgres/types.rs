@@ -74,7 +74,7 @@ impl TypeMap {
         if let Some(element) = self.element(type_oid) {
             return match parse_array(text) {
                 Some(items) => self.array_value(element, items),
-                None => Value::String(text.to_owned()),
+                None => Value::String(text.into()),
             };
         }
         scalar(type_oid, text)
@@ -100,27 +100,25 @@ fn scalar(type_oid: u32, text: &str) -> Value {
         oid::BOOL => match text {
             "t" | "true" => Value::Bool(true),
             "f" | "false" => Value::Bool(false),
-            other => Value::String(other.to_owned()),
+            other => Value::String(other.into()),
         },
         oid::INT2 | oid::INT4 | oid::INT8 | oid::OID => text
             .parse::<i64>()
-            .map_or_else(|_| Value::String(text.to_owned()), Value::Int),
+            .map_or_else(|_| Value::String(text.into()), Value::Int),
         oid::FLOAT4 | oid::FLOAT8 => match text.parse::<f64>() {
             // NaN and the infinities have no JSON number: they stay text.
             Ok(f) if f.is_finite() => Value::Float(f),
-            _ => Value::String(text.to_owned()),
+            _ => Value::String(text.into()),
         },
-        oid::BYTEA => {
-            decode_bytea(text).map_or_else(|| Value::String(text.to_owned()), Value::Bytes)
-        }
+        oid::BYTEA => decode_bytea(text).map_or_else(|| Value::String(text.into()), Value::Bytes),
         oid::JSON | oid::JSONB => {
-            Value::from_json(text.as_bytes()).unwrap_or_else(|_| Value::String(text.to_owned()))
+            Value::from_json(text.as_bytes()).unwrap_or_else(|_| Value::String(text.into()))
         }
-        oid::TIMESTAMPTZ => Value::String(rfc3339(text, true)),
-        oid::TIMESTAMP => Value::String(rfc3339(text, false)),
+        oid::TIMESTAMPTZ => Value::String(rfc3339(text, true).into()),
+        oid::TIMESTAMP => Value::String(rfc3339(text, false).into()),
         // numeric, money, text, varchar, char, name, uuid, date, time, timetz,
         // interval, inet, enums, ...: the text form, which loses nothing.
-        _ => Value::String(text.to_owned()),
+        _ => Value::String(text.into()),
     }
 }
 
@@ -191,7 +189,7 @@ pub(crate) fn to_json(value: &Value) -> serde_json::Value {
         Value::Uint(u) => serde_json::Value::from(*u),
         Value::Float(f) => serde_json::Number::from_f64(*f)
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
-        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::String(s) => serde_json::Value::String(s.to_string()),
         Value::Bytes(b) => serde_json::Value::String(String::from_utf8_lossy(b).into_owned()),
         // As Go's `time.Time.MarshalJSON` writes it.
         Value::Time(t) => serde_json::Value::String(t.to_rfc3339()),
@@ -298,9 +296,9 @@ pub(crate) fn to_text(value: &Value, kind: ColumnKind) -> Option<String> {
             // A string holding a JSON document (from a raw source) is written as is;
             // any other string becomes a JSON string.
             if serde_json::from_str::<serde_json::Value>(s).is_ok() {
-                Some(s.clone())
+                Some(s.to_string())
             } else {
-                Some(serde_json::Value::String(s.clone()).to_string())
+                Some(serde_json::Value::String(s.to_string()).to_string())
             }
         }
         (v, ColumnKind::Json) => Some(to_json(v).to_string()),
@@ -316,7 +314,7 @@ fn scalar_text(value: &Value) -> String {
         Value::Int(i) => i.to_string(),
         Value::Uint(u) => u.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => s.to_string(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         // RFC 3339 in UTC (`2021-01-21T18:40:12.345678999Z`): PostgreSQL reads it as a
         // timestamptz (rounded to microseconds), a timestamp (the `Z` ignored; sessions

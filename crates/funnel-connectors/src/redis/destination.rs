@@ -128,7 +128,7 @@ pub(crate) fn fields(record: &Record) -> Vec<(String, Bytes)> {
             map.iter()
                 .map(|(k, v)| {
                     let value = match v {
-                        Value::String(s) => Bytes::from(s.clone()),
+                        Value::String(s) => Bytes::copy_from_slice(s.as_bytes()),
                         other => Bytes::from(other.to_json()),
                     };
                     (k.clone(), value)

@@ -150,7 +150,7 @@ pub(crate) fn record_key(
             _ if columns.len() == 1 => Some(
                 [(
                     columns[0].clone(),
-                    Value::String(String::from_utf8_lossy(raw).into_owned()),
+                    Value::String(String::from_utf8_lossy(raw).into()),
                 )]
                 .into_iter()
                 .collect(),

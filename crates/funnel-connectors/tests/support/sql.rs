@@ -240,7 +240,7 @@ pub(crate) async fn write_with_a_replay(
             Operation::Create,
             log,
             None,
-            &[("line", Value::String(format!("line {p}")))],
+            &[("line", Value::String(format!("line {p}").into()))],
         )
     };
     let all_ok = |acks: Vec<DestinationAck>| acks.iter().all(|a| a.error.is_none());
@@ -306,7 +306,7 @@ impl<T: SqlTable> DestinationBackend for SqlDestinationBackend<T> {
             Operation::Create,
             self.backend.table(),
             Some(id),
-            &[("id", Value::Int(id)), ("v", Value::String(text))],
+            &[("id", Value::Int(id)), ("v", Value::String(text.into()))],
         )
     }
 

@@ -86,7 +86,7 @@ impl Base64 {
             None | Some(FieldRef::Value(Value::Null)) => return Ok(None),
             Some(FieldRef::Data(Data::Raw(bytes))) => Input::Raw(bytes.to_vec()),
             Some(FieldRef::Value(Value::Bytes(bytes))) => Input::Raw(bytes.to_vec()),
-            Some(FieldRef::Value(Value::String(s))) => Input::Text(s.clone()),
+            Some(FieldRef::Value(Value::String(s))) => Input::Text(s.to_string()),
             Some(FieldRef::MetadataValue(s)) => Input::Text(s.to_owned()),
             Some(FieldRef::Data(data)) => {
                 return Err(format!("unexpected data type {}", go_data_type(data)));
@@ -118,7 +118,7 @@ impl RecordProcessor for Base64 {
             };
             match input {
                 Input::Raw(_) => Value::Bytes(encoded.into_bytes().into()),
-                Input::Text(_) => Value::String(encoded),
+                Input::Text(_) => Value::String(encoded.into()),
             }
         } else {
             let (bytes, raw) = match &input {

@@ -120,7 +120,7 @@ impl RecordProcessor for SetField {
             },
         };
         // A failed set leaves the record as it was.
-        match record.set(&self.field, Value::String(value)) {
+        match record.set(&self.field, Value::String(value.into())) {
             Ok(()) => ProcessedRecord::Unchanged,
             Err(err) => self.label.fail(path_error(&err)),
         }
@@ -354,7 +354,7 @@ impl ConvertField {
     fn text(&self, value: Option<FieldRef<'_>>) -> String {
         match value {
             None | Some(FieldRef::Value(Value::Null)) => "<nil>".to_owned(),
-            Some(FieldRef::Value(Value::String(s))) => s.clone(),
+            Some(FieldRef::Value(Value::String(s))) => s.to_string(),
             Some(FieldRef::Value(Value::Int(n))) => n.to_string(),
             Some(FieldRef::Value(Value::Uint(n))) => n.to_string(),
             Some(FieldRef::Value(Value::Float(f))) => go::FloatF(*f).to_string(),
@@ -379,7 +379,7 @@ impl ConvertField {
 
     fn convert(&self, text: String) -> Result<Value, String> {
         match self.kind {
-            Kind::String => Ok(Value::String(text)),
+            Kind::String => Ok(Value::String(text.into())),
             Kind::Int => parse_int(&text).map(Value::Int),
             Kind::Float => parse_float(&text).map(Value::Float),
             Kind::Bool => funnel_template::parse_bool(&text)

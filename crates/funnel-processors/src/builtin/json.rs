@@ -134,7 +134,7 @@ impl RecordProcessor for JsonEncode {
         // JSON writing produces UTF-8 (strings are valid UTF-8 and escaped).
         let text = String::from_utf8_lossy(&json).into_owned();
         let mut record = record.clone();
-        match record.set(&self.field, Value::String(text)) {
+        match record.set(&self.field, Value::String(text.into())) {
             Ok(()) => ProcessedRecord::Single(record),
             Err(err) => self.label.fail(path_error(&err)),
         }

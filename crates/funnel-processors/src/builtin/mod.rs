@@ -114,7 +114,7 @@ pub(crate) fn go_data_type(data: &Data) -> &'static str {
 /// they are UTF-8, otherwise kept as [`Value::Bytes`].
 pub(crate) fn bytes_value(bytes: Vec<u8>) -> Value {
     match String::from_utf8(bytes) {
-        Ok(text) => Value::String(text),
+        Ok(text) => Value::String(text.into()),
         Err(err) => Value::Bytes(err.into_bytes().into()),
     }
 }

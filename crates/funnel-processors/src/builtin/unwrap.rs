@@ -182,7 +182,7 @@ fn unwrap_opencdc(event: &StructuredData) -> Result<Record, String> {
             .map(|(k, v)| {
                 let text = match v {
                     Value::String(s) => s.clone(),
-                    other => go::sprint(other),
+                    other => go::sprint(other).into(),
                 };
                 (k.clone(), text)
             })
@@ -338,7 +338,9 @@ fn debezium_data(value: Option<&Value>) -> Result<Option<Data>, String> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Map(map)) => Ok(Some(Data::Structured(map.clone()))),
-        Some(Value::String(text)) => Ok(Some(Data::raw(text.clone()))),
+        Some(Value::String(text)) => Ok(Some(Data::raw(bytes::Bytes::copy_from_slice(
+            text.as_bytes(),
+        )))),
         Some(other) => Err(format!(
             "expected a map or a string, got {}",
             go::type_name(other)
@@ -361,7 +363,7 @@ fn flatten(key: &str, value: &Value, out: &mut Vec<(String, String)>) {
             }
         }
         Value::Null => {}
-        Value::String(s) => out.push((key.to_owned(), s.clone())),
+        Value::String(s) => out.push((key.to_owned(), s.to_string())),
         other => out.push((key.to_owned(), go::sprint(other))),
     }
 }

@@ -574,7 +574,7 @@ impl Webhook {
             })?;
         if let Some(path) = &self.response_status {
             record
-                .set(path, Value::String(status.to_string()))
+                .set(path, Value::String(status.to_string().into()))
                 .map_err(|e| {
                     Failure::Permanent(format!(
                         "failed setting response status: {}",
@@ -720,7 +720,7 @@ mod tests {
             let mut r = Record::new(name, "");
             r.metadata.insert("path", "echo");
             r.payload.after = Some(Data::Structured(
-                [("name".to_owned(), Value::String(name.to_owned()))]
+                [("name".to_owned(), Value::String(name.into()))]
                     .into_iter()
                     .collect(),
             ));

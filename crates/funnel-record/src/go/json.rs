@@ -27,7 +27,7 @@ pub fn value_from_json(json: serde_json::Value, numbers: Numbers) -> Value {
             // Without serde_json's `arbitrary_precision` every number has an f64 value.
             _ => n.as_f64().map_or(Value::Null, Value::Float),
         },
-        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::String(s) => Value::String(s.into()),
         serde_json::Value::Array(items) => Value::Array(
             items
                 .into_iter()
@@ -89,7 +89,7 @@ mod tests {
                 Value::Uint(u64::MAX),
                 Value::Float(2.0),
                 Value::Null,
-                Value::String("x".to_owned()),
+                Value::String("x".into()),
                 Value::Bool(true),
             ])
         );
