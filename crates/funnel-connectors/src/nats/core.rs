@@ -192,7 +192,11 @@ impl Destination for NatsPubSubDestination {
                 }
             };
             client
-                .publish_with_headers(subject.clone(), headers(record), record.to_json().into())
+                .publish_with_headers(
+                    subject.clone(),
+                    headers(&record.metadata),
+                    record.to_json().into(),
+                )
                 .await
                 .map_err(|e| {
                     ConnectorError::transient(format!(

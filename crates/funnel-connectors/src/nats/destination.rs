@@ -5,14 +5,14 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use async_nats::HeaderMap;
-use async_nats::header::HeaderName;
+use async_nats::header::{HeaderName, NATS_MESSAGE_ID};
 use async_nats::jetstream::context::{Context, PublishAckFuture};
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::{HeaderMap, Subject};
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_core::{ConnectorError, Destination, DestinationAck, RecordError};
-use funnel_record::{Position, Record};
+use funnel_record::{Metadata, Position, Record};
 use tokio::sync::mpsc;
 
 use super::config::NatsDestinationConfig;
@@ -26,11 +26,13 @@ const MAX_IN_FLIGHT: usize = 4096;
 /// How long a publish ack may take.
 const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One message sent, waiting for its publish ack.
+/// One message sent, waiting for its publish ack; what it was made of is kept (cheap
+/// shared handles, not a copy of the message) to publish it again.
 struct InFlight {
     position: Position,
-    subject: String,
-    message: PublishMessage,
+    subject: Subject,
+    payload: Bytes,
+    metadata: Metadata,
     ack: PublishAckFuture,
 }
 
@@ -73,15 +75,48 @@ impl NatsDestination {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
         crate::util::lock(&self.running)
     }
+}
 
-    /// The message for `record`: the record in `sdk.record.format` (OpenCDC JSON, as
-    /// the other destinations write it), its metadata as headers, and a message ID
-    /// from the connector and the position for the stream's de-duplication.
-    fn message(&self, record: &Record) -> PublishMessage {
-        PublishMessage::build()
-            .payload(Bytes::from(record.to_json()))
-            .headers(headers(record))
-            .message_id(message_id(&self.id, &record.position))
+/// The message of a record: `payload` (the record in `sdk.record.format`: OpenCDC
+/// JSON, as the other destinations write it), `headers` (its metadata, from
+/// [`headers`]) and a message ID from the connector `id` and the `position`, for the
+/// stream's de-duplication.
+fn message(
+    id: &str,
+    position: &Position,
+    payload: Bytes,
+    mut headers: HeaderMap,
+) -> PublishMessage {
+    headers.insert(NATS_MESSAGE_ID, message_id(id, position));
+    PublishMessage::build().payload(payload).headers(headers)
+}
+
+/// The headers of the metadata last seen, reused (cloned, not built again) for the
+/// following records while they share that metadata map, as a source's records of one
+/// batch usually do.
+#[derive(Default)]
+struct HeaderCache {
+    /// Holds the map alive, so the same address means the same, unchanged map (a
+    /// shared map is copied before any change).
+    metadata: Option<Metadata>,
+    headers: HeaderMap,
+}
+
+impl HeaderCache {
+    /// The headers of `metadata`.
+    fn headers(&mut self, metadata: &Metadata) -> HeaderMap {
+        let same = self.metadata.as_ref().is_some_and(|cached| {
+            match (cached.as_map(), metadata.as_map()) {
+                (Some(a), Some(b)) => std::ptr::eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        });
+        if !same {
+            self.headers = headers(metadata);
+            self.metadata = Some(metadata.clone());
+        }
+        self.headers.clone()
     }
 }
 
@@ -107,11 +142,11 @@ pub(crate) fn subject_of(
     }
 }
 
-/// The headers of `record`: its metadata, without JetStream's own `Nats-*` headers
-/// and keys that are not header names.
-pub(crate) fn headers(record: &Record) -> HeaderMap {
+/// The headers of a record's `metadata`, without JetStream's own `Nats-*` headers and
+/// keys that are not header names.
+pub(crate) fn headers(metadata: &Metadata) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    for (name, value) in record.metadata.iter() {
+    for (name, value) in metadata.iter() {
         if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
             continue;
         }
@@ -140,18 +175,28 @@ pub(crate) fn valid_subject(subject: &str) -> bool {
 /// `Nats-Msg-Id` of a record: the connector ID and the position (hex when it is not
 /// printable ASCII), so a record written again after a restart is stored once.
 pub(crate) fn message_id(id: &str, position: &Position) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = position.as_bytes();
-    if bytes.iter().all(|b| b.is_ascii_graphic()) {
-        format!("{id}/{}", String::from_utf8_lossy(bytes))
-    } else {
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{id}/x{hex}")
+    let mut out = String::with_capacity(id.len() + 2 + bytes.len() * 2);
+    out.push_str(id);
+    out.push('/');
+    match std::str::from_utf8(bytes) {
+        Ok(text) if bytes.iter().all(u8::is_ascii_graphic) => out.push_str(text),
+        _ => {
+            out.push('x');
+            for b in bytes {
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+        }
     }
+    out
 }
 
 /// Waits for publish acks in write order and queues the destination's acks; a
 /// publish that fails is sent again up to `attempts` times, then the queue fails.
 async fn confirm(
+    id: String,
     who: String,
     js: Context,
     mut pending: mpsc::UnboundedReceiver<Pending>,
@@ -177,7 +222,8 @@ async fn confirm(
                     let InFlight {
                         position,
                         subject,
-                        message,
+                        payload,
+                        metadata,
                         ack,
                     } = *in_flight;
                     let mut result = ack.await;
@@ -189,7 +235,8 @@ async fn confirm(
                         tries += 1;
                         tracing::warn!(connector = %who, %subject, error = %e, attempt = tries, "Publishing to NATS failed; publishing again.");
                         tokio::time::sleep(wait).await;
-                        result = match js.send_publish(subject.clone(), message.clone()).await {
+                        let message = message(&id, &position, payload.clone(), headers(&metadata));
+                        result = match js.send_publish(subject.clone(), message).await {
                             Ok(ack) => ack.await,
                             Err(e) => Err(e),
                         };
@@ -233,6 +280,7 @@ impl Destination for NatsDestination {
         }
         let (sender, receiver) = mpsc::unbounded_channel();
         let task = tokio::spawn(confirm(
+            self.id.clone(),
             self.who.clone(),
             js.clone(),
             receiver,
@@ -264,12 +312,29 @@ impl Destination for NatsDestination {
         if let Some(failure) = self.acks.failure() {
             return Err(ConnectorError::transient(failure));
         }
+        // A literal subject is made once per batch, not per record.
+        let literal = self
+            .config
+            .subject
+            .as_literal()
+            .map(|s| Subject::from(s.to_owned()));
+        let mut cache = HeaderCache::default();
         for record in records {
-            let item = match subject_of(&self.who, &self.config.subject, record) {
+            let subject = match &literal {
+                Some(subject) => Ok(subject.clone()),
+                None => subject_of(&self.who, &self.config.subject, record).map(Subject::from),
+            };
+            let item = match subject {
                 Ok(subject) => {
-                    let message = self.message(record);
+                    let payload = Bytes::from(record.to_json());
+                    let message = message(
+                        &self.id,
+                        &record.position,
+                        payload.clone(),
+                        cache.headers(&record.metadata),
+                    );
                     let ack = js
-                        .send_publish(subject.clone(), message.clone())
+                        .send_publish(subject.clone(), message)
                         .await
                         .map_err(|e| {
                             ConnectorError::transient(format!(
@@ -280,7 +345,8 @@ impl Destination for NatsDestination {
                     Pending::Sent(Box::new(InFlight {
                         position: record.position.clone(),
                         subject,
-                        message,
+                        payload,
+                        metadata: record.metadata.clone(),
                         ack,
                     }))
                 }
@@ -324,6 +390,22 @@ mod tests {
         for bad in ["", "a..b", ".a", "a.", "a.*", "a.>", "a.<no value>"] {
             assert!(!valid_subject(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn headers_are_reused_only_for_records_sharing_one_metadata_map() {
+        let mut shared = Metadata::new();
+        shared.insert("opencdc.collection", "orders");
+        let same = shared.clone();
+        let mut changed = shared.clone();
+        changed.insert("opencdc.collection", "users");
+        let mut cache = HeaderCache::default();
+        let value = |h: &HeaderMap| h.get("opencdc.collection").map(|v| v.as_str().to_owned());
+        assert_eq!(value(&cache.headers(&shared)).as_deref(), Some("orders"));
+        assert_eq!(value(&cache.headers(&same)).as_deref(), Some("orders"));
+        assert_eq!(value(&cache.headers(&changed)).as_deref(), Some("users"));
+        assert_eq!(value(&cache.headers(&Metadata::none())), None);
+        assert_eq!(value(&cache.headers(&shared)).as_deref(), Some("orders"));
     }
 
     #[test]
