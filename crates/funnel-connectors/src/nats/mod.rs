@@ -32,7 +32,8 @@
 //! when there is one. Metadata: each header (its first value), `opencdc.collection`
 //! (the subject), `nats.stream`, `nats.sequence` (the stream sequence),
 //! `opencdc.createdAt` (when the server stored the message, Unix nanoseconds),
-//! `opencdc.readAt` and `conduit.source.connector.id`.
+//! `opencdc.readAt` (shared by the records of one batch) and
+//! `conduit.source.connector.id`; these win over headers of the same names.
 //!
 //! **Position**: the stream sequence, in decimal. On open, the durable consumer is
 //! made again to start right after the saved position (a consumer's start cannot be

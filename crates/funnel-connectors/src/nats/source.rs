@@ -195,6 +195,7 @@ impl Reader {
                 .await
             {
                 Ok(mut messages) => {
+                    let mut read_at = String::new();
                     let mut records = Vec::new();
                     let mut acks = Vec::new();
                     let mut next = messages.next().await;
@@ -203,8 +204,12 @@ impl Reader {
                             Ok(message) => {
                                 failing_since = None;
                                 backoff = Duration::from_millis(100);
+                                // The records of a batch share the time they were read.
+                                if records.is_empty() {
+                                    read_at = unix_nanos_now().to_string();
+                                }
                                 // Not a redelivery of a message this run already read.
-                                if let Some((record, seq, acker)) = self.record(message)
+                                if let Some((record, seq, acker)) = self.record(message, &read_at)
                                     && seq > last
                                 {
                                     records.push(record);
@@ -295,9 +300,13 @@ impl Reader {
         closed
     }
 
-    /// The record of a message; `None` (logged) for a message without JetStream
-    /// metadata, which a pull consumer never delivers.
-    fn record(&self, message: async_nats::jetstream::Message) -> Option<(Record, u64, Acker)> {
+    /// The record of a message, read at `read_at` (Unix nanoseconds); `None` (logged)
+    /// for a message without JetStream metadata, which a pull consumer never delivers.
+    fn record(
+        &self,
+        message: async_nats::jetstream::Message,
+        read_at: &str,
+    ) -> Option<(Record, u64, Acker)> {
         let (seq, published) = match message.info() {
             Ok(info) => (info.stream_sequence, info.published.unix_timestamp_nanos()),
             Err(e) => {
@@ -306,18 +315,37 @@ impl Reader {
             }
         };
         let (message, acker) = message.split();
-        let mut meta = Metadata::new();
-        let key = header_metadata(message.headers.as_ref(), &mut meta);
-        meta.insert(metadata::COLLECTION, message.subject.as_str());
-        meta.insert(METADATA_SEQUENCE, seq.to_string());
-        meta.insert(
-            METADATA_STREAM,
-            self.stream.cached_info().config.name.as_str(),
-        );
-        meta.insert(metadata::CREATED_AT, published.to_string());
-        meta.insert(metadata::READ_AT, unix_nanos_now().to_string());
-        meta.insert(metadata::SOURCE_CONNECTOR_ID, self.id.as_str());
-        let mut record = Record::new(Position::from(seq.to_string()), message.payload);
+        let seq_text = seq.to_string();
+        // Nanoseconds since 1970 fit an i64 until 2262, which formats faster than an i128.
+        let created =
+            i64::try_from(published).map_or_else(|_| published.to_string(), |n| n.to_string());
+        // The metadata collected in one go (sorted and built at once, not six inserts);
+        // the source's own keys come after the headers, so they win over a header of
+        // the same name.
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(8);
+        let mut key = None;
+        for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
+            if let Some(value) = values.first() {
+                let name: &str = name.as_ref();
+                if name == "Nats-Msg-Id" {
+                    key = Some(Data::Raw(Bytes::copy_from_slice(value.as_str().as_bytes())));
+                }
+                pairs.push((name, value.as_str()));
+            }
+        }
+        pairs.extend([
+            (metadata::COLLECTION, message.subject.as_str()),
+            (METADATA_SEQUENCE, seq_text.as_str()),
+            (
+                METADATA_STREAM,
+                self.stream.cached_info().config.name.as_str(),
+            ),
+            (metadata::CREATED_AT, created.as_str()),
+            (metadata::READ_AT, read_at),
+            (metadata::SOURCE_CONNECTOR_ID, self.id.as_str()),
+        ]);
+        let meta: Metadata = pairs.into_iter().collect();
+        let mut record = Record::new(Position::from(seq_text), message.payload);
         record.metadata = meta;
         record.key = key;
         Some((record, seq, acker))
