@@ -11,8 +11,12 @@
 #   gen   -> nats:  builtin:generator (N records) into builtin:nats; baseline
 #                   `nats_bench pub` (publishes with up to 4096 publish acks awaited);
 #   redis -> noop:  a stream of N entries, read by builtin:redis (XREAD) into noop;
-#                   baseline `redis-benchmark` running XREAD COUNT 1000 over it
-#                   (entries/s = requests/s x 1000);
+#                   baseline `redis_bench xread` (a consumer loop reading the whole
+#                   stream with XREAD COUNT 1000 after the last ID, with the same
+#                   client library, crates/funnel-connectors/examples/redis_bench.rs),
+#                   and for reference `redis-benchmark` repeating XREAD COUNT 1000 from
+#                   the start (the same 1,000 entries each time: an upper bound for
+#                   the server's replies, not a consumer; entries/s = requests/s x 1000);
 #   gen   -> redis: generator into builtin:redis (XADD); baseline `redis-benchmark`
 #                   running XADD with the same 1 KB value, pipelined 100 deep.
 #
@@ -23,6 +27,7 @@
 #   N=100000 ONLY=nats bench/brokers.sh   (or ONLY=redis)
 #   BIN=/path/to/funnel bench/brokers.sh  another binary (no build)
 #   NATS_BENCH=/path/to/nats_bench ...    a built baseline client (no build)
+#   REDIS_BENCH=/path/to/redis_bench ...  a built baseline client (no build)
 #   LIMIT=300 ...                     seconds a run may take before the script fails
 #                                     and prints the end of funnel's log
 set -euo pipefail
@@ -42,6 +47,11 @@ if [ -z "${NATS_BENCH:-}" ]; then
     cargo build --release --quiet -p funnel-connectors --no-default-features \
         --features nats --example nats_bench
     NATS_BENCH="$CARGO_TARGET_DIR/release/examples/nats_bench"
+fi
+if [ -z "${REDIS_BENCH:-}" ] && [ "$ONLY" != nats ]; then
+    cargo build --release --quiet -p funnel-connectors --no-default-features \
+        --features redis --example redis_bench
+    REDIS_BENCH="$CARGO_TARGET_DIR/release/examples/redis_bench"
 fi
 PAYLOAD="$PWD/bench/payload-1k.txt"
 WORK="$(mktemp -d)"
@@ -88,6 +98,7 @@ if [ "$ONLY" != nats ]; then
     VALUE="$(cat "$PAYLOAD")"
     echo "redis: filling bench:$TAG:in with $N entries (redis-benchmark XADD)"
     redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "bench:$TAG:in" '*' data "$VALUE" | rate
+    "$REDIS_BENCH" xread redis://127.0.0.1:6379 "bench:$TAG:in" "$N"
     echo "redis-benchmark XREAD COUNT 1000 (x1000 entries per request):"
     redis-benchmark -h 127.0.0.1 -q -n $((N / 1000 * 5)) -c 1 XREAD COUNT 1000 STREAMS "bench:$TAG:in" 0 | rate
     run redis_noop "        plugin: builtin:redis
