@@ -17,23 +17,16 @@ use bytes::Bytes;
 use funnel_connectors::http::{self, HttpSource};
 use funnel_connectors::{destination, source as build_source};
 use funnel_core::{Destination, Source};
-use funnel_record::{Data, Position, Record};
+use funnel_record::{Position, Record};
 use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
-use funnel_test_utils::connectors::{ack_n, read_n};
+use funnel_test_utils::connectors::{ack_n, raw, read_n};
 use funnel_test_utils::wait::wait_until;
 use support::{OrderedSender, Policy, Server, free_port, settings, source};
 
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn raw(record: &Record) -> Bytes {
-    match &record.payload.after {
-        Some(Data::Raw(bytes)) => bytes.clone(),
-        other => panic!("not a raw payload: {other:?}"),
-    }
-}
 
 /// A port of its own for each check; payloads are posted raw, one per request, by
 /// an [`OrderedSender`].

@@ -26,6 +26,7 @@ use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities,
     run_destination_compliance, run_source_compliance,
 };
+use funnel_test_utils::connectors::raw;
 use funnel_test_utils::tansu::{PrivateBroker, ProxyTls};
 
 const SERVERS: &str = "127.0.0.1:9092";
@@ -192,13 +193,6 @@ async fn write_with(pairs: &[(&str, &str)], records: &[Record]) -> Vec<Destinati
     }
     d.teardown().await.unwrap();
     acks
-}
-
-fn raw(record: &Record) -> Bytes {
-    match &record.payload.after {
-        Some(Data::Raw(bytes)) => bytes.clone(),
-        other => panic!("expected raw data, got {other:?}"),
-    }
 }
 
 // ---------------------------------------------------------------------------------

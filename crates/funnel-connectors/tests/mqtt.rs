@@ -14,12 +14,12 @@ use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
 use funnel_core::settings_of as settings;
 use funnel_core::{Destination, ErrorKind, Source};
-use funnel_record::{Data, Position, Record};
+use funnel_record::{Position, Record};
 use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities,
     run_destination_compliance, run_source_compliance,
 };
-use funnel_test_utils::connectors::{ack_n, read_and_ack, read_n};
+use funnel_test_utils::connectors::{ack_n, raw, read_and_ack, read_n};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const URL: &str = "tcp://127.0.0.1:1883";
@@ -101,13 +101,6 @@ async fn end_session(client_id: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(2), events.poll()).await;
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(1), events.poll()).await;
-}
-
-fn raw(record: &Record) -> Bytes {
-    match &record.payload.after {
-        Some(Data::Raw(bytes)) => bytes.clone(),
-        other => panic!("expected raw data, got {other:?}"),
-    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities,
     run_destination_compliance, run_source_compliance,
 };
-use funnel_test_utils::connectors::{ack_n, read_and_ack, read_n};
+use funnel_test_utils::connectors::{ack_n, raw, read_and_ack, read_n};
 use lapin::message::BasicGetMessage;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
@@ -176,13 +176,6 @@ fn exchange_destination(
         &source_settings(&queue.name, &pairs),
     )
     .unwrap()
-}
-
-fn raw(record: &Record) -> Bytes {
-    match &record.payload.after {
-        Some(Data::Raw(bytes)) => bytes.clone(),
-        other => panic!("expected raw data, got {other:?}"),
-    }
 }
 
 /// The payload of a record the destination wrote (its OpenCDC JSON).

@@ -19,7 +19,7 @@ use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities,
     run_destination_compliance, run_source_compliance,
 };
-use funnel_test_utils::connectors::{ack_n, read_exactly, read_n};
+use funnel_test_utils::connectors::{ack_n, raw, read_exactly, read_n};
 use funnel_test_utils::s3::{TestBucket, available};
 
 /// Listings every 100 ms, so the tests do not wait for the default second.
@@ -27,13 +27,6 @@ const POLL: (&str, &str) = ("pollingPeriod", "100ms");
 
 fn settings(pairs: Vec<(String, String)>) -> Settings {
     pairs.into_iter().collect()
-}
-
-fn raw(record: &Record) -> Bytes {
-    match &record.payload.after {
-        Some(Data::Raw(bytes)) => bytes.clone(),
-        other => panic!("not a raw payload: {other:?}"),
-    }
 }
 
 fn key(record: &Record) -> String {

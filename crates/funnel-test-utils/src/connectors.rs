@@ -92,6 +92,18 @@ pub async fn read_exactly(source: &dyn Source, n: usize) -> Vec<Record> {
     records
 }
 
+/// The raw data of `record`'s payload (`after`).
+///
+/// # Panics
+///
+/// When the payload is structured or missing.
+pub fn raw(record: &Record) -> bytes::Bytes {
+    match &record.payload.after {
+        Some(funnel_record::Data::Raw(bytes)) => bytes.clone(),
+        other => panic!("expected raw data, got {other:?}"),
+    }
+}
+
 /// What opening `source` fails with, as text.
 ///
 /// # Panics

@@ -12,7 +12,8 @@ use bytes::Bytes;
 use funnel_connectors::{Settings, destination, source};
 pub use funnel_core::settings_of as settings;
 use funnel_core::{Destination, Source};
-use funnel_record::{Data, Position, Record};
+use funnel_record::{Position, Record};
+pub use funnel_test_utils::connectors::raw;
 
 pub const URL: &str = "nats://127.0.0.1:4222";
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -164,11 +165,4 @@ impl Drop for TestStream {
 /// The payload of the record a destination published as OpenCDC JSON.
 pub fn payload_of_json(body: &[u8]) -> Bytes {
     raw(&Record::from_json(body).expect("an OpenCDC JSON record"))
-}
-
-pub fn raw(record: &Record) -> Bytes {
-    match &record.payload.after {
-        Some(Data::Raw(bytes)) => bytes.clone(),
-        other => panic!("expected raw data, got {other:?}"),
-    }
 }
