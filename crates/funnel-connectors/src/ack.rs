@@ -62,6 +62,15 @@ impl AckQueue {
         self.notify.notify_one();
     }
 
+    /// [`close`](Self::close) for the teardown of the destination `who`.
+    #[cfg_attr(
+        not(any(feature = "kafka", feature = "nats", feature = "redis", feature = "s3")),
+        allow(dead_code)
+    )]
+    pub(crate) fn close_torn_down(&self, who: &str) {
+        self.close(format!("{who}: the destination was torn down"));
+    }
+
     /// The error that stopped the writer, if any.
     pub(crate) fn failure(&self) -> Option<String> {
         self.lock().failure.clone()

@@ -360,9 +360,7 @@ impl Destination for KafkaDestination {
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
-        self.reports
-            .acks
-            .close(format!("{}: the destination was torn down", self.who));
+        self.reports.acks.close_torn_down(&self.who);
         let producer = self.producer().take();
         if let Some(producer) = producer {
             // Delivered messages are acked while the flush waits; what is still queued

@@ -224,8 +224,7 @@ impl Destination for NatsPubSubDestination {
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
         let client = self.client.lock().unwrap_or_else(|e| e.into_inner()).take();
-        self.acks
-            .close(format!("{}: the destination was torn down", self.who));
+        self.acks.close_torn_down(&self.who);
         if let Some(client) = client {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), client.flush()).await;
         }

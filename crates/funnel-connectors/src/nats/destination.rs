@@ -370,8 +370,7 @@ impl Destination for NatsDestination {
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
         let running = self.lock().take();
-        self.acks
-            .close(format!("{}: the destination was torn down", self.who));
+        self.acks.close_torn_down(&self.who);
         if let Some(running) = running {
             running.task.abort();
             let _ = tokio::time::timeout(Duration::from_secs(1), running.client.flush()).await;

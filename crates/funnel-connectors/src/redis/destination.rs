@@ -275,8 +275,7 @@ impl Destination for RedisDestination {
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
         self.con.lock().await.take();
-        self.acks
-            .close(format!("{}: the destination was torn down", self.who));
+        self.acks.close_torn_down(&self.who);
         Ok(())
     }
 }

@@ -251,8 +251,7 @@ impl Destination for S3Destination {
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
         let running = self.lock().take();
-        self.acks
-            .close(format!("{}: the destination was torn down", self.who));
+        self.acks.close_torn_down(&self.who);
         if let Some(running) = running {
             running.task.abort();
         }
