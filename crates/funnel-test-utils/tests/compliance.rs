@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_core::{ConnectorError, Destination, DestinationAck, Source};
-use funnel_record::{Data, Position, Record};
+use funnel_record::{Position, Record};
 use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
+use funnel_test_utils::connectors::raw;
 use tokio::sync::Notify;
 
 /// What a connector gets wrong.
@@ -145,7 +146,7 @@ impl Destination for ListDestination {
     }
 
     async fn write(&self, records: &[Record]) -> Result<(), ConnectorError> {
-        self.store.append(records.iter().map(payload));
+        self.store.append(records.iter().map(raw));
         self.queue_acks(records);
         Ok(())
     }
@@ -171,13 +172,6 @@ impl Destination for ListDestination {
             self.ready.notify_one();
         }
         Ok(())
-    }
-}
-
-fn payload(record: &Record) -> Bytes {
-    match &record.payload.after {
-        Some(Data::Raw(bytes)) => bytes.clone(),
-        other => panic!("expected raw data, got {other:?}"),
     }
 }
 
@@ -210,7 +204,7 @@ impl SourceBackend for Backend {
     }
 
     fn payload(&self, record: &Record) -> Bytes {
-        payload(record)
+        raw(record)
     }
 }
 
