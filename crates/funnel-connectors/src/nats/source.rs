@@ -26,6 +26,9 @@ use crate::util::{AbortOnDrop, lock, unix_nanos_now};
 /// redeliveries of what a stopped pipeline left unacknowledged).
 const ACK_WAIT: Duration = Duration::from_secs(60);
 
+/// How long the last ack of a release waits for the server's confirmation.
+const ACK_CONFIRM: Duration = Duration::from_secs(2);
+
 /// Idle heartbeat of pull requests: a missed one tells the client the connection or
 /// the consumer is gone.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -474,11 +477,19 @@ impl Source for NatsSource {
         // server's confirmation. The server handles a consumer's acks in the order they
         // arrive, so when `ack` returns, all of them are on the consumer's ack floor: a
         // next owner of the consumer (a restart, another instance) is not sent them again.
+        // Without a confirmation in time (the server is restarting, the connection is
+        // down) the last ack is sent once more without a reply, as the others: the client
+        // sends it when it is connected again, and an ack lost with the connection only
+        // means the server delivers that message again.
         if let Some((last, rest)) = to_ack.split_last() {
             for acker in rest {
                 acker.ack().await.map_err(cannot_ack)?;
             }
-            last.double_ack().await.map_err(cannot_ack)?;
+            let confirmed = tokio::time::timeout(ACK_CONFIRM, last.double_ack()).await;
+            if !matches!(confirmed, Ok(Ok(()))) {
+                tracing::debug!(connector = %self.who, "No confirmation of an ack in time; it was sent again without one.");
+                last.ack().await.map_err(cannot_ack)?;
+            }
         }
         Ok(())
     }
