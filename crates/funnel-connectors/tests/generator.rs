@@ -174,7 +174,7 @@ async fn generator_structured_format_emits_the_configured_field_types() {
         assert_eq!(record.operation, Operation::Create);
         assert_eq!(record.payload.before, None);
         let map = structured(record.payload.after.as_ref());
-        let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(keys, ["at", "id", "name", "ok", "took"]);
         assert!(matches!(map["id"], Value::Int(n) if n >= 0));
         assert!(matches!(&map["name"], Value::String(s) if !s.is_empty()));

@@ -339,17 +339,17 @@ pub fn record_map(record: &Record) -> funnel_record::StructuredData {
         ),
     };
     let mut payload = funnel_record::StructuredData::new();
-    payload.insert("before".into(), data(&record.payload.before));
-    payload.insert("after".into(), data(&record.payload.after));
+    payload.insert("before", data(&record.payload.before));
+    payload.insert("after", data(&record.payload.after));
     let mut map = funnel_record::StructuredData::new();
-    map.insert("position".into(), Value::Bytes(record.position.0.clone()));
+    map.insert("position", Value::Bytes(record.position.0.clone()));
     map.insert(
-        "operation".into(),
+        "operation",
         Value::String(record.operation.to_string().into()),
     );
-    map.insert("metadata".into(), meta);
-    map.insert("key".into(), data(&record.key));
-    map.insert("payload".into(), Value::Map(payload));
+    map.insert("metadata", meta);
+    map.insert("key", data(&record.key));
+    map.insert("payload", Value::Map(payload));
     map
 }
 

@@ -1,8 +1,8 @@
 //! Records between Funnel and the wire (`opencdc.v1.Record`).
 
-use std::collections::BTreeMap;
-
-use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, Value, metadata};
+use funnel_record::{
+    Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value, metadata,
+};
 use prost_types::value::Kind;
 
 use crate::pb::opencdc::v1 as wire;
@@ -60,7 +60,7 @@ fn data_from_wire(data: Option<wire::Data>) -> Data {
     }
 }
 
-fn struct_from_wire(s: prost_types::Struct) -> BTreeMap<String, Value> {
+fn struct_from_wire(s: prost_types::Struct) -> StructuredData {
     s.fields
         .into_iter()
         .map(|(k, v)| (k, value_from_wire(v)))
@@ -89,11 +89,11 @@ fn data_to_wire(data: &Data) -> wire::Data {
     }
 }
 
-fn struct_to_wire(map: &BTreeMap<String, Value>) -> prost_types::Struct {
+fn struct_to_wire(map: &StructuredData) -> prost_types::Struct {
     prost_types::Struct {
         fields: map
             .iter()
-            .map(|(k, v)| (k.clone(), value_to_wire(v)))
+            .map(|(k, v)| (k.to_string(), value_to_wire(v)))
             .collect(),
     }
 }
@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn a_record_survives_the_wire_and_gets_conduits_metadata() {
         let mut record = Record::new(Position::new(b"7".to_vec()), b"after".to_vec());
-        record.key = Some(Data::Structured(BTreeMap::from([(
+        record.key = Some(Data::Structured(StructuredData::from([(
             "id".to_owned(),
             Value::Int(3),
         )])));
@@ -137,7 +137,7 @@ mod tests {
         assert_eq!(back.payload.before, Some(Data::raw(Vec::new())));
         assert_eq!(
             back.key,
-            Some(Data::Structured(BTreeMap::from([(
+            Some(Data::Structured(StructuredData::from([(
                 "id".to_owned(),
                 Value::Float(3.0)
             )])))

@@ -363,7 +363,7 @@ impl Processor for Jq {
 fn map_to_val(map: &StructuredData) -> Val {
     Val::obj(
         map.iter()
-            .map(|(k, v)| (Val::from(k.clone()), value_to_val(v)))
+            .map(|(k, v)| (Val::from(k.to_string()), value_to_val(v)))
             .collect(),
     )
 }

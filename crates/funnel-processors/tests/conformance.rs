@@ -336,7 +336,7 @@ fn record_tree(record: &Record) -> Json {
         Some(Data::Raw(bytes)) => Json::String(STANDARD.encode(bytes)),
         Some(Data::Structured(map)) => Json::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), value_tree(v)))
+                .map(|(k, v)| (k.to_string(), value_tree(v)))
                 .collect(),
         ),
     };
@@ -384,7 +384,7 @@ fn value_tree(value: &Value) -> Json {
         Value::Array(items) => Json::Array(items.iter().map(value_tree).collect()),
         Value::Map(map) => Json::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), value_tree(v)))
+                .map(|(k, v)| (k.to_string(), value_tree(v)))
                 .collect(),
         ),
     }

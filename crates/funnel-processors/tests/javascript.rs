@@ -4,13 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "js")]
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use bytes::Bytes;
 use funnel_core::{ProcessedRecord, Processor};
 use funnel_processors::{SettingsError, build};
-use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, Value};
+use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value};
 
 use funnel_test_utils::results::{
     error_text, fields, output, process_one, settings, single, the_only_error,
@@ -148,7 +147,7 @@ async fn structured_values_keep_their_types_through_the_script() {
         ),
         (
             "nested",
-            Value::Map(BTreeMap::from([("deep".to_owned(), Value::Float(0.25))])),
+            Value::Map(StructuredData::from([("deep", Value::Float(0.25))])),
         ),
     ]);
     let input = record_with_after(after);

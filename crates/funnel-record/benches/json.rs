@@ -2,10 +2,8 @@
 //! integers and floats in both plain and exponent form) written into a reused buffer.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-
 use criterion::{Criterion, criterion_group, criterion_main};
-use funnel_record::{Data, Record, Value};
+use funnel_record::{Data, Record, StructuredData, Value};
 
 fn record() -> Record {
     let mut r = Record::new("position-0001", "");
@@ -25,8 +23,7 @@ fn record() -> Record {
         ("note", Value::String("<b>&</b>".into())),
         ("missing", Value::Null),
     ];
-    let after: BTreeMap<String, Value> =
-        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let after: StructuredData = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     r.payload.after = Some(Data::Structured(after));
     r
 }

@@ -49,6 +49,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use serde_json::value::RawValue;
 
 use crate::go::{Numbers, value_from_json, write_json_float};
+use crate::map::StructuredData;
 use crate::record::{Data, Metadata, Operation, Payload, Position, Record, Value};
 
 /// Options for writing OpenCDC JSON. The default matches Conduit's default serializer.
@@ -285,7 +286,9 @@ fn write_operation(out: &mut Vec<u8>, operation: Operation) {
 
 fn write_metadata(out: &mut Vec<u8>, metadata: &Metadata) {
     match metadata.as_map() {
-        Some(map) => write_object(out, map, |out, value| write_string(out, value)),
+        Some(map) => write_object(out, map.iter(), |out, value: &String| {
+            write_string(out, value)
+        }),
         None => out.extend_from_slice(b"null"),
     }
 }
@@ -299,22 +302,23 @@ fn write_data(out: &mut Vec<u8>, data: Option<&Data>, options: JsonOptions) {
     }
 }
 
-fn write_map(out: &mut Vec<u8>, map: &BTreeMap<String, Value>) {
-    write_object(out, map, write_value);
+fn write_map(out: &mut Vec<u8>, map: &StructuredData) {
+    write_object(out, map.iter(), write_value);
 }
 
-/// Writes a map as a JSON object, each value with `write_member`.
-fn write_object<V>(
+/// Writes the entries of a map (in key order) as a JSON object, each value with
+/// `write_member`.
+fn write_object<'a, K: AsRef<str> + 'a, V: 'a>(
     out: &mut Vec<u8>,
-    map: &BTreeMap<String, V>,
+    entries: impl Iterator<Item = (&'a K, &'a V)>,
     write_member: impl Fn(&mut Vec<u8>, &V),
 ) {
     out.push(b'{');
-    for (i, (key, value)) in map.iter().enumerate() {
+    for (i, (key, value)) in entries.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_string(out, key);
+        write_string(out, key.as_ref());
         out.push(b':');
         write_member(out, value);
     }
@@ -895,7 +899,7 @@ mod tests {
                     "b".to_owned(),
                     Value::Array(vec![Value::Null, Value::Bool(true)]),
                 ),
-                ("a".to_owned(), Value::Map(BTreeMap::new())),
+                ("a".to_owned(), Value::Map(StructuredData::new())),
             ]
             .into(),
         );

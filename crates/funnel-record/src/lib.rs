@@ -20,13 +20,15 @@
 
 pub mod go;
 pub mod json;
+pub mod map;
 pub mod path;
 mod record;
 pub mod time;
 
 pub use json::{DecodeError, JsonOptions};
+pub use map::StructuredData;
 pub use path::{DataSlot, FieldPath, FieldRef, PathError, Target};
-pub use record::{Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value};
+pub use record::{Data, Metadata, Operation, Payload, Position, Record, Value};
 pub use smol_str::SmolStr;
 pub use time::Timestamp;
 

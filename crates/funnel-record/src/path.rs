@@ -34,7 +34,8 @@ use std::str::FromStr;
 
 use bytes::Bytes;
 
-use crate::record::{Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value};
+use crate::map::StructuredData;
+use crate::record::{Data, Metadata, Operation, Payload, Position, Record, Value};
 
 /// A parsed field reference such as `.Payload.After.name` (see the [module docs](self)).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

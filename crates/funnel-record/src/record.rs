@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use smol_str::SmolStr;
 
+use crate::map::StructuredData;
 use crate::time::Timestamp;
 
 /// Where a record sits in its source: opaque bytes, chosen by the source connector.
@@ -314,11 +315,8 @@ pub enum Value {
     /// An ordered list.
     Array(Vec<Value>),
     /// A string-keyed map, sorted by key.
-    Map(BTreeMap<String, Value>),
+    Map(StructuredData),
 }
-
-/// Structured data: a string-keyed map of values, sorted by key.
-pub type StructuredData = BTreeMap<String, Value>;
 
 /// A key or one side of a payload: raw bytes or structured data.
 #[derive(Clone, Debug, PartialEq)]

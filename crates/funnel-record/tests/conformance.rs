@@ -5,11 +5,11 @@
 //! comparing rules). Every case runs inside one test, which reports all failures at once
 //! with their case ids.
 
-use std::collections::BTreeMap;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use funnel_record::{Data, JsonOptions, Metadata, Operation, Payload, Position, Record, Value};
+use funnel_record::{
+    Data, JsonOptions, Metadata, Operation, Payload, Position, Record, StructuredData, Value,
+};
 use serde_json::Value as Json;
 
 const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/opencdc-json.json");
@@ -299,7 +299,7 @@ fn compare_records(actual: &Record, expected: &Record) -> Result<(), String> {
     }
 }
 
-fn maps_equivalent(a: &BTreeMap<String, Value>, e: &BTreeMap<String, Value>) -> bool {
+fn maps_equivalent(a: &StructuredData, e: &StructuredData) -> bool {
     a.len() == e.len()
         && a.iter()
             .zip(e)

@@ -13,7 +13,7 @@ use funnel_core::{
     DestinationTask, Dlq, Order, Processor, ProcessorTask, RetryLimits, SourceTask, Task, Worker,
     WorkerConfig,
 };
-use funnel_record::{Data, Position, Record, Value, metadata};
+use funnel_record::{Data, Position, Record, StructuredData, Value, metadata};
 use funnel_test_utils::reference::Reference;
 use funnel_test_utils::{MemoryDestination, MemorySource};
 use proptest::prelude::*;
@@ -65,7 +65,7 @@ fn record(i: usize, k: &str, k2: &str, items: usize) -> Record {
     let mut r = Record::new(i.to_string(), "");
     r.metadata.insert("k", k);
     r.metadata.insert("k2", k2);
-    let mut after = BTreeMap::new();
+    let mut after = StructuredData::new();
     after.insert(
         "items".to_owned(),
         Value::Array((0..items as i64).map(Value::Int).collect()),

@@ -10,9 +10,7 @@
 //! reports errors itself: when anything fails it returns [`Fallback`], and the caller
 //! runs the general evaluator, which gives the error with Go's wording and position.
 
-use std::collections::BTreeMap;
-
-use funnel_record::{Data, Record, Value};
+use funnel_record::{Data, Record, StructuredData, Value};
 
 use crate::exec::{field_of, print_action};
 use crate::funcs::Func;
@@ -292,7 +290,7 @@ impl Expr {
 /// The structured data of `root` (`Key`, `Before` or `After`); absent or raw data is a
 /// field-access error (for any name but `Bytes`).
 #[inline]
-fn structured(root: Root, r: &Record) -> Result<&BTreeMap<String, Value>, Fallback> {
+fn structured(root: Root, r: &Record) -> Result<&StructuredData, Fallback> {
     let data = match root {
         Root::Key => r.key.as_ref(),
         Root::Before => r.payload.before.as_ref(),
@@ -445,16 +443,14 @@ mod tests {
     //! records with missing keys, raw data, absent data, ints, uints and floats.
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::collections::BTreeMap;
-
     use bytes::Bytes;
-    use funnel_record::{Data, Metadata, Operation, Record, Value};
+    use funnel_record::{Data, Metadata, Operation, Record, StructuredData, Value};
     use funnel_test_utils::results::fields;
 
     use super::{Fallback, Seg, render};
     use crate::{Condition, Template};
 
-    fn structured() -> BTreeMap<String, Value> {
+    fn structured() -> StructuredData {
         fields(&[
             ("foo", Value::String("bar".into())),
             ("n", Value::Int(42)),
@@ -511,13 +507,13 @@ mod tests {
             ("f", Value::Int(4)),
             ("t", Value::String("true".into())),
             ("user", Value::String("ann".into())),
-            ("null", Value::Map(BTreeMap::new())),
+            ("null", Value::Map(StructuredData::new())),
             ("flag", Value::Bool(false)),
         ])));
 
         let mut empty = Record::new("pos-5", "");
         empty.metadata = Metadata::new();
-        empty.payload.after = Some(Data::Structured(BTreeMap::new()));
+        empty.payload.after = Some(Data::Structured(StructuredData::new()));
 
         vec![full, raw, absent, floats, empty]
     }

@@ -1,10 +1,9 @@
 //! The functions: Go's builtins and the sprig functions pipelines use.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use funnel_record::{Data, SmolStr, Value};
+use funnel_record::{Data, SmolStr, StructuredData, Value};
 
 use crate::gofmt;
 use crate::gotime::Time;
@@ -243,7 +242,7 @@ impl Func {
             }
             F::List => V::Owned(Rc::new(Value::Array(a.iter().map(V::to_value).collect()))),
             F::Dict => {
-                let mut m = BTreeMap::new();
+                let mut m = StructuredData::new();
                 for pair in a.chunks(2) {
                     let v = pair
                         .get(1)

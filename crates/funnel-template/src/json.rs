@@ -1,11 +1,10 @@
 //! JSON as Go's `encoding/json` writes it (for `toJson`), and reading (for `fromJson`).
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use base64::Engine as _;
 use funnel_record::go::{self, JsonFloat};
-use funnel_record::{Data, Value};
+use funnel_record::{Data, StructuredData, Value};
 
 use crate::value::V;
 
@@ -86,7 +85,7 @@ impl Enc {
         Some(())
     }
 
-    fn map(&mut self, m: &BTreeMap<String, Value>) -> Option<()> {
+    fn map(&mut self, m: &StructuredData) -> Option<()> {
         self.object(m.iter().map(|(k, v)| (k.as_str(), Entry::Value(v))))
     }
 

@@ -1,11 +1,12 @@
 //! The values a template works with: borrowed views of the record, plus the owned
 //! values functions produce. Nothing here copies the record.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::rc::Rc;
 
-use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, Value, go};
+use funnel_record::{
+    Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value, go,
+};
 
 use crate::gotime::Time;
 
@@ -45,7 +46,7 @@ pub(crate) enum V<'a> {
     /// A borrowed `[]interface{}`.
     List(&'a [Value]),
     /// A borrowed `map[string]interface{}`.
-    Map(&'a BTreeMap<String, Value>),
+    Map(&'a StructuredData),
     /// An owned list, map or byte slice.
     Owned(Rc<Value>),
     /// `time.Time`.
@@ -161,21 +162,18 @@ impl<'a> V<'a> {
         match self {
             V::Missing | V::Nil | V::Data(None) => Value::Null,
             V::Record(r) => {
-                let mut m = BTreeMap::new();
-                m.insert("position".into(), Value::Bytes(r.position.0.clone()));
-                m.insert(
-                    "operation".into(),
-                    Value::String(r.operation.to_string().into()),
-                );
-                m.insert("metadata".into(), V::Metadata(&r.metadata).to_value());
-                m.insert("key".into(), V::Data(r.key.as_ref()).to_value());
-                m.insert("payload".into(), V::Payload(&r.payload).to_value());
+                let mut m = StructuredData::new();
+                m.insert("position", Value::Bytes(r.position.0.clone()));
+                m.insert("operation", Value::String(r.operation.to_string().into()));
+                m.insert("metadata", V::Metadata(&r.metadata).to_value());
+                m.insert("key", V::Data(r.key.as_ref()).to_value());
+                m.insert("payload", V::Payload(&r.payload).to_value());
                 Value::Map(m)
             }
             V::Payload(p) => {
-                let mut m = BTreeMap::new();
-                m.insert("before".into(), V::Data(p.before.as_ref()).to_value());
-                m.insert("after".into(), V::Data(p.after.as_ref()).to_value());
+                let mut m = StructuredData::new();
+                m.insert("before", V::Data(p.before.as_ref()).to_value());
+                m.insert("after", V::Data(p.after.as_ref()).to_value());
                 Value::Map(m)
             }
             V::Position(p) => Value::Bytes(p.0.clone()),

@@ -346,7 +346,7 @@ fn delete(table: &Arc<Table>, key: &StructuredData) -> Result<Op, String> {
     let mut values = Vec::with_capacity(key.len());
     for (name, value) in key {
         let kind = column(table, name)?;
-        columns.push(name.clone());
+        columns.push(name.to_string());
         values.push(to_param(Some(kind), value));
     }
     Ok(Op::Delete {
@@ -365,7 +365,7 @@ fn insert(table: &Arc<Table>, row: &StructuredData, key: Vec<String>) -> Result<
     let mut values = Vec::with_capacity(row.len());
     for (name, value) in row {
         let kind = column(table, name)?;
-        columns.push(name.clone());
+        columns.push(name.to_string());
         values.push(to_param(Some(kind), value));
     }
     Ok(Op::Insert {

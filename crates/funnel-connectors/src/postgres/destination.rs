@@ -1,11 +1,11 @@
 //! The postgres destination: upserts, deletes and inserts, one transaction per batch
 //! (see [`crate::sql::destination`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use funnel_core::{ConnectorError, DestinationAck};
-use funnel_record::{Position, Record, StructuredData, Value};
+use funnel_record::{Position, Record, StructuredData};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, Statement};
@@ -380,7 +380,7 @@ fn delete(table: &Table, key: &StructuredData) -> Result<Exec, String> {
 }
 
 /// An insert of `row`; an upsert on `key` when it is not empty.
-fn insert(table: &Table, row: &BTreeMap<String, Value>, key: &[String]) -> Result<Exec, String> {
+fn insert(table: &Table, row: &StructuredData, key: &[String]) -> Result<Exec, String> {
     if row.is_empty() {
         return Err("payload.after has no fields".to_owned());
     }
@@ -402,7 +402,7 @@ fn insert(table: &Table, row: &BTreeMap<String, Value>, key: &[String]) -> Resul
     if !key.is_empty() {
         let updates: Vec<String> = row
             .keys()
-            .filter(|c| !key.contains(c))
+            .filter(|c| !key.iter().any(|k| k == **c))
             .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
             .collect();
         let target = key

@@ -194,9 +194,11 @@ pub(crate) fn to_json(value: &Value) -> serde_json::Value {
         // As Go's `time.Time.MarshalJSON` writes it.
         Value::Time(t) => serde_json::Value::String(t.to_rfc3339()),
         Value::Array(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
-        Value::Map(map) => {
-            serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
-        }
+        Value::Map(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.to_string(), to_json(v)))
+                .collect(),
+        ),
     }
 }
 

@@ -131,7 +131,7 @@ pub(crate) fn fields(record: &Record) -> Vec<(String, Bytes)> {
                         Value::String(s) => Bytes::copy_from_slice(s.as_bytes()),
                         other => Bytes::from(other.to_json()),
                     };
-                    (k.clone(), value)
+                    (k.to_string(), value)
                 })
                 .collect(),
         ),
@@ -309,7 +309,7 @@ mod tests {
             [("data".into(), "plain".into())]
         );
         let mut map = funnel_record::StructuredData::new();
-        map.insert("id".into(), Value::Int(7));
+        map.insert("id", Value::Int(7));
         assert_eq!(
             fields_of(&record(Data::Structured(map))),
             [("id".into(), "7".into())]

@@ -78,7 +78,7 @@ pub(crate) fn row_writes(record: &Record, key_columns: &[String]) -> Result<Vec<
     }
     writes.push(RowWrite::Upsert {
         row,
-        key: key.into_keys().collect(),
+        key: key.into_keys().map(String::from).collect(),
     });
     Ok(writes)
 }

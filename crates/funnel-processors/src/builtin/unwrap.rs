@@ -355,7 +355,7 @@ fn flatten(key: &str, value: &Value, out: &mut Vec<(String, String)>) {
         Value::Map(map) => {
             for (k, v) in map {
                 let nested = if key.is_empty() {
-                    k.clone()
+                    k.to_string()
                 } else {
                     format!("{key}.{k}")
                 };

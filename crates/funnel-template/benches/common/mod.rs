@@ -1,9 +1,7 @@
 //! The record the template benchmark and the instruction-counting example share, so
 //! their figures measure the same work.
 
-use std::collections::BTreeMap;
-
-use funnel_record::{Data, Record, Value};
+use funnel_record::{Data, Record, StructuredData, Value};
 
 /// Metadata `key` and `opencdc.collection`, and a structured payload with a string
 /// `foo` and an int `n`.
@@ -11,7 +9,7 @@ pub(crate) fn record() -> Record {
     let mut r = Record::new("pos", "");
     r.metadata.insert("key", "val");
     r.metadata.insert("opencdc.collection", "orders");
-    let mut m = BTreeMap::new();
+    let mut m = StructuredData::new();
     m.insert("foo".to_owned(), Value::String("bar".into()));
     m.insert("n".to_owned(), Value::Int(42));
     r.payload.after = Some(Data::Structured(m));
