@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_core::{ConnectorError, Source};
 use funnel_record::{
-    Data, Metadata, Operation, Payload, Position, Record, StructuredData, Timestamp, Value,
-    metadata,
+    Data, Metadata, Operation, Payload, Position, Record, SmolStr, StructuredData, Timestamp,
+    Value, metadata,
 };
 use tokio::time::Instant;
 
@@ -65,7 +65,8 @@ enum PayloadKind {
     Fixed(Bytes),
     Fields {
         /// The fields in key order, every value `Null`: cloning it builds a record's map
-        /// in its final shape at once (no collecting and sorting of entries per record).
+        /// in its final shape at once, one allocation (its keys are inline or shared,
+        /// never copied).
         template: StructuredData,
         /// The type of each field of `template`, in the same order.
         types: Vec<FieldType>,
@@ -79,10 +80,7 @@ impl PayloadKind {
         let by_name: std::collections::BTreeMap<&str, FieldType> =
             fields.iter().map(|(n, t)| (n.as_str(), *t)).collect();
         Self::Fields {
-            template: by_name
-                .keys()
-                .map(|name| ((*name).to_owned(), Value::Null))
-                .collect(),
+            template: by_name.keys().map(|name| (*name, Value::Null)).collect(),
             types: by_name.into_values().collect(),
             raw,
         }
@@ -237,9 +235,13 @@ impl Running {
             PayloadKind::Fixed(_) => false,
         });
         // Go's `time.Time` JSON form (RFC 3339, nanoseconds); the clock is within i64 range
-        // until 2262.
+        // until 2262. Made once per batch and shared by its records (a clone of a
+        // `SmolStr` this long is a reference count).
         let time_text = needs_time.then(|| {
-            Timestamp::from_unix_nanos(i64::try_from(now_nanos).unwrap_or(i64::MAX)).to_rfc3339()
+            SmolStr::from(
+                Timestamp::from_unix_nanos(i64::try_from(now_nanos).unwrap_or(i64::MAX))
+                    .to_rfc3339(),
+            )
         });
 
         // One metadata map per stream, cloned into each record.
@@ -275,7 +277,7 @@ impl Running {
                 stream.operations[0]
             };
             let key = Data::Raw(Bytes::from_static(rng.word().as_bytes()));
-            let mut data = || stream.payload.data(&mut rng, time_text.as_deref());
+            let mut data = || stream.payload.data(&mut rng, time_text.as_ref());
             let payload = match operation {
                 Operation::Update => Payload {
                     before: Some(data()),
@@ -303,7 +305,7 @@ impl Running {
 }
 
 impl PayloadKind {
-    fn data(&self, rng: &mut SplitMix64, time_text: Option<&str>) -> Data {
+    fn data(&self, rng: &mut SplitMix64, time_text: Option<&SmolStr>) -> Data {
         match self {
             Self::Fixed(bytes) => Data::Raw(bytes.clone()),
             Self::Fields {
@@ -315,8 +317,9 @@ impl PayloadKind {
                 for (value, field_type) in map.values_mut().zip(types) {
                     *value = match field_type {
                         FieldType::Int => Value::Int((rng.next_u64() >> 1) as i64),
-                        FieldType::String => Value::String(rng.word().into()),
-                        FieldType::Time => Value::String(time_text.unwrap_or_default().into()),
+                        // The words are static: no copy, no allocation.
+                        FieldType::String => Value::String(SmolStr::new_static(rng.word())),
+                        FieldType::Time => Value::String(time_text.cloned().unwrap_or_default()),
                         FieldType::Bool => Value::Bool(rng.next_u64() & 1 == 1),
                         FieldType::Duration => Value::Int(rng.below(3_600_000_000_000) as i64),
                     };
