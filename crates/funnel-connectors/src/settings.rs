@@ -197,6 +197,16 @@ pub(crate) fn parse_destination_with<T>(
 
 /// Reads `A`, then `B` (a connection's settings and a connector's own, say): both,
 /// so that the mistakes of each are recorded; `None` when either has one.
+#[cfg_attr(
+    not(any(
+        feature = "kafka",
+        feature = "mqtt",
+        feature = "nats",
+        feature = "rabbitmq",
+        feature = "redis"
+    )),
+    allow(dead_code)
+)]
 pub(crate) fn both<A: SettingsStruct, B: SettingsStruct>(
     reader: &mut SettingsReader<'_>,
 ) -> Option<(A, B)> {
