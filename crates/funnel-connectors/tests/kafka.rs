@@ -1259,11 +1259,12 @@ async fn compression_shrinks_the_produce_requests_with_gzip_lz4_and_zstd() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the private tansu behind the recording proxy reports every broker down (BrokerTransportFailure) before any SASL exchange; not yet diagnosed"]
 async fn sasl_plain_authenticates_every_connection_with_the_username_and_password() {
-    let Some((broker, recorder, name)) = recorded_broker("plain").await else {
+    let Some((mut broker, recorder, name)) = recorded_broker("plain").await else {
         return;
     };
+    // From now on the broker requires SASL (tansu takes any PLAIN user and password).
+    broker.restart_authenticating(true);
     let servers = broker.servers();
     let pairs = [
         ("servers", servers.as_str()),
@@ -1337,52 +1338,45 @@ async fn delivery_timeout_fails_the_destination_when_the_broker_is_gone_that_lon
 }
 
 // ---------------------------------------------------------------------------------
-// SCRAM, with users made on the shared broker by `tansu user create`.
+// SCRAM, with users made by `tansu user create` on a private broker that then requires
+// SASL.
 
-/// Makes the SCRAM user `name` with `password` on the shared broker; `false` (the
-/// test is skipped) when tansu is not installed.
-fn scram_user(mechanism: &str, name: &str, password: &str) -> bool {
-    let Some(tansu) = funnel_test_utils::tansu::tansu_binary() else {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_with_the_right_password_reads_and_writes_and_a_wrong_one_fails_open_with_the_reason()
+{
+    let Some(mut broker) = PrivateBroker::start() else {
         private_broker_missing();
-        return false;
+        return;
     };
-    let out = std::process::Command::new(tansu)
-        .args([
+    let mechanisms = [
+        ("SCRAM-SHA-256", "scram256", unique("user")),
+        ("SCRAM-SHA-512", "scram512", unique("user")),
+    ];
+    // tansu makes users only through a broker that does not require SASL yet.
+    let plain = format!("tcp://{}", broker.plain_servers());
+    for (_, tool, user) in &mechanisms {
+        let (made, out) = broker.tool(&[
             "user",
             "create",
             "--broker",
-            "tcp://127.0.0.1:9092",
+            &plain,
             "--mechanism",
-            mechanism,
-            name,
-            password,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tansu user create: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    true
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the private tansu with SCRAM users reports every broker down (BrokerTransportFailure); not yet diagnosed"]
-async fn scram_with_the_right_password_reads_and_writes_and_a_wrong_one_fails_open_with_the_reason()
-{
-    if !broker() {
-        return;
+            tool,
+            user,
+            "right-password",
+        ]);
+        assert!(made, "tansu user create: {out}");
     }
-    for (mechanism, tool) in [("SCRAM-SHA-256", "scram256"), ("SCRAM-SHA-512", "scram512")] {
-        let user = unique("user");
-        if !scram_user(tool, &user, "right-password") {
-            return;
-        }
-        let name = topic("scram", 1).await;
+    let name = unique("scram");
+    create_topic(&broker.plain_servers(), &name, 1)
+        .await
+        .unwrap();
+    broker.restart_authenticating(true);
+    let servers = broker.servers();
+    for (mechanism, _, user) in &mechanisms {
+        let mechanism = *mechanism;
         let pairs = [
-            ("servers", SERVERS),
+            ("servers", servers.as_str()),
             ("saslMechanism", mechanism),
             ("saslUsername", user.as_str()),
             ("saslPassword", "right-password"),
@@ -1390,32 +1384,23 @@ async fn scram_with_the_right_password_reads_and_writes_and_a_wrong_one_fails_op
         let got = round_trip(&pairs, &name, &numbered(2)).await;
         assert_eq!(got, [Bytes::from("m0"), Bytes::from("m1")], "{mechanism}");
 
-        let wrong = settings(&[
-            ("servers", SERVERS),
-            ("topics", &name),
+        let wrong = [
+            ("servers", servers.as_str()),
             ("saslMechanism", mechanism),
-            ("saslUsername", &user),
+            ("saslUsername", user.as_str()),
             ("saslPassword", "wrong-password"),
-        ]);
-        let s = source("kafka", "p:in", &wrong, None).unwrap();
-        let error = s.open().await.unwrap_err().to_string();
+        ];
+        let error = open_error(&wrong, &name)
+            .await
+            .unwrap_or_else(|| panic!("{mechanism}: a wrong password opens"));
         assert!(error.contains("kafka source p:in"), "{mechanism}: {error}");
         assert!(
             error.to_lowercase().contains("authentication"),
             "{mechanism}: {error}"
         );
-        let d = destination(
-            "kafka",
-            "p:out",
-            &settings(&[
-                ("servers", SERVERS),
-                ("saslMechanism", mechanism),
-                ("saslUsername", &user),
-                ("saslPassword", "wrong-password"),
-            ]),
-        )
-        .unwrap();
-        let error = d.open().await.unwrap_err().to_string();
+        let error = destination_error(&wrong)
+            .await
+            .unwrap_or_else(|| panic!("{mechanism}: a wrong password opens"));
         assert!(
             error.contains("kafka destination p:out"),
             "{mechanism}: {error}"
@@ -1424,7 +1409,6 @@ async fn scram_with_the_right_password_reads_and_writes_and_a_wrong_one_fails_op
             error.to_lowercase().contains("authentication"),
             "{mechanism}: {error}"
         );
-        d.teardown().await.unwrap();
     }
 }
 

@@ -74,6 +74,8 @@ pub struct PrivateBroker {
     broker: Option<Child>,
     proxy: Option<Child>,
     tls: Option<ProxyTls>,
+    /// Whether the broker requires SASL (`--authentication`).
+    authentication: bool,
 }
 
 impl PrivateBroker {
@@ -83,7 +85,7 @@ impl PrivateBroker {
     ///
     /// When the broker does not start.
     pub fn start() -> Option<Self> {
-        Self::start_with(None, None)
+        Self::start_with(None, None, false)
     }
 
     /// A broker on a free port that advertises 127.0.0.1:`advertised` instead: the
@@ -94,7 +96,7 @@ impl PrivateBroker {
     ///
     /// When the broker does not start.
     pub fn start_advertising(advertised: u16) -> Option<Self> {
-        Self::start_with(None, Some(advertised))
+        Self::start_with(None, Some(advertised), false)
     }
 
     /// A broker on a free port behind a TLS proxy (socat) on another free port, which
@@ -105,10 +107,27 @@ impl PrivateBroker {
     ///
     /// When the broker or the proxy does not start.
     pub fn start_tls(tls: ProxyTls) -> Option<Self> {
-        Self::start_with(Some(tls), None)
+        Self::start_with(Some(tls), None, false)
     }
 
-    fn start_with(tls: Option<ProxyTls>, advertised: Option<u16>) -> Option<Self> {
+    /// As [`Self::start_advertising`], with a broker that requires SASL of every
+    /// connection (tansu's `--authentication`): before it, a client may only ask for
+    /// the API versions. tansu takes any user and password with PLAIN, and the users
+    /// of its storage with SCRAM-SHA-256 and SCRAM-SHA-512 (see
+    /// [`Self::restart_authenticating`]). `None` when tansu is not installed.
+    ///
+    /// # Panics
+    ///
+    /// When the broker does not start.
+    pub fn start_authenticating(advertised: u16) -> Option<Self> {
+        Self::start_with(None, Some(advertised), true)
+    }
+
+    fn start_with(
+        tls: Option<ProxyTls>,
+        advertised: Option<u16>,
+        authentication: bool,
+    ) -> Option<Self> {
         let binary = tansu_binary()?;
         let port = free_port();
         let advertised = match (advertised, &tls) {
@@ -134,6 +153,7 @@ impl PrivateBroker {
             broker: None,
             proxy: None,
             tls,
+            authentication,
         };
         broker.start_broker();
         if broker.tls.is_some() {
@@ -166,17 +186,20 @@ impl PrivateBroker {
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log().display()));
         // tansu reads the path of a sqlite:// URL relative to its working directory.
-        let child = Command::new(&self.binary)
-            .current_dir(&self.dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{}", self.port),
-                "--advertised-listener-url",
-                &format!("tcp://localhost:{}", self.advertised),
-                "--storage-engine",
-                "sqlite://tansu.db",
-            ])
+        let mut command = Command::new(&self.binary);
+        command.current_dir(&self.dir).args([
+            "broker",
+            "--listener-url",
+            &format!("tcp://127.0.0.1:{}", self.port),
+            "--advertised-listener-url",
+            &format!("tcp://localhost:{}", self.advertised),
+            "--storage-engine",
+            "sqlite://tansu.db",
+        ]);
+        if self.authentication {
+            command.arg("--authentication");
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -230,6 +253,21 @@ impl PrivateBroker {
         if self.broker.is_none() {
             self.start_broker();
         }
+    }
+
+    /// Kills the broker and starts it again on the same port and data, requiring SASL
+    /// (`on`, tansu's `--authentication`) or not. tansu makes SCRAM users
+    /// (`tansu user create`, see [`Self::tool`]) only through a broker that does not
+    /// require SASL (its own client has none): a test makes them first, then turns
+    /// SASL on.
+    ///
+    /// # Panics
+    ///
+    /// When the broker does not stop or start.
+    pub fn restart_authenticating(&mut self, on: bool) {
+        self.kill();
+        self.authentication = on;
+        self.start_broker();
     }
 
     /// What the broker logged so far.
