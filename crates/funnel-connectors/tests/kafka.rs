@@ -1259,6 +1259,7 @@ async fn compression_shrinks_the_produce_requests_with_gzip_lz4_and_zstd() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tansu 0.6 has no SASL PLAIN: its rsasl is built with the scram-sha-2 and oauthbearer features only, so with --authentication it offers SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER and closes the connection on a PLAIN SaslHandshake (NoSharedMechanism in its log), and without it answers every SaslHandshake with UnsupportedSaslMechanism"]
 async fn sasl_plain_authenticates_every_connection_with_the_username_and_password() {
     let Some((mut broker, recorder, name)) = recorded_broker("plain").await else {
         return;
@@ -1367,13 +1368,15 @@ async fn scram_with_the_right_password_reads_and_writes_and_a_wrong_one_fails_op
         ]);
         assert!(made, "tansu user create: {out}");
     }
-    let name = unique("scram");
-    create_topic(&broker.plain_servers(), &name, 1)
-        .await
-        .unwrap();
+    let topics = [unique("scram256"), unique("scram512")];
+    for name in &topics {
+        create_topic(&broker.plain_servers(), name, 1)
+            .await
+            .unwrap();
+    }
     broker.restart_authenticating(true);
     let servers = broker.servers();
-    for (mechanism, _, user) in &mechanisms {
+    for ((mechanism, _, user), name) in mechanisms.iter().zip(&topics) {
         let mechanism = *mechanism;
         let pairs = [
             ("servers", servers.as_str()),
@@ -1381,7 +1384,7 @@ async fn scram_with_the_right_password_reads_and_writes_and_a_wrong_one_fails_op
             ("saslUsername", user.as_str()),
             ("saslPassword", "right-password"),
         ];
-        let got = round_trip(&pairs, &name, &numbered(2)).await;
+        let got = round_trip(&pairs, name, &numbered(2)).await;
         assert_eq!(got, [Bytes::from("m0"), Bytes::from("m1")], "{mechanism}");
 
         let wrong = [
@@ -1390,7 +1393,7 @@ async fn scram_with_the_right_password_reads_and_writes_and_a_wrong_one_fails_op
             ("saslUsername", user.as_str()),
             ("saslPassword", "wrong-password"),
         ];
-        let error = open_error(&wrong, &name)
+        let error = open_error(&wrong, name)
             .await
             .unwrap_or_else(|| panic!("{mechanism}: a wrong password opens"));
         assert!(error.contains("kafka source p:in"), "{mechanism}: {error}");
@@ -1517,7 +1520,6 @@ async fn open_error(pairs: &[(&str, &str)], topic: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the round trip with caCert through the socat proxy passes; the error without caCert through this proxy is not yet checked against tansu (the certificate error itself is tested without a broker, above)"]
 async fn tls_with_the_ca_cert_reads_and_writes_and_without_it_the_certificate_is_refused() {
     let pki = Pki::new();
     let Some((_broker, servers, name)) = tls_topic(&pki, false, "tls").await else {
