@@ -933,7 +933,6 @@ fn cooperative_member(group: &str, topic: &str) -> BaseConsumer {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "tansu 0.6 does not refuse the member as the test expects, so no records and no error arrive in time; not yet diagnosed"]
 async fn retry_group_join_errors_false_fails_the_read_when_the_group_refuses_the_member() {
     if !broker() {
         return;
@@ -941,8 +940,7 @@ async fn retry_group_join_errors_false_fails_the_read_when_the_group_refuses_the
     let name = topic("join", 1).await;
     let group = unique("g");
     let other = cooperative_member(&group, &name);
-    let build = |retry: &str| member("p:in", &name, &group, &[("retryGroupJoinErrors", retry)]);
-    let s = build("false");
+    let s = member("p:in", &name, &group, &[("retryGroupJoinErrors", "false")]);
     s.open().await.unwrap();
     let error = tokio::time::timeout(PATIENCE, s.read())
         .await
@@ -955,9 +953,21 @@ async fn retry_group_join_errors_false_fails_the_read_when_the_group_refuses_the
         "{error}"
     );
     s.teardown().await.unwrap();
+    tokio::task::spawn_blocking(move || drop(other))
+        .await
+        .unwrap();
+}
 
-    // Retrying, the source joins once the other member has left, and reads.
-    let s = build("true");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tansu 0.6 keeps an emptied group's protocol: when the last member leaves, its group moves to Forming with the protocol name kept (leave in tansu-broker's coordinator/group/administrator.rs), so every later member that does not offer cooperative-sticky is refused with InconsistentGroupProtocol, and the retrying source never joins"]
+async fn retry_group_join_errors_true_joins_once_the_refusing_member_has_left() {
+    if !broker() {
+        return;
+    }
+    let name = topic("join", 1).await;
+    let group = unique("g");
+    let other = cooperative_member(&group, &name);
+    let s = member("p:in", &name, &group, &[("retryGroupJoinErrors", "true")]);
     s.open().await.unwrap();
     write(&[("topic", &name)], &numbered(3)).await;
     tokio::task::spawn_blocking(move || {
