@@ -4,8 +4,9 @@
 # scripts/setup-services.sh) and the same messages.
 #
 #   produce: funnel, generator (1 KB payload, bench/payload-1k.txt) -> kafka; each
-#            message is the record as OpenCDC JSON. Then Python: a producer loop writing
-#            the very bytes of one of funnel's messages, as many times.
+#            message is the record as OpenCDC JSON, with its metadata as headers. Then
+#            Python: a producer loop writing one of funnel's messages (key, value and
+#            headers), as many times.
 #   consume: funnel, kafka -> noop, reading the topic funnel wrote from the beginning
 #            with a new group. Then Python: a consumer loop over the same topic with a
 #            new group.
@@ -20,6 +21,8 @@
 #   bench/kafka.sh                     200,000 records, 2 rounds
 #   RECORDS=100000 RUNS=3 bench/kafka.sh
 #   BIN=/path/to/funnel bench/kafka.sh (a funnel built with --features kafka; no build)
+#   SERVERS=127.0.0.1:19092 bench/kafka.sh (another broker; default 127.0.0.1:9092)
+#   ONLY=produce bench/kafka.sh        (the produce half only)
 #
 # confluent-kafka is installed into a virtualenv under ~/.cache/funnel/bench-venv
 # (not in CI).
@@ -29,7 +32,8 @@ cd "$(dirname "$0")/.."
 RECORDS="${RECORDS:-200000}"
 RUNS="${RUNS:-2}"
 PORT="${PORT:-18091}"
-SERVERS=127.0.0.1:9092
+SERVERS="${SERVERS:-127.0.0.1:9092}"
+export SERVERS
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/funnel/target}"
 if [ -z "${BIN:-}" ]; then
     cargo build --release --quiet -p funnel-cli --features kafka
@@ -53,9 +57,9 @@ echo "records: $RECORDS; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 create_topic() { # name
     "$PY" - "$1" <<'PY'
-import sys
+import os, sys
 from confluent_kafka.admin import AdminClient, NewTopic
-admin = AdminClient({"bootstrap.servers": "127.0.0.1:9092"})
+admin = AdminClient({"bootstrap.servers": os.environ["SERVERS"]})
 for f in admin.create_topics([NewTopic(sys.argv[1], num_partitions=3, replication_factor=1)]).values():
     f.result()
 PY
@@ -138,19 +142,19 @@ YAML
 # RECORDS such messages into $2.
 python_produce() { # source-topic target-topic
     "$PY" - "$1" "$2" "$RECORDS" <<'PY'
-import sys, time
+import os, sys, time
 from confluent_kafka import Consumer, Producer
 src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-c = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": "bench-peek-" + dst,
+c = Consumer({"bootstrap.servers": os.environ["SERVERS"], "group.id": "bench-peek-" + dst,
               "auto.offset.reset": "earliest", "enable.auto.commit": False})
 c.subscribe([src])
 m = None
 while m is None or m.error():
     m = c.poll(1.0)
-value = m.value()
+key, value, headers = m.key(), m.value(), m.headers()
 c.close()
 start = time.time()
-p = Producer({"bootstrap.servers": "127.0.0.1:9092", "acks": "all", "enable.idempotence": True,
+p = Producer({"bootstrap.servers": os.environ["SERVERS"], "acks": "all", "enable.idempotence": True,
               "linger.ms": 5, "compression.type": "none"})
 done = 0
 def report(err, msg):
@@ -161,7 +165,7 @@ def report(err, msg):
 for i in range(n):
     while True:
         try:
-            p.produce(dst, value, on_delivery=report)
+            p.produce(dst, value, key=key, headers=headers, on_delivery=report)
             break
         except BufferError:
             p.poll(0.01)
@@ -174,11 +178,11 @@ PY
 
 python_consume() { # topic
     "$PY" - "$1" "$RECORDS" <<'PY'
-import sys, time, uuid
+import os, sys, time, uuid
 from confluent_kafka import Consumer
 topic, n = sys.argv[1], int(sys.argv[2])
 start = time.time()
-c = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": "bench-" + uuid.uuid4().hex,
+c = Consumer({"bootstrap.servers": os.environ["SERVERS"], "group.id": "bench-" + uuid.uuid4().hex,
               "auto.offset.reset": "earliest", "enable.auto.commit": False})
 c.subscribe([topic])
 got = 0
@@ -210,6 +214,9 @@ for round in $(seq 1 "$RUNS"); do
         )
         line "produce funnel ($ab)" "$secs" "$size"
         line "produce python ($ab)" "$py_secs" "$size"
+        if [ "${ONLY:-}" = produce ]; then
+            continue
+        fi
         consume_pipeline "consume-$stamp-$ab" "$topic"
         secs="$(run_funnel "consume-$stamp-$ab")"
         py_secs="$(python_consume "$topic")"
