@@ -324,8 +324,9 @@ if ! kafka_up; then
     fi
 fi
 echo "setup-services: Kafka (tansu) ready on 127.0.0.1:$KAFKA_PORT"
-# tansu has no TLS listener: the kafka TLS tests put socat (with OpenSSL) in front of a
-# private tansu of their own, with certificates they make.
+# The kafka TLS tests put socat (with OpenSSL) in front of a private tansu of their
+# own, with certificates they make (tansu's own TLS listener asks for no client
+# certificate, which the mutual TLS test needs).
 if ! command -v socat >/dev/null 2>&1; then
     echo "setup-services: installing socat"
     apt_install socat
