@@ -304,9 +304,25 @@ if [ ! -x "$TANSU" ]; then
         cargo install --root "$TANSU_ROOT" tansu --locked --version "$TANSU_VERSION" \
         --features dynostore,libsql
 fi
+# Under CI the broker is always started afresh: one left running by earlier work on
+# this machine may have stalled (tansu 0.6 stops answering some requests after heavy
+# use, and only a new broker on an empty store recovers).
+if [ -n "${CI:-}" ] && kafka_up; then
+    echo "setup-services: CI: stopping the running tansu to start it on an empty store"
+    pkill -f "tansu broker --listener-url tcp://127.0.0.1:$KAFKA_PORT" || true
+    for _ in $(seq 1 30); do
+        if ! kafka_up; then
+            break
+        fi
+        sleep 1
+    done
+fi
 if ! kafka_up; then
     echo "setup-services: starting tansu on 127.0.0.1:$KAFKA_PORT (data in $TANSU_DATA)"
     mkdir -p "$TANSU_DATA"
+    # Every start is on an empty store: the tests make topics of their own, and a store
+    # left by a broker that stalled kept the next one stalling too.
+    rm -f "$TANSU_DATA"/tansu.db "$TANSU_DATA"/tansu.db-*
     # tansu reads the path of a sqlite:// URL relative to its working directory.
     (cd "$TANSU_DATA" && exec setsid "$TANSU" broker \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
