@@ -206,12 +206,7 @@ fn fifty_thousand_generated_records_written_to_nats_are_all_in_the_stream_once()
             &[("urls", URL), ("subject", &subject)],
         ),
     );
-    let out = env
-        .dir
-        .command(&["--pipelines.exit-on-done"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", env.dir.log());
+    env.dir.run_to_end();
     let messages = env.read_back(N);
     let ids: std::collections::BTreeSet<&str> =
         messages.iter().map(|(id, _)| id.as_str()).collect();

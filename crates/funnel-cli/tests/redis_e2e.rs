@@ -134,12 +134,7 @@ fn fifty_thousand_generated_records_written_to_redis_are_all_in_the_stream() {
         ),
         &redis_stream("dst", "destination", &env.key),
     );
-    let out = env
-        .dir
-        .command(&["--pipelines.exit-on-done"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", env.dir.log());
+    env.dir.run_to_end();
     let len: usize = redis::cmd("XLEN")
         .arg(&env.key)
         .query(&mut env.con())

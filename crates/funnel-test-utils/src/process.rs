@@ -237,6 +237,19 @@ impl RunDir {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin))
     }
 
+    /// Runs `funnel run --pipelines.exit-on-done` here until it exits.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be started or does not exit successfully (with the log).
+    pub fn run_to_end(&self) {
+        let out = self
+            .command(&["--pipelines.exit-on-done"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin));
+        assert!(out.status.success(), "{}", self.log());
+    }
+
     /// What the runs logged so far.
     pub fn log(&self) -> String {
         funnel_log(self.path())
