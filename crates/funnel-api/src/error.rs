@@ -66,6 +66,27 @@ impl Status {
         Self::new(16, message)
     }
 
+    /// The error an HTTP `status` stands for, as grpc-gateway reads one (400 invalid
+    /// argument, 401 unauthenticated, 403 permission denied, 404 not found, 405 and
+    /// 501 unimplemented, 408 and 504 deadline exceeded, 409 already exists, 413 and
+    /// 429 resource exhausted, 503 unavailable; another 4xx is an invalid argument,
+    /// another 5xx an internal error).
+    pub fn from_http(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status.as_u16() {
+            401 => 16,
+            403 => 7,
+            404 => 5,
+            405 | 501 => 12,
+            408 | 504 => 4,
+            409 => 6,
+            413 | 429 => 8,
+            503 => 14,
+            400..=499 => 3,
+            _ => 13,
+        };
+        Self::new(code, message)
+    }
+
     /// The HTTP status grpc-gateway answers this code with.
     pub fn http_status(&self) -> StatusCode {
         match self.code {
@@ -73,6 +94,7 @@ impl Status {
             5 => StatusCode::NOT_FOUND,
             6 | 10 => StatusCode::CONFLICT,
             7 => StatusCode::FORBIDDEN,
+            4 => StatusCode::GATEWAY_TIMEOUT,
             8 => StatusCode::TOO_MANY_REQUESTS,
             12 => StatusCode::NOT_IMPLEMENTED,
             14 => StatusCode::SERVICE_UNAVAILABLE,

@@ -15,12 +15,16 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 
+use crate::error::Status;
 use crate::{InspectPoint, Inspection, Pipelines};
 
 type Api = Arc<dyn Pipelines>;
 
 /// Streams the records a connector reads (a source) or is given to write (a
 /// destination).
+#[utoipa::path(get, path = "/v1/connectors/{id}/inspect", params(("id" = String, Path)),
+    responses((status = 101, description = "a WebSocket carrying the records the connector reads or writes, one OpenCDC JSON text message each"),
+        (status = "default", body = Status)))]
 pub(crate) async fn connector(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -30,6 +34,9 @@ pub(crate) async fn connector(
 }
 
 /// Streams the records going into a processor.
+#[utoipa::path(get, path = "/v1/processors/{id}/inspect-in", params(("id" = String, Path)),
+    responses((status = 101, description = "a WebSocket carrying the records going into the processor, one OpenCDC JSON text message each"),
+        (status = "default", body = Status)))]
 pub(crate) async fn processor_in(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -39,6 +46,9 @@ pub(crate) async fn processor_in(
 }
 
 /// Streams the records a processor hands on.
+#[utoipa::path(get, path = "/v1/processors/{id}/inspect-out", params(("id" = String, Path)),
+    responses((status = 101, description = "a WebSocket carrying the records the processor hands on, one OpenCDC JSON text message each"),
+        (status = "default", body = Status)))]
 pub(crate) async fn processor_out(
     State(api): State<Api>,
     Path(id): Path<String>,

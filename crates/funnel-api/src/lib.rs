@@ -295,6 +295,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(v1::routes(api))
         .merge(ui::routes())
         .fallback(v1::not_found)
+        .layer(axum::middleware::from_fn(v1::status_shaped))
         .layer(axum::middleware::from_fn(v1::pretty))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(

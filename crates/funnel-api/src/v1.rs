@@ -479,7 +479,10 @@ pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         healthz,
         openapi,
         crate::readyz,
-        crate::metrics
+        crate::metrics,
+        crate::inspect::connector,
+        crate::inspect::processor_in,
+        crate::inspect::processor_out
     ),
     components(schemas(Status))
 )]
@@ -575,6 +578,39 @@ pub(crate) async fn pretty(request: Request, next: Next) -> Response {
         HeaderValue::from_static("application/json"),
     );
     Response::from_parts(parts, Body::from(text))
+}
+
+/// Turns every error answer that is not JSON into a `google.rpc.Status` with the same
+/// HTTP status: axum's own refusals (a method the route does not serve, a query or
+/// path that does not parse, a WebSocket route asked without an upgrade) and plain
+/// text errors. Headers such as `Allow` are kept; the text becomes the message.
+pub(crate) async fn status_shaped(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut shaped = (status, Json(Status::from_http(status, message))).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            shaped.headers_mut().append(name, value.clone());
+        }
+    }
+    shaped
 }
 
 /// A `google.rpc.Status` 404 for every path no route serves.

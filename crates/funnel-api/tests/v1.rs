@@ -382,6 +382,39 @@ async fn every_error_is_a_google_rpc_status_with_the_http_status_of_its_code() {
     let unimplemented = request(&server, "DELETE", "/v1/connectors/x:y", "", "").await;
     assert_eq!(unimplemented.status, 501);
     assert_status_shaped(&unimplemented, 12);
+
+    // axum's own refusals are shaped too: a method the route does not serve (its
+    // `Allow` header kept), a query that does not parse, a WebSocket route asked
+    // without an upgrade, a body that is not declared JSON.
+    let wrong_method = request(&server, "PATCH", "/v1/pipelines", "", "").await;
+    assert_eq!(wrong_method.status, 405);
+    assert_status_shaped(&wrong_method, 12);
+    assert!(
+        wrong_method
+            .header("allow")
+            .is_some_and(|a| a.contains("GET")),
+        "{}",
+        wrong_method.headers
+    );
+    let bad_query = get(&server, "/v1/pipelines?name=a&name=b").await;
+    assert_eq!(bad_query.status, 400);
+    assert_status_shaped(&bad_query, 3);
+    let no_upgrade = get(&server, "/v1/connectors/file:in/inspect").await;
+    assert_eq!(no_upgrade.status, 400);
+    assert_status_shaped(&no_upgrade, 3);
+    let not_json = request(
+        &server,
+        "POST",
+        "/v1/pipelines",
+        "Content-Type: text/plain\r\n",
+        "",
+    )
+    .await;
+    assert_eq!(not_json.status, 415);
+    assert_status_shaped(&not_json, 3);
+    // The answer stays prettied on request.
+    let pretty = request(&server, "PATCH", "/v1/pipelines?pretty", "", "").await;
+    assert!(pretty.body.contains("\n  \"code\": 12"), "{}", pretty.body);
 }
 
 #[tokio::test]
@@ -486,8 +519,17 @@ async fn every_route_of_the_openapi_document_answers() {
                 "{method} {path}: {}",
                 answer.body
             );
-            // Errors too are JSON.
-            if !["/readyz", "/metrics"].contains(&path.as_str()) {
+            // Errors are `google.rpc.Status` objects.
+            if answer.status >= 400 && path != "/readyz" {
+                let json = answer.json();
+                assert!(
+                    json["code"].as_i64().is_some_and(|c| c > 0)
+                        && json["message"].is_string()
+                        && json["details"].is_array(),
+                    "{method} {path}: {}",
+                    answer.body
+                );
+            } else if !["/readyz", "/metrics"].contains(&path.as_str()) {
                 let _ = answer.json();
             }
             answered += 1;
