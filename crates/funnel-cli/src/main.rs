@@ -1,7 +1,8 @@
 //! `funnel`: run Conduit pipeline files, and ask a running instance about them.
 //!
 //! Every command but `run` prints through [`output`] (text, or with `--json` one
-//! envelope) and exits 0 ok, 1 runtime, 2 validation, 3 environment. `run`'s exit
+//! envelope) and exits 0 ok, 1 runtime, 2 validation, 3 environment; `run` logs on
+//! stderr and, with `--json`, prints the envelope once it ends. `run`'s exit
 //! codes: 0 after a graceful stop (SIGINT or SIGTERM) or when every pipeline is
 //! done with `--pipelines.exit-on-done`; 1 when the pipelines path cannot be read, the
 //! store or the API address cannot be opened, a pipeline file is invalid and
@@ -55,7 +56,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 )]
 struct Cli {
     /// Print one JSON object, `{command, ok, summary, result, error}`, instead of text
-    /// (every command but `run`).
+    /// (`run`: once it ends, its log staying on stderr).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -561,7 +562,13 @@ fn main() -> std::process::ExitCode {
         Err(e) => e.exit(),
     };
     let outcome = match cli.command {
-        Command::Run(args) => return legacy(run(*args, ignored, &prepared.unknown)),
+        Command::Run(args) => {
+            let ended = run(*args, ignored, &prepared.unknown, cli.json);
+            if !cli.json {
+                return legacy(ended.map(|end| end.code));
+            }
+            return std::process::ExitCode::from(output::emit(&name, true, &run_outcome(ended)));
+        }
         Command::Init { path } => {
             let defaults = Cli::command();
             match defaults.find_subcommand("run") {
@@ -623,6 +630,48 @@ fn main() -> std::process::ExitCode {
         Command::ProcessorPlugins { remote, command } => plugins(&remote, "processors", command),
     };
     std::process::ExitCode::from(output::emit(&name, cli.json, &outcome))
+}
+
+/// How `funnel run` ended: its exit code, why it failed, and what each pipeline did
+/// (the `result` of `funnel run --json`).
+struct RunEnd {
+    code: u8,
+    why: Option<String>,
+    pipelines: Vec<serde_json::Value>,
+    invalid_files: Vec<serde_json::Value>,
+}
+
+impl RunEnd {
+    /// A run that ended before any pipeline started.
+    fn failed(why: String) -> Self {
+        Self {
+            code: 1,
+            why: Some(why),
+            pipelines: Vec::new(),
+            invalid_files: Vec::new(),
+        }
+    }
+}
+
+/// The `--json` envelope's outcome of `run`: the pipelines' summaries and the files that
+/// could not be used, or why it failed (exit 1, as without `--json`).
+fn run_outcome(ended: anyhow::Result<RunEnd>) -> output::Outcome {
+    let end = ended?;
+    if end.code != 0 {
+        return Err(output::Failure::runtime(
+            end.why
+                .unwrap_or_else(|| "funnel run failed (see the log)".to_owned()),
+        ));
+    }
+    Ok(output::Done::new(
+        format!(
+            "funnel run stopped: {} pipeline(s), {} pipeline file(s) not used",
+            end.pipelines.len(),
+            end.invalid_files.len()
+        ),
+        serde_json::json!({"pipelines": end.pipelines, "invalidFiles": end.invalid_files}),
+        output::View::Summary,
+    ))
 }
 
 /// The exit code of `run`, which prints its own output.
@@ -961,7 +1010,12 @@ fn store_repair(db_path: &Path) -> output::Outcome {
     ))
 }
 
-fn run(mut args: RunArgs, mut ignored: Vec<String>, unknown: &[String]) -> anyhow::Result<u8> {
+fn run(
+    mut args: RunArgs,
+    mut ignored: Vec<String>,
+    unknown: &[String],
+    json: bool,
+) -> anyhow::Result<RunEnd> {
     init_logging(&args.log_level, args.log_format)?;
     if matches!(args.db_type, DbType::Badger | DbType::Sqlite) {
         let name = args
@@ -1026,10 +1080,10 @@ fn run(mut args: RunArgs, mut ignored: Vec<String>, unknown: &[String]) -> anyho
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(args))
+    runtime.block_on(run_async(args, json))
 }
 
-async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
+async fn run_async(args: RunArgs, json: bool) -> anyhow::Result<RunEnd> {
     // The plugins a pipeline file may name must be known before the files are read.
     let host = args.connectors.discover(&args.log_level).await;
     // Listening before any pipeline starts: a signal sent once records flow is never
@@ -1043,15 +1097,18 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
         Ok(p) => p,
         Err(errors) => {
             eprintln!("{errors}");
-            return Ok(1);
+            return Ok(RunEnd::failed(errors.to_string()));
         }
     };
     if !provision.failures.is_empty() && args.exit_on_degraded {
+        let mut why =
+            "a pipeline file is invalid and --pipelines.exit-on-degraded is set:".to_owned();
         for failure in &provision.failures {
             eprintln!("{}", failure.errors);
+            why.push_str(&format!("\n{}", failure.errors));
         }
         error!("a pipeline file is invalid and --pipelines.exit-on-degraded is set, exiting");
-        return Ok(1);
+        return Ok(RunEnd::failed(why));
     }
     let (store, leases) = open_store(&args).await?;
     host.attach(&store).await;
@@ -1146,12 +1203,14 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut watch_ticker = tokio::time::interval(reload::WATCH_INTERVAL);
     let mut code = 0;
+    let mut why = None;
     let mut all_done = Box::pin(all_terminal(supervisor.states()));
     loop {
         let reload_now = tokio::select! {
             () = &mut all_done, if args.exit_on_done => {
                 if degraded_or_invalid(&overview) {
                     code = 1;
+                    why = Some(DONE_WITH_FAILURES);
                 }
                 break;
             }
@@ -1171,11 +1230,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
                 if degraded && (args.exit_on_degraded) {
                     error!("a pipeline is degraded, exiting");
                     code = 1;
+                    why = Some("a pipeline is degraded and --pipelines.exit-on-degraded is set");
                     break;
                 }
                 if args.exit_on_done && states.iter().all(|s| s.current().is_terminal()) {
                     if degraded_or_invalid(&overview) {
                         code = 1;
+                        why = Some(DONE_WITH_FAILURES);
                     }
                     break;
                 }
@@ -1208,7 +1269,17 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
             _ = tokio::signal::ctrl_c() => {}
             Some(_) = terminate.recv() => {}
         }
-        eprintln!("forced exit");
+        if json {
+            output::emit(
+                "run",
+                true,
+                &Err(output::Failure::interrupted(
+                    "a second signal forced the exit",
+                )),
+            );
+        } else {
+            eprintln!("forced exit");
+        }
         std::process::exit(130);
     });
     match &cluster {
@@ -1222,12 +1293,25 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(api) = api {
         let _ = api.await;
     }
+    let mut pipelines = Vec::new();
     for state in supervisor.states() {
         let status = state.current();
         let detail = match &status {
             PipelineStatus::Degraded(e) => format!(" ({e})"),
             _ => String::new(),
         };
+        pipelines.push(serde_json::json!({
+            "id": state.id.clone(),
+            "status": status.name(),
+            "error": match &status {
+                PipelineStatus::Degraded(e) => serde_json::Value::from(e.to_string()),
+                _ => serde_json::Value::Null,
+            },
+            "read": WorkerStats::get(&state.stats.read),
+            "written": WorkerStats::get(&state.stats.written),
+            "acked": WorkerStats::get(&state.stats.acked),
+            "dlq": WorkerStats::get(&state.stats.dlq),
+        }));
         info!(
             pipeline = %state.id,
             status = status.name(),
@@ -1238,8 +1322,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
             "pipeline summary{detail}"
         );
     }
+    let mut invalid_files = Vec::new();
     for failure in overview.failures() {
         error!(file = %failure.file.display(), "{failure}");
+        invalid_files.push(serde_json::json!({
+            "file": failure.file.display().to_string(),
+            "error": failure.to_string(),
+        }));
     }
     let noop = funnel_connectors::noop::written_total();
     if noop > 0 {
@@ -1264,8 +1353,17 @@ async fn run_async(args: RunArgs) -> anyhow::Result<u8> {
     drop(control);
     drop(supervisor);
     drop(store);
-    Ok(code)
+    Ok(RunEnd {
+        code,
+        why: why.map(str::to_owned),
+        pipelines,
+        invalid_files,
+    })
 }
+
+/// Why `--pipelines.exit-on-done` exits with 1.
+const DONE_WITH_FAILURES: &str = "every pipeline is done, but a pipeline degraded or a pipeline file is invalid \
+     (--pipelines.exit-on-done)";
 
 /// Opens the store `--db.type` names; the PostgreSQL store also keeps the leases of a
 /// fleet.

@@ -24,6 +24,8 @@ pub(crate) enum Kind {
     Validation,
     /// What the command needs around it is missing (exit 3).
     Environment,
+    /// `run` was forced to exit by a second signal (exit 130).
+    Interrupted,
 }
 
 impl Kind {
@@ -33,6 +35,7 @@ impl Kind {
             Self::Runtime => 1,
             Self::Validation => 2,
             Self::Environment => 3,
+            Self::Interrupted => 130,
         }
     }
 
@@ -41,6 +44,7 @@ impl Kind {
             Self::Runtime => "runtime",
             Self::Validation => "validation",
             Self::Environment => "environment",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -70,6 +74,13 @@ impl Failure {
     pub(crate) fn environment(message: impl Into<String>) -> Self {
         Self {
             kind: Kind::Environment,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn interrupted(message: impl Into<String>) -> Self {
+        Self {
+            kind: Kind::Interrupted,
             message: message.into(),
         }
     }

@@ -730,6 +730,34 @@ fn a_dead_letter_queue_and_processors_changed_through_the_api_apply_to_the_recor
         "/v1/pipelines",
         Some(json!({"config": {"name": "q"}})),
     );
+    // Its name and description change; a file pipeline's do not, and a name is unique.
+    let renamed = ok(
+        "PUT",
+        "/v1/pipelines/q",
+        Some(json!({"config": {"name": "queue", "description": "changed"}})),
+    );
+    assert_eq!(
+        (renamed["id"].as_str(), renamed["config"]["name"].as_str()),
+        (Some("q"), Some("queue"))
+    );
+    refused(
+        "PUT",
+        "/v1/pipelines/from-file",
+        json!({"config": {"name": "from-file", "description": "changed"}}),
+        (400, 9),
+    );
+    ok(
+        "POST",
+        "/v1/pipelines",
+        Some(json!({"config": {"name": "other"}})),
+    );
+    refused(
+        "PUT",
+        "/v1/pipelines/q",
+        json!({"config": {"name": "other"}}),
+        (409, 6),
+    );
+    ok("DELETE", "/v1/pipelines/other", None);
 
     // The dead-letter queue: Conduit's defaults, replaced on an API pipeline only.
     let dlq = ok("GET", "/v1/pipelines/q/dead-letter-queue", None);
@@ -861,6 +889,14 @@ fn a_dead_letter_queue_and_processors_changed_through_the_api_apply_to_the_recor
     wait_healthy(port);
     let dlq = ok("GET", "/v1/pipelines/q/dead-letter-queue", None);
     assert_eq!(dlq["plugin"], "builtin:file");
+    let kept = ok("GET", "/v1/pipelines/q", None);
+    assert_eq!(
+        (
+            kept["config"]["name"].as_str(),
+            kept["config"]["description"].as_str()
+        ),
+        (Some("queue"), Some("changed"))
+    );
     let processors = ok("GET", "/v1/processors?parent_ids=q,q:out", None);
     let ids = ids_of(&processors["processors"]);
     assert_eq!(ids, ["q:field.set", "q:out:field.set"]);
@@ -937,4 +973,126 @@ fn standalone_plugins_are_listed_by_the_api_and_told_when_their_api_connector_is
         "a deleted connector is not told again"
     );
     stop(funnel);
+}
+
+#[test]
+fn every_route_of_a_running_instances_openapi_document_answers_and_its_errors_are_google_rpc_statuses()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    process::write_pipelines(dir.path(), &file_pipeline());
+    let port = free_port();
+    let funnel = spawn(dir.path(), port, &[]);
+    wait_healthy(port);
+    let doc = ok_call(port, "GET", "/openapi", None);
+    let paths = doc["paths"].as_object().unwrap();
+    let mut answered = Vec::new();
+    for (path, operations) in paths {
+        // An existing pipeline, connector or processor for each parameter.
+        let id = if path.starts_with("/v1/connectors/") {
+            "from-file:gen"
+        } else if path.starts_with("/v1/processors/") {
+            "from-file:nope"
+        } else {
+            "from-file"
+        };
+        let concrete = path.replace("{id}", id);
+        for method in operations.as_object().unwrap().keys() {
+            let body = (method != "get" && method != "delete").then(|| json!({}));
+            let (code, text) = call(port, &method.to_uppercase(), &concrete, None, body.as_ref())
+                .unwrap_or_else(|| panic!("{method} {path}: no answer"));
+            assert_ne!(code, 405, "{method} {path}: {text}");
+            assert!(code < 500 || code == 501, "{method} {path}: {code} {text}");
+            if code >= 400 && path != "/readyz" {
+                let status: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{method} {path}: {code} not JSON ({e}): {text}"));
+                assert!(
+                    status["code"].as_i64().is_some_and(|c| c > 0)
+                        && status["message"].as_str().is_some_and(|m| !m.is_empty())
+                        && status["details"] == json!([]),
+                    "{method} {path}: {code} {text}"
+                );
+                assert!(
+                    !status["message"].as_str().unwrap().starts_with("no route"),
+                    "{method} {path}: {text}"
+                );
+            }
+            answered.push(format!("{method} {path}"));
+        }
+    }
+    assert!(answered.len() >= 30, "{answered:?}");
+    // A method a route does not serve is a status too.
+    let (code, text) = call(port, "PATCH", "/v1/pipelines", None, None).unwrap();
+    let status: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((code, status["code"].as_i64()), (405, Some(12)), "{text}");
+    stop(funnel);
+}
+
+#[test]
+fn funnel_run_answers_json_with_the_envelope_once_it_ends_and_exits_with_the_code_of_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    process::write_pipelines(
+        dir.path(),
+        &yaml::file(&[yaml::pipeline(
+            "done",
+            &[],
+            &[
+                yaml::generator("gen", 10, 0),
+                yaml::file_destination("out", "./done.jsonl"),
+            ],
+            &[],
+        )]),
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--db.type", "memory"];
+        args.extend(extra);
+        cli(dir.path(), &args)
+    };
+    // Every pipeline done: what each one did.
+    let (code, ran) = run(&["--api.http.address", "", "--pipelines.exit-on-done"]);
+    assert_eq!(code, 0, "{ran}");
+    assert_eq!(ran["command"], "run");
+    let done = &ran["result"]["pipelines"][0];
+    assert_eq!(
+        (done["id"].as_str(), done["acked"].as_u64()),
+        (Some("done"), Some(10)),
+        "{ran}"
+    );
+    assert_eq!(ran["result"]["invalidFiles"], json!([]), "{ran}");
+
+    // Refused before it starts: a runtime failure saying why.
+    let address = format!("0.0.0.0:{}", free_port());
+    let (code, refused) = run(&["--api.http.address", &address]);
+    assert_eq!(code, 1, "{refused}");
+    assert_eq!(refused["error"]["kind"], "runtime");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without a token"),
+        "{refused}"
+    );
+
+    // An invalid file with --pipelines.exit-on-degraded: 1, naming the file.
+    std::fs::write(
+        dir.path().join("pipelines/bad.yaml"),
+        "version: \"2.2\"\npipelines:\n  - id: bad\n    status: sideways\n",
+    )
+    .unwrap();
+    let (code, degraded) = run(&["--api.http.address", "", "--pipelines.exit-on-degraded"]);
+    assert_eq!(code, 1, "{degraded}");
+    assert!(
+        degraded["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad.yaml:"),
+        "{degraded}"
+    );
+    // With exit-on-done the good one runs, and the bad file fails the run.
+    let (code, failed) = run(&["--api.http.address", "", "--pipelines.exit-on-done"]);
+    assert_eq!(code, 1, "{failed}");
+
+    // Bad usage: a validation failure.
+    let (code, usage) = run(&["--colour", "red"]);
+    assert_eq!(code, 2, "{usage}");
+    assert_eq!(usage["error"]["kind"], "validation");
 }

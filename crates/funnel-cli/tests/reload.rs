@@ -160,6 +160,45 @@ fn a_bad_file_beside_two_good_ones_is_logged_and_in_readyz_with_its_line_and_the
     assert_eq!(code, 503, "{body}");
     assert!(body.contains(BAD_LINE), "{body}");
     assert!(!body.contains("a:") && !body.contains("c:"), "{body}");
+    // `funnel pipelines ls` lists the two good pipelines, then the bad file and line.
+    let out = Command::new(FUNNEL)
+        .current_dir(dir.path())
+        .args(["pipelines", "ls", "--api.address", &funnel.address])
+        .env_remove("FUNNEL_API_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(BAD_LINE), "{text}");
+    let out = Command::new(FUNNEL)
+        .current_dir(dir.path())
+        .args([
+            "--json",
+            "pipelines",
+            "ls",
+            "--api.address",
+            &funnel.address,
+        ])
+        .env_remove("FUNNEL_API_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let ls: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = ls["result"]["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "c"], "{ls}");
+    let invalid = &ls["result"]["invalidFiles"][0];
+    assert!(
+        invalid["file"].as_str().unwrap().ends_with("b.yaml")
+            && invalid["line"] == 16
+            && invalid["column"] == 17,
+        "{ls}"
+    );
     let (code, log) = funnel.stop();
     assert_eq!(code, Some(0), "{log}");
     assert!(
