@@ -72,8 +72,24 @@ where
 #[into_params(parameter_in = Query)]
 #[serde(default)]
 pub(crate) struct NameFilter {
-    /// Only those whose name contains this text.
+    /// Only those whose name matches this regular expression, anywhere in the name as
+    /// in Conduit (`ord` matches `orders`, `^ord` only names starting with it).
     name: Option<String>,
+}
+
+impl NameFilter {
+    /// The expression; a bad one is an invalid argument (400, code 3).
+    fn regex(&self) -> Result<Option<regex::Regex>, Status> {
+        self.name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                regex::Regex::new(n).map_err(|e| {
+                    Status::invalid_argument(format!("name {n:?} is not a regular expression: {e}"))
+                })
+            })
+            .transpose()
+    }
 }
 
 /// Query of `GET /v1/connectors`.
@@ -104,8 +120,8 @@ pub(crate) struct HealthQuery {
     service: Option<String>,
 }
 
-fn contains(name: &str, filter: Option<&String>) -> bool {
-    filter.is_none_or(|f| name.contains(f.as_str()))
+fn matches(name: &str, filter: Option<&regex::Regex>) -> bool {
+    filter.is_none_or(|f| f.is_match(name))
 }
 
 fn pipeline(api: &Api, id: &str) -> Result<Pipeline, Status> {
@@ -121,16 +137,17 @@ fn pipeline(api: &Api, id: &str) -> Result<Pipeline, Status> {
 pub(crate) async fn list_pipelines(
     State(api): State<Api>,
     Query(q): Query<NameFilter>,
-) -> Json<PipelineList> {
+) -> Answer<PipelineList> {
+    let filter = q.regex()?;
     let pipelines = api
         .pipelines()
         .into_iter()
-        .filter(|p| contains(&p.config.name, q.name.as_ref()))
+        .filter(|p| matches(&p.config.name, filter.as_ref()))
         .collect();
-    Json(PipelineList {
+    Ok(Json(PipelineList {
         pipelines,
         invalid_files: api.invalid_files(),
-    })
+    }))
 }
 
 /// Create a pipeline (with no connectors yet; it starts stopped).
@@ -306,13 +323,14 @@ pub(crate) async fn delete_connector(
 pub(crate) async fn list_connector_plugins(
     State(api): State<Api>,
     Query(q): Query<NameFilter>,
-) -> Json<ConnectorPluginList> {
+) -> Answer<ConnectorPluginList> {
+    let filter = q.regex()?;
     let plugins: Vec<ConnectorPlugin> = api
         .connector_plugins()
         .into_iter()
-        .filter(|p| contains(&p.name, q.name.as_ref()))
+        .filter(|p| matches(&p.name, filter.as_ref()))
         .collect();
-    Json(ConnectorPluginList { plugins })
+    Ok(Json(ConnectorPluginList { plugins }))
 }
 
 /// List the processors.
@@ -391,13 +409,14 @@ pub(crate) async fn delete_processor(
 pub(crate) async fn list_processor_plugins(
     State(api): State<Api>,
     Query(q): Query<NameFilter>,
-) -> Json<ProcessorPluginList> {
+) -> Answer<ProcessorPluginList> {
+    let filter = q.regex()?;
     let plugins: Vec<ProcessorPlugin> = api
         .processor_plugins()
         .into_iter()
-        .filter(|p| contains(&p.name, q.name.as_ref()))
+        .filter(|p| matches(&p.name, filter.as_ref()))
         .collect();
-    Json(ProcessorPluginList { plugins })
+    Ok(Json(ProcessorPluginList { plugins }))
 }
 
 /// Funnel's version, operating system and architecture.

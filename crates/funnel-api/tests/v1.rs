@@ -341,6 +341,16 @@ async fn pipelines_are_listed_created_started_stopped_and_deleted_in_conduits_js
     );
     let filtered = get(&server, "/v1/pipelines?name=ord").await.json();
     assert_eq!(filtered["pipelines"].as_array().unwrap().len(), 1);
+    // `name` is a regular expression, as Conduit's.
+    let anchored = get(&server, "/v1/pipelines?name=%5E(file%7Cord)")
+        .await
+        .json();
+    assert_eq!(anchored["pipelines"].as_array().unwrap().len(), 2);
+    let none = get(&server, "/v1/pipelines?name=%5Erders").await.json();
+    assert_eq!(none["pipelines"], Value::Array(Vec::new()));
+    let bad = get(&server, "/v1/pipelines?name=(").await;
+    assert_eq!(bad.status, 400);
+    assert_status_shaped(&bad, 3);
 
     let deleted = request(&server, "DELETE", "/v1/pipelines/orders", "", "").await;
     assert_eq!(deleted.status, 200, "{}", deleted.body);

@@ -242,7 +242,7 @@ enum PluginsCommand {
     /// List them.
     #[command(alias = "list")]
     Ls {
-        /// Only those whose name contains this.
+        /// Only those whose name matches this regular expression (anywhere in the name).
         #[arg(long)]
         name: Option<String>,
     },
