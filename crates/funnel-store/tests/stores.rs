@@ -26,6 +26,14 @@ trait Subject: Send + Sync {
     /// Changes one byte of the stored position of `pipeline`/`connector`, or of the
     /// document of `pipeline` when `connector` is `None`. The store must be closed.
     async fn damage(&self, pipeline: &str, connector: Option<&str>);
+
+    /// Marks the store as written by a Funnel of the next format version. The store
+    /// must be closed.
+    async fn newer_format(&self);
+
+    /// Damages the store's format header (the mark that says what the store is). The
+    /// store must be closed.
+    async fn damage_format(&self);
 }
 
 /// The memory store, which cannot be opened again: only for the tests that do not.
@@ -39,6 +47,14 @@ impl Subject for Memory {
 
     async fn damage(&self, _: &str, _: Option<&str>) {
         unreachable!("the memory store holds nothing to damage")
+    }
+
+    async fn newer_format(&self) {
+        unreachable!("the memory store has no format")
+    }
+
+    async fn damage_format(&self) {
+        unreachable!("the memory store has no format")
     }
 }
 
@@ -75,6 +91,34 @@ impl Subject for Redb {
             let mut value = table.get(key.as_str()).unwrap().unwrap().value().to_vec();
             *value.last_mut().unwrap() ^= 1;
             table.insert(key.as_str(), value.as_slice()).unwrap();
+        }
+        write.commit().unwrap();
+    }
+
+    async fn newer_format(&self) {
+        self.set_meta(|meta| {
+            meta.insert("format_version", funnel_store::FORMAT_VERSION + 1)
+                .unwrap();
+        });
+    }
+
+    async fn damage_format(&self) {
+        self.set_meta(|meta| {
+            meta.remove("magic").unwrap();
+        });
+    }
+}
+
+impl Redb {
+    /// Changes the `meta` table of the closed store.
+    fn set_meta(&self, change: impl FnOnce(&mut ::redb::Table<'_, &str, u64>)) {
+        use ::redb::{Database, TableDefinition};
+        let definition: TableDefinition<&str, u64> = TableDefinition::new("meta");
+        let db = Database::create(&self.path).unwrap();
+        let write = db.begin_write().unwrap();
+        {
+            let mut meta = write.open_table(definition).unwrap();
+            change(&mut meta);
         }
         write.commit().unwrap();
     }
@@ -270,6 +314,42 @@ mod suite {
         );
         assert!(err.to_string().contains("\"orders\""), "{err}");
     }
+
+    pub(super) async fn a_store_written_by_a_newer_funnel_is_refused_naming_the_way_out(
+        subject: &dyn Subject,
+    ) {
+        {
+            let store = subject.open().await;
+            store.set_position("p", "src", &"1".into()).await.unwrap();
+        }
+        subject.newer_format().await;
+        let err = subject.try_open().await.err().unwrap().to_string();
+        assert!(
+            err.contains(&format!("{}", funnel_store::FORMAT_VERSION + 1)),
+            "the error names the store's version: {err}"
+        );
+        assert!(err.contains("run a newer funnel"), "{err}");
+    }
+
+    pub(super) async fn a_damaged_format_header_is_refused_not_taken_for_a_new_store(
+        subject: &dyn Subject,
+    ) {
+        {
+            let store = subject.open().await;
+            store.set_position("p", "src", &"1".into()).await.unwrap();
+        }
+        subject.damage_format().await;
+        let err = subject.try_open().await.err().unwrap();
+        assert!(
+            matches!(
+                err,
+                StoreError::Corrupt { .. } | StoreError::CorruptTable { .. }
+            ),
+            "{err}"
+        );
+        let err = err.to_string();
+        assert!(err.contains("format") && err.contains("damaged"), "{err}");
+    }
 }
 
 /// The tests of [`suite`] for one store: `all` for every store, `durable` for those
@@ -328,6 +408,18 @@ macro_rules! suite {
             async fn a_damaged_document_is_refused_naming_the_pipeline() {
                 suite::a_damaged_document_is_refused_naming_the_pipeline(&$subject).await;
             }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_store_written_by_a_newer_funnel_is_refused_naming_the_way_out() {
+                suite::a_store_written_by_a_newer_funnel_is_refused_naming_the_way_out(&$subject)
+                    .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_damaged_format_header_is_refused_not_taken_for_a_new_store() {
+                suite::a_damaged_format_header_is_refused_not_taken_for_a_new_store(&$subject)
+                    .await;
+            }
         }
     };
 }
@@ -380,6 +472,30 @@ mod pg {
             ))
             .unwrap();
             assert!(!changed.is_empty(), "no row {key} to damage");
+        }
+
+        async fn newer_format(&self) {
+            // The magic number `FUNNELDB`, then the next version, both big-endian.
+            self.set_format(&format!(
+                "'\\x46554e4e454c4442'::bytea || int8send({})",
+                funnel_store::FORMAT_VERSION + 1
+            ));
+        }
+
+        async fn damage_format(&self) {
+            self.set_format("'\\x00'::bytea");
+        }
+    }
+
+    impl Postgres {
+        /// Replaces the value of the format row with the SQL expression `value`.
+        fn set_format(&self, value: &str) {
+            let changed = funnel_test_utils::pg::psql(&format!(
+                "UPDATE {table} SET value = {value} WHERE key = 'funnel:format' RETURNING key",
+                table = self.table
+            ))
+            .unwrap();
+            assert!(!changed.is_empty(), "no format row in {}", self.table);
         }
     }
 }
