@@ -64,7 +64,8 @@ enum Span {
 /// One parsed row of the text format; reused from row to row.
 #[derive(Default)]
 pub(crate) struct TextRow {
-    line: Vec<u8>,
+    /// The line, checked to be UTF-8 once (fields are slices of it at tab boundaries).
+    line: String,
     spans: Vec<Span>,
     scratch: Vec<u8>,
 }
@@ -79,9 +80,9 @@ impl TextRow {
         self.spans.clear();
         self.scratch.clear();
         self.line.clear();
-        if std::str::from_utf8(line).is_err() {
+        let Ok(text) = std::str::from_utf8(line) else {
             return Err("COPY row is not UTF-8".to_owned());
-        }
+        };
         let mut start = 0;
         loop {
             let end = memchr::memchr(b'\t', &line[start..]).map_or(line.len(), |i| start + i);
@@ -104,19 +105,19 @@ impl TextRow {
             }
             start = end + 1;
         }
-        self.line.extend_from_slice(line);
+        self.line.push_str(text);
         Ok(())
     }
 
     /// The text of field `i`: `None` for NULL (or a missing field).
     pub(crate) fn get(&self, i: usize) -> Option<&str> {
-        let bytes = match *self.spans.get(i)? {
-            Span::Null => return None,
-            Span::Line(a, b) => &self.line[a..b],
-            Span::Scratch(a, b) => &self.scratch[a..b],
-        };
-        // Checked in `parse`; a field boundary is always an ASCII tab.
-        std::str::from_utf8(bytes).ok()
+        match *self.spans.get(i)? {
+            Span::Null => None,
+            // A field boundary is always an ASCII tab (or an end), so a char boundary.
+            Span::Line(a, b) => self.line.get(a..b),
+            // Checked to be UTF-8 in `parse`.
+            Span::Scratch(a, b) => std::str::from_utf8(&self.scratch[a..b]).ok(),
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //! Every change comes after every snapshot row (`2` > `1`), changes are in commit
 //! order, and within a transaction in change order.
 
+use bytes::{BufMut as _, BytesMut};
 use funnel_record::Position;
 
 /// A decoded position.
@@ -88,48 +89,66 @@ impl PgPosition {
 }
 
 /// Encodes the positions of the rows of one table in the snapshot, as
-/// [`PgPosition::Snapshot`] would, with one allocation per position.
+/// [`PgPosition::Snapshot`] would. The positions are written one after the other into a
+/// shared buffer and handed out as slices of it, so that a batch of positions costs one
+/// allocation, not one each.
 pub(crate) struct SnapshotPositions {
     /// The JSON string of the table name.
     table: String,
+    /// Room for the next positions; each position is split off its front.
+    buffer: BytesMut,
 }
+
+/// Bytes reserved at once for positions (several hundred positions of a typical table).
+const POSITION_BUFFER: usize = 32 * 1024;
 
 impl SnapshotPositions {
     /// The encoder for the rows of `table`.
     pub(crate) fn new(table: &str) -> Self {
         let mut json = String::with_capacity(table.len() + 2);
         push_json_string(&mut json, table);
-        Self { table: json }
+        Self {
+            table: json,
+            buffer: BytesMut::new(),
+        }
     }
 
     /// The position of row `row` with the key values `key` (text form).
     pub(crate) fn encode<'a>(
-        &self,
+        &mut self,
         row: u64,
         key: impl Iterator<Item = &'a str> + Clone,
     ) -> Position {
-        use std::fmt::Write as _;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let key_len: usize = key.clone().map(|k| k.len() + 3).sum();
-        let mut text = String::with_capacity(40 + self.table.len() + key_len);
-        // JSON with its keys in sorted order, written directly (one allocation).
-        let _ = write!(text, "pg:1:{row:016x}:{{\"k\":[");
+        let needed = 40 + self.table.len() + key_len;
+        if self.buffer.capacity() < needed {
+            self.buffer.reserve(needed.max(POSITION_BUFFER));
+        }
+        let out = &mut self.buffer;
+        // JSON with its keys in sorted order, written directly; the row number as 16
+        // hex digits.
+        out.extend_from_slice(b"pg:1:");
+        for shift in (0..16).rev() {
+            out.put_u8(HEX[((row >> (shift * 4)) & 0xf) as usize]);
+        }
+        out.extend_from_slice(b":{\"k\":[");
         for (i, k) in key.enumerate() {
             if i > 0 {
-                text.push(',');
+                out.put_u8(b',');
             }
-            push_json_string(&mut text, k);
+            push_json_string(out, k);
         }
-        text.push_str("],\"t\":");
-        text.push_str(&self.table);
-        text.push('}');
-        Position::from(text)
+        out.extend_from_slice(b"],\"t\":");
+        out.extend_from_slice(self.table.as_bytes());
+        out.put_u8(b'}');
+        Position(self.buffer.split().freeze())
     }
 }
 
 /// Appends `s` as a JSON string, escaped as `serde_json` escapes it.
-fn push_json_string(out: &mut String, s: &str) {
-    use std::fmt::Write as _;
-    out.push('"');
+fn push_json_string(out: &mut impl std::fmt::Write, s: &str) {
+    let _ = out.write_char('"');
     let mut from = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape = match b {
@@ -143,16 +162,16 @@ fn push_json_string(out: &mut String, s: &str) {
             0..=0x1f => "",
             _ => continue,
         };
-        out.push_str(&s[from..i]);
+        let _ = out.write_str(&s[from..i]);
         if escape.is_empty() {
             let _ = write!(out, "\\u{b:04x}");
         } else {
-            out.push_str(escape);
+            let _ = out.write_str(escape);
         }
         from = i + 1;
     }
-    out.push_str(&s[from..]);
-    out.push('"');
+    let _ = out.write_str(&s[from..]);
+    let _ = out.write_char('"');
 }
 
 pub use crate::sql::compare_positions;
@@ -245,6 +264,27 @@ mod tests {
             let text = std::str::from_utf8(encoded.as_bytes()).unwrap();
             let json: serde_json::Value = serde_json::from_str(&text[22..]).unwrap();
             assert_eq!(json["t"], table);
+        }
+    }
+
+    #[test]
+    fn positions_cut_from_one_shared_buffer_equal_positions_encoded_alone() {
+        let mut shared = SnapshotPositions::new("public.users");
+        let positions: Vec<Position> = (0..2_000u64)
+            .map(|row| {
+                let key = format!("key \"{row}\" {}", "x".repeat((row % 50) as usize));
+                shared.encode(row, [key.as_str(), "b"].into_iter())
+            })
+            .collect();
+        for (row, position) in (0..2_000u64).zip(&positions) {
+            let key = format!("key \"{row}\" {}", "x".repeat((row % 50) as usize));
+            let alone = PgPosition::Snapshot {
+                row,
+                table: "public.users".to_owned(),
+                key: vec![key, "b".to_owned()],
+            };
+            assert_eq!(*position, alone.encode());
+            assert_eq!(PgPosition::decode(position).unwrap(), alone);
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use funnel_core::{ConnectorError, LagReport, Source};
 use funnel_record::{
-    Data, Metadata, Operation, Payload, Position, Record, StructuredData, metadata,
+    Data, Metadata, Operation, Payload, Position, Record, SmolStr, StructuredData, metadata,
 };
 use futures::StreamExt;
 use pgwire_replication::{
@@ -564,11 +564,11 @@ struct Reader {
 struct Relation {
     table: TableInfo,
     /// Columns of the stream's tuples: name and type OID.
-    columns: Vec<(String, u32)>,
+    columns: Vec<(SmolStr, u32)>,
     /// Indexes in `columns` of the primary key columns (or of the replica identity).
     key: Vec<usize>,
     /// Names of the `key` columns.
-    key_names: Vec<String>,
+    key_names: Vec<SmolStr>,
 }
 
 /// The transaction being read.
@@ -740,6 +740,12 @@ impl Reader {
                 .iter()
                 .filter_map(|k| table.columns.iter().position(|(n, _)| n == k))
                 .collect();
+            // Column names made once per table: a row's keys are clones of these
+            // (inline or shared, never allocated per row).
+            let names: Vec<SmolStr> = table.columns.iter().map(|(n, _)| SmolStr::new(n)).collect();
+            let key_names: Vec<SmolStr> = table.key.iter().map(SmolStr::new).collect();
+            let mut sorted: Vec<usize> = (0..names.len()).collect();
+            sorted.sort_by(|&a, &b| names[a].cmp(&names[b]));
             let mut template = Metadata::new();
             template.insert(metadata::COLLECTION, table.collection.clone());
             template.insert(metadata::CREATED_AT, created_at.clone());
@@ -752,7 +758,7 @@ impl Reader {
             let mut batch = Vec::with_capacity(batch_size);
             let mut lines = CopyLines::default();
             let mut row = TextRow::default();
-            let position = SnapshotPositions::new(&table.qualified);
+            let mut position = SnapshotPositions::new(&table.qualified);
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(read_error)?;
                 lines.push(chunk);
@@ -763,19 +769,23 @@ impl Reader {
                             table.qualified
                         ))
                     })?;
-                    let mut after = StructuredData::new();
-                    for (i, (name, type_oid)) in table.columns.iter().enumerate() {
-                        let value = match row.get(i) {
-                            Some(text) => self.types.value(*type_oid, text),
-                            None => funnel_record::Value::Null,
-                        };
-                        after.insert(name.clone(), value);
-                    }
+                    // In key order, so that the map is built without moving or comparing entries
+                    // more than once.
+                    let after: StructuredData = sorted
+                        .iter()
+                        .map(|&i| {
+                            let value = match row.get(i) {
+                                Some(text) => self.types.value(table.columns[i].1, text),
+                                None => funnel_record::Value::Null,
+                            };
+                            (names[i].clone(), value)
+                        })
+                        .collect();
                     let record_position = position.encode(
                         row_number,
                         key_index.iter().map(|&i| row.get(i).unwrap_or_default()),
                     );
-                    let key = key_data(&after, &table.key);
+                    let key = key_data(&after, &key_names);
                     batch.push(snapshot_record(record_position, &template, key, after));
                     row_number += 1;
                     if batch.len() >= batch_size {
@@ -942,10 +952,10 @@ impl Reader {
                         },
                     },
                 };
-                let columns: Vec<(String, u32)> = r
+                let columns: Vec<(SmolStr, u32)> = r
                     .columns
                     .iter()
-                    .map(|c| (c.name.clone(), c.type_oid))
+                    .map(|c| (SmolStr::new(&c.name), c.type_oid))
                     .collect();
                 let mut key: Vec<usize> = table
                     .key
@@ -1054,7 +1064,7 @@ impl Reader {
     /// A tuple as structured data. Unchanged TOASTed values are left out; for an old
     /// key tuple (`key_only`), only the key columns are kept.
     fn tuple(&self, relation: &Relation, cells: &[Cell], key_only: bool) -> StructuredData {
-        let mut data = StructuredData::new();
+        let mut data = StructuredData::with_capacity(cells.len());
         for (i, cell) in cells.iter().enumerate() {
             let Some((name, type_oid)) = relation.columns.get(i) else {
                 continue;
@@ -1083,11 +1093,11 @@ fn change_of(record: &Record) -> Option<(u64, u32)> {
 }
 
 /// The key of a row: its key columns as structured data (`None` without key columns).
-fn key_data(row: &StructuredData, key: &[String]) -> Option<Data> {
+fn key_data(row: &StructuredData, key: &[SmolStr]) -> Option<Data> {
     if key.is_empty() {
         return None;
     }
-    let mut data = StructuredData::new();
+    let mut data = StructuredData::with_capacity(key.len());
     for k in key {
         data.insert(
             k.clone(),

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use funnel_record::Value;
+use funnel_record::{SmolStr, Value};
 
 /// Startup options of every session the connector opens, so that values are rendered
 /// the same way on every server: timestamps in UTC and ISO style, floats round-trip,
@@ -114,8 +114,8 @@ fn scalar(type_oid: u32, text: &str) -> Value {
         oid::JSON | oid::JSONB => {
             Value::from_json(text.as_bytes()).unwrap_or_else(|_| Value::String(text.into()))
         }
-        oid::TIMESTAMPTZ => Value::String(rfc3339(text, true).into()),
-        oid::TIMESTAMP => Value::String(rfc3339(text, false).into()),
+        oid::TIMESTAMPTZ => Value::String(rfc3339(text, true)),
+        oid::TIMESTAMP => Value::String(rfc3339(text, false)),
         // numeric, money, text, varchar, char, name, uuid, date, time, timetz,
         // interval, inet, enums, ...: the text form, which loses nothing.
         _ => Value::String(text.into()),
@@ -125,7 +125,7 @@ fn scalar(type_oid: u32, text: &str) -> Value {
 /// `2024-01-02 03:04:05.123456+00` -> `2024-01-02T03:04:05.123456Z`, and a timestamp
 /// without time zone as the same instant in UTC. Values without an RFC 3339 form
 /// (`infinity`, years BC or beyond 9999) keep PostgreSQL's text.
-fn rfc3339(text: &str, with_zone: bool) -> String {
+fn rfc3339(text: &str, with_zone: bool) -> SmolStr {
     let bytes = text.as_bytes();
     let well_formed = bytes.len() >= 19
         && bytes[4] == b'-'
@@ -133,7 +133,7 @@ fn rfc3339(text: &str, with_zone: bool) -> String {
         && bytes[..4].iter().all(u8::is_ascii_digit)
         && !text.ends_with(" BC");
     if !well_formed {
-        return text.to_owned();
+        return SmolStr::new(text);
     }
     let (datetime, zone) = if with_zone {
         // The session's TimeZone is UTC, so the zone is `+00`.
@@ -144,19 +144,69 @@ fn rfc3339(text: &str, with_zone: bool) -> String {
     } else {
         (text, "")
     };
-    let mut out = String::with_capacity(datetime.len() + 6);
-    out.push_str(&datetime[..10]);
-    out.push('T');
-    out.push_str(&datetime[11..]);
+    // Built on the stack, so that the value costs one allocation (a `SmolStr` longer
+    // than 23 bytes), not two.
+    let mut out = StackText::default();
+    out.push(&datetime[..10]);
+    out.push("T");
+    out.push(&datetime[11..]);
     match zone {
-        "" | "+00" | "-00" | "+00:00" => out.push('Z'),
+        "" | "+00" | "-00" | "+00:00" => out.push("Z"),
         z if z.len() == 3 => {
-            out.push_str(z);
-            out.push_str(":00");
+            out.push(z);
+            out.push(":00");
         }
-        z => out.push_str(z),
+        z => out.push(z),
     }
-    out
+    out.finish()
+}
+
+/// Text built in a fixed buffer, spilling to the heap only when it outgrows it.
+struct StackText {
+    buffer: [u8; 64],
+    len: usize,
+    spilled: Option<String>,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        Self {
+            buffer: [0; 64],
+            len: 0,
+            spilled: None,
+        }
+    }
+}
+
+impl StackText {
+    fn push(&mut self, text: &str) {
+        if let Some(spilled) = &mut self.spilled {
+            spilled.push_str(text);
+            return;
+        }
+        let end = self.len + text.len();
+        if let Some(room) = self.buffer.get_mut(self.len..end) {
+            room.copy_from_slice(text.as_bytes());
+            self.len = end;
+        } else {
+            let mut spilled = String::with_capacity(end);
+            spilled.push_str(self.as_str());
+            spilled.push_str(text);
+            self.spilled = Some(spilled);
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are copied in, so the bytes are UTF-8.
+        std::str::from_utf8(&self.buffer[..self.len]).unwrap_or_default()
+    }
+
+    fn finish(self) -> SmolStr {
+        match &self.spilled {
+            Some(spilled) => SmolStr::new(spilled),
+            None => SmolStr::new(self.as_str()),
+        }
+    }
 }
 
 /// Decodes bytea in hex output format (`\x0102`).
