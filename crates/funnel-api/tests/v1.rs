@@ -652,3 +652,55 @@ fn views_are_plain_data() {
     let _ = ConnectorConfig::default();
     let _ = ConnectorType::Destination;
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served_from_the_binary_without_a_token_and_loads_nothing_from_elsewhere()
+{
+    let server = serve(Security {
+        token: Some("s3cret-token-0123456789".into()),
+        cors_allowed_origins: Vec::new(),
+    })
+    .await;
+    let page = get(&server, "/").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<title>Funnel</title>"), "{}", page.body);
+    let ui = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
+    assert_eq!(
+        page.body,
+        std::fs::read_to_string(ui.join("index.html")).unwrap()
+    );
+    // Every asset the page names is one of its own, served from the binary as it is
+    // in the repository, without a token (they hold no data).
+    let mut assets = Vec::new();
+    for attribute in ["src=\"", "href=\""] {
+        for (at, _) in page.body.match_indices(attribute) {
+            let rest = &page.body[at + attribute.len()..];
+            assets.push(rest[..rest.find('"').unwrap()].to_owned());
+        }
+    }
+    assert_eq!(assets.len(), 2, "{assets:?}");
+    let policy = page.header("content-security-policy").unwrap();
+    assert!(policy.contains("default-src 'self'"), "{policy}");
+    assert!(!policy.contains("http"), "{policy}");
+    for asset in assets {
+        let file = asset
+            .strip_prefix("/ui/")
+            .unwrap_or_else(|| panic!("{asset} is not one of the dashboard's own"));
+        let answer = get(&server, &asset).await;
+        assert_eq!(answer.status, 200, "{asset}");
+        assert_eq!(
+            answer.body,
+            std::fs::read_to_string(ui.join(file)).unwrap(),
+            "{asset}"
+        );
+        assert!(
+            !answer.body.contains("http://") && !answer.body.contains("https://"),
+            "{asset} names another origin"
+        );
+        let policy = answer.header("content-security-policy").unwrap();
+        assert!(policy.contains("script-src 'self'"), "{policy}");
+    }
+    assert!(!page.body.contains("http://") && !page.body.contains("https://"));
+    // The data behind it needs the token.
+    assert_eq!(get(&server, "/v1/pipelines").await.status, 401);
+}

@@ -14,7 +14,8 @@ const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   shape: "",
   samples: null, // { at, values } of the previous /metrics read
-  history: new Map(), // key -> recent rates
+  history: new Map(), // key -> recent rates (and connector latencies)
+  latency: new Map(), // key -> the last mean latency seen (kept while no sample comes)
   inspector: null, // { id, kind, socket, paused, records }
 };
 
@@ -86,6 +87,12 @@ function totals(samples) {
       case "funnel_pipeline_execution_duration_seconds_count":
         add(`latency_count:${pipeline}`, s.value);
         break;
+      case "funnel_connector_execution_duration_seconds_sum":
+        add(`clatency_sum:${component}`, s.value);
+        break;
+      case "funnel_connector_execution_duration_seconds_count":
+        add(`clatency_count:${component}`, s.value);
+        break;
       case "funnel_source_lag_records":
         add(`lag:${component}`, s.value);
         break;
@@ -98,7 +105,22 @@ function totals(samples) {
   return values;
 }
 
-// Per-second rates since the previous read, kept in the history for sparklines.
+// The mean of a histogram since the previous read (`${prefix}_sum:${id}` over
+// `${prefix}_count:${id}`) under `${prefix}:${id}`, for every id: the last mean seen
+// when no sample came in between.
+function means(prefix, values, previous, result) {
+  const sums = [...values.keys()].filter((k) => k.startsWith(`${prefix}_sum:`));
+  for (const id of sums.map((k) => k.slice(prefix.length + 5))) {
+    const delta = (name) => values.get(`${prefix}_${name}:${id}`) - (previous.values.get(`${prefix}_${name}:${id}`) || 0);
+    const count = delta("count");
+    if (count > 0) state.latency.set(`${prefix}:${id}`, delta("sum") / count);
+    const mean = state.latency.get(`${prefix}:${id}`);
+    if (mean !== undefined) result.set(`${prefix}:${id}`, mean);
+  }
+}
+
+// Per-second rates since the previous read, kept in the history for sparklines, and
+// the mean latencies (read to ack per pipeline, time per record per connector).
 function rates(now, values) {
   const previous = state.samples;
   state.samples = { at: now, values };
@@ -114,10 +136,14 @@ function rates(now, values) {
     if (history.length > HISTORY) history.shift();
     state.history.set(key, history);
   }
-  for (const pipeline of new Set([...values.keys()].filter((k) => k.startsWith("latency_sum:")).map((k) => k.slice(12)))) {
-    const sum = values.get(`latency_sum:${pipeline}`) - (previous.values.get(`latency_sum:${pipeline}`) || 0);
-    const count = values.get(`latency_count:${pipeline}`) - (previous.values.get(`latency_count:${pipeline}`) || 0);
-    if (count > 0) result.set(`latency:${pipeline}`, sum / count);
+  means("latency", values, previous, result);
+  means("clatency", values, previous, result);
+  for (const [key, value] of result) {
+    if (!key.startsWith("clatency:")) continue;
+    const history = state.history.get(key) || [];
+    history.push(value);
+    if (history.length > HISTORY) history.shift();
+    state.history.set(key, history);
   }
   return result;
 }
@@ -134,6 +160,10 @@ function bytes(n) {
   }
   return `${i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
 }
+
+// Seconds in µs or ms.
+const duration = (seconds) =>
+  seconds < 0.001 ? `${Math.round(seconds * 1e6).toLocaleString("en-US")} µs` : `${(seconds * 1000).toFixed(1)} ms`;
 
 function sparkline(key) {
   const history = state.history.get(key) || [];
@@ -155,6 +185,8 @@ function node(kind, id, label, detail) {
     <div>${escape(label)}</div>
     <div class="rate" data-rate="${escape(id)}">–</div>
     <span data-spark="${escape(id)}"></span>
+    ${kind === "processor" ? "" : `<div class="latency" data-latency="${escape(id)}" title="mean time per record of its reads or writes">–</div>
+    <span class="latency" data-latency-spark="${escape(id)}"></span>`}
   </button>`;
 }
 
@@ -230,7 +262,7 @@ function update(pipelines, values, perSecond) {
     set("dlq", number(values.get(`dlq:${p.id}`) || 0));
     set("rate", number(perSecond.get(`read:${p.id}`) || 0));
     const latency = perSecond.get(`latency:${p.id}`);
-    set("latency", latency === undefined ? "–" : `${(latency * 1000).toFixed(1)} ms`);
+    set("latency", latency === undefined ? "–" : duration(latency));
     $(`[data-dlq="${CSS.escape(p.id)}"]`, card).textContent = `${number(values.get(`dlq:${p.id}`) || 0)} records`;
     for (const el of card.querySelectorAll("[data-rate]")) {
       const id = el.dataset.rate;
@@ -242,6 +274,12 @@ function update(pipelines, values, perSecond) {
         (lag === undefined ? "" : ` · lag ${number(lag)}`) +
         (lagBytes === undefined ? "" : ` · lag ${bytes(lagBytes)}`);
       $(`[data-spark="${CSS.escape(id)}"]`, card).innerHTML = sparkline(`component:${id}`);
+      const latencyOf = $(`[data-latency="${CSS.escape(id)}"]`, card);
+      if (latencyOf) {
+        const mean = perSecond.get(`clatency:${id}`);
+        latencyOf.textContent = mean === undefined ? "–" : `${duration(mean)} per record`;
+        $(`[data-latency-spark="${CSS.escape(id)}"]`, card).innerHTML = sparkline(`clatency:${id}`);
+      }
     }
   }
 }

@@ -95,6 +95,15 @@ try {
   await waitFor("a rate on the source node", async () =>
     /rec\/s/.test(await page.textContent('[data-rate="a:gen"]')),
   );
+  // Latency: read to ack for the pipeline, time per record on each connector.
+  await waitFor("a read-to-ack latency", async () =>
+    /\d (µs|ms)$/.test(await page.textContent('[data-pipeline="a"] [data-total="latency"]')),
+  );
+  for (const id of ["a:gen", "a:out"]) {
+    await waitFor(`a latency on ${id}`, async () =>
+      /\d (µs|ms) per record$/.test(await page.textContent(`[data-latency="${id}"]`)),
+    );
+  }
   await page.screenshot({ path: path.join(shots, "dashboard.png") });
   console.log("ok: the numbers move");
 
