@@ -230,6 +230,124 @@ fn metrics_carry_conduits_names_and_labels_beside_funnels_own() {
     stop(child);
 }
 
+#[test]
+fn a_source_that_knows_its_backlog_exports_it_as_a_lag_gauge_that_counts_down() {
+    let file = yaml::file(&[yaml::pipeline(
+        "lagged",
+        &[],
+        &[
+            yaml::generator("gen", 1_000_000, 1000),
+            yaml::connector("out", "destination", "builtin:noop", &[]),
+        ],
+        &[],
+    )]);
+    let dir = pipelines_dir(&file);
+    let (child, address) = answering(dir.path(), &[]);
+    let lag = || {
+        let (_, text) = http::get(&address, "/metrics").unwrap();
+        let (types, samples) = parse_exposition(&text);
+        assert_eq!(
+            types.get("funnel_source_lag_records").map(String::as_str),
+            Some("gauge")
+        );
+        let found = find(
+            &samples,
+            "funnel_source_lag_records",
+            &[("pipeline", "lagged"), ("component_id", "lagged:gen")],
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        found[0].value
+    };
+    wait_until_blocking(
+        "the lag gauge of lagged:gen",
+        Duration::from_secs(30),
+        || {
+            let (_, text) = http::get(&address, "/metrics").unwrap();
+            text.contains("funnel_source_lag_records{")
+        },
+    );
+    let start = lag();
+    assert!(start > 0.0 && start < 1_000_000.0, "{start}");
+    wait_until_blocking("the lag to count down", Duration::from_secs(30), || {
+        lag() < start
+    });
+    stop(child);
+}
+
+/// The metric names (families) in the PromQL of every panel of the Grafana dashboard.
+fn grafana_metric_families() -> std::collections::BTreeSet<String> {
+    fn exprs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map {
+                    match (key.as_str(), v) {
+                        ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                        _ => exprs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| exprs(v, out)),
+            _ => {}
+        }
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/funnel.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(
+        dashboard["panels"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    );
+    let mut all = Vec::new();
+    exprs(&dashboard, &mut all);
+    assert!(!all.is_empty());
+    all.iter()
+        .flat_map(|e| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|w| {
+            w.starts_with("funnel_")
+                || w.starts_with("conduit_")
+                || *w == "pipeline_recovering_count"
+        })
+        // A histogram's series (Conduit's counter `pipeline_recovering_count` is one name).
+        .map(|w| {
+            if w == "pipeline_recovering_count" {
+                return w.to_owned();
+            }
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| w.strip_suffix(*suffix))
+                .unwrap_or(w)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_series_funnel_exports() {
+    // Every metric name Funnel exports is a constant of funnel_core::telemetry.
+    let telemetry = include_str!("../../funnel-core/src/telemetry.rs");
+    let families = grafana_metric_families();
+    for family in [
+        "conduit_pipelines",
+        "conduit_pipeline_status",
+        "conduit_connector_bytes",
+        "conduit_pipeline_execution_duration_seconds",
+        "funnel_source_lag_records",
+        "funnel_source_lag_bytes",
+    ] {
+        assert!(
+            families.contains(family),
+            "{family} is not on the dashboard"
+        );
+    }
+    for family in &families {
+        assert!(
+            telemetry.contains(&format!("\"{family}\"")),
+            "the Grafana dashboard queries {family}, which Funnel does not export"
+        );
+    }
+}
+
 /// A WebSocket on the inspector endpoint `path` of the API at `address`.
 type Socket = tokio_tungstenite::tungstenite::WebSocket<
     tokio_tungstenite::tungstenite::stream::MaybeTlsStream<std::net::TcpStream>,
@@ -341,6 +459,21 @@ fn the_inspector_streams_the_records_passing_connectors_and_processors_as_opencd
         1.0,
         "{metrics}"
     );
+    // On a terminal `funnel inspect` prints each record as indented JSON.
+    let screen = on_a_terminal(
+        &format!("exec {FUNNEL} inspect p:touch --limit 2 --api.address {address}"),
+        dir.path(),
+    );
+    let screen = screen.replace("\r\n", "\n");
+    // Indented (keys sorted: `key` first), one record after the other.
+    assert!(screen.starts_with("{\n  \"key\": "), "{screen:?}");
+    assert!(screen.contains("}\n{\n  \"key\": "), "{screen:?}");
+    assert_eq!(
+        screen.matches("\n  \"position\": ").count(),
+        2,
+        "{screen:?}"
+    );
+    assert!(screen.contains("\"touched\": \"yes\""), "{screen:?}");
     drop((source, into, out, sink));
     stop(child);
 }
@@ -372,6 +505,144 @@ fn a_client_that_reads_nothing_makes_records_drop_and_never_holds_the_pipeline_b
         },
     );
     drop(idle);
+    stop(child);
+}
+
+/// Records written per second by pipeline `p` of the funnel at `address` over `window`,
+/// with the records its inspector sessions on `p:gen` dropped meanwhile.
+fn written_per_second_and_dropped(address: &str, window: Duration) -> (f64, f64) {
+    let sample = || {
+        let (_, m) = http::get(address, "/metrics").unwrap();
+        (
+            std::time::Instant::now(),
+            http::metric(
+                &m,
+                "funnel_pipeline_records_written_total",
+                "pipeline=\"p\"",
+            ),
+            http::metric(
+                &m,
+                "funnel_inspector_dropped_records_total",
+                "component_id=\"p:gen\"",
+            ),
+        )
+    };
+    let (t0, w0, d0) = sample();
+    std::thread::sleep(window);
+    let (t1, w1, d1) = sample();
+    ((w1 - w0) / (t1 - t0).as_secs_f64(), d1 - d0)
+}
+
+/// Open inspector sessions on `p:gen`.
+fn sessions_on_gen(address: &str) -> f64 {
+    let (_, m) = http::get(address, "/metrics").unwrap();
+    http::metric(&m, "funnel_inspector_sessions", "component_id=\"p:gen\"")
+}
+
+/// A WebSocket client on `p:gen` that reads one record every 10 ms (100 a second)
+/// until it is told to stop, then hangs up.
+struct SlowClient {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    reader: std::thread::JoinHandle<usize>,
+}
+
+impl SlowClient {
+    fn open(address: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut socket = inspect(address, "/v1/connectors/p:gen/inspect").unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let reader = std::thread::spawn(move || {
+            let mut read = 0;
+            while !flag.load(Ordering::Relaxed) {
+                read += next_records(&mut socket, 1).len();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            read
+        });
+        Self { stop, reader }
+    }
+
+    /// Hangs up: the records the client read.
+    fn close(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.reader.join().unwrap()
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The inspector is lossy so that the pipeline never waits for it. A generator asked
+/// for 500,000 records a second (more than a debug build on a shared machine makes,
+/// so the pipeline runs as fast as it can and any cost shows as records/s) runs in
+/// alternating windows without (A) and with (B) a WebSocket client that reads 100
+/// records a second. The A windows give the noise floor (their spread, at least 25%
+/// on a shared 2-core machine); the median B must be within it of the median A, and
+/// the dropped counter must rise in every B window.
+#[test]
+fn a_slow_inspector_client_leaves_a_500k_records_per_second_pipeline_at_its_speed() {
+    const WINDOW: Duration = Duration::from_secs(3);
+    const ROUNDS: usize = 3;
+    let file = yaml::file(&[yaml::pipeline(
+        "p",
+        &[],
+        &[
+            yaml::generator("gen", -1, 500_000),
+            yaml::connector("out", "destination", "builtin:noop", &[]),
+        ],
+        &[],
+    )]);
+    let dir = pipelines_dir(&file);
+    let (child, address) = answering(dir.path(), &[]);
+    // Warm up: the pipeline is writing.
+    wait_until_blocking("p writes", Duration::from_secs(60), || {
+        written_per_second_and_dropped(&address, Duration::from_millis(200)).0 > 0.0
+    });
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        let (a, _) = written_per_second_and_dropped(&address, WINDOW);
+        let client = SlowClient::open(&address);
+        wait_until_blocking(
+            "the slow client's session drops records",
+            Duration::from_secs(30),
+            || written_per_second_and_dropped(&address, Duration::from_millis(100)).1 > 0.0,
+        );
+        let (b, dropped) = written_per_second_and_dropped(&address, WINDOW);
+        let read = client.close();
+        eprintln!(
+            "round {round}: without a client {a:.0} records/s, with the slow client \
+             {b:.0} records/s, {dropped:.0} dropped in its window, {read} read by it"
+        );
+        assert!(
+            dropped > 0.0,
+            "round {round}: nothing dropped in the window"
+        );
+        wait_until_blocking(
+            "the slow client's session to close",
+            Duration::from_secs(30),
+            || sessions_on_gen(&address) == 0.0,
+        );
+        without.push(a);
+        with.push(b);
+    }
+    let spread = (without.iter().copied().fold(f64::MIN, f64::max)
+        - without.iter().copied().fold(f64::MAX, f64::min))
+        / median(without.clone());
+    let floor = spread.max(0.25);
+    let (a, b) = (median(without.clone()), median(with.clone()));
+    eprintln!(
+        "median without {a:.0} records/s, with {b:.0} records/s, noise floor {:.0}%",
+        floor * 100.0
+    );
+    assert!(
+        b >= a * (1.0 - floor),
+        "the slow client held the pipeline back: {with:?} records/s with it, \
+         {without:?} without (noise floor {:.0}%)",
+        floor * 100.0
+    );
     stop(child);
 }
 
@@ -489,23 +760,57 @@ const RUN_TO_END: [&str; 6] = [
     "--pipelines.exit-on-done",
 ];
 
-#[test]
-fn on_a_terminal_funnel_run_redraws_a_status_line_with_a_progress_bar_below_the_log() {
-    let dir = pipelines_dir(&counted_pipeline(3000));
-    // `script` runs funnel on a pseudo-terminal and copies what it shows to stdout.
-    // 200 columns: wide enough for the whole line with its bar.
-    let command = format!(
-        "stty cols 200 rows 50; exec {FUNNEL} {}",
-        RUN_TO_END.join(" ")
-    );
+/// What `command` (a shell command line) shows on a pseudo-terminal of 200 columns,
+/// run in `dir` by `script` (util-linux); panics when it fails.
+fn on_a_terminal(command: &str, dir: &Path) -> String {
     let out = Command::new("script")
-        .args(["-qfec", &command, "/dev/null"])
-        .current_dir(dir.path())
+        .args([
+            "-qfec",
+            &format!("stty cols 200 rows 50; {command}"),
+            "/dev/null",
+        ])
+        .current_dir(dir)
         .stdin(Stdio::null())
         .output()
         .expect("`script` (util-linux) runs programs on a pseudo-terminal");
-    let screen = String::from_utf8_lossy(&out.stdout);
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{screen}");
+    screen
+}
+
+#[test]
+fn with_json_logs_funnel_run_on_a_terminal_draws_no_status_line() {
+    let dir = pipelines_dir(&counted_pipeline(1500));
+    let screen = on_a_terminal(
+        &format!("exec {FUNNEL} {} --log.format json", RUN_TO_END.join(" ")),
+        dir.path(),
+    );
+    assert!(screen.contains("pipeline summary"), "{screen:?}");
+    // Only JSON lines: no escape sequence, no carriage return but the terminal's own
+    // at each line end.
+    let text = screen.replace("\r\n", "\n");
+    assert!(
+        !text.bytes().any(|b| b.is_ascii_control() && b != b'\n'),
+        "{text:?}"
+    );
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON log line: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn on_a_terminal_funnel_run_redraws_a_status_line_with_a_progress_bar_below_the_log() {
+    let dir = pipelines_dir(&counted_pipeline(3000));
+    // 200 columns: wide enough for the whole line with its bar.
+    let started = std::time::Instant::now();
+    let screen = on_a_terminal(
+        &format!("exec {FUNNEL} {}", RUN_TO_END.join(" ")),
+        dir.path(),
+    );
+    let seconds = started.elapsed().as_secs_f64();
     // Redrawn in place: erased, then drawn again.
     assert!(screen.matches("\r\x1b[2K").count() >= 4, "{screen:?}");
     let status: Vec<&str> = screen
@@ -513,6 +818,16 @@ fn on_a_terminal_funnel_run_redraws_a_status_line_with_a_progress_bar_below_the_
         .filter(|s| s.starts_with("counted "))
         .collect();
     assert!(status.len() >= 4, "{screen:?}");
+    // At most a few redraws a second: 4, plus one below each log line, plus the last.
+    let logged = ["INFO", "WARN", "ERROR"]
+        .iter()
+        .map(|level| screen.matches(level).count())
+        .sum::<usize>();
+    assert!(
+        status.len() as f64 <= seconds * 4.0 + logged as f64 + 2.0,
+        "{} redraws in {seconds:.1} s with {logged} log lines",
+        status.len()
+    );
     let mid = status
         .iter()
         .find(|s| s.contains("ETA"))
