@@ -474,6 +474,52 @@ async fn a_snapshot_of_ten_thousand_rows_then_live_changes_arrive_once_in_commit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_the_snapshot_the_source_knows_how_many_rows_are_left_and_zero_once_it_is_done() {
+    use funnel_test_utils::connectors::PATIENCE;
+    let Some(mut my) = connect().await else {
+        return;
+    };
+    let mut names = fresh_names("left");
+    let t = names.table("t");
+    let u = names.table("u");
+    my.query_drop(format!(
+        "CREATE TABLE {t} (id int PRIMARY KEY); INSERT INTO {t} SELECT seq FROM seq_1_to_15000;
+         CREATE TABLE {u} (id int PRIMARY KEY); INSERT INTO {u} SELECT seq FROM seq_1_to_5000"
+    ))
+    .await
+    .unwrap();
+    let tables = format!("{t},{u}");
+    let s = source_settings(&tables, &[("sdk.batch.size", "500"), ("fetchSize", "3000")]);
+    let source = open_source(&s, None).await;
+    funnel_test_utils::wait_until("the snapshot's rows are counted", PATIENCE, || {
+        source.backlog().is_some()
+    })
+    .await;
+    let first = read_n(&*source, 5_000).await;
+    // The reader runs at most a few batches ahead of the reads, and counts a batch
+    // once its send returned (a batch already read may not be counted yet).
+    let left = source.backlog().unwrap();
+    assert!((11_000..=15_500).contains(&left), "{left} rows left");
+    read_n(&*source, 15_000).await;
+    funnel_test_utils::wait_until("no row is left", PATIENCE, || source.backlog() == Some(0)).await;
+    source.teardown().await.unwrap();
+
+    // Resumed after row 5,000 of the first table, the snapshot counts only what it
+    // still has to read: 10,000 + 5,000 rows.
+    assert_eq!(id_of(&first[4_999]), 5_000);
+    let s = source_settings(&tables, &[("sdk.batch.size", "10"), ("fetchSize", "100")]);
+    let source = open_source(&s, Some(first[4_999].position.clone())).await;
+    funnel_test_utils::wait_until("the resumed snapshot's rows are counted", PATIENCE, || {
+        source.backlog().is_some()
+    })
+    .await;
+    assert_eq!(id_of(&read_n(&*source, 10).await[0]), 5_001);
+    let left = source.backlog().unwrap();
+    assert!((14_900..=15_000).contains(&left), "{left} rows left");
+    source.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_mid_snapshot_and_mid_stream_without_loss_or_duplicates() {
     let Some(mut my) = connect().await else {
         return;

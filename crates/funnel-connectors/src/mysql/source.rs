@@ -6,9 +6,13 @@
 //! hands batches to [`Source::read`] through a bounded channel (which makes `read`
 //! cancel-safe). The server keeps no state for the source: [`Source::ack`] has nothing
 //! to tell it, since the position alone says where to resume.
+//!
+//! A snapshot first counts the rows it has to read (in its own transaction, after the
+//! resumed key), so the source knows how many are left ([`Source::backlog`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,6 +46,8 @@ pub struct MysqlSource {
     config: MysqlSourceConfig,
     resume: Option<Position>,
     reader: ReaderTask,
+    /// Rows of the snapshot not yet handed on, plus one; 0 outside a snapshot.
+    snapshot_left: Arc<AtomicU64>,
 }
 
 /// A table the source reads.
@@ -82,6 +88,7 @@ impl MysqlSource {
             config,
             resume,
             reader: ReaderTask::new(&format!("mysql source {id}"), Duration::from_secs(2)),
+            snapshot_left: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -398,6 +405,7 @@ impl Source for MysqlSource {
                     tx,
                     stop,
                     batch_size: self.config.batch_size.max(1),
+                    snapshot_left: Arc::clone(&self.snapshot_left),
                 };
                 reader.run(start)
             })
@@ -420,6 +428,12 @@ impl Source for MysqlSource {
         self.reader.stop().await;
         Ok(())
     }
+
+    /// During the snapshot: its rows not yet read (counted when the snapshot starts).
+    /// After it: 0, the snapshot being done.
+    fn backlog(&self) -> Option<u64> {
+        self.snapshot_left.load(Ordering::Relaxed).checked_sub(1)
+    }
 }
 
 /// The reader task's state.
@@ -434,6 +448,8 @@ struct Reader {
     tx: BatchSender,
     stop: watch::Receiver<bool>,
     batch_size: usize,
+    /// Rows of the snapshot not yet sent, plus one (see [`Source::backlog`]).
+    snapshot_left: Arc<AtomicU64>,
 }
 
 /// The transaction being read from the binlog.
@@ -502,6 +518,15 @@ impl Reader {
         *self.stop.borrow()
     }
 
+    /// Counts `n` snapshot rows as sent.
+    fn sent_snapshot_rows(&self, n: usize) {
+        let _ = self
+            .snapshot_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                (left > 1).then(|| left.saturating_sub(n as u64).max(1))
+            });
+    }
+
     /// Reads every table in the snapshot transaction of `conn`, in pages by key;
     /// false when stopped.
     async fn snapshot(
@@ -522,27 +547,41 @@ impl Reader {
             .iter()
             .map(|t| (t.name.clone(), Arc::clone(&t.schema), t.order.clone()))
             .collect();
+        let database = quote_ident(&self.config.dsn.database);
+        let table_sql = |name: &str| format!("{database}.{}", quote_ident(name));
+        let order_sql = |schema: &TableSchema, order: &[usize]| -> Vec<String> {
+            order
+                .iter()
+                .map(|&i| quote_ident(&schema.columns[i].name))
+                .collect()
+        };
+        // The resumed table reads after its key; the others from their start.
+        let resumed = |n: usize, name: &str| match &after {
+            Some((table, key)) if n == 0 && table == name && !key.is_empty() => Some(key.clone()),
+            _ => None,
+        };
+        // The rows to read, for the progress of the snapshot (`backlog`).
+        let mut total = 0u64;
+        for (n, (name, schema, order)) in tables.iter().enumerate() {
+            let last = resumed(n, name);
+            let (sql, params) =
+                count_query(&table_sql(name), &order_sql(schema, order), last.as_deref());
+            let counted: Option<u64> = conn
+                .exec_first(sql, params)
+                .await
+                .map_err(|e| conn::error(&format!("{who}: cannot count table {name}"), &e))?;
+            total += counted.unwrap_or(0);
+        }
+        self.snapshot_left.store(total + 1, Ordering::Relaxed);
         for (n, (name, schema, order)) in tables.into_iter().enumerate() {
-            let mut last: Option<Vec<KeyValue>> = match &after {
-                Some((table, key)) if n == 0 && *table == name && !key.is_empty() => {
-                    Some(key.clone())
-                }
-                _ => None,
-            };
+            let mut last = resumed(n, &name);
             let columns: Vec<String> = schema
                 .columns
                 .iter()
                 .map(|c| quote_ident(&c.name))
                 .collect();
-            let order_sql: Vec<String> = order
-                .iter()
-                .map(|&i| quote_ident(&schema.columns[i].name))
-                .collect();
-            let table_sql = format!(
-                "{}.{}",
-                quote_ident(&self.config.dsn.database),
-                quote_ident(&name)
-            );
+            let order_sql = order_sql(&schema, &order);
+            let table_sql = table_sql(&name);
             let mut template = Metadata::new();
             template.insert(metadata::COLLECTION, name.clone());
             template.insert(metadata::CREATED_AT, created_at.clone());
@@ -601,14 +640,18 @@ impl Reader {
                     if batch.len() >= self.batch_size {
                         let full =
                             std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
+                        let sent = full.len();
                         if !self.send(full).await {
                             return Ok(false);
                         }
+                        self.sent_snapshot_rows(sent);
                     }
                 }
+                let sent = batch.len();
                 if !batch.is_empty() && !self.send(batch).await {
                     return Ok(false);
                 }
+                self.sent_snapshot_rows(sent);
                 if count < self.config.fetch_size {
                     break;
                 }
@@ -944,11 +987,25 @@ fn page_query(
         );
     }
     let order_by = order.join(", ");
-    let Some(last) = last else {
-        return (
-            format!("{select} ORDER BY {order_by} LIMIT {limit}"),
-            Params::Empty,
-        );
+    let (filter, params) = after_key(order, last);
+    (
+        format!("{select}{filter} ORDER BY {order_by} LIMIT {limit}"),
+        params,
+    )
+}
+
+/// The query counting the rows a snapshot of `table` reads: those after `last` in
+/// `order` (all of them without an order or a key).
+fn count_query(table: &str, order: &[String], last: Option<&[KeyValue]>) -> (String, Params) {
+    let (filter, params) = after_key(order, last);
+    (format!("SELECT COUNT(*) FROM {table}{filter}"), params)
+}
+
+/// ` WHERE` the row is after `last` in `order`, with its parameters; empty without a
+/// key (or an order).
+fn after_key(order: &[String], last: Option<&[KeyValue]>) -> (String, Params) {
+    let Some(last) = last.filter(|_| !order.is_empty()) else {
+        return (String::new(), Params::Empty);
     };
     // (a, b) > (x, y) as a OR of prefixes, which every server plans as a range.
     let mut ors = Vec::with_capacity(order.len());
@@ -964,10 +1021,7 @@ fn page_query(
         ors.push(format!("({})", ands.join(" AND ")));
     }
     (
-        format!(
-            "{select} WHERE {} ORDER BY {order_by} LIMIT {limit}",
-            ors.join(" OR ")
-        ),
+        format!(" WHERE {}", ors.join(" OR ")),
         Params::Positional(params),
     )
 }
@@ -1033,5 +1087,25 @@ mod tests {
         );
         let (sql, _) = page_query("`t`", &["`a`".into()], &[], None, 10, 20);
         assert_eq!(sql, "SELECT `a` FROM `t` LIMIT 10 OFFSET 20");
+    }
+
+    #[test]
+    fn the_snapshot_counts_the_rows_after_the_resumed_key_as_its_pages_read_them() {
+        let (sql, params) = count_query("`t`", &["`a`".into()], None);
+        assert_eq!(sql, "SELECT COUNT(*) FROM `t`");
+        assert_eq!(params, Params::Empty);
+        let last = [KeyValue::Int(1), KeyValue::Int(2)];
+        let order = ["`a`".to_owned(), "`b`".to_owned()];
+        let (sql, params) = count_query("`t`", &order, Some(&last));
+        assert_eq!(
+            sql,
+            "SELECT COUNT(*) FROM `t` WHERE (`a` > ?) OR (`a` = ? AND `b` > ?)"
+        );
+        let (page, page_params) = page_query("`t`", &order, &order, Some(&last), 10, 0);
+        assert!(page.contains(" WHERE (`a` > ?) OR (`a` = ? AND `b` > ?) ORDER BY"));
+        assert_eq!(params, page_params);
+        // Without an order (pages by offset) every row is read, so every row counts.
+        let (sql, _) = count_query("`t`", &[], Some(&last));
+        assert_eq!(sql, "SELECT COUNT(*) FROM `t`");
     }
 }
