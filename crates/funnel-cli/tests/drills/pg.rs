@@ -15,9 +15,23 @@ static SERVER: Mutex<()> = Mutex::new(());
 
 /// Runs `sql` in database `test`; its output, unaligned, or psql's error.
 pub(crate) fn sql(sql: &str) -> Result<String, String> {
+    sql_in("test", sql)
+}
+
+/// Runs `sql` in `database`; its output, unaligned, or psql's error.
+pub(crate) fn sql_in(database: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
         .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-c",
+            sql,
+        ])
         .output()
         .map_err(|e| format!("psql: {e}"))?;
     let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
