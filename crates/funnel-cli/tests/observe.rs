@@ -220,6 +220,7 @@ fn metrics_carry_conduits_names_and_labels_beside_funnels_own() {
     );
     // A generator without end knows no lag: no series rather than a made-up 0.
     assert!(find(&samples, "funnel_source_lag_records", &[]).is_empty());
+    assert!(find(&samples, "funnel_source_lag_bytes", &[]).is_empty());
     // Funnel's own series stay, labelled by pipeline ID.
     assert!(
         one(

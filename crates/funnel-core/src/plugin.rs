@@ -80,7 +80,9 @@ pub trait Source: Send + Sync {
 /// lines of `funnel run`). Cheap to clone and to set.
 #[derive(Clone)]
 pub struct LagReport {
-    gauge: metrics::Gauge,
+    /// Registered on the first report, so that a source that never knows its lag in
+    /// bytes exports no such series (rather than a made-up 0).
+    gauge: std::sync::Arc<std::sync::OnceLock<metrics::Gauge>>,
     stats: Option<std::sync::Arc<crate::WorkerStats>>,
     /// The pipeline and the source's component ID, for the gauges per part; `None`:
     /// a report that goes nowhere.
@@ -96,7 +98,7 @@ impl LagReport {
         stats: Option<std::sync::Arc<crate::WorkerStats>>,
     ) -> Self {
         Self {
-            gauge: crate::telemetry::source_lag_bytes(pipeline, component_id),
+            gauge: std::sync::Arc::default(),
             stats,
             labels: Some(std::sync::Arc::new((
                 pipeline.to_owned(),
@@ -108,7 +110,7 @@ impl LagReport {
     /// A report that goes nowhere (for tests and sources run outside a worker).
     pub fn noop() -> Self {
         Self {
-            gauge: metrics::Gauge::noop(),
+            gauge: std::sync::Arc::default(),
             stats: None,
             labels: None,
         }
@@ -116,7 +118,11 @@ impl LagReport {
 
     /// Sets the lag: the source is `bytes` behind.
     pub fn set_bytes(&self, bytes: u64) {
-        self.gauge.set(bytes as f64);
+        if let Some(labels) = &self.labels {
+            self.gauge
+                .get_or_init(|| crate::telemetry::source_lag_bytes(&labels.0, &labels.1))
+                .set(bytes as f64);
+        }
         if let Some(stats) = &self.stats {
             stats.set_lag_bytes(bytes);
         }
