@@ -405,7 +405,20 @@ impl Cluster {
             return;
         };
         self.fences.remove(pipeline);
+        // A drain whose lease lapsed here (renewals did not keep up) had its last
+        // commits refused: what it wrote since is written again by the next owner, so
+        // this is not a clean hand-over. The lease is left to expire, as a lost one.
+        let lapsed = held.fence.remaining().is_zero();
         held.fence.revoke();
+        if lapsed {
+            metrics::counter!(LEASES_LOST, "pipeline" => pipeline.to_owned()).increment(1);
+            warn!(
+                pipeline,
+                epoch,
+                "lease lapsed during the hand-over (renewals did not keep up): not released; it expires and the next owner starts from the last committed position"
+            );
+            return;
+        }
         match self
             .leases
             .release(&self.options.instance, pipeline, epoch)
