@@ -466,9 +466,10 @@ fn the_inspector_streams_the_records_passing_connectors_and_processors_as_opencd
         dir.path(),
     );
     let screen = screen.replace("\r\n", "\n");
-    // Indented (keys sorted: `key` first), one record after the other.
-    assert!(screen.starts_with("{\n  \"key\": "), "{screen:?}");
-    assert!(screen.contains("}\n{\n  \"key\": "), "{screen:?}");
+    // Indented, one record after the other (the order of the keys is serde_json's,
+    // which depends on the features the build unifies).
+    assert!(screen.starts_with("{\n  \""), "{screen:?}");
+    assert!(screen.contains("}\n{\n  \""), "{screen:?}");
     assert_eq!(
         screen.matches("\n  \"position\": ").count(),
         2,
