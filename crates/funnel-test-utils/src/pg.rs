@@ -3,34 +3,41 @@
 
 use std::process::Command;
 
-/// Runs `sql` with psql (stopping at the first error); returns its unaligned output,
-/// trimmed, or psql's error output.
+/// Runs `sql` with psql in database `test` (stopping at the first error); returns its
+/// unaligned output, trimmed, or psql's error output.
 ///
 /// # Errors
 ///
 /// psql's standard error when it cannot run or a statement fails.
 pub fn psql(sql: &str) -> Result<String, String> {
+    psql_in("test", sql)
+}
+
+/// Runs `sql` with psql in `database` (stopping at the first error); returns its
+/// unaligned output, trimmed, or psql's error output, trimmed.
+///
+/// # Errors
+///
+/// psql's standard error when it cannot run or a statement fails.
+pub fn psql_in(database: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
+        .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"])
         .args([
             "-h",
             "127.0.0.1",
             "-U",
             "postgres",
             "-d",
-            "test",
-            "-X",
-            "-q",
-            "-tA",
-            "-v",
-            "ON_ERROR_STOP=1",
+            database,
             "-c",
             sql,
         ])
         .output()
         .map_err(|e| format!("cannot run psql: {e}"))?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        Ok(text(&out.stdout))
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        Err(text(&out.stderr))
     }
 }

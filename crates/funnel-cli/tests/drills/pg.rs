@@ -20,26 +20,7 @@ pub(crate) fn sql(sql: &str) -> Result<String, String> {
 
 /// Runs `sql` in `database`; its output, unaligned, or psql's error.
 pub(crate) fn sql_in(database: &str, sql: &str) -> Result<String, String> {
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"])
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-c",
-            sql,
-        ])
-        .output()
-        .map_err(|e| format!("psql: {e}"))?;
-    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
-    if out.status.success() {
-        Ok(text(&out.stdout))
-    } else {
-        Err(text(&out.stderr))
-    }
+    funnel_test_utils::pg::psql_in(database, sql)
 }
 
 /// Exclusive use of the server by one drill.
