@@ -95,7 +95,8 @@ fn bench(c: &mut Criterion) {
 /// `FUNNEL_JS_BENCH_CASE=set-field|metadata|filter FUNNEL_JS_BENCH_BATCHES=n` runs
 /// that case for `n` batches without Criterion, for instruction counts
 /// (`valgrind --tool=callgrind`): the difference between two values of `n` over the
-/// records processed is the cost per record.
+/// records processed is the cost per record. `FUNNEL_JS_BENCH_SCRIPT` runs another
+/// script on the case's records.
 fn count_instructions(case: &str) {
     let batches: usize = std::env::var("FUNNEL_JS_BENCH_BATCHES")
         .ok()
@@ -116,7 +117,15 @@ fn count_instructions(case: &str) {
         "filter" => ("function process(r) { return null; }", records(structured)),
         other => panic!("unknown case {other:?}"),
     };
-    let mut processor = processor(&runtime, script);
+    // `FUNNEL_JS_BENCH_SCRIPT` replaces the case's script (its records stay).
+    let script = std::env::var("FUNNEL_JS_BENCH_SCRIPT").unwrap_or_else(|_| script.to_owned());
+    let mut processor = processor(&runtime, &script);
+    // A case that fails its records would measure error handling.
+    for result in runtime.block_on(processor.process(&input)) {
+        if let funnel_core::ProcessedRecord::Error(e) = result {
+            panic!("case {case:?} fails its records: {e}");
+        }
+    }
     for _ in 0..batches {
         black_box(runtime.block_on(processor.process(black_box(&input))));
     }

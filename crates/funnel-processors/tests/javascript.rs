@@ -546,3 +546,155 @@ async fn a_record_kept_from_an_earlier_call_still_has_its_own_bytes() {
     let outs: Vec<&Record> = results.iter().map(single).collect();
     assert_eq!(outs, [&one, &one]);
 }
+
+#[tokio::test]
+async fn the_record_and_its_data_list_their_fields_like_plain_objects() {
+    let mut js = open(
+        r#"function process(r) {
+            var a = r.Payload.After;
+            a.added = 1;
+            delete a.gone;
+            var m = r.Metadata;
+            r.Metadata = {
+                record: Object.keys(r).join(","),
+                payload: Object.keys(r.Payload).join(","),
+                after: Object.keys(a).join(","),
+                json: JSON.stringify(a),
+                has: String("name" in a) + String("gone" in a) + String("toString" in a),
+                own: String(a.hasOwnProperty("name")) + String(a.hasOwnProperty("gone")),
+                metadata: Object.keys(m).join(","),
+                spread: Object.keys(Object.assign({}, a)).join(",")
+            };
+            return r;
+        }"#,
+    )
+    .await;
+    let record = record_with_after(structured(&[
+        ("name", Value::String("ann".into())),
+        ("gone", Value::Int(1)),
+        ("zip", Value::Bool(true)),
+    ]));
+    let out = output(&mut js, record).await;
+    let get = |key: &str| out.metadata.get(key).unwrap_or_default().to_owned();
+    assert_eq!(get("record"), "Position,Operation,Metadata,Key,Payload");
+    assert_eq!(get("payload"), "Before,After");
+    assert_eq!(get("after"), "name,zip,added");
+    assert_eq!(get("json"), r#"{"name":"ann","zip":true,"added":1}"#);
+    assert_eq!(get("has"), "truefalsetrue");
+    assert_eq!(get("own"), "truefalse");
+    assert_eq!(get("metadata"), "source");
+    assert_eq!(get("spread"), "name,zip,added");
+    assert_eq!(
+        out.payload.after,
+        Some(structured(&[
+            ("added", Value::Int(1)),
+            ("name", Value::String("ann".into())),
+            ("zip", Value::Bool(true)),
+        ]))
+    );
+}
+
+#[tokio::test]
+async fn fields_a_script_does_not_touch_come_back_exactly_as_they_came() {
+    // A time has no JavaScript form of its own (a script reads it as text), and an
+    // unsigned integer beyond 2^53 none at all: untouched, both come back as they were.
+    let time = Value::Time(funnel_record::Timestamp::from_unix_nanos(
+        1_747_353_650_123_456_789,
+    ));
+    let big = Value::Uint(u64::MAX);
+    let mut js = open(
+        r#"function process(r) {
+            r.Payload.After.note = r.Payload.After.name + "!";
+            r.Metadata.extra = "yes";
+            return r;
+        }"#,
+    )
+    .await;
+    let mut record = record_with_after(structured(&[
+        ("name", Value::String("ann".into())),
+        ("at", time.clone()),
+        ("big", big.clone()),
+    ]));
+    record.payload.before = Some(structured(&[("at", time.clone())]));
+    record.key = Some(structured(&[("id", big.clone())]));
+    let out = output(&mut js, record.clone()).await;
+    assert_eq!(out.position, record.position);
+    assert_eq!(out.key, record.key);
+    assert_eq!(out.payload.before, record.payload.before);
+    assert_eq!(
+        out.payload.after,
+        Some(structured(&[
+            ("at", time),
+            ("big", big),
+            ("name", Value::String("ann".into())),
+            ("note", Value::String("ann!".into())),
+        ]))
+    );
+    assert_eq!(out.metadata.get("source"), Some("test"));
+    assert_eq!(out.metadata.get("extra"), Some("yes"));
+}
+
+#[tokio::test]
+async fn nested_data_changed_in_place_and_deleted_keys_are_seen() {
+    let mut js = open(
+        r#"function process(r) {
+            r.Payload.After.user.tags.push("new");
+            r.Payload.After.user.name = "bob";
+            delete r.Payload.After.drop;
+            delete r.Metadata.source;
+            r.Metadata.kept = String(r.Payload.After.keep);
+            return r;
+        }"#,
+    )
+    .await;
+    let user = Value::Map(fields(&[
+        ("name", Value::String("ann".into())),
+        ("tags", Value::Array(vec![Value::String("a".into())])),
+    ]));
+    let record = record_with_after(structured(&[
+        ("user", user),
+        ("drop", Value::Int(1)),
+        ("keep", Value::Int(2)),
+    ]));
+    let out = output(&mut js, record).await;
+    assert_eq!(
+        out.payload.after,
+        Some(structured(&[
+            (
+                "user",
+                Value::Map(fields(&[
+                    ("name", Value::String("bob".into())),
+                    (
+                        "tags",
+                        Value::Array(vec![Value::String("a".into()), Value::String("new".into())])
+                    ),
+                ]))
+            ),
+            ("keep", Value::Int(2)),
+        ]))
+    );
+    assert_eq!(out.metadata.get("source"), None);
+    assert_eq!(out.metadata.get("kept"), Some("2"));
+}
+
+#[tokio::test]
+async fn a_record_kept_from_an_earlier_batch_still_reads_its_own_structured_data() {
+    let mut js = open(
+        r#"
+        var first = null;
+        function process(r) {
+            if (first === null) { first = r; return r; }
+            r.Metadata.first = String(first.Payload.After.name) + "," +
+                Object.keys(first.Metadata).join("|") + "," + first.Operation;
+            return r;
+        }
+        "#,
+    )
+    .await;
+    let one = record_with_after(structured(&[("name", Value::String("one".into()))]));
+    let mut two = record_with_after(structured(&[("name", Value::String("two".into()))]));
+    two.operation = Operation::Update;
+    js.process(std::slice::from_ref(&one)).await;
+    let out = output(&mut js, two).await;
+    assert_eq!(out.metadata.get("first"), Some("one,source,create"));
+}
