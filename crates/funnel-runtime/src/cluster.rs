@@ -404,11 +404,13 @@ impl Cluster {
         let Some(held) = held else {
             return;
         };
-        self.fences.remove(pipeline);
         // A drain whose lease lapsed here (renewals did not keep up) had its last
         // commits refused: what it wrote since is written again by the next owner, so
         // this is not a clean hand-over. The lease is left to expire, as a lost one.
+        // Asked before the fence is revoked below, which would make every lease look
+        // lapsed.
         let lapsed = held.fence.remaining().is_zero();
+        self.fences.remove(pipeline);
         held.fence.revoke();
         if lapsed {
             metrics::counter!(LEASES_LOST, "pipeline" => pipeline.to_owned()).increment(1);
@@ -439,12 +441,15 @@ impl Cluster {
         if let Some(balancer) = balancer {
             let _ = balancer.await;
         }
-        // The renewer keeps the leases while the pipelines drain.
-        self.supervisor.shutdown().await;
+        // The renewer keeps the leases while the pipelines drain. Hand-overs in
+        // progress end first: each waits for its pipeline's drain before releasing the
+        // lease, and would not wait for a drain the supervisor's shutdown had taken on
+        // (it would release the lease with records written and not yet committed).
         let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
         for task in tasks {
             let _ = task.await;
         }
+        self.supervisor.shutdown().await;
         let held: Vec<(String, i64)> = lock(&self.held)
             .iter()
             .map(|(p, h)| (p.clone(), h.fence.epoch()))
@@ -460,5 +465,164 @@ impl Cluster {
         if let Some(renewer) = renewer {
             let _ = renewer.await;
         }
+    }
+}
+
+#[cfg(all(test, feature = "postgres"))]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    //! Hand-overs against the local PostgreSQL: the loops are driven by hand, so that
+    //! a renewal happens only when a test sends one.
+
+    use std::path::PathBuf;
+
+    use funnel_store::{PostgresStore, Store};
+    use funnel_test_utils::connectors::written_positions;
+    use funnel_test_utils::pg;
+    use funnel_test_utils::wait::wait_until;
+    use funnel_test_utils::yaml;
+
+    use super::*;
+    use crate::{SupervisorOptions, provision};
+
+    const CONNECTION: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+    const WAIT: Duration = Duration::from_secs(30);
+
+    /// One instance of a fleet, running one generator -> file pipeline `p`.
+    struct Instance {
+        _dir: tempfile::TempDir,
+        out: PathBuf,
+        table: String,
+        store: Arc<PostgresStore>,
+        fences: Arc<Fences>,
+        cluster: Arc<Cluster>,
+    }
+
+    impl Drop for Instance {
+        fn drop(&mut self) {
+            let t = &self.table;
+            let _ = pg::psql(&format!(
+                "DROP TABLE IF EXISTS {t}, {t}_leases, {t}_instances"
+            ));
+        }
+    }
+
+    async fn instance(name: &str, lease: Duration) -> Instance {
+        let table = format!("pgfleet_cluster_{name}_{}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("pipelines");
+        std::fs::create_dir(&files).unwrap();
+        let out = dir.path().join("out.jsonl");
+        std::fs::write(
+            files.join("p.yaml"),
+            yaml::file(&[yaml::pipeline(
+                "p",
+                &[],
+                &[
+                    yaml::generator("gen", -1, 500),
+                    yaml::file_destination("out", &out.display().to_string()),
+                ],
+                &[],
+            )]),
+        )
+        .unwrap();
+        let store = Arc::new(PostgresStore::open(CONNECTION, &table).await.unwrap());
+        let fences = Arc::new(Fences::default());
+        let supervisor = Arc::new(Supervisor::new(
+            Arc::clone(&store) as Arc<dyn Store>,
+            SupervisorOptions {
+                fences: Some(Arc::clone(&fences)),
+                ..SupervisorOptions::default()
+            },
+        ));
+        supervisor
+            .apply(provision(&files, &funnel_config::LoadOptions::default()).unwrap())
+            .await;
+        let cluster = Cluster::new(
+            ClusterOptions {
+                instance: "one".into(),
+                lease,
+                renew: lease / 4,
+            },
+            Arc::clone(&store) as Arc<dyn Leases>,
+            supervisor,
+            Arc::clone(&fences),
+        );
+        Instance {
+            _dir: dir,
+            out,
+            table,
+            store,
+            fences,
+            cluster,
+        }
+    }
+
+    /// Who the lease row of `p` names as its owner (`""`: nobody, it was released).
+    fn owner_row(one: &Instance) -> String {
+        pg::psql(&format!(
+            "SELECT coalesce(owner, '') FROM {}_leases WHERE pipeline = 'p'",
+            one.table
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_graceful_stop_within_the_lease_commits_everything_written_and_releases_the_lease_at_once()
+     {
+        let one = instance("released", Duration::from_secs(30)).await;
+        one.cluster.balance_once(true).await;
+        wait_until("the pipeline writes under its lease", WAIT, || {
+            written_positions(&one.out).len() >= 50
+        })
+        .await;
+        one.cluster.shutdown().await;
+        let written = written_positions(&one.out);
+        let committed = one.store.positions("p").await.unwrap();
+        assert_eq!(
+            committed.len(),
+            1,
+            "one source position committed: {committed:?}"
+        );
+        let committed: u64 = std::str::from_utf8(committed[0].1.as_bytes())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            Some(&committed),
+            written.last(),
+            "the drain committed every record written"
+        );
+        assert_eq!(owner_row(&one), "", "the lease was released");
+        let next = one
+            .store
+            .claim("two", &["p".to_owned()], 1, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            next,
+            [("p".to_owned(), 2)],
+            "the next owner claims the lease at once, under the next epoch"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_graceful_stop_after_the_lease_lapsed_here_leaves_it_to_expire_instead_of_releasing_it()
+     {
+        let one = instance("lapsed", Duration::from_secs(2)).await;
+        one.cluster.balance_once(true).await;
+        // No renewal is sent: the lease lapses here 1.8 s after the claim, and from then
+        // on the pipeline's writes and commits are refused, so what it wrote since its
+        // last commit is not committed.
+        wait_until("the lease lapses here", WAIT, || {
+            one.fences.get("p").is_none()
+        })
+        .await;
+        one.cluster.shutdown().await;
+        assert_eq!(
+            owner_row(&one),
+            "one",
+            "a lease that lapsed before the drain ended is not released: it is left to expire"
+        );
     }
 }

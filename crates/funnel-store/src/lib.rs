@@ -471,7 +471,15 @@ impl PositionCommitter for StoreCommitter {
             }
         };
         committed.map_err(|e| match e {
-            StoreError::Fenced { .. } | StoreError::Unsupported { .. } => ConnectorError::fatal(e),
+            StoreError::Fenced { .. } => {
+                // The database refused it: the lease is lost here too, so that nothing
+                // counts this pipeline's hand-over as clean.
+                if let Some(fence) = &self.fence {
+                    fence.revoke();
+                }
+                ConnectorError::fatal(e)
+            }
+            StoreError::Unsupported { .. } => ConnectorError::fatal(e),
             e => ConnectorError::transient(e),
         })
     }
