@@ -23,6 +23,9 @@ cargo test --workspace --locked
 # registry with it.
 cargo test -p funnel-connectors --features kafka --locked --test kafka
 cargo test -p funnel-runtime --features kafka --locked --test registry
+# The kafka drills: the funnel binary under SIGKILLs and restarts, each drill on a
+# private tansu with its memory storage (crates/funnel-cli/tests/drills/kafka.rs).
+cargo test -p funnel-cli --features kafka --locked --test drills kafka::
 # Every fuzz target for a bounded time (60 s each by default), from its corpus in the
 # repo; the fuzz crate is linted in its own target directory.
 CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/funnel/fuzz-target}" \

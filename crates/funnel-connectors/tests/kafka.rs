@@ -999,6 +999,7 @@ const PRODUCE: i16 = 0;
 const SASL_HANDSHAKE: i16 = 17;
 const API_VERSIONS: i16 = 18;
 const INIT_PRODUCER_ID: i16 = 22;
+const JOIN_GROUP: i16 = 11;
 const SASL_AUTHENTICATE: i16 = 36;
 
 /// A TCP proxy on 127.0.0.1:`listen` forwarding to 127.0.0.1:`upstream`, keeping
@@ -1229,6 +1230,48 @@ async fn client_id_names_every_request_and_acks_sets_the_produce_requests_acks()
         !recorder.requests_of("conduit-connector-kafka").is_empty(),
         "the default client id is Conduit's"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_instance_id_is_in_every_join_group_request_and_absent_without_it() {
+    let Some((broker, recorder, name)) = recorded_broker("static").await else {
+        return;
+    };
+    let servers = broker.servers();
+    let acks = write_at(&servers, &[("topic", &name)], &numbered(3)).await;
+    assert!(acks.iter().all(|a| a.error.is_none()), "{acks:?}");
+    const INSTANCE: &str = "funnel-instance-7";
+    for (client, instance) in [("funnel-static", Some(INSTANCE)), ("funnel-dynamic", None)] {
+        let group = unique("g");
+        let mut pairs = vec![
+            ("servers", servers.as_str()),
+            ("topics", name.as_str()),
+            ("groupID", group.as_str()),
+            ("readFromBeginning", "true"),
+            ("clientID", client),
+        ];
+        pairs.extend(instance.map(|i| ("groupInstanceID", i)));
+        let s = source("kafka", "p:in", &settings(&pairs), None).unwrap();
+        s.open().await.unwrap();
+        assert_eq!(read_n(&*s, 3).await.len(), 3, "{client}");
+        s.teardown().await.unwrap();
+        let joins: Vec<Request> = recorder
+            .requests_of(client)
+            .into_iter()
+            .filter(|r| r.key == JOIN_GROUP)
+            .collect();
+        assert!(!joins.is_empty(), "{client}: no JoinGroup request");
+        for join in &joins {
+            // The group instance id exists in JoinGroup from version 5 on.
+            assert!(join.version >= 5, "{client}: JoinGroup v{}", join.version);
+            assert_eq!(
+                join.contains(INSTANCE.as_bytes()),
+                instance.is_some(),
+                "{client}: the group instance id in JoinGroup v{}",
+                join.version
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

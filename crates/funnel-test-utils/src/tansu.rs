@@ -1,7 +1,9 @@
 //! A private Kafka-protocol broker for one test: tansu (installed by
 //! `scripts/setup-services.sh`) on a port of its own with its own SQLite file, which a
 //! test can stop (SIGKILL) and start again on the same data, and put behind a TLS proxy
-//! (socat with OpenSSL) that the broker advertises as its address.
+//! (socat with OpenSSL) that the broker advertises as its address; or with tansu's
+//! memory storage ([`PrivateBroker::start_in_memory`]), which keeps nothing across a
+//! restart but does not stall under load as the SQLite storage does.
 //!
 //! The shared broker on 127.0.0.1:9092 is for everything else: these are for tests
 //! that must stop a broker or listen with TLS.
@@ -76,7 +78,14 @@ pub struct PrivateBroker {
     tls: Option<ProxyTls>,
     /// Whether the broker requires SASL (`--authentication`).
     authentication: bool,
+    /// tansu's `--storage-engine`.
+    storage: &'static str,
 }
+
+/// tansu's SQLite storage, in the broker's data directory.
+const SQLITE: &str = "sqlite://tansu.db";
+/// tansu's memory storage.
+const MEMORY: &str = "memory://tansu/";
 
 impl PrivateBroker {
     /// A broker on a free port, advertising it; `None` when tansu is not installed.
@@ -85,7 +94,19 @@ impl PrivateBroker {
     ///
     /// When the broker does not start.
     pub fn start() -> Option<Self> {
-        Self::start_with(None, None, false)
+        Self::start_with(None, None, false, SQLITE)
+    }
+
+    /// A broker on a free port, advertising it, with tansu's memory storage: nothing
+    /// survives [`Self::kill`], but produce and fetch do not stall under load (tansu
+    /// 0.6's SQLite storage does, with headers: see `bench/tansu_headers_stall.py`).
+    /// `None` when tansu is not installed.
+    ///
+    /// # Panics
+    ///
+    /// When the broker does not start.
+    pub fn start_in_memory() -> Option<Self> {
+        Self::start_with(None, None, false, MEMORY)
     }
 
     /// A broker on a free port that advertises 127.0.0.1:`advertised` instead: the
@@ -96,7 +117,7 @@ impl PrivateBroker {
     ///
     /// When the broker does not start.
     pub fn start_advertising(advertised: u16) -> Option<Self> {
-        Self::start_with(None, Some(advertised), false)
+        Self::start_with(None, Some(advertised), false, SQLITE)
     }
 
     /// A broker on a free port behind a TLS proxy (socat) on another free port, which
@@ -107,7 +128,7 @@ impl PrivateBroker {
     ///
     /// When the broker or the proxy does not start.
     pub fn start_tls(tls: ProxyTls) -> Option<Self> {
-        Self::start_with(Some(tls), None, false)
+        Self::start_with(Some(tls), None, false, SQLITE)
     }
 
     /// As [`Self::start_advertising`], with a broker that requires SASL of every
@@ -120,13 +141,14 @@ impl PrivateBroker {
     ///
     /// When the broker does not start.
     pub fn start_authenticating(advertised: u16) -> Option<Self> {
-        Self::start_with(None, Some(advertised), true)
+        Self::start_with(None, Some(advertised), true, SQLITE)
     }
 
     fn start_with(
         tls: Option<ProxyTls>,
         advertised: Option<u16>,
         authentication: bool,
+        storage: &'static str,
     ) -> Option<Self> {
         let binary = tansu_binary()?;
         let port = free_port();
@@ -154,6 +176,7 @@ impl PrivateBroker {
             proxy: None,
             tls,
             authentication,
+            storage,
         };
         broker.start_broker();
         if broker.tls.is_some() {
@@ -194,7 +217,7 @@ impl PrivateBroker {
             "--advertised-listener-url",
             &format!("tcp://localhost:{}", self.advertised),
             "--storage-engine",
-            "sqlite://tansu.db",
+            self.storage,
         ]);
         if self.authentication {
             command.arg("--authentication");
@@ -239,7 +262,8 @@ impl PrivateBroker {
         wait_port(self.advertised, true, "the TLS proxy", &log);
     }
 
-    /// Kills the broker (SIGKILL) and waits until its port is closed. Its data stays.
+    /// Kills the broker (SIGKILL) and waits until its port is closed. Its data stays
+    /// (with the SQLite storage).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.broker.take() {
             let _ = child.kill();

@@ -92,19 +92,27 @@ pub(crate) fn mysql_destination(id: &str, table: &str, exactly_once: bool) -> St
 /// committing offsets every `commit_size` acked records.
 #[cfg(feature = "kafka")]
 pub(crate) fn kafka_source(topic: &str, group: &str, commit_size: usize) -> String {
+    kafka_source_with(topic, group, commit_size, &[])
+}
+
+/// [`kafka_source`] with more settings.
+#[cfg(feature = "kafka")]
+pub(crate) fn kafka_source_with(
+    topic: &str,
+    group: &str,
+    commit_size: usize,
+    more: &[(&str, &str)],
+) -> String {
     let commit_size = commit_size.to_string();
-    connector(
-        "src",
-        "source",
-        "kafka",
-        &[
-            ("servers", crate::kafka::SERVERS),
-            ("topics", topic),
-            ("groupID", group),
-            ("readFromBeginning", "true"),
-            ("commitOffsetsSize", &commit_size),
-        ],
-    )
+    let mut settings = vec![
+        ("servers", crate::kafka::SERVERS),
+        ("topics", topic),
+        ("groupID", group),
+        ("readFromBeginning", "true"),
+        ("commitOffsetsSize", &commit_size),
+    ];
+    settings.extend_from_slice(more);
+    connector("src", "source", "kafka", &settings)
 }
 
 /// The kafka destination writing to `topic`, zstd-compressed (the test broker cannot

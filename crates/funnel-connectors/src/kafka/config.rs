@@ -310,6 +310,12 @@ funnel_core::settings! {
         /// Keep retrying when joining the consumer group fails; false: the read
         /// fails (and the pipeline stops or restarts).
         pub retry_group_join_errors: bool = "retryGroupJoinErrors" (default "true"),
+        /// Static group membership (Funnel extension): this member's
+        /// group.instance.id, one per process of the group. A process restarted with
+        /// the same id takes its partitions back at once, without a rebalance and
+        /// without waiting for the group's session timeout; empty (default): dynamic
+        /// membership.
+        pub group_instance_id: Option<String> = "groupInstanceID",
     }
 }
 
@@ -393,6 +399,8 @@ pub struct KafkaSourceConfig {
     pub commit_offsets_size: usize,
     /// `retryGroupJoinErrors`.
     pub retry_group_join_errors: bool,
+    /// `groupInstanceID`, when set: static group membership.
+    pub group_instance_id: Option<String>,
     /// Records per read at most (`sdk.batch.size`, default 1000).
     pub batch_size: usize,
 }
@@ -493,6 +501,7 @@ pub fn validate_source(settings: &Settings) -> Result<KafkaSourceConfig, Vec<Set
         commit_offsets_delay: own.commit_offsets_delay,
         commit_offsets_size: own.commit_offsets_size,
         retry_group_join_errors: own.retry_group_join_errors,
+        group_instance_id: own.group_instance_id.filter(|g| !g.is_empty()),
         batch_size: sdk.batch_size,
     })
 }
@@ -604,6 +613,9 @@ impl KafkaSourceConfig {
                     "latest"
                 },
             );
+        if let Some(instance) = &self.group_instance_id {
+            config.set("group.instance.id", instance);
+        }
         config
     }
 }
@@ -630,7 +642,27 @@ mod tests {
         assert_eq!(c.commit_offsets_size, 1000);
         assert!(c.retry_group_join_errors);
         assert_eq!(c.group_id, None);
+        assert_eq!(c.group_instance_id, None);
         assert_eq!(c.batch_size, 1000);
+    }
+
+    #[test]
+    fn group_instance_id_makes_the_consumer_a_static_member_and_empty_means_dynamic() {
+        let group = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("servers", "h:1"), ("topics", "t")];
+            all.extend_from_slice(pairs);
+            validate_source(&settings(&all))
+                .unwrap()
+                .consumer_config("g")
+                .get("group.instance.id")
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            group(&[("groupInstanceID", "node-1")]).as_deref(),
+            Some("node-1")
+        );
+        assert_eq!(group(&[("groupInstanceID", "")]), None);
+        assert_eq!(group(&[]), None);
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! | `commitOffsetsDelay` | `5s` | Longest time acked offsets wait before they are committed. |
 //! | `commitOffsetsSize` | `1000` | Acked records that make a commit at once. |
 //! | `retryGroupJoinErrors` | `true` | `false`: an error joining the group fails the read. |
+//! | `groupInstanceID` | — | Static membership (Funnel extension): a restarted process with the same id gets its partitions back at once. |
 //!
 //! **Records.** Operation `create`; key: the message key (raw; none without one);
 //! `payload.after`: the value (raw). Metadata: the message headers, then

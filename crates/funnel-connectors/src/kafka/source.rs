@@ -29,6 +29,9 @@ pub const METADATA_OFFSET: &str = "kafka.offset";
 const READ_AHEAD: usize = 4;
 /// How long one poll of the consumer waits, so the reader notices a stop promptly.
 const POLL: Duration = Duration::from_millis(100);
+/// How long closing the consumer (leaving the group) may take when the source stops;
+/// below the 2 s that `teardown` waits for the reader.
+const CLOSE: Duration = Duration::from_millis(1500);
 
 /// A topic and partition.
 pub(crate) type Partition = (String, i32);
@@ -439,6 +442,19 @@ impl Reader {
     /// Commits what was acked and closes the consumer (leaving the group).
     fn finish(self) {
         self.commits.commit(&self.consumer, true);
+        // Leave the group here, before `teardown` returns, not when the last handle
+        // of the consumer goes: the lag thread may hold one then, and the process
+        // may have exited. A member that does not leave keeps its partitions until
+        // its session times out, and whoever comes next (this pipeline restarted,
+        // say) waits that long for them.
+        if self.consumer.close_queue().is_ok() {
+            let deadline = Instant::now() + CLOSE;
+            while !self.consumer.closed() && Instant::now() < deadline {
+                // Serves the revocation (pre_rebalance); messages fetched now are
+                // dropped, unacked, and read again by the partitions' next owner.
+                let _ = self.consumer.poll(POLL);
+            }
+        }
     }
 
     /// Handles a consumer error; `true` when reading must stop.
