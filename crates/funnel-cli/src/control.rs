@@ -441,7 +441,7 @@ pub(crate) fn connector_plugins() -> Vec<model::ConnectorPlugin> {
 /// version, with the parameters their specifications declare.
 #[cfg(feature = "standalone")]
 fn standalone_connector_plugins() -> Vec<model::ConnectorPlugin> {
-    use funnel_runtime::funnel_plugins::spec::{Check, Param, ParamType};
+    use funnel_runtime::funnel_plugins::spec::{Check, Param};
     let parameters = |params: &Option<BTreeMap<String, Param>>| {
         params
             .iter()
@@ -465,14 +465,7 @@ fn standalone_connector_plugins() -> Vec<model::ConnectorPlugin> {
                         }
                     })
                     .collect();
-                let kind = match p.kind {
-                    ParamType::Unspecified | ParamType::String => model::ParameterType::String,
-                    ParamType::Int => model::ParameterType::Int,
-                    ParamType::Float => model::ParameterType::Float,
-                    ParamType::Bool => model::ParameterType::Bool,
-                    ParamType::File => model::ParameterType::File,
-                    ParamType::Duration => model::ParameterType::Duration,
-                };
+                let kind = parameter_type(p.kind);
                 let parameter = model::Parameter {
                     description: p.description.clone(),
                     default: p.default.clone(),
@@ -592,19 +585,24 @@ fn parameters<'a>(
                 model::Parameter {
                     description: s.description.to_owned(),
                     default: s.default.unwrap_or_default().to_owned(),
-                    kind: match s.kind {
-                        funnel_core::SettingType::String => model::ParameterType::String,
-                        funnel_core::SettingType::Int => model::ParameterType::Int,
-                        funnel_core::SettingType::Float => model::ParameterType::Float,
-                        funnel_core::SettingType::Bool => model::ParameterType::Bool,
-                        funnel_core::SettingType::File => model::ParameterType::File,
-                        funnel_core::SettingType::Duration => model::ParameterType::Duration,
-                    },
+                    kind: parameter_type(s.kind),
                     validations,
                 },
             )
         })
         .collect()
+}
+
+/// The API's name of a setting's kind.
+fn parameter_type(kind: funnel_core::SettingType) -> model::ParameterType {
+    match kind {
+        funnel_core::SettingType::String => model::ParameterType::String,
+        funnel_core::SettingType::Int => model::ParameterType::Int,
+        funnel_core::SettingType::Float => model::ParameterType::Float,
+        funnel_core::SettingType::Bool => model::ParameterType::Bool,
+        funnel_core::SettingType::File => model::ParameterType::File,
+        funnel_core::SettingType::Duration => model::ParameterType::Duration,
+    }
 }
 
 impl funnel_api::Pipelines for Control {

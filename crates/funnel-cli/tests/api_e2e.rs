@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use funnel_test_utils::process::{self, free_port, stop};
@@ -97,6 +97,17 @@ fn wait_healthy(port: u16) {
     });
 }
 
+/// A running instance with the pipelines of [`file_pipeline`] in a new directory, its
+/// API on `port` and healthy.
+fn running_with_file_pipeline() -> (tempfile::TempDir, u16, Child) {
+    let dir = tempfile::tempdir().unwrap();
+    process::write_pipelines(dir.path(), &file_pipeline());
+    let port = free_port();
+    let funnel = spawn(dir.path(), port, &[]);
+    wait_healthy(port);
+    (dir, port, funnel)
+}
+
 fn lines(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let complete = text.rfind('\n').map_or("", |end| &text[..end]);
@@ -118,11 +129,7 @@ fn file_pipeline() -> String {
 
 #[test]
 fn a_pipeline_created_through_the_api_runs_stops_and_is_found_again_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    process::write_pipelines(dir.path(), &file_pipeline());
-    let port = free_port();
-    let funnel = spawn(dir.path(), port, &[]);
-    wait_healthy(port);
+    let (dir, port, funnel) = running_with_file_pipeline();
 
     let created = ok_call(
         port,
@@ -244,13 +251,11 @@ fn the_api_on_a_non_loopback_address_needs_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let address = format!("0.0.0.0:{port}");
-    let out = Command::new(FUNNEL)
-        .current_dir(dir.path())
-        .args(["run", "--api.http.address", &address, "--db.type", "memory"])
-        .env_remove("FUNNEL_API_AUTH_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = process::funnel_once(
+        FUNNEL,
+        dir.path(),
+        &["run", "--api.http.address", &address, "--db.type", "memory"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -287,14 +292,7 @@ fn the_api_on_a_non_loopback_address_needs_a_token() {
 /// `funnel --json ARGS` in `dir`: its exit code and its envelope, checked to have
 /// every field and to agree with the exit code.
 fn cli(dir: &Path, args: &[&str]) -> (i32, Value) {
-    let out = Command::new(FUNNEL)
-        .current_dir(dir)
-        .arg("--json")
-        .args(args)
-        .env_remove("FUNNEL_API_AUTH_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = process::funnel_once(FUNNEL, dir, &[&["--json"], args].concat());
     let code = out.status.code().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -713,11 +711,7 @@ fn the_commands_without_an_instance_answer_the_json_envelope_and_init_writes_fil
 #[test]
 fn a_dead_letter_queue_and_processors_changed_through_the_api_apply_to_the_records_and_are_kept_after_a_restart()
  {
-    let dir = tempfile::tempdir().unwrap();
-    process::write_pipelines(dir.path(), &file_pipeline());
-    let port = free_port();
-    let funnel = spawn(dir.path(), port, &[]);
-    wait_healthy(port);
+    let (dir, port, funnel) = running_with_file_pipeline();
     let ok = |method: &str, path: &str, body: Option<Value>| ok_call(port, method, path, body);
     let refused = |method: &str, path: &str, body: Value, status: (u16, i64)| {
         refused_call(port, method, path, Some(body), status)["message"]
@@ -978,11 +972,7 @@ fn standalone_plugins_are_listed_by_the_api_and_told_when_their_api_connector_is
 #[test]
 fn every_route_of_a_running_instances_openapi_document_answers_and_its_errors_are_google_rpc_statuses()
  {
-    let dir = tempfile::tempdir().unwrap();
-    process::write_pipelines(dir.path(), &file_pipeline());
-    let port = free_port();
-    let funnel = spawn(dir.path(), port, &[]);
-    wait_healthy(port);
+    let (_dir, port, funnel) = running_with_file_pipeline();
     let doc = ok_call(port, "GET", "/openapi", None);
     let paths = doc["paths"].as_object().unwrap();
     let mut answered = Vec::new();

@@ -690,19 +690,12 @@ fn the_inspector_needs_the_token_and_takes_it_from_the_query_of_a_websocket() {
         "{stdout}"
     );
 
-    let out = Command::new(FUNNEL)
-        .args([
-            "inspect",
-            "p:gen",
-            "--limit",
-            "1",
-            "--api.http.address",
-            &address,
-        ])
-        .env_remove("FUNNEL_API_AUTH_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    // `inspect` takes the address under either name.
+    let inspect = |more: &[&str]| {
+        let args = ["inspect", "p:gen", "--limit", "1"];
+        process::funnel_once(FUNNEL, dir.path(), &[&args[..], more].concat())
+    };
+    let out = inspect(&["--api.http.address", &address]);
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -715,21 +708,7 @@ fn the_inspector_needs_the_token_and_takes_it_from_the_query_of_a_websocket() {
     );
     // ... or reads it from a file.
     std::fs::write(dir.path().join("token"), "t0ken\n").unwrap();
-    let out = Command::new(FUNNEL)
-        .args([
-            "inspect",
-            "p:gen",
-            "--limit",
-            "1",
-            "--api.address",
-            &address,
-        ])
-        .arg("--api.auth.token-file")
-        .arg(dir.path().join("token"))
-        .env_remove("FUNNEL_API_AUTH_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = inspect(&["--api.address", &address, "--api.auth.token-file", "token"]);
     assert!(
         out.status.success(),
         "{}",

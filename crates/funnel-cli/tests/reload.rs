@@ -161,29 +161,25 @@ fn a_bad_file_beside_two_good_ones_is_logged_and_in_readyz_with_its_line_and_the
     assert!(body.contains(BAD_LINE), "{body}");
     assert!(!body.contains("a:") && !body.contains("c:"), "{body}");
     // `funnel pipelines ls` lists the two good pipelines, then the bad file and line.
-    let out = Command::new(FUNNEL)
-        .current_dir(dir.path())
-        .args(["pipelines", "ls", "--api.address", &funnel.address])
-        .env_remove("FUNNEL_API_AUTH_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = process::funnel_once(
+        FUNNEL,
+        dir.path(),
+        &["pipelines", "ls", "--api.address", &funnel.address],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains(BAD_LINE), "{text}");
-    let out = Command::new(FUNNEL)
-        .current_dir(dir.path())
-        .args([
+    let out = process::funnel_once(
+        FUNNEL,
+        dir.path(),
+        &[
             "--json",
             "pipelines",
             "ls",
             "--api.address",
             &funnel.address,
-        ])
-        .env_remove("FUNNEL_API_AUTH_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        ],
+    );
     let ls: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ids: Vec<&str> = ls["result"]["pipelines"]
         .as_array()
@@ -211,28 +207,26 @@ fn a_bad_file_beside_two_good_ones_is_logged_and_in_readyz_with_its_line_and_the
 fn exit_on_degraded_still_exits_with_one_on_a_bad_file_and_exit_on_done_exits_with_one_after_the_good_ones()
  {
     let dir = three_files();
-    let out = Command::new(FUNNEL)
-        .current_dir(dir.path())
-        .args([
+    let out = process::funnel_once(
+        FUNNEL,
+        dir.path(),
+        &[
             "run",
             "--api.http.address",
             "",
             "--pipelines.exit-on-degraded",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(BAD_LINE), "{stderr}");
     assert!(!dir.path().join("a.jsonl").exists(), "a ran: {stderr}");
 
-    let out = Command::new(FUNNEL)
-        .current_dir(dir.path())
-        .args(["run", "--api.http.address", "", "--pipelines.exit-on-done"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = process::funnel_once(
+        FUNNEL,
+        dir.path(),
+        &["run", "--api.http.address", "", "--pipelines.exit-on-done"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     for id in ["a", "c"] {

@@ -38,7 +38,9 @@ pub use batch::{Batch, RecordFlag, RecordStatus};
 pub use chain::{RetryHistory, RetryLimits};
 pub use component::{Built, Component, ComponentKind, Registry};
 pub use dlq::{Dlq, NackedRecord, describe_record, envelope, record_map};
-pub use error::{BoxError, ConnectorError, Error, ErrorKind, RecordError, Result, Retry};
+pub use error::{
+    BoxError, ConnectorError, Error, ErrorKind, RecordError, Result, Retry, error_chain,
+};
 pub use order::Order;
 pub use parallel::Parallel;
 pub use plugin::{

@@ -4,45 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use funnel_core::{Settings, SettingsError};
+use funnel_core::{SettingType, Settings, SettingsError};
 use funnel_record::go;
 
 use crate::pb::config::v1::{Parameter, parameter, validation};
 use crate::pb::connector::v2::Specification;
-
-/// The type of a parameter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParamType {
-    /// Not given: any text.
-    Unspecified,
-    /// Text.
-    String,
-    /// A 64-bit integer.
-    Int,
-    /// A floating point number.
-    Float,
-    /// `true` or `false` (Go's `strconv.ParseBool`).
-    Bool,
-    /// A file path.
-    File,
-    /// A Go duration (`1m30s`).
-    Duration,
-}
-
-impl ParamType {
-    /// The type as Conduit's CLI prints it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Unspecified => "unspecified",
-            Self::String => "string",
-            Self::Int => "int",
-            Self::Float => "float",
-            Self::Bool => "bool",
-            Self::File => "file",
-            Self::Duration => "duration",
-        }
-    }
-}
 
 /// One check on a parameter's value.
 #[derive(Clone, Debug)]
@@ -68,8 +34,8 @@ pub struct Param {
     pub default: String,
     /// What it does.
     pub description: String,
-    /// Its type.
-    pub kind: ParamType,
+    /// Its type (a parameter without one takes any text: [`SettingType::String`]).
+    pub kind: SettingType,
     /// Its checks.
     pub checks: Vec<Check>,
 }
@@ -193,13 +159,12 @@ impl PluginSpec {
 
 fn param(p: Parameter) -> Result<Param, String> {
     let kind = match p.r#type() {
-        parameter::Type::Unspecified => ParamType::Unspecified,
-        parameter::Type::String => ParamType::String,
-        parameter::Type::Int => ParamType::Int,
-        parameter::Type::Float => ParamType::Float,
-        parameter::Type::Bool => ParamType::Bool,
-        parameter::Type::File => ParamType::File,
-        parameter::Type::Duration => ParamType::Duration,
+        parameter::Type::Unspecified | parameter::Type::String => SettingType::String,
+        parameter::Type::Int => SettingType::Int,
+        parameter::Type::Float => SettingType::Float,
+        parameter::Type::Bool => SettingType::Bool,
+        parameter::Type::File => SettingType::File,
+        parameter::Type::Duration => SettingType::Duration,
     };
     let mut checks = Vec::new();
     for v in &p.validations {
@@ -248,13 +213,13 @@ fn param(p: Parameter) -> Result<Param, String> {
     })
 }
 
-fn check_type(kind: ParamType, value: &str) -> Result<(), String> {
+fn check_type(kind: SettingType, value: &str) -> Result<(), String> {
     let ok = match kind {
-        ParamType::Unspecified | ParamType::String | ParamType::File => true,
-        ParamType::Int => value.parse::<i64>().is_ok(),
-        ParamType::Float => value.parse::<f64>().is_ok(),
-        ParamType::Bool => go::parse_bool(value).is_some(),
-        ParamType::Duration => go::parse_duration(value).is_ok(),
+        SettingType::String | SettingType::File => true,
+        SettingType::Int => value.parse::<i64>().is_ok(),
+        SettingType::Float => value.parse::<f64>().is_ok(),
+        SettingType::Bool => go::parse_bool(value).is_some(),
+        SettingType::Duration => go::parse_duration(value).is_ok(),
     };
     if ok {
         Ok(())

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use funnel_core::SettingType;
 use funnel_core::{Destination, Settings, Source};
-use funnel_plugins::spec::{Check, ParamType};
+use funnel_plugins::spec::Check;
 use funnel_plugins::state::LAST_ACTIVE;
 use funnel_plugins::{
     Catalogue, HostOptions, LastActive, PluginDestination, PluginSource, PluginSpec, Role,
@@ -79,7 +80,10 @@ async fn python_plugins_are_found_with_their_specifications_and_bad_executables_
     let counter = spec(&catalogue, "counter");
     let params = counter.source_params.as_ref().unwrap();
     let count = &params["count"];
-    assert_eq!((count.default.as_str(), count.kind), ("3", ParamType::Int));
+    assert_eq!(
+        (count.default.as_str(), count.kind),
+        ("3", SettingType::Int)
+    );
     assert!(
         count
             .checks

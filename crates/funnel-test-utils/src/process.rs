@@ -3,7 +3,7 @@
 //! a free port.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// Sends signal `sig` (`TERM`, `KILL`, `HUP`) to `child`, as `kill -<sig>` would.
@@ -133,6 +133,23 @@ pub fn funnel_command(bin: &str, dir: &Path, address: &str, extra: &[&str]) -> C
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command
+}
+
+/// `bin args...` (a one-shot command: `pipelines ls`, `inspect`, a `run` that ends)
+/// run to its end in `dir`, with stdin closed and no API token taken from the
+/// environment (a test gives the token it means), and what it printed.
+///
+/// # Panics
+///
+/// When the program cannot be started.
+pub fn funnel_once(bin: &str, dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .current_dir(dir)
+        .args(args)
+        .env_remove("FUNNEL_API_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {bin} {args:?}: {e}"))
 }
 
 /// [`funnel_command`] with the API on a port nobody calls and stderr appended to

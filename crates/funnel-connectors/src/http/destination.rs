@@ -148,7 +148,7 @@ impl HttpDestination {
                     "{}: {method} {}: {}",
                     self.who,
                     request.url,
-                    chain(&e)
+                    funnel_core::error_chain(&e)
                 ));
             }
             Err(e) => {
@@ -158,7 +158,7 @@ impl HttpDestination {
                         self.config.timeout
                     )
                 } else {
-                    chain(&e)
+                    funnel_core::error_chain(&e)
                 };
                 return Attempt::Retry(
                     format!("{}: {method} {}: {what}", self.who, request.url),
@@ -235,18 +235,6 @@ impl HttpDestination {
     }
 }
 
-/// An error with its sources (`connection refused` sits a few levels down).
-pub(crate) fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
 /// A client trusting the system's CAs and `ca_cert_path`, if set.
 pub(crate) fn client(
     who: &str,
@@ -272,7 +260,10 @@ pub(crate) fn client(
         builder = builder.add_root_certificate(cert);
     }
     builder.build().map_err(|e| {
-        ConnectorError::config(format!("{who}: cannot make an HTTP client: {}", chain(&e)))
+        ConnectorError::config(format!(
+            "{who}: cannot make an HTTP client: {}",
+            funnel_core::error_chain(&e)
+        ))
     })
 }
 

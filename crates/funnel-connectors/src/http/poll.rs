@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::config::PollConfig;
-use super::destination::{chain, client};
+use super::destination::client;
 use crate::util::unix_nanos_now;
 
 /// Metadata key holding the URL a record was fetched from.
@@ -121,12 +121,12 @@ impl HttpPollSource {
             .timeout(self.config.timeout)
             .send()
             .await
-            .map_err(|e| ConnectorError::transient(failed(chain(&e))))?;
+            .map_err(|e| ConnectorError::transient(failed(funnel_core::error_chain(&e))))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|e| ConnectorError::transient(failed(chain(&e))))?;
+            .map_err(|e| ConnectorError::transient(failed(funnel_core::error_chain(&e))))?;
         if !status.is_success() {
             let text =
                 String::from_utf8_lossy(&body[..body.len().min(MOST_ERROR_TEXT)]).into_owned();

@@ -37,13 +37,7 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
         }
         return s;
     }
-    let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        s.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    s
+    funnel_core::error_chain(e)
 }
 
 /// True for server errors that retrying will not fix (configuration, permissions,

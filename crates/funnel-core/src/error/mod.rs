@@ -16,6 +16,19 @@ pub use connector::ConnectorError;
 /// A boxed error from a connector, processor or other plugin.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// An error's text followed by each of its causes', separated by `: ` (the way
+/// `connection refused` shows, which sits a few levels down a client's error).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// What kind of problem an error is, which says who has to act to fix it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorKind {

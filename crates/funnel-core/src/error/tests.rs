@@ -62,3 +62,29 @@ fn engine_errors_take_the_class_of_their_connector_error() {
         (ErrorKind::External, Retry::Transient)
     );
 }
+
+/// An error whose text leaves its cause out, as a client library's errors do.
+#[derive(Debug)]
+struct Outer(std::io::Error);
+
+impl fmt::Display for Outer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("error sending request")
+    }
+}
+
+impl std::error::Error for Outer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn an_error_chain_names_every_cause_from_the_outermost_in() {
+    let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+    assert_eq!(
+        error_chain(&Outer(refused)),
+        "error sending request: connection refused"
+    );
+    assert_eq!(error_chain(&std::io::Error::other("no cause")), "no cause");
+}

@@ -541,7 +541,10 @@ impl Webhook {
             .map_err(|e| Failure::Permanent(format!("cannot create HTTP request: {e}")))?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
-                Failure::Retryable(format!("error executing HTTP request: {}", error_chain(&e)))
+                Failure::Retryable(format!(
+                    "error executing HTTP request: {}",
+                    funnel_core::error_chain(&e)
+                ))
             })?;
             let status = response.status().as_u16();
             let body = response
@@ -584,18 +587,6 @@ impl Webhook {
         }
         Ok(ProcessedRecord::Single(record))
     }
-}
-
-/// An error with its sources (`connection refused` sits a few levels down in hyper).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]
