@@ -82,6 +82,11 @@ YAML
     end="$(date +%s.%N)"
     b1="$(broker_cpu)"
     cpu="$(cpu_of "$FUNNEL_PID")"
+    # Where the source's worker waited (funnel_source_wait_seconds, summed per phase).
+    local waits
+    waits="$({ curl -s "http://127.0.0.1:$PORT/metrics" 2>/dev/null || true; } |
+        awk '/^funnel_source_wait_seconds_sum/ { match($0, /phase="[a-z]*"/); p = substr($0, RSTART + 7, RLENGTH - 8); s[p] += $NF }
+             END { for (p in s) printf "%s %.3f s, ", p, s[p] }')"
     kill "$FUNNEL_PID"; wait "$FUNNEL_PID" || true; FUNNEL_PID=""
     local broker=""
     [ -n "${BROKER_PROC:-}" ] && broker="; broker CPU $(awk -v a="$b0" -v b="$b1" 'BEGIN { printf "%.2f", b - a }') s"
@@ -89,5 +94,6 @@ YAML
     # Without start-up (process start, connecting, creating consumers): from the first
     # poll that saw records acked to the end, as the clients measure after connecting.
     [ -n "$first" ] && python3 -c "s=$end-$first; n=$N-$first_n; print(f'  after start-up: {n:,} records in {s:.2f} s = {n/s:,.0f} records/s')"
+    [ -n "$waits" ] && echo "  source waited: ${waits%, }"
     echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 }

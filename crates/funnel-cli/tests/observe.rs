@@ -275,6 +275,57 @@ fn a_source_that_knows_its_backlog_exports_it_as_a_lag_gauge_that_counts_down() 
     stop(child);
 }
 
+#[test]
+fn a_source_exports_how_long_it_waited_for_reads_commits_and_acks() {
+    let file = yaml::file(&[yaml::pipeline(
+        "waits",
+        &[],
+        &[
+            yaml::generator("gen", -1, 2000),
+            yaml::connector("out", "destination", "builtin:noop", &[]),
+        ],
+        &[],
+    )]);
+    let dir = pipelines_dir(&file);
+    let (child, address) = answering(dir.path(), &[]);
+    let source = [("pipeline", "waits"), ("component_id", "waits:gen")];
+    let count = |text: &str, phase: &str| -> f64 {
+        let (_, samples) = parse_exposition(text);
+        let mut labels = source.to_vec();
+        labels.push(("phase", phase));
+        find(&samples, "funnel_source_wait_seconds_count", &labels)
+            .first()
+            .map_or(0.0, |s| s.value)
+    };
+    let mut text = String::new();
+    wait_until_blocking(
+        "reads, commits and acks of waits:gen counted",
+        Duration::from_secs(60),
+        || {
+            let Some((200, body)) = http::get(&address, "/metrics") else {
+                return false;
+            };
+            text = body;
+            ["read", "commit", "ack"]
+                .iter()
+                .all(|phase| count(&text, phase) > 0.0)
+        },
+    );
+    let (types, samples) = parse_exposition(&text);
+    assert_eq!(
+        types.get("funnel_source_wait_seconds").map(String::as_str),
+        Some("summary")
+    );
+    for phase in ["read", "commit", "ack"] {
+        let mut labels = source.to_vec();
+        labels.push(("phase", phase));
+        let sum = find(&samples, "funnel_source_wait_seconds_sum", &labels);
+        assert_eq!(sum.len(), 1, "{phase}: {sum:?}");
+        assert!(sum[0].value >= 0.0, "{phase}: {sum:?}");
+    }
+    stop(child);
+}
+
 /// The metric names (families) in the PromQL of every panel of the Grafana dashboard.
 fn grafana_metric_families() -> std::collections::BTreeSet<String> {
     fn exprs(value: &serde_json::Value, out: &mut Vec<String>) {

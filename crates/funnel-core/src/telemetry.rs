@@ -111,6 +111,58 @@ pub const SOURCE_LAG: &str = "funnel_source_lag_records";
 /// `component_id`.
 pub const SOURCE_LAG_BYTES: &str = "funnel_source_lag_bytes";
 
+/// Time a source's worker spent waiting, per batch (seconds), by `phase`: `credits`
+/// (the reader waiting for records in flight to be released before it may read
+/// more), `read` (a `Source::read` call until it returned records), `commit` (the
+/// position store committing a release) and `ack` (a `Source::ack` call). Its `_sum`
+/// says where a source's time goes: a reader that mostly waits for credits is held
+/// back by the engine (destinations, commits, acks), one that mostly waits in `read`
+/// by its system. Labels: `pipeline`, `component_id`, `phase`.
+pub const SOURCE_WAIT: &str = "funnel_source_wait_seconds";
+
+/// The [`SOURCE_WAIT`] histograms of one source, one per phase.
+#[derive(Clone)]
+pub(crate) struct SourceWaits {
+    pub(crate) credits: Histogram,
+    pub(crate) read: Histogram,
+    pub(crate) commit: Histogram,
+    pub(crate) ack: Histogram,
+}
+
+impl SourceWaits {
+    /// Handles that record nothing.
+    pub(crate) fn unbound() -> Self {
+        Self {
+            credits: Histogram::noop(),
+            read: Histogram::noop(),
+            commit: Histogram::noop(),
+            ack: Histogram::noop(),
+        }
+    }
+
+    /// The histograms of source `component_id` of `pipeline`; none while the pipeline
+    /// is not known (an empty ID).
+    pub(crate) fn new(pipeline: &str, component_id: &str) -> Self {
+        if pipeline.is_empty() {
+            return Self::unbound();
+        }
+        let one = |phase: &'static str| {
+            histogram!(
+                SOURCE_WAIT,
+                "pipeline" => pipeline.to_owned(),
+                "component_id" => component_id.to_owned(),
+                "phase" => phase
+            )
+        };
+        Self {
+            credits: one("credits"),
+            read: one("read"),
+            commit: one("commit"),
+            ack: one("ack"),
+        }
+    }
+}
+
 /// The [`SOURCE_LAG_BYTES`] gauge of one source.
 pub(crate) fn source_lag_bytes(pipeline: &str, component_id: &str) -> Gauge {
     gauge!(

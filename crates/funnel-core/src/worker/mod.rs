@@ -61,6 +61,7 @@ use crate::dlq::Dlq;
 use crate::error::{Error, Result};
 use crate::order::Order;
 use crate::task::{DestinationTask, ProcessorTask, SourceTask, Task};
+use crate::telemetry::SourceWaits;
 
 /// Stops a running worker from elsewhere.
 #[derive(Clone, Debug)]
@@ -280,7 +281,9 @@ impl Worker {
             destinations.push(tasks.destination);
         }
         let source_id = source.id().to_owned();
+        let waits = SourceWaits::new(&self.config.pipeline_id, &source_id);
         let release = Release {
+            waits: waits.clone(),
             source: Arc::clone(source.source()),
             source_id: source_id.clone(),
             dlq,
@@ -301,6 +304,7 @@ impl Worker {
             limits: self.config.retry,
             join,
             yield_after_hand_on: multi_thread,
+            waits,
         };
         let s = Arc::clone(&shared);
         stages.push(Box::pin(async move {

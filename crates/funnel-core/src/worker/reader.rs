@@ -19,6 +19,7 @@ use crate::error::{ConnectorError, Result};
 use crate::ledger::SlotInit;
 use crate::plugin::Source;
 use crate::task::{ProcessorTask, SourceTask};
+use crate::telemetry::SourceWaits;
 
 /// Why the reader stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub(super) struct Reader {
     pub(super) join: bool,
     /// Yield after handing a batch on (see [`yield_to_woken`]).
     pub(super) yield_after_hand_on: bool,
+    /// Where the reader's waits are recorded.
+    pub(super) waits: SourceWaits,
 }
 
 /// Reads until stopped, exhausted or failed; hands the source and the trunk back.
@@ -66,6 +69,7 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
         limits,
         join,
         yield_after_hand_on,
+        waits,
     } = r;
     let limits = *limits;
     // The processors, then the source (which nacks the records it could not read).
@@ -90,6 +94,7 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
             return ReaderEnd::Stopped;
         }
         if !shared.credits.has_room() {
+            let waiting = Instant::now();
             tokio::select! {
                 biased;
                 () = shared.abort.cancelled() => return ReaderEnd::Failed,
@@ -97,6 +102,7 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
                 () = stop.cancelled() => return ReaderEnd::Stopped,
                 () = shared.credits.available() => {}
             }
+            waits.credits.record(waiting.elapsed().as_secs_f64());
         }
         let started = Instant::now();
         let read = match ahead.take() {
@@ -116,6 +122,7 @@ async fn read(r: &mut Reader, shared: &Shared) -> ReaderEnd {
                         raw = read => raw,
                     },
                 };
+                waits.read.record(started.elapsed().as_secs_f64());
                 source.check_read(raw)
             }
         };

@@ -4,6 +4,7 @@
 //! I3).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use funnel_record::Position;
 use metrics::{Counter, Histogram, counter, histogram};
@@ -18,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::ledger::{Ledger, Released};
 use crate::plugin::{PositionCommitter, Source};
 use crate::telemetry::{
-    CONDUIT_PIPELINE_EXECUTION_DURATION, PIPELINE_EXECUTION_DURATION, RECORDS_ACKED,
+    CONDUIT_PIPELINE_EXECUTION_DURATION, PIPELINE_EXECUTION_DURATION, RECORDS_ACKED, SourceWaits,
 };
 
 /// What the ledger stage releases to; it owns the DLQ while the run lasts.
@@ -29,6 +30,7 @@ pub(super) struct Release {
     pub(super) committer: Option<Arc<dyn PositionCommitter>>,
     pub(super) pipeline: String,
     pub(super) pipeline_name: String,
+    pub(super) waits: SourceWaits,
 }
 
 struct LedgerMetrics {
@@ -201,14 +203,18 @@ async fn flush(positions: &[Position], to: &Release) -> Result<()> {
         return Ok(());
     };
     if let Some(committer) = &to.committer {
+        let started = Instant::now();
         let committed = committer.commit(last).await;
+        to.waits.commit.record(started.elapsed().as_secs_f64());
         committed.map_err(|source| Error::Commit {
             task: to.source_id.clone(),
             position: last.to_string(),
             source,
         })?;
     }
+    let started = Instant::now();
     let acked = to.source.ack(positions).await;
+    to.waits.ack.record(started.elapsed().as_secs_f64());
     acked.map_err(|source| Error::SourceAck {
         task: to.source_id.clone(),
         count: positions.len(),
