@@ -95,6 +95,14 @@ pub(crate) async fn connect(
     server: &str,
 ) -> Result<(AsyncClient, EventLoop, bool), ConnectorError> {
     let (client, mut events) = AsyncClient::new(options, 1024);
+    // Acknowledgements are a few bytes each. With Nagle's algorithm on (rumqttc's
+    // default), a small write waits until the broker ACKs what went before, and a
+    // broker that has nothing to send delays its ACK (40 ms on Linux): the source's
+    // PUBACKs and its UNSUBSCRIBE barrier waited for that once per release, which
+    // capped it at a few thousand messages a second per 1,000 in flight.
+    let mut network = events.network_options();
+    network.set_tcp_nodelay(true);
+    events.set_network_options(network);
     loop {
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
