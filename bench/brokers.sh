@@ -55,11 +55,13 @@ if [ -z "${REDIS_BENCH:-}" ] && [ "$ONLY" != nats ]; then
 fi
 PAYLOAD="$PWD/bench/payload-1k.txt"
 WORK="$(mktemp -d)"
+# PREFIX (default "bench") starts every stream, subject and key name the run makes.
+PREFIX="${PREFIX:-bench}"
 TAG="b$$"
 cleanup() {
     [ -n "${FUNNEL_PID:-}" ] && kill "$FUNNEL_PID" 2>/dev/null || true
     [ -n "${STREAM:-}" ] && "$NATS_BENCH" rm nats://127.0.0.1:4222 "$STREAM" >/dev/null 2>&1 || true
-    redis-cli -h 127.0.0.1 del "bench:$TAG:in" "bench:$TAG:out" "bench:$TAG:base" >/dev/null 2>&1 || true
+    redis-cli -h 127.0.0.1 del "$PREFIX:$TAG:in" "$PREFIX:$TAG:out" "$PREFIX:$TAG:base" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -77,40 +79,40 @@ NOOP="        plugin: builtin:noop"
 
 if [ "$ONLY" != redis ]; then
     scripts/nats-server.sh ensure >/dev/null
-    STREAM="BENCH_$TAG"
+    STREAM="${PREFIX}_$TAG"
     echo "nats: filling stream $STREAM with $N messages (baseline publish)"
-    "$NATS_BENCH" pub nats://127.0.0.1:4222 "$STREAM" "bench.$TAG.in" "$N" "$PAYLOAD"
+    "$NATS_BENCH" pub nats://127.0.0.1:4222 "$STREAM" "$PREFIX.$TAG.in" "$N" "$PAYLOAD"
     "$NATS_BENCH" sub nats://127.0.0.1:4222 "$STREAM" "$N"
     run nats_noop "        plugin: builtin:nats
         settings:
           urls: nats://127.0.0.1:4222
           stream: $STREAM
-          subject: bench.$TAG.in" "$NOOP"
+          subject: $PREFIX.$TAG.in" "$NOOP"
     run gen_nats "$GEN" "        plugin: builtin:nats
         settings:
           urls: nats://127.0.0.1:4222
-          subject: bench.$TAG.out"
-    "$NATS_BENCH" pub nats://127.0.0.1:4222 "$STREAM" "bench.$TAG.base" "$N" "$PAYLOAD"
+          subject: $PREFIX.$TAG.out"
+    "$NATS_BENCH" pub nats://127.0.0.1:4222 "$STREAM" "$PREFIX.$TAG.base" "$N" "$PAYLOAD"
 fi
 
 if [ "$ONLY" != nats ]; then
     scripts/redis-server.sh ensure >/dev/null
     VALUE="$(cat "$PAYLOAD")"
-    echo "redis: filling bench:$TAG:in with $N entries (redis-benchmark XADD)"
-    redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "bench:$TAG:in" '*' data "$VALUE" | rate
-    "$REDIS_BENCH" xread redis://127.0.0.1:6379 "bench:$TAG:in" "$N"
+    echo "redis: filling $PREFIX:$TAG:in with $N entries (redis-benchmark XADD)"
+    redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "$PREFIX:$TAG:in" '*' data "$VALUE" | rate
+    "$REDIS_BENCH" xread redis://127.0.0.1:6379 "$PREFIX:$TAG:in" "$N"
     echo "redis-benchmark XREAD COUNT 1000 (x1000 entries per request):"
-    redis-benchmark -h 127.0.0.1 -q -n $((N / 1000 * 5)) -c 1 XREAD COUNT 1000 STREAMS "bench:$TAG:in" 0 | rate
+    redis-benchmark -h 127.0.0.1 -q -n $((N / 1000 * 5)) -c 1 XREAD COUNT 1000 STREAMS "$PREFIX:$TAG:in" 0 | rate
     run redis_noop "        plugin: builtin:redis
         settings:
           redis.host: 127.0.0.1
-          redis.key: bench:$TAG:in
+          redis.key: $PREFIX:$TAG:in
           mode: stream" "$NOOP"
     run gen_redis "$GEN" "        plugin: builtin:redis
         settings:
           redis.host: 127.0.0.1
-          redis.key: bench:$TAG:out
+          redis.key: $PREFIX:$TAG:out
           mode: stream"
     echo "redis-benchmark XADD (1 KB value, pipelined 100):"
-    redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "bench:$TAG:base" '*' data "$VALUE" | rate
+    redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "$PREFIX:$TAG:base" '*' data "$VALUE" | rate
 fi

@@ -39,9 +39,11 @@ fi
 PAYLOAD="$PWD/bench/payload-1k.txt"
 VALUE="$(cat "$PAYLOAD")"
 WORK="$(mktemp -d)"
+# PREFIX (default "bench") starts every topic and client ID the run makes.
+PREFIX="${PREFIX:-bench}"
 TAG="b$$-$RANDOM"
-T="bench/$TAG"
-SESSIONS=("bench-$TAG-sub" "bench-$TAG-funnel" "bench-$TAG-out")
+T="$PREFIX/$TAG"
+SESSIONS=("$PREFIX-$TAG-sub" "$PREFIX-$TAG-funnel" "$PREFIX-$TAG-out")
 cleanup() {
     [ -n "${FUNNEL_PID:-}" ] && kill "$FUNNEL_PID" 2>/dev/null || true
     # A clean-session connect with each client ID drops its session and queue.
@@ -73,7 +75,7 @@ timed() {
 }
 
 publish() { # topic: N lines of the payload at QoS 1
-    { yes "$VALUE" || true; } | head -n "$N" | mosquitto_pub -h "$HOST" -i "bench-$TAG-pub" -q 1 -l -t "$1"
+    { yes "$VALUE" || true; } | head -n "$N" | mosquitto_pub -h "$HOST" -i "$PREFIX-$TAG-pub" -q 1 -l -t "$1"
 }
 
 read_session() { # client-id topic: the N queued messages
@@ -81,21 +83,21 @@ read_session() { # client-id topic: the N queued messages
 }
 
 echo "mqtt: N=$N, topics $T/*"
-session "bench-$TAG-sub" "$T/base"
+session "$PREFIX-$TAG-sub" "$T/base"
 timed "mosquitto_pub -l -q 1 (base pub)" publish "$T/base"
-timed "mosquitto_sub -c -q 1 (base sub)" read_session "bench-$TAG-sub" "$T/base"
+timed "mosquitto_sub -c -q 1 (base sub)" read_session "$PREFIX-$TAG-sub" "$T/base"
 
-session "bench-$TAG-funnel" "$T/in"
+session "$PREFIX-$TAG-funnel" "$T/in"
 timed "mosquitto_pub -l -q 1 (fill, A/A of base pub)" publish "$T/in"
 run mqtt_noop "        plugin: builtin:mqtt
         settings:
           url: tcp://$HOST:1883
-          clientId: bench-$TAG-funnel
+          clientId: $PREFIX-$TAG-funnel
           topic: $T/in" "        plugin: builtin:noop"
 
-session "bench-$TAG-out" "$T/out"
+session "$PREFIX-$TAG-out" "$T/out"
 run gen_mqtt "$(gen_block)" "        plugin: builtin:mqtt
         settings:
           url: tcp://$HOST:1883
-          clientId: bench-$TAG-fout
+          clientId: $PREFIX-$TAG-fout
           topic: $T/out"
