@@ -285,6 +285,53 @@ async fn fifty_thousand_entries_added_by_a_redis_client_are_read_once_in_order_w
     source.teardown().await.unwrap();
 }
 
+/// Reads `n` records from `source`, one read at a time, and returns each read's records.
+async fn reads_of(source: &dyn Source, n: usize) -> Vec<Vec<Record>> {
+    let mut reads = Vec::new();
+    let mut got = 0;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while got < n {
+        let read = tokio::time::timeout_at(deadline, source.read())
+            .await
+            .unwrap_or_else(|_| panic!("only {got} of {n} records in time"))
+            .unwrap()
+            .unwrap();
+        got += read.len();
+        reads.push(read);
+    }
+    reads
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_reads_return_at_most_the_batch_size_in_order_with_and_without_a_group() {
+    for group in [None, Some("brokerperf-batches")] {
+        let Some(key) = Key::new("batches").await else {
+            return;
+        };
+        let payloads = numbered(100);
+        key.add(&payloads).await;
+        let mut extra = vec![("sdk.batch.size", "7")];
+        if let Some(group) = group {
+            extra.push(("stream.group", group));
+        }
+        let source = source("redis", "pipe:batches", &key.settings(&extra), None).unwrap();
+        source.open().await.unwrap();
+        let reads = reads_of(&*source, 100).await;
+        let sizes: Vec<usize> = reads.iter().map(Vec::len).collect();
+        assert!(
+            sizes.iter().all(|&n| n <= 7),
+            "{group:?}: read sizes {sizes:?}"
+        );
+        assert!(sizes.contains(&7), "{group:?}: read sizes {sizes:?}");
+        let got: Vec<Bytes> = reads.iter().flatten().map(payload).collect();
+        assert!(
+            got == payloads,
+            "{group:?}: entries came out of order or changed"
+        );
+        source.teardown().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_source_acks_only_released_entries_and_claims_those_a_dead_consumer_left() {
     let Some(key) = Key::new("claim").await else {
