@@ -30,11 +30,12 @@
 //!   UTF-8 bytes (Conduit would drop it), an object is structured data and `null` or
 //!   `undefined` is no data.
 //!
-//! The record, its `Payload`, its `Metadata` and structured data are `Proxy` objects
-//! over the Rust record: a field or key becomes a JavaScript value when the script
-//! first reads it (through a loader per batch), and only what the script read or
-//! changed is converted back; the rest is taken from the record as it came. Listing the
-//! keys of a map (or anything else that needs all of them) converts it whole, once.
+//! The record, its `Payload`, its `Metadata` and structured data are native objects
+//! over the Rust record ([`view`]): a field or key becomes a JavaScript value when the
+//! script first reads it, and only what the script read or changed is converted back;
+//! the rest is taken from the record as it came. They list, test (`in`), delete and
+//! spread their keys as plain objects do; `Object.defineProperty`, `Object.freeze` and
+//! `Object.seal` on them throw a `TypeError`.
 //!
 //! Inside structured data, numbers come back as integers when they are integral and
 //! within ±2^53 (JavaScript has one number type; QuickJS stores integers beyond 32 bits
@@ -67,8 +68,11 @@
 //! not time-limited by itself: a script that never returns stalls its pipeline unless
 //! the processor has a `timeout` in the pipeline file, which the engine enforces.
 
+mod view;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -78,6 +82,7 @@ use rquickjs::function::Opt;
 use rquickjs::{
     Array, Atom, Coerced, Context, Ctx, Exception, Function, Object, Runtime, TypedArray,
 };
+use view::{Part, Slot};
 
 use crate::settings::{parse_checked, processor};
 use crate::{Built, Settings};
@@ -251,11 +256,13 @@ impl JavaScript {
         engine.context.with(|ctx| {
             let setup = Names::new(&ctx).and_then(|names| {
                 let function: Function = ctx.globals().get(ENTRYPOINT)?;
-                let loader = loader(&ctx, records)?;
-                names.begin.call::<_, ()>((function, loader))?;
-                Ok(names)
+                let shared = ctx
+                    .userdata::<view::Registry>()
+                    .map(|registry| registry.0.clone())
+                    .ok_or_else(|| rquickjs::Error::new_from_js("undefined", "the registry"))?;
+                Ok((names, function, shared))
             });
-            let names = match setup {
+            let (names, function, shared) = match setup {
                 Ok(found) => found,
                 Err(e) => {
                     let error = self.record_error(format_args!(
@@ -268,16 +275,23 @@ impl JavaScript {
                         .collect();
                 }
             };
-            let results = records
-                .iter()
-                .enumerate()
-                .map(|(i, record)| self.process_one(&ctx, &names, i, record))
+            let batch = Rc::new(view::Batch {
+                records: records.into(),
+                shared: shared.clone(),
+            });
+            let results = (0..records.len())
+                .map(|i| self.process_one(&ctx, &names, &function, &batch, i))
                 .collect();
-            // The batch's loader stays reachable only from records a script kept.
-            let _ = names.begin.call::<_, ()>((
-                rquickjs::Value::new_null(ctx.clone()),
-                rquickjs::Value::new_null(ctx.clone()),
-            ));
+            drop(batch);
+            // Targets of the record parts freed in this batch leave the store.
+            if let Err(e) = view::sweep(&ctx, &shared) {
+                tracing::warn!(
+                    processor = self.id,
+                    plugin = "custom.javascript",
+                    "could not free the batch's JavaScript objects: {}",
+                    caught(&ctx, e)
+                );
+            }
             results
         })
     }
@@ -286,10 +300,13 @@ impl JavaScript {
         &self,
         ctx: &Ctx<'js>,
         names: &Names<'js>,
+        function: &Function<'js>,
+        batch: &Rc<view::Batch>,
         index: usize,
-        record: &Record,
     ) -> ProcessedRecord {
-        let output: rquickjs::Value = match names.run.call((index, kinds(record))) {
+        let called = view::wrap(ctx, batch.clone(), index, Part::Record)
+            .and_then(|record| function.call::<_, rquickjs::Value>((record,)));
+        let output = match called {
             Ok(output) => output,
             Err(e) => {
                 return ProcessedRecord::Error(self.record_error(format_args!(
@@ -301,20 +318,7 @@ impl JavaScript {
         if output.is_null() || output.is_undefined() {
             return ProcessedRecord::Filter;
         }
-        let result = if let Some(mask) = output.as_int() {
-            // The script returned the record it was given: read back what it changed.
-            record_from_js(names, record, None, mask)
-        } else if output == names.out_value {
-            // It returned a number (which `run` cannot hand back as itself).
-            names
-                .out
-                .get::<_, rquickjs::Value>(OUT_RECORD)
-                .map_err(|e| format!("reading the result: {e}"))
-                .and_then(|value| record_from_js(names, record, Some(value), 0))
-        } else {
-            record_from_js(names, record, Some(output), 0)
-        };
-        match result {
+        match record_from_js(ctx, names, &output) {
             Ok(record) => ProcessedRecord::Single(record),
             Err(message) => ProcessedRecord::Error(self.record_error(message)),
         }
@@ -346,11 +350,8 @@ impl Processor for JavaScript {
     }
 }
 
-/// Where `run` puts the record a script returned (or a number it returned); slots 0-3
-/// of `out` hold the targets of the record's lazy maps.
-const OUT_RECORD: u32 = 5;
-
-/// The helpers and property names used on every record, looked up once per batch.
+/// The property names read from returned records, and the helper reading raw data,
+/// looked up once per batch.
 struct Names<'js> {
     position: Atom<'js>,
     operation: Atom<'js>,
@@ -359,17 +360,6 @@ struct Names<'js> {
     payload: Atom<'js>,
     before: Atom<'js>,
     after: Atom<'js>,
-    /// `begin(process, loader)`: the function and the loader of the batch.
-    begin: Function<'js>,
-    /// `run(i, kinds)`: runs the script on record `i` (see [`kinds`]); returns the mask
-    /// of `finish` when the script returned the record it was given, `out` when it
-    /// returned a number, else what it returned.
-    run: Function<'js>,
-    /// `out`: what `run` hands back beside its result (see [`OUT_RECORD`]).
-    out: Object<'js>,
-    out_value: rquickjs::Value<'js>,
-    /// The marker of a key deleted from a lazy map.
-    deleted: rquickjs::Value<'js>,
     /// `fromBytes(array)`: the bytes of an array as a string of byte values, or the
     /// index of its first element that is not a byte value.
     from_bytes: Function<'js>,
@@ -379,13 +369,7 @@ impl<'js> Names<'js> {
     fn new(ctx: &Ctx<'js>) -> rquickjs::Result<Self> {
         let atom = |name: &str| Atom::from_str(ctx.clone(), name);
         let internals: Object = ctx.globals().get(INTERNALS)?;
-        let out: Object = internals.get("out")?;
         Ok(Self {
-            begin: internals.get("begin")?,
-            run: internals.get("run")?,
-            out_value: out.clone().into_value(),
-            out,
-            deleted: internals.get("deleted")?,
             from_bytes: internals.get("fromBytes")?,
             position: atom("Position")?,
             operation: atom("Operation")?,
@@ -409,7 +393,6 @@ const HELPERS: &str = r#"(function (bytes, log) {
   // Raw data crosses to and from Rust as a string of char codes 0-255, one per byte
   // (one call instead of one per byte); scripts see arrays of byte values.
   var fromCharCode = String.fromCharCode;
-  var hasOwn = Object.prototype.hasOwnProperty;
   function toArray(s) {
     var n = s.length, a = [];
     for (var i = 0; i < n; i++) { a[i] = s.charCodeAt(i); }
@@ -430,243 +413,8 @@ const HELPERS: &str = r#"(function (bytes, log) {
     }
     return text;
   }
-  // The record `process` receives is a Proxy over an object (its target) holding the
-  // fields the script has touched; the others stay in Rust until the script reads
-  // them, and are then fetched one at a time with the batch's loader `L(i, code,
-  // name)` (code 0 Position, 1 Operation, 2 Metadata, 3 Key, 4 Payload.Before,
-  // 5 Payload.After). `Payload` is a Proxy of the same kind. Metadata and structured
-  // data are Proxies too (lazy maps): reading a key fetches that one value; a write
-  // or a delete is kept in the target (a delete as the marker DELETED); anything that
-  // needs every key (listing keys, property descriptors, defineProperty, freezing)
-  // fetches the whole map once, after which the target is the map ("full"). Rust
-  // then converts back only what the targets hold.
-  //
-  // Creating objects and adding properties is what costs in QuickJS, so a record's
-  // state is one array `s` shared by its handlers (no closures, two properties per
-  // handler): 0 L, 1 i, 2 kinds (2 bits each for Key, Before, After: 0 nothing,
-  // 1 raw, 2 structured), 3 full bits (1 record, 2 Payload), 4-5 target and proxy of
-  // the record, 6-7 of Payload, then per lazy map of code c at 3c + 2: target, proxy,
-  // number of changes (-1 once full).
-  var P = Proxy, R = Reflect, getPrototypeOf = Object.getPrototypeOf;
-  var DELETED = {};
-  // (`in` on objects without a prototype, and on targets for names Object.prototype
-  // lacks, is an own-property test that costs no function call.)
-  var RECORD = { __proto__: null, Position: 0, Operation: 1, Metadata: 2, Key: 3, Payload: 6 };
-  var PAYLOAD = { __proto__: null, Before: 4, After: 5 };
-  // What `run` hands back to Rust beside its result: targets of the lazy maps in 0-3
-  // (Metadata, Key, Before, After) and the record returned in 5.
-  var out = [null, null, null, null, 0, null];
-  var curFn = null, curL = null;
-
-  function fromProto(t, n, r) {
-    var p = getPrototypeOf(t);
-    return p === null ? undefined : R.get(p, n, r);
-  }
-  // The own properties of `t`, removed from it, in order.
-  function save(t) {
-    var keys = R.ownKeys(t), saved = new Map(), j, n;
-    for (j = 0; j < keys.length; j++) { n = keys[j]; saved.set(n, t[n]); delete t[n]; }
-    return saved;
-  }
-  // Puts back the saved properties `t` does not have (in their order), but not deletes.
-  function restore(t, saved) {
-    saved.forEach(function (v, n) {
-      if (v !== DELETED && !hasOwn.call(t, n)) { t[n] = v; }
-    });
-  }
-  function forward(fill) {
-    return {
-      ownKeys: function (t) { fill(this, t); return R.ownKeys(t); },
-      getOwnPropertyDescriptor: function (t, n) {
-        fill(this, t); return R.getOwnPropertyDescriptor(t, n);
-      },
-      defineProperty: function (t, n, d) { fill(this, t); return R.defineProperty(t, n, d); },
-      preventExtensions: function (t) { fill(this, t); return R.preventExtensions(t); }
-    };
-  }
-
-  function lazy(s, c) {
-    var t = {}, o = 3 * c + 2, p = new P(t, { __proto__: TL, s: s, c: c });
-    s[o] = t; s[o + 1] = p; s[o + 2] = 0;
-    return p;
-  }
-  function data(s, c, kind) {
-    if (kind === 1) { return toArray(s[0](s[1], c)); }
-    if (kind === 2) { return lazy(s, c); }
-    return null;
-  }
-  // Field `c` as the script first sees it.
-  function initial(s, c) {
-    var k = s[2], t, p;
-    switch (c) {
-      case 0: return toArray(s[0](s[1], 0));
-      case 1: return s[0](s[1], 1);
-      case 2: return lazy(s, 2);
-      case 3: return data(s, 3, k & 3);
-      case 4: return data(s, 4, (k >> 2) & 3);
-      case 5: return data(s, 5, (k >> 4) & 3);
-      default:
-        if ((k & 20) === 0) {
-          // No raw side to convert lazily: a plain object (the target is itself).
-          t = { Before: data(s, 4, (k >> 2) & 3), After: data(s, 5, (k >> 4) & 3) };
-          s[6] = s[7] = t;
-          return t;
-        }
-        t = {}; p = new P(t, { __proto__: TF, s: s, b: 2 });
-        s[6] = t; s[7] = p;
-        return p;
-    }
-  }
-
-  // Traps of the record (b = 1) and of its Payload (b = 2).
-  function fillFields(h, t) {
-    var s = h.s, b = h.b, f = b === 1 ? RECORD : PAYLOAD, saved, n;
-    if ((s[3] & b) !== 0) { return; }
-    s[3] |= b;
-    saved = save(t);
-    for (n in f) { t[n] = saved.has(n) ? saved.get(n) : initial(s, f[n]); }
-    restore(t, saved);
-  }
-  var TF = forward(fillFields);
-  TF.get = function (t, n, r) {
-    var s = this.s, b = this.b, f = b === 1 ? RECORD : PAYLOAD, v;
-    if ((s[3] & b) !== 0 || !(n in f) || n in t) { return R.get(t, n, r); }
-    v = initial(s, f[n]);
-    // Objects are kept: the script may change them in place.
-    if (v !== null && typeof v === "object") { t[n] = v; }
-    return v;
-  };
-  TF.set = function (t, n, v, r) {
-    var p = this.s[this.b === 1 ? 5 : 7];
-    if (r !== p && p !== null) { return R.set(t, n, v, r); }
-    t[n] = v;
-    return true;
-  };
-  TF.has = function (t, n) {
-    var b = this.b;
-    return ((this.s[3] & b) === 0 && n in (b === 1 ? RECORD : PAYLOAD) && !(n in t)) ||
-           R.has(t, n);
-  };
-  TF.deleteProperty = function (t, n) {
-    fillFields(this, t);
-    return R.deleteProperty(t, n);
-  };
-
-  // Traps of a lazy map (code c).
-  function fillLazy(h, t) {
-    var s = h.s, c = h.c, o = 3 * c + 2, saved, all, n, v;
-    if (s[o + 2] < 0) { return; }
-    s[o + 2] = -1;
-    saved = save(t);
-    all = s[0](s[1], c);
-    for (n in all) {
-      if (!saved.has(n)) { t[n] = all[n]; }
-      else if ((v = saved.get(n)) !== DELETED) { t[n] = v; }
-    }
-    restore(t, saved);
-  }
-  var TL = forward(fillLazy);
-  TL.get = function (t, n, r) {
-    var s = this.s, c = this.c, v;
-    if (s[3 * c + 4] < 0 || typeof n !== "string") { return R.get(t, n, r); }
-    if (n in t && hasOwn.call(t, n)) {
-      v = t[n];
-      return v === DELETED ? fromProto(t, n, r) : v;
-    }
-    v = s[0](s[1], c, n);
-    if (v === undefined) { return R.get(t, n, r); }
-    // Objects are kept: the script may change them in place.
-    if (v !== null && typeof v === "object") { t[n] = v; s[3 * c + 4]++; }
-    return v;
-  };
-  TL.set = function (t, n, v, r) {
-    var s = this.s, o = 3 * this.c + 2, p = s[o + 1];
-    if (r !== p && p !== null) { return R.set(t, n, v, r); }
-    if (s[o + 2] >= 0) { s[o + 2]++; }
-    t[n] = v;
-    return true;
-  };
-  TL.has = function (t, n) {
-    var s = this.s, c = this.c;
-    if (s[3 * c + 4] < 0 || typeof n !== "string") { return R.has(t, n); }
-    if (n in t && hasOwn.call(t, n)) {
-      return t[n] !== DELETED || R.has(getPrototypeOf(t) || {}, n);
-    }
-    return s[0](s[1], c, n) !== undefined || R.has(t, n);
-  };
-  TL.deleteProperty = function (t, n) {
-    var s = this.s, o = 3 * this.c + 2;
-    if (s[o + 2] < 0 || typeof n !== "string") { return R.deleteProperty(t, n); }
-    s[o + 2]++;
-    t[n] = DELETED;
-    return true;
-  };
-
-  // Bits for the lazy map of code `c` in field `name` of target `t`: `kept` when the
-  // field is as it came, 256 << 2(c - 2) when `out[c - 2]` holds its changes,
-  // 512 << 2(c - 2) when it holds all of it, 0 when it was replaced (Rust reads it).
-  function slot(s, t, name, c, kept) {
-    var o = 3 * c + 2, n;
-    if (!(name in t)) { return kept; }
-    if (s[o] === null || t[name] !== s[o + 1]) { return 0; }
-    n = s[o + 2];
-    if (n === 0) { return kept; }
-    out[c - 2] = s[o];
-    return (n < 0 ? 512 : 256) << (2 * (c - 2));
-  }
-  // The same for a side of a plain Payload (null, or a lazy map, when it came).
-  function plainSlot(s, pt, name, c, kept) {
-    var v = pt[name], o = 3 * c + 2, n;
-    if (s[o] === null) { return v === null ? kept : 0; }
-    if (v !== s[o + 1]) { return 0; }
-    n = s[o + 2];
-    if (n === 0) { return kept; }
-    out[c - 2] = s[o];
-    return (n < 0 ? 512 : 256) << (2 * (c - 2));
-  }
-  // Which fields of the record are as they came (1 Position, 2 Operation, 4 Metadata,
-  // 8 Key, 16 Payload.Before, 32 Payload.After) or changed in `out`.
-  function finish(s) {
-    var full = s[3], t = s[4], pt = s[6], mask = 0;
-    if ((full & 1) !== 0) { return 0; }
-    if (!("Position" in t)) { mask |= 1; }
-    if (!("Operation" in t)) { mask |= 2; }
-    mask |= slot(s, t, "Metadata", 2, 4) | slot(s, t, "Key", 3, 8);
-    if (!("Payload" in t)) { mask |= 48; }
-    else if (pt !== null && t.Payload === s[7]) {
-      if (pt === s[7]) {
-        mask |= plainSlot(s, pt, "Before", 4, 16) | plainSlot(s, pt, "After", 5, 32);
-      } else if ((full & 2) === 0) {
-        mask |= slot(s, pt, "Before", 4, 16) | slot(s, pt, "After", 5, 32);
-      }
-    }
-    return mask;
-  }
-  function begin(fn, L) { curFn = fn; curL = L; }
-  // Runs the script on record `i` of the batch: the mask of `finish` when it returned
-  // that record (which `out[5]` then holds), `out` holding a number it returned in 5
-  // (and -1 in 4), else what it returned.
-  function run(i, k) {
-    var t = {}, o, p,
-        s = [curL, i, k, 0, t, null, null, null, null, null, 0, null, null, 0,
-             null, null, 0, null, null, 0];
-    p = new P(t, { __proto__: TF, s: s, b: 1 });
-    s[5] = p;
-    try {
-      o = curFn(p);
-      if (o === p) { out[5] = p; return finish(s); }
-      if (typeof o === "number") { out[4] = -1; out[5] = o; return out; }
-      return o;
-    } finally {
-      // The state's links to targets and proxies make cycles (state, target, cached
-      // proxy, its handler, state) that only the cycle collector would free; a
-      // record the script kept works on without them.
-      s[4] = s[5] = s[6] = s[7] = s[9] = s[12] = s[15] = s[18] = null;
-    }
-  }
   Object.defineProperty(g, "__funnel_javascript_internals", {
-    value: Object.freeze({ begin: begin, run: run, out: out, deleted: DELETED,
-                           fromBytes: fromBytes })
+    value: Object.freeze({ fromBytes: fromBytes, toArray: toArray })
   });
   define("Record", function Record() {
     return { Position: null, Operation: "", Metadata: {}, Key: null,
@@ -739,7 +487,16 @@ fn install_helpers<'js>(ctx: &Ctx<'js>, id: &str) -> rquickjs::Result<()> {
             );
         },
     )?;
-    setup.call::<_, ()>((bytes, log))
+    setup.call::<_, ()>((bytes, log))?;
+    let internals: Object = ctx.globals().get(INTERNALS)?;
+    let to_array: Function = internals.get("toArray")?;
+    view::store(ctx)?.set(view::TO_ARRAY, to_array)?;
+    view::install(ctx)?;
+    let registry = view::Registry(Rc::default());
+    if ctx.store_userdata(registry).is_err() {
+        return Err(rquickjs::Error::new_from_js("undefined", "the registry"));
+    }
+    Ok(())
 }
 
 /// One `logger` line from a script.
@@ -810,90 +567,6 @@ fn from_latin1(text: String) -> Option<Bytes> {
         .map(Bytes::from)
 }
 
-/// What a record's data fields hold, for `run`: two bits each for the key (bits 0-1),
-/// `Payload.Before` (2-3) and `Payload.After` (4-5): 0 no data, 1 raw, 2 structured.
-fn kinds(record: &Record) -> i32 {
-    fn kind(data: Option<&Data>) -> i32 {
-        match data {
-            None => 0,
-            Some(Data::Raw(_)) => 1,
-            Some(Data::Structured(_)) => 2,
-        }
-    }
-    kind(record.key.as_ref())
-        | kind(record.payload.before.as_ref()) << 2
-        | kind(record.payload.after.as_ref()) << 4
-}
-
-/// The loader of a batch, `L(i, code, name)`: field `code` of record `i` (0 Position
-/// and 1 Operation as text, 2 Metadata, 3 Key, 4 Payload.Before, 5 Payload.After),
-/// or with `name` the value of that key of the metadata or structured data
-/// (`undefined` when there is none). It holds a copy of the batch (records share
-/// their bytes and maps), so that records a script keeps stay readable after it.
-fn loader<'js>(ctx: &Ctx<'js>, records: &[Record]) -> rquickjs::Result<Function<'js>> {
-    let batch: std::rc::Rc<[Record]> = records.into();
-    Function::new(
-        ctx.clone(),
-        move |ctx: Ctx<'js>,
-              index: i32,
-              code: u32,
-              name: Opt<rquickjs::String<'js>>|
-              -> rquickjs::Result<rquickjs::Value<'js>> {
-            let Some(record) = usize::try_from(index).ok().and_then(|i| batch.get(i)) else {
-                return Ok(rquickjs::Value::new_undefined(ctx));
-            };
-            let data = match code {
-                0 => {
-                    return rquickjs::String::from_str(ctx, &latin1(record.position.as_bytes()))
-                        .map(rquickjs::String::into_value);
-                }
-                1 => {
-                    return rquickjs::String::from_str(ctx, &record.operation.to_string())
-                        .map(rquickjs::String::into_value);
-                }
-                2 => {
-                    return match name.0 {
-                        Some(name) => match record.metadata.get_raw(&name.to_string()?) {
-                            Some(value) => {
-                                rquickjs::String::from_str(ctx, value).map(|s| s.into_value())
-                            }
-                            None => Ok(rquickjs::Value::new_undefined(ctx)),
-                        },
-                        None => {
-                            let metadata = Object::new(ctx)?;
-                            for (key, value) in record.metadata.iter() {
-                                metadata.set(key, value)?;
-                            }
-                            Ok(metadata.into_value())
-                        }
-                    };
-                }
-                3 => record.key.as_ref(),
-                4 => record.payload.before.as_ref(),
-                _ => record.payload.after.as_ref(),
-            };
-            match (name.0, data) {
-                (None, data) => data_to_js(&ctx, data),
-                (Some(name), Some(Data::Structured(map))) => match map.get(&*name.to_string()?) {
-                    Some(value) => value_to_js(&ctx, value),
-                    None => Ok(rquickjs::Value::new_undefined(ctx)),
-                },
-                (Some(_), _) => Ok(rquickjs::Value::new_undefined(ctx)),
-            }
-        },
-    )
-}
-
-fn data_to_js<'js>(ctx: &Ctx<'js>, data: Option<&Data>) -> rquickjs::Result<rquickjs::Value<'js>> {
-    Ok(match data {
-        None => rquickjs::Value::new_null(ctx.clone()),
-        Some(Data::Raw(bytes)) => {
-            rquickjs::String::from_str(ctx.clone(), &latin1(bytes))?.into_value()
-        }
-        Some(Data::Structured(map)) => map_to_js(ctx, map)?.into_value(),
-    })
-}
-
 fn map_to_js<'js>(ctx: &Ctx<'js>, map: &StructuredData) -> rquickjs::Result<Object<'js>> {
     let object = Object::new(ctx.clone())?;
     for (key, value) in map {
@@ -928,216 +601,150 @@ fn value_to_js<'js>(ctx: &Ctx<'js>, value: &Value) -> rquickjs::Result<rquickjs:
     })
 }
 
-/// Bits of `finish` (in [`HELPERS`]): the field came back as it was given.
-const KEPT_POSITION: i32 = 1;
-const KEPT_OPERATION: i32 = 2;
-const KEPT_METADATA: i32 = 4;
-const KEPT_KEY: i32 = 8;
-const KEPT_BEFORE: i32 = 16;
-const KEPT_AFTER: i32 = 32;
-/// Slots of `out` holding the targets of the lazy maps.
-const SLOT_METADATA: u32 = 0;
-const SLOT_KEY: u32 = 1;
-const SLOT_BEFORE: u32 = 2;
-const SLOT_AFTER: u32 = 3;
-
-/// Bit of `finish`: `out[slot]` holds the changes made to a lazy map.
-fn changed(slot: u32) -> i32 {
-    256 << (2 * slot)
+/// A view's state, read once (no borrow is held while its values are converted, which
+/// may run script code).
+struct Snapshot<'js> {
+    ctx: Ctx<'js>,
+    batch: Rc<view::Batch>,
+    index: usize,
+    part: Part,
+    changes: view::Changes,
+    target: Option<Object<'js>>,
 }
 
-/// Bit of `finish`: `out[slot]` holds the whole of a lazy map.
-fn whole(slot: u32) -> i32 {
-    512 << (2 * slot)
+impl<'js> Snapshot<'js> {
+    /// The state of `value` when it is a view of one of `parts`.
+    fn of(
+        ctx: &Ctx<'js>,
+        value: &rquickjs::Value<'js>,
+        parts: &[Part],
+    ) -> Result<Option<Self>, String> {
+        let Some(class) = view::unwrap(value) else {
+            return Ok(None);
+        };
+        let Ok(view) = class.try_borrow() else {
+            return Ok(None);
+        };
+        if !parts.contains(&view.part()) {
+            return Ok(None);
+        }
+        let (batch, index) = view.batch();
+        let part = view.part();
+        let changes = view.changes().clone();
+        let id = view.target_id();
+        drop(view);
+        let target =
+            view::target_of(ctx, id).map_err(|e| format!("reading the record back: {e}"))?;
+        Ok(Some(Self {
+            ctx: ctx.clone(),
+            batch,
+            index,
+            part,
+            changes,
+            target,
+        }))
+    }
+
+    fn input(&self) -> &Record {
+        &self.batch.records[self.index]
+    }
+
+    /// What the script left in key `name`: `None` when it is as it came, `undefined`
+    /// when deleted.
+    fn field(&self, name: &str, label: &str) -> Result<Option<rquickjs::Value<'js>>, String> {
+        if let Some(slot) = self.changes.slot(name) {
+            return match (slot, &self.target) {
+                (Slot::Js, Some(target)) => target
+                    .get(name)
+                    .map(Some)
+                    .map_err(|e| format!("reading {label}: {e}")),
+                (Slot::Rust(value), _) => value_to_js(&self.ctx, value)
+                    .map(Some)
+                    .map_err(|e| format!("reading {label}: {e}")),
+                (Slot::Js, None) => Ok(Some(rquickjs::Value::new_undefined(self.ctx.clone()))),
+            };
+        }
+        if self.changes.deleted.iter().any(|k| k == name) {
+            return Ok(Some(rquickjs::Value::new_undefined(self.ctx.clone())));
+        }
+        Ok(None)
+    }
+
+    /// The value the script left in key `name` of a changed map.
+    fn changed(&self, name: &str, slot: &Slot) -> Result<Option<rquickjs::Value<'js>>, String> {
+        match (slot, &self.target) {
+            (Slot::Js, Some(target)) => target
+                .get(name)
+                .map(Some)
+                .map_err(|e| format!("{name}: {e}")),
+            (Slot::Js, None) | (Slot::Rust(_), _) => Ok(None),
+        }
+    }
 }
 
-/// Whether `mask` says what became of a field, without reading the record object.
-fn known(mask: i32, kept: i32, slot: Option<u32>) -> bool {
-    let lazy = slot.map_or(0, |slot| changed(slot) | whole(slot));
-    mask & (kept | lazy) != 0
-}
-
-/// The record a script returned: `value`, or the record it was given when `None`. Then
-/// `mask` (from `finish`) says which fields came back as they were (taken from `input`)
-/// and which lazy maps hold changes in `out`; other fields are read from the record.
+/// The record a script returned.
 fn record_from_js<'js>(
+    ctx: &Ctx<'js>,
     names: &Names<'js>,
-    input: &Record,
-    value: Option<rquickjs::Value<'js>>,
-    mask: i32,
+    value: &rquickjs::Value<'js>,
 ) -> Result<Record, String> {
-    let all_known = known(mask, KEPT_POSITION, None)
-        && known(mask, KEPT_OPERATION, None)
-        && known(mask, KEPT_METADATA, Some(SLOT_METADATA))
-        && known(mask, KEPT_KEY, Some(SLOT_KEY))
-        && known(mask, KEPT_BEFORE, Some(SLOT_BEFORE))
-        && known(mask, KEPT_AFTER, Some(SLOT_AFTER));
-    let value = match value {
-        Some(value) => Some(value),
-        None if all_known => None,
-        None => Some(
-            names
-                .out
-                .get::<_, rquickjs::Value>(OUT_RECORD)
-                .map_err(|e| format!("reading the record back: {e}"))?,
-        ),
+    let Some(object) = value.as_object() else {
+        return Err(format!(
+            "js function expected to return a record object or null, but returned: {}",
+            describe(value)
+        ));
     };
-    let object = match &value {
-        None => None,
-        Some(value) => match value.as_object() {
-            Some(object) => Some(object),
-            None => {
-                return Err(format!(
-                    "js function expected to return a record object or null, but returned: {}",
-                    describe(value)
-                ));
-            }
-        },
-    };
-    // `object` is there whenever a field is not known from `mask`.
-    let object = || object.ok_or_else(|| "the record object is gone".to_owned());
-    let position = if mask & KEPT_POSITION != 0 {
-        input.position.clone()
-    } else {
-        position_from_js(names, object()?)?
-    };
-    let operation = if mask & KEPT_OPERATION != 0 {
-        Operation::from_code(input.operation.code())
-    } else {
-        operation_from_js(names, object()?)?
-    };
-    let metadata = match lazy_metadata(names, mask, &input.metadata)? {
-        Some(metadata) => metadata,
-        None => metadata_from_js(names, object()?)?,
-    };
-    let key = match lazy_data(names, mask, KEPT_KEY, SLOT_KEY, input.key.as_ref(), "Key")? {
-        Some(key) => key,
-        None => data_from_js(names, &get(object()?, &names.key, "Key")?, "Key")?,
-    };
-    let before = lazy_data(
-        names,
-        mask,
-        KEPT_BEFORE,
-        SLOT_BEFORE,
-        input.payload.before.as_ref(),
-        "Payload.Before",
-    )?;
-    let after = lazy_data(
-        names,
-        mask,
-        KEPT_AFTER,
-        SLOT_AFTER,
-        input.payload.after.as_ref(),
-        "Payload.After",
-    )?;
-    let payload = match (before, after) {
-        (Some(before), Some(after)) => Payload { before, after },
-        (before, after) => payload_from_js(names, object()?, before, after)?,
-    };
+    if let Some(view) = Snapshot::of(ctx, value, &[Part::Record])? {
+        let input = view.input();
+        return Ok(Record {
+            position: match view.field("Position", "Position")? {
+                None => input.position.clone(),
+                Some(value) => position_from_js(names, &value)?,
+            },
+            operation: match view.field("Operation", "Operation")? {
+                None => Operation::from_code(input.operation.code()),
+                Some(value) => operation_from_js(&value)?,
+            },
+            metadata: match view.field("Metadata", "Metadata")? {
+                None => input.metadata.clone(),
+                Some(value) => metadata_from_js(ctx, &value)?,
+            },
+            key: match view.field("Key", "Key")? {
+                None => input.key.clone(),
+                Some(value) => data_from_js(ctx, names, &value, "Key")?,
+            },
+            payload: match view.field("Payload", "Payload")? {
+                None => input.payload.clone(),
+                Some(value) => payload_from_js(ctx, names, &value)?,
+            },
+        });
+    }
     Ok(Record {
-        position,
-        operation,
-        metadata,
-        key,
-        payload,
+        position: position_from_js(names, &get(object, &names.position, "Position")?)?,
+        operation: operation_from_js(&get(object, &names.operation, "Operation")?)?,
+        metadata: metadata_from_js(ctx, &get(object, &names.metadata, "Metadata")?)?,
+        key: data_from_js(ctx, names, &get(object, &names.key, "Key")?, "Key")?,
+        payload: payload_from_js(ctx, names, &get(object, &names.payload, "Payload")?)?,
     })
 }
 
-/// The metadata, when `mask` says it came back as it was or what changed in it;
-/// `None` when it must be read from the record.
-fn lazy_metadata(
-    names: &Names<'_>,
-    mask: i32,
-    input: &Metadata,
-) -> Result<Option<Metadata>, String> {
-    if mask & KEPT_METADATA != 0 {
-        return Ok(Some(input.clone()));
-    }
-    let whole = mask & whole(SLOT_METADATA) != 0;
-    if !whole && mask & changed(SLOT_METADATA) == 0 {
-        return Ok(None);
-    }
-    let target: Object = names
-        .out
-        .get(SLOT_METADATA)
-        .map_err(|e| format!("reading Metadata back: {e}"))?;
-    let mut metadata = if whole || input.is_nil() {
-        Metadata::new()
-    } else {
-        input.clone()
-    };
-    for entry in target.props::<String, rquickjs::Value>() {
-        let (key, value) = entry.map_err(|e| format!("Metadata: {e}"))?;
-        if value == names.deleted {
-            metadata.remove(&key);
-            continue;
-        }
-        let value = value
-            .get::<Coerced<String>>()
-            .map_err(|e| format!("Metadata: {e}"))?
-            .0;
-        metadata.insert(key, value);
-    }
-    Ok(Some(metadata))
-}
-
-/// A key or payload side, when `mask` says it came back as it was or what changed in
-/// it; `None` when it must be read from the record.
-fn lazy_data(
-    names: &Names<'_>,
-    mask: i32,
-    kept: i32,
-    slot: u32,
-    input: Option<&Data>,
-    label: &str,
-) -> Result<Option<Option<Data>>, String> {
-    if mask & kept != 0 {
-        return Ok(Some(input.cloned()));
-    }
-    let whole = mask & whole(slot) != 0;
-    if !whole && mask & changed(slot) == 0 {
-        return Ok(None);
-    }
-    let target: Object = names
-        .out
-        .get(slot)
-        .map_err(|e| format!("reading {label} back: {e}"))?;
-    if whole {
-        let map = map_from_js(&target, 0).map_err(|e| e.render(label))?;
-        return Ok(Some(Some(Data::Structured(map))));
-    }
-    let mut map = match input {
-        Some(Data::Structured(map)) => map.clone(),
-        Some(Data::Raw(_)) | None => StructuredData::new(),
-    };
-    for entry in target.props::<String, rquickjs::Value>() {
-        let (key, value) = entry.map_err(|e| format!("{label}: {e}"))?;
-        if value == names.deleted {
-            map.remove(key.as_str());
-            continue;
-        }
-        let value = value_from_js(&value, 1).map_err(|e| e.at(key.clone()).render(label))?;
-        map.insert(key, value);
-    }
-    Ok(Some(Some(Data::Structured(map))))
-}
-
-fn position_from_js<'js>(names: &Names<'js>, object: &Object<'js>) -> Result<Position, String> {
-    let position: rquickjs::Value = get(object, &names.position, "Position")?;
-    Ok(match bytes_from_js(names, &position) {
+fn position_from_js<'js>(
+    names: &Names<'js>,
+    position: &rquickjs::Value<'js>,
+) -> Result<Position, String> {
+    Ok(match bytes_from_js(names, position) {
         Some(bytes) => Position(bytes.map_err(|e| format!("Position{e}"))?),
         None if position.is_null() || position.is_undefined() => Position::default(),
         None => {
             return Err(format!(
                 "Position must be a string or an array of bytes, found {}",
-                describe(&position)
+                describe(position)
             ));
         }
     })
 }
 
-fn operation_from_js<'js>(names: &Names<'js>, object: &Object<'js>) -> Result<Operation, String> {
-    let operation: rquickjs::Value = get(object, &names.operation, "Operation")?;
+fn operation_from_js(operation: &rquickjs::Value<'_>) -> Result<Operation, String> {
     Ok(if operation.is_null() || operation.is_undefined() {
         Operation::Other(0)
     } else {
@@ -1154,14 +761,52 @@ fn operation_from_js<'js>(names: &Names<'js>, object: &Object<'js>) -> Result<Op
     })
 }
 
-fn metadata_from_js<'js>(names: &Names<'js>, object: &Object<'js>) -> Result<Metadata, String> {
-    let metadata: rquickjs::Value = get(object, &names.metadata, "Metadata")?;
+fn metadata_from_js<'js>(
+    ctx: &Ctx<'js>,
+    metadata: &rquickjs::Value<'js>,
+) -> Result<Metadata, String> {
+    if let Some(view) = Snapshot::of(ctx, metadata, &[Part::Metadata])? {
+        let input = &view.input().metadata;
+        if view.changes.is_empty() {
+            return Ok(input.clone());
+        }
+        let mut out = if input.is_nil() {
+            Metadata::new()
+        } else {
+            input.clone()
+        };
+        for key in &view.changes.deleted {
+            out.remove(key);
+        }
+        for (key, slot, _) in &view.changes.set {
+            let value = match slot {
+                Slot::Rust(Value::String(text)) => text.to_string(),
+                Slot::Rust(other) => {
+                    value_to_js(ctx, other)
+                        .and_then(|value| value.get::<Coerced<String>>())
+                        .map_err(|e| format!("Metadata: {e}"))?
+                        .0
+                }
+                Slot::Js => match view.changed(key, slot)? {
+                    Some(value) => {
+                        value
+                            .get::<Coerced<String>>()
+                            .map_err(|e| format!("Metadata: {e}"))?
+                            .0
+                    }
+                    None => continue,
+                },
+            };
+            out.insert(key.clone(), value);
+        }
+        return Ok(out);
+    }
     Ok(match metadata.as_object() {
         None if metadata.is_null() || metadata.is_undefined() => Metadata::none(),
         None => {
             return Err(format!(
                 "Metadata must be an object of strings, found {}",
-                describe(&metadata)
+                describe(metadata)
             ));
         }
         Some(map) => {
@@ -1175,39 +820,46 @@ fn metadata_from_js<'js>(names: &Names<'js>, object: &Object<'js>) -> Result<Met
     })
 }
 
-/// `Payload`; a side already known (`before`, `after`) is not read.
+/// `Payload` a script left.
 fn payload_from_js<'js>(
+    ctx: &Ctx<'js>,
     names: &Names<'js>,
-    object: &Object<'js>,
-    before: Option<Option<Data>>,
-    after: Option<Option<Data>>,
+    payload: &rquickjs::Value<'js>,
 ) -> Result<Payload, String> {
-    let payload: rquickjs::Value = get(object, &names.payload, "Payload")?;
+    if let Some(view) = Snapshot::of(ctx, payload, &[Part::Payload])? {
+        let input = &view.input().payload;
+        return Ok(Payload {
+            before: match view.field("Before", "Payload.Before")? {
+                None => input.before.clone(),
+                Some(value) => data_from_js(ctx, names, &value, "Payload.Before")?,
+            },
+            after: match view.field("After", "Payload.After")? {
+                None => input.after.clone(),
+                Some(value) => data_from_js(ctx, names, &value, "Payload.After")?,
+            },
+        });
+    }
     Ok(match payload.as_object() {
         None if payload.is_null() || payload.is_undefined() => Payload::default(),
         None => {
             return Err(format!(
                 "Payload must be an object with Before and After, found {}",
-                describe(&payload)
+                describe(payload)
             ));
         }
-        Some(payload) => Payload {
-            before: match before {
-                Some(before) => before,
-                None => data_from_js(
-                    names,
-                    &get(payload, &names.before, "Payload.Before")?,
-                    "Payload.Before",
-                )?,
-            },
-            after: match after {
-                Some(after) => after,
-                None => data_from_js(
-                    names,
-                    &get(payload, &names.after, "Payload.After")?,
-                    "Payload.After",
-                )?,
-            },
+        Some(object) => Payload {
+            before: data_from_js(
+                ctx,
+                names,
+                &get(object, &names.before, "Payload.Before")?,
+                "Payload.Before",
+            )?,
+            after: data_from_js(
+                ctx,
+                names,
+                &get(object, &names.after, "Payload.After")?,
+                "Payload.After",
+            )?,
         },
     })
 }
@@ -1243,10 +895,37 @@ fn parse_operation(text: &str) -> Option<Operation> {
 
 /// A key or payload side a script returned.
 fn data_from_js<'js>(
+    ctx: &Ctx<'js>,
     names: &Names<'js>,
     value: &rquickjs::Value<'js>,
     label: &str,
 ) -> Result<Option<Data>, String> {
+    if let Some(view) = Snapshot::of(ctx, value, &[Part::Key, Part::Before, Part::After])? {
+        let input = view::data_of(view.input(), view.part);
+        if view.changes.is_empty() {
+            return Ok(input.cloned());
+        }
+        let mut map = match input {
+            Some(Data::Structured(map)) => map.clone(),
+            Some(Data::Raw(_)) | None => StructuredData::new(),
+        };
+        for key in &view.changes.deleted {
+            map.remove(key.as_str());
+        }
+        for (key, slot, _) in &view.changes.set {
+            let value = match slot {
+                Slot::Rust(value) => value.clone(),
+                Slot::Js => match view.changed(key, slot)? {
+                    Some(value) => {
+                        value_from_js(&value, 1).map_err(|e| e.at(key.clone()).render(label))?
+                    }
+                    None => continue,
+                },
+            };
+            map.insert(key.as_str(), value);
+        }
+        return Ok(Some(Data::Structured(map)));
+    }
     if value.is_null() || value.is_undefined() {
         return Ok(None);
     }

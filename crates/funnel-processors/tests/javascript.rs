@@ -698,3 +698,121 @@ async fn a_record_kept_from_an_earlier_batch_still_reads_its_own_structured_data
     let out = output(&mut js, two).await;
     assert_eq!(out.metadata.get("first"), Some("one,source,create"));
 }
+
+#[tokio::test]
+async fn the_record_parts_keep_their_identity_and_answer_in_delete_and_symbols_like_objects() {
+    let mut js = open(
+        r#"function process(r) {
+            var a = r.Payload.After, tag = Symbol("tag");
+            a[tag] = 1;
+            var same = String(r.Payload === r.Payload) + String(a === r.Payload.After) +
+                String(r.Metadata === r.Metadata);
+            delete r.Position;
+            a.name = "bob";
+            delete a.name;
+            a.name = "eve";
+            r.Metadata = {
+                same: same,
+                position: String("Position" in r) + String(r.Position),
+                keys: Object.keys(r).join(","),
+                after: Object.keys(a).join(","),
+                symbol: String(a[tag]) + String(Object.keys(a).length),
+                entries: JSON.stringify(Object.entries(a)),
+                proto: String(Object.getPrototypeOf(Object.getPrototypeOf(a)) === Object.prototype),
+                forin: (function () { var k = []; for (var n in a) { k.push(n); } return k.join(","); })()
+            };
+            return r;
+        }"#,
+    )
+    .await;
+    let record = record_with_after(structured(&[
+        ("id", Value::Int(1)),
+        ("name", Value::String("ann".into())),
+    ]));
+    let out = output(&mut js, record).await;
+    let get = |key: &str| out.metadata.get(key).unwrap_or_default().to_owned();
+    assert_eq!(get("same"), "truetruetrue");
+    assert_eq!(get("position"), "falseundefined");
+    assert_eq!(get("keys"), "Operation,Metadata,Key,Payload");
+    assert_eq!(get("after"), "id,name");
+    assert_eq!(get("symbol"), "12");
+    assert_eq!(get("entries"), r#"[["id",1],["name","eve"]]"#);
+    assert_eq!(get("proto"), "true");
+    assert_eq!(get("forin"), "id,name");
+    assert_eq!(out.position, Position::default());
+    assert_eq!(
+        out.payload.after,
+        Some(structured(&[
+            ("id", Value::Int(1)),
+            ("name", Value::String("eve".into())),
+        ]))
+    );
+}
+
+#[tokio::test]
+async fn strings_and_objects_assigned_over_many_batches_are_kept_and_freed_cleanly() {
+    // Every assigned string and object is held by the runtime exactly as long as the
+    // record needs it: a reference counted twice or never would crash here or when the
+    // processor tears down (QuickJS checks that nothing is left).
+    let mut js = open(
+        r#"var kept = [];
+        function process(r) {
+            var a = r.Payload.After;
+            a.text = "t" + a.id;
+            a.nested = { list: [a.id, "x"], bytes: new Uint8Array([1, 2]) };
+            r.Metadata.label = "m" + a.id;
+            r.Key = { id: "k" + a.id };
+            if (a.id % 10 === 0) { kept.push(r); }
+            if (kept.length > 3) { kept.shift(); }
+            return a.id % 7 === 0 ? null : r;
+        }"#,
+    )
+    .await;
+    for batch in 0..5_i64 {
+        let records: Vec<Record> = (0..50_i64)
+            .map(|i| record_with_after(structured(&[("id", Value::Int(batch * 50 + i))])))
+            .collect();
+        let results = js.process(&records).await;
+        assert_eq!(results.len(), 50);
+        for (i, result) in (0_i64..).zip(&results) {
+            let id = batch * 50 + i;
+            if id % 7 == 0 {
+                assert!(
+                    matches!(result, ProcessedRecord::Filter),
+                    "{id}: {result:?}"
+                );
+                continue;
+            }
+            let out = single(result);
+            assert_eq!(out.metadata.get("label"), Some(format!("m{id}").as_str()));
+            let Some(Data::Structured(after)) = &out.payload.after else {
+                panic!("{id}: {out:?}");
+            };
+            assert_eq!(
+                after.get("text"),
+                Some(&Value::String(format!("t{id}").into()))
+            );
+            assert_eq!(
+                out.key,
+                Some(structured(&[(
+                    "id",
+                    Value::String(format!("k{id}").into())
+                )]))
+            );
+        }
+    }
+    js.teardown().await.expect("the runtime is freed");
+}
+
+#[tokio::test]
+async fn defining_or_freezing_a_part_of_the_record_is_refused_with_a_type_error() {
+    for change in [
+        "Object.defineProperty(r.Payload.After, 'x', { value: 1 });",
+        "Object.freeze(r.Metadata);",
+    ] {
+        let mut js = open(&format!("function process(r) {{ {change} return r; }}")).await;
+        let input = record_with_after(structured(&[("id", Value::Int(1))]));
+        let text = error_text(&process_one(&mut js, input).await);
+        assert!(text.contains("TypeError"), "{change}: {text}");
+    }
+}

@@ -1,0 +1,721 @@
+//! The record as a script sees it: native objects over Funnel's own record.
+//!
+//! The record, its `Payload`, its `Metadata` and its structured data (`Key`,
+//! `Payload.Before`, `Payload.After`) are instances of one native class, [`View`],
+//! whose property hooks (QuickJS "exotic" methods) answer from the Rust record: a field
+//! or key becomes a JavaScript value only when the script reads it. What the script
+//! changes is kept beside the input ([`Changes`]): a primitive as a Rust [`Value`],
+//! anything else in the view's *target*, a plain object in a store scripts cannot reach
+//! (views hold no JavaScript values themselves). Objects read from the input (nested
+//! maps, arrays, the record's parts) are kept in the target too, so a script changes
+//! them in place and reads the same object twice.
+//!
+//! Scripts get each view inside a Proxy ([`wrap`]) whose `set` trap stores values: the
+//! class's own `set` hook cannot be used with rquickjs 0.14 (see [`wrap`]).
+//!
+//! The store is the prototype object of the never-instantiated class [`Store`]: one per
+//! runtime. Key 0 holds the `toArray` helper, key 1 the Proxy handler, other keys are
+//! target ids. When a view is freed its target is emptied at the end of the batch and
+//! its id reused.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use funnel_record::{Data, Record, Value};
+use rquickjs::class::{
+    ClassKind, JsCell, JsClass, PropertyDescriptor, PropertyName, Trace, Tracer, Writable,
+};
+use rquickjs::object::Property;
+use rquickjs::proxy::ProxyHandler;
+use rquickjs::{Atom, Class, Ctx, Function, JsLifetime, Object, Proxy};
+
+use super::{latin1, number, value_to_js};
+
+/// Key of the store holding the `toArray` helper.
+pub(super) const TO_ARRAY: u32 = 0;
+/// Key of the store holding the handler of the Proxy around every view.
+const HANDLER: u32 = 1;
+/// The first target id.
+const FIRST_TARGET: u32 = 2;
+
+/// The fields of a record, in the order scripts list them.
+const RECORD_FIELDS: [&str; 5] = ["Position", "Operation", "Metadata", "Key", "Payload"];
+/// The fields of `Payload`.
+const PAYLOAD_FIELDS: [&str; 2] = ["Before", "After"];
+
+/// Which part of a record a view shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    Record,
+    Payload,
+    Metadata,
+    Key,
+    Before,
+    After,
+}
+
+/// A changed key of a view.
+#[derive(Debug, Clone)]
+pub(super) enum Slot {
+    /// A primitive the script stored, as Rust holds it.
+    Rust(Value),
+    /// A JavaScript value, in the view's target under the same key.
+    Js,
+}
+
+/// What a script did to a view's keys.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Changes {
+    /// Keys set by the script (or whose object is kept), in the order first set, and
+    /// whether the key is listed after the input's keys (added, or deleted and set again).
+    pub(super) set: Vec<(String, Slot, bool)>,
+    /// Keys of the input the script deleted.
+    pub(super) deleted: Vec<String>,
+}
+
+impl Changes {
+    pub(super) fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.deleted.is_empty()
+    }
+
+    pub(super) fn slot(&self, name: &str) -> Option<&Slot> {
+        self.set
+            .iter()
+            .find(|(k, _, _)| k == name)
+            .map(|(_, s, _)| s)
+    }
+}
+
+/// The ids of a runtime's targets: which are free and which belong to freed views.
+#[derive(Debug, Default)]
+pub(super) struct Targets {
+    next: u32,
+    free: Vec<u32>,
+    dropped: Vec<u32>,
+}
+
+/// One runtime's [`Targets`], shared by its views.
+pub(super) type Shared = Rc<RefCell<Targets>>;
+
+/// The records of a batch, shared by the views of its records (a record a script keeps
+/// stays readable after its batch).
+#[derive(Debug)]
+pub(super) struct Batch {
+    pub(super) records: Box<[Record]>,
+    pub(super) shared: Shared,
+}
+
+/// A native object showing one part of one record.
+#[derive(Debug)]
+pub(super) struct View {
+    batch: Rc<Batch>,
+    index: usize,
+    part: Part,
+    /// Id of the target in the store; 0 while there is none.
+    target: u32,
+    changes: Changes,
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        // (`sweep` holds no borrow while it frees targets, so this one succeeds.)
+        if self.target != 0
+            && let Ok(mut targets) = self.batch.shared.try_borrow_mut()
+        {
+            targets.dropped.push(self.target);
+        }
+    }
+}
+
+impl<'js> Trace<'js> for View {
+    fn trace<'a>(&self, _tracer: Tracer<'a, 'js>) {}
+}
+
+// SAFETY: `View` holds no JavaScript value and has no lifetime; rquickjs requires this
+// marker for every class, and for a `'static` type `Changed<'to>` is the type itself.
+#[allow(unsafe_code)]
+unsafe impl<'js> JsLifetime<'js> for View {
+    type Changed<'to> = View;
+}
+
+/// The class whose prototype object is the store of targets (never instantiated).
+pub(super) struct Store;
+
+impl<'js> Trace<'js> for Store {
+    fn trace<'a>(&self, _tracer: Tracer<'a, 'js>) {}
+}
+
+// SAFETY: `Store` is an empty type with no lifetime; see `View`.
+#[allow(unsafe_code)]
+unsafe impl<'js> JsLifetime<'js> for Store {
+    type Changed<'to> = Store;
+}
+
+impl<'js> JsClass<'js> for Store {
+    const NAME: &'static str = "FunnelStore";
+    type Mutable = Writable;
+
+    fn constructor(_ctx: &Ctx<'js>) -> rquickjs::Result<Option<rquickjs::Constructor<'js>>> {
+        Ok(None)
+    }
+}
+
+/// A runtime's [`Shared`] targets, kept as the runtime's user data.
+pub(super) struct Registry(pub(super) Shared);
+
+// SAFETY: `Registry` holds no JavaScript value and has no lifetime; rquickjs requires
+// this marker for user data.
+#[allow(unsafe_code)]
+unsafe impl<'js> JsLifetime<'js> for Registry {
+    type Changed<'to> = Registry;
+}
+
+/// The store of targets.
+pub(super) fn store<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
+    Class::<Store>::prototype(ctx)?
+        .ok_or_else(|| rquickjs::Error::new_from_js("undefined", "the store of targets"))
+}
+
+/// A new view as scripts get it: inside a Proxy whose only traps are `set` and
+/// `defineProperty` (which refuses).
+///
+/// Assignments go through the trap (a Rust function) rather than the class's own
+/// `set` hook: rquickjs 0.14 takes the assigned value of that hook as owned while
+/// QuickJS frees it again after the hook, so a string or an object assigned through it
+/// would be freed twice. Every other operation reaches the view's hooks directly.
+pub(super) fn wrap<'js>(
+    ctx: &Ctx<'js>,
+    batch: Rc<Batch>,
+    index: usize,
+    part: Part,
+) -> rquickjs::Result<rquickjs::Value<'js>> {
+    let view = Class::instance(ctx.clone(), View::new(batch, index, part))?;
+    let handler: Object = store(ctx)?.get(HANDLER)?;
+    Ok(Proxy::new(ctx.clone(), view, ProxyHandler::from_object(handler)?)?.into_value())
+}
+
+/// The view inside a value a script holds (a Proxy made by [`wrap`]).
+pub(super) fn unwrap<'js>(value: &rquickjs::Value<'js>) -> Option<Class<'js, View>> {
+    let target = value.as_proxy()?.target().ok()?;
+    Class::<View>::from_object(&target)
+}
+
+/// Puts the Proxy handler of views in the store (once per runtime, with the helpers).
+pub(super) fn install<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<()> {
+    let set = Function::new(
+        ctx.clone(),
+        |ctx: Ctx<'js>,
+         target: Object<'js>,
+         key: rquickjs::Value<'js>,
+         value: rquickjs::Value<'js>,
+         receiver: rquickjs::Value<'js>|
+         -> rquickjs::Result<bool> {
+            let Some(view) = Class::<View>::from_object(&target) else {
+                return Ok(false);
+            };
+            let is_self = unwrap(&receiver).is_some_and(|other| other == view);
+            // The trap gets a key as a string (or a symbol), never as a number.
+            let name = match key.as_string() {
+                Some(text) => Some(text.to_string()?),
+                None => None,
+            };
+            match (name, is_self) {
+                (Some(name), true) => {
+                    assign(&ctx, view.get_cell(), &name, value)?;
+                    Ok(true)
+                }
+                (None, true) => {
+                    // A symbol: an ordinary own property of the view.
+                    let atom = Atom::from_value(ctx.clone(), &key)?;
+                    target.prop(
+                        atom,
+                        Property::from(value).writable().enumerable().configurable(),
+                    )?;
+                    Ok(true)
+                }
+                (_, false) => {
+                    // A set through an object inheriting from a view: an own property of
+                    // that object, as for any prototype.
+                    let Some(object) = receiver.as_object() else {
+                        return Ok(false);
+                    };
+                    let atom = Atom::from_value(ctx.clone(), &key)?;
+                    object.prop(
+                        atom,
+                        Property::from(value).writable().enumerable().configurable(),
+                    )?;
+                    Ok(true)
+                }
+            }
+        },
+    )?;
+    // Defining a property (`Object.defineProperty`, `Object.freeze`) would bypass the
+    // view's keys: it fails with a TypeError instead.
+    let define = Function::new(ctx.clone(), || false)?;
+    let handler = Object::new(ctx.clone())?;
+    handler.set("set", set)?;
+    handler.set("defineProperty", define)?;
+    store(ctx)?.set(HANDLER, handler)
+}
+
+/// Stores `value` in key `name` of `view`.
+fn assign<'js>(
+    ctx: &Ctx<'js>,
+    view: &JsCell<'js, View>,
+    name: &str,
+    value: rquickjs::Value<'js>,
+) -> rquickjs::Result<()> {
+    let part = view.borrow().part;
+    match primitive(part, &value) {
+        Some(rust) => view.borrow_mut().put(name, Slot::Rust(rust)),
+        None => {
+            if let Some(target) = target(ctx, view, true)? {
+                target.set(name, value)?;
+            }
+            view.borrow_mut().put(name, Slot::Js);
+        }
+    }
+    Ok(())
+}
+
+/// Removes the targets of views freed since the last sweep (which may free more views).
+pub(super) fn sweep(ctx: &Ctx<'_>, shared: &Shared) -> rquickjs::Result<()> {
+    let store = store(ctx)?;
+    loop {
+        let dropped = std::mem::take(&mut shared.borrow_mut().dropped);
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        for id in dropped {
+            // Emptied rather than deleted: the key is reused by the next target, and
+            // replacing a value costs a fraction of removing a property.
+            store.set(id, rquickjs::Value::new_undefined(ctx.clone()))?;
+            shared.borrow_mut().free.push(id);
+        }
+    }
+}
+
+/// The name of a property key, `None` for a symbol.
+fn name_of(atom: &Atom<'_>) -> rquickjs::Result<Option<String>> {
+    // rquickjs gives a symbol's description as its text: the atom of that text is
+    // another atom for a symbol, the same for a string or an index.
+    let text = atom.to_js_string()?;
+    let named = Atom::from_value(text.ctx().clone(), text.as_value())?;
+    if named != *atom {
+        return Ok(None);
+    }
+    text.to_string().map(Some)
+}
+
+/// A JavaScript array of the byte values of `bytes`.
+fn to_array<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<rquickjs::Value<'js>> {
+    let to_array: Function = store(ctx)?.get(TO_ARRAY)?;
+    let text = rquickjs::String::from_str(ctx.clone(), &latin1(bytes))?;
+    to_array.call((text,))
+}
+
+/// A primitive JavaScript value as Rust stores it in `part`; `None` when it must stay a
+/// JavaScript value (objects, `undefined`, symbols, BigInts; non-strings in metadata).
+fn primitive(part: Part, value: &rquickjs::Value<'_>) -> Option<Value> {
+    if matches!(part, Part::Record | Part::Payload) {
+        return None;
+    }
+    if let Some(text) = value.as_string() {
+        return text.to_string().ok().map(|s| Value::String(s.into()));
+    }
+    if part == Part::Metadata {
+        return None;
+    }
+    if let Some(b) = value.as_bool() {
+        Some(Value::Bool(b))
+    } else if let Some(i) = value.as_int() {
+        Some(Value::Int(i64::from(i)))
+    } else if let Some(f) = value.as_float() {
+        Some(number(f))
+    } else if value.is_null() {
+        Some(Value::Null)
+    } else {
+        None
+    }
+}
+
+impl View {
+    /// A view of `part` of record `index` of `batch`.
+    pub(super) fn new(batch: Rc<Batch>, index: usize, part: Part) -> Self {
+        Self {
+            batch,
+            index,
+            part,
+            target: 0,
+            changes: Changes::default(),
+        }
+    }
+
+    /// The record this view shows a part of.
+    fn input(&self) -> &Record {
+        &self.batch.records[self.index]
+    }
+
+    pub(super) fn part(&self) -> Part {
+        self.part
+    }
+
+    pub(super) fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    pub(super) fn target_id(&self) -> u32 {
+        self.target
+    }
+
+    /// The batch and the index of the record this view shows a part of.
+    pub(super) fn batch(&self) -> (Rc<Batch>, usize) {
+        (self.batch.clone(), self.index)
+    }
+
+    /// The input's data of a data part.
+    fn data(&self) -> Option<&Data> {
+        data_of(self.input(), self.part)
+    }
+
+    /// Whether the input has key `name`.
+    fn input_has(&self, name: &str) -> bool {
+        match self.part {
+            Part::Record => RECORD_FIELDS.contains(&name),
+            Part::Payload => PAYLOAD_FIELDS.contains(&name),
+            Part::Metadata => self.input().metadata.get_raw(name).is_some(),
+            Part::Key | Part::Before | Part::After => match self.data() {
+                Some(Data::Structured(map)) => map.contains_key(name),
+                _ => false,
+            },
+        }
+    }
+
+    /// The input's keys, in order.
+    fn input_keys(&self) -> Vec<String> {
+        match self.part {
+            Part::Record => RECORD_FIELDS.iter().map(|&k| k.to_owned()).collect(),
+            Part::Payload => PAYLOAD_FIELDS.iter().map(|&k| k.to_owned()).collect(),
+            Part::Metadata => self
+                .input()
+                .metadata
+                .iter()
+                .map(|(k, _)| k.to_owned())
+                .collect(),
+            Part::Key | Part::Before | Part::After => match self.data() {
+                Some(Data::Structured(map)) => map.keys().map(|k| k.to_string()).collect(),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// Whether the view has key `name` now.
+    fn has(&self, name: &str) -> bool {
+        self.changes.slot(name).is_some()
+            || (!self.changes.deleted.iter().any(|k| k == name) && self.input_has(name))
+    }
+
+    /// The keys the view has now, in the order a plain object would list them.
+    fn keys(&self) -> Vec<String> {
+        let appended = |name: &str| {
+            self.changes
+                .set
+                .iter()
+                .any(|(k, _, after)| *after && k == name)
+        };
+        let mut keys: Vec<String> = self
+            .input_keys()
+            .into_iter()
+            .filter(|k| !self.changes.deleted.contains(k) && !appended(k))
+            .collect();
+        keys.extend(
+            self.changes
+                .set
+                .iter()
+                .filter(|(_, _, after)| *after)
+                .map(|(k, _, _)| k.clone()),
+        );
+        keys
+    }
+
+    /// Records that key `name` now holds `slot`.
+    fn put(&mut self, name: &str, slot: Slot) {
+        if let Some(entry) = self.changes.set.iter_mut().find(|(k, _, _)| k == name) {
+            entry.1 = slot;
+            return;
+        }
+        let deleted = self.changes.deleted.iter().position(|k| k == name);
+        if let Some(at) = deleted {
+            self.changes.deleted.remove(at);
+        }
+        let after = deleted.is_some() || !self.input_has(name);
+        self.changes.set.push((name.to_owned(), slot, after));
+    }
+
+    /// Deletes key `name`.
+    fn delete(&mut self, name: &str) {
+        self.changes.set.retain(|(k, _, _)| k != name);
+        if self.input_has(name) && !self.changes.deleted.iter().any(|k| k == name) {
+            self.changes.deleted.push(name.to_owned());
+        }
+    }
+}
+
+/// The data of `record` that a data part shows (`None` for other parts).
+pub(super) fn data_of(record: &Record, part: Part) -> Option<&Data> {
+    match part {
+        Part::Key => record.key.as_ref(),
+        Part::Before => record.payload.before.as_ref(),
+        Part::After => record.payload.after.as_ref(),
+        Part::Record | Part::Payload | Part::Metadata => None,
+    }
+}
+
+/// What reading an untouched key of the input gives.
+enum Read<'js> {
+    /// A value to hand over as it is (a primitive).
+    Plain(rquickjs::Value<'js>),
+    /// An object, kept in the target so that the script changes it in place.
+    Kept(rquickjs::Value<'js>),
+}
+
+/// Data as a script first sees it: `null`, an array of byte values or a view.
+fn data_to_script<'js>(
+    ctx: &Ctx<'js>,
+    batch: &Rc<Batch>,
+    index: usize,
+    part: Part,
+    data: Option<&Data>,
+) -> rquickjs::Result<Read<'js>> {
+    Ok(match data {
+        None => Read::Plain(rquickjs::Value::new_null(ctx.clone())),
+        Some(Data::Raw(bytes)) => Read::Kept(to_array(ctx, bytes)?),
+        Some(Data::Structured(_)) => Read::Kept(wrap(ctx, batch.clone(), index, part)?),
+    })
+}
+
+/// Key `name` of the input of `view` (which the script has not changed), `None` when
+/// there is none.
+fn read_input<'js>(
+    ctx: &Ctx<'js>,
+    view: &JsCell<'js, View>,
+    name: &str,
+) -> rquickjs::Result<Option<Read<'js>>> {
+    let (batch, index, part) = {
+        let view = view.borrow();
+        (view.batch.clone(), view.index, view.part)
+    };
+    let record = &batch.records[index];
+    let view_of = |part| -> rquickjs::Result<Read<'js>> {
+        Ok(Read::Kept(wrap(ctx, batch.clone(), index, part)?))
+    };
+    Ok(Some(match (part, name) {
+        (Part::Record, "Position") => Read::Kept(to_array(ctx, record.position.as_bytes())?),
+        (Part::Record, "Operation") => Read::Plain(
+            rquickjs::String::from_str(ctx.clone(), &record.operation.to_string())?.into_value(),
+        ),
+        (Part::Record, "Metadata") => view_of(Part::Metadata)?,
+        (Part::Record, "Key") => {
+            data_to_script(ctx, &batch, index, Part::Key, record.key.as_ref())?
+        }
+        (Part::Record, "Payload") => view_of(Part::Payload)?,
+        (Part::Payload, "Before") => data_to_script(
+            ctx,
+            &batch,
+            index,
+            Part::Before,
+            record.payload.before.as_ref(),
+        )?,
+        (Part::Payload, "After") => data_to_script(
+            ctx,
+            &batch,
+            index,
+            Part::After,
+            record.payload.after.as_ref(),
+        )?,
+        (Part::Record | Part::Payload, _) => return Ok(None),
+        (Part::Metadata, _) => match record.metadata.get_raw(name) {
+            Some(value) => {
+                Read::Plain(rquickjs::String::from_str(ctx.clone(), value)?.into_value())
+            }
+            None => return Ok(None),
+        },
+        (Part::Key | Part::Before | Part::After, _) => {
+            let Some(Data::Structured(map)) = data_of(record, part) else {
+                return Ok(None);
+            };
+            let Some(value) = map.get(name) else {
+                return Ok(None);
+            };
+            let converted = value_to_js(ctx, value)?;
+            if matches!(value, Value::Map(_) | Value::Array(_) | Value::Bytes(_)) {
+                Read::Kept(converted)
+            } else {
+                Read::Plain(converted)
+            }
+        }
+    }))
+}
+
+/// The target of `view`, made (and put in the store) when `make` and there is none yet.
+fn target<'js>(
+    ctx: &Ctx<'js>,
+    view: &JsCell<'js, View>,
+    make: bool,
+) -> rquickjs::Result<Option<Object<'js>>> {
+    let (id, shared) = {
+        let view = view.borrow();
+        (view.target, view.batch.shared.clone())
+    };
+    let store = store(ctx)?;
+    if id != 0 {
+        return store.get(id).map(Some);
+    }
+    if !make {
+        return Ok(None);
+    }
+    let id = {
+        let mut targets = shared.borrow_mut();
+        match targets.free.pop() {
+            Some(id) => id,
+            None => {
+                targets.next = targets.next.max(FIRST_TARGET - 1) + 1;
+                targets.next
+            }
+        }
+    };
+    let object = Object::new_proto(ctx.clone(), None)?;
+    store.set(id, object.clone())?;
+    view.borrow_mut().target = id;
+    Ok(Some(object))
+}
+
+/// The target of a view object as Rust holds it (for reading a result back).
+pub(super) fn target_of<'js>(ctx: &Ctx<'js>, id: u32) -> rquickjs::Result<Option<Object<'js>>> {
+    if id == 0 {
+        return Ok(None);
+    }
+    store(ctx)?.get(id).map(Some)
+}
+
+/// Key `name` of `view`, `None` when it has none.
+fn get_key<'js>(
+    ctx: &Ctx<'js>,
+    view: &JsCell<'js, View>,
+    name: &str,
+) -> rquickjs::Result<Option<rquickjs::Value<'js>>> {
+    let slot = {
+        let view = view.borrow();
+        match view.changes.slot(name) {
+            Some(slot) => Some(slot.clone()),
+            None if view.changes.deleted.iter().any(|k| k == name) => return Ok(None),
+            None => None,
+        }
+    };
+    match slot {
+        Some(Slot::Rust(value)) => return value_to_js(ctx, &value).map(Some),
+        Some(Slot::Js) => {
+            return match target(ctx, view, false)? {
+                Some(target) => target.get(name).map(Some),
+                None => Ok(None),
+            };
+        }
+        None => {}
+    }
+    Ok(match read_input(ctx, view, name)? {
+        None => None,
+        Some(Read::Plain(value)) => Some(value),
+        Some(Read::Kept(value)) => {
+            if let Some(target) = target(ctx, view, true)? {
+                target.set(name, value.clone())?;
+            }
+            view.borrow_mut().put(name, Slot::Js);
+            Some(value)
+        }
+    })
+}
+
+/// The prototype of views (an empty object inheriting `Object.prototype`), where keys a
+/// view does not have are looked up.
+fn prototype<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
+    Class::<View>::prototype(ctx)?
+        .ok_or_else(|| rquickjs::Error::new_from_js("undefined", "the prototype of views"))
+}
+
+impl<'js> JsClass<'js> for View {
+    const NAME: &'static str = "FunnelRecordPart";
+    const KIND: ClassKind = ClassKind::Exotic;
+    type Mutable = Writable;
+
+    fn constructor(_ctx: &Ctx<'js>) -> rquickjs::Result<Option<rquickjs::Constructor<'js>>> {
+        Ok(None)
+    }
+
+    fn exotic_get_property(
+        this: &JsCell<'js, Self>,
+        ctx: &Ctx<'js>,
+        atom: Atom<'js>,
+        _receiver: rquickjs::Value<'js>,
+    ) -> rquickjs::Result<rquickjs::Value<'js>> {
+        if let Some(name) = name_of(&atom)?
+            && let Some(value) = get_key(ctx, this, &name)?
+        {
+            return Ok(value);
+        }
+        prototype(ctx)?.get(atom)
+    }
+
+    // `exotic_set_property` keeps its default (refuse): scripts only hold views inside
+    // the Proxy of [`wrap`], whose `set` trap stores values (see there why).
+
+    fn exotic_delete_property(
+        this: &JsCell<'js, Self>,
+        _ctx: &Ctx<'js>,
+        atom: Atom<'js>,
+    ) -> rquickjs::Result<bool> {
+        if let Some(name) = name_of(&atom)? {
+            this.borrow_mut().delete(&name);
+        }
+        Ok(true)
+    }
+
+    fn exotic_has_property(
+        this: &JsCell<'js, Self>,
+        ctx: &Ctx<'js>,
+        atom: Atom<'js>,
+    ) -> rquickjs::Result<bool> {
+        if let Some(name) = name_of(&atom)?
+            && this.borrow().has(&name)
+        {
+            return Ok(true);
+        }
+        prototype(ctx)?.contains_key(atom)
+    }
+
+    fn exotic_get_own_property(
+        this: &JsCell<'js, Self>,
+        ctx: &Ctx<'js>,
+        atom: Atom<'js>,
+    ) -> rquickjs::Result<Option<PropertyDescriptor<'js>>> {
+        let Some(name) = name_of(&atom)? else {
+            return Ok(None);
+        };
+        Ok(get_key(ctx, this, &name)?
+            .map(|value| PropertyDescriptor::new_value(value, true, true, true)))
+    }
+
+    fn exotic_get_own_property_names(
+        this: &JsCell<'js, Self>,
+        ctx: &Ctx<'js>,
+    ) -> rquickjs::Result<Vec<PropertyName<'js>>> {
+        let keys = this.borrow().keys();
+        keys.iter()
+            .map(|key| {
+                Ok(PropertyName {
+                    atom: Atom::from_str(ctx.clone(), key)?,
+                    is_enumerable: true,
+                })
+            })
+            .collect()
+    }
+}
