@@ -171,6 +171,157 @@ async fn i5_records_in_flight_stay_within_the_credits() {
     result.unwrap();
 }
 
+/// Holds every commit until the test lets commits through, and notes a commit that
+/// comes after its position was acked.
+struct HeldCommits {
+    source: Arc<MemorySource>,
+    gate: tokio::sync::Semaphore,
+    started: std::sync::atomic::AtomicUsize,
+    late: Mutex<bool>,
+}
+
+#[async_trait]
+impl PositionCommitter for HeldCommits {
+    async fn commit(&self, position: &Position) -> Result<(), ConnectorError> {
+        if self.source.acked().contains(position) {
+            *self.late.lock().unwrap() = true;
+        }
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.gate.acquire().await.unwrap().forget();
+        Ok(())
+    }
+}
+
+// Paused time, as in the test above: the sleep returns once every stage waits.
+#[tokio::test(start_paused = true)]
+async fn a_commit_in_flight_does_not_hold_up_reading_and_its_records_are_acked_only_after_it() {
+    let source = Arc::new(MemorySource::new("s", records("s", 1000), 4).exhausting());
+    let committer = Arc::new(HeldCommits {
+        source: source.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+        started: Default::default(),
+        late: Mutex::new(false),
+    });
+    let mut worker = linear_worker(
+        vec![
+            source_task(&source),
+            destination_task("d", Arc::new(MemoryDestination::new("d"))),
+        ],
+        memory_dlq(1, 0),
+        WorkerConfig {
+            committer: Some(committer.clone()),
+            max_records_in_flight: 10,
+            ..WorkerConfig::default()
+        },
+    );
+    worker.open().await.unwrap();
+    let (s, c) = (source.clone(), committer.clone());
+    let (result, ()) = tokio::join!(worker.run(), async move {
+        wait_until("a commit is in flight", || {
+            c.started.load(std::sync::atomic::Ordering::SeqCst) >= 1
+        })
+        .await;
+        // Released records gave their credits back: reading goes on past the credit
+        // window while the commit waits...
+        wait_until("the reader reads past the credit window", || {
+            s.read_count() > 10 + 4
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // ...but only until a credit window of released records waits for the commit.
+        let read = s.read_count();
+        assert!(
+            read <= 2 * (10 + 4),
+            "read {read} records with 10 credits, batches of 4 and one commit held"
+        );
+        assert!(
+            s.acked().is_empty(),
+            "records were acked before their commit: {:?}",
+            s.acked()
+        );
+        assert_eq!(c.started.load(std::sync::atomic::Ordering::SeqCst), 1);
+        c.gate.add_permits(1_000_000);
+    });
+    result.unwrap();
+    assert!(
+        !*committer.late.lock().unwrap(),
+        "a position was acked before it was committed"
+    );
+    assert_eq!(source.acked(), positions("s", 0..1000));
+}
+
+/// Commits at once, without waiting for anything outside the run: each commit only
+/// yields to the scheduler a few times (0 to 3, varying from commit to commit), as a
+/// store does that hands the commit to a thread of its own and finishes before the
+/// ledger looks again.
+struct QuickCommits {
+    commits: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl PositionCommitter for QuickCommits {
+    async fn commit(&self, _: &Position) -> Result<(), ConnectorError> {
+        let n = self
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..(n * 7 + n / 3) % 4 {
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+}
+
+/// Runs 600 records through a worker with `credits` records in flight, source batches
+/// of `batch` and a committer that finishes at once; fails if the run stops making
+/// progress.
+async fn run_with_quick_commits(credits: usize, batch: usize) {
+    let n = 600;
+    let source = Arc::new(MemorySource::new("s", records("s", n), batch).exhausting());
+    let destination = Arc::new(MemoryDestination::new("d"));
+    let mut worker = linear_worker(
+        vec![source_task(&source), destination_task("d", destination)],
+        memory_dlq(1, 0),
+        WorkerConfig {
+            committer: Some(Arc::new(QuickCommits {
+                commits: Default::default(),
+            })),
+            max_records_in_flight: credits,
+            ..WorkerConfig::default()
+        },
+    );
+    worker.open().await.unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(10), worker.run()).await;
+    let Ok(result) = run else {
+        panic!(
+            "the run stopped making progress ({credits} credits, batches of {batch}): \
+             {} records read, {} acked",
+            source.read_count(),
+            source.acked().len()
+        );
+    };
+    result.unwrap();
+    assert_eq!(source.acked(), positions("s", 0..n));
+}
+
+#[tokio::test]
+async fn commits_that_finish_at_once_never_leave_released_records_waiting_with_no_credits_left() {
+    for credits in 1..=8 {
+        for batch in 1..=credits + 1 {
+            run_with_quick_commits(credits, batch).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_that_finish_at_once_never_stall_a_run_on_several_threads() {
+    for credits in 1..=8 {
+        for batch in 1..=credits + 1 {
+            run_with_quick_commits(credits, batch).await;
+        }
+    }
+}
+
 /// A destination that acks a position it was never given.
 struct WrongAcks(MemoryDestination);
 

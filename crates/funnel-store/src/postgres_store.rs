@@ -38,7 +38,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use funnel_record::Position;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use crate::fence::{Fence, Lease, Leases};
 use crate::format::{self, MAGIC};
@@ -519,26 +519,27 @@ async fn write_loop(
     round_trips: Arc<AtomicU64>,
 ) {
     let mut batch = Vec::new();
+    let mut prepared = None;
     while rx.recv_many(&mut batch, 4096).await > 0 {
         let mut upserts: Vec<Upsert> = Vec::new();
         for request in batch.drain(..) {
             match request {
                 Request::Upsert(u) => upserts.push(u),
                 Request::DeletePrefix(prefix, reply) => {
-                    flush(&connection, &sql, &mut upserts, &round_trips).await;
+                    flush(&connection, &sql, &mut upserts, &round_trips, &mut prepared).await;
                     let result = execute(&connection, &sql.delete_prefix, &prefix).await;
                     round_trips.fetch_add(1, Ordering::Relaxed);
                     let _ = reply.send(result);
                 }
                 Request::Delete(key, reply) => {
-                    flush(&connection, &sql, &mut upserts, &round_trips).await;
+                    flush(&connection, &sql, &mut upserts, &round_trips, &mut prepared).await;
                     let result = execute(&connection, &sql.delete, &key).await;
                     round_trips.fetch_add(1, Ordering::Relaxed);
                     let _ = reply.send(result);
                 }
             }
         }
-        flush(&connection, &sql, &mut upserts, &round_trips).await;
+        flush(&connection, &sql, &mut upserts, &round_trips, &mut prepared).await;
     }
 }
 
@@ -551,12 +552,34 @@ async fn execute(connection: &Connection, statement: &str, arg: &str) -> Result<
         .map_err(|e| connection.error("cannot delete", &e))
 }
 
+/// The write statement, prepared once per connection: a batch of writes is then one
+/// round trip (bind and execute), not two (parse, then bind and execute).
+async fn prepared_upsert(
+    connection: &Connection,
+    sql: &Sql,
+    cache: &mut Option<(Arc<Client>, Statement)>,
+) -> Result<(Arc<Client>, Statement), StoreError> {
+    let client = connection.client().await?;
+    if let Some((prepared_on, statement)) = cache.as_ref()
+        && Arc::ptr_eq(prepared_on, &client)
+    {
+        return Ok((client, statement.clone()));
+    }
+    let statement = client
+        .prepare(&sql.upsert)
+        .await
+        .map_err(|e| connection.error("cannot write", &e))?;
+    *cache = Some((Arc::clone(&client), statement.clone()));
+    Ok((client, statement))
+}
+
 /// Sends `upserts` as one statement and answers each.
 async fn flush(
     connection: &Connection,
     sql: &Sql,
     upserts: &mut Vec<Upsert>,
     round_trips: &AtomicU64,
+    prepared: &mut Option<(Arc<Client>, Statement)>,
 ) {
     if upserts.is_empty() {
         return;
@@ -583,9 +606,9 @@ async fn flush(
         epochs.push(u.fence.as_ref().map(|f| f.2));
     }
     round_trips.fetch_add(1, Ordering::Relaxed);
-    let result = match connection.client().await {
-        Ok(client) => client
-            .query(&sql.upsert, &[&keys, &values, &pipelines, &owners, &epochs])
+    let result = match prepared_upsert(connection, sql, prepared).await {
+        Ok((client, upsert)) => client
+            .query(&upsert, &[&keys, &values, &pipelines, &owners, &epochs])
             .await
             .map(|rows| {
                 rows.iter()

@@ -1,7 +1,8 @@
 //! Credits: the records and bytes read but not yet released, bounded (I5).
 //!
 //! The reader takes credits for every batch it reads and waits while none are left; the
-//! ledger gives them back as it releases records to the source. The reader may
+//! ledger gives them back as it releases records (written everywhere, filtered or in
+//! the DLQ), before their positions are committed and acked. The reader may
 //! overshoot by one batch: it only checks that some room is left before reading.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

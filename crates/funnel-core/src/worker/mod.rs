@@ -5,7 +5,7 @@
 //!   source.read +          branch processors,          matches acks FIFO
 //!   trunk processors       write without waiting            │
 //!        │                                                  v
-//!        └── register ──> ledger ──> DLQ, position commit, source.ack, credits back
+//!        └── register ──> ledger ──> DLQ, credits back; position commit, source.ack
 //! ```
 //!
 //! One module per stage: [`reader`], [`writer`], [`ack_reader`], and the ledger stage
@@ -290,6 +290,7 @@ impl Worker {
             committer: self.config.committer.clone(),
             pipeline: self.config.pipeline_id.clone(),
             pipeline_name: self.config.name().to_owned(),
+            max_uncommitted: self.config.max_records_in_flight,
         };
         let s = Arc::clone(&shared);
         stages.push(Box::pin(async move {

@@ -1,8 +1,21 @@
 //! The ledger stage: applies the stages' tallies to the [`Ledger`] and releases what
-//! it can, strictly in read order: nacked records to the DLQ, then the last position to
-//! the committer, then the positions to `Source::ack`, then the credits back (I1, I2,
-//! I3).
+//! it can, strictly in read order: nacked records to the DLQ and the credits back at
+//! once, then the last position to the committer, then the positions to
+//! `Source::ack` (I1, I2, I3).
+//!
+//! Commits are pipelined: while one commit (and the source ack after it) is in
+//! flight, the ledger keeps applying tallies and releasing, and the positions
+//! released meanwhile wait to be committed together as the next commit. A released
+//! record is written everywhere already (or filtered, or in the DLQ), so its credits
+//! come back when it is released, not when its position is committed: a commit's
+//! round trip does not hold up reading. What waits for a commit is bounded too: once
+//! as many records as the credit window are released and not yet committed, the
+//! ledger releases nothing more until the commit in flight is done. A source is acked
+//! only after the commit of its positions (I1), and commits and acks follow read
+//! order, one at a time (I2).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +44,8 @@ pub(super) struct Release {
     pub(super) pipeline: String,
     pub(super) pipeline_name: String,
     pub(super) waits: SourceWaits,
+    /// At most this many records released and not yet committed (the credit window).
+    pub(super) max_uncommitted: usize,
 }
 
 struct LedgerMetrics {
@@ -39,8 +54,140 @@ struct LedgerMetrics {
     acked: Counter,
 }
 
-/// Applies what the stages report and releases, until every stage is done or the run
-/// aborts; hands the DLQ back.
+/// Positions released and not yet committed: the commit in flight, or the one waiting
+/// for it.
+#[derive(Default)]
+struct Uncommitted {
+    /// The positions to ack, in read order (records sent to the DLQ included; filtered
+    /// ones too). The last one is committed.
+    positions: Vec<Position>,
+    /// Released records, for the bound on what waits for a commit.
+    records: usize,
+    /// When the oldest of them was read.
+    oldest: Option<Instant>,
+    /// Origin of the first record after them.
+    through: u64,
+}
+
+/// A commit and the source ack after it, done.
+struct Committed {
+    batch: Uncommitted,
+    result: Result<()>,
+}
+
+type InFlight = Pin<Box<dyn Future<Output = Committed> + Send>>;
+
+/// The commits of one source: at most one in flight, and the positions released
+/// since, waiting for it.
+struct Commits {
+    in_flight: Option<(InFlight, usize)>,
+    waiting: Uncommitted,
+    /// A buffer of an acked commit, kept for the next one.
+    spare: Vec<Position>,
+    limit: usize,
+    source_id: Arc<str>,
+}
+
+impl Commits {
+    fn new(limit: usize, source_id: &str) -> Self {
+        Self {
+            in_flight: None,
+            waiting: Uncommitted::default(),
+            spare: Vec::new(),
+            limit: limit.max(1),
+            source_id: source_id.into(),
+        }
+    }
+
+    /// Nothing released waits for a commit or an ack.
+    fn idle(&self) -> bool {
+        self.in_flight.is_none() && self.waiting.records == 0
+    }
+
+    /// True while more records may be released.
+    fn has_room(&self) -> bool {
+        let in_flight = self.in_flight.as_ref().map_or(0, |(_, records)| *records);
+        in_flight + self.waiting.records < self.limit
+    }
+
+    /// Starts committing what waits, if nothing is in flight.
+    fn start(&mut self, to: &Release) {
+        if self.in_flight.is_some() || self.waiting.records == 0 {
+            return;
+        }
+        let spare = std::mem::take(&mut self.spare);
+        let batch = std::mem::replace(
+            &mut self.waiting,
+            Uncommitted {
+                positions: spare,
+                ..Uncommitted::default()
+            },
+        );
+        let records = batch.records;
+        let committer = to.committer.clone();
+        let source = Arc::clone(&to.source);
+        let source_id = Arc::clone(&self.source_id);
+        let waits = to.waits.clone();
+        let commit: InFlight = Box::pin(async move {
+            let result = flush(
+                &batch.positions,
+                committer.as_deref(),
+                &*source,
+                &source_id,
+                &waits,
+            )
+            .await;
+            Committed { batch, result }
+        });
+        self.in_flight = Some((commit, records));
+    }
+
+    /// Waits for the commit in flight (pending forever when there is none).
+    async fn finished(&mut self) -> Committed {
+        match self.in_flight.as_mut() {
+            Some((commit, _)) => commit.await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The commit in flight if it is done already, without waiting.
+    async fn poll_now(&mut self) -> Option<Committed> {
+        let (commit, _) = self.in_flight.as_mut()?;
+        match futures::poll!(commit.as_mut()) {
+            std::task::Poll::Ready(done) => Some(done),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    /// Accounts for a finished commit; on a failure, the origin of its last record and
+    /// the error.
+    fn done(
+        &mut self,
+        committed: Committed,
+        shared: &Shared,
+        metrics: &LedgerMetrics,
+    ) -> std::result::Result<(), (u64, Error)> {
+        self.in_flight = None;
+        let Committed { mut batch, result } = committed;
+        if let Err(e) = result {
+            return Err((batch.through.saturating_sub(1), e));
+        }
+        let acked = batch.positions.len();
+        metrics.acked.increment(acked as u64);
+        WorkerStats::add(&shared.stats.acked, acked);
+        if let Some(oldest) = batch.oldest {
+            let latency = oldest.elapsed().as_secs_f64();
+            metrics.latency.record(latency);
+            metrics.conduit_latency.record(latency);
+        }
+        batch.positions.clear();
+        self.spare = batch.positions;
+        Ok(())
+    }
+}
+
+/// Applies what the stages report and releases, until every stage is done and every
+/// release committed, or the run aborts; hands the DLQ back.
 pub(super) async fn ledger_stage(
     mut to: Release,
     rx: mpsc::Receiver<LedgerEvent>,
@@ -57,12 +204,17 @@ async fn settle_all(to: &mut Release, mut rx: mpsc::Receiver<LedgerEvent>, share
         acked: counter!(RECORDS_ACKED, "pipeline" => to.pipeline.clone(), "component_id" => to.source_id.clone()),
     };
     let mut ledger = Ledger::default();
-    let mut buffers = (Vec::new(), Vec::new());
+    let mut released = Vec::new();
+    let mut commits = Commits::new(to.max_uncommitted, &to.source_id);
+    // Whether the stages may still report, and whether a release failed (the
+    // positions before the failing record are committed first).
+    let mut open = true;
+    let mut failed = false;
     loop {
-        let Some(event) = unless_cancelled(&shared.abort, rx.recv()).await else {
-            return;
-        };
-        let Some(event) = event else {
+        if (!open || failed) && commits.idle() {
+            if failed {
+                return shared.abort.cancel();
+            }
             if ledger.pending() > 0 {
                 debug!(
                     source_id = %to.source_id,
@@ -71,19 +223,68 @@ async fn settle_all(to: &mut Release, mut rx: mpsc::Receiver<LedgerEvent>, share
                 );
             }
             return;
-        };
-        if let Err(e) = apply(&mut ledger, event) {
-            return shared.fail(0, e);
         }
-        while let Ok(event) = rx.try_recv() {
-            if let Err(e) = apply(&mut ledger, event) {
-                return shared.fail(0, e);
+        let event = if commits.in_flight.is_none() {
+            // Nothing to wait for but the stages (the common case without a store).
+            match unless_cancelled(&shared.abort, rx.recv()).await {
+                None => return,
+                Some(event) => Some(event),
             }
+        } else {
+            let receive = open && !failed;
+            tokio::select! {
+                biased;
+                () = shared.abort.cancelled() => return,
+                committed = commits.finished() => {
+                    if let Err((origin, e)) = commits.done(committed, shared, &metrics) {
+                        return shared.fail(origin, e);
+                    }
+                    None
+                }
+                event = rx.recv(), if receive => Some(event),
+            }
+        };
+        match event {
+            Some(None) => open = false,
+            Some(Some(event)) => {
+                if let Err(e) = apply(&mut ledger, event) {
+                    return shared.fail(0, e);
+                }
+                while let Ok(event) = rx.try_recv() {
+                    if let Err(e) = apply(&mut ledger, event) {
+                        return shared.fail(0, e);
+                    }
+                }
+            }
+            None => {}
         }
-        if let Err((origin, e)) = release(&mut ledger, to, shared, &metrics, &mut buffers).await {
-            // Everything before the failing record was released, so this error comes
-            // before any error recorded for records still in flight.
-            return shared.fail(origin, e);
+        // Release, commit, and again for as long as commits finish at once. Whenever a
+        // commit finishes, the ledger looks again for what it can release: it may have
+        // skipped releasing for want of room, and with every credit held by records
+        // that wait to be released, no stage would report anything that woke it. So
+        // this loop ends only with nothing releasable left (no room is missing when no
+        // commit is in flight) or with a commit in flight, whose end the wait above
+        // sees and which brings the ledger back here.
+        loop {
+            if !failed
+                && commits.has_room()
+                && let Err((origin, e)) =
+                    release(&mut ledger, to, shared, &mut released, &mut commits).await
+            {
+                // The reader stops at once; the run fails once the positions before
+                // the failing record are committed.
+                shared.record(origin, e);
+                failed = true;
+            }
+            commits.start(to);
+            // A commit that needs no waiting (no store, a source that acks at once)
+            // is accounted for at once.
+            let Some(committed) = commits.poll_now().await else {
+                break;
+            };
+            if let Err((origin, e)) = commits.done(committed, shared, &metrics) {
+                return shared.fail(origin, e);
+            }
         }
     }
 }
@@ -135,18 +336,18 @@ fn apply(ledger: &mut Ledger, event: LedgerEvent) -> Result<()> {
     Ok(())
 }
 
-/// Releases what the ledger can. On a failure, the origin of the record it concerns
-/// (the first one not released) and the error.
+/// Releases what the ledger can: nacked records to the DLQ, the credits back, the
+/// positions to the commit waiting. On a failure (a DLQ write), the origin of the
+/// record it concerns (the first one not released) and the error; the positions
+/// before it still wait for their commit.
 async fn release(
     ledger: &mut Ledger,
     to: &mut Release,
     shared: &Shared,
-    metrics: &LedgerMetrics,
-    buffers: &mut (Vec<Released>, Vec<Position>),
+    released: &mut Vec<Released>,
+    commits: &mut Commits,
 ) -> std::result::Result<(), (u64, Error)> {
-    let (released, positions) = buffers;
     released.clear();
-    positions.clear();
     let Some(run) = ledger.pop_released(released) else {
         return Ok(());
     };
@@ -155,10 +356,11 @@ async fn release(
     let base = through - count as u64;
     let mut window_acks = 0;
     let mut failure = None;
+    let waiting = &mut commits.waiting;
     for (i, r) in released.drain(..).enumerate() {
         match r.nack {
             None => {
-                positions.push(r.position);
+                waiting.positions.push(r.position);
                 window_acks += 1;
             }
             Some(nacked) => {
@@ -167,7 +369,7 @@ async fn release(
                 let (written, result) = to.dlq.nack(std::slice::from_ref(&*nacked)).await;
                 WorkerStats::add(&shared.stats.dlq, written);
                 if written == 1 {
-                    positions.push(r.position);
+                    waiting.positions.push(r.position);
                 }
                 if let Err(e) = result {
                     // Neither this record nor any after it is released: the writers
@@ -180,43 +382,43 @@ async fn release(
         }
     }
     to.dlq.ack(window_acks);
-    let acked = positions.len();
-    let flushed = flush(positions, to).await;
-    if flushed.is_ok() {
-        metrics.acked.increment(acked as u64);
-        WorkerStats::add(&shared.stats.acked, acked);
-        let latency = run.oldest.elapsed().as_secs_f64();
-        metrics.latency.record(latency);
-        metrics.conduit_latency.record(latency);
-        shared.credits.give_back(count, run.bytes);
-        shared.released_through(through);
-    }
+    waiting.records += count;
+    waiting.oldest.get_or_insert(run.oldest);
+    waiting.through = through;
+    shared.credits.give_back(count, run.bytes);
+    shared.released_through(through);
     match failure {
         Some(e) => Err((through, e)),
-        None => flushed.map_err(|e| (through.saturating_sub(1), e)),
+        None => Ok(()),
     }
 }
 
 /// Commits the last of `positions`, then acks them all to the source.
-async fn flush(positions: &[Position], to: &Release) -> Result<()> {
+async fn flush(
+    positions: &[Position],
+    committer: Option<&dyn PositionCommitter>,
+    source: &dyn Source,
+    source_id: &str,
+    waits: &SourceWaits,
+) -> Result<()> {
     let Some(last) = positions.last() else {
         return Ok(());
     };
-    if let Some(committer) = &to.committer {
+    if let Some(committer) = committer {
         let started = Instant::now();
         let committed = committer.commit(last).await;
-        to.waits.commit.record(started.elapsed().as_secs_f64());
+        waits.commit.record(started.elapsed().as_secs_f64());
         committed.map_err(|source| Error::Commit {
-            task: to.source_id.clone(),
+            task: source_id.to_owned(),
             position: last.to_string(),
             source,
         })?;
     }
     let started = Instant::now();
-    let acked = to.source.ack(positions).await;
-    to.waits.ack.record(started.elapsed().as_secs_f64());
+    let acked = source.ack(positions).await;
+    waits.ack.record(started.elapsed().as_secs_f64());
     acked.map_err(|source| Error::SourceAck {
-        task: to.source_id.clone(),
+        task: source_id.to_owned(),
         count: positions.len(),
         source,
     })
