@@ -95,13 +95,17 @@ impl Fleet {
         name
     }
 
-    /// Who holds each pipeline's lease now (expired leases are held by nobody).
+    /// Who holds each pipeline's lease now (expired leases are held by nobody; before
+    /// the first instance has made the leases table, nobody holds any).
     fn owners(&self) -> BTreeMap<String, Option<String>> {
-        let rows = pg::sql(&format!(
+        let rows = match pg::sql(&format!(
             "SELECT pipeline, CASE WHEN expires_at > now() THEN owner END FROM {}_leases",
             self.table
-        ))
-        .unwrap();
+        )) {
+            Ok(rows) => rows,
+            Err(e) if e.contains("does not exist") => return BTreeMap::new(),
+            Err(e) => panic!("cannot read the leases: {e}"),
+        };
         rows.lines()
             .filter_map(|line| line.split_once('|'))
             .map(|(p, o)| (p.to_owned(), (!o.is_empty()).then(|| o.to_owned())))
