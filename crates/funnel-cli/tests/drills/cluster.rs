@@ -59,6 +59,28 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// Three instances on a table of their own (`prefix`, the process and a random
+    /// number) with its lease history, running the six pipelines spread over them.
+    fn of_three(rng: &mut Rng, prefix: &str) -> Self {
+        let table = format!(
+            "{prefix}_{}_{}",
+            std::process::id(),
+            rng.between(0, 1 << 30)
+        );
+        create_history(&table);
+        let mut fleet = Self {
+            drill: Drill::new(&pipelines(PIPELINES, 200)),
+            table,
+            instances: BTreeMap::new(),
+            started: 0,
+        };
+        for _ in 0..3 {
+            fleet.start_instance();
+        }
+        fleet.wait_settled("all six pipelines run, spread over three instances");
+        fleet
+    }
+
     fn start_instance(&mut self) -> String {
         self.start_instance_with(&[])
     }
@@ -772,22 +794,7 @@ fn a_fleet_of_three_loses_no_record_through_kills_pauses_and_graceful_stops() {
         return;
     };
     let mut rng = Rng::new("cluster");
-    let table = format!(
-        "drill_cluster_{}_{}",
-        std::process::id(),
-        rng.between(0, 1 << 30)
-    );
-    create_history(&table);
-    let mut fleet = Fleet {
-        drill: Drill::new(&pipelines(PIPELINES, 200)),
-        table,
-        instances: BTreeMap::new(),
-        started: 0,
-    };
-    for _ in 0..3 {
-        fleet.start_instance();
-    }
-    fleet.wait_settled("all six pipelines run, spread over three instances");
+    let mut fleet = Fleet::of_three(&mut rng, "drill_cluster");
     let mut failovers = Vec::new();
     let pick = |rng: &mut Rng, names: &[String]| {
         names[usize::try_from(rng.between(0, names.len() as u64 - 1)).unwrap()].clone()
@@ -890,22 +897,7 @@ fn graceful_stops_hand_pipelines_over_with_no_record_written_twice() {
         return;
     };
     let mut rng = Rng::new("cluster-graceful");
-    let table = format!(
-        "drill_cluster_term_{}_{}",
-        std::process::id(),
-        rng.between(0, 1 << 30)
-    );
-    create_history(&table);
-    let mut fleet = Fleet {
-        drill: Drill::new(&pipelines(PIPELINES, 200)),
-        table,
-        instances: BTreeMap::new(),
-        started: 0,
-    };
-    for _ in 0..3 {
-        fleet.start_instance();
-    }
-    fleet.wait_settled("all six pipelines run, spread over three instances");
+    let mut fleet = Fleet::of_three(&mut rng, "drill_cluster_term");
     for round in 0..ROUNDS {
         let names: Vec<String> = fleet.instances.keys().cloned().collect();
         let stopped =
