@@ -42,12 +42,9 @@ async fn i1_a_position_is_committed_before_the_source_is_acked() {
         commits: Mutex::new(Vec::new()),
         late: Mutex::new(false),
     });
-    let mut worker = linear_worker(
-        vec![
-            source_task(&source),
-            destination_task("d", Arc::new(MemoryDestination::new("d"))),
-        ],
-        memory_dlq(1, 0),
+    let mut worker = source_to(
+        &source,
+        Arc::new(MemoryDestination::new("d")),
         WorkerConfig {
             committer: Some(committer.clone()),
             ..WorkerConfig::default()
@@ -203,12 +200,9 @@ async fn a_commit_in_flight_does_not_hold_up_reading_and_its_records_are_acked_o
         started: Default::default(),
         late: Mutex::new(false),
     });
-    let mut worker = linear_worker(
-        vec![
-            source_task(&source),
-            destination_task("d", Arc::new(MemoryDestination::new("d"))),
-        ],
-        memory_dlq(1, 0),
+    let mut worker = source_to(
+        &source,
+        Arc::new(MemoryDestination::new("d")),
         WorkerConfig {
             committer: Some(committer.clone()),
             max_records_in_flight: 10,
@@ -279,9 +273,9 @@ async fn run_with_quick_commits(credits: usize, batch: usize) {
     let n = 600;
     let source = Arc::new(MemorySource::new("s", records("s", n), batch).exhausting());
     let destination = Arc::new(MemoryDestination::new("d"));
-    let mut worker = linear_worker(
-        vec![source_task(&source), destination_task("d", destination)],
-        memory_dlq(1, 0),
+    let mut worker = source_to(
+        &source,
+        destination,
         WorkerConfig {
             committer: Some(Arc::new(QuickCommits {
                 commits: Default::default(),
@@ -365,12 +359,9 @@ async fn an_ack_protocol_violation_is_fatal_and_names_the_destination() {
 /// never given; returns the source and the error the run ended with.
 async fn run_with_wrong_acks() -> (Arc<MemorySource>, Error) {
     let source = Arc::new(MemorySource::new("s", records("s", 3), 3).exhausting());
-    let mut worker = linear_worker(
-        vec![
-            source_task(&source),
-            destination_task("d", Arc::new(WrongAcks(MemoryDestination::new("d")))),
-        ],
-        memory_dlq(1, 0),
+    let mut worker = source_to(
+        &source,
+        Arc::new(WrongAcks(MemoryDestination::new("d"))),
         WorkerConfig::default(),
     );
     worker.open().await.unwrap();
@@ -407,12 +398,9 @@ async fn a_failed_open_closes_what_was_opened_and_tears_the_source_down() {
 #[tokio::test]
 async fn a_source_that_fails_to_open_is_still_torn_down() {
     let source = Arc::new(MemorySource::new("s", vec![], 1).failing_open());
-    let mut worker = linear_worker(
-        vec![
-            source_task(&source),
-            destination_task("d", Arc::new(MemoryDestination::new("d"))),
-        ],
-        memory_dlq(1, 0),
+    let mut worker = source_to(
+        &source,
+        Arc::new(MemoryDestination::new("d")),
         WorkerConfig::default(),
     );
     assert!(worker.open().await.is_err());

@@ -63,10 +63,15 @@ pub(crate) fn destination_task(id: &str, destination: Arc<dyn Destination>) -> T
     DestinationTask::new(id, destination).into()
 }
 
-/// A worker running `tasks` one after the other.
-pub(crate) fn linear_worker(tasks: Vec<Task>, dlq: Dlq, config: WorkerConfig) -> Worker {
-    let n = tasks.len();
-    Worker::new(tasks, Order::linear(n), dlq, config).expect("valid pipeline")
+/// A worker from `source` (task `s`) to `destination` (task `d`), with a DLQ that
+/// tolerates no nack.
+pub(crate) fn source_to(
+    source: &Arc<MemorySource>,
+    destination: Arc<dyn Destination>,
+    config: WorkerConfig,
+) -> Worker {
+    let tasks = vec![source_task(source), destination_task("d", destination)];
+    Worker::new(tasks, Order::linear(2), memory_dlq(1, 0), config).expect("valid pipeline")
 }
 
 /// A pipeline: source -> processors -> destinations (fan-out when several).
@@ -167,15 +172,13 @@ pub(crate) fn nack_2_worker(
     dest: &Arc<MemoryDestination>,
     dlq: &Arc<MemoryDestination>,
 ) -> Worker {
-    linear_worker(
-        vec![
-            source_task(source),
-            nack_at(&[2]).into(),
-            destination_task("d", dest.clone()),
-        ],
-        Dlq::new("dlq", dlq.clone(), 0, 0),
-        WorkerConfig::default(),
-    )
+    let tasks = vec![
+        source_task(source),
+        nack_at(&[2]).into(),
+        destination_task("d", dest.clone()),
+    ];
+    let dlq = Dlq::new("dlq", dlq.clone(), 0, 0);
+    Worker::new(tasks, Order::linear(3), dlq, WorkerConfig::default()).expect("valid pipeline")
 }
 
 /// Opens two workers, runs them side by side and checks both succeeded.
