@@ -171,6 +171,31 @@ impl Fleet {
         (owner, size)
     }
 
+    /// Stops instance `name` with SIGTERM (it must exit 0), waits for its pipelines to
+    /// settle on the others, then starts a new instance and waits for the fleet to
+    /// settle over three again.
+    fn replace_gracefully(&mut self, name: &str, round: usize) {
+        let mut funnel = self.instances.remove(name).unwrap();
+        let status = funnel.signal("TERM", &self.drill);
+        assert!(status.success(), "a graceful stop exits 0: {status}");
+        self.wait_settled(&format!("round {round}: settled after SIGTERM of {name}"));
+        self.start_instance();
+        self.wait_settled(&format!("round {round}: settled with three instances"));
+    }
+
+    /// Stops every instance with SIGTERM, one after the other; returns whether each
+    /// exited 0.
+    fn stop_all(&mut self) -> Vec<bool> {
+        let names: Vec<String> = self.instances.keys().cloned().collect();
+        names
+            .iter()
+            .map(|name| {
+                let mut funnel = self.instances.remove(name).unwrap();
+                funnel.signal("TERM", &self.drill).success()
+            })
+            .collect()
+    }
+
     /// Waits until every pipeline is held by a running instance, none holds more than
     /// ⌈pipelines / instances⌉ + 1, and every pipeline's latest record was written by
     /// its holder.
@@ -854,20 +879,9 @@ fn a_fleet_of_three_loses_no_record_through_kills_pauses_and_graceful_stops() {
         fleet
             .drill
             .mark(&format!("round {round}: SIGTERM {stopped}"));
-        let mut funnel = fleet.instances.remove(&stopped).unwrap();
-        let status = funnel.signal("TERM", &fleet.drill);
-        assert!(status.success(), "a graceful stop exits 0: {status}");
-        fleet.wait_settled(&format!(
-            "round {round}: settled after SIGTERM of {stopped}"
-        ));
-        fleet.start_instance();
-        fleet.wait_settled(&format!("round {round}: settled with three instances"));
+        fleet.replace_gracefully(&stopped, round);
     }
-    let names: Vec<String> = fleet.instances.keys().cloned().collect();
-    for name in names {
-        let mut funnel = fleet.instances.remove(&name).unwrap();
-        funnel.signal("TERM", &fleet.drill);
-    }
+    fleet.stop_all();
     for n in 0..PIPELINES {
         check_output(&fleet, n);
     }
@@ -906,21 +920,13 @@ fn graceful_stops_hand_pipelines_over_with_no_record_written_twice() {
         fleet.drill.mark(&format!(
             "round {round}: SIGTERM {stopped} holding {held:?}"
         ));
-        let mut funnel = fleet.instances.remove(&stopped).unwrap();
-        let status = funnel.signal("TERM", &fleet.drill);
-        assert!(status.success(), "a graceful stop exits 0: {status}");
-        fleet.wait_settled(&format!(
-            "round {round}: settled after SIGTERM of {stopped}"
-        ));
-        fleet.start_instance();
-        fleet.wait_settled(&format!("round {round}: settled with three instances"));
+        fleet.replace_gracefully(&stopped, round);
     }
-    let names: Vec<String> = fleet.instances.keys().cloned().collect();
-    for name in names {
-        let mut funnel = fleet.instances.remove(&name).unwrap();
-        let status = funnel.signal("TERM", &fleet.drill);
-        assert!(status.success(), "a graceful stop exits 0: {status}");
-    }
+    let exits = fleet.stop_all();
+    assert!(
+        exits.iter().all(|ok| *ok),
+        "a graceful stop exits 0: {exits:?}"
+    );
     let mut released = 0;
     let mut lapsed = 0;
     for n in 0..PIPELINES {
