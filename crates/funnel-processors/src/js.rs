@@ -80,7 +80,7 @@ use funnel_core::{Component, ConnectorError, ProcessedRecord, Processor, RecordE
 use funnel_record::{Data, Metadata, Operation, Payload, Position, Record, StructuredData, Value};
 use rquickjs::function::Opt;
 use rquickjs::{
-    Array, Atom, Coerced, Context, Ctx, Exception, Function, Object, Runtime, TypedArray,
+    Array, Atom, Class, Coerced, Context, Ctx, Exception, Function, Object, Runtime, TypedArray,
 };
 use view::{Part, Slot};
 
@@ -283,7 +283,7 @@ impl JavaScript {
                 .map(|i| self.process_one(&ctx, &names, &function, &batch, i))
                 .collect();
             drop(batch);
-            // Targets of the record parts freed in this batch leave the store.
+            // Slots of the record parts freed in this batch are emptied.
             if let Err(e) = view::sweep(&ctx, &shared) {
                 tracing::warn!(
                     processor = self.id,
@@ -304,7 +304,8 @@ impl JavaScript {
         batch: &Rc<view::Batch>,
         index: usize,
     ) -> ProcessedRecord {
-        let called = view::wrap(ctx, batch.clone(), index, Part::Record)
+        let called = view::store(ctx)
+            .and_then(|store| view::wrap(ctx, &store, batch.clone(), index, Part::Record))
             .and_then(|record| function.call::<_, rquickjs::Value>((record,)));
         let output = match called {
             Ok(output) => output,
@@ -601,84 +602,98 @@ fn value_to_js<'js>(ctx: &Ctx<'js>, value: &Value) -> rquickjs::Result<rquickjs:
     })
 }
 
-/// A view's state, read once (no borrow is held while its values are converted, which
-/// may run script code).
-struct Snapshot<'js> {
+/// A view a script returned, read key by key: no borrow of it is held while a value is
+/// converted (which may run script code).
+struct Seen<'js> {
     ctx: Ctx<'js>,
+    class: Class<'js, view::View>,
     batch: Rc<view::Batch>,
     index: usize,
     part: Part,
-    changes: view::Changes,
-    target: Option<Object<'js>>,
 }
 
-impl<'js> Snapshot<'js> {
-    /// The state of `value` when it is a view of one of `parts`.
-    fn of(
-        ctx: &Ctx<'js>,
-        value: &rquickjs::Value<'js>,
-        parts: &[Part],
-    ) -> Result<Option<Self>, String> {
-        let Some(class) = view::unwrap(value) else {
-            return Ok(None);
+impl<'js> Seen<'js> {
+    /// `value` when it is a view of one of `parts`.
+    fn of(ctx: &Ctx<'js>, value: &rquickjs::Value<'js>, parts: &[Part]) -> Option<Self> {
+        let class = view::unwrap(value)?;
+        let (batch, index, part) = {
+            let view = class.try_borrow().ok()?;
+            let (batch, index) = view.batch();
+            (batch, index, view.part())
         };
-        let Ok(view) = class.try_borrow() else {
-            return Ok(None);
-        };
-        if !parts.contains(&view.part()) {
-            return Ok(None);
+        if !parts.contains(&part) {
+            return None;
         }
-        let (batch, index) = view.batch();
-        let part = view.part();
-        let changes = view.changes().clone();
-        let id = view.target_id();
-        drop(view);
-        let target =
-            view::target_of(ctx, id).map_err(|e| format!("reading the record back: {e}"))?;
-        Ok(Some(Self {
+        Some(Self {
             ctx: ctx.clone(),
+            class,
             batch,
             index,
             part,
-            changes,
-            target,
-        }))
+        })
     }
 
     fn input(&self) -> &Record {
         &self.batch.records[self.index]
     }
 
+    fn view(&self) -> Result<rquickjs::class::Borrow<'_, 'js, view::View>, String> {
+        self.class
+            .try_borrow()
+            .map_err(|e| format!("reading the record back: {e}"))
+    }
+
     /// What the script left in key `name`: `None` when it is as it came, `undefined`
     /// when deleted.
     fn field(&self, name: &str, label: &str) -> Result<Option<rquickjs::Value<'js>>, String> {
-        if let Some(slot) = self.changes.slot(name) {
-            return match (slot, &self.target) {
-                (Slot::Js, Some(target)) => target
-                    .get(name)
-                    .map(Some)
-                    .map_err(|e| format!("reading {label}: {e}")),
-                (Slot::Rust(value), _) => value_to_js(&self.ctx, value)
-                    .map(Some)
-                    .map_err(|e| format!("reading {label}: {e}")),
-                (Slot::Js, None) => Ok(Some(rquickjs::Value::new_undefined(self.ctx.clone()))),
-            };
+        let slot = {
+            let view = self.view()?;
+            match view.changes().slot(name) {
+                Some(slot) => slot.clone(),
+                None if view.changes().deleted.iter().any(|k| k == name) => {
+                    return Ok(Some(rquickjs::Value::new_undefined(self.ctx.clone())));
+                }
+                None => return Ok(None),
+            }
+        };
+        match slot {
+            Slot::Js(id) => view::stored(&self.ctx, id),
+            Slot::Rust(value) => value_to_js(&self.ctx, &value),
         }
-        if self.changes.deleted.iter().any(|k| k == name) {
-            return Ok(Some(rquickjs::Value::new_undefined(self.ctx.clone())));
-        }
-        Ok(None)
+        .map(Some)
+        .map_err(|e| format!("reading {label}: {e}"))
     }
 
-    /// The value the script left in key `name` of a changed map.
-    fn changed(&self, name: &str, slot: &Slot) -> Result<Option<rquickjs::Value<'js>>, String> {
-        match (slot, &self.target) {
-            (Slot::Js, Some(target)) => target
-                .get(name)
-                .map(Some)
-                .map_err(|e| format!("{name}: {e}")),
-            (Slot::Js, None) | (Slot::Rust(_), _) => Ok(None),
+    /// Whether the script changed any key of the view.
+    fn changed(&self) -> Result<bool, String> {
+        Ok(!self.view()?.changes().is_empty())
+    }
+
+    /// Applies the changes of a map: `apply` gets each deleted key (with `None`) and
+    /// each key set to a Rust value (under a borrow of the view); the keys set to
+    /// JavaScript values are returned with their slots, to be converted afterwards.
+    fn apply(
+        &self,
+        mut apply: impl FnMut(&str, Option<&Value>) -> Result<(), String>,
+    ) -> Result<Vec<(String, u32)>, String> {
+        let view = self.view()?;
+        let changes = view.changes();
+        for key in &changes.deleted {
+            apply(key, None)?;
         }
+        let mut js = Vec::new();
+        for (key, slot, _) in &changes.set {
+            match slot {
+                Slot::Rust(value) => apply(key, Some(value))?,
+                Slot::Js(id) => js.push((key.clone(), *id)),
+            }
+        }
+        Ok(js)
+    }
+
+    /// The value in slot `id` (of key `name`).
+    fn stored(&self, name: &str, id: u32) -> Result<rquickjs::Value<'js>, String> {
+        view::stored(&self.ctx, id).map_err(|e| format!("{name}: {e}"))
     }
 }
 
@@ -694,7 +709,7 @@ fn record_from_js<'js>(
             describe(value)
         ));
     };
-    if let Some(view) = Snapshot::of(ctx, value, &[Part::Record])? {
+    if let Some(view) = Seen::of(ctx, value, &[Part::Record]) {
         let input = view.input();
         return Ok(Record {
             position: match view.field("Position", "Position")? {
@@ -765,9 +780,9 @@ fn metadata_from_js<'js>(
     ctx: &Ctx<'js>,
     metadata: &rquickjs::Value<'js>,
 ) -> Result<Metadata, String> {
-    if let Some(view) = Snapshot::of(ctx, metadata, &[Part::Metadata])? {
+    if let Some(view) = Seen::of(ctx, metadata, &[Part::Metadata]) {
         let input = &view.input().metadata;
-        if view.changes.is_empty() {
+        if !view.changed()? {
             return Ok(input.clone());
         }
         let mut out = if input.is_nil() {
@@ -775,29 +790,30 @@ fn metadata_from_js<'js>(
         } else {
             input.clone()
         };
-        for key in &view.changes.deleted {
-            out.remove(key);
-        }
-        for (key, slot, _) in &view.changes.set {
-            let value = match slot {
-                Slot::Rust(Value::String(text)) => text.to_string(),
-                Slot::Rust(other) => {
+        let js = view.apply(|key, value| {
+            let text = match value {
+                None => {
+                    out.remove(key);
+                    return Ok(());
+                }
+                Some(Value::String(text)) => text.to_string(),
+                Some(other) => {
                     value_to_js(ctx, other)
                         .and_then(|value| value.get::<Coerced<String>>())
                         .map_err(|e| format!("Metadata: {e}"))?
                         .0
                 }
-                Slot::Js => match view.changed(key, slot)? {
-                    Some(value) => {
-                        value
-                            .get::<Coerced<String>>()
-                            .map_err(|e| format!("Metadata: {e}"))?
-                            .0
-                    }
-                    None => continue,
-                },
             };
-            out.insert(key.clone(), value);
+            out.insert(key.to_owned(), text);
+            Ok(())
+        })?;
+        for (key, id) in js {
+            let value = view
+                .stored(&key, id)?
+                .get::<Coerced<String>>()
+                .map_err(|e| format!("Metadata: {e}"))?
+                .0;
+            out.insert(key, value);
         }
         return Ok(out);
     }
@@ -826,7 +842,7 @@ fn payload_from_js<'js>(
     names: &Names<'js>,
     payload: &rquickjs::Value<'js>,
 ) -> Result<Payload, String> {
-    if let Some(view) = Snapshot::of(ctx, payload, &[Part::Payload])? {
+    if let Some(view) = Seen::of(ctx, payload, &[Part::Payload]) {
         let input = &view.input().payload;
         return Ok(Payload {
             before: match view.field("Before", "Payload.Before")? {
@@ -900,28 +916,25 @@ fn data_from_js<'js>(
     value: &rquickjs::Value<'js>,
     label: &str,
 ) -> Result<Option<Data>, String> {
-    if let Some(view) = Snapshot::of(ctx, value, &[Part::Key, Part::Before, Part::After])? {
+    if let Some(view) = Seen::of(ctx, value, &[Part::Key, Part::Before, Part::After]) {
         let input = view::data_of(view.input(), view.part);
-        if view.changes.is_empty() {
+        if !view.changed()? {
             return Ok(input.cloned());
         }
         let mut map = match input {
             Some(Data::Structured(map)) => map.clone(),
             Some(Data::Raw(_)) | None => StructuredData::new(),
         };
-        for key in &view.changes.deleted {
-            map.remove(key.as_str());
-        }
-        for (key, slot, _) in &view.changes.set {
-            let value = match slot {
-                Slot::Rust(value) => value.clone(),
-                Slot::Js => match view.changed(key, slot)? {
-                    Some(value) => {
-                        value_from_js(&value, 1).map_err(|e| e.at(key.clone()).render(label))?
-                    }
-                    None => continue,
-                },
+        let js = view.apply(|key, value| {
+            match value {
+                None => map.remove(key),
+                Some(value) => map.insert(key, value.clone()),
             };
+            Ok(())
+        })?;
+        for (key, id) in js {
+            let value = value_from_js(&view.stored(&key, id)?, 1)
+                .map_err(|e| e.at(key.clone()).render(label))?;
             map.insert(key.as_str(), value);
         }
         return Ok(Some(Data::Structured(map)));

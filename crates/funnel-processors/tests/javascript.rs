@@ -816,3 +816,69 @@ async fn defining_or_freezing_a_part_of_the_record_is_refused_with_a_type_error(
         assert!(text.contains("TypeError"), "{change}: {text}");
     }
 }
+
+#[tokio::test]
+async fn objects_a_script_replaces_deletes_and_sets_again_come_back_as_last_set_in_every_batch() {
+    let mut js = open(
+        r#"
+        var kept = null;
+        function process(r) {
+            var a = r.Payload.After;
+            a.obj = { n: 1 };
+            a.obj = 2;
+            a.list = [1, 2];
+            delete a.list;
+            a.list = { m: [3] };
+            a.nested = a.nested;
+            a.nested.seen = true;
+            if (kept === null) {
+                kept = r;
+                kept.Payload.After.mine = { from: "first" };
+            } else {
+                a.kept = JSON.stringify(kept.Payload.After.mine) + kept.Payload.After.name;
+            }
+            return r;
+        }
+        "#,
+    )
+    .await;
+    let record = |name: &str| {
+        record_with_after(structured(&[
+            ("name", Value::String(name.into())),
+            ("nested", Value::Map(fields(&[("x", Value::Int(1))]))),
+        ]))
+    };
+    let expected = |name: &str, kept: Option<&str>| {
+        let mut pairs = vec![
+            (
+                "list",
+                Value::Map(fields(&[("m", Value::Array(vec![Value::Int(3)]))])),
+            ),
+            ("name", Value::String(name.into())),
+            (
+                "nested",
+                Value::Map(fields(&[("seen", Value::Bool(true)), ("x", Value::Int(1))])),
+            ),
+            ("obj", Value::Int(2)),
+        ];
+        if let Some(kept) = kept {
+            pairs.push(("kept", Value::String(kept.into())));
+        } else {
+            pairs.push((
+                "mine",
+                Value::Map(fields(&[("from", Value::String("first".into()))])),
+            ));
+        }
+        Some(structured(&pairs))
+    };
+    let first = output(&mut js, record("one")).await;
+    assert_eq!(first.payload.after, expected("one", None));
+    for name in ["two", "three"] {
+        let out = output(&mut js, record(name)).await;
+        assert_eq!(
+            out.payload.after,
+            expected(name, Some(r#"{"from":"first"}one"#)),
+            "record {name}"
+        );
+    }
+}

@@ -5,18 +5,18 @@
 //! whose property hooks (QuickJS "exotic" methods) answer from the Rust record: a field
 //! or key becomes a JavaScript value only when the script reads it. What the script
 //! changes is kept beside the input ([`Changes`]): a primitive as a Rust [`Value`],
-//! anything else in the view's *target*, a plain object in a store scripts cannot reach
-//! (views hold no JavaScript values themselves). Objects read from the input (nested
-//! maps, arrays, the record's parts) are kept in the target too, so a script changes
-//! them in place and reads the same object twice.
+//! anything else in a numbered slot of a store scripts cannot reach (views hold no
+//! JavaScript values themselves). Objects read from the input (nested maps, arrays, the
+//! record's parts) are kept in slots too, so a script changes them in place and reads
+//! the same object twice.
 //!
 //! Scripts get each view inside a Proxy ([`wrap`]) whose `set` trap stores values: the
 //! class's own `set` hook cannot be used with rquickjs 0.14 (see [`wrap`]).
 //!
 //! The store is the prototype object of the never-instantiated class [`Store`]: one per
 //! runtime. Key 0 holds the `toArray` helper, key 1 the Proxy handler, other keys are
-//! target ids. When a view is freed its target is emptied at the end of the batch and
-//! its id reused.
+//! slot ids. When a view is freed (or a key holding a slot is deleted or set to a
+//! primitive) its slots are emptied at the end of the batch and their ids reused.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -27,7 +27,7 @@ use rquickjs::class::{
 };
 use rquickjs::object::Property;
 use rquickjs::proxy::ProxyHandler;
-use rquickjs::{Atom, Class, Ctx, Function, JsLifetime, Object, Proxy};
+use rquickjs::{Atom, Class, Ctx, Function, JsLifetime, Object, Proxy, Type};
 
 use super::{latin1, number, value_to_js};
 
@@ -35,8 +35,8 @@ use super::{latin1, number, value_to_js};
 pub(super) const TO_ARRAY: u32 = 0;
 /// Key of the store holding the handler of the Proxy around every view.
 const HANDLER: u32 = 1;
-/// The first target id.
-const FIRST_TARGET: u32 = 2;
+/// The first slot id.
+const FIRST_SLOT: u32 = 2;
 
 /// The fields of a record, in the order scripts list them.
 const RECORD_FIELDS: [&str; 5] = ["Position", "Operation", "Metadata", "Key", "Payload"];
@@ -59,8 +59,8 @@ pub(super) enum Part {
 pub(super) enum Slot {
     /// A primitive the script stored, as Rust holds it.
     Rust(Value),
-    /// A JavaScript value, in the view's target under the same key.
-    Js,
+    /// A JavaScript value, in the store under this slot id.
+    Js(u32),
 }
 
 /// What a script did to a view's keys.
@@ -86,16 +86,36 @@ impl Changes {
     }
 }
 
-/// The ids of a runtime's targets: which are free and which belong to freed views.
+/// The slot ids of a runtime's store: which are free and which belong to freed views.
 #[derive(Debug, Default)]
-pub(super) struct Targets {
+pub(super) struct Slots {
     next: u32,
     free: Vec<u32>,
     dropped: Vec<u32>,
 }
 
-/// One runtime's [`Targets`], shared by its views.
-pub(super) type Shared = Rc<RefCell<Targets>>;
+/// One runtime's [`Slots`], shared by its views.
+pub(super) type Shared = Rc<RefCell<Slots>>;
+
+/// Marks slot `id` for emptying at the next [`sweep`].
+fn release(shared: &Shared, id: u32) {
+    // (`sweep` holds no borrow while it empties slots, so this one succeeds.)
+    if let Ok(mut slots) = shared.try_borrow_mut() {
+        slots.dropped.push(id);
+    }
+}
+
+/// A free slot id.
+fn allocate(shared: &Shared) -> u32 {
+    let mut slots = shared.borrow_mut();
+    match slots.free.pop() {
+        Some(id) => id,
+        None => {
+            slots.next = slots.next.max(FIRST_SLOT - 1) + 1;
+            slots.next
+        }
+    }
+}
 
 /// The records of a batch, shared by the views of its records (a record a script keeps
 /// stays readable after its batch).
@@ -111,18 +131,15 @@ pub(super) struct View {
     batch: Rc<Batch>,
     index: usize,
     part: Part,
-    /// Id of the target in the store; 0 while there is none.
-    target: u32,
     changes: Changes,
 }
 
 impl Drop for View {
     fn drop(&mut self) {
-        // (`sweep` holds no borrow while it frees targets, so this one succeeds.)
-        if self.target != 0
-            && let Ok(mut targets) = self.batch.shared.try_borrow_mut()
-        {
-            targets.dropped.push(self.target);
+        for (_, slot, _) in &self.changes.set {
+            if let Slot::Js(id) = slot {
+                release(&self.batch.shared, *id);
+            }
         }
     }
 }
@@ -138,7 +155,7 @@ unsafe impl<'js> JsLifetime<'js> for View {
     type Changed<'to> = View;
 }
 
-/// The class whose prototype object is the store of targets (never instantiated).
+/// The class whose prototype object is the store of slots (never instantiated).
 pub(super) struct Store;
 
 impl<'js> Trace<'js> for Store {
@@ -160,7 +177,7 @@ impl<'js> JsClass<'js> for Store {
     }
 }
 
-/// A runtime's [`Shared`] targets, kept as the runtime's user data.
+/// A runtime's [`Shared`] slot ids, kept as the runtime's user data.
 pub(super) struct Registry(pub(super) Shared);
 
 // SAFETY: `Registry` holds no JavaScript value and has no lifetime; rquickjs requires
@@ -170,10 +187,15 @@ unsafe impl<'js> JsLifetime<'js> for Registry {
     type Changed<'to> = Registry;
 }
 
-/// The store of targets.
+/// The store of slots.
 pub(super) fn store<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
     Class::<Store>::prototype(ctx)?
-        .ok_or_else(|| rquickjs::Error::new_from_js("undefined", "the store of targets"))
+        .ok_or_else(|| rquickjs::Error::new_from_js("undefined", "the store of slots"))
+}
+
+/// The JavaScript value in slot `id`.
+pub(super) fn stored<'js>(ctx: &Ctx<'js>, id: u32) -> rquickjs::Result<rquickjs::Value<'js>> {
+    store(ctx)?.get(id)
 }
 
 /// A new view as scripts get it: inside a Proxy whose only traps are `set` and
@@ -185,12 +207,13 @@ pub(super) fn store<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
 /// would be freed twice. Every other operation reaches the view's hooks directly.
 pub(super) fn wrap<'js>(
     ctx: &Ctx<'js>,
+    store: &Object<'js>,
     batch: Rc<Batch>,
     index: usize,
     part: Part,
 ) -> rquickjs::Result<rquickjs::Value<'js>> {
     let view = Class::instance(ctx.clone(), View::new(batch, index, part))?;
-    let handler: Object = store(ctx)?.get(HANDLER)?;
+    let handler: Object = store.get(HANDLER)?;
     Ok(Proxy::new(ctx.clone(), view, ProxyHandler::from_object(handler)?)?.into_value())
 }
 
@@ -268,17 +291,39 @@ fn assign<'js>(
     let part = view.borrow().part;
     match primitive(part, &value) {
         Some(rust) => view.borrow_mut().put(name, Slot::Rust(rust)),
-        None => {
-            if let Some(target) = target(ctx, view, true)? {
-                target.set(name, value)?;
-            }
-            view.borrow_mut().put(name, Slot::Js);
-        }
+        None => keep(&store(ctx)?, view, name, value)?,
     }
     Ok(())
 }
 
-/// Removes the targets of views freed since the last sweep (which may free more views).
+/// Puts `value` in a slot of the store and records that key `name` of `view` holds it
+/// (reusing the slot the key already has).
+fn keep<'js>(
+    store: &Object<'js>,
+    view: &JsCell<'js, View>,
+    name: &str,
+    value: rquickjs::Value<'js>,
+) -> rquickjs::Result<()> {
+    let (held, shared) = {
+        let view = view.borrow();
+        let held = match view.changes.slot(name) {
+            Some(Slot::Js(id)) => Some(*id),
+            _ => None,
+        };
+        (held, view.batch.shared.clone())
+    };
+    let id = held.unwrap_or_else(|| allocate(&shared));
+    if let Err(e) = store.set(id, value) {
+        if held.is_none() {
+            shared.borrow_mut().free.push(id);
+        }
+        return Err(e);
+    }
+    view.borrow_mut().put(name, Slot::Js(id));
+    Ok(())
+}
+
+/// Empties the slots released since the last sweep (which may free more views).
 pub(super) fn sweep(ctx: &Ctx<'_>, shared: &Shared) -> rquickjs::Result<()> {
     let store = store(ctx)?;
     loop {
@@ -287,7 +332,7 @@ pub(super) fn sweep(ctx: &Ctx<'_>, shared: &Shared) -> rquickjs::Result<()> {
             return Ok(());
         }
         for id in dropped {
-            // Emptied rather than deleted: the key is reused by the next target, and
+            // Emptied rather than deleted: the key is reused by the next slot, and
             // replacing a value costs a fraction of removing a property.
             store.set(id, rquickjs::Value::new_undefined(ctx.clone()))?;
             shared.borrow_mut().free.push(id);
@@ -308,8 +353,12 @@ fn name_of(atom: &Atom<'_>) -> rquickjs::Result<Option<String>> {
 }
 
 /// A JavaScript array of the byte values of `bytes`.
-fn to_array<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<rquickjs::Value<'js>> {
-    let to_array: Function = store(ctx)?.get(TO_ARRAY)?;
+fn to_array<'js>(
+    ctx: &Ctx<'js>,
+    store: &Object<'js>,
+    bytes: &[u8],
+) -> rquickjs::Result<rquickjs::Value<'js>> {
+    let to_array: Function = store.get(TO_ARRAY)?;
     let text = rquickjs::String::from_str(ctx.clone(), &latin1(bytes))?;
     to_array.call((text,))
 }
@@ -320,22 +369,17 @@ fn primitive(part: Part, value: &rquickjs::Value<'_>) -> Option<Value> {
     if matches!(part, Part::Record | Part::Payload) {
         return None;
     }
-    if let Some(text) = value.as_string() {
-        return text.to_string().ok().map(|s| Value::String(s.into()));
-    }
-    if part == Part::Metadata {
-        return None;
-    }
-    if let Some(b) = value.as_bool() {
-        Some(Value::Bool(b))
-    } else if let Some(i) = value.as_int() {
-        Some(Value::Int(i64::from(i)))
-    } else if let Some(f) = value.as_float() {
-        Some(number(f))
-    } else if value.is_null() {
-        Some(Value::Null)
-    } else {
-        None
+    match value.type_of() {
+        Type::String => value
+            .as_string()
+            .and_then(|text| text.to_string().ok())
+            .map(|s| Value::String(s.into())),
+        _ if part == Part::Metadata => None,
+        Type::Bool => value.as_bool().map(Value::Bool),
+        Type::Int => value.as_int().map(|i| Value::Int(i64::from(i))),
+        Type::Float => value.as_float().map(number),
+        Type::Null => Some(Value::Null),
+        _ => None,
     }
 }
 
@@ -346,7 +390,6 @@ impl View {
             batch,
             index,
             part,
-            target: 0,
             changes: Changes::default(),
         }
     }
@@ -362,10 +405,6 @@ impl View {
 
     pub(super) fn changes(&self) -> &Changes {
         &self.changes
-    }
-
-    pub(super) fn target_id(&self) -> u32 {
-        self.target
     }
 
     /// The batch and the index of the record this view shows a part of.
@@ -438,10 +477,15 @@ impl View {
         keys
     }
 
-    /// Records that key `name` now holds `slot`.
+    /// Records that key `name` now holds `slot` (releasing a slot it held before).
     fn put(&mut self, name: &str, slot: Slot) {
         if let Some(entry) = self.changes.set.iter_mut().find(|(k, _, _)| k == name) {
-            entry.1 = slot;
+            let old = std::mem::replace(&mut entry.1, slot);
+            if let (Slot::Js(old), new) = (old, &entry.1)
+                && !matches!(new, Slot::Js(id) if *id == old)
+            {
+                release(&self.batch.shared, old);
+            }
             return;
         }
         let deleted = self.changes.deleted.iter().position(|k| k == name);
@@ -452,9 +496,14 @@ impl View {
         self.changes.set.push((name.to_owned(), slot, after));
     }
 
-    /// Deletes key `name`.
+    /// Deletes key `name` (releasing the slot it held).
     fn delete(&mut self, name: &str) {
-        self.changes.set.retain(|(k, _, _)| k != name);
+        if let Some(at) = self.changes.set.iter().position(|(k, _, _)| k == name) {
+            let (_, slot, _) = self.changes.set.remove(at);
+            if let Slot::Js(id) = slot {
+                release(&self.batch.shared, id);
+            }
+        }
         if self.input_has(name) && !self.changes.deleted.iter().any(|k| k == name) {
             self.changes.deleted.push(name.to_owned());
         }
@@ -475,13 +524,14 @@ pub(super) fn data_of(record: &Record, part: Part) -> Option<&Data> {
 enum Read<'js> {
     /// A value to hand over as it is (a primitive).
     Plain(rquickjs::Value<'js>),
-    /// An object, kept in the target so that the script changes it in place.
+    /// An object, kept in a slot so that the script changes it in place.
     Kept(rquickjs::Value<'js>),
 }
 
 /// Data as a script first sees it: `null`, an array of byte values or a view.
 fn data_to_script<'js>(
     ctx: &Ctx<'js>,
+    store: &Object<'js>,
     batch: &Rc<Batch>,
     index: usize,
     part: Part,
@@ -489,8 +539,8 @@ fn data_to_script<'js>(
 ) -> rquickjs::Result<Read<'js>> {
     Ok(match data {
         None => Read::Plain(rquickjs::Value::new_null(ctx.clone())),
-        Some(Data::Raw(bytes)) => Read::Kept(to_array(ctx, bytes)?),
-        Some(Data::Structured(_)) => Read::Kept(wrap(ctx, batch.clone(), index, part)?),
+        Some(Data::Raw(bytes)) => Read::Kept(to_array(ctx, store, bytes)?),
+        Some(Data::Structured(_)) => Read::Kept(wrap(ctx, store, batch.clone(), index, part)?),
     })
 }
 
@@ -498,6 +548,7 @@ fn data_to_script<'js>(
 /// there is none.
 fn read_input<'js>(
     ctx: &Ctx<'js>,
+    store: &Object<'js>,
     view: &JsCell<'js, View>,
     name: &str,
 ) -> rquickjs::Result<Option<Read<'js>>> {
@@ -507,20 +558,21 @@ fn read_input<'js>(
     };
     let record = &batch.records[index];
     let view_of = |part| -> rquickjs::Result<Read<'js>> {
-        Ok(Read::Kept(wrap(ctx, batch.clone(), index, part)?))
+        Ok(Read::Kept(wrap(ctx, store, batch.clone(), index, part)?))
     };
     Ok(Some(match (part, name) {
-        (Part::Record, "Position") => Read::Kept(to_array(ctx, record.position.as_bytes())?),
+        (Part::Record, "Position") => Read::Kept(to_array(ctx, store, record.position.as_bytes())?),
         (Part::Record, "Operation") => Read::Plain(
             rquickjs::String::from_str(ctx.clone(), &record.operation.to_string())?.into_value(),
         ),
         (Part::Record, "Metadata") => view_of(Part::Metadata)?,
         (Part::Record, "Key") => {
-            data_to_script(ctx, &batch, index, Part::Key, record.key.as_ref())?
+            data_to_script(ctx, store, &batch, index, Part::Key, record.key.as_ref())?
         }
         (Part::Record, "Payload") => view_of(Part::Payload)?,
         (Part::Payload, "Before") => data_to_script(
             ctx,
+            store,
             &batch,
             index,
             Part::Before,
@@ -528,6 +580,7 @@ fn read_input<'js>(
         )?,
         (Part::Payload, "After") => data_to_script(
             ctx,
+            store,
             &batch,
             index,
             Part::After,
@@ -557,47 +610,6 @@ fn read_input<'js>(
     }))
 }
 
-/// The target of `view`, made (and put in the store) when `make` and there is none yet.
-fn target<'js>(
-    ctx: &Ctx<'js>,
-    view: &JsCell<'js, View>,
-    make: bool,
-) -> rquickjs::Result<Option<Object<'js>>> {
-    let (id, shared) = {
-        let view = view.borrow();
-        (view.target, view.batch.shared.clone())
-    };
-    let store = store(ctx)?;
-    if id != 0 {
-        return store.get(id).map(Some);
-    }
-    if !make {
-        return Ok(None);
-    }
-    let id = {
-        let mut targets = shared.borrow_mut();
-        match targets.free.pop() {
-            Some(id) => id,
-            None => {
-                targets.next = targets.next.max(FIRST_TARGET - 1) + 1;
-                targets.next
-            }
-        }
-    };
-    let object = Object::new_proto(ctx.clone(), None)?;
-    store.set(id, object.clone())?;
-    view.borrow_mut().target = id;
-    Ok(Some(object))
-}
-
-/// The target of a view object as Rust holds it (for reading a result back).
-pub(super) fn target_of<'js>(ctx: &Ctx<'js>, id: u32) -> rquickjs::Result<Option<Object<'js>>> {
-    if id == 0 {
-        return Ok(None);
-    }
-    store(ctx)?.get(id).map(Some)
-}
-
 /// Key `name` of `view`, `None` when it has none.
 fn get_key<'js>(
     ctx: &Ctx<'js>,
@@ -614,22 +626,15 @@ fn get_key<'js>(
     };
     match slot {
         Some(Slot::Rust(value)) => return value_to_js(ctx, &value).map(Some),
-        Some(Slot::Js) => {
-            return match target(ctx, view, false)? {
-                Some(target) => target.get(name).map(Some),
-                None => Ok(None),
-            };
-        }
+        Some(Slot::Js(id)) => return stored(ctx, id).map(Some),
         None => {}
     }
-    Ok(match read_input(ctx, view, name)? {
+    let store = store(ctx)?;
+    Ok(match read_input(ctx, &store, view, name)? {
         None => None,
         Some(Read::Plain(value)) => Some(value),
         Some(Read::Kept(value)) => {
-            if let Some(target) = target(ctx, view, true)? {
-                target.set(name, value.clone())?;
-            }
-            view.borrow_mut().put(name, Slot::Js);
+            keep(&store, view, name, value.clone())?;
             Some(value)
         }
     })
