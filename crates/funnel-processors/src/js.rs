@@ -304,8 +304,7 @@ impl JavaScript {
         batch: &Rc<view::Batch>,
         index: usize,
     ) -> ProcessedRecord {
-        let called = view::store(ctx)
-            .and_then(|store| view::wrap(ctx, &store, batch.clone(), index, Part::Record))
+        let called = view::wrap(ctx, &names.store, batch.clone(), index, Part::Record)
             .and_then(|record| function.call::<_, rquickjs::Value>((record,)));
         let output = match called {
             Ok(output) => output,
@@ -364,6 +363,8 @@ struct Names<'js> {
     /// `fromBytes(array)`: the bytes of an array as a string of byte values, or the
     /// index of its first element that is not a byte value.
     from_bytes: Function<'js>,
+    /// The store of the values record parts hold ([`view::store`]).
+    store: Object<'js>,
 }
 
 impl<'js> Names<'js> {
@@ -372,6 +373,7 @@ impl<'js> Names<'js> {
         let internals: Object = ctx.globals().get(INTERNALS)?;
         Ok(Self {
             from_bytes: internals.get("fromBytes")?,
+            store: view::store(ctx)?,
             position: atom("Position")?,
             operation: atom("Operation")?,
             metadata: atom("Metadata")?,
@@ -606,6 +608,7 @@ fn value_to_js<'js>(ctx: &Ctx<'js>, value: &Value) -> rquickjs::Result<rquickjs:
 /// converted (which may run script code).
 struct Seen<'js> {
     ctx: Ctx<'js>,
+    store: Object<'js>,
     class: Class<'js, view::View>,
     batch: Rc<view::Batch>,
     index: usize,
@@ -614,7 +617,12 @@ struct Seen<'js> {
 
 impl<'js> Seen<'js> {
     /// `value` when it is a view of one of `parts`.
-    fn of(ctx: &Ctx<'js>, value: &rquickjs::Value<'js>, parts: &[Part]) -> Option<Self> {
+    fn of(
+        ctx: &Ctx<'js>,
+        names: &Names<'js>,
+        value: &rquickjs::Value<'js>,
+        parts: &[Part],
+    ) -> Option<Self> {
         let class = view::unwrap(value)?;
         let (batch, index, part) = {
             let view = class.try_borrow().ok()?;
@@ -626,6 +634,7 @@ impl<'js> Seen<'js> {
         }
         Some(Self {
             ctx: ctx.clone(),
+            store: names.store.clone(),
             class,
             batch,
             index,
@@ -657,7 +666,7 @@ impl<'js> Seen<'js> {
             }
         };
         match slot {
-            Slot::Js(id) => view::stored(&self.ctx, id),
+            Slot::Js(id) => self.store.get(id),
             Slot::Rust(value) => value_to_js(&self.ctx, &value),
         }
         .map(Some)
@@ -693,7 +702,7 @@ impl<'js> Seen<'js> {
 
     /// The value in slot `id` (of key `name`).
     fn stored(&self, name: &str, id: u32) -> Result<rquickjs::Value<'js>, String> {
-        view::stored(&self.ctx, id).map_err(|e| format!("{name}: {e}"))
+        self.store.get(id).map_err(|e| format!("{name}: {e}"))
     }
 }
 
@@ -709,7 +718,7 @@ fn record_from_js<'js>(
             describe(value)
         ));
     };
-    if let Some(view) = Seen::of(ctx, value, &[Part::Record]) {
+    if let Some(view) = Seen::of(ctx, names, value, &[Part::Record]) {
         let input = view.input();
         return Ok(Record {
             position: match view.field("Position", "Position")? {
@@ -722,7 +731,7 @@ fn record_from_js<'js>(
             },
             metadata: match view.field("Metadata", "Metadata")? {
                 None => input.metadata.clone(),
-                Some(value) => metadata_from_js(ctx, &value)?,
+                Some(value) => metadata_from_js(ctx, names, &value)?,
             },
             key: match view.field("Key", "Key")? {
                 None => input.key.clone(),
@@ -737,7 +746,7 @@ fn record_from_js<'js>(
     Ok(Record {
         position: position_from_js(names, &get(object, &names.position, "Position")?)?,
         operation: operation_from_js(&get(object, &names.operation, "Operation")?)?,
-        metadata: metadata_from_js(ctx, &get(object, &names.metadata, "Metadata")?)?,
+        metadata: metadata_from_js(ctx, names, &get(object, &names.metadata, "Metadata")?)?,
         key: data_from_js(ctx, names, &get(object, &names.key, "Key")?, "Key")?,
         payload: payload_from_js(ctx, names, &get(object, &names.payload, "Payload")?)?,
     })
@@ -778,9 +787,10 @@ fn operation_from_js(operation: &rquickjs::Value<'_>) -> Result<Operation, Strin
 
 fn metadata_from_js<'js>(
     ctx: &Ctx<'js>,
+    names: &Names<'js>,
     metadata: &rquickjs::Value<'js>,
 ) -> Result<Metadata, String> {
-    if let Some(view) = Seen::of(ctx, metadata, &[Part::Metadata]) {
+    if let Some(view) = Seen::of(ctx, names, metadata, &[Part::Metadata]) {
         let input = &view.input().metadata;
         if !view.changed()? {
             return Ok(input.clone());
@@ -842,7 +852,7 @@ fn payload_from_js<'js>(
     names: &Names<'js>,
     payload: &rquickjs::Value<'js>,
 ) -> Result<Payload, String> {
-    if let Some(view) = Seen::of(ctx, payload, &[Part::Payload]) {
+    if let Some(view) = Seen::of(ctx, names, payload, &[Part::Payload]) {
         let input = &view.input().payload;
         return Ok(Payload {
             before: match view.field("Before", "Payload.Before")? {
@@ -916,7 +926,7 @@ fn data_from_js<'js>(
     value: &rquickjs::Value<'js>,
     label: &str,
 ) -> Result<Option<Data>, String> {
-    if let Some(view) = Seen::of(ctx, value, &[Part::Key, Part::Before, Part::After]) {
+    if let Some(view) = Seen::of(ctx, names, value, &[Part::Key, Part::Before, Part::After]) {
         let input = view::data_of(view.input(), view.part);
         if !view.changed()? {
             return Ok(input.cloned());

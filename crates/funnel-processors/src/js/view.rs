@@ -14,8 +14,8 @@
 //! class's own `set` hook cannot be used with rquickjs 0.14 (see [`wrap`]).
 //!
 //! The store is the prototype object of the never-instantiated class [`Store`]: one per
-//! runtime. Key 0 holds the `toArray` helper, key 1 the Proxy handler, other keys are
-//! slot ids. When a view is freed (or a key holding a slot is deleted or set to a
+//! runtime. Key 0 holds the `toArray` helper, key 1 the Proxy handler, key 2 the
+//! prototype of views, other keys are slot ids. When a view is freed (or a key holding a slot is deleted or set to a
 //! primitive) its slots are emptied at the end of the batch and their ids reused.
 
 use std::cell::RefCell;
@@ -35,8 +35,11 @@ use super::{latin1, number, value_to_js};
 pub(super) const TO_ARRAY: u32 = 0;
 /// Key of the store holding the handler of the Proxy around every view.
 const HANDLER: u32 = 1;
+/// Key of the store holding the prototype of views (read there rather than looked up
+/// by class for every view made).
+const PROTOTYPE: u32 = 2;
 /// The first slot id.
-const FIRST_SLOT: u32 = 2;
+const FIRST_SLOT: u32 = 3;
 
 /// The fields of a record, in the order scripts list them.
 const RECORD_FIELDS: [&str; 5] = ["Position", "Operation", "Metadata", "Key", "Payload"];
@@ -194,7 +197,7 @@ pub(super) fn store<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
 }
 
 /// The JavaScript value in slot `id`.
-pub(super) fn stored<'js>(ctx: &Ctx<'js>, id: u32) -> rquickjs::Result<rquickjs::Value<'js>> {
+fn stored<'js>(ctx: &Ctx<'js>, id: u32) -> rquickjs::Result<rquickjs::Value<'js>> {
     store(ctx)?.get(id)
 }
 
@@ -212,7 +215,8 @@ pub(super) fn wrap<'js>(
     index: usize,
     part: Part,
 ) -> rquickjs::Result<rquickjs::Value<'js>> {
-    let view = Class::instance(ctx.clone(), View::new(batch, index, part))?;
+    let prototype: Object = store.get(PROTOTYPE)?;
+    let view = Class::instance_proto(View::new(batch, index, part), prototype)?;
     let handler: Object = store.get(HANDLER)?;
     Ok(Proxy::new(ctx.clone(), view, ProxyHandler::from_object(handler)?)?.into_value())
 }
@@ -278,7 +282,9 @@ pub(super) fn install<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<()> {
     let handler = Object::new(ctx.clone())?;
     handler.set("set", set)?;
     handler.set("defineProperty", define)?;
-    store(ctx)?.set(HANDLER, handler)
+    let store = store(ctx)?;
+    store.set(PROTOTYPE, prototype(ctx)?)?;
+    store.set(HANDLER, handler)
 }
 
 /// Stores `value` in key `name` of `view`.
