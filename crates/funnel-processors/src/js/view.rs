@@ -205,9 +205,13 @@ fn stored<'js>(ctx: &Ctx<'js>, id: u32) -> rquickjs::Result<rquickjs::Value<'js>
 /// `defineProperty` (which refuses).
 ///
 /// Assignments go through the trap (a Rust function) rather than the class's own
-/// `set` hook: rquickjs 0.14 takes the assigned value of that hook as owned while
-/// QuickJS frees it again after the hook, so a string or an object assigned through it
-/// would be freed twice. Every other operation reaches the view's hooks directly.
+/// `set` hook: rquickjs 0.14 takes the assigned value of that hook as owned
+/// (`VTable::set_property_impl` wraps QuickJS's borrowed `JSValueConst` with
+/// `from_js_value`, not `from_js_value_const`) while QuickJS frees it again after the
+/// hook, so a string or an object assigned through it would be freed twice. Safe code
+/// cannot compensate: leaking the value leaks its context reference with it (see
+/// docs/PERFORMANCE.md, "store slots"). Every other operation reaches the view's hooks
+/// directly.
 pub(super) fn wrap<'js>(
     ctx: &Ctx<'js>,
     store: &Object<'js>,
