@@ -252,7 +252,7 @@ pub(super) fn install<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<()> {
             };
             match (name, is_self) {
                 (Some(name), true) => {
-                    assign(&ctx, view.get_cell(), &name, value)?;
+                    assign(&ctx, view.get_cell(), name, value)?;
                     Ok(true)
                 }
                 (None, true) => {
@@ -295,7 +295,7 @@ pub(super) fn install<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<()> {
 fn assign<'js>(
     ctx: &Ctx<'js>,
     view: &JsCell<'js, View>,
-    name: &str,
+    name: String,
     value: rquickjs::Value<'js>,
 ) -> rquickjs::Result<()> {
     let part = view.borrow().part;
@@ -311,12 +311,12 @@ fn assign<'js>(
 fn keep<'js>(
     store: &Object<'js>,
     view: &JsCell<'js, View>,
-    name: &str,
+    name: String,
     value: rquickjs::Value<'js>,
 ) -> rquickjs::Result<()> {
     let (held, shared) = {
         let view = view.borrow();
-        let held = match view.changes.slot(name) {
+        let held = match view.changes.slot(&name) {
             Some(Slot::Js(id)) => Some(*id),
             _ => None,
         };
@@ -488,8 +488,8 @@ impl View {
     }
 
     /// Records that key `name` now holds `slot` (releasing a slot it held before).
-    fn put(&mut self, name: &str, slot: Slot) {
-        if let Some(entry) = self.changes.set.iter_mut().find(|(k, _, _)| k == name) {
+    fn put(&mut self, name: String, slot: Slot) {
+        if let Some(entry) = self.changes.set.iter_mut().find(|(k, _, _)| *k == name) {
             let old = std::mem::replace(&mut entry.1, slot);
             if let (Slot::Js(old), new) = (old, &entry.1)
                 && !matches!(new, Slot::Js(id) if *id == old)
@@ -498,12 +498,12 @@ impl View {
             }
             return;
         }
-        let deleted = self.changes.deleted.iter().position(|k| k == name);
+        let deleted = self.changes.deleted.iter().position(|k| *k == name);
         if let Some(at) = deleted {
             self.changes.deleted.remove(at);
         }
-        let after = deleted.is_some() || !self.input_has(name);
-        self.changes.set.push((name.to_owned(), slot, after));
+        let after = deleted.is_some() || !self.input_has(&name);
+        self.changes.set.push((name, slot, after));
     }
 
     /// Deletes key `name` (releasing the slot it held).
@@ -624,13 +624,13 @@ fn read_input<'js>(
 fn get_key<'js>(
     ctx: &Ctx<'js>,
     view: &JsCell<'js, View>,
-    name: &str,
+    name: String,
 ) -> rquickjs::Result<Option<rquickjs::Value<'js>>> {
     let slot = {
         let view = view.borrow();
-        match view.changes.slot(name) {
+        match view.changes.slot(&name) {
             Some(slot) => Some(slot.clone()),
-            None if view.changes.deleted.iter().any(|k| k == name) => return Ok(None),
+            None if view.changes.deleted.contains(&name) => return Ok(None),
             None => None,
         }
     };
@@ -640,7 +640,7 @@ fn get_key<'js>(
         None => {}
     }
     let store = store(ctx)?;
-    Ok(match read_input(ctx, &store, view, name)? {
+    Ok(match read_input(ctx, &store, view, &name)? {
         None => None,
         Some(Read::Plain(value)) => Some(value),
         Some(Read::Kept(value)) => {
@@ -673,7 +673,7 @@ impl<'js> JsClass<'js> for View {
         _receiver: rquickjs::Value<'js>,
     ) -> rquickjs::Result<rquickjs::Value<'js>> {
         if let Some(name) = name_of(&atom)?
-            && let Some(value) = get_key(ctx, this, &name)?
+            && let Some(value) = get_key(ctx, this, name)?
         {
             return Ok(value);
         }
@@ -715,7 +715,7 @@ impl<'js> JsClass<'js> for View {
         let Some(name) = name_of(&atom)? else {
             return Ok(None);
         };
-        Ok(get_key(ctx, this, &name)?
+        Ok(get_key(ctx, this, name)?
             .map(|value| PropertyDescriptor::new_value(value, true, true, true)))
     }
 
