@@ -34,6 +34,20 @@ impl PositionCommitter for Committer {
     }
 }
 
+/// A worker from `source` to a memory destination with `config`, committing positions
+/// to `committer`.
+fn committing_worker(
+    source: &Arc<MemorySource>,
+    committer: Arc<dyn PositionCommitter>,
+    config: WorkerConfig,
+) -> Worker {
+    let config = WorkerConfig {
+        committer: Some(committer),
+        ..config
+    };
+    source_to(source, Arc::new(MemoryDestination::new("d")), config)
+}
+
 #[tokio::test]
 async fn i1_a_position_is_committed_before_the_source_is_acked() {
     let source = Arc::new(MemorySource::new("s", records("s", 20), 3).exhausting());
@@ -42,14 +56,7 @@ async fn i1_a_position_is_committed_before_the_source_is_acked() {
         commits: Mutex::new(Vec::new()),
         late: Mutex::new(false),
     });
-    let mut worker = source_to(
-        &source,
-        Arc::new(MemoryDestination::new("d")),
-        WorkerConfig {
-            committer: Some(committer.clone()),
-            ..WorkerConfig::default()
-        },
-    );
+    let mut worker = committing_worker(&source, committer.clone(), WorkerConfig::default());
     worker.open().await.unwrap();
     worker.run().await.unwrap();
     assert!(
@@ -200,15 +207,11 @@ async fn a_commit_in_flight_does_not_hold_up_reading_and_its_records_are_acked_o
         started: Default::default(),
         late: Mutex::new(false),
     });
-    let mut worker = source_to(
-        &source,
-        Arc::new(MemoryDestination::new("d")),
-        WorkerConfig {
-            committer: Some(committer.clone()),
-            max_records_in_flight: 10,
-            ..WorkerConfig::default()
-        },
-    );
+    let config = WorkerConfig {
+        max_records_in_flight: 10,
+        ..WorkerConfig::default()
+    };
+    let mut worker = committing_worker(&source, committer.clone(), config);
     worker.open().await.unwrap();
     let (s, c) = (source.clone(), committer.clone());
     let (result, ()) = tokio::join!(worker.run(), async move {
@@ -272,18 +275,14 @@ impl PositionCommitter for QuickCommits {
 async fn run_with_quick_commits(credits: usize, batch: usize) {
     let n = 600;
     let source = Arc::new(MemorySource::new("s", records("s", n), batch).exhausting());
-    let destination = Arc::new(MemoryDestination::new("d"));
-    let mut worker = source_to(
-        &source,
-        destination,
-        WorkerConfig {
-            committer: Some(Arc::new(QuickCommits {
-                commits: Default::default(),
-            })),
-            max_records_in_flight: credits,
-            ..WorkerConfig::default()
-        },
-    );
+    let committer = Arc::new(QuickCommits {
+        commits: Default::default(),
+    });
+    let config = WorkerConfig {
+        max_records_in_flight: credits,
+        ..WorkerConfig::default()
+    };
+    let mut worker = committing_worker(&source, committer, config);
     worker.open().await.unwrap();
     let run = tokio::time::timeout(Duration::from_secs(10), worker.run()).await;
     let Ok(result) = run else {

@@ -77,13 +77,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{} (SQLSTATE {})", db.message(), db.code().code());
     }
-    let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        s.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    s
+    funnel_core::error_chain(e)
 }
 
 /// A position or document write waiting in a batch.
@@ -485,9 +479,10 @@ async fn check_format(
             let stored_key: String = row.get(0);
             let value: Vec<u8> = row.get(1);
             let (pipeline, connector) = split_position_key(&stored_key);
-            format::decode(&key(pipeline, connector), &value)
+            let name = key(pipeline, connector);
+            format::decode(&name, &value)
                 .err()
-                .map(|why| format!("{}: {why}", describe_position(pipeline, connector)))
+                .map(|why| format!("{}: {why}", format::describe(&name)))
         })
         .collect();
     if damaged.is_empty() {
@@ -504,10 +499,6 @@ async fn check_format(
 fn split_position_key(stored: &str) -> (&str, &str) {
     let rest = stored.strip_prefix(POSITION_PREFIX).unwrap_or(stored);
     rest.split_once('\u{1}').unwrap_or((rest, ""))
-}
-
-fn describe_position(pipeline: &str, connector: &str) -> String {
-    format!("pipeline {pipeline:?}, connector {connector:?}")
 }
 
 /// The writer task: sends every waiting request, the writes of a batch in one
@@ -648,8 +639,9 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| self.connection.error("cannot read", &e))?;
         row.map(|r| {
-            let what = format!("position of {}", describe_position(pipeline, connector));
-            self.decode(&key(pipeline, connector), &what, &r.get::<_, Vec<u8>>(0))
+            let name = key(pipeline, connector);
+            let what = format!("position of {}", format::describe(&name));
+            self.decode(&name, &what, &r.get::<_, Vec<u8>>(0))
                 .map(Position::from)
         })
         .transpose()
@@ -659,8 +651,9 @@ impl Store for PostgresStore {
         let mut found = Vec::new();
         for (stored_key, value) in self.scan(&pipeline_prefix(pipeline)).await? {
             let (_, connector) = split_position_key(&stored_key);
-            let what = format!("position of {}", describe_position(pipeline, connector));
-            let position = self.decode(&key(pipeline, connector), &what, &value)?;
+            let name = key(pipeline, connector);
+            let what = format!("position of {}", format::describe(&name));
+            let position = self.decode(&name, &what, &value)?;
             found.push((connector.to_owned(), Position::from(position)));
         }
         Ok(found)

@@ -128,6 +128,18 @@ impl Redb {
 mod suite {
     use super::*;
 
+    /// The message of `err`, which must say the store holds damaged data.
+    fn corrupt_message(err: StoreError) -> String {
+        assert!(
+            matches!(
+                err,
+                StoreError::Corrupt { .. } | StoreError::CorruptTable { .. }
+            ),
+            "{err}"
+        );
+        err.to_string()
+    }
+
     pub(super) async fn positions_are_kept_per_pipeline_and_connector(subject: &dyn Subject) {
         let store = subject.open().await;
         assert_eq!(store.position("p", "src").await.unwrap(), None);
@@ -281,15 +293,7 @@ mod suite {
         }
         subject.damage("p", Some("src")).await;
         // The store checks every position as it opens.
-        let err = subject.try_open().await.err().unwrap();
-        assert!(
-            matches!(
-                err,
-                StoreError::Corrupt { .. } | StoreError::CorruptTable { .. }
-            ),
-            "{err}"
-        );
-        let err = err.to_string();
+        let err = corrupt_message(subject.try_open().await.err().unwrap());
         assert!(
             err.contains("pipeline \"p\", connector \"src\""),
             "the error names the damaged position: {err}"
@@ -304,15 +308,8 @@ mod suite {
         }
         subject.damage("orders", None).await;
         let store = subject.open().await;
-        let err = store.documents().await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                StoreError::Corrupt { .. } | StoreError::CorruptTable { .. }
-            ),
-            "{err}"
-        );
-        assert!(err.to_string().contains("\"orders\""), "{err}");
+        let err = corrupt_message(store.documents().await.unwrap_err());
+        assert!(err.contains("\"orders\""), "{err}");
     }
 
     pub(super) async fn a_store_written_by_a_newer_funnel_is_refused_naming_the_way_out(
@@ -339,17 +336,21 @@ mod suite {
             store.set_position("p", "src", &"1".into()).await.unwrap();
         }
         subject.damage_format().await;
-        let err = subject.try_open().await.err().unwrap();
-        assert!(
-            matches!(
-                err,
-                StoreError::Corrupt { .. } | StoreError::CorruptTable { .. }
-            ),
-            "{err}"
-        );
-        let err = err.to_string();
+        let err = corrupt_message(subject.try_open().await.err().unwrap());
         assert!(err.contains("format") && err.contains("damaged"), "{err}");
     }
+}
+
+/// One test per named [`suite`] function, run against `$subject`.
+macro_rules! tests {
+    ($subject:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $test() {
+                suite::$test(&$subject).await;
+            }
+        )*
+    };
 }
 
 /// The tests of [`suite`] for one store: `all` for every store, `durable` for those
@@ -359,33 +360,14 @@ macro_rules! suite {
         mod $name {
             use super::*;
 
-            #[tokio::test(flavor = "multi_thread")]
-            async fn positions_are_kept_per_pipeline_and_connector() {
-                suite::positions_are_kept_per_pipeline_and_connector(&$subject).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn deleting_a_pipeline_forgets_only_its_positions() {
-                suite::deleting_a_pipeline_forgets_only_its_positions(&$subject).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn documents_are_kept_replaced_and_deleted_apart_from_positions() {
-                suite::documents_are_kept_replaced_and_deleted_apart_from_positions(&$subject)
-                    .await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn entries_are_kept_by_kind_replaced_and_deleted_apart_from_the_rest() {
-                suite::entries_are_kept_by_kind_replaced_and_deleted_apart_from_the_rest(&$subject)
-                    .await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn concurrent_commits_all_land_in_fewer_round_trips_than_commits() {
-                suite::concurrent_commits_all_land_in_fewer_round_trips_than_commits(&$subject)
-                    .await;
-            }
+            tests!(
+                $subject;
+                positions_are_kept_per_pipeline_and_connector,
+                deleting_a_pipeline_forgets_only_its_positions,
+                documents_are_kept_replaced_and_deleted_apart_from_positions,
+                entries_are_kept_by_kind_replaced_and_deleted_apart_from_the_rest,
+                concurrent_commits_all_land_in_fewer_round_trips_than_commits,
+            );
         }
     };
     ($name:ident, $subject:expr, durable) => {
@@ -394,32 +376,14 @@ macro_rules! suite {
 
             suite!(common, $subject, all);
 
-            #[tokio::test(flavor = "multi_thread")]
-            async fn positions_documents_and_entries_survive_reopening_the_store() {
-                suite::positions_documents_and_entries_survive_reopening_the_store(&$subject).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn a_damaged_position_is_refused_naming_it_never_read() {
-                suite::a_damaged_position_is_refused_naming_it_never_read(&$subject).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn a_damaged_document_is_refused_naming_the_pipeline() {
-                suite::a_damaged_document_is_refused_naming_the_pipeline(&$subject).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn a_store_written_by_a_newer_funnel_is_refused_naming_the_way_out() {
-                suite::a_store_written_by_a_newer_funnel_is_refused_naming_the_way_out(&$subject)
-                    .await;
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn a_damaged_format_header_is_refused_not_taken_for_a_new_store() {
-                suite::a_damaged_format_header_is_refused_not_taken_for_a_new_store(&$subject)
-                    .await;
-            }
+            tests!(
+                $subject;
+                positions_documents_and_entries_survive_reopening_the_store,
+                a_damaged_position_is_refused_naming_it_never_read,
+                a_damaged_document_is_refused_naming_the_pipeline,
+                a_store_written_by_a_newer_funnel_is_refused_naming_the_way_out,
+                a_damaged_format_header_is_refused_not_taken_for_a_new_store,
+            );
         }
     };
 }
