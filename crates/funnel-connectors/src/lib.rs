@@ -35,6 +35,7 @@
 
 mod ack;
 pub mod file;
+pub mod format;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod generator;
@@ -78,9 +79,9 @@ use std::sync::Arc;
 use funnel_core::{Component, Destination, Registry, Source};
 use funnel_record::Position;
 
+pub use format::{RecordFormat, RecordFormatName};
 pub use settings::{
-    Avro, OpenCdcJson, SDK_DESTINATION_SETTINGS, SDK_SOURCE_SETTINGS, SdkDestinationSettings,
-    SdkSourceSettings,
+    Avro, SDK_DESTINATION_SETTINGS, SDK_SOURCE_SETTINGS, SdkDestinationSettings, SdkSourceSettings,
 };
 
 pub use funnel_core::{SettingSpec, Settings, SettingsError};

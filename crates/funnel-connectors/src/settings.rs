@@ -6,6 +6,7 @@ use std::time::Duration;
 use funnel_core::SettingsReader;
 use funnel_core::typed::{FromSetting, NonNegative, SettingsStruct};
 
+use crate::format::{RecordFormat, RecordFormatName};
 use crate::{SettingSpec, Settings, SettingsError};
 
 /// The batch size a source uses when `sdk.batch.size` is 0 (unset).
@@ -25,25 +26,6 @@ impl FromSetting for Avro {
             Ok(Self)
         } else {
             Err(format!("{raw:?} value must be one of: avro"))
-        }
-    }
-}
-
-/// `sdk.record.format`: the output format of records; Funnel writes `opencdc/json`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OpenCdcJson;
-
-impl FromSetting for OpenCdcJson {
-    fn from_setting(raw: &str) -> Result<Self, String> {
-        match raw {
-            "opencdc/json" => Ok(Self),
-            "debezium/json" | "template" => Err(format!(
-                "{raw:?} is not supported by Funnel yet; use \"opencdc/json\""
-            )),
-            other => Err(format!(
-                "{other:?} is not a record format \
-                 (known: opencdc/json, debezium/json, template; Funnel supports opencdc/json)"
-            )),
         }
     }
 }
@@ -100,10 +82,11 @@ funnel_core::settings! {
         pub rate: NonNegative = "sdk.rate.perSecond" (default "0"),
         /// Burst allowed by the rate limit; the engine applies it.
         pub burst: usize = "sdk.rate.burst" (default "0"),
-        /// Output format of records. Funnel supports `opencdc/json` only;
-        /// `debezium/json` and `template` are refused.
-        pub format: OpenCdcJson = "sdk.record.format" (default "opencdc/json"),
-        /// Options of the record format. Accepted and ignored for
+        /// Output format of records: `opencdc/json` or `template`
+        /// (`debezium/json` is refused).
+        pub format: RecordFormatName = "sdk.record.format" (default "opencdc/json"),
+        /// Options of the record format: for `template`, the Go template each record
+        /// is written as (sprig functions, `missingkey=error`); ignored for
         /// `opencdc/json`.
         pub format_options: Option<String> = "sdk.record.format.options",
         /// Whether to decode the payload with its schema. Accepted for
@@ -215,9 +198,15 @@ pub(crate) fn both<A: SettingsStruct, B: SettingsStruct>(
     a.zip(b)
 }
 
-/// Reads and checks the SDK settings of a destination.
+/// Reads and checks the SDK settings of a destination, the record format with them
+/// (a template that does not parse is an error on `sdk.record.format.options`).
 pub(crate) fn sdk_destination(reader: &mut SettingsReader<'_>) {
-    SdkDestinationSettings::read(reader);
+    let Some(sdk) = SdkDestinationSettings::read(reader) else {
+        return;
+    };
+    if let Err(e) = RecordFormat::new(sdk.format, sdk.format_options.as_deref()) {
+        reader.error(crate::format::OPTIONS, e);
+    }
 }
 
 #[cfg(test)]

@@ -120,6 +120,62 @@ async fn file_destination_writes_exact_opencdc_json_lines() {
 }
 
 #[tokio::test]
+async fn file_destination_writes_the_template_of_sdk_record_format_and_nacks_a_record_it_fails_on()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.txt");
+    let destination = destination(
+        "file",
+        "p:out",
+        &settings(&[
+            ("path", path.to_str().unwrap()),
+            ("sdk.record.format", "template"),
+            (
+                "sdk.record.format.options",
+                r#"{{ .Metadata.a }}:{{ printf "%s" .Payload.After }}"#,
+            ),
+        ]),
+    )
+    .unwrap();
+    destination.open().await.unwrap();
+    // The second record has no metadata `a`: with missingkey=error the template fails
+    // on it, and only it.
+    let mut no_a = record("2", "lost");
+    no_a.metadata = Metadata::new();
+    destination
+        .write(&[record("1", "hello"), no_a, record("3", "world")])
+        .await
+        .unwrap();
+    let acks = ack_n(&*destination, 3).await;
+    let outcome: Vec<(String, Option<String>)> = acks
+        .iter()
+        .map(|a| {
+            (
+                String::from_utf8(a.position.as_bytes().to_vec()).unwrap(),
+                a.error.as_ref().map(ToString::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(outcome[0], ("1".to_owned(), None));
+    assert_eq!(outcome[2], ("3".to_owned(), None));
+    assert_eq!(outcome[1].0, "2");
+    let error = outcome[1]
+        .1
+        .clone()
+        .expect("the record the template fails on is nacked");
+    assert!(
+        error.contains("sdk.record.format template")
+            && error.contains(r#"map has no entry for key "a""#),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "b:hello\nb:world\n"
+    );
+    destination.teardown().await.unwrap();
+}
+
+#[tokio::test]
 async fn file_destination_acks_in_write_order_only_once_the_lines_are_in_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.jsonl");

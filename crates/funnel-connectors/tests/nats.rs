@@ -342,17 +342,48 @@ async fn each_record_is_published_as_its_opencdc_json_like_the_other_destination
     let messages = stream.messages().await;
     let published = Record::from_json(&messages[0].payload).unwrap();
     assert_eq!(published, record);
-    // Another record format is refused when the pipeline is built.
+    // An unknown record format is refused when the pipeline is built.
     let refused = destination(
         "nats",
         "pipe:json",
         &settings(&[
             ("urls", URL),
             ("subject", "x"),
-            ("sdk.record.format", "debezium/json"),
+            ("sdk.record.format", "opencdc/avro"),
         ]),
     );
     assert!(refused.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_template_record_format_each_message_is_the_rendered_template() {
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "tmpl").await;
+    let d = stream.destination(
+        "pipe:tmpl",
+        &[
+            ("sdk.record.format", "template"),
+            (
+                "sdk.record.format.options",
+                r#"{{ printf "%s" .Payload.After }}"#,
+            ),
+        ],
+    );
+    d.open().await.unwrap();
+    let records = [
+        record_with("p1", "the body", &[]),
+        record_with("p2", "another", &[]),
+    ];
+    d.write(&records).await.unwrap();
+    assert!(ack_n(&*d, 2).await.iter().all(|a| a.error.is_none()));
+    d.teardown().await.unwrap();
+    let payloads: Vec<Bytes> = stream
+        .messages()
+        .await
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    assert_eq!(payloads, [Bytes::from("the body"), Bytes::from("another")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,13 @@ fn destination_errors(plugin: &str, pairs: &[(&str, &str)]) -> Vec<SettingsError
     }
 }
 
+/// The errors of a destination's settings, none when it builds.
+fn errors_of(plugin: &str, pairs: &[(&str, &str)]) -> Vec<SettingsError> {
+    destination(plugin, "p:c", &settings(pairs))
+        .err()
+        .unwrap_or_default()
+}
+
 fn keys(errors: &[SettingsError]) -> Vec<&str> {
     errors.iter().map(|e| e.setting.as_str()).collect()
 }
@@ -233,14 +240,73 @@ fn bad_sdk_values_and_unknown_sdk_keys_are_errors() {
 }
 
 #[test]
-fn only_the_opencdc_json_record_format_is_supported() {
-    for format in ["debezium/json", "template", "avro"] {
+fn record_formats_other_than_opencdc_json_and_template_are_refused() {
+    for format in ["debezium/json", "avro", "opencdc/avro", "Template"] {
         let errors = destination_errors(
             "file",
             &[("path", "/tmp/out.txt"), ("sdk.record.format", format)],
         );
         assert_eq!(keys(&errors), ["sdk.record.format"], "{format}");
-        assert!(errors[0].message.contains("opencdc/json"));
+        assert!(errors[0].message.contains("opencdc/json"), "{format}");
+    }
+    for format in ["opencdc/json", ""] {
+        let errors = errors_of(
+            "file",
+            &[("path", "/tmp/out.txt"), ("sdk.record.format", format)],
+        );
+        assert!(errors.is_empty(), "{format}: {errors:?}");
+    }
+}
+
+#[test]
+fn a_template_record_format_needs_a_template_that_parses_in_its_options() {
+    let with = |options: &[(&'static str, &'static str)]| {
+        let mut all = vec![("path", "/tmp/out.txt"), ("sdk.record.format", "template")];
+        all.extend_from_slice(options);
+        errors_of("file", &all)
+    };
+    assert!(
+        with(&[(
+            "sdk.record.format.options",
+            r#"{{ printf "%s" .Payload.After }}"#
+        )])
+        .is_empty()
+    );
+    for options in [&[][..], &[("sdk.record.format.options", "")][..]] {
+        let errors = with(options);
+        assert_eq!(keys(&errors), ["sdk.record.format.options"]);
+        assert!(errors[0].message.contains("required"), "{errors:?}");
+    }
+    let errors = with(&[("sdk.record.format.options", "{{ nope .Key }}")]);
+    assert_eq!(keys(&errors), ["sdk.record.format.options"]);
+    assert!(
+        errors[0].message.contains(r#"function "nope" not defined"#),
+        "{errors:?}"
+    );
+    // Every destination that writes records as bytes checks it.
+    for (plugin, settings) in [
+        ("log", vec![]),
+        (
+            "nats",
+            vec![("urls", "nats://127.0.0.1:4222"), ("subject", "x")],
+        ),
+        (
+            "mqtt",
+            vec![("url", "tcp://127.0.0.1:1883"), ("topic", "x")],
+        ),
+        ("http", vec![("url", "http://127.0.0.1:1/in")]),
+    ] {
+        let mut all = settings;
+        all.extend([
+            ("sdk.record.format", "template"),
+            ("sdk.record.format.options", "{{ .Key"),
+        ]);
+        let errors = destination_errors(plugin, &all);
+        assert_eq!(
+            keys(&errors),
+            ["sdk.record.format.options"],
+            "{plugin}: {errors:?}"
+        );
     }
 }
 

@@ -31,6 +31,8 @@ pub(crate) struct State<'a> {
     cmd: Option<&'a Cmd>,
     /// Range iterations so far in this render, bounded by [`MAX_RANGE_ITERATIONS`].
     iterations: u64,
+    /// `missingkey=error`: a missing map key is an error.
+    strict: bool,
 }
 
 /// The most `range` iterations one render may run, all loops together: a template
@@ -39,12 +41,13 @@ pub(crate) struct State<'a> {
 pub const MAX_RANGE_ITERATIONS: u64 = 10_000_000;
 
 impl<'a> State<'a> {
-    pub(crate) fn new(record: &'a Record) -> Self {
+    pub(crate) fn new(record: &'a Record, strict: bool) -> Self {
         Self {
             root: V::Record(record),
             vars: Vec::new(),
             cmd: None,
             iterations: 0,
+            strict,
         }
     }
 
@@ -327,7 +330,14 @@ impl<'a> State<'a> {
     }
 
     fn field(&self, recv: V<'a>, name: &'a str) -> R<V<'a>> {
-        field_of(recv, name).map_err(|msg| self.err(msg))
+        let is_map = self.strict && is_map(&recv);
+        match field_of(recv, name) {
+            Ok(V::Missing) if is_map => Err(self.err(format!(
+                "map has no entry for key {}",
+                crate::gofmt::quote(name)
+            ))),
+            found => found.map_err(|msg| self.err(msg)),
+        }
     }
 
     fn call(&mut self, f: Func, args: &'a [Arg], fin: Option<V<'a>>, dot: &V<'a>) -> R<V<'a>> {
@@ -430,6 +440,16 @@ pub(crate) fn field_of<'a>(recv: V<'a>, name: &str) -> Result<V<'a>, String> {
         V::Nil => return Err(format!("nil pointer evaluating interface {{}}.{name}")),
         other => return Err(cant(other.type_name())),
     })
+}
+
+/// True for a value whose fields are map lookups (a missing key gives no value, or an
+/// error under `missingkey=error`).
+fn is_map(v: &V<'_>) -> bool {
+    match v {
+        V::Metadata(_) | V::Map(_) | V::Data(Some(Data::Structured(_))) => true,
+        V::Owned(o) => matches!(&**o, Value::Map(_)),
+        _ => false,
+    }
 }
 
 /// Prints an action's value: a missing or nil `interface{}` value prints `<no value>`.

@@ -120,15 +120,47 @@ pub(crate) enum Expr {
 }
 
 /// Compiles a template's top-level list, when every node is text or an action without
-/// variable declarations whose commands compile.
-pub(crate) fn compile(list: &List) -> Option<Box<[Seg]>> {
-    list.iter()
+/// variable declarations whose commands compile. With `strict` (`missingkey=error`),
+/// only templates that look up no map key compile: the general evaluator reports a
+/// missing key.
+pub(crate) fn compile(list: &List, strict: bool) -> Option<Box<[Seg]>> {
+    let segs: Box<[Seg]> = list
+        .iter()
         .map(|node| match node {
             Node::Text(t) => Some(Seg::Text(t.clone())),
             Node::Action(pipe) => compile_pipe(pipe).map(Seg::Action),
             _ => None,
         })
-        .collect()
+        .collect::<Option<_>>()?;
+    if strict
+        && segs.iter().any(|seg| match seg {
+            Seg::Text(_) => false,
+            Seg::Action(e) => e.looks_up_keys(),
+        })
+    {
+        return None;
+    }
+    Some(segs)
+}
+
+impl Expr {
+    /// True when evaluating the expression may look up a map key: metadata, fields of
+    /// data, or any field name past the record's own (`Bytes` and `String` are methods).
+    fn looks_up_keys(&self) -> bool {
+        let names = |rest: &[Box<str>]| rest.iter().any(|n| !matches!(&**n, "Bytes" | "String"));
+        match self {
+            Expr::Nil | Expr::Bool(_) | Expr::Int(_) | Expr::Float(_) | Expr::Str(_) => false,
+            Expr::Meta(_) | Expr::Data(..) => true,
+            Expr::Path(_, rest) => names(rest),
+            Expr::Chain(inner, rest) => names(rest) || inner.looks_up_keys(),
+            Expr::Eq { args, .. } => args.iter().any(Expr::looks_up_keys),
+            Expr::EqStr { expr, .. } => expr.looks_up_keys(),
+            Expr::Call { args, fin, .. } => {
+                args.iter().any(Expr::looks_up_keys)
+                    || fin.as_deref().is_some_and(Expr::looks_up_keys)
+            }
+        }
+    }
 }
 
 fn compile_pipe(pipe: &Pipe) -> Option<Expr> {

@@ -41,7 +41,8 @@
 //!
 //! Field access walks structured data (`.Payload.After.user.name`). A missing map key is
 //! "no value": it prints `<no value>` and is false in `if`, and a field of it is again no
-//! value (Go's default `missingkey` option). Field access on raw data is an error
+//! value (Go's default `missingkey` option); a template parsed with
+//! [`Template::parse_strict`] fails instead (`missingkey=error`). Field access on raw data is an error
 //! (`can't evaluate field foo in type opencdc.Data`), as is field access on absent data
 //! (`nil pointer evaluating opencdc.Data.foo`). `index` on a map with a missing key gives
 //! the zero value: `""` for metadata, nil for structured data.
@@ -98,6 +99,8 @@
 //!   ([`funnel_record::Value::Time`]) is a `time.Time`: it prints as `String()` does,
 //!   `toJson` writes it as `MarshalJSON` does, and `eq` compares it only with another
 //!   time (against a string it fails with `incompatible types for comparison`).
+//! * An execution error inside a command's argument is reported at the command
+//!   (`at <upper .Metadata.nope>`), where Go names the argument (`at <.Metadata.nope>`).
 //! * Go's type names in error messages are approximated where Go would name the static
 //!   type (`interface {}`) of a value read from structured data.
 //! * Only the sprig functions listed above exist; any other name fails to parse, as an
@@ -147,6 +150,8 @@ struct Inner {
     /// The initial capacity of a rendered string: the text plus a little per action, so
     /// a typical render allocates once.
     size_hint: usize,
+    /// Go's `missingkey=error`: a map lookup of a missing key fails the render.
+    strict: bool,
 }
 
 /// The capacity [`Template::render`] starts with: the top-level text, plus 16 bytes per
@@ -189,14 +194,31 @@ impl Template {
     ///
     /// When the template does not parse.
     pub fn parse_named(name: &str, text: &str) -> Result<Self, TemplateError> {
+        Self::parse_with(name, text, false)
+    }
+
+    /// Parses `text` as a template named `""` with Go's `Option("missingkey=error")`:
+    /// looking up a key a map does not have (`.Metadata.nope`, `.Payload.After.nope`)
+    /// fails the render with `map has no entry for key "nope"` instead of giving no
+    /// value. `index` is unaffected (it gives the zero value, as in Go).
+    ///
+    /// # Errors
+    ///
+    /// When the template does not parse.
+    pub fn parse_strict(text: &str) -> Result<Self, TemplateError> {
+        Self::parse_with("", text, true)
+    }
+
+    fn parse_with(name: &str, text: &str, strict: bool) -> Result<Self, TemplateError> {
         match parse::parse(text) {
             Ok(tree) => Ok(Self {
                 inner: Arc::new(Inner {
                     name: name.into(),
                     src: text.into(),
-                    fast: fast::compile(&tree),
+                    fast: fast::compile(&tree, strict),
                     size_hint: size_hint(&tree),
                     tree,
+                    strict,
                 }),
             }),
             Err(e) => {
@@ -237,7 +259,7 @@ impl Template {
 
     /// Renders with the general evaluator only (the reference for the fast path).
     fn render_general_into(&self, record: &Record, out: &mut String) -> Result<(), TemplateError> {
-        let mut state = exec::State::new(record);
+        let mut state = exec::State::new(record, self.inner.strict);
         state
             .walk_list(&self.inner.tree, &V::Record(record), out)
             .map_err(|e| self.exec_error(e))
@@ -320,7 +342,7 @@ impl Condition {
         if let [Node::Action(pipe)] = self.template.inner.tree.as_slice()
             && pipe.decl.is_empty()
         {
-            let mut state = exec::State::new(record);
+            let mut state = exec::State::new(record, self.template.inner.strict);
             let v = state
                 .eval_pipe(pipe, &V::Record(record))
                 .map_err(|e| self.template.exec_error(e))?;

@@ -112,6 +112,56 @@ fn missing_metadata_key_prints_no_value() {
 }
 
 #[test]
+fn with_missingkey_error_a_missing_key_fails_the_render_as_go_reports_it() {
+    let strict = |t: &str| Template::parse_strict(t).unwrap().render(&record());
+    for (t, at) in [
+        (
+            "{{ .Metadata.nope }}",
+            "1:3: executing \"\" at <.Metadata.nope>",
+        ),
+        (
+            "x={{ .Payload.After.nope }}",
+            "1:5: executing \"\" at <.Payload.After.nope>",
+        ),
+        (
+            "{{ .Payload.After.user.nope }}",
+            "1:3: executing \"\" at <.Payload.After.user.nope>",
+        ),
+    ] {
+        assert_eq!(
+            strict(t).unwrap_err().to_string(),
+            format!("template: :{at}: map has no entry for key \"nope\""),
+            "template {t}"
+        );
+    }
+    // As an argument too (the position is the command's, see the crate docs).
+    for t in [
+        "{{ upper .Metadata.nope }}",
+        "{{ eq .Metadata.nope \"x\" }}",
+    ] {
+        let e = strict(t).unwrap_err().to_string();
+        assert!(e.ends_with("map has no entry for key \"nope\""), "{t}: {e}");
+    }
+    // Keys that exist, methods, and `index` (which Go's option does not affect).
+    for (t, want) in [
+        (
+            "{{ .Metadata.key }}/{{ .Payload.After.user.name }}",
+            "val/ann",
+        ),
+        (
+            "{{ printf \"%s\" .Key }} {{ .Operation }} {{ .Position.String }}",
+            "hi update pos-1",
+        ),
+        ("{{ .Key.Bytes }}", "[104 105]"),
+        ("[{{ index .Metadata \"nope\" }}]", "[]"),
+    ] {
+        assert_eq!(strict(t).unwrap(), want, "template {t}");
+    }
+    // Without the option the same lookups give no value.
+    assert_eq!(render("{{ .Metadata.nope }}"), "<no value>");
+}
+
+#[test]
 fn json_null_prints_no_value_in_an_action_and_nil_in_print() {
     cases(&[
         ("{{ .Payload.After.null }}", "<no value>"),

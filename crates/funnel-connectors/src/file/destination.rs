@@ -1,4 +1,5 @@
-//! The file destination: appends OpenCDC JSON lines, acks after `fsync`.
+//! The file destination: appends a line per record (OpenCDC JSON, or
+//! `sdk.record.format`), acks after `fsync`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -13,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::FileDestinationConfig;
 use crate::ack::AckQueue;
+use crate::format::{RecordFormat, Unencoded};
 use crate::noop::{now_nanos, read_at_nanos, record_batch};
 
 /// Encoded batches waiting for the writer thread, at most.
@@ -28,6 +30,8 @@ const SPARE_BUFFERS: usize = 4;
 pub struct FileDestination {
     id: String,
     config: FileDestinationConfig,
+    /// How each record becomes its line.
+    format: RecordFormat,
     writer: Mutex<Option<Writer>>,
     acks: Arc<AckQueue>,
     /// Emptied buffers handed back by the writer thread.
@@ -81,6 +85,8 @@ struct Writer {
 struct Job {
     bytes: Vec<u8>,
     positions: Vec<Position>,
+    /// The records that could not be encoded (nacked, in order with the others' acks).
+    unencoded: Unencoded,
     /// `opencdc.readAt` per record, when the latency is measured (else empty).
     read_at: Vec<Option<u64>>,
 }
@@ -92,12 +98,20 @@ impl FileDestination {
         Self {
             id: id.to_owned(),
             config,
+            format: RecordFormat::OpenCdcJson,
             writer: Mutex::new(None),
             acks: Arc::new(AckQueue::new()),
             spare: Arc::default(),
             bytes_per_record: AtomicUsize::new(0),
             fence: Mutex::new(None),
         }
+    }
+
+    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
+    #[must_use]
+    pub fn with_format(mut self, format: RecordFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn writer(&self) -> MutexGuard<'_, Option<Writer>> {
@@ -163,12 +177,8 @@ impl Destination for FileDestination {
         // Room for a batch like the last one (records of one source tend to be alike);
         // a reused buffer usually has it already.
         bytes.reserve(records.len() * self.bytes_per_record.load(Ordering::Relaxed));
-        let mut positions = Vec::with_capacity(records.len());
-        for record in records {
-            record.write_json(&mut bytes);
-            bytes.push(b'\n');
-            positions.push(record.position.clone());
-        }
+        let unencoded = self.format.write_lines(records, &mut bytes);
+        let positions = records.iter().map(|r| r.position.clone()).collect();
         self.bytes_per_record
             .store(bytes.len() / records.len() + 1, Ordering::Relaxed);
         let read_at = if self.config.latency {
@@ -180,6 +190,7 @@ impl Destination for FileDestination {
             .send(Job {
                 bytes,
                 positions,
+                unencoded,
                 read_at,
             })
             .await
@@ -327,8 +338,7 @@ fn write_loop(
                 acks.push(
                     group
                         .into_iter()
-                        .flat_map(|job| job.positions)
-                        .map(DestinationAck::ok),
+                        .flat_map(|job| job.unencoded.acks(job.positions)),
                 );
             }
             Err(e) => {

@@ -43,10 +43,11 @@
 //! | Setting | Default | Meaning |
 //! |---|---|---|
 //! | `path` | — (required) | The file to append to; created if missing (its directory must exist). |
-//! | `sdk.record.format` | `opencdc/json` | Only `opencdc/json` is supported. |
+//! | `sdk.record.format` | `opencdc/json` | `opencdc/json`, or `template` with the Go template in `sdk.record.format.options` (see [`format`](crate::format)). |
 //! | `latency` | `false` | Measure each record's read-to-durable latency (time after the `fsync` minus its `opencdc.readAt`) into the process-wide histogram of [`latency_summary`](crate::noop::latency_summary). |
 //!
-//! Each record is written as one line of compact OpenCDC JSON followed by `\n`. A batch
+//! Each record is written as one line of compact OpenCDC JSON (or its
+//! `sdk.record.format`) followed by `\n`; a record the template fails on is nacked. A batch
 //! is encoded into one buffer and written with one call on a dedicated writer thread,
 //! which then calls `fsync` (`sync_data`); several batches waiting together share one
 //! write and one `fsync`.
@@ -111,9 +112,10 @@ pub const DESTINATION: Component = Component::new(
     &[FileDestinationConfig::SPEC, crate::SDK_DESTINATION_SETTINGS],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
+        let format = crate::RecordFormat::from_settings(settings)?;
         Ok(crate::paced(
             settings,
-            Arc::new(FileDestination::new(id, config)),
+            Arc::new(FileDestination::new(id, config).with_format(format)),
         ))
     }),
 )

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{BatchFormat, HttpDestinationConfig};
 use crate::ack::AckQueue;
+use crate::format::RecordFormat;
 
 /// The longest `Retry-After` honoured; a server asking for more is asked again then.
 const MOST_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -26,6 +27,8 @@ const MOST_ERROR_TEXT: usize = 512;
 pub struct HttpDestination {
     who: String,
     config: HttpDestinationConfig,
+    /// How each record becomes its bytes.
+    format: RecordFormat,
     acks: AckQueue,
     running: Mutex<Option<(reqwest::Client, CancellationToken)>>,
 }
@@ -61,9 +64,17 @@ impl HttpDestination {
         Self {
             who: format!("http destination {id}"),
             config,
+            format: RecordFormat::OpenCdcJson,
             acks: AckQueue::new(),
             running: Mutex::new(None),
         }
+    }
+
+    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
+    #[must_use]
+    pub fn with_format(mut self, format: RecordFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn running(&self) -> Option<(reqwest::Client, CancellationToken)> {
@@ -99,31 +110,28 @@ impl HttpDestination {
         Ok((url, headers))
     }
 
-    fn body(&self, records: &[Record]) -> Bytes {
+    /// The body of a request carrying the records encoded as `encoded`.
+    fn body(&self, encoded: &[Vec<u8>]) -> Bytes {
         match self.config.batch_format {
-            BatchFormat::None => Bytes::from(
-                records
-                    .iter()
-                    .map(Record::to_json)
-                    .collect::<Vec<_>>()
-                    .concat(),
-            ),
+            BatchFormat::None => Bytes::from(encoded.concat()),
             BatchFormat::Json => {
-                let mut out = Vec::with_capacity(records.len() * 256);
+                let size: usize = encoded.iter().map(|e| e.len() + 1).sum();
+                let mut out = Vec::with_capacity(size + 1);
                 out.push(b'[');
-                for (i, record) in records.iter().enumerate() {
+                for (i, bytes) in encoded.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
-                    out.extend_from_slice(&record.to_json());
+                    out.extend_from_slice(bytes);
                 }
                 out.push(b']');
                 Bytes::from(out)
             }
             BatchFormat::Ndjson => {
-                let mut out = Vec::with_capacity(records.len() * 256);
-                for record in records {
-                    out.extend_from_slice(&record.to_json());
+                let size: usize = encoded.iter().map(|e| e.len() + 1).sum();
+                let mut out = Vec::with_capacity(size);
+                for bytes in encoded {
+                    out.extend_from_slice(bytes);
                     out.push(b'\n');
                 }
                 Bytes::from(out)
@@ -289,15 +297,19 @@ impl Destination for HttpDestination {
         if let Some(failure) = self.acks.failure() {
             return Err(ConnectorError::transient(failure));
         }
+        let mut encoded: Vec<Result<Vec<u8>, RecordError>> =
+            records.iter().map(|r| self.format.to_vec(r)).collect();
         let mut start = 0;
         while start < records.len() {
-            let (url, headers) = match self.target(&records[start]) {
+            let target = match &mut encoded[start] {
+                Ok(_) => self.target(&records[start]).map_err(RecordError::msg),
+                Err(error) => Err(error.clone()),
+            };
+            let (url, headers) = match target {
                 Ok(target) => target,
-                Err(text) => {
-                    self.acks.push([DestinationAck::nack(
-                        records[start].position.clone(),
-                        RecordError::msg(text),
-                    )]);
+                Err(error) => {
+                    self.acks
+                        .push([DestinationAck::nack(records[start].position.clone(), error)]);
                     start += 1;
                     continue;
                 }
@@ -305,6 +317,7 @@ impl Destination for HttpDestination {
             let mut end = start + 1;
             if self.config.batch_format != BatchFormat::None {
                 while end < records.len()
+                    && encoded[end].is_ok()
                     && self
                         .target(&records[end])
                         .is_ok_and(|(u, h)| u == url && h == headers)
@@ -313,9 +326,13 @@ impl Destination for HttpDestination {
                 }
             }
             let group = &records[start..end];
+            let bodies: Vec<Vec<u8>> = encoded[start..end]
+                .iter_mut()
+                .map(|e| e.as_mut().map(std::mem::take).unwrap_or_default())
+                .collect();
             let request = Request {
                 records: group,
-                body: self.body(group),
+                body: self.body(&bodies),
                 url,
                 headers,
             };

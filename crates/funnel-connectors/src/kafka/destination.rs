@@ -17,11 +17,14 @@ use tokio::sync::Notify;
 use super::config::{KafkaDestinationConfig, TopicName};
 use super::{LastError, Reasons};
 use crate::ack::AckQueue;
+use crate::format::RecordFormat;
 
 /// A Kafka destination (see the [module docs](super)).
 pub struct KafkaDestination {
     who: String,
     config: KafkaDestinationConfig,
+    /// How each record becomes its bytes.
+    format: RecordFormat,
     producer: Mutex<Option<ThreadedProducer<Reports>>>,
     reports: Arc<Shared>,
 }
@@ -159,8 +162,16 @@ impl KafkaDestination {
             }),
             who,
             config,
+            format: RecordFormat::OpenCdcJson,
             producer: Mutex::new(None),
         }
+    }
+
+    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
+    #[must_use]
+    pub fn with_format(mut self, format: RecordFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn producer(&self) -> MutexGuard<'_, Option<ThreadedProducer<Reports>>> {
@@ -322,16 +333,21 @@ impl Destination for KafkaDestination {
                 order.pending.push_back((record.position.clone(), None));
                 seq
             };
-            let topic = match self.topic(record) {
+            value.clear();
+            let topic = self
+                .topic(record)
+                .map_err(RecordError::msg)
+                .and_then(|topic| {
+                    self.format.write(record, &mut value)?;
+                    Ok(topic)
+                });
+            let topic = match topic {
                 Ok(topic) => topic,
-                Err(reason) => {
+                Err(error) => {
                     let mut order = self.reports.order();
                     let first = order.first;
                     if let Some(slot) = order.pending.get_mut(seq - first) {
-                        slot.1 = Some(DestinationAck::nack(
-                            record.position.clone(),
-                            RecordError::msg(reason),
-                        ));
+                        slot.1 = Some(DestinationAck::nack(record.position.clone(), error));
                     }
                     drop(order);
                     // Release through the common path (this slot may be the first).
@@ -339,8 +355,6 @@ impl Destination for KafkaDestination {
                     continue;
                 }
             };
-            value.clear();
-            record.write_json(&mut value);
             key.clear();
             let has_key = key_bytes(record, &mut key);
             self.send(

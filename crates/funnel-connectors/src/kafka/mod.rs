@@ -62,7 +62,7 @@
 //!
 //! The record key is the message key (raw bytes; a structured key as JSON), the
 //! metadata become headers, and the value is the record in `sdk.record.format`
-//! (`opencdc/json`). A record is acked after its delivery report says the broker has
+//! (`opencdc/json` by default, or a [`template`](crate::format)). A record is acked after its delivery report says the broker has
 //! it. A record the broker or the client refuses (too large, unknown topic, invalid)
 //! is nacked with the reason; a delivery that fails otherwise (timeout, broker gone)
 //! fails the destination, so the pipeline restarts and writes again what was not acked.
@@ -382,9 +382,10 @@ pub const DESTINATION: Component = Component::new(
     ],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
+        let format = crate::RecordFormat::from_settings(settings)?;
         Ok(crate::paced(
             settings,
-            Arc::new(KafkaDestination::new(id, config)),
+            Arc::new(KafkaDestination::new(id, config).with_format(format)),
         ))
     }),
 )

@@ -7,11 +7,14 @@ use tracing::Level;
 
 use super::config::LogConfig;
 use crate::ack::AckQueue;
+use crate::format::RecordFormat;
 
 /// A destination that logs every record (see the [module docs](super)).
 pub struct LogDestination {
     id: String,
     config: LogConfig,
+    /// How each record becomes the text logged.
+    format: RecordFormat,
     acks: AckQueue,
 }
 
@@ -21,8 +24,16 @@ impl LogDestination {
         Self {
             id: id.to_owned(),
             config,
+            format: RecordFormat::OpenCdcJson,
             acks: AckQueue::new(),
         }
+    }
+
+    /// Logs each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
+    #[must_use]
+    pub fn with_format(mut self, format: RecordFormat) -> Self {
+        self.format = format;
+        self
     }
 }
 
@@ -56,13 +67,22 @@ impl Destination for LogDestination {
     }
 
     async fn write(&self, records: &[Record]) -> Result<(), ConnectorError> {
-        // Encoding is skipped when nobody listens at this level.
-        if enabled(self.config.level.0) {
-            let mut json = Vec::new();
-            for record in records {
-                json.clear();
-                record.write_json(&mut json);
-                let text = String::from_utf8_lossy(&json);
+        // Encoding is skipped when nobody listens at this level (and it cannot fail).
+        let enabled = enabled(self.config.level.0);
+        if !enabled && self.format.infallible() {
+            self.acks.push_ok(records);
+            return Ok(());
+        }
+        let mut acks = Vec::with_capacity(records.len());
+        let mut bytes = Vec::new();
+        for record in records {
+            bytes.clear();
+            if let Err(e) = self.format.write(record, &mut bytes) {
+                acks.push(DestinationAck::nack(record.position.clone(), e));
+                continue;
+            }
+            if enabled {
+                let text = String::from_utf8_lossy(&bytes);
                 log_at!(
                     self.config.level.0,
                     connector = %self.id,
@@ -71,8 +91,9 @@ impl Destination for LogDestination {
                     self.config.message.as_deref().unwrap_or_default()
                 );
             }
+            acks.push(DestinationAck::ok(record.position.clone()));
         }
-        self.acks.push_ok(records);
+        self.acks.push(acks);
         Ok(())
     }
 

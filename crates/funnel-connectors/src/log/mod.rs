@@ -6,12 +6,13 @@
 //! |---|---|---|
 //! | `level` | `info` | `trace`, `debug`, `info`, `warn` or `error`. |
 //! | `message` | empty | The message of every log line. |
-//! | `sdk.record.format` | `opencdc/json` | Only `opencdc/json` is supported. |
+//! | `sdk.record.format` | `opencdc/json` | `opencdc/json`, or `template` with the Go template in `sdk.record.format.options` (see [`format`](crate::format)). |
 //!
 //! Each record is logged as one event at `level`, with the fields `connector` (the
-//! destination's ID) and `record` (the record as compact OpenCDC JSON text). Like
-//! Conduit's, it shows only if the log filter lets that level through; when it does
-//! not, records are not even encoded.
+//! destination's ID) and `record` (the record as compact OpenCDC JSON text, or its
+//! `sdk.record.format`). Like Conduit's, it shows only if the log filter lets that
+//! level through; when it does not, records in OpenCDC JSON are not even encoded (a
+//! template is still rendered, so that a record it fails on is nacked either way).
 //!
 //! # Guarantee
 //!
@@ -44,9 +45,10 @@ pub const DESTINATION: Component = Component::new(
     &[LogConfig::SPEC, crate::SDK_DESTINATION_SETTINGS],
     Build::Destination(|id, settings| {
         let config = validate(settings)?;
+        let format = crate::RecordFormat::from_settings(settings)?;
         Ok(crate::paced(
             settings,
-            Arc::new(LogDestination::new(id, config)),
+            Arc::new(LogDestination::new(id, config).with_format(format)),
         ))
     }),
 );

@@ -12,12 +12,15 @@ use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet};
 use super::config::MqttDestinationConfig;
 use super::conn::{self, CLOSE_TIMEOUT, EventTask};
 use crate::ack::AckQueue;
+use crate::format::RecordFormat;
 use crate::util::lock;
 
 /// An MQTT destination; see the [module docs](super).
 pub struct MqttDestination {
     who: String,
     config: MqttDestinationConfig,
+    /// How each record becomes its bytes.
+    format: RecordFormat,
     state: Mutex<Option<Arc<Open>>>,
     acks: Arc<AckQueue>,
     tracker: Arc<Mutex<Tracker>>,
@@ -144,10 +147,18 @@ impl MqttDestination {
         Self {
             who: format!("mqtt destination {id}"),
             config,
+            format: RecordFormat::OpenCdcJson,
             state: Mutex::new(None),
             acks: Arc::new(AckQueue::new()),
             tracker: Arc::default(),
         }
+    }
+
+    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
+    #[must_use]
+    pub fn with_format(mut self, format: RecordFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn server(&self) -> String {
@@ -203,8 +214,11 @@ impl Destination for MqttDestination {
         let qos = self.config.publish.qos.rumqttc();
         let retain = self.config.publish.retain;
         for record in records {
-            let topic = match self.topic(record) {
-                Ok(topic) => topic,
+            let encoded = self
+                .topic(record)
+                .and_then(|topic| Ok((topic, self.format.to_vec(record)?)));
+            let (topic, body) = match encoded {
+                Ok(encoded) => encoded,
                 Err(error) => {
                     let released = {
                         let mut t = lock(&self.tracker);
@@ -218,8 +232,6 @@ impl Destination for MqttDestination {
                     continue;
                 }
             };
-            let mut body = Vec::with_capacity(record.size_hint() + 256);
-            record.write_json(&mut body);
             lock(&self.tracker)
                 .entries
                 .push_back(Entry::Sent(record.position.clone()));

@@ -18,6 +18,7 @@ use super::conn;
 use super::destination::{headers, subject_of};
 use super::source::header_metadata;
 use crate::ack::AckQueue;
+use crate::format::RecordFormat;
 use crate::util::unix_nanos_now;
 
 /// A core-NATS source: subscribes to `subject`; positions are `<open time>-<count>`
@@ -141,6 +142,8 @@ pub struct NatsPubSubDestination {
     id: String,
     who: String,
     config: NatsDestinationConfig,
+    /// How each record becomes its message.
+    format: RecordFormat,
     acks: AckQueue,
     client: Mutex<Option<async_nats::Client>>,
 }
@@ -152,9 +155,17 @@ impl NatsPubSubDestination {
             id: id.to_owned(),
             who: format!("nats destination {id}"),
             config,
+            format: RecordFormat::OpenCdcJson,
             acks: AckQueue::new(),
             client: Mutex::new(None),
         }
+    }
+
+    /// Publishes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
+    #[must_use]
+    pub fn with_format(mut self, format: RecordFormat) -> Self {
+        self.format = format;
+        self
     }
 }
 
@@ -181,22 +192,18 @@ impl Destination for NatsPubSubDestination {
         let servers = || conn::servers(&self.config.connection);
         let mut acks = Vec::with_capacity(records.len());
         for record in records {
-            let subject = match subject_of(&self.who, &self.config.subject, record) {
-                Ok(subject) => subject,
-                Err(message) => {
-                    acks.push(DestinationAck::nack(
-                        record.position.clone(),
-                        RecordError::msg(message),
-                    ));
+            let encoded = subject_of(&self.who, &self.config.subject, record)
+                .map_err(RecordError::msg)
+                .and_then(|subject| Ok((subject, self.format.to_vec(record)?)));
+            let (subject, payload) = match encoded {
+                Ok(encoded) => encoded,
+                Err(error) => {
+                    acks.push(DestinationAck::nack(record.position.clone(), error));
                     continue;
                 }
             };
             client
-                .publish_with_headers(
-                    subject.clone(),
-                    headers(&record.metadata),
-                    record.to_json().into(),
-                )
+                .publish_with_headers(subject.clone(), headers(&record.metadata), payload.into())
                 .await
                 .map_err(|e| {
                     ConnectorError::transient(format!(

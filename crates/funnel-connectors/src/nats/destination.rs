@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::config::NatsDestinationConfig;
 use super::conn;
 use crate::ack::AckQueue;
+use crate::format::RecordFormat;
 use crate::util::AbortOnDrop;
 
 /// Publishes in flight (sent, publish ack not yet received) at most.
@@ -49,6 +50,8 @@ pub struct NatsDestination {
     id: String,
     who: String,
     config: NatsDestinationConfig,
+    /// How each record becomes its message.
+    format: RecordFormat,
     acks: std::sync::Arc<AckQueue>,
     running: Mutex<Option<Running>>,
 }
@@ -66,10 +69,18 @@ impl NatsDestination {
         Self {
             id: id.to_owned(),
             who: format!("nats destination {id}"),
+            format: RecordFormat::OpenCdcJson,
             config,
             acks: std::sync::Arc::new(AckQueue::new()),
             running: Mutex::new(None),
         }
+    }
+
+    /// Publishes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
+    #[must_use]
+    pub fn with_format(mut self, format: RecordFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
@@ -322,11 +333,14 @@ impl Destination for NatsDestination {
         for record in records {
             let subject = match &literal {
                 Some(subject) => Ok(subject.clone()),
-                None => subject_of(&self.who, &self.config.subject, record).map(Subject::from),
+                None => subject_of(&self.who, &self.config.subject, record)
+                    .map(Subject::from)
+                    .map_err(RecordError::msg),
             };
-            let item = match subject {
-                Ok(subject) => {
-                    let payload = Bytes::from(record.to_json());
+            let encoded = subject.and_then(|s| Ok((s, self.format.to_vec(record)?)));
+            let item = match encoded {
+                Ok((subject, payload)) => {
+                    let payload = Bytes::from(payload);
                     let message = message(
                         &self.id,
                         &record.position,
@@ -350,9 +364,7 @@ impl Destination for NatsDestination {
                         ack,
                     }))
                 }
-                Err(message) => {
-                    Pending::Refused(record.position.clone(), RecordError::msg(message))
-                }
+                Err(error) => Pending::Refused(record.position.clone(), error),
             };
             if sender.send(item).is_err() {
                 return Err(ConnectorError::transient(format!(

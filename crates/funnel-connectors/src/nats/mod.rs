@@ -62,8 +62,8 @@
 //! | `retryAttempts` | `3` | Publishes again after a missing publish ack, this often. |
 //! | `retryWait` | `5s` | Wait before publishing again. |
 //!
-//! Each record is published as its OpenCDC JSON (`sdk.record.format`, Conduit's
-//! default and the only format supported, as for the other destinations), its
+//! Each record is published as its OpenCDC JSON (Conduit's default
+//! `sdk.record.format`, or the output of a [`template`](crate::format)), its
 //! metadata as headers (keys that are not valid header names, and `Nats-*` keys, are
 //! left out) and `Nats-Msg-Id` = `<connector ID>/<position>`, so the stream stores a
 //! record written again after a restart once (within the stream's duplicate window,
@@ -152,9 +152,10 @@ pub const DESTINATION: Component = Component::new(
     ],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
+        let format = crate::RecordFormat::from_settings(settings)?;
         let destination: Arc<dyn funnel_core::Destination> = match config.mode {
-            Mode::JetStream => Arc::new(NatsDestination::new(id, config)),
-            Mode::PubSub => Arc::new(NatsPubSubDestination::new(id, config)),
+            Mode::JetStream => Arc::new(NatsDestination::new(id, config).with_format(format)),
+            Mode::PubSub => Arc::new(NatsPubSubDestination::new(id, config).with_format(format)),
         };
         Ok(crate::paced(settings, destination))
     }),

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::config::RabbitmqDestinationConfig;
 use super::conn;
 use crate::ack::AckQueue;
+use crate::format::RecordFormat;
 
 /// How long `teardown` waits for the server to close the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,6 +28,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RabbitmqDestination {
     who: String,
     config: RabbitmqDestinationConfig,
+    /// How each record becomes its bytes.
+    format: RecordFormat,
     state: Mutex<Option<Arc<Open>>>,
     acks: Arc<AckQueue>,
 }
@@ -60,9 +63,17 @@ impl RabbitmqDestination {
         Self {
             who: format!("rabbitmq destination {id}"),
             config,
+            format: RecordFormat::OpenCdcJson,
             state: Mutex::new(None),
             acks: Arc::new(AckQueue::new()),
         }
+    }
+
+    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
+    #[must_use]
+    pub fn with_format(mut self, format: RecordFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, Option<Arc<Open>>> {
@@ -319,7 +330,12 @@ impl Destination for RabbitmqDestination {
                 }
             };
             body.clear();
-            record.write_json(&mut body);
+            if let Err(error) = self.format.write(record, &mut body) {
+                let _ = open
+                    .pending
+                    .send(Pending::Failed(record.position.clone(), error));
+                continue;
+            }
             let mut props = open.properties.clone().with_headers(headers(record));
             if let Ok(id) = std::str::from_utf8(record.position.as_bytes())
                 && let Ok(id) = ShortString::try_new(id)

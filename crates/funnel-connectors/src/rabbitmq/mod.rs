@@ -36,7 +36,7 @@
 //! property), `opencdc.readAt` and `conduit.source.connector.id`.
 //!
 //! The destination publishes each record as its OpenCDC JSON (Conduit's default
-//! `sdk.record.format`), with the record's metadata as headers, its position as the
+//! `sdk.record.format`, or the output of a [`template`](crate::format)), with the record's metadata as headers, its position as the
 //! `message-id` and `opencdc.createdAt` as the `timestamp`.
 //!
 //! # Positions and guarantee
@@ -133,9 +133,10 @@ pub const DESTINATION: Component = Component::new(
     ],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
+        let format = crate::RecordFormat::from_settings(settings)?;
         Ok(crate::paced(
             settings,
-            Arc::new(RabbitmqDestination::new(id, config)),
+            Arc::new(RabbitmqDestination::new(id, config).with_format(format)),
         ))
     }),
 )

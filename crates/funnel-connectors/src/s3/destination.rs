@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::client::Bucket;
 use super::config::{Compression, S3DestinationConfig};
 use crate::ack::AckQueue;
+use crate::format::{RecordFormat, Unencoded};
 use crate::util::AbortOnDrop;
 
 /// Objects larger than this are uploaded in parts (S3's smallest part is 5 MiB).
@@ -41,6 +42,8 @@ struct Job {
     name: String,
     bytes: Bytes,
     positions: Vec<Position>,
+    /// The records that could not be encoded (nacked, in order with the others' acks).
+    unencoded: Unencoded,
 }
 
 /// An S3 destination. No I/O until [`Destination::open`].
@@ -48,6 +51,8 @@ pub struct S3Destination {
     id: String,
     who: String,
     config: S3DestinationConfig,
+    /// How each record becomes its bytes.
+    format: RecordFormat,
     /// Names the objects of this run: new for each destination, so names never
     /// collide with those of an earlier run.
     run: String,
@@ -70,11 +75,19 @@ impl S3Destination {
             id: id.to_owned(),
             who: format!("s3 destination {id}"),
             config,
+            format: RecordFormat::OpenCdcJson,
             run: run[..12].to_owned(),
             seq: AtomicU64::new(0),
             acks: Arc::new(AckQueue::new()),
             running: Mutex::new(None),
         }
+    }
+
+    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
+    #[must_use]
+    pub fn with_format(mut self, format: RecordFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
@@ -96,14 +109,17 @@ impl S3Destination {
         )
     }
 
-    /// The records as OpenCDC JSON lines, compressed as configured.
-    fn encode(&self, records: &[Record]) -> Result<Bytes, ConnectorError> {
+    /// The records as lines (OpenCDC JSON, or `sdk.record.format`), compressed as
+    /// configured; and the records that could not be encoded.
+    fn encode(&self, records: &[Record]) -> Result<(Bytes, Unencoded), ConnectorError> {
         let size: usize = records.iter().map(|r| r.size_hint() * 4 / 3 + 256).sum();
         let mut lines = Vec::with_capacity(size);
-        for record in records {
-            record.write_json(&mut lines);
-            lines.push(b'\n');
-        }
+        let unencoded = self.format.write_lines(records, &mut lines);
+        Ok((self.compress(lines)?, unencoded))
+    }
+
+    /// `lines`, compressed as configured.
+    fn compress(&self, lines: Vec<u8>) -> Result<Bytes, ConnectorError> {
         match self.config.compression {
             Compression::None => Ok(Bytes::from(lines)),
             Compression::Gzip => {
@@ -170,10 +186,11 @@ async fn uploads(bucket: Arc<Bucket>, mut jobs: mpsc::Receiver<Job>, acks: Arc<A
     while open || !in_flight.is_empty() {
         tokio::select! {
             biased;
-            Some((positions, result)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((positions, unencoded, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 let positions: Vec<Position> = positions;
+                let unencoded: Unencoded = unencoded;
                 match result {
-                    Ok(()) => acks.push(positions.into_iter().map(DestinationAck::ok)),
+                    Ok(()) => acks.push(unencoded.acks(positions)),
                     Err(e) => {
                         let e: ConnectorError = e;
                         acks.fail(e.to_string());
@@ -182,14 +199,14 @@ async fn uploads(bucket: Arc<Bucket>, mut jobs: mpsc::Receiver<Job>, acks: Arc<A
                 }
             }
             job = jobs.recv(), if open && in_flight.len() < UPLOADS_IN_FLIGHT => match job {
-                Some(Job { name, bytes, positions }) => {
+                Some(Job { name, bytes, positions, unencoded }) => {
                     let bucket = Arc::clone(&bucket);
                     in_flight.push_back(async move {
                         let result = upload(&bucket, &name, bytes).await;
                         if result.is_ok() {
                             tracing::debug!(connector = %bucket.who, object = %name, records = positions.len(), "Uploaded an object.");
                         }
-                        (positions, result)
+                        (positions, unencoded, result)
                     });
                 }
                 None => open = false,
@@ -232,10 +249,12 @@ impl Destination for S3Destination {
         if records.is_empty() {
             return Ok(());
         }
+        let (bytes, unencoded) = self.encode(records)?;
         let job = Job {
             name: self.next_name(),
-            bytes: self.encode(records)?,
+            bytes,
             positions: records.iter().map(|r| r.position.clone()).collect(),
+            unencoded,
         };
         jobs.send(job).await.map_err(|_| {
             ConnectorError::transient(match self.acks.failure() {
@@ -297,10 +316,11 @@ mod tests {
     fn a_gzip_object_holds_the_json_lines() {
         use std::io::Read;
         let records = [Record::new("1", "a"), Record::new("2", "b")];
-        let plain = destination(&[]).encode(&records).unwrap();
+        let plain = destination(&[]).encode(&records).unwrap().0;
         let zipped = destination(&[("compression", "gzip")])
             .encode(&records)
-            .unwrap();
+            .unwrap()
+            .0;
         let mut unzipped = Vec::new();
         flate2::read::GzDecoder::new(&zipped[..])
             .read_to_end(&mut unzipped)

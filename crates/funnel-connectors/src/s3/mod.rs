@@ -115,7 +115,8 @@ pub const DESTINATION: Component = Component::new(
     ],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
-        Ok(crate::paced(settings, Arc::new(S3Destination::new(id, config))))
+        let format = crate::RecordFormat::from_settings(settings)?;
+        Ok(crate::paced(settings, Arc::new(S3Destination::new(id, config).with_format(format))))
     }),
 )
 .with_check(|id, settings| {
