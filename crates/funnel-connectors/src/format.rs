@@ -5,9 +5,12 @@
 //! is built, and every destination that writes a record as bytes (file, log, nats,
 //! kafka, rabbitmq, mqtt, http, s3) encodes each record with it:
 //!
-//! * `opencdc/json` (the default): the record's compact OpenCDC JSON;
+//! * `opencdc/json` (the default): the record's compact OpenCDC JSON (options ignored);
 //! * `template`: `sdk.record.format.options` is a Go template (with the sprig functions
-//!   and `missingkey=error`), rendered on the record; its output is the message.
+//!   and `missingkey=error`), rendered on the record; its output is the message;
+//! * `debezium/json`: a Kafka Connect envelope holding a Debezium change event (see
+//!   [`Debezium`]), with the options `debezium.schema.name` and `debezium.rawData.key`
+//!   (`k=v,k2=v2` in `sdk.record.format.options`).
 //!
 //! A template that does not parse is a configuration error on
 //! `sdk.record.format.options`. A template that fails on a record (a missing key, a
@@ -23,6 +26,9 @@ use funnel_template::Template;
 
 use crate::{Settings, SettingsError};
 
+mod debezium;
+pub use debezium::Debezium;
+
 /// `sdk.record.format`: the name of a record format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordFormatName {
@@ -30,6 +36,8 @@ pub enum RecordFormatName {
     OpenCdcJson,
     /// `template`.
     Template,
+    /// `debezium/json`.
+    DebeziumJson,
 }
 
 impl FromSetting for RecordFormatName {
@@ -37,11 +45,7 @@ impl FromSetting for RecordFormatName {
         match raw {
             "opencdc/json" => Ok(Self::OpenCdcJson),
             "template" => Ok(Self::Template),
-            "debezium/json" => Err(
-                "\"debezium/json\" is not supported by Funnel yet; use \"opencdc/json\" or \
-                 \"template\""
-                    .to_owned(),
-            ),
+            "debezium/json" => Ok(Self::DebeziumJson),
             other => Err(format!(
                 "{other:?} is not a record format (known: opencdc/json, debezium/json, template)"
             )),
@@ -63,6 +67,8 @@ pub enum RecordFormat {
     /// `template`: the Go template of `sdk.record.format.options`, rendered with
     /// `missingkey=error`.
     Template(Template),
+    /// `debezium/json`: a Kafka Connect envelope of a Debezium change event.
+    Debezium(Debezium),
 }
 
 impl RecordFormat {
@@ -93,6 +99,7 @@ impl RecordFormat {
     pub fn new(name: RecordFormatName, options: Option<&str>) -> Result<Self, String> {
         match name {
             RecordFormatName::OpenCdcJson => Ok(Self::OpenCdcJson),
+            RecordFormatName::DebeziumJson => Ok(Self::Debezium(Debezium::from_options(options))),
             RecordFormatName::Template => {
                 let text = options.ok_or_else(|| {
                     "required with sdk.record.format \"template\": the Go template each \
@@ -122,6 +129,10 @@ impl RecordFormat {
                 out.extend_from_slice(text.as_bytes());
                 Ok(())
             }
+            Self::Debezium(debezium) => {
+                debezium.write(record, out);
+                Ok(())
+            }
         }
     }
 
@@ -134,6 +145,11 @@ impl RecordFormat {
         match self {
             Self::OpenCdcJson => Ok(record.to_json()),
             Self::Template(template) => render(template, record).map(String::into_bytes),
+            Self::Debezium(debezium) => {
+                let mut out = Vec::with_capacity(record.size_hint() * 2 + 512);
+                debezium.write(record, &mut out);
+                Ok(out)
+            }
         }
     }
 
@@ -153,7 +169,7 @@ impl RecordFormat {
     /// True when encoding cannot fail (so a destination that skips encoding, as the
     /// log destination does when its level is off, loses no nack).
     pub(crate) fn infallible(&self) -> bool {
-        matches!(self, Self::OpenCdcJson)
+        !matches!(self, Self::Template(_))
     }
 }
 
@@ -282,7 +298,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(errors(&[(FORMAT, "avro")]), [FORMAT]);
-        assert_eq!(errors(&[(FORMAT, "debezium/json")]), [FORMAT]);
+        assert_eq!(errors(&[(FORMAT, "debezium")]), [FORMAT]);
         assert_eq!(errors(&[(FORMAT, "template")]), [OPTIONS]);
         assert_eq!(
             errors(&[(FORMAT, "template"), (OPTIONS, "{{ .Key")]),

@@ -82,11 +82,11 @@ funnel_core::settings! {
         pub rate: NonNegative = "sdk.rate.perSecond" (default "0"),
         /// Burst allowed by the rate limit; the engine applies it.
         pub burst: usize = "sdk.rate.burst" (default "0"),
-        /// Output format of records: `opencdc/json` or `template`
-        /// (`debezium/json` is refused).
+        /// Output format of records: `opencdc/json`, `debezium/json` or `template`.
         pub format: RecordFormatName = "sdk.record.format" (default "opencdc/json"),
         /// Options of the record format: for `template`, the Go template each record
-        /// is written as (sprig functions, `missingkey=error`); ignored for
+        /// is written as (sprig functions, `missingkey=error`); for `debezium/json`,
+        /// `debezium.schema.name=<name>,debezium.rawData.key=<key>`; ignored for
         /// `opencdc/json`.
         pub format_options: Option<String> = "sdk.record.format.options",
         /// Whether to decode the payload with its schema. Accepted for

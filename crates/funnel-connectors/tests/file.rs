@@ -176,6 +176,41 @@ async fn file_destination_writes_the_template_of_sdk_record_format_and_nacks_a_r
 }
 
 #[tokio::test]
+async fn file_destination_writes_debezium_envelopes_with_sdk_record_format_debezium_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let destination = destination(
+        "file",
+        "p:out",
+        &settings(&[
+            ("path", path.to_str().unwrap()),
+            ("sdk.record.format", "debezium/json"),
+            ("sdk.record.format.options", "debezium.schema.name=users"),
+        ]),
+    )
+    .unwrap();
+    destination.open().await.unwrap();
+    destination
+        .write(&[record("1", r#"{"id":1}"#)])
+        .await
+        .unwrap();
+    assert!(ack_n(&*destination, 1).await[0].error.is_none());
+    let line = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        line.starts_with(r#"{"schema":{"type":"struct","optional":false,"name":"users","fields":[{"type":"struct","optional":true,"fields":[{"type":"double","optional":false,"field":"id"}],"field":"before"}"#),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(
+            r#""payload":{"before":null,"after":{"id":1},"source":{"a":"b"},"op":"c","transaction":null}}
+"#
+        ),
+        "{line}"
+    );
+    destination.teardown().await.unwrap();
+}
+
+#[tokio::test]
 async fn file_destination_acks_in_write_order_only_once_the_lines_are_in_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.jsonl");

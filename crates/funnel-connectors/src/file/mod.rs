@@ -43,7 +43,7 @@
 //! | Setting | Default | Meaning |
 //! |---|---|---|
 //! | `path` | — (required) | The file to append to; created if missing (its directory must exist). |
-//! | `sdk.record.format` | `opencdc/json` | `opencdc/json`, or `template` with the Go template in `sdk.record.format.options` (see [`format`](crate::format)). |
+//! | `sdk.record.format` | `opencdc/json` | `opencdc/json`, `debezium/json`, or `template` with the Go template in `sdk.record.format.options` (see [`format`](crate::format)). |
 //! | `latency` | `false` | Measure each record's read-to-durable latency (time after the `fsync` minus its `opencdc.readAt`) into the process-wide histogram of [`latency_summary`](crate::noop::latency_summary). |
 //!
 //! Each record is written as one line of compact OpenCDC JSON (or its

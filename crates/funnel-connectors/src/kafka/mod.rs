@@ -62,7 +62,7 @@
 //!
 //! The record key is the message key (raw bytes; a structured key as JSON), the
 //! metadata become headers, and the value is the record in `sdk.record.format`
-//! (`opencdc/json` by default, or a [`template`](crate::format)). A record is acked after its delivery report says the broker has
+//! (`opencdc/json` by default, or another [`format`](crate::format)). A record is acked after its delivery report says the broker has
 //! it. A record the broker or the client refuses (too large, unknown topic, invalid)
 //! is nacked with the reason; a delivery that fails otherwise (timeout, broker gone)
 //! fails the destination, so the pipeline restarts and writes again what was not acked.

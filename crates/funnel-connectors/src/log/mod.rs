@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `level` | `info` | `trace`, `debug`, `info`, `warn` or `error`. |
 //! | `message` | empty | The message of every log line. |
-//! | `sdk.record.format` | `opencdc/json` | `opencdc/json`, or `template` with the Go template in `sdk.record.format.options` (see [`format`](crate::format)). |
+//! | `sdk.record.format` | `opencdc/json` | `opencdc/json`, `debezium/json`, or `template` with the Go template in `sdk.record.format.options` (see [`format`](crate::format)). |
 //!
 //! Each record is logged as one event at `level`, with the fields `connector` (the
 //! destination's ID) and `record` (the record as compact OpenCDC JSON text, or its

@@ -63,7 +63,7 @@
 //! | `retryWait` | `5s` | Wait before publishing again. |
 //!
 //! Each record is published as its OpenCDC JSON (Conduit's default
-//! `sdk.record.format`, or the output of a [`template`](crate::format)), its
+//! `sdk.record.format`, or another [`format`](crate::format)), its
 //! metadata as headers (keys that are not valid header names, and `Nats-*` keys, are
 //! left out) and `Nats-Msg-Id` = `<connector ID>/<position>`, so the stream stores a
 //! record written again after a restart once (within the stream's duplicate window,

@@ -36,7 +36,7 @@
 //! property), `opencdc.readAt` and `conduit.source.connector.id`.
 //!
 //! The destination publishes each record as its OpenCDC JSON (Conduit's default
-//! `sdk.record.format`, or the output of a [`template`](crate::format)), with the record's metadata as headers, its position as the
+//! `sdk.record.format`, or another [`format`](crate::format)), with the record's metadata as headers, its position as the
 //! `message-id` and `opencdc.createdAt` as the `timestamp`.
 //!
 //! # Positions and guarantee
