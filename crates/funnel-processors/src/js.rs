@@ -1144,3 +1144,135 @@ fn describe(value: &rquickjs::Value<'_>) -> String {
         _ => value.type_name().to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// An opened processor running `script` (the engine reached directly, for the
+    /// runtime's garbage collector and memory counts).
+    fn opened(script: &str) -> JavaScript {
+        let mut js = JavaScript {
+            id: "js1".to_owned(),
+            source: Source::Inline(script.to_owned()),
+            engine: None,
+        };
+        js.engine = Some(js.load().expect("the script loads"));
+        js
+    }
+
+    fn records(from: i64, count: i64) -> Vec<Record> {
+        (from..from + count)
+            .map(|id| Record {
+                payload: Payload {
+                    before: None,
+                    after: Some(Data::Structured(
+                        [("id", Value::Int(id))].into_iter().collect(),
+                    )),
+                },
+                ..Record::default()
+            })
+            .collect()
+    }
+
+    fn runtime(js: &JavaScript) -> &Runtime {
+        &js.engine.as_ref().expect("open")._runtime
+    }
+
+    /// Every record came back with `text` set to `t<id>`.
+    fn assert_texts(results: &[ProcessedRecord], from: i64) {
+        for (id, result) in (from..).zip(results) {
+            let ProcessedRecord::Single(out) = result else {
+                panic!("{id}: {result:?}");
+            };
+            let Some(Data::Structured(after)) = &out.payload.after else {
+                panic!("{id}: {out:?}");
+            };
+            assert_eq!(
+                after.get("text"),
+                Some(&Value::String(format!("t{id}").into())),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn assigned_values_survive_the_garbage_collector_intact() {
+        // The objects and strings assigned here are held by nothing but the record's
+        // fields: freed once too often, they would be gone (or reused) by the time the
+        // collector has run and they are read back.
+        let js = opened(
+            r#"var kept = [];
+            function process(r) {
+                var a = r.Payload.After;
+                a.text = "t" + a.id;
+                a.obj = { id: a.id, list: [a.id, "s" + a.id], name: "n" + a.id };
+                r.Metadata.label = "m" + a.id;
+                r.Key = { id: "k" + a.id };
+                kept.push(r);
+                return r;
+            }
+            function check() {
+                var bad = [];
+                kept.forEach(function (r) {
+                    var a = r.Payload.After, o = a.obj, id = a.id;
+                    if (a.text !== "t" + id || o.id !== id || o.list[0] !== id ||
+                        o.list[1] !== "s" + id || o.name !== "n" + id ||
+                        r.Metadata.label !== "m" + id || r.Key.id !== "k" + id) {
+                        bad.push(id);
+                    }
+                });
+                return kept.length + " " + bad.join(",");
+            }"#,
+        );
+        for batch in 0..10 {
+            let results = js.run(&records(batch * 100, 100));
+            assert_texts(&results, batch * 100);
+            runtime(&js).run_gc();
+        }
+        let checked: String = js.engine.as_ref().unwrap().context.with(|ctx| {
+            let check: Function = ctx.globals().get("check").unwrap();
+            check.call(()).unwrap()
+        });
+        assert_eq!(checked, "1000 ");
+    }
+
+    #[test]
+    fn assigned_values_are_freed_once_they_are_no_longer_held() {
+        // A reference counted once too often is never freed: the runtime's counts of
+        // objects and strings would grow with every record.
+        let js = opened(
+            r#"function process(r) {
+                var a = r.Payload.After;
+                a.text = "t" + a.id;
+                a.obj = { id: a.id, name: "n" + a.id };
+                a.obj = { again: "o" + a.id };
+                r.Metadata.label = "m" + a.id;
+                r.Key = { id: "k" + a.id };
+                return r;
+            }"#,
+        );
+        let counts = || {
+            runtime(&js).run_gc();
+            let usage = runtime(&js).memory_usage();
+            (usage.obj_count, usage.str_count)
+        };
+        assert_texts(&js.run(&records(0, 100)), 0);
+        let (objects, strings) = counts();
+        for batch in 1..11 {
+            assert_texts(&js.run(&records(batch * 100, 100)), batch * 100);
+        }
+        let (objects_after, strings_after) = counts();
+        // 1,000 records each assigned four objects and five strings.
+        assert!(
+            objects_after - objects < 20,
+            "objects: {objects} before, {objects_after} after"
+        );
+        assert!(
+            strings_after - strings < 20,
+            "strings: {strings} before, {strings_after} after"
+        );
+    }
+}

@@ -10,12 +10,15 @@
 //! record's parts) are kept in slots too, so a script changes them in place and reads
 //! the same object twice.
 //!
-//! Scripts get each view inside a Proxy ([`wrap`]) whose `set` trap stores values: the
-//! class's own `set` hook cannot be used with rquickjs 0.14 (see [`wrap`]).
+//! Views are not extensible, so that defining a property on one (`Object.defineProperty`,
+//! `Object.freeze`, `Object.seal`) fails with a TypeError instead of hiding the record's
+//! key behind an ordinary property; assignments still reach the view's `set` hook, which
+//! QuickJS calls before it looks at extensibility. Symbol-keyed properties a script sets
+//! on a view live on a plain object of its own, kept in a slot.
 //!
 //! The store is the prototype object of the never-instantiated class [`Store`]: one per
-//! runtime. Key 0 holds the `toArray` helper, key 1 the Proxy handler, key 2 the
-//! prototype of views, other keys are slot ids. When a view is freed (or a key holding a slot is deleted or set to a
+//! runtime. Key 0 holds the `toArray` helper, key 1 the prototype of views, other keys
+//! are slot ids. When a view is freed (or a key holding a slot is deleted or set to a
 //! primitive) its slots are emptied at the end of the batch and their ids reused.
 
 use std::cell::RefCell;
@@ -26,20 +29,17 @@ use rquickjs::class::{
     ClassKind, JsCell, JsClass, PropertyDescriptor, PropertyName, Trace, Tracer, Writable,
 };
 use rquickjs::object::Property;
-use rquickjs::proxy::ProxyHandler;
-use rquickjs::{Atom, Class, Ctx, Function, JsLifetime, Object, Proxy, Type};
+use rquickjs::{Atom, Class, Ctx, Function, JsLifetime, Object, Type};
 
 use super::{latin1, number, value_to_js};
 
 /// Key of the store holding the `toArray` helper.
 pub(super) const TO_ARRAY: u32 = 0;
-/// Key of the store holding the handler of the Proxy around every view.
-const HANDLER: u32 = 1;
 /// Key of the store holding the prototype of views (read there rather than looked up
 /// by class for every view made).
-const PROTOTYPE: u32 = 2;
+const PROTOTYPE: u32 = 1;
 /// The first slot id.
-const FIRST_SLOT: u32 = 3;
+const FIRST_SLOT: u32 = 2;
 
 /// The fields of a record, in the order scripts list them.
 const RECORD_FIELDS: [&str; 5] = ["Position", "Operation", "Metadata", "Key", "Payload"];
@@ -135,6 +135,8 @@ pub(super) struct View {
     index: usize,
     part: Part,
     changes: Changes,
+    /// The slot of the object holding the symbol-keyed properties set on the view.
+    symbols: Option<u32>,
 }
 
 impl Drop for View {
@@ -143,6 +145,9 @@ impl Drop for View {
             if let Slot::Js(id) = slot {
                 release(&self.batch.shared, *id);
             }
+        }
+        if let Some(id) = self.symbols {
+            release(&self.batch.shared, id);
         }
     }
 }
@@ -201,17 +206,7 @@ fn stored<'js>(ctx: &Ctx<'js>, id: u32) -> rquickjs::Result<rquickjs::Value<'js>
     store(ctx)?.get(id)
 }
 
-/// A new view as scripts get it: inside a Proxy whose only traps are `set` and
-/// `defineProperty` (which refuses).
-///
-/// Assignments go through the trap (a Rust function) rather than the class's own
-/// `set` hook: rquickjs 0.14 takes the assigned value of that hook as owned
-/// (`VTable::set_property_impl` wraps QuickJS's borrowed `JSValueConst` with
-/// `from_js_value`, not `from_js_value_const`) while QuickJS frees it again after the
-/// hook, so a string or an object assigned through it would be freed twice. Safe code
-/// cannot compensate: leaking the value leaks its context reference with it (see
-/// docs/PERFORMANCE.md, "store slots"). Every other operation reaches the view's hooks
-/// directly.
+/// A new view as scripts get it: not extensible (see the module's documentation).
 pub(super) fn wrap<'js>(
     ctx: &Ctx<'js>,
     store: &Object<'js>,
@@ -221,74 +216,117 @@ pub(super) fn wrap<'js>(
 ) -> rquickjs::Result<rquickjs::Value<'js>> {
     let prototype: Object = store.get(PROTOTYPE)?;
     let view = Class::instance_proto(View::new(batch, index, part), prototype)?;
-    let handler: Object = store.get(HANDLER)?;
-    Ok(Proxy::new(ctx.clone(), view, ProxyHandler::from_object(handler)?)?.into_value())
+    prevent_extensions(ctx, &view);
+    Ok(view.into_value())
 }
 
-/// The view inside a value a script holds (a Proxy made by [`wrap`]).
+/// Makes `view` not extensible.
+///
+/// rquickjs 0.14 has no safe call for `Object.preventExtensions` (calling the JavaScript
+/// function per view would cost more than the rest of making it).
+#[allow(unsafe_code)]
+fn prevent_extensions<'js>(ctx: &Ctx<'js>, view: &Class<'js, View>) {
+    // SAFETY: both pointers are live: `ctx` is the context the caller holds and `view`
+    // a reference it holds to an object of that context's runtime. `JS_PreventExtensions`
+    // borrows the value (no reference count changes) and, for an object that is neither a
+    // Proxy nor a typed array, only clears its `extensible` flag and cannot fail.
+    unsafe {
+        rquickjs::qjs::JS_PreventExtensions(ctx.as_raw().as_ptr(), view.as_raw());
+    }
+}
+
+/// The view a value a script holds is, if it is one.
 pub(super) fn unwrap<'js>(value: &rquickjs::Value<'js>) -> Option<Class<'js, View>> {
-    let target = value.as_proxy()?.target().ok()?;
-    Class::<View>::from_object(&target)
+    Class::<View>::from_object(value.as_object()?)
 }
 
-/// Puts the Proxy handler of views in the store (once per runtime, with the helpers).
+/// Puts the prototype of views in the store (once per runtime, with the helpers).
 pub(super) fn install<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<()> {
-    let set = Function::new(
-        ctx.clone(),
-        |ctx: Ctx<'js>,
-         target: Object<'js>,
-         key: rquickjs::Value<'js>,
-         value: rquickjs::Value<'js>,
-         receiver: rquickjs::Value<'js>|
-         -> rquickjs::Result<bool> {
-            let Some(view) = Class::<View>::from_object(&target) else {
-                return Ok(false);
-            };
-            let is_self = unwrap(&receiver).is_some_and(|other| other == view);
-            // The trap gets a key as a string (or a symbol), never as a number.
-            let name = match key.as_string() {
-                Some(text) => Some(text.to_string()?),
-                None => None,
-            };
-            match (name, is_self) {
-                (Some(name), true) => {
-                    assign(&ctx, view.get_cell(), name, value)?;
-                    Ok(true)
-                }
-                (None, true) => {
-                    // A symbol: an ordinary own property of the view.
-                    let atom = Atom::from_value(ctx.clone(), &key)?;
-                    target.prop(
-                        atom,
-                        Property::from(value).writable().enumerable().configurable(),
-                    )?;
-                    Ok(true)
-                }
-                (_, false) => {
-                    // A set through an object inheriting from a view: an own property of
-                    // that object, as for any prototype.
-                    let Some(object) = receiver.as_object() else {
-                        return Ok(false);
-                    };
-                    let atom = Atom::from_value(ctx.clone(), &key)?;
-                    object.prop(
-                        atom,
-                        Property::from(value).writable().enumerable().configurable(),
-                    )?;
-                    Ok(true)
-                }
+    store(ctx)?.set(PROTOTYPE, prototype(ctx)?)
+}
+
+/// Gives back the reference to `value` that rquickjs 0.14 frees once too often.
+///
+/// QuickJS's exotic `set_property` hook borrows the assigned value (`JSValueConst`), and
+/// `JS_SetPropertyInternal2` frees it itself right after the hook returns. rquickjs-core
+/// 0.14.0 (`src/class/ffi.rs`, `VTable::set_property_impl`) wraps it with
+/// `Value::from_js_value`, which takes ownership, instead of `from_js_value_const`, which
+/// takes a reference of its own, so the `Value` given to
+/// [`JsClass::exotic_set_property`] frees it a second time when it drops. Called once on
+/// every value that hook receives, this balances the count. rquickjs is pinned to
+/// `=0.14.0` for this reason (crates/funnel-processors/Cargo.toml); the tests
+/// `assigned_values_survive_the_garbage_collector_intact` and
+/// `assigned_values_are_freed_once_they_are_no_longer_held` fail if the count is off in
+/// either direction, so an rquickjs that fixes the hook fails them until this goes.
+#[allow(unsafe_code)]
+fn restore_reference<'js>(ctx: &Ctx<'js>, value: &rquickjs::Value<'js>) {
+    // SAFETY: `value` is a live value of the context `ctx` (the hook's arguments), so its
+    // raw `JSValue` is valid here. `JS_DupValue` only increments the reference count of a
+    // reference-counted value (and does nothing for others); it does not touch the
+    // reference to the context that the rquickjs wrapper holds, which the wrapper frees
+    // itself. The one reference added is the one QuickJS frees after the hook.
+    unsafe {
+        rquickjs::qjs::JS_DupValue(ctx.as_raw().as_ptr(), value.as_raw());
+    }
+}
+
+/// The object holding the symbol-keyed properties of `view` (made when `create`).
+fn symbols<'js>(
+    ctx: &Ctx<'js>,
+    view: &JsCell<'js, View>,
+    create: bool,
+) -> rquickjs::Result<Option<Object<'js>>> {
+    let held = view.borrow().symbols;
+    if let Some(id) = held {
+        return stored(ctx, id).map(|value| value.into_object());
+    }
+    if !create {
+        return Ok(None);
+    }
+    let object = Object::new(ctx.clone())?;
+    let shared = view.borrow().batch.shared.clone();
+    let id = allocate(&shared);
+    if let Err(e) = store(ctx)?.set(id, object.clone()) {
+        shared.borrow_mut().free.push(id);
+        return Err(e);
+    }
+    view.borrow_mut().symbols = Some(id);
+    Ok(Some(object))
+}
+
+/// The exotic `set` hook: stores `value` in key `atom` of `this`.
+fn set_key<'js>(
+    this: &JsCell<'js, View>,
+    ctx: &Ctx<'js>,
+    atom: Atom<'js>,
+    receiver: rquickjs::Value<'js>,
+    value: rquickjs::Value<'js>,
+) -> rquickjs::Result<bool> {
+    let is_self = receiver
+        .as_object()
+        .and_then(Class::<View>::from_object)
+        .is_some_and(|view| std::ptr::eq(view.get_cell(), this));
+    if !is_self {
+        // A set through an object inheriting from a view: an own property of that
+        // object, as for any prototype.
+        let Some(object) = receiver.as_object() else {
+            return Ok(false);
+        };
+        object.prop(
+            atom,
+            Property::from(value).writable().enumerable().configurable(),
+        )?;
+        return Ok(true);
+    }
+    match name_of(&atom)? {
+        Some(name) => assign(ctx, this, name, value)?,
+        None => {
+            if let Some(object) = symbols(ctx, this, true)? {
+                object.set(atom, value)?;
             }
-        },
-    )?;
-    // Defining a property (`Object.defineProperty`, `Object.freeze`) would bypass the
-    // view's keys: it fails with a TypeError instead.
-    let define = Function::new(ctx.clone(), || false)?;
-    let handler = Object::new(ctx.clone())?;
-    handler.set("set", set)?;
-    handler.set("defineProperty", define)?;
-    let store = store(ctx)?;
-    store.set(PROTOTYPE, prototype(ctx)?)?;
-    store.set(HANDLER, handler)
+        }
+    }
+    Ok(true)
 }
 
 /// Stores `value` in key `name` of `view`.
@@ -401,6 +439,7 @@ impl View {
             index,
             part,
             changes: Changes::default(),
+            symbols: None,
         }
     }
 
@@ -672,24 +711,46 @@ impl<'js> JsClass<'js> for View {
         atom: Atom<'js>,
         _receiver: rquickjs::Value<'js>,
     ) -> rquickjs::Result<rquickjs::Value<'js>> {
-        if let Some(name) = name_of(&atom)?
-            && let Some(value) = get_key(ctx, this, name)?
-        {
-            return Ok(value);
+        match name_of(&atom)? {
+            Some(name) => {
+                if let Some(value) = get_key(ctx, this, name)? {
+                    return Ok(value);
+                }
+            }
+            None => {
+                if let Some(object) = symbols(ctx, this, false)?
+                    && object.contains_key(atom.clone())?
+                {
+                    return object.get(atom);
+                }
+            }
         }
         prototype(ctx)?.get(atom)
     }
 
-    // `exotic_set_property` keeps its default (refuse): scripts only hold views inside
-    // the Proxy of [`wrap`], whose `set` trap stores values (see there why).
+    fn exotic_set_property(
+        this: &JsCell<'js, Self>,
+        ctx: &Ctx<'js>,
+        atom: Atom<'js>,
+        receiver: rquickjs::Value<'js>,
+        value: rquickjs::Value<'js>,
+    ) -> rquickjs::Result<bool> {
+        restore_reference(ctx, &value);
+        set_key(this, ctx, atom, receiver, value)
+    }
 
     fn exotic_delete_property(
         this: &JsCell<'js, Self>,
-        _ctx: &Ctx<'js>,
+        ctx: &Ctx<'js>,
         atom: Atom<'js>,
     ) -> rquickjs::Result<bool> {
-        if let Some(name) = name_of(&atom)? {
-            this.borrow_mut().delete(&name);
+        match name_of(&atom)? {
+            Some(name) => this.borrow_mut().delete(&name),
+            None => {
+                if let Some(object) = symbols(ctx, this, false)? {
+                    object.remove(atom)?;
+                }
+            }
         }
         Ok(true)
     }
@@ -699,10 +760,19 @@ impl<'js> JsClass<'js> for View {
         ctx: &Ctx<'js>,
         atom: Atom<'js>,
     ) -> rquickjs::Result<bool> {
-        if let Some(name) = name_of(&atom)?
-            && this.borrow().has(&name)
-        {
-            return Ok(true);
+        match name_of(&atom)? {
+            Some(name) => {
+                if this.borrow().has(&name) {
+                    return Ok(true);
+                }
+            }
+            None => {
+                if let Some(object) = symbols(ctx, this, false)?
+                    && object.contains_key(atom.clone())?
+                {
+                    return Ok(true);
+                }
+            }
         }
         prototype(ctx)?.contains_key(atom)
     }
@@ -712,11 +782,14 @@ impl<'js> JsClass<'js> for View {
         ctx: &Ctx<'js>,
         atom: Atom<'js>,
     ) -> rquickjs::Result<Option<PropertyDescriptor<'js>>> {
-        let Some(name) = name_of(&atom)? else {
-            return Ok(None);
+        let value = match name_of(&atom)? {
+            Some(name) => get_key(ctx, this, name)?,
+            None => match symbols(ctx, this, false)? {
+                Some(object) if object.contains_key(atom.clone())? => Some(object.get(atom)?),
+                _ => None,
+            },
         };
-        Ok(get_key(ctx, this, name)?
-            .map(|value| PropertyDescriptor::new_value(value, true, true, true)))
+        Ok(value.map(|value| PropertyDescriptor::new_value(value, true, true, true)))
     }
 
     fn exotic_get_own_property_names(
