@@ -304,8 +304,14 @@ impl JavaScript {
         batch: &Rc<view::Batch>,
         index: usize,
     ) -> ProcessedRecord {
-        let called = view::wrap(ctx, &names.store, batch.clone(), index, Part::Record)
-            .and_then(|record| function.call::<_, rquickjs::Value>((record,)));
+        let called = view::wrap(
+            ctx,
+            names.prototype.clone(),
+            batch.clone(),
+            index,
+            Part::Record,
+        )
+        .and_then(|record| function.call::<_, rquickjs::Value>((record,)));
         let output = match called {
             Ok(output) => output,
             Err(e) => {
@@ -365,15 +371,19 @@ struct Names<'js> {
     from_bytes: Function<'js>,
     /// The store of the values record parts hold ([`view::store`]).
     store: Object<'js>,
+    /// The prototype of record parts.
+    prototype: Object<'js>,
 }
 
 impl<'js> Names<'js> {
     fn new(ctx: &Ctx<'js>) -> rquickjs::Result<Self> {
         let atom = |name: &str| Atom::from_str(ctx.clone(), name);
         let internals: Object = ctx.globals().get(INTERNALS)?;
+        let store = view::store(ctx)?;
         Ok(Self {
             from_bytes: internals.get("fromBytes")?,
-            store: view::store(ctx)?,
+            prototype: view::prototype_of_views(&store, None)?,
+            store,
             position: atom("Position")?,
             operation: atom("Operation")?,
             metadata: atom("Metadata")?,

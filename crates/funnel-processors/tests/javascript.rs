@@ -818,6 +818,39 @@ async fn defining_or_freezing_a_part_of_the_record_is_refused_with_a_type_error(
 }
 
 #[tokio::test]
+async fn the_prototype_of_a_part_of_the_record_cannot_be_replaced() {
+    let mut js =
+        open("function process(r) { Object.setPrototypeOf(r.Payload.After, { x: 1 }); return r; }")
+            .await;
+    let input = record_with_after(structured(&[("id", Value::Int(1))]));
+    let text = error_text(&process_one(&mut js, input).await);
+    assert!(text.contains("TypeError"), "{text}");
+}
+
+#[tokio::test]
+async fn symbol_keys_of_a_part_of_the_record_are_set_read_and_deleted_like_an_objects() {
+    let mut js = open(
+        r#"function process(r) {
+            var a = r.Payload.After, tag = Symbol("id"), other = Symbol("id");
+            a[tag] = { n: 1 };
+            var seen = [String(tag in a), String(other in a), String(a[tag].n),
+                String(a[other]), String(Object.getOwnPropertyDescriptor(a, tag).value.n)];
+            delete a[tag];
+            seen.push(String(tag in a), String(a[tag]), String(a.id));
+            r.Metadata.seen = seen.join(",");
+            return r;
+        }"#,
+    )
+    .await;
+    let input = record_with_after(structured(&[("id", Value::Int(1))]));
+    let out = output(&mut js, input).await;
+    assert_eq!(
+        out.metadata.get("seen"),
+        Some("true,false,1,undefined,1,false,undefined,1")
+    );
+}
+
+#[tokio::test]
 async fn objects_a_script_replaces_deletes_and_sets_again_come_back_as_last_set_in_every_batch() {
     let mut js = open(
         r#"

@@ -207,14 +207,14 @@ fn stored<'js>(ctx: &Ctx<'js>, id: u32) -> rquickjs::Result<rquickjs::Value<'js>
 }
 
 /// A new view as scripts get it: not extensible (see the module's documentation).
+/// `prototype` is the prototype of views ([`prototype_of_views`]).
 pub(super) fn wrap<'js>(
     ctx: &Ctx<'js>,
-    store: &Object<'js>,
+    prototype: Object<'js>,
     batch: Rc<Batch>,
     index: usize,
     part: Part,
 ) -> rquickjs::Result<rquickjs::Value<'js>> {
-    let prototype: Object = store.get(PROTOTYPE)?;
     let view = Class::instance_proto(View::new(batch, index, part), prototype)?;
     prevent_extensions(ctx, &view);
     Ok(view.into_value())
@@ -233,6 +233,22 @@ fn prevent_extensions<'js>(ctx: &Ctx<'js>, view: &Class<'js, View>) {
     unsafe {
         rquickjs::qjs::JS_PreventExtensions(ctx.as_raw().as_ptr(), view.as_raw());
     }
+}
+
+/// The prototype of views: that of `near` when it is a view (views are not extensible,
+/// so theirs cannot be changed, and reading it costs less than looking it up), else
+/// read from `store`.
+pub(super) fn prototype_of_views<'js>(
+    store: &Object<'js>,
+    near: Option<&rquickjs::Value<'js>>,
+) -> rquickjs::Result<Object<'js>> {
+    if let Some(object) = near.and_then(|value| value.as_object())
+        && Class::<View>::from_object(object).is_some()
+        && let Some(prototype) = object.get_prototype()
+    {
+        return Ok(prototype);
+    }
+    store.get(PROTOTYPE)
 }
 
 /// The view a value a script holds is, if it is one.
@@ -581,6 +597,7 @@ enum Read<'js> {
 fn data_to_script<'js>(
     ctx: &Ctx<'js>,
     store: &Object<'js>,
+    near: Option<&rquickjs::Value<'js>>,
     batch: &Rc<Batch>,
     index: usize,
     part: Part,
@@ -589,7 +606,13 @@ fn data_to_script<'js>(
     Ok(match data {
         None => Read::Plain(rquickjs::Value::new_null(ctx.clone())),
         Some(Data::Raw(bytes)) => Read::Kept(to_array(ctx, store, bytes)?),
-        Some(Data::Structured(_)) => Read::Kept(wrap(ctx, store, batch.clone(), index, part)?),
+        Some(Data::Structured(_)) => Read::Kept(wrap(
+            ctx,
+            prototype_of_views(store, near)?,
+            batch.clone(),
+            index,
+            part,
+        )?),
     })
 }
 
@@ -598,6 +621,7 @@ fn data_to_script<'js>(
 fn read_input<'js>(
     ctx: &Ctx<'js>,
     store: &Object<'js>,
+    near: Option<&rquickjs::Value<'js>>,
     view: &JsCell<'js, View>,
     name: &str,
 ) -> rquickjs::Result<Option<Read<'js>>> {
@@ -607,7 +631,13 @@ fn read_input<'js>(
     };
     let record = &batch.records[index];
     let view_of = |part| -> rquickjs::Result<Read<'js>> {
-        Ok(Read::Kept(wrap(ctx, store, batch.clone(), index, part)?))
+        Ok(Read::Kept(wrap(
+            ctx,
+            prototype_of_views(store, near)?,
+            batch.clone(),
+            index,
+            part,
+        )?))
     };
     Ok(Some(match (part, name) {
         (Part::Record, "Position") => Read::Kept(to_array(ctx, store, record.position.as_bytes())?),
@@ -615,13 +645,20 @@ fn read_input<'js>(
             rquickjs::String::from_str(ctx.clone(), &record.operation.to_string())?.into_value(),
         ),
         (Part::Record, "Metadata") => view_of(Part::Metadata)?,
-        (Part::Record, "Key") => {
-            data_to_script(ctx, store, &batch, index, Part::Key, record.key.as_ref())?
-        }
+        (Part::Record, "Key") => data_to_script(
+            ctx,
+            store,
+            near,
+            &batch,
+            index,
+            Part::Key,
+            record.key.as_ref(),
+        )?,
         (Part::Record, "Payload") => view_of(Part::Payload)?,
         (Part::Payload, "Before") => data_to_script(
             ctx,
             store,
+            near,
             &batch,
             index,
             Part::Before,
@@ -630,6 +667,7 @@ fn read_input<'js>(
         (Part::Payload, "After") => data_to_script(
             ctx,
             store,
+            near,
             &batch,
             index,
             Part::After,
@@ -660,8 +698,11 @@ fn read_input<'js>(
 }
 
 /// Key `name` of `view`, `None` when it has none.
+///
+/// `near` is a value that may be a view (see [`prototype_of_views`]).
 fn get_key<'js>(
     ctx: &Ctx<'js>,
+    near: Option<&rquickjs::Value<'js>>,
     view: &JsCell<'js, View>,
     name: String,
 ) -> rquickjs::Result<Option<rquickjs::Value<'js>>> {
@@ -679,7 +720,7 @@ fn get_key<'js>(
         None => {}
     }
     let store = store(ctx)?;
-    Ok(match read_input(ctx, &store, view, &name)? {
+    Ok(match read_input(ctx, &store, near, view, &name)? {
         None => None,
         Some(Read::Plain(value)) => Some(value),
         Some(Read::Kept(value)) => {
@@ -709,11 +750,11 @@ impl<'js> JsClass<'js> for View {
         this: &JsCell<'js, Self>,
         ctx: &Ctx<'js>,
         atom: Atom<'js>,
-        _receiver: rquickjs::Value<'js>,
+        receiver: rquickjs::Value<'js>,
     ) -> rquickjs::Result<rquickjs::Value<'js>> {
         match name_of(&atom)? {
             Some(name) => {
-                if let Some(value) = get_key(ctx, this, name)? {
+                if let Some(value) = get_key(ctx, Some(&receiver), this, name)? {
                     return Ok(value);
                 }
             }
@@ -783,7 +824,7 @@ impl<'js> JsClass<'js> for View {
         atom: Atom<'js>,
     ) -> rquickjs::Result<Option<PropertyDescriptor<'js>>> {
         let value = match name_of(&atom)? {
-            Some(name) => get_key(ctx, this, name)?,
+            Some(name) => get_key(ctx, None, this, name)?,
             None => match symbols(ctx, this, false)? {
                 Some(object) if object.contains_key(atom.clone())? => Some(object.get(atom)?),
                 _ => None,
