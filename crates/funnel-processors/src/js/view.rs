@@ -30,6 +30,7 @@ use rquickjs::class::{
 };
 use rquickjs::object::Property;
 use rquickjs::{Atom, Class, Ctx, Function, JsLifetime, Object, Type};
+use smallvec::SmallVec;
 
 use super::{latin1, number, value_to_js};
 
@@ -71,7 +72,8 @@ pub(super) enum Slot {
 pub(super) struct Changes {
     /// Keys set by the script (or whose object is kept), in the order first set, and
     /// whether the key is listed after the input's keys (added, or deleted and set again).
-    pub(super) set: Vec<(String, Slot, bool)>,
+    /// Most views have one (the part read through them, or the field set), kept inline.
+    pub(super) set: SmallVec<[(String, Slot, bool); 1]>,
     /// Keys of the input the script deleted.
     pub(super) deleted: Vec<String>,
 }
