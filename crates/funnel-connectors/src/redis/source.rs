@@ -5,7 +5,7 @@
 //! queue.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use funnel_core::{ConnectorError, Source};
 use funnel_record::{Data, Metadata, Position, Record, metadata};
 use futures::{FutureExt, StreamExt};
 use redis::Value;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimReply, StreamId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -99,6 +99,32 @@ fn text(value: &Value) -> Cow<'_, str> {
         Value::SimpleString(s) => Cow::Borrowed(s),
         Value::Int(n) => Cow::Owned(n.to_string()),
         other => Cow::Owned(format!("{other:?}")),
+    }
+}
+
+/// Whether `bytes` are ASCII from the space on, without `"` and `\`: valid UTF-8 that
+/// JSON writes as it is. Checked in one pass, whole chunks without an early exit, so
+/// that the compiler compares many bytes at once.
+fn plain_ascii(bytes: &[u8]) -> bool {
+    bytes.chunks(64).all(|chunk| {
+        chunk.iter().fold(true, |plain, &b| {
+            plain & (b.wrapping_sub(0x20) < 0x60) & (b != b'"') & (b != b'\\')
+        })
+    })
+}
+
+/// Appends a field name or value as a JSON string, as serde_json writes its text (see
+/// [`text`]); plain ASCII bytes (the usual case) are copied after a single check.
+fn push_json_value(out: &mut Vec<u8>, value: &Value) {
+    if let Value::BulkString(bytes) = value
+        && plain_ascii(bytes)
+    {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+    } else {
+        push_json_string(out, &text(value));
     }
 }
 
@@ -192,50 +218,68 @@ struct Reader {
 }
 
 impl Reader {
-    /// The record of entry `id` with its flat `fields`; `base` holds the metadata all
-    /// records of a batch share.
-    fn record(&self, id: String, fields: &[Value], base: &Metadata) -> Record {
-        let mut map: BTreeMap<Cow<'_, str>, Cow<'_, str>> = BTreeMap::new();
-        let mut size = 2;
-        for pair in fields.chunks_exact(2) {
-            let (k, v) = (text(&pair[0]), text(&pair[1]));
-            size += k.len() + v.len() + 6;
-            map.insert(k, v);
-        }
+    /// The record of entry `id` with its flat `fields`, read at `read_at` (Unix
+    /// nanoseconds, shared by the records of a batch). The payload is a JSON object of
+    /// the fields in name order (the last value of a name given twice), as a map of them
+    /// would be written.
+    fn record(&self, id: String, fields: &[Value], read_at: &str) -> Record {
+        let size = 2 + fields
+            .iter()
+            .map(|v| match v {
+                Value::BulkString(b) => b.len() + 3,
+                _ => 8,
+            })
+            .sum::<usize>();
         let mut payload = Vec::with_capacity(size + size / 8);
         payload.push(b'{');
-        for (i, (k, v)) in map.iter().enumerate() {
-            if i > 0 {
-                payload.push(b',');
-            }
-            push_json_string(&mut payload, k);
+        if let [name, value] = fields {
+            // One field (the usual case): nothing to sort.
+            push_json_value(&mut payload, name);
             payload.push(b':');
-            push_json_string(&mut payload, v);
+            push_json_value(&mut payload, value);
+        } else {
+            let mut pairs: Vec<(Cow<'_, str>, &Value)> = fields
+                .chunks_exact(2)
+                .rev()
+                .map(|pair| (text(&pair[0]), &pair[1]))
+                .collect();
+            // Reversed, then sorted stably: the first of equal names is the last given.
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            pairs.dedup_by(|later, first| later.0 == first.0);
+            for (i, (name, value)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    payload.push(b',');
+                }
+                push_json_string(&mut payload, name);
+                payload.push(b':');
+                push_json_value(&mut payload, value);
+            }
         }
         payload.push(b'}');
-        let mut meta = base.clone();
+        // Unix nanoseconds fit an i64 until 2262, which formats faster than an i128.
         let created = created_at(&id).unwrap_or_else(|| unix_nanos_now() as i128);
-        meta.insert(metadata::CREATED_AT, created.to_string());
-        meta.insert(METADATA_ID, id.as_str());
+        let created =
+            i64::try_from(created).map_or_else(|_| created.to_string(), |n| n.to_string());
+        // The metadata built in one go, not cloned from a shared map and then changed.
+        let meta: Metadata = [
+            (metadata::COLLECTION, self.config.key.as_str()),
+            (metadata::CREATED_AT, created.as_str()),
+            (metadata::READ_AT, read_at),
+            (metadata::SOURCE_CONNECTOR_ID, self.id.as_str()),
+            (METADATA_ID, id.as_str()),
+        ]
+        .into_iter()
+        .collect();
         let mut record = Record::new(Position::from(id), payload);
         record.metadata = meta;
         record.key = Some(Data::Raw(self.key.clone()));
         record
     }
 
-    /// The metadata every record of a batch read now shares.
-    fn base_metadata(&self) -> Metadata {
-        let mut meta = Metadata::new();
-        meta.insert(metadata::COLLECTION, self.config.key.as_str());
-        meta.insert(metadata::READ_AT, unix_nanos_now().to_string());
-        meta.insert(metadata::SOURCE_CONNECTOR_ID, self.id.as_str());
-        meta
-    }
-
     /// The records of `entries`; in a consumer group, only those not read and
     /// unacknowledged already (which it marks read).
     fn records(&self, entries: Vec<(String, Vec<Value>)>, group: bool) -> Vec<Record> {
-        let base = self.base_metadata();
+        let read_at = unix_nanos_now().to_string();
         let mut records = Vec::with_capacity(entries.len());
         let mut unacked = group.then(|| lock(&self.unacked));
         for (id, fields) in entries {
@@ -244,7 +288,7 @@ impl Reader {
             {
                 continue;
             }
-            records.push(self.record(id, &fields, &base));
+            records.push(self.record(id, &fields, &read_at));
         }
         records
     }
@@ -283,9 +327,11 @@ impl Reader {
             .arg(&self.config.key)
             .arg(last);
         let mut con = con.clone();
-        ReadAhead(tokio::spawn(async move {
-            cmd.query_async::<Value>(&mut con).await
-        }))
+        // The reply as it came, without `query_async`'s walk through every value of it
+        // for an error: a failed XREAD is one error reply, checked by `run_stream`.
+        ReadAhead(tokio::spawn(
+            async move { con.req_packed_command(&cmd).await },
+        ))
     }
 
     /// XREAD from `last` (exclusive) on, one read ahead.
@@ -296,6 +342,7 @@ impl Reader {
         let mut next = self.start_read(&con, &last);
         loop {
             let reply = match (&mut next.0).await {
+                Ok(Ok(Value::ServerError(e))) => Err(redis::RedisError::from(e)),
                 Ok(reply) => reply,
                 Err(e) => Err(redis::RedisError::from(std::io::Error::other(
                     e.to_string(),
@@ -664,6 +711,89 @@ mod tests {
             let mut ours = Vec::new();
             push_json_string(&mut ours, text);
             assert_eq!(ours, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
+    }
+
+    fn reader() -> Reader {
+        let settings = funnel_core::settings_of(&[("redis.key", "events"), ("mode", "stream")]);
+        let config = super::super::config::validate_source(&settings).unwrap();
+        Reader {
+            who: "redis source p:src".into(),
+            id: "p:src".into(),
+            config,
+            consumer: "p:src".into(),
+            client: redis::Client::open("redis://127.0.0.1:1").unwrap(),
+            unacked: std::sync::Arc::default(),
+            key: Bytes::from_static(b"events"),
+        }
+    }
+
+    fn payload(record: &Record) -> String {
+        match &record.payload.after {
+            Some(Data::Raw(bytes)) => String::from_utf8(bytes.to_vec()).unwrap(),
+            other => panic!("not a raw payload: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_entry_becomes_a_json_object_of_its_fields_as_a_map_of_them_is_written() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reader = reader();
+        let fields = [
+            ("b", "2"),
+            ("a", "quote \" é\n"),
+            ("b", "last b"),
+            ("c", "plain"),
+        ];
+        let values: Vec<Value> = fields
+            .iter()
+            .flat_map(|(k, v)| [bulk(k), bulk(v)])
+            .collect();
+        let record = reader.record("1700000000000-3".into(), &values, "42");
+        let map: std::collections::BTreeMap<&str, &str> = fields.iter().copied().collect();
+        assert_eq!(payload(&record), serde_json::to_string(&map).unwrap());
+        for (name, value) in [("data", "plain base64+/="), ("dätä", "\u{1}\\")] {
+            let record = reader.record("1-1".into(), &[bulk(name), bulk(value)], "42");
+            let map = std::collections::BTreeMap::from([(name, value)]);
+            assert_eq!(payload(&record), serde_json::to_string(&map).unwrap());
+        }
+        let invalid = [bulk("k"), Value::BulkString(vec![b'a', 0xff])];
+        let record = reader.record("1-2".into(), &invalid, "42");
+        assert_eq!(payload(&record), "{\"k\":\"a\u{fffd}\"}");
+    }
+
+    #[test]
+    fn an_entry_carries_its_id_times_collection_and_connector_in_its_metadata() {
+        let reader = reader();
+        let record = reader.record(
+            "1700000000000-3".into(),
+            &[Value::BulkString(b"k".to_vec()), Value::Int(7)],
+            "42",
+        );
+        assert_eq!(record.position, Position::from("1700000000000-3"));
+        assert_eq!(record.key, Some(Data::Raw(Bytes::from_static(b"events"))));
+        assert_eq!(payload(&record), r#"{"k":"7"}"#);
+        let meta: Vec<(&str, &str)> = record.metadata.iter().collect();
+        assert_eq!(
+            meta,
+            [
+                (metadata::SOURCE_CONNECTOR_ID, "p:src"),
+                (metadata::COLLECTION, "events"),
+                (metadata::CREATED_AT, "1700000000000000000"),
+                (metadata::READ_AT, "42"),
+                (METADATA_ID, "1700000000000-3"),
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_ascii_is_ascii_from_the_space_on_without_quote_or_backslash() {
+        assert!(plain_ascii(b"") && plain_ascii("x".repeat(200).as_bytes()));
+        // DEL (0x7f) is ASCII that JSON writes as it is.
+        assert!(plain_ascii(b"\x7f"));
+        for bad in ["\"", "\\", "\n", "\u{1f}", "é"] {
+            let text = format!("{}{bad}", "y".repeat(70));
+            assert!(!plain_ascii(text.as_bytes()), "{bad:?}");
         }
     }
 
