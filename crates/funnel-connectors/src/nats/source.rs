@@ -5,17 +5,17 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use async_nats::Subject;
 use async_nats::jetstream::consumer::pull::{Config as PullConfig, MessagesErrorKind};
 use async_nats::jetstream::consumer::{self, PullConsumer};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
-use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::stream::Stream as JsStream;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_core::{ConnectorError, Source};
 use funnel_record::{Data, Metadata, Position, Record, metadata};
 use futures::{FutureExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::config::{AckPolicy, DeliverPolicy, NatsSourceConfig};
 use super::{METADATA_SEQUENCE, METADATA_STREAM, conn};
@@ -26,8 +26,9 @@ use crate::util::{AbortOnDrop, lock, unix_nanos_now};
 /// redeliveries of what a stopped pipeline left unacknowledged).
 const ACK_WAIT: Duration = Duration::from_secs(60);
 
-/// How long the last ack of a release waits for the server's confirmation.
-const ACK_CONFIRM: Duration = Duration::from_secs(2);
+/// How long `teardown` waits for the server's confirmation of the last ack sent (the
+/// compliance suite allows a teardown 3 s).
+const ACK_CONFIRM: Duration = Duration::from_secs(1);
 
 /// Idle heartbeat of pull requests: a missed one tells the client the connection or
 /// the consumer is gone.
@@ -37,8 +38,8 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 const MOST_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Messages read together (at most `sdk.batch.size`), each with its stream sequence and
-/// what acks it, or the error that stopped reading.
-type Item = Result<(Vec<Record>, Vec<(u64, Acker)>), ConnectorError>;
+/// its reply subject (where its ack goes), or the error that stopped reading.
+type Item = Result<(Vec<Record>, Vec<(u64, Subject)>), ConnectorError>;
 
 /// What the consumer's `max_ack_pending` allows beyond `bufferSize`: the records the
 /// engine holds in flight with its default credits (2,048), a batch being read past
@@ -55,14 +56,117 @@ pub struct NatsSource {
     resume: Option<Position>,
     /// Messages read by the background task, in stream order.
     queue: tokio::sync::Mutex<Option<mpsc::Receiver<Item>>>,
-    /// Read and not yet acknowledged, in read order: stream sequence and acker.
-    unacked: Mutex<VecDeque<(u64, Acker)>>,
+    /// Read and not yet acknowledged, in read order: stream sequence and reply subject.
+    unacked: Mutex<VecDeque<(u64, Subject)>>,
     running: Mutex<Option<Running>>,
 }
 
 struct Running {
     task: AbortOnDrop,
+    acks: Acks,
+}
+
+/// Where acks go: a connection of their own (on the reader's connection, an ack and the
+/// server's confirmation of it queue behind the messages being pulled). The last ack of
+/// each `ack` call asks for a confirmation, `<inbox>.<n>` for the `n`th call; the
+/// server handles a connection's acks in the order they arrive, so confirmation `n`
+/// means every ack of calls up to `n` is on the consumer's ack floor. `ack` does not
+/// wait for it; `teardown` waits for the last one.
+#[derive(Clone)]
+struct Acks {
     client: async_nats::Client,
+    inbox: Subject,
+    /// The number of the last call that sent acks, and its last ack.
+    sent: std::sync::Arc<Mutex<(u64, Option<Subject>)>>,
+    /// The highest confirmation received.
+    confirmed: watch::Receiver<u64>,
+    /// Receives the confirmations; stopped with the source.
+    _listener: std::sync::Arc<AbortOnDrop>,
+}
+
+impl Acks {
+    /// Connects the acks' own client and subscribes to its confirmations.
+    async fn connect(
+        config: &NatsSourceConfig,
+        who: &str,
+        id: &str,
+    ) -> Result<Self, ConnectorError> {
+        let client = conn::connect(&config.connection, who, id).await?;
+        let inbox = client.new_inbox();
+        let mut replies = client.subscribe(format!("{inbox}.*")).await.map_err(|e| {
+            ConnectorError::transient(format!(
+                "{who}: cannot subscribe to ack confirmations on {}: {e}",
+                conn::servers(&config.connection)
+            ))
+        })?;
+        let (tx, confirmed) = watch::channel(0);
+        let listener = tokio::spawn(async move {
+            while let Some(reply) = replies.next().await {
+                let n = reply
+                    .subject
+                    .rsplit('.')
+                    .next()
+                    .and_then(|n| n.parse().ok());
+                if let Some(n) = n {
+                    tx.send_if_modified(|c| {
+                        let newer = n > *c;
+                        *c = (*c).max(n);
+                        newer
+                    });
+                }
+            }
+        });
+        Ok(Self {
+            client,
+            inbox: Subject::from(inbox),
+            sent: std::sync::Arc::default(),
+            confirmed,
+            _listener: std::sync::Arc::new(AbortOnDrop(listener)),
+        })
+    }
+
+    /// Sends the acks to `replies`, in order, the last one asking for a confirmation.
+    async fn send(&self, mut replies: Vec<Subject>) -> Result<(), async_nats::PublishError> {
+        let Some(last) = replies.pop() else {
+            return Ok(());
+        };
+        for reply in replies {
+            self.client.publish(reply, Bytes::new()).await?;
+        }
+        // `ack` calls come one at a time (in read order), so the numbers follow the
+        // order the acks are sent in.
+        let n = lock(&self.sent).0 + 1;
+        let confirm = Subject::from(format!("{}.{n}", self.inbox));
+        self.client
+            .publish_with_reply(last.clone(), confirm, Bytes::from_static(b"+ACK"))
+            .await?;
+        *lock(&self.sent) = (n, Some(last));
+        Ok(())
+    }
+
+    /// Waits up to [`ACK_CONFIRM`] for the confirmation of the last ack sent, so that
+    /// every ack sent is on the ack floor; without one (the server is restarting, the
+    /// connection is down), the last ack goes once more without a reply and the client
+    /// gets a second to write what it holds.
+    async fn confirm_all(&self) {
+        let (n, last) = lock(&self.sent).clone();
+        let Some(last) = last else {
+            return;
+        };
+        let mut confirmed = self.confirmed.clone();
+        // (The confirmation's guard is not held past this statement.)
+        let in_time = matches!(
+            tokio::time::timeout(ACK_CONFIRM, confirmed.wait_for(|c| *c >= n)).await,
+            Ok(Ok(_))
+        );
+        if !in_time {
+            let again = async {
+                let _ = self.client.publish(last, Bytes::new()).await;
+                let _ = self.client.flush().await;
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), again).await;
+        }
+    }
 }
 
 impl NatsSource {
@@ -143,7 +247,7 @@ pub(super) fn header_metadata(
 async fn flush(
     tx: &mpsc::Sender<Item>,
     records: &mut Vec<Record>,
-    acks: &mut Vec<(u64, Acker)>,
+    acks: &mut Vec<(u64, Subject)>,
 ) -> bool {
     records.is_empty()
         || tx
@@ -212,11 +316,11 @@ impl Reader {
                                     read_at = unix_nanos_now().to_string();
                                 }
                                 // Not a redelivery of a message this run already read.
-                                if let Some((record, seq, acker)) = self.record(message, &read_at)
+                                if let Some((record, seq, reply)) = self.record(message, &read_at)
                                     && seq > last
                                 {
                                     records.push(record);
-                                    acks.push((seq, acker));
+                                    acks.push((seq, reply));
                                     last = seq;
                                 }
                             }
@@ -309,7 +413,7 @@ impl Reader {
         &self,
         message: async_nats::jetstream::Message,
         read_at: &str,
-    ) -> Option<(Record, u64, Acker)> {
+    ) -> Option<(Record, u64, Subject)> {
         let (seq, published) = match message.info() {
             Ok(info) => (info.stream_sequence, info.published.unix_timestamp_nanos()),
             Err(e) => {
@@ -317,7 +421,8 @@ impl Reader {
                 return None;
             }
         };
-        let (message, acker) = message.split();
+        let mut message = message.message;
+        let reply = message.reply.take()?;
         let seq_text = seq.to_string();
         // Nanoseconds since 1970 fit an i64 until 2262, which formats faster than an i128.
         let created =
@@ -351,7 +456,7 @@ impl Reader {
         let mut record = Record::new(Position::from(seq_text), message.payload);
         record.metadata = meta;
         record.key = key;
-        Some((record, seq, acker))
+        Some((record, seq, reply))
     }
 }
 
@@ -362,6 +467,7 @@ impl Source for NatsSource {
         let resume = self.resume.as_ref().map(|p| sequence(who, p)).transpose()?;
         let c = &self.config;
         let client = conn::connect(&c.connection, who, &self.id).await?;
+        let acks = Acks::connect(c, who, &self.id).await?;
         let servers = conn::servers(&c.connection);
         let js = async_nats::jetstream::new(client.clone());
         let stream = js.get_stream(&c.stream).await.map_err(|e| {
@@ -433,7 +539,7 @@ impl Source for NatsSource {
         *self.queue.lock().await = Some(rx);
         if let Some(old) = lock(&self.running).replace(Running {
             task: AbortOnDrop(task),
-            client,
+            acks,
         }) {
             old.task.abort();
         }
@@ -461,45 +567,42 @@ impl Source for NatsSource {
             return Ok(());
         };
         let last = sequence(&self.who, last)?;
-        let released: Vec<(u64, Acker)> = {
+        let released: Vec<(u64, Subject)> = {
             let mut unacked = lock(&self.unacked);
             let n = unacked.iter().take_while(|(seq, _)| *seq <= last).count();
             unacked.drain(..n).collect()
         };
-        let to_ack: Vec<&Acker> = match self.config.ack_policy {
-            AckPolicy::Explicit => released.iter().map(|(_, a)| a).collect(),
-            AckPolicy::All => released.last().map(|(_, a)| a).into_iter().collect(),
+        let to_ack: Vec<Subject> = match self.config.ack_policy {
+            AckPolicy::Explicit => released.into_iter().map(|(_, reply)| reply).collect(),
+            AckPolicy::All => released
+                .into_iter()
+                .last()
+                .map(|(_, r)| r)
+                .into_iter()
+                .collect(),
             AckPolicy::None => Vec::new(),
         };
-        let cannot_ack =
-            |e| ConnectorError::transient(format!("{}: cannot ack a message: {e}", self.who));
-        // Every ack but the last is sent without a reply; the last one waits for the
-        // server's confirmation. The server handles a consumer's acks in the order they
-        // arrive, so when `ack` returns, all of them are on the consumer's ack floor: a
-        // next owner of the consumer (a restart, another instance) is not sent them again.
-        // Without a confirmation in time (the server is restarting, the connection is
-        // down) the last ack is sent once more without a reply, as the others: the client
-        // sends it when it is connected again, and an ack lost with the connection only
-        // means the server delivers that message again.
-        if let Some((last, rest)) = to_ack.split_last() {
-            for acker in rest {
-                acker.ack().await.map_err(cannot_ack)?;
-            }
-            let confirmed = tokio::time::timeout(ACK_CONFIRM, last.double_ack()).await;
-            if !matches!(confirmed, Ok(Ok(()))) {
-                tracing::debug!(connector = %self.who, "No confirmation of an ack in time; it was sent again without one.");
-                last.ack().await.map_err(cannot_ack)?;
-            }
+        if to_ack.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let Some(acks) = lock(&self.running).as_ref().map(|r| r.acks.clone()) else {
+            return Err(ConnectorError::transient(format!(
+                "{}: ack before open or after teardown",
+                self.who
+            )));
+        };
+        acks.send(to_ack).await.map_err(|e| {
+            ConnectorError::transient(format!("{}: cannot ack a message: {e}", self.who))
+        })
     }
 
     async fn teardown(&self) -> Result<(), ConnectorError> {
         let running = lock(&self.running).take();
         if let Some(running) = running {
             running.task.abort();
-            // Send the acks still buffered, without waiting long for a dead server.
-            let _ = tokio::time::timeout(Duration::from_secs(1), running.client.flush()).await;
+            // Every ack sent reaches the ack floor before the source closes, without
+            // waiting long for a dead server.
+            running.acks.confirm_all().await;
         }
         lock(&self.unacked).clear();
         Ok(())
