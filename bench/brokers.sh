@@ -30,12 +30,15 @@
 #   REDIS_BENCH=/path/to/redis_bench ...  a built baseline client (no build)
 #   LIMIT=300 ...                     seconds a run may take before the script fails
 #                                     and prints the end of funnel's log
+#   WRITE=0 ...                       only the broker -> noop rows (no generator ->
+#                                     broker runs nor their baselines)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N="${N:-200000}"
 PORT="${PORT:-18091}"
 ONLY="${ONLY:-}"
+WRITE="${WRITE:-1}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/funnel/target}"
 if [ -z "${BIN:-}" ]; then
     cargo build --release --quiet -p funnel-cli
@@ -88,11 +91,13 @@ if [ "$ONLY" != redis ]; then
           urls: nats://127.0.0.1:4222
           stream: $STREAM
           subject: $PREFIX.$TAG.in" "$NOOP"
-    run gen_nats "$GEN" "        plugin: builtin:nats
+    if [ "$WRITE" != 0 ]; then
+        run gen_nats "$GEN" "        plugin: builtin:nats
         settings:
           urls: nats://127.0.0.1:4222
           subject: $PREFIX.$TAG.out"
-    "$NATS_BENCH" pub nats://127.0.0.1:4222 "$STREAM" "$PREFIX.$TAG.base" "$N" "$PAYLOAD"
+        "$NATS_BENCH" pub nats://127.0.0.1:4222 "$STREAM" "$PREFIX.$TAG.base" "$N" "$PAYLOAD"
+    fi
 fi
 
 if [ "$ONLY" != nats ]; then
@@ -108,11 +113,13 @@ if [ "$ONLY" != nats ]; then
           redis.host: 127.0.0.1
           redis.key: $PREFIX:$TAG:in
           mode: stream" "$NOOP"
-    run gen_redis "$GEN" "        plugin: builtin:redis
+    if [ "$WRITE" != 0 ]; then
+        run gen_redis "$GEN" "        plugin: builtin:redis
         settings:
           redis.host: 127.0.0.1
           redis.key: $PREFIX:$TAG:out
           mode: stream"
-    echo "redis-benchmark XADD (1 KB value, pipelined 100):"
-    redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "$PREFIX:$TAG:base" '*' data "$VALUE" | rate
+        echo "redis-benchmark XADD (1 KB value, pipelined 100):"
+        redis-benchmark -h 127.0.0.1 -q -n "$N" -c 1 -P 100 XADD "$PREFIX:$TAG:base" '*' data "$VALUE" | rate
+    fi
 fi
