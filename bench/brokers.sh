@@ -10,6 +10,10 @@
 #                   packaged here);
 #   gen   -> nats:  builtin:generator (N records) into builtin:nats; baseline
 #                   `nats_bench pub` (publishes with up to 4096 publish acks awaited);
+#                   run twice: each record published as its OpenCDC JSON (the
+#                   default, about 1.7 KB with the base64 payload), then with
+#                   `sdk.record.format: template` and `{{ printf "%s" .Payload.After }}`
+#                   (the 1 KB payload alone, the client's message);
 #   redis -> noop:  a stream of N entries, read by builtin:redis (XREAD) into noop;
 #                   baseline `redis_bench xread` (a consumer loop reading the whole
 #                   stream with XREAD COUNT 1000 after the last ID, with the same
@@ -96,6 +100,12 @@ if [ "$ONLY" != redis ]; then
         settings:
           urls: nats://127.0.0.1:4222
           subject: $PREFIX.$TAG.out"
+        run gen_nats_payload "$GEN" "        plugin: builtin:nats
+        settings:
+          urls: nats://127.0.0.1:4222
+          subject: $PREFIX.$TAG.out
+          sdk.record.format: template
+          sdk.record.format.options: '{{ printf \"%s\" .Payload.After }}'"
         "$NATS_BENCH" pub nats://127.0.0.1:4222 "$STREAM" "$PREFIX.$TAG.base" "$N" "$PAYLOAD"
     fi
 fi
