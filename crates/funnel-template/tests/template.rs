@@ -162,6 +162,23 @@ fn with_missingkey_error_a_missing_key_fails_the_render_as_go_reports_it() {
 }
 
 #[test]
+fn printf_s_writes_bytes_as_text_with_invalid_utf8_replaced_and_pads_by_characters() {
+    let mut r = record();
+    r.payload.after = Some(Data::Raw(Bytes::from_static(b"h\xffi \xc3\xa9")));
+    let render_on = |t: &str| Template::parse(t).unwrap().render(&r).unwrap();
+    assert_eq!(
+        render_on(r#"{{ printf "%s" .Payload.After }}"#),
+        "h\u{fffd}i \u{e9}"
+    );
+    assert_eq!(render_on(r#"[{{ printf "%6s" .Key }}]"#), "[    hi]");
+    assert_eq!(
+        render_on(r#"[{{ printf "%-4s|%.1s" .Key .Key }}]"#),
+        "[hi  |h]"
+    );
+    assert_eq!(render_on(r#"{{ printf "%s" .Metadata.key }}"#), "val");
+}
+
+#[test]
 fn json_null_prints_no_value_in_an_action_and_nil_in_print() {
     cases(&[
         ("{{ .Payload.After.null }}", "<no value>"),
