@@ -261,14 +261,16 @@ fn fmt_one(out: &mut String, verb: char, spec: &Spec, v: &V<'_>) {
         's' | 'q' => {
             // `%s` of bytes or a string, the common case (a raw payload as text): written
             // straight through, without an owned copy when it is valid UTF-8.
-            if verb == 's' && spec.prec.is_none() && spec.width.is_none() {
-                if let Some(b) = bytes_of(v) {
-                    match std::str::from_utf8(b) {
-                        Ok(text) => out.push_str(text),
-                        Err(_) => out.push_str(&String::from_utf8_lossy(b)),
-                    }
-                    return;
+            if verb == 's'
+                && spec.prec.is_none()
+                && spec.width.is_none()
+                && let Some(b) = bytes_of(v)
+            {
+                match std::str::from_utf8(b) {
+                    Ok(text) => out.push_str(text),
+                    Err(_) => out.push_str(&String::from_utf8_lossy(b)),
                 }
+                return;
             }
             let text = if let Some(s) = stringer(v) {
                 s
