@@ -181,8 +181,28 @@ pub(crate) fn paced(
     }
 }
 
-/// Invalid settings met by a connection test or a cleanup, as a configuration error.
-pub(crate) fn invalid(id: &str, errors: &[SettingsError]) -> funnel_core::ConnectorError {
-    let text: Vec<String> = errors.iter().map(SettingsError::to_string).collect();
-    funnel_core::ConnectorError::config(format!("connector {id}: {}", text.join("; ")))
+/// What a connection test ([`Component::with_check`]) gives.
+pub(crate) type CheckResult =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), funnel_core::ConnectorError>> + Send>>;
+
+/// The connection test of connector `id` whose settings `validated` gives: invalid
+/// settings are a configuration error naming the connector and every mistake; a valid
+/// config is handed, with `id`, to `check`, which tries the connection.
+pub(crate) fn checked<C, F>(
+    id: String,
+    validated: Result<C, Vec<SettingsError>>,
+    check: impl FnOnce(C, String) -> F,
+) -> CheckResult
+where
+    F: Future<Output = Result<(), funnel_core::ConnectorError>> + Send + 'static,
+{
+    match validated {
+        Ok(config) => Box::pin(check(config, id)),
+        Err(errors) => {
+            let text: Vec<String> = errors.iter().map(SettingsError::to_string).collect();
+            let error =
+                funnel_core::ConnectorError::config(format!("connector {id}: {}", text.join("; ")));
+            Box::pin(std::future::ready(Err(error)))
+        }
+    }
 }

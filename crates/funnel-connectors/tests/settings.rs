@@ -422,3 +422,26 @@ async fn sdk_rate_per_second_and_burst_pace_the_writes_of_a_destination() {
         took[1]
     );
 }
+
+#[tokio::test]
+async fn a_connection_test_with_invalid_settings_is_a_configuration_error_naming_the_connector() {
+    let table = components();
+    let check = table
+        .iter()
+        .find(|c| c.name == "file" && c.kind() == ComponentKind::Destination)
+        .and_then(|c| c.check)
+        .unwrap();
+    let error = check("p:c".to_owned(), settings(&[("bogus", "1")]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), funnel_core::ErrorKind::Config);
+    let text = error.to_string();
+    assert!(
+        text.contains("connector p:c") && text.contains("bogus"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let valid = settings(&[("path", path.to_str().unwrap())]);
+    assert!(check("p:c".to_owned(), valid).await.is_ok());
+}

@@ -120,8 +120,8 @@ pub const DESTINATION: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_destination(&settings);
+    crate::checked(id, validated, |config, _| async move {
         destination::check(&config).await
     })
 });

@@ -359,8 +359,8 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_source(&settings);
+    crate::checked(id, validated, |config, id| async move {
         let topics = config.topics;
         with_check_client(
             &config.common,
@@ -390,8 +390,8 @@ pub const DESTINATION: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_destination(&settings);
+    crate::checked(id, validated, |config, id| async move {
         with_check_client(
             &config.common,
             format!("kafka destination {id}"),

@@ -90,8 +90,8 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_source(&id, &settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_source(&id, &settings);
+    crate::checked(id, validated, |config, id| async move {
         check(&format!("mqtt source {id}"), &config.connection).await
     })
 });
@@ -116,8 +116,8 @@ pub const DESTINATION: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_destination(&id, &settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_destination(&id, &settings);
+    crate::checked(id, validated, |config, id| async move {
         check(&format!("mqtt destination {id}"), &config.connection).await
     })
 });

@@ -105,8 +105,8 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_source(&settings);
+    crate::checked(id, validated, |config, id| async move {
         let conn = conn::connect(&config.dsn, &format!("mysql source {id}")).await?;
         let _ = conn.disconnect().await;
         Ok(())
@@ -130,8 +130,8 @@ pub const DESTINATION: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_destination(&settings);
+    crate::checked(id, validated, |config, id| async move {
         let conn = conn::connect(&config.dsn, &format!("mysql destination {id}")).await?;
         let _ = conn.disconnect().await;
         Ok(())

@@ -120,8 +120,8 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_source(&settings);
+    crate::checked(id, validated, |config, id| async move {
         let who = format!("nats source {id}");
         let client = conn::connect(&config.connection, &who, &id).await?;
         if config.mode == Mode::PubSub {
@@ -161,8 +161,8 @@ pub const DESTINATION: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_destination(&settings);
+    crate::checked(id, validated, |config, id| async move {
         conn::connect(&config.connection, &format!("nats destination {id}"), &id)
             .await
             .map(drop)

@@ -173,8 +173,8 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_source(&settings);
+    crate::checked(id, validated, |config, id| async move {
         conn::connect(&config.pg, &config.tls, &format!("postgres source {id}"))
             .await
             .map(drop)
@@ -202,8 +202,8 @@ pub const DESTINATION: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_destination(&settings);
+    crate::checked(id, validated, |config, id| async move {
         conn::connect(
             &config.pg,
             &config.tls,

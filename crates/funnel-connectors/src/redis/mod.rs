@@ -99,8 +99,8 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_source(&settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_source(&settings);
+    crate::checked(id, validated, |config, id| async move {
         conn::check(&config.connection, &format!("redis source {id}")).await
     })
 });
@@ -124,8 +124,8 @@ pub const DESTINATION: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    Box::pin(async move {
-        let config = validate_destination(&settings).map_err(|e| crate::invalid(&id, &e))?;
+    let validated = validate_destination(&settings);
+    crate::checked(id, validated, |config, id| async move {
         conn::check(&config.connection, &format!("redis destination {id}")).await
     })
 });
