@@ -178,6 +178,25 @@ pub(crate) fn parse_destination_with<T>(
     own.ok_or_else(Vec::new)
 }
 
+/// The end of a validation: `check` builds the config from parsed settings, pushing
+/// every mistake it finds to the list it is given; any mistake makes the result the
+/// whole list.
+///
+/// # Errors
+///
+/// Every mistake `check` pushed, in its order.
+pub(crate) fn validated<T>(
+    check: impl FnOnce(&mut Vec<SettingsError>) -> T,
+) -> Result<T, Vec<SettingsError>> {
+    let mut errors = Vec::new();
+    let config = check(&mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Reads `A`, then `B` (a connection's settings and a connector's own, say): both,
 /// so that the mistakes of each are recorded; `None` when either has one.
 #[cfg_attr(

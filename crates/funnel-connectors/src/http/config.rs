@@ -7,7 +7,7 @@ use std::time::Duration;
 use funnel_core::typed::{FromSetting, Prefixed};
 use funnel_template::Template;
 
-use crate::settings::{parse_destination, parse_source};
+use crate::settings::{parse_destination, parse_source, validated};
 use crate::tls::client_pair;
 use crate::{Settings, SettingsError};
 
@@ -275,72 +275,70 @@ pub struct HttpDestinationConfig {
 /// Every invalid setting, each with its key.
 pub fn validate_source(settings: &Settings) -> Result<HttpSourceConfig, Vec<SettingsError>> {
     let (own, sdk) = parse_source::<HttpSourceSettings>(settings)?;
-    let mut errors = Vec::new();
-    if own.bearer_token.as_deref() == Some("") {
-        errors.push(SettingsError::new("auth.bearerToken", "the token is empty"));
-    }
-    if own.hmac_secret.as_deref() == Some("") {
-        errors.push(SettingsError::new("auth.hmacSecret", "the secret is empty"));
-    }
-    if reqwest::header::HeaderName::from_bytes(own.hmac_header.as_bytes()).is_err() {
-        errors.push(SettingsError::new(
-            "auth.hmacHeader",
-            format!("{:?} is not a header name", own.hmac_header),
-        ));
-    }
-    let tls = client_pair(
-        own.tls_cert_path.clone(),
-        own.tls_key_path.clone(),
-        ["tls.certPath", "tls.keyPath"],
-        &mut errors,
-    )
-    .map(|(cert_path, key_path)| ServerTls {
-        cert_path,
-        key_path,
-    });
-    for (key, given) in [
-        ("script.getRequestData", &own.script_get_request_data),
-        ("script.parseResponse", &own.script_parse_response),
-    ] {
-        if given.is_some() {
+    validated(|errors| {
+        if own.bearer_token.as_deref() == Some("") {
+            errors.push(SettingsError::new("auth.bearerToken", "the token is empty"));
+        }
+        if own.hmac_secret.as_deref() == Some("") {
+            errors.push(SettingsError::new("auth.hmacSecret", "the secret is empty"));
+        }
+        if reqwest::header::HeaderName::from_bytes(own.hmac_header.as_bytes()).is_err() {
             errors.push(SettingsError::new(
-                key,
-                "JavaScript hooks are not supported: use response.records, response.cursor and cursor.param",
+                "auth.hmacHeader",
+                format!("{:?} is not a header name", own.hmac_header),
             ));
         }
-    }
-    let poll = match own.url.as_deref() {
-        None => {
-            for (key, set) in [
-                ("response.records", own.response_records.is_some()),
-                ("response.cursor", own.response_cursor.is_some()),
-                ("params.*", !own.params.0.is_empty()),
-            ] {
-                if set {
-                    errors.push(SettingsError::new(
-                        key,
-                        "only means something with url (polling)",
-                    ));
-                }
+        let tls = client_pair(
+            own.tls_cert_path.clone(),
+            own.tls_key_path.clone(),
+            ["tls.certPath", "tls.keyPath"],
+            errors,
+        )
+        .map(|(cert_path, key_path)| ServerTls {
+            cert_path,
+            key_path,
+        });
+        for (key, given) in [
+            ("script.getRequestData", &own.script_get_request_data),
+            ("script.parseResponse", &own.script_parse_response),
+        ] {
+            if given.is_some() {
+                errors.push(SettingsError::new(
+                    key,
+                    "JavaScript hooks are not supported: use response.records, response.cursor and cursor.param",
+                ));
             }
-            None
         }
-        Some(url) => poll_config(url, &own, &mut errors),
-    };
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(HttpSourceConfig {
-        address: own.address.0,
-        bearer_token: own.bearer_token,
-        hmac_secret: own.hmac_secret,
-        hmac_header: own.hmac_header,
-        max_body_size: own.max_body_size.0,
-        buffer_size: own.buffer_size.0,
-        backpressure_timeout: own.backpressure_timeout.0,
-        tls,
-        poll,
-        batch_size: sdk.batch_size,
+        let poll = match own.url.as_deref() {
+            None => {
+                for (key, set) in [
+                    ("response.records", own.response_records.is_some()),
+                    ("response.cursor", own.response_cursor.is_some()),
+                    ("params.*", !own.params.0.is_empty()),
+                ] {
+                    if set {
+                        errors.push(SettingsError::new(
+                            key,
+                            "only means something with url (polling)",
+                        ));
+                    }
+                }
+                None
+            }
+            Some(url) => poll_config(url, &own, errors),
+        };
+        HttpSourceConfig {
+            address: own.address.0,
+            bearer_token: own.bearer_token,
+            hmac_secret: own.hmac_secret,
+            hmac_header: own.hmac_header,
+            max_body_size: own.max_body_size.0,
+            buffer_size: own.buffer_size.0,
+            backpressure_timeout: own.backpressure_timeout.0,
+            tls,
+            poll,
+            batch_size: sdk.batch_size,
+        }
     })
 }
 
@@ -458,57 +456,55 @@ pub fn validate_destination(
     settings: &Settings,
 ) -> Result<HttpDestinationConfig, Vec<SettingsError>> {
     let own = parse_destination::<HttpDestinationSettings>(settings)?;
-    let mut errors = Vec::new();
-    if let Some(url) = own.url.0.as_literal() {
-        match reqwest::Url::parse(url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            Ok(u) => errors.push(SettingsError::new(
-                "url",
-                format!(
-                    "{url:?}: unsupported scheme {:?} (use http or https)",
-                    u.scheme()
-                ),
-            )),
-            Err(e) => errors.push(SettingsError::new("url", format!("{url:?}: {e}"))),
+    validated(|errors| {
+        if let Some(url) = own.url.0.as_literal() {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(u) => errors.push(SettingsError::new(
+                    "url",
+                    format!(
+                        "{url:?}: unsupported scheme {:?} (use http or https)",
+                        u.scheme()
+                    ),
+                )),
+                Err(e) => errors.push(SettingsError::new("url", format!("{url:?}: {e}"))),
+            }
         }
-    }
-    let mut headers = Vec::new();
-    for (name, value) in own.headers.0 {
-        let key = format!("headers.{name}");
-        match (
-            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
-            Template::parse(&value),
-        ) {
-            (Ok(name), Ok(template)) => headers.push((name, template)),
-            (Err(_), _) => errors.push(SettingsError::new(
-                key,
-                format!("{name:?} is not a header name"),
-            )),
-            (_, Err(e)) => errors.push(SettingsError::new(
-                key,
-                format!("{value:?}: the template does not parse: {e}"),
-            )),
+        let mut headers = Vec::new();
+        for (name, value) in own.headers.0 {
+            let key = format!("headers.{name}");
+            match (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                Template::parse(&value),
+            ) {
+                (Ok(name), Ok(template)) => headers.push((name, template)),
+                (Err(_), _) => errors.push(SettingsError::new(
+                    key,
+                    format!("{name:?} is not a header name"),
+                )),
+                (_, Err(e)) => errors.push(SettingsError::new(
+                    key,
+                    format!("{value:?}: the template does not parse: {e}"),
+                )),
+            }
         }
-    }
-    if own.retry_min_wait > own.retry_max_wait {
-        errors.push(SettingsError::new(
-            "retry.minWait",
-            "is longer than retry.maxWait",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(HttpDestinationConfig {
-        url: own.url.0,
-        method: own.method.0,
-        headers,
-        batch_format: own.batch_format,
-        retry_max: own.retry_max,
-        retry_min_wait: own.retry_min_wait,
-        retry_max_wait: own.retry_max_wait,
-        timeout: own.timeout.0,
-        ca_cert_path: own.ca_cert_path,
+        if own.retry_min_wait > own.retry_max_wait {
+            errors.push(SettingsError::new(
+                "retry.minWait",
+                "is longer than retry.maxWait",
+            ));
+        }
+        HttpDestinationConfig {
+            url: own.url.0,
+            method: own.method.0,
+            headers,
+            batch_format: own.batch_format,
+            retry_max: own.retry_max,
+            retry_min_wait: own.retry_min_wait,
+            retry_max_wait: own.retry_max_wait,
+            timeout: own.timeout.0,
+            ca_cert_path: own.ca_cert_path,
+        }
     })
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use funnel_core::typed::FromSetting;
 use rdkafka::ClientConfig;
 
-use crate::settings::{both, parse_destination_with, parse_source_with};
+use crate::settings::{both, parse_destination_with, parse_source_with, validated};
 use crate::tls::client_pair;
 use crate::{Settings, SettingsError};
 
@@ -471,38 +471,36 @@ fn common(own: KafkaCommonSettings, errors: &mut Vec<SettingsError>) -> KafkaCom
 pub fn validate_source(settings: &Settings) -> Result<KafkaSourceConfig, Vec<SettingsError>> {
     let ((shared, own), sdk) =
         parse_source_with(settings, both::<KafkaCommonSettings, KafkaSourceSettings>)?;
-    let mut errors = Vec::new();
-    let common = common(shared, &mut errors);
-    let topics = match (own.topics, own.topic) {
-        (Some(topics), _) if !topics.0.is_empty() => topics.0,
-        (_, Some(topic)) if !topic.0.is_empty() => topic.0,
-        _ => {
+    validated(|errors| {
+        let common = common(shared, errors);
+        let topics = match (own.topics, own.topic) {
+            (Some(topics), _) if !topics.0.is_empty() => topics.0,
+            (_, Some(topic)) if !topic.0.is_empty() => topic.0,
+            _ => {
+                errors.push(SettingsError::new(
+                    "topics",
+                    "required: list the topics to read",
+                ));
+                Vec::new()
+            }
+        };
+        if own.commit_offsets_size == 0 {
             errors.push(SettingsError::new(
-                "topics",
-                "required: list the topics to read",
+                "commitOffsetsSize",
+                "must be greater than 0",
             ));
-            Vec::new()
         }
-    };
-    if own.commit_offsets_size == 0 {
-        errors.push(SettingsError::new(
-            "commitOffsetsSize",
-            "must be greater than 0",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(KafkaSourceConfig {
-        common,
-        topics,
-        group_id: own.group_id.filter(|g| !g.is_empty()),
-        read_from_beginning: own.read_from_beginning,
-        commit_offsets_delay: own.commit_offsets_delay,
-        commit_offsets_size: own.commit_offsets_size,
-        retry_group_join_errors: own.retry_group_join_errors,
-        group_instance_id: own.group_instance_id.filter(|g| !g.is_empty()),
-        batch_size: sdk.batch_size,
+        KafkaSourceConfig {
+            common,
+            topics,
+            group_id: own.group_id.filter(|g| !g.is_empty()),
+            read_from_beginning: own.read_from_beginning,
+            commit_offsets_delay: own.commit_offsets_delay,
+            commit_offsets_size: own.commit_offsets_size,
+            retry_group_join_errors: own.retry_group_join_errors,
+            group_instance_id: own.group_instance_id.filter(|g| !g.is_empty()),
+            batch_size: sdk.batch_size,
+        }
     })
 }
 
@@ -518,18 +516,16 @@ pub fn validate_destination(
         settings,
         both::<KafkaCommonSettings, KafkaDestinationSettings>,
     )?;
-    let mut errors = Vec::new();
-    let common = common(shared, &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(KafkaDestinationConfig {
-        common,
-        topic: own.topic,
-        acks: own.acks,
-        compression: own.compression,
-        batch_bytes: own.batch_bytes.0,
-        delivery_timeout: (!own.delivery_timeout.is_zero()).then_some(own.delivery_timeout),
+    validated(|errors| {
+        let common = common(shared, errors);
+        KafkaDestinationConfig {
+            common,
+            topic: own.topic,
+            acks: own.acks,
+            compression: own.compression,
+            batch_bytes: own.batch_bytes.0,
+            delivery_timeout: (!own.delivery_timeout.is_zero()).then_some(own.delivery_timeout),
+        }
     })
 }
 

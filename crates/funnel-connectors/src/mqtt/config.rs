@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use funnel_core::typed::{FromSetting, SettingsStruct};
 
-use crate::settings::{both, parse_destination_with, parse_source_with};
+use crate::settings::{both, parse_destination_with, parse_source_with, validated};
 use crate::tls::TlsFileSettings;
 use crate::{Settings, SettingsError};
 
@@ -285,15 +285,13 @@ pub fn validate_source(
         both::<MqttConnectionSettings, TlsFileSettings>(reader)
             .zip(MqttSubscriptionSettings::read(reader))
     })?;
-    let mut errors = Vec::new();
-    let connection = connection(conn, tls, default_client_id(id, ""), &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(MqttSourceConfig {
-        connection,
-        subscription,
-        batch_size: sdk.batch_size,
+    validated(|errors| {
+        let connection = connection(conn, tls, default_client_id(id, ""), errors);
+        MqttSourceConfig {
+            connection,
+            subscription,
+            batch_size: sdk.batch_size,
+        }
     })
 }
 
@@ -310,22 +308,20 @@ pub fn validate_destination(
         both::<MqttConnectionSettings, TlsFileSettings>(reader)
             .zip(MqttPublishSettings::read(reader))
     })?;
-    let mut errors = Vec::new();
-    if let Some(topic) = publish.topic.0.as_literal()
-        && (topic.is_empty() || topic.contains(['+', '#']))
-    {
-        errors.push(SettingsError::new(
-            "topic",
-            format!("{topic:?}: a topic to publish to is not empty and has no wildcards"),
-        ));
-    }
-    let connection = connection(conn, tls, default_client_id(id, "-out"), &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(MqttDestinationConfig {
-        connection,
-        publish,
+    validated(|errors| {
+        if let Some(topic) = publish.topic.0.as_literal()
+            && (topic.is_empty() || topic.contains(['+', '#']))
+        {
+            errors.push(SettingsError::new(
+                "topic",
+                format!("{topic:?}: a topic to publish to is not empty and has no wildcards"),
+            ));
+        }
+        let connection = connection(conn, tls, default_client_id(id, "-out"), errors);
+        MqttDestinationConfig {
+            connection,
+            publish,
+        }
     })
 }
 

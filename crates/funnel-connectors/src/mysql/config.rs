@@ -3,7 +3,7 @@
 use funnel_core::typed::{FromSetting, Prefixed};
 use regex::Regex;
 
-use crate::settings::{parse_destination, parse_source};
+use crate::settings::{parse_destination, parse_source, validated};
 use crate::sql::TableName;
 pub use crate::sql::{Columns, Positive};
 use crate::{Settings, SettingsError};
@@ -283,30 +283,28 @@ pub struct MysqlSourceConfig {
 /// Every invalid setting, each with its key.
 pub fn validate_source(settings: &Settings) -> Result<MysqlSourceConfig, Vec<SettingsError>> {
     let (own, sdk) = parse_source::<MysqlSourceSettings>(settings)?;
-    let mut errors = Vec::new();
-    let mut sorting_columns = Vec::new();
-    for (key, value) in &own.table_config.0 {
-        match key.strip_suffix(".sortingColumn") {
-            Some(table) if !table.is_empty() && !value.trim().is_empty() => {
-                sorting_columns.push((table.to_owned(), value.trim().to_owned()));
+    validated(|errors| {
+        let mut sorting_columns = Vec::new();
+        for (key, value) in &own.table_config.0 {
+            match key.strip_suffix(".sortingColumn") {
+                Some(table) if !table.is_empty() && !value.trim().is_empty() => {
+                    sorting_columns.push((table.to_owned(), value.trim().to_owned()));
+                }
+                _ => errors.push(SettingsError::new(
+                    format!("tableConfig.{key}"),
+                    "unrecognized parameter: the only table setting is tableConfig.<table>.sortingColumn, \
+                     naming a column",
+                )),
             }
-            _ => errors.push(SettingsError::new(
-                format!("tableConfig.{key}"),
-                "unrecognized parameter: the only table setting is tableConfig.<table>.sortingColumn, \
-                 naming a column",
-            )),
         }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(MysqlSourceConfig {
-        dsn: own.dsn,
-        tables: own.tables,
-        fetch_size: own.fetch_size.0,
-        sorting_columns,
-        unsafe_snapshot: own.unsafe_snapshot,
-        batch_size: sdk.batch_size,
+        MysqlSourceConfig {
+            dsn: own.dsn,
+            tables: own.tables,
+            fetch_size: own.fetch_size.0,
+            sorting_columns,
+            unsafe_snapshot: own.unsafe_snapshot,
+            batch_size: sdk.batch_size,
+        }
     })
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use funnel_core::typed::FromSetting;
 
-use crate::settings::{both, parse_destination_with, parse_source_with};
+use crate::settings::{both, parse_destination_with, parse_source_with, validated};
 use crate::tls::client_pair;
 use crate::{Settings, SettingsError};
 
@@ -287,31 +287,29 @@ fn connection(own: NatsConnectionSettings, errors: &mut Vec<SettingsError>) -> N
 pub fn validate_source(settings: &Settings) -> Result<NatsSourceConfig, Vec<SettingsError>> {
     let ((conn, own), sdk) =
         parse_source_with(settings, both::<NatsConnectionSettings, NatsSourceSettings>)?;
-    let mut errors = Vec::new();
-    let connection = connection(conn, &mut errors);
-    if own.subject.trim().is_empty() {
-        errors.push(SettingsError::new("subject", "the subject is empty"));
-    }
-    let stream = own.stream.unwrap_or_default();
-    if own.mode == Mode::JetStream && stream.trim().is_empty() {
-        errors.push(SettingsError::new(
-            "stream",
-            "is required with mode jetstream (the stream to read)",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(NatsSourceConfig {
-        connection,
-        mode: own.mode,
-        subject: own.subject,
-        stream,
-        durable: own.durable.filter(|d| !d.is_empty()),
-        deliver_policy: own.deliver_policy,
-        ack_policy: own.ack_policy,
-        buffer_size: own.buffer_size.0,
-        batch_size: sdk.batch_size,
+    validated(|errors| {
+        let connection = connection(conn, errors);
+        if own.subject.trim().is_empty() {
+            errors.push(SettingsError::new("subject", "the subject is empty"));
+        }
+        let stream = own.stream.unwrap_or_default();
+        if own.mode == Mode::JetStream && stream.trim().is_empty() {
+            errors.push(SettingsError::new(
+                "stream",
+                "is required with mode jetstream (the stream to read)",
+            ));
+        }
+        NatsSourceConfig {
+            connection,
+            mode: own.mode,
+            subject: own.subject,
+            stream,
+            durable: own.durable.filter(|d| !d.is_empty()),
+            deliver_policy: own.deliver_policy,
+            ack_policy: own.ack_policy,
+            buffer_size: own.buffer_size.0,
+            batch_size: sdk.batch_size,
+        }
     })
 }
 
@@ -328,17 +326,15 @@ pub fn validate_destination(
         settings,
         both::<NatsConnectionSettings, NatsDestinationSettings>,
     )?;
-    let mut errors = Vec::new();
-    let connection = connection(conn, &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(NatsDestinationConfig {
-        connection,
-        mode: own.mode,
-        subject: own.subject.0,
-        retry_attempts: own.retry_attempts,
-        retry_wait: own.retry_wait,
+    validated(|errors| {
+        let connection = connection(conn, errors);
+        NatsDestinationConfig {
+            connection,
+            mode: own.mode,
+            subject: own.subject.0,
+            retry_attempts: own.retry_attempts,
+            retry_wait: own.retry_wait,
+        }
     })
 }
 

@@ -2,7 +2,7 @@
 
 use funnel_core::typed::FromSetting;
 
-use crate::settings::{both, parse_destination_with, parse_source_with};
+use crate::settings::{both, parse_destination_with, parse_source_with, validated};
 use crate::tls::{TlsFileSettings, TlsFiles};
 use crate::{Settings, SettingsError};
 
@@ -279,16 +279,14 @@ pub fn validate_source(settings: &Settings) -> Result<RabbitmqSourceConfig, Vec<
                 reader,
             ))
     })?;
-    let mut errors = Vec::new();
-    let connection = connection(conn, tls, &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(RabbitmqSourceConfig {
-        connection,
-        queue,
-        consumer,
-        batch_size: sdk.batch_size,
+    validated(|errors| {
+        let connection = connection(conn, tls, errors);
+        RabbitmqSourceConfig {
+            connection,
+            queue,
+            consumer,
+            batch_size: sdk.batch_size,
+        }
     })
 }
 
@@ -306,21 +304,19 @@ pub fn validate_destination(
                 reader,
             ))
     })?;
-    let mut errors = Vec::new();
-    let connection = connection(conn, tls, &mut errors);
-    if publish.immediate {
-        errors.push(SettingsError::new(
-            "delivery.immediate",
-            "RabbitMQ does not implement the immediate flag; leave it false",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(RabbitmqDestinationConfig {
-        connection,
-        queue,
-        publish,
+    validated(|errors| {
+        let connection = connection(conn, tls, errors);
+        if publish.immediate {
+            errors.push(SettingsError::new(
+                "delivery.immediate",
+                "RabbitMQ does not implement the immediate flag; leave it false",
+            ));
+        }
+        RabbitmqDestinationConfig {
+            connection,
+            queue,
+            publish,
+        }
     })
 }
 

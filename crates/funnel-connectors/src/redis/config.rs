@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use funnel_core::typed::{FromSetting, SettingsStruct};
 
-use crate::settings::{both, parse_destination_with, parse_source_with};
+use crate::settings::{both, parse_destination_with, parse_source_with, validated};
 use crate::tls::TlsFileSettings;
 use crate::{Settings, SettingsError};
 
@@ -244,38 +244,36 @@ pub fn validate_source(settings: &Settings) -> Result<RedisSourceConfig, Vec<Set
             .zip(RedisSourceSettings::read(reader))
     })?;
     let mode = conn.mode;
-    let mut errors = Vec::new();
-    let connection = connection(conn, tls, &mut errors);
-    if own.key.is_empty() {
-        errors.push(SettingsError::new("redis.key", "the key is empty"));
-    }
-    if own.polling_period.is_zero() {
-        errors.push(SettingsError::new("pollingPeriod", "must be longer than 0"));
-    }
-    if mode == Mode::KeyValue {
-        errors.push(SettingsError::new(
-            "mode",
-            "keyvalue is for the destination only; a source reads a stream or a channel",
-        ));
-    }
-    if mode == Mode::PubSub && own.group.as_deref().is_some_and(|g| !g.is_empty()) {
-        errors.push(SettingsError::new(
-            "stream.group",
-            "a consumer group needs mode: stream",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(RedisSourceConfig {
-        connection,
-        mode,
-        key: own.key,
-        polling_period: own.polling_period,
-        group: own.group.filter(|g| !g.is_empty()),
-        consumer: own.consumer.filter(|c| !c.is_empty()),
-        claim_idle: Some(own.claim_idle).filter(|d| !d.is_zero()),
-        batch_size: sdk.batch_size,
+    validated(|errors| {
+        let connection = connection(conn, tls, errors);
+        if own.key.is_empty() {
+            errors.push(SettingsError::new("redis.key", "the key is empty"));
+        }
+        if own.polling_period.is_zero() {
+            errors.push(SettingsError::new("pollingPeriod", "must be longer than 0"));
+        }
+        if mode == Mode::KeyValue {
+            errors.push(SettingsError::new(
+                "mode",
+                "keyvalue is for the destination only; a source reads a stream or a channel",
+            ));
+        }
+        if mode == Mode::PubSub && own.group.as_deref().is_some_and(|g| !g.is_empty()) {
+            errors.push(SettingsError::new(
+                "stream.group",
+                "a consumer group needs mode: stream",
+            ));
+        }
+        RedisSourceConfig {
+            connection,
+            mode,
+            key: own.key,
+            polling_period: own.polling_period,
+            group: own.group.filter(|g| !g.is_empty()),
+            consumer: own.consumer.filter(|c| !c.is_empty()),
+            claim_idle: Some(own.claim_idle).filter(|d| !d.is_zero()),
+            batch_size: sdk.batch_size,
+        }
     })
 }
 
@@ -292,23 +290,21 @@ pub fn validate_destination(
             .zip(RedisDestinationSettings::read(reader))
     })?;
     let mode = conn.mode;
-    let mut errors = Vec::new();
-    let connection = connection(conn, tls, &mut errors);
-    if mode != Mode::KeyValue && own.key.is_none() {
-        errors.push(SettingsError::new(
-            "redis.key",
-            "is required with mode stream or pubsub",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(RedisDestinationConfig {
-        mode,
-        connection,
-        key: own.key.map(|k| k.0),
-        max_len: own.max_len,
-        value_type: own.value_type,
+    validated(|errors| {
+        let connection = connection(conn, tls, errors);
+        if mode != Mode::KeyValue && own.key.is_none() {
+            errors.push(SettingsError::new(
+                "redis.key",
+                "is required with mode stream or pubsub",
+            ));
+        }
+        RedisDestinationConfig {
+            mode,
+            connection,
+            key: own.key.map(|k| k.0),
+            max_len: own.max_len,
+            value_type: own.value_type,
+        }
     })
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use funnel_core::typed::FromSetting;
 
-use crate::settings::{both, parse_destination_with, parse_source_with};
+use crate::settings::{both, parse_destination_with, parse_source_with, validated};
 use crate::{Settings, SettingsError};
 
 /// `aws.endpoint`: an `http://` or `https://` URL.
@@ -220,22 +220,20 @@ fn connection(own: S3ConnectionSettings, errors: &mut Vec<SettingsError>) -> S3C
 pub fn validate_source(settings: &Settings) -> Result<S3SourceConfig, Vec<SettingsError>> {
     let ((conn, own), sdk) =
         parse_source_with(settings, both::<S3ConnectionSettings, S3SourceSettings>)?;
-    let mut errors = Vec::new();
-    let connection = connection(conn, &mut errors);
-    if own.polling_period.is_zero() {
-        errors.push(SettingsError::new(
-            "pollingPeriod",
-            "must be longer than 0 (every listing costs a request per 1000 objects)",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(S3SourceConfig {
-        connection,
-        polling_period: own.polling_period,
-        lookback: own.lookback,
-        batch_size: sdk.batch_size,
+    validated(|errors| {
+        let connection = connection(conn, errors);
+        if own.polling_period.is_zero() {
+            errors.push(SettingsError::new(
+                "pollingPeriod",
+                "must be longer than 0 (every listing costs a request per 1000 objects)",
+            ));
+        }
+        S3SourceConfig {
+            connection,
+            polling_period: own.polling_period,
+            lookback: own.lookback,
+            batch_size: sdk.batch_size,
+        }
     })
 }
 
@@ -251,15 +249,13 @@ pub fn validate_destination(
         settings,
         both::<S3ConnectionSettings, S3DestinationSettings>,
     )?;
-    let mut errors = Vec::new();
-    let connection = connection(conn, &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(S3DestinationConfig {
-        connection,
-        format: own.format,
-        compression: own.compression,
+    validated(|errors| {
+        let connection = connection(conn, errors);
+        S3DestinationConfig {
+            connection,
+            format: own.format,
+            compression: own.compression,
+        }
     })
 }
 
