@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,7 +32,7 @@ use super::conn::{self, TableSchema};
 use super::position::{Coordinates, KeyValue, MyPosition, SnapshotPositions};
 use super::types::{Kind, quote_ident, to_value};
 use super::{METADATA_BINLOG_POSITION, METADATA_GTID};
-use crate::sql::reader::{BatchSender, ReaderTask, snapshot_record};
+use crate::sql::reader::{BatchSender, ReaderTask, SnapshotLeft, snapshot_record};
 use crate::util::unix_nanos_now;
 
 /// How often the server sends a heartbeat on an idle binlog stream.
@@ -46,8 +45,6 @@ pub struct MysqlSource {
     config: MysqlSourceConfig,
     resume: Option<Position>,
     reader: ReaderTask,
-    /// Rows of the snapshot not yet handed on, plus one; 0 outside a snapshot.
-    snapshot_left: Arc<AtomicU64>,
 }
 
 /// A table the source reads.
@@ -88,7 +85,6 @@ impl MysqlSource {
             config,
             resume,
             reader: ReaderTask::new(&format!("mysql source {id}"), Duration::from_secs(2)),
-            snapshot_left: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -405,7 +401,7 @@ impl Source for MysqlSource {
                     tx,
                     stop,
                     batch_size: self.config.batch_size.max(1),
-                    snapshot_left: Arc::clone(&self.snapshot_left),
+                    snapshot_left: self.reader.snapshot_left(),
                 };
                 reader.run(start)
             })
@@ -432,7 +428,7 @@ impl Source for MysqlSource {
     /// During the snapshot: its rows not yet read (counted when the snapshot starts).
     /// After it: 0, the snapshot being done.
     fn backlog(&self) -> Option<u64> {
-        self.snapshot_left.load(Ordering::Relaxed).checked_sub(1)
+        self.reader.backlog()
     }
 }
 
@@ -448,8 +444,8 @@ struct Reader {
     tx: BatchSender,
     stop: watch::Receiver<bool>,
     batch_size: usize,
-    /// Rows of the snapshot not yet sent, plus one (see [`Source::backlog`]).
-    snapshot_left: Arc<AtomicU64>,
+    /// Rows of the snapshot not yet sent (see [`Source::backlog`]).
+    snapshot_left: SnapshotLeft,
 }
 
 /// The transaction being read from the binlog.
@@ -518,15 +514,6 @@ impl Reader {
         *self.stop.borrow()
     }
 
-    /// Counts `n` snapshot rows as sent.
-    fn sent_snapshot_rows(&self, n: usize) {
-        let _ = self
-            .snapshot_left
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                (left > 1).then(|| left.saturating_sub(n as u64).max(1))
-            });
-    }
-
     /// Reads every table in the snapshot transaction of `conn`, in pages by key;
     /// false when stopped.
     async fn snapshot(
@@ -572,7 +559,7 @@ impl Reader {
                 .map_err(|e| conn::error(&format!("{who}: cannot count table {name}"), &e))?;
             total += counted.unwrap_or(0);
         }
-        self.snapshot_left.store(total + 1, Ordering::Relaxed);
+        self.snapshot_left.start(total);
         for (n, (name, schema, order)) in tables.into_iter().enumerate() {
             let mut last = resumed(n, &name);
             let columns: Vec<String> = schema
@@ -644,14 +631,14 @@ impl Reader {
                         if !self.send(full).await {
                             return Ok(false);
                         }
-                        self.sent_snapshot_rows(sent);
+                        self.snapshot_left.sent(sent);
                     }
                 }
                 let sent = batch.len();
                 if !batch.is_empty() && !self.send(batch).await {
                     return Ok(false);
                 }
-                self.sent_snapshot_rows(sent);
+                self.snapshot_left.sent(sent);
                 if count < self.config.fetch_size {
                     break;
                 }

@@ -8,8 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,7 +30,7 @@ use super::copy::{CopyLines, TextRow};
 use super::pgoutput::{self, Cell, Message};
 use super::position::{PgPosition, SnapshotPositions};
 use super::types::{SESSION_OPTIONS, TypeMap, quote_ident, quote_literal};
-use crate::sql::reader::{BatchSender, ReaderTask, snapshot_record};
+use crate::sql::reader::{BatchSender, ReaderTask, SnapshotLeft, snapshot_record};
 use crate::util::unix_nanos_now;
 
 /// A change waits at most this long for more changes to fill its batch.
@@ -52,8 +51,6 @@ pub struct PostgresSource {
     reader: ReaderTask<watch::Sender<Option<(u64, u32)>>>,
     /// Where the slot's lag goes, when the engine asked for it.
     lag: Mutex<Option<LagReport>>,
-    /// Rows of the snapshot not yet handed on, plus one; 0 outside a snapshot.
-    snapshot_left: Arc<AtomicU64>,
 }
 
 /// What the reader does first.
@@ -81,7 +78,6 @@ impl PostgresSource {
             resume,
             reader: ReaderTask::new(&format!("postgres source {id}"), Duration::from_secs(5)),
             lag: Mutex::new(None),
-            snapshot_left: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -423,7 +419,7 @@ impl Source for PostgresSource {
                     acked: acked_rx,
                     stop,
                     resume_change,
-                    snapshot_left: Arc::clone(&self.snapshot_left),
+                    snapshot_left: self.reader.snapshot_left(),
                 };
                 reader.run(start)
             })
@@ -452,7 +448,7 @@ impl Source for PostgresSource {
     /// During the snapshot: its rows not yet read (each table is counted when the
     /// snapshot starts). After it: 0, the snapshot being done.
     fn backlog(&self) -> Option<u64> {
-        self.snapshot_left.load(Ordering::Relaxed).checked_sub(1)
+        self.reader.backlog()
     }
 
     /// Reads the slot's lag (`pg_current_wal_lsn()` minus the slot's
@@ -556,8 +552,8 @@ struct Reader {
     stop: watch::Receiver<bool>,
     /// Changes at or before this (commit LSN, index) were delivered before a restart.
     resume_change: Option<(u64, u32)>,
-    /// Rows of the snapshot not yet sent, plus one (see [`Source::backlog`]).
-    snapshot_left: Arc<AtomicU64>,
+    /// Rows of the snapshot not yet sent (see [`Source::backlog`]).
+    snapshot_left: SnapshotLeft,
 }
 
 /// A relation as the stream describes it.
@@ -640,15 +636,6 @@ impl Reader {
         }
     }
 
-    /// Counts `n` snapshot rows as sent.
-    fn sent_snapshot_rows(&self, n: usize) {
-        let _ = self
-            .snapshot_left
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                (left > 1).then(|| left.saturating_sub(n as u64).max(1))
-            });
-    }
-
     /// Reads every table in one repeatable-read transaction (in the exported snapshot
     /// when there is one). False when the source stopped meanwhile.
     async fn snapshot(
@@ -716,7 +703,7 @@ impl Reader {
                 .map_err(|e| sql_error(&format!("cannot count table {}", table.qualified), e))?;
             total += u64::try_from(counted.get::<_, i64>(0)).unwrap_or(0);
         }
-        self.snapshot_left.store(total + 1, Ordering::Relaxed);
+        self.snapshot_left.start(total);
         let created_at = unix_nanos_now().to_string();
         for (table, filter) in tables.iter().zip(&filters) {
             let columns = table
@@ -794,7 +781,7 @@ impl Reader {
                         if !self.send(full).await {
                             return Ok(false);
                         }
-                        self.sent_snapshot_rows(sent);
+                        self.snapshot_left.sent(sent);
                         template.insert(metadata::READ_AT, unix_nanos_now().to_string());
                     }
                 }
@@ -809,7 +796,7 @@ impl Reader {
             if !batch.is_empty() && !self.send(batch).await {
                 return Ok(false);
             }
-            self.sent_snapshot_rows(sent);
+            self.snapshot_left.sent(sent);
             tracing::info!(connector = %self.id, table = %table.qualified, rows = row_number, "snapshot of table done");
         }
         self.client

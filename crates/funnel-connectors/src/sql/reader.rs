@@ -5,7 +5,8 @@
 //! process would.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use funnel_core::ConnectorError;
@@ -28,6 +29,8 @@ pub(crate) struct ReaderTask<H = ()> {
     grace: Duration,
     batches: tokio::sync::Mutex<Option<Batches>>,
     running: Mutex<Option<Running<H>>>,
+    /// The snapshot rows the task has not sent yet (the source's backlog).
+    snapshot_left: SnapshotLeft,
 }
 
 /// The handle of the running task.
@@ -54,7 +57,19 @@ impl<H> ReaderTask<H> {
             grace,
             batches: tokio::sync::Mutex::new(None),
             running: Mutex::new(None),
+            snapshot_left: SnapshotLeft::default(),
         }
+    }
+
+    /// The count of snapshot rows not sent yet, for the task to keep.
+    pub(crate) fn snapshot_left(&self) -> SnapshotLeft {
+        self.snapshot_left.clone()
+    }
+
+    /// The source's backlog: during the snapshot its rows not yet sent (counted when
+    /// the snapshot starts), 0 after it, `None` before it is counted.
+    pub(crate) fn backlog(&self) -> Option<u64> {
+        self.snapshot_left.backlog()
     }
 
     /// Starts the task `run(batches, stop)`, keeping `beside` while it runs. An error
@@ -115,6 +130,33 @@ impl<H> ReaderTask<H> {
             let _ = tokio::time::timeout(self.grace, &mut running.task).await;
         }
         *self.batches.lock().await = None;
+    }
+}
+
+/// The snapshot rows a source has not handed on yet, shared by the source (its
+/// backlog) and its reader task. Kept plus one: 0 before the snapshot is counted, 1
+/// once every row is sent.
+#[derive(Clone, Default)]
+pub(crate) struct SnapshotLeft(Arc<AtomicU64>);
+
+impl SnapshotLeft {
+    /// The snapshot, of `total` rows, starts.
+    pub(crate) fn start(&self, total: u64) {
+        self.0.store(total + 1, Ordering::Relaxed);
+    }
+
+    /// Counts `n` snapshot rows as sent.
+    pub(crate) fn sent(&self, n: usize) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                (left > 1).then(|| left.saturating_sub(n as u64).max(1))
+            });
+    }
+
+    /// The rows not yet sent: `None` before the snapshot is counted, 0 after it.
+    pub(crate) fn backlog(&self) -> Option<u64> {
+        self.0.load(Ordering::Relaxed).checked_sub(1)
     }
 }
 
