@@ -76,6 +76,18 @@ impl AckQueue {
         self.lock().failure.clone()
     }
 
+    /// `Ok` while the writer has not failed.
+    ///
+    /// # Errors
+    ///
+    /// The writer's failure, as a transient error: a write after it would be lost.
+    pub(crate) fn check(&self) -> Result<(), ConnectorError> {
+        match self.failure() {
+            Some(failure) => Err(ConnectorError::transient(failure)),
+            None => Ok(()),
+        }
+    }
+
     /// Waits for acks and takes all that are queued. Cancel-safe: acks are taken only
     /// in the poll that returns them.
     ///
@@ -112,6 +124,16 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn check_passes_until_the_writer_fails_then_gives_its_failure() {
+        let queue = AckQueue::new();
+        assert!(queue.check().is_ok());
+        queue.fail("broken pipe".to_owned());
+        let error = queue.check().unwrap_err();
+        assert!(!error.is_fatal());
+        assert!(error.to_string().contains("broken pipe"));
+    }
 
     #[tokio::test]
     async fn next_waits_for_acks_and_takes_them_all_in_order() {

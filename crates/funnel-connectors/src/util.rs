@@ -3,6 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use funnel_core::ConnectorError;
 
 /// A spawned task that is aborted when this is dropped: a connector dropped without a
 /// teardown, or a task replaced by a new `open`, stops its background work.
@@ -21,6 +22,50 @@ impl AbortOnDrop {
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The error of a call (`read`, `write`) to connector `who` while it is not open:
+/// before `open` or after `teardown`. Transient: a restarted pipeline opens it again.
+#[cfg_attr(
+    not(any(feature = "http", feature = "nats", feature = "redis", feature = "s3")),
+    allow(dead_code)
+)]
+pub(crate) fn not_open(who: &str, call: &str) -> ConnectorError {
+    ConnectorError::transient(format!("{who}: {call} before open or after teardown"))
+}
+
+/// What source `who`'s reader task sends next through `queue` (`None`: not open).
+///
+/// # Errors
+///
+/// The source is not open, or was torn down (the task is gone), or the error the task
+/// sent.
+#[cfg(any(feature = "nats", feature = "redis", feature = "s3"))]
+pub(crate) async fn next_from<T>(
+    queue: Option<&mut tokio::sync::mpsc::Receiver<Result<T, ConnectorError>>>,
+    who: &str,
+) -> Result<T, ConnectorError> {
+    let Some(rx) = queue else {
+        return Err(not_open(who, "read"));
+    };
+    rx.recv()
+        .await
+        .ok_or_else(|| ConnectorError::transient(format!("{who}: the source was torn down")))?
+}
+
+/// The output of `future`, unless `stop` (the teardown of source `who`) comes first:
+/// then a transient "torn down" error. Stop wins when both are ready.
+#[cfg(any(feature = "mqtt", feature = "rabbitmq"))]
+pub(crate) async fn unless_stopped<T>(
+    stop: &tokio_util::sync::CancellationToken,
+    future: impl std::future::Future<Output = T>,
+    who: &str,
+) -> Result<T, ConnectorError> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => Err(ConnectorError::transient(format!("{who}: torn down"))),
+        output = future => Ok(output),
     }
 }
 
@@ -106,6 +151,24 @@ pub(crate) fn unix_nanos_now() -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(any(feature = "nats", feature = "redis", feature = "s3"))]
+    #[tokio::test]
+    async fn next_from_says_not_open_torn_down_or_the_tasks_error() {
+        let message = |r: Result<u8, ConnectorError>| r.unwrap_err().to_string();
+        assert!(message(next_from(None, "s").await).contains("s: read before open"));
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        tx.send(Ok(1)).await.unwrap();
+        tx.send(Err(ConnectorError::transient("broken")))
+            .await
+            .unwrap();
+        drop(tx);
+        assert_eq!(next_from(Some(&mut rx), "s").await.unwrap(), 1);
+        assert!(message(next_from(Some(&mut rx), "s").await).contains("broken"));
+        assert!(
+            message(next_from(Some(&mut rx), "s").await).contains("s: the source was torn down")
+        );
+    }
 
     #[test]
     fn decimal_writes_numbers_like_display() {

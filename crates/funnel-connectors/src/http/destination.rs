@@ -289,14 +289,9 @@ impl Destination for HttpDestination {
 
     async fn write(&self, records: &[Record]) -> Result<(), ConnectorError> {
         let Some((client, stop)) = self.running() else {
-            return Err(ConnectorError::transient(format!(
-                "{}: write before open or after teardown",
-                self.who
-            )));
+            return Err(crate::util::not_open(&self.who, "write"));
         };
-        if let Some(failure) = self.acks.failure() {
-            return Err(ConnectorError::transient(failure));
-        }
+        self.acks.check()?;
         let mut encoded: Vec<Result<Vec<u8>, RecordError>> =
             records.iter().map(|r| self.format.to_vec(r)).collect();
         let mut start = 0;

@@ -90,9 +90,9 @@ impl HttpPollSource {
     }
 
     fn client(&self) -> Result<reqwest::Client, ConnectorError> {
-        crate::util::lock(&self.client).clone().ok_or_else(|| {
-            ConnectorError::transient(format!("{}: read before open or after teardown", self.who))
-        })
+        crate::util::lock(&self.client)
+            .clone()
+            .ok_or_else(|| crate::util::not_open(&self.who, "read"))
     }
 
     /// The URL of a request with `cursor`.

@@ -205,10 +205,7 @@ impl Source for HttpSource {
     async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
         let stopped = || ConnectorError::transient(format!("{}: the source was stopped", self.who));
         let Some(stop) = lock(&self.running).as_ref().map(|r| r.stop.clone()) else {
-            return Err(ConnectorError::transient(format!(
-                "{}: read before open or after teardown",
-                self.who
-            )));
+            return Err(crate::util::not_open(&self.who, "read"));
         };
         let mut guard = self.queue.lock().await;
         let Some(rx) = guard.as_mut() else {

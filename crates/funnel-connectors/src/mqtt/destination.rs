@@ -208,9 +208,7 @@ impl Destination for MqttDestination {
         let open = lock(&self.state).clone().ok_or_else(|| {
             ConnectorError::internal(format!("{}: write before open or after teardown", self.who))
         })?;
-        if let Some(failure) = self.acks.failure() {
-            return Err(ConnectorError::transient(failure));
-        }
+        self.acks.check()?;
         let qos = self.config.publish.qos.rumqttc();
         let retain = self.config.publish.retain;
         for record in records {

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::MqttSourceConfig;
 use super::conn::{self, CLOSE_TIMEOUT, EventTask};
-use crate::util::lock;
 use crate::util::unix_nanos_now;
+use crate::util::{lock, unless_stopped};
 
 static SESSIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -198,19 +198,9 @@ impl Source for MqttSource {
 
     async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
         let open = self.open_state()?;
-        let torn_down = || ConnectorError::transient(format!("{}: torn down", self.who));
-        let mut incoming = tokio::select! {
-            biased;
-            () = self.stop.cancelled() => return Err(torn_down()),
-            incoming = open.incoming.lock() => incoming,
-        };
+        let mut incoming = unless_stopped(&self.stop, open.incoming.lock(), &self.who).await?;
         // Cancel-safe: a message leaves the channel only in the poll that returns it.
-        let first = tokio::select! {
-            biased;
-            () = self.stop.cancelled() => return Err(torn_down()),
-            first = incoming.recv() => first,
-        };
-        let first = match first {
+        let first = match unless_stopped(&self.stop, incoming.recv(), &self.who).await? {
             Some(Ok(publish)) => publish,
             Some(Err(message)) => return Err(ConnectorError::transient(message)),
             None => {

@@ -100,10 +100,7 @@ impl Source for NatsPubSubSource {
     async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
         let mut guard = self.subscriber.lock().await;
         let Some(subscriber) = guard.as_mut() else {
-            return Err(ConnectorError::transient(format!(
-                "{}: read before open or after teardown",
-                self.who
-            )));
+            return Err(crate::util::not_open(&self.who, "read"));
         };
         let first = subscriber.next().await.ok_or_else(|| {
             ConnectorError::transient(format!(
@@ -184,10 +181,7 @@ impl Destination for NatsPubSubDestination {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
         else {
-            return Err(ConnectorError::transient(format!(
-                "{}: write before open or after teardown",
-                self.who
-            )));
+            return Err(crate::util::not_open(&self.who, "write"));
         };
         let servers = || conn::servers(&self.config.connection);
         let mut acks = Vec::with_capacity(records.len());

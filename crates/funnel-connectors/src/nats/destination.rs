@@ -314,15 +314,10 @@ impl Destination for NatsDestination {
         let (js, sender) = match &*self.lock() {
             Some(running) => (running.js.clone(), running.sender.clone()),
             None => {
-                return Err(ConnectorError::transient(format!(
-                    "{}: write before open or after teardown",
-                    self.who
-                )));
+                return Err(crate::util::not_open(&self.who, "write"));
             }
         };
-        if let Some(failure) = self.acks.failure() {
-            return Err(ConnectorError::transient(failure));
-        }
+        self.acks.check()?;
         // A literal subject is made once per batch, not per record.
         let literal = self
             .config

@@ -311,9 +311,7 @@ impl Destination for RabbitmqDestination {
         let open = self.state().clone().ok_or_else(|| {
             ConnectorError::internal(format!("{}: write before open or after teardown", self.who))
         })?;
-        if let Some(failure) = self.acks.failure() {
-            return Err(ConnectorError::transient(failure));
-        }
+        self.acks.check()?;
         let options = BasicPublishOptions {
             mandatory: self.config.publish.mandatory,
             immediate: false,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::RabbitmqSourceConfig;
 use super::conn;
-use crate::util::unix_nanos_now;
+use crate::util::{unix_nanos_now, unless_stopped};
 
 /// How long `teardown` waits for the server to close the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -233,20 +233,10 @@ impl Source for RabbitmqSource {
 
     async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
         let open = self.open_state()?;
-        let torn_down = || ConnectorError::transient(format!("{}: torn down", self.who));
-        let mut consumer = tokio::select! {
-            biased;
-            () = self.stop.cancelled() => return Err(torn_down()),
-            consumer = open.consumer.lock() => consumer,
-        };
+        let mut consumer = unless_stopped(&self.stop, open.consumer.lock(), &self.who).await?;
         // Cancel-safe: a delivery leaves the consumer only in the poll that returns it,
         // and nothing awaits after that.
-        let first = tokio::select! {
-            biased;
-            () = self.stop.cancelled() => return Err(torn_down()),
-            next = consumer.next() => next,
-        };
-        let first = match first {
+        let first = match unless_stopped(&self.stop, consumer.next(), &self.who).await? {
             Some(Ok(delivery)) => delivery,
             Some(Err(e)) => return Err(self.consumer_error(&e)),
             None => {

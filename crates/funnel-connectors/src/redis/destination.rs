@@ -182,10 +182,7 @@ impl Destination for RedisDestination {
 
     async fn write(&self, records: &[Record]) -> Result<(), ConnectorError> {
         let Some(mut con) = self.con.lock().await.clone() else {
-            return Err(ConnectorError::transient(format!(
-                "{}: write before open or after teardown",
-                self.who
-            )));
+            return Err(crate::util::not_open(&self.who, "write"));
         };
         let mut pipe = redis::pipe();
         pipe.ignore_errors();

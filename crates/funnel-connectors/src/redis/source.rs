@@ -643,15 +643,7 @@ impl Source for RedisSource {
 
     async fn read(&self) -> Result<Option<Vec<Record>>, ConnectorError> {
         let mut guard = self.queue.lock().await;
-        let Some(rx) = guard.as_mut() else {
-            return Err(ConnectorError::transient(format!(
-                "{}: read before open or after teardown",
-                self.who
-            )));
-        };
-        let records = rx.recv().await.ok_or_else(|| {
-            ConnectorError::transient(format!("{}: the source was torn down", self.who))
-        })??;
+        let records = crate::util::next_from(guard.as_mut(), &self.who).await?;
         Ok(Some(records))
     }
 

@@ -237,15 +237,10 @@ impl Destination for S3Destination {
         let jobs = match &*self.lock() {
             Some(running) => running.jobs.clone(),
             None => {
-                return Err(ConnectorError::transient(format!(
-                    "{}: write before open or after teardown",
-                    self.who
-                )));
+                return Err(crate::util::not_open(&self.who, "write"));
             }
         };
-        if let Some(failure) = self.acks.failure() {
-            return Err(ConnectorError::transient(failure));
-        }
+        self.acks.check()?;
         if records.is_empty() {
             return Ok(());
         }

@@ -318,24 +318,20 @@ impl Source for S3Source {
             return Err(error);
         }
         let mut guard = self.queue.lock().await;
-        let Some(rx) = guard.as_mut() else {
-            return Err(ConnectorError::transient(format!(
-                "{}: read before open or after teardown",
-                self.who
-            )));
-        };
-        let first = rx.recv().await.ok_or_else(|| {
-            ConnectorError::transient(format!("{}: the source was torn down", self.who))
-        })??;
+        let first = crate::util::next_from(guard.as_mut(), &self.who).await?;
         let mut records = vec![first];
-        while records.len() < self.config.batch_size {
-            match rx.try_recv() {
-                Ok(Ok(record)) => records.push(record),
-                Ok(Err(e)) => {
-                    *lock(&self.pending_error) = Some(e);
-                    break;
+        // The rest of the batch: what the task has sent already (`next_from` found
+        // the queue, so it is there).
+        if let Some(rx) = guard.as_mut() {
+            while records.len() < self.config.batch_size {
+                match rx.try_recv() {
+                    Ok(Ok(record)) => records.push(record),
+                    Ok(Err(e)) => {
+                        *lock(&self.pending_error) = Some(e);
+                        break;
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
         }
         Ok(Some(records))
