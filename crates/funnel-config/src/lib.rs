@@ -61,6 +61,18 @@ pub struct LoadOptions {
     pub env: Option<HashMap<String, String>>,
 }
 
+impl LoadOptions {
+    /// Conduit's interpolation (not strict) from the variables `env` instead of the
+    /// process environment.
+    #[must_use]
+    pub fn with_env(env: HashMap<String, String>) -> Self {
+        Self {
+            strict_env: false,
+            env: Some(env),
+        }
+    }
+}
+
 /// What loading produced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Loaded {

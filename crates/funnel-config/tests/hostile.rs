@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 use funnel_config::{ConfigErrors, LoadOptions, engine_settings, parse};
 
 fn opts() -> LoadOptions {
-    LoadOptions {
-        strict_env: false,
-        env: Some(HashMap::new()),
-    }
+    LoadOptions::with_env(HashMap::new())
 }
 
 fn parse_errors(text: &str) -> ConfigErrors {

@@ -10,10 +10,7 @@ use std::path::Path;
 use funnel_config::{FileLoad, LoadOptions, load_each, parse};
 
 fn opts() -> LoadOptions {
-    LoadOptions {
-        strict_env: false,
-        env: Some(HashMap::new()),
-    }
+    LoadOptions::with_env(HashMap::new())
 }
 
 fn pipeline(id: &str) -> String {

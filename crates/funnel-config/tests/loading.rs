@@ -12,10 +12,7 @@ use funnel_config::{
 };
 
 fn opts() -> LoadOptions {
-    LoadOptions {
-        strict_env: false,
-        env: Some(HashMap::new()),
-    }
+    LoadOptions::with_env(HashMap::new())
 }
 
 fn ok(text: &str) -> Loaded {

@@ -75,11 +75,7 @@ fn run_once(rt: &Runtime, pairs: &[(&str, &str)]) {
         WorkerConfig::default(),
     )
     .expect("valid pipeline");
-    rt.block_on(async {
-        worker.open().await.expect("open");
-        worker.run().await.expect("run");
-        worker.close().await.expect("close");
-    });
+    rt.block_on(funnel_test_utils::run_to_end(&mut worker));
     assert!(worker.is_exhausted());
     assert_eq!(noop::written_total() - before, RECORDS);
 }

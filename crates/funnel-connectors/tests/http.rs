@@ -22,7 +22,7 @@ use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
-use funnel_test_utils::connectors::{ack_n, raw, read_n};
+use funnel_test_utils::connectors::{ack_n, nack_error, raw, read_n};
 use funnel_test_utils::wait::wait_until;
 use support::{OrderedSender, Policy, Server, free_port, settings, source};
 
@@ -836,14 +836,8 @@ async fn a_4xx_nacks_the_record_with_the_status_and_response_text_and_the_next_g
             && first.contains(&server.url("/in")),
         "{first}"
     );
-    assert!(
-        acks[1]
-            .error
-            .as_ref()
-            .unwrap()
-            .to_string()
-            .contains("403 Forbidden")
-    );
+    let error = nack_error(&acks[1]);
+    assert!(error.contains("403 Forbidden"), "{error}");
     assert_eq!(acks[2].error, None);
     assert_eq!(server.calls(), 3, "a 4xx is not retried");
     out.teardown().await.unwrap();

@@ -19,7 +19,7 @@ use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities,
     run_destination_compliance, run_source_compliance,
 };
-use funnel_test_utils::connectors::{ack_n, raw, read_and_ack, read_n};
+use funnel_test_utils::connectors::{ack_n, nack_error, raw, read_and_ack, read_n};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const URL: &str = "tcp://127.0.0.1:1883";
@@ -349,14 +349,8 @@ async fn the_destination_publishes_to_a_templated_topic_with_retain_and_nacks_a_
         acks[0].error.is_none() && acks[2].error.is_none(),
         "{acks:?}"
     );
-    assert!(
-        acks[1]
-            .error
-            .as_ref()
-            .unwrap()
-            .to_string()
-            .contains("wildcard")
-    );
+    let error = nack_error(&acks[1]);
+    assert!(error.contains("wildcard"), "{error}");
     d.teardown().await.unwrap();
     let bodies = drain(&reader).await;
     let got: Vec<Bytes> = bodies

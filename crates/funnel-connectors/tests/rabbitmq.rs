@@ -19,7 +19,7 @@ use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities,
     run_destination_compliance, run_source_compliance,
 };
-use funnel_test_utils::connectors::{ack_n, raw, read_and_ack, read_n};
+use funnel_test_utils::connectors::{ack_n, nack_error, raw, read_and_ack, read_n};
 use lapin::message::BasicGetMessage;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
@@ -413,11 +413,8 @@ async fn the_destination_publishes_json_records_with_headers_through_an_exchange
     d.write(&records).await.unwrap();
     let got = ack_n(&*d, 3).await;
     assert!(got[0].error.is_none() && got[2].error.is_none(), "{got:?}");
-    let error = got[1]
-        .error
-        .as_ref()
-        .expect("an unroutable mandatory message is nacked");
-    assert!(error.to_string().contains("no queue took it"), "{error}");
+    let error = nack_error(&got[1]);
+    assert!(error.contains("no queue took it"), "{error}");
     d.teardown().await.unwrap();
 
     let messages = queue.get_all(&conn, true).await;

@@ -19,7 +19,9 @@ use funnel_test_utils::compliance::{
     DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
     run_destination_compliance, run_source_compliance,
 };
-use funnel_test_utils::connectors::{ack_n, destination_open_error, read_n, source_open_error};
+use funnel_test_utils::connectors::{
+    ack_n, destination_open_error, nack_error, read_n, source_open_error,
+};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
@@ -483,24 +485,10 @@ async fn a_key_template_routes_each_record_and_a_refused_record_is_nacked_alone(
     .unwrap();
     let got = ack_n(&*d, 4).await;
     assert!(got[0].error.is_none() && got[3].error.is_none());
-    assert!(
-        got[1]
-            .error
-            .as_ref()
-            .unwrap()
-            .to_string()
-            .contains("redis.key")
-    );
-    assert!(
-        got[2]
-            .error
-            .as_ref()
-            .unwrap()
-            .to_string()
-            .contains("WRONGTYPE"),
-        "{:?}",
-        got[2]
-    );
+    let error = nack_error(&got[1]);
+    assert!(error.contains("redis.key"), "{error}");
+    let error = nack_error(&got[2]);
+    assert!(error.contains("WRONGTYPE"), "{:?}", got[2]);
     d.teardown().await.unwrap();
     let orders: redis::streams::StreamRangeReply = users
         .con

@@ -159,11 +159,7 @@ fn run_once(rt: &Runtime, records: &Arc<[Record]>, batch: usize, destinations: u
     let dlq = Dlq::new("dlq", Arc::new(NoopDestination::default()), 0, 0);
     let mut worker = Worker::new(tasks, Order::new(order), dlq, WorkerConfig::default())
         .expect("valid pipeline");
-    rt.block_on(async {
-        worker.open().await.expect("open");
-        worker.run().await.expect("run");
-        worker.close().await.expect("close");
-    });
+    rt.block_on(funnel_test_utils::run_to_end(&mut worker));
     assert!(worker.is_exhausted());
     let n = records.len() as u64;
     assert_eq!(source.acked.load(Ordering::Relaxed), n);

@@ -36,56 +36,12 @@ pub use source::PluginSource;
 pub use spec::PluginSpec;
 pub use state::{LastActive, Role};
 
-/// The generated protocol code, one module per protobuf package.
+/// The generated protocol code, one module per protobuf package: `connector.v2` (the
+/// specifier, source and destination services), `opencdc.v1` (records), `config.v1`
+/// (parameters of a specification), `schema.v1` (schemas), `connutils.v1` (the schema
+/// service the host serves), `plugin` (go-plugin's controller and stdio services) and
+/// `grpc.health.v1` (the health check).
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 pub mod pb {
-    /// `connector.v2`: the specifier, source and destination services.
-    pub mod connector {
-        /// Protocol version 2.
-        pub mod v2 {
-            tonic::include_proto!("connector.v2");
-        }
-    }
-    /// `opencdc.v1`: records.
-    pub mod opencdc {
-        /// Version 1.
-        pub mod v1 {
-            tonic::include_proto!("opencdc.v1");
-        }
-    }
-    /// `config.v1`: parameters of a specification.
-    pub mod config {
-        /// Version 1.
-        pub mod v1 {
-            tonic::include_proto!("config.v1");
-        }
-    }
-    /// `schema.v1`: schemas.
-    pub mod schema {
-        /// Version 1.
-        pub mod v1 {
-            tonic::include_proto!("schema.v1");
-        }
-    }
-    /// `connutils.v1`: the schema service the host serves.
-    pub mod connutils {
-        /// Version 1.
-        pub mod v1 {
-            tonic::include_proto!("connutils.v1");
-        }
-    }
-    /// `plugin`: go-plugin's controller and stdio services.
-    pub mod plugin {
-        tonic::include_proto!("plugin");
-    }
-    /// `grpc.health.v1`: the health check.
-    pub mod grpc {
-        /// Health.
-        pub mod health {
-            /// Version 1.
-            pub mod v1 {
-                tonic::include_proto!("grpc.health.v1");
-            }
-        }
-    }
+    include!(concat!(env!("OUT_DIR"), "/protocol.rs"));
 }

@@ -29,39 +29,54 @@ fn options() -> HostOptions {
     }
 }
 
-/// A plugin installed in `dir` from `fixture`, known without asking its specification.
-fn plugin(dir: &std::path::Path, name: &str, fixture: &str) -> Arc<PluginSpec> {
-    Arc::new(PluginSpec {
-        path: conduit::install(dir, name, fixture),
-        name: name.to_owned(),
-        summary: String::new(),
-        description: String::new(),
-        version: "v0.1.0".to_owned(),
-        author: String::new(),
-        source_params: None,
-        destination_params: None,
-    })
-}
-
-fn path_settings(path: &std::path::Path) -> Settings {
-    [("path".to_owned(), path.to_str().unwrap().to_owned())]
-        .into_iter()
-        .collect()
-}
-
-struct Lines {
+/// A plugin installed in a temporary directory, known without asking its specification,
+/// and the file its setting `path` names.
+struct Installed {
     _dir: tempfile::TempDir,
     spec: Arc<PluginSpec>,
-    input: PathBuf,
+    path: PathBuf,
 }
+
+impl Installed {
+    /// Plugin `name` from `fixture`, its `path` the file `file` in its directory.
+    fn new(name: &str, fixture: &str, file: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = Arc::new(PluginSpec {
+            path: conduit::install(dir.path(), name, fixture),
+            name: name.to_owned(),
+            summary: String::new(),
+            description: String::new(),
+            version: "v0.1.0".to_owned(),
+            author: String::new(),
+            source_params: None,
+            destination_params: None,
+        });
+        let path = dir.path().join(file);
+        Self {
+            _dir: dir,
+            spec,
+            path,
+        }
+    }
+
+    /// The settings: `path`.
+    fn settings(&self) -> Settings {
+        [("path".to_owned(), self.path.to_str().unwrap().to_owned())]
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The `lines` source, reading the lines of its file.
+struct Lines(Installed);
 
 #[async_trait]
 impl SourceBackend for Lines {
     fn build(&self, resume: Option<Position>) -> Arc<dyn Source> {
         Arc::new(PluginSource::new(
-            Arc::clone(&self.spec),
+            Arc::clone(&self.0.spec),
             "p:lines",
-            &path_settings(&self.input),
+            &self.0.settings(),
             resume,
             &options(),
         ))
@@ -71,7 +86,7 @@ impl SourceBackend for Lines {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.input)
+            .open(&self.0.path)
             .unwrap();
         let mut text = Vec::new();
         for payload in payloads {
@@ -93,32 +108,22 @@ impl SourceBackend for Lines {
 async fn a_python_source_plugin_passes_the_source_compliance_suite() {
     let report =
         run_source_compliance("python lines source", SourceCapabilities::FULL, |_| async {
-            let dir = tempfile::tempdir().unwrap();
-            let spec = plugin(dir.path(), "lines", "lines_source.py");
-            let input = dir.path().join("in.txt");
-            Lines {
-                _dir: dir,
-                spec,
-                input,
-            }
+            Lines(Installed::new("lines", "lines_source.py", "in.txt"))
         })
         .await;
     report.assert_complete();
 }
 
-struct Collect {
-    _dir: tempfile::TempDir,
-    spec: Arc<PluginSpec>,
-    output: PathBuf,
-}
+/// The `collect` destination, writing records to its file as JSON lines.
+struct Collect(Installed);
 
 #[async_trait]
 impl DestinationBackend for Collect {
     fn build(&self) -> Arc<dyn Destination> {
         Arc::new(PluginDestination::new(
-            Arc::clone(&self.spec),
+            Arc::clone(&self.0.spec),
             "p:collect",
-            &path_settings(&self.output),
+            &self.0.settings(),
             &options(),
         ))
     }
@@ -128,7 +133,7 @@ impl DestinationBackend for Collect {
     }
 
     async fn written(&self) -> Vec<Bytes> {
-        std::fs::read_to_string(&self.output)
+        std::fs::read_to_string(&self.0.path)
             .unwrap_or_default()
             .lines()
             .map(|line| {
@@ -145,14 +150,11 @@ async fn a_python_destination_plugin_passes_the_destination_compliance_suite() {
         "python collect destination",
         DestinationCapabilities::FULL,
         |_| async {
-            let dir = tempfile::tempdir().unwrap();
-            let spec = plugin(dir.path(), "collect", "collect_destination.py");
-            let output = dir.path().join("out.jsonl");
-            Collect {
-                _dir: dir,
-                spec,
-                output,
-            }
+            Collect(Installed::new(
+                "collect",
+                "collect_destination.py",
+                "out.jsonl",
+            ))
         },
     )
     .await;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +45,28 @@ fn spec(catalogue: &Catalogue, name: &str) -> Arc<PluginSpec> {
     catalogue.find(name, None).unwrap().expect(name)
 }
 
+/// A temporary connectors directory made by [`catalogue`] and the specification of
+/// plugin `name` in it.
+async fn installed(name: &str) -> (tempfile::TempDir, Arc<PluginSpec>) {
+    let dir = tempfile::tempdir().unwrap();
+    let catalogue = catalogue(dir.path()).await;
+    let spec = spec(&catalogue, name);
+    (dir, spec)
+}
+
+/// Installs as `dir/garbage` an executable that is no plugin: it prints a line and
+/// sleeps.
+fn install_garbage(dir: &Path) -> PathBuf {
+    let script = "#!/bin/sh\necho 'hello, I am not a plugin'\nsleep 60\n";
+    conduit::install_script(dir, "garbage", script)
+}
+
+/// Whether `state` told plugin `spec` as `role` that its connector is deleted (the
+/// connector was not deleted already).
+async fn told_deleted(state: &LastActive, spec: &PluginSpec, role: Role) -> bool {
+    state.delete(spec, role, &options()).await.unwrap()
+}
+
 /// Waits until no process runs the plugin at `path` any more.
 async fn gone(path: &Path) {
     wait_until(
@@ -65,11 +87,7 @@ fn numbers(records: &[Record]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn python_plugins_are_found_with_their_specifications_and_bad_executables_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    let garbage = conduit::install_script(
-        dir.path(),
-        "garbage",
-        "#!/bin/sh\necho 'hello, I am not a plugin'\nsleep 60\n",
-    );
+    let garbage = install_garbage(dir.path());
     std::fs::write(dir.path().join("README"), "not a plugin\n").unwrap();
     let catalogue = catalogue(dir.path()).await;
     let names: Vec<String> = catalogue.plugins().iter().map(|p| p.full_name()).collect();
@@ -102,9 +120,7 @@ async fn python_plugins_are_found_with_their_specifications_and_bad_executables_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_source_is_read_in_order_and_resumes_after_the_committed_position() {
-    let dir = tempfile::tempdir().unwrap();
-    let catalogue = catalogue(dir.path()).await;
-    let spec = spec(&catalogue, "counter");
+    let (_dir, spec) = installed("counter").await;
     let config = settings(&[("count", "5")]);
     let source = PluginSource::new(Arc::clone(&spec), "p:src", &config, None, &options());
     source.open().await.unwrap();
@@ -136,9 +152,7 @@ async fn a_python_source_is_read_in_order_and_resumes_after_the_committed_positi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_destination_acks_every_record_in_write_order_once_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let catalogue = catalogue(dir.path()).await;
-    let spec = spec(&catalogue, "collect");
+    let (dir, spec) = installed("collect").await;
     let out = dir.path().join("out.jsonl");
     let config = settings(&[("path", out.to_str().unwrap())]);
     let destination = PluginDestination::new(Arc::clone(&spec), "p:dst", &config, &options());
@@ -171,9 +185,7 @@ async fn a_python_destination_acks_every_record_in_write_order_once_written() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_that_exits_mid_run_fails_the_read_with_what_it_said() {
-    let dir = tempfile::tempdir().unwrap();
-    let catalogue = catalogue(dir.path()).await;
-    let spec = spec(&catalogue, "counter");
+    let (_dir, spec) = installed("counter").await;
     let config = settings(&[("count", "10"), ("exit_after", "2")]);
     let source = PluginSource::new(Arc::clone(&spec), "p:src", &config, None, &options());
     source.open().await.unwrap();
@@ -200,9 +212,7 @@ async fn a_plugin_that_exits_mid_run_fails_the_read_with_what_it_said() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_that_never_answers_configure_fails_open_after_the_call_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let catalogue = catalogue(dir.path()).await;
-    let spec = spec(&catalogue, "counter");
+    let (_dir, spec) = installed("counter").await;
     let options = HostOptions {
         call_timeout: Duration::from_secs(2),
         ..options()
@@ -228,11 +238,7 @@ async fn a_plugin_that_never_answers_configure_fails_open_after_the_call_timeout
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_whose_handshake_is_garbage_fails_open_with_go_plugins_words() {
     let dir = tempfile::tempdir().unwrap();
-    let path = conduit::install_script(
-        dir.path(),
-        "garbage",
-        "#!/bin/sh\necho 'hello, I am not a plugin'\nsleep 60\n",
-    );
+    let path = install_garbage(dir.path());
     let spec = Arc::new(PluginSpec {
         path: path.clone(),
         name: "garbage".into(),
@@ -256,9 +262,7 @@ async fn a_plugin_whose_handshake_is_garbage_fails_open_with_go_plugins_words() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_that_nacks_every_record_gives_each_record_its_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let catalogue = catalogue(dir.path()).await;
-    let spec = spec(&catalogue, "collect");
+    let (dir, spec) = installed("collect").await;
     let out = dir.path().join("out.jsonl");
     let config = settings(&[("path", out.to_str().unwrap()), ("nack", "true")]);
     let destination = PluginDestination::new(Arc::clone(&spec), "p:dst", &config, &options());
@@ -318,12 +322,7 @@ async fn python_connectors_are_told_created_once_updated_on_a_changed_config_and
         ],
         "created on the first run, nothing on an unchanged one, updated on a changed one"
     );
-    assert!(
-        source_state
-            .delete(&counter, Role::Source, &options())
-            .await
-            .unwrap()
-    );
+    assert!(told_deleted(&source_state, &counter, Role::Source).await);
     gone(&counter.path).await;
     assert_eq!(
         lifecycle_calls(&calls)[2],
@@ -331,10 +330,7 @@ async fn python_connectors_are_told_created_once_updated_on_a_changed_config_and
     );
     assert_eq!(store.entries(LAST_ACTIVE).await.unwrap(), Vec::new());
     assert!(
-        !source_state
-            .delete(&counter, Role::Source, &options())
-            .await
-            .unwrap(),
+        !told_deleted(&source_state, &counter, Role::Source).await,
         "a connector deleted (or never started) is not told again"
     );
 
@@ -347,12 +343,7 @@ async fn python_connectors_are_told_created_once_updated_on_a_changed_config_and
             .with_last_active(destination_state.clone());
     destination.open().await.unwrap();
     destination.teardown().await.unwrap();
-    assert!(
-        destination_state
-            .delete(&collect, Role::Destination, &options())
-            .await
-            .unwrap()
-    );
+    assert!(told_deleted(&destination_state, &collect, Role::Destination).await);
     gone(&collect.path).await;
     assert_eq!(
         lifecycle_calls(&calls)[3..],

@@ -128,6 +128,12 @@ impl Redb {
 mod suite {
     use super::*;
 
+    /// Opens the store, sets one position and closes it again.
+    async fn keep_one_position(subject: &dyn Subject) {
+        let store = subject.open().await;
+        store.set_position("p", "src", &"1".into()).await.unwrap();
+    }
+
     /// The message of `err`, which must say the store holds damaged data.
     fn corrupt_message(err: StoreError) -> String {
         assert!(
@@ -315,10 +321,7 @@ mod suite {
     pub(super) async fn a_store_written_by_a_newer_funnel_is_refused_naming_the_way_out(
         subject: &dyn Subject,
     ) {
-        {
-            let store = subject.open().await;
-            store.set_position("p", "src", &"1".into()).await.unwrap();
-        }
+        keep_one_position(subject).await;
         subject.newer_format().await;
         let err = subject.try_open().await.err().unwrap().to_string();
         assert!(
@@ -331,10 +334,7 @@ mod suite {
     pub(super) async fn a_damaged_format_header_is_refused_not_taken_for_a_new_store(
         subject: &dyn Subject,
     ) {
-        {
-            let store = subject.open().await;
-            store.set_position("p", "src", &"1".into()).await.unwrap();
-        }
+        keep_one_position(subject).await;
         subject.damage_format().await;
         let err = corrupt_message(subject.try_open().await.err().unwrap());
         assert!(err.contains("format") && err.contains("damaged"), "{err}");

@@ -68,6 +68,25 @@ pub fn install_with_env(
     install_script(dir, name, &script)
 }
 
+/// Installs the collecting destination fixture as plugin `collect` in `connectors`,
+/// its lifecycle calls (created, updated, deleted) appended to the file `calls` as JSON
+/// lines. Returns its path.
+///
+/// # Panics
+///
+/// When the file cannot be written or `calls` is not UTF-8.
+pub fn install_collect_destination(connectors: &Path, calls: &Path) -> PathBuf {
+    let calls = calls
+        .to_str()
+        .unwrap_or_else(|| panic!("{} is not UTF-8", calls.display()));
+    install_with_env(
+        connectors,
+        "collect",
+        "collect_destination.py",
+        &[("FUNNEL_TEST_LIFECYCLE_LOG", calls)],
+    )
+}
+
 /// Writes `script` as the executable `dir/name`. Returns its path.
 ///
 /// # Panics

@@ -128,6 +128,18 @@ pub async fn destination_open_error(destination: &dyn Destination) -> String {
     }
 }
 
+/// Why `ack` is a nack, as text.
+///
+/// # Panics
+///
+/// When `ack` is a plain ack.
+pub fn nack_error(ack: &DestinationAck) -> String {
+    match &ack.error {
+        Some(e) => e.to_string(),
+        None => panic!("the record at {:?} was acked, not nacked", ack.position),
+    }
+}
+
 /// The records in the OpenCDC JSON lines file at `path`, in file order; none when it
 /// does not exist yet. Only complete lines count: a running `funnel` may be in the
 /// middle of writing the last one.

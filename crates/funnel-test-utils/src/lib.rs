@@ -4,7 +4,8 @@
 //! connector's integration test runs, reading and acking a real connector with a
 //! deadline ([`connectors`]), names no other test uses ([`name`]), the clock as
 //! records carry it ([`clock`]), helpers for running records through a processor
-//! ([`results`]), pipeline files written by code ([`yaml`]), a GET for the API of
+//! ([`results`]), pipeline files written by code ([`yaml`]), the JSON `funnel` answers
+//! with ([`json`]), a GET for the API of
 //! ([`http`]) and runs of and signals to ([`process`]) a running `funnel`, TLS
 //! certificates made in the test ([`tls`]), and private Kafka-protocol brokers that a
 //! test may stop or put behind TLS ([`tansu`]).
@@ -16,6 +17,7 @@ pub mod compliance;
 pub mod conduit;
 pub mod connectors;
 pub mod http;
+pub mod json;
 pub mod memory;
 pub mod name;
 pub mod pg;
@@ -33,6 +35,21 @@ pub mod yaml;
 
 pub use memory::{FnProcessor, MemoryDestination, MemorySource};
 pub use wait::{wait_for, wait_until, wait_until_blocking};
+
+/// Runs `worker` to its end: opens it, runs it until its sources are exhausted or it
+/// stops, and closes it.
+///
+/// # Panics
+///
+/// When one of the three fails.
+pub async fn run_to_end(worker: &mut funnel_core::Worker) {
+    worker.open().await.unwrap_or_else(|e| panic!("open: {e}"));
+    worker.run().await.unwrap_or_else(|e| panic!("run: {e}"));
+    worker
+        .close()
+        .await
+        .unwrap_or_else(|e| panic!("close: {e}"));
+}
 
 /// Skips a test because `missing` (a server that is not reachable, a program that is
 /// not installed) is not there: says so on stderr. Under `CI=true`, where

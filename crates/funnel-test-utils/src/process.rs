@@ -6,6 +6,48 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+/// A runtime for a test's own clients (a feed, a check of what funnel wrote) while
+/// the test's thread drives the `funnel` process: one worker thread, with I/O and time.
+///
+/// # Panics
+///
+/// When the runtime cannot be built.
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot start a runtime: {e}"))
+}
+
+/// What a finished process wrote: its standard output, then its standard error.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `command` (a database's command-line client, say) to its end; returns its
+/// standard output, trimmed.
+///
+/// # Errors
+///
+/// Its standard error, trimmed, when it fails; the reason when it cannot run.
+pub fn trimmed_output(command: &mut Command) -> Result<String, String> {
+    let out = command.output().map_err(|e| {
+        let program = command.get_program().to_string_lossy();
+        format!("cannot run {program}: {e}")
+    })?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
 /// Sends signal `sig` (`TERM`, `KILL`, `HUP`) to `child`, as `kill -<sig>` would.
 ///
 /// # Panics

@@ -303,14 +303,7 @@ impl PrivateBroker {
     /// whether it succeeded, with its output.
     pub fn tool(&self, args: &[&str]) -> (bool, String) {
         match Command::new(&self.binary).args(args).output() {
-            Ok(out) => (
-                out.status.success(),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            ),
+            Ok(out) => (out.status.success(), crate::process::output_text(&out)),
             Err(e) => (false, e.to_string()),
         }
     }
