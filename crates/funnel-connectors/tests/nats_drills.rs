@@ -19,6 +19,10 @@ use funnel_test_utils::connectors::read_and_ack;
 use funnel_test_utils::process::restart_service;
 use support::{PATIENCE, TestStream, client, payload_of_json, raw};
 
+/// Held by each drill: a restart takes the server away from every other drill, so
+/// drills take turns.
+static DRILL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Publishes `payload` with message ID `id` until the stream confirms it (the
 /// message ID keeps a retried publish from being stored twice).
 async fn publish_until_stored(
@@ -50,6 +54,7 @@ async fn publish_until_stored(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_restart_while_reading_with_a_publisher_running_loses_and_repeats_nothing() {
     const N: usize = 20_000;
+    let _turn = DRILL.lock().await;
     let Some(client) = client().await else { return };
     let stream = TestStream::new(&client, "rsrc").await;
     let subject = stream.subject();
@@ -97,6 +102,7 @@ async fn a_nats_restart_while_reading_with_a_publisher_running_loses_and_repeats
 async fn a_nats_restart_while_writing_fails_the_destination_or_goes_on_and_a_rewrite_stores_each_record_once()
  {
     const N: usize = 20_000;
+    let _turn = DRILL.lock().await;
     let Some(client) = client().await else { return };
     let stream = TestStream::new(&client, "rdst").await;
     let records: Vec<Record> = (0..N)
