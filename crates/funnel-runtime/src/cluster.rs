@@ -405,19 +405,27 @@ impl Cluster {
             return;
         };
         // A drain whose lease lapsed here (renewals did not keep up) had its last
-        // commits refused: what it wrote since is written again by the next owner, so
-        // this is not a clean hand-over. The lease is left to expire, as a lost one.
-        // Asked before the fence is revoked below, which would make every lease look
-        // lapsed.
-        let lapsed = held.fence.remaining().is_zero();
+        // commits refused, and a run that failed or was aborted may have written
+        // records it did not commit: what was written since the last commit is written
+        // again by the next owner, so this is not a clean hand-over. The lease is left
+        // to expire, as a lost one, so that a released lease always means nothing is
+        // written twice. Asked before the fence is revoked below, which would make
+        // every lease look lapsed.
+        let unclean = if held.fence.remaining().is_zero() {
+            Some("its lease lapsed during the hand-over (renewals did not keep up)")
+        } else if !self.drained(pipeline) {
+            Some("its last run failed or was aborted with records written and not committed")
+        } else {
+            None
+        };
         self.fences.remove(pipeline);
         held.fence.revoke();
-        if lapsed {
+        if let Some(why) = unclean {
             metrics::counter!(LEASES_LOST, "pipeline" => pipeline.to_owned()).increment(1);
             warn!(
                 pipeline,
                 epoch,
-                "lease lapsed during the hand-over (renewals did not keep up): not released; it expires and the next owner starts from the last committed position"
+                "lease not released, {why}: it expires and the next owner starts from the last committed position"
             );
             return;
         }
@@ -431,6 +439,15 @@ impl Cluster {
                 warn!(pipeline, error = %e, "cannot release the lease; it expires by itself");
             }
         }
+    }
+
+    /// Whether `pipeline`'s last run left nothing written and not committed.
+    fn drained(&self, pipeline: &str) -> bool {
+        self.supervisor
+            .states()
+            .iter()
+            .find(|s| s.id == pipeline)
+            .is_none_or(|s| s.drained())
     }
 
     /// Stops gracefully: no more claims, every pipeline drained and committed, then
@@ -623,6 +640,45 @@ mod tests {
             owner_row(&one),
             "one",
             "a lease that lapsed before the drain ended is not released: it is left to expire"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_graceful_stop_after_a_run_failed_with_records_not_committed_leaves_the_lease_to_expire()
+     {
+        let one = instance("failed", Duration::from_secs(30)).await;
+        one.cluster.balance_once(true).await;
+        wait_until("the pipeline writes under its lease", WAIT, || {
+            written_positions(&one.out).len() >= 50
+        })
+        .await;
+        // From now on every position commit fails, as when the database refuses a
+        // write: the pipeline has written records it cannot commit, and its runs fail.
+        let t = &one.table;
+        pg::psql(&format!(
+            "CREATE FUNCTION {t}_refuse() RETURNS trigger AS $$ BEGIN
+                 RAISE EXCEPTION 'no commits for now';
+             END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER {t}_refuse BEFORE INSERT OR UPDATE ON {t}
+                 FOR EACH ROW EXECUTE FUNCTION {t}_refuse();"
+        ))
+        .unwrap();
+        let state = one
+            .cluster
+            .supervisor
+            .states()
+            .into_iter()
+            .find(|s| s.id == "p")
+            .unwrap();
+        wait_until("a run fails on a commit", WAIT, || !state.drained()).await;
+        one.cluster.shutdown().await;
+        let _ = pg::psql(&format!(
+            "DROP TRIGGER {t}_refuse ON {t}; DROP FUNCTION {t}_refuse()"
+        ));
+        assert_eq!(
+            owner_row(&one),
+            "one",
+            "a lease whose pipeline wrote records it did not commit is not released: the next owner writes them again after the lease expired"
         );
     }
 }

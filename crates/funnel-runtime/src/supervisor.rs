@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -223,6 +224,8 @@ pub struct PipelineState {
     recovery: Mutex<Option<Recovery>>,
     config: Mutex<Arc<PipelineConfig>>,
     file: Mutex<Option<PathBuf>>,
+    /// Whether the last run that started left nothing written and not committed.
+    drained: AtomicBool,
 }
 
 impl PipelineState {
@@ -235,7 +238,17 @@ impl PipelineState {
             recovery: Mutex::new(None),
             config: Mutex::new(Arc::new(pipeline.clone())),
             file: Mutex::new(file),
+            drained: AtomicBool::new(true),
         }
+    }
+
+    /// Whether the pipeline's last run ended with every record it wrote committed: it
+    /// stopped gracefully or finished, with no error and within the stop grace period
+    /// (true, too, when no run has started). False after a run that failed or was
+    /// aborted: what it wrote since its last commit is written again by the next run,
+    /// here or on another instance.
+    pub fn drained(&self) -> bool {
+        self.drained.load(Ordering::Acquire)
     }
 
     /// The configuration it runs (the latest one that loaded without errors).
@@ -894,9 +907,11 @@ async fn run_once(
             exhausted
         })));
     }
+    let aborted = Arc::new(AtomicBool::new(false));
     let stop_then_abort = {
         let shutdown = shutdown.clone();
         let pipeline_id = pipeline.id.clone();
+        let aborted = Arc::clone(&aborted);
         tokio::spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
@@ -909,6 +924,7 @@ async fn run_once(
                 grace = ?stop_grace,
                 "the pipeline did not stop within the grace period: aborting what is in progress (it is read again on the next start)"
             );
+            aborted.store(true, Ordering::Release);
             stoppers.iter().for_each(Stopper::abort);
         })
     };
@@ -939,6 +955,10 @@ async fn run_once(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
+    state.drained.store(
+        error.is_none() && !aborted.load(Ordering::Acquire),
+        Ordering::Release,
+    );
     match error {
         Some(e) => Outcome::Failed(e),
         None if all_exhausted => Outcome::Finished,

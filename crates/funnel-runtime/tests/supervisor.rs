@@ -440,6 +440,10 @@ async fn a_stop_that_outlasts_the_grace_period_aborts_a_processor_stuck_in_a_cal
         .await
         .expect("the stop waited for the stuck call instead of aborting it");
     assert_eq!(state.current(), PipelineStatus::Stopped);
+    assert!(
+        !state.drained(),
+        "an aborted stop is not a clean drain: a hand-over leaves its lease to expire"
+    );
     // Nothing got past the stuck call, so nothing was written or committed.
     assert!(payloads(&out).is_empty());
     assert_eq!(store.position("p", "gen").await.unwrap(), None);
