@@ -8,6 +8,9 @@
 //! `CONDUIT_*` constants: `pipeline_name` and `plugin` labels, fixed histogram
 //! buckets), so dashboards built for Conduit keep working.
 
+use std::future::Future;
+use std::time::Instant;
+
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 // What a pipeline and its DLQ record.
@@ -161,6 +164,14 @@ impl SourceWaits {
             ack: one("ack"),
         }
     }
+}
+
+/// Awaits `work` and records how long it took, in seconds, into `histogram`.
+pub(crate) async fn timed<T>(histogram: &Histogram, work: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = work.await;
+    histogram.record(started.elapsed().as_secs_f64());
+    out
 }
 
 /// The [`SOURCE_LAG_BYTES`] gauge of one source.

@@ -33,6 +33,7 @@ use crate::ledger::{Ledger, Released};
 use crate::plugin::{PositionCommitter, Source};
 use crate::telemetry::{
     CONDUIT_PIPELINE_EXECUTION_DURATION, PIPELINE_EXECUTION_DURATION, RECORDS_ACKED, SourceWaits,
+    timed,
 };
 
 /// What the ledger stage releases to; it owns the DLQ while the run lasts.
@@ -405,18 +406,14 @@ async fn flush(
         return Ok(());
     };
     if let Some(committer) = committer {
-        let started = Instant::now();
-        let committed = committer.commit(last).await;
-        waits.commit.record(started.elapsed().as_secs_f64());
+        let committed = timed(&waits.commit, committer.commit(last)).await;
         committed.map_err(|source| Error::Commit {
             task: source_id.to_owned(),
             position: last.to_string(),
             source,
         })?;
     }
-    let started = Instant::now();
-    let acked = source.ack(positions).await;
-    waits.ack.record(started.elapsed().as_secs_f64());
+    let acked = timed(&waits.ack, source.ack(positions)).await;
     acked.map_err(|source| Error::SourceAck {
         task: source_id.to_owned(),
         count: positions.len(),
