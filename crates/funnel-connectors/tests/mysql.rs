@@ -14,18 +14,13 @@ mod support;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use funnel_connectors::{Settings, destination, source};
+use funnel_connectors::{Settings, source};
 use funnel_core::Source;
 use funnel_record::{Data, Operation, Position, Record, Value};
-use funnel_test_utils::compliance::{
-    SourceBackend, SourceCapabilities, Support, run_source_compliance,
-};
+use funnel_test_utils::compliance::SourceBackend;
 use funnel_test_utils::connectors::read_n;
 use mysql_async::prelude::Queryable;
-use support::{
-    Names, SqlTable, assert_increasing, assert_only_refused_records_nacked, assert_quiet, field,
-    id_of, mixed_batch, record, replayed_lines, settings, write_with_a_replay,
-};
+use support::*;
 
 const DSN: &str = "root@tcp(127.0.0.1:3306)/test";
 const URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -80,13 +75,12 @@ async fn the_destination_upserts_deletes_inserts_and_nacks_only_the_record_the_s
     ))
     .await
     .unwrap();
-    let d = destination(
+    let d = open_destination(
         "mysql",
         &format!("{}:out", names.prefix),
         &settings(&[("dsn", DSN)]),
     )
-    .unwrap();
-    d.open().await.unwrap();
+    .await;
     let mut batch = mixed_batch(
         &t,
         &log,
@@ -172,8 +166,7 @@ async fn exactly_once_mode_skips_records_already_written_before_a_restart() {
     .await
     .unwrap();
     let id = format!("{}:out", names.prefix);
-    let s = settings(&[("dsn", DSN), ("table", &log), ("exactlyOnce", "true")]);
-    let d = write_with_a_replay("mysql", &id, &s, &log).await;
+    let d = write_with_a_replay("mysql", &id, settings(&[("dsn", DSN)]), &log).await;
     let lines: Vec<String> = my
         .query(format!("SELECT line FROM {log} ORDER BY n"))
         .await
@@ -192,13 +185,8 @@ async fn exactly_once_mode_skips_records_already_written_before_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_and_bad_credentials_fail_with_clear_messages() {
-    let d = destination(
-        "mysql",
-        "p:out",
-        &settings(&[("dsn", "root@tcp(127.0.0.1:1)/test")]),
-    )
-    .unwrap();
-    let e = d.open().await.expect_err("open should fail");
+    let unreachable = settings(&[("dsn", "root@tcp(127.0.0.1:1)/test")]);
+    let e = destination_open_error("mysql", &unreachable).await;
     assert!(
         e.to_string()
             .contains("mysql destination p:out: cannot connect to 127.0.0.1:1"),
@@ -207,13 +195,8 @@ async fn an_unreachable_server_and_bad_credentials_fail_with_clear_messages() {
     if connect().await.is_none() {
         return;
     }
-    let d = destination(
-        "mysql",
-        "p:out",
-        &settings(&[("dsn", "nobody:wrong@tcp(127.0.0.1:3306)/test")]),
-    )
-    .unwrap();
-    let e = d.open().await.expect_err("open should fail");
+    let wrong = settings(&[("dsn", "nobody:wrong@tcp(127.0.0.1:3306)/test")]);
+    let e = destination_open_error("mysql", &wrong).await;
     assert!(
         e.to_string().contains("Access denied")
             && e.to_string().contains("check the user and password"),
@@ -222,47 +205,37 @@ async fn an_unreachable_server_and_bad_credentials_fail_with_clear_messages() {
     assert!(e.is_fatal(), "{e}");
 }
 
-/// A table `(id bigint PRIMARY KEY, v longtext)`: a record's payload is its `v`.
+/// A compliance table `(id ... PRIMARY KEY, v longtext)`: a record's payload is its
+/// `v`.
 struct MyBackend {
-    names: Names,
-    table: String,
+    table: TestTable,
 }
 
 impl MyBackend {
     async fn new(id_type: &str) -> Self {
         let mut my = connect().await.expect("MariaDB was reachable a moment ago");
-        let mut names = fresh_names("cmp");
-        let table = names.table("t");
+        let table = TestTable::new(fresh_names("cmp"));
         my.query_drop(format!(
-            "CREATE TABLE {table} (id {id_type} PRIMARY KEY, v longtext)"
+            "CREATE TABLE {} (id {id_type} PRIMARY KEY, v longtext)",
+            table.name
         ))
         .await
         .unwrap();
         let _ = my.disconnect().await;
-        Self { names, table }
+        Self { table }
     }
 }
 
 #[async_trait]
 impl SqlTable for MyBackend {
-    const PLUGIN: &'static str = "mysql";
-
-    fn settings(&self) -> Settings {
-        settings(&[("dsn", DSN)])
-    }
-
-    fn names(&self) -> &Names {
-        &self.names
-    }
-
-    fn table(&self) -> &str {
+    fn table(&self) -> &TestTable {
         &self.table
     }
 
     async fn values(&self) -> Vec<Bytes> {
         let mut my = connect().await.unwrap();
         let rows: Vec<Vec<u8>> = my
-            .query(format!("SELECT v FROM {} ORDER BY id", self.table))
+            .query(format!("SELECT v FROM {} ORDER BY id", self.table.name))
             .await
             .unwrap();
         let _ = my.disconnect().await;
@@ -270,21 +243,12 @@ impl SqlTable for MyBackend {
     }
 }
 
-async fn destination_compliance(exactly_once: bool) {
-    if connect().await.is_none() {
-        return;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_destination_passes_the_destination_compliance_suite_with_and_without_exactly_once() {
+    if connect().await.is_some() {
+        let settings = settings(&[("dsn", DSN)]);
+        support::destination_compliance("mysql", &settings, || MyBackend::new("bigint")).await;
     }
-    support::destination_compliance(exactly_once, || MyBackend::new("bigint")).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_destination_passes_the_destination_compliance_suite() {
-    destination_compliance(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_exactly_once_destination_passes_the_destination_compliance_suite() {
-    destination_compliance(true).await;
 }
 
 fn source_settings(tables: &str, extra: &[(&str, &str)]) -> Settings {
@@ -294,9 +258,7 @@ fn source_settings(tables: &str, extra: &[(&str, &str)]) -> Settings {
 }
 
 async fn open_source(settings: &Settings, resume: Option<Position>) -> Arc<dyn Source> {
-    let source = source("mysql", "p:my", settings, resume).unwrap();
-    source.open().await.unwrap();
-    source
+    support::open_source("mysql", "p:my", settings, resume).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -599,8 +561,7 @@ async fn a_restart_resumes_mid_snapshot_and_mid_stream_without_loss_or_duplicate
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_servers_credentials_tables_and_positions_fail_with_clear_messages() {
     let open_err = |settings: Settings, resume: Option<Position>| async move {
-        let s = source("mysql", "p:my", &settings, resume).unwrap();
-        s.open().await.expect_err("open should fail")
+        source_open_error("mysql", "p:my", &settings, resume).await
     };
     let e = open_err(
         settings(&[("dsn", "root@tcp(127.0.0.1:1)/test"), ("tables", "t")]),
@@ -670,16 +631,11 @@ async fn bad_servers_credentials_tables_and_positions_fail_with_clear_messages()
     assert!(e.to_string().contains("REPLICATION"), "{e}");
 }
 
-/// A table `(id bigint AUTO_INCREMENT PRIMARY KEY, v longtext)` for the compliance
-/// suite: a record's payload is its `v`.
-struct MySourceBackend {
-    backend: MyBackend,
-}
-
+/// With an `AUTO_INCREMENT` id, the source compliance suite's backend.
 #[async_trait]
-impl SourceBackend for MySourceBackend {
+impl SourceBackend for MyBackend {
     fn build(&self, resume: Option<Position>) -> Arc<dyn Source> {
-        let settings = source_settings(&self.backend.table, &[("sdk.batch.size", "10")]);
+        let settings = source_settings(&self.table.name, &[("sdk.batch.size", "10")]);
         source("mysql", "p:my", &settings, resume).unwrap()
     }
 
@@ -692,7 +648,7 @@ impl SourceBackend for MySourceBackend {
         for chunk in payloads.chunks(100) {
             let sql = format!(
                 "INSERT INTO {} (v) VALUES {}",
-                self.backend.table,
+                self.table.name,
                 vec!["(?)"; chunk.len()].join(",")
             );
             let params: Vec<mysql_async::Value> = chunk
@@ -706,10 +662,7 @@ impl SourceBackend for MySourceBackend {
     }
 
     fn payload(&self, record: &Record) -> Bytes {
-        match field(&record.payload.after, "v") {
-            Value::String(text) => Bytes::copy_from_slice(text.as_bytes()),
-            other => panic!("v is {other:?}"),
-        }
+        v_of(record)
     }
 }
 
@@ -718,19 +671,8 @@ async fn the_source_passes_the_source_compliance_suite() {
     if connect().await.is_none() {
         return;
     }
-    let capabilities = SourceCapabilities {
-        input: Support::Yes,
-        exact_resume: Support::No(
-            "a resume inside the snapshot reads the rest in a new snapshot, then streams the \
-             binlog from the first snapshot's coordinates: rows inserted meanwhile come in both \
-             (at least once, as the mysql module docs say)",
-        ),
-    };
-    run_source_compliance("mysql source", capabilities, |_| async {
-        MySourceBackend {
-            backend: MyBackend::new("bigint AUTO_INCREMENT").await,
-        }
-    })
-    .await
-    .assert_complete();
+    let why = "a resume inside the snapshot reads the rest in a new snapshot, then streams the \
+               binlog from the first snapshot's coordinates: rows inserted meanwhile come in \
+               both (at least once, as the mysql module docs say)";
+    support::source_compliance("mysql", why, || MyBackend::new("bigint AUTO_INCREMENT")).await;
 }

@@ -15,17 +15,12 @@ mod support;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use funnel_connectors::{Settings, destination, postgres, source};
+use funnel_connectors::{Settings, postgres, source};
 use funnel_core::{LagReport, Retry, Source, WorkerStats};
 use funnel_record::{Data, Operation, Position, Record, StructuredData, Value};
-use funnel_test_utils::compliance::{
-    SourceBackend, SourceCapabilities, Support, run_source_compliance,
-};
+use funnel_test_utils::compliance::SourceBackend;
 use funnel_test_utils::connectors::{ack_n, read_n};
-use support::{
-    Names, SqlTable, assert_increasing, assert_only_refused_records_nacked, assert_quiet, field,
-    id_of, mixed_batch, record, replayed_lines, settings, write_with_a_replay,
-};
+use support::*;
 use tokio_postgres::NoTls;
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -94,9 +89,7 @@ fn source_settings(names: &Names, tables: &str, extra: &[(&str, &str)]) -> Setti
 }
 
 async fn open_source(settings: &Settings, resume: Option<Position>) -> Arc<dyn Source> {
-    let source = source("postgres", "p:pg", settings, resume).unwrap();
-    source.open().await.unwrap();
-    source
+    support::open_source("postgres", "p:pg", settings, resume).await
 }
 
 fn after(record: &Record) -> &StructuredData {
@@ -567,8 +560,7 @@ async fn unreachable_server_bad_credentials_missing_table_and_dropped_slot_fail_
         .await
         .unwrap();
     let open_error = |settings: Settings, resume: Option<Position>| async move {
-        let source = source("postgres", "p:pg", &settings, resume).unwrap();
-        source.open().await.expect_err("open should fail")
+        source_open_error("postgres", "p:pg", &settings, resume).await
     };
 
     let mut s = source_settings(&names, &t, &[]);
@@ -614,16 +606,12 @@ async fn unreachable_server_bad_credentials_missing_table_and_dropped_slot_fail_
         "{e}"
     );
 
-    let d = destination(
-        "postgres",
-        "p:out",
-        &settings(&[("url", "postgres://postgres@127.0.0.1:1/test")]),
-    )
-    .unwrap();
-    let e = d.open().await.expect_err("open should fail");
+    let unreachable = settings(&[("url", "postgres://postgres@127.0.0.1:1/test")]);
+    let e = destination_open_error("postgres", &unreachable)
+        .await
+        .to_string();
     assert!(
-        e.to_string()
-            .contains("postgres destination p:out: cannot connect"),
+        e.contains("postgres destination p:out: cannot connect"),
         "{e}"
     );
 }
@@ -640,13 +628,8 @@ async fn the_destination_upserts_deletes_inserts_and_nacks_only_the_record_postg
     ))
     .await
     .unwrap();
-    let d = destination(
-        "postgres",
-        &format!("{}:out", names.prefix),
-        &settings(&[("url", URL)]),
-    )
-    .unwrap();
-    d.open().await.unwrap();
+    let id = format!("{}:out", names.prefix);
+    let d = open_destination("postgres", &id, &settings(&[("url", URL)])).await;
     let batch = mixed_batch(&t, &log, &[]);
     let who = format!("postgres destination {}:out", names.prefix);
     let refusal = "invalid input syntax for type integer";
@@ -684,7 +667,7 @@ async fn a_table_template_names_each_records_table() {
     ))
     .await
     .unwrap();
-    let d = destination(
+    let d = open_destination(
         "postgres",
         &format!("{}:out", names.prefix),
         &settings(&[
@@ -695,8 +678,7 @@ async fn a_table_template_names_each_records_table() {
             ),
         ]),
     )
-    .unwrap();
-    d.open().await.unwrap();
+    .await;
     let batch = vec![record(
         "1",
         Operation::Create,
@@ -728,8 +710,7 @@ async fn exactly_once_mode_skips_records_already_written_before_a_restart() {
         .await
         .unwrap();
     let id = format!("{}:out", names.prefix);
-    let s = settings(&[("url", URL), ("table", &log), ("exactlyOnce", "true")]);
-    let d = write_with_a_replay("postgres", &id, &s, &log).await;
+    let d = write_with_a_replay("postgres", &id, settings(&[("url", URL)]), &log).await;
     let lines: Vec<String> = pg
         .query(&format!("SELECT line FROM {log} ORDER BY ctid"), &[])
         .await
@@ -754,8 +735,7 @@ async fn exactly_once_mode_skips_records_already_written_before_a_restart() {
 /// for the compliance suite: a record's payload is its `v`.
 struct PgBackend {
     pg: tokio_postgres::Client,
-    names: Names,
-    table: String,
+    table: TestTable,
 }
 
 impl PgBackend {
@@ -763,18 +743,21 @@ impl PgBackend {
         let pg = connect()
             .await
             .expect("PostgreSQL was reachable a moment ago");
-        let mut names = fresh_names("cmp");
-        let table = names.table("t");
-        let create = format!("CREATE TABLE {table} (id {id_type} PRIMARY KEY, v text)");
+        let table = TestTable::new(fresh_names("cmp"));
+        let create = format!(
+            "CREATE TABLE {} (id {id_type} PRIMARY KEY, v text)",
+            table.name
+        );
         pg.batch_execute(&create).await.unwrap();
-        Self { pg, names, table }
+        Self { pg, table }
     }
 }
 
 #[async_trait]
 impl SourceBackend for PgBackend {
     fn build(&self, resume: Option<Position>) -> Arc<dyn Source> {
-        let settings = source_settings(&self.names, &self.table, &[("sdk.batch.size", "10")]);
+        let TestTable { names, name } = &self.table;
+        let settings = source_settings(names, name, &[("sdk.batch.size", "10")]);
         source("postgres", "p:pg", &settings, resume).unwrap()
     }
 
@@ -788,7 +771,7 @@ impl SourceBackend for PgBackend {
                 &format!(
                     "INSERT INTO {} (v) SELECT v FROM unnest($1::text[]) WITH ORDINALITY AS u(v, n) \
                      ORDER BY n",
-                    self.table
+                    self.table.name
                 ),
                 &[&texts],
             )
@@ -797,52 +780,22 @@ impl SourceBackend for PgBackend {
     }
 
     fn payload(&self, record: &Record) -> Bytes {
-        match &after(record)["v"] {
-            Value::String(text) => Bytes::copy_from_slice(text.as_bytes()),
-            other => panic!("v is {other:?}"),
-        }
+        v_of(record)
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_source_passes_the_source_compliance_suite() {
-    if connect().await.is_none() {
-        return;
-    }
-    let capabilities = SourceCapabilities {
-        input: Support::Yes,
-        exact_resume: Support::No(
-            "a resume inside the snapshot reads the rest in a new snapshot, then streams the \
-             slot from its creation: rows inserted meanwhile come in both (at least once, as \
-             the postgres module docs say)",
-        ),
-    };
-    run_source_compliance("postgres source", capabilities, |_| {
-        PgBackend::new("bigserial")
-    })
-    .await
-    .assert_complete();
 }
 
 #[async_trait]
 impl SqlTable for PgBackend {
-    const PLUGIN: &'static str = "postgres";
-
-    fn settings(&self) -> Settings {
-        settings(&[("url", URL)])
-    }
-
-    fn names(&self) -> &Names {
-        &self.names
-    }
-
-    fn table(&self) -> &str {
+    fn table(&self) -> &TestTable {
         &self.table
     }
 
     async fn values(&self) -> Vec<Bytes> {
         self.pg
-            .query(&format!("SELECT v FROM {} ORDER BY id", self.table), &[])
+            .query(
+                &format!("SELECT v FROM {} ORDER BY id", self.table.name),
+                &[],
+            )
             .await
             .unwrap()
             .iter()
@@ -851,21 +804,23 @@ impl SqlTable for PgBackend {
     }
 }
 
-async fn destination_compliance(exactly_once: bool) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_passes_the_source_compliance_suite() {
     if connect().await.is_none() {
         return;
     }
-    support::destination_compliance(exactly_once, || PgBackend::new("bigint")).await;
+    let why = "a resume inside the snapshot reads the rest in a new snapshot, then streams the \
+               slot from its creation: rows inserted meanwhile come in both (at least once, as \
+               the postgres module docs say)";
+    support::source_compliance("postgres", why, || PgBackend::new("bigserial")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_destination_passes_the_destination_compliance_suite() {
-    destination_compliance(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_exactly_once_destination_passes_the_destination_compliance_suite() {
-    destination_compliance(true).await;
+async fn the_destination_passes_the_destination_compliance_suite_with_and_without_exactly_once() {
+    if connect().await.is_some() {
+        let settings = settings(&[("url", URL)]);
+        support::destination_compliance("postgres", &settings, || PgBackend::new("bigint")).await;
+    }
 }
 
 /// The CA that signed the local server's certificate (made by
@@ -898,8 +853,7 @@ async fn with_sslmode_the_source_and_destination_use_tls_and_verify_the_server_a
     let url = format!("{URL}?sslmode=verify-full&sslrootcert={ca}");
     let id = format!("p:{}", names.prefix);
     let s = source_settings(&names, &t, &[("url", &url)]);
-    let src = source("postgres", &id, &s, None).unwrap();
-    src.open().await.unwrap();
+    let src = support::open_source("postgres", &id, &s, None).await;
     assert_eq!(read_n(&*src, 2).await.len(), 2);
     pg.batch_execute(&format!("INSERT INTO {t} VALUES (3, 'c')"))
         .await
@@ -915,13 +869,8 @@ async fn with_sslmode_the_source_and_destination_use_tls_and_verify_the_server_a
     src.teardown().await.unwrap();
 
     // require: encrypted, the certificate not checked.
-    let d = destination(
-        "postgres",
-        "p:out",
-        &settings(&[("url", &format!("{URL}?sslmode=require")), ("table", &t)]),
-    )
-    .unwrap();
-    d.open().await.unwrap();
+    let require = settings(&[("url", &format!("{URL}?sslmode=require")), ("table", &t)]);
+    let d = open_destination("postgres", "p:out", &require).await;
     d.write(&[record(
         "1",
         Operation::Create,
@@ -942,19 +891,9 @@ async fn with_sslmode_the_source_and_destination_use_tls_and_verify_the_server_a
     let dir = tempfile::tempdir().unwrap();
     let other_ca = dir.path().join("other-ca.pem");
     std::fs::write(&other_ca, &other.ca_pem).unwrap();
-    let d = destination(
-        "postgres",
-        "p:out",
-        &settings(&[
-            (
-                "url",
-                &format!("{URL}?sslmode=verify-ca&sslrootcert={}", other_ca.display()),
-            ),
-            ("table", &t),
-        ]),
-    )
-    .unwrap();
-    let e = d.open().await.expect_err("a server signed by another CA");
+    let verify_ca = format!("{URL}?sslmode=verify-ca&sslrootcert={}", other_ca.display());
+    let e =
+        destination_open_error("postgres", &settings(&[("url", &verify_ca), ("table", &t)])).await;
     let text = e.to_string();
     assert!(
         text.contains("postgres destination p:out") && text.to_lowercase().contains("certificate"),

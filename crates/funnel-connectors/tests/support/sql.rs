@@ -1,6 +1,6 @@
 //! What the SQL connectors' tests (postgres, mysql) share: unique names removed at the
-//! end, records addressed to a table, reading helpers, the destination's mixed batch and
-//! exactly-once replay, and the destination compliance backend.
+//! end, records addressed to a table, opening helpers, reading helpers, the
+//! destination's mixed batch and exactly-once replay, and the compliance suites' runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,12 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_connectors::sql::compare_positions;
-use funnel_connectors::{Settings, destination};
+use funnel_connectors::{Settings, destination, source};
 pub(crate) use funnel_core::settings_of as settings;
-use funnel_core::{Destination, DestinationAck, Source};
+use funnel_core::{ConnectorError, Destination, DestinationAck, Source};
 use funnel_record::{Data, Metadata, Operation, Position, Record, Value};
 use funnel_test_utils::compliance::{
-    DestinationBackend, DestinationCapabilities, run_destination_compliance,
+    DestinationBackend, DestinationCapabilities, SourceBackend, SourceCapabilities, Support,
+    run_destination_compliance, run_source_compliance,
 };
 use funnel_test_utils::connectors::ack_n;
 
@@ -85,6 +86,46 @@ pub(crate) fn record(
     }
 }
 
+/// Source `plugin` with ID `id`, built from `settings` and opened at `resume`.
+pub(crate) async fn open_source(
+    plugin: &str,
+    id: &str,
+    settings: &Settings,
+    resume: Option<Position>,
+) -> Arc<dyn Source> {
+    let source = source(plugin, id, settings, resume).unwrap();
+    source.open().await.unwrap();
+    source
+}
+
+/// What opening source `plugin` (ID `id`) at `resume` fails with.
+pub(crate) async fn source_open_error(
+    plugin: &str,
+    id: &str,
+    settings: &Settings,
+    resume: Option<Position>,
+) -> ConnectorError {
+    let source = source(plugin, id, settings, resume).unwrap();
+    source.open().await.expect_err("open should fail")
+}
+
+/// Destination `plugin` with ID `id`, built from `settings` and opened.
+pub(crate) async fn open_destination(
+    plugin: &str,
+    id: &str,
+    settings: &Settings,
+) -> Arc<dyn Destination> {
+    let d = destination(plugin, id, settings).unwrap();
+    d.open().await.unwrap();
+    d
+}
+
+/// What opening destination `plugin` (ID `p:out`) fails with.
+pub(crate) async fn destination_open_error(plugin: &str, settings: &Settings) -> ConnectorError {
+    let d = destination(plugin, "p:out", settings).unwrap();
+    d.open().await.expect_err("open should fail")
+}
+
 /// Asserts that nothing more arrives for a moment.
 pub(crate) async fn assert_quiet(source: &dyn Source) {
     if let Ok(batch) = tokio::time::timeout(Duration::from_millis(700), source.read()).await {
@@ -102,6 +143,15 @@ pub(crate) fn field<'r>(data: &'r Option<Data>, name: &str) -> &'r Value {
             .get(name)
             .unwrap_or_else(|| panic!("no field {name} in {d:?}")),
         other => panic!("not structured: {other:?}"),
+    }
+}
+
+/// The text field `v` of a record's structured payload, as bytes: what the compliance
+/// tables hold.
+pub(crate) fn v_of(record: &Record) -> Bytes {
+    match field(&record.payload.after, "v") {
+        Value::String(text) => Bytes::copy_from_slice(text.as_bytes()),
+        other => panic!("v is {other:?}"),
     }
 }
 
@@ -224,16 +274,23 @@ pub(crate) async fn assert_only_refused_records_nacked(
 }
 
 /// Writes `line 1` .. `line 10` to table `log` with an exactly-once destination
-/// (`plugin`, `id`, `settings`), then, as after a crash the engine replays from its own
-/// last position (say 6), `line 7` .. `line 12` with a new one: 7..=10 were written
-/// already and must be skipped, 11 and 12 are new. Returns the second destination,
-/// open; the table should hold lines 1 to 12 once each ([`replayed_lines`]).
+/// (`plugin`, `id`, the server's `settings` with `table` and `exactlyOnce` set here),
+/// then, as after a crash the engine replays from its own last position (say 6),
+/// `line 7` .. `line 12` with a new one: 7..=10 were written already and must be
+/// skipped, 11 and 12 are new. Returns the second destination, open; the table should
+/// hold lines 1 to 12 once each ([`replayed_lines`]).
 pub(crate) async fn write_with_a_replay(
     plugin: &str,
     id: &str,
-    settings: &Settings,
+    server: Settings,
     log: &str,
 ) -> Arc<dyn Destination> {
+    let mut settings = server;
+    settings.extend(funnel_core::settings_of(&[
+        ("table", log),
+        ("exactlyOnce", "true"),
+    ]));
+    let settings = &settings;
     let line = |p: usize| {
         record(
             &p.to_string(),
@@ -244,15 +301,13 @@ pub(crate) async fn write_with_a_replay(
         )
     };
     let all_ok = |acks: Vec<DestinationAck>| acks.iter().all(|a| a.error.is_none());
-    let d = destination(plugin, id, settings).unwrap();
-    d.open().await.unwrap();
+    let d = open_destination(plugin, id, settings).await;
     let first: Vec<Record> = (1..=10).map(line).collect();
     d.write(&first).await.unwrap();
     assert!(all_ok(ack_n(&*d, 10).await));
     d.teardown().await.unwrap();
 
-    let d = destination(plugin, id, settings).unwrap();
-    d.open().await.unwrap();
+    let d = open_destination(plugin, id, settings).await;
     let replay: Vec<Record> = (7..=12).map(line).collect();
     d.write(&replay).await.unwrap();
     assert!(all_ok(ack_n(&*d, 6).await));
@@ -264,18 +319,28 @@ pub(crate) fn replayed_lines() -> Vec<String> {
     (1..=12).map(|i| format!("line {i}")).collect()
 }
 
+/// The table of one compliance run, `{prefix}_t`, dropped with its names.
+pub(crate) struct TestTable {
+    /// The run's names.
+    pub(crate) names: Names,
+    /// The table's name.
+    pub(crate) name: String,
+}
+
+impl TestTable {
+    /// The table named after `names` (not made yet).
+    pub(crate) fn new(mut names: Names) -> Self {
+        let name = names.table("t");
+        Self { names, name }
+    }
+}
+
 /// A table `(id ... PRIMARY KEY, v text)` of one SQL server, for the compliance suite:
 /// a record's payload is its `v`.
 #[async_trait]
 pub(crate) trait SqlTable: Send + Sync + 'static {
-    /// The destination plugin.
-    const PLUGIN: &'static str;
-    /// The destination's settings, without `exactlyOnce`.
-    fn settings(&self) -> Settings;
-    /// The test's names.
-    fn names(&self) -> &Names;
     /// The table.
-    fn table(&self) -> &str;
+    fn table(&self) -> &TestTable;
     /// Every row's `v`, ordered by `id`.
     async fn values(&self) -> Vec<Bytes>;
 }
@@ -283,6 +348,8 @@ pub(crate) trait SqlTable: Send + Sync + 'static {
 /// The destination writes rows of the backend's table, named by the records'
 /// `opencdc.collection` (the default `table`).
 struct SqlDestinationBackend<T> {
+    plugin: &'static str,
+    settings: Settings,
     backend: T,
     exactly_once: bool,
 }
@@ -290,11 +357,11 @@ struct SqlDestinationBackend<T> {
 #[async_trait]
 impl<T: SqlTable> DestinationBackend for SqlDestinationBackend<T> {
     fn build(&self) -> Arc<dyn Destination> {
-        let mut settings = self.backend.settings();
+        let mut settings = self.settings.clone();
         let exactly_once = if self.exactly_once { "true" } else { "false" };
         settings.insert("exactlyOnce".to_owned(), exactly_once.to_owned());
-        let id = format!("{}:out", self.backend.names().prefix);
-        destination(T::PLUGIN, &id, &settings).unwrap()
+        let id = format!("{}:out", self.backend.table().names.prefix);
+        destination(self.plugin, &id, &settings).unwrap()
     }
 
     fn record(&self, position: Position, payload: Bytes) -> Record {
@@ -304,7 +371,7 @@ impl<T: SqlTable> DestinationBackend for SqlDestinationBackend<T> {
         record(
             position,
             Operation::Create,
-            self.backend.table(),
+            &self.backend.table().name,
             Some(id),
             &[("id", Value::Int(id)), ("v", Value::String(text.into()))],
         )
@@ -315,24 +382,52 @@ impl<T: SqlTable> DestinationBackend for SqlDestinationBackend<T> {
     }
 }
 
-/// Runs the destination compliance suite against tables made by `backend`, with
-/// `exactlyOnce` on or off; nothing may be skipped.
-pub(crate) async fn destination_compliance<T, F>(exactly_once: bool, backend: fn() -> F)
-where
+/// Runs the destination compliance suite for destination `plugin` (with `settings`)
+/// against tables made by `backend`, with `exactlyOnce` off, then on; nothing may be
+/// skipped.
+pub(crate) async fn destination_compliance<T, F>(
+    plugin: &'static str,
+    settings: &Settings,
+    backend: impl Fn() -> F,
+) where
     T: SqlTable,
-    F: Future<Output = T> + Send + 'static,
+    F: Future<Output = T>,
 {
-    let connector = if exactly_once {
-        format!("{} destination (exactlyOnce)", T::PLUGIN)
-    } else {
-        format!("{} destination", T::PLUGIN)
+    for exactly_once in [false, true] {
+        let connector = if exactly_once {
+            format!("{plugin} destination (exactlyOnce)")
+        } else {
+            format!("{plugin} destination")
+        };
+        run_destination_compliance(&connector, DestinationCapabilities::FULL, |_| async {
+            SqlDestinationBackend {
+                plugin,
+                settings: settings.clone(),
+                backend: backend().await,
+                exactly_once,
+            }
+        })
+        .await
+        .assert_complete();
+    }
+}
+
+/// Runs the source compliance suite for source `plugin` against backends made by
+/// `backend`: everything must pass but an exact resume, which the source does not
+/// promise for `why`.
+pub(crate) async fn source_compliance<B, F>(
+    plugin: &str,
+    why: &'static str,
+    backend: impl Fn() -> F,
+) where
+    B: SourceBackend,
+    F: Future<Output = B>,
+{
+    let capabilities = SourceCapabilities {
+        input: Support::Yes,
+        exact_resume: Support::No(why),
     };
-    run_destination_compliance(&connector, DestinationCapabilities::FULL, |_| async move {
-        SqlDestinationBackend {
-            backend: backend().await,
-            exactly_once,
-        }
-    })
-    .await
-    .assert_complete();
+    run_source_compliance(&format!("{plugin} source"), capabilities, |_| backend())
+        .await
+        .assert_complete();
 }
