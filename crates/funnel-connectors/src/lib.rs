@@ -181,6 +181,20 @@ pub(crate) fn paced(
     }
 }
 
+/// The destination `build` makes with the record format of its SDK settings
+/// (`sdk.record.format`), paced like every destination ([`paced`]).
+///
+/// # Errors
+///
+/// What [`RecordFormat::from_settings`] finds wrong.
+pub(crate) fn formatted<D: Destination + 'static>(
+    settings: &Settings,
+    build: impl FnOnce(RecordFormat) -> D,
+) -> funnel_core::Built<Arc<dyn Destination>> {
+    let format = RecordFormat::from_settings(settings)?;
+    Ok(paced(settings, Arc::new(build(format))))
+}
+
 /// What a connection test ([`Component::with_check`]) gives.
 pub(crate) type CheckResult =
     std::pin::Pin<Box<dyn Future<Output = Result<(), funnel_core::ConnectorError>> + Send>>;

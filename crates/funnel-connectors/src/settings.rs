@@ -203,7 +203,9 @@ pub(crate) fn validated<T>(
     not(any(
         feature = "kafka",
         feature = "mqtt",
+        feature = "mysql",
         feature = "nats",
+        feature = "postgres",
         feature = "rabbitmq",
         feature = "redis"
     )),
@@ -215,6 +217,40 @@ pub(crate) fn both<A: SettingsStruct, B: SettingsStruct>(
     let a = A::read(reader);
     let b = B::read(reader);
     a.zip(b)
+}
+
+/// The items of a comma list, trimmed, without the empty ones.
+#[cfg_attr(
+    not(any(
+        feature = "kafka",
+        feature = "mqtt",
+        feature = "mysql",
+        feature = "postgres"
+    )),
+    allow(dead_code)
+)]
+pub(crate) fn comma_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
+/// The items of a comma list ([`comma_list`]), or `missing` when there are none.
+///
+/// # Errors
+///
+/// `missing`, when the list has no item.
+#[cfg_attr(
+    not(any(feature = "kafka", feature = "mqtt", feature = "postgres")),
+    allow(dead_code)
+)]
+pub(crate) fn non_empty_list(raw: &str, missing: &str) -> Result<Vec<String>, String> {
+    let items = comma_list(raw);
+    if items.is_empty() {
+        return Err(missing.to_owned());
+    }
+    Ok(items)
 }
 
 /// Reads and checks the SDK settings of a destination, the record format with them

@@ -94,24 +94,18 @@ struct Job {
 impl FileDestination {
     /// A destination with validated settings. The file is opened by
     /// [`Destination::open`].
-    pub fn new(id: &str, config: FileDestinationConfig) -> Self {
+    /// Records are encoded in `format` (`sdk.record.format`).
+    pub fn new(id: &str, config: FileDestinationConfig, format: RecordFormat) -> Self {
         Self {
             id: id.to_owned(),
             config,
-            format: RecordFormat::OpenCdcJson,
+            format,
             writer: Mutex::new(None),
             acks: Arc::new(AckQueue::new()),
             spare: Arc::default(),
             bytes_per_record: AtomicUsize::new(0),
             fence: Mutex::new(None),
         }
-    }
-
-    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
-    #[must_use]
-    pub fn with_format(mut self, format: RecordFormat) -> Self {
-        self.format = format;
-        self
     }
 
     fn writer(&self) -> MutexGuard<'_, Option<Writer>> {

@@ -112,16 +112,13 @@ pub const DESTINATION: Component = Component::new(
     &[FileDestinationConfig::SPEC, crate::SDK_DESTINATION_SETTINGS],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
-        let format = crate::RecordFormat::from_settings(settings)?;
-        Ok(crate::paced(
-            settings,
-            Arc::new(FileDestination::new(id, config).with_format(format)),
-        ))
+        crate::formatted(settings, |format| FileDestination::new(id, config, format))
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_destination(&settings);
-    crate::checked(id, validated, |config, _| async move {
-        destination::check(&config).await
-    })
+    crate::checked(
+        id,
+        validate_destination(&settings),
+        |config, _| async move { destination::check(&config).await },
+    )
 });

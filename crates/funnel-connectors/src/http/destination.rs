@@ -60,21 +60,15 @@ enum Attempt {
 
 impl HttpDestination {
     /// A destination for connector `id` with validated settings.
-    pub fn new(id: &str, config: HttpDestinationConfig) -> Self {
+    /// Records are encoded in `format` (`sdk.record.format`).
+    pub fn new(id: &str, config: HttpDestinationConfig, format: RecordFormat) -> Self {
         Self {
             who: format!("http destination {id}"),
             config,
-            format: RecordFormat::OpenCdcJson,
+            format,
             acks: AckQueue::new(),
             running: Mutex::new(None),
         }
-    }
-
-    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
-    #[must_use]
-    pub fn with_format(mut self, format: RecordFormat) -> Self {
-        self.format = format;
-        self
     }
 
     fn running(&self) -> Option<(reqwest::Client, CancellationToken)> {

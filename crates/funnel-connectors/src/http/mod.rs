@@ -134,10 +134,6 @@ pub const DESTINATION: Component = Component::new(
     ],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
-        let format = crate::RecordFormat::from_settings(settings)?;
-        Ok(crate::paced(
-            settings,
-            Arc::new(HttpDestination::new(id, config).with_format(format)),
-        ))
+        crate::formatted(settings, |format| HttpDestination::new(id, config, format))
     }),
 );

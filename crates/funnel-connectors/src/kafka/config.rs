@@ -6,7 +6,9 @@ use std::time::Duration;
 use funnel_core::typed::FromSetting;
 use rdkafka::ClientConfig;
 
-use crate::settings::{both, parse_destination_with, parse_source_with, validated};
+use crate::settings::{
+    both, comma_list, non_empty_list, parse_destination_with, parse_source_with, validated,
+};
 use crate::tls::client_pair;
 use crate::{Settings, SettingsError};
 
@@ -19,14 +21,7 @@ pub struct Servers(pub Vec<String>);
 
 impl FromSetting for Servers {
     fn from_setting(raw: &str) -> Result<Self, String> {
-        let servers: Vec<String> = raw
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if servers.is_empty() {
-            return Err("list at least one server (host:port)".to_owned());
-        }
+        let servers = non_empty_list(raw, "list at least one server (host:port)")?;
         for server in &servers {
             let port = server.rsplit_once(':').map(|(_, port)| port);
             if port.is_none_or(|p| p.parse::<u16>().is_err()) {
@@ -43,11 +38,7 @@ pub struct Topics(pub Vec<String>);
 
 impl FromSetting for Topics {
     fn from_setting(raw: &str) -> Result<Self, String> {
-        let topics: Vec<String> = raw
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let topics = comma_list(raw);
         for topic in &topics {
             check_topic_name(topic)?;
         }

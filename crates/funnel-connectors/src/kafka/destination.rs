@@ -151,7 +151,8 @@ impl Shared {
 impl KafkaDestination {
     /// A destination with validated settings. Nothing is connected until
     /// [`Destination::open`].
-    pub fn new(id: &str, config: KafkaDestinationConfig) -> Self {
+    /// Records are encoded in `format` (`sdk.record.format`).
+    pub fn new(id: &str, config: KafkaDestinationConfig, format: RecordFormat) -> Self {
         let who = format!("kafka destination {id}");
         Self {
             reports: Arc::new(Shared {
@@ -162,16 +163,9 @@ impl KafkaDestination {
             }),
             who,
             config,
-            format: RecordFormat::OpenCdcJson,
+            format,
             producer: Mutex::new(None),
         }
-    }
-
-    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
-    #[must_use]
-    pub fn with_format(mut self, format: RecordFormat) -> Self {
-        self.format = format;
-        self
     }
 
     fn producer(&self) -> MutexGuard<'_, Option<ThreadedProducer<Reports>>> {

@@ -359,8 +359,7 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_source(&settings);
-    crate::checked(id, validated, |config, id| async move {
+    crate::checked(id, validate_source(&settings), |config, id| async move {
         let topics = config.topics;
         with_check_client(
             &config.common,
@@ -382,21 +381,20 @@ pub const DESTINATION: Component = Component::new(
     ],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
-        let format = crate::RecordFormat::from_settings(settings)?;
-        Ok(crate::paced(
-            settings,
-            Arc::new(KafkaDestination::new(id, config).with_format(format)),
-        ))
+        crate::formatted(settings, |format| KafkaDestination::new(id, config, format))
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_destination(&settings);
-    crate::checked(id, validated, |config, id| async move {
-        with_check_client(
-            &config.common,
-            format!("kafka destination {id}"),
-            check_reachable,
-        )
-        .await
-    })
+    crate::checked(
+        id,
+        validate_destination(&settings),
+        |config, id| async move {
+            with_check_client(
+                &config.common,
+                format!("kafka destination {id}"),
+                check_reachable,
+            )
+            .await
+        },
+    )
 });

@@ -20,20 +20,14 @@ pub struct LogDestination {
 
 impl LogDestination {
     /// A destination with validated settings.
-    pub fn new(id: &str, config: LogConfig) -> Self {
+    /// Records are encoded in `format` (`sdk.record.format`).
+    pub fn new(id: &str, config: LogConfig, format: RecordFormat) -> Self {
         Self {
             id: id.to_owned(),
             config,
-            format: RecordFormat::OpenCdcJson,
+            format,
             acks: AckQueue::new(),
         }
-    }
-
-    /// Logs each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
-    #[must_use]
-    pub fn with_format(mut self, format: RecordFormat) -> Self {
-        self.format = format;
-        self
     }
 }
 

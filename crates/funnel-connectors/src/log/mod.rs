@@ -32,10 +32,7 @@ mod destination;
 pub use config::{LogConfig, LogLevel, validate};
 pub use destination::LogDestination;
 
-use std::sync::Arc;
-
 use funnel_core::component::{Build, Component};
-
 use funnel_core::typed::SettingsStruct;
 
 /// The log destination in the registry.
@@ -45,10 +42,6 @@ pub const DESTINATION: Component = Component::new(
     &[LogConfig::SPEC, crate::SDK_DESTINATION_SETTINGS],
     Build::Destination(|id, settings| {
         let config = validate(settings)?;
-        let format = crate::RecordFormat::from_settings(settings)?;
-        Ok(crate::paced(
-            settings,
-            Arc::new(LogDestination::new(id, config).with_format(format)),
-        ))
+        crate::formatted(settings, |format| LogDestination::new(id, config, format))
     }),
 );

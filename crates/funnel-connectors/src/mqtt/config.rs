@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use funnel_core::typed::{FromSetting, SettingsStruct};
 
-use crate::settings::{both, parse_destination_with, parse_source_with, validated};
+use crate::settings::{both, non_empty_list, parse_destination_with, parse_source_with, validated};
 use crate::tls::TlsFileSettings;
 use crate::{Settings, SettingsError};
 
@@ -107,14 +107,7 @@ pub struct Topics(pub Vec<String>);
 
 impl FromSetting for Topics {
     fn from_setting(raw: &str) -> Result<Self, String> {
-        let topics: Vec<String> = raw
-            .split(',')
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty())
-            .collect();
-        if topics.is_empty() {
-            return Err("list at least one topic filter".to_owned());
-        }
+        let topics = non_empty_list(raw, "list at least one topic filter")?;
         for t in &topics {
             let levels: Vec<&str> = t.split('/').collect();
             for (i, level) in levels.iter().enumerate() {

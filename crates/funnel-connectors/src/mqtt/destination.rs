@@ -143,22 +143,16 @@ async fn run_events(
 
 impl MqttDestination {
     /// A destination for `config`; `id` is the connector ID.
-    pub fn new(id: &str, config: MqttDestinationConfig) -> Self {
+    /// Records are encoded in `format` (`sdk.record.format`).
+    pub fn new(id: &str, config: MqttDestinationConfig, format: RecordFormat) -> Self {
         Self {
             who: format!("mqtt destination {id}"),
             config,
-            format: RecordFormat::OpenCdcJson,
+            format,
             state: Mutex::new(None),
             acks: Arc::new(AckQueue::new()),
             tracker: Arc::default(),
         }
-    }
-
-    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
-    #[must_use]
-    pub fn with_format(mut self, format: RecordFormat) -> Self {
-        self.format = format;
-        self
     }
 
     fn server(&self) -> String {

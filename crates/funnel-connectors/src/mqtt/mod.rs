@@ -108,11 +108,7 @@ pub const DESTINATION: Component = Component::new(
     ],
     Build::Destination(|id, settings| {
         let config = validate_destination(id, settings)?;
-        let format = crate::RecordFormat::from_settings(settings)?;
-        Ok(crate::paced(
-            settings,
-            Arc::new(MqttDestination::new(id, config).with_format(format)),
-        ))
+        crate::formatted(settings, |format| MqttDestination::new(id, config, format))
     }),
 )
 .with_check(|id, settings| {

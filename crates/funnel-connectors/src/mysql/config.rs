@@ -3,8 +3,8 @@
 use funnel_core::typed::{FromSetting, Prefixed};
 use regex::Regex;
 
-use crate::settings::{parse_destination, parse_source, validated};
-use crate::sql::TableName;
+use crate::settings::{parse_source, validated};
+use crate::sql::destination::{Rules, parse_settings};
 pub use crate::sql::{Columns, Positive};
 use crate::{Settings, SettingsError};
 
@@ -309,20 +309,12 @@ pub fn validate_source(settings: &Settings) -> Result<MysqlSourceConfig, Vec<Set
 }
 
 funnel_core::settings! {
-    /// The mysql destination's own settings (the SDK ones come on top).
+    /// The mysql destination's own settings (the shared SQL destination ones and the
+    /// SDK ones come on top).
     pub struct MysqlDestinationSettings {
         /// Data source name: user:password@tcp(host:3306)/database, or
         /// mysql://user:password@host:3306/database.
         pub dsn: Dsn = "dsn",
-        /// Table to write: a name, or a Go template rendered per record (e.g. a
-        /// metadata look-up).
-        pub table: TableName = "table" (default "{{ index .Metadata \"opencdc.collection\" }}"),
-        /// Comma list of key columns for upserts and deletes (default: the record
-        /// key's fields).
-        pub key: Option<Columns> = "key",
-        /// Funnel extension: store the last written position in funnel_positions in the
-        /// same transaction and skip records it covers after a restart.
-        pub exactly_once: bool = "exactlyOnce" (default "false"),
     }
 }
 
@@ -331,23 +323,8 @@ funnel_core::settings! {
 pub struct MysqlDestinationConfig {
     /// `dsn` (required).
     pub dsn: Dsn,
-    /// `table` (`{{ index .Metadata "opencdc.collection" }}`).
-    pub table: TableName,
-    /// `key`: the key columns (default: the fields of the record's key).
-    pub key: Vec<String>,
-    /// `exactlyOnce` (`false`).
-    pub exactly_once: bool,
-}
-
-impl MysqlDestinationConfig {
-    /// What the shared SQL destination reads of these settings.
-    pub(crate) fn rules(&self) -> crate::sql::destination::Rules {
-        crate::sql::destination::Rules {
-            table: self.table.clone(),
-            key: self.key.clone(),
-            exactly_once: self.exactly_once,
-        }
-    }
+    /// `table`, `key` and `exactlyOnce`: what the shared SQL destination reads.
+    pub(crate) rules: Rules,
 }
 
 /// Parses and validates mysql destination settings. Pure: nothing is connected.
@@ -358,12 +335,10 @@ impl MysqlDestinationConfig {
 pub fn validate_destination(
     settings: &Settings,
 ) -> Result<MysqlDestinationConfig, Vec<SettingsError>> {
-    let own = parse_destination::<MysqlDestinationSettings>(settings)?;
+    let (own, rules) = parse_settings::<MysqlDestinationSettings>(settings)?;
     Ok(MysqlDestinationConfig {
         dsn: own.dsn,
-        table: own.table,
-        key: own.key.unwrap_or_default().0,
-        exactly_once: own.exactly_once,
+        rules,
     })
 }
 
@@ -371,6 +346,7 @@ pub fn validate_destination(
 mod tests {
     use super::*;
 
+    use crate::sql::TableName;
     use funnel_core::settings_of as settings;
 
     #[test]
@@ -447,8 +423,11 @@ mod tests {
     fn destination_defaults_to_the_collection_and_the_record_key() {
         let c =
             validate_destination(&settings(&[("dsn", "root@tcp(127.0.0.1:3306)/test")])).unwrap();
-        assert_eq!(c.table, TableName::Metadata("opencdc.collection".into()));
-        assert!(c.key.is_empty());
-        assert!(!c.exactly_once);
+        assert_eq!(
+            c.rules.table,
+            TableName::Metadata("opencdc.collection".into())
+        );
+        assert!(c.rules.key.is_empty());
+        assert!(!c.rules.exactly_once);
     }
 }

@@ -315,7 +315,7 @@ impl SqlServer for Mysql {
     }
 
     fn new(config: MysqlDestinationConfig) -> (Self, Rules) {
-        let rules = config.rules();
+        let rules = config.rules.clone();
         (Self(config), rules)
     }
 

@@ -105,8 +105,7 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_source(&settings);
-    crate::checked(id, validated, |config, id| async move {
+    crate::checked(id, validate_source(&settings), |config, id| async move {
         let conn = conn::connect(&config.dsn, &format!("mysql source {id}")).await?;
         let _ = conn.disconnect().await;
         Ok(())
@@ -119,6 +118,7 @@ pub const DESTINATION: Component = Component::new(
     "Upserts and deletes rows of MySQL / MariaDB tables.",
     &[
         MysqlDestinationSettings::SPEC,
+        crate::sql::destination::SqlDestinationSettings::SPEC,
         crate::SDK_DESTINATION_SETTINGS,
     ],
     Build::Destination(|id, settings| {
@@ -130,10 +130,13 @@ pub const DESTINATION: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_destination(&settings);
-    crate::checked(id, validated, |config, id| async move {
-        let conn = conn::connect(&config.dsn, &format!("mysql destination {id}")).await?;
-        let _ = conn.disconnect().await;
-        Ok(())
-    })
+    crate::checked(
+        id,
+        validate_destination(&settings),
+        |config, id| async move {
+            let conn = conn::connect(&config.dsn, &format!("mysql destination {id}")).await?;
+            let _ = conn.disconnect().await;
+            Ok(())
+        },
+    )
 });

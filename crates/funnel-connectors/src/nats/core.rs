@@ -147,22 +147,16 @@ pub struct NatsPubSubDestination {
 
 impl NatsPubSubDestination {
     /// A destination for connector `id` with validated settings (`mode: pubsub`).
-    pub fn new(id: &str, config: NatsDestinationConfig) -> Self {
+    /// Records are encoded in `format` (`sdk.record.format`).
+    pub fn new(id: &str, config: NatsDestinationConfig, format: RecordFormat) -> Self {
         Self {
             id: id.to_owned(),
             who: format!("nats destination {id}"),
             config,
-            format: RecordFormat::OpenCdcJson,
+            format,
             acks: AckQueue::new(),
             client: Mutex::new(None),
         }
-    }
-
-    /// Publishes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
-    #[must_use]
-    pub fn with_format(mut self, format: RecordFormat) -> Self {
-        self.format = format;
-        self
     }
 }
 

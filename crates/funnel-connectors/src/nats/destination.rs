@@ -65,22 +65,16 @@ struct Running {
 
 impl NatsDestination {
     /// A destination for connector `id` with validated settings.
-    pub fn new(id: &str, config: NatsDestinationConfig) -> Self {
+    /// Records are encoded in `format` (`sdk.record.format`).
+    pub fn new(id: &str, config: NatsDestinationConfig, format: RecordFormat) -> Self {
         Self {
             id: id.to_owned(),
             who: format!("nats destination {id}"),
-            format: RecordFormat::OpenCdcJson,
+            format,
             config,
             acks: std::sync::Arc::new(AckQueue::new()),
             running: Mutex::new(None),
         }
-    }
-
-    /// Publishes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
-    #[must_use]
-    pub fn with_format(mut self, format: RecordFormat) -> Self {
-        self.format = format;
-        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {

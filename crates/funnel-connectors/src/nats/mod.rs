@@ -154,8 +154,8 @@ pub const DESTINATION: Component = Component::new(
         let config = validate_destination(settings)?;
         let format = crate::RecordFormat::from_settings(settings)?;
         let destination: Arc<dyn funnel_core::Destination> = match config.mode {
-            Mode::JetStream => Arc::new(NatsDestination::new(id, config).with_format(format)),
-            Mode::PubSub => Arc::new(NatsPubSubDestination::new(id, config).with_format(format)),
+            Mode::JetStream => Arc::new(NatsDestination::new(id, config, format)),
+            Mode::PubSub => Arc::new(NatsPubSubDestination::new(id, config, format)),
         };
         Ok(crate::paced(settings, destination))
     }),

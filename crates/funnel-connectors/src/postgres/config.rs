@@ -4,7 +4,8 @@ use std::str::FromStr;
 
 use funnel_core::typed::FromSetting;
 
-use crate::settings::{parse_destination, parse_source};
+use crate::settings::{non_empty_list, parse_source};
+use crate::sql::destination::{Rules, parse_settings};
 use crate::{Settings, SettingsError};
 
 /// Which tables the source reads.
@@ -54,13 +55,8 @@ pub struct PostgresDestinationConfig {
     pub(crate) pg: tokio_postgres::Config,
     /// TLS: `sslmode` and `sslrootcert` of the URL.
     pub(crate) tls: super::tls::Tls,
-    /// `table` (`{{ index .Metadata "opencdc.collection" }}`).
-    pub table: TableName,
-    /// `key`: the key columns (default: the fields of the record's key).
-    pub key: Vec<String>,
-    /// `exactlyOnce` (`false`, Funnel extension): store the last written position in
-    /// `funnel_positions` in the same transaction, and skip what it covers on restart.
-    pub exactly_once: bool,
+    /// `table`, `key` and `exactlyOnce`: what the shared SQL destination reads.
+    pub(crate) rules: Rules,
 }
 
 /// A connection URL (or key=value string) and its parsed form.
@@ -107,16 +103,8 @@ impl FromSetting for Tables {
         if raw == "*" {
             return Ok(Self::All);
         }
-        let names: Vec<String> = raw
-            .split(',')
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty())
-            .collect();
-        if names.is_empty() {
-            Err("list at least one table, or * for all tables".to_owned())
-        } else {
-            Ok(Self::List(names))
-        }
+        let names = non_empty_list(raw, "list at least one table, or * for all tables")?;
+        Ok(Self::List(names))
     }
 }
 
@@ -237,30 +225,11 @@ pub fn validate_source(settings: &Settings) -> Result<PostgresSourceConfig, Vec<
 }
 
 funnel_core::settings! {
-    /// The postgres destination's own settings (the SDK ones come on top).
+    /// The postgres destination's own settings (the shared SQL destination ones and
+    /// the SDK ones come on top).
     pub struct PostgresDestinationSettings {
         /// Connection URL: postgres://user:password@host:5432/database.
         pub url: PgUrl = "url",
-        /// Table to write: a name, or a Go template rendered per record (e.g. a
-        /// metadata look-up).
-        pub table: TableName = "table" (default "{{ index .Metadata \"opencdc.collection\" }}"),
-        /// Comma list of key columns for upserts and deletes (default: the record
-        /// key's fields).
-        pub key: Option<Columns> = "key",
-        /// Funnel extension: store the last written position in funnel_positions in the
-        /// same transaction and skip records it covers after a restart.
-        pub exactly_once: bool = "exactlyOnce" (default "false"),
-    }
-}
-
-impl PostgresDestinationConfig {
-    /// What the shared SQL destination reads of these settings.
-    pub(crate) fn rules(&self) -> crate::sql::destination::Rules {
-        crate::sql::destination::Rules {
-            table: self.table.clone(),
-            key: self.key.clone(),
-            exactly_once: self.exactly_once,
-        }
     }
 }
 
@@ -272,20 +241,19 @@ impl PostgresDestinationConfig {
 pub fn validate_destination(
     settings: &Settings,
 ) -> Result<PostgresDestinationConfig, Vec<SettingsError>> {
-    let own = parse_destination::<PostgresDestinationSettings>(settings)?;
+    let (own, rules) = parse_settings::<PostgresDestinationSettings>(settings)?;
     Ok(PostgresDestinationConfig {
         url: own.url.raw,
         pg: own.url.pg,
         tls: own.url.tls,
-        table: own.table,
-        key: own.key.unwrap_or_default().0,
-        exactly_once: own.exactly_once,
+        rules,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::destination::SqlDestinationSettings;
     use crate::sql::table_name;
 
     use funnel_core::settings_of as settings;
@@ -338,7 +306,7 @@ mod tests {
     #[test]
     fn the_table_setting_defaults_to_a_lookup_of_the_collection_metadata() {
         assert_eq!(
-            table_name(PostgresDestinationSettings::SPEC[1].default.unwrap()),
+            table_name(SqlDestinationSettings::SPEC[0].default.unwrap()),
             Ok(TableName::Metadata("opencdc.collection".into()))
         );
     }

@@ -335,7 +335,7 @@ impl SqlServer for Postgres {
     }
 
     fn new(config: PostgresDestinationConfig) -> (Self, Rules) {
-        let rules = config.rules();
+        let rules = config.rules.clone();
         (Self(config), rules)
     }
 

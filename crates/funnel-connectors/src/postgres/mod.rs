@@ -173,8 +173,7 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_source(&settings);
-    crate::checked(id, validated, |config, id| async move {
+    crate::checked(id, validate_source(&settings), |config, id| async move {
         conn::connect(&config.pg, &config.tls, &format!("postgres source {id}"))
             .await
             .map(drop)
@@ -191,6 +190,7 @@ pub const DESTINATION: Component = Component::new(
     "Upserts and deletes rows of PostgreSQL tables.",
     &[
         PostgresDestinationSettings::SPEC,
+        crate::sql::destination::SqlDestinationSettings::SPEC,
         crate::SDK_DESTINATION_SETTINGS,
     ],
     Build::Destination(|id, settings| {
@@ -202,14 +202,17 @@ pub const DESTINATION: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_destination(&settings);
-    crate::checked(id, validated, |config, id| async move {
-        conn::connect(
-            &config.pg,
-            &config.tls,
-            &format!("postgres destination {id}"),
-        )
-        .await
-        .map(drop)
-    })
+    crate::checked(
+        id,
+        validate_destination(&settings),
+        |config, id| async move {
+            conn::connect(
+                &config.pg,
+                &config.tls,
+                &format!("postgres destination {id}"),
+            )
+            .await
+            .map(drop)
+        },
+    )
 });

@@ -59,21 +59,15 @@ enum Pending {
 
 impl RabbitmqDestination {
     /// A destination for `config`; `id` is the connector ID.
-    pub fn new(id: &str, config: RabbitmqDestinationConfig) -> Self {
+    /// Records are encoded in `format` (`sdk.record.format`).
+    pub fn new(id: &str, config: RabbitmqDestinationConfig, format: RecordFormat) -> Self {
         Self {
             who: format!("rabbitmq destination {id}"),
             config,
-            format: RecordFormat::OpenCdcJson,
+            format,
             state: Mutex::new(None),
             acks: Arc::new(AckQueue::new()),
         }
-    }
-
-    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
-    #[must_use]
-    pub fn with_format(mut self, format: RecordFormat) -> Self {
-        self.format = format;
-        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, Option<Arc<Open>>> {

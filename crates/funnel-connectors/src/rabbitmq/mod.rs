@@ -109,8 +109,7 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_source(&settings);
-    crate::checked(id, validated, |config, id| async move {
+    crate::checked(id, validate_source(&settings), |config, id| async move {
         check(
             &format!("rabbitmq source {id}"),
             &config.connection,
@@ -133,21 +132,22 @@ pub const DESTINATION: Component = Component::new(
     ],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
-        let format = crate::RecordFormat::from_settings(settings)?;
-        Ok(crate::paced(
-            settings,
-            Arc::new(RabbitmqDestination::new(id, config).with_format(format)),
-        ))
+        crate::formatted(settings, |format| {
+            RabbitmqDestination::new(id, config, format)
+        })
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_destination(&settings);
-    crate::checked(id, validated, |config, id| async move {
-        check(
-            &format!("rabbitmq destination {id}"),
-            &config.connection,
-            &config.queue,
-        )
-        .await
-    })
+    crate::checked(
+        id,
+        validate_destination(&settings),
+        |config, id| async move {
+            check(
+                &format!("rabbitmq destination {id}"),
+                &config.connection,
+                &config.queue,
+            )
+            .await
+        },
+    )
 });

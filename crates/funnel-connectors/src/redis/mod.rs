@@ -99,8 +99,7 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_source(&settings);
-    crate::checked(id, validated, |config, id| async move {
+    crate::checked(id, validate_source(&settings), |config, id| async move {
         conn::check(&config.connection, &format!("redis source {id}")).await
     })
 });
@@ -124,8 +123,11 @@ pub const DESTINATION: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_destination(&settings);
-    crate::checked(id, validated, |config, id| async move {
-        conn::check(&config.connection, &format!("redis destination {id}")).await
-    })
+    crate::checked(
+        id,
+        validate_destination(&settings),
+        |config, id| async move {
+            conn::check(&config.connection, &format!("redis destination {id}")).await
+        },
+    )
 });

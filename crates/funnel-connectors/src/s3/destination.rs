@@ -69,25 +69,19 @@ struct Running {
 
 impl S3Destination {
     /// A destination for connector `id` with validated settings.
-    pub fn new(id: &str, config: S3DestinationConfig) -> Self {
+    /// Records are encoded in `format` (`sdk.record.format`).
+    pub fn new(id: &str, config: S3DestinationConfig, format: RecordFormat) -> Self {
         let run = uuid::Uuid::new_v4().simple().to_string();
         Self {
             id: id.to_owned(),
             who: format!("s3 destination {id}"),
             config,
-            format: RecordFormat::OpenCdcJson,
+            format,
             run: run[..12].to_owned(),
             seq: AtomicU64::new(0),
             acks: Arc::new(AckQueue::new()),
             running: Mutex::new(None),
         }
-    }
-
-    /// Writes each record in `format` (`sdk.record.format`) instead of OpenCDC JSON.
-    #[must_use]
-    pub fn with_format(mut self, format: RecordFormat) -> Self {
-        self.format = format;
-        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
@@ -289,7 +283,7 @@ mod tests {
         ];
         s.extend_from_slice(extra);
         let config = super::super::validate_destination(&settings(&s)).unwrap();
-        S3Destination::new("p:out", config)
+        S3Destination::new("p:out", config, RecordFormat::OpenCdcJson)
     }
 
     #[test]

@@ -96,8 +96,7 @@ pub const SOURCE: Component = Component::new(
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_source(&settings);
-    crate::checked(id, validated, |config, id| async move {
+    crate::checked(id, validate_source(&settings), |config, id| async move {
         client::Bucket::new(&config.connection, &format!("s3 source {id}"))?
             .check()
             .await
@@ -115,13 +114,11 @@ pub const DESTINATION: Component = Component::new(
     ],
     Build::Destination(|id, settings| {
         let config = validate_destination(settings)?;
-        let format = crate::RecordFormat::from_settings(settings)?;
-        Ok(crate::paced(settings, Arc::new(S3Destination::new(id, config).with_format(format))))
+        crate::formatted(settings, |format| S3Destination::new(id, config, format))
     }),
 )
 .with_check(|id, settings| {
-    let validated = validate_destination(&settings);
-    crate::checked(id, validated, |config, id| async move {
+    crate::checked(id, validate_destination(&settings), |config, id| async move {
         client::Bucket::new(&config.connection, &format!("s3 destination {id}"))?
             .check()
             .await

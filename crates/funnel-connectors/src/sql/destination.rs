@@ -9,11 +9,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use funnel_core::typed::SettingsStruct;
 use funnel_core::{ConnectorError, Destination, DestinationAck, RecordError};
 use funnel_record::{Data, Operation, Position, Record, StructuredData, Value};
 
-use super::{TableName, compare_positions, record_key};
+use super::{Columns, TableName, compare_positions, record_key};
 use crate::ack::AckQueue;
+use crate::settings::{both, parse_destination_with};
+use crate::{Settings, SettingsError};
 
 /// The table holding the last written position of each exactly-once destination.
 pub const POSITIONS_TABLE: &str = "funnel_positions";
@@ -111,7 +114,48 @@ pub(crate) fn refused(who: &str, table: &str, message: impl std::fmt::Display) -
     RecordError::msg(format!("{who}: table {table}: {message}"))
 }
 
+funnel_core::settings! {
+    /// The settings every SQL destination has beside its connection: where each record
+    /// goes and how.
+    pub struct SqlDestinationSettings {
+        /// Table to write: a name, or a Go template rendered per record (e.g. a
+        /// metadata look-up).
+        pub table: TableName = "table" (default "{{ index .Metadata \"opencdc.collection\" }}"),
+        /// Comma list of key columns for upserts and deletes (default: the record
+        /// key's fields).
+        pub key: Option<Columns> = "key",
+        /// Funnel extension: store the last written position in funnel_positions in the
+        /// same transaction and skip records it covers after a restart.
+        pub exactly_once: bool = "exactlyOnce" (default "false"),
+    }
+}
+
+impl SqlDestinationSettings {
+    /// What the shared half reads of these settings.
+    pub(crate) fn rules(self) -> Rules {
+        Rules {
+            table: self.table,
+            key: self.key.unwrap_or_default().0,
+            exactly_once: self.exactly_once,
+        }
+    }
+}
+
+/// Parses the settings of a SQL destination whose connection settings are `T`: `T`,
+/// the shared [`SqlDestinationSettings`] and the SDK's, refusing every other key.
+///
+/// # Errors
+///
+/// Every invalid setting, each with its key; unknown keys last.
+pub(crate) fn parse_settings<T: SettingsStruct>(
+    settings: &Settings,
+) -> Result<(T, Rules), Vec<SettingsError>> {
+    let (own, shared) = parse_destination_with(settings, both::<T, SqlDestinationSettings>)?;
+    Ok((own, shared.rules()))
+}
+
 /// What the shared half reads of a destination's settings.
+#[derive(Clone, Debug)]
 pub(crate) struct Rules {
     /// `table`: where each record goes.
     pub(crate) table: TableName,

@@ -32,12 +32,7 @@ pub struct Columns(pub Vec<String>);
 
 impl FromSetting for Columns {
     fn from_setting(raw: &str) -> Result<Self, String> {
-        Ok(Self(
-            raw.split(',')
-                .map(|c| c.trim().to_owned())
-                .filter(|c| !c.is_empty())
-                .collect(),
-        ))
+        Ok(Self(crate::settings::comma_list(raw)))
     }
 }
 
