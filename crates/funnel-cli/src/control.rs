@@ -106,6 +106,15 @@ impl DocumentConnector {
 }
 
 impl Document {
+    /// The processors of the pipeline (`connector` `None`) or of its connector at index
+    /// `connector`.
+    fn processors_mut(&mut self, connector: Option<usize>) -> &mut Vec<DocumentProcessor> {
+        match connector {
+            None => &mut self.processors,
+            Some(c) => &mut self.connectors[c].processors,
+        }
+    }
+
     /// The document as a pipeline file: JSON, which the YAML loader reads.
     fn to_file(&self, status: &str) -> String {
         let connectors: Vec<serde_json::Value> = self
@@ -924,10 +933,7 @@ impl funnel_api::Pipelines for Control {
                     (document, Some(index))
                 }
             };
-            let list = match connector {
-                None => &mut document.processors,
-                Some(c) => &mut document.connectors[c].processors,
-            };
+            let list = document.processors_mut(connector);
             // Its ID within its parent: the plugin's name, numbered when taken.
             let base = request.plugin.trim_start_matches("builtin:").replace(
                 |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '.',
@@ -962,10 +968,7 @@ impl funnel_api::Pipelines for Control {
     ) -> BoxFuture<'a, Result<model::Processor, Status>> {
         Box::pin(async move {
             let (mut document, connector, index) = self.processor_owner(id)?;
-            let processor = match connector {
-                None => &mut document.processors[index],
-                Some(c) => &mut document.connectors[c].processors[index],
-            };
+            let processor = &mut document.processors_mut(connector)[index];
             processor.settings = request.config.settings;
             processor.workers = request.config.workers;
             processor.condition = request.condition;
@@ -977,10 +980,7 @@ impl funnel_api::Pipelines for Control {
     fn delete_processor<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Status>> {
         Box::pin(async move {
             let (mut document, connector, index) = self.processor_owner(id)?;
-            match connector {
-                None => document.processors.remove(index),
-                Some(c) => document.connectors[c].processors.remove(index),
-            };
+            document.processors_mut(connector).remove(index);
             self.replace(document).await
         })
     }

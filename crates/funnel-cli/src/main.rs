@@ -462,23 +462,8 @@ struct RunArgs {
         default_value = "127.0.0.1:8080"
     )]
     api_address: String,
-    /// The token every API request but /healthz and /readyz must carry
-    /// (`Authorization: Bearer <token>`); needed to serve the API on an address other
-    /// than loopback.
-    #[arg(
-        long = "api.auth.token",
-        env = "FUNNEL_API_AUTH_TOKEN",
-        hide_env_values = true
-    )]
-    api_token: Option<String>,
-    /// A file holding the API token (surrounding whitespace is ignored), instead of
-    /// --api.auth.token.
-    #[arg(
-        long = "api.auth.token-file",
-        env = "FUNNEL_API_AUTH_TOKEN_FILE",
-        conflicts_with = "api_token"
-    )]
-    api_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    api_token: remote::Token,
     /// Origins allowed to call the API from a browser, comma-separated (`*` for any);
     /// none by default.
     #[arg(
@@ -1437,17 +1422,11 @@ fn degraded_or_invalid(overview: &Overview) -> bool {
 /// The API's token and CORS origins; refuses an address other than loopback without
 /// a token.
 fn api_security(args: &RunArgs, address: SocketAddr) -> anyhow::Result<funnel_api::Security> {
-    let token = match (&args.api_token, &args.api_token_file) {
-        (Some(token), _) => Some(token.trim().to_owned()),
-        (None, Some(file)) => Some(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read the API token file {}", file.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        (None, None) => None,
-    }
-    .filter(|t| !t.is_empty());
+    let token = args
+        .api_token
+        .read()
+        .map_err(anyhow::Error::msg)?
+        .filter(|t| !t.is_empty());
     if token.is_none() && !address.ip().is_loopback() {
         bail!(
             "refusing to serve the API on {address} without a token: anyone who reaches that \

@@ -26,7 +26,18 @@ pub(crate) struct Remote {
         global = true
     )]
     address: String,
-    /// The API's token, when it has one (`--api.auth.token` of `funnel run`).
+    #[command(flatten)]
+    token: Token,
+}
+
+/// The API's token: `funnel run` wants it on every request but /healthz and /readyz
+/// (and needs one to serve on an address other than loopback); the commands that ask a
+/// running instance send it.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct Token {
+    /// The token every API request but /healthz and /readyz must carry
+    /// (`Authorization: Bearer <token>`); needed to serve the API on an address other
+    /// than loopback.
     #[arg(
         long = "api.auth.token",
         env = "FUNNEL_API_AUTH_TOKEN",
@@ -34,7 +45,7 @@ pub(crate) struct Remote {
         global = true
     )]
     token: Option<String>,
-    /// A file holding the API's token (surrounding whitespace is ignored), instead of
+    /// A file holding the API token (surrounding whitespace is ignored), instead of
     /// --api.auth.token.
     #[arg(
         long = "api.auth.token-file",
@@ -43,6 +54,24 @@ pub(crate) struct Remote {
         global = true
     )]
     token_file: Option<std::path::PathBuf>,
+}
+
+impl Token {
+    /// `--api.auth.token`, or what `--api.auth.token-file` holds, trimmed; `None` when
+    /// neither is set.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read: what to say about it.
+    pub(crate) fn read(&self) -> Result<Option<String>, String> {
+        match (&self.token, &self.token_file) {
+            (Some(token), _) => Ok(Some(token.trim().to_owned())),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|t| Some(t.trim().to_owned()))
+                .map_err(|e| format!("cannot read the API token file {}: {e}", file.display())),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// A path segment with everything but unreserved characters and `:` percent-encoded.
@@ -93,18 +122,7 @@ impl Remote {
 
     /// The token to send: `--api.auth.token`, or what `--api.auth.token-file` holds.
     pub(crate) fn token(&self) -> Result<Option<String>, Failure> {
-        match (&self.token, &self.token_file) {
-            (Some(t), _) => Ok(Some(t.trim().to_owned())),
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map(|t| Some(t.trim().to_owned()))
-                .map_err(|e| {
-                    Failure::environment(format!(
-                        "cannot read the API token file {}: {e}",
-                        file.display()
-                    ))
-                }),
-            (None, None) => Ok(None),
-        }
+        self.token.read().map_err(Failure::environment)
     }
 
     /// One request; the JSON answer, or why there is none.
@@ -383,8 +401,7 @@ mod tests {
     fn an_address_may_be_a_url_or_a_bare_port_and_never_https() {
         let remote = |address: &str| Remote {
             address: address.to_owned(),
-            token: None,
-            token_file: None,
+            token: Token::default(),
         };
         assert_eq!(remote(":8080").host().unwrap(), "127.0.0.1:8080");
         assert_eq!(remote("http://h:1/").host().unwrap(), "h:1");

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use funnel_test_utils::json::strings_of;
 use funnel_test_utils::process::{self, free_port, stop};
 use funnel_test_utils::{wait_until_blocking, yaml};
 use serde_json::{Value, json};
@@ -78,11 +79,7 @@ fn refused_call(
 
 /// The `id` of each object of the JSON list `list`.
 fn ids_of(list: &Value) -> Vec<&str> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect()
+    strings_of(list, "id")
 }
 
 fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Child {
@@ -402,12 +399,7 @@ fn every_command_against_a_running_instance_answers_the_json_envelope_with_the_e
         .env("FUNNEL_API_AUTH_TOKEN", token)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.status.success(), "{}", process::output_text(&out));
     // The token from a file, the address under `funnel run`'s flag name.
     std::fs::write(dir.path().join("token"), format!("{token}\n")).unwrap();
     let out = Command::new(FUNNEL)
@@ -417,12 +409,7 @@ fn every_command_against_a_running_instance_answers_the_json_envelope_with_the_e
         .env_remove("FUNNEL_API_AUTH_TOKEN")
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.status.success(), "{}", process::output_text(&out));
     let (code, described) = remote(&["pipelines", "describe", "p"]);
     assert_eq!(code, 0, "{described}");
     assert_eq!(
@@ -449,13 +436,10 @@ fn every_command_against_a_running_instance_answers_the_json_envelope_with_the_e
 
     let (code, connectors) = remote(&["connectors", "ls", "--pipeline-id", "p"]);
     assert_eq!(code, 0, "{connectors}");
-    let ids: Vec<&str> = connectors["result"]["connectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["p:gen", "p:out"]);
+    assert_eq!(
+        ids_of(&connectors["result"]["connectors"]),
+        ["p:gen", "p:out"]
+    );
     let (code, source) = remote(&["connectors", "describe", "p:gen"]);
     assert_eq!(
         (code, source["result"]["plugin"].as_str()),
@@ -565,12 +549,7 @@ fn every_command_against_a_running_instance_answers_the_json_envelope_with_the_e
     // What `connectors ls` listed before, this binary's plugins, needs no instance.
     let (code, plugins) = remote(&["connectors", "ls", "--plugins"]);
     assert_eq!(code, 0, "{plugins}");
-    let names: Vec<&str> = plugins["result"]["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let names = strings_of(&plugins["result"]["plugins"], "name");
     assert!(names.contains(&"builtin:file"), "{names:?}");
     let (code, plugins) = remote(&["processors", "ls", "--plugins"]);
     assert_eq!(code, 0, "{plugins}");
@@ -904,12 +883,7 @@ fn a_dead_letter_queue_and_processors_changed_through_the_api_apply_to_the_recor
 fn standalone_plugins_are_listed_by_the_api_and_told_when_their_api_connector_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let calls = dir.path().join("lifecycle.jsonl");
-    funnel_test_utils::conduit::install_with_env(
-        &dir.path().join("connectors"),
-        "collect",
-        "collect_destination.py",
-        &[("FUNNEL_TEST_LIFECYCLE_LOG", calls.to_str().unwrap())],
-    );
+    funnel_test_utils::conduit::install_collect_destination(&dir.path().join("connectors"), &calls);
     let port = free_port();
     let funnel = spawn(dir.path(), port, &[]);
     wait_healthy(port);

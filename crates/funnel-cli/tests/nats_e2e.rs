@@ -14,7 +14,8 @@ use funnel_record::Data;
 use funnel_test_utils::connectors::{numbered_position, written_records};
 use funnel_test_utils::name::unique;
 use funnel_test_utils::process::{
-    NumberedFeed, RunDir, loses_nothing_through_kills_and_repeats_nothing_after_term,
+    NumberedFeed, RunDir, client_runtime,
+    loses_nothing_through_kills_and_repeats_nothing_after_term,
 };
 use funnel_test_utils::yaml;
 use futures::StreamExt;
@@ -38,11 +39,7 @@ struct Env {
 impl Env {
     /// A stream of its own and a directory for funnel, or `None` (skip) without a server.
     fn new(tag: &str) -> Option<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = client_runtime();
         let client = match runtime.block_on(async_nats::connect(URL)) {
             Ok(client) => client,
             Err(e) => {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use funnel_test_utils::connectors::written_positions;
+use funnel_test_utils::json::strings_of;
 use funnel_test_utils::{http, process, wait_until_blocking, yaml};
 
 const FUNNEL: &str = env!("CARGO_BIN_EXE_funnel");
@@ -181,12 +182,7 @@ fn a_bad_file_beside_two_good_ones_is_logged_and_in_readyz_with_its_line_and_the
         ],
     );
     let ls: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: Vec<&str> = ls["result"]["pipelines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
+    let ids = strings_of(&ls["result"]["pipelines"], "id");
     assert_eq!(ids, ["a", "c"], "{ls}");
     let invalid = &ls["result"]["invalidFiles"][0];
     assert!(
@@ -366,12 +362,7 @@ fn a_watched_edit_tells_a_standalone_destination_on_updated_with_its_old_and_new
     };
     let dir = setup(&[("plugged.yaml", plugged("./a.jsonl"))]);
     let calls = dir.path().join("lifecycle.jsonl");
-    funnel_test_utils::conduit::install_with_env(
-        &dir.path().join("connectors"),
-        "collect",
-        "collect_destination.py",
-        &[("FUNNEL_TEST_LIFECYCLE_LOG", calls.to_str().unwrap())],
-    );
+    funnel_test_utils::conduit::install_collect_destination(&dir.path().join("connectors"), &calls);
     let written = |name: &str| {
         std::fs::read_to_string(dir.path().join(name))
             .unwrap_or_default()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use funnel_record::{Data, Record};
 use funnel_test_utils::connectors::{numbered_position, written_records};
-use funnel_test_utils::process::{RunDir, kill_at_random, signal_and_wait};
+use funnel_test_utils::process::{RunDir, client_runtime, kill_at_random, signal_and_wait};
 use funnel_test_utils::s3::{TestBucket, available};
 use funnel_test_utils::yaml;
 
@@ -28,11 +28,7 @@ impl Env {
     /// A bucket of its own and a directory for funnel, or `None` (skip) without a
     /// server.
     fn new(tag: &str) -> Option<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = client_runtime();
         if !runtime.block_on(available()) {
             return None;
         }

@@ -233,6 +233,45 @@ impl Fleet {
             });
     }
 
+    /// An instance picked at random among those running at least one pipeline (a kill
+    /// or a pause of an idle one would prove nothing: a settled fleet may leave a new
+    /// instance idle), and its pipelines; marked in the drill's log after `what`.
+    fn pick_busy(&self, rng: &mut Rng, what: &str) -> (String, Vec<String>) {
+        let busy: Vec<String> = self
+            .instances
+            .keys()
+            .filter(|name| !self.held_by(name).is_empty())
+            .cloned()
+            .collect();
+        let picked = pick(rng, &busy);
+        let held = self.held_by(&picked);
+        assert!(!held.is_empty(), "{what}: {picked} runs nothing");
+        self.drill
+            .mark(&format!("{what} {picked} holding {held:?}"));
+        (picked, held)
+    }
+
+    /// Waits until each of `pipelines` has 10,000 records more than `sizes` (their
+    /// outputs' sizes before, in the same order) in its output.
+    fn wait_written_past(&self, what: &str, pipelines: &[String], sizes: &[u64]) {
+        self.drill.wait_for(what, Duration::from_secs(20), || {
+            pipelines
+                .iter()
+                .zip(sizes)
+                .all(|(p, &n)| self.last_writer(p).1 > n + 10_000)
+        });
+    }
+
+    /// Drops the fleet's store table, its lease and instance tables and the lease
+    /// history.
+    fn drop_tables(&self) {
+        let _ = pg::sql(&format!(
+            "DROP TABLE IF EXISTS {t}, {t}_leases, {t}_instances, {t}_history;
+             DROP FUNCTION IF EXISTS {t}_log()",
+            t = self.table
+        ));
+    }
+
     /// Waits until each of `pipelines` has a record written by an instance other than
     /// `gone`; how long that took from `since`.
     fn wait_taken_over(&self, pipelines: &[String], gone: &str, since: Instant) -> Duration {
@@ -248,6 +287,11 @@ impl Fleet {
         );
         since.elapsed()
     }
+}
+
+/// One of `names`, at random.
+fn pick(rng: &mut Rng, names: &[String]) -> String {
+    names[usize::try_from(rng.between(0, names.len() as u64 - 1)).unwrap()].clone()
 }
 
 /// Every claim and release of a lease, in order: a trigger on the lease table logs them.
@@ -776,15 +820,7 @@ fn an_instance_cut_off_from_the_database_stops_writing_once_its_leases_run_out_a
         "taken over after {took:?}, more than {limit:?}"
     );
     let sizes: Vec<u64> = held.iter().map(|p| fleet.last_writer(p).1).collect();
-    fleet.drill.wait_for(
-        "the new owner goes on writing",
-        Duration::from_secs(20),
-        || {
-            held.iter()
-                .zip(&sizes)
-                .all(|(p, &n)| fleet.last_writer(p).1 > n + 10_000)
-        },
-    );
+    fleet.wait_written_past("the new owner goes on writing", &held, &sizes);
     fleet
         .drill
         .mark(&format!("{cut_off} reaches the database again"));
@@ -803,11 +839,7 @@ fn an_instance_cut_off_from_the_database_stops_writing_once_its_leases_run_out_a
         check_output(&fleet, n);
     }
     eprintln!("drill cluster: a cut-off instance's pipelines resumed elsewhere after {took:?}");
-    let _ = pg::sql(&format!(
-        "DROP TABLE IF EXISTS {t}, {t}_leases, {t}_instances, {t}_history;
-         DROP FUNCTION IF EXISTS {t}_log()",
-        t = fleet.table
-    ));
+    fleet.drop_tables();
 }
 
 /// Three instances, five rounds of SIGKILL, SIGSTOP past the lease and SIGTERM; every
@@ -821,27 +853,9 @@ fn a_fleet_of_three_loses_no_record_through_kills_pauses_and_graceful_stops() {
     let mut rng = Rng::new("cluster");
     let mut fleet = Fleet::of_three(&mut rng, "drill_cluster");
     let mut failovers = Vec::new();
-    let pick = |rng: &mut Rng, names: &[String]| {
-        names[usize::try_from(rng.between(0, names.len() as u64 - 1)).unwrap()].clone()
-    };
-    // The instances running at least one pipeline: a kill or a pause of an idle one
-    // would prove nothing (a settled fleet may leave a new instance idle).
-    let busy = |fleet: &Fleet| -> Vec<String> {
-        fleet
-            .instances
-            .keys()
-            .filter(|name| !fleet.held_by(name).is_empty())
-            .cloned()
-            .collect()
-    };
     for round in 0..ROUNDS {
         // SIGKILL: its pipelines resume elsewhere within lease + renewal.
-        let killed = pick(&mut rng, &busy(&fleet));
-        let held = fleet.held_by(&killed);
-        assert!(!held.is_empty(), "round {round}: {killed} runs nothing");
-        fleet
-            .drill
-            .mark(&format!("round {round}: SIGKILL {killed} holding {held:?}"));
+        let (killed, held) = fleet.pick_busy(&mut rng, &format!("round {round}: SIGKILL"));
         let mut funnel = fleet.instances.remove(&killed).unwrap();
         let since = Instant::now();
         funnel.signal("KILL", &fleet.drill);
@@ -851,25 +865,16 @@ fn a_fleet_of_three_loses_no_record_through_kills_pauses_and_graceful_stops() {
         fleet.wait_settled(&format!("round {round}: settled after SIGKILL of {killed}"));
 
         // SIGSTOP past the lease, then SIGCONT: it must write nothing after that.
-        let paused = pick(&mut rng, &busy(&fleet));
-        let held = fleet.held_by(&paused);
-        assert!(!held.is_empty(), "round {round}: {paused} runs nothing");
-        fleet
-            .drill
-            .mark(&format!("round {round}: SIGSTOP {paused} holding {held:?}"));
+        let (paused, held) = fleet.pick_busy(&mut rng, &format!("round {round}: SIGSTOP"));
         fleet.instances[&paused].send("STOP", &fleet.drill);
         fleet.wait_taken_over(&held, &paused, Instant::now());
         let sizes: Vec<u64> = held.iter().map(|p| fleet.last_writer(p).1).collect();
         fleet.instances[&paused].send("CONT", &fleet.drill);
         // The others keep writing what they took over.
-        fleet.drill.wait_for(
+        fleet.wait_written_past(
             &format!("round {round}: the pipelines of {paused} go on elsewhere"),
-            Duration::from_secs(20),
-            || {
-                held.iter()
-                    .zip(&sizes)
-                    .all(|(p, &n)| fleet.last_writer(p).1 > n + 10_000)
-            },
+            &held,
+            &sizes,
         );
         fleet.wait_settled(&format!("round {round}: settled after SIGCONT of {paused}"));
 
@@ -894,11 +899,7 @@ fn a_fleet_of_three_loses_no_record_through_kills_pauses_and_graceful_stops() {
             "a killed instance's pipelines resumed after {took:?}, more than {limit:?}"
         );
     }
-    let _ = pg::sql(&format!(
-        "DROP TABLE IF EXISTS {t}, {t}_leases, {t}_instances, {t}_history;
-         DROP FUNCTION IF EXISTS {t}_log()",
-        t = fleet.table
-    ));
+    fleet.drop_tables();
 }
 
 /// Three instances, five graceful stops (SIGTERM) of a random instance, each replaced
@@ -914,8 +915,7 @@ fn graceful_stops_hand_pipelines_over_with_no_record_written_twice() {
     let mut fleet = Fleet::of_three(&mut rng, "drill_cluster_term");
     for round in 0..ROUNDS {
         let names: Vec<String> = fleet.instances.keys().cloned().collect();
-        let stopped =
-            names[usize::try_from(rng.between(0, names.len() as u64 - 1)).unwrap()].clone();
+        let stopped = pick(&mut rng, &names);
         let held = fleet.held_by(&stopped);
         fleet.drill.mark(&format!(
             "round {round}: SIGTERM {stopped} holding {held:?}"
@@ -946,9 +946,5 @@ fn graceful_stops_hand_pipelines_over_with_no_record_written_twice() {
         released >= ROUNDS,
         "graceful stops release their leases: {released} released, {lapsed} not"
     );
-    let _ = pg::sql(&format!(
-        "DROP TABLE IF EXISTS {t}, {t}_leases, {t}_instances, {t}_history;
-         DROP FUNCTION IF EXISTS {t}_log()",
-        t = fleet.table
-    ));
+    fleet.drop_tables();
 }

@@ -295,12 +295,7 @@ fn a_python_destination_is_told_created_then_updated_then_deleted_by_pipelines_d
         &collect_destination("./a.jsonl"),
     ));
     let calls = drill.path("lifecycle.jsonl");
-    let plugin = conduit::install_with_env(
-        &drill.path("connectors"),
-        "collect",
-        "collect_destination.py",
-        &[("FUNNEL_TEST_LIFECYCLE_LOG", calls.to_str().unwrap())],
-    );
+    let plugin = conduit::install_collect_destination(&drill.path("connectors"), &calls);
     let recorded = || -> Vec<serde_json::Value> {
         std::fs::read_to_string(&calls)
             .unwrap_or_default()
