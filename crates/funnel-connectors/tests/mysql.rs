@@ -192,9 +192,19 @@ async fn an_unreachable_server_and_bad_credentials_fail_with_clear_messages() {
             .contains("mysql destination p:out: cannot connect to 127.0.0.1:1"),
         "{e}"
     );
+    // The connection test (pipelines validate --check) fails the same way.
+    let e = check_destination("mysql", unreachable).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("mysql destination p:out: cannot connect"),
+        "{e}"
+    );
     if connect().await.is_none() {
         return;
     }
+    check_destination("mysql", settings(&[("dsn", DSN)]))
+        .await
+        .unwrap();
     let wrong = settings(&[("dsn", "nobody:wrong@tcp(127.0.0.1:3306)/test")]);
     let e = destination_open_error("mysql", &wrong).await;
     assert!(

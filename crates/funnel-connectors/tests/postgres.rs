@@ -614,6 +614,19 @@ async fn unreachable_server_bad_credentials_missing_table_and_dropped_slot_fail_
         e.contains("postgres destination p:out: cannot connect"),
         "{e}"
     );
+    // The connection test (pipelines validate --check) fails the same way, and passes
+    // with the server's URL.
+    let e = check_destination("postgres", unreachable)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("postgres destination p:out: cannot connect"),
+        "{e}"
+    );
+    check_destination("postgres", settings(&[("url", URL)]))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,6 +126,20 @@ pub(crate) async fn destination_open_error(plugin: &str, settings: &Settings) ->
     d.open().await.expect_err("open should fail")
 }
 
+/// What the registry's connection test of destination `plugin` (ID `p:out`) gives with
+/// `settings`.
+pub(crate) async fn check_destination(
+    plugin: &str,
+    settings: Settings,
+) -> Result<(), ConnectorError> {
+    let check = funnel_connectors::components()
+        .into_iter()
+        .find(|c| c.name == plugin && c.kind() == funnel_core::ComponentKind::Destination)
+        .and_then(|c| c.check)
+        .unwrap();
+    check("p:out".to_owned(), settings).await
+}
+
 /// Asserts that nothing more arrives for a moment.
 pub(crate) async fn assert_quiet(source: &dyn Source) {
     if let Ok(batch) = tokio::time::timeout(Duration::from_millis(700), source.read()).await {
