@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use funnel_core::ConnectorError;
 use funnel_core::typed::{FromSetting, Prefixed};
 use funnel_template::Template;
 
@@ -239,10 +240,8 @@ pub struct PollConfig {
     pub cursor: Option<String>,
     /// `cursor.param`.
     pub cursor_param: String,
-    /// `timeout`.
-    pub timeout: Duration,
-    /// `tls.caCertPath`.
-    pub ca_cert_path: Option<PathBuf>,
+    /// `timeout` and `tls.caCertPath`.
+    pub client: ClientConfig,
 }
 
 /// The validated settings of an HTTP destination.
@@ -262,10 +261,54 @@ pub struct HttpDestinationConfig {
     pub retry_min_wait: Duration,
     /// `retry.maxWait`.
     pub retry_max_wait: Duration,
-    /// `timeout`.
+    /// `timeout` and `tls.caCertPath`.
+    pub client: ClientConfig,
+}
+
+/// How the HTTP client of a destination or of a polling source is made, and how long a
+/// request may take.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// `timeout`: the longest wait for one request and its response.
     pub timeout: Duration,
-    /// `tls.caCertPath`.
+    /// `tls.caCertPath`: a CA trusted besides the system's.
     pub ca_cert_path: Option<PathBuf>,
+}
+
+impl ClientConfig {
+    /// A client trusting the system's CAs and `ca_cert_path`, if set; messages start
+    /// with `who`.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error when the CA certificate cannot be read or parsed, or the
+    /// client cannot be made.
+    pub(crate) fn client(&self, who: &str) -> Result<reqwest::Client, ConnectorError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent("funnel")
+            .connect_timeout(self.timeout.min(Duration::from_secs(10)));
+        if let Some(path) = &self.ca_cert_path {
+            let pem = std::fs::read(path).map_err(|e| {
+                ConnectorError::config(format!(
+                    "{who}: cannot read the CA certificate {} (setting `tls.caCertPath`): {e}",
+                    path.display()
+                ))
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                ConnectorError::config(format!(
+                    "{who}: {} is not a PEM certificate (setting `tls.caCertPath`): {e}",
+                    path.display()
+                ))
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        builder.build().map_err(|e| {
+            ConnectorError::config(format!(
+                "{who}: cannot make an HTTP client: {}",
+                funnel_core::error_chain(&e)
+            ))
+        })
+    }
 }
 
 /// Parses and validates HTTP source settings. Pure: nothing is bound.
@@ -442,8 +485,10 @@ fn poll_config(
         records: own.response_records.clone(),
         cursor: own.response_cursor.clone(),
         cursor_param: own.cursor_param.clone(),
-        timeout: own.timeout.0,
-        ca_cert_path: own.ca_cert_path.clone(),
+        client: ClientConfig {
+            timeout: own.timeout.0,
+            ca_cert_path: own.ca_cert_path.clone(),
+        },
     })
 }
 
@@ -502,8 +547,10 @@ pub fn validate_destination(
             retry_max: own.retry_max,
             retry_min_wait: own.retry_min_wait,
             retry_max_wait: own.retry_max_wait,
-            timeout: own.timeout.0,
-            ca_cert_path: own.ca_cert_path,
+            client: ClientConfig {
+                timeout: own.timeout.0,
+                ca_cert_path: own.ca_cert_path,
+            },
         }
     })
 }
@@ -591,7 +638,7 @@ mod tests {
             .unwrap();
         assert_eq!(defaults.polling_period, Duration::from_secs(300));
         assert_eq!(defaults.cursor_param, "cursor");
-        assert_eq!(defaults.timeout, Duration::from_secs(30));
+        assert_eq!(defaults.client.timeout, Duration::from_secs(30));
         assert!(validate_source(&settings(&[])).unwrap().poll.is_none());
     }
 
@@ -646,6 +693,6 @@ mod tests {
         assert_eq!(c.method, reqwest::Method::POST);
         assert_eq!(c.batch_format, BatchFormat::None);
         assert_eq!(c.retry_max, 10);
-        assert_eq!(c.timeout, Duration::from_secs(30));
+        assert_eq!(c.client.timeout, Duration::from_secs(30));
     }
 }

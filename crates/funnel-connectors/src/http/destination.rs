@@ -140,7 +140,7 @@ impl HttpDestination {
             .request(method.clone(), &request.url)
             .headers(request.headers.clone())
             .body(request.body.clone())
-            .timeout(self.config.timeout)
+            .timeout(self.config.client.timeout)
             .send()
             .await;
         let response = match sent {
@@ -157,7 +157,7 @@ impl HttpDestination {
                 let what = if e.is_timeout() {
                     format!(
                         "no answer within {:?} (setting `timeout`)",
-                        self.config.timeout
+                        self.config.client.timeout
                     )
                 } else {
                     funnel_core::error_chain(&e)
@@ -237,46 +237,10 @@ impl HttpDestination {
     }
 }
 
-/// A client trusting the system's CAs and `ca_cert_path`, if set.
-pub(crate) fn client(
-    who: &str,
-    ca_cert_path: Option<&std::path::Path>,
-    timeout: Duration,
-) -> Result<reqwest::Client, ConnectorError> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent("funnel")
-        .connect_timeout(timeout.min(Duration::from_secs(10)));
-    if let Some(path) = ca_cert_path {
-        let pem = std::fs::read(path).map_err(|e| {
-            ConnectorError::config(format!(
-                "{who}: cannot read the CA certificate {} (setting `tls.caCertPath`): {e}",
-                path.display()
-            ))
-        })?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-            ConnectorError::config(format!(
-                "{who}: {} is not a PEM certificate (setting `tls.caCertPath`): {e}",
-                path.display()
-            ))
-        })?;
-        builder = builder.add_root_certificate(cert);
-    }
-    builder.build().map_err(|e| {
-        ConnectorError::config(format!(
-            "{who}: cannot make an HTTP client: {}",
-            funnel_core::error_chain(&e)
-        ))
-    })
-}
-
 #[async_trait]
 impl Destination for HttpDestination {
     async fn open(&self) -> Result<(), ConnectorError> {
-        let client = client(
-            &self.who,
-            self.config.ca_cert_path.as_deref(),
-            self.config.timeout,
-        )?;
+        let client = self.config.client.client(&self.who)?;
         *crate::util::lock(&self.running) = Some((client, CancellationToken::new()));
         Ok(())
     }

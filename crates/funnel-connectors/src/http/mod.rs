@@ -94,7 +94,7 @@ use funnel_core::component::{Build, Component};
 use funnel_core::typed::SettingsStruct;
 
 pub use config::{
-    BatchFormat, HttpDestinationConfig, HttpDestinationSettings, HttpSourceConfig,
+    BatchFormat, ClientConfig, HttpDestinationConfig, HttpDestinationSettings, HttpSourceConfig,
     HttpSourceSettings, PollConfig, ServerTls, validate_destination, validate_source,
 };
 pub use destination::HttpDestination;

@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::config::PollConfig;
-use super::destination::client;
 use crate::util::unix_nanos_now;
 
 /// Metadata key holding the URL a record was fetched from.
@@ -118,7 +117,7 @@ impl HttpPollSource {
         let response = client
             .get(url.clone())
             .headers(self.config.headers.clone())
-            .timeout(self.config.timeout)
+            .timeout(self.config.client.timeout)
             .send()
             .await
             .map_err(|e| ConnectorError::transient(failed(funnel_core::error_chain(&e))))?;
@@ -223,11 +222,7 @@ fn kind(value: &serde_json::Value) -> &'static str {
 #[async_trait]
 impl Source for HttpPollSource {
     async fn open(&self) -> Result<(), ConnectorError> {
-        let client = client(
-            &self.who,
-            self.config.ca_cert_path.as_deref(),
-            self.config.timeout,
-        )?;
+        let client = self.config.client.client(&self.who)?;
         *crate::util::lock(&self.client) = Some(client);
         tracing::info!(connector = %self.id, url = %self.config.url, "Polling over HTTP.");
         Ok(())
@@ -279,6 +274,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::http::ClientConfig;
 
     fn config(records: Option<&str>, cursor: Option<&str>) -> PollConfig {
         PollConfig {
@@ -288,8 +284,10 @@ mod tests {
             records: records.map(str::to_owned),
             cursor: cursor.map(str::to_owned),
             cursor_param: "after".to_owned(),
-            timeout: Duration::from_secs(1),
-            ca_cert_path: None,
+            client: ClientConfig {
+                timeout: Duration::from_secs(1),
+                ca_cert_path: None,
+            },
         }
     }
 
