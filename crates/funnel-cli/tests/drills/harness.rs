@@ -219,6 +219,26 @@ impl Funnel {
     }
 }
 
+impl Drop for Drill {
+    /// When the drill failed, shows what its runs warned of and its marks (the last
+    /// 300 such lines), so a failure in CI says what happened before it.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let log = self.log();
+        let told: Vec<&str> = log
+            .lines()
+            .filter(|l| l.starts_with("==== drill") || l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        let from = told.len().saturating_sub(300);
+        eprintln!("---- the drill's marks, warnings and errors ----");
+        for line in &told[from..] {
+            eprintln!("{line}");
+        }
+    }
+}
+
 impl Drop for Funnel {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
