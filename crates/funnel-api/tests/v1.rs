@@ -266,7 +266,20 @@ async fn get(server: &Server, path: &str) -> Answer {
     request(server, "GET", path, "", "").await
 }
 
-fn assert_status_shaped(answer: &Answer, code: i64) {
+/// `POST path` with the JSON `body`.
+async fn post(server: &Server, path: &str, body: &str) -> Answer {
+    request(server, "POST", path, "", body).await
+}
+
+/// `GET path` with one more header (`Name: value`).
+async fn get_with(server: &Server, path: &str, header: &str) -> Answer {
+    request(server, "GET", path, &format!("{header}\r\n"), "").await
+}
+
+/// Asserts that `answer` has HTTP status `status` and is a google.rpc.Status of `code`
+/// with a message.
+fn assert_status_shaped(answer: &Answer, status: u16, code: i64) {
+    assert_eq!(answer.status, status, "{}", answer.body);
     let json = answer.json();
     assert_eq!(json["code"], code, "{}", answer.body);
     assert!(
@@ -280,11 +293,9 @@ fn assert_status_shaped(answer: &Answer, code: i64) {
 #[tokio::test]
 async fn pipelines_are_listed_created_started_stopped_and_deleted_in_conduits_json_shape() {
     let server = serve(Security::default()).await;
-    let created = request(
+    let created = post(
         &server,
-        "POST",
         "/v1/pipelines",
-        "",
         r#"{"config":{"name":"orders","description":"d"}}"#,
     )
     .await;
@@ -293,11 +304,9 @@ async fn pipelines_are_listed_created_started_stopped_and_deleted_in_conduits_js
     assert_eq!(created.json()["provisionedBy"], "PROVISIONED_BY_API");
     assert_eq!(created.json()["connectorIds"], Value::Array(Vec::new()));
 
-    let connector = request(
+    let connector = post(
         &server,
-        "POST",
         "/v1/connectors",
-        "",
         r#"{"type":"TYPE_SOURCE","plugin":"builtin:file","pipelineId":"orders","config":{"name":"in","settings":{"path":"x"}}}"#,
     )
     .await;
@@ -310,18 +319,11 @@ async fn pipelines_are_listed_created_started_stopped_and_deleted_in_conduits_js
     let none = get(&server, "/v1/connectors?pipeline_id=file").await;
     assert_eq!(none.json()["connectors"], Value::Array(Vec::new()));
 
-    let start = request(&server, "POST", "/v1/pipelines/orders/start", "", "").await;
+    let start = post(&server, "/v1/pipelines/orders/start", "").await;
     assert_eq!((start.status, start.body.as_str()), (200, "{}"));
     let got = get(&server, "/v1/pipelines/orders").await;
     assert_eq!(got.json()["state"]["status"], "STATUS_RUNNING");
-    let stop = request(
-        &server,
-        "POST",
-        "/v1/pipelines/orders/stop",
-        "",
-        r#"{"force":true}"#,
-    )
-    .await;
+    let stop = post(&server, "/v1/pipelines/orders/stop", r#"{"force":true}"#).await;
     assert_eq!(stop.status, 200, "{}", stop.body);
     let list = get(&server, "/v1/pipelines").await.json();
     let statuses: Vec<(&str, &str)> = list["pipelines"]
@@ -349,56 +351,45 @@ async fn pipelines_are_listed_created_started_stopped_and_deleted_in_conduits_js
     let none = get(&server, "/v1/pipelines?name=%5Erders").await.json();
     assert_eq!(none["pipelines"], Value::Array(Vec::new()));
     let bad = get(&server, "/v1/pipelines?name=(").await;
-    assert_eq!(bad.status, 400);
-    assert_status_shaped(&bad, 3);
+    assert_status_shaped(&bad, 400, 3);
 
     let deleted = request(&server, "DELETE", "/v1/pipelines/orders", "", "").await;
     assert_eq!(deleted.status, 200, "{}", deleted.body);
     let gone = get(&server, "/v1/pipelines/orders").await;
-    assert_eq!(gone.status, 404);
-    assert_status_shaped(&gone, 5);
+    assert_status_shaped(&gone, 404, 5);
 }
 
 #[tokio::test]
 async fn every_error_is_a_google_rpc_status_with_the_http_status_of_its_code() {
     let server = serve(Security::default()).await;
     let refused = request(&server, "DELETE", "/v1/pipelines/file", "", "").await;
-    assert_eq!(refused.status, 400);
-    assert_status_shaped(&refused, 9);
+    assert_status_shaped(&refused, 400, 9);
 
     let missing = get(&server, "/v1/processors/nope").await;
-    assert_eq!(missing.status, 404);
-    assert_status_shaped(&missing, 5);
+    assert_status_shaped(&missing, 404, 5);
 
-    let bad_json = request(&server, "POST", "/v1/pipelines", "", "{not json").await;
-    assert_eq!(bad_json.status, 400);
-    assert_status_shaped(&bad_json, 3);
+    let bad_json = post(&server, "/v1/pipelines", "{not json").await;
+    assert_status_shaped(&bad_json, 400, 3);
 
-    let bad_enum = request(
+    let bad_enum = post(
         &server,
-        "POST",
         "/v1/connectors",
-        "",
         r#"{"type":"TYPE_SIDEWAYS","plugin":"builtin:file","pipelineId":"x"}"#,
     )
     .await;
-    assert_eq!(bad_enum.status, 422);
-    assert_status_shaped(&bad_enum, 3);
+    assert_status_shaped(&bad_enum, 422, 3);
 
     let no_route = get(&server, "/v2/nothing").await;
-    assert_eq!(no_route.status, 404);
-    assert_status_shaped(&no_route, 5);
+    assert_status_shaped(&no_route, 404, 5);
 
     let unimplemented = request(&server, "DELETE", "/v1/connectors/x:y", "", "").await;
-    assert_eq!(unimplemented.status, 501);
-    assert_status_shaped(&unimplemented, 12);
+    assert_status_shaped(&unimplemented, 501, 12);
 
     // axum's own refusals are shaped too: a method the route does not serve (its
     // `Allow` header kept), a query that does not parse, a WebSocket route asked
     // without an upgrade, a body that is not declared JSON.
     let wrong_method = request(&server, "PATCH", "/v1/pipelines", "", "").await;
-    assert_eq!(wrong_method.status, 405);
-    assert_status_shaped(&wrong_method, 12);
+    assert_status_shaped(&wrong_method, 405, 12);
     assert!(
         wrong_method
             .header("allow")
@@ -407,11 +398,9 @@ async fn every_error_is_a_google_rpc_status_with_the_http_status_of_its_code() {
         wrong_method.headers
     );
     let bad_query = get(&server, "/v1/pipelines?name=a&name=b").await;
-    assert_eq!(bad_query.status, 400);
-    assert_status_shaped(&bad_query, 3);
+    assert_status_shaped(&bad_query, 400, 3);
     let no_upgrade = get(&server, "/v1/connectors/file:in/inspect").await;
-    assert_eq!(no_upgrade.status, 400);
-    assert_status_shaped(&no_upgrade, 3);
+    assert_status_shaped(&no_upgrade, 400, 3);
     let not_json = request(
         &server,
         "POST",
@@ -420,8 +409,7 @@ async fn every_error_is_a_google_rpc_status_with_the_http_status_of_its_code() {
         "",
     )
     .await;
-    assert_eq!(not_json.status, 415);
-    assert_status_shaped(&not_json, 3);
+    assert_status_shaped(&not_json, 415, 3);
     // The answer stays prettied on request.
     let pretty = request(&server, "PATCH", "/v1/pipelines?pretty", "", "").await;
     assert!(pretty.body.contains("\n  \"code\": 12"), "{}", pretty.body);
@@ -432,9 +420,8 @@ async fn a_body_over_the_limit_is_refused_with_413() {
     let server = serve(Security::default()).await;
     let description = "x".repeat(funnel_api::MAX_BODY_BYTES);
     let body = format!(r#"{{"config":{{"name":"big","description":"{description}"}}}}"#);
-    let answer = request(&server, "POST", "/v1/pipelines", "", &body).await;
-    assert_eq!(answer.status, 413);
-    assert_status_shaped(&answer, 8);
+    let answer = post(&server, "/v1/pipelines", &body).await;
+    assert_status_shaped(&answer, 413, 8);
 }
 
 #[tokio::test]
@@ -448,12 +435,10 @@ async fn pretty_indents_json_answers() {
         "{}",
         pretty.body
     );
-    let accept = request(
+    let accept = get_with(
         &server,
-        "GET",
         "/v1/pipelines/file",
-        "Accept: application/json+pretty\r\n",
-        "",
+        "Accept: application/json+pretty",
     )
     .await;
     assert_eq!(accept.body, pretty.body);
@@ -474,8 +459,7 @@ async fn healthz_serves_and_knows_conduits_service_names() {
         assert_eq!(one.status, 200, "{service}");
     }
     let unknown = get(&server, "/healthz?service=Nope").await;
-    assert_eq!(unknown.status, 404);
-    assert_status_shaped(&unknown, 5);
+    assert_status_shaped(&unknown, 404, 5);
     let info = get(&server, "/info").await.json();
     assert_eq!(info["os"], std::env::consts::OS);
     assert_eq!(info["arch"], std::env::consts::ARCH);
@@ -556,27 +540,22 @@ async fn with_a_token_requests_without_it_get_401_and_with_it_200_and_probes_sta
     })
     .await;
     let without = get(&server, "/v1/pipelines").await;
-    assert_eq!(without.status, 401);
-    assert_status_shaped(&without, 16);
+    assert_status_shaped(&without, 401, 16);
     assert_eq!(
         without.header("www-authenticate").as_deref(),
         Some("Bearer")
     );
-    let wrong = request(
+    let wrong = get_with(
         &server,
-        "GET",
         "/v1/pipelines",
-        "Authorization: Bearer s3cret-token-012345678\r\n",
-        "",
+        "Authorization: Bearer s3cret-token-012345678",
     )
     .await;
     assert_eq!(wrong.status, 401);
-    let with = request(
+    let with = get_with(
         &server,
-        "GET",
         "/v1/pipelines",
-        "Authorization: Bearer s3cret-token-0123456789\r\n",
-        "",
+        "Authorization: Bearer s3cret-token-0123456789",
     )
     .await;
     assert_eq!(with.status, 200, "{}", with.body);
@@ -588,14 +567,7 @@ async fn with_a_token_requests_without_it_get_401_and_with_it_200_and_probes_sta
 #[tokio::test]
 async fn cors_is_closed_by_default_and_open_to_the_allowed_origins_only() {
     let closed = serve(Security::default()).await;
-    let answer = request(
-        &closed,
-        "GET",
-        "/v1/pipelines",
-        "Origin: http://evil.example\r\n",
-        "",
-    )
-    .await;
+    let answer = get_with(&closed, "/v1/pipelines", "Origin: http://evil.example").await;
     assert_eq!(answer.header("access-control-allow-origin"), None);
 
     let open = serve(Security {
@@ -603,26 +575,12 @@ async fn cors_is_closed_by_default_and_open_to_the_allowed_origins_only() {
         cors_allowed_origins: vec!["http://localhost:4200".into()],
     })
     .await;
-    let allowed = request(
-        &open,
-        "GET",
-        "/v1/pipelines",
-        "Origin: http://localhost:4200\r\n",
-        "",
-    )
-    .await;
+    let allowed = get_with(&open, "/v1/pipelines", "Origin: http://localhost:4200").await;
     assert_eq!(
         allowed.header("access-control-allow-origin").as_deref(),
         Some("http://localhost:4200")
     );
-    let other = request(
-        &open,
-        "GET",
-        "/v1/pipelines",
-        "Origin: http://evil.example\r\n",
-        "",
-    )
-    .await;
+    let other = get_with(&open, "/v1/pipelines", "Origin: http://evil.example").await;
     assert_eq!(other.header("access-control-allow-origin"), None);
     let preflight = request(
         &open,

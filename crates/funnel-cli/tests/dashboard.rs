@@ -105,11 +105,7 @@ fn the_dashboard_lists_pipelines_moves_numbers_stops_a_pipeline_and_inspects_rec
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = process::output_text(&out);
     eprintln!("{report}screenshots in {}", screenshots.display());
     process::stop(child);
     assert!(out.status.success(), "{report}");

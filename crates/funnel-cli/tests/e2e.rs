@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use funnel_test_utils::connectors::written_positions;
@@ -244,11 +244,11 @@ fn validate_lists_every_error_with_its_location_and_exits_two() {
         ],
         &[],
     )]));
-    let out = Command::new(FUNNEL)
-        .current_dir(env.dir.path())
-        .args(["pipelines", "validate", "pipelines"])
-        .output()
-        .unwrap();
+    let out = process::funnel_once(
+        FUNNEL,
+        env.dir.path(),
+        &["pipelines", "validate", "pipelines"],
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("p.yaml:9:"), "{stderr}");
@@ -305,11 +305,7 @@ fn init_writes_a_pipeline_that_validates_and_runs() {
         &["pipelines", "init", "demo"][..],
         &["pipelines", "validate"],
     ] {
-        let out = Command::new(FUNNEL)
-            .current_dir(dir.path())
-            .args(args)
-            .output()
-            .unwrap();
+        let out = process::funnel_once(FUNNEL, dir.path(), args);
         assert!(
             out.status.success(),
             "funnel {}: {}",
@@ -396,12 +392,7 @@ fn the_api_answers_health_readiness_and_prometheus_metrics() {
 }
 
 fn funnel_in(env: &Env, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(FUNNEL)
-        .current_dir(env.dir.path())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = process::funnel_once(FUNNEL, env.dir.path(), args);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

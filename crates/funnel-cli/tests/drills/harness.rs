@@ -91,17 +91,8 @@ impl Drill {
 
     /// Runs another `funnel` command (`store repair ...`) to its end.
     pub(crate) fn funnel(&self, args: &[&str]) -> (ExitStatus, String) {
-        let out = Command::new(FUNNEL)
-            .current_dir(self.dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = funnel_test_utils::process::funnel_once(FUNNEL, self.dir.path(), args);
+        let text = funnel_test_utils::process::output_text(&out);
         self.mark(&format!("funnel {}: {text}", args.join(" ")));
         (out.status, text)
     }
