@@ -25,14 +25,27 @@ fn path_settings(path: &Path) -> Settings {
     settings(&[("path", path.to_str().unwrap())])
 }
 
-async fn open_source(path: &Path, resume: Option<&str>) -> Arc<dyn Source> {
-    let source = source(
-        "file",
-        "p:in",
-        &path_settings(path),
-        resume.map(Position::from),
-    )
-    .unwrap();
+/// A temporary directory holding `in.txt` with `text`.
+fn input_file(text: impl AsRef<[u8]>) -> (tempfile::TempDir, std::path::PathBuf) {
+    temp_file("in.txt", text)
+}
+
+/// A temporary directory holding file `name` with `text`.
+fn temp_file(name: &str, text: impl AsRef<[u8]>) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn source_with(path: &Path, extra: &[(&str, &str)], resume: Option<Position>) -> Arc<dyn Source> {
+    let mut pairs = vec![("path", path.to_str().unwrap())];
+    pairs.extend_from_slice(extra);
+    source("file", "p:in", &settings(&pairs), resume).unwrap()
+}
+
+async fn open_source(path: &Path, resume: Option<Position>) -> Arc<dyn Source> {
+    let source = source_with(path, &[], resume);
     source.open().await.unwrap();
     source
 }
@@ -41,6 +54,16 @@ async fn open_destination(path: &Path) -> Arc<dyn Destination> {
     let destination = destination("file", "p:out", &path_settings(path)).unwrap();
     destination.open().await.unwrap();
     destination
+}
+
+/// Writes record `1` (`x`) with a destination on `path`, then tears it down; what the
+/// file holds then.
+async fn write_one(path: &Path) -> String {
+    let destination = open_destination(path).await;
+    destination.write(&[record("1", "x")]).await.unwrap();
+    ack_n(&*destination, 1).await;
+    destination.teardown().await.unwrap();
+    std::fs::read_to_string(path).unwrap()
 }
 
 fn append(path: &Path, text: &str) {
@@ -262,14 +285,8 @@ async fn file_destination_ack_waits_until_there_are_acks() {
 
 #[tokio::test]
 async fn file_destination_appends_to_an_existing_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("out.jsonl");
-    std::fs::write(&path, "earlier\n").unwrap();
-    let destination = open_destination(&path).await;
-    destination.write(&[record("1", "x")]).await.unwrap();
-    ack_n(&*destination, 1).await;
-    destination.teardown().await.unwrap();
-    let content = std::fs::read_to_string(&path).unwrap();
+    let (_dir, path) = temp_file("out.jsonl", "earlier\n");
+    let content = write_one(&path).await;
     assert!(
         content.starts_with("earlier\n{\"position\":\"MQ==\""),
         "{content}"
@@ -280,14 +297,8 @@ async fn file_destination_appends_to_an_existing_file() {
 #[tokio::test]
 async fn file_destination_cuts_off_a_line_torn_by_a_crash_before_appending() {
     for torn_tail in ["{\"position\":\"MQ", "x", &"y".repeat(200_000)] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.jsonl");
-        std::fs::write(&path, format!("first\nsecond\n{torn_tail}")).unwrap();
-        let destination = open_destination(&path).await;
-        destination.write(&[record("1", "x")]).await.unwrap();
-        ack_n(&*destination, 1).await;
-        destination.teardown().await.unwrap();
-        let content = std::fs::read_to_string(&path).unwrap();
+        let (_dir, path) = temp_file("out.jsonl", format!("first\nsecond\n{torn_tail}"));
+        let content = write_one(&path).await;
         let lines: Vec<&str> = content.lines().collect();
         assert_eq!(lines.len(), 3, "{}", &content[..content.len().min(200)]);
         assert_eq!(&lines[..2], ["first", "second"]);
@@ -301,14 +312,8 @@ async fn file_destination_cuts_off_a_line_torn_by_a_crash_before_appending() {
 
 #[tokio::test]
 async fn file_destination_drops_a_lone_torn_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("out.jsonl");
-    std::fs::write(&path, "no newline anywhere").unwrap();
-    let destination = open_destination(&path).await;
-    destination.write(&[record("1", "x")]).await.unwrap();
-    ack_n(&*destination, 1).await;
-    destination.teardown().await.unwrap();
-    let content = std::fs::read_to_string(&path).unwrap();
+    let (_dir, path) = temp_file("out.jsonl", "no newline anywhere");
+    let content = write_one(&path).await;
     assert!(content.starts_with("{\"position\":\"MQ==\""), "{content}");
     assert_eq!(content.lines().count(), 1);
 }
@@ -340,9 +345,7 @@ async fn file_destination_fails_to_open_when_the_directory_is_missing() {
 
 #[tokio::test]
 async fn file_source_reads_lines_with_byte_offset_positions() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("in.txt");
-    std::fs::write(&path, "hello\nworld\n\nlast\n").unwrap();
+    let (_dir, path) = input_file("hello\nworld\n\nlast\n");
     let source = open_source(&path, None).await;
     let records = read_exactly(&*source, 4).await;
     assert_eq!(
@@ -369,10 +372,8 @@ async fn file_source_reads_lines_with_byte_offset_positions() {
 
 #[tokio::test]
 async fn file_source_resumes_after_the_offset_it_was_given() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("in.txt");
-    std::fs::write(&path, "hello\nworld\n\nlast\n").unwrap();
-    let source = open_source(&path, Some("12")).await;
+    let (_dir, path) = input_file("hello\nworld\n\nlast\n");
+    let source = open_source(&path, Some(Position::from("12"))).await;
     let records = read_exactly(&*source, 2).await;
     // Line numbers keep counting from the start of the file.
     assert_eq!(
@@ -383,9 +384,7 @@ async fn file_source_resumes_after_the_offset_it_was_given() {
 
 #[tokio::test]
 async fn file_source_picks_up_appended_lines_once_they_are_complete() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("in.txt");
-    std::fs::write(&path, "one\n").unwrap();
+    let (_dir, path) = input_file("one\n");
     let source = open_source(&path, None).await;
     assert_eq!(
         lines(&read_exactly(&*source, 1).await),
@@ -418,10 +417,8 @@ async fn file_source_waits_for_a_missing_file() {
 
 #[tokio::test]
 async fn file_source_reads_a_file_shorter_than_its_position_from_the_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("in.txt");
-    std::fs::write(&path, "a\n").unwrap();
-    let source = open_source(&path, Some("100")).await;
+    let (_dir, path) = input_file("a\n");
+    let source = open_source(&path, Some(Position::from("100"))).await;
     assert_eq!(
         lines(&read_exactly(&*source, 1).await),
         triples(&[("2", "1", "a")])
@@ -430,17 +427,9 @@ async fn file_source_reads_a_file_shorter_than_its_position_from_the_start() {
 
 #[tokio::test]
 async fn file_source_reads_in_batches_of_sdk_batch_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("in.txt");
     let text: String = (1..=25).map(|i| format!("{i}\n")).collect();
-    std::fs::write(&path, text).unwrap();
-    let source = source(
-        "file",
-        "p:in",
-        &settings(&[("path", path.to_str().unwrap()), ("sdk.batch.size", "10")]),
-        None,
-    )
-    .unwrap();
+    let (_dir, path) = input_file(text);
+    let source = source_with(&path, &[("sdk.batch.size", "10")], None);
     source.open().await.unwrap();
     let sizes = [
         source.read().await.unwrap().expect("a batch").len(),
@@ -459,8 +448,7 @@ async fn file_source_reads_every_line_of_a_file_of_many_blocks_in_order() {
     let mut text = expected.join("\n");
     text.push('\n');
     let (_dir, path) = input_file(&text);
-    let source = source_with(&path, &[], None);
-    source.open().await.unwrap();
+    let source = open_source(&path, None).await;
     let records = read_exactly(&*source, expected.len()).await;
     assert_eq!(texts(&records), expected);
     let mut end = 0;
@@ -472,9 +460,7 @@ async fn file_source_reads_every_line_of_a_file_of_many_blocks_in_order() {
 
 #[tokio::test]
 async fn file_source_read_is_cancel_safe() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("in.txt");
-    std::fs::write(&path, "").unwrap();
+    let (_dir, path) = input_file("");
     let source = open_source(&path, None).await;
     // Reads are abandoned at arbitrary points (waiting, or while the file is read)
     // while lines keep coming; no line may be lost or repeated.
@@ -637,14 +623,6 @@ async fn file_destination_passes_the_destination_compliance_suite() {
     .assert_complete();
 }
 
-/// A temporary directory holding `in.txt` with `text`.
-fn input_file(text: impl AsRef<[u8]>) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("in.txt");
-    std::fs::write(&path, text).unwrap();
-    (dir, path)
-}
-
 /// Reads until the source returns an error.
 async fn read_until_error(source: &dyn Source) -> (Vec<Record>, funnel_core::ConnectorError) {
     let mut records = Vec::new();
@@ -657,12 +635,6 @@ async fn read_until_error(source: &dyn Source) -> (Vec<Record>, funnel_core::Con
             Err(e) => return (records, e),
         }
     }
-}
-
-fn source_with(path: &Path, extra: &[(&str, &str)], resume: Option<Position>) -> Arc<dyn Source> {
-    let mut pairs = vec![("path", path.to_str().unwrap())];
-    pairs.extend_from_slice(extra);
-    source("file", "p:in", &settings(&pairs), resume).unwrap()
 }
 
 #[tokio::test]
@@ -756,8 +728,7 @@ async fn file_source_reports_a_deleted_input() {
 
     // Restarted from the last position while the file is still missing, it says so too.
     let last = records[0].position.clone();
-    let restarted = source_with(&path, &[], Some(last));
-    restarted.open().await.unwrap();
+    let restarted = open_source(&path, Some(last)).await;
     let (_, error) = read_until_error(&*restarted).await;
     assert!(error.to_string().contains("deleted"), "{error}");
 }
@@ -774,8 +745,7 @@ async fn file_source_resumes_in_a_file_rotated_while_it_was_stopped() {
     std::fs::rename(&path, dir.path().join("in.txt.1")).unwrap();
     std::fs::write(&path, "new\n").unwrap();
 
-    let resumed = source_with(&path, &[], Some(records[1].position.clone()));
-    resumed.open().await.unwrap();
+    let resumed = open_source(&path, Some(records[1].position.clone())).await;
     let more = read_exactly(&*resumed, 2).await;
     assert_eq!(lines(&more), triples(&[("6", "3", "c"), ("4", "1", "new")]));
     assert!(records[1].position < more[0].position);
@@ -788,8 +758,7 @@ async fn file_source_resumes_in_the_same_file_after_a_restart() {
     let source = open_source(&path, None).await;
     let records = read_exactly(&*source, 2).await;
     source.teardown().await.unwrap();
-    let resumed = source_with(&path, &[], Some(records[0].position.clone()));
-    resumed.open().await.unwrap();
+    let resumed = open_source(&path, Some(records[0].position.clone())).await;
     assert_eq!(
         lines(&read_exactly(&*resumed, 1).await),
         triples(&[("4", "2", "b")])
