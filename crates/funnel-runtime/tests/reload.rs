@@ -67,6 +67,13 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, Supervisor) {
     )
 }
 
+/// Loads the pipeline files again and applies them, as a SIGHUP does.
+async fn reload(supervisor: &Supervisor, files: &Path) -> funnel_runtime::ReloadReport {
+    supervisor
+        .apply(provision(files, &options()).unwrap())
+        .await
+}
+
 async fn wait_status(supervisor: &Supervisor, id: &str, want: PipelineStatus) {
     let state = supervisor
         .states()
@@ -129,9 +136,7 @@ async fn a_changed_file_restarts_only_its_pipeline_five_times_and_every_record_a
         pipeline(dir.path(), "other", -1, 500, "x"),
     )
     .unwrap();
-    supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    reload(&supervisor, &files).await;
     let other = supervisor.states()[1].clone();
     wait_status(&supervisor, "edited", PipelineStatus::Running).await;
     let mut written = 0;
@@ -146,9 +151,7 @@ async fn a_changed_file_restarts_only_its_pipeline_five_times_and_every_record_a
             pipeline(dir.path(), "edited", -1, 2000, &format!("v{version}")),
         )
         .unwrap();
-        let report = supervisor
-            .apply(provision(&files, &options()).unwrap())
-            .await;
+        let report = reload(&supervisor, &files).await;
         assert_eq!(report.restarted, ["edited"], "edit {version}");
         assert!(report.started.is_empty() && report.removed.is_empty());
         written = positions(dir.path(), "edited").len();
@@ -172,9 +175,7 @@ async fn an_invalid_edit_keeps_the_old_pipeline_running_and_reports_the_file_unt
     let (dir, files, supervisor) = setup();
     let file = files.join("p.yaml");
     std::fs::write(&file, pipeline(dir.path(), "p", -1, 1000, "good")).unwrap();
-    supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    reload(&supervisor, &files).await;
     wait_status(&supervisor, "p", PipelineStatus::Running).await;
     let state = supervisor.states()[0].clone();
 
@@ -183,9 +184,7 @@ async fn an_invalid_edit_keeps_the_old_pipeline_running_and_reports_the_file_unt
         "version: \"2.2\"\npipelines:\n  - id: p\n    connectors: [\n",
     )
     .unwrap();
-    let report = supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    let report = reload(&supervisor, &files).await;
     assert_eq!(report.kept, ["p"]);
     assert!(report.restarted.is_empty() && report.removed.is_empty());
     assert_eq!(state.current(), PipelineStatus::Running);
@@ -207,9 +206,7 @@ async fn an_invalid_edit_keeps_the_old_pipeline_running_and_reports_the_file_unt
     .await;
 
     std::fs::write(&file, pipeline(dir.path(), "p", -1, 1000, "fixed")).unwrap();
-    let report = supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    let report = reload(&supervisor, &files).await;
     assert_eq!(report.restarted, ["p"]);
     assert!(supervisor.overview().failures().is_empty());
     wait_status(&supervisor, "p", PipelineStatus::Running).await;
@@ -225,9 +222,7 @@ async fn a_removed_file_stops_its_pipeline_and_a_new_file_starts_one() {
         pipeline(dir.path(), "old", -1, 1000, "o"),
     )
     .unwrap();
-    supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    reload(&supervisor, &files).await;
     wait_status(&supervisor, "old", PipelineStatus::Running).await;
     let old = supervisor.states()[0].clone();
     funnel_test_utils::wait_until("old writes", WAIT, || {
@@ -241,9 +236,7 @@ async fn a_removed_file_stops_its_pipeline_and_a_new_file_starts_one() {
         pipeline(dir.path(), "new", 300, 0, "n"),
     )
     .unwrap();
-    let report = supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    let report = reload(&supervisor, &files).await;
     assert_eq!(report.removed, ["old"]);
     assert_eq!(report.started, ["new"]);
     // Drained before it was removed: stopped, with every record it read delivered.
@@ -262,18 +255,14 @@ async fn a_status_edit_stops_and_starts_the_pipeline_and_a_pipeline_moved_to_ano
     let (dir, files, supervisor) = setup();
     let text = pipeline(dir.path(), "p", -1, 1000, "d");
     std::fs::write(files.join("a.yaml"), &text).unwrap();
-    supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    reload(&supervisor, &files).await;
     wait_status(&supervisor, "p", PipelineStatus::Running).await;
     let state = supervisor.states()[0].clone();
 
     // Moved to another file, a comment above it: the same configuration, untouched.
     std::fs::remove_file(files.join("a.yaml")).unwrap();
     std::fs::write(files.join("b.yaml"), format!("# moved\n{text}")).unwrap();
-    let report = supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    let report = reload(&supervisor, &files).await;
     assert_eq!(report, funnel_runtime::ReloadReport::default());
     assert_eq!(state.current(), PipelineStatus::Running);
     assert_eq!(state.file(), Some(files.join("b.yaml")));
@@ -283,17 +272,13 @@ async fn a_status_edit_stops_and_starts_the_pipeline_and_a_pipeline_moved_to_ano
         "    status: stopped\n    description: d\n",
     );
     std::fs::write(files.join("b.yaml"), &stopped).unwrap();
-    let report = supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    let report = reload(&supervisor, &files).await;
     assert_eq!(report.restarted, ["p"]);
     assert_eq!(state.current(), PipelineStatus::Stopped);
     let when_stopped = positions(dir.path(), "p").len();
 
     std::fs::write(files.join("b.yaml"), &text).unwrap();
-    supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    reload(&supervisor, &files).await;
     wait_status(&supervisor, "p", PipelineStatus::Running).await;
     funnel_test_utils::wait_until("p writes again", WAIT, || {
         positions(dir.path(), "p").len() > when_stopped + 100
@@ -323,9 +308,7 @@ async fn a_degraded_pipeline_whose_file_is_fixed_is_started_again_and_an_unchang
     let supervisor = Supervisor::new(store, options_no_retries);
     let broken = pipeline(dir.path(), "p", 200, 0, "d");
     std::fs::write(files.join("p.yaml"), &broken).unwrap();
-    supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    reload(&supervisor, &files).await;
     let state = supervisor.states()[0].clone();
     let mut rx = state.status.subscribe();
     tokio::time::timeout(
@@ -335,9 +318,7 @@ async fn a_degraded_pipeline_whose_file_is_fixed_is_started_again_and_an_unchang
     .await
     .unwrap()
     .unwrap();
-    let report = supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    let report = reload(&supervisor, &files).await;
     assert!(report.restarted.is_empty());
     assert!(matches!(state.current(), PipelineStatus::Degraded(_)));
 
@@ -347,9 +328,7 @@ async fn a_degraded_pipeline_whose_file_is_fixed_is_started_again_and_an_unchang
         &fixed_out.display().to_string(),
     );
     std::fs::write(files.join("p.yaml"), fixed).unwrap();
-    let report = supervisor
-        .apply(provision(&files, &options()).unwrap())
-        .await;
+    let report = reload(&supervisor, &files).await;
     assert_eq!(report.restarted, ["p"]);
     wait_status(&supervisor, "p", PipelineStatus::Finished).await;
     assert_eq!(
