@@ -421,6 +421,60 @@ async fn a_subject_template_routes_each_record_and_a_failing_one_nacks_only_that
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_no_stream_stores_is_sent_again_then_fails_the_destination_naming_the_subject() {
+    let Some(client) = client().await else { return };
+    let stream = TestStream::new(&client, "nostore").await;
+    let stored = format!("{}.a", stream.prefix);
+    // A sibling of the stream's subjects that no stream stores: the server answers
+    // each publish to it with "no responders".
+    let unstored = format!("{}_none.b", stream.prefix);
+    let d = stream.destination(
+        "pipe:nostore",
+        &[
+            ("subject", "{{ index .Metadata \"to\" }}"),
+            ("retryAttempts", "2"),
+            ("retryWait", "100ms"),
+        ],
+    );
+    d.open().await.unwrap();
+    d.write(&[
+        record_with("1", "a", &[("to", &stored)]),
+        record_with("2", "b", &[("to", &unstored)]),
+        record_with("3", "c", &[("to", &stored)]),
+    ])
+    .await
+    .unwrap();
+    let mut acked = Vec::new();
+    let error = loop {
+        match tokio::time::timeout(support::PATIENCE, d.ack())
+            .await
+            .unwrap()
+        {
+            Ok(acks) => acked.extend(acks),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert_eq!(
+        acked.len(),
+        1,
+        "only the record before the unstored one is acked"
+    );
+    assert!(acked[0].error.is_none());
+    assert!(
+        error.contains("nats destination pipe:nostore")
+            && error.contains("no publish ack")
+            && error.contains(&unstored),
+        "{error}"
+    );
+    assert!(
+        d.write(&[record_with("4", "d", &[("to", &stored)])])
+            .await
+            .is_err()
+    );
+    d.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_missing_stream_and_unstored_subject_fail_with_clear_messages() {
     let Some(client) = client().await else { return };
     let stream = TestStream::new(&client, "bad").await;

@@ -1,19 +1,28 @@
 //! The NATS JetStream destination: publishes each record and acks it once the stream
 //! confirmed it stored the message (the JetStream publish ack).
+//!
+//! A JetStream publish is a core-NATS publish with a reply subject: the stream answers
+//! on it with its publish ack (or an error). Rather than one request per message (an
+//! inbox subject, a reply channel, a timer and a future each), the destination
+//! subscribes once to `<inbox>.*` and publishes message `n` with the reply subject
+//! `<inbox>.<n>`; one task matches the replies to the records by `n`, with one timer
+//! for the oldest publish still waiting.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::header::{HeaderName, NATS_MESSAGE_ID};
-use async_nats::jetstream::context::{Context, PublishAckFuture};
-use async_nats::jetstream::message::PublishMessage;
-use async_nats::{HeaderMap, Subject};
+use async_nats::{HeaderMap, StatusCode, Subject, Subscriber};
 use async_trait::async_trait;
 use bytes::Bytes;
 use funnel_core::{ConnectorError, Destination, DestinationAck, RecordError};
 use funnel_record::{Metadata, Position, Record};
-use tokio::sync::mpsc;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 
 use super::config::NatsDestinationConfig;
 use super::conn;
@@ -24,22 +33,22 @@ use crate::util::AbortOnDrop;
 /// Publishes in flight (sent, publish ack not yet received) at most.
 const MAX_IN_FLIGHT: usize = 4096;
 
+/// Records numbered and queued at a time: room for them in the window is taken at once.
+const CHUNK: usize = 256;
+
 /// How long a publish ack may take.
 const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One message sent, waiting for its publish ack; what it was made of is kept (cheap
-/// shared handles, not a copy of the message) to publish it again.
-struct InFlight {
-    position: Position,
-    subject: Subject,
-    payload: Bytes,
-    metadata: Metadata,
-    ack: PublishAckFuture,
-}
-
-/// What a destination publishes, waiting for the acks in order.
+/// What a record became: a message to publish, or why there is none.
 enum Pending {
-    Sent(Box<InFlight>),
+    /// What the message is made of (cheap shared handles, not a copy), to publish it
+    /// again.
+    Sent {
+        position: Position,
+        subject: Subject,
+        payload: Bytes,
+        metadata: Metadata,
+    },
     /// A record that could not be published at all (its subject template failed):
     /// nacked in its place in the order.
     Refused(Position, RecordError),
@@ -52,14 +61,20 @@ pub struct NatsDestination {
     config: NatsDestinationConfig,
     /// How each record becomes its message.
     format: RecordFormat,
-    acks: std::sync::Arc<AckQueue>,
+    acks: Arc<AckQueue>,
     running: Mutex<Option<Running>>,
 }
 
 struct Running {
-    js: Context,
     client: async_nats::Client,
-    sender: mpsc::UnboundedSender<Pending>,
+    /// Replies go to `<inbox>.<n>`: this is `<inbox>.`.
+    reply_prefix: Arc<str>,
+    /// The number of the next message.
+    next: u64,
+    /// Batches of numbered records, in number order, for the confirming task.
+    sender: mpsc::UnboundedSender<(u64, Vec<Pending>)>,
+    /// Room for publishes in flight; closed when the confirming task ends.
+    window: Arc<Semaphore>,
     task: AbortOnDrop,
 }
 
@@ -72,7 +87,7 @@ impl NatsDestination {
             who: format!("nats destination {id}"),
             format,
             config,
-            acks: std::sync::Arc::new(AckQueue::new()),
+            acks: Arc::new(AckQueue::new()),
             running: Mutex::new(None),
         }
     }
@@ -80,25 +95,16 @@ impl NatsDestination {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
         crate::util::lock(&self.running)
     }
-}
 
-/// The message of a record: `payload` (the record in `sdk.record.format`: OpenCDC
-/// JSON, as the other destinations write it), `headers` (its metadata, from
-/// [`headers`]) and a message ID from the connector `id` and the `position`, for the
-/// stream's de-duplication.
-fn message(
-    id: &str,
-    position: &Position,
-    payload: Bytes,
-    mut headers: HeaderMap,
-) -> PublishMessage {
-    headers.insert(NATS_MESSAGE_ID, message_id(id, position));
-    PublishMessage::build().payload(payload).headers(headers)
+    fn torn_down(&self) -> ConnectorError {
+        ConnectorError::transient(format!("{}: the destination was torn down", self.who))
+    }
 }
 
 /// The headers of the metadata last seen, reused (cloned, not built again) for the
 /// following records while they share that metadata map, as a source's records of one
-/// batch usually do.
+/// batch usually do. The cached headers hold a `Nats-Msg-Id` already, so setting a
+/// record's replaces a value instead of growing the map.
 #[derive(Default)]
 struct HeaderCache {
     /// Holds the map alive, so the same address means the same, unchanged map (a
@@ -108,8 +114,10 @@ struct HeaderCache {
 }
 
 impl HeaderCache {
-    /// The headers of `metadata`.
-    fn headers(&mut self, metadata: &Metadata) -> HeaderMap {
+    /// The headers of a record with `metadata` at `position`: the metadata's and the
+    /// `Nats-Msg-Id` from the connector `id` and the position, for the stream's
+    /// de-duplication.
+    fn headers(&mut self, id: &str, position: &Position, metadata: &Metadata) -> HeaderMap {
         let same = self.metadata.as_ref().is_some_and(|cached| {
             match (cached.as_map(), metadata.as_map()) {
                 (Some(a), Some(b)) => std::ptr::eq(a, b),
@@ -119,9 +127,12 @@ impl HeaderCache {
         });
         if !same {
             self.headers = headers(metadata);
+            self.headers.insert(NATS_MESSAGE_ID, "");
             self.metadata = Some(metadata.clone());
         }
-        self.headers.clone()
+        let mut headers = self.headers.clone();
+        headers.insert(NATS_MESSAGE_ID, message_id(id, position));
+        headers
     }
 }
 
@@ -182,11 +193,17 @@ pub(crate) fn valid_subject(subject: &str) -> bool {
 pub(crate) fn message_id(id: &str, position: &Position) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = position.as_bytes();
-    let mut out = String::with_capacity(id.len() + 2 + bytes.len() * 2);
+    let printable = bytes.iter().all(u8::is_ascii_graphic);
+    let len = if printable {
+        bytes.len()
+    } else {
+        1 + bytes.len() * 2
+    };
+    let mut out = String::with_capacity(id.len() + 1 + len);
     out.push_str(id);
     out.push('/');
     match std::str::from_utf8(bytes) {
-        Ok(text) if bytes.iter().all(u8::is_ascii_graphic) => out.push_str(text),
+        Ok(text) if printable => out.push_str(text),
         _ => {
             out.push('x');
             for b in bytes {
@@ -198,68 +215,354 @@ pub(crate) fn message_id(id: &str, position: &Position) -> String {
     out
 }
 
-/// Waits for publish acks in write order and queues the destination's acks; a
-/// publish that fails is sent again up to `attempts` times, then the queue fails.
-async fn confirm(
+/// The reply subject of message `n`: `prefix` (`<inbox>.`) and `n` in decimal.
+fn reply_subject(prefix: &str, n: u64) -> Subject {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(prefix.len() + digits.len() - at);
+    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(&digits[at..]);
+    // Only ASCII: the prefix is a string and the rest digits.
+    Subject::from(String::from_utf8(out).unwrap_or_default())
+}
+
+/// The number of the message a reply on `subject` answers, when it has `prefix`.
+fn reply_number(prefix: &str, subject: &str) -> Option<u64> {
+    subject.strip_prefix(prefix)?.parse().ok()
+}
+
+/// What the stream answered: `Ok` for a publish ack (the message is stored, or was
+/// stored before under its `Nats-Msg-Id`), else the error.
+fn publish_result(reply: &async_nats::Message) -> Result<(), String> {
+    if reply.status == Some(StatusCode::NO_RESPONDERS) {
+        return Err("no stream found for the subject (no responders)".to_owned());
+    }
+    let body = &reply.payload[..];
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    // The ack is `{"stream":...,"seq":...}`, an error `{"error":{...}}`; a quote in a
+    // stream name is escaped, so `"error":` is only ever the error's key.
+    if !has(b"\"error\":") && has(b"\"seq\":") {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(body);
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => match value.get("error") {
+            Some(error) => Err(error
+                .get("description")
+                .and_then(serde_json::Value::as_str)
+                .map_or_else(|| error.to_string(), str::to_owned)),
+            None => Err(format!("unexpected reply {text}")),
+        },
+        Err(_) => Err(format!("unexpected reply {text}")),
+    }
+}
+
+/// Where a published record stands.
+enum Stage {
+    /// Sent; publish again (or fail) when no ack came by `due`.
+    Sent { due: Instant },
+    /// Its publish failed or timed out; publish again at `due`.
+    Again { due: Instant },
+    /// Its ack, to be passed on in order.
+    Done(DestinationAck),
+}
+
+/// A record waiting for its publish ack.
+struct Slot {
+    /// The message to publish again (none for a refused record).
+    pending: Option<Pending>,
+    stage: Stage,
+    /// Publishes of it after the first.
+    tries: usize,
+}
+
+/// Matches publish acks to records and queues the destination's acks in write order;
+/// a publish that times out or fails is sent again up to `attempts` times after
+/// `wait`, then the queue fails.
+struct Confirm {
     id: String,
     who: String,
-    js: Context,
-    mut pending: mpsc::UnboundedReceiver<Pending>,
-    acks: std::sync::Arc<AckQueue>,
+    client: async_nats::Client,
+    reply_prefix: Arc<str>,
+    acks: Arc<AckQueue>,
+    window: Arc<Semaphore>,
     attempts: usize,
     wait: Duration,
-) {
-    while let Some(item) = pending.recv().await {
-        let mut batch = vec![item];
-        while batch.len() < 1024 {
-            match pending.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
+    /// Records in number order, the oldest first.
+    slots: VecDeque<Slot>,
+    /// The number of the oldest.
+    first: u64,
+    /// Slots published again or waiting to be: while any, the earliest due is found by
+    /// a scan rather than at the front.
+    irregular: usize,
+}
+
+/// Closes the window when the confirming task ends (also when it is aborted), so a
+/// write waiting for room fails instead of waiting forever.
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+impl Confirm {
+    async fn run(
+        mut self,
+        mut queued: mpsc::UnboundedReceiver<(u64, Vec<Pending>)>,
+        mut replies: Subscriber,
+    ) {
+        let _close = CloseOnDrop(Arc::clone(&self.window));
+        let mut timer: Pin<Box<tokio::time::Sleep>> =
+            Box::pin(tokio::time::sleep(Duration::from_secs(86_400)));
+        // Whether the timer is set to a due (else it waits for the next one).
+        let mut armed = false;
+        loop {
+            if !armed && let Some(due) = self.earliest_due() {
+                timer.as_mut().reset(due);
+                armed = true;
+            }
+            let outcome = tokio::select! {
+                biased;
+                reply = replies.next() => match reply {
+                    Some(reply) => {
+                        // The record of a reply was queued before its publish.
+                        self.take_queued(&mut queued);
+                        let mut outcome = self.resolve(&reply);
+                        let mut more = 0;
+                        while outcome.is_ok() && more < 1024 {
+                            let Some(Some(reply)) = replies.next().now_or_never() else {
+                                break;
+                            };
+                            outcome = self.resolve(&reply);
+                            more += 1;
+                        }
+                        outcome
+                    }
+                    None => Err(format!(
+                        "{}: the subscription for publish acks ended",
+                        self.who
+                    )),
+                },
+                batch = queued.recv() => match batch {
+                    Some((first, pending)) => {
+                        self.queue(first, pending);
+                        Ok(())
+                    }
+                    // The destination is gone.
+                    None => return,
+                },
+                () = &mut timer, if armed => {
+                    armed = false;
+                    self.expire().await
+                }
+            };
+            self.pass_on();
+            if let Err(failure) = outcome {
+                self.acks.fail(failure);
+                return;
+            }
+            // A publish failed or sent again may be due before the timer.
+            if armed
+                && self.irregular > 0
+                && let Some(due) = self.earliest_due()
+                && due < timer.deadline()
+            {
+                timer.as_mut().reset(due);
             }
         }
-        let mut done = Vec::with_capacity(batch.len());
-        for item in batch {
-            match item {
-                Pending::Refused(position, error) => {
-                    done.push(DestinationAck::nack(position, error))
+    }
+
+    /// Takes the batches queued so far.
+    fn take_queued(&mut self, queued: &mut mpsc::UnboundedReceiver<(u64, Vec<Pending>)>) {
+        while let Ok((first, pending)) = queued.try_recv() {
+            self.queue(first, pending);
+        }
+    }
+
+    /// Adds records numbered from `first`, just published (or about to be).
+    fn queue(&mut self, first: u64, pending: Vec<Pending>) {
+        if self.slots.is_empty() {
+            self.first = first;
+        }
+        let due = Instant::now() + PUBLISH_ACK_TIMEOUT;
+        self.slots
+            .extend(pending.into_iter().map(|pending| match pending {
+                Pending::Refused(position, error) => Slot {
+                    pending: None,
+                    stage: Stage::Done(DestinationAck::nack(position, error)),
+                    tries: 0,
+                },
+                sent @ Pending::Sent { .. } => Slot {
+                    pending: Some(sent),
+                    stage: Stage::Sent { due },
+                    tries: 0,
+                },
+            }));
+    }
+
+    /// Applies a reply to its record.
+    fn resolve(&mut self, reply: &async_nats::Message) -> Result<(), String> {
+        let Some(n) = reply_number(&self.reply_prefix, reply.subject.as_str()) else {
+            return Ok(());
+        };
+        // A late reply for a record already passed on is dropped.
+        let Some(index) = n
+            .checked_sub(self.first)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return Ok(());
+        };
+        let attempts = self.attempts;
+        let wait = self.wait;
+        let Some(slot) = self.slots.get_mut(index) else {
+            return Ok(());
+        };
+        let Some(Pending::Sent {
+            position, subject, ..
+        }) = &slot.pending
+        else {
+            return Ok(());
+        };
+        if matches!(slot.stage, Stage::Done(_)) {
+            return Ok(());
+        }
+        let irregular_before = slot.tries > 0 || matches!(slot.stage, Stage::Again { .. });
+        match publish_result(reply) {
+            Ok(()) => {
+                slot.stage = Stage::Done(DestinationAck::ok(position.clone()));
+                if irregular_before {
+                    self.irregular -= 1;
                 }
-                Pending::Sent(in_flight) => {
-                    let InFlight {
-                        position,
-                        subject,
-                        payload,
-                        metadata,
-                        ack,
-                    } = *in_flight;
-                    let mut result = ack.await;
-                    let mut tries = 0;
-                    while let Err(e) = &result {
-                        if tries >= attempts {
-                            break;
-                        }
-                        tries += 1;
-                        tracing::warn!(connector = %who, %subject, error = %e, attempt = tries, "Publishing to NATS failed; publishing again.");
-                        tokio::time::sleep(wait).await;
-                        let message = message(&id, &position, payload.clone(), headers(&metadata));
-                        result = match js.send_publish(subject.clone(), message).await {
-                            Ok(ack) => ack.await,
-                            Err(e) => Err(e),
-                        };
-                    }
-                    match result {
-                        Ok(_) => done.push(DestinationAck::ok(position)),
-                        Err(e) => {
-                            acks.push(done);
-                            acks.fail(format!(
-                                "{who}: no publish ack from JetStream for subject {subject}: {e}"
-                            ));
-                            return;
-                        }
-                    }
+            }
+            // A reply for a record already waiting to be published again changes nothing.
+            Err(_) if matches!(slot.stage, Stage::Again { .. }) => {}
+            Err(error) => {
+                if slot.tries >= attempts {
+                    return Err(format!(
+                        "{}: no publish ack from JetStream for subject {subject}: {error}",
+                        self.who
+                    ));
+                }
+                tracing::warn!(connector = %self.who, %subject, %error, attempt = slot.tries + 1, "Publishing to NATS failed; publishing again.");
+                slot.stage = Stage::Again {
+                    due: Instant::now() + wait,
+                };
+                if !irregular_before {
+                    self.irregular += 1;
                 }
             }
         }
-        acks.push(done);
+        Ok(())
+    }
+
+    /// Handles every record whose due passed: one sent without an ack by then is
+    /// published again after `wait` (or fails the destination after `attempts`), one
+    /// waiting to be published again is.
+    async fn expire(&mut self) -> Result<(), String> {
+        let now = Instant::now();
+        for index in 0..self.slots.len() {
+            let n = self.first + index as u64;
+            let slot = &mut self.slots[index];
+            let Some(Pending::Sent {
+                position,
+                subject,
+                payload,
+                metadata,
+            }) = &slot.pending
+            else {
+                continue;
+            };
+            match &slot.stage {
+                Stage::Sent { due } if *due <= now => {
+                    let error = "timed out: no publish ack in time".to_owned();
+                    if slot.tries >= self.attempts {
+                        return Err(format!(
+                            "{}: no publish ack from JetStream for subject {subject}: {error}",
+                            self.who
+                        ));
+                    }
+                    tracing::warn!(connector = %self.who, %subject, %error, attempt = slot.tries + 1, "Publishing to NATS failed; publishing again.");
+                    if slot.tries == 0 {
+                        self.irregular += 1;
+                    }
+                    slot.stage = Stage::Again {
+                        due: now + self.wait,
+                    };
+                }
+                Stage::Again { due } if *due <= now => {
+                    let headers = HeaderCache::default().headers(&self.id, position, metadata);
+                    let reply = reply_subject(&self.reply_prefix, n);
+                    if let Err(e) = self
+                        .client
+                        .publish_with_reply_and_headers(
+                            subject.clone(),
+                            reply,
+                            headers,
+                            payload.clone(),
+                        )
+                        .await
+                    {
+                        return Err(format!(
+                            "{}: cannot publish to subject {subject} again: {e}",
+                            self.who
+                        ));
+                    }
+                    slot.tries += 1;
+                    slot.stage = Stage::Sent {
+                        due: Instant::now() + PUBLISH_ACK_TIMEOUT,
+                    };
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest due of a record not done yet: the oldest's while none was published
+    /// again (they were sent in order), else found by a scan.
+    fn earliest_due(&self) -> Option<Instant> {
+        let due = |slot: &Slot| match slot.stage {
+            Stage::Sent { due } | Stage::Again { due } => Some(due),
+            Stage::Done(_) => None,
+        };
+        if self.irregular == 0 {
+            self.slots.iter().find_map(due)
+        } else {
+            self.slots.iter().filter_map(due).min()
+        }
+    }
+
+    /// Passes on the acks of the oldest records that are done, and frees their room.
+    fn pass_on(&mut self) {
+        let mut done = Vec::new();
+        while let Some(slot) = self.slots.front() {
+            if !matches!(slot.stage, Stage::Done(_)) {
+                break;
+            }
+            if let Some(Slot {
+                stage: Stage::Done(ack),
+                ..
+            }) = self.slots.pop_front()
+            {
+                done.push(ack);
+            }
+            self.first += 1;
+        }
+        if !done.is_empty() {
+            self.window.add_permits(done.len());
+            self.acks.push(done);
+        }
     }
 }
 
@@ -268,13 +571,11 @@ impl Destination for NatsDestination {
     async fn open(&self) -> Result<(), ConnectorError> {
         let c = &self.config;
         let client = conn::connect(&c.connection, &self.who, &self.id).await?;
-        let js = async_nats::jetstream::ContextBuilder::new()
-            .timeout(PUBLISH_ACK_TIMEOUT)
-            .max_ack_inflight(MAX_IN_FLIGHT)
-            .backpressure_on_inflight(true)
-            .build(client.clone());
         // A literal subject must be stored by a stream, or every publish would fail.
         if let Some(subject) = c.subject.as_literal() {
+            let js = async_nats::jetstream::ContextBuilder::new()
+                .timeout(PUBLISH_ACK_TIMEOUT)
+                .build(client.clone());
             js.stream_by_subject(subject).await.map_err(|e| {
                 ConnectorError::config(format!(
                     "{}: no JetStream stream on {} stores subject {subject}: {e}",
@@ -283,20 +584,37 @@ impl Destination for NatsDestination {
                 ))
             })?;
         }
+        let inbox = client.new_inbox();
+        let replies = client.subscribe(format!("{inbox}.*")).await.map_err(|e| {
+            ConnectorError::transient(format!(
+                "{}: cannot subscribe to publish acks on {}: {e}",
+                self.who,
+                conn::servers(&c.connection)
+            ))
+        })?;
+        let reply_prefix: Arc<str> = format!("{inbox}.").into();
+        let window = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(confirm(
-            self.id.clone(),
-            self.who.clone(),
-            js.clone(),
-            receiver,
-            std::sync::Arc::clone(&self.acks),
-            c.retry_attempts,
-            c.retry_wait,
-        ));
+        let confirm = Confirm {
+            id: self.id.clone(),
+            who: self.who.clone(),
+            client: client.clone(),
+            reply_prefix: Arc::clone(&reply_prefix),
+            acks: Arc::clone(&self.acks),
+            window: Arc::clone(&window),
+            attempts: c.retry_attempts,
+            wait: c.retry_wait,
+            slots: VecDeque::new(),
+            first: 0,
+            irregular: 0,
+        };
+        let task = tokio::spawn(confirm.run(receiver, replies));
         if let Some(old) = self.lock().replace(Running {
-            js,
             client,
+            reply_prefix,
+            next: 0,
             sender,
+            window,
             task: AbortOnDrop(task),
         }) {
             old.task.abort();
@@ -305,8 +623,12 @@ impl Destination for NatsDestination {
     }
 
     async fn write(&self, records: &[Record]) -> Result<(), ConnectorError> {
-        let (js, sender) = match &*self.lock() {
-            Some(running) => (running.js.clone(), running.sender.clone()),
+        let (client, reply_prefix, window) = match &*self.lock() {
+            Some(running) => (
+                running.client.clone(),
+                Arc::clone(&running.reply_prefix),
+                Arc::clone(&running.window),
+            ),
             None => {
                 return Err(crate::util::not_open(&self.who, "write"));
             }
@@ -319,47 +641,71 @@ impl Destination for NatsDestination {
             .as_literal()
             .map(|s| Subject::from(s.to_owned()));
         let mut cache = HeaderCache::default();
-        for record in records {
-            let subject = match &literal {
-                Some(subject) => Ok(subject.clone()),
-                None => subject_of(&self.who, &self.config.subject, record)
-                    .map(Subject::from)
-                    .map_err(RecordError::msg),
-            };
-            let encoded = subject.and_then(|s| Ok((s, self.format.to_vec(record)?)));
-            let item = match encoded {
-                Ok((subject, payload)) => {
-                    let payload = Bytes::from(payload);
-                    let message = message(
-                        &self.id,
-                        &record.position,
-                        payload.clone(),
-                        cache.headers(&record.metadata),
-                    );
-                    let ack = js
-                        .send_publish(subject.clone(), message)
-                        .await
-                        .map_err(|e| {
-                            ConnectorError::transient(format!(
-                                "{}: cannot publish to subject {subject}: {e}",
-                                self.who
-                            ))
-                        })?;
-                    Pending::Sent(Box::new(InFlight {
-                        position: record.position.clone(),
-                        subject,
-                        payload,
-                        metadata: record.metadata.clone(),
-                        ack,
-                    }))
+        let mut messages = Vec::with_capacity(records.len().min(CHUNK));
+        for chunk in records.chunks(CHUNK) {
+            // Room for the chunk's publishes, freed as their acks are passed on.
+            window
+                .acquire_many(u32::try_from(chunk.len()).unwrap_or(u32::MAX))
+                .await
+                .map_err(|_| match self.acks.failure() {
+                    Some(failure) => ConnectorError::transient(failure),
+                    None => self.torn_down(),
+                })?
+                .forget();
+            let mut pending = Vec::with_capacity(chunk.len());
+            for record in chunk {
+                let subject = match &literal {
+                    Some(subject) => Ok(subject.clone()),
+                    None => subject_of(&self.who, &self.config.subject, record)
+                        .map(Subject::from)
+                        .map_err(RecordError::msg),
+                };
+                let encoded = subject.and_then(|s| Ok((s, self.format.to_vec(record)?)));
+                match encoded {
+                    Ok((subject, payload)) => {
+                        let payload = Bytes::from(payload);
+                        let headers = cache.headers(&self.id, &record.position, &record.metadata);
+                        messages.push(Some((subject.clone(), payload.clone(), headers)));
+                        pending.push(Pending::Sent {
+                            position: record.position.clone(),
+                            subject,
+                            payload,
+                            metadata: record.metadata.clone(),
+                        });
+                    }
+                    Err(error) => {
+                        messages.push(None);
+                        pending.push(Pending::Refused(record.position.clone(), error));
+                    }
                 }
-                Err(error) => Pending::Refused(record.position.clone(), error),
+            }
+            // Numbered and queued in one step, so the queue is in number order; queued
+            // before publishing, so a reply never comes before its record.
+            let first = {
+                let mut running = self.lock();
+                let running = running.as_mut().ok_or_else(|| self.torn_down())?;
+                let first = running.next;
+                running.next += pending.len() as u64;
+                running
+                    .sender
+                    .send((first, pending))
+                    .map_err(|_| self.torn_down())?;
+                first
             };
-            if sender.send(item).is_err() {
-                return Err(ConnectorError::transient(format!(
-                    "{}: the destination was torn down",
-                    self.who
-                )));
+            for (n, message) in (first..).zip(messages.drain(..)) {
+                let Some((subject, payload, headers)) = message else {
+                    continue;
+                };
+                let reply = reply_subject(&reply_prefix, n);
+                client
+                    .publish_with_reply_and_headers(subject.clone(), reply, headers, payload)
+                    .await
+                    .map_err(|e| {
+                        ConnectorError::transient(format!(
+                            "{}: cannot publish to subject {subject}: {e}",
+                            self.who
+                        ))
+                    })?;
             }
         }
         Ok(())
@@ -400,12 +746,65 @@ mod tests {
         let mut changed = shared.clone();
         changed.insert("opencdc.collection", "users");
         let mut cache = HeaderCache::default();
+        let at = Position::from("7");
+        let mut headers = |m: &Metadata| cache.headers("p:out", &at, m);
         let value = |h: &HeaderMap| h.get("opencdc.collection").map(|v| v.as_str().to_owned());
-        assert_eq!(value(&cache.headers(&shared)).as_deref(), Some("orders"));
-        assert_eq!(value(&cache.headers(&same)).as_deref(), Some("orders"));
-        assert_eq!(value(&cache.headers(&changed)).as_deref(), Some("users"));
-        assert_eq!(value(&cache.headers(&Metadata::none())), None);
-        assert_eq!(value(&cache.headers(&shared)).as_deref(), Some("orders"));
+        assert_eq!(value(&headers(&shared)).as_deref(), Some("orders"));
+        assert_eq!(value(&headers(&same)).as_deref(), Some("orders"));
+        assert_eq!(value(&headers(&changed)).as_deref(), Some("users"));
+        assert_eq!(value(&headers(&Metadata::none())), None);
+        assert_eq!(value(&headers(&shared)).as_deref(), Some("orders"));
+    }
+
+    #[test]
+    fn each_record_gets_its_own_message_id_over_the_cached_headers() {
+        let mut shared = Metadata::new();
+        shared.insert("opencdc.collection", "orders");
+        let mut cache = HeaderCache::default();
+        let id = |h: &HeaderMap| {
+            h.get_all(NATS_MESSAGE_ID)
+                .map(|v| v.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let first = cache.headers("p:out", &Position::from("1"), &shared);
+        let second = cache.headers("p:out", &Position::from("2"), &shared.clone());
+        assert_eq!(id(&first), ["p:out/1"]);
+        assert_eq!(id(&second), ["p:out/2"]);
+        assert_eq!(second.len(), 2);
+    }
+
+    #[test]
+    fn replies_are_matched_to_their_messages_by_number() {
+        let subject = reply_subject("_INBOX.abc.", 4096);
+        assert_eq!(subject.as_str(), "_INBOX.abc.4096");
+        assert_eq!(reply_number("_INBOX.abc.", subject.as_str()), Some(4096));
+        assert_eq!(reply_subject("_INBOX.abc.", 0).as_str(), "_INBOX.abc.0");
+        assert_eq!(reply_number("_INBOX.abc.", "_INBOX.other.1"), None);
+    }
+
+    #[test]
+    fn a_publish_ack_is_told_from_an_error_reply() {
+        let reply = |body: &'static str| async_nats::Message {
+            subject: "_INBOX.a.1".into(),
+            reply: None,
+            payload: Bytes::from_static(body.as_bytes()),
+            headers: None,
+            status: None,
+            description: None,
+            length: body.len(),
+        };
+        assert_eq!(publish_result(&reply(r#"{"stream":"s","seq":7}"#)), Ok(()));
+        assert_eq!(
+            publish_result(&reply(r#"{"stream":"error","seq":8,"duplicate":true}"#)),
+            Ok(())
+        );
+        assert_eq!(
+            publish_result(&reply(
+                r#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}"#
+            )),
+            Err("maximum messages exceeded".to_owned())
+        );
+        assert!(publish_result(&reply("garbage")).is_err());
     }
 
     #[test]

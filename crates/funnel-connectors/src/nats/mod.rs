@@ -59,7 +59,7 @@
 //! |---|---|---|
 //! | `mode` | `jetstream` | `jetstream`, or `pubsub`: core-NATS publishes acked once flushed, at most once ([`NatsPubSubDestination`]). |
 //! | `subject` | `{{ index .Metadata "opencdc.collection" }}` | Subject, or a Go template rendered per record. |
-//! | `retryAttempts` | `3` | Publishes again after a missing publish ack, this often. |
+//! | `retryAttempts` | `3` | Publishes again after a missing publish ack (10 s) or an error reply, this often. |
 //! | `retryWait` | `5s` | Wait before publishing again. |
 //!
 //! Each record is published as its OpenCDC JSON (Conduit's default
