@@ -575,6 +575,27 @@ mod tests {
         }
     }
 
+    /// An instance that claimed `p` under a 30 s lease and has written 50 records.
+    async fn writing(name: &str) -> Instance {
+        let one = instance(name, Duration::from_secs(30)).await;
+        one.cluster.balance_once(true).await;
+        wait_until("the pipeline writes under its lease", WAIT, || {
+            written_positions(&one.out).len() >= 50
+        })
+        .await;
+        one
+    }
+
+    /// Fails unless the lease of `p` still names the instance after its stop: `what`
+    /// was not released, but left to expire.
+    fn assert_left_to_expire(one: &Instance, what: &str) {
+        assert_eq!(
+            owner_row(one),
+            "one",
+            "{what} is not released: it is left to expire"
+        );
+    }
+
     /// Who the lease row of `p` names as its owner (`""`: nobody, it was released).
     fn owner_row(one: &Instance) -> String {
         pg::psql(&format!(
@@ -587,12 +608,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_graceful_stop_within_the_lease_commits_everything_written_and_releases_the_lease_at_once()
      {
-        let one = instance("released", Duration::from_secs(30)).await;
-        one.cluster.balance_once(true).await;
-        wait_until("the pipeline writes under its lease", WAIT, || {
-            written_positions(&one.out).len() >= 50
-        })
-        .await;
+        let one = writing("released").await;
         one.cluster.shutdown().await;
         let written = written_positions(&one.out);
         let committed = one.store.positions("p").await.unwrap();
@@ -636,22 +652,13 @@ mod tests {
         })
         .await;
         one.cluster.shutdown().await;
-        assert_eq!(
-            owner_row(&one),
-            "one",
-            "a lease that lapsed before the drain ended is not released: it is left to expire"
-        );
+        assert_left_to_expire(&one, "a lease that lapsed before the drain ended");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_graceful_stop_after_a_run_failed_with_records_not_committed_leaves_the_lease_to_expire()
      {
-        let one = instance("failed", Duration::from_secs(30)).await;
-        one.cluster.balance_once(true).await;
-        wait_until("the pipeline writes under its lease", WAIT, || {
-            written_positions(&one.out).len() >= 50
-        })
-        .await;
+        let one = writing("failed").await;
         // From now on every position commit fails, as when the database refuses a
         // write: the pipeline has written records it cannot commit, and its runs fail.
         let t = &one.table;
@@ -675,10 +682,9 @@ mod tests {
         let _ = pg::psql(&format!(
             "DROP TRIGGER {t}_refuse ON {t}; DROP FUNCTION {t}_refuse()"
         ));
-        assert_eq!(
-            owner_row(&one),
-            "one",
-            "a lease whose pipeline wrote records it did not commit is not released: the next owner writes them again after the lease expired"
+        assert_left_to_expire(
+            &one,
+            "a lease whose pipeline wrote records it did not commit (the next owner writes them again after the expiry)",
         );
     }
 }
