@@ -462,6 +462,31 @@ impl Expr {
                     None => V::Missing,
                 }
             }
+            Expr::Call {
+                f: Func::Printf,
+                args,
+                fin,
+            } => {
+                // `printf "%s" x` (or `x | printf "%s"`) of a string or of valid UTF-8
+                // bytes is x itself: written straight through, without formatting a
+                // copy first.
+                let arg = match (&**args, fin.as_deref()) {
+                    ([Expr::Str(format), arg], None) | ([Expr::Str(format)], Some(arg))
+                        if &**format == "%s" =>
+                    {
+                        Some(arg)
+                    }
+                    _ => None,
+                };
+                if let Some(arg) = arg {
+                    let v = arg.eval(r)?;
+                    if let Some(text) = crate::gofmt::plain_text(&v) {
+                        out.push_str(text);
+                        return Ok(());
+                    }
+                }
+                self.eval(r)?
+            }
             e => e.eval(r)?,
         };
         print_action(out, &v);
@@ -661,6 +686,12 @@ mod tests {
         "{{ len .Payload.After.list }}",
         "{{ len .Payload.After.n }}",
         "{{ printf \"%s-%v\" .Payload.After.foo .Payload.After.n }}",
+        "{{ printf \"%s\" .Payload.After }}",
+        "{{ .Payload.After | printf \"%s\" }}",
+        "{{ printf \"%s\" .Payload.Before }}",
+        "{{ printf \"%s\" .Metadata.key }}",
+        "{{ printf \"%s\" .Payload.After.user }}",
+        "{{ printf \"%s\" .Position }}",
         "{{ print 1 2 3 4 5 6 }}",
         "{{ print .Payload.After.foo .Metadata.key .Key.id .Payload.After.n .Payload.After.f }}",
         "{{ default \"d\" .Metadata.missing }}",

@@ -216,6 +216,12 @@ fn int_of(v: &V<'_>) -> Option<i128> {
     }
 }
 
+/// What `%s` prints for `v` when that is its text as is: a string, or bytes that are
+/// valid UTF-8.
+pub(crate) fn plain_text<'x>(v: &'x V<'_>) -> Option<&'x str> {
+    std::str::from_utf8(bytes_of(v)?).ok()
+}
+
 fn bytes_of<'x>(v: &'x V<'_>) -> Option<&'x [u8]> {
     match v {
         V::Str(s) => Some(s.as_bytes()),
