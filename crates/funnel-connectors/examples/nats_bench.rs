@@ -5,7 +5,11 @@
 //!   nats_bench pub <url> <stream> <subject> <count> <payload file>
 //!       creates the stream (file storage, storing every subject under the parent
 //!       of <subject>: `a.b.>` for `a.b.in`) when missing and publishes <count>
-//!       messages, up to 4096 awaiting their publish ack;
+//!       messages, up to 4096 awaiting their publish ack (or NATS_BENCH_WINDOW);
+//!   nats_bench pub-id <url> <stream> <subject> <count> <payload file>
+//!       as `pub`, each message with a `Nats-Msg-Id` header (`bench/<n>`, as the
+//!       destination sets one from the record's position), so the stream
+//!       de-duplicates: the server's share of the destination's work;
 //!   nats_bench sub <url> <stream> <count>
 //!       reads <count> messages with a durable pull consumer from the start of the
 //!       stream, acking each (explicit acks, max_ack_pending 1024, like the source's
@@ -27,7 +31,7 @@ async fn main() {
     use futures::StreamExt;
 
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: nats_bench pub <url> <stream> <subject> <count> <payload file> | sub <url> <stream> <count> | rm <url> <stream>";
+    let usage = "usage: nats_bench pub|pub-id <url> <stream> <subject> <count> <payload file> | sub <url> <stream> <count> | rm <url> <stream>";
     let mode = args.get(1).expect(usage).as_str();
     let client = async_nats::connect(args[2].as_str()).await.unwrap();
     let js = jetstream::new(client);
@@ -35,7 +39,7 @@ async fn main() {
     let start = Instant::now();
     let count: usize;
     match mode {
-        "pub" => {
+        "pub" | "pub-id" => {
             let subject = args[4].clone();
             count = args[5].parse().unwrap();
             let payload = bytes::Bytes::from(std::fs::read(&args[6]).unwrap());
@@ -52,9 +56,23 @@ async fn main() {
             .await
             .unwrap();
             let mut acks = VecDeque::new();
-            for _ in 0..count {
-                acks.push_back(js.publish(subject.clone(), payload.clone()).await.unwrap());
-                if acks.len() >= 4096 {
+            let with_id = mode == "pub-id";
+            // Publish acks awaited at most (NATS_BENCH_WINDOW, default 4096).
+            let window: usize = std::env::var("NATS_BENCH_WINDOW")
+                .ok()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(4096);
+            for n in 0..count {
+                let ack = if with_id {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(async_nats::header::NATS_MESSAGE_ID, format!("bench/{n}"));
+                    js.publish_with_headers(subject.clone(), headers, payload.clone())
+                        .await
+                } else {
+                    js.publish(subject.clone(), payload.clone()).await
+                };
+                acks.push_back(ack.unwrap());
+                if acks.len() >= window {
                     acks.pop_front().unwrap().await.unwrap();
                 }
             }
