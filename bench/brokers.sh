@@ -13,7 +13,10 @@
 #                   run twice: each record published as its OpenCDC JSON (the
 #                   default, about 1.7 KB with the base64 payload), then with
 #                   `sdk.record.format: template` and `{{ printf "%s" .Payload.After }}`
-#                   (the 1 KB payload alone, the client's message);
+#                   (the 1 KB payload alone, the client's message); then
+#                   `nats_bench pub-id`, the client publishing each message with a
+#                   `Nats-Msg-Id` header as the destination does (the server then
+#                   de-duplicates: its share of the destination's work);
 #   redis -> noop:  a stream of N entries, read by builtin:redis (XREAD) into noop;
 #                   baseline `redis_bench xread` (a consumer loop reading the whole
 #                   stream with XREAD COUNT 1000 after the last ID, with the same
@@ -107,6 +110,8 @@ if [ "$ONLY" != redis ]; then
           sdk.record.format: template
           sdk.record.format.options: '{{ printf \"%s\" .Payload.After }}'"
         "$NATS_BENCH" pub nats://127.0.0.1:4222 "$STREAM" "$PREFIX.$TAG.base" "$N" "$PAYLOAD"
+        echo "nats_bench pub-id (a Nats-Msg-Id per message, as the destination sends):"
+        "$NATS_BENCH" pub-id nats://127.0.0.1:4222 "$STREAM" "$PREFIX.$TAG.baseid" "$N" "$PAYLOAD"
     fi
 fi
 
