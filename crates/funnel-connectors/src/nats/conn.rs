@@ -43,6 +43,18 @@ pub(crate) async fn connect(
     connect_with(connection, who, default_name, |options| options).await
 }
 
+/// How long connection attempt `attempts` waits first. async-nats counts from 1 at
+/// the first attempt, both when it connects and after a connection is lost, and starts
+/// again from 1 once connected: the first attempt is made at once, the second after
+/// [`FIRST_RECONNECT_WAIT`], each next one after twice as long, up to `most`.
+fn reconnect_delay(attempts: usize, most: Duration) -> Duration {
+    let Some(retries) = attempts.checked_sub(2) else {
+        return Duration::ZERO;
+    };
+    let shift = u32::try_from(retries.min(16)).unwrap_or(16);
+    (FIRST_RECONNECT_WAIT * 2u32.pow(shift)).min(most)
+}
+
 /// [`connect`] with the client options changed by `more` (a subscription's buffer).
 pub(crate) async fn connect_with(
     connection: &NatsConnection,
@@ -57,10 +69,7 @@ pub(crate) async fn connect_with(
         .max_reconnects(connection.max_reconnects)
         .reconnect_delay_callback({
             let most = connection.reconnect_wait;
-            move |attempts| {
-                let shift = u32::try_from(attempts.min(16)).unwrap_or(16);
-                (FIRST_RECONNECT_WAIT * 2u32.pow(shift)).min(most)
-            }
+            move |attempts| reconnect_delay(attempts, most)
         })
         .event_callback({
             let who = who.to_owned();
@@ -174,6 +183,17 @@ fn percent_decoded(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_connection_attempt_waits_for_nothing_and_retries_double_from_100_ms_up_to_reconnect_wait()
+     {
+        let most = Duration::from_secs(5);
+        let waits: Vec<u128> = (1..=9)
+            .map(|attempt| reconnect_delay(attempt, most).as_millis())
+            .collect();
+        assert_eq!(waits, [0, 100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(reconnect_delay(1000, most), most);
+    }
 
     #[test]
     fn url_credentials_are_percent_decoded() {
