@@ -2,7 +2,7 @@
 
 use funnel_record::{Data, Record, Value};
 
-use crate::funcs::{Func, FuncError};
+use crate::funcs::{Func, FuncError, MAX_RENDER_BYTES};
 use crate::parse::{Arg, Branch, Cmd, List, Node, Pipe};
 use crate::value::{V, write_value};
 
@@ -60,6 +60,16 @@ impl<'a> State<'a> {
         }
     }
 
+    /// Fails once the output is longer than [`MAX_RENDER_BYTES`].
+    fn bounded(&self, out: &str) -> R<()> {
+        if out.len() > MAX_RENDER_BYTES {
+            return Err(self.err(format!(
+                "the output exceeds {MAX_RENDER_BYTES} bytes in one render"
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) fn walk_list(&mut self, list: &'a List, dot: &V<'a>, out: &mut String) -> R<()> {
         match self.walk(list, dot, out)? {
             Flow::Normal | Flow::Break | Flow::Continue => Ok(()),
@@ -69,11 +79,15 @@ impl<'a> State<'a> {
     fn walk(&mut self, list: &'a List, dot: &V<'a>, out: &mut String) -> R<Flow> {
         for node in list {
             match node {
-                Node::Text(t) => out.push_str(t),
+                Node::Text(t) => {
+                    out.push_str(t);
+                    self.bounded(out)?;
+                }
                 Node::Action(pipe) => {
                     let v = self.pipeline(pipe, dot)?;
                     if pipe.decl.is_empty() {
                         print_action(out, &v);
+                        self.bounded(out)?;
                     }
                 }
                 Node::If(b) => {
@@ -377,10 +391,19 @@ impl<'a> State<'a> {
             v.extend(fin);
             f.call(&v)
         };
-        res.map_err(|e| match e {
+        let v = res.map_err(|e| match e {
             FuncError::Arg(m) => self.err(m),
             FuncError::Call(m) => self.err(format!("error calling {}: {m}", f.name())),
-        })
+        })?;
+        if let V::String(s) = &v
+            && s.len() > MAX_RENDER_BYTES
+        {
+            return Err(self.err(format!(
+                "error calling {}: the result exceeds {MAX_RENDER_BYTES} bytes",
+                f.name()
+            )));
+        }
+        Ok(v)
     }
 
     /// Evaluates a single-action template's pipeline (for conditions).

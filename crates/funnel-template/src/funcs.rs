@@ -9,6 +9,12 @@ use crate::gofmt;
 use crate::gotime::Time;
 use crate::value::{V, sprint_one};
 
+/// The most bytes one render may write, and the longest string a function may return
+/// in it: a template that would make more (a `range` over a huge integer, `repeat` with
+/// a huge count, a string doubled in a loop) fails with an error instead of exhausting
+/// memory. Go's templates have no such bound; no message or key comes near it.
+pub const MAX_RENDER_BYTES: usize = 64 << 20;
+
 /// Why a function failed.
 pub(crate) enum FuncError {
     /// An argument has the wrong type (Go reports these without a prefix).
@@ -276,6 +282,11 @@ impl Func {
                 let (n, s) = (int_arg(&a[0])?, string_arg(&a[1])?);
                 if n < 0 {
                     return Err(FuncError::Call("strings: negative Repeat count".into()));
+                }
+                if (n as u128) * (s.len() as u128) > MAX_RENDER_BYTES as u128 {
+                    return Err(FuncError::Call(format!(
+                        "strings: Repeat output longer than {MAX_RENDER_BYTES} bytes"
+                    )));
                 }
                 V::string(s.repeat(n as usize))
             }

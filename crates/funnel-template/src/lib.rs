@@ -121,7 +121,7 @@ use std::sync::Arc;
 use funnel_record::Record;
 
 pub use exec::MAX_RANGE_ITERATIONS;
-pub use funcs::function_names;
+pub use funcs::{MAX_RENDER_BYTES, function_names};
 /// Go's `strconv.ParseBool`, as Conduit reads a condition's output (from
 /// [`funnel_record::go`]).
 pub use funnel_record::go::parse_bool;

@@ -882,6 +882,42 @@ fn ranging_over_a_huge_integer_is_an_error_not_an_allocation_or_a_hang() {
 }
 
 #[test]
+fn a_render_longer_than_its_bound_is_an_error_not_an_exhausted_memory() {
+    let limit = funnel_template::MAX_RENDER_BYTES;
+    // A range within the iteration bound whose body makes the output too long (the
+    // fuzzer's input: 9.9 million iterations of a 100-byte body would be 1 GB).
+    let body = "\u{16}".repeat(100);
+    let t = Template::parse(&format!(
+        "{{{{ range 4611686018427387904 }}}}{body}{{{{ end }}}}"
+    ))
+    .unwrap();
+    let err = t.render(&record()).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("output exceeds {limit} bytes")),
+        "{err}"
+    );
+    // A huge repeat count is refused before anything is allocated.
+    let t = Template::parse(r#"{{ repeat 4611686018427387904 "x" }}"#).unwrap();
+    let err = t.render(&record()).unwrap_err().to_string();
+    assert!(err.contains("Repeat output longer than"), "{err}");
+    // A string doubled in a variable, never written, is stopped by its length.
+    let t = Template::parse(
+        r#"{{ $s := "x" }}{{ range 64 }}{{ $s = printf "%s%s" $s $s }}{{ end }}{{ len $s }}"#,
+    )
+    .unwrap();
+    let err = t.render(&record()).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "error calling printf: the result exceeds {limit} bytes"
+        )),
+        "{err}"
+    );
+    // Up to the bound, output is whole.
+    let t = Template::parse(&format!(r#"{{{{ repeat {limit} "x" }}}}"#)).unwrap();
+    assert_eq!(t.render(&record()).unwrap().len(), limit);
+}
+
+#[test]
 fn ranging_over_an_integer_within_the_bound_still_counts_from_zero() {
     cases(&[
         ("{{ range 3 }}{{ . }}{{ end }}", "012"),
