@@ -217,22 +217,13 @@ pub(crate) fn message_id(id: &str, position: &Position) -> String {
 
 /// The reply subject of message `n`: `prefix` (`<inbox>.`) and `n` in decimal.
 fn reply_subject(prefix: &str, n: u64) -> Subject {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    let mut out = Vec::with_capacity(prefix.len() + digits.len() - at);
-    out.extend_from_slice(prefix.as_bytes());
-    out.extend_from_slice(&digits[at..]);
-    // Only ASCII: the prefix is a string and the rest digits.
-    Subject::from(String::from_utf8(out).unwrap_or_default())
+    let mut buf = [0u8; 20];
+    let digits = crate::util::decimal(n, &mut buf);
+    let mut out = String::with_capacity(prefix.len() + digits.len());
+    out.push_str(prefix);
+    // Only ASCII digits.
+    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
+    Subject::from(out)
 }
 
 /// The number of the message a reply on `subject` answers, when it has `prefix`.
