@@ -142,18 +142,38 @@ fn metrics_carry_conduits_names_and_labels_beside_funnels_own() {
     let dir = pipelines_dir(&file);
     let address = free_address();
     let child = run_with_api(dir.path(), &address, &[]);
+    let name = ("pipeline_name", "Orders sync");
+    let source = [name, ("plugin", "builtin:generator"), ("type", "source")];
+    let destination = [name, ("plugin", "builtin:noop"), ("type", "destination")];
+    // A histogram's series is there from its connector's start, with a count of 0
+    // until the first observation: wait until each one checked below has counted.
+    let counted: [(&str, &[(&str, &str)]); 4] = [
+        ("conduit_connector_bytes_count", &source),
+        (
+            "conduit_connector_execution_duration_seconds_count",
+            &destination,
+        ),
+        ("conduit_pipeline_execution_duration_seconds_count", &[name]),
+        (
+            "conduit_processor_execution_duration_seconds_count",
+            &[name, ("processor", "field.set")],
+        ),
+    ];
     let mut text = String::new();
     wait_until_blocking(
-        "/metrics holds the Conduit-named histograms",
+        "/metrics holds the Conduit-named histograms, each with observations",
         Duration::from_secs(60),
         || {
             let Some((200, body)) = http::get(&address, "/metrics") else {
                 return false;
             };
             text = body;
-            text.contains("conduit_connector_bytes_bucket")
-                && text.contains("conduit_pipeline_execution_duration_seconds_bucket")
-                && text.contains("conduit_processor_execution_duration_seconds_bucket")
+            let (_, samples) = parse_exposition(&text);
+            counted.iter().all(|(metric, labels)| {
+                find(&samples, metric, labels)
+                    .first()
+                    .is_some_and(|s| s.value > 0.0)
+            })
         },
     );
     let (types, samples) = parse_exposition(&text);
@@ -175,7 +195,6 @@ fn metrics_carry_conduits_names_and_labels_beside_funnels_own() {
             "{family}"
         );
     }
-    let name = ("pipeline_name", "Orders sync");
     let one = |metric: &str, labels: &[(&str, &str)]| -> f64 {
         let found = find(&samples, metric, labels);
         assert_eq!(found.len(), 1, "{metric} {labels:?}: {found:?}");
@@ -191,7 +210,6 @@ fn metrics_carry_conduits_names_and_labels_beside_funnels_own() {
         one("conduit_info", &[("version", env!("CARGO_PKG_VERSION"))]),
         1.0
     );
-    let source = [name, ("plugin", "builtin:generator"), ("type", "source")];
     let buckets: Vec<&str> = find(&samples, "conduit_connector_bytes_bucket", &source)
         .iter()
         .map(|s| s.labels["le"].as_str())
@@ -204,7 +222,6 @@ fn metrics_carry_conduits_names_and_labels_beside_funnels_own() {
         ]
     );
     assert!(one("conduit_connector_bytes_count", &source) > 0.0);
-    let destination = [name, ("plugin", "builtin:noop"), ("type", "destination")];
     assert!(
         one(
             "conduit_connector_execution_duration_seconds_count",
