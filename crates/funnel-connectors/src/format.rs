@@ -21,7 +21,7 @@
 
 use funnel_core::typed::FromSetting;
 use funnel_core::{DestinationAck, RecordError};
-use funnel_record::{Position, Record};
+use funnel_record::{JsonLines, JsonOptions, Position, Record};
 use funnel_template::Template;
 
 use crate::{Settings, SettingsError};
@@ -156,6 +156,12 @@ impl RecordFormat {
     /// Appends each record's bytes and a `\n` to `out` (a file of lines); the records
     /// that failed are left out and returned.
     pub(crate) fn write_lines(&self, records: &[Record], out: &mut Vec<u8>) -> Unencoded {
+        if let Self::OpenCdcJson = self {
+            // Metadata a batch's records share is written once.
+            let mut lines = JsonLines::new(out, JsonOptions::new());
+            records.iter().for_each(|record| lines.write_line(record));
+            return Unencoded::default();
+        }
         let mut failed = Unencoded::default();
         for (i, record) in records.iter().enumerate() {
             match self.write(record, out) {

@@ -42,6 +42,7 @@
 //!   infinities (Conduit panics); Funnel cannot fail while writing, so it writes `null`.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
@@ -169,12 +170,22 @@ impl Record {
 
     /// Appends the record as OpenCDC JSON written with `options` to `out`.
     pub fn write_json_with(&self, out: &mut Vec<u8>, options: JsonOptions) {
+        self.write_json_parts(out, options, |out| write_metadata(out, &self.metadata));
+    }
+
+    /// The record's JSON with the metadata object (or `null`) written by `metadata`.
+    fn write_json_parts(
+        &self,
+        out: &mut Vec<u8>,
+        options: JsonOptions,
+        metadata: impl FnOnce(&mut Vec<u8>),
+    ) {
         out.extend_from_slice(b"{\"position\":");
         write_position(out, &self.position);
         out.extend_from_slice(b",\"operation\":");
         write_operation(out, self.operation);
         out.extend_from_slice(b",\"metadata\":");
-        write_metadata(out, &self.metadata);
+        metadata(out);
         out.extend_from_slice(b",\"key\":");
         write_data(out, self.key.as_ref(), options);
         out.extend_from_slice(b",\"payload\":{\"before\":");
@@ -227,6 +238,55 @@ impl Record {
             key,
             payload,
         })
+    }
+}
+
+/// Writes records as OpenCDC JSON lines (each record's JSON and a `\n`) into one
+/// buffer, the bytes of [`Record::write_json_with`] for each.
+///
+/// A metadata map that consecutive records share (a source stamps one map on every
+/// record of a batch, and clones of a record share it) is written once; for the next
+/// records sharing it, the bytes already written are copied.
+#[derive(Debug)]
+pub struct JsonLines<'r, 'o> {
+    out: &'o mut Vec<u8>,
+    options: JsonOptions,
+    /// The last metadata map written and where its JSON is in `out`.
+    metadata: Option<(&'r BTreeMap<String, String>, Range<usize>)>,
+}
+
+impl<'r, 'o> JsonLines<'r, 'o> {
+    /// Lines appended to `out`, written with `options`.
+    pub fn new(out: &'o mut Vec<u8>, options: JsonOptions) -> Self {
+        Self {
+            out,
+            options,
+            metadata: None,
+        }
+    }
+
+    /// Appends the JSON of `record` and a `\n`.
+    pub fn write_line(&mut self, record: &'r Record) {
+        let last = &mut self.metadata;
+        record.write_json_parts(self.out, self.options, |out| {
+            let Some(map) = record.metadata.as_map() else {
+                out.extend_from_slice(b"null");
+                return;
+            };
+            match last {
+                // The same map (a borrow lives as long as its record, so the same
+                // address is the same map): copy its JSON.
+                Some((written, range)) if std::ptr::eq(*written, map) => {
+                    out.extend_from_within(range.clone());
+                }
+                _ => {
+                    let start = out.len();
+                    write_metadata_map(out, map);
+                    *last = Some((map, start..out.len()));
+                }
+            }
+        });
+        self.out.push(b'\n');
     }
 }
 
@@ -286,11 +346,15 @@ fn write_operation(out: &mut Vec<u8>, operation: Operation) {
 
 fn write_metadata(out: &mut Vec<u8>, metadata: &Metadata) {
     match metadata.as_map() {
-        Some(map) => write_object(out, map.iter(), |out, value: &String| {
-            write_string(out, value)
-        }),
+        Some(map) => write_metadata_map(out, map),
         None => out.extend_from_slice(b"null"),
     }
+}
+
+fn write_metadata_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
+    write_object(out, map.iter(), |out, value: &String| {
+        write_string(out, value)
+    });
 }
 
 fn write_data(out: &mut Vec<u8>, data: Option<&Data>, options: JsonOptions) {
@@ -339,7 +403,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::Time(t) => {
             // RFC 3339 text needs no escaping.
             out.push(b'"');
-            out.extend_from_slice(t.to_rfc3339().as_bytes());
+            t.write_rfc3339(out);
             out.push(b'"');
         }
         Value::Array(items) => {
@@ -356,26 +420,12 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-fn write_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        // `n % 10` is below 10, so the cast cannot truncate.
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[at..]);
+fn write_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 fn write_i64(out: &mut Vec<u8>, n: i64) {
-    if n < 0 {
-        out.push(b'-');
-    }
-    write_u64(out, n.unsigned_abs());
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 fn write_base64_string(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -450,10 +500,27 @@ const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 /// `\u000c`).
 fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    if !any_may_need_escape(bytes) {
+        // Most keys and values: nothing to escape.
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
+    loop {
+        // Eight bytes at a time past text that needs no escape.
+        while let Some(chunk) = bytes
+            .get(i..i + 8)
+            .and_then(|c| <[u8; 8]>::try_from(c).ok())
+        {
+            if may_need_escape(u64::from_le_bytes(chunk)) {
+                break;
+            }
+            i += 8;
+        }
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
         match ESCAPE[usize::from(b)] {
             NO => i += 1,
             LINE_SEP => {
@@ -486,6 +553,43 @@ fn write_escaped(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// False only when no byte of `bytes` needs escaping (see [`may_need_escape`]).
+fn any_may_need_escape(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    let whole = chunks.any(|chunk| {
+        <[u8; 8]>::try_from(chunk).is_ok_and(|c| may_need_escape(u64::from_le_bytes(c)))
+    });
+    // The last bytes, padded with spaces (which need no escape).
+    let rest = chunks.remainder();
+    let mut last = [b' '; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    whole || may_need_escape(u64::from_le_bytes(last))
+}
+
+/// False only when none of the eight bytes of `word` needs escaping: none is a control
+/// character, `"`, `\`, `<`, `>`, `&` or outside ASCII (U+2028 and U+2029 start with
+/// 0xE2). May be true for bytes that need none; [`write_escaped`] then looks at them
+/// one by one.
+const fn may_need_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte's high bit set here means the byte is zero (exact for ASCII bytes; a byte
+    // at 0x80 or above is caught by `word & HIGH` anyway).
+    const fn zero_byte(x: u64) -> u64 {
+        x.wrapping_sub(ONES) & !x
+    }
+    const fn equal(word: u64, c: u8) -> u64 {
+        zero_byte(word ^ (ONES * c as u64))
+    }
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    let special = equal(word, b'"')
+        | equal(word, b'\\')
+        | equal(word, b'<')
+        | equal(word, b'>')
+        | equal(word, b'&');
+    (control | special | word) & HIGH != 0
 }
 
 // ---------------------------------------------------------------------------------------
@@ -737,6 +841,100 @@ mod tests {
 
     fn string_json(s: &str) -> String {
         String::from_utf8(Value::String(s.into()).to_json()).unwrap()
+    }
+
+    /// Go's escaping, one character at a time (the reference for `write_escaped`).
+    fn escaped_char_by_char(s: &str) -> String {
+        let mut out = String::new();
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '<' | '>' | '&' | '\u{0}'..='\u{1f}' => {
+                    out.push_str(&format!("\\u{:04x}", u32::from(c)));
+                }
+                '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn strings_escape_the_same_wherever_the_character_falls_in_an_eight_byte_block() {
+        let specials = [
+            "\"", "\\", "<", ">", "&", "\n", "\r", "\t", "\u{0}", "\u{1f}", "\u{7f}", "\u{2028}",
+            "\u{2029}", "\u{2027}", "\u{e2}", "é", "€", "😀", " ", "~", "!", "#", "=", "?",
+        ];
+        for special in specials {
+            for before in 0..20 {
+                for after in [0, 1, 7, 8, 9, 17] {
+                    let text = format!("{}{special}{}", "a".repeat(before), "z".repeat(after));
+                    let mut out = Vec::new();
+                    write_escaped(&mut out, &text);
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        escaped_char_by_char(&text),
+                        "{text:?}"
+                    );
+                }
+            }
+        }
+        // Every ASCII byte and a few multi-byte characters, in one long string.
+        let all: String = (0u8..128)
+            .map(char::from)
+            .chain("é€\u{2028}😀\u{2029}".chars())
+            .collect();
+        let text = all.repeat(3);
+        let mut out = Vec::new();
+        write_escaped(&mut out, &text);
+        assert_eq!(String::from_utf8(out).unwrap(), escaped_char_by_char(&text));
+    }
+
+    #[test]
+    fn json_lines_are_each_records_json_whether_its_metadata_is_shared_or_not() {
+        let mut shared = Metadata::new();
+        shared.insert("opencdc.readAt", "1");
+        shared.insert("h", "<b>\"");
+        let record = |metadata: &Metadata, n: i64| Record {
+            position: Position::from(n.to_string()),
+            operation: Operation::Create,
+            metadata: metadata.clone(),
+            key: None,
+            payload: Payload {
+                before: None,
+                after: Some(structured(&[("n", Value::Int(n))])),
+            },
+        };
+        let mut own = shared.clone();
+        own.insert("own", "yes");
+        let records = vec![
+            record(&shared, 1),
+            record(&shared, 2),
+            record(&own, 3),
+            record(&shared, 4),
+            record(&Metadata::none(), 5),
+            record(&Metadata::new(), 6),
+            record(&Metadata::new(), 7),
+            record(&shared, 8),
+        ];
+        let mut expected = b"already here\n".to_vec();
+        for r in &records {
+            r.write_json(&mut expected);
+            expected.push(b'\n');
+        }
+        let mut out = b"already here\n".to_vec();
+        let mut lines = JsonLines::new(&mut out, JsonOptions::new());
+        for r in &records {
+            lines.write_line(r);
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
     }
 
     fn structured(entries: &[(&str, Value)]) -> Data {

@@ -25,7 +25,7 @@ pub mod path;
 mod record;
 pub mod time;
 
-pub use json::{DecodeError, JsonOptions};
+pub use json::{DecodeError, JsonLines, JsonOptions};
 pub use map::StructuredData;
 pub use path::{DataSlot, FieldPath, FieldRef, PathError, Target};
 pub use record::{Data, Metadata, Operation, Payload, Position, Record, Value};

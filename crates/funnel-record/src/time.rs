@@ -117,40 +117,77 @@ impl Timestamp {
     /// Go's `time.Time.MarshalJSON` text without the quotes: RFC 3339 with nanoseconds,
     /// trailing zeros dropped, `Z` for UTC (`2021-01-21T18:40:12.3456Z`).
     pub fn to_rfc3339(self) -> String {
-        let mut out = String::with_capacity(30);
-        self.write_date_time(&mut out, 'T');
-        out.push('Z');
-        out
+        let mut out = Vec::with_capacity(32);
+        self.write_rfc3339(&mut out);
+        ascii_string(out)
+    }
+
+    /// Appends [`Timestamp::to_rfc3339`]'s text to `out`, allocating nothing else.
+    pub fn write_rfc3339(self, out: &mut Vec<u8>) {
+        self.write_date_time(out, b'T');
+        out.push(b'Z');
     }
 
     /// Go's `time.Time.String()` for a UTC time: `2021-01-21 18:40:12.3456 +0000 UTC`
     /// (layout `2006-01-02 15:04:05.999999999 -0700 MST`).
     pub fn to_go_string(self) -> String {
-        let mut out = String::with_capacity(40);
-        self.write_date_time(&mut out, ' ');
-        out.push_str(" +0000 UTC");
-        out
+        let mut out = Vec::with_capacity(40);
+        self.write_date_time(&mut out, b' ');
+        out.extend_from_slice(b" +0000 UTC");
+        ascii_string(out)
     }
 
-    /// `yyyy-mm-dd<sep>hh:mm:ss[.fraction]`, fraction without trailing zeros.
-    fn write_date_time(self, out: &mut String, separator: char) {
-        use fmt::Write as _;
+    /// `yyyy-mm-dd<sep>hh:mm:ss[.fraction]`, fraction without trailing zeros; the year
+    /// has at least four digits.
+    fn write_date_time(self, out: &mut Vec<u8>, separator: u8) {
         let (year, month, day, hour, minute, second) = self.to_utc();
         if year < 0 {
-            out.push('-');
+            out.push(b'-');
         }
-        // Writing to a String cannot fail.
-        let _ = write!(
-            out,
-            "{:04}-{month:02}-{day:02}{separator}{hour:02}:{minute:02}:{second:02}",
-            year.unsigned_abs()
-        );
+        let year = year.unsigned_abs();
+        if year < 10_000 {
+            // Below 10,000, so it fits a u32.
+            push_digits(out, year as u32, 4);
+        } else {
+            out.extend_from_slice(itoa::Buffer::new().format(year).as_bytes());
+        }
+        out.push(b'-');
+        push_digits(out, month, 2);
+        out.push(b'-');
+        push_digits(out, day, 2);
+        out.push(separator);
+        push_digits(out, hour, 2);
+        out.push(b':');
+        push_digits(out, minute, 2);
+        out.push(b':');
+        push_digits(out, second, 2);
         if self.nanos > 0 {
-            let fraction = format!("{:09}", self.nanos);
-            out.push('.');
-            out.push_str(fraction.trim_end_matches('0'));
+            out.push(b'.');
+            let mut nanos = self.nanos;
+            let mut width = 9;
+            while nanos.is_multiple_of(10) {
+                nanos /= 10;
+                width -= 1;
+            }
+            push_digits(out, nanos, width);
         }
     }
+}
+
+/// Appends the last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut Vec<u8>, mut n: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for digit in out[start..].iter_mut().rev() {
+        // `n % 10` is below 10, so the cast cannot truncate.
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// The text of bytes that are all ASCII digits and punctuation.
+fn ascii_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 impl fmt::Display for Timestamp {
