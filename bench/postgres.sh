@@ -11,7 +11,8 @@
 # The time is from starting funnel to the moment the pipeline's acked-records counter
 # (Prometheus, funnel_pipeline_records_acked_total) reaches ROWS: it includes start-up,
 # connecting and, for the snapshot, creating the slot. It also prints Funnel's CPU time
-# (user + system) over the same span, and the load average when it ends.
+# (user + system) over the same span, its peak RSS (VmHWM) at that moment, and the load
+# average when it ends.
 #
 #   bench/postgres.sh              both, 1,000,000 rows
 #   ROWS=200000 bench/postgres.sh
@@ -92,6 +93,9 @@ run() { # name
     local pid="$FUNNEL_PID" cpu
     if [ -n "${PERF:-}" ]; then pid="$(pgrep -P "$FUNNEL_PID" | head -1)"; fi
     cpu="$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat")"
+    # Peak resident memory so far (VmHWM), in MB.
+    local rss
+    rss="$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")"
     if [ -n "${PERF:-}" ]; then
         kill $(pgrep -P "$FUNNEL_PID") 2>/dev/null || true # funnel; perf then writes its data
     else
@@ -99,7 +103,7 @@ run() { # name
     fi
     wait "$FUNNEL_PID" || true
     FUNNEL_PID=""
-    python3 -c "import sys; s=$end-$start; print(f'$1: {$ROWS:,} records in {s:.2f} s = {$ROWS/s:,.0f} records/s; funnel CPU {$cpu} s = {$ROWS/$cpu:,.0f} records per CPU-second')"
+    python3 -c "import sys; s=$end-$start; print(f'$1: {$ROWS:,} records in {s:.2f} s = {$ROWS/s:,.0f} records/s; funnel CPU {$cpu} s = {$ROWS/$cpu:,.0f} records per CPU-second; peak RSS $rss MB')"
     echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
