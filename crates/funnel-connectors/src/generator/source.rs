@@ -230,19 +230,9 @@ impl Running {
     fn generate(&self, n: u64, id: &str) -> Vec<Record> {
         let now_nanos = unix_nanos_now();
         let now_text = now_nanos.to_string();
-        let needs_time = self.streams.iter().any(|s| match &s.payload {
-            PayloadKind::Fields { types, .. } => types.contains(&FieldType::Time),
-            PayloadKind::Fixed(_) => false,
-        });
-        // Go's `time.Time` JSON form (RFC 3339, nanoseconds); the clock is within i64 range
-        // until 2262. Made once per batch and shared by its records (a clone of a
-        // `SmolStr` this long is a reference count).
-        let time_text = needs_time.then(|| {
-            SmolStr::from(
-                Timestamp::from_unix_nanos(i64::try_from(now_nanos).unwrap_or(i64::MAX))
-                    .to_rfc3339(),
-            )
-        });
+        // The read time as a timestamp (a Go `time.Time` in Conduit's generator), copied
+        // into each record; the clock is within i64 range until 2262.
+        let time = Timestamp::from_unix_nanos(i64::try_from(now_nanos).unwrap_or(i64::MAX));
 
         // One metadata map per stream, cloned into each record.
         let templates: Vec<Metadata> = self
@@ -277,7 +267,7 @@ impl Running {
                 stream.operations[0]
             };
             let key = Data::Raw(Bytes::from_static(rng.word().as_bytes()));
-            let mut data = || stream.payload.data(&mut rng, time_text.as_ref());
+            let mut data = || stream.payload.data(&mut rng, time);
             let payload = match operation {
                 Operation::Update => Payload {
                     before: Some(data()),
@@ -305,7 +295,7 @@ impl Running {
 }
 
 impl PayloadKind {
-    fn data(&self, rng: &mut SplitMix64, time_text: Option<&SmolStr>) -> Data {
+    fn data(&self, rng: &mut SplitMix64, time: Timestamp) -> Data {
         match self {
             Self::Fixed(bytes) => Data::Raw(bytes.clone()),
             Self::Fields {
@@ -319,7 +309,7 @@ impl PayloadKind {
                         FieldType::Int => Value::Int((rng.next_u64() >> 1) as i64),
                         // The words are static: no copy, no allocation.
                         FieldType::String => Value::String(SmolStr::new_static(rng.word())),
-                        FieldType::Time => Value::String(time_text.cloned().unwrap_or_default()),
+                        FieldType::Time => Value::Time(time),
                         FieldType::Bool => Value::Bool(rng.next_u64() & 1 == 1),
                         FieldType::Duration => Value::Int(rng.below(3_600_000_000_000) as i64),
                     };
