@@ -76,6 +76,11 @@ impl ConnectorsArgs {
             "trace" | "debug" | "info" | "warn" | "error" => level,
             _ => "info".to_owned(),
         };
+        if !holds_files(&self.connectors_path) {
+            // No plugin to run: no schema service either (nor its port and task).
+            funnel_runtime::registry::set_standalone(Catalogue::default());
+            return Host::default();
+        }
         let mut options = HostOptions {
             call_timeout: self.connectors_call_timeout,
             log_level: level,
@@ -106,5 +111,34 @@ impl ConnectorsArgs {
     #[cfg(not(feature = "standalone"))]
     pub(crate) async fn discover(&self, _log_level: &str) -> Host {
         Host::default()
+    }
+}
+
+/// True unless `dir` is missing or holds nothing but directories (the files of the
+/// connectors directory are its plugins). A directory that cannot be read counts as
+/// holding files, so discovery reports why.
+#[cfg(feature = "standalone")]
+fn holds_files(dir: &std::path::Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .any(|entry| !entry.path().is_dir()),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
+#[cfg(all(test, feature = "standalone"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connectors_directory_holds_plugins_only_when_it_has_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!holds_files(&dir.path().join("missing")));
+        assert!(!holds_files(dir.path()));
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        assert!(!holds_files(dir.path()));
+        std::fs::write(dir.path().join("plugin"), b"#!/bin/sh\n").unwrap();
+        assert!(holds_files(dir.path()));
     }
 }
