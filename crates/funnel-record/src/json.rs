@@ -845,22 +845,18 @@ mod tests {
 
     /// Go's escaping, one character at a time (the reference for `write_escaped`).
     fn escaped_char_by_char(s: &str) -> String {
-        let mut out = String::new();
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '<' | '>' | '&' | '\u{0}'..='\u{1f}' => {
-                    out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        s.chars()
+            .map(|c| match c {
+                '"' | '\\' => format!("\\{c}"),
+                '\n' => "\\n".to_owned(),
+                '\r' => "\\r".to_owned(),
+                '\t' => "\\t".to_owned(),
+                '\u{0}'..='\u{1f}' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                    format!("\\u{:04x}", u32::from(c))
                 }
-                '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-                c => out.push(c),
-            }
-        }
-        out
+                c => c.to_string(),
+            })
+            .collect()
     }
 
     #[test]
