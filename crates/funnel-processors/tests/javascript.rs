@@ -835,8 +835,14 @@ async fn symbol_keys_of_a_part_of_the_record_are_set_read_and_deleted_like_an_ob
             a[tag] = { n: 1 };
             var seen = [String(tag in a), String(other in a), String(a[tag].n),
                 String(a[other]), String(Object.getOwnPropertyDescriptor(a, tag).value.n)];
+            a[other] = 2;
+            var symbols = Object.getOwnPropertySymbols(a);
+            seen.push(String(symbols.length), String(symbols[0] === tag), String(symbols[1] === other),
+                Object.keys(a).join("|"), String(Reflect.ownKeys(a).length));
             delete a[tag];
-            seen.push(String(tag in a), String(a[tag]), String(a.id));
+            delete a[other];
+            seen.push(String(tag in a), String(a[tag]), String(a.id),
+                String(Object.getOwnPropertySymbols(a).length));
             r.Metadata.seen = seen.join(",");
             return r;
         }"#,
@@ -846,7 +852,7 @@ async fn symbol_keys_of_a_part_of_the_record_are_set_read_and_deleted_like_an_ob
     let out = output(&mut js, input).await;
     assert_eq!(
         out.metadata.get("seen"),
-        Some("true,false,1,undefined,1,false,undefined,1")
+        Some("true,false,1,undefined,1,2,true,true,id,3,false,undefined,1,0")
     );
 }
 

@@ -28,7 +28,7 @@ use funnel_record::{Data, Record, Value};
 use rquickjs::class::{
     ClassKind, JsCell, JsClass, PropertyDescriptor, PropertyName, Trace, Tracer, Writable,
 };
-use rquickjs::object::Property;
+use rquickjs::object::{Filter, Property};
 use rquickjs::{Atom, Class, Ctx, Function, JsLifetime, Object, Type};
 use smallvec::SmallVec;
 
@@ -840,13 +840,24 @@ impl<'js> JsClass<'js> for View {
         ctx: &Ctx<'js>,
     ) -> rquickjs::Result<Vec<PropertyName<'js>>> {
         let keys = this.borrow().keys();
-        keys.iter()
+        let mut names = keys
+            .iter()
             .map(|key| {
                 Ok(PropertyName {
                     atom: Atom::from_str(ctx.clone(), key)?,
                     is_enumerable: true,
                 })
             })
-            .collect()
+            .collect::<rquickjs::Result<Vec<_>>>()?;
+        // And the symbol-keyed properties a script set on the part, as an object lists them.
+        if let Some(object) = symbols(ctx, this, false)? {
+            for atom in object.own_keys::<Atom>(Filter::new().symbol()) {
+                names.push(PropertyName {
+                    atom: atom?,
+                    is_enumerable: true,
+                });
+            }
+        }
+        Ok(names)
     }
 }
