@@ -20,8 +20,8 @@ pub enum FieldType {
     Int,
     /// A random word.
     String,
-    /// The time of the read, as an RFC 3339 string with nanoseconds (as Go writes a
-    /// `time.Time`).
+    /// The time of the read, as a timestamp (a Go `time.Time` in Conduit; RFC 3339 text
+    /// with nanoseconds in OpenCDC JSON).
     Time,
     /// A random boolean.
     Bool,

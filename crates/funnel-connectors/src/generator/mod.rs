@@ -28,7 +28,7 @@
 //! - Structured payloads have the configured fields; raw payloads are the JSON of such
 //!   a map. `int` is a random non-negative integer, `string` a random word, `bool` a
 //!   random boolean, `duration` a random number of nanoseconds below an hour, `time`
-//!   the read time as an RFC 3339 string.
+//!   the read time as a timestamp (RFC 3339 text in OpenCDC JSON).
 //! - Everything random is derived from the position, so a record is the same every
 //!   time its position is generated (except `time` fields and timestamps).
 //! - With several streams, each record goes to one picked at random (by position).
