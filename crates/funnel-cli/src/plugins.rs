@@ -119,12 +119,10 @@ impl ConnectorsArgs {
 /// holding files, so discovery reports why.
 #[cfg(feature = "standalone")]
 fn holds_files(dir: &std::path::Path) -> bool {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .any(|entry| !entry.path().is_dir()),
-        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
-    }
+    funnel_runtime::funnel_plugins::catalogue::plugin_files(dir).map_or_else(
+        |e| e.kind() != std::io::ErrorKind::NotFound,
+        |files| !files.is_empty(),
+    )
 }
 
 #[cfg(all(test, feature = "standalone"))]

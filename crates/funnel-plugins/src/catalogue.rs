@@ -2,7 +2,7 @@
 //! references pipelines use to name them.
 
 use std::cmp::Ordering;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::pb::connector::v2::specifier::specify;
@@ -63,6 +63,22 @@ impl<'a> PluginRef<'a> {
     }
 }
 
+/// The plugins of a connectors directory: its entries that are not directories
+/// (symbolic links followed), sorted.
+///
+/// # Errors
+///
+/// When `dir` cannot be read (`NotFound` when it is missing).
+pub fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| !p.is_dir())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// The standalone plugins found at startup, and the options every one runs with.
 #[derive(Clone, Debug, Default)]
 pub struct Catalogue {
@@ -86,20 +102,12 @@ impl Catalogue {
     /// with the same name and version are both dropped. A missing directory is an
     /// empty catalogue.
     pub async fn discover(dir: &Path, options: &HostOptions) -> Self {
-        let mut entries: Vec<_> = match std::fs::read_dir(dir) {
-            Ok(entries) => entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| !p.is_dir())
-                .collect(),
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %dir.display(), "could not read the connectors directory: {e}");
-                }
-                Vec::new()
+        let entries = plugin_files(dir).unwrap_or_else(|e| {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %dir.display(), "could not read the connectors directory: {e}");
             }
-        };
-        entries.sort();
+            Vec::new()
+        });
         let specs = futures::future::join_all(entries.into_iter().map(|path| async move {
             let spec = specify(&path, options).await;
             (path, spec)
