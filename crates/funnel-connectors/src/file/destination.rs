@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use funnel_core::{ConnectorError, Destination, DestinationAck, WriteFence};
@@ -19,8 +19,6 @@ use crate::noop::{now_nanos, read_at_nanos, record_batch};
 
 /// Encoded batches waiting for the writer thread, at most.
 const QUEUED_BATCHES: usize = 16;
-/// The writer groups waiting batches into one write and one `fsync` up to this size.
-const GROUP_BYTES: usize = 8 * 1024 * 1024;
 /// Written buffers kept for reuse, at most: encoding into a buffer that already has the
 /// room (and whose pages are already mapped) costs no allocation and no page faults.
 const SPARE_BUFFERS: usize = 4;
@@ -260,19 +258,22 @@ struct Place<'a> {
     fence: Option<&'a dyn WriteFence>,
 }
 
-/// The writer thread: appends batches, syncs (regular files), then acks them, until the
-/// channel closes, an I/O error stops it, or the fence refuses a write (checked right
-/// before each one, so a process paused past its lease writes nothing when it wakes).
+/// The writer thread: appends batches as they come while a second thread syncs
+/// (regular files) and acks what was appended before each sync began, until the
+/// channel closes, an I/O error stops either thread, or the fence refuses a write
+/// (checked right before each one, so a process paused past its lease writes nothing
+/// when it wakes). Appending the next batches while the last ones are being synced
+/// keeps the disk busy with syncs instead of waiting for each append in turn.
 fn write_loop(
-    mut file: File,
+    file: File,
     place: &Place<'_>,
-    mut jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Job>,
     acks: &AckQueue,
     spare: &Mutex<Vec<Vec<u8>>>,
 ) {
     let (target, path) = (place.target, place.path);
     // The length of the file that is known to be whole lines, to cut back to on failure.
-    let mut durable = match file.metadata() {
+    let start = match file.metadata() {
         Ok(_) if target == Target::Stream => 0,
         Ok(meta) => meta.len(),
         Err(e) => {
@@ -280,71 +281,183 @@ fn write_loop(
             return;
         }
     };
-    while let Some(first) = jobs.blocking_recv() {
-        let mut size = first.bytes.len();
-        let mut group = vec![first];
-        while size < GROUP_BYTES {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    size += job.bytes.len();
-                    group.push(job);
-                }
-                Err(_) => break,
+    let handoff = Handoff::default();
+    let synced = std::thread::scope(|scope| {
+        let syncer = std::thread::Builder::new()
+            .name("funnel-file-sync".into())
+            .spawn_scoped(scope, || sync_loop(&file, target, path, &handoff, acks));
+        let syncer = match syncer {
+            Ok(syncer) => syncer,
+            Err(e) => {
+                acks.fail(format!(
+                    "file {}: cannot start syncing: {e}",
+                    path.display()
+                ));
+                return Some(0);
             }
+        };
+        let refused = append_loop(&file, place, jobs, &handoff, acks, spare);
+        // What was appended before a refusal was permitted: it is synced and acked.
+        handoff.finish();
+        let synced = syncer.join().ok();
+        if let Some(refusal) = refused {
+            acks.fail(refusal);
+        }
+        synced
+    });
+    if handoff.failed() && target == Target::Regular {
+        // Cut off what was appended and not synced (a partly written line, maybe), so
+        // a restart appends whole lines after the acked ones. Unknown after a panic of
+        // the syncing thread: then nothing is cut, and a restart drops a torn line.
+        if let Some(synced) = synced {
+            let _ = file.set_len(start + synced);
+            let _ = file.sync_data();
+        }
+    }
+}
+
+/// Appends each batch, then hands it to the syncing thread; stops when the channel
+/// closes or anything fails. Returns why the fence refused a write, if it did.
+fn append_loop(
+    mut file: &File,
+    place: &Place<'_>,
+    mut jobs: mpsc::Receiver<Job>,
+    handoff: &Handoff,
+    acks: &AckQueue,
+    spare: &Mutex<Vec<Vec<u8>>>,
+) -> Option<String> {
+    let path = place.path;
+    while let Some(mut job) = jobs.blocking_recv() {
+        if handoff.failed() {
+            return None;
         }
         if let Some(fence) = place.fence
             && !fence.permits()
         {
-            acks.fail(format!(
+            return Some(format!(
                 "file {}: not written: {}",
                 path.display(),
                 fence.refusal()
             ));
-            return;
         }
-        let written = group
-            .iter()
-            .try_for_each(|job| file.write_all(&job.bytes))
-            .and_then(|()| match target {
-                Target::Regular => file.sync_data(),
-                Target::Stream => file.flush(),
-            });
-        match written {
-            Ok(()) => {
-                durable += size as u64;
-                if group.iter().any(|job| !job.read_at.is_empty()) {
-                    let written = now_nanos();
-                    record_batch(
-                        group.iter().flat_map(|job| job.read_at.iter().copied()),
-                        written,
-                    );
-                }
-                {
-                    let mut spare = lock(spare);
-                    for job in &mut group {
-                        if spare.len() < SPARE_BUFFERS {
-                            let mut bytes = std::mem::take(&mut job.bytes);
-                            bytes.clear();
-                            spare.push(bytes);
-                        }
-                    }
-                }
-                acks.push(
-                    group
-                        .into_iter()
-                        .flat_map(|job| job.unencoded.acks(job.positions)),
-                );
-            }
-            Err(e) => {
-                // Cut a partly written line off, so a restart appends whole lines.
-                if target == Target::Regular {
-                    let _ = file.set_len(durable);
-                    let _ = file.sync_data();
-                }
-                acks.fail(format!("file {}: failed to write: {e}", path.display()));
-                return;
-            }
+        if let Err(e) = file.write_all(&job.bytes) {
+            acks.fail(format!("file {}: failed to write: {e}", path.display()));
+            handoff.fail();
+            return None;
         }
+        let size = job.bytes.len() as u64;
+        let mut bytes = std::mem::take(&mut job.bytes);
+        let mut spare = lock(spare);
+        if spare.len() < SPARE_BUFFERS {
+            bytes.clear();
+            spare.push(bytes);
+        }
+        drop(spare);
+        handoff.push(job, size);
+    }
+    None
+}
+
+/// Syncs what was appended and acks it, until the appending thread is done and
+/// everything it appended is acked, or anything fails. Returns the bytes synced.
+fn sync_loop(file: &File, target: Target, path: &Path, handoff: &Handoff, acks: &AckQueue) -> u64 {
+    let mut synced = 0;
+    while let Some((jobs, size)) = handoff.take() {
+        let result = match target {
+            Target::Regular => file.sync_data(),
+            // Nothing durable to sync: written is done.
+            Target::Stream => Ok(()),
+        };
+        if let Err(e) = result {
+            acks.fail(format!("file {}: failed to write: {e}", path.display()));
+            handoff.fail();
+            return synced;
+        }
+        synced += size;
+        if jobs.iter().any(|job| !job.read_at.is_empty()) {
+            let written = now_nanos();
+            record_batch(
+                jobs.iter().flat_map(|job| job.read_at.iter().copied()),
+                written,
+            );
+        }
+        acks.push(
+            jobs.into_iter()
+                .flat_map(|job| job.unencoded.acks(job.positions)),
+        );
+    }
+    synced
+}
+
+/// The batches appended and not yet synced, handed from the appending thread to the
+/// syncing one.
+#[derive(Default)]
+struct Handoff {
+    state: Mutex<Unsynced>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Unsynced {
+    /// Appended batches (their bytes already given back), in order.
+    jobs: Vec<Job>,
+    /// Their bytes.
+    size: u64,
+    /// The appending thread is done: nothing more will be appended.
+    finished: bool,
+    /// A thread failed: the other stops, nothing more is acked.
+    failed: bool,
+}
+
+impl Handoff {
+    fn state(&self) -> MutexGuard<'_, Unsynced> {
+        // Critical sections only move batches and set flags: a poisoned lock is still
+        // usable.
+        crate::util::lock(&self.state)
+    }
+
+    fn push(&self, job: Job, size: u64) {
+        let mut state = self.state();
+        state.jobs.push(job);
+        state.size += size;
+        drop(state);
+        self.changed.notify_one();
+    }
+
+    /// Waits for appended batches and takes them all with their size; `None` once the
+    /// appending thread is done and all are taken, or on failure.
+    fn take(&self) -> Option<(Vec<Job>, u64)> {
+        let mut state = self.state();
+        loop {
+            if state.failed {
+                return None;
+            }
+            if !state.jobs.is_empty() {
+                let size = std::mem::take(&mut state.size);
+                return Some((std::mem::take(&mut state.jobs), size));
+            }
+            if state.finished {
+                return None;
+            }
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn finish(&self) {
+        self.state().finished = true;
+        self.changed.notify_one();
+    }
+
+    fn fail(&self) {
+        self.state().failed = true;
+        self.changed.notify_one();
+    }
+
+    fn failed(&self) -> bool {
+        self.state().failed
     }
 }
 
@@ -385,5 +498,61 @@ pub(crate) async fn check(config: &FileDestinationConfig) -> Result<(), Connecto
         ))
         .context(context())),
         Err(e) => Err(ConnectorError::fatal(e).context(context())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(position: &str) -> Job {
+        Job {
+            bytes: Vec::new(),
+            positions: vec![Position::from(position)],
+            unencoded: Unencoded::default(),
+            read_at: Vec::new(),
+        }
+    }
+
+    fn positions(jobs: &[Job]) -> Vec<String> {
+        jobs.iter()
+            .flat_map(|job| job.positions.iter().map(ToString::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn one_sync_takes_every_batch_appended_since_the_last_one_in_order() {
+        let handoff = Handoff::default();
+        handoff.push(job("1"), 10);
+        handoff.push(job("2"), 20);
+        let (jobs, size) = handoff.take().expect("two batches were appended");
+        assert_eq!((positions(&jobs), size), (vec!["1".into(), "2".into()], 30));
+        handoff.push(job("3"), 5);
+        handoff.finish();
+        let (jobs, size) = handoff
+            .take()
+            .expect("appended before the appender finished");
+        assert_eq!((positions(&jobs), size), (vec!["3".into()], 5));
+        assert!(handoff.take().is_none(), "finished and everything taken");
+    }
+
+    #[test]
+    fn after_a_failure_nothing_appended_is_taken_for_acking() {
+        let handoff = Handoff::default();
+        handoff.push(job("1"), 10);
+        handoff.fail();
+        assert!(handoff.failed());
+        assert!(handoff.take().is_none());
+    }
+
+    #[test]
+    fn a_waiting_sync_thread_wakes_when_a_batch_is_appended() {
+        let handoff = Arc::new(Handoff::default());
+        let syncer = std::thread::spawn({
+            let handoff = Arc::clone(&handoff);
+            move || handoff.take().map(|(jobs, size)| (positions(&jobs), size))
+        });
+        handoff.push(job("1"), 7);
+        assert_eq!(syncer.join().unwrap(), Some((vec!["1".into()], 7)));
     }
 }
