@@ -300,6 +300,12 @@ fn write_loop(
         // What was appended before a refusal was permitted: it is synced and acked.
         handoff.finish();
         let synced = syncer.join().ok();
+        if synced.is_none() {
+            acks.fail(format!(
+                "file {}: the syncing thread panicked",
+                path.display()
+            ));
+        }
         if let Some(refusal) = refused {
             acks.fail(refusal);
         }
