@@ -94,6 +94,30 @@ fn generator_without_any_format_asks_for_a_collection() {
 }
 
 #[test]
+fn generator_refuses_the_older_list_of_fields_and_shows_the_form_it_takes() {
+    let errors = source_errors(
+        "generator",
+        &[
+            ("format.type", "structured"),
+            ("format.options", "id:int,name:string"),
+            ("collections.users.format.type", "structured"),
+            ("collections.users.format.options", "id:int"),
+        ],
+    );
+    assert_eq!(
+        keys(&errors),
+        ["format.options", "collections.users.format.options"],
+        "{errors:?}"
+    );
+    for error in &errors {
+        assert!(
+            error.message.contains("`format.options.<field>: <type>`"),
+            "{error:?}"
+        );
+    }
+}
+
+#[test]
 fn generator_refuses_read_time_together_with_rate() {
     let errors = source_errors(
         "generator",

@@ -135,6 +135,11 @@ funnel_core::settings! {
 }
 
 const FORMAT_TYPES: &[&str] = &["raw", "structured", "file"];
+/// Refuses the older list form `format.options: "id:int,name:string"` (which
+/// Conduit's generator no longer reads either) with the form it takes now.
+const OPTIONS_LIST: &str = "unrecognized parameter: the generator takes one setting per \
+                            field, `format.options.<field>: <type>` (for example \
+                            `format.options.id: int`), not a list";
 const NO_COLLECTION: &str = "invalid configuration, please configure at least one collection \
                              using `format.type` or `collections.*.format.type`";
 
@@ -151,6 +156,9 @@ pub fn validate(settings: &Settings) -> Result<GeneratorConfig, Vec<SettingsErro
     let streams = StreamSettings::read(&mut r);
     let pace = PaceSettings::read(&mut r);
 
+    if r.str("format.options").is_some() {
+        r.error("format.options", OPTIONS_LIST);
+    }
     let mut collections = Vec::new();
     if let Some(streams) = &streams {
         // The default stream, from the top-level settings.
@@ -180,6 +188,8 @@ pub fn validate(settings: &Settings) -> Result<GeneratorConfig, Vec<SettingsErro
                 named.entry(name).or_default().format_type = Some(value).filter(|v| !v.is_empty());
             } else if let Some(name) = rest.strip_suffix(".operations") {
                 named.entry(name).or_default().operations = Some(value).filter(|v| !v.is_empty());
+            } else if rest.ends_with(".format.options") {
+                r.error(format!("collections.{rest}"), OPTIONS_LIST);
             } else {
                 r.error(format!("collections.{rest}"), "unrecognized parameter");
             }
