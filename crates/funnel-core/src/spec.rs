@@ -94,6 +94,8 @@ pub struct SettingsReader<'a> {
     settings: &'a Settings,
     used: std::collections::BTreeSet<&'a str>,
     errors: Vec<SettingsError>,
+    /// What to add to the `unrecognized parameter` error of a key, should it be one.
+    hints: std::collections::BTreeMap<&'static str, &'static str>,
 }
 
 impl<'a> SettingsReader<'a> {
@@ -103,7 +105,15 @@ impl<'a> SettingsReader<'a> {
             settings,
             used: std::collections::BTreeSet::new(),
             errors: Vec::new(),
+            hints: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// Explains `key` in case no getter asks for it: its error then reads
+    /// `unrecognized parameter: <hint>` (for a setting of an older form, say, the form
+    /// it takes now). Not a read: a key with a hint is still unrecognized.
+    pub fn hint_unrecognized(&mut self, key: &'static str, hint: &'static str) {
+        self.hints.insert(key, hint);
     }
 
     /// Records an error about `setting`.
@@ -156,8 +166,11 @@ impl<'a> SettingsReader<'a> {
     pub fn finish(mut self) -> Result<(), Vec<SettingsError>> {
         for key in self.settings.keys() {
             if !self.used.contains(key.as_str()) {
-                self.errors
-                    .push(SettingsError::new(key.clone(), "unrecognized parameter"));
+                let message = match self.hints.get(key.as_str()) {
+                    Some(hint) => format!("unrecognized parameter: {hint}"),
+                    None => "unrecognized parameter".to_owned(),
+                };
+                self.errors.push(SettingsError::new(key.clone(), message));
             }
         }
         if self.errors.is_empty() {

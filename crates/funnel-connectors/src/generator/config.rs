@@ -137,8 +137,8 @@ funnel_core::settings! {
 const FORMAT_TYPES: &[&str] = &["raw", "structured", "file"];
 /// Refuses the older list form `format.options: "id:int,name:string"` (which
 /// Conduit's generator no longer reads either) with the form it takes now.
-const OPTIONS_LIST: &str = "unrecognized parameter: the generator takes one setting per \
-                            field, `format.options.<field>: <type>` (for example \
+const OPTIONS_LIST: &str = "the generator takes one setting per field, \
+                            `format.options.<field>: <type>` (for example \
                             `format.options.id: int`), not a list";
 const NO_COLLECTION: &str = "invalid configuration, please configure at least one collection \
                              using `format.type` or `collections.*.format.type`";
@@ -156,9 +156,7 @@ pub fn validate(settings: &Settings) -> Result<GeneratorConfig, Vec<SettingsErro
     let streams = StreamSettings::read(&mut r);
     let pace = PaceSettings::read(&mut r);
 
-    if r.str("format.options").is_some() {
-        r.error("format.options", OPTIONS_LIST);
-    }
+    r.hint_unrecognized("format.options", OPTIONS_LIST);
     let mut collections = Vec::new();
     if let Some(streams) = &streams {
         // The default stream, from the top-level settings.
@@ -189,7 +187,10 @@ pub fn validate(settings: &Settings) -> Result<GeneratorConfig, Vec<SettingsErro
             } else if let Some(name) = rest.strip_suffix(".operations") {
                 named.entry(name).or_default().operations = Some(value).filter(|v| !v.is_empty());
             } else if rest.ends_with(".format.options") {
-                r.error(format!("collections.{rest}"), OPTIONS_LIST);
+                r.error(
+                    format!("collections.{rest}"),
+                    format!("unrecognized parameter: {OPTIONS_LIST}"),
+                );
             } else {
                 r.error(format!("collections.{rest}"), "unrecognized parameter");
             }
