@@ -81,6 +81,16 @@ impl AckQueue {
     /// # Errors
     ///
     /// The writer's failure, as a transient error: a write after it would be lost.
+    #[cfg_attr(
+        not(any(
+            feature = "http",
+            feature = "mqtt",
+            feature = "nats",
+            feature = "rabbitmq",
+            feature = "s3"
+        )),
+        allow(dead_code)
+    )]
     pub(crate) fn check(&self) -> Result<(), ConnectorError> {
         match self.failure() {
             Some(failure) => Err(ConnectorError::transient(failure)),

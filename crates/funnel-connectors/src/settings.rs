@@ -185,6 +185,19 @@ pub(crate) fn parse_destination_with<T>(
 /// # Errors
 ///
 /// Every mistake `check` pushed, in its order.
+#[cfg_attr(
+    not(any(
+        feature = "http",
+        feature = "kafka",
+        feature = "mqtt",
+        feature = "mysql",
+        feature = "nats",
+        feature = "rabbitmq",
+        feature = "redis",
+        feature = "s3"
+    )),
+    allow(dead_code)
+)]
 pub(crate) fn validated<T>(
     check: impl FnOnce(&mut Vec<SettingsError>) -> T,
 ) -> Result<T, Vec<SettingsError>> {
