@@ -331,7 +331,16 @@ fn a_source_exports_how_long_it_waited_for_reads_commits_and_acks() {
     let (types, samples) = parse_exposition(&text);
     assert_eq!(
         types.get("funnel_source_wait_seconds").map(String::as_str),
-        Some("summary")
+        Some("histogram")
+    );
+    let summaries: Vec<&String> = types
+        .iter()
+        .filter(|(_, kind)| kind.as_str() == "summary")
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        summaries.is_empty(),
+        "every histogram has buckets: {summaries:?}"
     );
     for phase in ["read", "commit", "ack"] {
         let mut labels = source.to_vec();
